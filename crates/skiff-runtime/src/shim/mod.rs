@@ -1,0 +1,98 @@
+//! The per-container shim (DESIGN.md "Engine data path", step 3).
+//!
+//! `skiff shim <state_dir>/shim.json` is the same binary re-executed, one process per
+//! container, single-threaded. It daemonizes, becomes a child subreaper, creates the container
+//! through a [`crate::backend::Backend`], holds its stdio (pty for `-t`), writes its logs in
+//! Docker's json-file format, serves attach/exec/kill/… on `<state_dir>/shim.sock`, reaps the
+//! container and records its exit in `<state_dir>/exit.json`. Shims outlive the daemon, which
+//! re-adopts them through [`ShimClient`] when it starts again.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a shim needs; the engine writes it to `<state_dir>/shim.json` before launch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShimConfig {
+    pub id: String,
+    /// OCI bundle: `config.json` and `rootfs` (already mounted by the engine).
+    pub bundle: PathBuf,
+    /// Where `shim.sock`, `shim.pid` and `exit.json` live.
+    pub state_dir: PathBuf,
+    /// `embedded`, `runc` or `crun`.
+    pub runtime: String,
+    /// The runtime's own state root (e.g. `/run/skiff/runtime/runc`).
+    pub runtime_root: PathBuf,
+    /// json-file log destination; None when logging is disabled.
+    pub log_path: Option<PathBuf>,
+    /// Rotate the log when it exceeds this many bytes (`--log-opt max-size`).
+    pub log_max_size: Option<u64>,
+    /// Keep at most this many log files, including the current one (`--log-opt max-file`).
+    pub log_max_files: u32,
+    /// Allocate a pseudo-terminal (`-t`).
+    pub tty: bool,
+    /// Keep stdin open (`-i`).
+    pub open_stdin: bool,
+    /// Close the container's stdin when the first attached client detaches its stdin.
+    pub stdin_once: bool,
+}
+
+/// How a container ended, as recorded in `exit.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    /// RFC 3339 with nanoseconds.
+    pub finished_at: String,
+    /// Set when the container could not be started or waited for.
+    pub error: Option<String>,
+}
+
+/// Lifecycle state reported by a shim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+/// Answer to a state request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimState {
+    pub status: Status,
+    /// Host pid of the container's init (0 before create).
+    pub pid: i32,
+    pub exit: Option<ExitStatus>,
+}
+
+/// A process to run in a running container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub exec_id: String,
+    pub process: oci_spec::runtime::Process,
+    pub tty: bool,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+}
+
+/// The control socket inside a state dir.
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("shim.sock")
+}
+
+/// The exit record inside a state dir.
+pub fn exit_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("exit.json")
+}
+
+/// The exit record of a container whose shim is gone, if it wrote one.
+pub fn read_exit(state_dir: &Path) -> Option<ExitStatus> {
+    let bytes = std::fs::read(exit_path(state_dir)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+mod client;
+pub use client::{launch, ShimClient, ShimError};
