@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Engine benchmark: end-to-end `run --rm IMG /bin/true` for skiff (embedded and runc backends, through both
+# the skiff CLI and the docker CLI), bare `runc run` / `crun run` on the same bundle, and Docker's own daemon
+# (Debian docker.io) with the same image — all in one run, on one machine. Prints medians and ratios, plus the
+# idle RSS of the skiff daemon and the RSS of one container's shim.
+#
+#   sudo bench/engine.sh            # N=30 runs per variant
+#   N=100 sudo bench/engine.sh
+#
+# Needs: root, runc, crun, busybox-static, docker.io (dockerd), the docker CLI. Everything it creates lives
+# under a temp dir, a `skiff-bench-*` cgroup path, and is removed on exit.
+set -euo pipefail
+N=${N:-30}
+here=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d /tmp/skiff-bench.XXXXXX)
+pids=()
+hugetlb_mount=""
+
+cleanup() {
+  set +e
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
+  grep " $work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  for d in /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/*/skiff/skiff-bench-*; do
+    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  if [ -n "$hugetlb_mount" ]; then
+    find "$hugetlb_mount" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
+    umount "$hugetlb_mount" && rmdir "$hugetlb_mount"
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+command -v dockerd >/dev/null || { echo "dockerd missing: apt-get install -y docker.io" >&2; exit 1; }
+cargo build --release --manifest-path "$here/Cargo.toml" >&2
+skiff="${CARGO_TARGET_DIR:-/var/tmp/skiff-target}/release/skiff"
+
+# crun refuses hybrid cgroups while cgroup2 holds a controller; binding hugetlb to a v1 hierarchy empties it.
+if [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
+  hugetlb_mount=/run/skiff-bench-hugetlb
+  mkdir -p "$hugetlb_mount" && mount -t cgroup -o hugetlb skiff-bench-hugetlb "$hugetlb_mount"
+fi
+
+# One rootfs for everything: busybox-static.
+rootfs="$work/bundle/rootfs"
+mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/proc" "$rootfs/dev" "$rootfs/sys" "$rootfs/tmp"
+cp /bin/busybox "$rootfs/bin/busybox"
+for a in sh true echo sleep; do ln -s busybox "$rootfs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$rootfs/etc/passwd"
+echo 'root:x:0:' > "$rootfs/etc/group"
+tar -C "$rootfs" -cf "$work/rootfs.tar" .
+(cd "$work/bundle" && runc spec)
+python3 - "$work/bundle/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/true"]
+c["linux"]["cgroupsPath"] = "/skiff-bench/bare"
+json.dump(c, open(p, "w"))
+PY
+
+"$skiff" daemon --root "$work/skiff-root" --state "$work/skiff-state" --socket "$work/skiff.sock" \
+  >"$work/skiff.log" 2>&1 & pids+=($!); skiff_pid=$!
+dockerd -H "unix://$work/docker.sock" --data-root "$work/docker-root" --exec-root "$work/docker-exec" \
+  --pidfile "$work/docker.pid" --bridge none --iptables=false --ip6tables=false \
+  >"$work/dockerd.log" 2>&1 & pids+=($!)
+for s in skiff docker; do
+  for _ in $(seq 200); do docker -H "unix://$work/$s.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+  docker -H "unix://$work/$s.sock" import "$work/rootfs.tar" skiff-bench/busybox:latest >/dev/null
+done
+export DOCKER_HOST="unix://$work/skiff.sock"
+idle_rss=$(awk '/VmRSS/ {print $2}' "/proc/$skiff_pid/status")
+
+# time_ms CMD... → prints elapsed milliseconds (fractional) of one run; fails if the command fails.
+time_ms() {
+  local t0 t1
+  t0=$(date +%s%N); "$@" >/dev/null; t1=$(date +%s%N)
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", (b - a) / 1e6 }'
+}
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+declare -A med
+bench() {
+  local name=$1; shift
+  "$@" >/dev/null 2>&1 || true # warm-up
+  local i samples=()
+  for i in $(seq "$N"); do samples+=("$(time_ms "$@")"); done
+  med[$name]=$(printf '%s\n' "${samples[@]}" | median)
+  printf '%-28s median %8.2f ms  (N=%d)\n' "$name" "${med[$name]}" "$N"
+}
+
+img=skiff-bench/busybox:latest
+i=0
+bare() { i=$((i+1)); "$1" --root "$work/$1-root" run -b "$work/bundle" "skiff-bench-$1-$i"; }
+bench "crun run (bare)" bare crun
+bench "runc run (bare)" bare runc
+bench "skiff CLI, embedded" "$skiff" run --rm "$img" /bin/true
+bench "skiff CLI, runc" "$skiff" run --rm --runtime runc "$img" /bin/true
+bench "docker CLI -> skiff" docker run --rm "$img" /bin/true
+bench "docker CLI -> dockerd" docker -H "unix://$work/docker.sock" run --rm --network none "$img" /bin/true
+
+cid=$("$skiff" run -d "$img" /bin/sleep 600)
+shim_pid=$(cat "$work"/skiff-state/containers/"$cid"*/shim.pid 2>/dev/null || true)
+shim_rss=$([ -n "$shim_pid" ] && awk '/VmRSS/ {print $2}' "/proc/$shim_pid/status" || echo "?")
+"$skiff" rm -f "$cid" >/dev/null
+
+echo
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo "skiff (embedded) / bare crun : $(ratio "${med[skiff CLI, embedded]}" "${med[crun run (bare)]}")x   (target <= 2x)"
+echo "skiff (runc)     / bare runc : $(ratio "${med[skiff CLI, runc]}" "${med[runc run (bare)]}")x"
+echo "dockerd / skiff (embedded)   : $(ratio "${med[docker CLI -> dockerd]}" "${med[skiff CLI, embedded]}")x faster   (target >= 12x)"
+echo "dockerd / skiff via docker CLI: $(ratio "${med[docker CLI -> dockerd]}" "${med[docker CLI -> skiff]}")x faster"
+echo "skiff daemon idle RSS        : $((idle_rss / 1024)) MiB ($idle_rss KiB; target <= 20 MB)"
+echo "skiff shim RSS (1 container) : ${shim_rss} KiB (target <= 3 MB)"
