@@ -1,1 +1,142 @@
-//! placeholder
+//! The engine's local image store: an OCI-layout content store (`blobs/sha256/…` plus an
+//! `index.json` of names → manifests), `docker load`/`save`/`import`, tag/rmi/prune, safe
+//! layer unpacking into per-chain-id snapshots and overlayfs mounting of those snapshots.
+//!
+//! It owns everything under the root directory it is opened on (`<engine-root>/image`) and
+//! nothing else: it does not know about containers (callers pass an `in_use` predicate), and
+//! it does not talk to registries or build images.
+
+mod archive;
+mod error;
+mod import;
+pub mod overlay;
+mod reference;
+mod snapshot;
+mod store;
+pub mod testutil;
+pub mod unpack;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+pub use error::{ImageError, Result};
+pub use reference::Reference;
+
+/// One item of `docker rmi`/`docker image prune` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    /// A name was removed (`Untagged: busybox:latest`).
+    Untagged(String),
+    /// An image was deleted (`Deleted: sha256:…`).
+    Deleted(String),
+}
+
+/// An image as `docker image inspect` needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    /// `sha256:<digest of the config blob>`.
+    pub id: String,
+    /// Familiar names, e.g. `busybox:latest`, `localhost:5000/x/y:1`.
+    pub repo_tags: Vec<String>,
+    /// `name@sha256:…` of pulled manifests (empty for loaded or imported images).
+    pub repo_digests: Vec<String>,
+    pub config: oci_spec::image::ImageConfiguration,
+    /// `sha256:…` of the manifest blob in the content store.
+    pub manifest_digest: String,
+    /// Sum of the layer blob sizes.
+    pub size: u64,
+    /// The config's `created` timestamp (RFC 3339).
+    pub created: Option<String>,
+    /// The layers' uncompressed digests, bottom-most first.
+    pub diff_ids: Vec<String>,
+}
+
+/// The image store rooted at one directory. Send + Sync; all methods may be called
+/// concurrently.
+pub struct ImageStore {
+    inner: store::Store,
+}
+
+impl ImageStore {
+    /// Opens (creating if needed) the store under `root`.
+    pub fn open(root: &Path) -> Result<ImageStore> {
+        Ok(ImageStore {
+            inner: store::Store::open(root)?,
+        })
+    }
+
+    /// `docker load`: a docker-archive (`manifest.json`, also the docker 25+ variant with an
+    /// OCI layout inside) or an OCI image-layout archive (`index.json`; names from the
+    /// `io.containerd.image.name` or `org.opencontainers.image.ref.name` annotations).
+    /// Layers may be plain tar or gzip. Returns the loaded names (`busybox:latest`), or the
+    /// id for untagged images.
+    pub fn load(&self, archive: impl Read) -> Result<Vec<String>> {
+        archive::load(&self.inner, archive)
+    }
+
+    /// `docker save`: writes a docker-archive that both `docker load` and [`ImageStore::load`]
+    /// accept (`manifest.json` + `repositories` + `index.json`/`oci-layout`).
+    pub fn save(&self, names: &[String], out: impl Write) -> Result<()> {
+        archive::save(&self.inner, names, out)
+    }
+
+    /// `docker import`: a rootfs tarball (plain or gzip) becomes a one-layer image. `changes`
+    /// are Dockerfile lines (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, STOPSIGNAL,
+    /// VOLUME). Returns the image id.
+    pub fn import(
+        &self,
+        rootfs_tar: impl Read,
+        reference: Option<&str>,
+        changes: &[String],
+        message: Option<&str>,
+    ) -> Result<String> {
+        import::import(&self.inner, rootfs_tar, reference, changes, message)
+    }
+
+    /// All images, newest first.
+    pub fn list(&self) -> Result<Vec<Image>> {
+        self.inner.list()
+    }
+
+    /// Looks an image up by name, full id, `sha256:`+hex or unique hex-id prefix.
+    pub fn get(&self, name_or_id: &str) -> Result<Image> {
+        self.inner.get(name_or_id)
+    }
+
+    /// `docker tag`: adds `target` as a name of the image `source` resolves to.
+    pub fn tag(&self, source: &str, target: &str) -> Result<()> {
+        self.inner.tag(source, target)
+    }
+
+    /// `docker rmi` with moby's rules: a name that is not the image's last one is only
+    /// untagged; the last name, or the id, deletes the image (an id whose names span several
+    /// repositories needs `force`). `in_use(image_id)` says whether a container uses the
+    /// image: then deleting it is a Conflict unless `force`. Blobs and snapshots no other
+    /// image needs are deleted, except the snapshots of an image forced away while in use.
+    pub fn remove(
+        &self,
+        name_or_id: &str,
+        force: bool,
+        in_use: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<Removed>> {
+        self.inner.remove(name_or_id, force, in_use)
+    }
+
+    /// `docker image prune` (dangling images only) or `-a` (all images no container uses).
+    /// Returns what was removed and the bytes reclaimed.
+    pub fn prune(&self, all: bool, in_use: &dyn Fn(&str) -> bool) -> Result<(Vec<Removed>, u64)> {
+        self.inner.prune(all, in_use)
+    }
+
+    /// Unpacks each layer once per chain id into `snapshots/<chainid>/fs` and returns the
+    /// overlay lower dirs, top-most first. An image without layers gets one empty dir.
+    pub fn prepare_rootfs(&self, image_id: &str) -> Result<Vec<PathBuf>> {
+        snapshot::prepare_rootfs(&self.inner, image_id)
+    }
+}
+
+// The engine shares one store between request handlers.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ImageStore>();
+};
