@@ -5,8 +5,19 @@
 //! Every successful write bumps one global revision; lists can be served at a past revision and
 //! watches resume from one until it is compacted. This crate knows nothing of Kubernetes
 //! objects: keys are strings, values are opaque bytes.
+//!
+//! Pick an engine with [`open`] (`sqlite`, `sqlite:///path/to.db`, `etcd://h1:2379,h2:2379`).
+//! The `conformance` module (cargo feature `conformance`) holds the properties every engine
+//! is tested against; `tests/sqlite.rs` and `tests/etcd.rs` run them.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod etcd;
+pub mod sqlite;
+
+use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::Stream;
 
@@ -37,7 +48,8 @@ pub struct Event {
     /// The revision of this change.
     pub revision: i64,
     /// For `Put`: the new key-value (`mod_revision == revision`). For `Delete`: the last value
-    /// the key had before deletion.
+    /// the key had before deletion, with that value's own `mod_revision` (the deletion's
+    /// revision is `revision`).
     pub kv: KeyValue,
     /// The value before this change, if there was one.
     pub prev_kv: Option<KeyValue>,
@@ -63,7 +75,10 @@ pub enum StoreError {
     AlreadyExists(String),
     /// A compare-on-revision failed; `current` is what the key holds now (None if absent).
     #[error("revision mismatch on {key}")]
-    Conflict { key: String, current: Option<Box<KeyValue>> },
+    Conflict {
+        key: String,
+        current: Option<Box<KeyValue>>,
+    },
     /// The requested revision was compacted away.
     #[error("required revision {requested} has been compacted (oldest available {compacted})")]
     Compacted { requested: i64, compacted: i64 },
@@ -125,12 +140,146 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, key: &str, expected_revision: Option<i64>) -> Result<(KeyValue, i64)>;
 
     /// Events for keys starting with `prefix` with revision strictly greater than
-    /// `after_revision`, in order, then live. `Compacted` if `after_revision` is too old.
+    /// `after_revision`, in order, then live. `Compacted` if `after_revision` is older than the
+    /// compaction point, `FutureRevision` if it is newer than the current revision.
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream>;
 
     /// The newest revision (0 for an empty store).
     async fn current_revision(&self) -> Result<i64>;
 
-    /// Forgets history at and before `revision`; the latest value of each key stays.
+    /// Forgets history before `revision`: reads at older revisions fail with `Compacted`, the
+    /// value of each key as of `revision` and everything after stay. Compacting at or below
+    /// the current compaction point does nothing; a future revision gives `FutureRevision`.
     async fn compact(&self, revision: i64) -> Result<()>;
+}
+
+/// Opens the datastore named by `datastore`: `sqlite` (or empty) for `<data_dir>/state.db`,
+/// `sqlite:///path/to.db`, or `etcd://h1:2379,h2:2379[/key-prefix]`.
+pub async fn open(datastore: &str, data_dir: &Path) -> Result<Arc<dyn Store>> {
+    match Datastore::parse(datastore, data_dir)? {
+        Datastore::Sqlite(path) => {
+            let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(path))
+                .await
+                .map_err(|e| StoreError::Backend(format!("opening sqlite failed: {e}")))??;
+            Ok(Arc::new(store))
+        }
+        Datastore::Etcd { endpoints, prefix } => Ok(Arc::new(
+            etcd::EtcdStore::connect(&endpoints, &prefix).await?,
+        )),
+    }
+}
+
+/// A parsed `--datastore` value.
+#[derive(Debug, PartialEq, Eq)]
+enum Datastore {
+    Sqlite(std::path::PathBuf),
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: String,
+    },
+}
+
+impl Datastore {
+    fn parse(datastore: &str, data_dir: &Path) -> Result<Datastore> {
+        let invalid =
+            |why: &str| StoreError::Backend(format!("invalid datastore {datastore:?}: {why}"));
+        if datastore.is_empty() || datastore == "sqlite" {
+            return Ok(Datastore::Sqlite(data_dir.join("state.db")));
+        }
+        if let Some(path) = datastore.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(invalid("no database path after sqlite://"));
+            }
+            return Ok(Datastore::Sqlite(path.into()));
+        }
+        if let Some(rest) = datastore.strip_prefix("etcd://") {
+            let (hosts, prefix) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let endpoints: Vec<String> = hosts
+                .split(',')
+                .filter(|h| !h.is_empty())
+                .map(|h| format!("http://{h}"))
+                .collect();
+            if endpoints.is_empty() {
+                return Err(invalid("no etcd endpoints after etcd://"));
+            }
+            return Ok(Datastore::Etcd {
+                endpoints,
+                prefix: prefix.to_owned(),
+            });
+        }
+        Err(invalid(
+            "expected sqlite, sqlite:///path or etcd://host:port[,host:port]",
+        ))
+    }
+}
+
+/// The smallest byte string greater than every string starting with `prefix`, or None when
+/// there is none (empty prefix, or only 0xff bytes).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::{prefix_end, Datastore};
+
+    #[test]
+    fn prefix_end_carries_over_0xff() {
+        assert_eq!(prefix_end(b"/a/"), Some(b"/a0".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+
+    #[test]
+    fn datastore_urls_parse() {
+        let dir = Path::new("/var/lib/skiff");
+        assert_eq!(
+            Datastore::parse("sqlite", dir).unwrap(),
+            Datastore::Sqlite(dir.join("state.db"))
+        );
+        assert_eq!(
+            Datastore::parse("", dir).unwrap(),
+            Datastore::Sqlite(dir.join("state.db"))
+        );
+        assert_eq!(
+            Datastore::parse("sqlite:///tmp/x.db", dir).unwrap(),
+            Datastore::Sqlite("/tmp/x.db".into())
+        );
+        assert_eq!(
+            Datastore::parse("etcd://h1:2379,h2:2379", dir).unwrap(),
+            Datastore::Etcd {
+                endpoints: vec!["http://h1:2379".into(), "http://h2:2379".into()],
+                prefix: String::new()
+            }
+        );
+        assert_eq!(
+            Datastore::parse("etcd://h1:2379/skiff", dir).unwrap(),
+            Datastore::Etcd {
+                endpoints: vec!["http://h1:2379".into()],
+                prefix: "/skiff".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_datastore_urls_are_refused() {
+        let dir = Path::new("/var/lib/skiff");
+        for bad in ["mysql://x", "sqlite://", "etcd://", "etcd:///p", "postgres"] {
+            let err = Datastore::parse(bad, dir).unwrap_err().to_string();
+            assert!(err.contains("invalid datastore"), "{bad}: {err}");
+        }
+    }
 }

@@ -1,0 +1,416 @@
+//! The etcd 3.x engine: the [`Store`] trait mapped onto etcd's KV, Txn and Watch RPCs.
+//!
+//! Each write is one transaction guarded by a compare (`create_revision == 0` for create,
+//! `mod_revision == expected` for update and conditional delete), whose else-branch reads the
+//! key so a failed compare can report `Conflict` with the current value or `NotFound`. Keys
+//! live under a namespace prefix so several stores (or tests) can share one etcd; the prefix
+//! never shows in keys handed back. Revisions are etcd's own: they count from 1 and include
+//! other writers of the cluster, so only their order means anything.
+//!
+//! This module must not know about Kubernetes objects and must not keep state of its own:
+//! several skiff servers may share one etcd.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use etcd_client::{
+    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Txn,
+    TxnOp, TxnOpResponse, WatchOptions,
+};
+use futures::StreamExt;
+
+use crate::{
+    prefix_end, Event, EventType, KeyValue, ListResult, Result, Store, StoreError, WatchStream,
+};
+
+/// How long `connect` waits for the cluster to answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the compaction-point probe waits for etcd's answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The etcd engine. Cheap to clone (one gRPC channel underneath).
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+    namespace: Vec<u8>,
+}
+
+fn etcd_err(e: etcd_client::Error) -> StoreError {
+    StoreError::Backend(format!("etcd: {e}"))
+}
+
+/// What an etcd error says about a requested revision.
+enum RevisionError {
+    Compacted,
+    Future,
+    Other(StoreError),
+}
+
+fn classify(e: etcd_client::Error) -> RevisionError {
+    let text = e.to_string();
+    if text.contains("required revision has been compacted") {
+        RevisionError::Compacted
+    } else if text.contains("required revision is a future revision") {
+        RevisionError::Future
+    } else {
+        RevisionError::Other(etcd_err(e))
+    }
+}
+
+impl EtcdStore {
+    /// Connects to the etcd cluster at `endpoints` (`host:port` or `http://host:port`) and
+    /// checks that it answers; keys are stored under `prefix`.
+    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(10));
+        let unreachable = |e: String| {
+            StoreError::Backend(format!(
+                "etcd at {} is unreachable: {e}",
+                endpoints.join(",")
+            ))
+        };
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let store = EtcdStore {
+            client,
+            namespace: prefix.as_bytes().to_vec(),
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, store.current_revision())
+            .await
+            .map_err(|_| unreachable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(store)
+    }
+
+    fn key(&self, key: &str) -> Vec<u8> {
+        [self.namespace.as_slice(), key.as_bytes()].concat()
+    }
+
+    /// The `[start, end)` range of all keys under `prefix`, as etcd wants it.
+    fn range(&self, prefix: &str) -> (Vec<u8>, Vec<u8>) {
+        let start = self.key(prefix);
+        let end = prefix_end(&start).unwrap_or_else(|| vec![0]);
+        let start = if start.is_empty() { vec![0] } else { start };
+        (start, end)
+    }
+
+    fn kv(&self, kv: &etcd_client::KeyValue) -> Result<KeyValue> {
+        let key = kv
+            .key()
+            .strip_prefix(self.namespace.as_slice())
+            .ok_or_else(|| {
+                StoreError::Backend("etcd returned a key outside the namespace".to_owned())
+            })?;
+        Ok(KeyValue {
+            key: String::from_utf8(key.to_vec())
+                .map_err(|e| StoreError::Backend(format!("etcd key is not utf-8: {e}")))?,
+            value: kv.value().to_vec(),
+            create_revision: kv.create_revision(),
+            mod_revision: kv.mod_revision(),
+        })
+    }
+
+    fn event(&self, event: &etcd_client::Event) -> Result<Event> {
+        let raw = event
+            .kv()
+            .ok_or_else(|| StoreError::Backend("etcd event without a key".to_owned()))?;
+        let prev_kv = event.prev_kv().map(|kv| self.kv(kv)).transpose()?;
+        let revision = raw.mod_revision();
+        Ok(match event.event_type() {
+            etcd_client::EventType::Put => Event {
+                event_type: EventType::Put,
+                revision,
+                kv: self.kv(raw)?,
+                prev_kv,
+            },
+            etcd_client::EventType::Delete => {
+                // etcd's own kv of a deletion is empty; report the deleted value instead.
+                let kv = match &prev_kv {
+                    Some(prev) => prev.clone(),
+                    None => KeyValue {
+                        value: Vec::new(),
+                        create_revision: 0,
+                        ..self.kv(raw)?
+                    },
+                };
+                Event {
+                    event_type: EventType::Delete,
+                    revision,
+                    kv,
+                    prev_kv,
+                }
+            }
+        })
+    }
+
+    /// Turns an error about `requested` into `Compacted` / `FutureRevision` where it is one.
+    async fn revision_error(&self, e: etcd_client::Error, requested: i64) -> StoreError {
+        match classify(e) {
+            RevisionError::Compacted => StoreError::Compacted {
+                requested,
+                compacted: self.compaction_point().await,
+            },
+            RevisionError::Future => match self.current_revision().await {
+                Ok(current) => StoreError::FutureRevision { requested, current },
+                Err(e) => e,
+            },
+            RevisionError::Other(e) => e,
+        }
+    }
+
+    /// etcd's compaction point, learnt the only way the API tells it: a watch from revision 1
+    /// is cancelled with the compact revision. 0 when etcd does not say in time.
+    async fn compaction_point(&self) -> i64 {
+        let probe = async {
+            let options = WatchOptions::new().with_start_revision(1);
+            let mut stream = self
+                .client
+                .watch_client()
+                .watch(self.key("\0compaction-probe"), Some(options))
+                .await
+                .ok()?;
+            while let Some(Ok(resp)) = stream.next().await {
+                if resp.compact_revision() > 0 {
+                    return Some(resp.compact_revision());
+                }
+                if resp.canceled() {
+                    break;
+                }
+            }
+            None
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, probe)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// After a failed compare: `Conflict` with the current value, or `NotFound`.
+    fn compare_failed(&self, key: &str, resp: &etcd_client::TxnResponse) -> Result<StoreError> {
+        let current = resp.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+            _ => None,
+        });
+        Ok(match current {
+            Some(kv) => StoreError::Conflict {
+                key: key.to_owned(),
+                current: Some(Box::new(self.kv(&kv)?)),
+            },
+            None => StoreError::NotFound(key.to_owned()),
+        })
+    }
+}
+
+fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<i64> {
+    header
+        .map(|h| h.revision())
+        .ok_or_else(|| StoreError::Backend("etcd response without a header".to_owned()))
+}
+
+#[async_trait::async_trait]
+impl Store for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        let resp = self
+            .client
+            .kv_client()
+            .get(self.key(key), None)
+            .await
+            .map_err(etcd_err)?;
+        resp.kvs().first().map(|kv| self.kv(kv)).transpose()
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: Option<i64>,
+    ) -> Result<ListResult> {
+        let (mut start, end) = self.range(prefix);
+        if let Some(after) = start_after {
+            let mut after = self.key(after);
+            after.push(0);
+            start = start.max(after);
+        }
+        let revision = revision.filter(|r| *r > 0);
+        let mut options = GetOptions::new().with_range(end);
+        if let Some(r) = revision {
+            options = options.with_revision(r);
+        }
+        if limit > 0 {
+            options = options.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        let resp = match self.client.kv_client().get(start, Some(options)).await {
+            Ok(resp) => resp,
+            Err(e) => return Err(self.revision_error(e, revision.unwrap_or(0)).await),
+        };
+        Ok(ListResult {
+            items: resp
+                .kvs()
+                .iter()
+                .map(|kv| self.kv(kv))
+                .collect::<Result<_>>()?,
+            revision: match revision {
+                Some(r) => r,
+                None => header_revision(resp.header())?,
+            },
+            more: resp.more(),
+        })
+    }
+
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64> {
+        let k = self.key(key);
+        let txn = Txn::new()
+            .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(k, value, None)]);
+        let resp = self.client.kv_client().txn(txn).await.map_err(etcd_err)?;
+        if !resp.succeeded() {
+            return Err(StoreError::AlreadyExists(key.to_owned()));
+        }
+        header_revision(resp.header())
+    }
+
+    async fn update(&self, key: &str, value: Vec<u8>, expected_revision: i64) -> Result<i64> {
+        let k = self.key(key);
+        let txn = Txn::new()
+            .when([
+                Compare::version(k.clone(), CompareOp::Greater, 0),
+                Compare::mod_revision(k.clone(), CompareOp::Equal, expected_revision),
+            ])
+            .and_then([TxnOp::put(k.clone(), value, None)])
+            .or_else([TxnOp::get(k, None)]);
+        let resp = self.client.kv_client().txn(txn).await.map_err(etcd_err)?;
+        if !resp.succeeded() {
+            return Err(self.compare_failed(key, &resp)?);
+        }
+        header_revision(resp.header())
+    }
+
+    async fn delete(&self, key: &str, expected_revision: Option<i64>) -> Result<(KeyValue, i64)> {
+        let k = self.key(key);
+        let mut compares = vec![Compare::version(k.clone(), CompareOp::Greater, 0)];
+        if let Some(expected) = expected_revision {
+            compares.push(Compare::mod_revision(k.clone(), CompareOp::Equal, expected));
+        }
+        let txn = Txn::new()
+            .when(compares)
+            .and_then([TxnOp::delete(
+                k.clone(),
+                Some(DeleteOptions::new().with_prev_key()),
+            )])
+            .or_else([TxnOp::get(k, None)]);
+        let resp = self.client.kv_client().txn(txn).await.map_err(etcd_err)?;
+        if !resp.succeeded() {
+            return Err(self.compare_failed(key, &resp)?);
+        }
+        let deleted = resp.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Delete(del) => del.prev_kvs().first().cloned(),
+            _ => None,
+        });
+        let deleted = deleted.ok_or_else(|| {
+            StoreError::Backend("etcd delete returned no previous value".to_owned())
+        })?;
+        Ok((self.kv(&deleted)?, header_revision(resp.header())?))
+    }
+
+    async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
+        let after = after_revision.max(0);
+        if after > 0 {
+            // etcd would wait for a future revision and report compaction only in-stream;
+            // a read at `after` gives both errors up front.
+            let check = GetOptions::new().with_revision(after).with_count_only();
+            if let Err(e) = self
+                .client
+                .kv_client()
+                .get(self.range(prefix).0, Some(check))
+                .await
+            {
+                return Err(self.revision_error(e, after).await);
+            }
+        }
+        let (start, end) = self.range(prefix);
+        let options = WatchOptions::new()
+            .with_range(end)
+            .with_start_revision(after + 1)
+            .with_prev_key();
+        let stream = self
+            .client
+            .watch_client()
+            .watch(start, Some(options))
+            .await
+            .map_err(etcd_err)?;
+        let state = (self.clone(), stream, VecDeque::new(), false);
+        Ok(Box::pin(futures::stream::unfold(
+            state,
+            move |(store, mut stream, mut pending, mut done)| async move {
+                loop {
+                    if let Some(item) = pending.pop_front() {
+                        return Some((item, (store, stream, pending, done)));
+                    }
+                    if done {
+                        return None;
+                    }
+                    match stream.next().await {
+                        None => return None,
+                        Some(Err(e)) => {
+                            done = true;
+                            pending.push_back(Err(etcd_err(e)));
+                        }
+                        Some(Ok(resp)) if resp.compact_revision() > 0 => {
+                            done = true;
+                            pending.push_back(Err(StoreError::Compacted {
+                                requested: after,
+                                compacted: resp.compact_revision(),
+                            }));
+                        }
+                        Some(Ok(resp)) if resp.canceled() => {
+                            done = true;
+                            pending.push_back(Err(StoreError::Backend(format!(
+                                "etcd cancelled the watch: {}",
+                                resp.cancel_reason()
+                            ))));
+                        }
+                        Some(Ok(resp)) => {
+                            pending.extend(resp.events().iter().map(|e| store.event(e)));
+                        }
+                    }
+                }
+            },
+        )))
+    }
+
+    async fn current_revision(&self) -> Result<i64> {
+        let options = GetOptions::new().with_count_only();
+        let resp = self
+            .client
+            .kv_client()
+            .get(self.range("").0, Some(options))
+            .await
+            .map_err(etcd_err)?;
+        header_revision(resp.header())
+    }
+
+    async fn compact(&self, revision: i64) -> Result<()> {
+        let options = CompactionOptions::new().with_physical();
+        match self
+            .client
+            .kv_client()
+            .compact(revision, Some(options))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match classify(e) {
+                // Already compacted at or past `revision`: nothing to do.
+                RevisionError::Compacted => Ok(()),
+                RevisionError::Future => Err(StoreError::FutureRevision {
+                    requested: revision,
+                    current: self.current_revision().await?,
+                }),
+                RevisionError::Other(e) => Err(e),
+            },
+        }
+    }
+}

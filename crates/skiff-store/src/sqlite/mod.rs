@@ -1,0 +1,373 @@
+//! The embedded engine: one SQLite file holding an append-only log of writes, in the manner
+//! of k3s's [kine](https://github.com/k3s-io/kine).
+//!
+//! # Schema
+//! ```text
+//! log(id INTEGER PRIMARY KEY AUTOINCREMENT,  -- the global revision of this write
+//!     name BLOB,                              -- the key (BLOB: compared bytewise, like etcd)
+//!     created INTEGER, deleted INTEGER,       -- this write started / ended an incarnation
+//!     create_revision INTEGER,                -- revision that created this incarnation
+//!     prev_revision INTEGER,                  -- id of this key's previous row (0 if none)
+//!     value BLOB,                             -- the new value (for a deletion: the deleted one)
+//!     old_value BLOB)                         -- for an update: the value it replaced
+//! UNIQUE (name, prev_revision), INDEX (name, id)
+//! meta(name TEXT PRIMARY KEY, value INTEGER) -- 'compact_revision'
+//! ```
+//! Why a log like kine's rather than a `key → value` table: the Kubernetes API needs
+//! etcd's MVCC semantics. Every write appends one row whose id *is* the revision, so
+//! - the current value of a key is its newest row, and a list "as of revision R" takes, per key,
+//!   the newest row with `id <= R` and drops deletions — old values and deleted keys stay
+//!   visible to reads at past revisions until compaction;
+//! - a watch from revision R replays `id > R` in id order, which is exactly the event history,
+//!   with `prev_kv` reconstructed from the row itself (`old_value`, `prev_revision`);
+//! - `UNIQUE (name, prev_revision)` makes two writes that raced from the same predecessor
+//!   impossible to commit, a last line of defence behind the single writer.
+//!
+//! `AUTOINCREMENT` keeps the high-water mark in `sqlite_sequence`, so revisions never go back
+//! even when compaction deletes the newest rows (tombstones). Compaction records the
+//! compaction point in `meta` first (reads older than it fail with `Compacted` from then on)
+//! and then deletes, in batches, the rows no read at or after that point can see.
+//!
+//! # Concurrency and durability
+//! One writer thread owning the write connection (kine's single-writer model, see `writer`:
+//! concurrent writes are committed in groups sharing one fsync) and a small pool of reader
+//! connections used from tokio's blocking pool; WAL mode lets readers run while the writer
+//! commits, and nothing runs SQLite on the runtime's workers. `synchronous=FULL` makes every
+//! acknowledged write durable across `kill -9` and power loss. The writer publishes each
+//! committed write as an event on a broadcast channel, in revision order.
+//!
+//! A `<path>.lock` file held with `flock` for the store's lifetime stops a second process (or
+//! a second open in this one) from using the same database: it gets `StoreError::Locked`.
+//!
+//! This module must not know about Kubernetes objects; keys are strings, values opaque bytes.
+
+mod log;
+mod watch;
+mod writer;
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::broadcast;
+
+use self::log::{sql_err, Row};
+use self::writer::{Writer, WriterState};
+use crate::{Event, KeyValue, ListResult, Result, Store, StoreError, WatchStream};
+
+/// Live events buffered per watcher before it counts as fallen behind (it then catches up
+/// from the log, see `watch`).
+const WATCH_BUFFER: usize = 1024;
+/// Idle reader connections kept open.
+const MAX_IDLE_READERS: usize = 4;
+/// Log rows examined per compaction transaction, so writes interleave with a long compaction.
+const COMPACT_BATCH: i64 = 10_000;
+
+/// The SQLite engine. Cheap to clone; the database closes when the last clone is dropped.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Writer,
+    readers: Mutex<Vec<Connection>>,
+    events: broadcast::Sender<Arc<Event>>,
+    current: Arc<AtomicI64>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and takes its lock. Blocks on file
+    /// I/O: call it from `spawn_blocking` (as [`crate::open`] does) inside a runtime.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Backend(format!("creating {}: {e}", parent.display())))?;
+        }
+        let lock = lock_file(&path)?;
+        let mut conn = connect(&path)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err)?;
+        log::migrate(&tx)?;
+        let revision = log::current_revision(&tx)?;
+        tx.commit().map_err(sql_err)?;
+        tracing::debug!(path = %path.display(), revision, "opened sqlite store");
+        let (events, _) = broadcast::channel(WATCH_BUFFER);
+        let current = Arc::new(AtomicI64::new(revision));
+        // The writer thread holds the lock until its last write is done.
+        let writer = Writer::start(WriterState {
+            conn,
+            revision,
+            current: current.clone(),
+            events: events.clone(),
+            _lock: lock,
+        })?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                writer,
+                readers: Mutex::new(Vec::new()),
+                events,
+                current,
+            }),
+        })
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on a blocking thread with the store.
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        run_blocking(self.inner.clone(), f).await
+    }
+}
+
+async fn run_blocking<T, F>(inner: Arc<Inner>, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || f(&inner))
+        .await
+        .map_err(|e| StoreError::Backend(format!("sqlite task failed: {e}")))?
+}
+
+fn lock_file(path: &Path) -> Result<File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Backend(format!("opening {}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Locked(path.display().to_string())),
+        Err(TryLockError::Error(e)) => Err(StoreError::Backend(format!(
+            "locking {}: {e}",
+            lock_path.display()
+        ))),
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(sql_err)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(sql_err)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(sql_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "sqlite refused WAL mode (journal_mode is {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql_err)?;
+    Ok(conn)
+}
+
+impl Inner {
+    /// Runs `f` in a read transaction on a pooled reader connection (one consistent snapshot).
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => connect(&self.path)?,
+        };
+        let out = {
+            let tx = conn.transaction().map_err(sql_err)?;
+            f(&tx)
+        };
+        let mut idle = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        out
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        let key = key.to_owned();
+        self.blocking(move |s| s.read(|tx| log::get(tx, &key)))
+            .await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: Option<i64>,
+    ) -> Result<ListResult> {
+        let prefix = prefix.to_owned();
+        let start_after = start_after.map(str::to_owned);
+        self.blocking(move |s| {
+            s.read(|tx| {
+                let revision = match revision.filter(|r| *r > 0) {
+                    Some(r) => {
+                        log::check_revision(tx, r)?;
+                        r
+                    }
+                    None => log::current_revision(tx)?,
+                };
+                let (items, more) =
+                    log::list(tx, &prefix, start_after.as_deref(), limit, revision)?;
+                Ok(ListResult {
+                    items,
+                    revision,
+                    more,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64> {
+        let key = key.to_owned();
+        self.inner
+            .writer
+            .write(move |tx, next| {
+                let prev = log::latest(tx, &key)?;
+                if prev.as_ref().is_some_and(|r| !r.deleted) {
+                    return Err(StoreError::AlreadyExists(key));
+                }
+                let row = Row {
+                    id: next,
+                    name: key,
+                    created: true,
+                    deleted: false,
+                    create_revision: next,
+                    prev_revision: prev.map_or(0, |r| r.id),
+                    value,
+                    old_value: None,
+                };
+                log::append(tx, &row)?;
+                Ok((next, Some(row)))
+            })
+            .await
+    }
+
+    async fn update(&self, key: &str, value: Vec<u8>, expected_revision: i64) -> Result<i64> {
+        let key = key.to_owned();
+        self.inner
+            .writer
+            .write(move |tx, next| {
+                let prev = live_with_revision(tx, &key, Some(expected_revision))?;
+                let row = Row {
+                    id: next,
+                    name: key,
+                    created: false,
+                    deleted: false,
+                    create_revision: prev.create_revision,
+                    prev_revision: prev.id,
+                    value,
+                    old_value: Some(prev.value),
+                };
+                log::append(tx, &row)?;
+                Ok((next, Some(row)))
+            })
+            .await
+    }
+
+    async fn delete(&self, key: &str, expected_revision: Option<i64>) -> Result<(KeyValue, i64)> {
+        let key = key.to_owned();
+        self.inner
+            .writer
+            .write(move |tx, next| {
+                let prev = live_with_revision(tx, &key, expected_revision)?;
+                let deleted = prev.kv();
+                let row = Row {
+                    id: next,
+                    name: key,
+                    created: false,
+                    deleted: true,
+                    create_revision: prev.create_revision,
+                    prev_revision: prev.id,
+                    value: prev.value,
+                    old_value: None,
+                };
+                log::append(tx, &row)?;
+                Ok(((deleted, next), Some(row)))
+            })
+            .await
+    }
+
+    async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
+        watch::watch(self.inner.clone(), prefix.to_owned(), after_revision.max(0)).await
+    }
+
+    async fn current_revision(&self) -> Result<i64> {
+        Ok(self.inner.current.load(Ordering::SeqCst))
+    }
+
+    async fn compact(&self, revision: i64) -> Result<()> {
+        let writer = &self.inner.writer;
+        let start = writer
+            .write(move |conn, next| {
+                let current = next - 1;
+                if revision > current {
+                    return Err(StoreError::FutureRevision {
+                        requested: revision,
+                        current,
+                    });
+                }
+                let compacted = log::compact_revision(conn)?;
+                if revision > compacted {
+                    log::set_compact_revision(conn, revision)?;
+                }
+                Ok((compacted, None))
+            })
+            .await?;
+        if revision <= start {
+            return Ok(());
+        }
+        // Reads older than `revision` fail from now on; delete what only they could see, in
+        // batches so that writes interleave.
+        let mut removed = 0;
+        let mut from = 0;
+        while from < revision {
+            let to = (from + COMPACT_BATCH).min(revision);
+            removed += writer
+                .write(move |conn, _| Ok((log::purge(conn, revision, from, to)?, None)))
+                .await?;
+            from = to;
+        }
+        tracing::debug!(revision, removed, "compacted sqlite store");
+        Ok(())
+    }
+}
+
+/// The newest row of `key`, which must be live and, if `expected` is given, have that
+/// mod revision.
+fn live_with_revision(tx: &Connection, key: &str, expected: Option<i64>) -> Result<Row> {
+    match log::latest(tx, key)? {
+        None => Err(StoreError::NotFound(key.to_owned())),
+        Some(row) if row.deleted => Err(StoreError::NotFound(key.to_owned())),
+        Some(row) if expected.is_some_and(|e| e != row.id) => Err(StoreError::Conflict {
+            key: key.to_owned(),
+            current: Some(Box::new(row.kv())),
+        }),
+        Some(row) => Ok(row),
+    }
+}
