@@ -7,5 +7,6 @@
 //! [`backend::Backend`].
 
 pub mod backend;
+pub mod cgroups;
 pub mod shim;
 pub mod spec;

@@ -1,17 +1,70 @@
 //! Generating the OCI runtime spec (`config.json`) from what a container asks for, with
-//! Docker's secure defaults. INTERFACE — the runtime engineer fills in [`generate`].
+//! Docker's secure defaults: its default capability set, masked and read-only `/proc` paths,
+//! `noNewPrivileges`, a default seccomp profile ([`seccomp`]), a `cgroupsPath` under a `skiff`
+//! parent.
+//!
+//! Owns the translation [`ContainerSpec`] → [`oci_spec::runtime::Spec`] and nothing else: it
+//! reads the rootfs's `/etc/passwd` and `/etc/group` but never mounts, creates or runs anything.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
+use oci_spec::runtime::{
+    LinuxBuilder, PosixRlimitBuilder, PosixRlimitType, Process, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder, UserBuilder,
+};
 use serde::{Deserialize, Serialize};
+
+mod caps;
+mod linux;
+mod seccomp;
+#[cfg(test)]
+mod tests;
+mod user;
+
+pub use linux::{CPU_PERIOD, INIT_PATH_IN_CONTAINER, MASKED_PATHS, READONLY_PATHS};
+
+/// Errors of spec generation.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The request names an impossible setting (unknown user or capability, bad option …).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot access {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid runtime spec")]
+    Oci(#[from] oci_spec::OciSpecError),
+}
+
+impl skiff_core::HasKind for SpecError {
+    fn kind(&self) -> skiff_core::ErrorKind {
+        match self {
+            SpecError::Invalid(_) => skiff_core::ErrorKind::InvalidArgument,
+            _ => skiff_core::ErrorKind::Internal,
+        }
+    }
+}
+
+pub type Result<T, E = SpecError> = std::result::Result<T, E>;
 
 /// A bind mount, tmpfs or named volume already resolved to a host path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountSpec {
     /// `-v /host:/ctr[:ro]`
-    Bind { source: PathBuf, destination: String, read_only: bool },
+    Bind {
+        source: PathBuf,
+        destination: String,
+        read_only: bool,
+    },
     /// `--tmpfs /path[:opts]`; options as `mount -t tmpfs` takes them (e.g. `size=64m,noexec`).
-    Tmpfs { destination: String, options: Vec<String> },
+    Tmpfs {
+        destination: String,
+        options: Vec<String>,
+    },
 }
 
 /// Which network namespace the container gets.
@@ -59,20 +112,303 @@ pub struct ContainerSpec {
     pub security_opt: Vec<String>,
     /// Bytes; None = unlimited.
     pub memory_limit: Option<i64>,
-    /// `--memory-swap`; None = twice the memory limit, like Docker; -1 = unlimited.
+    /// `--memory-swap` (memory + swap); None or 0 = twice the memory limit, like Docker;
+    /// -1 = unlimited.
     pub memory_swap: Option<i64>,
-    /// `--cpus` in billionths of a CPU (Docker's NanoCpus).
+    /// `--cpus` in billionths of a CPU (Docker's NanoCpus); becomes a CFS quota over a
+    /// [`CPU_PERIOD`] period.
     pub nano_cpus: Option<i64>,
     pub cpu_shares: Option<u64>,
+    /// `--pids-limit`; 0 or negative = unlimited.
     pub pids_limit: Option<i64>,
-    /// cgroup path relative to the hierarchy root, e.g. `/skiff/<id>`.
+    /// cgroup path relative to the hierarchy root, e.g. `/skiff/<id>`; empty = `/skiff/<id>`.
     pub cgroups_path: String,
-    /// Extra /etc files to bind read-only into the container (hosts, resolv.conf, hostname).
+    /// Extra /etc files (host path, path in the container) bound into the container (hosts,
+    /// resolv.conf, hostname): writable like Docker's, read-only with a read-only rootfs.
     pub etc_files: Vec<(PathBuf, String)>,
-    /// Run `args` under a minimal init (`--init`): the spec's argv becomes `[init_path, "--", args…]`.
+    /// Host path of a minimal init (`--init`, e.g. tini): it is bind-mounted read-only at
+    /// [`INIT_PATH_IN_CONTAINER`] and argv becomes `[INIT_PATH_IN_CONTAINER, "--", args…]`.
     pub init_path: Option<PathBuf>,
-    /// Path inside the container of a sysctl → value list (`--sysctl`).
+    /// `--sysctl` key → value (`net.ipv4.ip_forward` or `net/ipv4/ip_forward`); only
+    /// namespaced sysctls are accepted.
     pub sysctls: Vec<(String, String)>,
     /// OCI annotations (labels are not passed here).
     pub annotations: Vec<(String, String)>,
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Docker's `nofile` default, capped at this process's hard limit (raising it needs
+/// CAP_SYS_RESOURCE).
+const NOFILE: u64 = 1_048_576;
+
+/// What `--security-opt` asked for.
+#[derive(Debug)]
+struct SecurityOpts {
+    no_new_privileges: bool,
+    seccomp: Option<Seccomp>,
+    unmask_paths: bool,
+}
+
+#[derive(Debug)]
+enum Seccomp {
+    Unconfined,
+    Custom(oci_spec::runtime::LinuxSeccomp),
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool> {
+    match v {
+        "" | "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(SpecError::Invalid(format!(
+            "invalid --security-opt {key} value: {v:?}"
+        ))),
+    }
+}
+
+fn security_opts(opts: &[String]) -> Result<SecurityOpts> {
+    let mut out = SecurityOpts {
+        no_new_privileges: true,
+        seccomp: None,
+        unmask_paths: false,
+    };
+    for opt in opts {
+        // `key=value`, and the older `key:value` Docker still accepts.
+        let (key, value) = match opt.find(['=', ':']) {
+            Some(i) => (&opt[..i], &opt[i + 1..]),
+            None => (opt.as_str(), ""),
+        };
+        match key {
+            "no-new-privileges" => out.no_new_privileges = parse_bool(key, value)?,
+            "seccomp" if value == "unconfined" => out.seccomp = Some(Seccomp::Unconfined),
+            "seccomp" => out.seccomp = Some(Seccomp::Custom(seccomp::custom_profile(value)?)),
+            "systempaths" if value == "unconfined" => out.unmask_paths = true,
+            "apparmor" | "label" => {
+                tracing::debug!(option = %opt, "security option ignored: not supported on this host")
+            }
+            _ => {
+                return Err(SpecError::Invalid(format!(
+                    "invalid --security-opt: {opt:?}"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `KEY=value` entries: `extra` is added for each key `env` does not set.
+fn with_defaults(mut env: Vec<String>, extra: &[(&str, String)]) -> Vec<String> {
+    for (key, value) in extra {
+        let prefix = format!("{key}=");
+        if !env.iter().any(|e| e.starts_with(&prefix)) {
+            env.push(format!("{key}={value}"));
+        }
+    }
+    env
+}
+
+fn nofile_limit() -> u64 {
+    match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        Ok((_, hard)) => hard.min(NOFILE),
+        Err(_) => 1024,
+    }
+}
+
+/// Generates the OCI runtime spec for `c` with Docker's secure defaults.
+pub fn generate(c: &ContainerSpec) -> Result<Spec> {
+    if c.args.is_empty() {
+        return Err(SpecError::Invalid("no command specified".into()));
+    }
+    if !c.rootfs.is_absolute() {
+        return Err(SpecError::Invalid(format!(
+            "rootfs {} is not an absolute path",
+            c.rootfs.display()
+        )));
+    }
+    let sec = security_opts(&c.security_opt)?;
+    let user = user::resolve(&c.rootfs, &c.user)?;
+    let cap_names = caps::limit_to_host(caps::resolve(c.privileged, &c.cap_add, &c.cap_drop)?);
+    let hostname = (!c.host_uts).then(|| {
+        if c.hostname.is_empty() {
+            c.id.chars().take(12).collect::<String>()
+        } else {
+            c.hostname.clone()
+        }
+    });
+
+    let mut args = c.args.clone();
+    if c.init_path.is_some() {
+        args.splice(0..0, [INIT_PATH_IN_CONTAINER.to_string(), "--".to_string()]);
+    }
+    let mut defaults = vec![
+        ("PATH", DEFAULT_PATH.to_string()),
+        ("HOME", user.home.clone()),
+    ];
+    if let Some(h) = &hostname {
+        defaults.push(("HOSTNAME", h.clone()));
+    }
+    if c.tty {
+        defaults.push(("TERM", "xterm".to_string()));
+    }
+    let nofile = nofile_limit();
+    let mut user_builder = UserBuilder::default().uid(user.uid).gid(user.gid);
+    if !user.additional_gids.is_empty() {
+        user_builder = user_builder.additional_gids(user.additional_gids.clone());
+    }
+    let process = ProcessBuilder::default()
+        .terminal(c.tty)
+        .user(user_builder.build()?)
+        .args(args)
+        .env(with_defaults(c.env.clone(), &defaults))
+        .cwd(if c.cwd.is_empty() {
+            "/"
+        } else {
+            c.cwd.as_str()
+        })
+        .capabilities(caps::to_oci(&cap_names)?)
+        .rlimits(vec![PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .soft(nofile)
+            .hard(nofile)
+            .build()?])
+        .no_new_privileges(sec.no_new_privileges)
+        .build()?;
+
+    let (devices, device_rules) = linux::devices(c.privileged)?;
+    let cgroups_path = if c.cgroups_path.is_empty() {
+        format!("/skiff/{}", c.id)
+    } else {
+        c.cgroups_path.clone()
+    };
+    let mut lb = LinuxBuilder::default()
+        .namespaces(linux::namespaces(c)?)
+        .devices(devices)
+        .resources(linux::resources(c, device_rules)?)
+        .cgroups_path(PathBuf::from(cgroups_path))
+        .sysctl(linux::sysctls(c)?);
+    if !c.privileged && !sec.unmask_paths {
+        lb = lb
+            .masked_paths(
+                MASKED_PATHS
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .readonly_paths(
+                READONLY_PATHS
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>(),
+            );
+    }
+    // oci-spec's builders start from its own defaults (masked paths, hostname "youki", …):
+    // everything not set above is cleared explicitly.
+    let mut linux_section = lb.build()?;
+    if c.privileged || sec.unmask_paths {
+        linux_section
+            .set_masked_paths(None)
+            .set_readonly_paths(None);
+    }
+    linux_section.set_seccomp(match sec.seccomp {
+        Some(Seccomp::Unconfined) => None,
+        Some(Seccomp::Custom(profile)) => Some(profile),
+        None if c.privileged => None,
+        None => Some(seccomp::default_profile(&cap_names)?),
+    });
+
+    let mut spec = SpecBuilder::default()
+        .version(oci_spec::runtime::VERSION)
+        .root(
+            RootBuilder::default()
+                .path(&c.rootfs)
+                .readonly(c.read_only_rootfs)
+                .build()?,
+        )
+        .process(process)
+        .mounts(linux::mounts(c)?)
+        .linux(linux_section)
+        .annotations(c.annotations.iter().cloned().collect::<HashMap<_, _>>())
+        .build()?;
+    spec.set_hostname(hostname);
+    Ok(spec)
+}
+
+/// Writes `spec` as `bundle_dir/config.json` (creating the directory), atomically.
+pub fn write_bundle(spec: &Spec, bundle_dir: &Path) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SpecError::Io { path, source }
+    };
+    std::fs::create_dir_all(bundle_dir).map_err(io(bundle_dir))?;
+    let tmp = bundle_dir.join(".config.json.tmp");
+    let json = serde_json::to_vec_pretty(spec)
+        .map_err(|e| SpecError::Invalid(format!("cannot encode spec: {e}")))?;
+    std::fs::write(&tmp, json).map_err(io(&tmp))?;
+    let dest = bundle_dir.join("config.json");
+    std::fs::rename(&tmp, &dest).map_err(io(&dest))
+}
+
+/// What `docker exec` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    pub args: Vec<String>,
+    /// `KEY=value`, overriding the container's variables of the same name.
+    pub env: Vec<String>,
+    /// Empty = the container's working directory.
+    pub cwd: String,
+    /// Empty = the container's user; otherwise resolved like [`ContainerSpec::user`].
+    pub user: String,
+    pub tty: bool,
+    /// `docker exec --privileged`: every capability the host can grant.
+    pub privileged: bool,
+}
+
+/// The process for `docker exec` in a container created from `container`: it inherits the
+/// container process's capabilities, rlimits, `noNewPrivileges` and env, with `exec`'s
+/// overrides. Pass the result to [`crate::backend::Backend::exec`].
+pub fn exec_process(container: &Spec, exec: &ExecSpec) -> Result<Process> {
+    if exec.args.is_empty() {
+        return Err(SpecError::Invalid("no command specified".into()));
+    }
+    let base = container
+        .process()
+        .as_ref()
+        .ok_or_else(|| SpecError::Invalid("container spec has no process".into()))?;
+    let mut p = base.clone();
+    p.set_args(Some(exec.args.clone()))
+        .set_terminal(Some(exec.tty))
+        .set_console_size(None);
+    let mut env = base.env().clone().unwrap_or_default();
+    for var in &exec.env {
+        let key = var.split('=').next().unwrap_or_default();
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(var.clone());
+    }
+    if exec.tty {
+        env = with_defaults(env, &[("TERM", "xterm".to_string())]);
+    }
+    p.set_env(Some(env));
+    if !exec.cwd.is_empty() {
+        p.set_cwd(PathBuf::from(&exec.cwd));
+    }
+    if !exec.user.is_empty() {
+        let rootfs = container
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .ok_or_else(|| SpecError::Invalid("container spec has no root".into()))?;
+        let u = user::resolve(&rootfs, &exec.user)?;
+        let mut ub = UserBuilder::default().uid(u.uid).gid(u.gid);
+        if !u.additional_gids.is_empty() {
+            ub = ub.additional_gids(u.additional_gids);
+        }
+        p.set_user(ub.build()?);
+    }
+    if exec.privileged {
+        p.set_capabilities(Some(caps::to_oci(&caps::limit_to_host(caps::resolve(
+            true,
+            &[],
+            &[],
+        )?))?));
+    }
+    Ok(p)
 }

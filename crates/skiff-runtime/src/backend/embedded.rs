@@ -1,0 +1,198 @@
+//! The embedded runtime: youki's `libcontainer`, in this process. Its create and exec clone,
+//! so they must only be called from a single-threaded process (the shim).
+//!
+//! libcontainer keeps each container's state in `<runtime_root>/<id>`; `delete(true)` removes
+//! the container's cgroup but leaves its parent directories, which [`cgroups::remove`]
+//! cleans up.
+//!
+//! libcontainer 0.7 runs `exec` processes without the container's seccomp filter (its tenant
+//! builder rebuilds `linux` from namespaces and cgroup path only). runc applies the filter
+//! to exec'd processes, so we do too: [`ConfinedExec`] loads it in the new process just
+//! before `execve`.
+
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::signal::Signal;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use oci_spec::runtime::{LinuxSeccomp, Spec};
+
+use super::{write_process, Backend, BackendError, Result, Scratch, Stdio};
+use crate::cgroups;
+
+/// libcontainer, embedded.
+pub struct Embedded {
+    root: PathBuf,
+}
+
+impl Embedded {
+    pub fn new(root: &Path) -> Self {
+        Embedded {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn load(&self, id: &str) -> Result<Container> {
+        let dir = self.root.join(id);
+        if !dir.is_dir() {
+            return Err(BackendError::NotFound(id.to_string()));
+        }
+        Container::load(dir).map_err(|e| failed("load", &e))
+    }
+
+    fn builder(&self, id: &str, stdio: Stdio) -> Result<ContainerBuilder> {
+        std::fs::create_dir_all(&self.root)?;
+        let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+            .with_root_path(&self.root)
+            .map_err(|e| failed("create", &e))?
+            .validate_id()
+            .map_err(|e| failed("create", &e))?;
+        Ok(match stdio {
+            Stdio::Fds {
+                stdin,
+                stdout,
+                stderr,
+            } => builder
+                .with_stdin(stdin)
+                .with_stdout(stdout)
+                .with_stderr(stderr),
+            Stdio::Console { socket } => builder.with_console_socket(Some(socket)),
+        })
+    }
+}
+
+/// The error with its whole source chain: libcontainer's top-level messages alone ("failed
+/// to create container") rarely say what went wrong.
+fn failed(op: &str, e: &(dyn std::error::Error + 'static)) -> BackendError {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    BackendError::Failed {
+        runtime: "embedded".into(),
+        op: op.into(),
+        message,
+    }
+}
+
+/// Runs an exec'd process under the container's seccomp filter. Loading a filter needs
+/// `no_new_privs` or CAP_SYS_ADMIN; a process with neither gets `no_new_privs` (it could not
+/// have gained privileges through a setuid binary under the filter anyway in runc, which
+/// refuses such a spec).
+#[derive(Clone)]
+struct ConfinedExec {
+    seccomp: LinuxSeccomp,
+}
+
+fn holds_cap_sys_admin() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    std::fs::read_to_string("/proc/thread-self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .is_some_and(|eff| eff & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+impl Executor for ConfinedExec {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        if !holds_cap_sys_admin() {
+            nix::sys::prctl::set_no_new_privs()
+                .map_err(|e| ExecutorError::Other(format!("cannot set no_new_privs: {e}")))?;
+        }
+        libcontainer::seccomp::initialize_seccomp(&self.seccomp).map_err(|e| {
+            ExecutorError::Other(format!("cannot load the container's seccomp filter: {e}"))
+        })?;
+        libcontainer::workload::default::get_executor().exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        libcontainer::workload::default::get_executor().validate(spec)
+    }
+}
+
+impl Backend for Embedded {
+    fn name(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn create(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32> {
+        let container = self
+            .builder(id, stdio)?
+            .as_init(bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .map_err(|e| failed("create", &e))?;
+        container
+            .pid()
+            .map(|p| p.as_raw())
+            .ok_or_else(|| BackendError::Failed {
+                runtime: "embedded".into(),
+                op: "create".into(),
+                message: "no init pid".into(),
+            })
+    }
+
+    fn start(&self, id: &str) -> Result<()> {
+        self.load(id)?.start().map_err(|e| failed("start", &e))
+    }
+
+    fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        let signal = Signal::try_from(signal).map_err(|e| failed("kill", &e))?;
+        self.load(id)?
+            .kill(signal, all)
+            .map_err(|e| failed("kill", &e))
+    }
+
+    fn pause(&self, id: &str) -> Result<()> {
+        self.load(id)?.pause().map_err(|e| failed("pause", &e))
+    }
+
+    fn resume(&self, id: &str) -> Result<()> {
+        self.load(id)?.resume().map_err(|e| failed("resume", &e))
+    }
+
+    fn exec(&self, id: &str, process: &oci_spec::runtime::Process, stdio: Stdio) -> Result<i32> {
+        let container = self.load(id)?;
+        let config = container.bundle().join("config.json");
+        let seccomp = Spec::load(&config)
+            .map_err(|e| failed("exec", &e))?
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().clone());
+        let scratch = Scratch::new(&self.root)?;
+        let process_file = write_process(&scratch, process)?;
+        let mut builder = self.builder(id, stdio)?;
+        if let Some(seccomp) = seccomp {
+            builder = builder.with_executor(ConfinedExec { seccomp });
+        }
+        let pid = builder
+            .as_tenant()
+            .with_process(Some(&process_file))
+            .with_detach(true)
+            .build()
+            .map_err(|e| failed("exec", &e))?;
+        Ok(pid.as_raw())
+    }
+
+    fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let mut container = self.load(id)?;
+        let cgroups_path = container
+            .spec()
+            .ok()
+            .map(|c| c.cgroup_path.display().to_string());
+        container.delete(force).map_err(|e| failed("delete", &e))?;
+        if let Some(path) = cgroups_path {
+            cgroups::remove(&path).map_err(|e| failed("delete", &e))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,428 @@
+//! The Linux parts of the spec that do not depend on the process: filesystem mounts, devices
+//! and their cgroup rules, namespaces, masked and read-only `/proc` paths, sysctls and
+//! resource limits. Values follow Docker's (moby `oci/defaults.go`, `daemon/oci_linux.go`).
+
+use std::collections::HashMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder,
+    LinuxDeviceType, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, Mount, MountBuilder,
+};
+
+use super::{ContainerSpec, MountSpec, NetworkMode, SpecError};
+
+/// Where `--init`'s binary is bind-mounted read-only, as Docker does with `docker-init`, so
+/// scripts that look for it keep working.
+pub const INIT_PATH_IN_CONTAINER: &str = "/sbin/docker-init";
+
+/// `/proc` and `/sys` entries hidden behind `/dev/null` (files) or an empty read-only tmpfs
+/// (directories): they leak host information or give access to host hardware.
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// `/proc` entries remounted read-only: writing them would reconfigure the host kernel.
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Docker's `/dev/shm` size.
+const SHM_SIZE: u64 = 64 * 1024 * 1024;
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, SpecError> {
+    Ok(MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+        .build()?)
+}
+
+fn bind(source: &Path, dest: &str, read_only: bool) -> Result<Mount, SpecError> {
+    let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
+    if read_only {
+        options.push("ro".into());
+    }
+    Ok(MountBuilder::default()
+        .destination(dest)
+        .typ("bind")
+        .source(source)
+        .options(options)
+        .build()?)
+}
+
+/// Options for `--tmpfs`: Docker's `noexec,nosuid,nodev` unless the user says `exec`, `suid`
+/// or `dev`; everything else (size, mode, …) is passed on.
+fn tmpfs_options(user: &[String]) -> Vec<String> {
+    let mut opts: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
+    for o in user {
+        match o.as_str() {
+            "exec" | "suid" | "dev" => opts.retain(|x| x != &format!("no{o}")),
+            _ => opts.push(o.clone()),
+        }
+    }
+    opts
+}
+
+/// All mounts of the container, defaults first, then the user's sorted so that parents are
+/// mounted before their children. A user mount on a default destination replaces it.
+pub fn mounts(c: &ContainerSpec) -> Result<Vec<Mount>, SpecError> {
+    let sys_opts: &[&str] = if c.privileged {
+        &["nosuid", "noexec", "nodev"]
+    } else {
+        &["nosuid", "noexec", "nodev", "ro"]
+    };
+    let cgroup_opts: &[&str] = if c.privileged {
+        &["nosuid", "noexec", "nodev", "relatime"]
+    } else {
+        &["nosuid", "noexec", "nodev", "relatime", "ro"]
+    };
+    let shm_size = format!("size={SHM_SIZE}");
+    let mut out = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        )?,
+        mount("/sys", "sysfs", "sysfs", sys_opts)?,
+        mount("/sys/fs/cgroup", "cgroup", "cgroup", cgroup_opts)?,
+    ];
+    if c.host_ipc {
+        out.push(bind(Path::new("/dev/mqueue"), "/dev/mqueue", false)?);
+        out.push(bind(Path::new("/dev/shm"), "/dev/shm", false)?);
+    } else {
+        out.push(mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?);
+        out.push(mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
+        )?);
+    }
+
+    let mut user: Vec<Mount> = Vec::new();
+    for m in &c.mounts {
+        user.push(match m {
+            MountSpec::Bind {
+                source,
+                destination,
+                read_only,
+            } => bind(source, destination, *read_only)?,
+            MountSpec::Tmpfs {
+                destination,
+                options,
+            } => MountBuilder::default()
+                .destination(destination)
+                .typ("tmpfs")
+                .source("tmpfs")
+                .options(tmpfs_options(options))
+                .build()?,
+        });
+    }
+    for (source, dest) in &c.etc_files {
+        user.push(bind(source, dest, c.read_only_rootfs)?);
+    }
+    if let Some(init) = &c.init_path {
+        user.push(bind(init, INIT_PATH_IN_CONTAINER, true)?);
+    }
+    for m in &user {
+        if !m.destination().is_absolute() {
+            return Err(SpecError::Invalid(format!(
+                "mount destination {} is not an absolute path",
+                m.destination().display()
+            )));
+        }
+    }
+    user.sort_by_key(|m| m.destination().components().count());
+    out.retain(|d| !user.iter().any(|u| u.destination() == d.destination()));
+    out.extend(user);
+    Ok(out)
+}
+
+/// The namespaces to create or join.
+pub fn namespaces(c: &ContainerSpec) -> Result<Vec<LinuxNamespace>, SpecError> {
+    let ns =
+        |typ: LinuxNamespaceType, path: Option<&PathBuf>| -> Result<LinuxNamespace, SpecError> {
+            let mut b = LinuxNamespaceBuilder::default().typ(typ);
+            if let Some(p) = path {
+                b = b.path(p.clone());
+            }
+            Ok(b.build()?)
+        };
+    let mut out = vec![ns(LinuxNamespaceType::Mount, None)?];
+    if !c.host_pid {
+        out.push(ns(LinuxNamespaceType::Pid, None)?);
+    }
+    if !c.host_ipc {
+        out.push(ns(LinuxNamespaceType::Ipc, None)?);
+    }
+    if !c.host_uts {
+        out.push(ns(LinuxNamespaceType::Uts, None)?);
+    }
+    match &c.network {
+        NetworkMode::Isolated => out.push(ns(LinuxNamespaceType::Network, None)?),
+        NetworkMode::Host => {}
+        NetworkMode::Path(p) => out.push(ns(LinuxNamespaceType::Network, Some(p))?),
+    }
+    if Path::new("/proc/self/ns/cgroup").exists() {
+        out.push(ns(LinuxNamespaceType::Cgroup, None)?);
+    }
+    Ok(out)
+}
+
+fn char_dev(path: &str, major: i64, minor: i64) -> Result<LinuxDevice, SpecError> {
+    Ok(LinuxDeviceBuilder::default()
+        .path(path)
+        .typ(LinuxDeviceType::C)
+        .major(major)
+        .minor(minor)
+        .file_mode(0o666u32)
+        .uid(0u32)
+        .gid(0u32)
+        .build()?)
+}
+
+fn dev_rule(
+    allow: bool,
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> Result<LinuxDeviceCgroup, SpecError> {
+    let mut b = LinuxDeviceCgroupBuilder::default()
+        .allow(allow)
+        .typ(typ)
+        .access(access);
+    if let Some(m) = major {
+        b = b.major(m);
+    }
+    if let Some(m) = minor {
+        b = b.minor(m);
+    }
+    Ok(b.build()?)
+}
+
+/// Device nodes to create and the device cgroup rules: Docker's default set (null, zero,
+/// full, random, urandom, tty; console and ptmx come with the pty), or every host device when
+/// privileged.
+pub fn devices(privileged: bool) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgroup>), SpecError> {
+    use LinuxDeviceType::{A, B, C};
+    if privileged {
+        return Ok((host_devices()?, vec![dev_rule(true, A, None, None, "rwm")?]));
+    }
+    let nodes = vec![
+        char_dev("/dev/null", 1, 3)?,
+        char_dev("/dev/zero", 1, 5)?,
+        char_dev("/dev/full", 1, 7)?,
+        char_dev("/dev/random", 1, 8)?,
+        char_dev("/dev/urandom", 1, 9)?,
+        char_dev("/dev/tty", 5, 0)?,
+    ];
+    let mut rules = vec![
+        dev_rule(false, A, None, None, "rwm")?,
+        dev_rule(true, C, None, None, "m")?,
+        dev_rule(true, B, None, None, "m")?,
+    ];
+    for (major, minor) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+    ] {
+        rules.push(dev_rule(true, C, Some(major), Some(minor), "rwm")?);
+    }
+    rules.push(dev_rule(true, C, Some(136), None, "rwm")?); // pty slaves
+    rules.push(dev_rule(true, C, Some(10), Some(200), "rwm")?); // /dev/net/tun
+    Ok((nodes, rules))
+}
+
+/// Every character and block device under the host's `/dev`, for `--privileged`.
+fn host_devices() -> Result<Vec<LinuxDevice>, SpecError> {
+    fn walk(dir: &Path, out: &mut Vec<LinuxDevice>) -> Result<(), SpecError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| SpecError::Io {
+            path: dir.into(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = meta.file_type();
+            let name = entry.file_name();
+            if ft.is_dir() {
+                if !matches!(
+                    name.to_str(),
+                    Some("pts" | "shm" | "fd" | "mqueue" | ".lxc" | ".udev")
+                ) {
+                    walk(&path, out)?;
+                }
+                continue;
+            }
+            let typ = if ft.is_char_device() {
+                LinuxDeviceType::C
+            } else if ft.is_block_device() {
+                LinuxDeviceType::B
+            } else {
+                continue;
+            };
+            if name == "console" {
+                continue;
+            }
+            let rdev = meta.rdev();
+            out.push(
+                LinuxDeviceBuilder::default()
+                    .path(&path)
+                    .typ(typ)
+                    .major(libc::major(rdev) as i64)
+                    .minor(libc::minor(rdev) as i64)
+                    .file_mode(meta.mode() & 0o7777)
+                    .uid(meta.uid())
+                    .gid(meta.gid())
+                    .build()?,
+            );
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/dev"), &mut out)?;
+    Ok(out)
+}
+
+/// Validates `--sysctl`s the way Docker does: only namespaced ones, and not for a namespace
+/// shared with the host.
+pub fn sysctls(c: &ContainerSpec) -> Result<HashMap<String, String>, SpecError> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let mut out = HashMap::new();
+    for (key, value) in &c.sysctls {
+        let key = key.replace('/', ".");
+        let namespace_shared = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+            c.host_ipc
+        } else if key.starts_with("net.") {
+            c.network == NetworkMode::Host
+        } else if key == "kernel.domainname" || key == "kernel.hostname" {
+            c.host_uts
+        } else {
+            return Err(SpecError::Invalid(format!(
+                "sysctl {key:?} is not namespaced and cannot be set in a container"
+            )));
+        };
+        if namespace_shared {
+            return Err(SpecError::Invalid(format!(
+                "sysctl {key:?} cannot be set: the container shares that namespace with the host"
+            )));
+        }
+        out.insert(key, value.clone());
+    }
+    Ok(out)
+}
+
+/// CFS period Docker uses for `--cpus`.
+pub const CPU_PERIOD: u64 = 100_000;
+
+/// Memory (swap defaulting to twice the memory limit), CPU and pids limits plus `devices`.
+pub fn resources(
+    c: &ContainerSpec,
+    device_rules: Vec<LinuxDeviceCgroup>,
+) -> Result<LinuxResources, SpecError> {
+    let mut r = LinuxResourcesBuilder::default().devices(device_rules);
+    match (c.memory_limit, c.memory_swap) {
+        (None, Some(s)) if s != 0 => {
+            return Err(SpecError::Invalid(
+                "you should always set the memory limit when using the memory swap limit".into(),
+            ))
+        }
+        (Some(limit), swap) if limit > 0 => {
+            let swap = match swap {
+                None | Some(0) => limit.saturating_mul(2),
+                Some(-1) => -1,
+                Some(s) if s < limit => {
+                    return Err(SpecError::Invalid(
+                        "minimum memoryswap limit should be larger than memory limit".into(),
+                    ))
+                }
+                Some(s) => s,
+            };
+            r = r.memory(
+                LinuxMemoryBuilder::default()
+                    .limit(limit)
+                    .swap(swap)
+                    .build()?,
+            );
+        }
+        (Some(limit), _) if limit < 0 => {
+            return Err(SpecError::Invalid(format!("invalid memory limit {limit}")))
+        }
+        _ => {}
+    }
+    if c.nano_cpus.is_some() || c.cpu_shares.is_some() {
+        let mut cpu = LinuxCpuBuilder::default();
+        if let Some(nano) = c.nano_cpus {
+            if nano < 0 {
+                return Err(SpecError::Invalid(format!("invalid nano cpus {nano}")));
+            }
+            if nano > 0 {
+                let quota = (nano as i128 * CPU_PERIOD as i128 / 1_000_000_000) as i64;
+                cpu = cpu.period(CPU_PERIOD).quota(quota.max(1000));
+            }
+        }
+        if let Some(shares) = c.cpu_shares.filter(|s| *s > 0) {
+            cpu = cpu.shares(shares);
+        }
+        r = r.cpu(cpu.build()?);
+    }
+    if let Some(limit) = c.pids_limit.filter(|l| *l > 0) {
+        r = r.pids(LinuxPidsBuilder::default().limit(limit).build()?);
+    }
+    Ok(r.build()?)
+}

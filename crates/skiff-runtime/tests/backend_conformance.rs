@@ -1,0 +1,777 @@
+//! One conformance suite for every runtime backend (`embedded`, `runc`, `crun`): each case
+//! generates a spec with `skiff_runtime::spec`, runs a busybox container through the backend
+//! and checks what a user would see.
+//!
+//! A `harness = false` target: everything runs on the main thread, because libcontainer
+//! clones and must not do so in a multi-threaded process. The process makes itself a child
+//! subreaper so that container processes are re-parented to it and can be waited for.
+//! Prints `test <backend>::<case> ... ok|FAILED|SKIPPED (reason)` and ends with
+//! `N passed, M failed`. Needs root.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use skiff_runtime::backend::{self, Backend, Stdio};
+use skiff_runtime::cgroups;
+use skiff_runtime::spec::{self, ContainerSpec, ExecSpec, NetworkMode};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+/// Docker's default capabilities, by kernel number.
+const DEFAULT_CAP_BITS: &[u32] = &[0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
+
+/// Removes the suite's temporary directories even when a case panics.
+struct TempDirs(Vec<PathBuf>);
+
+impl Drop for TempDirs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+struct Ctx<'a> {
+    backend: &'a dyn Backend,
+    rootfs: PathBuf,
+    bundles: PathBuf,
+    case: &'static str,
+}
+
+/// A created container; deleted (force) when dropped unless [`Ctr::delete`] ran.
+struct Ctr<'a> {
+    backend: &'a dyn Backend,
+    id: String,
+    cgroups_path: String,
+    spec: oci_spec::runtime::Spec,
+    pid: i32,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    deleted: bool,
+}
+
+impl Drop for Ctr<'_> {
+    fn drop(&mut self) {
+        if !self.deleted {
+            let _ = self.backend.delete(&self.id, true);
+            let _ = waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::WNOHANG));
+            let _ = cgroups::remove(&self.cgroups_path);
+        }
+    }
+}
+
+/// Pipes for a process: (stdio to hand over, our stdout end, our stderr end).
+fn pipes() -> Result<(Stdio, OwnedFd, OwnedFd)> {
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let stdin: OwnedFd = std::fs::File::open("/dev/null")?.into();
+    Ok((
+        Stdio::Fds {
+            stdin,
+            stdout: out_w,
+            stderr: err_w,
+        },
+        out_r,
+        err_r,
+    ))
+}
+
+fn remaining(deadline: Instant) -> Result<PollTimeout> {
+    let left = deadline
+        .checked_duration_since(Instant::now())
+        .ok_or_else(|| anyhow!("timed out"))?;
+    Ok(PollTimeout::from(left.as_millis().min(60_000) as u16))
+}
+
+/// Reads `fd` until EOF (or until `stop` matches what was read so far).
+fn read_until(fd: &OwnedFd, stop: impl Fn(&str) -> bool) -> Result<String> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut out = Vec::new();
+    loop {
+        if stop(&String::from_utf8_lossy(&out)) {
+            break;
+        }
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, remaining(deadline)?)? == 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        match nix::unistd::read(fd, &mut buf)? {
+            0 => break,
+            n => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn read_all(fd: &OwnedFd) -> Result<String> {
+    read_until(fd, |_| false).context("reading output")
+}
+
+/// Waits for `pid` (a child of ours thanks to the subreaper) and returns a shell-style exit
+/// code (128 + signal when killed).
+fn wait_exit(pid: i32) -> Result<i32> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG))? {
+            WaitStatus::Exited(_, code) => return Ok(code),
+            WaitStatus::Signaled(_, sig, _) => return Ok(128 + sig as i32),
+            _ if Instant::now() > deadline => {
+                bail!("process {pid} did not exit within {DEADLINE:?}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+impl Ctx<'_> {
+    fn spec(&self, args: &[&str]) -> ContainerSpec {
+        let id = format!(
+            "skiff-conf-{}-{}-{}",
+            self.backend.name(),
+            self.case.replace('_', "-"),
+            std::process::id()
+        );
+        ContainerSpec {
+            cgroups_path: format!("/skiff/{id}"),
+            id,
+            rootfs: self.rootfs.clone(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: vec![],
+            cwd: String::new(),
+            user: String::new(),
+            hostname: "skiff-conf".into(),
+            tty: false,
+            mounts: vec![],
+            network: NetworkMode::Isolated,
+            host_pid: false,
+            host_ipc: false,
+            host_uts: false,
+            privileged: false,
+            cap_add: vec![],
+            cap_drop: vec![],
+            read_only_rootfs: false,
+            security_opt: vec![],
+            memory_limit: None,
+            memory_swap: None,
+            nano_cpus: None,
+            cpu_shares: None,
+            pids_limit: None,
+            etc_files: vec![],
+            init_path: None,
+            sysctls: vec![],
+            annotations: vec![],
+        }
+    }
+
+    /// Creates (not starts) a container.
+    fn create(&self, c: &ContainerSpec) -> Result<Ctr<'_>> {
+        let spec = spec::generate(c)?;
+        let bundle = self.bundles.join(&c.id);
+        spec::write_bundle(&spec, &bundle)?;
+        let (stdio, stdout, stderr) = pipes()?;
+        let pid = self.backend.create(&c.id, &bundle, stdio)?;
+        Ok(Ctr {
+            backend: self.backend,
+            id: c.id.clone(),
+            cgroups_path: c.cgroups_path.clone(),
+            spec,
+            pid,
+            stdout,
+            stderr,
+            deleted: false,
+        })
+    }
+
+    /// Runs a container to completion: (exit code, stdout, stderr).
+    fn run(&self, c: &ContainerSpec) -> Result<(i32, String, String)> {
+        let mut ctr = self.create(c)?;
+        self.backend.start(&ctr.id)?;
+        let code = wait_exit(ctr.pid)?;
+        let out = read_all(&ctr.stdout)?;
+        let err = read_all(&ctr.stderr)?;
+        ctr.delete()?;
+        Ok((code, out, err))
+    }
+}
+
+impl Ctr<'_> {
+    /// Deletes the container and checks that no cgroup directory of it is left.
+    fn delete(&mut self) -> Result<()> {
+        self.backend.delete(&self.id, false).context("delete")?;
+        self.deleted = true;
+        let left: Vec<_> = cgroups::dirs(&self.cgroups_path)?
+            .into_iter()
+            .filter(|d| d.exists())
+            .collect();
+        ensure!(left.is_empty(), "cgroup dirs left after delete: {left:?}");
+        Ok(())
+    }
+
+    fn kill_and_wait(&self, signal: Signal, all: bool) -> Result<i32> {
+        self.backend.kill(&self.id, signal as i32, all)?;
+        wait_exit(self.pid)
+    }
+}
+
+fn output_and_exit_code(cx: &Ctx) -> Result<()> {
+    let (code, out, err) = cx.run(&cx.spec(&["sh", "-c", "echo hello; echo oops >&2; exit 3"]))?;
+    ensure!(code == 3, "exit code {code}");
+    ensure!(out == "hello\n", "stdout {out:?}");
+    ensure!(err == "oops\n", "stderr {err:?}");
+    Ok(())
+}
+
+fn env_cwd_user_hostname(cx: &Ctx) -> Result<()> {
+    let mut c = cx.spec(&[
+        "sh",
+        "-c",
+        "echo $FOO; pwd; id -u; id -g; id -G; hostname; echo $HOME",
+    ]);
+    c.env = vec!["FOO=bar".into()];
+    c.cwd = "/tmp".into();
+    c.user = "skiffuser".into();
+    let (code, out, err) = cx.run(&c)?;
+    ensure!(code == 0, "exit code {code}, stderr {err:?}");
+    let want = "bar\n/tmp\n1000\n1000\n1000 2000\nskiff-conf\n/home/skiffuser\n";
+    ensure!(out == want, "stdout {out:?}, want {want:?}");
+    Ok(())
+}
+
+fn kill_sigterm(cx: &Ctx) -> Result<()> {
+    // pid 1 ignores signals it has no handler for: trap TERM, then say so.
+    let mut ctr = cx.create(&cx.spec(&[
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; echo ready; sleep 1000 & wait",
+    ]))?;
+    cx.backend.start(&ctr.id)?;
+    let out = read_until(&ctr.stdout, |s| s.contains("ready"))?;
+    ensure!(out.contains("ready"), "no ready line: {out:?}");
+    let code = ctr.kill_and_wait(Signal::SIGTERM, false)?;
+    ensure!(code == 42, "exit code {code}, want the trap's 42");
+    ctr.delete()
+}
+
+fn kill_sigkill_all(cx: &Ctx) -> Result<()> {
+    let mut ctr = cx.create(&cx.spec(&["sleep", "1000"]))?;
+    cx.backend.start(&ctr.id)?;
+    let code = ctr.kill_and_wait(Signal::SIGKILL, true)?;
+    ensure!(code == 137, "exit code {code}");
+    ctr.delete()
+}
+
+fn pause_resume(cx: &Ctx) -> Result<()> {
+    let mut ctr = cx.create(&cx.spec(&["sleep", "1000"]))?;
+    cx.backend.start(&ctr.id)?;
+    ensure!(!cgroups::frozen(&ctr.cgroups_path)?, "frozen before pause");
+    cx.backend.pause(&ctr.id)?;
+    ensure!(
+        cgroups::frozen(&ctr.cgroups_path)?,
+        "not frozen after pause"
+    );
+    cx.backend.resume(&ctr.id)?;
+    ensure!(
+        !cgroups::frozen(&ctr.cgroups_path)?,
+        "still frozen after resume"
+    );
+    ensure!(ctr.kill_and_wait(Signal::SIGKILL, false)? == 137);
+    ctr.delete()
+}
+
+fn exec_output_and_exit_code(cx: &Ctx) -> Result<()> {
+    let mut c = cx.spec(&["sleep", "1000"]);
+    c.env = vec!["FOO=from-container".into()];
+    let mut ctr = cx.create(&c)?;
+    cx.backend.start(&ctr.id)?;
+    let exec = ExecSpec {
+        args: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo exec-out $FOO $BAR; cat /proc/1/cmdline; exit 5".into(),
+        ],
+        env: vec!["BAR=from-exec".into()],
+        ..ExecSpec::default()
+    };
+    let process = spec::exec_process(&ctr.spec, &exec)?;
+    let (stdio, out_r, _err_r) = pipes()?;
+    let pid = cx.backend.exec(&ctr.id, &process, stdio)?;
+    let code = wait_exit(pid)?;
+    let out = read_all(&out_r)?;
+    ensure!(code == 5, "exec exit code {code}");
+    ensure!(
+        out.starts_with("exec-out from-container from-exec\nsleep"),
+        "exec stdout {out:?}"
+    );
+    ensure!(ctr.kill_and_wait(Signal::SIGKILL, false)? == 137);
+    ctr.delete()
+}
+
+fn exec_is_confined_like_init(cx: &Ctx) -> Result<()> {
+    let mut ctr = cx.create(&cx.spec(&["sleep", "1000"]))?;
+    cx.backend.start(&ctr.id)?;
+    let script = "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; unshare -U true";
+    let exec = ExecSpec {
+        args: vec!["sh".into(), "-c".into(), script.into()],
+        ..ExecSpec::default()
+    };
+    let (stdio, out_r, err_r) = pipes()?;
+    let pid = cx
+        .backend
+        .exec(&ctr.id, &spec::exec_process(&ctr.spec, &exec)?, stdio)?;
+    let code = wait_exit(pid)?;
+    let (out, err) = (read_all(&out_r)?, read_all(&err_r)?);
+    let want: u64 = DEFAULT_CAP_BITS.iter().map(|b| 1u64 << b).sum();
+    ensure!(
+        u64::from_str_radix(&status_field(&out, "CapEff:")?, 16)? == want,
+        "exec caps: {out}"
+    );
+    ensure!(
+        status_field(&out, "NoNewPrivs:")? == "1",
+        "exec without no_new_privs: {out}"
+    );
+    ensure!(
+        status_field(&out, "Seccomp:")? == "2",
+        "exec without seccomp filter: {out}"
+    );
+    ensure!(
+        code != 0 && err.contains("Operation not permitted"),
+        "exec could unshare: {code} {err:?}"
+    );
+    ensure!(ctr.kill_and_wait(Signal::SIGKILL, false)? == 137);
+    ctr.delete()
+}
+
+fn read_only_rootfs(cx: &Ctx) -> Result<()> {
+    let mut c = cx.spec(&["touch", "/skiff-ro-test"]);
+    c.read_only_rootfs = true;
+    let (code, _, err) = cx.run(&c)?;
+    ensure!(code != 0, "write to a read-only rootfs succeeded");
+    ensure!(err.contains("Read-only file system"), "stderr {err:?}");
+    ensure!(!cx.rootfs.join("skiff-ro-test").exists());
+    Ok(())
+}
+
+fn memory_limit_oom_kill(cx: &Ctx) -> Result<()> {
+    let mut c = cx.spec(&["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]);
+    c.memory_limit = Some(16 << 20);
+    let mut ctr = cx.create(&c)?;
+    let limit = cgroups::stats(&ctr.cgroups_path)?.memory.limit;
+    ensure!(limit == Some(16 << 20), "memory limit in cgroup {limit:?}");
+    cx.backend.start(&ctr.id)?;
+    let code = wait_exit(ctr.pid)?;
+    ensure!(code == 137, "exit code {code}, want 137 (OOM kill)");
+    ensure!(
+        cgroups::oom_killed(&ctr.cgroups_path),
+        "oom_killed is false"
+    );
+    ctr.delete()
+}
+
+fn pids_limit(cx: &Ctx) -> Result<()> {
+    let mut c = cx.spec(&[
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 100 & done; echo done",
+    ]);
+    c.pids_limit = Some(5);
+    let mut ctr = cx.create(&c)?;
+    let pids = cgroups::stats(&ctr.cgroups_path)?.pids;
+    ensure!(
+        pids.limit == Some(5),
+        "pids limit in cgroup {:?}",
+        pids.limit
+    );
+    cx.backend.start(&ctr.id)?;
+    wait_exit(ctr.pid)?;
+    let err = read_all(&ctr.stderr)?;
+    ensure!(
+        err.contains("can't fork"),
+        "forks were not refused: {err:?}"
+    );
+    ctr.delete()
+}
+
+fn status_field(status: &str, key: &str) -> Result<String> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        .ok_or_else(|| anyhow!("no {key} in {status:?}"))
+}
+
+fn default_capabilities_and_no_new_privs(cx: &Ctx) -> Result<()> {
+    let (code, out, _) = cx.run(&cx.spec(&["cat", "/proc/self/status"]))?;
+    ensure!(code == 0);
+    let want: u64 = DEFAULT_CAP_BITS.iter().map(|b| 1u64 << b).sum();
+    for key in ["CapEff:", "CapPrm:", "CapBnd:"] {
+        let got = u64::from_str_radix(&status_field(&out, key)?, 16)?;
+        ensure!(got == want, "{key} {got:#x}, want {want:#x}");
+    }
+    ensure!(status_field(&out, "CapAmb:")? == "0000000000000000");
+    ensure!(
+        status_field(&out, "NoNewPrivs:")? == "1",
+        "no_new_privs not set"
+    );
+    ensure!(status_field(&out, "Seccomp:")? == "2", "no seccomp filter");
+    Ok(())
+}
+
+fn masked_and_readonly_proc(cx: &Ctx) -> Result<()> {
+    // Which masked entries exist depends on the kernel: check those this host has.
+    let host_has = |kind: fn(&std::fs::Metadata) -> bool| {
+        spec::MASKED_PATHS
+            .iter()
+            .filter(|p| p.starts_with("/proc/") && std::fs::metadata(p).is_ok_and(|m| kind(&m)))
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+    };
+    let files = host_has(|m| m.is_file());
+    let dirs = host_has(|m| m.is_dir());
+    ensure!(
+        !files.is_empty() && !dirs.is_empty(),
+        "host has none of the masked /proc paths"
+    );
+    let script = format!(
+        "cat {} | wc -c; ls -A {} | wc -l; echo x > /proc/sys/kernel/domainname",
+        files.join(" "),
+        dirs.join(" ")
+    );
+    let (code, out, err) = cx.run(&cx.spec(&["sh", "-c", &script]))?;
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    ensure!(
+        lines.first() == Some(&"0"),
+        "masked files {files:?} readable: {out:?} {err:?}"
+    );
+    ensure!(
+        lines.get(1) == Some(&"0"),
+        "masked dirs {dirs:?} not empty: {out:?} {err:?}"
+    );
+    ensure!(
+        code != 0 && err.contains("Read-only file system"),
+        "/proc/sys writable: {code} {err:?}"
+    );
+    Ok(())
+}
+
+fn seccomp_blocks_user_namespaces(cx: &Ctx) -> Result<()> {
+    // Creating a user namespace needs no capability, so only the filter stops it.
+    let (code, _, err) = cx.run(&cx.spec(&["unshare", "-U", "true"]))?;
+    ensure!(
+        code != 0 && err.contains("Operation not permitted"),
+        "unshare allowed: {code} {err:?}"
+    );
+    let mut c = cx.spec(&["unshare", "-U", "true"]);
+    c.security_opt = vec!["seccomp=unconfined".into()];
+    let (code, _, err) = cx.run(&c)?;
+    ensure!(
+        code == 0,
+        "control without seccomp failed too ({code} {err:?}): the check proves nothing"
+    );
+    Ok(())
+}
+
+fn namespace_isolation(cx: &Ctx) -> Result<()> {
+    let script =
+        "echo $$; hostname; for n in pid uts ipc mnt net; do readlink /proc/self/ns/$n; done";
+    let (code, out, err) = cx.run(&cx.spec(&["sh", "-c", script]))?;
+    ensure!(code == 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    ensure!(lines.len() == 7, "output {out:?}");
+    ensure!(lines[0] == "1", "shell is pid {} inside, not 1", lines[0]);
+    ensure!(lines[1] == "skiff-conf", "hostname {}", lines[1]);
+    for (i, ns) in ["pid", "uts", "ipc", "mnt", "net"].iter().enumerate() {
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}"))?;
+        ensure!(
+            Path::new(lines[2 + i]) != host,
+            "{ns} namespace shared with the host"
+        );
+    }
+    Ok(())
+}
+
+fn delete_removes_cgroups(cx: &Ctx) -> Result<()> {
+    let mut c = cx.spec(&["sleep", "1000"]);
+    c.memory_limit = Some(64 << 20);
+    c.pids_limit = Some(50);
+    let mut ctr = cx.create(&c)?;
+    cx.backend.start(&ctr.id)?;
+    let existing: Vec<_> = cgroups::dirs(&ctr.cgroups_path)?
+        .into_iter()
+        .filter(|d| d.exists())
+        .collect();
+    ensure!(!existing.is_empty(), "container has no cgroup dir at all");
+    ensure!(
+        cgroups::pids(&ctr.cgroups_path)? == vec![ctr.pid],
+        "cgroup processes"
+    );
+    let err = match cx.backend.delete(&ctr.id, false) {
+        Ok(()) => bail!("deleting a running container without force succeeded"),
+        Err(e) => e,
+    };
+    ensure!(!err.to_string().is_empty());
+    ensure!(ctr.kill_and_wait(Signal::SIGKILL, false)? == 137);
+    ctr.delete()?;
+    match cx.backend.start(&ctr.id) {
+        Err(backend::BackendError::NotFound(_)) => Ok(()),
+        other => bail!("start after delete: {other:?}"),
+    }
+}
+
+fn stats_report_usage(cx: &Ctx) -> Result<()> {
+    let script =
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1000 & echo busy-done; wait";
+    let mut c = cx.spec(&["sh", "-c", script]);
+    c.memory_limit = Some(256 << 20);
+    let mut ctr = cx.create(&c)?;
+    cx.backend.start(&ctr.id)?;
+    let out = read_until(&ctr.stdout, |s| s.contains("busy-done"))?;
+    ensure!(out.contains("busy-done"), "no output: {out:?}");
+    let s = cgroups::stats(&ctr.cgroups_path)?;
+    ensure!(s.cpu.total_usage > 0, "no cpu usage: {s:?}");
+    ensure!(
+        s.cpu.system_cpu_usage > s.cpu.total_usage,
+        "system cpu usage {s:?}"
+    );
+    ensure!(
+        s.memory.usage > 0 && s.memory.limit == Some(256 << 20),
+        "memory {:?}",
+        s.memory
+    );
+    ensure!(
+        s.pids.current == 2,
+        "pids.current {} (want sh and sleep)",
+        s.pids.current
+    );
+    ensure!(ctr.kill_and_wait(Signal::SIGKILL, true)? == 137);
+    ctr.delete()
+}
+
+fn create_error_is_explained(cx: &Ctx) -> Result<()> {
+    let c = cx.spec(&["/skiff-no-such-binary"]);
+    let result: Result<()> = cx.create(&c).and_then(|mut ctr| {
+        cx.backend.start(&ctr.id)?;
+        let code = wait_exit(ctr.pid)?;
+        ctr.delete()?;
+        bail!("started a missing binary (exit code {code})")
+    });
+    let err = format!("{:#}", result.err().context("no error")?);
+    ensure!(
+        err.contains("skiff-no-such-binary") || err.contains("No such file"),
+        "unhelpful error: {err}"
+    );
+    Ok(())
+}
+
+/// Receives the pty master a runtime sent over the console socket.
+fn receive_master(listener: &std::os::unix::net::UnixListener) -> Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (conn, _) = listener.accept()?;
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )?;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just installed this descriptor for us; nothing else owns it.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    bail!("no descriptor received on the console socket")
+}
+
+fn console_socket_tty(cx: &Ctx) -> Result<()> {
+    let mut c = cx.spec(&["sh", "-c", "tty; [ -t 1 ] && echo is-a-tty; echo done"]);
+    c.tty = true;
+    let spec = spec::generate(&c)?;
+    let bundle = cx.bundles.join(&c.id);
+    spec::write_bundle(&spec, &bundle)?;
+    let socket = bundle.join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket)?;
+    let pid = cx
+        .backend
+        .create(&c.id, &bundle, Stdio::Console { socket })?;
+    // With a terminal there is no separate stderr: an unused pipe end stands in for it.
+    let (_, _, no_stderr) = pipes()?;
+    let mut ctr = Ctr {
+        backend: cx.backend,
+        id: c.id.clone(),
+        cgroups_path: c.cgroups_path.clone(),
+        spec,
+        pid,
+        stdout: receive_master(&listener)?,
+        stderr: no_stderr,
+        deleted: false,
+    };
+    cx.backend.start(&ctr.id)?;
+    // Reading a pty master fails with EIO once the last slave is closed: read up to "done".
+    let text = read_until(&ctr.stdout, |s| s.contains("done"))?;
+    let code = wait_exit(ctr.pid)?;
+    ensure!(code == 0, "exit code {code}, output {text:?}");
+    ensure!(
+        text.contains("/dev/pts/0") && text.contains("is-a-tty"),
+        "not a terminal: {text:?}"
+    );
+    ctr.delete()
+}
+
+type Case = fn(&Ctx) -> Result<()>;
+
+const CASES: &[(&str, Case)] = &[
+    ("output_and_exit_code", output_and_exit_code),
+    ("env_cwd_user_hostname", env_cwd_user_hostname),
+    ("kill_sigterm", kill_sigterm),
+    ("kill_sigkill_all", kill_sigkill_all),
+    ("pause_resume", pause_resume),
+    ("exec_output_and_exit_code", exec_output_and_exit_code),
+    ("exec_is_confined_like_init", exec_is_confined_like_init),
+    ("console_socket_tty", console_socket_tty),
+    ("read_only_rootfs", read_only_rootfs),
+    ("memory_limit_oom_kill", memory_limit_oom_kill),
+    ("pids_limit", pids_limit),
+    (
+        "default_capabilities_and_no_new_privs",
+        default_capabilities_and_no_new_privs,
+    ),
+    ("masked_and_readonly_proc", masked_and_readonly_proc),
+    (
+        "seccomp_blocks_user_namespaces",
+        seccomp_blocks_user_namespaces,
+    ),
+    ("namespace_isolation", namespace_isolation),
+    ("delete_removes_cgroups", delete_removes_cgroups),
+    ("stats_report_usage", stats_report_usage),
+    ("create_error_is_explained", create_error_is_explained),
+];
+
+/// A busybox rootfs: `/bin/busybox`, a symlink per applet, a user and groups to resolve.
+fn build_rootfs(dir: &Path) -> Result<()> {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::copy("/bin/busybox", bin.join("busybox"))
+        .context("copying /bin/busybox (install busybox-static)")?;
+    let list = std::process::Command::new("/bin/busybox")
+        .arg("--list")
+        .output()?;
+    for applet in String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|a| *a != "busybox")
+    {
+        std::os::unix::fs::symlink("busybox", bin.join(applet))?;
+    }
+    for d in ["etc", "proc", "sys", "dev", "home/skiffuser"] {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    std::fs::create_dir_all(dir.join("tmp"))?;
+    std::fs::set_permissions(
+        dir.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )?;
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nskiffuser:x:1000:1000::/home/skiffuser:/bin/sh\n",
+    )?;
+    std::fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\nskiffgrp:x:1000:\nextra:x:2000:skiffuser\n",
+    )?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let mut passed = 0;
+    let mut failed = 0;
+    let mut report =
+        |backend: &str, case: &str, result: std::result::Result<(), String>| match result {
+            Ok(()) => {
+                passed += 1;
+                println!("test {backend}::{case} ... ok");
+            }
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "test {backend}::{case} ... FAILED\n    {}",
+                    e.replace('\n', "\n    ")
+                );
+            }
+        };
+
+    let skip_all = if !nix::unistd::Uid::effective().is_root() {
+        Some("needs root".to_string())
+    } else if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        Some(format!("cannot become a child subreaper: {e}"))
+    } else {
+        None
+    };
+    let base = PathBuf::from(format!("/run/skiff-conformance-{}", std::process::id()));
+    let _cleanup = TempDirs(vec![base.clone()]);
+    let rootfs = base.join("rootfs");
+    let setup = skip_all
+        .clone()
+        .map(Err)
+        .unwrap_or_else(|| build_rootfs(&rootfs).map_err(|e| format!("{e:#}")));
+
+    for name in backend::NAMES {
+        let root = base.join("state").join(name);
+        let backend = match backend::by_name(name, &root) {
+            Ok(b) => b,
+            Err(e) => {
+                report(name, "construct", Err(e.to_string()));
+                continue;
+            }
+        };
+        let skip = match (&setup, backend.check_host()) {
+            (Err(reason), _) => Some(reason.clone()),
+            (Ok(()), Err(e)) => Some(e.to_string()),
+            _ => None,
+        };
+        for (case, run) in CASES {
+            if let Some(reason) = &skip {
+                println!("test {name}::{case} ... SKIPPED ({reason})");
+                continue;
+            }
+            let cx = Ctx {
+                backend: backend.as_ref(),
+                rootfs: rootfs.clone(),
+                bundles: base.join("bundles"),
+                case,
+            };
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| run(&cx)));
+            let result = match result {
+                Ok(r) => r.map_err(|e| format!("{e:#}")),
+                Err(panic) => Err(panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panicked".into())),
+            };
+            report(name, case, result);
+        }
+    }
+    // Reap whatever else was re-parented to us.
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if matches!(status, WaitStatus::StillAlive) {
+            break;
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
