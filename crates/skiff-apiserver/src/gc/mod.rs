@@ -1,0 +1,283 @@
+//! The garbage collector: what Kubernetes' garbage-collector and namespace controllers do for
+//! the API. Dependents whose owners (by `ownerReferences[].uid`) are all gone are deleted;
+//! owners marked for deletion with the `foregroundDeletion` finalizer wait for their blocking
+//! dependents, with `orphan` they first release them; a Terminating namespace is emptied and
+//! then removed. Level-triggered: every pass plans from one consistent snapshot of the store
+//! ([`plan`], pure) and then writes with compare-on-revision, so a pass that races a client
+//! simply loses and the next pass sees the new state. It must not validate or default
+//! objects, nor touch anything but `metadata` (and a namespace's phase and spec.finalizers).
+
+mod plan;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use skiff_store::{Store, StoreError};
+
+use crate::encryption::{Encryptor, PREFIX as ENCRYPTED};
+use crate::error::ApiError;
+use crate::resources::CATALOG;
+pub use plan::{plan, Action, Stored};
+
+pub const FOREGROUND: &str = "foregroundDeletion";
+pub const ORPHAN: &str = "orphan";
+/// The namespace finalizer in `spec.finalizers`.
+pub const NAMESPACE_FINALIZER: &str = "kubernetes";
+
+/// Quiet period after a change before the next pass, so bursts of writes cost one pass.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Passes also run this often without changes (owners of kinds not watched, lost events).
+const RESYNC: Duration = Duration::from_secs(60);
+
+/// The finalizers a DELETE with `propagationPolicy` adds to the object (`Background`, the
+/// default, adds none: dependents are collected after the owner is gone).
+pub fn deletion_finalizers(propagation: &str) -> Vec<String> {
+    match propagation {
+        "Foreground" => vec![FOREGROUND.to_string()],
+        "Orphan" => vec![ORPHAN.to_string()],
+        _ => Vec::new(),
+    }
+}
+
+/// The collector over one store.
+pub struct Collector {
+    store: Arc<dyn Store>,
+    encryptor: Option<Arc<Encryptor>>,
+}
+
+impl Collector {
+    pub fn new(store: Arc<dyn Store>, encryptor: Option<Arc<Encryptor>>) -> Self {
+        Collector { store, encryptor }
+    }
+
+    /// Reads every served resource at one revision.
+    async fn snapshot(&self) -> Result<(Vec<Stored>, i64), ApiError> {
+        let revision = self.store.current_revision().await?;
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for info in CATALOG.iter().filter(|i| seen.insert(i.prefix())) {
+            let list = self
+                .store
+                .list(&info.prefix(), None, 0, Some(revision))
+                .await?;
+            for kv in list.items {
+                let encrypted = kv.value.starts_with(ENCRYPTED);
+                let plain = match (&self.encryptor, encrypted) {
+                    (Some(e), true) => e.decrypt(&kv.value).ok(),
+                    (None, true) => None,
+                    (_, false) => Some(kv.value),
+                };
+                let object = plain.and_then(|b| serde_json::from_slice(&b).ok());
+                out.push(Stored {
+                    info,
+                    key: kv.key,
+                    revision: kv.mod_revision,
+                    object,
+                    encrypted,
+                });
+            }
+        }
+        Ok((out, revision))
+    }
+
+    /// One pass: snapshot, plan, write. Returns the snapshot revision and the writes made.
+    pub async fn pass(&self) -> Result<(i64, usize), ApiError> {
+        let (objects, revision) = self.snapshot().await?;
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let encrypted: HashSet<&str> = objects
+            .iter()
+            .filter(|s| s.encrypted)
+            .map(|s| s.key.as_str())
+            .collect();
+        let mut done = 0;
+        for action in plan(&objects, &now) {
+            let result = match &action {
+                Action::Delete { key, revision } => {
+                    self.store.delete(key, Some(*revision)).await.map(drop)
+                }
+                Action::Update {
+                    key,
+                    revision,
+                    object,
+                } => {
+                    let bytes = serde_json::to_vec(object)
+                        .map_err(|e| ApiError::internal(e.to_string()))?;
+                    let bytes = match (&self.encryptor, encrypted.contains(key.as_str())) {
+                        (Some(e), true) => e.encrypt(&bytes),
+                        _ => bytes,
+                    };
+                    self.store.update(key, bytes, *revision).await.map(drop)
+                }
+            };
+            match result {
+                Ok(()) => done += 1,
+                Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {
+                    tracing::debug!(
+                        key = action.key(),
+                        "gc lost a race; next pass will see the change"
+                    )
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok((revision, done))
+    }
+
+    /// Runs passes until `shutdown` completes: after every change seen by a watch on all
+    /// resources (debounced), and every [`RESYNC`].
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        tokio::pin!(shutdown);
+        let mut after = 0;
+        loop {
+            let span = tracing::debug_span!("gc_pass");
+            match tokio::select! { r = self.pass() => r, _ = &mut shutdown => return } {
+                Ok((rev, writes)) => {
+                    tracing::debug!(parent: &span, rev, writes, "gc pass");
+                    after = rev;
+                }
+                Err(e) => tracing::warn!(parent: &span, error = %e.message, "gc pass failed"),
+            }
+            let mut watch = match self.store.watch("/registry/", after).await {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gc watch failed");
+                    tokio::select! { _ = tokio::time::sleep(RESYNC) => continue, _ = &mut shutdown => return }
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(RESYNC) => {}
+                _ = watch.next() => {
+                    tokio::select! { _ = tokio::time::sleep(DEBOUNCE) => {}, _ = &mut shutdown => return }
+                }
+            }
+        }
+    }
+}
+
+/// Runs the collector over `store` (values it cannot decode are only ever deleted with
+/// their namespace) until `shutdown` completes.
+pub async fn run(store: Arc<dyn Store>, shutdown: impl Future<Output = ()> + Send) {
+    Collector::new(store, None).run(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan::tests::{info, obj, owner_ref, stored, DEPLOY, POD, RS};
+    use super::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn deletion_finalizers_follow_propagation_policy() {
+        assert_eq!(deletion_finalizers("Foreground"), ["foregroundDeletion"]);
+        assert_eq!(deletion_finalizers("Orphan"), ["orphan"]);
+        assert!(deletion_finalizers("Background").is_empty());
+        assert!(deletion_finalizers("").is_empty());
+    }
+
+    async fn put(store: &Arc<dyn Store>, o: &Value) {
+        let s = stored(o.clone());
+        store
+            .create(&s.key, serde_json::to_vec(o).unwrap())
+            .await
+            .unwrap();
+    }
+
+    async fn wait_gone(store: &Arc<dyn Store>, key: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while store.get(key).await.unwrap().is_some() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{key} was not collected"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn collector_cascades_through_a_real_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = skiff_store::open("sqlite", dir.path()).await.unwrap();
+        put(&store, &obj(DEPLOY, Some("default"), "web", "d", json!({}))).await;
+        put(
+            &store,
+            &obj(
+                RS,
+                Some("default"),
+                "web-1",
+                "r",
+                json!({"ownerReferences": [owner_ref(DEPLOY, "web", "d", true)]}),
+            ),
+        )
+        .await;
+        let pod = obj(
+            POD,
+            Some("default"),
+            "web-1-x",
+            "p",
+            json!({"ownerReferences": [owner_ref(RS, "web-1", "r", true)]}),
+        );
+        put(&store, &pod).await;
+
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(store.clone(), async move {
+            let _ = stopped.await;
+        }));
+        let deploy_key = info("apps/v1", "Deployment").key(Some("default"), "web");
+        store.delete(&deploy_key, None).await.unwrap();
+        wait_gone(
+            &store,
+            &info("apps/v1", "ReplicaSet").key(Some("default"), "web-1"),
+        )
+        .await;
+        wait_gone(&store, &info("v1", "Pod").key(Some("default"), "web-1-x")).await;
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn encrypted_values_are_decoded_and_written_back_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = skiff_store::open("sqlite", dir.path()).await.unwrap();
+        let enc = Arc::new(Encryptor::load_or_create(dir.path()).unwrap());
+        let secret = obj(
+            ("v1", "Secret"),
+            Some("default"),
+            "s",
+            "s",
+            json!({"ownerReferences": [owner_ref(RS, "a", "a", true), owner_ref(RS, "b", "b", true)]}),
+        );
+        let key = stored(secret.clone()).key;
+        store
+            .create(&key, enc.encrypt(&serde_json::to_vec(&secret).unwrap()))
+            .await
+            .unwrap();
+        put(&store, &obj(RS, Some("default"), "a", "a", json!({}))).await;
+
+        let blind = Collector::new(store.clone(), None);
+        assert_eq!(
+            blind.pass().await.unwrap().1,
+            0,
+            "undecodable values are left alone"
+        );
+        let gc = Collector::new(store.clone(), Some(enc.clone()));
+        assert_eq!(gc.pass().await.unwrap().1, 1);
+        let raw = store.get(&key).await.unwrap().unwrap().value;
+        assert!(raw.starts_with(ENCRYPTED));
+        let back: Value = serde_json::from_slice(&enc.decrypt(&raw).unwrap()).unwrap();
+        assert_eq!(
+            back["metadata"]["ownerReferences"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(gc.pass().await.unwrap().1, 0, "idempotent");
+    }
+}

@@ -1,0 +1,321 @@
+//! Request bodies in `application/vnd.kubernetes.protobuf`: the `k8s\0` magic, then a
+//! `runtime.Unknown` whose `typeMeta` names the kind and whose `raw` holds the k8s-pb
+//! message. Decoded into the same JSON the JSON API takes, so everything after decoding
+//! (validation, defaulting, storage) sees one format. Responses are never protobuf here.
+
+mod json;
+mod messages;
+
+use k8s_pb::api::{apps, autoscaling, coordination, core, discovery};
+use k8s_pb::apimachinery::pkg::runtime::Unknown;
+use prost::Message;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use json::ToJson;
+
+/// The content type of Kubernetes protobuf bodies.
+pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
+/// The four bytes every Kubernetes protobuf body starts with.
+pub const MAGIC: &[u8] = b"k8s\0";
+
+fn bad(message: String) -> ApiError {
+    ApiError::bad_request(message)
+}
+
+/// Decodes a protobuf request body into the JSON object it stands for.
+pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
+    let payload = body.strip_prefix(MAGIC).ok_or_else(|| {
+        bad(
+            "provided object is not a Kubernetes protobuf message: missing the k8s magic prefix"
+                .into(),
+        )
+    })?;
+    let unknown = Unknown::decode(payload)
+        .map_err(|e| bad(format!("unable to decode protobuf envelope: {e}")))?;
+    if let Some(enc) = unknown
+        .content_encoding
+        .as_deref()
+        .filter(|e| !e.is_empty())
+    {
+        return Err(bad(format!(
+            "unsupported protobuf content encoding {enc:?}"
+        )));
+    }
+    let type_meta = unknown.type_meta.unwrap_or_default();
+    let api_version = type_meta.api_version.unwrap_or_default();
+    let kind = type_meta.kind.unwrap_or_default();
+    let raw = unknown.raw.unwrap_or_default();
+    let mut obj = message_json(&api_version, &kind, &raw)?;
+    if let Value::Object(m) = &mut obj {
+        m.insert("apiVersion".into(), Value::String(api_version));
+        m.insert("kind".into(), Value::String(kind));
+    }
+    Ok(obj)
+}
+
+fn message_json(api_version: &str, kind: &str, raw: &[u8]) -> Result<Value, ApiError> {
+    fn as_json<M: Message + Default + ToJson>(raw: &[u8], kind: &str) -> Result<Value, ApiError> {
+        let msg = M::decode(raw)
+            .map_err(|e| bad(format!("unable to decode {kind} from protobuf: {e}")))?;
+        Ok(msg
+            .to_json()
+            .unwrap_or_else(|| Value::Object(Default::default())))
+    }
+    match (api_version, kind) {
+        ("v1", "Namespace") => as_json::<core::v1::Namespace>(raw, kind),
+        ("v1", "Pod") => as_json::<core::v1::Pod>(raw, kind),
+        ("v1", "Service") => as_json::<core::v1::Service>(raw, kind),
+        ("v1", "Endpoints") => as_json::<core::v1::Endpoints>(raw, kind),
+        ("v1", "Secret") => as_json::<core::v1::Secret>(raw, kind),
+        ("v1", "ConfigMap") => as_json::<core::v1::ConfigMap>(raw, kind),
+        ("v1", "Node") => as_json::<core::v1::Node>(raw, kind),
+        ("v1", "Event") => as_json::<core::v1::Event>(raw, kind),
+        ("v1", "ServiceAccount") => as_json::<core::v1::ServiceAccount>(raw, kind),
+        ("apps/v1", "Deployment") => as_json::<apps::v1::Deployment>(raw, kind),
+        ("apps/v1", "ReplicaSet") => as_json::<apps::v1::ReplicaSet>(raw, kind),
+        ("apps/v1", "DaemonSet") => as_json::<apps::v1::DaemonSet>(raw, kind),
+        ("apps/v1", "StatefulSet") => as_json::<apps::v1::StatefulSet>(raw, kind),
+        ("autoscaling/v1", "HorizontalPodAutoscaler") => {
+            as_json::<autoscaling::v1::HorizontalPodAutoscaler>(raw, kind)
+        }
+        ("autoscaling/v2", "HorizontalPodAutoscaler") => {
+            as_json::<autoscaling::v2::HorizontalPodAutoscaler>(raw, kind)
+        }
+        ("coordination.k8s.io/v1", "Lease") => as_json::<coordination::v1::Lease>(raw, kind),
+        ("discovery.k8s.io/v1", "EndpointSlice") => {
+            as_json::<discovery::v1::EndpointSlice>(raw, kind)
+        }
+        _ => Err(bad(format!(
+            "no kind {kind:?} is registered for version {api_version:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_pb::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    use k8s_pb::apimachinery::pkg::runtime::TypeMeta;
+    use k8s_pb::apimachinery::pkg::util::intstr::IntOrString;
+    use serde_json::json;
+
+    fn envelope(api_version: &str, kind: &str, msg: &impl Message) -> Vec<u8> {
+        let unknown = Unknown {
+            type_meta: Some(TypeMeta {
+                api_version: Some(api_version.into()),
+                kind: Some(kind.into()),
+            }),
+            raw: Some(msg.encode_to_vec()),
+            content_encoding: Some(String::new()),
+            content_type: Some(String::new()),
+        };
+        [MAGIC, &unknown.encode_to_vec()].concat()
+    }
+
+    /// What `kubectl create secret generic db --from-literal=password=hunter2` sends: Go's
+    /// generated marshaller writes every non-pointer field, so empty strings and the zero
+    /// creationTimestamp are on the wire too.
+    #[test]
+    fn kubectl_create_secret_body() {
+        let secret = core::v1::Secret {
+            metadata: Some(ObjectMeta {
+                name: Some("db".into()),
+                generate_name: Some(String::new()),
+                namespace: Some(String::new()),
+                uid: Some(String::new()),
+                resource_version: Some(String::new()),
+                generation: Some(0),
+                creation_timestamp: Some(Time {
+                    seconds: Some(-62_135_596_800),
+                    nanos: Some(0),
+                }),
+                ..Default::default()
+            }),
+            data: [("password".to_string(), b"hunter2".to_vec())].into(),
+            r#type: Some(String::new()),
+            ..Default::default()
+        };
+        let obj = decode(&envelope("v1", "Secret", &secret)).unwrap();
+        assert_eq!(
+            obj,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "generation": 0}, "data": {"password": "aHVudGVyMg=="}})
+        );
+    }
+
+    /// `kubectl autoscale deployment web --max=5 --cpu-percent=50` posts autoscaling/v1.
+    #[test]
+    fn kubectl_autoscale_body() {
+        let hpa = autoscaling::v1::HorizontalPodAutoscaler {
+            metadata: Some(ObjectMeta {
+                name: Some("web".into()),
+                ..Default::default()
+            }),
+            spec: Some(autoscaling::v1::HorizontalPodAutoscalerSpec {
+                scale_target_ref: Some(autoscaling::v1::CrossVersionObjectReference {
+                    kind: Some("Deployment".into()),
+                    name: Some("web".into()),
+                    api_version: Some("apps/v1".into()),
+                }),
+                min_replicas: None,
+                max_replicas: Some(5),
+                target_cpu_utilization_percentage: Some(50),
+            }),
+            status: None,
+        };
+        let obj = decode(&envelope("autoscaling/v1", "HorizontalPodAutoscaler", &hpa)).unwrap();
+        assert_eq!(obj["apiVersion"], "autoscaling/v1");
+        assert_eq!(
+            obj["spec"],
+            json!({"scaleTargetRef": {"kind": "Deployment", "name": "web", "apiVersion": "apps/v1"}, "maxReplicas": 5, "targetCPUUtilizationPercentage": 50})
+        );
+    }
+
+    /// Bytes `kubectl create secret generic db --from-literal=password=hunter2` (kubectl
+    /// 1.32.4) sent to a logging server.
+    const KUBECTL_CREATE_SECRET: &[u8] = b"k8s\x00\x0a\x0c\x0a\x02v1\x12\x06Secret\x12\x2b\x0a\x12\x0a\x02db\x12\x00\
+        \x1a\x00\x22\x00\x2a\x002\x008\x00B\x00\x12\x13\x0a\x08password\x12\x07hunter2\x1a\x00\x1a\x00\x22\x00";
+
+    /// Bytes `kubectl autoscale deployment web --max=5 --cpu-percent=50` (kubectl 1.32.4)
+    /// sent to a logging server.
+    const KUBECTL_AUTOSCALE: &[u8] = b"k8s\x00\x0a\x29\x0a\x0eautoscaling/v1\x12\x17HorizontalPodAutoscaler\x12\x3d\
+        \x0a\x13\x0a\x03web\x12\x00\x1a\x00\x22\x00\x2a\x002\x008\x00B\x00\x12 \x0a\x1a\x0a\x0aDeployment\x12\x03web\
+        \x1a\x07apps/v1\x18\x05 2\x1a\x04\x18\x00 \x00\x1a\x00\x22\x00";
+
+    #[test]
+    fn captured_kubectl_bodies_decode_like_their_json() {
+        assert_eq!(
+            decode(KUBECTL_CREATE_SECRET).unwrap(),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "generation": 0},
+                "data": {"password": "aHVudGVyMg=="}})
+        );
+        let hpa = decode(KUBECTL_AUTOSCALE).unwrap();
+        assert_eq!(hpa["apiVersion"], "autoscaling/v1");
+        assert_eq!(hpa["metadata"], json!({"name": "web", "generation": 0}));
+        assert_eq!(
+            hpa["spec"],
+            json!({"scaleTargetRef": {"kind": "Deployment", "name": "web", "apiVersion": "apps/v1"},
+                "maxReplicas": 5, "targetCPUUtilizationPercentage": 50})
+        );
+        let info =
+            crate::resources::find_kind("autoscaling/v1", "HorizontalPodAutoscaler").unwrap();
+        assert!(crate::validation::validate(info, &hpa, None).is_ok());
+    }
+
+    #[test]
+    fn deployment_with_nested_pod_template() {
+        let container = core::v1::Container {
+            name: Some("web".into()),
+            image: Some("nginx:1.25".into()),
+            ports: vec![core::v1::ContainerPort {
+                container_port: Some(80),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }],
+            liveness_probe: Some(core::v1::Probe {
+                handler: Some(core::v1::ProbeHandler {
+                    http_get: Some(core::v1::HttpGetAction {
+                        path: Some("/healthz".into()),
+                        port: Some(IntOrString {
+                            r#type: Some(1),
+                            int_val: None,
+                            str_val: Some("http".into()),
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                period_seconds: Some(5),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let deployment = apps::v1::Deployment {
+            metadata: Some(ObjectMeta {
+                name: Some("web".into()),
+                labels: [("app".to_string(), "web".to_string())].into(),
+                ..Default::default()
+            }),
+            spec: Some(apps::v1::DeploymentSpec {
+                replicas: Some(0),
+                template: Some(core::v1::PodTemplateSpec {
+                    metadata: None,
+                    spec: Some(core::v1::PodSpec {
+                        containers: vec![container],
+                        host_ipc: Some(true),
+                        volumes: vec![core::v1::Volume {
+                            name: Some("data".into()),
+                            volume_source: Some(core::v1::VolumeSource {
+                                downward_api: Some(Default::default()),
+                                ..Default::default()
+                            }),
+                        }],
+                        ..Default::default()
+                    }),
+                }),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let obj = decode(&envelope("apps/v1", "Deployment", &deployment)).unwrap();
+        assert_eq!(obj["spec"]["replicas"], 0, "explicit zero survives");
+        let pod = &obj["spec"]["template"]["spec"];
+        assert_eq!(pod["hostIPC"], true);
+        assert_eq!(
+            pod["volumes"][0],
+            json!({"name": "data", "downwardAPI": {}}),
+            "inline VolumeSource"
+        );
+        assert_eq!(
+            pod["containers"][0]["livenessProbe"],
+            json!({"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5}),
+            "inline ProbeHandler"
+        );
+        assert_eq!(
+            pod["containers"][0]["ports"],
+            json!([{"containerPort": 80, "protocol": "TCP"}])
+        );
+        // The decoded object is well-typed for the JSON validator too.
+        let info = crate::resources::find_kind("apps/v1", "Deployment").unwrap();
+        assert!(crate::validation::unknown_fields(info, &obj).is_empty());
+    }
+
+    #[test]
+    fn garbage_and_bad_magic_are_bad_requests() {
+        for body in [
+            &b""[..],
+            b"{\"kind\":\"Secret\"}",
+            b"k8s\0\xff\xff\xff\xff",
+            b"k8s",
+        ] {
+            let err = decode(body).unwrap_err();
+            assert_eq!(
+                (err.code, err.reason.as_str()),
+                (400, "BadRequest"),
+                "{body:?}"
+            );
+        }
+        let cm = core::v1::ConfigMap::default();
+        assert_eq!(decode(&envelope("v1", "Nope", &cm)).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn every_catalog_kind_decodes() {
+        for info in crate::resources::CATALOG {
+            let meta = ObjectMeta {
+                name: Some("x".into()),
+                ..Default::default()
+            };
+            let body = envelope(
+                &info.api_version(),
+                info.kind,
+                &core::v1::ConfigMap {
+                    metadata: Some(meta),
+                    ..Default::default()
+                },
+            );
+            let obj = decode(&body).unwrap_or_else(|e| panic!("{}: {}", info.kind, e.message));
+            assert_eq!(obj["metadata"]["name"], "x", "{}", info.kind);
+        }
+    }
+}
