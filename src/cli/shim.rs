@@ -1,9 +1,24 @@
-//! `skiff shim`.
+//! `skiff shim <state_dir>/shim.json`: the per-container shim, started by the engine through
+//! `skiff_runtime::shim::launch`. It must stay single-threaded (no tokio here): logging goes
+//! to stderr, which the shim points at `<state_dir>/shim.log` once it has daemonized.
+
+use std::path::PathBuf;
 
 /// Options of `skiff shim`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The shim's configuration, written by the engine
+    config: PathBuf,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("skiff shim is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
+    skiff_runtime::shim::run(&args.config)?;
+    Ok(())
 }

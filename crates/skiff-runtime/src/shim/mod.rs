@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Everything a shim needs; the engine writes it to `<state_dir>/shim.json` before launch.
+/// Everything a shim needs; [`launch`] writes it to `<state_dir>/shim.json`. Paths must be
+/// absolute: the shim runs with `/` as its working directory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShimConfig {
     pub id: String,
@@ -88,11 +89,81 @@ pub fn exit_path(state_dir: &Path) -> PathBuf {
     state_dir.join("exit.json")
 }
 
+/// The shim's pid file inside a state dir.
+pub fn pid_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("shim.pid")
+}
+
 /// The exit record of a container whose shim is gone, if it wrote one.
 pub fn read_exit(state_dir: &Path) -> Option<ExitStatus> {
     let bytes = std::fs::read(exit_path(state_dir)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
+/// Writes the exit record atomically (temporary file, then rename), so readers never see
+/// half of it.
+fn write_exit(state_dir: &Path, exit: &ExitStatus) -> std::io::Result<()> {
+    let tmp = state_dir.join("exit.json.tmp");
+    let bytes = serde_json::to_vec(exit).map_err(std::io::Error::other)?;
+    let mut file = std::fs::File::create(&tmp)?;
+    std::io::Write::write_all(&mut file, &bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, exit_path(state_dir))
+}
+
+/// An error and its causes on one line, for messages that cross the socket.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 mod client;
+mod conn;
+mod event_loop;
+mod logfile;
+mod process;
+mod protocol;
+mod server;
+mod stdio;
+
 pub use client::{launch, ShimClient, ShimError};
+pub use server::{run, RunError};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_record_round_trips() {
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-shim")
+            .tempdir()
+            .unwrap();
+        assert_eq!(read_exit(dir.path()), None);
+        let exit = ExitStatus {
+            exit_code: 137,
+            oom_killed: true,
+            finished_at: "2026-01-01T00:00:00.000000001Z".into(),
+            error: None,
+        };
+        write_exit(dir.path(), &exit).unwrap();
+        assert_eq!(read_exit(dir.path()), Some(exit));
+        assert!(!dir.path().join("exit.json.tmp").exists());
+    }
+
+    #[test]
+    fn error_chain_joins_causes() {
+        let inner = std::io::Error::other("disk on fire");
+        let outer = RunError::Setup {
+            what: "cannot open the log",
+            source: inner,
+        };
+        assert_eq!(error_chain(&outer), "cannot open the log: disk on fire");
+    }
+}
