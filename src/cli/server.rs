@@ -1,9 +1,71 @@
-//! `skiff server`.
+//! `skiff server`: opens the datastore and serves the Kubernetes API over HTTPS until SIGTERM
+//! or SIGINT. On first start it creates the cluster CA, certificates, an admin token and
+//! `<data-dir>/kubeconfig.yaml`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use skiff_core::paths::DEFAULT_SERVER_DATA;
+use tokio::signal::unix::{signal, SignalKind};
 
 /// Options of `skiff server`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Control-plane data: certificates, kubeconfig, SQLite database
+    #[arg(long, default_value = DEFAULT_SERVER_DATA)]
+    data_dir: PathBuf,
+    /// Address to serve the Kubernetes API on
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// HTTPS port of the Kubernetes API (0 picks a free one)
+    #[arg(long, default_value_t = 6443)]
+    port: u16,
+    /// `sqlite` (embedded, in the data dir) or `etcd://host:2379[,host2:2379]`
+    #[arg(long, default_value = "sqlite")]
+    datastore: String,
+    /// Extra bearer tokens, one `token,user,uid,"group1,group2"` per line
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Run only the control plane, without a local node
+    #[arg(long)]
+    disable_agent: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("skiff server is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    runtime.block_on(async move {
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+        let store = skiff_store::open(&args.datastore, &args.data_dir)
+            .await
+            .context("opening the datastore")?;
+        let config = skiff_apiserver::Config {
+            data_dir: args.data_dir.clone(),
+            bind: args.bind,
+            port: args.port,
+            token_file: args.token_file,
+        };
+        let server = skiff_apiserver::Server::bind(config, store)
+            .await
+            .context("starting the API server")?;
+        if !args.disable_agent {
+            tracing::info!("no local node yet: the agent is not part of this build");
+        }
+        tracing::info!(addr = %server.addr, "Kubernetes API listening");
+        println!("kubeconfig: {}", server.kubeconfig.display());
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+            }
+        };
+        server.serve(shutdown).await;
+        Ok(())
+    })
 }

@@ -12,6 +12,15 @@ pub struct Cause {
     pub field: String,
 }
 
+/// What an error is about: `Status.details.{name,group,kind}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub name: String,
+    pub group: String,
+    /// The resource (plural) or kind named in the error.
+    pub kind: String,
+}
+
 /// An error the API answers with. `reason` is the Kubernetes `StatusReason`
 /// (`NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, `BadRequest`, `Unauthorized`,
 /// `Forbidden`, `Expired`, `RequestEntityTooLarge`, `MethodNotAllowed`, `InternalError`, …).
@@ -21,10 +30,9 @@ pub struct ApiError {
     pub code: u16,
     pub reason: String,
     pub message: String,
-    /// `details.name`, `details.group`, `details.kind` when known.
-    pub name: Option<String>,
-    pub group: Option<String>,
-    pub kind: Option<String>,
+    /// `details.name`, `details.group`, `details.kind` when known (boxed: errors travel in
+    /// every `Result` of the crate and should stay small).
+    pub subject: Option<Box<Subject>>,
     pub causes: Vec<Cause>,
 }
 
@@ -34,11 +42,18 @@ impl ApiError {
             code,
             reason: reason.to_string(),
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
+            subject: None,
             causes: Vec::new(),
         }
+    }
+    /// Names what the error is about.
+    pub fn about(mut self, group: &str, kind: &str, name: &str) -> Self {
+        self.subject = Some(Box::new(Subject {
+            name: name.into(),
+            group: group.into(),
+            kind: kind.into(),
+        }));
+        self
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
@@ -48,25 +63,32 @@ impl ApiError {
     }
     /// `<plural>.<group> "<name>" not found`, as Kubernetes words it.
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        let resource = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
-        let mut e = Self::new(404, "NotFound", format!("{resource} \"{name}\" not found"));
-        e.name = Some(name.to_string());
-        e.group = Some(group.to_string());
-        e.kind = Some(plural.to_string());
-        e
+        let resource = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
+        Self::new(404, "NotFound", format!("{resource} \"{name}\" not found"))
+            .about(group, plural, name)
     }
     /// 422 Invalid: `<Kind>.<group> "<name>" is invalid: <field>: <message>, …`.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
-        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let detail = causes
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
             .collect::<Vec<_>>()
             .join(", ");
-        let mut e = Self::new(422, "Invalid", format!("{qualified} \"{name}\" is invalid: {detail}"));
-        e.name = Some(name.to_string());
-        e.group = Some(group.to_string());
-        e.kind = Some(kind.to_string());
+        let mut e = Self::new(
+            422,
+            "Invalid",
+            format!("{qualified} \"{name}\" is invalid: {detail}"),
+        )
+        .about(group, kind, name);
         e.causes = causes;
         e
     }
@@ -74,14 +96,10 @@ impl ApiError {
     /// The `meta.k8s.io/v1 Status` object for this error.
     pub fn to_status(&self) -> serde_json::Value {
         let mut details = serde_json::Map::new();
-        if let Some(n) = &self.name {
-            details.insert("name".into(), json!(n));
-        }
-        if let Some(g) = &self.group {
-            details.insert("group".into(), json!(g));
-        }
-        if let Some(k) = &self.kind {
-            details.insert("kind".into(), json!(k));
+        if let Some(s) = &self.subject {
+            details.insert("name".into(), json!(s.name));
+            details.insert("group".into(), json!(s.group));
+            details.insert("kind".into(), json!(s.kind));
         }
         if !self.causes.is_empty() {
             details.insert(

@@ -6,7 +6,31 @@
 //! (garbage collection through ownerReferences, namespace finalization): controllers and the
 //! scheduler are clients of this API.
 
+pub mod auth;
+mod convert;
+pub mod defaults;
+mod discovery;
+pub mod encryption;
 pub mod error;
+pub mod gc;
+mod handlers;
+mod http;
+pub mod object;
+mod openapi;
+pub mod patch;
+pub mod pki;
+pub mod protobuf;
 pub mod resources;
+pub mod router;
+mod secrets;
+pub mod selector;
+pub mod server;
+pub mod ssa;
+mod storage;
+mod table;
+pub mod validation;
+mod watch;
 
 pub use error::{ApiError, Cause};
+pub use router::{in_process_router, router, ApiState};
+pub use server::{Config, Server, ServerError};

@@ -1,0 +1,210 @@
+//! DELETE and deletecollection: preconditions, propagation policies (recorded as the
+//! `orphan` / `foregroundDeletion` finalizers the garbage collector acts on), finalizers and
+//! graceful deletion of pods bound to a node.
+
+use axum::response::Response;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{reply, Ctx};
+use crate::error::ApiError;
+use crate::http::flag;
+use crate::object;
+use crate::resources::ResourceInfo;
+use crate::router::ApiState;
+use crate::storage::conflict;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Preconditions {
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+/// `meta.k8s.io/v1 DeleteOptions` (body), merged with the query parameters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct DeleteOptions {
+    propagation_policy: Option<String>,
+    grace_period_seconds: Option<i64>,
+    orphan_dependents: Option<bool>,
+    preconditions: Option<Preconditions>,
+    dry_run: Option<Vec<String>>,
+}
+
+struct Options {
+    /// `Background`, `Foreground` or `Orphan`: how dependents are treated.
+    propagation: &'static str,
+    grace: Option<i64>,
+    preconditions: Preconditions,
+    dry_run: bool,
+}
+
+fn options(ctx: Ctx<'_>, body: &[u8]) -> Result<Options, ApiError> {
+    let body_opts: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
+        DeleteOptions::default()
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    let policy = ctx
+        .params
+        .propagation_policy
+        .clone()
+        .or(body_opts.propagation_policy);
+    let orphan = flag(&ctx.params.orphan_dependents) || body_opts.orphan_dependents == Some(true);
+    let propagation = match policy.as_deref() {
+        Some("Foreground") => "Foreground",
+        Some("Orphan") => "Orphan",
+        Some("Background") => "Background",
+        None | Some("") if orphan => "Orphan",
+        None | Some("") => "Background",
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy must be one of Orphan, Background or Foreground, got \"{other}\""
+            )))
+        }
+    };
+    let dry_run = ctx.params.dry_run()?
+        || body_opts
+            .dry_run
+            .is_some_and(|d| d.iter().any(|x| x == "All"));
+    Ok(Options {
+        propagation,
+        grace: ctx
+            .params
+            .grace_period_seconds()?
+            .or(body_opts.grace_period_seconds),
+        preconditions: body_opts.preconditions.unwrap_or_default(),
+        dry_run,
+    })
+}
+
+pub async fn delete(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
+    let opts = options(ctx, body)?;
+    let current = ctx
+        .state
+        .storage
+        .must_get(ctx.info(), ctx.ns(), ctx.name())
+        .await?;
+    let p = &opts.preconditions;
+    if let Some(uid) = p
+        .uid
+        .as_deref()
+        .filter(|u| *u != object::meta_str(&current, "uid"))
+    {
+        return Err(ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                object::meta_str(&current, "uid")
+            ),
+        ));
+    }
+    if p.resource_version
+        .as_deref()
+        .is_some_and(|rv| rv != object::meta_str(&current, "resourceVersion"))
+    {
+        return Err(conflict(ctx.info(), ctx.name()));
+    }
+    let obj = delete_object(ctx.state, ctx.info(), current, &opts).await?;
+    reply(ctx, 200, &obj)
+}
+
+pub async fn delete_collection(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
+    let opts = options(ctx, body)?;
+    let (items, revision, _) = super::read::collect(ctx).await?;
+    let mut deleted = Vec::new();
+    for obj in items {
+        match delete_object(ctx.state, ctx.info(), obj, &opts).await {
+            Ok(o) => deleted.push(o),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let info = ctx.info();
+    Ok(crate::http::json(
+        200,
+        &json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(),
+            "metadata": {"resourceVersion": revision.to_string()}, "items": deleted}),
+    ))
+}
+
+/// Deletes `current`, or marks it for deletion when finalizers, propagation or a grace
+/// period keep it alive; returns what the client sees.
+async fn delete_object(
+    state: &ApiState,
+    info: &ResourceInfo,
+    current: Value,
+    opts: &Options,
+) -> Result<Value, ApiError> {
+    let rv = object::resource_version(&current)?.unwrap_or_default();
+    let mut finalizers = object::finalizers(&current);
+    if !object::is_deleting(&current) {
+        for f in crate::gc::deletion_finalizers(opts.propagation) {
+            if !finalizers.contains(&f) {
+                finalizers.push(f);
+            }
+        }
+    }
+    let graceful = graceful_period(info, &current, opts.grace);
+    let namespace_pending = info.kind == "Namespace"
+        && current
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+    if finalizers.is_empty() && graceful.is_none() && !namespace_pending {
+        if opts.dry_run {
+            return Ok(current);
+        }
+        return state.storage.delete(info, &current, rv).await;
+    }
+    if object::is_deleting(&current) {
+        return Ok(current);
+    }
+    let mut marked = current.clone();
+    let meta = object::meta_mut(&mut marked);
+    meta.insert("deletionTimestamp".into(), json!(object::now()));
+    meta.insert(
+        "deletionGracePeriodSeconds".into(),
+        json!(graceful.unwrap_or(0)),
+    );
+    if !finalizers.is_empty() {
+        meta.insert("finalizers".into(), json!(finalizers));
+    }
+    if info.kind == "Namespace" {
+        marked["status"]["phase"] = json!("Terminating");
+    }
+    if opts.dry_run {
+        return Ok(marked);
+    }
+    state.storage.update(info, &marked, rv).await
+}
+
+/// The grace period of a pod that a node must stop first (None: delete at once).
+fn graceful_period(info: &ResourceInfo, obj: &Value, requested: Option<i64>) -> Option<i64> {
+    if info.kind != "Pod" || requested == Some(0) {
+        return None;
+    }
+    let bound = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        obj.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if !bound || finished {
+        return None;
+    }
+    Some(
+        requested
+            .or_else(|| {
+                obj.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(30),
+    )
+}

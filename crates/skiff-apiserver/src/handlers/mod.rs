@@ -1,0 +1,204 @@
+//! REST verbs over any catalog resource, one module per verb: they translate a parsed request
+//! into reads and compare-on-revision writes through [`crate::storage`].
+//!
+//! Object semantics shared by the verbs (metadata rules, generation, finalizers) live in
+//! [`update`]; wire formats live in [`crate::http`] and [`crate::table`].
+
+mod create;
+mod delete;
+mod patch;
+mod read;
+mod scale;
+mod update;
+
+use axum::response::Response;
+use bytes::Bytes;
+use http::HeaderMap;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::http::{self as wire, Params, Want};
+use crate::resources::ResourceInfo;
+use crate::router::{ApiState, Target};
+
+pub use create::{bootstrap, create_object};
+pub use read::Filter;
+pub use update::write_update;
+
+/// One request's context.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    pub state: &'a ApiState,
+    pub target: &'a Target,
+    pub params: &'a Params,
+    pub headers: &'a HeaderMap,
+}
+
+impl Ctx<'_> {
+    pub fn info(&self) -> &'static ResourceInfo {
+        self.target.info
+    }
+
+    pub fn ns(&self) -> Option<&str> {
+        self.target.namespace.as_deref()
+    }
+
+    /// The object name of the request (only called for verbs that have one).
+    pub fn name(&self) -> &str {
+        self.target.name.as_deref().unwrap_or_default()
+    }
+}
+
+pub async fn dispatch(ctx: Ctx<'_>, verb: &str, body: Bytes) -> Result<Response, ApiError> {
+    let sub = ctx.target.subresource.as_deref();
+    let named = ctx.target.name.is_some();
+    let needs_name = matches!(verb, "get" | "update" | "patch" | "delete");
+    if needs_name != named && verb != "watch" {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("{verb} is not supported on this path"),
+        ));
+    }
+    match (verb, sub) {
+        ("get", Some("scale")) => scale::get(ctx).await,
+        ("update" | "patch", Some("scale")) => scale::write(ctx, verb, &body).await,
+        ("get", _) => read::get(ctx).await,
+        ("list", None) => read::list(ctx).await,
+        ("watch", None) => crate::watch::serve(ctx).await,
+        ("create", None) => create::create(ctx, &body).await,
+        ("update", _) => update::put(ctx, &body).await,
+        ("patch", _) => patch::patch(ctx, &body).await,
+        ("delete", None) => delete::delete(ctx, &body).await,
+        ("deletecollection", None) => delete::delete_collection(ctx, &body).await,
+        _ => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("{verb} is not supported on this path"),
+        )),
+    }
+}
+
+/// Replies with one object, as a Table or partial metadata when the client asked for one.
+pub fn reply(ctx: Ctx<'_>, code: u16, obj: &Value) -> Result<Response, ApiError> {
+    Ok(match wire::negotiate(ctx.headers) {
+        Want::Table => wire::json(
+            code,
+            &crate::table::table(ctx.info(), std::slice::from_ref(obj), "", ctx.params),
+        ),
+        Want::PartialMetadata => wire::json(code, &partial_metadata(obj)),
+        Want::Object => wire::json(code, obj),
+    })
+}
+
+/// `meta.k8s.io/v1 PartialObjectMetadata` of an object.
+pub fn partial_metadata(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
+/// Fails unless namespace `ns` exists and accepts new objects.
+pub async fn require_namespace(state: &ApiState, ns: &str) -> Result<(), ApiError> {
+    let info = crate::resources::find("", "v1", "namespaces").expect("namespaces are served");
+    match state.storage.get(info, None, ns).await? {
+        None => Err(ApiError::not_found("", "namespaces", ns)),
+        Some(n) if crate::object::is_deleting(&n) => Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Checks a body's apiVersion/kind against the endpoint and fills them in when missing;
+/// folds a Secret's write-only `stringData` into `data`.
+pub fn check_type(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+    let av = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let same_resource =
+        crate::resources::find_kind(&av, &kind).is_some_and(|r| r.prefix() == info.prefix());
+    if !av.is_empty() && !kind.is_empty() && !same_resource {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({})",
+            info.api_version()
+        )));
+    }
+    if av.is_empty() || kind.is_empty() {
+        obj["apiVersion"] = json!(info.api_version());
+        obj["kind"] = json!(info.kind);
+    }
+    // Bodies of another served version of this resource are converted to the endpoint's.
+    *obj = crate::convert::convert(obj.clone(), info);
+    if info.kind == "Secret" {
+        crate::secrets::fold_string_data(obj);
+    }
+    Ok(())
+}
+
+/// The field manager of a non-apply write: `?fieldManager=`, else the client's User-Agent
+/// program name (as Kubernetes derives it).
+pub fn field_manager(ctx: Ctx<'_>) -> String {
+    if let Some(m) = ctx
+        .params
+        .field_manager
+        .as_deref()
+        .filter(|m| !m.is_empty())
+    {
+        return m.to_string();
+    }
+    let ua = ctx
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown");
+    ua.split('/').next().unwrap_or("unknown").to_string()
+}
+
+/// Records a non-apply write of the main resource in `managedFields`.
+pub fn record_write(ctx: Ctx<'_>, old: Option<&Value>, new: &mut Value) {
+    if ctx.target.subresource.is_none() {
+        crate::ssa::record_update(ctx.info(), old, new, &field_manager(ctx));
+    }
+}
+
+/// What Kubernetes does to every written object before validating it: `stringData` folded
+/// into `data`, defaults filled in.
+pub fn normalize(info: &ResourceInfo, obj: &mut Value) {
+    if info.kind == "Secret" {
+        crate::secrets::fold_string_data(obj);
+    }
+    crate::defaults::apply(info, obj);
+}
+
+/// Applies `fieldValidation`: Strict rejects unknown fields, Warn returns them as warnings.
+pub fn field_validation(ctx: Ctx<'_>, obj: &Value) -> Result<Vec<String>, ApiError> {
+    let unknown = crate::validation::unknown_fields(ctx.info(), obj);
+    match ctx.params.field_validation.as_deref().unwrap_or("Warn") {
+        "Ignore" => Ok(Vec::new()),
+        "Strict" if !unknown.is_empty() => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        "Strict" | "Warn" => Ok(unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect()),
+        other => Err(ApiError::bad_request(format!(
+            "fieldValidation must be one of Ignore, Warn or Strict, got \"{other}\""
+        ))),
+    }
+}

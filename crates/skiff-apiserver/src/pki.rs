@@ -1,0 +1,301 @@
+//! The cluster's certificates and client credentials, kept in the server's data directory:
+//! a CA, the serving certificate, an admin client certificate, an admin bearer token and an
+//! admin kubeconfig. Created on first start, reused afterwards.
+//!
+//! It only writes files under the data directory; it must not decide who may do what
+//! (that is [`crate::auth`]).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use rand::Rng;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Errors creating or loading the certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("cannot access {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot generate a certificate")]
+    Generate(#[from] rcgen::Error),
+    #[error("{0} holds no usable PEM data")]
+    BadPem(PathBuf),
+}
+
+impl skiff_core::HasKind for PkiError {
+    fn kind(&self) -> skiff_core::ErrorKind {
+        skiff_core::ErrorKind::Internal
+    }
+}
+
+/// The files of the cluster's PKI in a data directory.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+/// What the server needs at run time: its certificate chain and key, and the CA that signs
+/// client certificates.
+pub struct ServingMaterial {
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub ca: CertificateDer<'static>,
+}
+
+impl Pki {
+    pub fn new(data_dir: &Path) -> Self {
+        Pki {
+            dir: data_dir.join("tls"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Creates whatever is missing (CA, serving and admin certificates) and returns the
+    /// serving material. `sans` are the extra names and addresses the serving certificate covers.
+    pub fn ensure(&self, sans: &[String]) -> Result<ServingMaterial, PkiError> {
+        create_dir(&self.dir)?;
+        let (ca_pem, ca_key_pem) = match (read(&self.path("ca.crt")), read(&self.path("ca.key"))) {
+            (Ok(c), Ok(k)) => (c, k),
+            _ => {
+                let key = KeyPair::generate()?;
+                let mut params = CertificateParams::default();
+                params.distinguished_name = dn("skiff-ca", None);
+                params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                params.key_usages = vec![
+                    KeyUsagePurpose::KeyCertSign,
+                    KeyUsagePurpose::CrlSign,
+                    KeyUsagePurpose::DigitalSignature,
+                ];
+                let cert = params.self_signed(&key)?;
+                write_private(&self.path("ca.key"), key.serialize_pem().as_bytes())?;
+                write(&self.path("ca.crt"), cert.pem().as_bytes())?;
+                (cert.pem(), key.serialize_pem())
+            }
+        };
+        let ca_key = KeyPair::from_pem(&ca_key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
+
+        if !self.path("server.crt").exists() || !self.path("server.key").exists() {
+            let mut params = CertificateParams::new(sans.to_vec())?;
+            params.distinguished_name = dn("skiff-apiserver", None);
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            params.use_authority_key_identifier_extension = true;
+            let key = KeyPair::generate()?;
+            let cert = params.signed_by(&key, &issuer)?;
+            write_private(&self.path("server.key"), key.serialize_pem().as_bytes())?;
+            write(&self.path("server.crt"), cert.pem().as_bytes())?;
+        }
+        if !self.path("admin.crt").exists() || !self.path("admin.key").exists() {
+            let (cert, key) = self.issue_client(&issuer, "admin", Some("system:masters"))?;
+            write_private(&self.path("admin.key"), key.as_bytes())?;
+            write(&self.path("admin.crt"), cert.as_bytes())?;
+        }
+
+        let ca = first_cert(&self.path("ca.crt"))?;
+        let mut cert_chain = certs(&self.path("server.crt"))?;
+        cert_chain.push(ca.clone());
+        let key = private_key(&self.path("server.key"))?;
+        Ok(ServingMaterial {
+            cert_chain,
+            key,
+            ca,
+        })
+    }
+
+    /// A client certificate and key (PEM) for `user` in `group`, signed by the CA.
+    fn issue_client(
+        &self,
+        issuer: &Issuer<'_, KeyPair>,
+        user: &str,
+        group: Option<&str>,
+    ) -> Result<(String, String), PkiError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(user, group);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// The admin bearer token, generated into `<data>/token` at first start.
+    pub fn ensure_admin_token(&self, data_dir: &Path) -> Result<String, PkiError> {
+        let path = data_dir.join("token");
+        if let Ok(t) = read(&path) {
+            let t = t.trim().to_string();
+            if !t.is_empty() {
+                return Ok(t);
+            }
+        }
+        let bytes: [u8; 24] = rand::thread_rng().gen();
+        let token = hex::encode(bytes);
+        write_private(&path, format!("{token}\n").as_bytes())?;
+        Ok(token)
+    }
+
+    /// Writes `<data>/kubeconfig.yaml` for the admin client certificate, pointing at `server`
+    /// (e.g. `https://127.0.0.1:6443`). Rewritten on each start so the address stays current.
+    pub fn write_kubeconfig(&self, data_dir: &Path, server: &str) -> Result<PathBuf, PkiError> {
+        let b64 = |name: &str| -> Result<String, PkiError> {
+            Ok(base64::engine::general_purpose::STANDARD.encode(read(&self.path(name))?))
+        };
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    \
+             certificate-authority-data: {ca}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    \
+             user: admin\n    namespace: default\ncurrent-context: skiff\nusers:\n- name: admin\n  user:\n    \
+             client-certificate-data: {crt}\n    client-key-data: {key}\n",
+            ca = b64("ca.crt")?,
+            crt = b64("admin.crt")?,
+            key = b64("admin.key")?,
+        );
+        let path = data_dir.join("kubeconfig.yaml");
+        write_private(&path, config.as_bytes())?;
+        Ok(path)
+    }
+}
+
+fn dn(cn: &str, org: Option<&str>) -> rcgen::DistinguishedName {
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    if let Some(o) = org {
+        dn.push(DnType::OrganizationName, o);
+    }
+    dn
+}
+
+/// The names and addresses the serving certificate must cover for `bind`.
+pub fn serving_sans(bind: IpAddr) -> Vec<String> {
+    let mut sans = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+    ];
+    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let h = h.trim();
+        if !h.is_empty() && !sans.iter().any(|s| s == h) {
+            sans.push(h.to_string());
+        }
+    }
+    if !bind.is_unspecified() && !sans.contains(&bind.to_string()) {
+        sans.push(bind.to_string());
+    }
+    sans
+}
+
+fn create_dir(path: &Path) -> Result<(), PkiError> {
+    std::fs::create_dir_all(path).map_err(|source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write(path: &Path, data: &[u8]) -> Result<(), PkiError> {
+    std::fs::write(path, data).map_err(|source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, data: &[u8]) -> Result<(), PkiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(data).map_err(io)
+}
+
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    let data = std::fs::read(path).map_err(|source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut data.as_slice())
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(PkiError::BadPem(path.to_path_buf()));
+    }
+    Ok(certs)
+}
+
+fn first_cert(path: &Path) -> Result<CertificateDer<'static>, PkiError> {
+    Ok(certs(path)?.remove(0))
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError> {
+    let data = std::fs::read(path).map_err(|source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    rustls_pemfile::private_key(&mut data.as_slice())
+        .ok()
+        .flatten()
+        .ok_or_else(|| PkiError::BadPem(path.to_path_buf()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_ensure_reuses_the_ca_and_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path());
+        let first = pki
+            .ensure(&serving_sans("127.0.0.1".parse().unwrap()))
+            .unwrap();
+        let second = pki
+            .ensure(&serving_sans("127.0.0.1".parse().unwrap()))
+            .unwrap();
+        assert_eq!(first.ca, second.ca);
+        assert_eq!(first.cert_chain, second.cert_chain);
+        let token = pki.ensure_admin_token(dir.path()).unwrap();
+        assert_eq!(token.len(), 48);
+        assert_eq!(pki.ensure_admin_token(dir.path()).unwrap(), token);
+        let kc = pki
+            .write_kubeconfig(dir.path(), "https://127.0.0.1:1")
+            .unwrap();
+        let text = std::fs::read_to_string(kc).unwrap();
+        assert!(text.contains("server: https://127.0.0.1:1"));
+        assert!(text.contains("client-key-data: "));
+    }
+}

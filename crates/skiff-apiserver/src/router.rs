@@ -1,0 +1,261 @@
+//! The HTTP surface: authenticates each request, parses its path into a target (health,
+//! version, discovery, OpenAPI or a resource), and dispatches to the handler for its verb.
+//!
+//! It must not hold object semantics; those live in `handlers`.
+
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::Method;
+use serde_json::json;
+
+use crate::auth::{self, Attributes, PeerIdentity, TokenAuthenticator, UserInfo};
+use crate::encryption::Encryptor;
+use crate::error::ApiError;
+use crate::handlers;
+use crate::http::{self as wire, Params, MAX_BODY};
+use crate::resources::{self, ResourceInfo};
+use crate::secrets::SecretCodec;
+use crate::storage::Storage;
+
+/// The Kubernetes version `/version` reports (kubectl's dispatcher picks its binary from it).
+pub const KUBE_VERSION: &str = "v1.33.0";
+
+/// Everything a request handler needs.
+pub struct ApiState {
+    pub(crate) storage: Storage,
+    pub(crate) tokens: TokenAuthenticator,
+}
+
+impl ApiState {
+    /// State over `store` accepting `tokens` (and any client certificate the TLS layer
+    /// verified), encrypting Secrets with `encryptor`.
+    pub fn new(
+        store: Arc<dyn skiff_store::Store>,
+        tokens: TokenAuthenticator,
+        encryptor: Arc<Encryptor>,
+    ) -> Self {
+        ApiState {
+            storage: Storage::new(store, SecretCodec::new(encryptor)),
+            tokens,
+        }
+    }
+
+    /// Creates the namespaces every cluster has; idempotent.
+    pub async fn bootstrap(&self) -> Result<(), ApiError> {
+        handlers::bootstrap(self).await
+    }
+}
+
+/// The router of the whole API; in-process clients can call it without TCP.
+pub fn router(state: Arc<ApiState>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(state)
+}
+
+/// The router for in-process clients (controllers and scheduler in single-binary mode):
+/// every request is made as `user`, without TCP, TLS or a token.
+pub fn in_process_router(state: Arc<ApiState>, user: UserInfo) -> axum::Router {
+    let identity = PeerIdentity(Some(user));
+    router(state).layer(axum::middleware::map_request(move |mut req: Request| {
+        let identity = identity.clone();
+        async move {
+            req.extensions_mut().insert(identity);
+            req
+        }
+    }))
+}
+
+/// A resource request, parsed from its path.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub info: &'static ResourceInfo,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+enum Route {
+    Health,
+    Version,
+    Discovery(Vec<String>),
+    OpenApi(Vec<String>),
+    Resource(Target),
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+}
+
+fn parse(path: &str) -> Result<Route, ApiError> {
+    let segs: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match s.as_slice() {
+        ["healthz" | "livez" | "readyz", ..] => return Ok(Route::Health),
+        ["version"] => return Ok(Route::Version),
+        ["openapi", rest @ ..] => {
+            return Ok(Route::OpenApi(rest.iter().map(|x| x.to_string()).collect()))
+        }
+        ["api"] | ["api", _] | ["apis"] | ["apis", _] | ["apis", _, _] => {
+            return Ok(Route::Discovery(segs))
+        }
+        _ => {}
+    }
+    let (group, version, rest) = match s.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(not_found()),
+    };
+    let (namespace, rest): (Option<String>, Vec<&str>) = match rest {
+        // The namespace object's own subresources: /api/v1/namespaces/NAME/status|finalize.
+        ["namespaces", name, sub @ ("status" | "finalize")] if group.is_empty() => {
+            let info = resources::find("", version, "namespaces").ok_or_else(not_found)?;
+            return Ok(Route::Resource(Target {
+                info,
+                namespace: None,
+                name: Some(name.to_string()),
+                subresource: Some(sub.to_string()),
+            }));
+        }
+        ["namespaces", ns, more @ ..] if !more.is_empty() => (Some(ns.to_string()), more.to_vec()),
+        other => (None, other.to_vec()),
+    };
+    let (plural, name, sub) = match rest.as_slice() {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some(name.to_string()), None),
+        [plural, name, sub] => (*plural, Some(name.to_string()), Some(sub.to_string())),
+        _ => return Err(not_found()),
+    };
+    let info = resources::find(group, version, plural).ok_or_else(not_found)?;
+    if namespace.is_some() && !info.namespaced {
+        return Err(not_found());
+    }
+    if let Some(sub) = &sub {
+        let served = info.has_subresource(sub) || (info.kind == "Namespace" && sub == "finalize");
+        if !served {
+            return Err(not_found());
+        }
+    }
+    Ok(Route::Resource(Target {
+        info,
+        namespace,
+        name,
+        subresource: sub,
+    }))
+}
+
+async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let span = tracing::debug_span!("request", %method, %path);
+    let _enter = span.enter();
+    match serve(state, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(code = e.code, message = %e.message, "request failed");
+            e.into_response()
+        }
+    }
+}
+
+async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError> {
+    let route = parse(req.uri().path())?;
+    match route {
+        Route::Health => return Ok(plain("ok")),
+        Route::Version => return Ok(wire::json(200, &version())),
+        _ => {}
+    }
+    let authorization = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let user = auth::authenticate(
+        req.extensions().get::<PeerIdentity>(),
+        authorization,
+        &state.tokens,
+    )?;
+    match route {
+        Route::Discovery(segs) => crate::discovery::serve(&segs, req.headers()),
+        Route::OpenApi(segs) => crate::openapi::serve(&segs, req.headers()),
+        Route::Resource(target) => {
+            let params = Params::parse(req.uri())?;
+            let verb = verb(req.method(), &target, &params);
+            auth::authorize(
+                &user,
+                &Attributes {
+                    verb,
+                    group: target.info.group,
+                    resource: target.info.plural,
+                    namespace: target.namespace.as_deref(),
+                },
+            )?;
+            let (parts, body) = req.into_parts();
+            let body = read_body(body).await?;
+            let ctx = handlers::Ctx {
+                state: &state,
+                target: &target,
+                params: &params,
+                headers: &parts.headers,
+            };
+            handlers::dispatch(ctx, verb, body).await
+        }
+        Route::Health | Route::Version => unreachable!("answered before authentication"),
+    }
+}
+
+fn verb(method: &Method, t: &Target, params: &Params) -> &'static str {
+    match (method.as_str(), t.name.is_some()) {
+        ("GET", _) if wire::flag(&params.watch) => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "unsupported",
+    }
+}
+
+async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
+    to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body exceeds the limit of {MAX_BODY} bytes"),
+        )
+    })
+}
+
+fn plain(text: &'static str) -> Response {
+    let mut r = Response::new(Body::from(text));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn version() -> serde_json::Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": KUBE_VERSION,
+        "gitCommit": "skiff",
+        "gitTreeState": "clean",
+        "buildDate": "2025-01-01T00:00:00Z",
+        "goVersion": "go1.24.0",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    })
+}

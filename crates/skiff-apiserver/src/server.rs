@@ -1,0 +1,224 @@
+//! The HTTPS listener: TLS with optional client certificates (rustls, ring), HTTP/1.1 and
+//! HTTP/2 (hyper), first-start bootstrap (PKI, token, kubeconfig, default namespaces).
+//!
+//! Connection handling only; requests go to [`crate::router`].
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::server::WebPkiClientVerifier;
+use skiff_store::Store;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::auth::{self, PeerIdentity, TokenAuthenticator, UserInfo};
+use crate::encryption::Encryptor;
+use crate::error::ApiError;
+use crate::pki::{self, Pki, PkiError};
+use crate::router::{router, ApiState};
+
+/// Settings of `skiff server`'s API.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub bind: IpAddr,
+    /// 0 picks a free port.
+    pub port: u16,
+    /// Extra bearer tokens (`token,user,uid,"groups"` lines).
+    pub token_file: Option<PathBuf>,
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot set up the cluster certificates")]
+    Pki(#[from] PkiError),
+    #[error("cannot load tokens")]
+    Auth(#[from] auth::AuthError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid TLS configuration")]
+    Tls(#[from] rustls::Error),
+    #[error("invalid client CA")]
+    ClientVerifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("cannot initialise the cluster state: {0}")]
+    Bootstrap(ApiError),
+}
+
+impl skiff_core::HasKind for ServerError {
+    fn kind(&self) -> skiff_core::ErrorKind {
+        match self {
+            ServerError::Auth(_) => skiff_core::ErrorKind::InvalidArgument,
+            _ => skiff_core::ErrorKind::Internal,
+        }
+    }
+}
+
+/// A bound, bootstrapped API server, ready to serve.
+pub struct Server {
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    app: axum::Router,
+    store: Arc<dyn Store>,
+    encryptor: Arc<Encryptor>,
+    /// The address actually listened on.
+    pub addr: SocketAddr,
+    /// The admin kubeconfig written for this server.
+    pub kubeconfig: PathBuf,
+    /// The shared state, for in-process clients.
+    pub state: Arc<ApiState>,
+}
+
+impl Server {
+    /// Sets up certificates and credentials, binds the port and creates the default namespaces.
+    pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<Server, ServerError> {
+        let pki = Pki::new(&config.data_dir);
+        let material = pki.ensure(&pki::serving_sans(config.bind))?;
+        let admin_token = pki.ensure_admin_token(&config.data_dir)?;
+        let mut tokens = TokenAuthenticator::default();
+        tokens.insert(
+            &admin_token,
+            UserInfo {
+                name: "admin".into(),
+                uid: "admin".into(),
+                groups: vec!["system:masters".into()],
+            },
+        );
+        if let Some(f) = &config.token_file {
+            tokens.load_file(f)?;
+        }
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(material.ca.clone())?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()?;
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(material.cert_chain, material.key)?;
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+
+        let addr = SocketAddr::new(config.bind, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let client_ip = if config.bind.is_unspecified() {
+            "127.0.0.1".parse().expect("literal")
+        } else {
+            config.bind
+        };
+        let url = format!("https://{}", SocketAddr::new(client_ip, addr.port()));
+        let kubeconfig = pki.write_kubeconfig(&config.data_dir, &url)?;
+
+        let encryptor =
+            Arc::new(Encryptor::load_or_create(&config.data_dir).map_err(ServerError::Bootstrap)?);
+        let state = Arc::new(ApiState::new(store.clone(), tokens, encryptor.clone()));
+        state.bootstrap().await.map_err(ServerError::Bootstrap)?;
+        Ok(Server {
+            listener,
+            tls: TlsAcceptor::from(Arc::new(tls)),
+            app: router(state.clone()),
+            store,
+            encryptor,
+            addr,
+            kubeconfig,
+            state,
+        })
+    }
+
+    /// Serves until `shutdown` completes, with the garbage collector and the history
+    /// compactor running alongside.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+        let stopped = |mut rx: tokio::sync::watch::Receiver<()>| async move {
+            let _ = rx.changed().await;
+        };
+        let collector = crate::gc::Collector::new(self.store.clone(), Some(self.encryptor.clone()));
+        tokio::spawn(collector.run(stopped(stop_rx.clone())));
+        tokio::spawn(compactor(self.store.clone(), stopped(stop_rx)));
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, peer_addr) = tokio::select! {
+                _ = &mut shutdown => {
+                    let _ = stop_tx.send(());
+                    return;
+                }
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+            };
+            let acceptor = self.tls.clone();
+            let app = self.app.clone();
+            tokio::spawn(async move {
+                let tls = match acceptor.accept(tcp).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::debug!(%peer_addr, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                };
+                let user = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|certs| certs.first())
+                    .and_then(|c| auth::user_from_certificate(c));
+                let identity = PeerIdentity(user);
+                let svc = hyper::service::service_fn(
+                    move |mut req: http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(identity.clone());
+                        app.clone().oneshot(req.map(Body::new))
+                    },
+                );
+                if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await
+                {
+                    tracing::debug!(%peer_addr, error = %e, "connection ended with an error");
+                }
+            });
+        }
+    }
+}
+
+/// How often the store's history is compacted (as kube-apiserver's default).
+const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Compacts the store every [`COMPACT_EVERY`] up to the revision seen one interval earlier,
+/// so watches and lists may lag by up to one interval before they get 410 Gone.
+async fn compactor(store: Arc<dyn Store>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut previous: Option<i64> = None;
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(COMPACT_EVERY) => {}
+        }
+        if let Some(rev) = previous.filter(|r| *r > 0) {
+            match store.compact(rev).await {
+                Ok(()) => tracing::debug!(rev, "compacted"),
+                Err(e) => tracing::warn!(error = %e, "compaction failed"),
+            }
+        }
+        previous = store.current_revision().await.ok();
+    }
+}

@@ -1,0 +1,238 @@
+//! `meta.k8s.io/v1 Table` rendering: the columns `kubectl get` prints for each kind, with
+//! the same names, types, wide-only priorities and cell formats as Kubernetes.
+//!
+//! Presentation only; per-kind columns live in [`core`] and [`apps`].
+
+mod apps;
+mod core;
+
+use serde_json::{json, Value};
+
+use crate::http::Params;
+use crate::resources::ResourceInfo;
+
+/// One column: name, type, format, priority (0 = always, 1 = `-o wide`).
+pub struct Column(pub &'static str, pub &'static str, pub &'static str, pub u8);
+
+/// The columns and the cell function of a kind.
+pub struct Printer {
+    pub columns: &'static [Column],
+    pub cells: fn(&Value) -> Vec<Value>,
+}
+
+const NAME: Column = Column("Name", "string", "name", 0);
+const AGE: Column = Column("Age", "string", "", 0);
+
+fn default_printer() -> Printer {
+    Printer {
+        columns: &[NAME, AGE],
+        cells: |o| vec![name(o), age(o)],
+    }
+}
+
+fn printer(kind: &str) -> Printer {
+    core::printer(kind)
+        .or_else(|| apps::printer(kind))
+        .unwrap_or_else(default_printer)
+}
+
+/// A Table of `items` (objects of `info`) at list revision `rv`.
+pub fn table(info: &ResourceInfo, items: &[Value], rv: &str, params: &Params) -> Value {
+    let p = printer(info.kind);
+    let columns: Vec<Value> = p
+        .columns
+        .iter()
+        .map(|c| {
+            json!({"name": c.0, "type": c.1, "format": c.2, "description": column_description(c.0), "priority": c.3})
+        })
+        .collect();
+    let include = params.include_object.as_deref().unwrap_or("Metadata");
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| {
+            let mut row = json!({"cells": (p.cells)(o)});
+            match include {
+                "None" => {}
+                "Object" => row["object"] = o.clone(),
+                _ => row["object"] = crate::handlers::partial_metadata(o),
+            }
+            row
+        })
+        .collect();
+    let mut metadata = json!({});
+    if !rv.is_empty() {
+        metadata["resourceVersion"] = json!(rv);
+    }
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": columns, "rows": rows})
+}
+
+fn column_description(name: &str) -> &'static str {
+    match name {
+        "Name" => "Name must be unique within a namespace. Cannot be updated.",
+        "Age" => "CreationTimestamp is a timestamp representing the server time when this object was created.",
+        _ => "",
+    }
+}
+
+// Cell helpers shared by the per-kind printers.
+
+pub(crate) fn name(o: &Value) -> Value {
+    json!(crate::object::name(o))
+}
+
+pub(crate) fn age(o: &Value) -> Value {
+    json!(since(
+        o.pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str)
+    ))
+}
+
+/// Age of an RFC 3339 timestamp as Kubernetes prints it ("<unknown>" when absent).
+pub(crate) fn since(ts: Option<&str>) -> String {
+    let Some(t) = ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else {
+        return "<unknown>".into();
+    };
+    human_duration(chrono::Utc::now().signed_duration_since(t).num_seconds())
+}
+
+/// Go's `duration.HumanDuration`.
+pub(crate) fn human_duration(seconds: i64) -> String {
+    if seconds < -1 {
+        return "<invalid>".into();
+    }
+    if seconds < 0 {
+        return "0s".into();
+    }
+    if seconds < 120 {
+        return format!("{seconds}s");
+    }
+    let minutes = seconds / 60;
+    if minutes < 10 {
+        let s = seconds % 60;
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
+    }
+    if minutes < 180 {
+        return format!("{minutes}m");
+    }
+    let hours = seconds / 3600;
+    if hours < 8 {
+        let m = minutes % 60;
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
+    }
+    if hours < 48 {
+        return format!("{hours}h");
+    }
+    if hours < 24 * 8 {
+        let h = hours % 24;
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{h}h", hours / 24)
+        };
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{}d", hours / 24);
+    }
+    if hours < 24 * 365 * 8 {
+        let dy = (hours / 24) % 365;
+        return if dy == 0 {
+            format!("{}y", hours / 24 / 365)
+        } else {
+            format!("{}y{dy}d", hours / 24 / 365)
+        };
+    }
+    format!("{}y", hours / 24 / 365)
+}
+
+/// A string field at `ptr`, or `<none>`.
+pub(crate) fn str_or_none(o: &Value, ptr: &str) -> Value {
+    json!(o
+        .pointer(ptr)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("<none>"))
+}
+
+/// An integer field at `ptr`, or 0.
+pub(crate) fn int(o: &Value, ptr: &str) -> Value {
+    json!(o.pointer(ptr).and_then(Value::as_i64).unwrap_or(0))
+}
+
+/// `k=v,k2=v2` of a string map, sorted, or `<none>`.
+pub(crate) fn format_labels(m: Option<&Value>) -> String {
+    let mut pairs: Vec<String> = m
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    pairs.sort();
+    if pairs.is_empty() {
+        "<none>".into()
+    } else {
+        pairs.join(",")
+    }
+}
+
+/// Names and images of a pod template's containers, comma-joined.
+pub(crate) fn containers_and_images(spec: Option<&Value>) -> (Value, Value) {
+    let cs: Vec<&Value> = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    let names: Vec<&str> = cs
+        .iter()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
+    let images: Vec<&str> = cs
+        .iter()
+        .filter_map(|c| c.get("image").and_then(Value::as_str))
+        .collect();
+    (json!(names.join(",")), json!(images.join(",")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_durations_match_kubectl() {
+        for (s, want) in [
+            (5, "5s"),
+            (119, "119s"),
+            (150, "2m30s"),
+            (600, "10m"),
+            (3 * 3600 + 120, "3h2m"),
+            (9 * 3600, "9h"),
+            (50 * 3600, "2d2h"),
+            (800 * 86400, "2y70d"),
+        ] {
+            assert_eq!(human_duration(s), want);
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_get_name_and_age() {
+        let info = crate::resources::find("coordination.k8s.io", "v1", "leases").unwrap();
+        let t = table(
+            info,
+            &[json!({"metadata": {"name": "x"}})],
+            "7",
+            &Params::default(),
+        );
+        assert_eq!(t["kind"], "Table");
+        assert_eq!(t["rows"][0]["cells"][0], "x");
+        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        assert_eq!(t["metadata"]["resourceVersion"], "7");
+    }
+}

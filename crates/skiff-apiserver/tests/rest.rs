@@ -1,0 +1,547 @@
+//! The REST surface through the public router, over a real SQLite store (no TLS): what a
+//! Kubernetes client sees for each verb.
+
+mod common;
+
+use axum::body::Body;
+use common::*;
+use http::{Request, StatusCode};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+#[tokio::test]
+async fn unauthenticated_requests_get_401_status() {
+    let api = api().await;
+    let req = Request::builder()
+        .uri("/api/v1/namespaces")
+        .body(Body::empty())
+        .unwrap();
+    let resp = api.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = serde_json::from_slice(
+        &axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(body["kind"], "Status");
+    assert_eq!(body["reason"], "Unauthorized");
+}
+
+#[tokio::test]
+async fn default_namespaces_and_service_accounts_exist() {
+    let api = api().await;
+    let (s, list) = api.call("GET", "/api/v1/namespaces", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
+    let (s, sa) = api
+        .call(
+            "GET",
+            "/api/v1/namespaces/kube-system/serviceaccounts/default",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{sa}");
+}
+
+#[tokio::test]
+async fn create_get_update_bumps_generation_only_on_spec_change() {
+    let api = api().await;
+    let (s, created) = api
+        .call(
+            "POST",
+            "/apis/apps/v1/namespaces/default/deployments",
+            Some(deployment("web", 1)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert_eq!(created["metadata"]["generation"], 1);
+    assert_eq!(created["metadata"]["uid"].as_str().unwrap().len(), 36);
+    let (s, _) = api
+        .call(
+            "POST",
+            "/apis/apps/v1/namespaces/default/deployments",
+            Some(deployment("web", 1)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    let mut status_write = created.clone();
+    status_write["status"] = json!({"replicas": 1, "readyReplicas": 1});
+    let (s, after_status) = api
+        .call(
+            "PUT",
+            "/apis/apps/v1/namespaces/default/deployments/web/status",
+            Some(status_write),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{after_status}");
+    assert_eq!(after_status["metadata"]["generation"], 1);
+    assert_eq!(after_status["status"]["readyReplicas"], 1);
+
+    // A stale resourceVersion is a conflict.
+    let mut stale = created.clone();
+    stale["spec"]["replicas"] = json!(5);
+    let (s, e) = api
+        .call(
+            "PUT",
+            "/apis/apps/v1/namespaces/default/deployments/web",
+            Some(stale),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+
+    let mut fresh = after_status.clone();
+    fresh["spec"]["replicas"] = json!(5);
+    fresh["status"] = json!({});
+    let (s, updated) = api
+        .call(
+            "PUT",
+            "/apis/apps/v1/namespaces/default/deployments/web",
+            Some(fresh),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{updated}");
+    assert_eq!(updated["metadata"]["generation"], 2);
+    assert_eq!(
+        updated["status"]["readyReplicas"], 1,
+        "a main-resource PUT keeps status"
+    );
+}
+
+#[tokio::test]
+async fn create_in_missing_namespace_is_404_and_nothing_is_stored() {
+    let api = api().await;
+    let (s, e) = api
+        .call(
+            "POST",
+            "/apis/apps/v1/namespaces/nope/deployments",
+            Some(deployment("web", 1)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
+    let (_, list) = api.call("GET", "/apis/apps/v1/deployments", None).await;
+    assert!(list["items"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn rejects_garbage_and_oversized_bodies() {
+    let api = api().await;
+    let (s, _, _) = api
+        .send(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            "application/json",
+            b"{oops".to_vec(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let big = vec![b' '; 3 * 1024 * 1024 + 10];
+    let (s, _, _) = api
+        .send(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            "application/json",
+            big,
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn dry_run_stores_nothing() {
+    let api = api().await;
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
+    let (s, _) = api
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/configmaps?dryRun=All",
+            Some(cm),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = api
+        .call("GET", "/api/v1/namespaces/default/configmaps/c", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn list_selectors_and_pagination() {
+    let api = api().await;
+    for (i, tier) in ["front", "back", "front", "db"].iter().enumerate() {
+        let cm = json!({"metadata": {"name": format!("c{i}"), "labels": {"tier": tier}}});
+        let (s, _) = api
+            .call("POST", "/api/v1/namespaces/default/configmaps", Some(cm))
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let (_, l) = api
+        .call(
+            "GET",
+            "/api/v1/namespaces/default/configmaps?labelSelector=tier%20in%20(front,db)",
+            None,
+        )
+        .await;
+    assert_eq!(l["items"].as_array().unwrap().len(), 3);
+    let (_, l) = api
+        .call(
+            "GET",
+            "/api/v1/configmaps?fieldSelector=metadata.name%3Dc1",
+            None,
+        )
+        .await;
+    assert_eq!(l["items"][0]["metadata"]["name"], "c1");
+
+    let (_, p1) = api
+        .call("GET", "/api/v1/namespaces/default/configmaps?limit=3", None)
+        .await;
+    assert_eq!(p1["items"].as_array().unwrap().len(), 3);
+    let token = p1["metadata"]["continue"]
+        .as_str()
+        .expect("a continue token")
+        .to_string();
+    let (_, p2) = api
+        .call(
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps?limit=3&continue={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(p2["items"].as_array().unwrap().len(), 1);
+    assert!(p2["metadata"].get("continue").is_none());
+    assert_eq!(
+        p1["metadata"]["resourceVersion"],
+        p2["metadata"]["resourceVersion"]
+    );
+}
+
+#[tokio::test]
+async fn scale_subresource_reads_and_writes_replicas() {
+    let api = api().await;
+    api.call(
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        Some(deployment("web", 2)),
+    )
+    .await;
+    let (s, scale) = api
+        .call(
+            "GET",
+            "/apis/apps/v1/namespaces/default/deployments/web/scale",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 2);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    let (s, _, body) = api
+        .send(
+            "PATCH",
+            "/apis/apps/v1/namespaces/default/deployments/web/scale",
+            "application/merge-patch+json",
+            "application/json",
+            br#"{"spec":{"replicas":4}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let (_, d) = api
+        .call(
+            "GET",
+            "/apis/apps/v1/namespaces/default/deployments/web",
+            None,
+        )
+        .await;
+    assert_eq!(d["spec"]["replicas"], 4);
+    assert_eq!(d["metadata"]["generation"], 2);
+}
+
+#[tokio::test]
+async fn finalizers_delay_deletion_until_removed() {
+    let api = api().await;
+    let cm = json!({"metadata": {"name": "f", "finalizers": ["example.com/hold"]}});
+    api.call("POST", "/api/v1/namespaces/default/configmaps", Some(cm))
+        .await;
+    let (s, d) = api
+        .call("DELETE", "/api/v1/namespaces/default/configmaps/f", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(d["metadata"]["deletionTimestamp"].is_string());
+    let (s, _) = api
+        .call("GET", "/api/v1/namespaces/default/configmaps/f", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "still there while finalizers remain");
+    let (s, _, _) = api
+        .send(
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/f",
+            "application/merge-patch+json",
+            "application/json",
+            br#"{"metadata":{"finalizers":null}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = api
+        .call("GET", "/api/v1/namespaces/default/configmaps/f", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn table_output_has_kubectl_columns() {
+    let api = api().await;
+    api.call(
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        Some(deployment("web", 3)),
+    )
+    .await;
+    let (s, _, body) = api
+        .send(
+            "GET",
+            "/apis/apps/v1/namespaces/default/deployments",
+            "application/json",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let t: Value = serde_json::from_slice(&body).unwrap();
+    let cols: Vec<&str> = t["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cols,
+        vec![
+            "Name",
+            "Ready",
+            "Up-to-date",
+            "Available",
+            "Age",
+            "Containers",
+            "Images",
+            "Selector"
+        ]
+    );
+    assert_eq!(t["rows"][0]["cells"][1], "0/3");
+}
+
+#[tokio::test]
+async fn aggregated_discovery_is_served_when_asked() {
+    let api = api().await;
+    let accept =
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+    let (s, h, body) = api.send("GET", "/apis", "", accept, vec![]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(h["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("as=APIGroupDiscoveryList"));
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["kind"], "APIGroupDiscoveryList");
+    let (_, _, body) = api
+        .send("GET", "/apis", "", "application/json", vec![])
+        .await;
+    let plain: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(plain["kind"], "APIGroupList");
+}
+
+#[tokio::test]
+async fn field_validation_strict_rejects_and_warn_warns() {
+    let api = api().await;
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "v"}, "data": {}, "bogus": 1});
+    let body = serde_json::to_vec(&cm).unwrap();
+    let (s, _, b) = api
+        .send(
+            "POST",
+            "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+            "application/json",
+            "application/json",
+            body.clone(),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    assert!(
+        String::from_utf8_lossy(&b).contains("unknown field \\\"bogus\\\""),
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    let (s, h, _) = api
+        .send(
+            "POST",
+            "/api/v1/namespaces/default/configmaps?fieldValidation=Warn",
+            "application/json",
+            "application/json",
+            body,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert!(
+        h["warning"].to_str().unwrap().contains("unknown field"),
+        "{h:?}"
+    );
+}
+
+#[tokio::test]
+async fn secrets_are_stored_encrypted() {
+    let api = api().await;
+    let secret =
+        json!({"metadata": {"name": "s"}, "stringData": {"password": "plain-text-password"}});
+    let (s, created) = api
+        .call("POST", "/api/v1/namespaces/default/secrets", Some(secret))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert_eq!(created["data"]["password"], "cGxhaW4tdGV4dC1wYXNzd29yZA==");
+    let raw = api
+        .store
+        .get("/registry/core/secrets/default/s")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&raw.value).contains("cGxhaW4tdGV4dC1wYXNzd29yZA"));
+    let (_, got) = api
+        .call("GET", "/api/v1/namespaces/default/secrets/s", None)
+        .await;
+    assert_eq!(got["data"]["password"], "cGxhaW4tdGV4dC1wYXNzd29yZA==");
+    assert!(api.dir.path().join("encryption.key").exists());
+}
+
+#[tokio::test]
+async fn delete_collection_honours_label_selector() {
+    let api = api().await;
+    for (n, l) in [("x1", "a"), ("x2", "a"), ("y", "b")] {
+        api.call(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(json!({"metadata": {"name": n, "labels": {"g": l}}})),
+        )
+        .await;
+    }
+    let (s, _) = api
+        .call(
+            "DELETE",
+            "/api/v1/namespaces/default/configmaps?labelSelector=g%3Da",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, l) = api
+        .call("GET", "/api/v1/namespaces/default/configmaps", None)
+        .await;
+    let names: Vec<&str> = l["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["y"]);
+}
+
+#[tokio::test]
+async fn terminating_namespace_refuses_new_objects() {
+    let api = api().await;
+    api.call(
+        "POST",
+        "/api/v1/namespaces",
+        Some(json!({"metadata": {"name": "old"}})),
+    )
+    .await;
+    let (s, ns) = api.call("DELETE", "/api/v1/namespaces/old", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    let (s, e) = api
+        .call(
+            "POST",
+            "/api/v1/namespaces/old/configmaps",
+            Some(json!({"metadata": {"name": "c"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+}
+
+#[tokio::test]
+async fn hpa_served_in_both_versions_from_one_object() {
+    let api = api().await;
+    let hpa = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3, "targetCPUUtilizationPercentage": 70}});
+    let (s, created) = api
+        .call(
+            "POST",
+            "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers",
+            Some(hpa),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert_eq!(created["apiVersion"], "autoscaling/v1");
+    let (_, v2) = api
+        .call(
+            "GET",
+            "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/h",
+            None,
+        )
+        .await;
+    assert_eq!(
+        v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        70
+    );
+}
+
+#[tokio::test]
+async fn in_process_router_needs_no_credentials() {
+    let api = api().await;
+    let state = api.state.clone();
+    let user = skiff_apiserver::auth::UserInfo {
+        name: "system:kube-scheduler".into(),
+        uid: String::new(),
+        groups: vec![],
+    };
+    let app = skiff_apiserver::in_process_router(state, user);
+    let req = Request::builder()
+        .uri("/api/v1/namespaces/default")
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn verbs_on_the_wrong_path_are_405() {
+    let api = api().await;
+    let cm = json!({"metadata": {"name": "c"}});
+    let (s, e) = api
+        .call("POST", "/api/v1/namespaces/default/configmaps/c", Some(cm))
+        .await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{e}");
+    let (s, _) = api
+        .call(
+            "PUT",
+            "/api/v1/namespaces/default/configmaps",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    let (s, _) = api
+        .call("GET", "/api/v1/namespaces/default/widgets", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

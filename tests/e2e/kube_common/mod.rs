@@ -1,0 +1,274 @@
+//! Harness of the Kubernetes end-to-end tests: starts `skiff server` (the freshly built
+//! binary) on a temporary data directory and a free loopback port, on SQLite or on a private
+//! etcd, and runs real clients against it. Every process started here is killed by PID when
+//! its guard drops, also when a test fails.
+
+#![allow(dead_code)] // each test target uses a different part of the harness
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The datastore a cluster runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datastore {
+    Sqlite,
+    Etcd,
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it returns Some or `timeout` passes.
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed (by its PID) and reaped on drop.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A private etcd 3.4 (Debian's) on random loopback ports in a temporary directory.
+pub struct Etcd {
+    _proc: Guard,
+    pub dir: tempfile::TempDir,
+    pub endpoint: String,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-etcd")
+            .tempdir()
+            .unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let child = Command::new("/usr/bin/etcd")
+            .arg("--name=skiff")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=skiff={peer_url}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start /usr/bin/etcd");
+        let guard = Guard(child);
+        let ready = poll(Duration::from_secs(20), || {
+            std::fs::read_to_string(dir.path().join("etcd.log"))
+                .ok()
+                .filter(|l| l.contains("ready to serve client requests"))
+        });
+        assert!(ready.is_some(), "etcd did not become ready");
+        Etcd {
+            _proc: guard,
+            dir,
+            endpoint: format!("127.0.0.1:{client}"),
+        }
+    }
+}
+
+/// A running `skiff server` and what a client needs to reach it.
+pub struct Cluster {
+    server: Option<Guard>,
+    pub datastore: Datastore,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub etcd: Option<Etcd>,
+}
+
+impl Cluster {
+    pub fn start(datastore: Datastore) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-kube")
+            .tempdir()
+            .unwrap();
+        let etcd = (datastore == Datastore::Etcd).then(Etcd::start);
+        let mut c = Cluster {
+            server: None,
+            datastore,
+            dir,
+            port: free_port(),
+            etcd,
+        };
+        c.boot();
+        c
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("server")
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir().join("kubeconfig.yaml")
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    pub fn datastore_arg(&self) -> String {
+        match &self.etcd {
+            Some(e) => format!("etcd://{}", e.endpoint),
+            None => "sqlite".into(),
+        }
+    }
+
+    /// `skiff server` on this cluster's data directory and `port` (not waited for).
+    pub fn server_command(&self, port: u16) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff"));
+        cmd.arg("server")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--datastore")
+            .arg(self.datastore_arg())
+            .arg("--disable-agent");
+        cmd
+    }
+
+    fn boot(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
+        let child = self
+            .server_command(self.port)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start skiff server");
+        self.server = Some(Guard(child));
+        let ready = poll(Duration::from_secs(30), || {
+            if let Some(Ok(Some(status))) = self.server.as_mut().map(|g| g.0.try_wait()) {
+                panic!("skiff server exited with {status}: {}", self.log());
+            }
+            let out = self.kubectl(&["get", "--raw", "/readyz"]);
+            (out.status.success() && String::from_utf8_lossy(&out.stdout) == "ok").then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "skiff server did not become ready: {}",
+            self.log()
+        );
+    }
+
+    /// Stops the server (SIGKILL) and starts it again on the same data.
+    pub fn restart(&mut self) {
+        self.server = None;
+        self.boot();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env_remove("KUBE_EDITOR")
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_command(args).output().expect("run kubectl")
+    }
+
+    /// Runs kubectl and returns its stdout, failing the test when it fails.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\n--- server log ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Writes `content` to a file in the cluster's temp dir and returns its path.
+    pub fn write_file(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    /// Directory holding the datastore's files (SQLite database or etcd data dir).
+    pub fn datastore_files(&self) -> PathBuf {
+        match &self.etcd {
+            Some(e) => e.dir.path().join("data"),
+            None => self.data_dir(),
+        }
+    }
+}
+
+/// Whether any file under `dir` contains `needle`.
+pub fn any_file_contains(dir: &Path, needle: &[u8]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            return any_file_contains(&p, needle);
+        }
+        let mut data = Vec::new();
+        std::fs::File::open(&p)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .is_ok()
+            && data.windows(needle.len()).any(|w| w == needle)
+    })
+}
+
+/// Runs the named suite function once on SQLite and once on etcd.
+#[macro_export]
+macro_rules! on_both_datastores {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use super::*;
+                #[test]
+                fn sqlite() {
+                    super::$name(&mut Cluster::start(Datastore::Sqlite));
+                }
+                #[test]
+                fn etcd() {
+                    super::$name(&mut Cluster::start(Datastore::Etcd));
+                }
+            }
+        )*
+    };
+}
