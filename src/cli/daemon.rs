@@ -1,9 +1,56 @@
-//! `skiff daemon`.
+//! `skiff daemon`: opens the engine on its directories and serves the Docker Engine API on a
+//! unix socket until SIGTERM or SIGINT. Containers keep running across a daemon stop.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use skiff_core::paths::{DEFAULT_ENGINE_ROOT, DEFAULT_ENGINE_SOCKET, DEFAULT_ENGINE_STATE};
+use skiff_engine::{Engine, EngineConfig};
+use tokio::signal::unix::{signal, SignalKind};
 
 /// Options of `skiff daemon`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Persistent state: images, container records, volumes
+    #[arg(long, default_value = DEFAULT_ENGINE_ROOT)]
+    root: PathBuf,
+    /// Runtime state: shim sockets and container state
+    #[arg(long, default_value = DEFAULT_ENGINE_STATE)]
+    state: PathBuf,
+    /// Unix socket to serve the Docker Engine API on
+    #[arg(long, default_value = DEFAULT_ENGINE_SOCKET)]
+    socket: PathBuf,
+    /// Default OCI runtime of containers that do not ask for one
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "runc", "crun"])]
+    runtime: String,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("skiff daemon is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating the skiff binary")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    runtime.block_on(async move {
+        let config = EngineConfig {
+            root: args.root,
+            state: args.state,
+            default_runtime: args.runtime,
+            exe,
+        };
+        let engine = Engine::open(config).await.context("opening the engine")?;
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+            }
+        };
+        skiff_docker_api::serve(engine.clone(), &args.socket, shutdown).await?;
+        engine.shutdown().await;
+        let _ = std::fs::remove_file(&args.socket);
+        tracing::info!("stopped; containers keep running");
+        Ok(())
+    })
 }

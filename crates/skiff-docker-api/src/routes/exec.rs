@@ -1,0 +1,62 @@
+//! `/containers/{id}/exec` and `/exec/…`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::StatusCode;
+use skiff_engine::models::{ExecConfig, ExecStartConfig};
+use skiff_engine::Engine;
+
+use crate::error::{ApiError, ApiResult};
+use crate::hijack::Hijack;
+use crate::params::{DockerJson, Params};
+use crate::routes::containers::size;
+
+type Eng = State<Arc<Engine>>;
+
+pub async fn create(
+    State(engine): Eng,
+    Path(id): Path<String>,
+    DockerJson(config): DockerJson<Option<ExecConfig>>,
+) -> ApiResult<Response> {
+    let config = config.ok_or_else(|| ApiError::bad_request("exec config cannot be empty"))?;
+    if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+        return Err(ApiError::bad_request("No exec command specified"));
+    }
+    let exec_id = engine.exec_create(&id, config).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "Id": exec_id })),
+    )
+        .into_response())
+}
+
+pub async fn start(
+    State(engine): Eng,
+    Path(id): Path<String>,
+    hijack: Hijack,
+    DockerJson(config): DockerJson<Option<ExecStartConfig>>,
+) -> ApiResult<Response> {
+    let config = config.unwrap_or_default();
+    let detach = config.detach.unwrap_or(false);
+    match engine.exec_start(&id, detach, config.tty).await? {
+        Some(attached) => Ok(hijack.respond(attached)),
+        None => Ok(StatusCode::OK.into_response()),
+    }
+}
+
+pub async fn inspect(State(engine): Eng, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(engine.exec_inspect(&id).await?).into_response())
+}
+
+pub async fn resize(
+    State(engine): Eng,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<StatusCode> {
+    let (h, w) = size(&params)?;
+    engine.exec_resize(&id, h, w).await?;
+    Ok(StatusCode::OK)
+}

@@ -1,0 +1,88 @@
+//! `/_ping`, `/version`, `/info`, `/events`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use http::header;
+use skiff_engine::{Engine, EventsOptions, Filters};
+
+use crate::error::{ApiError, ApiResult};
+use crate::params::Params;
+use crate::version::{API_VERSION, MIN_API_VERSION};
+
+/// `GET|HEAD /_ping`: `OK`; the version headers are added by the negotiation middleware.
+pub async fn ping() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache, no-store, must-revalidate"),
+            (header::PRAGMA, "no-cache"),
+        ],
+        "OK",
+    )
+        .into_response()
+}
+
+/// `GET /version`, with the API range of this server.
+pub async fn version(
+    State(engine): State<Arc<Engine>>,
+) -> Json<skiff_engine::models::SystemVersion> {
+    let mut v = engine.version();
+    v.api_version = Some(API_VERSION.to_owned());
+    v.min_api_version = Some(MIN_API_VERSION.to_owned());
+    Json(v)
+}
+
+/// `GET /info`.
+pub async fn info(State(engine): State<Arc<Engine>>) -> Json<skiff_engine::models::SystemInfo> {
+    Json(engine.info().await)
+}
+
+/// A Docker timestamp parameter: unix seconds, optionally fractional (`1700000000.123456789`),
+/// or RFC 3339.
+pub fn parse_timestamp(key: &str, raw: &str) -> ApiResult<f64> {
+    if let Ok(secs) = raw.parse::<f64>() {
+        return Ok(secs);
+    }
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9)
+        .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {raw:?}")))
+}
+
+/// `GET /events?since=&until=&filters=`: newline-delimited JSON messages.
+pub async fn events(State(engine): State<Arc<Engine>>, params: Params) -> ApiResult<Response> {
+    let ts = |key: &str| -> ApiResult<Option<i64>> {
+        params
+            .str(key)
+            .map(|raw| parse_timestamp(key, raw).map(|s| s.floor() as i64))
+            .transpose()
+    };
+    let opts = EventsOptions {
+        since: ts("since")?,
+        until: ts("until")?,
+        filters: Filters::parse(params.str("filters"))?,
+    };
+    let stream = engine.events(opts).map(Ok::<_, ApiError>);
+    Ok(crate::stream::json_lines(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_accept_unix_and_rfc3339() {
+        assert_eq!(
+            parse_timestamp("since", "1700000000.5").unwrap(),
+            1_700_000_000.5
+        );
+        assert_eq!(
+            parse_timestamp("since", "2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000.0
+        );
+        assert!(parse_timestamp("since", "yesterday").is_err());
+    }
+}
