@@ -1,1 +1,605 @@
-//! placeholder
+//! The container engine: what dockerd does, minus HTTP. Containers (create, start, stop, logs,
+//! exec, attach, cp, stats, top), their records on disk, restart policies, re-adoption of
+//! running containers after a daemon restart, volumes, images (delegated to
+//! [`skiff_image::ImageStore`]) and the event stream.
+//!
+//! Inputs and outputs are Docker's own wire models from `bollard-stubs`, so the HTTP layer
+//! (skiff-docker-api) only (de)serialises. This crate must not speak HTTP, and it never forks
+//! containers itself: every container runs under a `skiff shim` process
+//! ([`skiff_runtime::shim`]).
+
+mod bridge;
+mod containers;
+mod error;
+mod events;
+mod filters;
+mod images;
+mod names;
+mod restart;
+mod store;
+mod system;
+mod volumes;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+use crate::containers::{Container, Registry};
+use crate::error::IoContext;
+use crate::events::EventBus;
+use crate::store::ContainerRecord;
+
+pub use bollard_stubs::models;
+pub use error::{EngineError, Result};
+pub use filters::Filters;
+
+use models::*;
+
+/// Where and how the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Persistent state: images, container records, volumes (`/var/lib/skiff`).
+    pub root: PathBuf,
+    /// Runtime state: shim sockets, runtime state, mounts (`/run/skiff`).
+    pub state: PathBuf,
+    /// `embedded`, `runc` or `crun`: used when a container does not ask for `--runtime`.
+    pub default_runtime: String,
+    /// The skiff binary, re-executed as `skiff shim` for every container.
+    pub exe: PathBuf,
+}
+
+/// A body coming in (load, import, archive put) or going out (save, archive get).
+pub type ByteStream = Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// A bidirectional byte stream (attach, exec): reads are the output, writes go to stdin,
+/// shutting down the write half closes stdin.
+pub trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
+
+/// An attached stdio stream. Without a tty the output is Docker's multiplexed framing (8-byte
+/// header `[stream, 0, 0, 0, len u32 BE]` + payload); with a tty it is raw bytes.
+pub struct Attached {
+    pub tty: bool,
+    pub io: Box<dyn Duplex>,
+}
+
+/// `docker wait --condition`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitCondition {
+    /// Return at once if the container is not running, else at its exit (default).
+    #[default]
+    NotRunning,
+    /// Return at the container's next exit.
+    NextExit,
+    /// Return when the container has been removed.
+    Removed,
+}
+
+impl std::str::FromStr for WaitCondition {
+    type Err = EngineError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "" | "not-running" => Ok(WaitCondition::NotRunning),
+            "next-exit" => Ok(WaitCondition::NextExit),
+            "removed" => Ok(WaitCondition::Removed),
+            other => Err(EngineError::InvalidArgument(format!(
+                "invalid condition: \"{other}\""
+            ))),
+        }
+    }
+}
+
+/// `GET /containers/json` options.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    pub all: bool,
+    /// Only the `limit` most recently created (implies all when > 0).
+    pub limit: Option<i64>,
+    pub size: bool,
+    pub filters: Filters,
+}
+
+/// `GET /containers/{id}/logs` options.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub stdout: bool,
+    pub stderr: bool,
+    pub follow: bool,
+    /// Unix seconds (fractional allowed); 0 = from the start.
+    pub since: Option<f64>,
+    /// Unix seconds; 0 = no end.
+    pub until: Option<f64>,
+    pub timestamps: bool,
+    /// `"all"` or a line count, as the query gives it.
+    pub tail: Option<String>,
+}
+
+/// Which stream a log chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+/// One log line (or raw chunk with a tty), already timestamp-prefixed when asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    pub stream: LogStream,
+    pub data: Bytes,
+}
+
+/// The output of `logs`: frame it by `tty` like attach does.
+pub struct Logs {
+    pub tty: bool,
+    pub stream: BoxStream<'static, LogChunk>,
+}
+
+/// `POST /containers/{id}/attach` options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttachOptions {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    /// Replay the log before streaming.
+    pub logs: bool,
+    pub stream: bool,
+}
+
+/// `GET /events` options.
+#[derive(Debug, Clone, Default)]
+pub struct EventsOptions {
+    /// Unix seconds: replay remembered events from then.
+    pub since: Option<i64>,
+    /// Unix seconds: end the stream then (a past value ends it after the replay).
+    pub until: Option<i64>,
+    pub filters: Filters,
+}
+
+/// What `HEAD/GET /containers/{id}/archive` reports about a path (the
+/// `X-Docker-Container-Path-Stat` header, base64 of this as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PathStat {
+    pub name: String,
+    pub size: i64,
+    /// Go `os.FileMode` bits (e.g. directories have bit 31 set).
+    pub mode: u32,
+    /// RFC 3339.
+    pub mtime: String,
+    #[serde(rename = "linkTarget")]
+    pub link_target: String,
+}
+
+/// The engine. Shared as `Arc<Engine>`; every method may be called concurrently.
+pub struct Engine {
+    cfg: EngineConfig,
+    me: Weak<Engine>,
+    images: Arc<skiff_image::ImageStore>,
+    volumes: volumes::Volumes,
+    registry: Mutex<Registry>,
+    execs: Mutex<HashMap<String, Arc<containers::exec::Exec>>>,
+    events: EventBus,
+    /// Set to true at shutdown: background tasks stop, containers keep running.
+    shutdown: watch::Sender<bool>,
+}
+
+impl Engine {
+    /// Opens the engine on its directories: re-reads every container record, re-adopts the
+    /// shims of running containers, records exits that happened while the daemon was down and
+    /// applies restart policies.
+    #[tracing::instrument(skip_all, fields(root = %cfg.root.display()))]
+    pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>> {
+        if !containers::create::RUNTIMES.contains(&cfg.default_runtime.as_str()) {
+            return Err(EngineError::invalid(format!(
+                "Unknown runtime specified {}",
+                cfg.default_runtime
+            )));
+        }
+        for dir in [cfg.root.join("containers"), cfg.state.join("c")] {
+            std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        }
+        let images = Arc::new(skiff_image::ImageStore::open(&cfg.root.join("image"))?);
+        let mut registry = Registry::default();
+        for rec in ContainerRecord::load_all(&cfg.root.join("containers"))? {
+            let c = Arc::new(Container::new(rec, &cfg.root, &cfg.state));
+            let name = c.rec().name;
+            if let Err(e) = registry.reserve(&name, &c.id) {
+                tracing::warn!(id = %c.id, error = %e, "container record with a duplicate name");
+            }
+            registry.insert(c);
+        }
+        let engine = Arc::new_cyclic(|me| Engine {
+            volumes: volumes::Volumes::new(&cfg.root),
+            cfg,
+            me: me.clone(),
+            images,
+            registry: Mutex::new(registry),
+            execs: Mutex::new(HashMap::new()),
+            events: EventBus::new(),
+            shutdown: watch::channel(false).0,
+        });
+        engine.adopt().await;
+        Ok(engine)
+    }
+
+    /// Stops background work; running containers keep running under their shims.
+    pub async fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// The configuration the engine was opened with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    // ---- system ----
+
+    /// `GET /version`.
+    pub fn version(&self) -> SystemVersion {
+        self.do_version()
+    }
+
+    /// `GET /info`.
+    pub async fn info(&self) -> SystemInfo {
+        self.do_info().await
+    }
+
+    /// `GET /events`: remembered events since `since`, then live ones until `until`.
+    pub fn events(&self, opts: EventsOptions) -> BoxStream<'static, EventMessage> {
+        self.events.subscribe(opts)
+    }
+
+    // ---- images ----
+
+    /// `GET /images/json`. Filters: `dangling`, `label`, `reference`, `before`, `since`.
+    pub async fn image_list(&self, all: bool, filters: &Filters) -> Result<Vec<ImageSummary>> {
+        self.do_image_list(all, filters).await
+    }
+
+    /// `GET /images/{name}/json`.
+    #[tracing::instrument(level = "debug", skip_all, fields(image = %name))]
+    pub async fn image_inspect(&self, name: &str) -> Result<ImageInspect> {
+        self.do_image_inspect(name).await
+    }
+
+    /// `GET /images/{name}/history`.
+    #[tracing::instrument(level = "debug", skip_all, fields(image = %name))]
+    pub async fn image_history(&self, name: &str) -> Result<Vec<ImageHistoryResponseItem>> {
+        self.do_image_history(name).await
+    }
+
+    /// `POST /images/load`: returns the loaded names (or ids of untagged images).
+    pub async fn image_load(&self, archive: ByteStream) -> Result<Vec<String>> {
+        self.do_image_load(archive).await
+    }
+
+    /// `GET /images/get`: the archive as a stream. Unknown names fail before streaming.
+    pub async fn image_save(&self, names: &[String]) -> Result<ByteStream> {
+        self.do_image_save(names).await
+    }
+
+    /// `POST /images/create?fromSrc=-`: returns the new image id.
+    pub async fn image_import(
+        &self,
+        rootfs_tar: ByteStream,
+        reference: Option<&str>,
+        changes: &[String],
+        message: Option<&str>,
+    ) -> Result<String> {
+        self.do_image_import(rootfs_tar, reference, changes, message)
+            .await
+    }
+
+    /// `POST /images/{name}/tag?repo=&tag=` (tag defaults to `latest`).
+    #[tracing::instrument(level = "debug", skip_all, fields(image = %source))]
+    pub async fn image_tag(&self, source: &str, repo: &str, tag: Option<&str>) -> Result<()> {
+        self.do_image_tag(source, repo, tag).await
+    }
+
+    /// `DELETE /images/{name}`.
+    #[tracing::instrument(level = "debug", skip_all, fields(image = %name))]
+    pub async fn image_remove(
+        &self,
+        name: &str,
+        force: bool,
+    ) -> Result<Vec<ImageDeleteResponseItem>> {
+        self.do_image_remove(name, force).await
+    }
+
+    /// `POST /images/prune`; filter `dangling=false` prunes every unused image.
+    pub async fn image_prune(&self, filters: &Filters) -> Result<ImagePruneResponse> {
+        self.do_image_prune(filters).await
+    }
+
+    // ---- containers ----
+
+    /// `POST /containers/create?name=`. `platform` is accepted and ignored (one platform).
+    pub async fn container_create(
+        &self,
+        name: Option<&str>,
+        body: ContainerCreateBody,
+        platform: Option<&str>,
+    ) -> Result<ContainerCreateResponse> {
+        let _ = platform;
+        self.do_create(name, body).await
+    }
+
+    /// `POST /containers/{id}/start`. `Ok(false)` = it was already running (HTTP 304).
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_start(&self, id: &str) -> Result<bool> {
+        self.do_start(id).await
+    }
+
+    /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after `timeout` seconds
+    /// (default: the container's StopTimeout or 10; -1 = wait forever). `Ok(false)` = it
+    /// was not running (HTTP 304).
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_stop(
+        &self,
+        id: &str,
+        signal: Option<&str>,
+        timeout: Option<i64>,
+    ) -> Result<bool> {
+        self.do_stop(id, signal, timeout).await
+    }
+
+    /// `POST /containers/{id}/kill?signal=` (default SIGKILL; names with or without SIG, or
+    /// numbers).
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_kill(&self, id: &str, signal: Option<&str>) -> Result<()> {
+        self.do_kill(id, signal).await
+    }
+
+    /// `POST /containers/{id}/restart`.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_restart(
+        &self,
+        id: &str,
+        signal: Option<&str>,
+        timeout: Option<i64>,
+    ) -> Result<()> {
+        self.do_restart(id, signal, timeout).await
+    }
+
+    /// `POST /containers/{id}/pause`.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_pause(&self, id: &str) -> Result<()> {
+        self.do_pause(id, true).await
+    }
+
+    /// `POST /containers/{id}/unpause`.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_unpause(&self, id: &str) -> Result<()> {
+        self.do_pause(id, false).await
+    }
+
+    /// `DELETE /containers/{id}?force=&v=`.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_remove(
+        &self,
+        id: &str,
+        force: bool,
+        remove_volumes: bool,
+    ) -> Result<()> {
+        self.do_remove(id, force, remove_volumes).await
+    }
+
+    /// `POST /containers/{id}/rename?name=`.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_rename(&self, id: &str, new_name: &str) -> Result<()> {
+        self.do_rename(id, new_name).await
+    }
+
+    /// `POST /containers/{id}/wait?condition=`. Errors (unknown container) come back at once;
+    /// the returned future resolves when the condition is met, so the API can send its 200
+    /// headers first and the body later.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_wait(
+        &self,
+        id: &str,
+        condition: WaitCondition,
+    ) -> Result<BoxFuture<'static, ContainerWaitResponse>> {
+        self.do_wait(id, condition).await
+    }
+
+    /// `GET /containers/{id}/json?size=`.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_inspect(
+        &self,
+        id: &str,
+        size: bool,
+    ) -> Result<ContainerInspectResponse> {
+        self.do_inspect(id, size).await
+    }
+
+    /// `GET /containers/json`. Filters: `id`, `name`, `label`, `status`, `exited`,
+    /// `ancestor`, `before`, `since`, `volume`, `network`, `health`, `is-task`.
+    pub async fn container_list(&self, opts: &ListOptions) -> Result<Vec<ContainerSummary>> {
+        self.do_list(opts).await
+    }
+
+    /// `GET /containers/{id}/top?ps_args=`.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_top(
+        &self,
+        id: &str,
+        ps_args: Option<&str>,
+    ) -> Result<ContainerTopResponse> {
+        self.do_top(id, ps_args).await
+    }
+
+    /// `GET /containers/{id}/stats?stream=&one-shot=`: with `stream` one sample a second
+    /// until the container stops; without, one sample (with precpu filled unless `one_shot`).
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_stats(
+        &self,
+        id: &str,
+        stream: bool,
+        one_shot: bool,
+    ) -> Result<BoxStream<'static, ContainerStatsResponse>> {
+        self.do_stats(id, stream, one_shot).await
+    }
+
+    /// `GET /containers/{id}/logs`.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_logs(&self, id: &str, opts: LogOptions) -> Result<Logs> {
+        self.do_logs(id, opts).await
+    }
+
+    /// `POST /containers/{id}/attach`. Works before start (the CLI attaches, then starts):
+    /// the stream connects when the container starts, before its process runs.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_attach(&self, id: &str, opts: AttachOptions) -> Result<Attached> {
+        self.do_attach(id, opts).await
+    }
+
+    /// `POST /containers/{id}/resize?h=&w=`.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_resize(&self, id: &str, height: u16, width: u16) -> Result<()> {
+        self.do_resize(id, height, width).await
+    }
+
+    /// `POST /containers/prune`. Filters: `until`, `label`.
+    pub async fn container_prune(&self, filters: &Filters) -> Result<ContainerPruneResponse> {
+        self.do_container_prune(filters).await
+    }
+
+    /// `HEAD /containers/{id}/archive?path=`.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_archive_stat(&self, id: &str, path: &str) -> Result<PathStat> {
+        self.do_archive_stat(id, path).await
+    }
+
+    /// `GET /containers/{id}/archive?path=`: the stat and a tar of the path.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_archive_get(
+        &self,
+        id: &str,
+        path: &str,
+    ) -> Result<(PathStat, ByteStream)> {
+        self.do_archive_get(id, path).await
+    }
+
+    /// `PUT /containers/{id}/archive?path=&noOverwriteDirNonDir=`: extracts a tar into the
+    /// directory `path`; entries escaping the container's root are refused.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_archive_put(
+        &self,
+        id: &str,
+        path: &str,
+        tar: ByteStream,
+        no_overwrite_dir_non_dir: bool,
+    ) -> Result<()> {
+        self.do_archive_put(id, path, tar, no_overwrite_dir_non_dir)
+            .await
+    }
+
+    /// `GET /containers/{id}/export`: a tar of the container's filesystem.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_export(&self, id: &str) -> Result<ByteStream> {
+        self.do_export(id).await
+    }
+
+    // ---- exec ----
+
+    /// `POST /containers/{id}/exec`: returns the exec id.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn exec_create(&self, id: &str, config: ExecConfig) -> Result<String> {
+        self.do_exec_create(id, config).await
+    }
+
+    /// `POST /exec/{id}/start`: `None` when detached. The stream ends only once the exit
+    /// code is recorded, so `exec_inspect` right after sees it.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %exec_id))]
+    pub async fn exec_start(
+        &self,
+        exec_id: &str,
+        detach: bool,
+        tty: Option<bool>,
+    ) -> Result<Option<Attached>> {
+        self.do_exec_start(exec_id, detach, tty).await
+    }
+
+    /// `GET /exec/{id}/json`.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %exec_id))]
+    pub async fn exec_inspect(&self, exec_id: &str) -> Result<ExecInspectResponse> {
+        self.do_exec_inspect(exec_id).await
+    }
+
+    /// `POST /exec/{id}/resize?h=&w=`.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %exec_id))]
+    pub async fn exec_resize(&self, exec_id: &str, height: u16, width: u16) -> Result<()> {
+        self.do_exec_resize(exec_id, height, width).await
+    }
+
+    // ---- volumes ----
+
+    /// `GET /volumes`. Filters: `name`, `label`, `dangling`.
+    pub async fn volume_list(&self, filters: &Filters) -> Result<Vec<Volume>> {
+        self.do_volume_list(filters).await
+    }
+
+    /// `POST /volumes/create` (a random name when none is given).
+    pub async fn volume_create(&self, body: VolumeCreateRequest) -> Result<Volume> {
+        self.do_volume_create(body).await
+    }
+
+    /// `GET /volumes/{name}`.
+    #[tracing::instrument(level = "debug", skip_all, fields(volume = %name))]
+    pub async fn volume_inspect(&self, name: &str) -> Result<Volume> {
+        self.do_volume_inspect(name).await
+    }
+
+    /// `DELETE /volumes/{name}?force=`.
+    #[tracing::instrument(level = "debug", skip_all, fields(volume = %name))]
+    pub async fn volume_remove(&self, name: &str, force: bool) -> Result<()> {
+        self.do_volume_remove(name, force).await
+    }
+
+    /// `POST /volumes/prune`: unused anonymous volumes (all unused with `all=true`).
+    pub async fn volume_prune(&self, filters: &Filters) -> Result<VolumePruneResponse> {
+        self.do_volume_prune(filters).await
+    }
+
+    // ---- internal helpers ----
+
+    fn arc(&self) -> Option<Arc<Engine>> {
+        self.me.upgrade()
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn find(&self, key: &str) -> Result<Arc<Container>> {
+        self.registry().find(key)
+    }
+
+    fn all_containers(&self) -> Vec<Arc<Container>> {
+        self.registry().all()
+    }
+
+    fn emit_container(&self, action: &str, c: &Container, extra: HashMap<String, String>) {
+        self.emit_container_rec(action, &c.rec(), extra);
+    }
+
+    fn emit_container_rec(
+        &self,
+        action: &str,
+        rec: &ContainerRecord,
+        extra: HashMap<String, String>,
+    ) {
+        let mut attrs: HashMap<String, String> = rec.config.labels.clone().unwrap_or_default();
+        attrs.insert("name".into(), rec.short_name().to_string());
+        attrs.insert("image".into(), rec.image_name.clone());
+        attrs.extend(extra);
+        self.events
+            .emit(EventMessageTypeEnum::CONTAINER, action, &rec.id, attrs);
+    }
+}

@@ -1,0 +1,671 @@
+//! Pure translation of a create request: merging the image config into the container's
+//! (Entrypoint, Cmd, Env, WorkingDir, …) the way Docker does, and parsing and validating the
+//! HostConfig settings (volumes, tmpfs, limits, network, logging, signals).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, HostConfig, MountType};
+
+use crate::error::{EngineError, Result};
+
+/// Docker's lowest allowed memory limit.
+const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+pub(crate) const DEFAULT_STOP_TIMEOUT: i64 = 10;
+
+/// The container's own config after merging in the image's, with its argv.
+#[derive(Debug)]
+pub(crate) struct Merged {
+    pub config: ContainerConfig,
+    pub path: String,
+    pub args: Vec<String>,
+}
+
+/// Overrides `base` by `overrides` per variable name; `KEY` without `=` removes `KEY`.
+pub(crate) fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
+    let key = |e: &str| e.split('=').next().unwrap_or_default().to_string();
+    let mut out: Vec<String> = base.to_vec();
+    for var in overrides {
+        let k = key(var);
+        let pos = out.iter().position(|e| key(e) == k);
+        match (var.contains('='), pos) {
+            (true, Some(i)) => out[i] = var.clone(),
+            (true, None) => out.push(var.clone()),
+            (false, Some(i)) => {
+                out.remove(i);
+            }
+            (false, None) => {}
+        }
+    }
+    out
+}
+
+/// Merges the image's config into the request the way dockerd does.
+pub(crate) fn merge(
+    body: &ContainerCreateBody,
+    image: Option<&oci_spec::image::Config>,
+    id: &str,
+) -> Result<Merged> {
+    let img_vec =
+        |f: fn(&oci_spec::image::Config) -> &Option<Vec<String>>| image.and_then(|c| f(c).clone());
+    let user_cmd = body.cmd.clone().filter(|c| !c.is_empty());
+    let (entrypoint, cmd) = match &body.entrypoint {
+        Some(ep) if !ep.is_empty() => {
+            let ep = if ep.len() == 1 && ep[0].is_empty() {
+                Vec::new()
+            } else {
+                ep.clone()
+            };
+            (ep, user_cmd)
+        }
+        Some(_) => (Vec::new(), user_cmd.or_else(|| img_vec(|c| c.cmd()))),
+        None => (
+            img_vec(|c| c.entrypoint()).unwrap_or_default(),
+            user_cmd.or_else(|| img_vec(|c| c.cmd())),
+        ),
+    };
+    let argv: Vec<String> = entrypoint
+        .iter()
+        .chain(cmd.iter().flatten())
+        .cloned()
+        .collect();
+    let Some((path, args)) = argv.split_first() else {
+        return Err(EngineError::invalid("No command specified"));
+    };
+
+    let env = merge_env(
+        &img_vec(|c| c.env()).unwrap_or_default(),
+        body.env.as_deref().unwrap_or_default(),
+    );
+    let working_dir = match body.working_dir.as_deref().filter(|w| !w.is_empty()) {
+        Some(w) => Some(w.to_string()),
+        None => image
+            .and_then(|c| c.working_dir().clone())
+            .filter(|w| !w.is_empty()),
+    };
+    if let Some(w) = &working_dir {
+        if !w.starts_with('/') {
+            return Err(EngineError::invalid(format!(
+                "the working directory '{w}' is invalid, it needs to be an absolute path"
+            )));
+        }
+    }
+    let mut labels: HashMap<String, String> =
+        image.and_then(|c| c.labels().clone()).unwrap_or_default();
+    labels.extend(body.labels.clone().unwrap_or_default());
+    let union = |a: Option<Vec<String>>, b: &Option<Vec<String>>| {
+        let mut out = a.unwrap_or_default();
+        for x in b.iter().flatten() {
+            if !out.contains(x) {
+                out.push(x.clone());
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    };
+    let user = body
+        .user
+        .clone()
+        .filter(|u| !u.is_empty())
+        .or_else(|| image.and_then(|c| c.user().clone()));
+    let config = ContainerConfig {
+        hostname: Some(
+            body.hostname
+                .clone()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| id[..12].to_string()),
+        ),
+        domainname: Some(body.domainname.clone().unwrap_or_default()),
+        user: Some(user.unwrap_or_default()),
+        attach_stdin: Some(body.attach_stdin.unwrap_or(false)),
+        attach_stdout: Some(body.attach_stdout.unwrap_or(false)),
+        attach_stderr: Some(body.attach_stderr.unwrap_or(false)),
+        exposed_ports: union(img_vec(|c| c.exposed_ports()), &body.exposed_ports),
+        tty: Some(body.tty.unwrap_or(false)),
+        open_stdin: Some(body.open_stdin.unwrap_or(false)),
+        stdin_once: Some(body.stdin_once.unwrap_or(false)),
+        env: Some(env),
+        cmd,
+        healthcheck: body.healthcheck.clone(),
+        args_escaped: body.args_escaped,
+        image: body.image.clone(),
+        volumes: union(img_vec(|c| c.volumes()), &body.volumes),
+        working_dir: Some(working_dir.unwrap_or_default()),
+        entrypoint: (!entrypoint.is_empty()).then_some(entrypoint),
+        network_disabled: body.network_disabled,
+        on_build: None,
+        labels: Some(labels),
+        stop_signal: body
+            .stop_signal
+            .clone()
+            .or_else(|| image.and_then(|c| c.stop_signal().clone())),
+        stop_timeout: body.stop_timeout,
+        shell: body.shell.clone(),
+    };
+    Ok(Merged {
+        config,
+        path: path.clone(),
+        args: args.to_vec(),
+    })
+}
+
+/// Checks the resource settings with Docker's messages.
+pub(crate) fn validate_resources(hc: &HostConfig) -> Result<()> {
+    let memory = hc.memory.unwrap_or(0);
+    let swap = hc.memory_swap.unwrap_or(0);
+    if memory < 0 || (memory > 0 && memory < MIN_MEMORY) {
+        return Err(EngineError::invalid("Minimum memory limit allowed is 6MB"));
+    }
+    if memory > 0 && swap > 0 && swap < memory {
+        return Err(EngineError::invalid(
+            "Minimum memoryswap limit should be larger than memory limit, see usage",
+        ));
+    }
+    if memory == 0 && swap > 0 {
+        return Err(EngineError::invalid(
+            "You should always set the Memory limit when using Memoryswap limit, see usage",
+        ));
+    }
+    let nano = hc.nano_cpus.unwrap_or(0);
+    if nano != 0 && hc.cpu_quota.unwrap_or(0) > 0 {
+        return Err(EngineError::invalid(
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+        ));
+    }
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get() as i64)
+        .unwrap_or(1);
+    if nano < 0 || nano > ncpu * 1_000_000_000 {
+        return Err(EngineError::invalid(format!(
+            "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+        )));
+    }
+    if hc.cpu_shares.unwrap_or(0) < 0 {
+        return Err(EngineError::invalid(
+            "invalid CPU shares: must not be negative",
+        ));
+    }
+    Ok(())
+}
+
+/// Where a mount's data comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    Host(PathBuf),
+    /// A named volume; None = a new anonymous volume.
+    Volume(Option<String>),
+    Tmpfs(Vec<String>),
+}
+
+/// One requested mount, before volumes are created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MountRequest {
+    pub source: Source,
+    pub destination: String,
+    pub read_only: bool,
+    /// Options as given (`ro`, `z`, `nocopy`, tmpfs options …).
+    pub options: Vec<String>,
+}
+
+fn valid_volume_name(name: &str) -> bool {
+    skiff_core::ids::valid_container_name(name)
+}
+
+fn check_destination(spec: &str, dst: &str) -> Result<()> {
+    if !dst.starts_with('/') {
+        return Err(EngineError::invalid(format!(
+            "invalid volume specification: '{spec}': invalid mount config for type \"bind\": invalid mount path: '{dst}' mount path must be absolute"
+        )));
+    }
+    if dst.trim_end_matches('/').is_empty() {
+        return Err(EngineError::invalid(format!("invalid volume specification: '{spec}': invalid mount config: destination can't be '/'")));
+    }
+    Ok(())
+}
+
+/// Parses one `-v`/`Binds` entry: `/host:/ctr[:opts]`, `name:/ctr[:opts]` or `/ctr`.
+pub(crate) fn parse_bind(spec: &str) -> Result<MountRequest> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (src, dst, mode) = match parts.as_slice() {
+        [dst] => (None, *dst, ""),
+        [src, dst] => (Some(*src), *dst, ""),
+        [src, dst, mode] => (Some(*src), *dst, *mode),
+        _ => {
+            return Err(EngineError::invalid(format!(
+                "invalid volume specification: '{spec}'"
+            )))
+        }
+    };
+    check_destination(spec, dst)?;
+    let options: Vec<String> = mode
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .collect();
+    for o in &options {
+        if !matches!(
+            o.as_str(),
+            "ro" | "rw"
+                | "z"
+                | "Z"
+                | "nocopy"
+                | "shared"
+                | "rshared"
+                | "slave"
+                | "rslave"
+                | "private"
+                | "rprivate"
+                | "consistent"
+                | "cached"
+                | "delegated"
+        ) {
+            return Err(EngineError::invalid(format!("invalid mode: {o}")));
+        }
+    }
+    let read_only = options.iter().any(|o| o == "ro");
+    let source = match src {
+        None => Source::Volume(None),
+        Some(s) if s.starts_with('/') => Source::Host(PathBuf::from(s)),
+        Some(s) if valid_volume_name(s) => Source::Volume(Some(s.to_string())),
+        Some(s) => {
+            return Err(EngineError::invalid(format!(
+                "create {s}: \"{s}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
+            )))
+        }
+    };
+    Ok(MountRequest {
+        source,
+        destination: dst.to_string(),
+        read_only,
+        options,
+    })
+}
+
+/// Every mount the request asks for: Binds, Mounts, Tmpfs, then the image's and the config's
+/// `Volumes` not already covered (as anonymous volumes).
+pub(crate) fn mounts(hc: &HostConfig, volumes: &[String]) -> Result<Vec<MountRequest>> {
+    let mut out = Vec::new();
+    for spec in hc.binds.iter().flatten() {
+        out.push(parse_bind(spec)?);
+    }
+    for m in hc.mounts.iter().flatten() {
+        let dst = m.target.clone().unwrap_or_default();
+        check_destination(&dst, &dst)?;
+        let read_only = m.read_only.unwrap_or(false);
+        let source = match m.typ {
+            Some(MountType::BIND) => {
+                let src = m.source.clone().unwrap_or_default();
+                if !std::path::Path::new(&src).exists() {
+                    return Err(EngineError::invalid(format!(
+                        "invalid mount config for type \"bind\": bind source path does not exist: {src}"
+                    )));
+                }
+                Source::Host(PathBuf::from(src))
+            }
+            Some(MountType::VOLUME) | None => match m.source.clone().filter(|s| !s.is_empty()) {
+                Some(name) if valid_volume_name(&name) => Source::Volume(Some(name)),
+                Some(name) => {
+                    return Err(EngineError::invalid(format!("invalid volume name: {name}")))
+                }
+                None => Source::Volume(None),
+            },
+            Some(MountType::TMPFS) => {
+                let mut opts = Vec::new();
+                if let Some(t) = &m.tmpfs_options {
+                    if let Some(size) = t.size_bytes {
+                        opts.push(format!("size={size}"));
+                    }
+                    if let Some(mode) = t.mode {
+                        opts.push(format!("mode={mode:o}"));
+                    }
+                }
+                Source::Tmpfs(opts)
+            }
+            Some(other) => {
+                return Err(EngineError::invalid(format!(
+                    "mount type {other:?} is not supported"
+                )));
+            }
+        };
+        out.push(MountRequest {
+            source,
+            destination: dst,
+            read_only,
+            options: Vec::new(),
+        });
+    }
+    let mut tmpfs: Vec<_> = hc.tmpfs.iter().flatten().collect();
+    tmpfs.sort();
+    for (dst, opts) in tmpfs {
+        check_destination(dst, dst)?;
+        let options: Vec<String> = opts
+            .split(',')
+            .filter(|o| !o.is_empty())
+            .map(str::to_string)
+            .collect();
+        let read_only = options.iter().any(|o| o == "ro");
+        out.push(MountRequest {
+            source: Source::Tmpfs(options.clone()),
+            destination: dst.clone(),
+            read_only,
+            options,
+        });
+    }
+    for dst in volumes {
+        let covered = out
+            .iter()
+            .any(|m| m.destination.trim_end_matches('/') == dst.trim_end_matches('/'));
+        if !covered {
+            check_destination(dst, dst)?;
+            out.push(MountRequest {
+                source: Source::Volume(None),
+                destination: dst.clone(),
+                read_only: false,
+                options: Vec::new(),
+            });
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for m in &out {
+        if !seen.insert(m.destination.trim_end_matches('/').to_string()) {
+            return Err(EngineError::invalid(format!(
+                "Duplicate mount point: {}",
+                m.destination
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// The container's network, from `HostConfig.NetworkMode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Network {
+    /// Own namespace with loopback only: `none`, and (until bridge networking lands) `bridge`
+    /// and `default`.
+    Isolated,
+    Host,
+    /// `container:<name|id>`.
+    Container(String),
+}
+
+pub(crate) fn network(mode: Option<&str>) -> Result<Network> {
+    match mode.unwrap_or("") {
+        "" | "default" | "bridge" | "none" => Ok(Network::Isolated),
+        "host" => Ok(Network::Host),
+        m => match m.strip_prefix("container:") {
+            Some(c) if !c.is_empty() => Ok(Network::Container(c.to_string())),
+            _ => Err(EngineError::NoSuchNetwork(m.to_string())),
+        },
+    }
+}
+
+/// Parses a signal given as `SIGTERM`, `TERM`, `term` or `15`.
+pub(crate) fn parse_signal(s: &str) -> Result<i32> {
+    let bad = || EngineError::invalid(format!("Invalid signal: {s}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| bad())
+}
+
+/// Logging settings from `HostConfig.LogConfig`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Logging {
+    pub enabled: bool,
+    pub max_size: Option<u64>,
+    pub max_files: u32,
+}
+
+/// Parses a size like Docker's `RAMInBytes`: `100`, `10k`, `10m`, `1g` (binary units).
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.trim_end_matches('b').trim_end_matches('i');
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    let mult: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return None,
+    };
+    let n: f64 = num.parse().ok()?;
+    (n >= 0.0).then_some((n * mult as f64) as u64)
+}
+
+pub(crate) fn logging(hc: &HostConfig) -> Result<Logging> {
+    let (typ, opts) = match &hc.log_config {
+        Some(l) => (
+            l.typ.clone().unwrap_or_default(),
+            l.config.clone().unwrap_or_default(),
+        ),
+        None => (String::new(), HashMap::new()),
+    };
+    let enabled = match typ.as_str() {
+        "" | "json-file" | "local" => true,
+        "none" => false,
+        other => {
+            return Err(EngineError::invalid(format!(
+                "failed to create task for container: logger: no log driver named '{other}' is registered"
+            )))
+        }
+    };
+    let mut out = Logging {
+        enabled,
+        max_size: None,
+        max_files: 1,
+    };
+    for (k, v) in &opts {
+        match k.as_str() {
+            "max-size" => {
+                let size = parse_size(v)
+                    .ok_or_else(|| EngineError::invalid(format!("invalid size: '{v}'")))?;
+                out.max_size = (size > 0).then_some(size);
+            }
+            "max-file" => {
+                let n: u32 = v.parse().map_err(|_| {
+                    EngineError::invalid(format!("invalid value for max-file: {v}"))
+                })?;
+                if n < 1 {
+                    return Err(EngineError::invalid("max-file cannot be less than 1"));
+                }
+                out.max_files = n;
+            }
+            "mode" | "max-buffer-size" | "compress" | "labels" | "env" | "tag" | "labels-regex"
+            | "env-regex" => {}
+            other => {
+                return Err(EngineError::invalid(format!(
+                    "unknown log opt '{other}' for json-file log driver"
+                )))
+            }
+        }
+    }
+    if out.max_files > 1 && out.max_size.is_none() {
+        return Err(EngineError::invalid(
+            "max-file cannot be greater than 1 when max-size is not set",
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(ep: Option<&[&str]>, cmd: Option<&[&str]>, env: &[&str]) -> oci_spec::image::Config {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut c = oci_spec::image::Config::default();
+        c.set_entrypoint(ep.map(v))
+            .set_cmd(cmd.map(v))
+            .set_env(Some(v(env)))
+            .set_working_dir(Some("/srv".into()));
+        c
+    }
+
+    fn body(ep: Option<&[&str]>, cmd: Option<&[&str]>) -> ContainerCreateBody {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        ContainerCreateBody {
+            entrypoint: ep.map(v),
+            cmd: cmd.map(v),
+            ..Default::default()
+        }
+    }
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn entrypoint_and_cmd_merge_like_docker() {
+        let img = image(Some(&["/init"]), Some(&["serve"]), &[]);
+        let m = merge(&body(None, None), Some(&img), ID).unwrap();
+        assert_eq!(
+            (m.path.as_str(), m.args.clone()),
+            ("/init", vec!["serve".to_string()])
+        );
+        let m = merge(&body(None, Some(&["run"])), Some(&img), ID).unwrap();
+        assert_eq!(m.args, vec!["run"]);
+        // A new entrypoint drops the image's Cmd.
+        let m = merge(&body(Some(&["sh"]), None), Some(&img), ID).unwrap();
+        assert_eq!((m.path.as_str(), m.args.len()), ("sh", 0));
+        // --entrypoint "" clears it; then the command must come from somewhere.
+        let m = merge(&body(Some(&[""]), Some(&["echo", "hi"])), Some(&img), ID).unwrap();
+        assert_eq!(m.path, "echo");
+        let err = merge(&body(Some(&[""]), None), Some(&img), ID).unwrap_err();
+        assert_eq!(err.to_string(), "No command specified");
+        assert_eq!(m.config.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(m.config.hostname.as_deref(), Some("0123456789ab"));
+    }
+
+    #[test]
+    fn env_overrides_by_key_and_bare_key_unsets() {
+        let base = vec![
+            "PATH=/bin".to_string(),
+            "A=1".to_string(),
+            "B=2".to_string(),
+        ];
+        let got = merge_env(
+            &base,
+            &["A=9".to_string(), "B".to_string(), "C=3".to_string()],
+        );
+        assert_eq!(got, vec!["PATH=/bin", "A=9", "C=3"]);
+    }
+
+    #[test]
+    fn relative_workdir_is_refused() {
+        let mut b = body(None, Some(&["true"]));
+        b.working_dir = Some("rel".into());
+        assert!(merge(&b, None, ID)
+            .unwrap_err()
+            .to_string()
+            .contains("needs to be an absolute path"));
+    }
+
+    #[test]
+    fn binds_parse_host_named_and_anonymous() {
+        let m = parse_bind("/srv/data:/data:ro").unwrap();
+        assert_eq!(m.source, Source::Host("/srv/data".into()));
+        assert!(m.read_only);
+        assert_eq!(
+            parse_bind("cache:/cache").unwrap().source,
+            Source::Volume(Some("cache".into()))
+        );
+        assert_eq!(parse_bind("/anon").unwrap().source, Source::Volume(None));
+        assert!(parse_bind("/a:rel").is_err());
+        assert!(parse_bind("/a:/b:bogus").is_err());
+        assert!(parse_bind("bad name:/x").is_err());
+        let hc = HostConfig {
+            binds: Some(vec!["/a:/x".into(), "/b:/x".into()]),
+            ..Default::default()
+        };
+        assert!(mounts(&hc, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("Duplicate mount point"));
+        let hc = HostConfig {
+            binds: Some(vec!["vol:/data".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            mounts(&hc, &["/data".into(), "/other".into()])
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn resources_are_checked_with_dockers_words() {
+        let hc = |m: i64, s: i64| HostConfig {
+            memory: Some(m),
+            memory_swap: Some(s),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate_resources(&hc(1 << 20, 0)).unwrap_err().to_string(),
+            "Minimum memory limit allowed is 6MB"
+        );
+        assert!(validate_resources(&hc(-5, 0)).is_err());
+        assert!(validate_resources(&hc(64 << 20, 32 << 20)).is_err());
+        assert!(validate_resources(&hc(0, 32 << 20)).is_err());
+        assert!(validate_resources(&hc(64 << 20, -1)).is_ok());
+        let cpus = HostConfig {
+            nano_cpus: Some(1_000_000_000_000),
+            ..Default::default()
+        };
+        assert!(validate_resources(&cpus)
+            .unwrap_err()
+            .to_string()
+            .starts_with("Range of CPUs is from 0.01"));
+    }
+
+    #[test]
+    fn signals_sizes_and_networks() {
+        assert_eq!(parse_signal("SIGTERM").unwrap(), 15);
+        assert_eq!(parse_signal("kill").unwrap(), 9);
+        assert_eq!(parse_signal("10").unwrap(), 10);
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert_eq!(parse_size("10m"), Some(10 << 20));
+        assert_eq!(parse_size("1k"), Some(1024));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(network(Some("bridge")).unwrap(), Network::Isolated);
+        assert_eq!(network(Some("host")).unwrap(), Network::Host);
+        assert_eq!(
+            network(Some("container:web")).unwrap(),
+            Network::Container("web".into())
+        );
+        assert!(network(Some("mynet")).is_err());
+    }
+
+    #[test]
+    fn log_options() {
+        let hc = |opts: &[(&str, &str)]| HostConfig {
+            log_config: Some(bollard_stubs::models::HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(
+                    opts.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+            }),
+            ..Default::default()
+        };
+        let l = logging(&hc(&[("max-size", "1k"), ("max-file", "3")])).unwrap();
+        assert_eq!((l.max_size, l.max_files, l.enabled), (Some(1024), 3, true));
+        assert!(logging(&hc(&[("max-file", "3")])).is_err());
+        assert!(logging(&hc(&[("bogus", "1")])).is_err());
+    }
+}

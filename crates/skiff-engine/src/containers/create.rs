@@ -1,0 +1,268 @@
+//! `docker create`: validate everything first, then write the record and the container's
+//! directories, so a refused request leaves nothing behind.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bollard_stubs::models::{
+    ContainerCreateBody, ContainerCreateResponse, HostConfig, HostConfigLogConfig,
+};
+
+use super::config::{self, Source};
+use super::{rootfs, Container};
+use crate::error::{EngineError, IoContext, Result};
+use crate::restart::Policy;
+use crate::store::{ContainerRecord, MountRecord, State};
+use crate::Engine;
+
+/// The runtimes a container may ask for.
+pub(crate) const RUNTIMES: &[&str] = &["embedded", "runc", "crun"];
+
+impl Engine {
+    #[tracing::instrument(skip_all, fields(name = name.unwrap_or("")))]
+    pub(crate) async fn do_create(
+        &self,
+        name: Option<&str>,
+        body: ContainerCreateBody,
+    ) -> Result<ContainerCreateResponse> {
+        let name = name
+            .filter(|n| !n.is_empty())
+            .map(crate::names::normalize)
+            .transpose()?;
+        let mut hc = body.host_config.clone().unwrap_or_default();
+        Policy::from_wire(hc.restart_policy.as_ref(), hc.auto_remove.unwrap_or(false))?;
+        config::validate_resources(&hc)?;
+        config::logging(&hc)?;
+        let network = config::network(hc.network_mode.as_deref())?;
+        if let config::Network::Container(other) = &network {
+            self.find(other)?;
+        }
+        let runtime = match hc.runtime.as_deref().filter(|r| !r.is_empty()) {
+            None => self.cfg.default_runtime.clone(),
+            Some(r) if RUNTIMES.contains(&r) => r.to_string(),
+            Some(r) => {
+                return Err(EngineError::invalid(format!(
+                    "Unknown runtime specified {r}"
+                )))
+            }
+        };
+        if hc.init.unwrap_or(false) {
+            crate::containers::lifecycle::init_binary()?;
+        }
+        for opt in hc.security_opt.iter().flatten() {
+            let key = opt.split(['=', ':']).next().unwrap_or_default();
+            if !matches!(
+                key,
+                "no-new-privileges" | "seccomp" | "apparmor" | "label" | "systempaths"
+            ) {
+                return Err(EngineError::invalid(format!(
+                    "invalid --security-opt: {opt:?}"
+                )));
+            }
+        }
+
+        let image_ref = body
+            .image
+            .clone()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| {
+                EngineError::invalid("config cannot be empty in order to create a container")
+            })?;
+        let image = match self.images.get(&image_ref) {
+            Ok(image) => image,
+            Err(skiff_image::ImageError::NotFound(_)) => {
+                return Err(EngineError::NoSuchImage(display_reference(&image_ref)));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let id = skiff_core::ids::random_id();
+        let mut merged = config::merge(&body, image.config.config().as_ref(), &id)?;
+        if network == config::Network::Host && body.hostname.as_deref().unwrap_or("").is_empty() {
+            // Like Docker: a container on the host's network shows the host's name.
+            let host = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            merged.config.hostname = Some(host);
+        }
+        let requests = config::mounts(&hc, merged.config.volumes.as_deref().unwrap_or_default())?;
+        // Normalise what inspect shows, like dockerd does.
+        if hc.network_mode.as_deref().unwrap_or("").is_empty() {
+            hc.network_mode = Some("bridge".into());
+        }
+        hc.runtime = Some(runtime.clone());
+        if hc
+            .log_config
+            .as_ref()
+            .and_then(|l| l.typ.as_deref())
+            .unwrap_or("")
+            .is_empty()
+        {
+            let config = hc
+                .log_config
+                .as_ref()
+                .and_then(|l| l.config.clone())
+                .unwrap_or_default();
+            hc.log_config = Some(HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(config),
+            });
+        }
+
+        // Reserve the name (or pick a free random one) before touching the disk.
+        let name = {
+            let mut reg = self.registry();
+            match name {
+                Some(n) => {
+                    reg.reserve(&n, &id)?;
+                    n
+                }
+                None => {
+                    let mut retry = 0;
+                    loop {
+                        let n = format!("/{}", crate::names::random_name(retry));
+                        if !reg.name_taken(&n) {
+                            reg.reserve(&n, &id)?;
+                            break n;
+                        }
+                        retry += 1;
+                    }
+                }
+            }
+        };
+        let rec = ContainerRecord {
+            id: id.clone(),
+            name: name.clone(),
+            created: now_rfc3339(),
+            image_name: image_ref.clone(),
+            image_id: image.id.clone(),
+            path: merged.path,
+            args: merged.args,
+            config: merged.config,
+            host_config: hc.clone(),
+            state: State::default(),
+            runtime,
+            mounts: Vec::new(),
+            restart_count: 0,
+            manually_stopped: false,
+        };
+        let c = Arc::new(Container::new(rec, &self.cfg.root, &self.cfg.state));
+        match self.materialise(&c, &requests, &network, &hc) {
+            Ok(()) => {}
+            Err(e) => {
+                self.registry().release(&name);
+                let _ = std::fs::remove_dir_all(&c.dir);
+                return Err(e);
+            }
+        }
+        self.registry().insert(c.clone());
+        self.emit_container("create", &c, HashMap::new());
+        tracing::info!(id = %id, name = %name, "container created");
+        let mut warnings = Vec::new();
+        let publishes = hc.port_bindings.as_ref().is_some_and(|p| {
+            p.values()
+                .any(|b| b.as_ref().is_some_and(|b| !b.is_empty()))
+        });
+        if publishes {
+            warnings.push("Published ports are not supported by skiff yet: they are not reachable from the host".into());
+        }
+        Ok(ContainerCreateResponse { id, warnings })
+    }
+
+    /// Creates the container's directory, volumes, /etc files and record.
+    fn materialise(
+        &self,
+        c: &Container,
+        requests: &[config::MountRequest],
+        network: &config::Network,
+        hc: &HostConfig,
+    ) -> Result<()> {
+        std::fs::create_dir_all(&c.dir).ctx(|| format!("create {}", c.dir.display()))?;
+        let mut created = Vec::new();
+        let mut mounts = Vec::new();
+        let result = (|| {
+            for r in requests {
+                let m = match &r.source {
+                    Source::Host(p) => {
+                        if !p.exists() {
+                            // `-v /host:/ctr` creates a missing host directory, like Docker.
+                            std::fs::create_dir_all(p).ctx(|| format!("create {}", p.display()))?;
+                        }
+                        MountRecord {
+                            kind: "bind".into(),
+                            name: String::new(),
+                            source: p.clone(),
+                            destination: r.destination.clone(),
+                            read_only: r.read_only,
+                            options: r.options.clone(),
+                            anonymous: false,
+                        }
+                    }
+                    Source::Volume(name) => {
+                        let anonymous = name.is_none();
+                        let name = name.clone().unwrap_or_else(skiff_core::ids::random_id);
+                        if self
+                            .volumes
+                            .ensure(&name, anonymous, HashMap::new(), HashMap::new())?
+                        {
+                            created.push(name.clone());
+                        }
+                        MountRecord {
+                            kind: "volume".into(),
+                            source: self.volumes.data_path(&name),
+                            name,
+                            destination: r.destination.clone(),
+                            read_only: r.read_only,
+                            options: r.options.clone(),
+                            anonymous,
+                        }
+                    }
+                    Source::Tmpfs(opts) => MountRecord {
+                        kind: "tmpfs".into(),
+                        name: String::new(),
+                        source: Default::default(),
+                        destination: r.destination.clone(),
+                        read_only: r.read_only,
+                        options: opts.clone(),
+                        anonymous: false,
+                    },
+                };
+                mounts.push(m);
+            }
+            let hostname = c.rec().config.hostname.unwrap_or_default();
+            rootfs::write_etc_files(&c.dir, &hostname, network, hc)?;
+            c.update(|rec| rec.mounts = mounts.clone())
+        })();
+        if result.is_err() {
+            for name in &created {
+                let _ = self.volumes.remove(name);
+            }
+        }
+        result
+    }
+}
+
+/// How Docker names a missing image: with `:latest` when no tag was given.
+fn display_reference(r: &str) -> String {
+    match skiff_image::Reference::parse(r) {
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => r.to_string(),
+    }
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_images_are_named_with_their_tag() {
+        assert_eq!(display_reference("busybox"), "busybox:latest");
+        assert_eq!(
+            display_reference("localhost:5000/x:1"),
+            "localhost:5000/x:1"
+        );
+    }
+}

@@ -1,0 +1,566 @@
+//! Start, stop, kill, restart, pause, unpause, remove, rename and wait.
+//! Every state change holds the container's `op` lock; the exit monitor records exits
+//! without it, so a stop can wait for the exit while holding it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard_stubs::models::{ContainerWaitExitError, ContainerWaitResponse};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use skiff_runtime::shim::{self, ShimConfig};
+use skiff_runtime::spec::{self, ContainerSpec, MountSpec, NetworkMode};
+
+use super::config::{self, Network};
+use super::{rootfs, Container, Life, PendingAttach};
+use crate::error::{start_failure_code, EngineError, IoContext, Result};
+use crate::store::Status;
+use crate::{Engine, WaitCondition};
+
+const SIGKILL: i32 = 9;
+const SIGTERM: i32 = 15;
+/// How long to wait for a SIGKILLed container to be reaped.
+const KILL_GRACE: Duration = Duration::from_secs(30);
+
+/// The static init binary bound in for `--init` (Docker's `docker-init`, i.e. tini).
+pub(crate) fn init_binary() -> Result<PathBuf> {
+    [
+        "/usr/bin/docker-init",
+        "/usr/libexec/docker/docker-init",
+        "/usr/bin/tini-static",
+        "/usr/sbin/tini-static",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .and_then(|p| p.canonicalize().ok())
+    .ok_or_else(|| EngineError::invalid("--init: no init binary found (install the tini package)"))
+}
+
+/// Waits until `life` reports an exit after `exits` (or removal), at most `timeout`.
+async fn wait_exit(c: &Container, exits: u64, timeout: Option<Duration>) -> bool {
+    let mut rx = c.life.subscribe();
+    let done = rx.wait_for(|l| l.exits > exits || l.removed || !l.running);
+    match timeout {
+        Some(t) => tokio::time::timeout(t, done).await.is_ok(),
+        None => done.await.is_ok(),
+    }
+}
+
+impl Engine {
+    pub(crate) async fn do_start(&self, key: &str) -> Result<bool> {
+        let c = self.find(key)?;
+        let _op = c.op.lock().await;
+        match c.rec().state.status {
+            Status::Running => return Ok(false),
+            Status::Paused => {
+                return Err(EngineError::Conflict(
+                    "cannot start a paused container, try unpause instead".into(),
+                ))
+            }
+            Status::Removing => {
+                return Err(EngineError::Conflict(
+                    "container is marked for removal and cannot be started".into(),
+                ))
+            }
+            _ => {}
+        }
+        match self.start_locked(&c).await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                if c.rec().host_config.auto_remove.unwrap_or(false) {
+                    self.finish_remove(&c, true);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Mounts, launches the shim, connects early attaches, starts. The `op` lock is held.
+    pub(crate) async fn start_locked(&self, c: &Arc<Container>) -> Result<()> {
+        let rootfs_path = rootfs::mount(self, c).await?;
+        let populated = self.populate_volumes(c, &rootfs_path).await;
+        let launched = match populated {
+            Ok(()) => self.launch(c, rootfs_path).await,
+            Err(e) => Err(e),
+        };
+        match launched {
+            Ok(pid) => {
+                c.update(|r| {
+                    r.state.status = Status::Running;
+                    r.state.pid = pid as i64;
+                    r.state.exit_code = 0;
+                    r.state.error.clear();
+                    r.state.oom_killed = false;
+                    r.state.started_at = super::create::now_rfc3339();
+                    r.manually_stopped = false;
+                })?;
+                c.life.send_modify(|l| l.running = true);
+                self.emit_container("start", c, HashMap::new());
+                self.spawn_monitor(c.clone());
+                self.spawn_health(c.clone());
+                tracing::info!(id = %c.id, pid, "container started");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(id = %c.id, error = %e, "container start failed");
+                if let Err(u) = rootfs::unmount(c) {
+                    tracing::warn!(id = %c.id, error = %u, "unmounting rootfs after failed start");
+                }
+                let message = e.to_string();
+                let _ = c.update(|r| {
+                    r.state.error = message.clone();
+                    if matches!(e, EngineError::StartFailed(_)) {
+                        r.state.exit_code = start_failure_code(&message);
+                    }
+                });
+                Err(e)
+            }
+        }
+    }
+
+    /// Fills empty volumes with what the image has at their mount points.
+    async fn populate_volumes(&self, c: &Container, rootfs_path: &std::path::Path) -> Result<()> {
+        let volumes: Vec<_> = c
+            .rec()
+            .mounts
+            .into_iter()
+            .filter(|m| m.kind == "volume" && !m.options.iter().any(|o| o == "nocopy"))
+            .collect();
+        if volumes.is_empty() {
+            return Ok(());
+        }
+        let rootfs_path = rootfs_path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            volumes.iter().try_for_each(|m| {
+                super::archive::populate_volume(&rootfs_path, &m.destination, &m.source)
+            })
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .ctx(|| "populate volumes".into())?
+    }
+
+    /// Writes the bundle, launches the shim (container created), connects pending attaches and
+    /// starts the process; returns its pid.
+    async fn launch(&self, c: &Arc<Container>, rootfs_path: PathBuf) -> Result<i32> {
+        let rec = c.rec();
+        let hc = &rec.host_config;
+        let network = match config::network(hc.network_mode.as_deref())? {
+            Network::Isolated => NetworkMode::Isolated,
+            Network::Host => NetworkMode::Host,
+            Network::Container(other) => {
+                let other = self.find(&other)?;
+                let o = other.rec();
+                if !o.state.status.is_alive() {
+                    return Err(EngineError::Conflict(format!(
+                        "cannot join network namespace of a non running container: {}",
+                        other.id
+                    )));
+                }
+                NetworkMode::Path(PathBuf::from(format!("/proc/{}/ns/net", o.state.pid)))
+            }
+        };
+        let mounts = rec
+            .mounts
+            .iter()
+            .map(|m| match m.kind.as_str() {
+                "tmpfs" => MountSpec::Tmpfs {
+                    destination: m.destination.clone(),
+                    options: m.options.clone(),
+                },
+                _ => MountSpec::Bind {
+                    source: m.source.clone(),
+                    destination: m.destination.clone(),
+                    read_only: m.read_only,
+                },
+            })
+            .collect();
+        let positive = |v: Option<i64>| v.filter(|v| *v > 0);
+        let mut args = vec![rec.path.clone()];
+        args.extend(rec.args.iter().cloned());
+        let mut annotations: Vec<(String, String)> = hc
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        annotations.sort();
+        let mut sysctls: Vec<(String, String)> =
+            hc.sysctls.clone().unwrap_or_default().into_iter().collect();
+        sysctls.sort();
+        let cs = ContainerSpec {
+            id: c.id.clone(),
+            rootfs: rootfs_path,
+            args,
+            env: rec.config.env.clone().unwrap_or_default(),
+            cwd: rec.config.working_dir.clone().unwrap_or_default(),
+            user: rec.config.user.clone().unwrap_or_default(),
+            hostname: rec.config.hostname.clone().unwrap_or_default(),
+            tty: rec.config.tty.unwrap_or(false),
+            mounts,
+            network,
+            host_pid: hc.pid_mode.as_deref() == Some("host"),
+            host_ipc: hc.ipc_mode.as_deref() == Some("host"),
+            host_uts: hc.uts_mode.as_deref() == Some("host"),
+            privileged: hc.privileged.unwrap_or(false),
+            cap_add: hc.cap_add.clone().unwrap_or_default(),
+            cap_drop: hc.cap_drop.clone().unwrap_or_default(),
+            read_only_rootfs: hc.readonly_rootfs.unwrap_or(false),
+            security_opt: hc.security_opt.clone().unwrap_or_default(),
+            memory_limit: positive(hc.memory),
+            memory_swap: hc.memory_swap.filter(|v| *v != 0),
+            nano_cpus: positive(hc.nano_cpus),
+            cpu_shares: positive(hc.cpu_shares).map(|v| v as u64),
+            pids_limit: positive(hc.pids_limit),
+            cgroups_path: c.cgroups_path(),
+            etc_files: rootfs::etc_files(&c.dir),
+            init_path: if hc.init.unwrap_or(false) {
+                Some(init_binary()?)
+            } else {
+                None
+            },
+            sysctls,
+            annotations,
+        };
+        let oci = spec::generate(&cs)?;
+        spec::write_bundle(&oci, &c.bundle())?;
+        let logging = config::logging(hc)?;
+        let shim_config = ShimConfig {
+            id: c.id.clone(),
+            bundle: c.bundle(),
+            state_dir: c.state_dir.clone(),
+            runtime: rec.runtime.clone(),
+            runtime_root: self.cfg.state.join("runtime").join(&rec.runtime),
+            log_path: logging.enabled.then(|| c.log_path()),
+            log_max_size: logging.max_size,
+            log_max_files: logging.max_files,
+            tty: cs.tty,
+            open_stdin: rec.config.open_stdin.unwrap_or(false),
+            stdin_once: rec.config.stdin_once.unwrap_or(false),
+        };
+        let exe = self.cfg.exe.clone();
+        tokio::task::spawn_blocking(move || shim::launch(&exe, &shim_config))
+            .await
+            .map_err(std::io::Error::other)
+            .ctx(|| "launch shim".into())?
+            .map_err(|e| match e {
+                shim::ShimError::Remote(m) => EngineError::StartFailed(m),
+                other => EngineError::Shim {
+                    context: format!("launch shim for {}", c.id),
+                    source: other,
+                },
+            })?;
+        let client = c.shim();
+        let pending: Vec<PendingAttach> =
+            std::mem::take(&mut *c.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        for p in pending {
+            match client.attach(p.stdin, p.stdout, p.stderr).await {
+                Ok(stream) => {
+                    tokio::spawn(super::attach::splice(p.io, stream));
+                }
+                Err(e) => {
+                    tracing::warn!(id = %c.id, error = %e, "connecting an early attach failed")
+                }
+            }
+        }
+        match client.start().await {
+            Ok(pid) => Ok(pid),
+            Err(e) => {
+                let _ = client.kill(SIGKILL, true).await;
+                Err(match e {
+                    shim::ShimError::Remote(m) => EngineError::StartFailed(m),
+                    other => EngineError::Shim {
+                        context: format!("start {}", c.id),
+                        source: other,
+                    },
+                })
+            }
+        }
+    }
+
+    pub(crate) async fn do_stop(
+        &self,
+        key: &str,
+        signal: Option<&str>,
+        timeout: Option<i64>,
+    ) -> Result<bool> {
+        let c = self.find(key)?;
+        let _op = c.op.lock().await;
+        self.stop_locked(&c, signal, timeout).await
+    }
+
+    /// The stop signal, then SIGKILL after the timeout. The `op` lock is held.
+    pub(crate) async fn stop_locked(
+        &self,
+        c: &Arc<Container>,
+        signal: Option<&str>,
+        timeout: Option<i64>,
+    ) -> Result<bool> {
+        let rec = c.rec();
+        if !rec.state.status.is_alive() {
+            if rec.state.status == Status::Restarting {
+                c.update(|r| {
+                    r.manually_stopped = true;
+                    r.state.status = Status::Exited;
+                })?;
+                return Ok(true);
+            }
+            return Ok(false);
+        }
+        let sig = match signal
+            .filter(|s| !s.is_empty())
+            .or(rec.config.stop_signal.as_deref())
+        {
+            Some(s) => config::parse_signal(s)?,
+            None => SIGTERM,
+        };
+        let timeout = timeout
+            .or(rec.config.stop_timeout)
+            .unwrap_or(config::DEFAULT_STOP_TIMEOUT);
+        c.update(|r| r.manually_stopped = true)?;
+        let exits = c.life.borrow().exits;
+        let client = c.shim();
+        if rec.state.status == Status::Paused {
+            let _ = client.resume().await;
+        }
+        self.emit_container(
+            "kill",
+            c,
+            HashMap::from([("signal".to_string(), sig.to_string())]),
+        );
+        if let Err(e) = client.kill(sig, false).await {
+            tracing::debug!(id = %c.id, error = %e, "stop signal not delivered");
+        }
+        let limit = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
+        if !wait_exit(c, exits, limit).await {
+            tracing::info!(id = %c.id, timeout, "container ignored its stop signal, killing it");
+            self.emit_container(
+                "kill",
+                c,
+                HashMap::from([("signal".to_string(), SIGKILL.to_string())]),
+            );
+            let _ = client.kill(SIGKILL, true).await;
+            if !wait_exit(c, exits, Some(KILL_GRACE)).await {
+                return Err(EngineError::Conflict(format!(
+                    "container {} did not exit after SIGKILL",
+                    c.id
+                )));
+            }
+        }
+        self.emit_container("stop", c, HashMap::new());
+        Ok(true)
+    }
+
+    pub(crate) async fn do_kill(&self, key: &str, signal: Option<&str>) -> Result<()> {
+        let c = self.find(key)?;
+        let sig = match signal.filter(|s| !s.is_empty()) {
+            Some(s) => config::parse_signal(s)?,
+            None => SIGKILL,
+        };
+        let _op = c.op.lock().await;
+        let rec = c.rec();
+        if !rec.state.status.is_alive() {
+            return Err(EngineError::Conflict(format!(
+                "Cannot kill container: {key}: Container {} is not running",
+                c.id
+            )));
+        }
+        let exits = c.life.borrow().exits;
+        self.emit_container(
+            "kill",
+            &c,
+            HashMap::from([("signal".to_string(), sig.to_string())]),
+        );
+        c.shim()
+            .kill(sig, false)
+            .await
+            .ctx(|| format!("kill {}", c.id))?;
+        if sig == SIGKILL {
+            wait_exit(&c, exits, Some(KILL_GRACE)).await;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn do_restart(
+        &self,
+        key: &str,
+        signal: Option<&str>,
+        timeout: Option<i64>,
+    ) -> Result<()> {
+        let c = self.find(key)?;
+        let _op = c.op.lock().await;
+        self.stop_locked(&c, signal, timeout).await?;
+        self.start_locked(&c).await?;
+        self.emit_container("restart", &c, HashMap::new());
+        Ok(())
+    }
+
+    pub(crate) async fn do_pause(&self, key: &str, pause: bool) -> Result<()> {
+        let c = self.find(key)?;
+        let _op = c.op.lock().await;
+        let status = c.rec().state.status;
+        match (pause, status) {
+            (true, Status::Running) => {
+                c.shim().pause().await.ctx(|| format!("pause {}", c.id))?;
+                c.update(|r| r.state.status = Status::Paused)?;
+                self.emit_container("pause", &c, HashMap::new());
+                Ok(())
+            }
+            (false, Status::Paused) => {
+                c.shim()
+                    .resume()
+                    .await
+                    .ctx(|| format!("unpause {}", c.id))?;
+                c.update(|r| r.state.status = Status::Running)?;
+                self.emit_container("unpause", &c, HashMap::new());
+                Ok(())
+            }
+            (true, Status::Paused) => Err(EngineError::Conflict(format!(
+                "Container {} is already paused",
+                c.id
+            ))),
+            (false, Status::Running) => Err(EngineError::Conflict(format!(
+                "Container {} is not paused",
+                c.id
+            ))),
+            _ => Err(EngineError::NotRunning(c.id.clone())),
+        }
+    }
+
+    pub(crate) async fn do_remove(
+        &self,
+        key: &str,
+        force: bool,
+        remove_volumes: bool,
+    ) -> Result<()> {
+        let c = self.find(key)?;
+        let _op = c.op.lock().await;
+        let rec = c.rec();
+        if rec.state.status.is_alive() {
+            if !force {
+                if rec.state.status == Status::Paused {
+                    return Err(EngineError::Conflict(format!(
+                        "cannot remove container \"{}\": container is paused and must be unpaused first",
+                        rec.name
+                    )));
+                }
+                return Err(EngineError::RemoveRunning(c.id.clone()));
+            }
+            let exits = c.life.borrow().exits;
+            c.update(|r| r.manually_stopped = true)?;
+            self.emit_container(
+                "kill",
+                &c,
+                HashMap::from([("signal".to_string(), SIGKILL.to_string())]),
+            );
+            let client = c.shim();
+            if rec.state.status == Status::Paused {
+                let _ = client.resume().await;
+            }
+            let _ = client.kill(SIGKILL, true).await;
+            if !wait_exit(&c, exits, Some(KILL_GRACE)).await {
+                return Err(EngineError::Conflict(format!(
+                    "could not kill running container {}, cannot remove",
+                    c.id
+                )));
+            }
+        }
+        self.finish_remove(&c, remove_volumes);
+        Ok(())
+    }
+
+    /// Forgets a stopped container: registry, mounts, cgroups, directories, volumes.
+    pub(crate) fn finish_remove(&self, c: &Arc<Container>, remove_volumes: bool) {
+        let rec = c.rec();
+        {
+            let mut reg = self.registry();
+            reg.remove(&c.id);
+            reg.release(&rec.name);
+        }
+        self.forget_execs(&c.id);
+        c.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        if let Err(e) = rootfs::unmount(c) {
+            tracing::warn!(id = %c.id, error = %e, "unmounting rootfs at removal");
+        }
+        crate::containers::stats::remove_cgroups(&c.cgroups_path());
+        for dir in [&c.state_dir, &c.dir] {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %dir.display(), error = %e, "removing container directory");
+                }
+            }
+        }
+        if remove_volumes {
+            let anonymous: Vec<String> = rec
+                .mounts
+                .iter()
+                .filter(|m| m.anonymous)
+                .map(|m| m.name.clone())
+                .collect();
+            self.remove_anonymous_volumes(&anonymous);
+        }
+        self.emit_container_rec("destroy", &rec, HashMap::new());
+        c.life.send_modify(|l| {
+            l.removed = true;
+            l.running = false;
+        });
+        tracing::info!(id = %c.id, "container removed");
+    }
+
+    pub(crate) async fn do_rename(&self, key: &str, new_name: &str) -> Result<()> {
+        let c = self.find(key)?;
+        let new = crate::names::normalize(new_name)?;
+        let old = c.rec().name;
+        if old == new {
+            return Err(EngineError::invalid(
+                "Renaming a container with the same name as its current name",
+            ));
+        }
+        {
+            let mut reg = self.registry();
+            reg.reserve(&new, &c.id)?;
+            reg.release(&old);
+        }
+        c.update(|r| r.name = new.clone())?;
+        self.emit_container("rename", &c, HashMap::from([("oldName".to_string(), old)]));
+        Ok(())
+    }
+
+    pub(crate) async fn do_wait(
+        &self,
+        key: &str,
+        condition: WaitCondition,
+    ) -> Result<BoxFuture<'static, ContainerWaitResponse>> {
+        let c = self.find(key)?;
+        let mut rx = c.life.subscribe();
+        let now: Life = rx.borrow().clone();
+        Ok(async move {
+            let response = |l: &Life| ContainerWaitResponse {
+                status_code: l.exit_code,
+                error: l
+                    .error
+                    .clone()
+                    .filter(|e| !e.is_empty())
+                    .map(|m| ContainerWaitExitError { message: Some(m) }),
+            };
+            if condition == WaitCondition::NotRunning && !now.running {
+                return response(&now);
+            }
+            let result = rx
+                .wait_for(|l| match condition {
+                    WaitCondition::Removed => l.removed,
+                    _ => l.exits > now.exits || l.removed,
+                })
+                .await
+                .map(|l| l.clone());
+            match result {
+                Ok(l) => response(&l),
+                Err(_) => response(&now),
+            }
+        }
+        .boxed())
+    }
+}

@@ -1,0 +1,140 @@
+//! The engine's error type. Messages are worded exactly as dockerd words them, because the
+//! Docker CLI and docker-py show them to users verbatim.
+
+use skiff_core::{ErrorKind, HasKind};
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
+    #[error("No such exec instance: {0}")]
+    NoSuchExec(String),
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
+    #[error(
+        "Conflict. The container name \"{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+    )]
+    NameConflict { name: String, id: String },
+    /// Bad input, worded like Docker.
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("Container {0} is not running")]
+    NotRunning(String),
+    #[error("Container {0} is paused, unpause the container before stopping or killing")]
+    Paused(String),
+    #[error(
+        "You cannot remove a running container {0}. Stop the container before attempting removal or force remove"
+    )]
+    RemoveRunning(String),
+    /// The object's state forbids the operation (message worded like Docker).
+    #[error("{0}")]
+    Conflict(String),
+    /// A path inside a container that does not exist (`docker cp`).
+    #[error("Could not find the file {path} in container {container}")]
+    NoSuchPath { container: String, path: String },
+    #[error("{0} is not implemented by skiff yet")]
+    NotImplemented(&'static str),
+    /// The runtime refused to create or start the container (Docker's 400 for a missing
+    /// executable, 500 otherwise).
+    #[error("failed to create task for container: {0}")]
+    StartFailed(String),
+    #[error(transparent)]
+    Image(#[from] skiff_image::ImageError),
+    #[error(transparent)]
+    Spec(#[from] skiff_runtime::spec::SpecError),
+    #[error("{context}")]
+    Shim {
+        context: String,
+        #[source]
+        source: skiff_runtime::shim::ShimError,
+    },
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl EngineError {
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        EngineError::InvalidArgument(msg.into())
+    }
+}
+
+impl HasKind for EngineError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::NoSuchContainer(_)
+            | EngineError::NoSuchImage(_)
+            | EngineError::NoSuchExec(_)
+            | EngineError::NoSuchVolume(_)
+            | EngineError::NoSuchNetwork(_)
+            | EngineError::NoSuchPath { .. } => ErrorKind::NotFound,
+            EngineError::NameConflict { .. }
+            | EngineError::Conflict(_)
+            | EngineError::RemoveRunning(_) => ErrorKind::Conflict,
+            EngineError::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            EngineError::NotRunning(_) | EngineError::Paused(_) => ErrorKind::WrongState,
+            EngineError::NotImplemented(_) => ErrorKind::NotImplemented,
+            EngineError::Image(e) => e.kind(),
+            EngineError::Spec(e) => e.kind(),
+            EngineError::StartFailed(m) if user_error(m) => ErrorKind::InvalidArgument,
+            EngineError::StartFailed(_) => ErrorKind::Internal,
+            EngineError::Shim { .. } | EngineError::Io { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Whether a runtime failure is the user's doing (missing or non-executable command).
+pub(crate) fn user_error(message: &str) -> bool {
+    [
+        "executable file not found",
+        "no such file or directory",
+        "permission denied",
+        "not found",
+    ]
+    .iter()
+    .any(|m| message.to_ascii_lowercase().contains(m))
+}
+
+/// The exit code Docker records for a container whose start failed.
+pub(crate) fn start_failure_code(message: &str) -> i64 {
+    let m = message.to_ascii_lowercase();
+    if m.contains("permission denied") {
+        126
+    } else if user_error(&m) {
+        127
+    } else {
+        128
+    }
+}
+
+/// Attaches a context message to I/O results.
+pub(crate) trait IoContext<T> {
+    fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.map_err(|source| EngineError::Io {
+            context: f(),
+            source,
+        })
+    }
+}
+
+impl<T> IoContext<T> for std::result::Result<T, skiff_runtime::shim::ShimError> {
+    fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.map_err(|source| EngineError::Shim {
+            context: f(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,359 @@
+//! The image endpoints, delegated to [`skiff_image::ImageStore`] (blocking calls run on
+//! blocking threads); "in use" means some container was created from the image.
+
+use std::collections::HashMap;
+
+use bollard_stubs::models::{
+    DriverData, EventMessageTypeEnum, ImageConfig, ImageDeleteResponseItem,
+    ImageHistoryResponseItem, ImageInspect, ImageInspectRootFs, ImagePruneResponse, ImageSummary,
+};
+use skiff_image::{Image, Removed};
+
+use crate::bridge::{ChannelWriter, StreamReader};
+use crate::error::{EngineError, IoContext, Result};
+use crate::filters::Filters;
+use crate::{ByteStream, Engine};
+
+fn created_unix(image: &Image) -> i64 {
+    image
+        .created
+        .as_deref()
+        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+        .map(|t| t.timestamp())
+        .unwrap_or(0)
+}
+
+fn labels(image: &Image) -> HashMap<String, String> {
+    image
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default()
+}
+
+/// Docker's `reference` filter: `*` matches within a path component.
+fn glob(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && t[0] != b'/' && go(p, &t[1..])),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+fn reference_matches(pattern: &str, tags: &[String]) -> bool {
+    tags.iter().any(|t| {
+        let repo = t.rsplit_once(':').map(|(r, _)| r).unwrap_or(t);
+        glob(pattern, t) || glob(pattern, repo)
+    })
+}
+
+fn delete_items(removed: Vec<Removed>) -> Vec<ImageDeleteResponseItem> {
+    removed
+        .into_iter()
+        .map(|r| match r {
+            Removed::Untagged(n) => ImageDeleteResponseItem {
+                untagged: Some(n),
+                deleted: None,
+            },
+            Removed::Deleted(id) => ImageDeleteResponseItem {
+                untagged: None,
+                deleted: Some(id),
+            },
+        })
+        .collect()
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)
+        .ctx(|| "image store task".into())?
+}
+
+impl Engine {
+    fn image_in_use(&self) -> impl Fn(&str) -> bool {
+        let used: Vec<String> = self
+            .all_containers()
+            .iter()
+            .map(|c| c.rec().image_id)
+            .collect();
+        move |id: &str| used.iter().any(|u| u == id)
+    }
+
+    fn emit_image(&self, action: &str, id: &str, name: Option<&str>) {
+        let mut attrs = HashMap::new();
+        if let Some(n) = name {
+            attrs.insert("name".to_string(), n.to_string());
+        }
+        self.events
+            .emit(EventMessageTypeEnum::IMAGE, action, id, attrs);
+    }
+
+    fn emit_removed(&self, removed: &[Removed]) {
+        for r in removed {
+            match r {
+                Removed::Untagged(n) => self.emit_image("untag", n, Some(n)),
+                Removed::Deleted(id) => self.emit_image("delete", id, None),
+            }
+        }
+    }
+
+    pub(crate) async fn do_image_list(
+        &self,
+        _all: bool,
+        filters: &Filters,
+    ) -> Result<Vec<ImageSummary>> {
+        filters.validate(&["dangling", "label", "reference", "before", "since", "until"])?;
+        let images = self.images.clone();
+        let list = blocking(move || Ok(images.list()?)).await?;
+        let created_of = |key: &str| -> Result<i64> { Ok(created_unix(&self.images.get(key)?)) };
+        let before = filters
+            .get("before")
+            .first()
+            .map(|k| created_of(k))
+            .transpose()?;
+        let since = filters
+            .get("since")
+            .first()
+            .map(|k| created_of(k))
+            .transpose()?;
+        let used: Vec<String> = self
+            .all_containers()
+            .iter()
+            .map(|c| c.rec().image_id)
+            .collect();
+        let mut out = Vec::new();
+        for image in list {
+            let created = created_unix(&image);
+            let labels = labels(&image);
+            let dangling = image.repo_tags.is_empty();
+            let keep = filters.any("dangling", |d| matches!(d, "true" | "1") == dangling)
+                && filters.labels_match("label", &labels)
+                && filters.any("reference", |r| reference_matches(r, &image.repo_tags))
+                && before.is_none_or(|b| created < b)
+                && since.is_none_or(|s| created > s);
+            if !keep {
+                continue;
+            }
+            out.push(ImageSummary {
+                id: image.id.clone(),
+                parent_id: String::new(),
+                repo_tags: image.repo_tags.clone(),
+                repo_digests: image.repo_digests.clone(),
+                created,
+                size: image.size as i64,
+                shared_size: -1,
+                labels,
+                containers: used.iter().filter(|u| **u == image.id).count() as i64,
+                manifests: None,
+                descriptor: None,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn do_image_inspect(&self, name: &str) -> Result<ImageInspect> {
+        let images = self.images.clone();
+        let name = name.to_string();
+        let image = blocking(move || Ok(images.get(&name)?)).await?;
+        let cfg = image.config.config().clone().unwrap_or_default();
+        let config = ImageConfig {
+            user: Some(cfg.user().clone().unwrap_or_default()),
+            exposed_ports: cfg.exposed_ports().clone(),
+            env: cfg.env().clone(),
+            cmd: cfg.cmd().clone(),
+            volumes: cfg.volumes().clone(),
+            working_dir: Some(cfg.working_dir().clone().unwrap_or_default()),
+            entrypoint: cfg.entrypoint().clone(),
+            labels: cfg.labels().clone(),
+            stop_signal: cfg.stop_signal().clone(),
+            ..Default::default()
+        };
+        Ok(ImageInspect {
+            id: Some(image.id.clone()),
+            repo_tags: Some(image.repo_tags.clone()),
+            repo_digests: Some(image.repo_digests.clone()),
+            comment: Some(String::new()),
+            created: image.created.clone(),
+            author: Some(image.config.author().clone().unwrap_or_default()),
+            config: Some(config),
+            architecture: Some(image.config.architecture().to_string()),
+            variant: image.config.variant().clone(),
+            os: Some(image.config.os().to_string()),
+            size: Some(image.size as i64),
+            graph_driver: Some(DriverData {
+                name: "overlay2".into(),
+                data: HashMap::new(),
+            }),
+            root_fs: Some(ImageInspectRootFs {
+                typ: "layers".into(),
+                layers: Some(image.diff_ids.clone()),
+            }),
+            ..Default::default()
+        })
+    }
+
+    pub(crate) async fn do_image_history(
+        &self,
+        name: &str,
+    ) -> Result<Vec<ImageHistoryResponseItem>> {
+        let image = self.images.get(name)?;
+        let history = image.config.history().clone().unwrap_or_default();
+        let n = history.len();
+        let mut out: Vec<ImageHistoryResponseItem> = history
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| ImageHistoryResponseItem {
+                id: if i + 1 == n {
+                    image.id.clone()
+                } else {
+                    "<missing>".into()
+                },
+                created: h
+                    .created()
+                    .as_deref()
+                    .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                    .map(|t| t.timestamp())
+                    .unwrap_or(0),
+                created_by: h.created_by().clone().unwrap_or_default(),
+                tags: if i + 1 == n {
+                    image.repo_tags.clone()
+                } else {
+                    Vec::new()
+                },
+                size: 0,
+                comment: h.comment().clone().unwrap_or_default(),
+            })
+            .collect();
+        if out.is_empty() {
+            out.push(ImageHistoryResponseItem {
+                id: image.id.clone(),
+                created: created_unix(&image),
+                created_by: String::new(),
+                tags: image.repo_tags.clone(),
+                size: image.size as i64,
+                comment: String::new(),
+            });
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    pub(crate) async fn do_image_load(&self, archive: ByteStream) -> Result<Vec<String>> {
+        let images = self.images.clone();
+        let reader = StreamReader::new(archive);
+        let names = blocking(move || Ok(images.load(reader)?)).await?;
+        for n in &names {
+            self.emit_image("load", n, Some(n));
+        }
+        Ok(names)
+    }
+
+    pub(crate) async fn do_image_save(&self, names: &[String]) -> Result<ByteStream> {
+        if names.is_empty() {
+            return Err(EngineError::invalid("no images specified"));
+        }
+        for n in names {
+            self.images.get(n)?;
+        }
+        let images = self.images.clone();
+        let names = names.to_vec();
+        let (writer, stream) = ChannelWriter::new();
+        tokio::task::spawn_blocking(move || {
+            let mut writer = writer;
+            if let Err(e) = images.save(&names, &mut writer) {
+                tracing::warn!(error = %e, "image save failed");
+                writer.fail(std::io::Error::other(e.to_string()));
+            }
+        });
+        Ok(stream)
+    }
+
+    pub(crate) async fn do_image_import(
+        &self,
+        rootfs_tar: ByteStream,
+        reference: Option<&str>,
+        changes: &[String],
+        message: Option<&str>,
+    ) -> Result<String> {
+        let images = self.images.clone();
+        let reader = StreamReader::new(rootfs_tar);
+        let (reference, changes, message) = (
+            reference.map(str::to_string),
+            changes.to_vec(),
+            message.map(str::to_string),
+        );
+        let id = blocking(move || {
+            Ok(images.import(reader, reference.as_deref(), &changes, message.as_deref())?)
+        })
+        .await?;
+        self.emit_image("import", &id, None);
+        Ok(id)
+    }
+
+    pub(crate) async fn do_image_tag(
+        &self,
+        source: &str,
+        repo: &str,
+        tag: Option<&str>,
+    ) -> Result<()> {
+        let target = format!(
+            "{repo}:{}",
+            tag.filter(|t| !t.is_empty()).unwrap_or("latest")
+        );
+        let id = self.images.get(source)?.id;
+        self.images.tag(source, &target)?;
+        self.emit_image("tag", &id, Some(&target));
+        Ok(())
+    }
+
+    pub(crate) async fn do_image_remove(
+        &self,
+        name: &str,
+        force: bool,
+    ) -> Result<Vec<ImageDeleteResponseItem>> {
+        let in_use = self.image_in_use();
+        let removed = self.images.remove(name, force, &in_use)?;
+        self.emit_removed(&removed);
+        Ok(delete_items(removed))
+    }
+
+    pub(crate) async fn do_image_prune(&self, filters: &Filters) -> Result<ImagePruneResponse> {
+        filters.validate(&["dangling", "until", "label", "label!"])?;
+        let all = filters
+            .get("dangling")
+            .iter()
+            .any(|d| matches!(d.as_str(), "false" | "0"));
+        let in_use = self.image_in_use();
+        let (removed, reclaimed) = self.images.prune(all, &in_use)?;
+        self.emit_removed(&removed);
+        Ok(ImagePruneResponse {
+            images_deleted: Some(delete_items(removed)),
+            space_reclaimed: Some(reclaimed as i64),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_filter_globs_like_docker() {
+        let tags = vec![
+            "busybox:latest".to_string(),
+            "localhost:5000/app/web:1".to_string(),
+        ];
+        assert!(reference_matches("busybox", &tags));
+        assert!(reference_matches("busy*", &tags));
+        assert!(reference_matches("busybox:lat*", &tags));
+        assert!(!reference_matches("alpine", &tags));
+        assert!(reference_matches("localhost:5000/app/*", &tags));
+        assert!(!reference_matches("localhost:5000/*", &tags));
+    }
+}

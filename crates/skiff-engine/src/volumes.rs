@@ -1,0 +1,288 @@
+//! Local volumes: `<root>/volumes/<name>/_data` plus a small metadata file. Named volumes are
+//! created on first use (`-v name:/path`), anonymous ones get a random 64-hex name and are
+//! removed with their container by `rm -v` and `--rm`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bollard_stubs::models::{Volume, VolumeCreateRequest, VolumePruneResponse, VolumeScopeEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, IoContext, Result};
+use crate::filters::Filters;
+use crate::Engine;
+
+const META: &str = "skiff-volume.json";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Meta {
+    created_at: String,
+    labels: HashMap<String, String>,
+    options: HashMap<String, String>,
+    anonymous: bool,
+}
+
+/// The volumes directory of an engine root.
+pub(crate) struct Volumes {
+    dir: PathBuf,
+}
+
+impl Volumes {
+    pub(crate) fn new(root: &Path) -> Volumes {
+        Volumes {
+            dir: root.join("volumes"),
+        }
+    }
+
+    pub(crate) fn data_path(&self, name: &str) -> PathBuf {
+        self.dir.join(name).join("_data")
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.dir.join(name).join(META).exists()
+    }
+
+    /// Creates the volume if needed; returns whether it was created now.
+    pub(crate) fn ensure(
+        &self,
+        name: &str,
+        anonymous: bool,
+        labels: HashMap<String, String>,
+        options: HashMap<String, String>,
+    ) -> Result<bool> {
+        if self.exists(name) {
+            return Ok(false);
+        }
+        let data = self.data_path(name);
+        std::fs::create_dir_all(&data).ctx(|| format!("create {}", data.display()))?;
+        let meta = Meta {
+            created_at: chrono::Utc::now().to_rfc3339(),
+            labels,
+            options,
+            anonymous,
+        };
+        let path = self.dir.join(name).join(META);
+        std::fs::write(&path, serde_json::to_vec(&meta).unwrap_or_default())
+            .ctx(|| format!("write {}", path.display()))?;
+        Ok(true)
+    }
+
+    pub(crate) fn remove(&self, name: &str) -> Result<()> {
+        let path = self.dir.join(name);
+        match std::fs::remove_dir_all(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).ctx(|| format!("remove {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn inspect(&self, name: &str) -> Result<(Volume, bool)> {
+        let bytes = std::fs::read(self.dir.join(name).join(META))
+            .map_err(|_| EngineError::NoSuchVolume(name.to_string()))?;
+        let meta: Meta = serde_json::from_slice(&bytes).unwrap_or_default();
+        let volume = Volume {
+            name: name.to_string(),
+            driver: "local".to_string(),
+            mountpoint: self.data_path(name).to_string_lossy().into_owned(),
+            created_at: Some(meta.created_at),
+            labels: meta.labels,
+            scope: Some(VolumeScopeEnum::LOCAL),
+            options: meta.options,
+            ..Default::default()
+        };
+        Ok((volume, meta.anonymous))
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.retain(|n| self.exists(n));
+        out.sort();
+        out
+    }
+}
+
+impl Engine {
+    fn volumes_in_use(&self) -> Vec<String> {
+        self.all_containers()
+            .iter()
+            .flat_map(|c| {
+                c.rec()
+                    .mounts
+                    .into_iter()
+                    .filter(|m| m.kind == "volume")
+                    .map(|m| m.name)
+            })
+            .collect()
+    }
+
+    pub(crate) async fn do_volume_list(&self, filters: &Filters) -> Result<Vec<Volume>> {
+        filters.validate(&["name", "label", "dangling", "driver"])?;
+        let used = self.volumes_in_use();
+        let mut out = Vec::new();
+        for name in self.volumes.names() {
+            let Ok((v, _)) = self.volumes.inspect(&name) else {
+                continue;
+            };
+            let dangling = !used.contains(&name);
+            if filters.any("name", |n| name.contains(n))
+                && filters.labels_match("label", &v.labels)
+                && filters.any("dangling", |d| matches!(d, "true" | "1") == dangling)
+                && filters.any("driver", |d| d == "local")
+            {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn do_volume_create(&self, body: VolumeCreateRequest) -> Result<Volume> {
+        let name = body
+            .name
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(skiff_core::ids::random_id);
+        if !skiff_core::ids::valid_container_name(&name) {
+            return Err(EngineError::invalid(format!(
+                "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
+            )));
+        }
+        if let Some(d) = body
+            .driver
+            .as_deref()
+            .filter(|d| !d.is_empty() && *d != "local")
+        {
+            return Err(EngineError::invalid(format!(
+                "error looking up volume plugin {d}: plugin \"{d}\" not found"
+            )));
+        }
+        if self.volumes.ensure(
+            &name,
+            false,
+            body.labels.unwrap_or_default(),
+            body.driver_opts.unwrap_or_default(),
+        )? {
+            self.emit_volume("create", &name);
+        }
+        Ok(self.volumes.inspect(&name)?.0)
+    }
+
+    pub(crate) async fn do_volume_inspect(&self, name: &str) -> Result<Volume> {
+        Ok(self.volumes.inspect(name)?.0)
+    }
+
+    pub(crate) async fn do_volume_remove(&self, name: &str, force: bool) -> Result<()> {
+        self.volumes.inspect(name)?;
+        if let Some(c) = self
+            .all_containers()
+            .iter()
+            .find(|c| c.rec().mounts.iter().any(|m| m.name == name))
+        {
+            if !force {
+                return Err(EngineError::Conflict(format!(
+                    "remove {name}: volume is in use - [{}]",
+                    c.id
+                )));
+            }
+        }
+        self.volumes.remove(name)?;
+        self.emit_volume("destroy", name);
+        Ok(())
+    }
+
+    /// Removes the container-owned anonymous volumes no other container uses.
+    pub(crate) fn remove_anonymous_volumes(&self, names: &[String]) {
+        let used = self.volumes_in_use();
+        for name in names.iter().filter(|n| !used.contains(n)) {
+            match self.volumes.remove(name) {
+                Ok(()) => self.emit_volume("destroy", name),
+                Err(e) => {
+                    tracing::warn!(volume = %name, error = %e, "removing anonymous volume failed")
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn do_volume_prune(&self, filters: &Filters) -> Result<VolumePruneResponse> {
+        filters.validate(&["label", "all"])?;
+        let all =
+            filters.any("all", |a| matches!(a, "true" | "1")) && !filters.get("all").is_empty();
+        let used = self.volumes_in_use();
+        let mut deleted = Vec::new();
+        let mut reclaimed = 0i64;
+        for name in self.volumes.names() {
+            let Ok((v, anonymous)) = self.volumes.inspect(&name) else {
+                continue;
+            };
+            if used.contains(&name)
+                || !(anonymous || all)
+                || !filters.labels_match("label", &v.labels)
+            {
+                continue;
+            }
+            reclaimed += dir_size(&self.volumes.data_path(&name)) as i64;
+            if self.volumes.remove(&name).is_ok() {
+                self.emit_volume("destroy", &name);
+                deleted.push(name);
+            }
+        }
+        Ok(VolumePruneResponse {
+            volumes_deleted: Some(deleted),
+            space_reclaimed: Some(reclaimed),
+        })
+    }
+
+    fn emit_volume(&self, action: &str, name: &str) {
+        let attrs = HashMap::from([("driver".to_string(), "local".to_string())]);
+        self.events.emit(
+            bollard_stubs::models::EventMessageTypeEnum::VOLUME,
+            action,
+            name,
+            attrs,
+        );
+    }
+}
+
+/// Bytes used by the regular files under `path` (not following symlinks).
+pub(crate) fn dir_size(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ensure_is_idempotent_and_remove_cleans_up() {
+        let root = tempfile::tempdir().unwrap();
+        let v = Volumes::new(root.path());
+        assert!(v
+            .ensure("data", false, HashMap::new(), HashMap::new())
+            .unwrap());
+        std::fs::write(v.data_path("data").join("f"), b"12345").unwrap();
+        assert!(!v
+            .ensure("data", false, HashMap::new(), HashMap::new())
+            .unwrap());
+        assert_eq!(v.names(), vec!["data"]);
+        assert_eq!(dir_size(&v.data_path("data")), 5);
+        v.remove("data").unwrap();
+        assert!(v.names().is_empty());
+        assert!(matches!(
+            v.inspect("data"),
+            Err(EngineError::NoSuchVolume(_))
+        ));
+    }
+}
