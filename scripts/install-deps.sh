@@ -5,7 +5,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   build-essential pkg-config libseccomp-dev protobuf-compiler \
-  runc crun busybox-static etcd-server docker-registry \
+  runc crun tini busybox-static etcd-server docker-registry \
   iproute2 nftables util-linux procps ca-certificates >/dev/null
 # Python clients used by the end-to-end tests (pyenv's python3 carries docker-py already).
 python3 -m pip install --quiet --disable-pip-version-check 'docker>=7.1,<8' 'kubernetes>=31' 2>&1 | grep -v 'root user' || true

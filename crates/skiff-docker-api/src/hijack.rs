@@ -2,9 +2,12 @@
 //! `101 UPGRADED` and the connection becomes a raw duplex (stdin in, framed output out);
 //! without it the output is streamed as an ordinary response body and stdin is not read.
 
+use std::future::Future;
+
 use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 use hyper::upgrade::OnUpgrade;
@@ -39,17 +42,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Hijack {
 }
 
 impl Hijack {
-    /// Answers with the stream: the 101 switch when the client asked for it, else a streamed
-    /// 200 body of the output.
+    /// Answers with the stream of an already attached process: the 101 switch when the client
+    /// asked for it, else a streamed 200 body of the output.
     pub fn respond(self, attached: Attached) -> Response {
-        let content_type = HeaderValue::from_static(if attached.tty {
-            RAW_STREAM
-        } else {
-            MULTIPLEXED
-        });
+        let tty = attached.tty;
+        self.respond_deferred(tty, async move { Ok(attached) })
+    }
+
+    /// Like [`Self::respond`], but `start` (which starts the process and attaches to it) runs
+    /// only once the connection has switched, the way dockerd starts an exec. Clients that read
+    /// the `101` head through a buffered reader and then take over the raw socket (docker-py,
+    /// via http.client) would otherwise lose output that arrived together with the head. An
+    /// error after the switch is written to the stream, as Docker does.
+    pub fn respond_deferred<F>(self, tty: bool, start: F) -> Response
+    where
+        F: Future<Output = Result<Attached, ApiError>> + Send + 'static,
+    {
+        let content_type = HeaderValue::from_static(if tty { RAW_STREAM } else { MULTIPLEXED });
         match self.0 {
             Some(on_upgrade) => {
-                tokio::spawn(bridge(on_upgrade, attached).instrument(tracing::Span::current()));
+                tokio::spawn(bridge(on_upgrade, start).instrument(tracing::Span::current()));
                 let mut resp = Response::new(Body::empty());
                 *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
                 resp.extensions_mut()
@@ -61,16 +73,24 @@ impl Hijack {
                 resp
             }
             None => {
-                let output = futures::stream::unfold(attached.io, |mut io| async move {
-                    let mut buf = vec![0u8; 32 * 1024];
-                    match io.read(&mut buf).await {
-                        Ok(0) | Err(_) => None,
-                        Ok(n) => {
-                            buf.truncate(n);
-                            Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), io))
-                        }
-                    }
-                });
+                let output =
+                    futures::stream::once(start).flat_map(|started| match started {
+                        Ok(attached) => futures::stream::unfold(attached.io, |mut io| async move {
+                            let mut buf = vec![0u8; 32 * 1024];
+                            match io.read(&mut buf).await {
+                                Ok(0) | Err(_) => None,
+                                Ok(n) => {
+                                    buf.truncate(n);
+                                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), io))
+                                }
+                            }
+                        })
+                        .boxed(),
+                        Err(e) => futures::stream::once(async move {
+                            Ok(bytes::Bytes::from(format!("{e}\n")))
+                        })
+                        .boxed(),
+                    });
                 (
                     [(header::CONTENT_TYPE, content_type)],
                     Body::from_stream(output),
@@ -81,15 +101,12 @@ impl Hijack {
     }
 }
 
-/// How long output waits after the `101` head went out. Clients that read the head through a
-/// buffered reader and then take over the raw socket (docker-py, via http.client) lose any
-/// bytes that arrived together with the head; dockerd avoids this by starting the exec
-/// process only after the switch, which takes about this long.
-const UPGRADE_SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
-
 /// Copies client input to the container's stdin and its output to the client, until the
 /// output ends (the process exited); then the client's connection is closed.
-async fn bridge(on_upgrade: OnUpgrade, attached: Attached) {
+async fn bridge<F>(on_upgrade: OnUpgrade, start: F)
+where
+    F: Future<Output = Result<Attached, ApiError>>,
+{
     let upgraded = match on_upgrade.await {
         Ok(u) => TokioIo::new(u),
         Err(e) => {
@@ -97,8 +114,15 @@ async fn bridge(on_upgrade: OnUpgrade, attached: Attached) {
             return;
         }
     };
-    tokio::time::sleep(UPGRADE_SETTLE).await;
     let (mut client_read, mut client_write) = tokio::io::split(upgraded);
+    let attached = match start.await {
+        Ok(attached) => attached,
+        Err(e) => {
+            let _ = client_write.write_all(format!("{e}\n").as_bytes()).await;
+            let _ = client_write.shutdown().await;
+            return;
+        }
+    };
     let (mut out_read, mut in_write) = tokio::io::split(attached.io);
     let stdin = tokio::spawn(async move {
         // The client closing its write side closes the container's stdin.

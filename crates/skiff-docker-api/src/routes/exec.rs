@@ -40,11 +40,27 @@ pub async fn start(
     DockerJson(config): DockerJson<Option<ExecStartConfig>>,
 ) -> ApiResult<Response> {
     let config = config.unwrap_or_default();
-    let detach = config.detach.unwrap_or(false);
-    match engine.exec_start(&id, detach, config.tty).await? {
-        Some(attached) => Ok(hijack.respond(attached)),
-        None => Ok(StatusCode::OK.into_response()),
+    if config.detach.unwrap_or(false) {
+        engine.exec_start(&id, true, config.tty).await?;
+        return Ok(StatusCode::OK.into_response());
     }
+    // Unknown execs are refused before the switch; the process starts after it.
+    let exec = engine.exec_inspect(&id).await?;
+    let tty = config
+        .tty
+        .or(exec.process_config.as_ref().and_then(|p| p.tty))
+        .unwrap_or(false);
+    Ok(hijack.respond_deferred(tty, async move {
+        engine
+            .exec_start(&id, false, config.tty)
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    skiff_core::ErrorKind::Internal,
+                    "exec started without its stdio",
+                )
+            })
+    }))
 }
 
 pub async fn inspect(State(engine): Eng, Path(id): Path<String>) -> ApiResult<Response> {
