@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "skiff", version, about = "A Docker-compatible engine and Kubernetes-compatible cluster in one binary")]
+#[command(
+    name = "skiff",
+    version,
+    about = "A Docker-compatible engine and Kubernetes-compatible cluster in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

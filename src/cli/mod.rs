@@ -10,5 +10,8 @@ pub mod shim;
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
