@@ -167,11 +167,7 @@ fn container(c: &mut Value) {
         return;
     }
     let image = c.get("image").and_then(Value::as_str).unwrap_or("");
-    let policy = if image_tag(image).is_none_or(|t| t == "latest") {
-        "Always"
-    } else {
-        "IfNotPresent"
-    };
+    let policy = default_pull_policy(image);
     set(c, "imagePullPolicy", json!(policy));
     set(c, "terminationMessagePath", json!("/dev/termination-log"));
     set(c, "terminationMessagePolicy", json!("File"));
@@ -206,14 +202,25 @@ fn container(c: &mut Value) {
     }
 }
 
-/// The tag of an image reference (`nginx:1.25` → `1.25`), None without one. A digest
-/// (`@sha256:…`) counts as a tag; a registry port (`host:5000/x`) does not.
-fn image_tag(image: &str) -> Option<&str> {
-    if image.contains('@') {
-        return Some("digest");
+/// Kubernetes' default `imagePullPolicy`: `Always` when the tag is `latest`, or when the
+/// reference has neither a tag nor a digest (which means `latest`); `IfNotPresent` otherwise.
+/// A digest does not hide the tag: `nginx:latest@sha256:…` is still `Always`. A registry port
+/// (`host:5000/x`) is not a tag.
+fn default_pull_policy(image: &str) -> &'static str {
+    let (name, digest) = match image.split_once('@') {
+        Some((name, _)) => (name, true),
+        None => (image, false),
+    };
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let always = match last.split_once(':') {
+        Some((_, tag)) => tag == "latest",
+        None => !digest,
+    };
+    if always {
+        "Always"
+    } else {
+        "IfNotPresent"
     }
-    let last = image.rsplit('/').next().unwrap_or(image);
-    last.split_once(':').map(|(_, t)| t)
 }
 
 fn service(spec: &mut Value) {
@@ -434,6 +441,20 @@ mod tests {
     fn defaulted(api_version: &str, kind: &str, mut obj: Value) -> Value {
         apply(find_kind(api_version, kind).unwrap(), &mut obj);
         obj
+    }
+
+    #[test]
+    fn latest_tag_with_digest_got_if_not_present() {
+        let cases = [
+            ("nginx:latest@sha256:0123", "Always"),
+            ("nginx@sha256:0123", "IfNotPresent"),
+            ("nginx:1.25@sha256:0123", "IfNotPresent"),
+            ("registry:5000/app@sha256:0123", "IfNotPresent"),
+            ("registry:5000/app:latest", "Always"),
+        ];
+        for (image, want) in cases {
+            assert_eq!(default_pull_policy(image), want, "{image}");
+        }
     }
 
     #[test]

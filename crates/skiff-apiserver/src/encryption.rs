@@ -36,7 +36,7 @@ impl Encryptor {
     /// servers starting together agree on one key and no reader sees a partial file.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, ApiError> {
         let path = data_dir.join(KEY_FILE);
-        let key = match std::fs::read(&path) {
+        let key = match read_private(&path) {
             Ok(k) => k,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key(data_dir, &path)?,
             Err(e) => {
@@ -93,6 +93,26 @@ impl Encryptor {
     }
 }
 
+/// The key file's bytes; refused when group or others may read or write it (like ssh with
+/// its private keys): a key others can read protects nothing, and one others can write lets
+/// them choose it.
+fn read_private(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+
+    let mut file = std::fs::File::open(path)?;
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("mode {mode:o} lets other users at the key; it must be 600"),
+        ));
+    }
+    let mut key = Vec::new();
+    file.read_to_end(&mut key)?;
+    Ok(key)
+}
+
 /// Writes a fresh key and links it to `path`; if another process won the race, its key.
 fn create_key(data_dir: &Path, path: &Path) -> Result<Vec<u8>, ApiError> {
     let io = |what: &str, p: &Path, e: std::io::Error| {
@@ -111,7 +131,7 @@ fn create_key(data_dir: &Path, path: &Path) -> Result<Vec<u8>, ApiError> {
     let linked = written.and_then(|_| match std::fs::hard_link(&tmp, path) {
         Ok(()) => Ok(key),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::fs::read(path).map_err(|e| io("reading", path, e))
+            read_private(path).map_err(|e| io("reading", path, e))
         }
         Err(e) => Err(io("creating", path, e)),
     });
@@ -193,7 +213,21 @@ mod tests {
         let enc = Encryptor::load_or_create(dir.path()).unwrap();
         assert_eq!(enc.decrypt(SECRET).unwrap(), SECRET);
         let bad = tempfile::tempdir().unwrap();
-        std::fs::write(bad.path().join(KEY_FILE), b"short").unwrap();
-        assert!(Encryptor::load_or_create(bad.path()).is_err());
+        let key_file = bad.path().join(KEY_FILE);
+        std::fs::write(&key_file, b"short").unwrap();
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = Encryptor::load_or_create(bad.path()).unwrap_err();
+        assert!(err.message.contains("holds 5 bytes"), "{}", err.message);
+    }
+
+    #[test]
+    fn world_readable_key_file_was_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        Encryptor::load_or_create(dir.path()).unwrap();
+        let key_file = dir.path().join(KEY_FILE);
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Encryptor::load_or_create(dir.path()).unwrap_err();
+        assert_eq!(err.code, 500);
+        assert!(err.message.contains("must be 600"), "{}", err.message);
     }
 }

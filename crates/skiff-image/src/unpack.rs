@@ -257,6 +257,24 @@ fn apply_entry<R: Read>(
             set_attrs(&fd, uid, gid, mode, &xattrs, name)?;
             futimens(&fd, &times, &times).ctx(|| format!("set times of {name}"))?;
         }
+        EntryType::Fifo => {
+            remove_existing(&dir, dest, &comps)?;
+            mknodat(
+                &dir,
+                os(last),
+                SFlag::S_IFIFO,
+                Mode::from_bits_truncate(0o600),
+                0,
+            )
+            .ctx(|| format!("create fifo {name}"))?;
+            // A read-only non-blocking open of a fifo returns at once; through the descriptor
+            // the mode is set exactly (mknod's is cut by the umask) with owner, xattrs, times.
+            let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            let fd =
+                openat(&dir, os(last), flags, Mode::empty()).ctx(|| format!("open fifo {name}"))?;
+            set_attrs(&fd, uid, gid, mode, &xattrs, name)?;
+            futimens(&fd, &times, &times).ctx(|| format!("set times of {name}"))?;
+        }
         EntryType::Symlink => {
             let target = entry
                 .link_name_bytes()
@@ -316,19 +334,6 @@ fn apply_entry<R: Read>(
             remove_existing(&dir, dest, &comps)?;
             linkat(&tdir, os(tlast), &dir, os(last), AtFlags::empty())
                 .ctx(|| format!("create hard link {name}"))?;
-        }
-        EntryType::Fifo => {
-            remove_existing(&dir, dest, &comps)?;
-            mknodat(&dir, os(last), SFlag::S_IFIFO, mode, 0)
-                .ctx(|| format!("create fifo {name}"))?;
-            fchownat(
-                &dir,
-                os(last),
-                Some(uid),
-                Some(gid),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .ctx(|| format!("chown {name}"))?;
         }
         EntryType::Char | EntryType::Block => {
             let major = header.device_major().ok().flatten().unwrap_or(0);

@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use common::{temp_dir, Layer};
+use common::{entries, temp_dir, Layer};
 use serde_json::json;
 use skiff_core::ids::sha256_digest;
 use skiff_core::{ErrorKind, HasKind};
@@ -76,9 +76,7 @@ fn archive_files(archive: &[u8]) -> Vec<String> {
 }
 
 fn blob_count(root: &Path) -> usize {
-    fs::read_dir(root.join("image/blobs/sha256"))
-        .unwrap()
-        .count()
+    entries(&root.join("image/blobs/sha256")).len()
 }
 
 #[test]
@@ -495,16 +493,8 @@ fn prepare_rootfs_unpacks_each_chain_once() {
     assert_eq!(lowers.len(), 2);
     assert!(lowers[0].join("etc/top").exists(), "top-most first");
     assert!(lowers[1].join("etc/base").exists());
-    assert_eq!(
-        fs::read_dir(tmp.path().join("image/snapshots"))
-            .unwrap()
-            .count(),
-        2
-    );
-    assert!(fs::read_dir(tmp.path().join("image/tmp"))
-        .unwrap()
-        .next()
-        .is_none());
+    assert_eq!(entries(&tmp.path().join("image/snapshots")).len(), 2);
+    assert_eq!(entries(&tmp.path().join("image/tmp")), Vec::<String>::new());
 
     // An image without layers gets one empty dir.
     let empty = store.import(
@@ -536,16 +526,8 @@ fn failed_unpack_leaves_no_snapshot_behind() {
         err.to_string(),
         r#"layer entry "../../escape" escapes the image root"#
     );
-    assert_eq!(
-        fs::read_dir(tmp.path().join("image/snapshots"))
-            .unwrap()
-            .count(),
-        0
-    );
-    assert!(fs::read_dir(tmp.path().join("image/tmp"))
-        .unwrap()
-        .next()
-        .is_none());
+    assert_eq!(entries(&tmp.path().join("image/snapshots")).len(), 0);
+    assert_eq!(entries(&tmp.path().join("image/tmp")), Vec::<String>::new());
 }
 
 #[test]

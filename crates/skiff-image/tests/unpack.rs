@@ -258,6 +258,21 @@ fn keeps_modes_owners_times_links_and_fifos() {
 }
 
 #[test]
+fn fifo_mode_was_cut_by_the_umask() {
+    let sb = Sandbox::new();
+    let layer = Layer::new()
+        .raw(EntryType::Fifo, "pipe", "", b"", 0o666, 1000, 1001)
+        .build();
+    unpack_layer(layer.as_slice(), &sb.dest).unwrap();
+    let meta = fs::symlink_metadata(sb.dest.join("pipe")).unwrap();
+    assert!(meta.file_type().is_fifo());
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid(), meta.mtime()),
+        (0o666, 1000, 1001, 1_600_000_000)
+    );
+}
+
+#[test]
 fn unpacks_gzip_layers() {
     use std::io::Write;
     let sb = Sandbox::new();

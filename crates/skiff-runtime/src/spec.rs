@@ -68,10 +68,11 @@ pub enum MountSpec {
 }
 
 /// Which network namespace the container gets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
     /// A new namespace with only loopback (`--network none`, and the default until bridge
     /// networking lands).
+    #[default]
     Isolated,
     /// The host's namespace (`--network host`).
     Host,
@@ -79,8 +80,9 @@ pub enum NetworkMode {
     Path(PathBuf),
 }
 
-/// Everything that decides a container's runtime spec.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything that decides a container's runtime spec. `Default` is Docker's defaults for
+/// everything but `id`, `rootfs` and `args`, which every caller sets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerSpec {
     pub id: String,
     /// Absolute path of the mounted root filesystem.

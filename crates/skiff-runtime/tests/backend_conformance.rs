@@ -21,7 +21,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use skiff_runtime::backend::{self, Backend, Stdio};
 use skiff_runtime::cgroups;
-use skiff_runtime::spec::{self, ContainerSpec, ExecSpec, NetworkMode};
+use skiff_runtime::spec::{self, ContainerSpec, ExecSpec};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 /// Docker's default capabilities, by kernel number.
@@ -144,30 +144,8 @@ impl Ctx<'_> {
             id,
             rootfs: self.rootfs.clone(),
             args: args.iter().map(|a| a.to_string()).collect(),
-            env: vec![],
-            cwd: String::new(),
-            user: String::new(),
             hostname: "skiff-conf".into(),
-            tty: false,
-            mounts: vec![],
-            network: NetworkMode::Isolated,
-            host_pid: false,
-            host_ipc: false,
-            host_uts: false,
-            privileged: false,
-            cap_add: vec![],
-            cap_drop: vec![],
-            read_only_rootfs: false,
-            security_opt: vec![],
-            memory_limit: None,
-            memory_swap: None,
-            nano_cpus: None,
-            cpu_shares: None,
-            pids_limit: None,
-            etc_files: vec![],
-            init_path: None,
-            sysctls: vec![],
-            annotations: vec![],
+            ..Default::default()
         }
     }
 
@@ -356,6 +334,67 @@ fn read_only_rootfs(cx: &Ctx) -> Result<()> {
     ensure!(code != 0, "write to a read-only rootfs succeeded");
     ensure!(err.contains("Read-only file system"), "stderr {err:?}");
     ensure!(!cx.rootfs.join("skiff-ro-test").exists());
+    Ok(())
+}
+
+/// Unmounts (lazily) and removes a host directory with a tmpfs submount, even on failure.
+struct SubmountDir(PathBuf);
+
+impl Drop for SubmountDir {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0.join("sub"), nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `-v src:/data:ro` where `src` has a mount below it: the submount must be read-only too.
+fn read_only_bind_left_submounts_writable(cx: &Ctx) -> Result<()> {
+    let dir = SubmountDir(std::env::temp_dir().join(format!(
+        "skiff-conf-robind-{}-{}",
+        cx.backend.name(),
+        std::process::id()
+    )));
+    std::fs::create_dir_all(dir.0.join("sub"))?;
+    nix::mount::mount(
+        Some("tmpfs"),
+        &dir.0.join("sub"),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .context("mounting a tmpfs below the bind source")?;
+    std::fs::write(dir.0.join("file"), "original")?;
+    let mut c = cx.spec(&[
+        "sh",
+        "-c",
+        "touch /data/top; touch /data/sub/inner; echo changed > /file; cat /file",
+    ]);
+    c.mounts = vec![
+        spec::MountSpec::Bind {
+            source: dir.0.clone(),
+            destination: "/data".into(),
+            read_only: true,
+        },
+        // A single file can be bound read-only too (`-v /host/file:/file:ro`).
+        spec::MountSpec::Bind {
+            source: dir.0.join("file"),
+            destination: "/file".into(),
+            read_only: true,
+        },
+    ];
+    let (_, out, err) = cx.run(&c)?;
+    ensure!(
+        out == "original" && std::fs::read_to_string(dir.0.join("file"))? == "original",
+        "wrote through a read-only file bind: {out:?} {err:?}"
+    );
+    ensure!(
+        !dir.0.join("top").exists(),
+        "wrote through a read-only bind"
+    );
+    ensure!(
+        !dir.0.join("sub/inner").exists(),
+        "wrote into a submount of a read-only bind: {err:?}"
+    );
     Ok(())
 }
 
@@ -641,6 +680,10 @@ const CASES: &[(&str, Case)] = &[
     ("exec_is_confined_like_init", exec_is_confined_like_init),
     ("console_socket_tty", console_socket_tty),
     ("read_only_rootfs", read_only_rootfs),
+    (
+        "read_only_bind_left_submounts_writable",
+        read_only_bind_left_submounts_writable,
+    ),
     ("memory_limit_oom_kill", memory_limit_oom_kill),
     ("pids_limit", pids_limit),
     (

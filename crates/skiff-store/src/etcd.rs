@@ -318,18 +318,19 @@ impl Store for EtcdStore {
 
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
         let after = after_revision.max(0);
-        if after > 0 {
-            // etcd would wait for a future revision and report compaction only in-stream;
-            // a read at `after` gives both errors up front.
-            let check = GetOptions::new().with_revision(after).with_count_only();
-            if let Err(e) = self
-                .client
-                .kv_client()
-                .get(self.range(prefix).0, Some(check))
-                .await
-            {
-                return Err(self.revision_error(e, after).await);
-            }
+        // etcd would wait for a future revision and report compaction only in-stream; a read
+        // at `after` gives both errors up front. etcd reads revision 0 as "now", so a watch
+        // from the beginning is checked at revision 1, the first etcd ever has.
+        let check = GetOptions::new()
+            .with_revision(after.max(1))
+            .with_count_only();
+        if let Err(e) = self
+            .client
+            .kv_client()
+            .get(self.range(prefix).0, Some(check))
+            .await
+        {
+            return Err(self.revision_error(e, after).await);
         }
         let (start, end) = self.range(prefix);
         let options = WatchOptions::new()

@@ -50,8 +50,9 @@ fn meta_str<'a>(o: &'a Value, field: &str) -> &'a str {
         .unwrap_or("")
 }
 
-fn finalizers(o: &Value) -> Vec<String> {
-    o.pointer("/metadata/finalizers")
+/// The strings of the list at JSON `pointer` (empty when absent).
+fn strings_at(o: &Value, pointer: &str) -> Vec<String> {
+    o.pointer(pointer)
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -60,6 +61,10 @@ fn finalizers(o: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+fn finalizers(o: &Value) -> Vec<String> {
+    strings_at(o, "/metadata/finalizers")
 }
 
 fn deleting(o: &Value) -> bool {
@@ -75,15 +80,7 @@ fn owner_refs(o: &Value) -> &[Value] {
 }
 
 fn spec_finalizers(o: &Value) -> Vec<String> {
-    o.pointer("/spec/finalizers")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+    strings_at(o, "/spec/finalizers")
 }
 
 /// Whether an ownerReference names a kind this API serves (owners of other kinds are never

@@ -52,9 +52,12 @@ fn merge_map(
             .as_array()
             .ok_or_else(|| bad("$retainKeys must be a list of field names"))?;
         let keep: Vec<&str> = keep.iter().filter_map(Value::as_str).collect();
+        // Fields the patch deletes (`null`) need not be retained: `kubectl apply` switching a
+        // strategy to `Recreate` sends `"rollingUpdate": null` next to `$retainKeys: [type]`.
         if let Some(k) = patch
-            .keys()
-            .find(|k| !k.starts_with('$') && !keep.contains(&k.as_str()))
+            .iter()
+            .find(|(k, v)| !k.starts_with('$') && !v.is_null() && !keep.contains(&k.as_str()))
+            .map(|(k, _)| k)
         {
             return Err(ApiError::new(
                 422,
@@ -356,6 +359,28 @@ mod tests {
         assert_eq!(
             smp(orig, patch, pod())["spec"]["volumes"],
             json!([{"name": "v", "hostPath": {"path": "/tmp"}}])
+        );
+    }
+
+    /// What `kubectl apply` sends when a Deployment's strategy changes to `Recreate`.
+    #[test]
+    fn retain_keys_refused_null_for_a_dropped_field() {
+        let orig = json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}});
+        let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": null, "type": "Recreate"}}});
+        assert_eq!(
+            smp(orig, patch, deploy())["spec"]["strategy"],
+            json!({"type": "Recreate"})
+        );
+        let err = merge(
+            &json!({}),
+            &json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {"maxSurge": 1}}}}),
+            deploy(),
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("not present in $retainKeys"),
+            "{}",
+            err.message
         );
     }
 

@@ -19,6 +19,14 @@ fn manager<'a>(obj: &'a Value, name: &str) -> Option<&'a Value> {
         .find(|e| e["manager"] == name)
 }
 
+/// Whether `name`'s managedFields entry (which must exist) owns `.spec.replicas`.
+fn owns_replicas(obj: &Value, name: &str) -> bool {
+    manager(obj, name).unwrap_or_else(|| panic!("no managedFields entry for {name}"))["fieldsV1"]
+        ["f:spec"]
+        .get("f:replicas")
+        .is_some()
+}
+
 #[test]
 fn first_apply_creates_and_records_ownership() {
     let out = server_side_apply(info(), None, &applied(2, "nginx:1"), "kubectl", false).unwrap();
@@ -72,14 +80,8 @@ fn conflict_with_another_manager_is_409_with_kubectl_message() {
         false,
     )
     .unwrap();
-    assert!(
-        manager(&shared, "other-manager").unwrap()["fieldsV1"]["f:spec"]
-            .get("f:replicas")
-            .is_some()
-    );
-    assert!(manager(&shared, "kubectl").unwrap()["fieldsV1"]["f:spec"]
-        .get("f:replicas")
-        .is_some());
+    assert!(owns_replicas(&shared, "other-manager"));
+    assert!(owns_replicas(&shared, "kubectl"));
 }
 
 #[test]
@@ -111,14 +113,8 @@ fn force_takes_ownership() {
     let out =
         server_side_apply(info(), Some(&live), &applied(5, "nginx:1"), "kubectl", true).unwrap();
     assert_eq!(out["spec"]["replicas"], 5);
-    assert!(
-        manager(&out, "other-manager").unwrap()["fieldsV1"]["f:spec"]
-            .get("f:replicas")
-            .is_none()
-    );
-    assert!(manager(&out, "kubectl").unwrap()["fieldsV1"]["f:spec"]
-        .get("f:replicas")
-        .is_some());
+    assert!(!owns_replicas(&out, "other-manager"));
+    assert!(owns_replicas(&out, "kubectl"));
 }
 
 #[test]
@@ -200,11 +196,7 @@ fn record_update_tracks_changes_and_steals_ownership() {
         manager(&scaled, "kubectl-scale").unwrap()["fieldsV1"],
         json!({"f:spec": {"f:replicas": {}}})
     );
-    assert!(
-        manager(&scaled, "kubectl-create").unwrap()["fieldsV1"]["f:spec"]
-            .get("f:replicas")
-            .is_none()
-    );
+    assert!(!owns_replicas(&scaled, "kubectl-create"));
 
     // An update that changes nothing adds no entry.
     let mut same = scaled.clone();

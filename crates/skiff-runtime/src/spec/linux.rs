@@ -19,10 +19,12 @@ use super::{ContainerSpec, MountSpec, NetworkMode, SpecError};
 pub const INIT_PATH_IN_CONTAINER: &str = "/sbin/docker-init";
 
 /// `/proc` and `/sys` entries hidden behind `/dev/null` (files) or an empty read-only tmpfs
-/// (directories): they leak host information or give access to host hardware.
+/// (directories): they leak host information or give access to host hardware. Docker 28's
+/// list, including `/proc/interrupts` (per-CPU interrupt counts of the host, a side channel).
 pub const MASKED_PATHS: &[&str] = &[
     "/proc/asound",
     "/proc/acpi",
+    "/proc/interrupts",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
@@ -55,10 +57,12 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
         .build()?)
 }
 
+/// A recursive bind mount; `read_only` makes it read-only together with every mount below
+/// `source` (`rro`, as Docker 25+ does): plain `ro` would leave submounts writable.
 fn bind(source: &Path, dest: &str, read_only: bool) -> Result<Mount, SpecError> {
     let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
     if read_only {
-        options.push("ro".into());
+        options.extend(["ro".to_string(), "rro".to_string()]);
     }
     Ok(MountBuilder::default()
         .destination(dest)

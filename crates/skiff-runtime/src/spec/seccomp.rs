@@ -9,8 +9,10 @@
 //! * **Never in a container** (EPERM whatever the capabilities): the kernel keyring
 //!   (`add_key`, `keyctl`, `request_key`: not namespaced, so keys leak between containers),
 //!   `lookup_dcookie`, io_uring (a large, frequently exploited attack surface that bypasses
-//!   syscall filtering; Docker blocks it too), obsolete syscalls (`_sysctl`, `uselib`,
-//!   `ustat`, `sysfs`, `nfsservctl`, …) and 32-bit `vm86`.
+//!   syscall filtering; Docker blocks it too), what acts on the whole host even when a
+//!   capability allows it (`kexec_*`, `swapon`/`swapoff`, `move_pages`, `migrate_pages`,
+//!   `pivot_root`: Docker's allow list has none of them), obsolete syscalls (`_sysctl`,
+//!   `uselib`, `ustat`, `sysfs`, `nfsservctl`, …), 32-bit `vm86` and `socket(AF_VSOCK)`.
 //! * **Only with the capability that makes them meaningful**: each group below is denied unless
 //!   the container holds that capability (`--cap-add` or `--privileged`). Without the
 //!   capability the kernel would refuse most of them anyway; the filter removes the kernel
@@ -75,6 +77,16 @@ const DENY: &[Deny] = &[
             "create_module",
             "get_kernel_syms",
             "query_module",
+            // Host-wide even with the capability (no user namespace): loading a new kernel,
+            // switching the host's swap off, moving pages across NUMA nodes. Docker's
+            // profile allows none of them whatever the capabilities.
+            "kexec_load",
+            "kexec_file_load",
+            "swapon",
+            "swapoff",
+            "pivot_root",
+            "move_pages",
+            "migrate_pages",
         ],
         unless: &[],
     },
@@ -83,11 +95,10 @@ const DENY: &[Deny] = &[
             "mount",
             "umount",
             "umount2",
-            "pivot_root",
             "unshare",
             "setns",
-            "swapon",
-            "swapoff",
+            "sethostname",
+            "setdomainname",
             "quotactl",
             "quotactl_fd",
             "fanotify_init",
@@ -110,7 +121,7 @@ const DENY: &[Deny] = &[
         unless: &["SYS_ADMIN", "PERFMON"],
     },
     Deny {
-        names: &["reboot", "kexec_load", "kexec_file_load"],
+        names: &["reboot"],
         unless: &["SYS_BOOT"],
     },
     Deny {
@@ -118,7 +129,7 @@ const DENY: &[Deny] = &[
         unless: &["SYS_MODULE"],
     },
     Deny {
-        names: &["clock_settime", "settimeofday", "stime"],
+        names: &["clock_settime", "clock_settime64", "settimeofday", "stime"],
         unless: &["SYS_TIME"],
     },
     Deny {
@@ -132,11 +143,26 @@ const DENY: &[Deny] = &[
     Deny {
         names: &[
             "kcmp",
+            "pidfd_getfd",
+            "process_madvise",
             "process_vm_readv",
             "process_vm_writev",
             "userfaultfd",
         ],
         unless: &["SYS_PTRACE"],
+    },
+    Deny {
+        names: &[
+            "get_mempolicy",
+            "mbind",
+            "set_mempolicy",
+            "set_mempolicy_home_node",
+        ],
+        unless: &["SYS_NICE"],
+    },
+    Deny {
+        names: &["chroot"],
+        unless: &["SYS_CHROOT"],
     },
     Deny {
         names: &["open_by_handle_at"],
@@ -147,6 +173,10 @@ const DENY: &[Deny] = &[
         unless: &["SYS_TTY_CONFIG"],
     },
 ];
+
+/// `AF_VSOCK`: vsock is not network-namespaced, so a socket of it reaches services of the
+/// host and hypervisor past the container's network namespace (Docker denies it too).
+const AF_VSOCK: u64 = libc::AF_VSOCK as u64;
 
 /// `CLONE_NEW*` flags that `clone` may not carry without CAP_SYS_ADMIN.
 const CLONE_NS_FLAGS: &[u64] = &[
@@ -196,6 +226,12 @@ pub fn default_profile(caps: &BTreeSet<String>) -> Result<LinuxSeccomp, SpecErro
         .collect();
     denied.sort();
     let mut syscalls = vec![rule(denied, EPERM, None)?];
+    let vsock = oci_spec::runtime::LinuxSeccompArgBuilder::default()
+        .index(0usize)
+        .value(AF_VSOCK)
+        .op(LinuxSeccompOperator::ScmpCmpEq)
+        .build()?;
+    syscalls.push(rule(vec!["socket".into()], EPERM, Some(vec![vsock]))?);
     if !holds(&["SYS_ADMIN"]) {
         syscalls.push(rule(vec!["clone3".into()], ENOSYS, None)?);
         // s390 passes clone's flags in the second argument.
@@ -315,6 +351,51 @@ mod tests {
             .unwrap()
             .iter()
             .all(|r| r.names() != &["clone3"]));
+    }
+
+    #[test]
+    fn cap_add_sys_boot_or_sys_admin_allowed_host_wide_syscalls() {
+        let caps: BTreeSet<String> = ["SYS_BOOT", "SYS_ADMIN", "SYS_NICE"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let denied = names_denied(&default_profile(&caps).unwrap());
+        for s in [
+            "kexec_load",
+            "kexec_file_load",
+            "swapoff",
+            "swapon",
+            "pivot_root",
+        ] {
+            assert!(denied.contains(s), "{s} allowed by a capability");
+        }
+        assert!(!denied.contains("reboot") && !denied.contains("mbind"));
+        let denied = names_denied(&default_profile(&BTreeSet::new()).unwrap());
+        for s in [
+            "mbind",
+            "set_mempolicy",
+            "pidfd_getfd",
+            "chroot",
+            "sethostname",
+        ] {
+            assert!(denied.contains(s), "{s} allowed without its capability");
+        }
+    }
+
+    #[test]
+    fn vsock_sockets_were_allowed() {
+        let p = default_profile(&BTreeSet::new()).unwrap();
+        let vsock = p.syscalls().as_ref().unwrap().iter().find(|r| {
+            r.names() == &["socket"]
+                && r.errno_ret() == Some(EPERM)
+                && r.args().as_ref().is_some_and(|a| {
+                    a.len() == 1
+                        && a[0].index() == 0
+                        && a[0].value() == libc::AF_VSOCK as u64
+                        && a[0].op() == LinuxSeccompOperator::ScmpCmpEq
+                })
+        });
+        assert!(vsock.is_some(), "socket(AF_VSOCK) is not denied");
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -28,31 +28,21 @@ fn base(rootfs: &std::path::Path) -> ContainerSpec {
         rootfs: rootfs.to_path_buf(),
         args: vec!["sh".into(), "-c".into(), "true".into()],
         env: vec!["FOO=bar".into()],
-        cwd: String::new(),
-        user: String::new(),
-        hostname: String::new(),
-        tty: false,
-        mounts: vec![],
-        network: NetworkMode::Isolated,
-        host_pid: false,
-        host_ipc: false,
-        host_uts: false,
-        privileged: false,
-        cap_add: vec![],
-        cap_drop: vec![],
-        read_only_rootfs: false,
-        security_opt: vec![],
-        memory_limit: None,
-        memory_swap: None,
-        nano_cpus: None,
-        cpu_shares: None,
-        pids_limit: None,
-        cgroups_path: String::new(),
-        etc_files: vec![],
-        init_path: None,
-        sysctls: vec![],
-        annotations: vec![],
+        ..Default::default()
     }
+}
+
+/// The options of the mount at `dest` (which must exist).
+fn mount_options(spec: &Spec, dest: &str) -> Vec<String> {
+    spec.mounts()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.destination() == &PathBuf::from(dest))
+        .unwrap_or_else(|| panic!("no mount at {dest}"))
+        .options()
+        .clone()
+        .unwrap_or_default()
 }
 
 fn caps_of(spec: &Spec) -> Vec<Capability> {
@@ -145,26 +135,8 @@ fn defaults_are_dockers_secure_defaults() {
     ] {
         assert!(dests.contains(&d.to_string()), "{d} missing");
     }
-    let shm = spec
-        .mounts()
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|m| m.destination() == &PathBuf::from("/dev/shm"))
-        .unwrap();
-    assert!(shm
-        .options()
-        .as_ref()
-        .unwrap()
-        .contains(&"size=67108864".to_string()));
-    let sys = spec
-        .mounts()
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|m| m.destination() == &PathBuf::from("/sys"))
-        .unwrap();
-    assert!(sys.options().as_ref().unwrap().contains(&"ro".to_string()));
+    assert!(mount_options(&spec, "/dev/shm").contains(&"size=67108864".to_string()));
+    assert!(mount_options(&spec, "/sys").contains(&"ro".to_string()));
     let devs: Vec<_> = linux
         .devices()
         .as_ref()
@@ -230,14 +202,7 @@ fn privileged_gets_everything_and_no_confinement() {
         .unwrap()
         .iter()
         .any(|d| d.path() == &PathBuf::from("/dev/null")));
-    let sys = spec
-        .mounts()
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|m| m.destination() == &PathBuf::from("/sys"))
-        .unwrap();
-    assert!(!sys.options().as_ref().unwrap().contains(&"ro".to_string()));
+    assert!(!mount_options(&spec, "/sys").contains(&"ro".to_string()));
 }
 
 #[test]
@@ -362,6 +327,39 @@ fn resources_follow_docker() {
 }
 
 #[test]
+fn masked_paths_left_host_interrupts_readable() {
+    let spec = generate(&base(rootfs().path())).unwrap();
+    let masked = spec
+        .linux()
+        .as_ref()
+        .unwrap()
+        .masked_paths()
+        .clone()
+        .unwrap();
+    for p in super::MASKED_PATHS {
+        assert!(masked.contains(&p.to_string()), "{p} not masked");
+    }
+    assert!(masked.contains(&"/proc/interrupts".to_string()));
+}
+
+#[test]
+fn read_only_bind_left_submounts_writable() {
+    let r = rootfs();
+    let mut c = base(r.path());
+    c.mounts = vec![MountSpec::Bind {
+        source: "/srv/data".into(),
+        destination: "/data".into(),
+        read_only: true,
+    }];
+    let spec = generate(&c).unwrap();
+    let opts = mount_options(&spec, "/data");
+    assert!(
+        opts.contains(&"ro".to_string()) && opts.contains(&"rro".to_string()),
+        "a read-only bind must be read-only recursively: {opts:?}"
+    );
+}
+
+#[test]
 fn init_mounts_and_rootfs_options() {
     let r = rootfs();
     let mut c = base(r.path());
@@ -398,28 +396,10 @@ fn init_mounts_and_rootfs_options() {
         1,
         "user tmpfs replaces the default"
     );
-    let m = |d: &str| {
-        spec.mounts()
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|m| m.destination() == &PathBuf::from(d))
-            .unwrap()
-            .clone()
-    };
-    let shm = m("/dev/shm");
-    let shm_opts = shm.options().as_ref().unwrap();
+    let shm_opts = mount_options(&spec, "/dev/shm");
     assert!(shm_opts.contains(&"size=1m".to_string()) && !shm_opts.contains(&"noexec".to_string()));
-    assert!(m("/etc/hosts")
-        .options()
-        .as_ref()
-        .unwrap()
-        .contains(&"ro".to_string()));
-    assert!(m(INIT_PATH_IN_CONTAINER)
-        .options()
-        .as_ref()
-        .unwrap()
-        .contains(&"ro".to_string()));
+    assert!(mount_options(&spec, "/etc/hosts").contains(&"ro".to_string()));
+    assert!(mount_options(&spec, INIT_PATH_IN_CONTAINER).contains(&"ro".to_string()));
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! Resolving `--user` (`name`, `uid`, `name:group`, `uid:gid`) against the container's own
 //! `/etc/passwd` and `/etc/group`, the way Docker and runc do.
 //!
-//! Reads only those two files of the rootfs and refuses to follow them when they are
-//! symlinks (a symlink would be resolved against the host's root, not the container's).
+//! Reads only those two files of the rootfs, resolving every path inside it: a symlink in
+//! the image must never make the engine read a host file.
 
 use std::path::Path;
 
@@ -34,19 +34,49 @@ struct GroupEntry {
 }
 
 /// Reads `rel` (e.g. `etc/passwd`) inside `rootfs`; a missing file or a symlink reads as empty.
+/// `rootfs/rel` as text, or "" when it is missing or not a regular file. Parent symlinks are
+/// resolved inside `rootfs` (`RESOLVE_IN_ROOT`), never against the host's root; the file itself
+/// may not be a symlink, and the check and the read use one descriptor, so a running
+/// container cannot swap the file between them.
 fn read_rootfs_file(rootfs: &Path, rel: &str) -> Result<String, SpecError> {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    use std::io::Read;
+
     let path = rootfs.join(rel);
-    match std::fs::symlink_metadata(&path) {
-        Ok(meta) if meta.file_type().is_file() => {
-            std::fs::read_to_string(&path).map_err(|source| SpecError::Io { path, source })
+    let io = |source: std::io::Error| SpecError::Io {
+        path: path.clone(),
+        source,
+    };
+    let root = match std::fs::File::open(rootfs) {
+        Ok(root) => root,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(source) => {
+            return Err(SpecError::Io {
+                path: rootfs.to_path_buf(),
+                source,
+            })
         }
-        Ok(_) => {
-            tracing::warn!(path = %path.display(), "not a regular file, ignored for user lookup");
-            Ok(String::new())
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = match openat2(&root, rel, how) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(String::new()),
+        Err(nix::errno::Errno::ELOOP) => {
+            tracing::warn!(path = %path.display(), "a symlink, ignored for user lookup");
+            return Ok(String::new());
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(source) => Err(SpecError::Io { path, source }),
+        Err(e) => return Err(io(e.into())),
+    };
+    let mut file = std::fs::File::from(fd);
+    if !file.metadata().map_err(io)?.file_type().is_file() {
+        tracing::warn!(path = %path.display(), "not a regular file, ignored for user lookup");
+        return Ok(String::new());
     }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io)?;
+    Ok(text)
 }
 
 fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
@@ -234,5 +264,27 @@ mod tests {
         std::fs::create_dir(dir.path().join("etc")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("etc/passwd")).unwrap();
         assert!(resolve(dir.path(), "root").is_err());
+    }
+
+    #[test]
+    fn etc_symlink_read_the_hosts_passwd() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(
+            host.path().join("passwd"),
+            "hostonly:x:4242:4242::/host/home:/bin/sh\n",
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(host.path(), dir.path().join("etc")).unwrap();
+        let err = resolve(dir.path(), "hostonly").unwrap_err().to_string();
+        assert!(err.contains("unable to find user hostonly"), "{err}");
+    }
+
+    #[test]
+    fn etc_symlink_inside_the_rootfs_is_followed_there() {
+        let dir = rootfs();
+        std::fs::rename(dir.path().join("etc"), dir.path().join("real-etc")).unwrap();
+        std::os::unix::fs::symlink("/real-etc", dir.path().join("etc")).unwrap();
+        assert_eq!(resolve(dir.path(), "app").unwrap().home, "/home/app");
     }
 }

@@ -265,3 +265,16 @@ pub(super) async fn compaction_forgets_history_keeps_data(store: Arc<dyn Store>)
         Some(kv("/cmp/c", b"c2", r9, r9))
     );
 }
+
+/// A watch from revision 0 ("the whole history") once history is compacted fails in the
+/// call, as one from any other compacted revision does (etcd used to fail only in-stream).
+pub(super) async fn watch_from_zero_after_compaction_failed_only_in_stream(store: Arc<dyn Store>) {
+    let r1 = store.create("/cmp0/a", b"1".to_vec()).await.unwrap();
+    let r2 = store.update("/cmp0/a", b"2".to_vec(), r1).await.unwrap();
+    store.compact(r2).await.unwrap();
+    match store.watch("/cmp0/", 0).await {
+        Err(StoreError::Compacted { requested, .. }) => assert_eq!(requested, 0),
+        Err(e) => panic!("watch from 0 after compaction: expected Compacted, got {e:?}"),
+        Ok(_) => panic!("watch from 0 after compaction: expected Compacted, got a stream"),
+    }
+}

@@ -53,6 +53,10 @@ pub const PROPERTIES: &[(&str, Property)] = &[
     ("future_revision_is_refused", |s| {
         Box::pin(list::future_revision_is_refused(s))
     }),
+    (
+        "watch_from_zero_after_compaction_failed_only_in_stream",
+        |s| Box::pin(list::watch_from_zero_after_compaction_failed_only_in_stream(s)),
+    ),
     ("watch_replays_history_then_continues_live", |s| {
         Box::pin(watch::watch_replays_history_then_continues_live(s))
     }),
