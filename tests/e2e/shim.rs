@@ -22,12 +22,14 @@ use tokio::net::UnixStream;
 const DEADLINE: Duration = Duration::from_secs(60);
 
 const APPLETS: &[&str] = &[
-    "head", "tr", "sh", "cat", "echo", "sleep", "stty", "tty", "true", "seq", "[",
+    "head", "tr", "sh", "cat", "echo", "sleep", "stty", "tty", "true", "seq", "[", "grep", "yes",
 ];
 
 /// One container's bundle, state dir and runtime root, cleaned up on drop.
 struct Fixture {
     dir: tempfile::TempDir,
+    /// The shim's state dir (inside `dir`).
+    state: PathBuf,
     id: String,
     runtime: String,
     cgroup: String,
@@ -103,6 +105,7 @@ impl Fixture {
         };
         spec::write_bundle(&spec::generate(&container)?, &dir.path().join("bundle"))?;
         Ok(Fixture {
+            state: dir.path().join("state"),
             dir,
             id,
             runtime: runtime.to_string(),
@@ -115,7 +118,7 @@ impl Fixture {
     }
 
     fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+        self.state.clone()
     }
 
     fn log_path(&self) -> PathBuf {
@@ -154,6 +157,34 @@ impl Fixture {
         text.lines()
             .map(|l| serde_json::from_str(l).with_context(|| format!("log line {l:?}")))
             .collect()
+    }
+
+    /// An exec of `args` in this fixture's container, attached to stdout and stderr.
+    fn exec_request(
+        &self,
+        exec_id: &str,
+        args: &[&str],
+        tty: bool,
+        stdin: bool,
+    ) -> Result<ExecRequest> {
+        let container =
+            serde_json::from_slice(&std::fs::read(self.dir.path().join("bundle/config.json"))?)?;
+        let process = spec::exec_process(
+            &container,
+            &ExecSpec {
+                args: args.iter().map(|a| a.to_string()).collect(),
+                tty,
+                ..Default::default()
+            },
+        )?;
+        Ok(ExecRequest {
+            exec_id: exec_id.into(),
+            process,
+            tty,
+            attach_stdin: stdin,
+            attach_stdout: true,
+            attach_stderr: true,
+        })
     }
 
     fn shim_pid(&self) -> Option<i32> {
@@ -469,25 +500,8 @@ async fn run_exec_gives_output_and_exit_code_and_kill_stops(runtime: &str) -> Re
     let fx = Fixture::new(runtime, &["sleep", "1000"], false)?;
     let client = fx.launch().await?;
     client.start().await?;
-    let container =
-        serde_json::from_slice(&std::fs::read(fx.dir.path().join("bundle/config.json"))?)?;
-    let exec = |exec_id: &str, args: &[&str], tty: bool, stdin: bool| -> Result<ExecRequest> {
-        let process = spec::exec_process(
-            &container,
-            &ExecSpec {
-                args: args.iter().map(|a| a.to_string()).collect(),
-                tty,
-                ..Default::default()
-            },
-        )?;
-        Ok(ExecRequest {
-            exec_id: exec_id.into(),
-            process,
-            tty,
-            attach_stdin: stdin,
-            attach_stdout: true,
-            attach_stderr: true,
-        })
+    let exec = |exec_id: &str, args: &[&str], tty: bool, stdin: bool| {
+        fx.exec_request(exec_id, args, tty, stdin)
     };
 
     let mut stream = client
@@ -631,6 +645,94 @@ async fn run_shim_survives_its_launcher_being_killed(runtime: &str) -> Result<()
     Ok(())
 }
 
+/// Regression: the shim's socket lives in its state dir, and a state dir whose `shim.sock`
+/// path exceeds `sun_path` (108 bytes) made both the shim's bind and the client's connect fail.
+async fn run_shim_works_under_a_state_dir_longer_than_sun_len(runtime: &str) -> Result<()> {
+    let mut fx = Fixture::new(runtime, &["cat"], false)?;
+    fx.state = fx.dir.path().join("s".repeat(120)).join("state");
+    ensure!(shim::socket_path(&fx.state_dir()).as_os_str().len() > 108);
+    fx.open_stdin = true;
+    fx.stdin_once = true;
+    let client = fx.launch().await?;
+    assert_eq!(client.state().await?.status, Status::Created);
+    let mut stream = client.attach(true, true, true).await?;
+    client.start().await?;
+    let mut exec = client
+        .exec(&fx.exec_request("e1", &["echo", "from exec"], false, false)?)
+        .await?;
+    let (out, _) = demux(&read_all(&mut exec).await?)?;
+    assert_eq!(out, "from exec\n");
+    let mut tty_exec = client
+        .exec(&fx.exec_request("e2", &["sh", "-c", "tty"], true, false)?)
+        .await?;
+    let out = String::from_utf8(read_all(&mut tty_exec).await?)?;
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    stream.write_all(b"long\n").await?;
+    stream.shutdown().await?;
+    let (out, _) = demux(&read_all(&mut stream).await?)?;
+    assert_eq!(out, "long\n");
+    assert_eq!(within("wait", client.wait()).await??.exit_code, 0);
+    shim_gone(&client).await?;
+    assert!(
+        !shim::socket_path(&fx.state_dir()).exists(),
+        "the shim removes its socket"
+    );
+    Ok(())
+}
+
+/// Whether SIGPIPE is ignored according to the `SigIgn:` line of a `/proc/<pid>/status`.
+fn sigpipe_ignored(status: &str) -> Result<bool> {
+    let mask = status
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("SigIgn:"))
+        .with_context(|| format!("no SigIgn line in {status:?}"))?;
+    let mask = u64::from_str_radix(mask.trim(), 16)?;
+    Ok(mask & (1 << (libc::SIGPIPE - 1)) != 0)
+}
+
+/// Regression: Rust ignores SIGPIPE at startup and an ignored signal stays ignored across
+/// exec, so with the embedded backend the container's processes ignored SIGPIPE (`yes |
+/// head -1` spun on EPIPE instead of `yes` dying).
+async fn run_container_processes_do_not_ignore_sigpipe(runtime: &str) -> Result<()> {
+    let fx = Fixture::new(
+        runtime,
+        &["sh", "-c", "grep SigIgn /proc/self/status; exec sleep 1000"],
+        false,
+    )?;
+    let client = fx.launch().await?;
+    let mut stream = client.attach(false, true, true).await?;
+    client.start().await?;
+    let line = read_until(&mut stream, "\n").await?;
+    let (init, _) = demux(line.as_bytes())?;
+    assert!(!sigpipe_ignored(&init)?, "container init: {init:?}");
+
+    let mut exec = client
+        .exec(&fx.exec_request("e1", &["grep", "SigIgn", "/proc/self/status"], false, false)?)
+        .await?;
+    let (out, _) = demux(&read_all(&mut exec).await?)?;
+    assert!(!sigpipe_ignored(&out)?, "exec: {out:?}");
+
+    // What a user notices: `yes` dies of SIGPIPE (128 + 13) once `head` is done.
+    let mut exec = client
+        .exec(&fx.exec_request(
+            "e2",
+            &[
+                "sh",
+                "-c",
+                "(yes; echo yes ended with $? >&2) | head -1 >/dev/null",
+            ],
+            false,
+            false,
+        )?)
+        .await?;
+    let (_, err) = demux(&read_all(&mut exec).await?)?;
+    assert_eq!(err, "yes ended with 141\n");
+
+    client.kill(9, false).await?;
+    within("wait", client.wait()).await??;
+    Ok(())
+}
+
 const HELPER_ENV: &str = "SKIFF_E2E_SHIM_LAUNCH_CONFIG";
 const HELPER_MARK: &str = "skiff-e2e-launched";
 
@@ -698,6 +800,14 @@ macro_rules! runtime_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn shim_survives_its_launcher_being_killed() -> anyhow::Result<()> {
                 super::run_shim_survives_its_launcher_being_killed(stringify!($runtime)).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn shim_works_under_a_state_dir_longer_than_sun_len() -> anyhow::Result<()> {
+                super::run_shim_works_under_a_state_dir_longer_than_sun_len(stringify!($runtime)).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn container_processes_do_not_ignore_sigpipe() -> anyhow::Result<()> {
+                super::run_container_processes_do_not_ignore_sigpipe(stringify!($runtime)).await
             }
         }
     )*};

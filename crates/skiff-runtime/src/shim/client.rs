@@ -17,6 +17,7 @@ use tokio::net::UnixStream;
 use super::protocol::{Reply, Request, MAX_REQUEST};
 use super::{
     exit_path, pid_path, read_exit, socket_path, ExecRequest, ExitStatus, ShimConfig, ShimState,
+    SocketDir, SOCKET_NAME,
 };
 
 /// How long a shim may take to create its container before [`launch`] gives up.
@@ -176,9 +177,12 @@ impl ShimClient {
 
     /// Sends one request and reads its reply line; the connection stays usable for streams.
     async fn call(&self, request: &Request) -> Result<(UnixStream, serde_json::Value), ShimError> {
-        let mut stream = UnixStream::connect(socket_path(&self.state_dir))
+        // Through the open directory: the state dir's own path may be too long for a socket.
+        let dir = SocketDir::open(&self.state_dir).map_err(|e| self.io_error(e))?;
+        let mut stream = UnixStream::connect(dir.path(SOCKET_NAME))
             .await
             .map_err(|e| self.io_error(e))?;
+        drop(dir);
         let mut line = serde_json::to_vec(request).map_err(io::Error::other)?;
         line.push(b'\n');
         stream

@@ -7,8 +7,10 @@
 //! container and records its exit in `<state_dir>/exit.json`. Shims outlive the daemon, which
 //! re-adopts them through [`ShimClient`] when it starts again.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use serde::{Deserialize, Serialize};
 
 /// Everything a shim needs; [`launch`] writes it to `<state_dir>/shim.json`. Paths must be
@@ -79,9 +81,46 @@ pub struct ExecRequest {
     pub attach_stderr: bool,
 }
 
-/// The control socket inside a state dir.
+/// The control socket's file name inside a state dir.
+const SOCKET_NAME: &str = "shim.sock";
+
+/// The control socket inside a state dir. Its length is not bounded: bind and connect go
+/// through [`SocketDir`] instead.
 pub fn socket_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("shim.sock")
+    state_dir.join(SOCKET_NAME)
+}
+
+/// A directory held open (`O_PATH`) so that a unix socket in it can be bound or connected to
+/// through `/proc/<pid>/fd/<fd>/<name>`: `sun_path` holds only 108 bytes, the directory's
+/// own path may be longer. Needs no chdir, so it is safe in a multi-threaded process.
+pub(crate) struct SocketDir {
+    fd: OwnedFd,
+}
+
+impl SocketDir {
+    pub(crate) fn open(dir: &Path) -> std::io::Result<SocketDir> {
+        let fd = nix::fcntl::open(
+            dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        Ok(SocketDir { fd })
+    }
+
+    /// `name` in the directory, as this process may name it.
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}/{name}", self.fd.as_raw_fd()))
+    }
+
+    /// `name` in the directory, as other processes (an OCI runtime) may name it while this
+    /// process keeps the directory open.
+    pub(crate) fn path_for_others(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}/{name}",
+            std::process::id(),
+            self.fd.as_raw_fd()
+        ))
+    }
 }
 
 /// The exit record inside a state dir.
@@ -155,6 +194,23 @@ mod tests {
         write_exit(dir.path(), &exit).unwrap();
         assert_eq!(read_exit(dir.path()), Some(exit));
         assert!(!dir.path().join("exit.json.tmp").exists());
+    }
+
+    #[test]
+    fn socket_dir_names_sockets_in_dirs_longer_than_sun_len() {
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-shim")
+            .tempdir()
+            .unwrap();
+        let long = dir.path().join("d".repeat(120));
+        std::fs::create_dir(&long).unwrap();
+        let sockets = SocketDir::open(&long).unwrap();
+        let path = sockets.path("a.sock");
+        assert!(path.as_os_str().len() < 108, "{path:?}");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert!(long.join("a.sock").exists(), "bound in the long dir itself");
+        std::os::unix::net::UnixStream::connect(sockets.path_for_others("a.sock")).unwrap();
+        listener.accept().unwrap();
     }
 
     #[test]

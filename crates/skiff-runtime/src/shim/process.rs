@@ -1,6 +1,7 @@
 //! Process plumbing of the shim: daemonizing, the child-subreaper role, SIGCHLD as a pollable
-//! descriptor, the single-thread check, pty masters received over a console socket, and
-//! terminal resizing. Nothing here knows about containers or the protocol.
+//! descriptor, SIGPIPE caught rather than ignored, the single-thread check, pty masters
+//! received over a console socket, and terminal resizing. Nothing here knows about containers
+//! or the protocol.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSliceMut};
@@ -106,6 +107,24 @@ impl AsFd for ChildSignal {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.read.as_fd()
     }
+}
+
+extern "C" fn on_sigpipe(_: libc::c_int) {}
+
+/// Catches SIGPIPE with a handler that does nothing, instead of ignoring it as Rust's runtime
+/// set up: the shim's writes to a closed pipe or socket still just fail with EPIPE, but a
+/// caught signal is reset to its default by exec while an ignored one stays ignored, so the
+/// container's processes (cloned from the shim by the embedded backend) start with SIGPIPE at
+/// its default, as in Docker. Never leaves a window in which the shim itself could die of it.
+pub(crate) fn catch_sigpipe() -> io::Result<()> {
+    let action = SigAction::new(
+        SigHandler::Handler(on_sigpipe),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler does nothing at all, which is async-signal-safe.
+    unsafe { sigaction(Signal::SIGPIPE, &action) }?;
+    Ok(())
 }
 
 /// Puts a descriptor in non-blocking mode.

@@ -12,10 +12,12 @@ use crate::cgroups;
 
 use super::event_loop::Shim;
 use super::logfile::{ContainerLog, JsonLog};
-use super::process::{become_subreaper, daemonize, ensure_single_threaded, ChildSignal};
+use super::process::{
+    become_subreaper, catch_sigpipe, daemonize, ensure_single_threaded, ChildSignal,
+};
 use super::protocol::Reply;
 use super::stdio::{ConsoleSocket, ProcessIo};
-use super::{error_chain, pid_path, socket_path, ShimConfig};
+use super::{error_chain, pid_path, socket_path, ShimConfig, SocketDir, SOCKET_NAME};
 
 /// Why a shim could not run its container.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +119,7 @@ fn prepare(config: ShimConfig) -> Result<Shim, RunError> {
     std::fs::write(pid_path(&state_dir), std::process::id().to_string())
         .map_err(setup("cannot write shim.pid"))?;
     let sigchld = ChildSignal::install().map_err(setup("cannot handle SIGCHLD"))?;
+    catch_sigpipe().map_err(setup("cannot handle SIGPIPE"))?;
     let backend = backend::by_name(&config.runtime, &config.runtime_root)?;
     let log = match &config.log_path {
         Some(path) => {
@@ -129,12 +132,12 @@ fn prepare(config: ShimConfig) -> Result<Shim, RunError> {
 
     let init = create(&config, backend.as_ref())?;
     let listen = || -> io::Result<UnixListener> {
-        let path = socket_path(&state_dir);
-        match std::fs::remove_file(&path) {
+        match std::fs::remove_file(socket_path(&state_dir)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        UnixListener::bind(path)
+        // Through the open directory: the state dir's own path may be too long for a socket.
+        UnixListener::bind(SocketDir::open(&state_dir)?.path(SOCKET_NAME))
     };
     let listener = match listen() {
         Ok(listener) => listener,

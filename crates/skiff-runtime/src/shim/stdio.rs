@@ -7,13 +7,14 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::backend::Stdio;
 
 use super::process::{receive_pty_master, set_nonblocking};
+use super::SocketDir;
 
 /// Stdin bytes buffered for a process that reads slowly; past this the shim stops reading
 /// from the attached clients (their own data, so backpressure is fair).
@@ -254,30 +255,40 @@ impl StdinSink {
 }
 
 /// A unix socket the runtime connects to, to hand over the pty master it allocated. Lives in
-/// the temporary directory (socket paths are limited to 108 bytes) and is removed on drop.
+/// the temporary directory, named through [`SocketDir`] (so a long `TMPDIR` does not exceed
+/// `sun_path`), and is removed on drop.
 pub(crate) struct ConsoleSocket {
     listener: UnixListener,
-    path: PathBuf,
+    dir: SocketDir,
+    name: String,
 }
 
 impl ConsoleSocket {
     pub(crate) fn bind() -> io::Result<ConsoleSocket> {
+        ConsoleSocket::bind_in(&std::env::temp_dir())
+    }
+
+    fn bind_in(dir: &Path) -> io::Result<ConsoleSocket> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("skiff-console-{}-{n}.sock", std::process::id()));
-        match std::fs::remove_file(&path) {
+        let name = format!("skiff-console-{}-{n}.sock", std::process::id());
+        let dir = SocketDir::open(dir)?;
+        match std::fs::remove_file(dir.path(&name)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let listener = UnixListener::bind(&path)?;
-        Ok(ConsoleSocket { listener, path })
+        let listener = UnixListener::bind(dir.path(&name))?;
+        Ok(ConsoleSocket {
+            listener,
+            dir,
+            name,
+        })
     }
 
-    /// What the backend should be given.
+    /// What the backend should be given: a path the runtime's own process can connect to.
     pub(crate) fn stdio(&self) -> Stdio {
         Stdio::Console {
-            socket: self.path.clone(),
+            socket: self.dir.path_for_others(&self.name),
         }
     }
 
@@ -289,7 +300,7 @@ impl ConsoleSocket {
 
 impl Drop for ConsoleSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(self.dir.path(&self.name));
     }
 }
 
@@ -330,6 +341,29 @@ mod tests {
         assert_eq!(got, "in");
         // stderr not asked for: /dev/null, writable.
         File::from(stderr).write_all(b"dropped").unwrap();
+    }
+
+    #[test]
+    fn console_socket_in_a_dir_longer_than_sun_len_is_reachable_and_removed() {
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-stdio")
+            .tempdir()
+            .unwrap();
+        let long = dir.path().join("t".repeat(120));
+        std::fs::create_dir(&long).unwrap();
+        let console = ConsoleSocket::bind_in(&long).unwrap();
+        let Stdio::Console { socket } = console.stdio() else {
+            panic!("not a console")
+        };
+        assert!(socket.as_os_str().len() < 108, "{socket:?}");
+        std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        assert_eq!(std::fs::read_dir(&long).unwrap().count(), 1);
+        drop(console);
+        assert_eq!(
+            std::fs::read_dir(&long).unwrap().count(),
+            0,
+            "the socket is removed on drop"
+        );
     }
 
     #[test]
