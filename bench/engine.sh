@@ -24,23 +24,33 @@ cleanup() {
   for d in /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/*/skiff/skiff-bench-*; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
-  if [ -n "$hugetlb_mount" ]; then
-    find "$hugetlb_mount" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
-    umount "$hugetlb_mount" && rmdir "$hugetlb_mount"
-  fi
+  hugetlb_unbind
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 command -v dockerd >/dev/null || { echo "dockerd missing: apt-get install -y docker.io" >&2; exit 1; }
-cargo build --release --manifest-path "$here/Cargo.toml" >&2
-skiff="${CARGO_TARGET_DIR:-/var/tmp/skiff-target}/release/skiff"
-
-# crun refuses hybrid cgroups while cgroup2 holds a controller; binding hugetlb to a v1 hierarchy empties it.
-if [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
-  hugetlb_mount=/run/skiff-bench-hugetlb
-  mkdir -p "$hugetlb_mount" && mount -t cgroup -o hugetlb skiff-bench-hugetlb "$hugetlb_mount"
+# SKIFF_BIN=path/to/skiff skips the build (e.g. to measure a given binary).
+if [ -z "${SKIFF_BIN:-}" ]; then
+  cargo build --release --manifest-path "$here/Cargo.toml" >&2
 fi
+skiff="${SKIFF_BIN:-${CARGO_TARGET_DIR:-/var/tmp/skiff-target}/release/skiff}"
+
+# crun refuses hybrid cgroups while cgroup2 holds a controller; binding hugetlb to a v1 hierarchy empties it
+# (docs/adr/0004). Only while crun is measured: runc refuses to run while that extra hierarchy is mounted.
+hugetlb_bind() {
+  if [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
+    hugetlb_mount=/run/skiff-bench-hugetlb
+    mkdir -p "$hugetlb_mount" && mount -t cgroup -o hugetlb cgroup "$hugetlb_mount"
+  fi
+}
+hugetlb_unbind() {
+  if [ -n "$hugetlb_mount" ]; then
+    find "$hugetlb_mount" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
+    umount "$hugetlb_mount" && rmdir "$hugetlb_mount"
+    hugetlb_mount=""
+  fi
+}
 
 # One rootfs for everything: busybox-static.
 rootfs="$work/bundle/rootfs"
@@ -76,7 +86,7 @@ idle_rss=$(awk '/VmRSS/ {print $2}' "/proc/$skiff_pid/status")
 # time_ms CMD... → prints elapsed milliseconds (fractional) of one run; fails if the command fails.
 time_ms() {
   local t0 t1
-  t0=$(date +%s%N); "$@" >/dev/null; t1=$(date +%s%N)
+  t0=$(date +%s%N); "$@" >/dev/null || return 1; t1=$(date +%s%N)
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", (b - a) / 1e6 }'
 }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -86,7 +96,11 @@ bench() {
   local name=$1; shift
   "$@" >/dev/null 2>&1 || true # warm-up
   local i samples=()
-  for i in $(seq "$N"); do samples+=("$(time_ms "$@")"); done
+  local t
+  for i in $(seq "$N"); do
+    t=$(time_ms "$@") || { echo "benchmark command failed: $*" >&2; exit 1; }
+    samples+=("$t")
+  done
   med[$name]=$(printf '%s\n' "${samples[@]}" | median)
   printf '%-28s median %8.2f ms  (N=%d)\n' "$name" "${med[$name]}" "$N"
 }
@@ -94,7 +108,9 @@ bench() {
 img=skiff-bench/busybox:latest
 i=0
 bare() { i=$((i+1)); "$1" --root "$work/$1-root" run -b "$work/bundle" "skiff-bench-$1-$i"; }
+hugetlb_bind
 bench "crun run (bare)" bare crun
+hugetlb_unbind
 bench "runc run (bare)" bare runc
 bench "skiff CLI, embedded" "$skiff" run --rm "$img" /bin/true
 bench "skiff CLI, runc" "$skiff" run --rm --runtime runc "$img" /bin/true
@@ -102,7 +118,7 @@ bench "docker CLI -> skiff" docker run --rm "$img" /bin/true
 bench "docker CLI -> dockerd" docker -H "unix://$work/docker.sock" run --rm --network none "$img" /bin/true
 
 cid=$("$skiff" run -d "$img" /bin/sleep 600)
-shim_pid=$(cat "$work"/skiff-state/containers/"$cid"*/shim.pid 2>/dev/null || true)
+shim_pid=$(cat "$work"/skiff-state/c/"${cid:0:16}"/shim.pid 2>/dev/null || true)
 shim_rss=$([ -n "$shim_pid" ] && awk '/VmRSS/ {print $2}' "/proc/$shim_pid/status" || echo "?")
 "$skiff" rm -f "$cid" >/dev/null
 

@@ -125,3 +125,220 @@ fn skiff_verbs_manage_containers_and_images() {
     assert_eq!(logs, "one\ntwo\n");
     assert_eq!(skiff_ok(&d, &["logs", "--tail", "1", "talker"]), "two\n");
 }
+
+/// `skiff` with stdin from `input` (a file) instead of nothing.
+fn skiff_with_stdin(d: &Daemon, args: &[&str], input: &std::path::Path) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff"));
+    cmd.args(args)
+        .env("DOCKER_HOST", d.host())
+        .stdin(std::fs::File::open(input).expect("open stdin file"));
+    common::run_with_timeout(cmd, Duration::from_secs(120))
+}
+
+fn skiff_fails(d: &Daemon, args: &[&str]) -> String {
+    let out = skiff(d, args);
+    assert!(!out.status.success(), "skiff {args:?} succeeded");
+    stderr(&out)
+}
+
+#[test]
+fn skiff_cp_copies_files_and_dirs_both_ways() {
+    let d = Daemon::start();
+    skiff_ok(&d, &["run", "-d", "--name", "box", BUSYBOX, "sleep", "300"]);
+    let host = tempfile::Builder::new()
+        .prefix("skiff-cp")
+        .tempdir()
+        .unwrap();
+    let h = |p: &str| host.path().join(p).to_str().unwrap().to_owned();
+    std::fs::write(h("hello.txt"), "hello\n").unwrap();
+    std::fs::create_dir_all(h("tree/sub")).unwrap();
+    std::fs::write(h("tree/a"), "a\n").unwrap();
+    std::fs::write(h("tree/sub/b"), "b\n").unwrap();
+    let cat = |path: &str| skiff_ok(&d, &["exec", "box", "cat", path]);
+
+    // Host → container: into an existing directory, or under a new name.
+    skiff_ok(&d, &["cp", &h("hello.txt"), "box:/tmp"]);
+    assert_eq!(cat("/tmp/hello.txt"), "hello\n");
+    skiff_ok(&d, &["cp", &h("hello.txt"), "box:/tmp/renamed.txt"]);
+    assert_eq!(cat("/tmp/renamed.txt"), "hello\n");
+    skiff_ok(&d, &["cp", &h("tree"), "box:/tmp/"]);
+    assert_eq!(cat("/tmp/tree/sub/b"), "b\n");
+    skiff_ok(&d, &["cp", &h("tree"), "box:/tmp/tree2"]);
+    assert_eq!(cat("/tmp/tree2/a"), "a\n");
+    let err = skiff_fails(&d, &["cp", &h("tree"), "box:/tmp/hello.txt"]);
+    assert!(err.contains("cannot copy a directory to a file"), "{err}");
+
+    // Container → host: the same rules the other way.
+    std::fs::create_dir(h("out")).unwrap();
+    skiff_ok(&d, &["cp", "box:/tmp/tree", &h("out")]);
+    assert_eq!(std::fs::read_to_string(h("out/tree/sub/b")).unwrap(), "b\n");
+    skiff_ok(&d, &["cp", "box:/tmp/tree", &h("out/copy")]);
+    assert_eq!(std::fs::read_to_string(h("out/copy/a")).unwrap(), "a\n");
+    skiff_ok(&d, &["cp", "box:/tmp/renamed.txt", &h("out/file")]);
+    assert_eq!(std::fs::read_to_string(h("out/file")).unwrap(), "hello\n");
+    skiff_ok(&d, &["cp", "box:/tmp/hello.txt", &h("out")]);
+    assert_eq!(
+        std::fs::read_to_string(h("out/hello.txt")).unwrap(),
+        "hello\n"
+    );
+    std::fs::create_dir(h("flat")).unwrap();
+    skiff_ok(&d, &["cp", "box:/tmp/tree/.", &h("flat")]);
+    let dbg = skiff(&d, &["cp", "box:/tmp/tree/.", "-"]);
+    for e in tar::Archive::new(&dbg.stdout[..]).entries().unwrap() {
+        eprintln!("DBG {:?}", e.unwrap().path().unwrap());
+    }
+    eprintln!(
+        "DBG {:?}",
+        std::fs::read_dir(h("flat")).unwrap().collect::<Vec<_>>()
+    );
+    assert_eq!(std::fs::read_to_string(h("flat/sub/b")).unwrap(), "b\n");
+    let err = skiff_fails(&d, &["cp", "box:/nope", &h("out")]);
+    assert!(
+        err.contains("Could not find the file /nope in container box"),
+        "{err}"
+    );
+    let err = skiff_fails(&d, &["cp", "ghost:/tmp", &h("out")]);
+    assert!(err.contains("No such container"), "{err}");
+    let err = skiff_fails(&d, &["cp", "box:/tmp/tree", &h("out/file")]);
+    assert!(err.contains("cannot copy a directory to a file"), "{err}");
+
+    // `-`: a tar on stdout, and a tar from stdin.
+    let out = skiff(&d, &["cp", "box:/tmp/tree", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut names: Vec<String> = tar::Archive::new(&out.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let names: Vec<&str> = names.iter().map(|n| n.trim_end_matches('/')).collect();
+    assert_eq!(names, ["tree", "tree/a", "tree/sub", "tree/sub/b"]);
+    std::fs::write(h("tree.tar"), &out.stdout).unwrap();
+    skiff_ok(&d, &["exec", "box", "mkdir", "/tmp/fromtar"]);
+    let out = skiff_with_stdin(
+        &d,
+        &["cp", "-", "box:/tmp/fromtar"],
+        &host.path().join("tree.tar"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(cat("/tmp/fromtar/tree/sub/b"), "b\n");
+    skiff_ok(&d, &["rm", "-f", "box"]);
+}
+
+const STATS_HEADER: [&str; 8] = [
+    "CONTAINER ID",
+    "NAME",
+    "CPU %",
+    "MEM USAGE / LIMIT",
+    "MEM %",
+    "NET I/O",
+    "BLOCK I/O",
+    "PIDS",
+];
+
+/// Cells of a docker table line (columns are separated by at least three spaces; cells such
+/// as `1MiB / 2MiB` hold single spaces).
+fn cells(line: &str) -> Vec<String> {
+    line.split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn skiff_stats_prints_docker_columns() {
+    let d = Daemon::start();
+    let id = skiff_ok(
+        &d,
+        &["run", "-d", "--name", "busy", BUSYBOX, "sleep", "300"],
+    );
+    let stats = skiff_ok(&d, &["stats", "--no-stream", "busy"]);
+    let mut lines = stats.lines();
+    assert_eq!(cells(lines.next().unwrap()), STATS_HEADER, "{stats}");
+    let row = cells(lines.next().expect("a row"));
+    assert_eq!(row.len(), STATS_HEADER.len(), "{stats}");
+    assert_eq!(row[0], id.trim()[..12]);
+    assert_eq!(row[1], "busy");
+    assert!(row[2].ends_with('%') && row[4].ends_with('%'), "{stats}");
+    assert!(row[3].contains(" / ") && row[5].contains(" / "), "{stats}");
+    assert!(row[7].parse::<u64>().unwrap() >= 1, "{stats}");
+    let err = skiff_fails(&d, &["stats", "--no-stream", "ghost"]);
+    assert!(err.contains("Error response from daemon"), "{err}");
+
+    // Streaming: the table is redrawn until Ctrl-C, then the command ends cleanly.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["stats", "busy"])
+        .env("DOCKER_HOST", d.host())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn skiff stats");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut redraws = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while redraws < 2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("stats did not redraw twice within 30s");
+        };
+        if line.contains("CONTAINER ID") {
+            assert!(line.starts_with("\x1b[2J\x1b[H"), "{line:?}");
+            redraws += 1;
+        }
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = common::eventually(Duration::from_secs(10), "stats to end on SIGINT", || {
+        child.try_wait().ok().flatten()
+    });
+    assert!(status.success(), "{status:?}");
+    skiff_ok(&d, &["rm", "-f", "busy"]);
+}
+
+#[test]
+fn skiff_exec_tty_sees_the_terminal_size() {
+    let d = Daemon::start();
+    skiff_ok(
+        &d,
+        &["run", "-d", "--name", "ttybox", BUSYBOX, "sleep", "300"],
+    );
+    // `script` gives skiff a terminal of 33x101; the exec's pty must be resized to it. The
+    // loop polls because the resize request races with the command's start.
+    let probe = "for i in $(seq 100); do s=$(stty size); [ \"$s\" = \"33 101\" ] && break; \
+                 usleep 50000; done; echo \"size=$s\"; test -t 0 && echo tty";
+    let inner = format!(
+        "stty rows 33 cols 101; {} exec -t ttybox sh -c '{}'; echo \"rc=$?\"; stty -a",
+        env!("CARGO_BIN_EXE_skiff"),
+        probe.replace('\'', "'\\''")
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &inner, "/dev/null"])
+        .env("DOCKER_HOST", d.host())
+        .stdin(std::process::Stdio::null());
+    let out = common::run_with_timeout(cmd, Duration::from_secs(120));
+    let text = stdout(&out).replace('\r', "");
+    assert!(text.contains("size=33 101"), "{text}");
+    assert!(text.contains("\ntty\n"), "{text}");
+    assert!(text.contains("rc=0"), "{text}");
+    // Raw mode is undone when skiff ends: the terminal echoes and translates newlines again.
+    let settings = text.rsplit("rc=0").next().unwrap();
+    let flags: Vec<&str> = settings.split_whitespace().collect();
+    assert!(
+        flags.contains(&"icanon") && flags.contains(&"echo"),
+        "{settings}"
+    );
+    skiff_ok(&d, &["rm", "-f", "ttybox"]);
+}

@@ -64,15 +64,23 @@ pub async fn exec(docker: &Docker, args: ExecArgs) -> Outcome {
     {
         StartExecResults::Detached => return Ok(0),
         StartExecResults::Attached { output, input } => {
-            if args.tty {
-                if let Some((rows, cols)) = term::size() {
-                    let size = bollard::exec::ResizeExecOptions {
-                        height: rows,
-                        width: cols,
-                    };
-                    let _ = docker.resize_exec(&created.id, size).await;
-                }
-            }
+            let _resizer = term::AbortOnDrop(
+                args.tty
+                    .then(|| {
+                        let (docker, id) = (docker.clone(), created.id.clone());
+                        term::follow_size(move |rows, cols| {
+                            let (docker, id) = (docker.clone(), id.clone());
+                            async move {
+                                let size = bollard::exec::ResizeExecOptions {
+                                    height: rows,
+                                    width: cols,
+                                };
+                                let _ = docker.resize_exec(&id, size).await;
+                            }
+                        })
+                    })
+                    .flatten(),
+            );
             super::run::pump(output, args.interactive.then_some(input)).await?;
         }
     }

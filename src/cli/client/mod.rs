@@ -3,11 +3,13 @@
 //!
 //! Nothing here touches engine state directly; every verb is API calls.
 
+mod cp;
 mod exec;
 mod images;
 mod lifecycle;
 mod run;
 mod show;
+mod stats;
 mod term;
 
 use std::process::ExitCode;
@@ -66,13 +68,15 @@ pub enum Command {
     /// Display the running processes of a container
     Top(With<show::TopArgs>),
     /// Display a live stream of container resource usage statistics
-    Stats(With<show::StatsArgs>),
+    Stats(With<stats::StatsArgs>),
     /// Get real time events from the server
     Events(With<show::EventsArgs>),
     /// Show the client and engine version information
     Version(With<show::Empty>),
     /// Display system-wide information
     Info(With<show::Empty>),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(With<cp::CpArgs>),
     /// Execute a command in a running container
     Exec(With<exec::ExecArgs>),
     /// List images
@@ -176,10 +180,11 @@ async fn dispatch(command: Command) -> Outcome {
         Command::Inspect(w) => go!(w, show::inspect),
         Command::Logs(w) => go!(w, show::logs),
         Command::Top(w) => go!(w, show::top),
-        Command::Stats(w) => go!(w, show::stats),
+        Command::Stats(w) => go!(w, stats::stats),
         Command::Events(w) => go!(w, show::events),
         Command::Version(w) => go!(w, show::version),
         Command::Info(w) => go!(w, show::info),
+        Command::Cp(w) => go!(w, cp::cp),
         Command::Exec(w) => go!(w, exec::exec),
         Command::Images(w) => go!(w, images::list),
         Command::Tag(w) => go!(w, images::tag),
@@ -213,27 +218,35 @@ where
 
 /// Prints rows as docker's tables: columns padded to their widest cell plus three spaces.
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    print!("{}", format_table(header, rows));
+}
+
+/// [`print_table`]'s text, one `\n`-terminated line per row.
+fn format_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
         let last = cells.len().saturating_sub(1);
-        let mut out = String::new();
+        let mut text = String::new();
         for (i, cell) in cells.iter().enumerate() {
-            out.push_str(cell);
+            text.push_str(cell);
             if i < last {
-                out.push_str(&" ".repeat(widths[i] - cell.chars().count() + 3));
+                text.push_str(&" ".repeat(widths[i] - cell.chars().count() + 3));
             }
         }
-        println!("{}", out.trim_end());
+        out.push_str(text.trim_end());
+        out.push('\n');
     };
     line(header.to_vec());
     for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
+    out
 }
 
 /// Docker's `units.HumanDuration`.

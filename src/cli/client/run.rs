@@ -321,15 +321,23 @@ pub async fn run(docker: &Docker, args: RunArgs) -> Outcome {
         .start_container(&id, None)
         .await
         .map_err(daemon_error)?;
-    if args.tty {
-        if let Some((rows, cols)) = term::size() {
-            let size = bollard::query_parameters::ResizeContainerTTYOptions {
-                h: rows.into(),
-                w: cols.into(),
-            };
-            let _ = docker.resize_container_tty(&id, size).await;
-        }
-    }
+    let _resizer = term::AbortOnDrop(
+        args.tty
+            .then(|| {
+                let (docker, id) = (docker.clone(), id.clone());
+                term::follow_size(move |rows, cols| {
+                    let (docker, id) = (docker.clone(), id.clone());
+                    async move {
+                        let size = bollard::query_parameters::ResizeContainerTTYOptions {
+                            h: rows.into(),
+                            w: cols.into(),
+                        };
+                        let _ = docker.resize_container_tty(&id, size).await;
+                    }
+                })
+            })
+            .flatten(),
+    );
     pump(attached.output, args.interactive.then_some(attached.input)).await?;
     exit.await.context("waiting for the container")?
 }

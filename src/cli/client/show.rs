@@ -1,11 +1,9 @@
-//! Verbs that read: ps, inspect, logs, top, stats, events, version, info.
+//! Verbs that read: ps, inspect, logs, top, events, version, info.
 
 use std::collections::HashMap;
 
 use anyhow::bail;
-use bollard::query_parameters::{
-    EventsOptions, ListContainersOptions, LogsOptions, StatsOptions, TopOptions,
-};
+use bollard::query_parameters::{EventsOptions, ListContainersOptions, LogsOptions, TopOptions};
 use bollard::Docker;
 use futures::StreamExt;
 use std::io::Write;
@@ -69,15 +67,6 @@ pub struct TopArgs {
     /// ps options
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     ps_args: Vec<String>,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct StatsArgs {
-    /// Disable streaming stats and only pull the first result
-    #[arg(long = "no-stream")]
-    no_stream: bool,
-    #[arg(required = true)]
-    containers: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -286,75 +275,6 @@ pub async fn top(docker: &Docker, args: TopArgs) -> Outcome {
     let titles = top.titles.unwrap_or_default();
     let header: Vec<&str> = titles.iter().map(String::as_str).collect();
     print_table(&header, &top.processes.unwrap_or_default());
-    Ok(0)
-}
-
-pub async fn stats(docker: &Docker, args: StatsArgs) -> Outcome {
-    if !args.no_stream {
-        bail!("only `stats --no-stream` is supported");
-    }
-    let mut rows = Vec::new();
-    for name in &args.containers {
-        let opts = StatsOptions {
-            stream: false,
-            one_shot: false,
-        };
-        let Some(sample) = docker.stats(name, Some(opts)).next().await else {
-            continue;
-        };
-        let s = sample.map_err(daemon_error)?;
-        let mem = s.memory_stats.clone().unwrap_or_default();
-        let usage = mem.usage.unwrap_or(0);
-        let limit = mem.limit.unwrap_or(0);
-        let cpu = s.cpu_stats.clone().unwrap_or_default();
-        let pre = s.precpu_stats.clone().unwrap_or_default();
-        let total = |c: &bollard::models::ContainerCpuStats| {
-            c.cpu_usage
-                .as_ref()
-                .and_then(|u| u.total_usage)
-                .unwrap_or(0)
-        };
-        let cpu_delta = total(&cpu).saturating_sub(total(&pre)) as f64;
-        let sys_delta = cpu
-            .system_cpu_usage
-            .unwrap_or(0)
-            .saturating_sub(pre.system_cpu_usage.unwrap_or(0)) as f64;
-        let cpus = f64::from(cpu.online_cpus.unwrap_or(1));
-        let cpu_pct = if sys_delta > 0.0 {
-            cpu_delta / sys_delta * cpus * 100.0
-        } else {
-            0.0
-        };
-        let mem_pct = if limit > 0 {
-            usage as f64 / limit as f64 * 100.0
-        } else {
-            0.0
-        };
-        let pids = s.pids_stats.as_ref().and_then(|p| p.current).unwrap_or(0);
-        rows.push(vec![
-            skiff_core::ids::short_id(s.id.as_deref().unwrap_or(name)).to_owned(),
-            s.name
-                .as_deref()
-                .unwrap_or(name)
-                .trim_start_matches('/')
-                .to_owned(),
-            format!("{cpu_pct:.2}%"),
-            format!("{} / {}", binary_size(usage), binary_size(limit)),
-            format!("{mem_pct:.2}%"),
-            pids.to_string(),
-        ]);
-    }
-    print_table(
-        &[
-            "CONTAINER ID",
-            "NAME",
-            "CPU %",
-            "MEM USAGE / LIMIT",
-            "MEM %",
-            "PIDS",
-        ],
-        &rows,
-    );
     Ok(0)
 }
 
