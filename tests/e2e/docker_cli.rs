@@ -1,6 +1,8 @@
 //! The real `docker` CLI (28) against `skiff daemon`: images, the container lifecycle, exec,
-//! logs, cp, limits, isolation, restart policies, daemon restarts and bad input.
+//! logs, cp, limits, isolation, restart policies, daemon restarts, disk usage and bad input.
 
+#[path = "docker_cli/attach.rs"]
+mod attach;
 mod common;
 
 use std::time::Duration;
@@ -687,35 +689,104 @@ fn run_with_tty_gives_a_terminal() {
     assert!(stdout(&out).contains("/dev/pts/0"), "{}", stdout(&out));
 }
 
-/// Splits a multiplexed stream into (stream, text) frames; a partial frame at the end is left
-/// out.
-fn frames(mut rest: &[u8]) -> Vec<(u8, String)> {
-    let mut out = Vec::new();
-    while rest.len() >= 8 {
-        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
-        if rest.len() < 8 + len {
-            break;
-        }
-        out.push((
-            rest[0],
-            String::from_utf8_lossy(&rest[8..8 + len]).into_owned(),
-        ));
-        rest = &rest[8 + len..];
-    }
-    out
+#[test]
+fn system_df_and_history_report_what_is_on_disk() {
+    let d = Daemon::start();
+    d.docker_ok(&["volume", "create", "data"]);
+    let script = "head -c 300000 /dev/zero > /data/f; head -c 200000 /dev/zero > /big";
+    d.docker_ok(&[
+        "run",
+        "--name",
+        "writer",
+        "-v",
+        "data:/data",
+        BUSYBOX,
+        "sh",
+        "-c",
+        script,
+    ]);
+
+    let history = d
+        .http("GET", &format!("/images/{BUSYBOX}/history"), None)
+        .unwrap();
+    let history: Vec<serde_json::Value> = serde_json::from_slice(&history.body).unwrap();
+    let layers: i64 = history.iter().map(|h| h["Size"].as_i64().unwrap()).sum();
+    assert!(layers > 500_000, "busybox is over 500 kB: {history:?}");
+    let shown = d.docker_ok(&["history", "--format", "{{.Size}}", BUSYBOX]);
+    assert!(shown.lines().any(|s| s != "0B"), "{shown}");
+
+    let df = d.http("GET", "/system/df", None).unwrap();
+    assert_eq!(df.status, 200, "{}", df.message());
+    let df: serde_json::Value = serde_json::from_slice(&df.body).unwrap();
+    assert_eq!(df["LayersSize"].as_i64(), Some(layers), "{df}");
+    assert_eq!(df["Images"][0]["Size"].as_i64(), Some(layers), "{df}");
+    assert_eq!(df["Images"][0]["Containers"], 1, "{df}");
+    let rw = df["Containers"][0]["SizeRw"].as_i64().unwrap();
+    assert!((200_000..300_000).contains(&rw), "{df}");
+    assert_eq!(df["Volumes"][0]["UsageData"]["Size"], 300_000, "{df}");
+    assert_eq!(df["Volumes"][0]["UsageData"]["RefCount"], 1, "{df}");
+
+    let table = d.docker_ok(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}} {{.TotalCount}} {{.Active}}",
+    ]);
+    assert_eq!(
+        table,
+        "Images 1 1\nContainers 1 0\nLocal Volumes 1 1\nBuild Cache 0 0"
+    );
 }
 
 #[test]
-fn attach_without_upgrade_streams_multiplexed_output() {
+fn network_container_mode_shares_hostname_and_etc_files() {
     let d = Daemon::start();
-    let script = "while true; do echo out; echo err >&2; sleep 0.2; done";
-    let id = d.docker_ok(&["run", "-d", BUSYBOX, "sh", "-c", script]);
-    let path = format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1");
-    let wanted =
-        |f: &[(u8, String)]| f.contains(&(1, "out\n".into())) && f.contains(&(2, "err\n".into()));
-    let reply = d
-        .http_until("POST", &path, None, |body| wanted(&frames(body)))
-        .unwrap();
-    assert_eq!(reply.status, 200);
-    assert!(wanted(&frames(&reply.body)), "{:?}", frames(&reply.body));
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "base",
+        "--hostname",
+        "basehost",
+        "--add-host",
+        "peer:10.1.2.3",
+        "--dns",
+        "10.9.9.9",
+        BUSYBOX,
+        "sleep",
+        "300",
+    ]);
+    let script =
+        "hostname; cat /etc/hostname; grep peer /etc/hosts; grep nameserver /etc/resolv.conf";
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:base",
+        BUSYBOX,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(
+        out,
+        "basehost\nbasehost\n10.1.2.3\tpeer\nnameserver 10.9.9.9"
+    );
+    let args = [
+        "run",
+        "--rm",
+        "--network",
+        "container:base",
+        "-h",
+        "own",
+        BUSYBOX,
+        "true",
+    ];
+    let out = d.docker(&args);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("conflicting options: hostname and the network mode"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -12,6 +12,7 @@ use skiff_image::{Image, Removed};
 use crate::bridge::{ChannelWriter, StreamReader};
 use crate::error::{EngineError, IoContext, Result};
 use crate::filters::Filters;
+use crate::volumes::dir_size;
 use crate::{ByteStream, Engine};
 
 fn created_unix(image: &Image) -> i64 {
@@ -203,12 +204,20 @@ impl Engine {
         name: &str,
     ) -> Result<Vec<ImageHistoryResponseItem>> {
         let image = self.images.get(name)?;
+        let sizes = self.layer_sizes(&image.id).await?;
+        let total: u64 = sizes.iter().sum();
+        let mut layer_sizes = sizes.into_iter();
         let history = image.config.history().clone().unwrap_or_default();
         let n = history.len();
         let mut out: Vec<ImageHistoryResponseItem> = history
             .into_iter()
             .enumerate()
             .map(|(i, h)| ImageHistoryResponseItem {
+                size: if h.empty_layer().unwrap_or(false) {
+                    0
+                } else {
+                    layer_sizes.next().unwrap_or(0) as i64
+                },
                 id: if i + 1 == n {
                     image.id.clone()
                 } else {
@@ -226,7 +235,6 @@ impl Engine {
                 } else {
                     Vec::new()
                 },
-                size: 0,
                 comment: h.comment().clone().unwrap_or_default(),
             })
             .collect();
@@ -236,12 +244,25 @@ impl Engine {
                 created: created_unix(&image),
                 created_by: String::new(),
                 tags: image.repo_tags.clone(),
-                size: image.size as i64,
+                size: total as i64,
                 comment: String::new(),
             });
         }
         out.reverse();
         Ok(out)
+    }
+
+    /// The unpacked size of each layer of an image, bottom-most first (what `docker history`
+    /// shows). Unpacks layers not unpacked yet.
+    pub(crate) async fn layer_sizes(&self, image_id: &str) -> Result<Vec<u64>> {
+        let images = self.images.clone();
+        let id = image_id.to_string();
+        blocking(move || {
+            let mut lowers = images.prepare_rootfs(&id)?;
+            lowers.reverse();
+            Ok(lowers.iter().map(|dir| dir_size(dir)).collect())
+        })
+        .await
     }
 
     pub(crate) async fn do_image_load(&self, archive: ByteStream) -> Result<Vec<String>> {

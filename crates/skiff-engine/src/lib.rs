@@ -10,6 +10,7 @@
 
 mod bridge;
 mod containers;
+mod disk_usage;
 mod error;
 mod events;
 mod filters;
@@ -37,6 +38,7 @@ use crate::events::EventBus;
 use crate::store::ContainerRecord;
 
 pub use bollard_stubs::models;
+pub use disk_usage::DiskUsage;
 pub use error::{EngineError, Result};
 pub use filters::Filters;
 
@@ -248,6 +250,11 @@ impl Engine {
     /// `GET /info`.
     pub async fn info(&self) -> SystemInfo {
         self.do_info().await
+    }
+
+    /// `GET /system/df`.
+    pub async fn system_df(&self) -> Result<DiskUsage> {
+        self.do_disk_usage().await
     }
 
     /// `GET /events`: remembered events since `since`, then live ones until `until`.

@@ -109,7 +109,7 @@ impl Volumes {
 }
 
 impl Engine {
-    fn volumes_in_use(&self) -> Vec<String> {
+    pub(crate) fn volumes_in_use(&self) -> Vec<String> {
         self.all_containers()
             .iter()
             .flat_map(|c| {

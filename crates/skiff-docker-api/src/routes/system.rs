@@ -1,4 +1,4 @@
-//! `/_ping`, `/version`, `/info`, `/events`.
+//! `/_ping`, `/version`, `/info`, `/system/df`, `/events`.
 
 use std::sync::Arc;
 
@@ -39,6 +39,11 @@ pub async fn version(
 /// `GET /info`.
 pub async fn info(State(engine): State<Arc<Engine>>) -> Json<skiff_engine::models::SystemInfo> {
     Json(engine.info().await)
+}
+
+/// `GET /system/df`.
+pub async fn df(State(engine): State<Arc<Engine>>) -> ApiResult<Json<skiff_engine::DiskUsage>> {
+    Ok(Json(engine.system_df().await?))
 }
 
 /// A Docker timestamp parameter: unix seconds, optionally fractional (`1700000000.123456789`),

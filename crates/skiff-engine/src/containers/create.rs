@@ -36,6 +36,12 @@ impl Engine {
         let network = config::network(hc.network_mode.as_deref())?;
         if let config::Network::Container(other) = &network {
             self.find(other)?;
+            if body.hostname.as_deref().is_some_and(|h| !h.is_empty()) {
+                // The container takes the name of the one whose network it joins.
+                return Err(EngineError::invalid(
+                    "conflicting options: hostname and the network mode",
+                ));
+            }
         }
         let runtime = match hc.runtime.as_deref().filter(|r| !r.is_empty()) {
             None => self.cfg.default_runtime.clone(),

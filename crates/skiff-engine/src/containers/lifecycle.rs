@@ -146,9 +146,11 @@ impl Engine {
     /// Writes the bundle, launches the shim (container created), connects pending attaches and
     /// starts the process; returns its pid.
     async fn launch(&self, c: &Arc<Container>, rootfs_path: PathBuf) -> Result<i32> {
-        let rec = c.rec();
-        let hc = &rec.host_config;
-        let network = match config::network(hc.network_mode.as_deref())? {
+        let mut rec = c.rec();
+        // Like Docker, a container joining another's network also takes its name and its
+        // /etc/hostname, /etc/hosts and /etc/resolv.conf.
+        let mut etc_dir = c.dir.clone();
+        let network = match config::network(rec.host_config.network_mode.as_deref())? {
             Network::Isolated => NetworkMode::Isolated,
             Network::Host => NetworkMode::Host,
             Network::Container(other) => {
@@ -160,9 +162,15 @@ impl Engine {
                         other.id
                     )));
                 }
+                rec = c.update(|r| {
+                    r.config.hostname = o.config.hostname.clone();
+                    r.clone()
+                })?;
+                etc_dir = other.dir.clone();
                 NetworkMode::Path(PathBuf::from(format!("/proc/{}/ns/net", o.state.pid)))
             }
         };
+        let hc = &rec.host_config;
         let mounts = rec
             .mounts
             .iter()
@@ -216,7 +224,7 @@ impl Engine {
             cpu_shares: positive(hc.cpu_shares).map(|v| v as u64),
             pids_limit: positive(hc.pids_limit),
             cgroups_path: c.cgroups_path(),
-            etc_files: rootfs::etc_files(&c.dir),
+            etc_files: rootfs::etc_files(&etc_dir),
             init_path: if hc.init.unwrap_or(false) {
                 Some(init_binary()?)
             } else {
