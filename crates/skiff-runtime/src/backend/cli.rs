@@ -31,6 +31,12 @@ impl CliRuntime {
     }
 
     fn failed(&self, op: &str, message: String) -> BackendError {
+        // runc's own messages already start with "runc create failed: "; say it once.
+        let prefix = format!("{} {op} failed: ", self.name);
+        let message = message
+            .strip_prefix(&prefix)
+            .map(str::to_string)
+            .unwrap_or(message);
         BackendError::Failed {
             runtime: self.name.into(),
             op: op.into(),
@@ -302,5 +308,18 @@ mod tests {
 "#;
         assert_eq!(log_errors(log), "container_linux.go: no such file");
         assert_eq!(log_errors("plain failure\n"), "plain failure");
+    }
+
+    #[test]
+    fn runtime_prefix_was_repeated_in_errors() {
+        let runc = CliRuntime::runc(Path::new("/run/skiff-none"));
+        let e = runc.failed(
+            "create",
+            "runc create failed: unable to start container process".into(),
+        );
+        assert_eq!(
+            e.to_string(),
+            "runc create failed: unable to start container process"
+        );
     }
 }

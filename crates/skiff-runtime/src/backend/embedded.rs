@@ -73,11 +73,25 @@ fn failed(op: &str, e: &(dyn std::error::Error + 'static)) -> BackendError {
         message.push_str(&s.to_string());
         source = s.source();
     }
+    let message = missing_executable(&message).unwrap_or(message);
     BackendError::Failed {
         runtime: "embedded".into(),
         op: op.into(),
         message,
     }
+}
+
+/// libcontainer's "executable 'X' not found in $PATH" in the words runc and Docker use, which
+/// the docker CLI recognises to exit with 127 instead of 125.
+fn missing_executable(message: &str) -> Option<String> {
+    let start = message.find("executable '")? + "executable '".len();
+    let len = message[start..].find("' not found in $PATH")?;
+    let exe = &message[start..start + len];
+    Some(if exe.contains('/') {
+        format!("exec: \"{exe}\": stat {exe}: no such file or directory")
+    } else {
+        format!("exec: \"{exe}\": executable file not found in $PATH")
+    })
 }
 
 /// Runs an exec'd process under the container's seccomp filter. Loading a filter needs
@@ -194,5 +208,26 @@ impl Backend for Embedded {
             cgroups::remove(&path).map_err(|e| failed("delete", &e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_executable;
+
+    #[test]
+    fn missing_executable_is_worded_like_runc_so_docker_exits_127() {
+        let m =
+            "failed to build container: executor validation: executable '/nope' not found in $PATH";
+        assert_eq!(
+            missing_executable(m).unwrap(),
+            "exec: \"/nope\": stat /nope: no such file or directory"
+        );
+        let m = "executable 'nope' not found in $PATH";
+        assert_eq!(
+            missing_executable(m).unwrap(),
+            "exec: \"nope\": executable file not found in $PATH"
+        );
+        assert_eq!(missing_executable("cgroup busy"), None);
     }
 }
