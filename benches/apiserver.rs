@@ -1,0 +1,412 @@
+//! API-server benchmark, SQLite and etcd side by side in one run (`cargo bench --bench
+//! apiserver`): cold start to `/readyz`, create/get/list latency with 50 concurrent clients,
+//! watch fan-out to 100 watchers, and the server's RSS idle and with the objects stored.
+//! Prints one table with the targets and the etcd/SQLite ratios. It measures; it asserts nothing.
+//!
+//! Knobs: `SKIFF_BENCH_OBJECTS` (pods created, default 10000), `SKIFF_BENCH_STARTS` (server
+//! starts per median, default 5).
+
+#[path = "../tests/e2e/kube_common/mod.rs"]
+mod kube_common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube_common::{free_port, Datastore, Etcd, Guard};
+use tokio::sync::mpsc;
+
+const CLIENTS: usize = 50;
+const WATCHERS: usize = 100;
+const FANOUT_WRITES: usize = 50;
+const LISTS_PER_CLIENT: usize = 4;
+const LIST_PAGE: u32 = 500;
+
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One `skiff server` process (killed by PID on drop).
+struct Server {
+    proc: Guard,
+    data_dir: PathBuf,
+    port: u16,
+}
+
+impl Server {
+    /// Starts the server and returns it with the time from spawn to `/readyz` answering `ok`.
+    async fn start(data_dir: &Path, datastore: &str) -> (Server, Duration) {
+        let port = free_port();
+        let started = Instant::now();
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("server")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--datastore")
+            .arg(datastore)
+            .arg("--disable-agent")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start skiff server");
+        let mut server = Server {
+            proc: Guard(child),
+            data_dir: data_dir.to_path_buf(),
+            port,
+        };
+        let deadline = started + Duration::from_secs(30);
+        loop {
+            if let Some(status) = server.proc.0.try_wait().unwrap() {
+                panic!("skiff server exited with {status}");
+            }
+            if let Some(client) = server.try_client().await {
+                let req = http::Request::get("/readyz").body(Vec::new()).unwrap();
+                if client.request_text(req).await.is_ok_and(|b| b == "ok") {
+                    return (server, started.elapsed());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "skiff server did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// A client from the kubeconfig the server wrote, or None while it is not written yet.
+    async fn try_client(&self) -> Option<kube::Client> {
+        let kubeconfig = Kubeconfig::read_from(self.data_dir.join("kubeconfig.yaml")).ok()?;
+        let mut config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .ok()?;
+        config.cluster_url = format!("https://127.0.0.1:{}", self.port).parse().unwrap();
+        kube::Client::try_from(config).ok()
+    }
+
+    async fn client(&self) -> kube::Client {
+        self.try_client()
+            .await
+            .expect("kubeconfig of a ready server")
+    }
+
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.0.id())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kib / 1024.0
+    }
+}
+
+/// Sorted latency samples in milliseconds.
+struct Samples(Vec<f64>);
+
+impl Samples {
+    fn new(mut v: Vec<Duration>) -> Samples {
+        v.sort();
+        Samples(v.into_iter().map(|d| d.as_secs_f64() * 1000.0).collect())
+    }
+
+    fn quantile(&self, q: f64) -> f64 {
+        let i = ((self.0.len() as f64 * q) as usize).min(self.0.len() - 1);
+        self.0[i]
+    }
+}
+
+/// Figures of one datastore.
+#[derive(Default)]
+struct Figures {
+    ready_fresh_ms: f64,
+    ready_restart_ms: f64,
+    rss_idle_mib: f64,
+    create: (f64, f64),
+    creates_per_s: f64,
+    get: (f64, f64),
+    list_page: (f64, f64),
+    list_all_ms: f64,
+    rss_loaded_mib: f64,
+    fanout: (f64, f64),
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bench"}},
+        "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]},
+    }))
+    .unwrap()
+}
+
+/// Runs `per_client` on CLIENTS clients (each its own connection) at once; returns all latencies.
+async fn concurrently<F, Fut>(clients: &[kube::Client], per_client: F) -> Vec<Duration>
+where
+    F: Fn(usize, Api<Pod>) -> Fut,
+    Fut: std::future::Future<Output = Vec<Duration>> + Send + 'static,
+{
+    let tasks: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| tokio::spawn(per_client(i, Api::namespaced(c.clone(), "default"))))
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+/// create, get and list latency over `objects` pods with CLIENTS concurrent clients.
+async fn crud(server: &Server, objects: usize, f: &mut Figures) {
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(server.client().await);
+    }
+    let started = Instant::now();
+    let creates = concurrently(&clients, |c, pods| async move {
+        let mut lat = Vec::new();
+        for i in (c..objects).step_by(CLIENTS) {
+            let t = Instant::now();
+            pods.create(&PostParams::default(), &pod(&format!("bench-{i}")))
+                .await
+                .expect("create pod");
+            lat.push(t.elapsed());
+        }
+        lat
+    })
+    .await;
+    f.creates_per_s = objects as f64 / started.elapsed().as_secs_f64();
+    let creates = Samples::new(creates);
+    f.create = (creates.quantile(0.5), creates.quantile(0.99));
+
+    let gets = Samples::new(
+        concurrently(&clients, |c, pods| async move {
+            let mut lat = Vec::new();
+            for i in (c..objects).step_by(CLIENTS) {
+                let t = Instant::now();
+                pods.get(&format!("bench-{i}")).await.expect("get pod");
+                lat.push(t.elapsed());
+            }
+            lat
+        })
+        .await,
+    );
+    f.get = (gets.quantile(0.5), gets.quantile(0.99));
+
+    let lists = Samples::new(
+        concurrently(&clients, |_, pods| async move {
+            let mut lat = Vec::new();
+            for _ in 0..LISTS_PER_CLIENT {
+                let t = Instant::now();
+                let page = pods
+                    .list(&ListParams::default().limit(LIST_PAGE))
+                    .await
+                    .expect("list pods");
+                assert!(!page.items.is_empty());
+                lat.push(t.elapsed());
+            }
+            lat
+        })
+        .await,
+    );
+    f.list_page = (lists.quantile(0.5), lists.quantile(0.99));
+
+    let pods: Api<Pod> = Api::namespaced(clients[0].clone(), "default");
+    let mut full = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        match pods.list(&ListParams::default()).await {
+            Ok(all) => assert_eq!(all.items.len(), objects, "pods stored"),
+            Err(e) => {
+                eprintln!("unpaginated list of {objects} pods failed: {e}");
+                f.list_all_ms = f64::NAN;
+                return;
+            }
+        }
+        full.push(t.elapsed());
+    }
+    f.list_all_ms = Samples::new(full).quantile(0.5);
+}
+
+/// WATCHERS watchers on ConfigMaps; per write, the time from sending the create to the last
+/// watcher receiving its ADDED event.
+async fn fanout(server: &Server) -> (f64, f64) {
+    let client = server.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let rv = cms
+        .list(&ListParams::default().limit(1))
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Instant)>();
+    let mut watchers = Vec::new();
+    for _ in 0..WATCHERS {
+        let mut stream = cms
+            .watch(&WatchParams::default().timeout(290), &rv)
+            .await
+            .expect("watch configmaps")
+            .boxed();
+        let tx = tx.clone();
+        watchers.push(tokio::spawn(async move {
+            while let Some(Ok(ev)) = stream.next().await {
+                if let WatchEvent::Added(cm) = ev {
+                    if tx
+                        .send((cm.metadata.name.unwrap(), Instant::now()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    let mut lat = Vec::new();
+    for i in 0..FANOUT_WRITES {
+        let name = format!("fanout-{i}");
+        let cm = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let sent = Instant::now();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+        let mut received = 0;
+        let mut last = sent;
+        while received < WATCHERS {
+            let (got, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .expect("watchers to receive the write")
+                .unwrap();
+            assert_eq!(got, name, "events arrive in write order");
+            received += 1;
+            last = at;
+        }
+        lat.push(last - sent);
+    }
+    for w in watchers {
+        w.abort();
+    }
+    let s = Samples::new(lat);
+    (s.quantile(0.5), s.quantile(0.99))
+}
+
+async fn measure(datastore: Datastore, objects: usize, starts: usize) -> Figures {
+    let etcd = (datastore == Datastore::Etcd).then(Etcd::start);
+    let arg = match &etcd {
+        Some(e) => format!("etcd://{}", e.endpoint),
+        None => "sqlite".into(),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("skiff-bench")
+        .tempdir()
+        .unwrap();
+    let mut f = Figures::default();
+
+    // First start on an empty data directory (creates the CA and certificates).
+    let mut fresh = Vec::new();
+    for i in 0..starts {
+        let (_server, ready) = Server::start(&tmp.path().join(format!("fresh-{i}")), &arg).await;
+        fresh.push(ready);
+    }
+    f.ready_fresh_ms = Samples::new(fresh).quantile(0.5);
+
+    // Restart on existing data: kill the previous server, start again on the same directory.
+    let dir = tmp.path().join("main");
+    let (mut server, _) = Server::start(&dir, &arg).await;
+    let mut restarts = Vec::new();
+    for _ in 0..starts {
+        drop(server);
+        let (s, ready) = Server::start(&dir, &arg).await;
+        server = s;
+        restarts.push(ready);
+    }
+    f.ready_restart_ms = Samples::new(restarts).quantile(0.5);
+
+    tokio::time::sleep(Duration::from_secs(2)).await; // let start-up work finish before "idle"
+    f.rss_idle_mib = server.rss_mib();
+
+    crud(&server, objects, &mut f).await;
+    f.rss_loaded_mib = server.rss_mib();
+    f.fanout = fanout(&server).await;
+    f
+}
+
+/// A table cell: the figure, or `failed` where the measurement could not be taken.
+fn cell(v: f64, decimals: usize) -> String {
+    if v.is_nan() {
+        "failed".into()
+    } else {
+        format!("{v:.decimals$}")
+    }
+}
+
+fn main() {
+    let objects = env_count("SKIFF_BENCH_OBJECTS", 10_000);
+    let starts = env_count("SKIFF_BENCH_STARTS", 5);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sqlite = rt.block_on(measure(Datastore::Sqlite, objects, starts));
+    let etcd = rt.block_on(measure(Datastore::Etcd, objects, starts));
+
+    type Row = (&'static str, fn(&Figures) -> f64, &'static str);
+    let rows: [Row; 14] = [
+        (
+            "ready, new data dir (median ms)",
+            |f| f.ready_fresh_ms,
+            "<= 300",
+        ),
+        (
+            "ready, restart (median ms)",
+            |f| f.ready_restart_ms,
+            "<= 300",
+        ),
+        ("RSS idle (MiB)", |f| f.rss_idle_mib, "<= 40"),
+        ("create p50 (ms)", |f| f.create.0, ""),
+        ("create p99 (ms)", |f| f.create.1, "<= 20 (SQLite)"),
+        ("creates/s", |f| f.creates_per_s, ""),
+        ("get p50 (ms)", |f| f.get.0, ""),
+        ("get p99 (ms)", |f| f.get.1, ""),
+        ("list 500 p50 (ms)", |f| f.list_page.0, ""),
+        ("list 500 p99 (ms)", |f| f.list_page.1, ""),
+        ("list all (median ms)", |f| f.list_all_ms, ""),
+        ("RSS with pods (MiB)", |f| f.rss_loaded_mib, ""),
+        ("watch fan-out p50 (ms)", |f| f.fanout.0, ""),
+        ("watch fan-out p99 (ms)", |f| f.fanout.1, ""),
+    ];
+    println!(
+        "skiff API server: {objects} pods, {CLIENTS} clients, {WATCHERS} watchers, {starts} starts"
+    );
+    println!(
+        "| {:<32} | {:>9} | {:>9} | {:>11} | {:<15} |",
+        "metric", "SQLite", "etcd", "etcd/SQLite", "target"
+    );
+    println!(
+        "|{:-<34}|{:->11}|{:->11}|{:->13}|{:-<17}|",
+        "", "", "", "", ""
+    );
+    for (name, get, target) in rows {
+        let (s, e) = (get(&sqlite), get(&etcd));
+        println!(
+            "| {name:<32} | {:>9} | {:>9} | {:>11} | {target:<15} |",
+            cell(s, 1),
+            cell(e, 1),
+            cell(e / s, 2)
+        );
+    }
+}
