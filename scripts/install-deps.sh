@@ -6,6 +6,10 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   build-essential pkg-config libseccomp-dev protobuf-compiler \
   runc crun tini busybox-static etcd-server docker-registry \
-  iproute2 nftables util-linux procps ca-certificates >/dev/null
-# Python clients used by the end-to-end tests (pyenv's python3 carries docker-py already).
-python3 -m pip install --quiet --disable-pip-version-check 'docker>=7.1,<8' 'kubernetes>=31' 2>&1 | grep -v 'root user' || true
+  iproute2 nftables util-linux procps curl ca-certificates >/dev/null
+# Python clients used by the end-to-end tests, into the python3 the tests run (pyenv's where present).
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  export PIP_BREAK_SYSTEM_PACKAGES=1
+fi
+PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check 'docker>=7.1,<8' 'kubernetes>=31'
