@@ -105,15 +105,12 @@ fn get_namespaces(c: &mut Cluster) {
 
 fn apply_and_reapply(c: &mut Cluster) {
     apply_app(c);
-    let image = c.kubectl_ok(&[
-        "-n",
+    let image = c.jsonpath(
         "shop",
-        "get",
         "deploy",
         "web",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].image}",
-    ]);
+        "{.spec.template.spec.containers[0].image}",
+    );
     assert_eq!(image, "busybox:1");
     // A changed file is applied as a strategic merge patch.
     let f = c.write_file(
@@ -124,38 +121,16 @@ fn apply_and_reapply(c: &mut Cluster) {
     let out = c.kubectl_ok(&["apply", "-f", f.to_str().unwrap()]);
     assert!(out.contains("deployment.apps/web configured"), "{out}");
     assert!(out.contains("service/web unchanged"), "{out}");
-    let image = c.kubectl_ok(&[
-        "-n",
+    let image = c.jsonpath(
         "shop",
-        "get",
         "deploy",
         "web",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].image}",
-    ]);
-    assert_eq!(image, "busybox:2");
-    let generation = c.kubectl_ok(&[
-        "-n",
-        "shop",
-        "get",
-        "deploy",
-        "web",
-        "-o",
-        "jsonpath={.metadata.generation}",
-    ]);
-    assert_eq!(generation, "2");
-    assert_eq!(
-        c.kubectl_ok(&[
-            "-n",
-            "shop",
-            "get",
-            "cm",
-            "settings",
-            "-o",
-            "jsonpath={.data.mode}"
-        ]),
-        "slow"
+        "{.spec.template.spec.containers[0].image}",
     );
+    assert_eq!(image, "busybox:2");
+    let generation = c.jsonpath("shop", "deploy", "web", "{.metadata.generation}");
+    assert_eq!(generation, "2");
+    assert_eq!(c.jsonpath("shop", "cm", "settings", "{.data.mode}"), "slow");
 
     // Server-side apply of the same file.
     let f = c.write_file("app.yaml", &APP.replace("busybox:1", "busybox:3"));
@@ -170,15 +145,12 @@ fn apply_and_reapply(c: &mut Cluster) {
         out.contains("deployment.apps/web serverside-applied"),
         "{out}"
     );
-    let image = c.kubectl_ok(&[
-        "-n",
+    let image = c.jsonpath(
         "shop",
-        "get",
         "deploy",
         "web",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].image}",
-    ]);
+        "{.spec.template.spec.containers[0].image}",
+    );
     assert_eq!(image, "busybox:3");
 }
 
@@ -232,8 +204,11 @@ fn get_tables(c: &mut Cluster) {
     );
     let cms = c.kubectl_ok(&["-n", "shop", "get", "cm", "settings"]);
     assert_eq!(header(&cms), ["NAME", "DATA", "AGE"]);
-    let pods = c.kubectl(&["-n", "shop", "get", "pods"]);
-    assert!(String::from_utf8_lossy(&pods.stderr).contains("No resources found in shop namespace."));
+    let pods = c.kubectl_stderr(&["-n", "shop", "get", "pods"]);
+    assert!(
+        pods.contains("No resources found in shop namespace."),
+        "{pods}"
+    );
     let several = c.kubectl_ok(&["-n", "shop", "get", "pods,deploy,svc,secrets,nodes"]);
     assert!(
         several.contains("deployment.apps/web") && several.contains("service/web"),
@@ -298,28 +273,11 @@ fn edit_commands(c: &mut Cluster) {
     apply_app(c);
     c.kubectl_ok(&["-n", "shop", "label", "deploy", "web", "tier=front"]);
     c.kubectl_ok(&["-n", "shop", "annotate", "deploy", "web", "owner=team-a"]);
-    let out = c.kubectl_ok(&[
-        "-n",
-        "shop",
-        "get",
-        "deploy",
-        "-l",
-        "tier=front",
-        "-o",
-        "name",
-    ]);
-    assert_eq!(out.trim(), "deployment.apps/web");
-    let out = c.kubectl_ok(&[
-        "-n",
-        "shop",
-        "get",
-        "deploy",
-        "-l",
-        "tier!=front",
-        "-o",
-        "name",
-    ]);
-    assert!(out.trim().is_empty());
+    let by_label = |selector: &str| {
+        c.kubectl_ok(&["-n", "shop", "get", "deploy", "-l", selector, "-o", "name"])
+    };
+    assert_eq!(by_label("tier=front").trim(), "deployment.apps/web");
+    assert!(by_label("tier!=front").trim().is_empty());
 
     let edit = c
         .kubectl_command(&["-n", "shop", "edit", "deploy", "web"])
@@ -331,33 +289,13 @@ fn edit_commands(c: &mut Cluster) {
         "{}",
         String::from_utf8_lossy(&edit.stderr)
     );
-    assert_eq!(
-        c.kubectl_ok(&[
-            "-n",
-            "shop",
-            "get",
-            "deploy",
-            "web",
-            "-o",
-            "jsonpath={.spec.replicas}"
-        ]),
-        "3"
-    );
+    assert_eq!(c.jsonpath("shop", "deploy", "web", "{.spec.replicas}"), "3");
 
-    let out = c.kubectl_ok(&["-n", "shop", "scale", "deploy", "web", "--replicas=5"]);
-    assert!(out.contains("scaled"), "{out}");
-    assert_eq!(
-        c.kubectl_ok(&[
-            "-n",
-            "shop",
-            "get",
-            "deploy",
-            "web",
-            "-o",
-            "jsonpath={.spec.replicas}"
-        ]),
-        "5"
+    c.kubectl_says(
+        &["-n", "shop", "scale", "deploy", "web", "--replicas=5"],
+        "scaled",
     );
+    assert_eq!(c.jsonpath("shop", "deploy", "web", "{.spec.replicas}"), "5");
 
     let described = c.kubectl_ok(&["-n", "shop", "describe", "deploy", "web"]);
     let words = described.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -376,15 +314,12 @@ fn edit_commands(c: &mut Cluster) {
 
 fn secrets_are_encrypted_at_rest(c: &mut Cluster) {
     const VALUE: &str = "correct-horse-battery-staple";
-    let out = c.kubectl_ok(&[
-        "create",
-        "secret",
-        "generic",
-        "db",
-        &format!("--from-literal=password={VALUE}"),
-    ]);
-    assert!(out.contains("secret/db created"), "{out}");
-    let b64 = c.kubectl_ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]);
+    let literal = format!("--from-literal=password={VALUE}");
+    c.kubectl_says(
+        &["create", "secret", "generic", "db", &literal],
+        "secret/db created",
+    );
+    let b64 = c.jsonpath("default", "secret", "db", "{.data.password}");
     assert_eq!(b64, "Y29ycmVjdC1ob3JzZS1iYXR0ZXJ5LXN0YXBsZQ==");
     let dir = c.datastore_files();
     assert!(
@@ -401,19 +336,18 @@ fn secrets_are_encrypted_at_rest(c: &mut Cluster) {
 
 fn autoscale_and_delete(c: &mut Cluster) {
     apply_app(c);
-    let out = c.kubectl_ok(&[
-        "-n",
-        "shop",
-        "autoscale",
-        "deploy",
-        "web",
-        "--min=1",
-        "--max=4",
-        "--cpu-percent=60",
-    ]);
-    assert!(
-        out.contains("horizontalpodautoscaler.autoscaling/web autoscaled"),
-        "{out}"
+    c.kubectl_says(
+        &[
+            "-n",
+            "shop",
+            "autoscale",
+            "deploy",
+            "web",
+            "--min=1",
+            "--max=4",
+            "--cpu-percent=60",
+        ],
+        "horizontalpodautoscaler.autoscaling/web autoscaled",
     );
     let hpa = c.kubectl_ok(&["-n", "shop", "get", "hpa"]);
     assert_eq!(
@@ -432,31 +366,27 @@ fn autoscale_and_delete(c: &mut Cluster) {
         hpa.contains("Deployment/web") && hpa.contains("60%"),
         "{hpa}"
     );
-    let v2 = c.kubectl_ok(&[
-        "-n",
+    let v2 = c.jsonpath(
         "shop",
-        "get",
         "hpa.v2.autoscaling",
         "web",
-        "-o",
-        "jsonpath={.spec.metrics[0].resource.target.averageUtilization}",
-    ]);
+        "{.spec.metrics[0].resource.target.averageUtilization}",
+    );
     assert_eq!(v2, "60");
 
-    let out = c.kubectl_ok(&[
-        "-n",
-        "shop",
-        "delete",
-        "deploy",
-        "web",
-        "--cascade=background",
-    ]);
-    assert!(out.contains("deployment.apps \"web\" deleted"), "{out}");
-    let gone = c.kubectl(&["-n", "shop", "get", "deploy", "web"]);
-    assert!(
-        String::from_utf8_lossy(&gone.stderr).contains("NotFound"),
-        "{gone:?}"
+    c.kubectl_says(
+        &[
+            "-n",
+            "shop",
+            "delete",
+            "deploy",
+            "web",
+            "--cascade=background",
+        ],
+        "deployment.apps \"web\" deleted",
     );
+    let gone = c.kubectl_stderr(&["-n", "shop", "get", "deploy", "web"]);
+    assert!(gone.contains("NotFound"), "{gone}");
     // Foreground deletion waits for the garbage collector; kubectl waits for the object to go.
     c.kubectl_ok(&[
         "-n",
@@ -466,24 +396,25 @@ fn autoscale_and_delete(c: &mut Cluster) {
         "api",
         "--image=busybox",
     ]);
-    let out = c.kubectl_ok(&[
-        "-n",
-        "shop",
-        "delete",
-        "deploy",
-        "api",
-        "--cascade=foreground",
-        "--timeout=30s",
-    ]);
-    assert!(out.contains("deployment.apps \"api\" deleted"), "{out}");
-    // Deleting the namespace empties it, then removes it.
-    let out = c.kubectl_ok(&["delete", "namespace", "shop", "--timeout=30s"]);
-    assert!(out.contains("namespace \"shop\" deleted"), "{out}");
-    let gone = c.kubectl(&["get", "namespace", "shop"]);
-    assert!(
-        String::from_utf8_lossy(&gone.stderr).contains("NotFound"),
-        "{gone:?}"
+    c.kubectl_says(
+        &[
+            "-n",
+            "shop",
+            "delete",
+            "deploy",
+            "api",
+            "--cascade=foreground",
+            "--timeout=30s",
+        ],
+        "deployment.apps \"api\" deleted",
     );
+    // Deleting the namespace empties it, then removes it.
+    c.kubectl_says(
+        &["delete", "namespace", "shop", "--timeout=30s"],
+        "namespace \"shop\" deleted",
+    );
+    let gone = c.kubectl_stderr(&["get", "namespace", "shop"]);
+    assert!(gone.contains("NotFound"), "{gone}");
     let left = c.kubectl_ok(&[
         "get",
         "configmaps,secrets,services",
@@ -563,14 +494,8 @@ fn data_survives_restart(c: &mut Cluster) {
     c.kubectl_ok(&["create", "configmap", "keep", "--from-literal=k=v"]);
     c.kubectl_ok(&["create", "secret", "generic", "keep", "--from-literal=k=v"]);
     c.restart();
-    assert_eq!(
-        c.kubectl_ok(&["get", "configmap", "keep", "-o", "jsonpath={.data.k}"]),
-        "v"
-    );
-    assert_eq!(
-        c.kubectl_ok(&["get", "secret", "keep", "-o", "jsonpath={.data.k}"]),
-        "dg=="
-    );
+    assert_eq!(c.jsonpath("default", "configmap", "keep", "{.data.k}"), "v");
+    assert_eq!(c.jsonpath("default", "secret", "keep", "{.data.k}"), "dg==");
 }
 
 on_both_datastores!(

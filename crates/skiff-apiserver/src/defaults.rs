@@ -120,22 +120,24 @@ fn default_tolerations(spec: &mut Value) {
 
 /// The scale-up and scale-down rules autoscaling/v2 fills in.
 fn hpa_behavior(behavior: &mut Value) {
-    let up = ensure(behavior, "scaleUp");
-    set(up, "stabilizationWindowSeconds", json!(0));
-    set(up, "selectPolicy", json!("Max"));
-    set(
-        up,
-        "policies",
-        json!([{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]),
-    );
-    let down = ensure(behavior, "scaleDown");
-    set(down, "stabilizationWindowSeconds", json!(300));
-    set(down, "selectPolicy", json!("Max"));
-    set(
-        down,
-        "policies",
-        json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
-    );
+    let rules = [
+        (
+            "scaleUp",
+            0,
+            json!([{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]),
+        ),
+        (
+            "scaleDown",
+            300,
+            json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
+        ),
+    ];
+    for (direction, window, policies) in rules {
+        let rule = ensure(behavior, direction);
+        set(rule, "stabilizationWindowSeconds", json!(window));
+        set(rule, "selectPolicy", json!("Max"));
+        set(rule, "policies", policies);
+    }
 }
 
 fn template(spec: &mut Value) {
@@ -295,18 +297,30 @@ fn is_cpu_utilization(m: &Value, field: &str) -> bool {
         && m["resource"][field]["averageUtilization"].is_i64()
 }
 
+/// Spec fields autoscaling/v1 and v2 share as they are.
+const HPA_SHARED_SPEC: &[&str] = &["scaleTargetRef", "minReplicas", "maxReplicas"];
+/// Status fields of autoscaling/v1 that v2 has as they are.
+const HPA_V1_STATUS: &[&str] = &[
+    "observedGeneration",
+    "lastScaleTime",
+    "currentReplicas",
+    "desiredReplicas",
+];
+
+/// The fields `keys` of `from` that are present, copied.
+fn pick(from: &Value, keys: &[&str]) -> Map<String, Value> {
+    keys.iter()
+        .filter_map(|k| from.get(*k).map(|v| ((*k).to_string(), v.clone())))
+        .collect()
+}
+
 /// autoscaling/v1 → autoscaling/v2 (the storage version): the v1 CPU target becomes a
 /// Resource metric, and v2-only fields come back out of their annotations.
 pub fn hpa_v1_to_v2(v1: &Value) -> Value {
     let mut out = v1.clone();
     out["apiVersion"] = json!("autoscaling/v2");
     let spec = v1.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let mut new_spec = Map::new();
-    for k in ["scaleTargetRef", "minReplicas", "maxReplicas"] {
-        if let Some(v) = spec.get(k) {
-            new_spec.insert(k.into(), v.clone());
-        }
-    }
+    let new_spec = pick(&spec, HPA_SHARED_SPEC);
     let mut metrics = Vec::new();
     if let Some(cpu) = spec
         .get("targetCPUUtilizationPercentage")
@@ -369,12 +383,7 @@ pub fn hpa_v2_to_v1(v2: &Value) -> Value {
     let mut out = v2.clone();
     out["apiVersion"] = json!("autoscaling/v1");
     let spec = v2.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let mut new_spec = Map::new();
-    for k in ["scaleTargetRef", "minReplicas", "maxReplicas"] {
-        if let Some(v) = spec.get(k) {
-            new_spec.insert(k.into(), v.clone());
-        }
-    }
+    let mut new_spec = pick(&spec, HPA_SHARED_SPEC);
     let split = |list: Option<&Value>, field: &str| -> (Option<i64>, Vec<Value>) {
         let mut cpu = None;
         let mut rest = Vec::new();
@@ -400,17 +409,7 @@ pub fn hpa_v2_to_v1(v2: &Value) -> Value {
     }
     out["spec"] = Value::Object(new_spec);
     if let Some(status) = v2.get("status").and_then(Value::as_object) {
-        let mut s = Map::new();
-        for k in [
-            "observedGeneration",
-            "lastScaleTime",
-            "currentReplicas",
-            "desiredReplicas",
-        ] {
-            if let Some(v) = status.get(k) {
-                s.insert(k.into(), v.clone());
-            }
-        }
+        let mut s = pick(&v2["status"], HPA_V1_STATUS);
         let (current, other_current) = split(status.get("currentMetrics"), "current");
         if let Some(c) = current {
             s.insert("currentCPUUtilizationPercentage".into(), json!(c));
@@ -589,6 +588,15 @@ mod tests {
             50
         );
         assert_eq!(v2["spec"]["behavior"]["scaleUp"]["selectPolicy"], "Max");
+        let window = |dir: &str| v2["spec"]["behavior"][dir]["stabilizationWindowSeconds"].clone();
+        assert_eq!(
+            (window("scaleUp"), window("scaleDown")),
+            (json!(0), json!(300))
+        );
+        assert_eq!(
+            v2["spec"]["behavior"]["scaleUp"]["policies"][0]["type"],
+            "Pods"
+        );
         assert_eq!(
             v2["spec"]["behavior"]["scaleDown"]["policies"][0]["type"],
             "Percent"

@@ -78,33 +78,25 @@ impl Pki {
                     KeyUsagePurpose::CrlSign,
                     KeyUsagePurpose::DigitalSignature,
                 ];
-                let cert = params.self_signed(&key)?;
-                write_private(&self.path("ca.key"), key.serialize_pem().as_bytes())?;
-                write(&self.path("ca.crt"), cert.pem().as_bytes())?;
-                (cert.pem(), key.serialize_pem())
+                let (cert, key) = (params.self_signed(&key)?.pem(), key.serialize_pem());
+                self.write_pair("ca", &cert, &key)?;
+                (cert, key)
             }
         };
         let ca_key = KeyPair::from_pem(&ca_key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
 
-        if !self.path("server.crt").exists() || !self.path("server.key").exists() {
+        if !self.has_pair("server") {
             let mut params = CertificateParams::new(sans.to_vec())?;
             params.distinguished_name = dn("skiff-apiserver", None);
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-            params.key_usages = vec![
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::KeyEncipherment,
-            ];
-            params.use_authority_key_identifier_extension = true;
-            let key = KeyPair::generate()?;
-            let cert = params.signed_by(&key, &issuer)?;
-            write_private(&self.path("server.key"), key.serialize_pem().as_bytes())?;
-            write(&self.path("server.crt"), cert.pem().as_bytes())?;
+            let (cert, key) = issue_leaf(&issuer, params, ExtendedKeyUsagePurpose::ServerAuth)?;
+            self.write_pair("server", &cert, &key)?;
         }
-        if !self.path("admin.crt").exists() || !self.path("admin.key").exists() {
-            let (cert, key) = self.issue_client(&issuer, "admin", Some("system:masters"))?;
-            write_private(&self.path("admin.key"), key.as_bytes())?;
-            write(&self.path("admin.crt"), cert.as_bytes())?;
+        if !self.has_pair("admin") {
+            let mut params = CertificateParams::default();
+            params.distinguished_name = dn("admin", Some("system:masters"));
+            let (cert, key) = issue_leaf(&issuer, params, ExtendedKeyUsagePurpose::ClientAuth)?;
+            self.write_pair("admin", &cert, &key)?;
         }
 
         let ca = first_cert(&self.path("ca.crt"))?;
@@ -118,24 +110,18 @@ impl Pki {
         })
     }
 
-    /// A client certificate and key (PEM) for `user` in `group`, signed by the CA.
-    fn issue_client(
-        &self,
-        issuer: &Issuer<'_, KeyPair>,
-        user: &str,
-        group: Option<&str>,
-    ) -> Result<(String, String), PkiError> {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn(user, group);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate()?;
-        let cert = params.signed_by(&key, issuer)?;
-        Ok((cert.pem(), key.serialize_pem()))
+    /// Whether both `<name>.crt` and `<name>.key` exist.
+    fn has_pair(&self, name: &str) -> bool {
+        ["crt", "key"]
+            .iter()
+            .all(|ext| self.path(&format!("{name}.{ext}")).exists())
+    }
+
+    /// Writes `<name>.crt` and `<name>.key` (the key readable by the owner only).
+    fn write_pair(&self, name: &str, cert: &str, key: &str) -> Result<(), PkiError> {
+        write_private(&self.path(&format!("{name}.key")), key.as_bytes())?;
+        write(&self.path(&format!("{name}.crt")), cert.as_bytes())?;
+        Ok(())
     }
 
     /// The admin bearer token, generated into `<data>/token` at first start.
@@ -172,6 +158,23 @@ impl Pki {
         write_private(&path, config.as_bytes())?;
         Ok(path)
     }
+}
+
+/// A leaf certificate and key (PEM) for `usage`, with the names in `params`, signed by the CA.
+fn issue_leaf(
+    issuer: &Issuer<'_, KeyPair>,
+    mut params: CertificateParams,
+    usage: ExtendedKeyUsagePurpose,
+) -> Result<(String, String), PkiError> {
+    params.extended_key_usages = vec![usage];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 fn dn(cn: &str, org: Option<&str>) -> rcgen::DistinguishedName {

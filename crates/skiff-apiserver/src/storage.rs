@@ -88,7 +88,7 @@ impl Storage {
 
     /// Stores a new object; returns it with its resourceVersion.
     pub async fn create(&self, info: &ResourceInfo, obj: &Value) -> Result<Value, ApiError> {
-        let key = info.key(Some(object::namespace(obj)), object::name(obj));
+        let key = key_of(info, obj);
         let rev = self
             .store
             .create(&key, self.encode(info, obj)?)
@@ -109,7 +109,7 @@ impl Storage {
         obj: &Value,
         expected: i64,
     ) -> Result<Value, ApiError> {
-        let key = info.key(Some(object::namespace(obj)), object::name(obj));
+        let key = key_of(info, obj);
         let rev = self
             .store
             .update(&key, self.encode(info, obj)?, expected)
@@ -125,7 +125,7 @@ impl Storage {
         obj: &Value,
         expected: i64,
     ) -> Result<Value, ApiError> {
-        let key = info.key(Some(object::namespace(obj)), object::name(obj));
+        let key = key_of(info, obj);
         let (_, rev) = self
             .store
             .delete(&key, Some(expected))
@@ -187,6 +187,11 @@ pub fn conflict(info: &ResourceInfo, name: &str) -> ApiError {
         qualified(info)
     );
     ApiError::new(409, "Conflict", message).about(info.group, info.plural, name)
+}
+
+/// The store key of an object of `info`.
+fn key_of(info: &ResourceInfo, obj: &Value) -> String {
+    info.key(Some(object::namespace(obj)), object::name(obj))
 }
 
 fn map_conflict(e: skiff_store::StoreError, info: &ResourceInfo, name: &str) -> ApiError {

@@ -31,7 +31,7 @@ async fn unauthenticated_requests_get_401_status() {
 #[tokio::test]
 async fn default_namespaces_and_service_accounts_exist() {
     let api = api().await;
-    let (s, list) = api.call("GET", "/api/v1/namespaces", None).await;
+    let (s, list) = api.get("/api/v1/namespaces").await;
     assert_eq!(s, StatusCode::OK);
     let names: Vec<&str> = list["items"]
         .as_array()
@@ -44,11 +44,7 @@ async fn default_namespaces_and_service_accounts_exist() {
         vec!["default", "kube-node-lease", "kube-public", "kube-system"]
     );
     let (s, sa) = api
-        .call(
-            "GET",
-            "/api/v1/namespaces/kube-system/serviceaccounts/default",
-            None,
-        )
+        .get("/api/v1/namespaces/kube-system/serviceaccounts/default")
         .await;
     assert_eq!(s, StatusCode::OK, "{sa}");
 }
@@ -56,32 +52,19 @@ async fn default_namespaces_and_service_accounts_exist() {
 #[tokio::test]
 async fn create_get_update_bumps_generation_only_on_spec_change() {
     let api = api().await;
-    let (s, created) = api
-        .call(
-            "POST",
-            "/apis/apps/v1/namespaces/default/deployments",
-            Some(deployment("web", 1)),
-        )
-        .await;
+    let (s, created) = api.post(DEPLOYMENTS, deployment("web", 1)).await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     assert_eq!(created["metadata"]["generation"], 1);
     assert_eq!(created["metadata"]["uid"].as_str().unwrap().len(), 36);
-    let (s, _) = api
-        .call(
-            "POST",
-            "/apis/apps/v1/namespaces/default/deployments",
-            Some(deployment("web", 1)),
-        )
-        .await;
+    let (s, _) = api.post(DEPLOYMENTS, deployment("web", 1)).await;
     assert_eq!(s, StatusCode::CONFLICT);
 
     let mut status_write = created.clone();
     status_write["status"] = json!({"replicas": 1, "readyReplicas": 1});
     let (s, after_status) = api
-        .call(
-            "PUT",
+        .put(
             "/apis/apps/v1/namespaces/default/deployments/web/status",
-            Some(status_write),
+            status_write,
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{after_status}");
@@ -92,11 +75,7 @@ async fn create_get_update_bumps_generation_only_on_spec_change() {
     let mut stale = created.clone();
     stale["spec"]["replicas"] = json!(5);
     let (s, e) = api
-        .call(
-            "PUT",
-            "/apis/apps/v1/namespaces/default/deployments/web",
-            Some(stale),
-        )
+        .put("/apis/apps/v1/namespaces/default/deployments/web", stale)
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
 
@@ -104,11 +83,7 @@ async fn create_get_update_bumps_generation_only_on_spec_change() {
     fresh["spec"]["replicas"] = json!(5);
     fresh["status"] = json!({});
     let (s, updated) = api
-        .call(
-            "PUT",
-            "/apis/apps/v1/namespaces/default/deployments/web",
-            Some(fresh),
-        )
+        .put("/apis/apps/v1/namespaces/default/deployments/web", fresh)
         .await;
     assert_eq!(s, StatusCode::OK, "{updated}");
     assert_eq!(updated["metadata"]["generation"], 2);
@@ -122,14 +97,13 @@ async fn create_get_update_bumps_generation_only_on_spec_change() {
 async fn create_in_missing_namespace_is_404_and_nothing_is_stored() {
     let api = api().await;
     let (s, e) = api
-        .call(
-            "POST",
+        .post(
             "/apis/apps/v1/namespaces/nope/deployments",
-            Some(deployment("web", 1)),
+            deployment("web", 1),
         )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
-    let (_, list) = api.call("GET", "/apis/apps/v1/deployments", None).await;
+    let (_, list) = api.get("/apis/apps/v1/deployments").await;
     assert!(list["items"].as_array().unwrap().is_empty());
 }
 
@@ -139,7 +113,7 @@ async fn rejects_garbage_and_oversized_bodies() {
     let (s, _, _) = api
         .send(
             "POST",
-            "/api/v1/namespaces/default/configmaps",
+            CONFIGMAPS,
             "application/json",
             "application/json",
             b"{oops".to_vec(),
@@ -150,7 +124,7 @@ async fn rejects_garbage_and_oversized_bodies() {
     let (s, _, _) = api
         .send(
             "POST",
-            "/api/v1/namespaces/default/configmaps",
+            CONFIGMAPS,
             "application/json",
             "application/json",
             big,
@@ -164,16 +138,10 @@ async fn dry_run_stores_nothing() {
     let api = api().await;
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
     let (s, _) = api
-        .call(
-            "POST",
-            "/api/v1/namespaces/default/configmaps?dryRun=All",
-            Some(cm),
-        )
+        .post("/api/v1/namespaces/default/configmaps?dryRun=All", cm)
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, _) = api
-        .call("GET", "/api/v1/namespaces/default/configmaps/c", None)
-        .await;
+    let (s, _) = api.get("/api/v1/namespaces/default/configmaps/c").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
@@ -182,30 +150,20 @@ async fn list_selectors_and_pagination() {
     let api = api().await;
     for (i, tier) in ["front", "back", "front", "db"].iter().enumerate() {
         let cm = json!({"metadata": {"name": format!("c{i}"), "labels": {"tier": tier}}});
-        let (s, _) = api
-            .call("POST", "/api/v1/namespaces/default/configmaps", Some(cm))
-            .await;
+        let (s, _) = api.post(CONFIGMAPS, cm).await;
         assert_eq!(s, StatusCode::CREATED);
     }
     let (_, l) = api
-        .call(
-            "GET",
-            "/api/v1/namespaces/default/configmaps?labelSelector=tier%20in%20(front,db)",
-            None,
-        )
+        .get("/api/v1/namespaces/default/configmaps?labelSelector=tier%20in%20(front,db)")
         .await;
     assert_eq!(l["items"].as_array().unwrap().len(), 3);
     let (_, l) = api
-        .call(
-            "GET",
-            "/api/v1/configmaps?fieldSelector=metadata.name%3Dc1",
-            None,
-        )
+        .get("/api/v1/configmaps?fieldSelector=metadata.name%3Dc1")
         .await;
     assert_eq!(l["items"][0]["metadata"]["name"], "c1");
 
     let (_, p1) = api
-        .call("GET", "/api/v1/namespaces/default/configmaps?limit=3", None)
+        .get("/api/v1/namespaces/default/configmaps?limit=3")
         .await;
     assert_eq!(p1["items"].as_array().unwrap().len(), 3);
     let token = p1["metadata"]["continue"]
@@ -213,11 +171,9 @@ async fn list_selectors_and_pagination() {
         .expect("a continue token")
         .to_string();
     let (_, p2) = api
-        .call(
-            "GET",
-            &format!("/api/v1/namespaces/default/configmaps?limit=3&continue={token}"),
-            None,
-        )
+        .get(&format!(
+            "/api/v1/namespaces/default/configmaps?limit=3&continue={token}"
+        ))
         .await;
     assert_eq!(p2["items"].as_array().unwrap().len(), 1);
     assert!(p2["metadata"].get("continue").is_none());
@@ -230,39 +186,23 @@ async fn list_selectors_and_pagination() {
 #[tokio::test]
 async fn scale_subresource_reads_and_writes_replicas() {
     let api = api().await;
-    api.call(
-        "POST",
-        "/apis/apps/v1/namespaces/default/deployments",
-        Some(deployment("web", 2)),
-    )
-    .await;
+    api.post(DEPLOYMENTS, deployment("web", 2)).await;
     let (s, scale) = api
-        .call(
-            "GET",
-            "/apis/apps/v1/namespaces/default/deployments/web/scale",
-            None,
-        )
+        .get("/apis/apps/v1/namespaces/default/deployments/web/scale")
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(scale["kind"], "Scale");
     assert_eq!(scale["spec"]["replicas"], 2);
     assert_eq!(scale["status"]["selector"], "app=web");
     let (s, _, body) = api
-        .send(
-            "PATCH",
+        .merge_patch(
             "/apis/apps/v1/namespaces/default/deployments/web/scale",
-            "application/merge-patch+json",
-            "application/json",
-            br#"{"spec":{"replicas":4}}"#.to_vec(),
+            br#"{"spec":{"replicas":4}}"#,
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let (_, d) = api
-        .call(
-            "GET",
-            "/apis/apps/v1/namespaces/default/deployments/web",
-            None,
-        )
+        .get("/apis/apps/v1/namespaces/default/deployments/web")
         .await;
     assert_eq!(d["spec"]["replicas"], 4);
     assert_eq!(d["metadata"]["generation"], 2);
@@ -272,46 +212,31 @@ async fn scale_subresource_reads_and_writes_replicas() {
 async fn finalizers_delay_deletion_until_removed() {
     let api = api().await;
     let cm = json!({"metadata": {"name": "f", "finalizers": ["example.com/hold"]}});
-    api.call("POST", "/api/v1/namespaces/default/configmaps", Some(cm))
-        .await;
-    let (s, d) = api
-        .call("DELETE", "/api/v1/namespaces/default/configmaps/f", None)
-        .await;
+    api.post(CONFIGMAPS, cm).await;
+    let (s, d) = api.delete("/api/v1/namespaces/default/configmaps/f").await;
     assert_eq!(s, StatusCode::OK);
     assert!(d["metadata"]["deletionTimestamp"].is_string());
-    let (s, _) = api
-        .call("GET", "/api/v1/namespaces/default/configmaps/f", None)
-        .await;
+    let (s, _) = api.get("/api/v1/namespaces/default/configmaps/f").await;
     assert_eq!(s, StatusCode::OK, "still there while finalizers remain");
     let (s, _, _) = api
-        .send(
-            "PATCH",
+        .merge_patch(
             "/api/v1/namespaces/default/configmaps/f",
-            "application/merge-patch+json",
-            "application/json",
-            br#"{"metadata":{"finalizers":null}}"#.to_vec(),
+            br#"{"metadata":{"finalizers":null}}"#,
         )
         .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = api
-        .call("GET", "/api/v1/namespaces/default/configmaps/f", None)
-        .await;
+    let (s, _) = api.get("/api/v1/namespaces/default/configmaps/f").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn table_output_has_kubectl_columns() {
     let api = api().await;
-    api.call(
-        "POST",
-        "/apis/apps/v1/namespaces/default/deployments",
-        Some(deployment("web", 3)),
-    )
-    .await;
+    api.post(DEPLOYMENTS, deployment("web", 3)).await;
     let (s, _, body) = api
         .send(
             "GET",
-            "/apis/apps/v1/namespaces/default/deployments",
+            DEPLOYMENTS,
             "application/json",
             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
             vec![],
@@ -407,9 +332,7 @@ async fn secrets_are_stored_encrypted() {
     let api = api().await;
     let secret =
         json!({"metadata": {"name": "s"}, "stringData": {"password": "plain-text-password"}});
-    let (s, created) = api
-        .call("POST", "/api/v1/namespaces/default/secrets", Some(secret))
-        .await;
+    let (s, created) = api.post("/api/v1/namespaces/default/secrets", secret).await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     assert_eq!(created["data"]["password"], "cGxhaW4tdGV4dC1wYXNzd29yZA==");
     let raw = api
@@ -419,9 +342,7 @@ async fn secrets_are_stored_encrypted() {
         .unwrap()
         .unwrap();
     assert!(!String::from_utf8_lossy(&raw.value).contains("cGxhaW4tdGV4dC1wYXNzd29yZA"));
-    let (_, got) = api
-        .call("GET", "/api/v1/namespaces/default/secrets/s", None)
-        .await;
+    let (_, got) = api.get("/api/v1/namespaces/default/secrets/s").await;
     assert_eq!(got["data"]["password"], "cGxhaW4tdGV4dC1wYXNzd29yZA==");
     assert!(api.dir.path().join("encryption.key").exists());
 }
@@ -430,24 +351,17 @@ async fn secrets_are_stored_encrypted() {
 async fn delete_collection_honours_label_selector() {
     let api = api().await;
     for (n, l) in [("x1", "a"), ("x2", "a"), ("y", "b")] {
-        api.call(
-            "POST",
-            "/api/v1/namespaces/default/configmaps",
-            Some(json!({"metadata": {"name": n, "labels": {"g": l}}})),
+        api.post(
+            CONFIGMAPS,
+            json!({"metadata": {"name": n, "labels": {"g": l}}}),
         )
         .await;
     }
     let (s, _) = api
-        .call(
-            "DELETE",
-            "/api/v1/namespaces/default/configmaps?labelSelector=g%3Da",
-            None,
-        )
+        .delete("/api/v1/namespaces/default/configmaps?labelSelector=g%3Da")
         .await;
     assert_eq!(s, StatusCode::OK);
-    let (_, l) = api
-        .call("GET", "/api/v1/namespaces/default/configmaps", None)
-        .await;
+    let (_, l) = api.get(CONFIGMAPS).await;
     let names: Vec<&str> = l["items"]
         .as_array()
         .unwrap()
@@ -460,20 +374,15 @@ async fn delete_collection_honours_label_selector() {
 #[tokio::test]
 async fn terminating_namespace_refuses_new_objects() {
     let api = api().await;
-    api.call(
-        "POST",
-        "/api/v1/namespaces",
-        Some(json!({"metadata": {"name": "old"}})),
-    )
-    .await;
-    let (s, ns) = api.call("DELETE", "/api/v1/namespaces/old", None).await;
+    api.post("/api/v1/namespaces", json!({"metadata": {"name": "old"}}))
+        .await;
+    let (s, ns) = api.delete("/api/v1/namespaces/old").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(ns["status"]["phase"], "Terminating");
     let (s, e) = api
-        .call(
-            "POST",
+        .post(
             "/api/v1/namespaces/old/configmaps",
-            Some(json!({"metadata": {"name": "c"}})),
+            json!({"metadata": {"name": "c"}}),
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
@@ -485,20 +394,15 @@ async fn hpa_served_in_both_versions_from_one_object() {
     let hpa = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"},
         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3, "targetCPUUtilizationPercentage": 70}});
     let (s, created) = api
-        .call(
-            "POST",
+        .post(
             "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers",
-            Some(hpa),
+            hpa,
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     assert_eq!(created["apiVersion"], "autoscaling/v1");
     let (_, v2) = api
-        .call(
-            "GET",
-            "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/h",
-            None,
-        )
+        .get("/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/h")
         .await;
     assert_eq!(
         v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
@@ -529,19 +433,11 @@ async fn verbs_on_the_wrong_path_are_405() {
     let api = api().await;
     let cm = json!({"metadata": {"name": "c"}});
     let (s, e) = api
-        .call("POST", "/api/v1/namespaces/default/configmaps/c", Some(cm))
+        .post("/api/v1/namespaces/default/configmaps/c", cm)
         .await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{e}");
-    let (s, _) = api
-        .call(
-            "PUT",
-            "/api/v1/namespaces/default/configmaps",
-            Some(json!({})),
-        )
-        .await;
+    let (s, _) = api.put(CONFIGMAPS, json!({})).await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
-    let (s, _) = api
-        .call("GET", "/api/v1/namespaces/default/widgets", None)
-        .await;
+    let (s, _) = api.get("/api/v1/namespaces/default/widgets").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }

@@ -11,9 +11,7 @@ use serde_json::{json, Value};
 #[tokio::test]
 async fn watch_streams_events_with_selectors() {
     let api = api().await;
-    let (_, list) = api
-        .call("GET", "/api/v1/namespaces/default/configmaps", None)
-        .await;
+    let (_, list) = api.get(CONFIGMAPS).await;
     let rv = list["metadata"]["resourceVersion"]
         .as_str()
         .unwrap()
@@ -23,25 +21,17 @@ async fn watch_streams_events_with_selectors() {
         .await;
     assert_eq!(status, StatusCode::OK);
 
-    api.call(
-        "POST",
-        "/api/v1/namespaces/default/configmaps",
-        Some(json!({"metadata": {"name": "other"}})),
-    )
-    .await;
-    api.call(
-        "POST",
-        "/api/v1/namespaces/default/configmaps",
-        Some(json!({"metadata": {"name": "a", "labels": {"app": "x"}}})),
+    api.post(CONFIGMAPS, json!({"metadata": {"name": "other"}}))
+        .await;
+    api.post(
+        CONFIGMAPS,
+        json!({"metadata": {"name": "a", "labels": {"app": "x"}}}),
     )
     .await;
     let (s, _, _) = api
-        .send(
-            "PATCH",
+        .merge_patch(
             "/api/v1/namespaces/default/configmaps/a",
-            "application/merge-patch+json",
-            "application/json",
-            br#"{"metadata":{"labels":{"app":"y"}}}"#.to_vec(),
+            br#"{"metadata":{"labels":{"app":"y"}}}"#,
         )
         .await;
     assert_eq!(s, StatusCode::OK);
@@ -75,7 +65,7 @@ async fn watch_from_compacted_revision_is_410_gone() {
     assert_eq!(s, StatusCode::GONE);
     let status: Value = serde_json::from_slice(&body.next().await.unwrap().unwrap()).unwrap();
     assert_eq!(status["reason"], "Expired");
-    let (s, list) = api.call("GET", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={old_rv}&resourceVersionMatch=Exact"), None).await;
+    let (s, list) = api.get(&format!("/api/v1/namespaces/default/configmaps?resourceVersion={old_rv}&resourceVersionMatch=Exact")).await;
     assert_eq!(s, StatusCode::GONE, "{list}");
 }
 

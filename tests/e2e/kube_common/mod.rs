@@ -219,6 +219,27 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs kubectl, expects it to succeed and to print `want`; returns its stdout.
+    pub fn kubectl_says(&self, args: &[&str], want: &str) -> String {
+        let out = self.kubectl_ok(args);
+        assert!(
+            out.contains(want),
+            "kubectl {args:?}: missing {want:?} in {out}"
+        );
+        out
+    }
+
+    /// Runs kubectl (success or not) and returns its stderr.
+    pub fn kubectl_stderr(&self, args: &[&str]) -> String {
+        String::from_utf8_lossy(&self.kubectl(args).stderr).into_owned()
+    }
+
+    /// One field of one object: `kubectl -n NS get RESOURCE NAME -o jsonpath=PATH`.
+    pub fn jsonpath(&self, ns: &str, resource: &str, name: &str, path: &str) -> String {
+        let output = format!("jsonpath={path}");
+        self.kubectl_ok(&["-n", ns, "get", resource, name, "-o", &output])
+    }
+
     /// Writes `content` to a file in the cluster's temp dir and returns its path.
     pub fn write_file(&self, name: &str, content: &str) -> PathBuf {
         let p = self.dir.path().join(name);

@@ -86,7 +86,7 @@ impl Collector {
     /// One pass: snapshot, plan, write. Returns the snapshot revision and the writes made.
     pub async fn pass(&self) -> Result<(i64, usize), ApiError> {
         let (objects, revision) = self.snapshot().await?;
-        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let now = crate::object::now();
         let encrypted: HashSet<&str> = objects
             .iter()
             .filter(|s| s.encrypted)

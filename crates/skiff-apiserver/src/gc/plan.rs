@@ -366,24 +366,30 @@ pub(super) mod tests {
         }
     }
 
+    /// An object in the `default` namespace, stored.
+    fn in_default(kind: (&str, &str), name: &str, uid: &str, extra: Value) -> Stored {
+        stored(obj(kind, Some("default"), name, uid, extra))
+    }
+
+    /// Metadata of a dependent whose controller (blocking deletion) is the given owner.
+    fn owned_by(kind: (&str, &str), name: &str, uid: &str) -> Value {
+        json!({"ownerReferences": [owner_ref(kind, name, uid, true)]})
+    }
+
+    /// The action deleting `s` at the snapshot's revision.
+    fn deleted(s: &Stored) -> Action {
+        Action::Delete {
+            key: s.key.clone(),
+            revision: 7,
+        }
+    }
+
     #[test]
     fn dependents_of_a_vanished_owner_are_deleted() {
-        let rs = stored(obj(
-            RS,
-            Some("default"),
-            "web-1",
-            "rs-uid",
-            json!({"ownerReferences": [owner_ref(DEPLOY, "web", "gone", true)]}),
-        ));
+        let rs = in_default(RS, "web-1", "rs-uid", owned_by(DEPLOY, "web", "gone"));
         let actions = plan(std::slice::from_ref(&rs), "now");
-        assert_eq!(
-            actions,
-            [Action::Delete {
-                key: rs.key.clone(),
-                revision: 7
-            }]
-        );
-        let dep = stored(obj(DEPLOY, Some("default"), "web", "gone", json!({})));
+        assert_eq!(actions, [deleted(&rs)]);
+        let dep = in_default(DEPLOY, "web", "gone", json!({}));
         assert!(
             plan(&[rs, dep], "now").is_empty(),
             "owner present: nothing to do"
@@ -392,22 +398,20 @@ pub(super) mod tests {
 
     #[test]
     fn unserved_owner_kinds_and_partial_owners() {
-        let job_owned = stored(obj(
+        let job_owned = in_default(
             POD,
-            Some("default"),
             "p",
             "p",
             json!({"ownerReferences": [owner_ref(("batch/v1", "Job"), "j", "job-uid", true)]}),
-        ));
+        );
         assert!(plan(&[job_owned], "now").is_empty());
-        let both = stored(obj(
+        let both = in_default(
             POD,
-            Some("default"),
             "q",
             "q",
             json!({"ownerReferences": [owner_ref(RS, "a", "a", true), owner_ref(RS, "b", "b", true)]}),
-        ));
-        let a = stored(obj(RS, Some("default"), "a", "a", json!({})));
+        );
+        let a = in_default(RS, "a", "a", json!({}));
         let actions = plan(&[both.clone(), a], "now");
         let Action::Update { object, .. } = &actions[0] else {
             panic!("{actions:?}")
@@ -420,38 +424,17 @@ pub(super) mod tests {
 
     #[test]
     fn foreground_waits_for_blocking_dependents() {
-        let owner = stored(obj(
+        let owner = in_default(
             DEPLOY,
-            Some("default"),
             "web",
             "d",
             json!({"deletionTimestamp": "t", "finalizers": ["foregroundDeletion"]}),
-        ));
-        let rs = stored(obj(
-            RS,
-            Some("default"),
-            "web-1",
-            "r",
-            json!({"ownerReferences": [owner_ref(DEPLOY, "web", "d", true)]}),
-        ));
+        );
+        let rs = in_default(RS, "web-1", "r", owned_by(DEPLOY, "web", "d"));
         let actions = plan(&[owner.clone(), rs.clone()], "now");
-        assert_eq!(
-            actions,
-            [Action::Delete {
-                key: rs.key.clone(),
-                revision: 7
-            }],
-            "owner waits"
-        );
+        assert_eq!(actions, [deleted(&rs)], "owner waits");
         let actions = plan(std::slice::from_ref(&owner), "now");
-        assert_eq!(
-            actions,
-            [Action::Delete {
-                key: owner.key.clone(),
-                revision: 7
-            }],
-            "then goes"
-        );
+        assert_eq!(actions, [deleted(&owner)], "then goes");
         let mut two = owner.clone();
         two.object.as_mut().unwrap()["metadata"]["finalizers"] =
             json!(["foregroundDeletion", "example.com/x"]);
@@ -463,46 +446,31 @@ pub(super) mod tests {
 
     #[test]
     fn terminating_pods_are_left_to_their_node() {
-        let pod = stored(obj(
+        let pod = in_default(
             POD,
-            Some("default"),
             "p",
             "p",
             json!({"deletionTimestamp": "t", "deletionGracePeriodSeconds": 30}),
-        ));
+        );
         assert!(plan(std::slice::from_ref(&pod), "now").is_empty());
-        let cm = stored(obj(
+        let cm = in_default(
             ("v1", "ConfigMap"),
-            Some("default"),
             "c",
             "c",
             json!({"deletionTimestamp": "t"}),
-        ));
-        assert_eq!(
-            plan(std::slice::from_ref(&cm), "now"),
-            [Action::Delete {
-                key: cm.key.clone(),
-                revision: 7
-            }]
         );
+        assert_eq!(plan(std::slice::from_ref(&cm), "now"), [deleted(&cm)]);
     }
 
     #[test]
     fn orphan_releases_dependents_then_the_owner() {
-        let owner = stored(obj(
+        let owner = in_default(
             RS,
-            Some("default"),
             "web-1",
             "r",
             json!({"deletionTimestamp": "t", "finalizers": ["orphan"]}),
-        ));
-        let pod = stored(obj(
-            POD,
-            Some("default"),
-            "p",
-            "p",
-            json!({"ownerReferences": [owner_ref(RS, "web-1", "r", true)]}),
-        ));
+        );
+        let pod = in_default(POD, "p", "p", owned_by(RS, "web-1", "r"));
         let actions = plan(&[owner.clone(), pod.clone()], "now");
         assert_eq!(actions.len(), 1);
         let Action::Update { key, object, .. } = &actions[0] else {
@@ -510,13 +478,7 @@ pub(super) mod tests {
         };
         assert_eq!(key, &pod.key);
         assert!(object["metadata"].get("ownerReferences").is_none());
-        assert_eq!(
-            plan(std::slice::from_ref(&owner), "now"),
-            [Action::Delete {
-                key: owner.key.clone(),
-                revision: 7
-            }]
-        );
+        assert_eq!(plan(std::slice::from_ref(&owner), "now"), [deleted(&owner)]);
     }
 
     #[test]
@@ -561,13 +523,7 @@ pub(super) mod tests {
         assert!(
             matches!(&actions[0], Action::Update { object, .. } if object["status"]["phase"] == "Terminating")
         );
-        assert_eq!(
-            actions[1],
-            Action::Delete {
-                key: cm.key.clone(),
-                revision: 7
-            }
-        );
+        assert_eq!(actions[1], deleted(&cm));
         assert!(
             matches!(&actions[2], Action::Update { object, .. } if object["metadata"]["deletionTimestamp"] == "now")
         );
@@ -578,10 +534,7 @@ pub(super) mod tests {
             .all(|a| a.key() != terminating.key));
         assert_eq!(
             plan(std::slice::from_ref(&terminating), "now"),
-            [Action::Delete {
-                key: terminating.key.clone(),
-                revision: 7
-            }]
+            [deleted(&terminating)]
         );
     }
 }

@@ -83,11 +83,7 @@ fn options(ctx: Ctx<'_>, body: &[u8]) -> Result<Options, ApiError> {
 
 pub async fn delete(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
     let opts = options(ctx, body)?;
-    let current = ctx
-        .state
-        .storage
-        .must_get(ctx.info(), ctx.ns(), ctx.name())
-        .await?;
+    let current = ctx.current().await?;
     let p = &opts.preconditions;
     if let Some(uid) = p
         .uid

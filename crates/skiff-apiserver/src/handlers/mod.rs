@@ -47,6 +47,14 @@ impl Ctx<'_> {
     pub fn name(&self) -> &str {
         self.target.name.as_deref().unwrap_or_default()
     }
+
+    /// The stored object the request names, or NotFound.
+    pub async fn current(&self) -> Result<Value, ApiError> {
+        self.state
+            .storage
+            .must_get(self.info(), self.ns(), self.name())
+            .await
+    }
 }
 
 pub async fn dispatch(ctx: Ctx<'_>, verb: &str, body: Bytes) -> Result<Response, ApiError> {

@@ -66,21 +66,23 @@ fn patch_sets_rv(body: &[u8]) -> bool {
         .is_ok_and(|s| s.contains("\"resourceVersion\"") || s.contains("resourceVersion:"))
 }
 
+/// The field manager of a server-side apply, which Kubernetes requires.
+fn apply_manager<'a>(ctx: Ctx<'a>) -> Result<&'a str, ApiError> {
+    ctx.params
+        .field_manager
+        .as_deref()
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request("PATCH with apply-patch+yaml requires the fieldManager parameter")
+        })
+}
+
 /// The object after applying the request's patch to `current`.
 pub fn patched(ctx: Ctx<'_>, ct: &str, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
     let info = ctx.info();
     if ct == APPLY {
         let applied = decode_applied(info, body)?;
-        let manager = ctx
-            .params
-            .field_manager
-            .as_deref()
-            .filter(|m| !m.is_empty())
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "PATCH with apply-patch+yaml requires the fieldManager parameter",
-                )
-            })?;
+        let manager = apply_manager(ctx)?;
         return crate::ssa::server_side_apply(
             info,
             Some(current),
@@ -127,14 +129,7 @@ async fn apply_to(
 /// Server-side apply of an object that does not exist yet creates it.
 async fn create_by_apply(ctx: Ctx<'_>, body: &[u8], dry_run: bool) -> Result<Response, ApiError> {
     let info = ctx.info();
-    let manager = ctx
-        .params
-        .field_manager
-        .as_deref()
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request("PATCH with apply-patch+yaml requires the fieldManager parameter")
-        })?;
+    let manager = apply_manager(ctx)?;
     let applied = decode_applied(info, body)?;
     let mut obj =
         crate::ssa::server_side_apply(info, None, &applied, manager, flag(&ctx.params.force))?;

@@ -13,11 +13,7 @@ use crate::resources::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector};
 
 pub async fn get(ctx: Ctx<'_>) -> Result<Response, ApiError> {
-    let obj = ctx
-        .state
-        .storage
-        .must_get(ctx.info(), ctx.ns(), ctx.name())
-        .await?;
+    let obj = ctx.current().await?;
     reply(ctx, 200, &obj)
 }
 

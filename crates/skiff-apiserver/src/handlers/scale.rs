@@ -31,11 +31,7 @@ fn scale_of(obj: &Value) -> Value {
 }
 
 pub async fn get(ctx: Ctx<'_>) -> Result<Response, ApiError> {
-    let obj = ctx
-        .state
-        .storage
-        .must_get(ctx.info(), ctx.ns(), ctx.name())
-        .await?;
+    let obj = ctx.current().await?;
     Ok(reply_json(200, &scale_of(&obj)))
 }
 

@@ -10,6 +10,7 @@ mod fieldset;
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, Cause};
+use crate::object::now;
 use crate::patch::meta;
 use crate::resources::ResourceInfo;
 use crate::validation::schema::{Node, Shape};
@@ -90,10 +91,6 @@ fn store_entries(obj: &mut Value, entries: Vec<Entry>) {
             meta.insert("managedFields".into(), Value::Array(list));
         }
     }
-}
-
-fn now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Applies `applied` (the body of an `application/apply-patch+yaml` PATCH, parsed) for

@@ -6,6 +6,16 @@ fn info() -> &'static ResourceInfo {
     find_kind("apps/v1", "Deployment").unwrap()
 }
 
+/// Server-side apply of `applied` by `manager` onto a deployment (`live`: None when new).
+fn apply_deployment(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+) -> Result<Value, ApiError> {
+    server_side_apply(info(), live, applied, manager, force)
+}
+
 fn applied(replicas: i64, image: &str) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"app": "web"}},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
@@ -29,7 +39,7 @@ fn owns_replicas(obj: &Value, name: &str) -> bool {
 
 #[test]
 fn first_apply_creates_and_records_ownership() {
-    let out = server_side_apply(info(), None, &applied(2, "nginx:1"), "kubectl", false).unwrap();
+    let out = apply_deployment(None, &applied(2, "nginx:1"), "kubectl", false).unwrap();
     assert_eq!(out["spec"]["replicas"], 2);
     let entry = manager(&out, "kubectl").unwrap();
     assert_eq!(entry["operation"], "Apply");
@@ -47,16 +57,8 @@ fn first_apply_creates_and_records_ownership() {
 
 #[test]
 fn conflict_with_another_manager_is_409_with_kubectl_message() {
-    let live =
-        server_side_apply(info(), None, &applied(2, "nginx:1"), "other-manager", false).unwrap();
-    let err = server_side_apply(
-        info(),
-        Some(&live),
-        &applied(5, "nginx:1"),
-        "kubectl",
-        false,
-    )
-    .unwrap_err();
+    let live = apply_deployment(None, &applied(2, "nginx:1"), "other-manager", false).unwrap();
+    let err = apply_deployment(Some(&live), &applied(5, "nginx:1"), "kubectl", false).unwrap_err();
     assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
     assert_eq!(
         err.message,
@@ -72,14 +74,7 @@ fn conflict_with_another_manager_is_409_with_kubectl_message() {
     );
 
     // Same values are shared ownership, not a conflict.
-    let shared = server_side_apply(
-        info(),
-        Some(&live),
-        &applied(2, "nginx:1"),
-        "kubectl",
-        false,
-    )
-    .unwrap();
+    let shared = apply_deployment(Some(&live), &applied(2, "nginx:1"), "kubectl", false).unwrap();
     assert!(owns_replicas(&shared, "other-manager"));
     assert!(owns_replicas(&shared, "kubectl"));
 }
@@ -88,14 +83,7 @@ fn conflict_with_another_manager_is_409_with_kubectl_message() {
 fn update_managers_are_named_with_their_api_version() {
     let mut live = applied(2, "nginx:1");
     record_update(info(), None, &mut live, "kubectl-client-side-apply");
-    let err = server_side_apply(
-        info(),
-        Some(&live),
-        &applied(3, "nginx:2"),
-        "kubectl",
-        false,
-    )
-    .unwrap_err();
+    let err = apply_deployment(Some(&live), &applied(3, "nginx:2"), "kubectl", false).unwrap_err();
     assert!(err.message.starts_with("Apply failed with 2 conflicts: conflicts with \"kubectl-client-side-apply\" using apps/v1:\n- "), "{}", err.message);
     assert!(
         err.message
@@ -108,10 +96,8 @@ fn update_managers_are_named_with_their_api_version() {
 
 #[test]
 fn force_takes_ownership() {
-    let live =
-        server_side_apply(info(), None, &applied(2, "nginx:1"), "other-manager", false).unwrap();
-    let out =
-        server_side_apply(info(), Some(&live), &applied(5, "nginx:1"), "kubectl", true).unwrap();
+    let live = apply_deployment(None, &applied(2, "nginx:1"), "other-manager", false).unwrap();
+    let out = apply_deployment(Some(&live), &applied(5, "nginx:1"), "kubectl", true).unwrap();
     assert_eq!(out["spec"]["replicas"], 5);
     assert!(!owns_replicas(&out, "other-manager"));
     assert!(owns_replicas(&out, "kubectl"));
@@ -125,15 +111,8 @@ fn fields_no_longer_applied_are_removed_unless_someone_else_owns_them() {
         .as_array_mut()
         .unwrap()
         .push(json!({"name": "sidecar", "image": "busybox"}));
-    let live = server_side_apply(info(), None, &first, "kubectl", false).unwrap();
-    let out = server_side_apply(
-        info(),
-        Some(&live),
-        &applied(2, "nginx:1"),
-        "kubectl",
-        false,
-    )
-    .unwrap();
+    let live = apply_deployment(None, &first, "kubectl", false).unwrap();
+    let out = apply_deployment(Some(&live), &applied(2, "nginx:1"), "kubectl", false).unwrap();
     assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
     assert_eq!(
         out["spec"]["template"]["spec"]["containers"],
@@ -141,33 +120,25 @@ fn fields_no_longer_applied_are_removed_unless_someone_else_owns_them() {
     );
 
     // A field another manager also set survives this manager dropping it.
-    let mut live = server_side_apply(info(), None, &first, "kubectl", false).unwrap();
+    let mut live = apply_deployment(None, &first, "kubectl", false).unwrap();
     let mut other = live.clone();
     other["metadata"]["labels"]["tier"] = json!("be");
     record_update(info(), Some(&live), &mut other, "editor");
     live = other;
-    let out = server_side_apply(
-        info(),
-        Some(&live),
-        &applied(2, "nginx:1"),
-        "kubectl",
-        false,
-    )
-    .unwrap();
+    let out = apply_deployment(Some(&live), &applied(2, "nginx:1"), "kubectl", false).unwrap();
     assert_eq!(out["metadata"]["labels"]["tier"], "be");
 }
 
 #[test]
 fn apply_merges_into_live_fields_set_by_others() {
-    let mut live =
-        server_side_apply(info(), None, &applied(2, "nginx:1"), "kubectl", false).unwrap();
+    let mut live = apply_deployment(None, &applied(2, "nginx:1"), "kubectl", false).unwrap();
     live["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("IfNotPresent");
     live["spec"]["template"]["spec"]["containers"][0]["ports"] =
         json!([{"containerPort": 80, "protocol": "TCP"}]);
     let mut a = applied(2, "nginx:2");
     a["spec"]["template"]["spec"]["containers"][0]["ports"] =
         json!([{"containerPort": 80, "name": "http"}]);
-    let out = server_side_apply(info(), Some(&live), &a, "kubectl", false).unwrap();
+    let out = apply_deployment(Some(&live), &a, "kubectl", false).unwrap();
     let c = &out["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["image"], "nginx:2");
     assert_eq!(c["imagePullPolicy"], "IfNotPresent");
@@ -207,13 +178,13 @@ fn record_update_tracks_changes_and_steals_ownership() {
 #[test]
 fn bad_apply_requests() {
     assert_eq!(
-        server_side_apply(info(), None, &json!([1]), "kubectl", false)
+        apply_deployment(None, &json!([1]), "kubectl", false)
             .unwrap_err()
             .code,
         400
     );
     assert_eq!(
-        server_side_apply(info(), None, &applied(1, "x"), "", false)
+        apply_deployment(None, &applied(1, "x"), "", false)
             .unwrap_err()
             .code,
         400

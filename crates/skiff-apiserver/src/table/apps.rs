@@ -3,142 +3,111 @@
 
 use serde_json::{json, Value};
 
-use super::{age, containers_and_images, format_labels, int, name, Column, Printer, AGE, NAME};
+use super::{
+    age, col, containers_and_images, format_labels, int, int_col, join_or, name, str_at, wide,
+    Column, Printer, AGE, NAME,
+};
 use crate::selector::label_selector_string;
 
-const CONTAINERS: Column = Column("Containers", "string", "", 1);
-const IMAGES: Column = Column("Images", "string", "", 1);
-const SELECTOR: Column = Column("Selector", "string", "", 1);
+const CONTAINERS: Column = wide("Containers");
+const IMAGES: Column = wide("Images");
+const SELECTOR: Column = wide("Selector");
 
 pub fn printer(kind: &str) -> Option<Printer> {
     Some(match kind {
         "Deployment" => Printer {
-            columns: &[
-                NAME,
-                Column("Ready", "string", "", 0),
-                Column("Up-to-date", "integer", "", 0),
-                Column("Available", "integer", "", 0),
-                AGE,
-                CONTAINERS,
-                IMAGES,
-                SELECTOR,
-            ],
+            columns: const {
+                &[
+                    NAME,
+                    col("Ready"),
+                    int_col("Up-to-date"),
+                    int_col("Available"),
+                    AGE,
+                    CONTAINERS,
+                    IMAGES,
+                    SELECTOR,
+                ]
+            },
             cells: |o| {
-                let (c, i) = containers_and_images(o.pointer("/spec/template/spec"));
-                vec![
-                    name(o),
-                    json!(format!(
-                        "{}/{}",
-                        int(o, "/status/readyReplicas"),
-                        desired(o)
-                    )),
+                let own = vec![
+                    ready_of_desired(o),
                     int(o, "/status/updatedReplicas"),
                     int(o, "/status/availableReplicas"),
-                    age(o),
-                    c,
-                    i,
-                    selector(o),
-                ]
+                ];
+                workload_row(o, own, true)
             },
         },
         "ReplicaSet" => Printer {
-            columns: &[
-                NAME,
-                Column("Desired", "integer", "", 0),
-                Column("Current", "integer", "", 0),
-                Column("Ready", "integer", "", 0),
-                AGE,
-                CONTAINERS,
-                IMAGES,
-                SELECTOR,
-            ],
+            columns: const {
+                &[
+                    NAME,
+                    int_col("Desired"),
+                    int_col("Current"),
+                    int_col("Ready"),
+                    AGE,
+                    CONTAINERS,
+                    IMAGES,
+                    SELECTOR,
+                ]
+            },
             cells: |o| {
-                let (c, i) = containers_and_images(o.pointer("/spec/template/spec"));
-                vec![
-                    name(o),
+                let own = vec![
                     json!(desired(o)),
                     int(o, "/status/replicas"),
                     int(o, "/status/readyReplicas"),
-                    age(o),
-                    c,
-                    i,
-                    selector(o),
-                ]
+                ];
+                workload_row(o, own, true)
             },
         },
         "DaemonSet" => Printer {
-            columns: &[
-                NAME,
-                Column("Desired", "integer", "", 0),
-                Column("Current", "integer", "", 0),
-                Column("Ready", "integer", "", 0),
-                Column("Up-to-date", "integer", "", 0),
-                Column("Available", "integer", "", 0),
-                Column("Node Selector", "string", "", 0),
-                AGE,
-                CONTAINERS,
-                IMAGES,
-                SELECTOR,
-            ],
+            columns: const {
+                &[
+                    NAME,
+                    int_col("Desired"),
+                    int_col("Current"),
+                    int_col("Ready"),
+                    int_col("Up-to-date"),
+                    int_col("Available"),
+                    col("Node Selector"),
+                    AGE,
+                    CONTAINERS,
+                    IMAGES,
+                    SELECTOR,
+                ]
+            },
             cells: |o| {
-                let (c, i) = containers_and_images(o.pointer("/spec/template/spec"));
-                vec![
-                    name(o),
+                let own = vec![
                     int(o, "/status/desiredNumberScheduled"),
                     int(o, "/status/currentNumberScheduled"),
                     int(o, "/status/numberReady"),
                     int(o, "/status/updatedNumberScheduled"),
                     int(o, "/status/numberAvailable"),
                     json!(format_labels(o.pointer("/spec/template/spec/nodeSelector"))),
-                    age(o),
-                    c,
-                    i,
-                    selector(o),
-                ]
+                ];
+                workload_row(o, own, true)
             },
         },
         "StatefulSet" => Printer {
-            columns: &[
-                NAME,
-                Column("Ready", "string", "", 0),
-                AGE,
-                CONTAINERS,
-                IMAGES,
-            ],
-            cells: |o| {
-                let (c, i) = containers_and_images(o.pointer("/spec/template/spec"));
-                vec![
-                    name(o),
-                    json!(format!(
-                        "{}/{}",
-                        int(o, "/status/readyReplicas"),
-                        desired(o)
-                    )),
-                    age(o),
-                    c,
-                    i,
-                ]
-            },
+            columns: const { &[NAME, col("Ready"), AGE, CONTAINERS, IMAGES] },
+            cells: |o| workload_row(o, vec![ready_of_desired(o)], false),
         },
         "HorizontalPodAutoscaler" => Printer {
-            columns: &[
-                NAME,
-                Column("Reference", "string", "", 0),
-                Column("Targets", "string", "", 0),
-                Column("MinPods", "string", "", 0),
-                Column("MaxPods", "integer", "", 0),
-                Column("Replicas", "integer", "", 0),
-                AGE,
-            ],
+            columns: const {
+                &[
+                    NAME,
+                    col("Reference"),
+                    col("Targets"),
+                    col("MinPods"),
+                    int_col("MaxPods"),
+                    int_col("Replicas"),
+                    AGE,
+                ]
+            },
             cells: |o| {
                 let reference = format!(
                     "{}/{}",
-                    o.pointer("/spec/scaleTargetRef/kind")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default(),
-                    o.pointer("/spec/scaleTargetRef/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
+                    str_at(o, "/spec/scaleTargetRef/kind"),
+                    str_at(o, "/spec/scaleTargetRef/name")
                 );
                 let min = o
                     .pointer("/spec/minReplicas")
@@ -156,30 +125,45 @@ pub fn printer(kind: &str) -> Option<Printer> {
             },
         },
         "Lease" => Printer {
-            columns: &[NAME, Column("Holder", "string", "", 0), AGE],
-            cells: |o| {
-                vec![
-                    name(o),
-                    json!(o
-                        .pointer("/spec/holderIdentity")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()),
-                    age(o),
-                ]
-            },
+            columns: const { &[NAME, col("Holder"), AGE] },
+            cells: |o| vec![name(o), json!(str_at(o, "/spec/holderIdentity")), age(o)],
         },
         "EndpointSlice" => Printer {
-            columns: &[
-                NAME,
-                Column("AddressType", "string", "", 0),
-                Column("Ports", "string", "", 0),
-                Column("Endpoints", "string", "", 0),
-                AGE,
-            ],
+            columns: const {
+                &[
+                    NAME,
+                    col("AddressType"),
+                    col("Ports"),
+                    col("Endpoints"),
+                    AGE,
+                ]
+            },
             cells: endpointslice_cells,
         },
         _ => return None,
     })
+}
+
+/// A workload row: name, the kind's `own` cells, age, then the pod template's containers and
+/// images (wide), and the selector when the kind shows one.
+fn workload_row(o: &Value, own: Vec<Value>, with_selector: bool) -> Vec<Value> {
+    let (containers, images) = containers_and_images(o.pointer("/spec/template/spec"));
+    let mut row = vec![name(o)];
+    row.extend(own);
+    row.extend([age(o), containers, images]);
+    if with_selector {
+        row.push(selector(o));
+    }
+    row
+}
+
+/// `ready/desired` replicas, as the Ready column of deployments and statefulsets.
+fn ready_of_desired(o: &Value) -> Value {
+    json!(format!(
+        "{}/{}",
+        int(o, "/status/readyReplicas"),
+        desired(o)
+    ))
 }
 
 fn desired(o: &Value) -> i64 {
@@ -287,11 +271,7 @@ fn endpointslice_cells(o: &Value) -> Vec<Value> {
             .get("addressType")
             .and_then(Value::as_str)
             .unwrap_or_default()),
-        json!(if ports.is_empty() {
-            "<unset>".into()
-        } else {
-            ports.join(",")
-        }),
+        json!(join_or(&ports, "<unset>")),
         json!(endpoints),
         age(o),
     ]
@@ -312,6 +292,32 @@ mod tests {
         assert_eq!(c[5], "c");
         assert_eq!(c[6], "busybox");
         assert_eq!(c[7], "app=web");
+    }
+
+    #[test]
+    fn every_row_has_one_cell_per_column() {
+        let o = json!({"metadata": {"name": "x"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        for kind in [
+            "Deployment",
+            "ReplicaSet",
+            "DaemonSet",
+            "StatefulSet",
+            "HorizontalPodAutoscaler",
+            "Lease",
+            "EndpointSlice",
+        ] {
+            let p = printer(kind).unwrap();
+            let cells = (p.cells)(&o);
+            assert_eq!(cells.len(), p.columns.len(), "{kind}");
+            for (col, cell) in p.columns.iter().zip(&cells) {
+                match col.0 {
+                    "Containers" => assert_eq!(cell, "c", "{kind}"),
+                    "Images" => assert_eq!(cell, "i", "{kind}"),
+                    "Name" => assert_eq!(cell, "x", "{kind}"),
+                    _ => {}
+                }
+            }
+        }
     }
 
     #[test]

@@ -3,43 +3,45 @@
 
 use serde_json::{json, Value};
 
-use super::{age, format_labels, int, name, since, str_or_none, Column, Printer, AGE, NAME};
+use super::{
+    age, col, format_labels, int, join_or, name, since, str_at, str_or_none, wide, Printer, AGE,
+    NAME,
+};
 
 pub fn printer(kind: &str) -> Option<Printer> {
     Some(match kind {
         "Pod" => Printer {
-            columns: &[
-                NAME,
-                Column("Ready", "string", "", 0),
-                Column("Status", "string", "", 0),
-                Column("Restarts", "string", "", 0),
-                AGE,
-                Column("IP", "string", "", 1),
-                Column("Node", "string", "", 1),
-                Column("Nominated Node", "string", "", 1),
-                Column("Readiness Gates", "string", "", 1),
-            ],
+            columns: const {
+                &[
+                    NAME,
+                    col("Ready"),
+                    col("Status"),
+                    col("Restarts"),
+                    AGE,
+                    wide("IP"),
+                    wide("Node"),
+                    wide("Nominated Node"),
+                    wide("Readiness Gates"),
+                ]
+            },
             cells: pod_cells,
         },
         "Service" => Printer {
-            columns: &[
-                NAME,
-                Column("Type", "string", "", 0),
-                Column("Cluster-IP", "string", "", 0),
-                Column("External-IP", "string", "", 0),
-                Column("Port(s)", "string", "", 0),
-                AGE,
-                Column("Selector", "string", "", 1),
-            ],
+            columns: const {
+                &[
+                    NAME,
+                    col("Type"),
+                    col("Cluster-IP"),
+                    col("External-IP"),
+                    col("Port(s)"),
+                    AGE,
+                    wide("Selector"),
+                ]
+            },
             cells: service_cells,
         },
         "Secret" => Printer {
-            columns: &[
-                NAME,
-                Column("Type", "string", "", 0),
-                Column("Data", "string", "", 0),
-                AGE,
-            ],
+            columns: const { &[NAME, col("Type"), col("Data"), AGE] },
             cells: |o| {
                 vec![
                     name(o),
@@ -50,15 +52,15 @@ pub fn printer(kind: &str) -> Option<Printer> {
             },
         },
         "ConfigMap" => Printer {
-            columns: &[NAME, Column("Data", "string", "", 0), AGE],
+            columns: const { &[NAME, col("Data"), AGE] },
             cells: |o| vec![name(o), count(o, &["data", "binaryData"]), age(o)],
         },
         "Namespace" => Printer {
-            columns: &[NAME, Column("Status", "string", "", 0), AGE],
+            columns: const { &[NAME, col("Status"), AGE] },
             cells: |o| vec![name(o), str_or_none(o, "/status/phase"), age(o)],
         },
         "ServiceAccount" => Printer {
-            columns: &[NAME, Column("Secrets", "string", "", 0), AGE],
+            columns: const { &[NAME, col("Secrets"), AGE] },
             cells: |o| {
                 vec![
                     name(o),
@@ -71,37 +73,41 @@ pub fn printer(kind: &str) -> Option<Printer> {
             },
         },
         "Node" => Printer {
-            columns: &[
-                NAME,
-                Column("Status", "string", "", 0),
-                Column("Roles", "string", "", 0),
-                AGE,
-                Column("Version", "string", "", 0),
-                Column("Internal-IP", "string", "", 1),
-                Column("External-IP", "string", "", 1),
-                Column("OS-Image", "string", "", 1),
-                Column("Kernel-Version", "string", "", 1),
-                Column("Container-Runtime", "string", "", 1),
-            ],
+            columns: const {
+                &[
+                    NAME,
+                    col("Status"),
+                    col("Roles"),
+                    AGE,
+                    col("Version"),
+                    wide("Internal-IP"),
+                    wide("External-IP"),
+                    wide("OS-Image"),
+                    wide("Kernel-Version"),
+                    wide("Container-Runtime"),
+                ]
+            },
             cells: node_cells,
         },
         "Endpoints" => Printer {
-            columns: &[NAME, Column("Endpoints", "string", "", 0), AGE],
+            columns: const { &[NAME, col("Endpoints"), AGE] },
             cells: |o| vec![name(o), json!(endpoints_summary(o)), age(o)],
         },
         "Event" => Printer {
-            columns: &[
-                Column("Last Seen", "string", "", 0),
-                Column("Type", "string", "", 0),
-                Column("Reason", "string", "", 0),
-                Column("Object", "string", "", 0),
-                Column("Subobject", "string", "", 1),
-                Column("Source", "string", "", 1),
-                Column("Message", "string", "", 0),
-                Column("First Seen", "string", "", 1),
-                Column("Count", "string", "", 1),
-                Column("Name", "string", "", 1),
-            ],
+            columns: const {
+                &[
+                    col("Last Seen"),
+                    col("Type"),
+                    col("Reason"),
+                    col("Object"),
+                    wide("Subobject"),
+                    wide("Source"),
+                    col("Message"),
+                    wide("First Seen"),
+                    wide("Count"),
+                    wide("Name"),
+                ]
+            },
             cells: event_cells,
         },
         _ => return None,
@@ -279,11 +285,7 @@ fn service_cells(o: &Value) -> Vec<Value> {
                 })
                 .collect();
             ips.extend(external_ips.iter().map(|s| s.to_string()));
-            if ips.is_empty() {
-                "<pending>".into()
-            } else {
-                ips.join(",")
-            }
+            join_or(&ips, "<pending>")
         }
         _ if !external_ips.is_empty() => external_ips.join(","),
         _ => "<none>".into(),
@@ -313,11 +315,7 @@ fn service_cells(o: &Value) -> Vec<Value> {
         json!(ty),
         json!(cluster_ip),
         json!(external),
-        json!(if ports.is_empty() {
-            "<none>".into()
-        } else {
-            ports.join(",")
-        }),
+        json!(join_or(&ports, "<none>")),
         age(o),
         json!(format_labels(o.pointer("/spec/selector"))),
     ]
@@ -365,16 +363,9 @@ fn node_cells(o: &Value) -> Vec<Value> {
     vec![
         name(o),
         json!(status),
-        json!(if roles.is_empty() {
-            "<none>".into()
-        } else {
-            roles.join(",")
-        }),
+        json!(join_or(&roles, "<none>")),
         age(o),
-        json!(o
-            .pointer("/status/nodeInfo/kubeletVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("")),
+        json!(str_at(o, "/status/nodeInfo/kubeletVersion")),
         json!(address("InternalIP")),
         json!(address("ExternalIP")),
         str_or_none(o, "/status/nodeInfo/osImage"),
@@ -415,33 +406,20 @@ fn event_cells(o: &Value) -> Vec<Value> {
             .and_then(Value::as_str)
     });
     let first = ts("firstTimestamp").or_else(|| ts("eventTime")).or(last);
-    let kind = o
-        .pointer("/involvedObject/kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_lowercase();
-    let obj_name = o
-        .pointer("/involvedObject/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let kind = str_at(o, "/involvedObject/kind").to_lowercase();
+    let obj_name = str_at(o, "/involvedObject/name");
     let source = o
         .pointer("/source/component")
         .or_else(|| o.get("reportingComponent"))
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let host = o
-        .pointer("/source/host")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let host = str_at(o, "/source/host");
     vec![
         json!(since(last)),
         json!(o.get("type").and_then(Value::as_str).unwrap_or_default()),
         json!(o.get("reason").and_then(Value::as_str).unwrap_or_default()),
         json!(format!("{kind}/{obj_name}")),
-        json!(o
-            .pointer("/involvedObject/fieldPath")
-            .and_then(Value::as_str)
-            .unwrap_or_default()),
+        json!(str_at(o, "/involvedObject/fieldPath")),
         json!(if host.is_empty() {
             source.to_string()
         } else {

@@ -21,7 +21,22 @@ pub struct Printer {
 }
 
 const NAME: Column = Column("Name", "string", "name", 0);
-const AGE: Column = Column("Age", "string", "", 0);
+const AGE: Column = col("Age");
+
+/// A string column shown always.
+const fn col(name: &'static str) -> Column {
+    Column(name, "string", "", 0)
+}
+
+/// An integer column shown always.
+const fn int_col(name: &'static str) -> Column {
+    Column(name, "integer", "", 0)
+}
+
+/// A string column shown only with `-o wide`.
+const fn wide(name: &'static str) -> Column {
+    Column(name, "string", "", 1)
+}
 
 fn default_printer() -> Printer {
     Printer {
@@ -108,48 +123,42 @@ pub(crate) fn human_duration(seconds: i64) -> String {
     }
     let minutes = seconds / 60;
     if minutes < 10 {
-        let s = seconds % 60;
-        return if s == 0 {
-            format!("{minutes}m")
-        } else {
-            format!("{minutes}m{s}s")
-        };
+        return two_units(minutes, 'm', seconds % 60, 's');
     }
     if minutes < 180 {
         return format!("{minutes}m");
     }
     let hours = seconds / 3600;
     if hours < 8 {
-        let m = minutes % 60;
-        return if m == 0 {
-            format!("{hours}h")
-        } else {
-            format!("{hours}h{m}m")
-        };
+        return two_units(hours, 'h', minutes % 60, 'm');
     }
     if hours < 48 {
         return format!("{hours}h");
     }
     if hours < 24 * 8 {
-        let h = hours % 24;
-        return if h == 0 {
-            format!("{}d", hours / 24)
-        } else {
-            format!("{}d{h}h", hours / 24)
-        };
+        return two_units(hours / 24, 'd', hours % 24, 'h');
     }
     if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
     }
     if hours < 24 * 365 * 8 {
-        let dy = (hours / 24) % 365;
-        return if dy == 0 {
-            format!("{}y", hours / 24 / 365)
-        } else {
-            format!("{}y{dy}d", hours / 24 / 365)
-        };
+        return two_units(hours / 24 / 365, 'y', (hours / 24) % 365, 'd');
     }
     format!("{}y", hours / 24 / 365)
+}
+
+/// `3h` or, with a non-zero remainder, `3h2m`.
+fn two_units(major: i64, major_unit: char, minor: i64, minor_unit: char) -> String {
+    if minor == 0 {
+        format!("{major}{major_unit}")
+    } else {
+        format!("{major}{major_unit}{minor}{minor_unit}")
+    }
+}
+
+/// A string field at `ptr`, or "" when absent.
+pub(crate) fn str_at<'a>(o: &'a Value, ptr: &str) -> &'a str {
+    o.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
 /// A string field at `ptr`, or `<none>`.
@@ -175,10 +184,15 @@ pub(crate) fn format_labels(m: Option<&Value>) -> String {
         .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
         .collect();
     pairs.sort();
-    if pairs.is_empty() {
-        "<none>".into()
+    join_or(&pairs, "<none>")
+}
+
+/// `items` comma-joined, or `empty` when there are none.
+pub(crate) fn join_or(items: &[String], empty: &str) -> String {
+    if items.is_empty() {
+        empty.into()
     } else {
-        pairs.join(",")
+        items.join(",")
     }
 }
 
@@ -210,7 +224,11 @@ mod tests {
         for (s, want) in [
             (5, "5s"),
             (119, "119s"),
+            (120, "2m"),
             (150, "2m30s"),
+            (3 * 3600, "3h"),
+            (48 * 3600, "2d"),
+            (730 * 86400, "2y"),
             (600, "10m"),
             (3 * 3600 + 120, "3h2m"),
             (9 * 3600, "9h"),

@@ -230,22 +230,33 @@ pub fn pod_spec(spec: &Value, path: &str, errs: &mut Errs) {
     );
 }
 
+/// A required name at `field`, valid by `check`; with `seen`, also unique among those seen.
+fn required_name(
+    errs: &mut Errs,
+    field: &str,
+    name: Option<&str>,
+    check: fn(&str) -> Vec<String>,
+    seen: Option<&mut HashSet<String>>,
+) {
+    let Some(n) = name.filter(|n| !n.is_empty()) else {
+        errs.required(field, "");
+        return;
+    };
+    for p in check(n) {
+        errs.invalid(field, quote(n), &p);
+    }
+    if seen.is_some_and(|seen| !seen.insert(n.to_string())) {
+        errs.duplicate(field, quote(n));
+    }
+}
+
 /// Volume names (unique RFC 1123 labels); returns them for volumeMount checks.
 fn volumes(spec: &Value, path: &str, errs: &mut Errs) -> HashSet<String> {
     let mut names = HashSet::new();
     for (i, v) in spec["volumes"].as_array().into_iter().flatten().enumerate() {
         let field = format!("{path}.volumes[{i}].name");
-        match v["name"].as_str() {
-            None | Some("") => errs.required(&field, ""),
-            Some(n) => {
-                for p in names::dns1123_label(n) {
-                    errs.invalid(&field, quote(n), &p);
-                }
-                if !names.insert(n.to_string()) {
-                    errs.duplicate(&field, quote(n));
-                }
-            }
-        }
+        let name = v["name"].as_str();
+        required_name(errs, &field, name, names::dns1123_label, Some(&mut names));
     }
     names
 }
@@ -257,17 +268,14 @@ fn container(
     seen: &mut HashSet<String>,
     errs: &mut Errs,
 ) {
-    match c["name"].as_str() {
-        None | Some("") => errs.required(&format!("{path}.name"), ""),
-        Some(n) => {
-            for p in names::dns1123_label(n) {
-                errs.invalid(&format!("{path}.name"), quote(n), &p);
-            }
-            if !seen.insert(n.to_string()) {
-                errs.duplicate(&format!("{path}.name"), quote(n));
-            }
-        }
-    }
+    let field = format!("{path}.name");
+    required_name(
+        errs,
+        &field,
+        c["name"].as_str(),
+        names::dns1123_label,
+        Some(seen),
+    );
     if c["image"].as_str().is_none_or(|i| i.trim().is_empty()) {
         errs.required(&format!("{path}.image"), "");
     }
@@ -307,14 +315,7 @@ fn container(
     }
     for (i, e) in c["env"].as_array().into_iter().flatten().enumerate() {
         let field = format!("{path}.env[{i}].name");
-        match e["name"].as_str() {
-            None | Some("") => errs.required(&field, ""),
-            Some(n) => {
-                for p in names::env_var_name(n) {
-                    errs.invalid(&field, quote(n), &p);
-                }
-            }
-        }
+        required_name(errs, &field, e["name"].as_str(), names::env_var_name, None);
     }
     for (i, m) in c["volumeMounts"]
         .as_array()
@@ -432,6 +433,22 @@ mod tests {
             messages("v1", "Pod", &pod, None),
             ["spec.containers[0].volumeMounts[1].name: Not found: \"nope\""]
         );
+    }
+
+    #[test]
+    fn volume_and_env_names_are_checked() {
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"volumes": [{"name": "d", "emptyDir": {}}, {"name": "d", "emptyDir": {}}, {"emptyDir": {}}],
+            "containers": [{"name": "a", "image": "x", "env": [{"name": "1X"}, {"value": "v"}, {"name": "OK"}]}]}});
+        let m = messages("v1", "Pod", &pod, None);
+        assert_eq!(m.len(), 4, "{m:?}");
+        assert_eq!(m[0], "spec.volumes[1].name: Duplicate value: \"d\"");
+        assert_eq!(m[1], "spec.volumes[2].name: Required value");
+        assert!(
+            m[2].starts_with("spec.containers[0].env[0].name: Invalid value: \"1X\": "),
+            "{}",
+            m[2]
+        );
+        assert_eq!(m[3], "spec.containers[0].env[1].name: Required value");
     }
 
     #[test]

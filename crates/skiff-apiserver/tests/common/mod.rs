@@ -14,6 +14,9 @@ use skiff_apiserver::{router, ApiState};
 use tower::ServiceExt;
 
 pub const TOKEN: &str = "test-token";
+/// The collection paths most tests write to.
+pub const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+pub const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
 
 pub struct Api {
     pub dir: tempfile::TempDir,
@@ -78,6 +81,32 @@ impl Api {
             .await;
         (s, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call("GET", path, None).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call("DELETE", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call("POST", path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call("PUT", path, Some(body)).await
+    }
+
+    /// A JSON merge patch; returns the status, headers and raw body.
+    pub async fn merge_patch(
+        &self,
+        path: &str,
+        patch: &[u8],
+    ) -> (StatusCode, http::HeaderMap, Vec<u8>) {
+        let (ct, accept) = ("application/merge-patch+json", "application/json");
+        self.send("PATCH", path, ct, accept, patch.to_vec()).await
+    }
 }
 
 pub fn deployment(name: &str, replicas: i64) -> Value {
@@ -123,11 +152,7 @@ impl Api {
 
     pub async fn configmap(&self, name: &str) -> Value {
         let (s, cm) = self
-            .call(
-                "POST",
-                "/api/v1/namespaces/default/configmaps",
-                Some(json!({"metadata": {"name": name}})),
-            )
+            .post(CONFIGMAPS, json!({"metadata": {"name": name}}))
             .await;
         assert_eq!(s, StatusCode::CREATED, "{cm}");
         cm

@@ -208,6 +208,20 @@ impl ContainerLog {
 mod tests {
     use super::*;
 
+    /// A container log at `c.log` in a fresh `skiff-log` temp dir (kept alive by the caller).
+    fn container_log(
+        max_size: Option<u64>,
+        max_files: u32,
+    ) -> (tempfile::TempDir, PathBuf, ContainerLog) {
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-log")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("c.log");
+        let log = ContainerLog::new(JsonLog::open(&path, max_size, max_files).unwrap());
+        (dir, path, log)
+    }
+
     fn entries(path: &Path) -> Vec<serde_json::Value> {
         std::fs::read_to_string(path)
             .unwrap()
@@ -218,12 +232,7 @@ mod tests {
 
     #[test]
     fn lines_become_json_file_entries_split_at_newlines() {
-        let dir = tempfile::Builder::new()
-            .prefix("skiff-log")
-            .tempdir()
-            .unwrap();
-        let path = dir.path().join("c.log");
-        let mut log = ContainerLog::new(JsonLog::open(&path, None, 1).unwrap());
+        let (_dir, path, mut log) = container_log(None, 1);
         log.write("stdout", b"hel");
         log.write("stdout", b"lo\nwor\"ld\n\xffpart");
         log.finish();
@@ -238,12 +247,7 @@ mod tests {
 
     #[test]
     fn overlong_lines_are_split_into_partial_entries() {
-        let dir = tempfile::Builder::new()
-            .prefix("skiff-log")
-            .tempdir()
-            .unwrap();
-        let path = dir.path().join("c.log");
-        let mut log = ContainerLog::new(JsonLog::open(&path, None, 1).unwrap());
+        let (_dir, path, mut log) = container_log(None, 1);
         let mut long = vec![b'a'; MAX_LINE + 10];
         long.push(b'\n');
         log.write("stderr", &long);
@@ -256,12 +260,7 @@ mod tests {
 
     #[test]
     fn rotation_keeps_max_files_like_docker() {
-        let dir = tempfile::Builder::new()
-            .prefix("skiff-log")
-            .tempdir()
-            .unwrap();
-        let path = dir.path().join("c.log");
-        let mut log = ContainerLog::new(JsonLog::open(&path, Some(10), 3).unwrap());
+        let (dir, path, mut log) = container_log(Some(10), 3);
         for i in 0..5 {
             log.write("stdout", format!("line{i}\n").as_bytes());
         }
@@ -274,12 +273,7 @@ mod tests {
 
     #[test]
     fn stdout_and_stderr_keep_separate_unfinished_lines() {
-        let dir = tempfile::Builder::new()
-            .prefix("skiff-log")
-            .tempdir()
-            .unwrap();
-        let path = dir.path().join("c.log");
-        let mut log = ContainerLog::new(JsonLog::open(&path, None, 1).unwrap());
+        let (_dir, path, mut log) = container_log(None, 1);
         log.write("stdout", b"out-");
         log.write("stderr", b"err\n");
         log.write("stdout", b"done\n");
@@ -298,12 +292,7 @@ mod tests {
 
     #[test]
     fn single_file_rotation_truncates() {
-        let dir = tempfile::Builder::new()
-            .prefix("skiff-log")
-            .tempdir()
-            .unwrap();
-        let path = dir.path().join("c.log");
-        let mut log = ContainerLog::new(JsonLog::open(&path, Some(10), 1).unwrap());
+        let (dir, path, mut log) = container_log(Some(10), 1);
         log.write("stdout", b"first\nsecond\n");
         let got = entries(&path);
         assert_eq!(got.len(), 1);
