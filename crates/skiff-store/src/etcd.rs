@@ -14,8 +14,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Txn,
-    TxnOp, TxnOpResponse, WatchOptions,
+    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions,
+    KvClient, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
 };
 use futures::StreamExt;
 
@@ -27,6 +27,12 @@ use crate::{
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the compaction-point probe waits for etcd's answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest gRPC response the client accepts (tonic's default is 4 MiB). etcd itself
+/// refuses requests over 1.5 MiB by default, so this fits a page of many maximal values and a
+/// batch of watch events; lists are read in pages so that their total size does not matter.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Keys read per range request by `list`; halved while a page is still too large to decode.
+const LIST_PAGE: usize = 500;
 
 /// The etcd engine. Cheap to clone (one gRPC channel underneath).
 #[derive(Clone)]
@@ -82,6 +88,20 @@ impl EtcdStore {
             .map_err(|_| unreachable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
             .map_err(|e| unreachable(e.to_string()))?;
         Ok(store)
+    }
+
+    /// The KV client, accepting responses up to [`MAX_RESPONSE_BYTES`].
+    fn kv_client(&self) -> KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+    }
+
+    /// The watch client, accepting responses up to [`MAX_RESPONSE_BYTES`].
+    fn watch_client(&self) -> WatchClient {
+        self.client
+            .watch_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
     fn key(&self, key: &str) -> Vec<u8> {
@@ -166,7 +186,6 @@ impl EtcdStore {
         let probe = async {
             let options = WatchOptions::new().with_start_revision(1);
             let mut stream = self
-                .client
                 .watch_client()
                 .watch(self.key("\0compaction-probe"), Some(options))
                 .await
@@ -214,7 +233,6 @@ fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<i64> 
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let resp = self
-            .client
             .kv_client()
             .get(self.key(key), None)
             .await
@@ -235,30 +253,51 @@ impl Store for EtcdStore {
             after.push(0);
             start = start.max(after);
         }
-        let revision = revision.filter(|r| *r > 0);
-        let mut options = GetOptions::new().with_range(end);
-        if let Some(r) = revision {
-            options = options.with_revision(r);
-        }
-        if limit > 0 {
-            options = options.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
-        }
-        let resp = match self.client.kv_client().get(start, Some(options)).await {
-            Ok(resp) => resp,
-            Err(e) => return Err(self.revision_error(e, revision.unwrap_or(0)).await),
-        };
-        Ok(ListResult {
-            items: resp
-                .kvs()
-                .iter()
-                .map(|kv| self.kv(kv))
-                .collect::<Result<_>>()?,
-            revision: match revision {
+        // Read in pages, all at the revision of the first, so that any number of keys fits
+        // in gRPC's message limit and the result is still one consistent snapshot.
+        let mut revision = revision.filter(|r| *r > 0);
+        let mut page = LIST_PAGE;
+        let mut items = Vec::new();
+        loop {
+            let want = match limit {
+                0 => page,
+                _ => page.min(limit - items.len()),
+            };
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(i64::try_from(want).unwrap_or(i64::MAX));
+            if let Some(r) = revision {
+                options = options.with_revision(r);
+            }
+            let resp = match self.kv_client().get(start.clone(), Some(options)).await {
+                Ok(resp) => resp,
+                Err(e) if page > 1 && e.to_string().contains("message length too large") => {
+                    page /= 2;
+                    continue;
+                }
+                Err(e) => return Err(self.revision_error(e, revision.unwrap_or(0)).await),
+            };
+            let at = match revision {
                 Some(r) => r,
-                None => header_revision(resp.header())?,
-            },
-            more: resp.more(),
-        })
+                None => *revision.insert(header_revision(resp.header())?),
+            };
+            for kv in resp.kvs() {
+                items.push(self.kv(kv)?);
+            }
+            let done = |items, more| ListResult {
+                items,
+                revision: at,
+                more,
+            };
+            let last = match resp.kvs().last() {
+                Some(last) if resp.more() => last,
+                _ => return Ok(done(items, false)),
+            };
+            if limit > 0 && items.len() >= limit {
+                return Ok(done(items, true));
+            }
+            start = [last.key(), &[0]].concat();
+        }
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64> {
@@ -266,7 +305,7 @@ impl Store for EtcdStore {
         let txn = Txn::new()
             .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(k, value, None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(etcd_err)?;
+        let resp = self.kv_client().txn(txn).await.map_err(etcd_err)?;
         if !resp.succeeded() {
             return Err(StoreError::AlreadyExists(key.to_owned()));
         }
@@ -282,7 +321,7 @@ impl Store for EtcdStore {
             ])
             .and_then([TxnOp::put(k.clone(), value, None)])
             .or_else([TxnOp::get(k, None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(etcd_err)?;
+        let resp = self.kv_client().txn(txn).await.map_err(etcd_err)?;
         if !resp.succeeded() {
             return Err(self.compare_failed(key, &resp)?);
         }
@@ -302,7 +341,7 @@ impl Store for EtcdStore {
                 Some(DeleteOptions::new().with_prev_key()),
             )])
             .or_else([TxnOp::get(k, None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(etcd_err)?;
+        let resp = self.kv_client().txn(txn).await.map_err(etcd_err)?;
         if !resp.succeeded() {
             return Err(self.compare_failed(key, &resp)?);
         }
@@ -325,7 +364,6 @@ impl Store for EtcdStore {
             .with_revision(after.max(1))
             .with_count_only();
         if let Err(e) = self
-            .client
             .kv_client()
             .get(self.range(prefix).0, Some(check))
             .await
@@ -338,7 +376,6 @@ impl Store for EtcdStore {
             .with_start_revision(after + 1)
             .with_prev_key();
         let stream = self
-            .client
             .watch_client()
             .watch(start, Some(options))
             .await
@@ -386,7 +423,6 @@ impl Store for EtcdStore {
     async fn current_revision(&self) -> Result<i64> {
         let options = GetOptions::new().with_count_only();
         let resp = self
-            .client
             .kv_client()
             .get(self.range("").0, Some(options))
             .await
@@ -396,12 +432,7 @@ impl Store for EtcdStore {
 
     async fn compact(&self, revision: i64) -> Result<()> {
         let options = CompactionOptions::new().with_physical();
-        match self
-            .client
-            .kv_client()
-            .compact(revision, Some(options))
-            .await
-        {
+        match self.kv_client().compact(revision, Some(options)).await {
             Ok(_) => Ok(()),
             Err(e) => match classify(e) {
                 // Already compacted at or past `revision`: nothing to do.

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use super::{kv, next_event};
 use crate::{EventType, KeyValue, ListResult, Store, StoreError};
 
@@ -277,4 +279,77 @@ pub(super) async fn watch_from_zero_after_compaction_failed_only_in_stream(store
         Err(e) => panic!("watch from 0 after compaction: expected Compacted, got {e:?}"),
         Ok(_) => panic!("watch from 0 after compaction: expected Compacted, got a stream"),
     }
+}
+
+/// A list whose values add up to more than gRPC's default 4 MiB message limit (etcd failed
+/// it with "decoded message length too large"), unpaginated and paginated, now and at a past
+/// revision. The count is above the etcd engine's internal page size too.
+pub(super) async fn list_larger_than_grpc_message_limit(store: Arc<dyn Store>) {
+    const COUNT: usize = 640;
+    const SIZE: usize = 8 * 1024;
+    const _: () = assert!(COUNT * SIZE > 4 * 1024 * 1024);
+    let value = |i: usize| {
+        let mut v = format!("value {i:04} ").into_bytes();
+        v.resize(SIZE, b'a' + (i % 26) as u8);
+        v
+    };
+    let created: Vec<KeyValue> = futures::stream::iter(0..COUNT)
+        .map(|i| {
+            let store = store.clone();
+            async move {
+                let key = format!("/big/k{i:04}");
+                let rev = store.create(&key, value(i)).await.unwrap();
+                kv(&key, &value(i), rev, rev)
+            }
+        })
+        .buffered(32)
+        .collect()
+        .await;
+    let past = store.current_revision().await.unwrap();
+
+    // Change some keys so that the past revision differs from now.
+    for old in &created[..10] {
+        store
+            .update(&old.key, b"small".to_vec(), old.mod_revision)
+            .await
+            .unwrap();
+    }
+    for old in &created[10..20] {
+        store.delete(&old.key, None).await.unwrap();
+    }
+
+    let all = store.list("/big/", None, 0, Some(past)).await.unwrap();
+    assert_eq!(all.revision, past);
+    assert!(!all.more);
+    assert!(
+        all.items == created,
+        "unpaginated list at a past revision: {} items, expected the {COUNT} created",
+        all.items.len()
+    );
+
+    let now = store.list("/big/", None, 0, None).await.unwrap();
+    assert_eq!(now.items.len(), COUNT - 10);
+    assert!(now.items[..10].iter().all(|kv| kv.value == b"small"));
+    assert!(
+        now.items[10..] == created[20..],
+        "unpaginated list now: unchanged keys differ"
+    );
+
+    let limit = COUNT - 40;
+    let first = store.list("/big/", None, limit, Some(past)).await.unwrap();
+    assert_eq!((first.items.len(), first.more), (limit, true));
+    assert!(
+        first.items == created[..limit],
+        "first page at a past revision"
+    );
+    let last_key = first.items.last().unwrap().key.clone();
+    let rest = store
+        .list("/big/", Some(&last_key), 0, Some(past))
+        .await
+        .unwrap();
+    assert!(!rest.more);
+    assert!(
+        rest.items == created[limit..],
+        "second page at a past revision"
+    );
 }

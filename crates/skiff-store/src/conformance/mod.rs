@@ -50,6 +50,9 @@ pub const PROPERTIES: &[(&str, Property)] = &[
     ("list_at_past_revision_sees_old_values", |s| {
         Box::pin(list::list_at_past_revision_sees_old_values(s))
     }),
+    ("list_larger_than_grpc_message_limit", |s| {
+        Box::pin(list::list_larger_than_grpc_message_limit(s))
+    }),
     ("future_revision_is_refused", |s| {
         Box::pin(list::future_revision_is_refused(s))
     }),

@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{broadcast, oneshot};
 
+use super::checkpoint::Checkpointer;
 use super::log::{sql_err, Row};
 use crate::{Event, Result, StoreError};
 
@@ -89,6 +90,8 @@ pub(super) struct WriterState {
     pub revision: i64,
     pub current: Arc<AtomicI64>,
     pub events: broadcast::Sender<Arc<Event>>,
+    /// Told about every commit; dropped (so stopped) before the lock is released.
+    pub checkpointer: Checkpointer,
     /// The flock on `<path>.lock`, held until the thread ends.
     pub _lock: File,
 }
@@ -176,6 +179,11 @@ fn commit_group(state: &mut WriterState, group: Vec<Box<dyn Job>>) {
     }
     let committed = tx.commit().map_err(|e| format!("sqlite: {e}"));
     if committed.is_ok() {
+        let bytes = rows
+            .iter()
+            .map(|r| r.name.len() + r.value.len() + r.old_value.as_ref().map_or(0, Vec::len))
+            .sum();
+        state.checkpointer.committed(bytes);
         if let Some(last) = rows.last() {
             state.revision = last.id;
             state.current.store(last.id, Ordering::SeqCst);
