@@ -18,6 +18,11 @@ use skiff_runtime::spec::{self, ContainerSpec, ExecSpec, NetworkMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
+#[path = "shim/robustness.rs"]
+mod robustness;
+
+use robustness::*;
+
 /// Longest any single step may take before the test is declared hung.
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -591,150 +596,6 @@ async fn run_launch_reports_the_creation_error(runtime: &str) -> Result<()> {
     assert!(!shim::socket_path(&fx.state_dir()).exists());
     Ok(())
 }
-
-/// The shim must outlive the process that launched it: a helper process (this test binary,
-/// re-executed) launches it and is then SIGKILLed with its whole process group.
-async fn run_shim_survives_its_launcher_being_killed(runtime: &str) -> Result<()> {
-    let mut fx = Fixture::new(runtime, &["sh", "-c", "read line; echo got $line"], false)?;
-    fx.open_stdin = true;
-    fx.stdin_once = true;
-    let config_path = fx.dir.path().join("launch.json");
-    std::fs::write(&config_path, serde_json::to_vec(&fx.config())?)?;
-    let mut helper = Command::new(std::env::current_exe()?)
-        .args([
-            "--exact",
-            "launcher_helper",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(HELPER_ENV, &config_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .process_group(0)
-        .spawn()?;
-    let helper_pid = nix::unistd::Pid::from_raw(helper.id() as i32);
-    let stdout = helper.stdout.take().context("helper stdout")?;
-    let launched = tokio::task::spawn_blocking(move || {
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.contains(HELPER_MARK))
-    });
-    let line = within("the helper launching the shim", launched).await??;
-    let _ = nix::sys::signal::killpg(helper_pid, nix::sys::signal::Signal::SIGKILL);
-    let _ = helper.wait();
-    let line = line.context("the helper ended without launching")?;
-    ensure!(
-        line.contains(&format!("{HELPER_MARK} ok")),
-        "helper said {line:?}"
-    );
-
-    let client = ShimClient::new(&fx.state_dir());
-    assert_eq!(
-        client.state().await?.status,
-        Status::Created,
-        "a new client re-adopts the shim"
-    );
-    let mut stream = client.attach(true, true, false).await?;
-    client.start().await?;
-    stream.write_all(b"alive\n").await?;
-    let (out, _) = demux(&read_all(&mut stream).await?)?;
-    assert_eq!(out, "got alive\n");
-    assert_eq!(within("wait", client.wait()).await??.exit_code, 0);
-    Ok(())
-}
-
-/// Regression: the shim's socket lives in its state dir, and a state dir whose `shim.sock`
-/// path exceeds `sun_path` (108 bytes) made both the shim's bind and the client's connect fail.
-async fn run_shim_works_under_a_state_dir_longer_than_sun_len(runtime: &str) -> Result<()> {
-    let mut fx = Fixture::new(runtime, &["cat"], false)?;
-    fx.state = fx.dir.path().join("s".repeat(120)).join("state");
-    ensure!(shim::socket_path(&fx.state_dir()).as_os_str().len() > 108);
-    fx.open_stdin = true;
-    fx.stdin_once = true;
-    let client = fx.launch().await?;
-    assert_eq!(client.state().await?.status, Status::Created);
-    let mut stream = client.attach(true, true, true).await?;
-    client.start().await?;
-    let mut exec = client
-        .exec(&fx.exec_request("e1", &["echo", "from exec"], false, false)?)
-        .await?;
-    let (out, _) = demux(&read_all(&mut exec).await?)?;
-    assert_eq!(out, "from exec\n");
-    let mut tty_exec = client
-        .exec(&fx.exec_request("e2", &["sh", "-c", "tty"], true, false)?)
-        .await?;
-    let out = String::from_utf8(read_all(&mut tty_exec).await?)?;
-    assert!(out.contains("/dev/pts/"), "{out:?}");
-    stream.write_all(b"long\n").await?;
-    stream.shutdown().await?;
-    let (out, _) = demux(&read_all(&mut stream).await?)?;
-    assert_eq!(out, "long\n");
-    assert_eq!(within("wait", client.wait()).await??.exit_code, 0);
-    shim_gone(&client).await?;
-    assert!(
-        !shim::socket_path(&fx.state_dir()).exists(),
-        "the shim removes its socket"
-    );
-    Ok(())
-}
-
-/// Whether SIGPIPE is ignored according to the `SigIgn:` line of a `/proc/<pid>/status`.
-fn sigpipe_ignored(status: &str) -> Result<bool> {
-    let mask = status
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("SigIgn:"))
-        .with_context(|| format!("no SigIgn line in {status:?}"))?;
-    let mask = u64::from_str_radix(mask.trim(), 16)?;
-    Ok(mask & (1 << (libc::SIGPIPE - 1)) != 0)
-}
-
-/// Regression: Rust ignores SIGPIPE at startup and an ignored signal stays ignored across
-/// exec, so with the embedded backend the container's processes ignored SIGPIPE (`yes |
-/// head -1` spun on EPIPE instead of `yes` dying).
-async fn run_container_processes_do_not_ignore_sigpipe(runtime: &str) -> Result<()> {
-    let fx = Fixture::new(
-        runtime,
-        &["sh", "-c", "grep SigIgn /proc/self/status; exec sleep 1000"],
-        false,
-    )?;
-    let client = fx.launch().await?;
-    let mut stream = client.attach(false, true, true).await?;
-    client.start().await?;
-    let line = read_until(&mut stream, "\n").await?;
-    let (init, _) = demux(line.as_bytes())?;
-    assert!(!sigpipe_ignored(&init)?, "container init: {init:?}");
-
-    let mut exec = client
-        .exec(&fx.exec_request("e1", &["grep", "SigIgn", "/proc/self/status"], false, false)?)
-        .await?;
-    let (out, _) = demux(&read_all(&mut exec).await?)?;
-    assert!(!sigpipe_ignored(&out)?, "exec: {out:?}");
-
-    // What a user notices: `yes` dies of SIGPIPE (128 + 13) once `head` is done.
-    let mut exec = client
-        .exec(&fx.exec_request(
-            "e2",
-            &[
-                "sh",
-                "-c",
-                "(yes; echo yes ended with $? >&2) | head -1 >/dev/null",
-            ],
-            false,
-            false,
-        )?)
-        .await?;
-    let (_, err) = demux(&read_all(&mut exec).await?)?;
-    assert_eq!(err, "yes ended with 141\n");
-
-    client.kill(9, false).await?;
-    within("wait", client.wait()).await??;
-    Ok(())
-}
-
-const HELPER_ENV: &str = "SKIFF_E2E_SHIM_LAUNCH_CONFIG";
-const HELPER_MARK: &str = "skiff-e2e-launched";
 
 /// Not a test by itself: the launcher process of `shim_survives_its_launcher_being_killed`.
 #[test]
