@@ -18,7 +18,7 @@ use crate::backend::Backend;
 
 use super::conn::{Conn, Input, Role, Target};
 use super::logfile::ContainerLog;
-use super::process::{ensure_single_threaded, set_window_size, ChildSignal};
+use super::process::{ensure_single_threaded, set_window_size, trim_code_pages, ChildSignal};
 use super::protocol::{Reply, Request};
 use super::stdio::{ConsoleSocket, Output, ProcessIo, Source};
 use super::{
@@ -61,6 +61,9 @@ pub(super) struct Shim {
     conns: BTreeMap<u64, Conn>,
     next_conn: u64,
     scratch: Vec<u8>,
+    /// A request (start, an exec, …) ran since the loop last blocked: drop the code pages
+    /// it touched from the resident set before blocking again.
+    trim_due: bool,
 }
 
 impl Shim {
@@ -90,6 +93,7 @@ impl Shim {
             conns: BTreeMap::new(),
             next_conn: 0,
             scratch: vec![0; 64 * 1024],
+            trim_due: true,
         }
     }
 
@@ -107,6 +111,11 @@ impl Shim {
                     .unwrap_or(PollTimeout::MAX),
                 None => PollTimeout::NONE,
             };
+            if std::mem::take(&mut self.trim_due) {
+                if let Err(e) = trim_code_pages() {
+                    tracing::warn!(error = %e, "cannot trim the shim's code pages");
+                }
+            }
             for (token, events) in self.poll_events(timeout) {
                 self.handle(token, events);
             }
@@ -361,6 +370,7 @@ impl Shim {
             Err(e) => return self.reply(id, Reply::Error(format!("invalid request: {e}"))),
         };
         tracing::debug!(?request, "request");
+        self.trim_due = true;
         let reply = match request {
             Request::State => Ok(Reply::ok(ShimState {
                 status: self.status,
@@ -619,6 +629,9 @@ impl Shim {
 
     fn container_exited(&mut self, code: i32) {
         tracing::info!(code, "container exited");
+        // Now, not after the runtime's delete below: that takes a while and is not the
+        // container's run time.
+        let finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         self.drain(&Target::Init);
         self.init_io = ProcessIo::default();
         if let Some(log) = &mut self.log {
@@ -631,7 +644,7 @@ impl Shim {
         let exit = ExitStatus {
             exit_code: code,
             oom_killed,
-            finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            finished_at,
             error: None,
         };
         if let Err(e) = super::write_exit(&self.config.state_dir, &exit) {

@@ -57,6 +57,87 @@ pub(crate) fn ensure_single_threaded() -> io::Result<()> {
     }
 }
 
+/// Drops this process's page-table entries for its clean read-only file mappings (the skiff
+/// binary's and its libraries' code and constants), so that the shim's resident set is what
+/// it keeps running, not all it ran once: the shim is the whole skiff binary, and creating a
+/// container runs megabytes of code (libcontainer, clap, the config parser) the event loop
+/// never needs again. The pages stay in the page cache, shared with the daemon and the other
+/// shims; any the shim touches again fault back in at once. Only private mappings that are
+/// not writable and hold no page of their own (no `Anonymous` or `Swap` memory, so not the
+/// relocated RELRO data) are dropped: their contents are exactly the file's.
+pub(crate) fn trim_code_pages() -> io::Result<()> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+    for (start, len) in clean_file_mappings(&smaps) {
+        // SAFETY: the range is one of this process's own private, read-only file mappings
+        // without a modified page, as the kernel listed it just now (single-threaded: nothing
+        // changed it since); dropping its pages loses nothing, they are read back from the
+        // file on the next access. The memory itself stays mapped.
+        if unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The mappings (start, length) of a `/proc/self/smaps` text that are private, read-only
+/// views of a file (`r--p`, `r-xp`, with a path) and report zero `Anonymous` and `Swap`.
+fn clean_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
+    struct Candidate {
+        start: usize,
+        len: usize,
+        anonymous: Option<bool>,
+        swap: Option<bool>,
+    }
+    let mut clean = Vec::new();
+    let mut current: Option<Candidate> = None;
+    let mut flush = |c: Option<Candidate>| {
+        if let Some(c) = c.filter(|c| c.anonymous == Some(false) && c.swap == Some(false)) {
+            clean.push((c.start, c.len));
+        }
+    };
+    for line in smaps.lines() {
+        if let Some(mapping) = mapping_header(line) {
+            flush(current.take());
+            current = mapping.map(|(start, len)| Candidate {
+                start,
+                len,
+                anonymous: None,
+                swap: None,
+            });
+        } else if let Some(c) = current.as_mut() {
+            let (key, value) = line.split_once(':').unwrap_or((line, ""));
+            let used = value.trim() != "0 kB";
+            match key {
+                "Anonymous" => c.anonymous = Some(used),
+                "Swap" => c.swap = Some(used),
+                _ => {}
+            }
+        }
+    }
+    flush(current);
+    clean
+}
+
+/// For a mapping's header line of `/proc/self/{maps,smaps}`: `Some(Some((start, len)))` if it
+/// is a private read-only file mapping, `Some(None)` for any other mapping; `None` for
+/// lines that are not headers.
+fn mapping_header(line: &str) -> Option<Option<(usize, usize)>> {
+    let mut fields = line.split_ascii_whitespace();
+    let (start, end) = fields.next()?.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    let perms = fields.next()?;
+    let path = fields.nth(3);
+    let readonly_file =
+        matches!(perms, "r--p" | "r-xp") && path.is_some_and(|p| p.starts_with('/'));
+    Some(
+        readonly_file
+            .then(|| end.checked_sub(start))
+            .flatten()
+            .map(|len| (start, len)),
+    )
+}
+
 /// Write end of the SIGCHLD self-pipe, used by the signal handler.
 static SIGCHLD_PIPE: AtomicI32 = AtomicI32::new(-1);
 
@@ -214,6 +295,67 @@ pub(crate) fn set_window_size(tty: &impl AsFd, height: u16, width: u16) -> io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_clean_read_only_file_mappings_are_trimmed() {
+        let smaps = "\
+5584b43fc000-5584b48b6000 r--p 00000000 fe:00 1199294  /usr/bin/skiff
+Rss:                 784 kB
+Anonymous:             0 kB
+Swap:                  0 kB
+5584b48b6000-5584b5bbe000 r-xp 004b9000 fe:00 1199294  /usr/bin/skiff
+Anonymous:             0 kB
+Swap:                  0 kB
+5584b5bbe000-5584b5c7f000 r--p 017c0000 fe:00 1199294  /usr/bin/skiff
+Anonymous:           772 kB
+Swap:                  0 kB
+5584b5c7f000-5584b5c8a000 r--p 01880000 fe:00 1199294  /usr/bin/skiff
+Anonymous:             0 kB
+Swap:                  8 kB
+5584b5c8a000-5584b5c9a000 r--p 01890000 fe:00 1199294  /usr/bin/skiff
+Rss:                   4 kB
+5584b5c7f000-5584b5c8a000 rw-p 01880000 fe:00 1199294  /usr/bin/skiff
+Anonymous:             0 kB
+Swap:                  0 kB
+7fff32049000-7fff3206a000 r-xp 00000000 00:00 0  [vdso]
+Anonymous:             0 kB
+Swap:                  0 kB
+7fff32049000-7fff3206a000 r-xs 00000000 fe:00 12  /dev/shm/x
+Anonymous:             0 kB
+Swap:                  0 kB
+7fff3206a000-7fff32049000 r-xp 00000000 fe:00 12  /lib/reversed.so
+Anonymous:             0 kB
+Swap:                  0 kB
+7fb5049c8000-7fb504b1e000 r-xp 00026000 fe:00 326279  /usr/lib/libc.so.6
+Anonymous:             0 kB
+Swap:                  0 kB
+";
+        assert_eq!(
+            clean_file_mappings(smaps),
+            vec![
+                (0x5584b43fc000, 0x5584b48b6000 - 0x5584b43fc000),
+                (0x5584b48b6000, 0x5584b5bbe000 - 0x5584b48b6000),
+                (0x7fb5049c8000, 0x7fb504b1e000 - 0x7fb5049c8000),
+            ],
+            "relocated, swapped, unreported, writable, special and shared mappings stay"
+        );
+    }
+
+    fn resident_file_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("RssFile:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn trimming_code_pages_shrinks_the_resident_set_and_keeps_running() {
+        let before = resident_file_kib();
+        trim_code_pages().unwrap();
+        let after = resident_file_kib();
+        assert!(after < before, "RssFile {before} kB -> {after} kB");
+        // Code runs on after the trim: the pages fault back in from the file.
+        assert_eq!(format!("{:x}", 0xfeed_u32), "feed");
+    }
 
     #[test]
     fn window_size_reaches_the_terminal() {
