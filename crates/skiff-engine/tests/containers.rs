@@ -459,3 +459,59 @@ async fn health_checks_follow_the_probe() {
     );
     engine.container_remove(&c.id, true, true).await.unwrap();
 }
+
+/// The shim deletes the container from the runtime only after reporting its exit, so a start
+/// right after an exit must wait for that delete instead of failing with "already exists".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_right_after_exit_does_not_collide_in_the_runtime() {
+    require_runtime!();
+    let dirs = Dirs::new();
+    let engine = engine_with_image(&dirs).await;
+    for runtime in ["runc", "embedded"] {
+        // Restarted by its policy, with Docker's short first backoffs.
+        let mut always = sh("echo ran");
+        always.host_config = Some(HostConfig {
+            runtime: Some(runtime.into()),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::ALWAYS),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        });
+        let always = engine.container_create(None, always, None).await.unwrap();
+        engine.container_start(&always.id).await.unwrap();
+        let inspect = poll("three restarts", async || {
+            let i = engine.container_inspect(&always.id, false).await.unwrap();
+            (i.restart_count >= Some(3)).then_some(i)
+        })
+        .await;
+        let error = inspect.state.unwrap().error.unwrap_or_default();
+        assert!(error.is_empty(), "{runtime}: {error}");
+        let ran = logs(&engine, &always.id, true, false).await;
+        assert!(ran.matches("ran\n").count() >= 3, "{runtime}: {ran:?}");
+        engine
+            .container_remove(&always.id, true, true)
+            .await
+            .unwrap();
+
+        // Started again by hand the moment each run is reported.
+        let mut quick = sh("exit 3");
+        quick.host_config = Some(HostConfig {
+            runtime: Some(runtime.into()),
+            ..Default::default()
+        });
+        let quick = engine.container_create(None, quick, None).await.unwrap();
+        for _ in 0..15 {
+            let wait = engine
+                .container_wait(&quick.id, WaitCondition::NextExit)
+                .await
+                .unwrap();
+            engine.container_start(&quick.id).await.unwrap();
+            assert_eq!(wait.await.status_code, 3, "{runtime}");
+        }
+        engine
+            .container_remove(&quick.id, true, true)
+            .await
+            .unwrap();
+    }
+}
