@@ -3,8 +3,7 @@
 //! it never forks a container itself.
 
 use std::io::{self, Read};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,10 +22,6 @@ use super::{
 
 /// How long a shim may take to create its container before [`launch`] gives up.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// How long [`launch`] waits for the previous shim of the same container to end: its linger
-/// for clients plus the runtime's delete.
-const PREVIOUS_SHIM_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Errors talking to a shim.
 #[derive(Debug, thiserror::Error)]
@@ -56,14 +51,13 @@ impl skiff_core::HasKind for ShimError {
 pub fn launch(exe: &Path, config: &ShimConfig) -> Result<(), ShimError> {
     let dir = &config.state_dir;
     std::fs::create_dir_all(dir)?;
-    let config_path = dir.join("shim.json");
-    wait_for_previous_shim(dir, &config_path, &config.id)?;
     for stale in [socket_path(dir), exit_path(dir), pid_path(dir)] {
         match std::fs::remove_file(stale) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
             _ => {}
         }
     }
+    let config_path = dir.join("shim.json");
     std::fs::write(
         &config_path,
         serde_json::to_vec_pretty(config).map_err(io::Error::other)?,
@@ -99,51 +93,6 @@ pub fn launch(exe: &Path, config: &ShimConfig) -> Result<(), ShimError> {
             "shim for {} sent a garbled report: {e}",
             config.id
         ))),
-    }
-}
-
-/// Waits (at most [`PREVIOUS_SHIM_TIMEOUT`]) for the shim a previous launch in `dir` started to
-/// end: it deletes the container from the runtime only after reporting its exit, and a new
-/// container with the same id and runtime root must not be created before that.
-fn wait_for_previous_shim(dir: &Path, config_path: &Path, id: &str) -> Result<(), ShimError> {
-    let Some(pid) = std::fs::read_to_string(pid_path(dir))
-        .ok()
-        .and_then(|text| text.trim().parse::<libc::pid_t>().ok())
-    else {
-        return Ok(());
-    };
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Ok(()); // gone already
-    }
-    // SAFETY: the syscall succeeded, so `fd` is a descriptor we now own.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-    // The pidfd pins the pid: if it now belongs to something else, the old shim is gone.
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let wanted = config_path.as_os_str().as_bytes();
-    if !cmdline.split(|&b| b == 0).any(|arg| arg == wanted) {
-        return Ok(());
-    }
-    tracing::debug!(id, pid, "waiting for the previous shim to finish");
-    let deadline = Instant::now() + PREVIOUS_SHIM_TIMEOUT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ShimError::Remote(format!(
-                "the previous shim for {id} (pid {pid}) did not end within {}s",
-                PREVIOUS_SHIM_TIMEOUT.as_secs()
-            )));
-        }
-        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(0) | Err(Errno::EINTR) => continue,
-            Ok(_) => return Ok(()),
-            Err(e) => return Err(io::Error::from(e).into()),
-        }
     }
 }
 

@@ -57,8 +57,6 @@ pub(super) struct Shim {
     status: Status,
     exit: Option<ExitStatus>,
     exited_at: Option<Instant>,
-    /// The container exited and was reported; its runtime state is still to be deleted.
-    delete_due: bool,
     execs: HashMap<String, Exec>,
     conns: BTreeMap<u64, Conn>,
     next_conn: u64,
@@ -91,7 +89,6 @@ impl Shim {
             status: Status::Created,
             exit: None,
             exited_at: None,
-            delete_due: false,
             execs: HashMap::new(),
             conns: BTreeMap::new(),
             next_conn: 0,
@@ -121,9 +118,6 @@ impl Shim {
             }
             for (token, events) in self.poll_events(timeout) {
                 self.handle(token, events);
-            }
-            if std::mem::take(&mut self.delete_due) {
-                self.delete_from_runtime();
             }
         }
         for conn in self.conns.values_mut() {
@@ -643,8 +637,10 @@ impl Shim {
         if let Some(log) = &mut self.log {
             log.finish();
         }
-        // Read before anything removes the cgroup: the engine may as soon as it sees the exit.
         let oom_killed = (self.oom_killed)();
+        if let Err(e) = self.backend.delete(&self.config.id, true) {
+            tracing::warn!(error = %error_chain(&e), "deleting the container from the runtime failed");
+        }
         let exit = ExitStatus {
             exit_code: code,
             oom_killed,
@@ -667,16 +663,6 @@ impl Shim {
         self.status = Status::Stopped;
         self.exit = Some(exit);
         self.exited_at = Some(Instant::now());
-        self.delete_due = true;
-    }
-
-    /// Deletes the container from the runtime, after its exit was recorded and the waiters
-    /// answered (the delete is slow and off the `docker run` critical path). A new shim for
-    /// the same id waits for this process to end first (see the module docs).
-    fn delete_from_runtime(&self) {
-        if let Err(e) = self.backend.delete(&self.config.id, true) {
-            tracing::warn!(error = %error_chain(&e), "deleting the container from the runtime failed");
-        }
     }
 }
 

@@ -6,15 +6,6 @@
 //! Docker's json-file format, serves attach/exec/kill/… on `<state_dir>/shim.sock`, reaps the
 //! container and records its exit in `<state_dir>/exit.json`. Shims outlive the daemon, which
 //! re-adopts them through [`ShimClient`] when it starts again.
-//!
-//! Exit order: when the container's init exits, the shim reads the cgroup's OOM state, writes
-//! `exit.json` (atomically) and answers the waiters, and only then deletes the container from
-//! the runtime (runc/libcontainer state and cgroups, ~17 ms), so that delete is off the
-//! `docker run` critical path. It then lingers for its clients, removes `shim.sock` and
-//! `shim.pid` and exits. Once it sees the exit the engine may unmount the rootfs, remove the
-//! container or start it again with the same id and runtime root; so [`launch`] first waits,
-//! bounded and through a pidfd (no polling), for the process named in `shim.pid` to end, which
-//! happens only after its delete. A `wait` after the shim is gone reads `exit.json`.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
