@@ -23,6 +23,9 @@ pub struct Args {
     /// Default OCI runtime of containers that do not ask for one
     #[arg(long, default_value = "embedded", value_parser = ["embedded", "runc", "crun"])]
     runtime: String,
+    /// Cgroup under which containers' cgroups are created, in every hierarchy
+    #[arg(long, default_value = skiff_core::paths::CGROUP_PARENT)]
+    cgroup_parent: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -37,6 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             state: args.state,
             default_runtime: args.runtime,
             exe,
+            cgroup_parent: args.cgroup_parent,
         };
         let engine = Engine::open(config).await.context("opening the engine")?;
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

@@ -25,6 +25,7 @@ impl Api {
             state: dir.path().join("state"),
             default_runtime: "runc".into(),
             exe: std::path::PathBuf::from("/bin/false"),
+            cgroup_parent: "skiff-api-test".into(),
         };
         let engine = Engine::open(config)
             .await

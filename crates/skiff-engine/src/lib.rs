@@ -55,6 +55,10 @@ pub struct EngineConfig {
     pub default_runtime: String,
     /// The skiff binary, re-executed as `skiff shim` for every container.
     pub exe: PathBuf,
+    /// The cgroup every container's cgroup is created under (`skiff`, like dockerd's
+    /// `/docker`) unless the container names its own (`--cgroup-parent`). Left in place
+    /// when containers are removed: removing it would race with containers being created.
+    pub cgroup_parent: String,
 }
 
 /// A body coming in (load, import, archive put) or going out (save, archive get).
@@ -527,10 +531,9 @@ impl Engine {
     pub async fn exec_start(
         &self,
         exec_id: &str,
-        detach: bool,
-        tty: Option<bool>,
+        start: &ExecStartConfig,
     ) -> Result<Option<Attached>> {
-        self.do_exec_start(exec_id, detach, tty).await
+        self.do_exec_start(exec_id, start).await
     }
 
     /// `GET /exec/{id}/json`.

@@ -95,6 +95,9 @@ pub(crate) struct ContainerRecord {
     pub restart_count: i64,
     /// Set by `docker stop` (restart policies leave the container alone), cleared by start.
     pub manually_stopped: bool,
+    /// `linux.cgroupsPath` of the container (`/<parent>/<id>`), fixed at create.
+    #[serde(default)]
+    pub cgroups_path: String,
 }
 
 const RECORD: &str = "config.json";
@@ -180,6 +183,7 @@ mod tests {
             mounts: vec![],
             restart_count: 2,
             manually_stopped: true,
+            cgroups_path: format!("/skiff/{}", "a".repeat(64)),
         };
         rec.save(&dir).unwrap();
         let back = ContainerRecord::load(&dir).unwrap();

@@ -12,7 +12,8 @@ use std::time::Duration;
 use common::*;
 use futures::StreamExt;
 use skiff_engine::models::{
-    ContainerCreateBody, ExecConfig, HostConfig, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ExecConfig, ExecStartConfig, HostConfig, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use skiff_engine::{Engine, EngineError, LogOptions, WaitCondition};
 use tokio::io::AsyncReadExt;
@@ -179,7 +180,7 @@ async fn run_attach_wait_logs_and_remove() {
         Err(EngineError::NoSuchContainer(_))
     ));
     assert!(!dirs.root.path().join("containers").join(&id).exists());
-    let left: Vec<PathBuf> = skiff_runtime::cgroups::dirs(&format!("/skiff/{id}"))
+    let left: Vec<PathBuf> = skiff_runtime::cgroups::dirs(&format!("/{}/{id}", dirs.cgroup_parent))
         .unwrap()
         .into_iter()
         .filter(|d| d.exists())
@@ -338,7 +339,8 @@ async fn run_options_reach_the_container() {
         lines[8].contains("docker-init"),
         "pid 1 is not the init: {out}"
     );
-    let stats = skiff_runtime::cgroups::stats(&format!("/skiff/{}", c.id)).unwrap();
+    let stats =
+        skiff_runtime::cgroups::stats(&format!("/{}/{}", dirs.cgroup_parent, c.id)).unwrap();
     assert_eq!(stats.memory.limit, Some(64 << 20));
     assert_eq!(stats.pids.limit, Some(50));
     let inspect = engine.container_inspect("opts", false).await.unwrap();
@@ -446,7 +448,16 @@ async fn health_checks_follow_the_probe() {
         )
         .await
         .unwrap();
-    engine.exec_start(&exec, true, None).await.unwrap();
+    engine
+        .exec_start(
+            &exec,
+            &ExecStartConfig {
+                detach: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     poll("healthy", async || {
         (status().await == HealthStatusEnum::HEALTHY).then_some(())
     })

@@ -42,7 +42,7 @@ async fn exec_archive_and_daemon_restart() {
         .await
         .unwrap();
     let mut attached = engine
-        .exec_start(&exec, false, None)
+        .exec_start(&exec, &Default::default())
         .await
         .unwrap()
         .unwrap();
@@ -53,6 +53,37 @@ async fn exec_archive_and_daemon_restart() {
         .unwrap();
     assert!(out.windows(9).any(|w| w == b"from-exec"), "{out:?}");
     assert_eq!(engine.exec_inspect(&exec).await.unwrap().exit_code, Some(5));
+
+    // A resize sent before the exec has started (the CLI sends it right after the start
+    // request) waits for the process and reaches its terminal.
+    let probe = "for i in $(seq 100); do s=$(stty size); [ \"$s\" = \"7 33\" ] && break; \
+                 usleep 20000; done; echo \"size=$s\"";
+    let exec = engine
+        .exec_create(
+            "box",
+            ExecConfig {
+                cmd: Some(vec!["sh".into(), "-c".into(), probe.into()]),
+                attach_stdout: Some(true),
+                tty: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let start = Default::default();
+    let (resized, started) = tokio::join!(
+        engine.exec_resize(&exec, 7, 33),
+        engine.exec_start(&exec, &start)
+    );
+    resized.unwrap();
+    let mut attached = started.unwrap().unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), attached.io.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("size=7 33"), "{out}");
 
     // cp into and out of the running container.
     let mut tar = tar::Builder::new(Vec::new());

@@ -386,25 +386,17 @@ pub fn dirs(cgroups_path: &str) -> Result<Vec<PathBuf>> {
     Ok(hierarchies()?.iter().map(|h| h.dir(cgroups_path)).collect())
 }
 
-/// Removes the cgroup in every hierarchy, child cgroups first, then each parent directory
-/// (e.g. the `skiff` one) that has become empty. Fails with [`CgroupError::Busy`] while
-/// processes remain; a cgroup that does not exist is not an error.
+/// Removes the cgroup in every hierarchy, child cgroups first; its parents stay. Fails with
+/// [`CgroupError::Busy`] while processes remain; a cgroup that does not exist is not an error.
 pub fn remove(cgroups_path: &str) -> Result<()> {
     let rel = cgroups_path.trim_matches('/');
     if rel.is_empty() || rel.split('/').any(|c| c == "..") {
         return Err(CgroupError::NotFound(cgroups_path.to_string()));
     }
+    // Parents stay: another container may be creating its cgroup under the same parent
+    // right now, and removing the parent under it would make that create fail.
     for h in hierarchies()? {
-        let dir = h.dir(cgroups_path);
-        remove_tree(&dir)?;
-        let mut parent = dir.parent();
-        while let Some(p) = parent.filter(|p| p.starts_with(&h.mountpoint) && *p != h.mountpoint) {
-            // Stops at the first parent still in use (by another container, or not empty).
-            if std::fs::remove_dir(p).is_err() {
-                break;
-            }
-            parent = p.parent();
-        }
+        remove_tree(&h.dir(cgroups_path))?;
     }
     Ok(())
 }

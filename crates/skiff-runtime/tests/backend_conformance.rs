@@ -40,7 +40,13 @@ impl Drop for TempDirs {
         for d in &self.0 {
             let _ = std::fs::remove_dir_all(d);
         }
+        let _ = cgroups::remove(&cgroup_parent());
     }
+}
+
+/// The cgroup parent of this run's containers, removed at the end.
+fn cgroup_parent() -> String {
+    format!("/skiff-conformance-{}", std::process::id())
 }
 
 struct Ctx<'a> {
@@ -145,7 +151,7 @@ impl Ctx<'_> {
             std::process::id()
         );
         ContainerSpec {
-            cgroups_path: format!("/skiff/{id}"),
+            cgroups_path: format!("{}/{id}", cgroup_parent()),
             id,
             rootfs: self.rootfs.clone(),
             args: args.iter().map(|a| a.to_string()).collect(),

@@ -48,8 +48,8 @@ pub struct Daemon {
     socket: PathBuf,
     runtime: String,
     child: Option<Child>,
-    /// Container ids seen, for cgroup cleanup after the daemon is gone.
-    seen: std::cell::RefCell<Vec<String>>,
+    /// This daemon's `--cgroup-parent`; removed with everything under it at cleanup.
+    cgroup_parent: String,
     started: std::time::SystemTime,
 }
 
@@ -76,12 +76,19 @@ impl Daemon {
             dir.path().join("s/skiff.sock")
         };
         std::fs::create_dir_all(dir.path().join("docker-config")).expect("docker config dir");
+        let cgroup_parent = format!(
+            "skiff-e2e-{}",
+            dir.path()
+                .file_name()
+                .expect("temp dir name")
+                .to_string_lossy()
+        );
         let mut d = Daemon {
             dir,
             socket,
             runtime: runtime.to_owned(),
             child: None,
-            seen: Default::default(),
+            cgroup_parent,
             started: std::time::SystemTime::now(),
         };
         d.spawn();
@@ -117,6 +124,8 @@ impl Daemon {
                 .arg(&self.socket)
                 .arg("--runtime")
                 .arg(&self.runtime)
+                .arg("--cgroup-parent")
+                .arg(&self.cgroup_parent)
                 .env("SKIFF_LOG", "info,skiff_docker_api=debug")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log fd"))
@@ -212,9 +221,6 @@ impl Daemon {
             tail(&self.daemon_log(), 40)
         );
         let id = stdout(&out).trim().to_owned();
-        if matches!(args.first(), Some(&"run" | &"create")) && id.len() == 64 {
-            self.seen.borrow_mut().push(id.clone());
-        }
         id
     }
 
@@ -301,12 +307,11 @@ impl Daemon {
         if reference() {
             return;
         }
-        self.seen.borrow_mut().extend(ids);
         self.kill_daemon();
         let tmp = self.dir.path().to_path_buf();
         kill_processes_mentioning(&tmp);
         unmount_under(&tmp);
-        remove_cgroups(&self.seen.borrow());
+        remove_cgroups(&self.cgroup_parent);
     }
 }
 
@@ -514,23 +519,24 @@ fn unmount_under(dir: &Path) {
     }
 }
 
-/// Kills what is left in, and removes, the cgroups of the given containers under `skiff/`.
-fn remove_cgroups(ids: &[String]) {
+/// Kills what is left in, and removes, every cgroup under `parent` and `parent` itself, in
+/// every hierarchy.
+fn remove_cgroups(parent: &str) {
     let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
         return;
     };
     let mut dirs = Vec::new();
     for controller in controllers.flatten() {
-        let parent = controller.path().join("skiff");
-        let Ok(children) = std::fs::read_dir(&parent) else {
-            continue;
-        };
-        for child in children.flatten() {
-            let name = child.file_name().to_string_lossy().into_owned();
-            if ids.iter().any(|id| name.contains(id.as_str())) {
-                dirs.push(child.path());
-            }
+        let parent = controller.path().join(parent);
+        if let Ok(children) = std::fs::read_dir(&parent) {
+            dirs.extend(
+                children
+                    .flatten()
+                    .filter(|c| c.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|c| c.path()),
+            );
         }
+        dirs.push(parent);
     }
     for dir in &dirs {
         if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
@@ -539,6 +545,7 @@ fn remove_cgroups(ids: &[String]) {
             }
         }
     }
+    // Children come before their parent in `dirs`.
     for dir in dirs {
         let _ = eventually_quiet(Duration::from_secs(5), || {
             std::fs::remove_dir(&dir).is_ok() || !dir.exists()

@@ -41,7 +41,7 @@ pub async fn start(
 ) -> ApiResult<Response> {
     let config = config.unwrap_or_default();
     if config.detach.unwrap_or(false) {
-        engine.exec_start(&id, true, config.tty).await?;
+        engine.exec_start(&id, &config).await?;
         return Ok(StatusCode::OK.into_response());
     }
     // Unknown execs are refused before the switch; the process starts after it.
@@ -51,15 +51,12 @@ pub async fn start(
         .or(exec.process_config.as_ref().and_then(|p| p.tty))
         .unwrap_or(false);
     Ok(hijack.respond_deferred(tty, async move {
-        engine
-            .exec_start(&id, false, config.tty)
-            .await?
-            .ok_or_else(|| {
-                ApiError::new(
-                    skiff_core::ErrorKind::Internal,
-                    "exec started without its stdio",
-                )
-            })
+        engine.exec_start(&id, &config).await?.ok_or_else(|| {
+            ApiError::new(
+                skiff_core::ErrorKind::Internal,
+                "exec started without its stdio",
+            )
+        })
     }))
 }
 

@@ -187,6 +187,24 @@ pub(crate) fn validate_resources(hc: &HostConfig) -> Result<()> {
     Ok(())
 }
 
+/// The container's `linux.cgroupsPath`: `/<parent>/<id>`, the parent being the container's
+/// `--cgroup-parent` or else the daemon's.
+pub(crate) fn cgroups_path(hc: &HostConfig, daemon_parent: &str, id: &str) -> Result<String> {
+    let parent = match hc.cgroup_parent.as_deref().map(|p| p.trim_matches('/')) {
+        Some(p) if !p.is_empty() => p,
+        _ => daemon_parent.trim_matches('/'),
+    };
+    if parent
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(EngineError::invalid(format!(
+            "invalid cgroup parent {parent:?}: a path of names without \".\" or \"..\""
+        )));
+    }
+    Ok(format!("/{parent}/{id}"))
+}
+
 /// Where a mount's data comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Source {
@@ -505,6 +523,20 @@ pub(crate) fn logging(hc: &HostConfig) -> Result<Logging> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn cgroups_path_is_under_the_container_or_daemon_parent() {
+        let mut hc = HostConfig::default();
+        assert_eq!(cgroups_path(&hc, "skiff", "abc").unwrap(), "/skiff/abc");
+        hc.cgroup_parent = Some("/batch/jobs/".into());
+        assert_eq!(
+            cgroups_path(&hc, "skiff", "abc").unwrap(),
+            "/batch/jobs/abc"
+        );
+        for bad in ["../..", "a/../b", "a//b", "./a"] {
+            hc.cgroup_parent = Some(bad.into());
+            assert!(cgroups_path(&hc, "skiff", "abc").is_err(), "{bad}");
+        }
+    }
 
     fn image(ep: Option<&[&str]>, cmd: Option<&[&str]>, env: &[&str]) -> oci_spec::image::Config {
         let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();

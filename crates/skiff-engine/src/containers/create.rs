@@ -150,6 +150,7 @@ impl Engine {
             mounts: Vec::new(),
             restart_count: 0,
             manually_stopped: false,
+            cgroups_path: config::cgroups_path(&hc, &self.cfg.cgroup_parent, &id)?,
         };
         let c = Arc::new(Container::new(rec, &self.cfg.root, &self.cfg.state));
         match self.materialise(&c, &requests, &network, &hc) {

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
-use bollard_stubs::models::{ExecConfig, ExecInspectResponse, ProcessConfig};
+use bollard_stubs::models::{ExecConfig, ExecInspectResponse, ExecStartConfig, ProcessConfig};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use skiff_runtime::shim::ExecRequest;
@@ -24,6 +24,9 @@ use crate::{Attached, Engine};
 /// Exit code recorded when the shim could not report one (the container went away).
 const LOST_EXIT: i64 = 137;
 
+/// How long a resize waits for its exec to be started (Docker waits as long).
+const LAUNCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, Clone, Default)]
 struct ExecState {
     started: bool,
@@ -38,6 +41,9 @@ pub(crate) struct Exec {
     pub container_id: String,
     config: ExecConfig,
     state: Mutex<ExecState>,
+    /// True once the shim was asked to start the process (whatever it answered): resizes
+    /// sent right after the start wait for it, as Docker's do.
+    launched: watch::Sender<bool>,
     done: watch::Sender<bool>,
 }
 
@@ -156,6 +162,7 @@ impl Engine {
             container_id: c.id.clone(),
             config,
             state: Mutex::new(ExecState::default()),
+            launched: watch::channel(false).0,
             done: watch::channel(false).0,
         });
         let action = format!("exec_create: {}", exec.command());
@@ -174,9 +181,9 @@ impl Engine {
     pub(crate) async fn do_exec_start(
         &self,
         exec_id: &str,
-        detach: bool,
-        tty: Option<bool>,
+        start: &ExecStartConfig,
     ) -> Result<Option<Attached>> {
+        let detach = start.detach.unwrap_or(false);
         let exec = self.find_exec(exec_id)?;
         let c = self.require_running(&exec.container_id)?;
         {
@@ -190,7 +197,7 @@ impl Engine {
             st.running = true;
         }
         let cfg = &exec.config;
-        let tty = tty.unwrap_or(false) || cfg.tty.unwrap_or(false);
+        let tty = start.tty.unwrap_or(false) || cfg.tty.unwrap_or(false);
         let process = exec_process(
             &c,
             &ExecSpec {
@@ -211,7 +218,9 @@ impl Engine {
             attach_stderr: !detach && cfg.attach_stderr.unwrap_or(true),
         };
         let client = c.shim();
-        let stream = match client.exec(&request).await {
+        let launched = client.exec(&request).await;
+        exec.launched.send_replace(true);
+        let stream = match launched {
             Ok(s) => s,
             Err(e) => {
                 let mut st = exec.state();
@@ -229,6 +238,13 @@ impl Engine {
         };
         if let Ok(pid) = client.exec_pid(&exec.id).await {
             exec.state().pid = pid as i64;
+        }
+        let console = start.console_size.as_ref().or(cfg.console_size.as_ref());
+        if let (true, Some([h, w])) = (tty, console.map(Vec::as_slice)) {
+            let clamp = |v: usize| v.min(u16::MAX as usize) as u16;
+            if let Err(e) = client.exec_resize(&exec.id, clamp(*h), clamp(*w)).await {
+                tracing::debug!(exec = %exec.id, error = %e, "initial console size");
+            }
         }
         let attrs = HashMap::from([("execID".to_string(), exec.id.clone())]);
         self.emit_container(
@@ -310,6 +326,13 @@ impl Engine {
     ) -> Result<()> {
         let exec = self.find_exec(exec_id)?;
         let c = self.find(&exec.container_id)?;
+        let mut launched = exec.launched.subscribe();
+        let wait = launched.wait_for(|l| *l);
+        if !matches!(tokio::time::timeout(LAUNCH_WAIT, wait).await, Ok(Ok(_))) {
+            return Err(EngineError::Conflict(
+                "timeout waiting for exec session ready".into(),
+            ));
+        }
         c.shim()
             .exec_resize(&exec.id, height, width)
             .await

@@ -131,7 +131,13 @@ impl Container {
 
     /// The cgroup path relative to each hierarchy's root.
     pub(crate) fn cgroups_path(&self) -> String {
-        format!("/{}/{}", skiff_core::paths::CGROUP_PARENT, self.id)
+        let path = &self.lock().cgroups_path;
+        if path.is_empty() {
+            // Records written before the path was stored.
+            format!("/{}/{}", skiff_core::paths::CGROUP_PARENT, self.id)
+        } else {
+            path.clone()
+        }
     }
 }
 

@@ -19,7 +19,11 @@ pub const IMAGE: &str = "skiff-test/busybox:latest";
 pub struct Dirs {
     pub root: tempfile::TempDir,
     pub state: tempfile::TempDir,
+    /// This engine's own cgroup parent, removed with the directories.
+    pub cgroup_parent: String,
 }
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Dirs {
     pub fn new() -> Dirs {
@@ -27,6 +31,11 @@ impl Dirs {
         Dirs {
             root: tmp("skiff-eng-root"),
             state: tmp("skiff-eng-st"),
+            cgroup_parent: format!(
+                "skiff-test-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
         }
     }
 
@@ -36,6 +45,7 @@ impl Dirs {
             state: self.state.path().to_path_buf(),
             default_runtime: "runc".into(),
             exe: PathBuf::from(SKIFF),
+            cgroup_parent: self.cgroup_parent.clone(),
         }
     }
 }
@@ -72,12 +82,13 @@ impl Drop for Dirs {
         }
         for id in &ids {
             let deadline = Instant::now() + Duration::from_secs(10);
-            while skiff_runtime::cgroups::remove(&format!("/skiff/{id}")).is_err()
+            while skiff_runtime::cgroups::remove(&format!("/{}/{id}", self.cgroup_parent)).is_err()
                 && Instant::now() < deadline
             {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+        let _ = skiff_runtime::cgroups::remove(&format!("/{}", self.cgroup_parent));
     }
 }
 
