@@ -212,7 +212,9 @@ impl Engine {
         }
         let images = Arc::new(skiff_image::ImageStore::open(&cfg.root.join("image"))?);
         let mut registry = Registry::default();
-        for rec in ContainerRecord::load_all(&cfg.root.join("containers"))? {
+        let records = ContainerRecord::load_all(&cfg.root.join("containers"))?;
+        containers::cleanup::sweep(&cfg, &records.iter().map(|r| r.id.clone()).collect());
+        for rec in records {
             let c = Arc::new(Container::new(rec, &cfg.root, &cfg.state));
             let name = c.rec().name;
             if let Err(e) = registry.reserve(&name, &c.id) {

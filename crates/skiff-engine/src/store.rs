@@ -100,7 +100,7 @@ pub(crate) struct ContainerRecord {
     pub cgroups_path: String,
 }
 
-const RECORD: &str = "config.json";
+pub(crate) const RECORD: &str = "config.json";
 
 impl ContainerRecord {
     /// Writes the record atomically into `dir`.
@@ -112,6 +112,17 @@ impl ContainerRecord {
         std::fs::write(&tmp, bytes).ctx(|| format!("write {}", tmp.display()))?;
         let dest = dir.join(RECORD);
         std::fs::rename(&tmp, &dest).ctx(|| format!("write {}", dest.display()))
+    }
+
+    /// Deletes the record in `dir`: from now on the directory belongs to no container.
+    pub(crate) fn delete(dir: &Path) -> Result<()> {
+        let path = dir.join(RECORD);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).ctx(|| format!("remove {}", path.display()))
+            }
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn load(dir: &Path) -> Result<ContainerRecord> {

@@ -118,7 +118,11 @@ async fn refused_creates_leave_nothing_behind() {
         format!("Conflict. The container name \"/web\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", first.id)
     );
     engine.container_remove("web", false, true).await.unwrap();
-    assert!(!dirs.root.path().join("containers").join(&first.id).exists());
+    let dir = dirs.root.path().join("containers").join(&first.id);
+    poll("the removed container's directory to go", async || {
+        (!dir.exists()).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,13 +183,17 @@ async fn run_attach_wait_logs_and_remove() {
         engine.container_inspect(&id, false).await,
         Err(EngineError::NoSuchContainer(_))
     ));
-    assert!(!dirs.root.path().join("containers").join(&id).exists());
-    let left: Vec<PathBuf> = skiff_runtime::cgroups::dirs(&format!("/{}/{id}", dirs.cgroup_parent))
-        .unwrap()
-        .into_iter()
-        .filter(|d| d.exists())
-        .collect();
-    assert!(left.is_empty(), "cgroups left: {left:?}");
+    // Directories and cgroups go right after the removal answered.
+    let dir = dirs.root.path().join("containers").join(&id);
+    let cgroups = skiff_runtime::cgroups::dirs(&format!("/{}/{id}", dirs.cgroup_parent)).unwrap();
+    poll(
+        "the removed container's directory and cgroups to go",
+        async || {
+            let left: Vec<&PathBuf> = cgroups.iter().filter(|d| d.exists()).collect();
+            (!dir.exists() && left.is_empty()).then_some(())
+        },
+    )
+    .await;
     let mut actions = Vec::new();
     while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(200), events.next()).await {
         actions.push(e.action.unwrap_or_default());
@@ -469,4 +477,60 @@ async fn health_checks_follow_the_probe() {
         listed[0].status
     );
     engine.container_remove(&c.id, true, true).await.unwrap();
+}
+
+/// The shim deletes the container from the runtime only after reporting its exit, so a start
+/// right after an exit must wait for that delete instead of failing with "already exists".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_right_after_exit_does_not_collide_in_the_runtime() {
+    require_runtime!();
+    let dirs = Dirs::new();
+    let engine = engine_with_image(&dirs).await;
+    for runtime in ["runc", "embedded"] {
+        // Restarted by its policy, with Docker's short first backoffs.
+        let mut always = sh("echo ran");
+        always.host_config = Some(HostConfig {
+            runtime: Some(runtime.into()),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::ALWAYS),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        });
+        let always = engine.container_create(None, always, None).await.unwrap();
+        engine.container_start(&always.id).await.unwrap();
+        let inspect = poll("three restarts", async || {
+            let i = engine.container_inspect(&always.id, false).await.unwrap();
+            (i.restart_count >= Some(3)).then_some(i)
+        })
+        .await;
+        let error = inspect.state.unwrap().error.unwrap_or_default();
+        assert!(error.is_empty(), "{runtime}: {error}");
+        let ran = logs(&engine, &always.id, true, false).await;
+        assert!(ran.matches("ran\n").count() >= 3, "{runtime}: {ran:?}");
+        engine
+            .container_remove(&always.id, true, true)
+            .await
+            .unwrap();
+
+        // Started again by hand the moment each run is reported.
+        let mut quick = sh("exit 3");
+        quick.host_config = Some(HostConfig {
+            runtime: Some(runtime.into()),
+            ..Default::default()
+        });
+        let quick = engine.container_create(None, quick, None).await.unwrap();
+        for _ in 0..15 {
+            let wait = engine
+                .container_wait(&quick.id, WaitCondition::NextExit)
+                .await
+                .unwrap();
+            engine.container_start(&quick.id).await.unwrap();
+            assert_eq!(wait.await.status_code, 3, "{runtime}");
+        }
+        engine
+            .container_remove(&quick.id, true, true)
+            .await
+            .unwrap();
+    }
 }

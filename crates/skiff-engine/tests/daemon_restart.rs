@@ -172,9 +172,29 @@ async fn exec_archive_and_daemon_restart() {
         .unwrap()
         .pid
         .unwrap();
+    // A removal cut short by the daemon's end: the record is gone, its directories are not.
+    let cut = engine
+        .container_create(Some("cut"), sh("true"), None)
+        .await
+        .unwrap();
+    let exited = engine
+        .container_wait("cut", WaitCondition::NextExit)
+        .await
+        .unwrap();
+    engine.container_start("cut").await.unwrap();
+    assert_eq!(exited.await.status_code, 0);
+    let cut_dir = dirs.root.path().join("containers").join(&cut.id);
+    let cut_state = dirs.state.path().join("c").join(&cut.id[..16]);
+    assert!(cut_state.exists());
+    std::fs::remove_file(cut_dir.join("config.json")).unwrap();
+
     engine.shutdown().await;
     drop(engine);
     let engine = Engine::open(dirs.config()).await.unwrap();
+    assert!(
+        !cut_dir.exists() && !cut_state.exists(),
+        "the next start sweeps what the cut-short removal left"
+    );
     let state = engine
         .container_inspect("box", false)
         .await

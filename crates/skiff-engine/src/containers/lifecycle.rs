@@ -23,6 +23,8 @@ const SIGKILL: i32 = 9;
 const SIGTERM: i32 = 15;
 /// How long to wait for a SIGKILLed container to be reaped.
 const KILL_GRACE: Duration = Duration::from_secs(30);
+/// How long a start waits for the container's previous shim to delete it from the runtime.
+const PREVIOUS_SHIM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The static init binary bound in for `--init` (Docker's `docker-init`, i.e. tini).
 pub(crate) fn init_binary() -> Result<PathBuf> {
@@ -249,6 +251,10 @@ impl Engine {
             open_stdin: rec.config.open_stdin.unwrap_or(false),
             stdin_once: rec.config.stdin_once.unwrap_or(false),
         };
+        c.shim()
+            .wait_released(PREVIOUS_SHIM_TIMEOUT)
+            .await
+            .map_err(|e| EngineError::StartFailed(e.to_string()))?;
         let exe = self.cfg.exe.clone();
         tokio::task::spawn_blocking(move || shim::launch(&exe, &shim_config))
             .await
@@ -480,7 +486,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Forgets a stopped container: registry, mounts, cgroups, directories, volumes.
+    /// Forgets a stopped container: registry, record, volumes; then mounts, cgroups and
+    /// directories in the background.
     pub(crate) fn finish_remove(&self, c: &Arc<Container>, remove_volumes: bool) {
         let rec = c.rec();
         {
@@ -490,17 +497,13 @@ impl Engine {
         }
         self.forget_execs(&c.id);
         c.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        if let Err(e) = rootfs::unmount(c) {
-            tracing::warn!(id = %c.id, error = %e, "unmounting rootfs at removal");
+        // The record goes now; mounts, cgroups and directories right after, off this path
+        // (`run --rm` waits for the removal). A daemon stop in between leaves directories
+        // without a record, which the next start sweeps.
+        if let Err(e) = crate::store::ContainerRecord::delete(&c.dir) {
+            tracing::warn!(id = %c.id, error = %e, "removing the container record");
         }
-        crate::containers::stats::remove_cgroups(&c.cgroups_path());
-        for dir in [&c.state_dir, &c.dir] {
-            if let Err(e) = std::fs::remove_dir_all(dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(dir = %dir.display(), error = %e, "removing container directory");
-                }
-            }
-        }
+        super::cleanup::release_in_background(c.clone());
         if remove_volumes {
             let anonymous: Vec<String> = rec
                 .mounts

@@ -4,6 +4,7 @@
 
 pub(crate) mod archive;
 pub(crate) mod attach;
+pub(crate) mod cleanup;
 pub(crate) mod config;
 pub(crate) mod create;
 pub(crate) mod exec;

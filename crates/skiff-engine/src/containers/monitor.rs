@@ -74,10 +74,13 @@ impl Engine {
         tokio::spawn(async move { engine.after_exit(&c, ran).await });
     }
 
-    /// Unmounts the rootfs and writes the exit into the record; wakes waiters.
+    /// Unmounts the rootfs (unless `--rm` is about to remove it all) and writes the exit
+    /// into the record; wakes waiters.
     pub(crate) fn record_exit(&self, c: &Arc<Container>, status: &ExitStatus) {
-        if let Err(e) = rootfs::unmount(c) {
-            tracing::warn!(id = %c.id, error = %e, "unmounting rootfs at exit");
+        if !c.rec().host_config.auto_remove.unwrap_or(false) {
+            if let Err(e) = rootfs::unmount(c) {
+                tracing::warn!(id = %c.id, error = %e, "unmounting rootfs at exit");
+            }
         }
         let code = status.exit_code as i64;
         let finished = if status.finished_at.is_empty() {

@@ -217,6 +217,27 @@ impl ShimClient {
             .map_err(|e| ShimError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))
     }
 
+    /// Returns once no earlier shim holds the state dir, so that a new one can be launched
+    /// there. A shim answers its container's exit first and deletes the container from the
+    /// runtime after (same id, same runtime root: a new create must wait), then removes its
+    /// socket; a request it serves after the exit is served after that delete. So: no socket
+    /// means released, and so does any answer, or the connection closing, after the exit.
+    pub async fn wait_released(&self, timeout: Duration) -> Result<(), ShimError> {
+        match tokio::time::timeout(timeout, self.state()).await {
+            Ok(Ok(state)) if state.exit.is_none() => Err(ShimError::Remote(format!(
+                "a shim still runs a container (pid {}) in {}",
+                state.pid,
+                self.state_dir.display()
+            ))),
+            Ok(_) => Ok(()),
+            Err(_) => Err(ShimError::Remote(format!(
+                "the previous shim in {} did not finish within {}s",
+                self.state_dir.display(),
+                timeout.as_secs()
+            ))),
+        }
+    }
+
     /// Current state; `NotRunning` if the shim is gone (then see [`super::read_exit`]).
     pub async fn state(&self) -> Result<ShimState, ShimError> {
         self.value(&Request::State).await

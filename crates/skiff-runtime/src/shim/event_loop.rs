@@ -97,8 +97,8 @@ impl Shim {
         }
     }
 
-    /// Serves until the container has exited and its clients are done (or [`LINGER`] passed),
-    /// then removes `shim.sock` and `shim.pid`.
+    /// Serves until the container has exited and its clients are done (or [`LINGER`] passed).
+    /// `shim.sock` and `shim.pid` are gone from the exit on.
     pub(super) fn serve(mut self) {
         if let Err(e) = self.listener.set_nonblocking(true) {
             tracing::error!(error = %e, "cannot make the shim socket non-blocking");
@@ -124,13 +124,6 @@ impl Shim {
             if let Role::WaitExec(_) = conn.role {
                 conn.reply(&Reply::Error("exec ended with its container".into()));
             }
-        }
-        // Gone before the listener closes: a client refused from now on finds no socket.
-        for path in [
-            socket_path(&self.config.state_dir),
-            pid_path(&self.config.state_dir),
-        ] {
-            let _ = std::fs::remove_file(path);
         }
     }
 
@@ -638,9 +631,6 @@ impl Shim {
             log.finish();
         }
         let oom_killed = (self.oom_killed)();
-        if let Err(e) = self.backend.delete(&self.config.id, true) {
-            tracing::warn!(error = %error_chain(&e), "deleting the container from the runtime failed");
-        }
         let exit = ExitStatus {
             exit_code: code,
             oom_killed,
@@ -663,6 +653,25 @@ impl Shim {
         self.status = Status::Stopped;
         self.exit = Some(exit);
         self.exited_at = Some(Instant::now());
+        // After the waiters have their answer: the runtime's delete takes a while and is not
+        // the container's business. Requests are served only after it, and the socket goes
+        // with it, so a new shim for this container (a restart) starts after the delete
+        // (see `ShimClient::wait_released`).
+        if let Err(e) = self.backend.delete(&self.config.id, true) {
+            tracing::warn!(error = %error_chain(&e), "deleting the container from the runtime failed");
+        }
+        self.release_state_dir();
+    }
+
+    /// Removes `shim.sock` and `shim.pid`: from now on the state dir belongs to whoever
+    /// launches the next shim there; connections already open are still served.
+    fn release_state_dir(&self) {
+        for path in [
+            socket_path(&self.config.state_dir),
+            pid_path(&self.config.state_dir),
+        ] {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

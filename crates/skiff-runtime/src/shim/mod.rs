@@ -140,13 +140,13 @@ pub fn read_exit(state_dir: &Path) -> Option<ExitStatus> {
 }
 
 /// Writes the exit record atomically (temporary file, then rename), so readers never see
-/// half of it.
+/// half of it. Not synced to disk: the record is runtime state (under `/run`), read by a
+/// daemon that restarts on the same boot; the page cache outlives any process crash, and a
+/// host crash ends the container anyway.
 fn write_exit(state_dir: &Path, exit: &ExitStatus) -> std::io::Result<()> {
     let tmp = state_dir.join("exit.json.tmp");
     let bytes = serde_json::to_vec(exit).map_err(std::io::Error::other)?;
-    let mut file = std::fs::File::create(&tmp)?;
-    std::io::Write::write_all(&mut file, &bytes)?;
-    file.sync_all()?;
+    std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, exit_path(state_dir))
 }
 
