@@ -23,6 +23,13 @@ use super::{
 /// How long a shim may take to create its container before [`launch`] gives up.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(120);
 
+fn too_long() -> ShimError {
+    ShimError::Io(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "shim reply too long",
+    ))
+}
+
 /// Errors talking to a shim.
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
@@ -177,6 +184,24 @@ impl ShimClient {
 
     /// Sends one request and reads its reply line; the connection stays usable for streams.
     async fn call(&self, request: &Request) -> Result<(UnixStream, serde_json::Value), ShimError> {
+        let mut stream = self.send(request).await?;
+        // Byte by byte: whatever follows the reply line belongs to the caller's stream.
+        let mut reply = Vec::new();
+        loop {
+            let byte = stream.read_u8().await.map_err(|e| self.io_error(e))?;
+            if byte == b'\n' {
+                break;
+            }
+            if reply.len() > MAX_REQUEST {
+                return Err(too_long());
+            }
+            reply.push(byte);
+        }
+        Ok((stream, self.parse(&reply)?))
+    }
+
+    /// Connects and sends one request line.
+    async fn send(&self, request: &Request) -> Result<UnixStream, ShimError> {
         // Through the open directory: the state dir's own path may be too long for a socket.
         let dir = SocketDir::open(&self.state_dir).map_err(|e| self.io_error(e))?;
         let mut stream = UnixStream::connect(dir.path(SOCKET_NAME))
@@ -189,31 +214,40 @@ impl ShimClient {
             .write_all(&line)
             .await
             .map_err(|e| self.io_error(e))?;
-        // Byte by byte: whatever follows the reply line belongs to the caller's stream.
-        let mut reply = Vec::new();
-        loop {
-            let byte = stream.read_u8().await.map_err(|e| self.io_error(e))?;
-            if byte == b'\n' {
-                break;
-            }
-            if reply.len() > MAX_REQUEST {
-                return Err(ShimError::Io(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "shim reply too long",
-                )));
-            }
-            reply.push(byte);
-        }
-        match serde_json::from_slice::<Reply>(&reply) {
-            Ok(Reply::Ok(value)) => Ok((stream, value)),
+        Ok(stream)
+    }
+
+    fn parse(&self, reply: &[u8]) -> Result<serde_json::Value, ShimError> {
+        match serde_json::from_slice::<Reply>(reply) {
+            Ok(Reply::Ok(value)) => Ok(value),
             Ok(Reply::Error(message)) => Err(ShimError::Remote(message)),
             Err(e) => Err(ShimError::Io(io::Error::new(io::ErrorKind::InvalidData, e))),
         }
     }
 
+    /// A request whose reply is the last thing on its connection: read in chunks, up to the
+    /// end of the line (not to the end of the connection, which the shim may close later).
     async fn value<T: DeserializeOwned>(&self, request: &Request) -> Result<T, ShimError> {
-        let (_, value) = self.call(request).await?;
-        serde_json::from_value(value)
+        let mut stream = self.send(request).await?;
+        let mut reply = Vec::with_capacity(256);
+        let end = loop {
+            let from = reply.len();
+            if stream
+                .read_buf(&mut reply)
+                .await
+                .map_err(|e| self.io_error(e))?
+                == 0
+            {
+                return Err(self.io_error(io::ErrorKind::UnexpectedEof.into()));
+            }
+            if let Some(i) = reply[from..].iter().position(|&b| b == b'\n') {
+                break from + i;
+            }
+            if reply.len() > MAX_REQUEST {
+                return Err(too_long());
+            }
+        };
+        serde_json::from_value(self.parse(&reply[..end])?)
             .map_err(|e| ShimError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))
     }
 
