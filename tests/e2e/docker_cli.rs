@@ -6,6 +6,8 @@ mod attach;
 mod common;
 #[path = "docker_cli/run_errors.rs"]
 mod run_errors;
+#[path = "docker_cli/update.rs"]
+mod update;
 
 use std::time::Duration;
 

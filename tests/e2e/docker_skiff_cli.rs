@@ -86,9 +86,15 @@ fn skiff_verbs_manage_containers_and_images() {
             .code(),
         Some(6)
     );
+    assert_eq!(
+        skiff_ok(&d, &["update", "-m", "96m", "--restart", "always", "svc"]).trim(),
+        "svc"
+    );
     let inspect: serde_json::Value =
         serde_json::from_str(&skiff_ok(&d, &["inspect", "svc"])).expect("json");
     assert_eq!(inspect[0]["State"]["Running"], true);
+    assert_eq!(inspect[0]["HostConfig"]["Memory"], 96 << 20);
+    assert_eq!(inspect[0]["HostConfig"]["RestartPolicy"]["Name"], "always");
     skiff_ok(&d, &["stop", "-t", "1", "svc"]);
     assert!(skiff_ok(&d, &["ps", "-a", "-q"]).trim() == &id.trim()[..12]);
     skiff_ok(&d, &["rm", "svc"]);

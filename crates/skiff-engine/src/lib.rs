@@ -403,6 +403,17 @@ impl Engine {
         self.do_remove(id, force, remove_volumes).await
     }
 
+    /// `POST /containers/{id}/update`: new limits (applied at once while it runs) and
+    /// restart policy.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_update(
+        &self,
+        id: &str,
+        body: &ContainerUpdateBody,
+    ) -> Result<ContainerUpdateResponse> {
+        self.do_update(id, body).await
+    }
+
     /// `POST /containers/{id}/rename?name=`.
     #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
     pub async fn container_rename(&self, id: &str, new_name: &str) -> Result<()> {

@@ -5,7 +5,8 @@
 //! A `cgroups_path` is the spec's `linux.cgroupsPath` (e.g. `/skiff/<id>`), relative to each
 //! hierarchy's root. Each controller is looked up where the host mounts it: a v1 hierarchy
 //! that names it, else the v2 hierarchy whose `cgroup.controllers` lists it. This module
-//! never creates cgroups or moves processes: runtimes do that.
+//! never creates cgroups or moves processes: runtimes do that. Changing the limits of a
+//! running container (`docker update`) goes through libcgroups, as runtimes' `update` does.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -26,6 +27,8 @@ pub enum CgroupError {
     },
     #[error("cgroup {} still has processes", .0.display())]
     Busy(PathBuf),
+    #[error("cannot update the cgroup {path}: {message}")]
+    Update { path: String, message: String },
 }
 
 impl skiff_core::HasKind for CgroupError {
@@ -34,6 +37,7 @@ impl skiff_core::HasKind for CgroupError {
             CgroupError::NotFound(_) => skiff_core::ErrorKind::NotFound,
             CgroupError::Busy(_) => skiff_core::ErrorKind::WrongState,
             CgroupError::Io { .. } => skiff_core::ErrorKind::Internal,
+            CgroupError::Update { .. } => skiff_core::ErrorKind::InvalidArgument,
         }
     }
 }
@@ -379,6 +383,30 @@ fn frozen_in(hs: &[Hierarchy], cgroups_path: &str) -> Result<bool> {
         .find(|h| h.v2)
         .ok_or_else(|| CgroupError::NotFound(cgroups_path.to_string()))?;
     Ok(flat_keyed(&unified.dir(cgroups_path).join("cgroup.events")).get("frozen") == Some(&1))
+}
+
+/// Applies `resources` to an existing cgroup (a running container); what they leave unset
+/// stays as it is (see [`crate::spec::limits`]).
+pub fn update(cgroups_path: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager, ControllerOpt};
+    let failed = |message: String| CgroupError::Update {
+        path: cgroups_path.to_string(),
+        message,
+    };
+    let manager = create_cgroup_manager(CgroupConfig {
+        cgroup_path: PathBuf::from(cgroups_path),
+        systemd_cgroup: false,
+        container_name: String::new(),
+    })
+    .map_err(|e| failed(e.to_string()))?;
+    manager
+        .apply(&ControllerOpt {
+            resources,
+            disable_oom_killer: false,
+            oom_score_adj: None,
+            freezer_state: None,
+        })
+        .map_err(|e| failed(e.to_string()))
 }
 
 /// Every directory of `cgroups_path` on this host, one per hierarchy (v1 and v2).

@@ -215,6 +215,21 @@ fn nofile_limit() -> u64 {
     }
 }
 
+/// The memory, CPU and pids limits of `c` — what `docker update` changes on a running
+/// container — without device rules. An unset pids limit is "max".
+pub fn limits(c: &ContainerSpec) -> Result<oci_spec::runtime::LinuxResources> {
+    let mut r = linux::resources(c, Vec::new())?;
+    r.set_devices(None);
+    if r.pids().is_none() {
+        r.set_pids(Some(
+            oci_spec::runtime::LinuxPidsBuilder::default()
+                .limit(0)
+                .build()?,
+        ));
+    }
+    Ok(r)
+}
+
 /// Generates the OCI runtime spec for `c` with Docker's secure defaults.
 pub fn generate(c: &ContainerSpec) -> Result<Spec> {
     if c.args.is_empty() {

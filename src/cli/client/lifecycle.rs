@@ -1,6 +1,7 @@
 //! Verbs that change a container's state: start, stop, restart, kill, pause, unpause, rm,
-//! wait, rename.
+//! wait, rename, update.
 
+use bollard::models::ContainerUpdateBody;
 use bollard::query_parameters::{
     KillContainerOptions, RemoveContainerOptions, RenameContainerOptions, RestartContainerOptions,
     StopContainerOptions, WaitContainerOptions,
@@ -60,6 +61,30 @@ pub struct RmArgs {
     /// Remove anonymous volumes associated with the container
     #[arg(short = 'v', long)]
     volumes: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UpdateArgs {
+    /// Memory limit (e.g. 128m)
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    cpu_shares: Option<i64>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    restart: Option<String>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -190,4 +215,36 @@ pub async fn rename(docker: &Docker, args: RenameArgs) -> Outcome {
         .await
         .map_err(daemon_error)?;
     Ok(0)
+}
+
+pub async fn update(docker: &Docker, args: UpdateArgs) -> Outcome {
+    let swap = |raw: &str| {
+        if raw == "-1" {
+            Ok(-1)
+        } else {
+            super::run::parse_bytes(raw)
+        }
+    };
+    let body = ContainerUpdateBody {
+        memory: args
+            .memory
+            .as_deref()
+            .map(super::run::parse_bytes)
+            .transpose()?,
+        memory_swap: args.memory_swap.as_deref().map(swap).transpose()?,
+        nano_cpus: args.cpus.map(|c| (c * 1e9) as i64),
+        cpu_shares: args.cpu_shares,
+        pids_limit: args.pids_limit,
+        restart_policy: args
+            .restart
+            .as_deref()
+            .map(super::run::restart_policy)
+            .transpose()?,
+        ..Default::default()
+    };
+    each(&args.containers, |c| {
+        let body = body.clone();
+        async move { docker.update_container(&c, body).await }
+    })
+    .await
 }

@@ -59,6 +59,8 @@ pub enum Command {
     Wait(With<lifecycle::Names>),
     /// Rename a container
     Rename(With<lifecycle::RenameArgs>),
+    /// Update configuration of one or more containers
+    Update(With<lifecycle::UpdateArgs>),
     /// List containers
     Ps(With<show::PsArgs>),
     /// Return low-level information on containers or images
@@ -176,6 +178,7 @@ async fn dispatch(command: Command) -> Outcome {
         Command::Rm(w) => go!(w, lifecycle::rm),
         Command::Wait(w) => go!(w, lifecycle::wait),
         Command::Rename(w) => go!(w, lifecycle::rename),
+        Command::Update(w) => go!(w, lifecycle::update),
         Command::Ps(w) => go!(w, show::ps),
         Command::Inspect(w) => go!(w, show::inspect),
         Command::Logs(w) => go!(w, show::logs),

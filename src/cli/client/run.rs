@@ -130,7 +130,7 @@ pub fn parse_bytes(raw: &str) -> anyhow::Result<i64> {
     Ok((value * mult as f64) as i64)
 }
 
-fn restart_policy(raw: &str) -> anyhow::Result<RestartPolicy> {
+pub fn restart_policy(raw: &str) -> anyhow::Result<RestartPolicy> {
     let (name, count) = match raw.split_once(':') {
         Some((n, c)) => (
             n,

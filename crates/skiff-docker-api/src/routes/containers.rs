@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::{FutureExt, StreamExt};
 use http::{header, StatusCode};
-use skiff_engine::models::{ContainerCreateBody, ContainerWaitResponse};
+use skiff_engine::models::{ContainerCreateBody, ContainerUpdateBody, ContainerWaitResponse};
 use skiff_engine::{
     AttachOptions, Engine, Filters, ListOptions, LogOptions, LogStream, WaitCondition,
 };
@@ -137,6 +137,14 @@ pub async fn rename(
         .ok_or_else(|| ApiError::bad_request("name cannot be empty"))?;
     engine.container_rename(&id, name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn update(
+    State(engine): Eng,
+    Path(id): Path<String>,
+    DockerJson(body): DockerJson<ContainerUpdateBody>,
+) -> ApiResult<Response> {
+    Ok(Json(engine.container_update(&id, &body).await?).into_response())
 }
 
 pub async fn prune(State(engine): Eng, params: Params) -> ApiResult<Response> {

@@ -1,6 +1,6 @@
 //! Containers: the in-memory registry (ids, names), each container's record and lifecycle
 //! signal, and the operations split by concern (create, lifecycle, monitor, query, logs,
-//! archive, stats, exec).
+//! archive, stats, exec, update).
 
 pub(crate) mod archive;
 pub(crate) mod attach;
@@ -15,6 +15,7 @@ pub(crate) mod monitor;
 pub(crate) mod query;
 pub(crate) mod rootfs;
 pub(crate) mod stats;
+pub(crate) mod update;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,177 @@
+//! `docker update`: new memory, CPU and pids limits and a new restart policy for an existing
+//! container — recorded, and applied to its cgroups while it runs. Zero means "unchanged",
+//! as in Docker; settings skiff does not run with are refused, not ignored.
+
+use std::collections::HashMap;
+
+use bollard_stubs::models::{ContainerUpdateBody, ContainerUpdateResponse, HostConfig};
+use skiff_runtime::spec::{self, ContainerSpec};
+
+use super::config;
+use crate::error::{EngineError, Result};
+use crate::restart::Policy;
+use crate::store::Status;
+use crate::Engine;
+
+/// Folds the update into the host config: the new settings, still to be validated.
+fn merge(mut hc: HostConfig, body: &ContainerUpdateBody) -> Result<HostConfig> {
+    let unsupported = [
+        ("--cpu-period", body.cpu_period.is_some_and(|v| v != 0)),
+        ("--cpu-quota", body.cpu_quota.is_some_and(|v| v != 0)),
+        (
+            "--cpu-rt-period",
+            body.cpu_realtime_period.is_some_and(|v| v != 0),
+        ),
+        (
+            "--cpu-rt-runtime",
+            body.cpu_realtime_runtime.is_some_and(|v| v != 0),
+        ),
+        (
+            "--cpuset-cpus",
+            body.cpuset_cpus.as_deref().is_some_and(|v| !v.is_empty()),
+        ),
+        (
+            "--cpuset-mems",
+            body.cpuset_mems.as_deref().is_some_and(|v| !v.is_empty()),
+        ),
+        ("--blkio-weight", body.blkio_weight.is_some_and(|v| v != 0)),
+        (
+            "--memory-reservation",
+            body.memory_reservation.is_some_and(|v| v != 0),
+        ),
+    ];
+    if let Some((flag, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(EngineError::invalid(format!(
+            "updating {flag} is not supported by skiff yet"
+        )));
+    }
+    let changed = |v: Option<i64>| v.filter(|v| *v != 0);
+    if let Some(v) = changed(body.memory) {
+        hc.memory = Some(v);
+    }
+    if let Some(v) = changed(body.memory_swap) {
+        hc.memory_swap = Some(v);
+    }
+    if let Some(v) = changed(body.nano_cpus) {
+        hc.nano_cpus = Some(v);
+    }
+    if let Some(v) = changed(body.cpu_shares) {
+        hc.cpu_shares = Some(v);
+    }
+    if let Some(v) = body.pids_limit {
+        // 0 and -1 lift the limit.
+        hc.pids_limit = (v > 0).then_some(v);
+    }
+    if let Some(policy) = body.restart_policy.as_ref().filter(|p| p.name.is_some()) {
+        if hc.auto_remove.unwrap_or(false) {
+            return Err(EngineError::invalid(
+                "Restart policy cannot be updated because AutoRemove is enabled for the container",
+            ));
+        }
+        Policy::from_wire(Some(policy), false)?;
+        hc.restart_policy = Some(policy.clone());
+    }
+    config::validate_resources(&hc)?;
+    Ok(hc)
+}
+
+impl Engine {
+    pub(crate) async fn do_update(
+        &self,
+        key: &str,
+        body: &ContainerUpdateBody,
+    ) -> Result<ContainerUpdateResponse> {
+        let c = self.find(key)?;
+        let _op = c.op.lock().await;
+        let rec = c.rec();
+        let hc = merge(rec.host_config.clone(), body)?;
+        if matches!(rec.state.status, Status::Running | Status::Paused) {
+            let positive = |v: Option<i64>| v.filter(|v| *v > 0);
+            let limits = spec::limits(&ContainerSpec {
+                memory_limit: positive(hc.memory),
+                memory_swap: hc.memory_swap.filter(|v| *v != 0),
+                nano_cpus: positive(hc.nano_cpus),
+                cpu_shares: positive(hc.cpu_shares).map(|v| v as u64),
+                pids_limit: positive(hc.pids_limit),
+                ..Default::default()
+            })?;
+            skiff_runtime::cgroups::update(&c.cgroups_path(), &limits).map_err(|e| {
+                EngineError::invalid(format!("Cannot update container {}: {e}", c.id))
+            })?;
+        }
+        c.update(|r| r.host_config = hc)?;
+        self.emit_container("update", &c, HashMap::new());
+        Ok(ContainerUpdateResponse {
+            warnings: Some(Vec::new()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard_stubs::models::{RestartPolicy, RestartPolicyNameEnum};
+
+    #[test]
+    fn zero_keeps_and_nonzero_replaces() {
+        let hc = HostConfig {
+            memory: Some(64 << 20),
+            nano_cpus: Some(500_000_000),
+            pids_limit: Some(10),
+            ..Default::default()
+        };
+        let body = ContainerUpdateBody {
+            memory: Some(0),
+            nano_cpus: Some(1_000_000_000),
+            pids_limit: Some(-1),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::ALWAYS),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        };
+        let out = merge(hc, &body).unwrap();
+        assert_eq!(out.memory, Some(64 << 20));
+        assert_eq!(out.nano_cpus, Some(1_000_000_000));
+        assert_eq!(out.pids_limit, None);
+        assert_eq!(
+            out.restart_policy.and_then(|p| p.name),
+            Some(RestartPolicyNameEnum::ALWAYS)
+        );
+    }
+
+    #[test]
+    fn refuses_what_docker_refuses_and_what_skiff_cannot_apply() {
+        let rm = HostConfig {
+            auto_remove: Some(true),
+            ..Default::default()
+        };
+        let policy = ContainerUpdateBody {
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::ALWAYS),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        };
+        assert!(merge(rm, &policy)
+            .unwrap_err()
+            .to_string()
+            .contains("AutoRemove"));
+        let tiny = ContainerUpdateBody {
+            memory: Some(1024),
+            ..Default::default()
+        };
+        assert!(merge(HostConfig::default(), &tiny)
+            .unwrap_err()
+            .to_string()
+            .contains("Minimum memory limit"));
+        let quota = ContainerUpdateBody {
+            cpu_quota: Some(50_000),
+            ..Default::default()
+        };
+        assert!(merge(HostConfig::default(), &quota)
+            .unwrap_err()
+            .to_string()
+            .contains("--cpu-quota"));
+    }
+}
