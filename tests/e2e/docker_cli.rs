@@ -6,8 +6,8 @@ mod attach;
 mod common;
 #[path = "docker_cli/run_errors.rs"]
 mod run_errors;
-#[path = "docker_cli/update.rs"]
-mod update;
+#[path = "docker_cli/update_diff.rs"]
+mod update_diff;
 
 use std::time::Duration;
 

@@ -403,6 +403,12 @@ impl Engine {
         self.do_remove(id, force, remove_volumes).await
     }
 
+    /// `GET /containers/{id}/changes` (`docker diff`).
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_changes(&self, id: &str) -> Result<Vec<FilesystemChange>> {
+        self.do_changes(id).await
+    }
+
     /// `POST /containers/{id}/update`: new limits (applied at once while it runs) and
     /// restart policy.
     #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]

@@ -139,6 +139,10 @@ pub async fn rename(
     Ok(StatusCode::NO_CONTENT)
 }
 
+pub async fn changes(State(engine): Eng, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(engine.container_changes(&id).await?).into_response())
+}
+
 pub async fn update(
     State(engine): Eng,
     Path(id): Path<String>,

@@ -1,9 +1,10 @@
 //! Containers: the in-memory registry (ids, names), each container's record and lifecycle
 //! signal, and the operations split by concern (create, lifecycle, monitor, query, logs,
-//! archive, stats, exec, update).
+//! archive, changes, stats, exec, update).
 
 pub(crate) mod archive;
 pub(crate) mod attach;
+pub(crate) mod changes;
 pub(crate) mod cleanup;
 pub(crate) mod config;
 pub(crate) mod create;

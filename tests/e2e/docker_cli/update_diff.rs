@@ -1,5 +1,6 @@
 //! `docker update`: new limits reach the running container's cgroups at once, the restart
-//! policy and limits are recorded, and refused updates change nothing.
+//! policy and limits are recorded, and refused updates change nothing. `docker diff`: what a
+//! container changed, as Docker reports it.
 
 use crate::common::{stderr, Daemon, BUSYBOX};
 
@@ -70,4 +71,43 @@ fn update_changes_limits_of_a_running_container() {
     d.docker_ok(&["start", "upd"]);
     assert_eq!(cgroup(&d, "memory/memory.limit_in_bytes"), "100663296");
     d.docker_ok(&["rm", "-f", "upd"]);
+}
+
+#[test]
+fn diff_lists_what_the_container_added_changed_and_deleted() {
+    let d = Daemon::start();
+    d.docker_ok(&[
+        "run",
+        "--name",
+        "chg",
+        "-v",
+        "/data",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "mkdir -p /srv/app && echo x > /srv/app/f && rm /etc/group && echo y >> /etc/passwd",
+    ]);
+    let diff = d.docker_ok(&["diff", "chg"]);
+    let lines: Vec<&str> = diff.lines().collect();
+    for want in [
+        "C /etc",
+        "D /etc/group",
+        "C /etc/passwd",
+        "A /srv",
+        "A /srv/app",
+        "A /srv/app/f",
+        "A /data",
+    ] {
+        assert!(lines.contains(&want), "{want:?} missing from:\n{diff}");
+    }
+    assert!(
+        !diff.contains("/etc/hosts") && !diff.contains("/etc/resolv.conf"),
+        "generated /etc files are not changes:\n{diff}"
+    );
+    let out = d.docker(&["diff", "nosuch"]);
+    assert!(
+        stderr(&out).contains("No such container"),
+        "{}",
+        stderr(&out)
+    );
 }
