@@ -653,6 +653,9 @@ impl Shim {
         self.status = Status::Stopped;
         self.exit = Some(exit);
         self.exited_at = Some(Instant::now());
+        // Closed now, not after the delete: an attached client sees the end of the output
+        // with the exit (what has not been flushed yet stays until it is).
+        self.conns.retain(|_, conn| !conn.done());
         // After the waiters have their answer: the runtime's delete takes a while and is not
         // the container's business. Requests are served only after it, and the socket goes
         // with it, so a new shim for this container (a restart) starts after the delete
