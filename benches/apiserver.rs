@@ -4,7 +4,8 @@
 //! Prints one table with the targets and the etcd/SQLite ratios. It measures; it asserts nothing.
 //!
 //! Knobs: `SKIFF_BENCH_OBJECTS` (pods created, default 10000), `SKIFF_BENCH_STARTS` (server
-//! starts per median, default 5).
+//! starts per median, default 5), `SKIFF_BENCH_DATASTORE` (`sqlite` or `etcd` to measure only
+//! that one while iterating; the other column then reads `skipped`).
 
 #[path = "../tests/e2e/kube_common/mod.rs"]
 mod kube_common;
@@ -140,6 +141,25 @@ struct Figures {
     list_all_ms: f64,
     rss_loaded_mib: f64,
     fanout: (f64, f64),
+}
+
+impl Figures {
+    /// Figures of a datastore not measured in this run (every cell reads `skipped`).
+    fn skipped() -> Figures {
+        let n = f64::INFINITY;
+        Figures {
+            ready_fresh_ms: n,
+            ready_restart_ms: n,
+            rss_idle_mib: n,
+            create: (n, n),
+            creates_per_s: n,
+            get: (n, n),
+            list_page: (n, n),
+            list_all_ms: n,
+            rss_loaded_mib: n,
+            fanout: (n, n),
+        }
+    }
 }
 
 fn pod(name: &str) -> Pod {
@@ -348,9 +368,12 @@ async fn measure(datastore: Datastore, objects: usize, starts: usize) -> Figures
     f
 }
 
-/// A table cell: the figure, or `failed` where the measurement could not be taken.
+/// A table cell: the figure, `failed` where the measurement could not be taken, or `skipped`
+/// for a datastore left out of the run.
 fn cell(v: f64, decimals: usize) -> String {
-    if v.is_nan() {
+    if v.is_infinite() {
+        "skipped".into()
+    } else if v.is_nan() {
         "failed".into()
     } else {
         format!("{v:.decimals$}")
@@ -360,9 +383,17 @@ fn cell(v: f64, decimals: usize) -> String {
 fn main() {
     let objects = env_count("SKIFF_BENCH_OBJECTS", 10_000);
     let starts = env_count("SKIFF_BENCH_STARTS", 5);
+    let only = std::env::var("SKIFF_BENCH_DATASTORE").unwrap_or_default();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let sqlite = rt.block_on(measure(Datastore::Sqlite, objects, starts));
-    let etcd = rt.block_on(measure(Datastore::Etcd, objects, starts));
+    let run = |datastore: Datastore, name: &str| {
+        if only.is_empty() || only == name {
+            rt.block_on(measure(datastore, objects, starts))
+        } else {
+            Figures::skipped()
+        }
+    };
+    let sqlite = run(Datastore::Sqlite, "sqlite");
+    let etcd = run(Datastore::Etcd, "etcd");
 
     type Row = (&'static str, fn(&Figures) -> f64, &'static str);
     let rows: [Row; 14] = [
@@ -406,7 +437,14 @@ fn main() {
             "| {name:<32} | {:>9} | {:>9} | {:>11} | {target:<15} |",
             cell(s, 1),
             cell(e, 1),
-            cell(e / s, 2)
+            cell(
+                if s.is_infinite() || e.is_infinite() {
+                    f64::INFINITY
+                } else {
+                    e / s
+                },
+                2
+            )
         );
     }
 }

@@ -159,7 +159,19 @@ pub fn json(code: u16, body: &Value) -> Response {
 }
 
 pub fn json_with_type(code: u16, body: &Value, content_type: &str) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    bytes_with_type(
+        code,
+        serde_json::to_vec(body).unwrap_or_default(),
+        content_type,
+    )
+}
+
+/// A JSON reply from already encoded bytes.
+pub fn json_bytes(code: u16, body: Vec<u8>) -> Response {
+    bytes_with_type(code, body, "application/json")
+}
+
+fn bytes_with_type(code: u16, bytes: Vec<u8>, content_type: &str) -> Response {
     let mut r = Response::new(Body::from(bytes));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(

@@ -183,6 +183,53 @@ async fn list_selectors_and_pagination() {
     );
 }
 
+/// Lists are read from the store a page at a time and written from the stored JSON: an
+/// unpaginated list longer than a page must still hold every object, each exactly as a GET
+/// returns it, and a limited one must stop at its limit.
+#[tokio::test]
+async fn list_over_many_store_pages_is_complete_and_matches_get() {
+    let api = api().await;
+    let n = 1_100;
+    for i in 0..n {
+        let cm = json!({"metadata": {"name": format!("cm-{i:04}"), "labels": {"i": i.to_string()}}, "data": {"k": "v"}});
+        let (s, body) = api.post(CONFIGMAPS, cm).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    let (s, all) = api.get(CONFIGMAPS).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (all["kind"].as_str(), all["apiVersion"].as_str()),
+        (Some("ConfigMapList"), Some("v1"))
+    );
+    let items = all["items"].as_array().unwrap();
+    let names: Vec<&str> = items
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..n).map(|i| format!("cm-{i:04}")).collect();
+    assert_eq!(names, expected, "every object once, in key order");
+    assert!(all["metadata"].get("continue").is_none());
+    for i in [0, 499, 500, 1_099] {
+        let (_, one) = api.get(&format!("{CONFIGMAPS}/cm-{i:04}")).await;
+        assert_eq!(items[i], one, "list item and GET of cm-{i:04}");
+        assert_eq!(
+            (one["kind"].as_str(), one["apiVersion"].as_str()),
+            (Some("ConfigMap"), Some("v1"))
+        );
+        assert!(one["metadata"]["resourceVersion"]
+            .as_str()
+            .is_some_and(|rv| !rv.is_empty()));
+    }
+    let (_, page) = api.get(&format!("{CONFIGMAPS}?limit=700")).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 700);
+    assert!(page["metadata"]["continue"].is_string());
+    let (_, picked) = api
+        .get(&format!("{CONFIGMAPS}?labelSelector=i%3D1042"))
+        .await;
+    assert_eq!(picked["items"][0]["metadata"]["name"], "cm-1042");
+    assert_eq!(picked["items"].as_array().unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn scale_subresource_reads_and_writes_replicas() {
     let api = api().await;

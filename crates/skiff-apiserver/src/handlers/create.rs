@@ -90,7 +90,7 @@ pub async fn create_object(
     if dry_run {
         return Ok(obj);
     }
-    let created = state.storage.create(info, &obj).await?;
+    let created = state.storage.create(info, obj).await?;
     if info.kind == "Namespace" {
         ensure_default_service_account(state, object::name(&created)).await?;
     }
@@ -170,7 +170,7 @@ async fn ensure_default_service_account(state: &ApiState, ns: &str) -> Result<()
     let meta = object::meta_mut(&mut sa);
     meta.insert("uid".into(), json!(object::new_uid()));
     meta.insert("creationTimestamp".into(), json!(object::now()));
-    match state.storage.create(info, &sa).await {
+    match state.storage.create(info, sa).await {
         Ok(_) => Ok(()),
         Err(e) if e.reason == "AlreadyExists" => Ok(()),
         Err(e) => Err(e),

@@ -176,7 +176,7 @@ async fn delete_object(
     if opts.dry_run {
         return Ok(marked);
     }
-    state.storage.update(info, &marked, rv).await
+    state.storage.update(info, marked, rv).await
 }
 
 /// The grace period of a pod that a node must stop first (None: delete at once).

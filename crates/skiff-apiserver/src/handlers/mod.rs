@@ -146,7 +146,7 @@ pub fn check_type(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> 
         obj["kind"] = json!(info.kind);
     }
     // Bodies of another served version of this resource are converted to the endpoint's.
-    *obj = crate::convert::convert(obj.clone(), info);
+    *obj = crate::convert::convert(std::mem::take(obj), info);
     if info.kind == "Secret" {
         crate::secrets::fold_string_data(obj);
     }

@@ -4,6 +4,7 @@ use axum::response::Response;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use skiff_store::KeyValue;
 
 use super::{partial_metadata, reply, Ctx};
 use crate::error::ApiError;
@@ -13,6 +14,17 @@ use crate::resources::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector};
 
 pub async fn get(ctx: Ctx<'_>) -> Result<Response, ApiError> {
+    if wire::negotiate(ctx.headers) == Want::Object {
+        // Passed on as stored: no Value tree to build and encode again.
+        let (info, storage) = (ctx.info(), &ctx.state.storage);
+        let kv = storage
+            .get_stored(info, ctx.ns(), ctx.name())
+            .await?
+            .ok_or_else(|| ApiError::not_found(info.group, info.plural, ctx.name()))?;
+        let mut out = Vec::with_capacity(kv.value.len() + 64);
+        storage.write_json(info, &kv, &mut out)?;
+        return Ok(wire::json_bytes(200, out));
+    }
     let obj = ctx.current().await?;
     reply(ctx, 200, &obj)
 }
@@ -64,6 +76,11 @@ impl Filter {
         })
     }
 
+    /// Whether every object matches (no selector given).
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         (self.labels.is_empty() || self.labels.matches(&object::labels(obj)))
             && (self.fields.is_empty() || self.fields.matches(obj))
@@ -88,9 +105,58 @@ pub fn list_revision(ctx: Ctx<'_>) -> Result<Option<i64>, ApiError> {
     }
 }
 
-/// Lists objects matching the request's selectors, `limit` at a time.
+/// One listed object: as stored, or decoded when a selector had to look at it.
+enum Listed {
+    Stored(KeyValue),
+    Decoded(Value),
+}
+
+/// Objects read from the store per query when the client set no (or a larger) limit: what
+/// one list holds in memory at once besides what it has already encoded.
+const STORE_PAGE: usize = 500;
+
+/// Where [`collect_into`] puts the objects it lists.
+trait Sink {
+    fn push(&mut self, item: Listed) -> Result<(), ApiError>;
+    /// Objects taken so far.
+    fn len(&self) -> usize;
+}
+
+impl Sink for Vec<Listed> {
+    fn push(&mut self, item: Listed) -> Result<(), ApiError> {
+        Vec::push(self, item);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+}
+
+/// Lists objects matching the request's selectors, `limit` at a time, decoded.
 pub async fn collect(ctx: Ctx<'_>) -> Result<(Vec<Value>, i64, Option<String>), ApiError> {
+    let mut listed = Vec::new();
+    let (revision, token) = collect_into(ctx, &mut listed).await?;
+    let (info, storage) = (ctx.info(), &ctx.state.storage);
+    let items = listed
+        .into_iter()
+        .map(|l| match l {
+            Listed::Stored(kv) => storage.decode(info, &kv),
+            Listed::Decoded(obj) => Ok(obj),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((items, revision, token))
+}
+
+/// Lists objects matching the request's selectors into `sink`, `limit` at a time, reading
+/// the store [`STORE_PAGE`] objects at a time at one revision; objects are decoded only when
+/// a selector needs to look at them. Returns the revision and the continue token.
+async fn collect_into(
+    ctx: Ctx<'_>,
+    sink: &mut impl Sink,
+) -> Result<(i64, Option<String>), ApiError> {
     let info = ctx.info();
+    let storage = &ctx.state.storage;
     let filter = Filter::from_ctx(ctx)?;
     let limit = ctx.params.limit()?.filter(|l| *l > 0).map(|l| l as usize);
     let (mut revision, mut start) = match ctx
@@ -117,7 +183,7 @@ pub async fn collect(ctx: Ctx<'_>) -> Result<(Vec<Value>, i64, Option<String>), 
     };
     if ctx.params.continue_token.is_none() {
         if let Some(min) = object::parse_rv(ctx.params.resource_version.as_deref().unwrap_or(""))? {
-            let current = ctx.state.storage.store.current_revision().await?;
+            let current = storage.store.current_revision().await?;
             if min > current {
                 return Err(ApiError::new(
                     504,
@@ -127,10 +193,9 @@ pub async fn collect(ctx: Ctx<'_>) -> Result<(Vec<Value>, i64, Option<String>), 
             }
         }
     }
-    let mut items = Vec::new();
     loop {
-        let page_size = limit.map(|l| (l - items.len()).max(1)).unwrap_or(0);
-        let page = ctx.state.storage.list(info, ctx.ns(), start.as_deref(), page_size, revision).await.map_err(|e| {
+        let page_size = limit.map_or(STORE_PAGE, |l| (l - sink.len()).clamp(1, STORE_PAGE));
+        let page = storage.list_stored(info, ctx.ns(), start.as_deref(), page_size, revision).await.map_err(|e| {
             if e.code == 410 && ctx.params.continue_token.is_some() {
                 ApiError::new(
                     410,
@@ -144,54 +209,105 @@ pub async fn collect(ctx: Ctx<'_>) -> Result<(Vec<Value>, i64, Option<String>), 
         })?;
         revision = Some(page.revision);
         let n = page.items.len();
-        for (i, obj) in page.items.into_iter().enumerate() {
-            let key = info.key(Some(object::namespace(&obj)), object::name(&obj));
-            if filter.matches(&obj) {
-                items.push(obj);
+        for (i, kv) in page.items.into_iter().enumerate() {
+            let key = kv.key.clone();
+            if filter.is_empty() {
+                sink.push(Listed::Stored(kv))?;
+            } else {
+                let obj = storage.decode(info, &kv)?;
+                if filter.matches(&obj) {
+                    sink.push(Listed::Decoded(obj))?;
+                }
             }
-            start = Some(key.clone());
-            if limit.is_some_and(|l| items.len() >= l) {
+            if limit.is_some_and(|l| sink.len() >= l) {
                 let more = i + 1 < n || page.more;
                 let token = more.then(|| encode_continue(page.revision, &key));
-                return Ok((items, page.revision, token));
+                return Ok((page.revision, token));
             }
+            start = Some(key);
         }
         if !page.more {
-            return Ok((items, page.revision, None));
+            return Ok((page.revision, None));
         }
     }
 }
 
 pub async fn list(ctx: Ctx<'_>) -> Result<Response, ApiError> {
+    let want = wire::negotiate(ctx.headers);
+    if want == Want::Object {
+        return list_json(ctx).await;
+    }
     let (items, revision, token) = collect(ctx).await?;
     let info = ctx.info();
     let rv = revision.to_string();
-    let body = match wire::negotiate(ctx.headers) {
-        Want::Table => {
-            let mut t = crate::table::table(info, &items, &rv, ctx.params);
-            if let Some(c) = &token {
-                t["metadata"]["continue"] = json!(c);
-            }
-            t
+    let body = if want == Want::Table {
+        let mut t = crate::table::table(info, &items, &rv, ctx.params);
+        if let Some(c) = &token {
+            t["metadata"]["continue"] = json!(c);
         }
-        want => {
-            let (kind, api_version, items) = if want == Want::PartialMetadata {
-                (
-                    "PartialObjectMetadataList".to_string(),
-                    "meta.k8s.io/v1".to_string(),
-                    items.iter().map(partial_metadata).collect(),
-                )
-            } else {
-                (format!("{}List", info.kind), info.api_version(), items)
-            };
-            let mut metadata = json!({"resourceVersion": rv});
-            if let Some(c) = &token {
-                metadata["continue"] = json!(c);
-            }
-            json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items})
+        t
+    } else {
+        let items: Vec<Value> = items.iter().map(partial_metadata).collect();
+        let mut metadata = json!({"resourceVersion": rv});
+        if let Some(c) = &token {
+            metadata["continue"] = json!(c);
         }
+        json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items})
     };
     Ok(wire::json(200, &body))
+}
+
+/// The items of a plain `<Kind>List`, written as they are listed from the stored JSON (see
+/// [`crate::storage::Storage::write_json`]), so each stored value is freed once written.
+struct JsonItems<'a> {
+    storage: &'a crate::storage::Storage,
+    info: &'static ResourceInfo,
+    out: Vec<u8>,
+    count: usize,
+}
+
+impl Sink for JsonItems<'_> {
+    fn push(&mut self, item: Listed) -> Result<(), ApiError> {
+        if self.count > 0 {
+            self.out.push(b',');
+        }
+        self.count += 1;
+        match item {
+            Listed::Stored(kv) => self.storage.write_json(self.info, &kv, &mut self.out),
+            Listed::Decoded(obj) => serde_json::to_writer(&mut self.out, &obj)
+                .map_err(|e| ApiError::internal(format!("encode list: {e}"))),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
+}
+
+/// A plain `<Kind>List`: `items` first, as they are listed, and `metadata` (which needs the
+/// revision and continue token) after them.
+async fn list_json(ctx: Ctx<'_>) -> Result<Response, ApiError> {
+    let info = ctx.info();
+    let mut items = JsonItems {
+        storage: &ctx.state.storage,
+        info,
+        out: Vec::new(),
+        count: 0,
+    };
+    let head = format!(
+        "{{\"kind\":{},\"apiVersion\":{},\"items\":[",
+        json!(format!("{}List", info.kind)),
+        json!(info.api_version()),
+    );
+    items.out.extend_from_slice(head.as_bytes());
+    let (revision, token) = collect_into(ctx, &mut items).await?;
+    let mut metadata = json!({"resourceVersion": revision.to_string()});
+    if let Some(c) = &token {
+        metadata["continue"] = json!(c);
+    }
+    let mut out = items.out;
+    out.extend_from_slice(format!("],\"metadata\":{metadata}}}").as_bytes());
+    Ok(wire::json_bytes(200, out))
 }
 
 #[cfg(test)]

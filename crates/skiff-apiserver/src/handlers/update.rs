@@ -189,7 +189,7 @@ pub async fn write_update(
     if new == *current || dry_run {
         return Ok(new);
     }
-    state.storage.update(info, &new, current_rv).await
+    state.storage.update(info, new, current_rv).await
 }
 
 /// A namespace is only removed once its `spec.finalizers` are gone too.

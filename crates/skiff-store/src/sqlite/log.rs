@@ -193,9 +193,30 @@ pub(crate) fn latest(conn: &Connection, key: &str) -> Result<Option<Row>> {
         .transpose()
 }
 
-/// The live value of `key`.
+/// The live value of `key` (reads only what a [`KeyValue`] holds, not `old_value`).
 pub(crate) fn get(conn: &Connection, key: &str) -> Result<Option<KeyValue>> {
-    Ok(latest(conn, key)?.filter(|r| !r.deleted).map(|r| r.kv()))
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT deleted, value, create_revision, id FROM log WHERE name = ?1 \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .map_err(sql_err)?;
+    let newest = stmt
+        .query_row([key.as_bytes()], |r| {
+            Ok((r.get::<_, bool>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()
+        .map_err(sql_err)?;
+    Ok(
+        newest.and_then(|(deleted, value, create_revision, mod_revision)| {
+            (!deleted).then(|| KeyValue {
+                key: key.to_owned(),
+                value,
+                create_revision,
+                mod_revision,
+            })
+        }),
+    )
 }
 
 /// Appends `row` (whose `id` is the next revision) to the log.
@@ -216,15 +237,52 @@ pub(crate) fn append(conn: &Connection, row: &Row) -> Result<()> {
     Ok(())
 }
 
-/// A `name` range condition for `prefix`, appending its parameters to `params`.
-fn prefix_clause(prefix: &str, params: &mut Vec<Value>) -> String {
+/// A range condition on the key column `column` for `prefix`, appending its parameters to
+/// `params`.
+fn prefix_clause(column: &str, prefix: &str, params: &mut Vec<Value>) -> String {
     params.push(Value::Blob(prefix.as_bytes().to_vec()));
-    let mut clause = format!("name >= ?{}", params.len());
+    let mut clause = format!("{column} >= ?{}", params.len());
     if let Some(end) = prefix_end(prefix.as_bytes()) {
         params.push(Value::Blob(end));
-        clause.push_str(&format!(" AND name < ?{}", params.len()));
+        clause.push_str(&format!(" AND {column} < ?{}", params.len()));
     }
     clause
+}
+
+/// The query behind [`list`] and its parameters.
+///
+/// It walks the `(name, id)` index in key order and keeps, per key, only the row
+/// that is the key's newest at `revision` (a lookup in the `(name, id)` index), so the rows
+/// come out already sorted and the `LIMIT` stops the walk after the page: a page costs what
+/// it returns, not what the prefix holds. (Grouping all keys first and sorting the result
+/// would read and sort every value under the prefix for each page.) Only the columns a
+/// [`KeyValue`] needs are read; `old_value` never is.
+fn list_query(
+    prefix: &str,
+    start_after: Option<&str>,
+    limit: usize,
+    revision: i64,
+) -> (String, Vec<Value>) {
+    let mut params = vec![Value::Integer(revision)];
+    let mut filter = prefix_clause("l.name", prefix, &mut params);
+    if let Some(after) = start_after {
+        params.push(Value::Blob(after.as_bytes().to_vec()));
+        filter.push_str(&format!(" AND l.name > ?{}", params.len()));
+    }
+    let fetch = if limit == 0 {
+        -1
+    } else {
+        i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1
+    };
+    params.push(Value::Integer(fetch));
+    let sql = format!(
+        "SELECT l.name, l.value, l.create_revision, l.id FROM log AS l INDEXED BY log_name_id \
+         WHERE {filter} AND l.id <= ?1 AND l.deleted = 0 \
+         AND l.id = (SELECT MAX(n.id) FROM log AS n WHERE n.name = l.name AND n.id <= ?1) \
+         ORDER BY l.name LIMIT ?{n}",
+        n = params.len(),
+    );
+    (sql, params)
 }
 
 /// Live keys under `prefix` (after `start_after`) as of `revision`, at most `limit` (0 = all)
@@ -236,36 +294,22 @@ pub(crate) fn list(
     limit: usize,
     revision: i64,
 ) -> Result<(Vec<KeyValue>, bool)> {
-    let mut params = Vec::new();
-    let mut filter = prefix_clause(prefix, &mut params);
-    if let Some(after) = start_after {
-        params.push(Value::Blob(after.as_bytes().to_vec()));
-        filter.push_str(&format!(" AND name > ?{}", params.len()));
-    }
-    params.push(Value::Integer(revision));
-    filter.push_str(&format!(" AND id <= ?{}", params.len()));
-    let fetch = if limit == 0 {
-        -1
-    } else {
-        i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1
-    };
-    params.push(Value::Integer(fetch));
-    let sql = format!(
-        "SELECT {cols} FROM log AS l \
-         JOIN (SELECT MAX(id) AS top FROM log WHERE {filter} GROUP BY name) AS m ON l.id = m.top \
-         WHERE l.deleted = 0 ORDER BY l.name LIMIT ?{n}",
-        cols = COLUMNS
-            .split(", ")
-            .map(|c| format!("l.{c}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        n = params.len(),
-    );
+    let (sql, params) = list_query(prefix, start_after, limit, revision);
     let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
     let mut items = stmt
-        .query_map(params_from_iter(params), Row::from_sql)
+        .query_map(params_from_iter(params), |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .map_err(sql_err)?
-        .map(|r| Row::with_name(r.map_err(sql_err)?).map(|row| row.kv()))
+        .map(|r| {
+            let (name, value, create_revision, mod_revision) = r.map_err(sql_err)?;
+            Ok(KeyValue {
+                key: key_from_bytes(name)?,
+                value,
+                create_revision,
+                mod_revision,
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     let more = limit != 0 && items.len() > limit;
     items.truncate(if limit == 0 { items.len() } else { limit });
@@ -280,7 +324,7 @@ pub(crate) fn events_after(
     page: usize,
 ) -> Result<Vec<Event>> {
     let mut params = vec![Value::Integer(after)];
-    let filter = prefix_clause(prefix, &mut params);
+    let filter = prefix_clause("name", prefix, &mut params);
     params.push(Value::Integer(i64::try_from(page).unwrap_or(i64::MAX)));
     let sql = format!(
         "SELECT {COLUMNS} FROM log WHERE id > ?1 AND {filter} ORDER BY id LIMIT ?{}",
@@ -316,4 +360,90 @@ pub(crate) fn purge(conn: &Connection, revision: i64, from: i64, to: i64) -> Res
         params![revision, from, to],
     )
     .map_err(sql_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::{params_from_iter, Connection, StatementStatus};
+
+    use super::{append, list, list_query, migrate, Row};
+
+    /// A database holding `keys` live keys under `/p/` (every tenth updated once, so that
+    /// some keys have an older row to skip) and one key under another prefix.
+    fn log_with(keys: usize) -> (Connection, i64) {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        let mut id = 0;
+        let mut put = |name: String, prev: i64| {
+            id += 1;
+            append(
+                &conn,
+                &Row {
+                    id,
+                    name,
+                    created: prev == 0,
+                    deleted: false,
+                    create_revision: if prev == 0 { id } else { prev },
+                    prev_revision: prev,
+                    value: vec![b'v'; 2048],
+                    old_value: None,
+                },
+            )
+            .unwrap();
+            id
+        };
+        for k in 0..keys {
+            let first = put(format!("/p/{k:06}"), 0);
+            if k % 10 == 0 {
+                put(format!("/p/{k:06}"), first);
+            }
+        }
+        put("/q/other".into(), 0);
+        (conn, id)
+    }
+
+    /// SQLite's own counters for one run of the page query: (VM steps, sorts, full scans).
+    fn page_cost(conn: &Connection, start_after: Option<&str>, revision: i64) -> (i32, i32, i32) {
+        let (sql, params) = list_query("/p/", start_after, 10, revision);
+        let mut stmt = conn.prepare(&sql).unwrap();
+        let rows = stmt
+            .query_map(params_from_iter(params), |_| Ok(()))
+            .unwrap()
+            .count();
+        assert_eq!(
+            rows, 11,
+            "a page of 10 fetches one more to know if there is more"
+        );
+        (
+            stmt.get_status(StatementStatus::VmStep),
+            stmt.get_status(StatementStatus::Sort),
+            stmt.get_status(StatementStatus::FullscanStep),
+        )
+    }
+
+    #[test]
+    fn paged_list_reads_only_the_page_not_the_whole_prefix() {
+        let (small, small_rev) = log_with(100);
+        let (big, big_rev) = log_with(5000);
+        for start_after in [None, Some("/p/000042")] {
+            let (small_steps, _, _) = page_cost(&small, start_after, small_rev);
+            let (big_steps, sorts, scans) = page_cost(&big, start_after, big_rev);
+            assert_eq!(
+                (sorts, scans),
+                (0, 0),
+                "a page must come from the index in order"
+            );
+            assert!(
+                big_steps <= small_steps + small_steps / 10,
+                "a page of 10 took {big_steps} steps over 5000 keys and {small_steps} over 100: \
+                 the query reads more than the page"
+            );
+        }
+        let (items, more) = list(&big, "/p/", Some("/p/000009"), 3, big_rev).unwrap();
+        let keys: Vec<_> = items.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(keys, ["/p/000010", "/p/000011", "/p/000012"]);
+        assert!(more);
+        // The updated key shows its newest row.
+        assert_eq!(items[0].mod_revision, items[0].create_revision + 1);
+    }
 }

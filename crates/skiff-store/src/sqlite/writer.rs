@@ -188,9 +188,11 @@ fn commit_group(state: &mut WriterState, group: Vec<Box<dyn Job>>) {
             state.revision = last.id;
             state.current.store(last.id, Ordering::SeqCst);
         }
-        for row in rows {
-            // No receivers is fine: nobody is watching.
-            let _ = state.events.send(Arc::new(row.into_event()));
+        // Nobody watching: no event to build (a watch that starts later replays the log).
+        if state.events.receiver_count() > 0 {
+            for row in rows {
+                let _ = state.events.send(Arc::new(row.into_event()));
+            }
         }
     }
     for finish in finishes {
