@@ -7,7 +7,8 @@ use std::path::PathBuf;
 /// Options of `skiff shim`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The shim's configuration, written by the engine
+    /// The shim's configuration, written by the engine; `-`: a spare shim that reads the
+    /// configuration's path from stdin
     config: PathBuf,
 }
 
@@ -19,6 +20,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_ansi(false)
         .with_writer(std::io::stderr)
         .init();
-    skiff_runtime::shim::run(&args.config)?;
+    if args.config.as_os_str() == "-" {
+        skiff_runtime::shim::run_spare()?;
+    } else {
+        skiff_runtime::shim::run(&args.config)?;
+    }
     Ok(())
 }

@@ -193,6 +193,8 @@ pub struct Engine {
     events: EventBus,
     /// Set to true at shutdown: background tasks stop, containers keep running.
     shutdown: watch::Sender<bool>,
+    /// A shim started ahead of the next container start (see `skiff_runtime::shim::Spare`).
+    spare: Mutex<Option<skiff_runtime::shim::Spare>>,
 }
 
 impl Engine {
@@ -231,14 +233,18 @@ impl Engine {
             execs: Mutex::new(HashMap::new()),
             events: EventBus::new(),
             shutdown: watch::channel(false).0,
+            spare: Mutex::new(None),
         });
         engine.adopt().await;
+        engine.refill_spare();
         Ok(engine)
     }
 
     /// Stops background work; running containers keep running under their shims.
     pub async fn shutdown(&self) {
         self.shutdown.send_replace(true);
+        // Dropped: its pipe closes and it exits.
+        self.take_spare();
     }
 
     /// The configuration the engine was opened with.

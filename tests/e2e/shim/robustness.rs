@@ -148,3 +148,54 @@ pub(super) async fn run_container_processes_do_not_ignore_sigpipe(runtime: &str)
 
 pub(super) const HELPER_ENV: &str = "SKIFF_E2E_SHIM_LAUNCH_CONFIG";
 pub(super) const HELPER_MARK: &str = "skiff-e2e-launched";
+
+/// Processes running `<skiff> shim -`: spare shims of this test binary, and shims that began
+/// as one (only the spare test starts any here).
+fn spare_pids() -> Vec<i32> {
+    let wanted = [env!("CARGO_BIN_EXE_skiff"), "shim", "-"].join("\0") + "\0";
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted.as_bytes())
+        })
+        .collect()
+}
+
+/// A spare shim takes a container handed to it (the launch must not fall back to starting the
+/// given executable, `/bin/false` here), and one dropped unused exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spare_shim_runs_the_container_handed_to_it_and_an_unused_one_exits() -> Result<()> {
+    let fx = Fixture::new("embedded", &["sh", "-c", "echo from-spare; exit 4"], false)?;
+    let skiff = Path::new(env!("CARGO_BIN_EXE_skiff"));
+    let spare = tokio::task::spawn_blocking(move || shim::Spare::start(skiff)).await??;
+    let config = fx.config();
+    tokio::task::spawn_blocking(move || {
+        shim::launch_with(Path::new("/bin/false"), &config, Some(spare))
+    })
+    .await??;
+    let client = ShimClient::new(&fx.state_dir());
+    client.start().await?;
+    let exit = within("wait", client.wait()).await??;
+    assert_eq!(exit.exit_code, 4);
+    let log = std::fs::read_to_string(fx.log_path())?;
+    assert!(log.contains("from-spare"), "{log}");
+
+    // (The shim that ran the container has the same command line while it lingers.)
+    let before = spare_pids();
+    let unused = tokio::task::spawn_blocking(move || shim::Spare::start(skiff)).await??;
+    let waiting: Vec<i32> = spare_pids()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    ensure!(waiting.len() == 1, "one new spare waits: {waiting:?}");
+    drop(unused);
+    within("the unused spare to exit", async {
+        while spare_pids().contains(&waiting[0]) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}

@@ -256,7 +256,9 @@ impl Engine {
             .await
             .map_err(|e| EngineError::StartFailed(e.to_string()))?;
         let exe = self.cfg.exe.clone();
-        tokio::task::spawn_blocking(move || shim::launch(&exe, &shim_config))
+        let spare = self.take_spare();
+        self.refill_spare();
+        tokio::task::spawn_blocking(move || shim::launch_with(&exe, &shim_config, spare))
             .await
             .map_err(std::io::Error::other)
             .ctx(|| "launch shim".into())?
@@ -484,6 +486,42 @@ impl Engine {
         }
         self.finish_remove(&c, remove_volumes);
         Ok(())
+    }
+
+    /// The spare shim, if one is waiting.
+    pub(crate) fn take_spare(&self) -> Option<shim::Spare> {
+        self.spare.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Starts a spare shim in the background unless one waits already or the engine stops.
+    pub(crate) fn refill_spare(&self) {
+        if *self.shutdown.borrow() {
+            return;
+        }
+        let Some(engine) = self.arc() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn_blocking(move || {
+            if engine
+                .spare
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some()
+            {
+                return;
+            }
+            match shim::Spare::start(&engine.cfg.exe) {
+                Ok(spare) if !*engine.shutdown.borrow() => {
+                    let mut slot = engine.spare.lock().unwrap_or_else(|e| e.into_inner());
+                    if slot.is_none() {
+                        *slot = Some(spare);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot start a spare shim"),
+            }
+        });
     }
 
     /// Forgets a stopped container: registry, record, volumes; then mounts, cgroups and

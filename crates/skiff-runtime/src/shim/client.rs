@@ -56,6 +56,15 @@ impl skiff_core::HasKind for ShimError {
 /// daemonizes). Returns once the container is *created* (not started) and the socket answers,
 /// or with the creation error. Blocking: call it from `spawn_blocking`.
 pub fn launch(exe: &Path, config: &ShimConfig) -> Result<(), ShimError> {
+    launch_with(exe, config, None)
+}
+
+/// [`launch`], handing the container to `spare` if one is given and still waiting.
+pub fn launch_with(
+    exe: &Path,
+    config: &ShimConfig,
+    spare: Option<super::Spare>,
+) -> Result<(), ShimError> {
     let dir = &config.state_dir;
     std::fs::create_dir_all(dir)?;
     for stale in [socket_path(dir), exit_path(dir), pid_path(dir)] {
@@ -70,21 +79,15 @@ pub fn launch(exe: &Path, config: &ShimConfig) -> Result<(), ShimError> {
         serde_json::to_vec_pretty(config).map_err(io::Error::other)?,
     )?;
 
-    let (mut report, writer) = std::io::pipe()?;
-    let mut child = {
-        // The command holds our copy of the pipe's write end: drop it once spawned, so the
-        // report read ends when the shim closes its copy.
-        let mut command = Command::new(exe);
-        command
-            .arg("shim")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(writer)
-            .stderr(Stdio::null());
-        command.spawn()?
+    let handed = spare.map(|s| s.hand(&config_path));
+    let mut report = match handed {
+        Some(Ok(report)) => report,
+        Some(Err(e)) => {
+            tracing::debug!(id = %config.id, error = %e, "the spare shim is gone; starting one");
+            spawn(exe, &config_path)?
+        }
+        None => spawn(exe, &config_path)?,
     };
-    // The launched process forks the real shim and exits at once.
-    child.wait()?;
     let line = read_report(&mut report, CREATE_TIMEOUT)?;
     if line.is_empty() {
         let hint = last_log_line(&dir.join("shim.log"));
@@ -101,6 +104,26 @@ pub fn launch(exe: &Path, config: &ShimConfig) -> Result<(), ShimError> {
             config.id
         ))),
     }
+}
+
+/// Runs `exe shim <config_path>`; returns the pipe it reports on.
+fn spawn(exe: &Path, config_path: &Path) -> Result<std::io::PipeReader, ShimError> {
+    let (report, writer) = std::io::pipe()?;
+    let mut child = {
+        // The command holds our copy of the pipe's write end: drop it once spawned, so the
+        // report read ends when the shim closes its copy.
+        let mut command = Command::new(exe);
+        command
+            .arg("shim")
+            .arg(config_path)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::null());
+        command.spawn()?
+    };
+    // The launched process forks the real shim and exits at once.
+    child.wait()?;
+    Ok(report)
 }
 
 /// Reads the shim's report line (empty if it exits without one), waiting at most `timeout`.

@@ -169,10 +169,12 @@ mod logfile;
 mod process;
 mod protocol;
 mod server;
+mod spare;
 mod stdio;
 
-pub use client::{launch, ShimClient, ShimError};
-pub use server::{run, RunError};
+pub use client::{launch, launch_with, ShimClient, ShimError};
+pub use server::{run, run_spare, RunError};
+pub use spare::Spare;
 
 #[cfg(test)]
 mod tests {

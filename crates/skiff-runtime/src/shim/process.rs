@@ -18,9 +18,9 @@ use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use nix::unistd::{fork, setsid, ForkResult};
 
 /// Detaches from the launcher: forks (the parent exits at once, so the launcher's child is
-/// reaped immediately and the shim is re-parented away from it), starts a new session and
-/// points stdin/stdout at /dev/null and stderr at `log`. Must be called single-threaded.
-pub(crate) fn daemonize(log: &Path) -> io::Result<()> {
+/// reaped immediately and the shim is re-parented away from it) and starts a new session in
+/// `/`. Must be called single-threaded.
+pub(crate) fn detach() -> io::Result<()> {
     // SAFETY: the shim is single-threaded here (checked by the caller), so the child may run
     // arbitrary code after fork.
     match unsafe { fork() }? {
@@ -28,12 +28,17 @@ pub(crate) fn daemonize(log: &Path) -> io::Result<()> {
         ForkResult::Child => {}
     }
     setsid()?;
+    std::env::set_current_dir("/")?;
+    Ok(())
+}
+
+/// Points stdin and stdout at /dev/null and stderr at `log`.
+pub(crate) fn redirect_stdio(log: &Path) -> io::Result<()> {
     let null = File::options().read(true).write(true).open("/dev/null")?;
     let log = OpenOptions::new().create(true).append(true).open(log)?;
     nix::unistd::dup2_stdin(&null)?;
     nix::unistd::dup2_stdout(&null)?;
     nix::unistd::dup2_stderr(&log)?;
-    std::env::set_current_dir("/")?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use crate::cgroups;
 use super::event_loop::Shim;
 use super::logfile::{ContainerLog, JsonLog};
 use super::process::{
-    become_subreaper, catch_sigpipe, daemonize, ensure_single_threaded, ChildSignal,
+    become_subreaper, catch_sigpipe, detach, ensure_single_threaded, redirect_stdio, ChildSignal,
 };
 use super::protocol::Reply;
 use super::stdio::{ConsoleSocket, ProcessIo};
@@ -65,6 +65,27 @@ fn setup(what: &'static str) -> impl FnOnce(io::Error) -> RunError {
 /// as one [`Reply`] line on the stdout it was started with (the pipe [`super::launch`] reads),
 /// then serves the container until it has exited. Must be called single-threaded.
 pub fn run(config_path: &Path) -> Result<(), RunError> {
+    run_config(config_path, false)
+}
+
+/// `skiff shim -`: a spare shim ([`super::Spare`]), started before it is needed. It detaches
+/// at once, waits for the path of its configuration as one line on stdin, then goes on as
+/// `skiff shim <path>`. The end of stdin (the engine dropped it, or is gone) ends it.
+pub fn run_spare() -> Result<(), RunError> {
+    ensure_single_threaded().map_err(setup("cannot daemonize"))?;
+    detach().map_err(setup("cannot daemonize"))?;
+    let mut line = String::new();
+    if io::stdin()
+        .read_line(&mut line)
+        .map_err(setup("cannot read the configuration's path"))?
+        == 0
+    {
+        return Ok(());
+    }
+    run_config(Path::new(line.trim_end_matches('\n')), true)
+}
+
+fn run_config(config_path: &Path, detached: bool) -> Result<(), RunError> {
     let report = io::stdout()
         .as_fd()
         .try_clone_to_owned()
@@ -77,7 +98,7 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
         }
     };
     let state_dir = config.state_dir.clone();
-    match prepare(config) {
+    match prepare(config, detached) {
         Ok(shim) => {
             send_report(report, &Reply::ok(shim.init_pid));
             tracing::info!(id = %shim.config.id, pid = shim.init_pid, "container created");
@@ -111,10 +132,13 @@ fn read_config(path: &Path) -> Result<ShimConfig, RunError> {
 }
 
 /// Everything up to a created container with its socket listening.
-fn prepare(config: ShimConfig) -> Result<Shim, RunError> {
+fn prepare(config: ShimConfig, detached: bool) -> Result<Shim, RunError> {
     let state_dir = config.state_dir.clone();
-    ensure_single_threaded().map_err(setup("cannot daemonize"))?;
-    daemonize(&state_dir.join("shim.log")).map_err(setup("cannot daemonize"))?;
+    if !detached {
+        ensure_single_threaded().map_err(setup("cannot daemonize"))?;
+        detach().map_err(setup("cannot daemonize"))?;
+    }
+    redirect_stdio(&state_dir.join("shim.log")).map_err(setup("cannot daemonize"))?;
     become_subreaper().map_err(setup("cannot become a child subreaper"))?;
     std::fs::write(pid_path(&state_dir), std::process::id().to_string())
         .map_err(setup("cannot write shim.pid"))?;
