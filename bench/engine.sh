@@ -8,7 +8,7 @@
 #   N=100 sudo bench/engine.sh
 #
 # Needs: root, runc, crun, busybox-static, docker.io (dockerd), the docker CLI. Everything it creates lives
-# under a temp dir, a `skiff-bench-*` cgroup path, and is removed on exit.
+# under a temp dir and the `skiff-bench` and `skiff-bench-docker` cgroup parents, and is removed on exit.
 set -euo pipefail
 N=${N:-30}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,7 +21,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
   grep " $work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  for d in /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/*/skiff/skiff-bench-*; do
+  for d in /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/*/skiff-bench-docker; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
   hugetlb_unbind
@@ -72,9 +72,9 @@ json.dump(c, open(p, "w"))
 PY
 
 "$skiff" daemon --root "$work/skiff-root" --state "$work/skiff-state" --socket "$work/skiff.sock" \
-  >"$work/skiff.log" 2>&1 & pids+=($!); skiff_pid=$!
+  --cgroup-parent skiff-bench >"$work/skiff.log" 2>&1 & pids+=($!); skiff_pid=$!
 dockerd -H "unix://$work/docker.sock" --data-root "$work/docker-root" --exec-root "$work/docker-exec" \
-  --pidfile "$work/docker.pid" --bridge none --iptables=false --ip6tables=false \
+  --pidfile "$work/docker.pid" --bridge none --iptables=false --ip6tables=false --cgroup-parent skiff-bench-docker \
   >"$work/dockerd.log" 2>&1 & pids+=($!)
 for s in skiff docker; do
   for _ in $(seq 200); do docker -H "unix://$work/$s.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
