@@ -13,8 +13,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // libcgroups warns at every create and delete about each v1 controller the host does not
+    // mount (hugetlb, perf_event, net_cls, net_prio here): noise, not news.
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libcgroups::v1=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
