@@ -15,6 +15,7 @@ pub mod error;
 pub mod gc;
 mod handlers;
 mod http;
+mod namespaces;
 pub mod object;
 mod openapi;
 pub mod patch;

@@ -27,6 +27,8 @@ pub const KUBE_VERSION: &str = "v1.33.0";
 pub struct ApiState {
     pub(crate) storage: Storage,
     pub(crate) tokens: TokenAuthenticator,
+    /// Kept in sync by the server while it serves (see `namespaces`).
+    pub(crate) namespaces: Arc<crate::namespaces::NamespaceCache>,
 }
 
 impl ApiState {
@@ -40,6 +42,7 @@ impl ApiState {
         ApiState {
             storage: Storage::new(store, SecretCodec::new(encryptor)),
             tokens,
+            namespaces: Default::default(),
         }
     }
 

@@ -150,6 +150,12 @@ impl Server {
         };
         let collector = crate::gc::Collector::new(self.store.clone(), Some(self.encryptor.clone()));
         tokio::spawn(collector.run(stopped(stop_rx.clone())));
+        tokio::spawn(
+            self.state
+                .namespaces
+                .clone()
+                .follow(self.store.clone(), stopped(stop_rx.clone())),
+        );
         tokio::spawn(compactor(self.store.clone(), stopped(stop_rx)));
         tokio::pin!(shutdown);
         loop {

@@ -106,17 +106,26 @@ pub fn partial_metadata(obj: &Value) -> Value {
 
 /// Fails unless namespace `ns` exists and accepts new objects.
 pub async fn require_namespace(state: &ApiState, ns: &str) -> Result<(), ApiError> {
-    let info = crate::resources::find("", "v1", "namespaces").expect("namespaces are served");
-    match state.storage.get(info, None, ns).await? {
-        None => Err(ApiError::not_found("", "namespaces", ns)),
-        Some(n) if crate::object::is_deleting(&n) => Err(ApiError::new(
+    let deleting = match state.namespaces.lookup(ns) {
+        Some(deleting) => deleting,
+        None => {
+            let info =
+                crate::resources::find("", "v1", "namespaces").expect("namespaces are served");
+            match state.storage.get(info, None, ns).await? {
+                None => return Err(ApiError::not_found("", "namespaces", ns)),
+                Some(n) => crate::object::is_deleting(&n),
+            }
+        }
+    };
+    match deleting {
+        true => Err(ApiError::new(
             403,
             "Forbidden",
             format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
             ),
         )),
-        Some(_) => Ok(()),
+        false => Ok(()),
     }
 }
 
