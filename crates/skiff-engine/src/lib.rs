@@ -195,6 +195,8 @@ pub struct Engine {
     shutdown: watch::Sender<bool>,
     /// A shim started ahead of the next container start (see `skiff_runtime::shim::Spare`).
     spare: Mutex<Option<skiff_runtime::shim::Spare>>,
+    /// A `cgroups::prime_migration` is running.
+    priming: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -234,6 +236,7 @@ impl Engine {
             events: EventBus::new(),
             shutdown: watch::channel(false).0,
             spare: Mutex::new(None),
+            priming: Default::default(),
         });
         engine.adopt().await;
         engine.refill_spare();

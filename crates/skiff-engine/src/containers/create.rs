@@ -25,6 +25,8 @@ impl Engine {
         name: Option<&str>,
         body: ContainerCreateBody,
     ) -> Result<ContainerCreateResponse> {
+        // A start usually follows (docker run): begin the kernel's wait for it now.
+        self.prime_cgroup_migration();
         let name = name
             .filter(|n| !n.is_empty())
             .map(crate::names::normalize)

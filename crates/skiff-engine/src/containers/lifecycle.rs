@@ -82,6 +82,7 @@ impl Engine {
 
     /// Mounts, launches the shim, connects early attaches, starts. The `op` lock is held.
     pub(crate) async fn start_locked(&self, c: &Arc<Container>) -> Result<()> {
+        self.prime_cgroup_migration();
         let rootfs_path = rootfs::mount(self, c).await?;
         let populated = self.populate_volumes(c, &rootfs_path).await;
         let launched = match populated {
@@ -486,6 +487,30 @@ impl Engine {
         }
         self.finish_remove(&c, remove_volumes);
         Ok(())
+    }
+
+    /// Starts the kernel's wait that the runtime's first move of a process into a cgroup
+    /// would otherwise pay on the start's path (see `cgroups::prime_migration`); at most one
+    /// at a time. Called when a start is coming (create, start).
+    pub(crate) fn prime_cgroup_migration(&self) {
+        if self.priming.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let Some(engine) = self.arc() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            engine
+                .priming
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            return;
+        };
+        runtime.spawn_blocking(move || {
+            if let Err(e) = skiff_runtime::cgroups::prime_migration() {
+                tracing::debug!(error = %e, "cannot prime cgroup migrations");
+            }
+            engine
+                .priming
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        });
     }
 
     /// The spare shim, if one is waiting.
