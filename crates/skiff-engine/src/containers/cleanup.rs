@@ -69,12 +69,7 @@ fn remove_dir(dir: &Path) {
     }
 }
 
-/// Moves the blocking part of a removal off the caller's thread (inline without a runtime).
+/// Moves the blocking part of a removal off the caller's thread.
 pub(crate) fn release_in_background(c: std::sync::Arc<Container>) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => {
-            handle.spawn_blocking(move || release(&c));
-        }
-        Err(_) => release(&c),
-    }
+    tokio::task::spawn_blocking(move || release(&c));
 }

@@ -493,23 +493,16 @@ impl Engine {
     /// would otherwise pay on the start's path (see `cgroups::prime_migration`); at most one
     /// at a time. Called when a start is coming (create, start).
     pub(crate) fn prime_cgroup_migration(&self) {
-        if self.priming.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let Some(engine) = self.arc() else { return };
+        if engine.priming.swap(true, SeqCst) {
             return;
         }
-        let Some(engine) = self.arc() else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            engine
-                .priming
-                .store(false, std::sync::atomic::Ordering::SeqCst);
-            return;
-        };
-        runtime.spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             if let Err(e) = skiff_runtime::cgroups::prime_migration() {
                 tracing::debug!(error = %e, "cannot prime cgroup migrations");
             }
-            engine
-                .priming
-                .store(false, std::sync::atomic::Ordering::SeqCst);
+            engine.priming.store(false, SeqCst);
         });
     }
 
@@ -524,10 +517,7 @@ impl Engine {
             return;
         }
         let Some(engine) = self.arc() else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             if engine
                 .spare
                 .lock()
