@@ -143,6 +143,8 @@ impl Fixture {
             tty: self.tty,
             open_stdin: self.open_stdin,
             stdin_once: self.stdin_once,
+            // Found in the bundle, as for shims launched by older engines.
+            cgroups_path: None,
         }
     }
 
@@ -474,6 +476,31 @@ async fn run_attach_sees_output_and_sends_stdin(runtime: &str) -> Result<()> {
     Ok(())
 }
 
+/// Attach and start in one request: the stream still gets the very first output, and a start
+/// that cannot happen (the container already runs) is refused on that same connection.
+async fn run_attach_and_start_in_one_request(runtime: &str) -> Result<()> {
+    let fx = Fixture::new(runtime, &["sh", "-c", "echo first; echo second >&2"], false)?;
+    let client = fx.launch().await?;
+    let (mut stream, pid) = client.attach_and_start(false, true, true).await?;
+    ensure!(pid > 0, "pid {pid}");
+    let (out, err) = demux(&read_all(&mut stream).await?)?;
+    assert_eq!((out.as_str(), err.as_str()), ("first\n", "second\n"));
+    assert_eq!(within("wait", client.wait()).await??.exit_code, 0);
+
+    let fx = Fixture::new(runtime, &["sleep", "30"], false)?;
+    let client = fx.launch().await?;
+    client.start().await?;
+    match client.attach_and_start(false, true, true).await {
+        Err(ShimError::Remote(message)) => {
+            ensure!(message.contains("cannot be started"), "{message}")
+        }
+        other => bail!("a second start: {:?}", other.map(|(_, pid)| pid)),
+    }
+    client.kill(9, true).await?;
+    assert_eq!(within("wait", client.wait()).await??.exit_code, 137);
+    Ok(())
+}
+
 async fn run_tty_mode_streams_raw_bytes_and_resizes(runtime: &str) -> Result<()> {
     let mut fx = Fixture::new(runtime, &["sh"], true)?;
     fx.open_stdin = true;
@@ -641,6 +668,10 @@ macro_rules! runtime_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn attach_sees_output_and_sends_stdin() -> anyhow::Result<()> {
                 super::run_attach_sees_output_and_sends_stdin(stringify!($runtime)).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn attach_and_start_in_one_request() -> anyhow::Result<()> {
+                super::run_attach_and_start_in_one_request(stringify!($runtime)).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn tty_mode_streams_raw_bytes_and_resizes() -> anyhow::Result<()> {

@@ -8,6 +8,7 @@
 //! containers itself: every container runs under a `skiff shim` process
 //! ([`skiff_runtime::shim`]).
 
+mod background;
 mod bridge;
 mod containers;
 mod disk_usage;
@@ -197,6 +198,8 @@ pub struct Engine {
     spare: Mutex<Option<skiff_runtime::shim::Spare>>,
     /// A `cgroups::prime_migration` is running.
     priming: std::sync::atomic::AtomicBool,
+    /// Cleanup and spare shims, at low priority.
+    background: background::Background,
 }
 
 impl Engine {
@@ -226,6 +229,8 @@ impl Engine {
             }
             registry.insert(c);
         }
+        let background =
+            background::Background::start().ctx(|| "start the background thread".into())?;
         let engine = Arc::new_cyclic(|me| Engine {
             volumes: volumes::Volumes::new(&cfg.root),
             cfg,
@@ -237,6 +242,7 @@ impl Engine {
             shutdown: watch::channel(false).0,
             spare: Mutex::new(None),
             priming: Default::default(),
+            background,
         });
         engine.adopt().await;
         engine.refill_spare();

@@ -352,21 +352,30 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
 /// Whether the kernel OOM-killed a process of the cgroup (v1 `memory.oom_control`'s
 /// `oom_kill`, v2 `memory.events`' `oom_kill`). False when the cgroup is gone.
 pub fn oom_killed(cgroups_path: &str) -> bool {
-    hierarchies().is_ok_and(|hs| oom_killed_in(&hs, cgroups_path))
+    oom_counter(cgroups_path).is_some_and(|file| oom_killed_at(&file))
 }
 
-fn oom_killed_in(hs: &[Hierarchy], cgroups_path: &str) -> bool {
-    let Some((dir, v2)) = controller_dir(hs, "memory", cgroups_path) else {
-        return false;
-    };
-    let file = if v2 {
+/// The file that counts the cgroup's OOM kills (v1 `memory.oom_control`, v2
+/// `memory.events`); None without a memory controller. Finding it reads the mount table:
+/// look it up once, read it with [`oom_killed_at`] when the answer is needed.
+pub fn oom_counter(cgroups_path: &str) -> Option<PathBuf> {
+    hierarchies()
+        .ok()
+        .and_then(|hs| oom_counter_in(&hs, cgroups_path))
+}
+
+fn oom_counter_in(hs: &[Hierarchy], cgroups_path: &str) -> Option<PathBuf> {
+    let (dir, v2) = controller_dir(hs, "memory", cgroups_path)?;
+    Some(dir.join(if v2 {
         "memory.events"
     } else {
         "memory.oom_control"
-    };
-    flat_keyed(&dir.join(file))
-        .get("oom_kill")
-        .is_some_and(|n| *n > 0)
+    }))
+}
+
+/// Whether the [`oom_counter`] file counts an OOM kill. False when the cgroup is gone.
+pub fn oom_killed_at(counter: &Path) -> bool {
+    flat_keyed(counter).get("oom_kill").is_some_and(|n| *n > 0)
 }
 
 /// Whether the cgroup is frozen (paused): v1 `freezer.state`, v2 `cgroup.events`.
@@ -670,7 +679,7 @@ mod tests {
                 limit: Some(10)
             }
         );
-        assert!(oom_killed_in(&hs, "/skiff/c1"));
+        assert!(oom_killed_at(&oom_counter_in(&hs, "/skiff/c1").unwrap()));
         assert!(frozen_in(&hs, "/skiff/c1").unwrap());
     }
 
@@ -712,7 +721,7 @@ mod tests {
             (999, vec![400, 599])
         );
         assert!(s.cpu.usage_in_kernelmode > s.cpu.usage_in_usermode);
-        assert!(!oom_killed_in(&hs, "/skiff/c1"));
+        assert!(!oom_killed_at(&oom_counter_in(&hs, "/skiff/c1").unwrap()));
         assert!(!frozen_in(&hs, "/skiff/c1").unwrap());
     }
 

@@ -164,13 +164,33 @@ fn spare_pids() -> Vec<i32> {
         .collect()
 }
 
+/// The nice value in a `/proc/<pid>/stat` line (its 19th field).
+fn nice_in_stat(stat: &str) -> Option<i32> {
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    after_comm.split(' ').nth(16)?.parse().ok()
+}
+
 /// A spare shim takes a container handed to it (the launch must not fall back to starting the
-/// given executable, `/bin/false` here), and one dropped unused exits.
+/// given executable, `/bin/false` here), and one dropped unused exits. Started at the lowest
+/// priority (the engine starts spares from its nice-19 background thread), it runs the
+/// container at the normal one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spare_shim_runs_the_container_handed_to_it_and_an_unused_one_exits() -> Result<()> {
-    let fx = Fixture::new("embedded", &["sh", "-c", "echo from-spare; exit 4"], false)?;
+    let script = "read stat < /proc/self/stat; echo \"from-spare $stat\"; exit 4";
+    let fx = Fixture::new("embedded", &["sh", "-c", script], false)?;
     let skiff = Path::new(env!("CARGO_BIN_EXE_skiff"));
-    let spare = tokio::task::spawn_blocking(move || shim::Spare::start(skiff)).await??;
+    let spare = std::thread::spawn(move || {
+        // SAFETY: setpriority on this (new, dedicated) thread only.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) } != 0 {
+            return Err(anyhow::anyhow!(
+                "lowering the priority: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(shim::Spare::start(skiff)?)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the spare's starter panicked"))??;
     let config = fx.config();
     tokio::task::spawn_blocking(move || {
         shim::launch_with(Path::new("/bin/false"), &config, Some(spare))
@@ -181,7 +201,12 @@ async fn spare_shim_runs_the_container_handed_to_it_and_an_unused_one_exits() ->
     let exit = within("wait", client.wait()).await??;
     assert_eq!(exit.exit_code, 4);
     let log = std::fs::read_to_string(fx.log_path())?;
-    assert!(log.contains("from-spare"), "{log}");
+    let stat = log
+        .split("from-spare ")
+        .nth(1)
+        .and_then(|rest| rest.split("\\n").next())
+        .with_context(|| format!("no output from the container: {log}"))?;
+    assert_eq!(nice_in_stat(stat), Some(0), "{stat}");
 
     // (The shim that ran the container has the same command line while it lingers.)
     let before = spare_pids();

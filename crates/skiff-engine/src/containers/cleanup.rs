@@ -68,8 +68,3 @@ fn remove_dir(dir: &Path) {
         }
     }
 }
-
-/// Moves the blocking part of a removal off the caller's thread.
-pub(crate) fn release_in_background(c: std::sync::Arc<Container>) {
-    tokio::task::spawn_blocking(move || release(&c));
-}

@@ -85,8 +85,9 @@ impl Engine {
         self.prime_cgroup_migration();
         let rootfs_path = rootfs::mount(self, c).await?;
         let populated = self.populate_volumes(c, &rootfs_path).await;
+        let (started, started_rx) = tokio::sync::oneshot::channel();
         let launched = match populated {
-            Ok(()) => self.launch(c, rootfs_path).await,
+            Ok(()) => self.launch(c, rootfs_path, started_rx).await,
             Err(e) => Err(e),
         };
         match launched {
@@ -101,8 +102,9 @@ impl Engine {
                     r.manually_stopped = false;
                 })?;
                 c.life.send_modify(|l| l.running = true);
+                // The monitor (watching since the create) may record the exit from now on.
+                let _ = started.send(true);
                 self.emit_container("start", c, HashMap::new());
-                self.spawn_monitor(c.clone());
                 self.spawn_health(c.clone());
                 tracing::info!(id = %c.id, pid, "container started");
                 Ok(())
@@ -146,9 +148,15 @@ impl Engine {
         .ctx(|| "populate volumes".into())?
     }
 
-    /// Writes the bundle, launches the shim (container created), connects pending attaches and
-    /// starts the process; returns its pid.
-    async fn launch(&self, c: &Arc<Container>, rootfs_path: PathBuf) -> Result<i32> {
+    /// Writes the bundle, launches the shim (container created), starts the exit monitor
+    /// (which waits for `started`), connects pending attaches and starts the process; returns
+    /// its pid.
+    async fn launch(
+        &self,
+        c: &Arc<Container>,
+        rootfs_path: PathBuf,
+        started: tokio::sync::oneshot::Receiver<bool>,
+    ) -> Result<i32> {
         let mut rec = c.rec();
         // Like Docker, a container joining another's network also takes its name and its
         // /etc/hostname, /etc/hosts and /etc/resolv.conf.
@@ -251,6 +259,7 @@ impl Engine {
             tty: cs.tty,
             open_stdin: rec.config.open_stdin.unwrap_or(false),
             stdin_once: rec.config.stdin_once.unwrap_or(false),
+            cgroups_path: Some(cs.cgroups_path.clone()),
         };
         c.shim()
             .wait_released(PREVIOUS_SHIM_TIMEOUT)
@@ -270,9 +279,13 @@ impl Engine {
                     source: other,
                 },
             })?;
+        self.spawn_monitor(c.clone(), Some(started));
         let client = c.shim();
-        let pending: Vec<PendingAttach> =
+        let mut pending: Vec<PendingAttach> =
             std::mem::take(&mut *c.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        // The last early attach also starts the container (one round trip less); without
+        // one, a plain start.
+        let last = pending.pop();
         for p in pending {
             match client.attach(p.stdin, p.stdout, p.stderr).await {
                 Ok(stream) => {
@@ -283,7 +296,17 @@ impl Engine {
                 }
             }
         }
-        match client.start().await {
+        let started = match last {
+            Some(p) => match client.attach_and_start(p.stdin, p.stdout, p.stderr).await {
+                Ok((stream, pid)) => {
+                    tokio::spawn(super::attach::splice(p.io, stream));
+                    Ok(pid)
+                }
+                Err(e) => Err(e),
+            },
+            None => client.start().await,
+        };
+        match started {
             Ok(pid) => Ok(pid),
             Err(e) => {
                 let _ = client.kill(SIGKILL, true).await;
@@ -512,12 +535,15 @@ impl Engine {
     }
 
     /// Starts a spare shim in the background unless one waits already or the engine stops.
+    /// It starts at the background's low priority and returns to normal when handed a
+    /// container, where the daemon may raise priorities; elsewhere it starts at normal
+    /// priority.
     pub(crate) fn refill_spare(&self) {
         if *self.shutdown.borrow() {
             return;
         }
         let Some(engine) = self.arc() else { return };
-        tokio::task::spawn_blocking(move || {
+        let refill = move || {
             if engine
                 .spare
                 .lock()
@@ -536,7 +562,12 @@ impl Engine {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot start a spare shim"),
             }
-        });
+        };
+        if self.background.children_can_renice() {
+            self.background.run(refill);
+        } else {
+            tokio::task::spawn_blocking(refill);
+        }
     }
 
     /// Forgets a stopped container: registry, record, volumes; then mounts, cgroups and
@@ -556,7 +587,8 @@ impl Engine {
         if let Err(e) = crate::store::ContainerRecord::delete(&c.dir) {
             tracing::warn!(id = %c.id, error = %e, "removing the container record");
         }
-        super::cleanup::release_in_background(c.clone());
+        let gone = c.clone();
+        self.background.run(move || super::cleanup::release(&gone));
         if remove_volumes {
             let anonymous: Vec<String> = rec
                 .mounts

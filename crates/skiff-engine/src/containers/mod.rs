@@ -105,6 +105,13 @@ impl Container {
         Ok(out)
     }
 
+    /// Changes the record in memory only: for a change the next moment makes moot (the exit
+    /// of a `--rm` container, whose record is deleted next). A crash in between leaves the
+    /// previous record, from which a daemon start recovers the same way.
+    pub(crate) fn update_unsaved<T>(&self, f: impl FnOnce(&mut ContainerRecord) -> T) -> T {
+        f(&mut self.lock())
+    }
+
     /// The health state while the container runs (None without a health check).
     pub(crate) fn health_now(&self) -> Option<bollard_stubs::models::Health> {
         if !self.lock().state.status.is_alive() {

@@ -47,17 +47,30 @@ async fn await_exit(c: &Container) -> ExitStatus {
 
 impl Engine {
     /// Starts the task that awaits `c`'s exit. It stops (without recording anything) when
-    /// the engine shuts down, leaving the container running.
-    pub(crate) fn spawn_monitor(&self, c: Arc<Container>) {
+    /// the engine shuts down, leaving the container running. With `started`, the task
+    /// connects to the shim at once but handles the exit only once the start has been
+    /// recorded (`true`); a failed start (`false`, or dropped) is its caller's to record.
+    /// Connecting before the start matters for containers that end at once: their exit
+    /// reaches the engine without another round trip.
+    pub(crate) fn spawn_monitor(
+        &self,
+        c: Arc<Container>,
+        started: Option<tokio::sync::oneshot::Receiver<bool>>,
+    ) {
         let Some(engine) = self.arc() else { return };
         let mut shutdown = self.shutdown.subscribe();
-        let started = Instant::now();
+        let began = Instant::now();
         tokio::spawn(async move {
             let status = tokio::select! {
                 status = await_exit(&c) => status,
                 _ = shutdown.wait_for(|s| *s) => return,
             };
-            engine.handle_exit(&c, status, started.elapsed()).await;
+            if let Some(started) = started {
+                if started.await != Ok(true) {
+                    return;
+                }
+            }
+            engine.handle_exit(&c, status, began.elapsed()).await;
         });
     }
 
@@ -89,14 +102,18 @@ impl Engine {
             status.finished_at.clone()
         };
         let error = status.error.clone().unwrap_or_default();
-        if let Err(e) = c.update(|r| {
+        let exited = |r: &mut crate::store::ContainerRecord| {
             r.state.status = Status::Exited;
             r.state.pid = 0;
             r.state.exit_code = code;
             r.state.oom_killed = status.oom_killed;
             r.state.finished_at = finished.clone();
             r.state.error = error.clone();
-        }) {
+        };
+        if c.rec().host_config.auto_remove.unwrap_or(false) {
+            // Its record is deleted right after (`after_exit`).
+            c.update_unsaved(exited);
+        } else if let Err(e) = c.update(exited) {
             tracing::error!(id = %c.id, error = %e, "recording the exit failed");
         }
         if status.oom_killed {
@@ -188,7 +205,7 @@ impl Engine {
                             r.state.pid = state.pid as i64;
                         });
                         tracing::info!(id = %c.id, pid = state.pid, "re-adopted running container");
-                        self.spawn_monitor(c.clone());
+                        self.spawn_monitor(c.clone(), None);
                         self.spawn_health(c.clone());
                     }
                     Ok(state) => {

@@ -11,8 +11,44 @@ use super::Container;
 use crate::error::{IoContext, Result};
 use crate::Engine;
 
-/// Whether something is mounted exactly at `path` (per `/proc/self/mountinfo`).
+/// Whether something is mounted exactly at `path`: its mount is not its parent's (two
+/// `statx` calls; `/proc/self/mountinfo` on kernels without mount ids, before 5.8).
 pub(crate) fn is_mounted(path: &Path) -> bool {
+    let Some(parent) = path.parent() else {
+        return true; // the root
+    };
+    match (mount_id(path), mount_id(parent)) {
+        (Ok(Some(own)), Ok(Some(parents))) => own != parents,
+        (Err(_), _) => false,
+        _ => listed_in_mountinfo(path),
+    }
+}
+
+/// The id of the mount `path` (not followed if a symlink) is on; None when the kernel does
+/// not report mount ids.
+fn mount_id(path: &Path) -> std::io::Result<Option<u64>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: statx is plain data; zeroes are a valid value for every field.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a statx buffer we own, for the call's duration.
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id))
+}
+
+/// Whether `path` is a mount point listed in `/proc/self/mountinfo`.
+fn listed_in_mountinfo(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
@@ -178,6 +214,31 @@ mod tests {
     fn mountinfo_unescaping_and_root_is_mounted() {
         assert_eq!(unescape("/a\\040b"), "/a b");
         assert!(is_mounted(Path::new("/")));
+        assert!(listed_in_mountinfo(Path::new("/")));
         assert!(!is_mounted(Path::new("/definitely/not/mounted")));
+        assert!(!listed_in_mountinfo(Path::new("/definitely/not/mounted")));
+    }
+
+    #[test]
+    fn a_mount_point_is_told_from_a_plain_directory() {
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-is-mounted")
+            .tempdir()
+            .unwrap();
+        let target = dir.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        assert!(!is_mounted(&target));
+        nix::mount::mount(
+            Some("tmpfs"),
+            &target,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        let mounted = (is_mounted(&target), listed_in_mountinfo(&target));
+        nix::mount::umount(&target).unwrap();
+        assert_eq!(mounted, (true, true));
+        assert!(!is_mounted(&target));
     }
 }

@@ -342,9 +342,31 @@ impl ShimClient {
                 stdin,
                 stdout,
                 stderr,
+                start: false,
             })
             .await?
             .0)
+    }
+
+    /// [`Self::attach`], then [`Self::start`] in the same round trip: the stream is attached
+    /// before the process starts. Returns the stream and the process's host pid.
+    pub async fn attach_and_start(
+        &self,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<(UnixStream, i32), ShimError> {
+        let (stream, pid) = self
+            .call(&Request::Attach {
+                stdin,
+                stdout,
+                stderr,
+                start: true,
+            })
+            .await?;
+        let pid = serde_json::from_value(pid)
+            .map_err(|e| ShimError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+        Ok((stream, pid))
     }
 
     /// Resizes the container's pty.
@@ -409,6 +431,7 @@ mod tests {
             tty: false,
             open_stdin: false,
             stdin_once: false,
+            cgroups_path: None,
         }
     }
 

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -15,6 +16,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::backend::Backend;
+use crate::cgroups;
 
 use super::conn::{Conn, Input, Role, Target};
 use super::logfile::ContainerLog;
@@ -27,6 +29,9 @@ use super::{
 
 /// How long the shim stays after the container exited, to finish sending output and replies.
 const LINGER: Duration = Duration::from_secs(5);
+
+/// How long (ms) the shim waits without any event before it trims its code pages.
+const TRIM_AFTER_MS: u8 = 100;
 
 struct Exec {
     pid: i32,
@@ -52,8 +57,9 @@ pub(super) struct Shim {
     pub(super) init_pid: i32,
     init_io: ProcessIo,
     log: Option<ContainerLog>,
-    /// Reads whether the kernel OOM-killed the container (before its cgroup is deleted).
-    oom_killed: Box<dyn Fn() -> bool>,
+    /// Where the kernel counts the container's OOM kills (read at its exit, before its cgroup
+    /// is deleted); see [`Shim::locate_oom_counter`].
+    oom_counter: Option<PathBuf>,
     status: Status,
     exit: Option<ExitStatus>,
     exited_at: Option<Instant>,
@@ -75,7 +81,6 @@ impl Shim {
         sigchld: ChildSignal,
         (init_pid, init_io): (i32, ProcessIo),
         log: Option<ContainerLog>,
-        oom_killed: Box<dyn Fn() -> bool>,
     ) -> Shim {
         Shim {
             config,
@@ -85,7 +90,7 @@ impl Shim {
             init_pid,
             init_io,
             log,
-            oom_killed,
+            oom_counter: None,
             status: Status::Created,
             exit: None,
             exited_at: None,
@@ -94,6 +99,20 @@ impl Shim {
             next_conn: 0,
             scratch: vec![0; 64 * 1024],
             trim_due: true,
+        }
+    }
+
+    /// Finds the file that counts the container's OOM kills. It reads the mount table (and,
+    /// for configurations without `cgroups_path`, the bundle): done once the launcher has
+    /// its report, not before.
+    pub(super) fn locate_oom_counter(&mut self) {
+        let path = match &self.config.cgroups_path {
+            Some(path) => Ok(path.clone()),
+            None => cgroups::path_from_bundle(&self.config.bundle),
+        };
+        match path {
+            Ok(path) => self.oom_counter = cgroups::oom_counter(&path),
+            Err(e) => tracing::warn!(error = %error_chain(&e), "no cgroup to read OOM kills from"),
         }
     }
 
@@ -111,12 +130,25 @@ impl Shim {
                     .unwrap_or(PollTimeout::MAX),
                 None => PollTimeout::NONE,
             };
-            if std::mem::take(&mut self.trim_due) {
+            // Trimming reads /proc/self/smaps (a millisecond): only once the shim has been idle
+            // for TRIM_AFTER_MS, never between a request and what the client waits for next.
+            let trim_after = PollTimeout::from(TRIM_AFTER_MS);
+            let idle_timeout = match timeout {
+                PollTimeout::NONE if self.trim_due => trim_after,
+                other => other,
+            };
+            let polled = Instant::now();
+            let events = self.poll_events(idle_timeout);
+            // No event for the whole timeout: not a poll a signal (SIGCHLD) cut short.
+            let idled = polled.elapsed() >= Duration::from_millis(TRIM_AFTER_MS.into());
+            if events.is_empty() && idle_timeout == trim_after && idled && self.exited_at.is_none()
+            {
+                self.trim_due = false;
                 if let Err(e) = trim_code_pages() {
                     tracing::warn!(error = %e, "cannot trim the shim's code pages");
                 }
             }
-            for (token, events) in self.poll_events(timeout) {
+            for (token, events) in events {
                 self.handle(token, events);
             }
         }
@@ -387,6 +419,7 @@ impl Shim {
                 stdin,
                 stdout,
                 stderr,
+                start,
             } => {
                 let stdin = stdin && self.config.open_stdin;
                 let tty = self.config.tty;
@@ -400,7 +433,19 @@ impl Shim {
                         tty,
                     },
                 );
-                self.reply(id, Reply::Ok(serde_json::Value::Null));
+                // Attached first: the stream sees all the output of the process it starts.
+                let started = match start {
+                    true => self.start().map(Reply::ok),
+                    false => Ok(Reply::Ok(serde_json::Value::Null)),
+                };
+                let reply = match started {
+                    Ok(reply) => reply,
+                    Err(message) => {
+                        self.set_role(id, Role::Request);
+                        return self.reply(id, Reply::Error(message));
+                    }
+                };
+                self.reply(id, reply);
                 if self.exit.is_some() {
                     self.set_role(id, Role::Closing);
                 }
@@ -630,7 +675,10 @@ impl Shim {
         if let Some(log) = &mut self.log {
             log.finish();
         }
-        let oom_killed = (self.oom_killed)();
+        let oom_killed = self
+            .oom_counter
+            .as_deref()
+            .is_some_and(cgroups::oom_killed_at);
         let exit = ExitStatus {
             exit_code: code,
             oom_killed,
@@ -659,7 +707,11 @@ impl Shim {
         // After the waiters have their answer: the runtime's delete takes a while and is not
         // the container's business. Requests are served only after it, and the socket goes
         // with it, so a new shim for this container (a restart) starts after the delete
-        // (see `ShimClient::wait_released`).
+        // (see `ShimClient::wait_released`). At the lowest priority: no client waits for it,
+        // and on a busy host the next container's start should not wait for it either.
+        if let Err(e) = super::server::set_nice(19) {
+            tracing::debug!(error = %e, "cannot lower the shim's priority");
+        }
         if let Err(e) = self.backend.delete(&self.config.id, true) {
             tracing::warn!(error = %error_chain(&e), "deleting the container from the runtime failed");
         }

@@ -38,6 +38,10 @@ pub struct ShimConfig {
     pub open_stdin: bool,
     /// Close the container's stdin when the first attached client detaches its stdin.
     pub stdin_once: bool,
+    /// The container's cgroup (the bundle's `linux.cgroupsPath`), where the shim reads
+    /// whether it was OOM-killed; read from the bundle when absent.
+    #[serde(default)]
+    pub cgroups_path: Option<String>,
 }
 
 /// How a container ended, as recorded in `exit.json`.

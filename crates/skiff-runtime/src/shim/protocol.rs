@@ -30,10 +30,14 @@ pub(crate) enum Request {
     Pause,
     Resume,
     Wait,
+    /// With `start`, the shim also starts the created container once the stream is
+    /// attached (one round trip for `docker run`'s attach-then-start) and answers its pid.
     Attach {
         stdin: bool,
         stdout: bool,
         stderr: bool,
+        #[serde(default)]
+        start: bool,
     },
     Resize {
         height: u16,

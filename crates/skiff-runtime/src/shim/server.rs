@@ -8,7 +8,6 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use crate::backend::{self, Backend, BackendError};
-use crate::cgroups;
 
 use super::event_loop::Shim;
 use super::logfile::{ContainerLog, JsonLog};
@@ -82,7 +81,19 @@ pub fn run_spare() -> Result<(), RunError> {
     {
         return Ok(());
     }
+    // The engine may start spares at its background priority: the container gets the normal one.
+    set_nice(0).map_err(setup("cannot return to normal priority"))?;
     run_config(Path::new(line.trim_end_matches('\n')), true)
+}
+
+/// Sets this (single-threaded) process's nice value.
+pub(super) fn set_nice(nice: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain system call on the calling thread, which is the whole process.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn run_config(config_path: &Path, detached: bool) -> Result<(), RunError> {
@@ -99,8 +110,9 @@ fn run_config(config_path: &Path, detached: bool) -> Result<(), RunError> {
     };
     let state_dir = config.state_dir.clone();
     match prepare(config, detached) {
-        Ok(shim) => {
+        Ok(mut shim) => {
             send_report(report, &Reply::ok(shim.init_pid));
+            shim.locate_oom_counter();
             tracing::info!(id = %shim.config.id, pid = shim.init_pid, "container created");
             shim.serve();
             tracing::info!("shim done");
@@ -175,10 +187,7 @@ fn prepare(config: ShimConfig, detached: bool) -> Result<Shim, RunError> {
             });
         }
     };
-    let oom_killed = oom_probe(&config);
-    Ok(Shim::new(
-        config, backend, listener, sigchld, init, log, oom_killed,
-    ))
+    Ok(Shim::new(config, backend, listener, sigchld, init, log))
 }
 
 /// Creates the container with pipes, or with a pty when `tty`; deletes it again if its stdio
@@ -206,18 +215,6 @@ fn create(config: &ShimConfig, backend: &dyn Backend) -> Result<(i32, ProcessIo)
                 what: "cannot receive the container's pty",
                 source,
             })
-        }
-    }
-}
-
-/// How the shim learns, at exit, whether the container was OOM-killed: through the cgroup
-/// named in its bundle (read now, while the bundle is surely there).
-fn oom_probe(config: &ShimConfig) -> Box<dyn Fn() -> bool> {
-    match cgroups::path_from_bundle(&config.bundle) {
-        Ok(path) => Box::new(move || cgroups::oom_killed(&path)),
-        Err(e) => {
-            tracing::warn!(error = %error_chain(&e), "no cgroup to read OOM kills from");
-            Box::new(|| false)
         }
     }
 }
