@@ -296,17 +296,17 @@ impl Engine {
                 }
             }
         }
-        let started = match last {
-            Some(p) => match client.attach_and_start(p.stdin, p.stdout, p.stderr).await {
-                Ok((stream, pid)) => {
+        let outcome = match last {
+            Some(p) => client
+                .attach_and_start(p.stdin, p.stdout, p.stderr)
+                .await
+                .map(|(stream, pid)| {
                     tokio::spawn(super::attach::splice(p.io, stream));
-                    Ok(pid)
-                }
-                Err(e) => Err(e),
-            },
+                    pid
+                }),
             None => client.start().await,
         };
-        match started {
+        match outcome {
             Ok(pid) => Ok(pid),
             Err(e) => {
                 let _ = client.kill(SIGKILL, true).await;

@@ -67,8 +67,8 @@ pub(super) struct Shim {
     conns: BTreeMap<u64, Conn>,
     next_conn: u64,
     scratch: Vec<u8>,
-    /// A request (start, an exec, …) ran since the loop last blocked: drop the code pages
-    /// it touched from the resident set before blocking again.
+    /// A request (start, an exec, …) ran since the last trim: drop the code pages it touched
+    /// from the resident set once the shim is idle.
     trim_due: bool,
 }
 
@@ -132,17 +132,14 @@ impl Shim {
             };
             // Trimming reads /proc/self/smaps (a millisecond): only once the shim has been idle
             // for TRIM_AFTER_MS, never between a request and what the client waits for next.
-            let trim_after = PollTimeout::from(TRIM_AFTER_MS);
-            let idle_timeout = match timeout {
-                PollTimeout::NONE if self.trim_due => trim_after,
-                other => other,
-            };
+            let trim_wait = (timeout == PollTimeout::NONE && self.trim_due)
+                .then(|| PollTimeout::from(TRIM_AFTER_MS));
             let polled = Instant::now();
-            let events = self.poll_events(idle_timeout);
-            // No event for the whole timeout: not a poll a signal (SIGCHLD) cut short.
-            let idled = polled.elapsed() >= Duration::from_millis(TRIM_AFTER_MS.into());
-            if events.is_empty() && idle_timeout == trim_after && idled && self.exited_at.is_none()
-            {
+            let events = self.poll_events(trim_wait.unwrap_or(timeout));
+            // No event for the whole wait, not a poll that a signal (SIGCHLD) cut short.
+            let idled = events.is_empty()
+                && polled.elapsed() >= Duration::from_millis(TRIM_AFTER_MS.into());
+            if trim_wait.is_some() && idled {
                 self.trim_due = false;
                 if let Err(e) = trim_code_pages() {
                     tracing::warn!(error = %e, "cannot trim the shim's code pages");
@@ -434,11 +431,12 @@ impl Shim {
                     },
                 );
                 // Attached first: the stream sees all the output of the process it starts.
-                let started = match start {
-                    true => self.start().map(Reply::ok),
-                    false => Ok(Reply::Ok(serde_json::Value::Null)),
+                let outcome = if start {
+                    self.start().map(Reply::ok)
+                } else {
+                    Ok(Reply::Ok(serde_json::Value::Null))
                 };
-                let reply = match started {
+                let reply = match outcome {
                     Ok(reply) => reply,
                     Err(message) => {
                         self.set_role(id, Role::Request);
