@@ -4,7 +4,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  build-essential pkg-config libseccomp-dev protobuf-compiler \
+  build-essential pkg-config libseccomp-dev protobuf-compiler libprotobuf-dev \
   runc crun tini busybox-static etcd-server docker-registry \
   iproute2 nftables util-linux procps curl ca-certificates >/dev/null
 # Python clients used by the end-to-end tests, into the python3 the tests run (pyenv's where present).
