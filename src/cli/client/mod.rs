@@ -11,6 +11,7 @@ mod run;
 mod show;
 mod stats;
 mod term;
+mod transport;
 
 use std::process::ExitCode;
 
@@ -108,7 +109,7 @@ fn socket_path(conn: &Conn) -> String {
 
 async fn connect(conn: &Conn) -> anyhow::Result<Docker> {
     let path = socket_path(conn);
-    let docker = Docker::connect_with_unix(&path, 600, bollard::API_DEFAULT_VERSION)
+    let docker = transport::unix(path.as_ref(), 600)
         .with_context(|| format!("connecting to the engine at unix://{path}"))?;
     docker.negotiate_version().await.map_err(|e| {
         daemon_error(e).context(format!(
