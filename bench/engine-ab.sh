@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# A/B of two skiff binaries on `run --rm IMG /bin/true`: starts one daemon per binary (own root, state, socket
+# and cgroup parent), then alternates blocks of five runs between them so the machine's drift hits both alike.
+# Prints each binary's median. Used to measure one change at a time (docs/benchmarks.md).
+#
+#   sudo bench/engine-ab.sh OLD_BINARY NEW_BINARY [ROUNDS]    # ROUNDS blocks of 5 per binary, default 10
+#
+# Needs: root, busybox-static. Everything lives under a temp dir and the skiff-ab-a / skiff-ab-b cgroup
+# parents, and is removed on exit.
+set -euo pipefail
+[ $# -ge 2 ] || { sed -n 2,7p "$0" >&2; exit 2; }
+bins=("$1" "$2")
+rounds=${3:-10}
+work=$(mktemp -d /tmp/skiff-ab.XXXXXX)
+pids=()
+cleanup() {
+  set +e
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
+  grep " $work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  for d in /sys/fs/cgroup/*/skiff-ab-a /sys/fs/cgroup/*/skiff-ab-b; do
+    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/rootfs/bin"
+cp /bin/busybox "$work/rootfs/bin/busybox"
+ln -s busybox "$work/rootfs/bin/true"
+tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
+
+for x in a b; do
+  bin=${bins[$([ $x = a ] && echo 0 || echo 1)]}
+  "$bin" daemon --root "$work/$x/root" --state "$work/$x/state" --socket "$work/$x.sock" \
+    --cgroup-parent "skiff-ab-$x" >"$work/$x.log" 2>&1 & pids+=($!)
+  for _ in $(seq 100); do [ -S "$work/$x.sock" ] && break; sleep 0.1; done
+  DOCKER_HOST="unix://$work/$x.sock" "$bin" import "$work/rootfs.tar" skiff-ab/busybox >/dev/null
+  DOCKER_HOST="unix://$work/$x.sock" "$bin" run --rm skiff-ab/busybox /bin/true # warm-up
+done
+
+block() { # block a|b BINARY: five timed runs, microseconds appended to $work/a.t or b.t
+  local i t0 t1
+  for i in 1 2 3 4 5; do
+    t0=$(date +%s%N)
+    DOCKER_HOST="unix://$work/$1.sock" "$2" run --rm skiff-ab/busybox /bin/true
+    t1=$(date +%s%N)
+    echo $(((t1 - t0) / 1000)) >>"$work/$1.t"
+  done
+}
+for _ in $(seq "$rounds"); do block a "${bins[0]}"; block b "${bins[1]}"; done
+
+median() { sort -n "$1" | awk '{a[NR]=$1} END {printf "%.2f", (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2) / 1000}'; }
+echo "A ${bins[0]}: median $(median "$work/a.t") ms (n=$(wc -l <"$work/a.t"))"
+echo "B ${bins[1]}: median $(median "$work/b.t") ms (n=$(wc -l <"$work/b.t"))"
