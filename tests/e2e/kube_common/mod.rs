@@ -59,7 +59,20 @@ pub struct Etcd {
 }
 
 impl Etcd {
+    /// Starts etcd; a start that dies (a port picked by `free_port` taken by another test in the
+    /// meantime) is retried on new ports.
     pub fn start() -> Etcd {
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            match Etcd::try_start() {
+                Ok(etcd) => return etcd,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("etcd did not become ready; its log:\n{last_log}");
+    }
+
+    fn try_start() -> Result<Etcd, String> {
         let dir = tempfile::Builder::new()
             .prefix("skiff-etcd")
             .tempdir()
@@ -67,7 +80,8 @@ impl Etcd {
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let log_path = dir.path().join("etcd.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new("/usr/bin/etcd")
             .arg("--name=skiff")
             .arg(format!("--data-dir={}", dir.path().join("data").display()))
@@ -80,18 +94,24 @@ impl Etcd {
             .stderr(log)
             .spawn()
             .expect("start /usr/bin/etcd");
-        let guard = Guard(child);
-        let ready = poll(Duration::from_secs(20), || {
-            std::fs::read_to_string(dir.path().join("etcd.log"))
-                .ok()
-                .filter(|l| l.contains("ready to serve client requests"))
+        let mut guard = Guard(child);
+        // Ready, or exited (then retried); a slow start on a loaded machine gets a minute.
+        let outcome = poll(Duration::from_secs(60), || {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if log.contains("ready to serve client requests") {
+                Some(true)
+            } else {
+                matches!(guard.0.try_wait(), Ok(Some(_))).then_some(false)
+            }
         });
-        assert!(ready.is_some(), "etcd did not become ready");
-        Etcd {
+        if outcome != Some(true) {
+            return Err(std::fs::read_to_string(&log_path).unwrap_or_default());
+        }
+        Ok(Etcd {
             _proc: guard,
             dir,
             endpoint: format!("127.0.0.1:{client}"),
-        }
+        })
     }
 }
 
