@@ -34,7 +34,7 @@ command -v dockerd >/dev/null || { echo "dockerd missing: apt-get install -y doc
 if [ -z "${SKIFF_BIN:-}" ]; then
   cargo build --release --manifest-path "$here/Cargo.toml" >&2
 fi
-skiff="${SKIFF_BIN:-${CARGO_TARGET_DIR:-/var/tmp/skiff-target}/release/skiff}"
+skiff="${SKIFF_BIN:-${CARGO_TARGET_DIR:-$here/target}/release/skiff}"
 
 # crun refuses hybrid cgroups while cgroup2 holds a controller; binding hugetlb to a v1 hierarchy empties it
 # (docs/adr/0004). Only while crun is measured: runc refuses to run while that extra hierarchy is mounted.

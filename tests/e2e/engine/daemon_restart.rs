@@ -1,14 +1,11 @@
 //! Public-API tests of exec, `docker cp`, export, top and stats, and of what survives a
 //! daemon restart (running containers are re-adopted; `--restart always` brings back one that
-//! died meanwhile). Skipped with a printed reason without root or the skiff binary.
-
-#[macro_use]
-mod common;
+//! died meanwhile).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures::StreamExt;
 use skiff_engine::models::{ExecConfig, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use skiff_engine::{Engine, EngineError, WaitCondition};
@@ -16,7 +13,6 @@ use tokio::io::AsyncReadExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_archive_and_daemon_restart() {
-    require_runtime!();
     let dirs = Dirs::new();
     let engine = engine_with_image(&dirs).await;
     let c = engine
@@ -214,7 +210,6 @@ async fn exec_archive_and_daemon_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_policy_restarts_a_container_that_died_while_the_daemon_was_down() {
-    require_runtime!();
     let dirs = Dirs::new();
     let engine = engine_with_image(&dirs).await;
     let mut body = sh("sleep 1000");

@@ -1,5 +1,5 @@
-//! Harness shared by the public-API tests: temporary engine directories cleaned up even
-//! when a test fails, a busybox test image, and small helpers.
+//! Harness of the engine tests: temporary engine directories cleaned up even when a test
+//! fails, a busybox test image, and small helpers.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -11,7 +11,6 @@ use futures::StreamExt;
 use skiff_engine::models::ContainerCreateBody;
 use skiff_engine::{ByteStream, Engine, EngineConfig, LogOptions};
 
-pub const SKIFF: &str = "/var/tmp/skiff-target/debug/skiff";
 pub const IMAGE: &str = "skiff-test/busybox:latest";
 
 /// Temporary engine directories; on drop kills what the test left running, unmounts and
@@ -26,7 +25,16 @@ pub struct Dirs {
 static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Dirs {
+    /// Fresh directories; panics with the reason when this host cannot run containers.
     pub fn new() -> Dirs {
+        assert!(
+            nix::unistd::Uid::effective().is_root(),
+            "engine tests run containers and need root"
+        );
+        assert!(
+            Path::new("/bin/busybox").exists(),
+            "engine tests build their image from /bin/busybox: install busybox-static"
+        );
         let tmp = |p: &str| tempfile::Builder::new().prefix(p).tempdir().unwrap();
         Dirs {
             root: tmp("skiff-eng-root"),
@@ -44,7 +52,7 @@ impl Dirs {
             root: self.root.path().to_path_buf(),
             state: self.state.path().to_path_buf(),
             default_runtime: "runc".into(),
-            exe: PathBuf::from(SKIFF),
+            exe: PathBuf::from(env!("CARGO_BIN_EXE_skiff")),
             cgroup_parent: self.cgroup_parent.clone(),
         }
     }
@@ -90,30 +98,6 @@ impl Drop for Dirs {
         }
         let _ = skiff_runtime::cgroups::remove(&format!("/{}", self.cgroup_parent));
     }
-}
-
-/// Why container tests cannot run here, if they cannot.
-pub fn skip_reason() -> Option<String> {
-    if !Path::new(SKIFF).exists() {
-        return Some(format!("{SKIFF} not built (cargo build -p skiff)"));
-    }
-    if !nix::unistd::Uid::effective().is_root() {
-        return Some("not root".into());
-    }
-    if !Path::new("/bin/busybox").exists() {
-        return Some("/bin/busybox missing (busybox-static)".into());
-    }
-    None
-}
-
-#[macro_export]
-macro_rules! require_runtime {
-    () => {
-        if let Some(reason) = skip_reason() {
-            eprintln!("skipping: {reason}");
-            return;
-        }
-    };
 }
 
 pub fn body_stream(bytes: Vec<u8>) -> ByteStream {
