@@ -111,7 +111,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// watcher falls behind compaction.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Event>> + Send>>;
 
-/// The datastore seam. All implementations must pass `conformance::run_all`.
+/// The datastore seam. All implementations must pass the conformance suite
+/// (`store_conformance_tests!`, cargo feature `conformance`).
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The current value of `key`, or None.
