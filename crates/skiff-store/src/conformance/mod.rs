@@ -43,7 +43,7 @@ pub struct Property {
 /// `G` held until the property ends (a temporary directory, a lock on a shared server).
 /// Invoke it inside a module to group the tests under its name:
 ///
-/// ```ignore
+/// ```text
 /// mod conformance {
 ///     skiff_store::store_conformance_tests!(super::fresh_store);
 /// }
