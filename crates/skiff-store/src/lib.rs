@@ -10,6 +10,8 @@
 //! The `conformance` module (cargo feature `conformance`) holds the properties every engine
 //! is tested against; `tests/sqlite.rs` and `tests/etcd.rs` run them.
 
+#![forbid(unsafe_code)]
+
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod etcd;
