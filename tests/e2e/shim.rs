@@ -624,24 +624,6 @@ async fn run_launch_reports_the_creation_error(runtime: &str) -> Result<()> {
     Ok(())
 }
 
-/// Not a test by itself: the launcher process of `shim_survives_its_launcher_being_killed`.
-#[test]
-#[ignore = "helper process, run by shim_survives_its_launcher_being_killed"]
-fn launcher_helper() {
-    let Ok(path) = std::env::var(HELPER_ENV) else {
-        return;
-    };
-    let config: ShimConfig = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    match shim::launch(Path::new(env!("CARGO_BIN_EXE_skiff")), &config) {
-        Ok(()) => println!("{HELPER_MARK} ok"),
-        Err(e) => println!("{HELPER_MARK} error {e}"),
-    }
-    // Stay alive like a daemon until the test kills us.
-    loop {
-        std::thread::park();
-    }
-}
-
 macro_rules! runtime_tests {
     ($($runtime:ident),*) => {$(
         mod $runtime {

@@ -6,6 +6,8 @@
 //! (garbage collection through ownerReferences, namespace finalization): controllers and the
 //! scheduler are clients of this API.
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 mod convert;
 pub mod defaults;

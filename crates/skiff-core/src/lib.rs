@@ -4,6 +4,8 @@
 //! error formats (Docker `{"message"}`, Kubernetes `Status`) are produced at the API edges
 //! from [`ErrorKind`], never here.
 
+#![forbid(unsafe_code)]
+
 pub mod ids;
 pub mod paths;
 

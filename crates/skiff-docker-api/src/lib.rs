@@ -5,6 +5,8 @@
 //! request into one [`skiff_engine::Engine`] call and its answer back; no engine logic lives
 //! here.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod hijack;
 mod params;
