@@ -166,7 +166,8 @@ impl Netlink {
 
     /// Creates a veth pair in one request: `host` enslaved to bridge `bridge` with hairpin
     /// mode, up; its peer created directly in the namespace `peer_ns` as `peer` with MAC
-    /// `mac`, up.
+    /// `mac` (down: the kernel refuses ENOTCONN to set a peer in another namespace up here;
+    /// [`Netlink::configure_interface`] does it from inside).
     pub async fn add_veth(
         &self,
         host: &str,
@@ -179,8 +180,7 @@ impl Netlink {
         let mut p = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
             .address(mac.to_vec())
-            .setns_by_fd(peer_ns.as_raw_fd())
-            .up();
+            .setns_by_fd(peer_ns.as_raw_fd());
         if let Some(mtu) = mtu {
             p = p.mtu(mtu);
         }
@@ -246,6 +246,12 @@ impl Netlink {
             .execute()
             .await
             .ctx(|| format!("add {address} to {ifname}"))?;
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .ctx(|| format!("set {ifname} up"))?;
         if let Some(gw) = gateway {
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
                 .gateway(gw)

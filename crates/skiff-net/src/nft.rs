@@ -57,10 +57,9 @@ impl Nft {
             if out.status.success() {
                 Ok(())
             } else {
-                Err(NetError::Nft(format!(
-                    "{}\n{script}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )))
+                Err(NetError::Nft(
+                    String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                ))
             }
         })
     }
@@ -76,6 +75,16 @@ impl Nft {
         let mut s = String::new();
         // `add` then `delete` makes the delete succeed whether or not the table existed.
         let _ = writeln!(s, "add table inet {t}\ndelete table inet {t}\nadd table inet {t}");
+        // Chains before the maps that jump to them: nft 1.0.6 fails (ENOENT) to add an
+        // interval-map element whose target chain is declared after the map in one batch.
+        for n in networks {
+            for what in ["in", "out", "masq"] {
+                let _ = writeln!(s, "add chain inet {t} {}", net_chain(n, what));
+            }
+        }
+        for e in endpoints.iter().filter(|e| !e.ports.is_empty()) {
+            let _ = writeln!(s, "add chain inet {t} {}", e.port_chain());
+        }
         let _ = writeln!(
             s,
             "add set inet {t} bridges {{ type ifname ; }}
@@ -88,7 +97,7 @@ add rule inet {t} forward iifname vmap @fwd-in
 add rule inet {t} forward oifname vmap @fwd-out
 add chain inet {t} prerouting {{ type nat hook prerouting priority dstnat ; policy accept ; }}
 add rule inet {t} prerouting meta l4proto {{ tcp, udp }} fib daddr type local meta l4proto . th dport vmap @published
-add chain inet {t} output {{ type nat hook output priority dstnat ; policy accept ; }}
+add chain inet {t} output {{ type nat hook output priority -100 ; policy accept ; }}
 add rule inet {t} output meta l4proto {{ tcp, udp }} fib daddr type local meta l4proto . th dport vmap @published
 add chain inet {t} postrouting {{ type nat hook postrouting priority srcnat ; policy accept ; }}
 add rule inet {t} postrouting ip saddr 127.0.0.0/8 oifname @bridges masquerade
