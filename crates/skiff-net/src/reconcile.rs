@@ -91,9 +91,13 @@ impl Net {
         // Stray interfaces: veths of no endpoint, bridges of no network.
         let prefix = &self.inner.cfg.prefix;
         for (name, kind) in self.inner.host.links_with_prefix(prefix).await? {
+            // Only names skiff makes: `<prefix>v…` veths, `<prefix>0` / `<prefix>-…` bridges.
+            let rest = &name[prefix.len()..];
             let known = match kind.as_str() {
-                "veth" => eps.iter().any(|e| e.host_veth == name),
-                "bridge" => nets.values().any(|n| n.bridge == name),
+                "veth" if rest.starts_with('v') => eps.iter().any(|e| e.host_veth == name),
+                "bridge" if rest == "0" || rest.starts_with('-') => {
+                    nets.values().any(|n| n.bridge == name)
+                }
                 _ => true,
             };
             if !known {
