@@ -82,11 +82,7 @@ impl TestHost {
     }
 
     pub fn config(&self) -> NetConfig {
-        let mut cfg = NetConfig::new(self.dir.path().join("state"), self.dir.path().join("netns"));
-        cfg.host = self.host.ns();
-        cfg.table = self.table.clone();
-        cfg.dns_upstreams = Some(Vec::new());
-        cfg
+        config_at(self.dir.path(), &self.table)
     }
 
     pub async fn net(&self) -> Net {
@@ -130,6 +126,15 @@ impl Drop for TestHost {
             }
         }
     }
+}
+
+/// The configuration of the test host whose directory is `dir` (also for re-executed children).
+pub fn config_at(dir: &Path, table: &str) -> NetConfig {
+    let mut cfg = NetConfig::new(dir.join("state"), dir.join("netns"));
+    cfg.host = NetnsRef::path(dir.join("skiff-t-host"));
+    cfg.table = table.to_string();
+    cfg.dns_upstreams = Some(Vec::new());
+    cfg
 }
 
 /// Runs `f` on a thread inside the namespace at `path`.
