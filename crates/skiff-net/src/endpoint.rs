@@ -83,7 +83,10 @@ mod tests {
 
     #[test]
     fn mac_and_names_follow_docker_and_ifnamsiz() {
-        assert_eq!(mac_string(mac_for(Ipv4Addr::new(172, 17, 0, 2))), "02:42:ac:11:00:02");
+        assert_eq!(
+            mac_string(mac_for(Ipv4Addr::new(172, 17, 0, 2))),
+            "02:42:ac:11:00:02"
+        );
         let v = Endpoint::veth_name("skiff", "c1", "n1");
         assert_eq!(v.len(), 15);
         assert!(v.starts_with("skiffv"));

@@ -1,9 +1,9 @@
-//! Address allocation persisted on disk, the design of CNI's `host-local` plugin: one file per
+//! Address allocation kept in files, the design of CNI's `host-local` plugin: one file per
 //! allocated address, named after it and holding its owner. A claim is a `link()` of a fully
 //! written temporary file onto that name, which fails if the name exists — atomic across threads
-//! and processes, and durable once the directory is synced. A `kill -9` at any point leaves
-//! either no claim or a complete one (whose owner [`crate::Net::reconcile`] can judge), so an
-//! address is never handed out twice.
+//! and processes. A `kill -9` at any point leaves either no claim or a complete one (whose owner
+//! [`crate::Net::reconcile`] can judge), so an address is never handed out twice. Claims live in
+//! the run directory without fsync, like the sandboxes they belong to (see `store`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Context, NetError, Result};
 use crate::network::Network;
-use crate::store;
+use crate::store::{self, Durable};
 
 pub(crate) struct Ipam {
     dir: PathBuf,
@@ -102,15 +102,11 @@ impl Ipam {
         let tmp = store::tmp_path(&path);
         let mut f = std::fs::File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
         f.write_all(owner.as_bytes())
-            .and_then(|()| f.sync_all())
             .ctx(|| format!("write {}", tmp.display()))?;
         let linked = std::fs::hard_link(&tmp, &path);
         let _ = std::fs::remove_file(&tmp);
         match linked {
-            Ok(()) => {
-                store::sync_dir(dir)?;
-                Ok(true)
-            }
+            Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(e).ctx(|| format!("claim {}", path.display())),
         }
@@ -120,7 +116,7 @@ impl Ipam {
     pub(crate) fn release(&self, network: &str, ip: Ipv4Addr, owner: &str) -> Result<()> {
         let path = self.net_dir(network).join(ip.to_string());
         match std::fs::read_to_string(&path) {
-            Ok(o) if o == owner => store::remove(&path),
+            Ok(o) if o == owner => store::remove(&path, Durable::No),
             Ok(_) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).ctx(|| format!("read {}", path.display())),
@@ -141,7 +137,7 @@ impl Ipam {
                 }
                 let owner = std::fs::read_to_string(&path).unwrap_or_default();
                 if !keep(&owner) {
-                    store::remove(&path)?;
+                    store::remove(&path, Durable::No)?;
                     released += 1;
                 }
             }

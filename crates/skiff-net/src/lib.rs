@@ -42,6 +42,7 @@ pub mod netns;
 mod network;
 mod nft;
 mod ports;
+mod reaper;
 mod reconcile;
 mod sandbox;
 mod store;

@@ -3,7 +3,6 @@
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 
-
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
@@ -72,7 +71,12 @@ impl Netlink {
 
     /// The index of the link named `name`, if it exists.
     pub async fn index(&self, name: &str) -> Result<Option<u32>> {
-        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         match links.try_next().await {
             Ok(Some(l)) => Ok(Some(l.header.index)),
             Ok(None) => Ok(None),
@@ -116,7 +120,12 @@ impl Netlink {
     }
 
     /// Creates (or finds) a bridge with `address` as its own address, up. Returns its index.
-    pub async fn ensure_bridge(&self, name: &str, address: Ipv4Net, mtu: Option<u32>) -> Result<u32> {
+    pub async fn ensure_bridge(
+        &self,
+        name: &str,
+        address: Ipv4Net,
+        mtu: Option<u32>,
+    ) -> Result<u32> {
         if self.index(name).await?.is_none() {
             let mut b = LinkBridge::new(name).up();
             if let Some(mtu) = mtu {
@@ -315,7 +324,13 @@ impl Netlink {
     }
 
     pub async fn add_route(&self, route: &Route) -> Result<()> {
-        match self.handle.route().add(Self::route_message(route)).execute().await {
+        match self
+            .handle
+            .route()
+            .add(Self::route_message(route))
+            .execute()
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
             Err(e) => Err(e).ctx(|| format!("route {} via {}", route.destination, route.via)),
@@ -323,7 +338,13 @@ impl Netlink {
     }
 
     pub async fn delete_route(&self, route: &Route) -> Result<()> {
-        match self.handle.route().del(Self::route_message(route)).execute().await {
+        match self
+            .handle
+            .route()
+            .del(Self::route_message(route))
+            .execute()
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if matches!(errno(&e), Some(ESRCH) | Some(ENOENT) | Some(EADDRNOTAVAIL)) => {
                 Ok(())

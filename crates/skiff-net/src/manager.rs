@@ -16,15 +16,17 @@ use crate::netns::{self, NetnsRef};
 use crate::network::{self, AddressPool, Network, NetworkSpec};
 use crate::nft::Nft;
 use crate::ports::Reservation;
+use crate::reaper::Reaper;
 use crate::sandbox::Sandbox;
-use crate::store;
+use crate::store::{self, Durable};
 
 /// Where skiff-net keeps its state and which host namespace it works in.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
-    /// Persistent state: networks, endpoints, IPAM claims (`/var/lib/skiff/net`).
+    /// State that outlives a reboot: networks (`/var/lib/skiff/net`).
     pub state_dir: PathBuf,
-    /// Sandboxes' namespace files (`/run/skiff/netns`).
+    /// State that lives as long as the kernel objects: sandboxes' namespace files, sandbox and
+    /// endpoint records, address claims (`/run/skiff/net`, a tmpfs).
     pub run_dir: PathBuf,
     /// The namespace bridges, NAT and published ports live in.
     pub host: NetnsRef,
@@ -61,6 +63,7 @@ pub(crate) struct Inner {
     pub host: Netlink,
     pub nft: Nft,
     pub ipam: Ipam,
+    pub reaper: Reaper,
     pub dns: Arc<Dns>,
     /// Held for reading by endpoint operations, for writing by network create/remove.
     pub networks: tokio::sync::RwLock<BTreeMap<String, Network>>,
@@ -88,10 +91,10 @@ impl Net {
     /// Loads the state; touches no kernel object (see [`Net::reconcile`]).
     pub async fn open(cfg: NetConfig) -> Result<Net> {
         let host = Netlink::open(&cfg.host)?;
-        let dir = &cfg.state_dir;
-        let networks: Vec<Network> = store::read_all(&dir.join("networks"))?;
-        let endpoints: Vec<Endpoint> = store::read_all(&dir.join("endpoints"))?;
-        let sandboxes: Vec<Sandbox> = store::read_all(&dir.join("sandboxes"))?;
+        let networks: Vec<Network> = store::read_all(&cfg.state_dir.join("networks"))?;
+        let run = &cfg.run_dir;
+        let endpoints: Vec<Endpoint> = store::read_all(&run.join("endpoints"))?;
+        let sandboxes: Vec<Sandbox> = store::read_all(&run.join("sandboxes"))?;
         let dns = Arc::new(Dns::default());
         let upstreams = match &cfg.dns_upstreams {
             Some(u) => u.clone(),
@@ -108,7 +111,8 @@ impl Net {
                 table: cfg.table.clone(),
                 ns: cfg.host.clone(),
             },
-            ipam: Ipam::new(dir.join("ipam")),
+            ipam: Ipam::new(run.join("ipam")),
+            reaper: Reaper::start(cfg.host.clone(), Ipam::new(run.join("ipam"))),
             host,
             dns,
             networks: tokio::sync::RwLock::new(
@@ -135,7 +139,11 @@ impl Net {
     }
 
     pub(crate) fn network_path(&self, id: &str) -> PathBuf {
-        self.inner.cfg.state_dir.join("networks").join(format!("{id}.json"))
+        self.inner
+            .cfg
+            .state_dir
+            .join("networks")
+            .join(format!("{id}.json"))
     }
 
     /// Every network, by creation time.
@@ -187,7 +195,9 @@ impl Net {
         };
         let id = spec.id.clone().unwrap_or_else(skiff_core::ids::random_id);
         if nets.contains_key(&id) {
-            return Err(NetError::conflict(format!("network with id {id} already exists")));
+            return Err(NetError::conflict(format!(
+                "network with id {id} already exists"
+            )));
         }
         let net = network::build(&spec, id, &self.inner.cfg.prefix, subnet, now_nanos())?;
         if nets.values().any(|n| n.bridge == net.bridge) {
@@ -198,7 +208,7 @@ impl Net {
         }
         if let Err(e) = self.setup_network(&net, &nets).await {
             let _ = self.inner.host.delete_link(&net.bridge).await;
-            let _ = store::remove(&self.network_path(&net.id));
+            let _ = store::remove(&self.network_path(&net.id), Durable::Yes);
             return Err(e);
         }
         nets.insert(net.id.clone(), net.clone());
@@ -208,7 +218,7 @@ impl Net {
     /// Creates (or re-creates) `net`'s bridge, sysctls and nftables rules.
     async fn setup_network(&self, net: &Network, others: &BTreeMap<String, Network>) -> Result<()> {
         self.bridge_up(net).await?;
-        store::write_json(&self.network_path(&net.id), net)?;
+        store::write_json(&self.network_path(&net.id), net, Durable::Yes)?;
         let mut all: Vec<&Network> = others.values().filter(|n| n.id != net.id).collect();
         all.push(net);
         self.rebuild_nft(&all).await
@@ -230,7 +240,14 @@ impl Net {
     /// Rewrites the whole nftables table for `networks` and the current endpoints.
     pub(crate) async fn rebuild_nft(&self, networks: &[&Network]) -> Result<()> {
         let _g = self.inner.nft_lock.lock().await;
-        let eps: Vec<Endpoint> = self.inner.endpoints.lock().expect("lock").values().cloned().collect();
+        let eps: Vec<Endpoint> = self
+            .inner
+            .endpoints
+            .lock()
+            .expect("lock")
+            .values()
+            .cloned()
+            .collect();
         let eps: Vec<&Endpoint> = eps.iter().filter(|e| !e.ports.is_empty()).collect();
         self.inner.nft.rebuild(networks, &eps)
     }
@@ -252,7 +269,7 @@ impl Net {
                 net.name, net.id
             )));
         }
-        store::remove(&self.network_path(&net.id))?;
+        store::remove(&self.network_path(&net.id), Durable::Yes)?;
         nets.remove(&net.id);
         let rest: Vec<&Network> = nets.values().collect();
         self.rebuild_nft(&rest).await?;
@@ -305,12 +322,12 @@ pub(crate) fn find<'a>(nets: &'a BTreeMap<String, Network>, key: &str) -> Result
     if let Some(n) = nets.values().find(|n| n.name == key) {
         return Ok(n);
     }
-    let mut by_prefix = nets.values().filter(|n| !key.is_empty() && n.id.starts_with(key));
+    let mut by_prefix = nets
+        .values()
+        .filter(|n| !key.is_empty() && n.id.starts_with(key));
     match (by_prefix.next(), by_prefix.next()) {
         (Some(n), None) => Ok(n),
-        (Some(_), Some(_)) => Err(NetError::invalid(format!(
-            "network {key} is ambiguous"
-        ))),
+        (Some(_), Some(_)) => Err(NetError::invalid(format!("network {key} is ambiguous"))),
         _ => Err(NetError::NotFound(format!("network {key} not found"))),
     }
 }

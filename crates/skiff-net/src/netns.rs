@@ -106,7 +106,9 @@ pub fn remove(path: &Path) -> Result<()> {
 /// Writes a sysctl under `/proc/sys` of the calling thread's network namespace, given as path
 /// segments (`["net", "ipv4", "ip_forward"]`: interface names may hold dots).
 pub(crate) fn sysctl(key: &[&str], value: &str) -> Result<()> {
-    let path: PathBuf = std::iter::once("/proc/sys").chain(key.iter().copied()).collect();
+    let path: PathBuf = std::iter::once("/proc/sys")
+        .chain(key.iter().copied())
+        .collect();
     if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == value) {
         return Ok(());
     }

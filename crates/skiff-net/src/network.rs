@@ -84,14 +84,19 @@ pub struct AddressPool {
 
 /// Docker's default pools: 172.17–31.0.0/16, then 192.168.0.0/16 in /20s.
 pub fn default_pools() -> Vec<AddressPool> {
-    [("172.17.0.0/16", 16), ("172.18.0.0/15", 16), ("172.20.0.0/14", 16), ("172.24.0.0/13", 16)]
-        .into_iter()
-        .chain([("192.168.0.0/16", 20)])
-        .map(|(b, size)| AddressPool {
-            base: b.parse().expect("valid pool"),
-            size,
-        })
-        .collect()
+    [
+        ("172.17.0.0/16", 16),
+        ("172.18.0.0/15", 16),
+        ("172.20.0.0/14", 16),
+        ("172.24.0.0/13", 16),
+    ]
+    .into_iter()
+    .chain([("192.168.0.0/16", 20)])
+    .map(|(b, size)| AddressPool {
+        base: b.parse().expect("valid pool"),
+        size,
+    })
+    .collect()
 }
 
 /// Parses a CIDR the way Docker reports a bad one.
@@ -163,7 +168,9 @@ pub(crate) fn build(
         Some(g) => {
             let ip = parse_ip(g)?;
             if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
-                return Err(NetError::invalid(format!("no matching subnet for gateway {g}")));
+                return Err(NetError::invalid(format!(
+                    "no matching subnet for gateway {g}"
+                )));
             }
             ip
         }
@@ -173,7 +180,9 @@ pub(crate) fn build(
         Some(r) => {
             let range = parse_cidr(r)?.trunc();
             if !subnet.contains(&range) {
-                return Err(NetError::invalid(format!("no matching subnet for range {r}")));
+                return Err(NetError::invalid(format!(
+                    "no matching subnet for range {r}"
+                )));
             }
             Some(range)
         }
@@ -236,11 +245,20 @@ mod tests {
     #[test]
     fn pool_skips_taken_subnets_like_docker() {
         let pools = default_pools();
-        assert_eq!(pick_subnet(&pools, &[]).unwrap().to_string(), "172.17.0.0/16");
+        assert_eq!(
+            pick_subnet(&pools, &[]).unwrap().to_string(),
+            "172.17.0.0/16"
+        );
         let docker0: Ipv4Net = "172.17.0.0/16".parse().unwrap();
-        assert_eq!(pick_subnet(&pools, &[docker0]).unwrap().to_string(), "172.18.0.0/16");
+        assert_eq!(
+            pick_subnet(&pools, &[docker0]).unwrap().to_string(),
+            "172.18.0.0/16"
+        );
         let all172: Ipv4Net = "172.16.0.0/12".parse().unwrap();
-        assert_eq!(pick_subnet(&pools, &[all172]).unwrap().to_string(), "192.168.0.0/20");
+        assert_eq!(
+            pick_subnet(&pools, &[all172]).unwrap().to_string(),
+            "192.168.0.0/20"
+        );
         let small: Ipv4Net = "172.19.3.0/24".parse().unwrap();
         assert_eq!(
             pick_subnet(&pools, &[docker0, "172.18.0.0/16".parse().unwrap(), small])
@@ -259,13 +277,17 @@ mod tests {
         let mut bad = spec("10.5.0.0/24");
         bad.gateway = Some("10.6.0.1".into());
         assert_eq!(
-            build(&bad, "b".into(), "skiff", s, 0).unwrap_err().to_string(),
+            build(&bad, "b".into(), "skiff", s, 0)
+                .unwrap_err()
+                .to_string(),
             "no matching subnet for gateway 10.6.0.1"
         );
         let mut range = spec("10.5.0.0/24");
         range.ip_range = Some("10.7.0.0/28".into());
         assert_eq!(
-            build(&range, "b".into(), "skiff", s, 0).unwrap_err().to_string(),
+            build(&range, "b".into(), "skiff", s, 0)
+                .unwrap_err()
+                .to_string(),
             "no matching subnet for range 10.7.0.0/28"
         );
         assert_eq!(
@@ -273,7 +295,8 @@ mod tests {
             "invalid CIDR address: 10.0.0.0/33"
         );
         let mut opts = spec("10.5.0.0/24");
-        opts.options.insert(OPT_BRIDGE_NAME.into(), "bad name/x".into());
+        opts.options
+            .insert(OPT_BRIDGE_NAME.into(), "bad name/x".into());
         assert!(build(&opts, "b".into(), "skiff", s, 0).is_err());
     }
 }

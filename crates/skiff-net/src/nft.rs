@@ -74,7 +74,10 @@ impl Nft {
         let t = &self.table;
         let mut s = String::new();
         // `add` then `delete` makes the delete succeed whether or not the table existed.
-        let _ = writeln!(s, "add table inet {t}\ndelete table inet {t}\nadd table inet {t}");
+        let _ = writeln!(
+            s,
+            "add table inet {t}\ndelete table inet {t}\nadd table inet {t}"
+        );
         // Chains before the maps that jump to them: nft 1.0.6 fails (ENOENT) to add an
         // interval-map element whose target chain is declared after the map in one batch.
         for n in networks {
@@ -115,9 +118,16 @@ add rule inet {t} postrouting ip saddr vmap @masq"
     fn network_rules(&self, n: &Network) -> String {
         let t = &self.table;
         let br = &n.bridge;
-        let (cin, cout, cmasq) = (net_chain(n, "in"), net_chain(n, "out"), net_chain(n, "masq"));
+        let (cin, cout, cmasq) = (
+            net_chain(n, "in"),
+            net_chain(n, "out"),
+            net_chain(n, "masq"),
+        );
         let mut s = String::new();
-        let _ = writeln!(s, "add chain inet {t} {cin}\nadd chain inet {t} {cout}\nadd chain inet {t} {cmasq}");
+        let _ = writeln!(
+            s,
+            "add chain inet {t} {cin}\nadd chain inet {t} {cout}\nadd chain inet {t} {cmasq}"
+        );
         // Leaving the network's bridge.
         let icc = if n.icc { "accept" } else { "drop" };
         let _ = writeln!(s, "add rule inet {t} {cin} oifname \"{br}\" {icc}");
@@ -132,7 +142,10 @@ add rule inet {t} postrouting ip saddr vmap @masq"
         if n.internal {
             let _ = writeln!(s, "add rule inet {t} {cout} drop");
         }
-        let _ = writeln!(s, "add rule inet {t} {cout} ct state established,related accept");
+        let _ = writeln!(
+            s,
+            "add rule inet {t} {cout} ct state established,related accept"
+        );
         let _ = writeln!(s, "add rule inet {t} {cout} ct status dnat accept");
         if n.accept_routed {
             let _ = writeln!(s, "add rule inet {t} {cout} iifname != @bridges accept");
@@ -140,7 +153,10 @@ add rule inet {t} postrouting ip saddr vmap @masq"
         let _ = writeln!(s, "add rule inet {t} {cout} drop");
         // Source NAT for traffic from the subnet: hairpin (a container reaching a published
         // port through the host comes back from the host), then outbound masquerade.
-        let _ = writeln!(s, "add rule inet {t} {cmasq} oifname \"{br}\" ct status dnat masquerade");
+        let _ = writeln!(
+            s,
+            "add rule inet {t} {cmasq} oifname \"{br}\" ct status dnat masquerade"
+        );
         if n.masquerade && !n.internal {
             let mut rule = format!("add rule inet {t} {cmasq} oifname != \"{br}\"");
             if !n.no_masquerade_to.is_empty() {
@@ -189,7 +205,11 @@ add element inet {t} masq {{ {} : jump {cmasq} }}",
             }
         }
         let elems: Vec<String> = keys.iter().map(|k| format!("{k} : jump {chain}")).collect();
-        let _ = writeln!(s, "add element inet {t} published {{ {} }}", elems.join(", "));
+        let _ = writeln!(
+            s,
+            "add element inet {t} published {{ {} }}",
+            elems.join(", ")
+        );
         s
     }
 
@@ -200,8 +220,11 @@ add element inet {t} masq {{ {} : jump {cmasq} }}",
         }
         let t = &self.table;
         let chain = e.port_chain();
-        let mut keys: Vec<String> =
-            e.ports.iter().map(|p| format!("{} . {}", p.protocol, p.host_port)).collect();
+        let mut keys: Vec<String> = e
+            .ports
+            .iter()
+            .map(|p| format!("{} . {}", p.protocol, p.host_port))
+            .collect();
         keys.sort();
         keys.dedup();
         format!(

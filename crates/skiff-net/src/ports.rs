@@ -91,7 +91,9 @@ pub fn parse_port_spec(spec: &str) -> Result<Vec<PortMapping>> {
         }
     };
     if container.is_empty() {
-        return Err(NetError::invalid(format!("No port specified: {spec}<empty>")));
+        return Err(NetError::invalid(format!(
+            "No port specified: {spec}<empty>"
+        )));
     }
     let host_ip = match ip.trim_start_matches('[').trim_end_matches(']') {
         "" => None,
@@ -102,7 +104,9 @@ pub fn parse_port_spec(spec: &str) -> Result<Vec<PortMapping>> {
     };
     let (c0, c1) = parse_range(container, "containerPort")?;
     if c0 == 0 {
-        return Err(NetError::invalid(format!("Invalid containerPort: {container}")));
+        return Err(NetError::invalid(format!(
+            "Invalid containerPort: {container}"
+        )));
     }
     let (h0, h1) = if host.is_empty() {
         (0, 0)
@@ -160,7 +164,10 @@ pub(crate) fn reserve(m: &PortMapping) -> Result<(PublishedPort, Reservation)> {
                 source: e.into(),
             }
         })?;
-        match bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(ip, port))) {
+        match bind(
+            fd.as_raw_fd(),
+            &SockaddrIn::from(SocketAddrV4::new(ip, port)),
+        ) {
             Ok(()) => {
                 let bound: SockaddrIn = getsockname(fd.as_raw_fd()).map_err(|e| NetError::Io {
                     context: "read bound port".into(),
@@ -208,7 +215,10 @@ mod tests {
     fn parses_docker_port_specs() {
         let m = one("127.0.0.1:8080:80/udp");
         assert_eq!(m.host_ip, Some(Ipv4Addr::LOCALHOST));
-        assert_eq!((m.host_port, m.container_port, m.protocol), (8080, 80, Protocol::Udp));
+        assert_eq!(
+            (m.host_port, m.container_port, m.protocol),
+            (8080, 80, Protocol::Udp)
+        );
         let m = one("80");
         assert_eq!((m.host_port, m.container_port), (0, 80));
         let m = one("127.0.0.1::80");
@@ -217,7 +227,9 @@ mod tests {
         assert_eq!((m.host_port, m.host_port_end), (8000, 8010));
         let v = parse_port_spec("8000-8002:80-82/tcp").unwrap();
         assert_eq!(
-            v.iter().map(|m| (m.host_port, m.container_port)).collect::<Vec<_>>(),
+            v.iter()
+                .map(|m| (m.host_port, m.container_port))
+                .collect::<Vec<_>>(),
             vec![(8000, 80), (8001, 81), (8002, 82)]
         );
     }

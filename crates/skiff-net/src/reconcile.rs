@@ -9,7 +9,7 @@ use crate::manager::Net;
 use crate::netns::{self, NetnsRef};
 use crate::network::Network;
 use crate::ports;
-use crate::store;
+use crate::store::{self, Durable};
 
 /// What [`Net::reconcile`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl Net {
             .cloned()
             .collect();
         for ep in &dead_eps {
-            self.release_endpoint(ep, &nets).await?;
+            self.release_endpoint(ep, &nets, true).await?;
             report.endpoints_removed += 1;
         }
         let mut dead_sandboxes: BTreeSet<String> = self
@@ -53,7 +53,7 @@ impl Net {
             .map(|s| s.id)
             .filter(|id| !live.contains(id.as_str()))
             .collect();
-        if let Ok(dir) = std::fs::read_dir(&self.inner.cfg.run_dir) {
+        if let Ok(dir) = std::fs::read_dir(self.inner.cfg.run_dir.join("netns")) {
             for e in dir.flatten() {
                 let id = e.file_name().to_string_lossy().into_owned();
                 if !live.contains(id.as_str()) {
@@ -68,23 +68,32 @@ impl Net {
                 &self
                     .inner
                     .cfg
-                    .state_dir
+                    .run_dir
                     .join("sandboxes")
                     .join(format!("{id}.json")),
+                Durable::No,
             )?;
             self.inner.sandboxes.lock().expect("lock").remove(&id);
             report.sandboxes_removed.push(id);
         }
 
         // Address claims without a live endpoint (a crash between claim and record).
-        let eps: Vec<Endpoint> = self.inner.endpoints.lock().expect("lock").values().cloned().collect();
+        let eps: Vec<Endpoint> = self
+            .inner
+            .endpoints
+            .lock()
+            .expect("lock")
+            .values()
+            .cloned()
+            .collect();
         for net_id in self.inner.ipam.networks() {
             if !nets.contains_key(&net_id) {
                 self.inner.ipam.remove_network(&net_id)?;
                 continue;
             }
             report.addresses_released += self.inner.ipam.retain(&net_id, |owner| {
-                eps.iter().any(|e| e.network_id == net_id && e.sandbox == owner)
+                eps.iter()
+                    .any(|e| e.network_id == net_id && e.sandbox == owner)
             })?;
         }
 
@@ -101,7 +110,13 @@ impl Net {
                 _ => true,
             };
             if !known {
-                self.inner.host.delete_link(&name).await?;
+                self.inner
+                    .reaper
+                    .delete(&name, None)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(crate::NetError::Nft("reaper thread is gone".into()))
+                    })?;
                 report.links_removed.push(name);
             }
         }
@@ -114,7 +129,14 @@ impl Net {
         self.rebuild_nft(&all).await?;
         for e in &eps {
             let key = (e.sandbox.clone(), e.network_id.clone());
-            if e.ports.is_empty() || self.inner.reservations.lock().expect("lock").contains_key(&key) {
+            if e.ports.is_empty()
+                || self
+                    .inner
+                    .reservations
+                    .lock()
+                    .expect("lock")
+                    .contains_key(&key)
+            {
                 continue;
             }
             let mut held = Vec::new();
@@ -130,19 +152,29 @@ impl Net {
                     Ok((_, r)) => held.push(r),
                     Err(err) => {
                         tracing::warn!(sandbox = %e.sandbox, error = %err, "published port lost");
-                        report.ports_lost.push(format!("{}:{}/{}", p.host_ip, p.host_port, p.protocol));
+                        report
+                            .ports_lost
+                            .push(format!("{}:{}/{}", p.host_ip, p.host_port, p.protocol));
                     }
                 }
             }
-            self.inner.reservations.lock().expect("lock").insert(key, held);
+            self.inner
+                .reservations
+                .lock()
+                .expect("lock")
+                .insert(key, held);
         }
         for e in &eps {
-            if nets.get(&e.network_id).is_some_and(|n| n.dns) && !self.inner.dns.has_server(&e.sandbox) {
+            if nets.get(&e.network_id).is_some_and(|n| n.dns)
+                && !self.inner.dns.has_server(&e.sandbox)
+            {
                 let sb = self.sandbox(&e.sandbox);
                 let upstreams = sb.and_then(|s| s.options.dns_upstreams);
-                self.inner
-                    .dns
-                    .serve(&e.sandbox, &NetnsRef::path(self.sandbox_path(&e.sandbox)), upstreams)?;
+                self.inner.dns.serve(
+                    &e.sandbox,
+                    &NetnsRef::path(self.sandbox_path(&e.sandbox)),
+                    upstreams,
+                )?;
             }
         }
         Ok(report)

@@ -14,7 +14,7 @@ use crate::manager::{find, Net};
 use crate::netns::{self, NetnsRef};
 use crate::network::Network;
 use crate::ports::{self, PublishedPort, Reservation};
-use crate::store;
+use crate::store::{self, Durable};
 
 /// Per-sandbox settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +35,7 @@ impl Net {
     fn sandbox_record(&self, id: &str) -> PathBuf {
         self.inner
             .cfg
-            .state_dir
+            .run_dir
             .join("sandboxes")
             .join(format!("{id}.json"))
     }
@@ -43,14 +43,14 @@ impl Net {
     fn endpoint_record(&self, sandbox: &str, network: &str) -> PathBuf {
         self.inner
             .cfg
-            .state_dir
+            .run_dir
             .join("endpoints")
             .join(Endpoint::file_name(sandbox, network))
     }
 
     /// Where sandbox `id`'s namespace is (or would be) mounted.
     pub fn sandbox_path(&self, id: &str) -> PathBuf {
-        self.inner.cfg.run_dir.join(id)
+        self.inner.cfg.run_dir.join("netns").join(id)
     }
 
     pub fn sandbox(&self, id: &str) -> Option<Sandbox> {
@@ -58,7 +58,13 @@ impl Net {
     }
 
     pub fn sandboxes(&self) -> Vec<Sandbox> {
-        self.inner.sandboxes.lock().expect("lock").values().cloned().collect()
+        self.inner
+            .sandboxes
+            .lock()
+            .expect("lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Creates a sandbox: a new network namespace with `lo` up (what `--network none` gets, and
@@ -76,7 +82,7 @@ impl Net {
         };
         let made = async {
             Netlink::from_socket(sock).loopback_up().await?;
-            store::write_json(&self.sandbox_record(id), &sb)
+            store::write_json(&self.sandbox_record(id), &sb, Durable::No)
         }
         .await;
         if let Err(e) = made {
@@ -92,15 +98,37 @@ impl Net {
     }
 
     /// Detaches every endpoint of the sandbox and removes its namespace. Missing is fine.
+    ///
+    /// Deleting a veth waits for the kernel's RCU grace periods (~30 ms here), so the veths
+    /// and their addresses are let go in the background: everything a user can observe
+    /// (published ports, DNS names, the endpoint, the namespace) is gone when this returns, and
+    /// an address is only reused once its old interface is gone. A crash in between leaves a
+    /// claim and a veth that [`Net::reconcile`] removes.
     pub async fn remove_sandbox(&self, id: &str) -> Result<()> {
-        for ep in self.endpoints(id) {
-            self.detach(id, &ep.network_id).await?;
+        let eps = self.endpoints(id);
+        {
+            let nets = self.inner.networks.read().await;
+            for ep in &eps {
+                self.release_endpoint(ep, &nets, false).await?;
+            }
         }
         self.inner.dns.remove_sandbox(id);
         netns::remove(&self.sandbox_path(id))?;
-        store::remove(&self.sandbox_record(id))?;
+        store::remove(&self.sandbox_record(id), Durable::No)?;
         self.inner.sandboxes.lock().expect("lock").remove(id);
+        for ep in &eps {
+            // Not awaited: the reaper frees the address once the veth is gone.
+            drop(self.release_interface(ep));
+        }
         Ok(())
+    }
+
+    /// Deletes an endpoint's veth on the reaper thread, then frees its address.
+    fn release_interface(&self, ep: &Endpoint) -> tokio::sync::oneshot::Receiver<Result<()>> {
+        self.inner.reaper.delete(
+            &ep.host_veth,
+            Some((ep.network_id.clone(), ep.address.addr(), ep.sandbox.clone())),
+        )
     }
 
     /// The sandbox's endpoints, by interface name.
@@ -188,13 +216,17 @@ impl Net {
         match self.plumb(&net, &sb, &ep).await {
             Ok(()) => {
                 let held = reserved.into_iter().map(|(_, r)| r).collect();
-                self.inner.reservations.lock().expect("lock").insert(key, held);
+                self.inner
+                    .reservations
+                    .lock()
+                    .expect("lock")
+                    .insert(key, held);
                 Ok(ep)
             }
             Err(e) => {
                 tracing::warn!(sandbox = %ep.sandbox, network = %net.name, error = %e, "attach failed, rolling back");
-                let _ = self.inner.host.delete_link(&ep.host_veth).await;
-                let _ = store::remove(&self.endpoint_record(&ep.sandbox, &net.id));
+                let _ = self.inner.reaper.delete(&ep.host_veth, None).await;
+                let _ = store::remove(&self.endpoint_record(&ep.sandbox, &net.id), Durable::No);
                 self.inner.endpoints.lock().expect("lock").remove(&key);
                 let _ = self.inner.ipam.release(&net.id, ip, &ep.sandbox);
                 if net.dns {
@@ -208,16 +240,17 @@ impl Net {
     /// The kernel side of an attach, after the record is in memory.
     async fn plumb(&self, net: &Network, sb: &Sandbox, ep: &Endpoint) -> Result<()> {
         // Recorded before any kernel object exists, so a crash leaves something reconcile finds.
-        store::write_json(&self.endpoint_record(&ep.sandbox, &net.id), ep)?;
-        let bridge = match self.inner.host.index(&net.bridge).await? {
-            Some(i) => i,
-            None => {
-                self.bridge_up(net).await?;
-                self.inner.host.index(&net.bridge).await?.ok_or_else(|| {
-                    NetError::NotFound(format!("bridge {} missing", net.bridge))
-                })?
-            }
-        };
+        store::write_json(&self.endpoint_record(&ep.sandbox, &net.id), ep, Durable::No)?;
+        let bridge =
+            match self.inner.host.index(&net.bridge).await? {
+                Some(i) => i,
+                None => {
+                    self.bridge_up(net).await?;
+                    self.inner.host.index(&net.bridge).await?.ok_or_else(|| {
+                        NetError::NotFound(format!("bridge {} missing", net.bridge))
+                    })?
+                }
+            };
         let sandbox_ns = std::fs::File::open(&sb.path).map_err(|e| NetError::Io {
             context: format!("open sandbox {}", sb.path.display()),
             source: e,
@@ -273,14 +306,16 @@ impl Net {
                     net.name
                 ))
             })?;
-        self.release_endpoint(&ep, &nets).await
+        self.release_endpoint(&ep, &nets, true).await
     }
 
-    /// Undoes everything of one endpoint; used by detach and reconcile.
+    /// Undoes everything of one endpoint; the veth and the address too when `interface`
+    /// (otherwise the caller does it with [`Net::release_interface`]).
     pub(crate) async fn release_endpoint(
         &self,
         ep: &Endpoint,
         nets: &BTreeMap<String, Network>,
+        interface: bool,
     ) -> Result<()> {
         let dns = nets.get(&ep.network_id).is_some_and(|n| n.dns);
         let key = (ep.sandbox.clone(), ep.network_id.clone());
@@ -292,14 +327,18 @@ impl Net {
             }
         }
         self.inner.reservations.lock().expect("lock").remove(&key);
-        self.inner.host.delete_link(&ep.host_veth).await?;
         if dns {
             self.inner.dns.remove(&ep.network_id, &ep.sandbox);
         }
-        self.inner
-            .ipam
-            .release(&ep.network_id, ep.address.addr(), &ep.sandbox)?;
-        store::remove(&self.endpoint_record(&ep.sandbox, &ep.network_id))?;
+        if interface {
+            self.release_interface(ep)
+                .await
+                .unwrap_or_else(|_| Err(NetError::Nft("reaper thread is gone".into())))?;
+        }
+        store::remove(
+            &self.endpoint_record(&ep.sandbox, &ep.network_id),
+            Durable::No,
+        )?;
         self.inner.endpoints.lock().expect("lock").remove(&key);
         let still_dns = self
             .endpoints(&ep.sandbox)

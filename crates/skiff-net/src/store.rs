@@ -1,6 +1,10 @@
-//! skiff-net's state on disk: one JSON file per network, sandbox and endpoint, each replaced
-//! atomically (write a temporary file, fsync, rename, fsync the directory), so a `kill -9` at
-//! any point leaves either the old or the new version.
+//! skiff-net's state files: one JSON file per network, sandbox and endpoint, each replaced
+//! atomically (write a temporary file, rename), so a `kill -9` at any point leaves either the old
+//! or the new version. Networks outlive a reboot and are also fsynced (file and directory);
+//! sandbox, endpoint and address state lives as long as the kernel objects it describes — a
+//! reboot ends those too — so it is kept under the run directory without fsync: the page cache
+//! survives the death of any process, and an fsync here costs ~8 ms per file on this machine's
+//! disk, more than the whole network setup may take.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,17 +14,30 @@ use serde::Serialize;
 
 use crate::error::{Context, NetError, Result};
 
-/// Writes `bytes` to `path` atomically and durably.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Whether a write must survive power loss (fsync) or only the death of processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durable {
+    Yes,
+    No,
+}
+
+/// Writes `bytes` to `path` atomically (and durably when asked).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durable: Durable) -> Result<()> {
     let dir = path.parent().expect("state files live in a directory");
     std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
     let tmp = tmp_path(path);
     let mut f = std::fs::File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
     f.write_all(bytes)
-        .and_then(|()| f.sync_all())
+        .and_then(|()| match durable {
+            Durable::Yes => f.sync_all(),
+            Durable::No => Ok(()),
+        })
         .ctx(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).ctx(|| format!("rename {}", tmp.display()))?;
-    sync_dir(dir)
+    match durable {
+        Durable::Yes => sync_dir(dir),
+        Durable::No => Ok(()),
+    }
 }
 
 /// A temporary name next to `path`, unique to this process and call.
@@ -38,14 +55,15 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .ctx(|| format!("sync {}", dir.display()))
 }
 
-pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T, durable: Durable) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value).expect("state serialises");
-    write_atomic(path, &bytes)
+    write_atomic(path, &bytes, durable)
 }
 
-/// Removes a file (and syncs its directory); missing is fine.
-pub(crate) fn remove(path: &Path) -> Result<()> {
+/// Removes a file (and syncs its directory when durable); missing is fine.
+pub(crate) fn remove(path: &Path, durable: Durable) -> Result<()> {
     match std::fs::remove_file(path) {
+        Ok(()) if durable == Durable::No => Ok(()),
         Ok(()) => sync_dir(path.parent().expect("state files live in a directory")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).ctx(|| format!("remove {}", path.display())),

@@ -25,14 +25,22 @@ const ROUNDS: usize = 8;
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn run_child(dir: &Path, table: &str, round: &str) {
-    let net = Net::open(config_at(dir, table)).await.expect("child opens net");
+    let net = Net::open(config_at(dir, table))
+        .await
+        .expect("child opens net");
     let mut out = std::io::stdout().lock();
     writeln!(out).unwrap();
     for n in 0.. {
         let id = format!("r{round}-{n}");
-        net.create_sandbox(&id, SandboxOptions::default()).await.unwrap();
+        net.create_sandbox(&id, SandboxOptions::default())
+            .await
+            .unwrap();
         let ep = net
-            .attach(AttachRequest { sandbox: id.clone(), network: "crash".into(), ..Default::default() })
+            .attach(AttachRequest {
+                sandbox: id.clone(),
+                network: "crash".into(),
+                ..Default::default()
+            })
             .await
             .unwrap();
         writeln!(out, "ack {id} {}", ep.address.addr()).unwrap();
@@ -84,7 +92,10 @@ async fn addresses_survive_sigkill_and_are_never_handed_out_twice() {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some((id, ip)) = line.strip_prefix("ack ").and_then(|a| a.split_once(' ')) {
-                    if tx.send((id.to_string(), ip.parse::<Ipv4Addr>().unwrap())).is_err() {
+                    if tx
+                        .send((id.to_string(), ip.parse::<Ipv4Addr>().unwrap()))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -123,25 +134,38 @@ async fn addresses_survive_sigkill_and_are_never_handed_out_twice() {
         .flat_map(|id| net.endpoints(id))
         .map(|e| (e.sandbox.clone(), e.address.addr()))
         .collect();
-    assert_eq!(claimed, acked, "every acknowledged attach survives, with its address");
-    let stray: Vec<String> = std::fs::read_dir(t.dir.path().join("netns"))
+    assert_eq!(
+        claimed, acked,
+        "every acknowledged attach survives, with its address"
+    );
+    let stray: Vec<String> = std::fs::read_dir(t.dir.path().join("run/netns"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| !acked.contains_key(n))
         .collect();
     assert!(stray.is_empty(), "partial sandboxes left: {stray:?}");
-    let claims: Vec<String> = std::fs::read_dir(t.dir.path().join("state/ipam"))
+    let claims: Vec<String> = std::fs::read_dir(t.dir.path().join("run/ipam"))
         .unwrap()
         .flatten()
         .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(claims.len(), acked.len(), "exactly the acknowledged addresses are claimed: {claims:?}");
+    assert_eq!(
+        claims.len(),
+        acked.len(),
+        "exactly the acknowledged addresses are claimed: {claims:?}"
+    );
     // The next address is a fresh one.
-    net.create_sandbox("after", SandboxOptions::default()).await.unwrap();
+    net.create_sandbox("after", SandboxOptions::default())
+        .await
+        .unwrap();
     let ep = net
-        .attach(AttachRequest { sandbox: "after".into(), network: "crash".into(), ..Default::default() })
+        .attach(AttachRequest {
+            sandbox: "after".into(),
+            network: "crash".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(!acked.values().any(|ip| *ip == ep.address.addr()));

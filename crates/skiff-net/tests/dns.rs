@@ -68,13 +68,19 @@ fn fake_upstream() -> SocketAddr {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 4096];
         while let Ok((n, peer)) = s.recv_from(&mut buf) {
-            let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
             let mut r = Message::response(q.metadata.id, OpCode::Query);
             r.metadata.message_type = MessageType::Response;
             r.add_queries(q.queries.iter().cloned());
             let name = q.queries[0].name().clone();
             if name.to_ascii().trim_end_matches('.') == "example.test" {
-                r.add_answer(Record::from_rdata(name, 60, RData::A(A(Ipv4Addr::new(192, 0, 2, 99)))));
+                r.add_answer(Record::from_rdata(
+                    name,
+                    60,
+                    RData::A(A(Ipv4Addr::new(192, 0, 2, 99))),
+                ));
             } else {
                 r.metadata.response_code = ResponseCode::NXDomain;
             }
@@ -90,11 +96,17 @@ async fn embedded_dns_answers_same_network_names_and_forwards_the_rest() {
     let mut cfg = t.config();
     cfg.dns_upstreams = Some(vec![fake_upstream()]);
     let net = skiff_net::Net::open(cfg).await.unwrap();
-    let user = |name: &str| NetworkSpec { name: name.into(), dns: true, ..Default::default() };
+    let user = |name: &str| NetworkSpec {
+        name: name.into(),
+        dns: true,
+        ..Default::default()
+    };
     net.create_network(user("app")).await.unwrap();
     net.create_network(user("elsewhere")).await.unwrap();
     for id in ["0123456789abcdef", "client", "stranger"] {
-        net.create_sandbox(id, SandboxOptions::default()).await.unwrap();
+        net.create_sandbox(id, SandboxOptions::default())
+            .await
+            .unwrap();
     }
     let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let web = net
@@ -128,11 +140,22 @@ async fn embedded_dns_answers_same_network_names_and_forwards_the_rest() {
         let m = ask_udp(&client, name, RecordType::A);
         assert_eq!(a_records(&m), vec![web_ip], "{name}");
     }
-    assert_eq!(a_records(&ask_tcp(&client, "frontend")), vec![web_ip], "over TCP");
+    assert_eq!(
+        a_records(&ask_tcp(&client, "frontend")),
+        vec![web_ip],
+        "over TCP"
+    );
     let aaaa = ask_udp(&client, "web", RecordType::AAAA);
-    assert_eq!((aaaa.metadata.response_code, aaaa.answers.len()), (ResponseCode::NoError, 0));
+    assert_eq!(
+        (aaaa.metadata.response_code, aaaa.answers.len()),
+        (ResponseCode::NoError, 0)
+    );
     let o = web_ip.octets();
-    let ptr = ask_udp(&client, &format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0]), RecordType::PTR);
+    let ptr = ask_udp(
+        &client,
+        &format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0]),
+        RecordType::PTR,
+    );
     assert_eq!(ptr.answers.len(), 1, "reverse lookup of a container");
 
     // Not across networks: the name goes upstream, which does not know it.

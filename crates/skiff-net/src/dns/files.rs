@@ -70,7 +70,11 @@ pub fn resolv_conf(host: &str, mode: ResolvMode, o: &DnsOverrides) -> String {
         p.servers = o.servers.clone();
     }
     if !o.search.is_empty() {
-        p.search = if o.search == ["."] { Vec::new() } else { o.search.clone() };
+        p.search = if o.search == ["."] {
+            Vec::new()
+        } else {
+            o.search.clone()
+        };
     }
     if !o.options.is_empty() {
         p.options = o.options.clone();
@@ -134,7 +138,9 @@ pub fn hosts(h: &HostsFile<'_>) -> Result<String, crate::NetError> {
             })?
         } else {
             ip.parse::<IpAddr>()
-                .map_err(|_| crate::NetError::Invalid(format!("invalid IP address in add-host: {ip:?}")))?
+                .map_err(|_| {
+                    crate::NetError::Invalid(format!("invalid IP address in add-host: {ip:?}"))
+                })?
                 .to_string()
         };
         out.push_str(&format!("{ip}\t{name}\n"));
@@ -161,7 +167,8 @@ pub fn hostname(name: &str) -> String {
 mod tests {
     use super::*;
 
-    const HOST: &str = "nameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch corp.example\noptions edns0\n";
+    const HOST: &str =
+        "nameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch corp.example\noptions edns0\n";
 
     #[test]
     fn resolv_conf_like_docker() {
@@ -191,7 +198,10 @@ mod tests {
             resolv_conf(HOST, ResolvMode::Embedded, &o),
             "nameserver 127.0.0.11\nsearch a.test\noptions ndots:2\n"
         );
-        assert_eq!(upstreams_from_overrides(&o).unwrap()[0].to_string(), "1.1.1.1:53");
+        assert_eq!(
+            upstreams_from_overrides(&o).unwrap()[0].to_string(),
+            "1.1.1.1:53"
+        );
     }
 
     #[test]

@@ -70,7 +70,11 @@ impl Dns {
             network: network.into(),
             sandbox: sandbox.into(),
             ip,
-            names: names.iter().map(|n| normalise(n)).filter(|n| !n.is_empty()).collect(),
+            names: names
+                .iter()
+                .map(|n| normalise(n))
+                .filter(|n| !n.is_empty())
+                .collect(),
         });
     }
 
@@ -82,7 +86,10 @@ impl Dns {
     }
 
     pub(crate) fn remove_sandbox(&self, sandbox: &str) {
-        self.entries.write().expect("dns lock").retain(|x| x.sandbox != sandbox);
+        self.entries
+            .write()
+            .expect("dns lock")
+            .retain(|x| x.sandbox != sandbox);
         self.servers.lock().expect("dns lock").remove(sandbox);
     }
 
@@ -203,7 +210,9 @@ impl Dns {
             .filter(|e| e.sandbox == sandbox)
             .map(|e| e.network.as_str())
             .collect();
-        let visible = entries.iter().filter(|e| nets.contains(&e.network.as_str()));
+        let visible = entries
+            .iter()
+            .filter(|e| nets.contains(&e.network.as_str()));
         let mut reply = Message::response(msg.metadata.id, msg.metadata.op_code);
         reply.metadata.recursion_desired = msg.metadata.recursion_desired;
         reply.metadata.recursion_available = true;
@@ -213,7 +222,11 @@ impl Dns {
             let e = visible.clone().find(|e| e.ip == ip)?;
             if q.query_type() == RecordType::PTR {
                 let target = Name::from_ascii(format!("{}.", e.names.first()?)).ok()?;
-                reply.add_answer(Record::from_rdata(q.name().clone(), TTL, RData::PTR(PTR(target))));
+                reply.add_answer(Record::from_rdata(
+                    q.name().clone(),
+                    TTL,
+                    RData::PTR(PTR(target)),
+                ));
             }
             return Some(reply);
         }
@@ -279,7 +292,10 @@ impl Dns {
 /// `2.0.17.172.in-addr.arpa` → 172.17.0.2.
 fn reverse_ipv4(name: &str) -> Option<Ipv4Addr> {
     let rest = name.strip_suffix(".in-addr.arpa")?;
-    let mut o: Vec<u8> = rest.split('.').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let mut o: Vec<u8> = rest
+        .split('.')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
     if o.len() != 4 {
         return None;
     }
@@ -306,7 +322,10 @@ mod tests {
 
     #[test]
     fn reverse_names_and_nameservers() {
-        assert_eq!(reverse_ipv4("2.0.17.172.in-addr.arpa"), Some(Ipv4Addr::new(172, 17, 0, 2)));
+        assert_eq!(
+            reverse_ipv4("2.0.17.172.in-addr.arpa"),
+            Some(Ipv4Addr::new(172, 17, 0, 2))
+        );
         assert_eq!(reverse_ipv4("example.com"), None);
         assert_eq!(
             nameservers("# c\nnameserver 10.0.0.1\nsearch x\nnameserver ::1\n"),

@@ -94,10 +94,20 @@ impl TestHost {
     pub fn client(&self) -> Ns {
         let client = Ns::new(self.dir.path(), "skiff-t-client");
         self.host.sh(&[
-            "ip", "link", "add", "skiff-t-up", "type", "veth", "peer", "name", "eth0", "netns",
+            "ip",
+            "link",
+            "add",
+            "skiff-t-up",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
             client.path.to_str().unwrap(),
         ]);
-        self.host.sh(&["ip", "addr", "add", "10.99.0.1/24", "dev", "skiff-t-up"]);
+        self.host
+            .sh(&["ip", "addr", "add", "10.99.0.1/24", "dev", "skiff-t-up"]);
         self.host.sh(&["ip", "link", "set", "skiff-t-up", "up"]);
         client.sh(&["ip", "addr", "add", "10.99.0.2/24", "dev", "eth0"]);
         client.sh(&["ip", "link", "set", "eth0", "up"]);
@@ -120,7 +130,7 @@ impl TestHost {
 impl Drop for TestHost {
     fn drop(&mut self) {
         // Sandboxes are namespaces of their own: unmount whatever is left.
-        if let Ok(d) = std::fs::read_dir(self.dir.path().join("netns")) {
+        if let Ok(d) = std::fs::read_dir(self.dir.path().join("run/netns")) {
             for e in d.flatten() {
                 let _ = netns::remove(&e.path());
             }
@@ -130,7 +140,7 @@ impl Drop for TestHost {
 
 /// The configuration of the test host whose directory is `dir` (also for re-executed children).
 pub fn config_at(dir: &Path, table: &str) -> NetConfig {
-    let mut cfg = NetConfig::new(dir.join("state"), dir.join("netns"));
+    let mut cfg = NetConfig::new(dir.join("state"), dir.join("run"));
     cfg.host = NetnsRef::path(dir.join("skiff-t-host"));
     cfg.table = table.to_string();
     cfg.dns_upstreams = Some(Vec::new());
@@ -139,7 +149,9 @@ pub fn config_at(dir: &Path, table: &str) -> NetConfig {
 
 /// Runs `f` on a thread inside the namespace at `path`.
 pub fn in_ns<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> T {
-    NetnsRef::path(path).run(|| Ok(f())).expect("enter namespace")
+    NetnsRef::path(path)
+        .run(|| Ok(f()))
+        .expect("enter namespace")
 }
 
 /// A TCP server inside a namespace that answers every connection with `reply` and the peer's
@@ -152,7 +164,10 @@ pub fn serve_tcp(ns: &Path, addr: &str, reply: &str) -> SocketAddr {
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut c) = conn else { continue };
-            let peer = c.peer_addr().map(|p| p.ip().to_string()).unwrap_or_default();
+            let peer = c
+                .peer_addr()
+                .map(|p| p.ip().to_string())
+                .unwrap_or_default();
             let _ = c.write_all(format!("{reply} {peer}").as_bytes());
         }
     });
@@ -164,7 +179,8 @@ pub fn serve_tcp(ns: &Path, addr: &str, reply: &str) -> SocketAddr {
 pub fn fetch(ns: Option<&Path>, addr: &str) -> Result<String, String> {
     let addr: SocketAddr = addr.parse().unwrap();
     let go = move || -> Result<String, String> {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+        let mut s =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).map_err(|e| e.to_string())?;
