@@ -231,7 +231,7 @@ impl Dns {
             return Some(reply);
         }
         let mut ips: Vec<Ipv4Addr> = visible
-            .filter(|e| e.names.iter().any(|n| *n == qname))
+            .filter(|e| e.names.contains(&qname))
             .map(|e| e.ip)
             .collect();
         if ips.is_empty() {
