@@ -107,6 +107,7 @@ impl Fixture {
             init_path: None,
             sysctls: vec![],
             annotations: vec![],
+            ..Default::default()
         };
         spec::write_bundle(&spec::generate(&container)?, &dir.path().join("bundle"))?;
         Ok(Fixture {

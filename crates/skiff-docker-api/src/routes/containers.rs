@@ -60,7 +60,22 @@ pub async fn inspect(
     Path(id): Path<String>,
     params: Params,
 ) -> ApiResult<Response> {
-    Ok(Json(engine.container_inspect(&id, params.bool("size")?).await?).into_response())
+    let inspected = engine.container_inspect(&id, params.bool("size")?).await?;
+    let mut value = serde_json::to_value(&inspected).map_err(|e| {
+        ApiError::new(
+            skiff_core::ErrorKind::Internal,
+            format!("encoding the inspect result: {e}"),
+        )
+    })?;
+    // Docker reports an unset swappiness as null rather than leaving it out (clients index it).
+    if let Some(hc) = value
+        .get_mut("HostConfig")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        hc.entry("MemorySwappiness")
+            .or_insert(serde_json::Value::Null);
+    }
+    Ok(Json(value).into_response())
 }
 
 pub async fn start(State(engine): Eng, Path(id): Path<String>) -> ApiResult<StatusCode> {

@@ -207,6 +207,7 @@ impl Engine {
                 user: cfg.user.clone().unwrap_or_default(),
                 tty,
                 privileged: cfg.privileged.unwrap_or(false),
+                group_add: c.rec().host_config.group_add.unwrap_or_default(),
             },
         )?;
         let request = ExecRequest {
