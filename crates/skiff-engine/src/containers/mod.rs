@@ -131,6 +131,17 @@ impl Container {
         self.bundle().join("rootfs")
     }
 
+    /// The overlay's upper dir: everything the container changed in its filesystem.
+    pub(crate) fn upper_dir(&self) -> PathBuf {
+        self.dir.join("fs").join("upper")
+    }
+
+    /// The container's init layer, between its image and its upper dir (see
+    /// [`rootfs::ensure_init_layer`]).
+    pub(crate) fn init_layer(&self) -> PathBuf {
+        self.dir.join("fs").join("init")
+    }
+
     pub(crate) fn log_path(&self) -> PathBuf {
         self.dir.join(format!("{}-json.log", self.id))
     }
