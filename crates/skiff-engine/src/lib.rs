@@ -149,7 +149,7 @@ pub struct Logs {
 }
 
 /// `POST /containers/{id}/attach` options.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct AttachOptions {
     pub stdin: bool,
     pub stdout: bool,
@@ -157,6 +157,9 @@ pub struct AttachOptions {
     /// Replay the log before streaming.
     pub logs: bool,
     pub stream: bool,
+    /// `detachKeys`: the sequence that ends the session of a tty attach with stdin (Docker's
+    /// format, e.g. `ctrl-p,ctrl-q`, the default).
+    pub detach_keys: Option<String>,
 }
 
 /// `GET /events` options.

@@ -207,6 +207,7 @@ pub async fn attach(
         stderr: params.bool("stderr")?,
         logs: params.bool("logs")?,
         stream: params.bool("stream")?,
+        detach_keys: params.str("detachKeys").map(str::to_owned),
     };
     let attached = engine.container_attach(&id, opts).await?;
     Ok(hijack.respond(attached))

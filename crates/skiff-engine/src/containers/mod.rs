@@ -1,6 +1,6 @@
 //! Containers: the in-memory registry (ids, names), each container's record and lifecycle
 //! signal, and the operations split by concern (create, lifecycle, monitor, query, logs,
-//! archive, changes, stats, exec, update).
+//! archive, changes, stats, exec, attach and detach, update).
 
 pub(crate) mod archive;
 pub(crate) mod attach;
@@ -8,6 +8,7 @@ pub(crate) mod changes;
 pub(crate) mod cleanup;
 pub(crate) mod config;
 pub(crate) mod create;
+pub(crate) mod detach;
 pub(crate) mod exec;
 pub(crate) mod health;
 pub(crate) mod lifecycle;
