@@ -9,9 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::{FutureExt, StreamExt};
 use http::{header, StatusCode};
-use skiff_engine::models::{ContainerCreateBody, ContainerUpdateBody, ContainerWaitResponse};
+use skiff_engine::models::{
+    ContainerConfig, ContainerCreateBody, ContainerUpdateBody, ContainerWaitResponse,
+};
 use skiff_engine::{
-    AttachOptions, Engine, Filters, ListOptions, LogOptions, LogStream, WaitCondition,
+    AttachOptions, CommitOptions, Engine, Filters, ListOptions, LogOptions, LogStream,
+    WaitCondition,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -164,6 +167,27 @@ pub async fn update(
     DockerJson(body): DockerJson<ContainerUpdateBody>,
 ) -> ApiResult<Response> {
     Ok(Json(engine.container_update(&id, &body).await?).into_response())
+}
+
+/// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`, the body an optional
+/// container config: 201 `{"Id": "sha256:…"}`.
+pub async fn commit(
+    State(engine): Eng,
+    params: Params,
+    DockerJson(config): DockerJson<Option<ContainerConfig>>,
+) -> ApiResult<Response> {
+    let container = params.str("container").unwrap_or_default();
+    let opts = CommitOptions {
+        repo: params.str("repo").map(str::to_owned),
+        tag: params.str("tag").map(str::to_owned),
+        comment: params.str("comment").map(str::to_owned),
+        author: params.str("author").map(str::to_owned),
+        changes: params.all("changes"),
+        pause: params.bool_or_true("pause")?,
+        config,
+    };
+    let id = engine.container_commit(container, opts).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "Id": id }))).into_response())
 }
 
 pub async fn prune(State(engine): Eng, params: Params) -> ApiResult<Response> {

@@ -1,11 +1,12 @@
 //! Containers: the in-memory registry (ids, names), each container's record and lifecycle
 //! signal, and the operations split by concern (create, lifecycle, monitor, query, logs,
-//! archive, changes, stats, exec, attach and detach, update).
+//! archive, changes, commit, stats, exec, attach and detach, update).
 
 pub(crate) mod archive;
 pub(crate) mod attach;
 pub(crate) mod changes;
 pub(crate) mod cleanup;
+pub(crate) mod commit;
 pub(crate) mod config;
 pub(crate) mod create;
 pub(crate) mod detach;
