@@ -208,7 +208,7 @@ impl<W: Write> Write for CountingWriter<W> {
 }
 
 /// Writes the layer tar of the overlay upper directory `upper` to `out`; returns how many
-/// entries it holds (0: the container changed nothing).
+/// entries it holds (0: the container changed nothing, or never ran and has no upper dir).
 pub(crate) fn write_layer(upper: &Path, out: impl Write) -> io::Result<usize> {
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
@@ -217,7 +217,10 @@ pub(crate) fn write_layer(upper: &Path, out: impl Write) -> io::Result<usize> {
         links: HashMap::new(),
         entries: 0,
     };
-    walk.dir(upper, Path::new(""))?;
+    match walk.dir(upper, Path::new("")) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !upper.exists() => {}
+        other => other?,
+    }
     let entries = walk.entries;
     builder.into_inner()?.flush()?;
     Ok(entries)
@@ -440,6 +443,14 @@ mod tests {
         let upper = tempfile::tempdir().unwrap();
         let mut out = Vec::new();
         assert_eq!(write_layer(upper.path(), &mut out).unwrap(), 0);
+        let mut out = Vec::new();
+        let never_mounted = upper.path().join("upper");
+        assert_eq!(write_layer(&never_mounted, &mut out).unwrap(), 0);
+        assert!(tar::Archive::new(out.as_slice())
+            .entries()
+            .unwrap()
+            .next()
+            .is_none());
     }
 
     #[test]

@@ -172,6 +172,13 @@ fn diff_and_commit_leave_the_generated_etc_files_out() {
         "/etc/hostname",
     ]);
     assert_eq!(hostname, "other");
+    // A container that never ran has nothing to add: the image's layers, one more history entry.
+    d.docker_ok(&["create", "--name", "never-ran", BUSYBOX, "true"]);
+    d.docker_ok(&["commit", "never-ran", "never:1"]);
+    assert_eq!(
+        d.inspect("never:1", "{{len .RootFS.Layers}}"),
+        d.inspect(BUSYBOX, "{{len .RootFS.Layers}}")
+    );
     let out = d.docker(&["commit", "nosuch"]);
     assert!(
         stderr(&out).contains("No such container"),
