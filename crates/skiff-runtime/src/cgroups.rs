@@ -551,8 +551,9 @@ mod tests {
     }
 
     #[test]
-    fn this_hybrid_host_is_not_unified() {
-        // DESIGN.md: v1 controllers plus a cgroup2 mount at /sys/fs/cgroup/unified.
+    fn unified_only_is_false_on_v1_and_hybrid_hosts() {
+        // A v2-only host has cgroup.controllers at the top; a hybrid one (this project's
+        // machines, DESIGN.md) mounts cgroup2 at /sys/fs/cgroup/unified instead.
         let hybrid = std::path::Path::new("/sys/fs/cgroup/unified").exists();
         assert_eq!(
             unified_only(),
