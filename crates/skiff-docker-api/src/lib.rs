@@ -98,7 +98,7 @@ pub async fn serve(
     let listener = tokio::net::UnixListener::bind(socket).map_err(bind_err)?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660)).map_err(bind_err)?;
     tracing::info!(socket = %socket.display(), "serving the Docker Engine API");
-    let service = app(engine).into_make_service();
+    let service = app(engine).into_make_service_with_connect_info::<hijack::ClientSocket>();
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel();
     let signal = async move {
         shutdown.await;

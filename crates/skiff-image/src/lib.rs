@@ -7,6 +7,7 @@
 //! it does not talk to registries or build images.
 
 mod archive;
+mod commit;
 mod error;
 mod import;
 pub mod overlay;
@@ -19,6 +20,7 @@ pub mod unpack;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+pub use commit::Commit;
 pub use error::{ImageError, Result};
 pub use reference::Reference;
 
@@ -91,6 +93,13 @@ impl ImageStore {
         message: Option<&str>,
     ) -> Result<String> {
         import::import(&self.inner, rootfs_tar, reference, changes, message)
+    }
+
+    /// `docker commit`: a new image of the parent's layers plus one made of the container's
+    /// upper directory (none when it is empty), with the request's config and a history
+    /// entry. Returns the image id.
+    pub fn commit(&self, request: &Commit) -> Result<String> {
+        commit::commit(&self.inner, request)
     }
 
     /// All images, newest first.
