@@ -5,8 +5,6 @@
 //! request into one [`skiff_engine::Engine`] call and its answer back; no engine logic lives
 //! here.
 
-#![forbid(unsafe_code)]
-
 mod error;
 mod hijack;
 mod params;
