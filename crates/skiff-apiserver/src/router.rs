@@ -10,6 +10,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::Method;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::auth::{self, Attributes, PeerIdentity, TokenAuthenticator, UserInfo};
 use crate::encryption::Encryptor;
@@ -161,14 +162,17 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let span = tracing::debug_span!("request", %method, %path);
-    let _enter = span.enter();
-    match serve(state, req).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(code = e.code, message = %e.message, "request failed");
-            e.into_response()
+    async move {
+        match serve(state, req).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(code = e.code, message = %e.message, "request failed");
+                e.into_response()
+            }
         }
     }
+    .instrument(span)
+    .await
 }
 
 async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError> {
