@@ -519,3 +519,30 @@ fn second_server_on_same_sqlite_data_fails_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("locked"), "{err}");
 }
+
+/// Kubernetes' own token-file example leaves the uid column empty; kubectl authenticates with it.
+#[test]
+fn token_file_with_empty_uid_authenticates() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "admin-token,admin,,\"system:masters\"\n").unwrap();
+    let c = Cluster::start_with(
+        Datastore::Sqlite,
+        &["--token-file", tokens.to_str().unwrap()],
+    );
+    let server = c.url();
+    let out = c.kubectl_ok(&[
+        "--kubeconfig=/dev/null",
+        "--server",
+        &server,
+        "--insecure-skip-tls-verify",
+        "--token",
+        "admin-token",
+        "get",
+        "ns",
+        "default",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(out.trim(), "namespace/default");
+}
