@@ -30,10 +30,10 @@ except client.exceptions.ApiException as e:
 print("ok")
 "#;
 
-#[test]
-fn python_client_round_trip() {
-    let c = Cluster::start(Datastore::Sqlite);
-    let script = c.write_file("client.py", SCRIPT);
+/// Runs a Python client script against `c` (its kubeconfig is `sys.argv[1]`) and expects it to
+/// print "ok".
+fn run_script(c: &Cluster, script: &str) {
+    let script = c.write_file("client.py", script);
     let out = std::process::Command::new("python3")
         .arg(&script)
         .arg(c.kubeconfig())
@@ -46,4 +46,43 @@ fn python_client_round_trip() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
+#[test]
+fn python_client_round_trip() {
+    let c = Cluster::start(Datastore::Sqlite);
+    run_script(&c, SCRIPT);
+}
+
+/// Error bodies are the bytes kube-apiserver sends (Go's member order, no empty
+/// `details.group`), so code that compares `e.body` or `str(e)` sees the same text.
+const STATUS_BODIES: &str = r#"
+import sys
+from kubernetes import client, config
+
+config.load_kube_config(config_file=sys.argv[1])
+v1 = client.CoreV1Api()
+try:
+    v1.read_namespaced_config_map("nope", "default")
+    raise SystemExit("found")
+except client.exceptions.ApiException as e:
+    want = '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \\"nope\\" not found","reason":"NotFound","details":{"name":"nope","kind":"configmaps"},"code":404}\n'
+    assert e.body == want, repr(e.body)
+    assert str(e).startswith("(404)\nReason: Not Found\n"), str(e)
+    assert str(e).endswith("HTTP response body: " + want + "\n"), str(e)
+cm = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="twice"))
+v1.create_namespaced_config_map("default", cm)
+try:
+    v1.create_namespaced_config_map("default", cm)
+    raise SystemExit("created twice")
+except client.exceptions.ApiException as e:
+    want = '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \\"twice\\" already exists","reason":"AlreadyExists","details":{"name":"twice","kind":"configmaps"},"code":409}\n'
+    assert e.body == want, repr(e.body)
+print("ok")
+"#;
+
+#[test]
+fn python_client_sees_kube_apiserver_status_bodies() {
+    let c = Cluster::start(Datastore::Sqlite);
+    run_script(&c, STATUS_BODIES);
 }

@@ -194,7 +194,9 @@ pub fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json(self.code, &self.to_status())
+        let mut body = serde_json::to_vec(&self.status()).unwrap_or_default();
+        body.push(b'\n');
+        bytes_with_type(self.code, body, "application/json")
     }
 }
 
