@@ -546,3 +546,82 @@ fn token_file_with_empty_uid_authenticates() {
     ]);
     assert_eq!(out.trim(), "namespace/default");
 }
+
+/// `kubectl delete namespace --all` leaves the namespaces a cluster cannot do without, and what
+/// is in them, as Kubernetes' NamespaceLifecycle admission does.
+#[test]
+fn delete_all_namespaces_keeps_the_system_ones() {
+    let c = Cluster::start(Datastore::Sqlite);
+    c.kubectl_ok(&["create", "configmap", "precious", "--from-literal=k=v"]);
+    c.kubectl_ok(&["create", "namespace", "scratch"]);
+    let out = c.kubectl(&["delete", "namespace", "--all", "--timeout=60s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for ns in ["default", "kube-system", "kube-public"] {
+        let refused =
+            format!("namespaces \"{ns}\" is forbidden: this namespace may not be deleted");
+        assert!(stderr.contains(&refused), "missing {refused:?} in {stderr}");
+    }
+    assert!(stdout.contains("namespace \"scratch\" deleted"), "{stdout}");
+    let scratch_gone = poll(Duration::from_secs(30), || {
+        c.kubectl_stderr(&["get", "namespace", "scratch"])
+            .contains("NotFound")
+            .then_some(())
+    });
+    assert!(scratch_gone.is_some(), "namespace scratch was not removed");
+    let left = c.kubectl_ok(&["get", "namespaces", "-o", "name"]);
+    for ns in ["default", "kube-system", "kube-public"] {
+        assert!(left.contains(&format!("namespace/{ns}\n")), "{left}");
+    }
+    assert_eq!(
+        c.jsonpath("default", "configmap", "precious", "{.data.k}"),
+        "v"
+    );
+    // kube-node-lease may go, as in Kubernetes, and the server creates it again.
+    let back = poll(Duration::from_secs(60), || {
+        let out = c.kubectl(&[
+            "get",
+            "namespace",
+            "kube-node-lease",
+            "-o",
+            "jsonpath={.status.phase}",
+        ]);
+        (String::from_utf8_lossy(&out.stdout) == "Active").then_some(())
+    });
+    assert!(back.is_some(), "kube-node-lease was not created again");
+}
+
+/// A namespace being deleted takes no new objects; kubectl shows Kubernetes' refusal.
+#[test]
+fn terminating_namespace_refuses_creates() {
+    let c = Cluster::start(Datastore::Sqlite);
+    c.kubectl_ok(&["create", "namespace", "doomed"]);
+    // A finalizer keeps the namespace in Terminating while this test looks at it.
+    let held = c.write_file(
+        "held.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, namespace: doomed, finalizers: [example.com/hold]}\n",
+    );
+    c.kubectl_ok(&["create", "-f", held.to_str().unwrap()]);
+    c.kubectl_ok(&["delete", "namespace", "doomed", "--wait=false"]);
+    let err = c.kubectl_stderr(&["-n", "doomed", "create", "configmap", "late"]);
+    assert!(
+        err.contains("configmaps \"late\" is forbidden: unable to create new content in namespace doomed because it is being terminated"),
+        "{err}"
+    );
+    c.kubectl_ok(&[
+        "-n",
+        "doomed",
+        "patch",
+        "configmap",
+        "held",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    let gone = poll(Duration::from_secs(30), || {
+        c.kubectl_stderr(&["get", "namespace", "doomed"])
+            .contains("NotFound")
+            .then_some(())
+    });
+    assert!(gone.is_some(), "the namespace was not removed once emptied");
+}

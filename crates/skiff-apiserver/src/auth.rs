@@ -194,10 +194,7 @@ mod tests {
         let mut t = TokenAuthenticator::default();
         t.load_file(&path).unwrap();
         let admin = t.authenticate("admin-token").unwrap();
-        assert_eq!(
-            (admin.name.as_str(), admin.uid.as_str()),
-            ("admin", "")
-        );
+        assert_eq!((admin.name.as_str(), admin.uid.as_str()), ("admin", ""));
         assert_eq!(admin.groups, vec!["system:masters"]);
         assert!(t.authenticate("").is_none(), "an empty token is skipped");
         assert!(t.authenticate("carol-token").unwrap().groups.is_empty());

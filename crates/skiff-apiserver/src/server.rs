@@ -156,7 +156,8 @@ impl Server {
                 .clone()
                 .follow(self.store.clone(), stopped(stop_rx.clone())),
         );
-        tokio::spawn(compactor(self.store.clone(), stopped(stop_rx)));
+        tokio::spawn(compactor(self.store.clone(), stopped(stop_rx.clone())));
+        tokio::spawn(keep_system_objects(self.state.clone(), stopped(stop_rx)));
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer_addr) = tokio::select! {
@@ -202,6 +203,24 @@ impl Server {
                     tracing::debug!(%peer_addr, error = %e, "connection ended with an error");
                 }
             });
+        }
+    }
+}
+
+/// How often the objects every cluster has are checked and created again when missing.
+const SYSTEM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Creates again, every [`SYSTEM_EVERY`], the objects every cluster has when a client deleted
+/// them (kube-apiserver's system namespaces controller does this for `kube-node-lease`).
+async fn keep_system_objects(state: Arc<ApiState>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(SYSTEM_EVERY) => {}
+        }
+        if let Err(e) = state.bootstrap().await {
+            tracing::warn!(error = %e, "cannot restore the cluster's own objects");
         }
     }
 }

@@ -419,23 +419,6 @@ async fn delete_collection_honours_label_selector() {
 }
 
 #[tokio::test]
-async fn terminating_namespace_refuses_new_objects() {
-    let api = api().await;
-    api.post("/api/v1/namespaces", json!({"metadata": {"name": "old"}}))
-        .await;
-    let (s, ns) = api.delete("/api/v1/namespaces/old").await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(ns["status"]["phase"], "Terminating");
-    let (s, e) = api
-        .post(
-            "/api/v1/namespaces/old/configmaps",
-            json!({"metadata": {"name": "c"}}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
-}
-
-#[tokio::test]
 async fn hpa_served_in_both_versions_from_one_object() {
     let api = api().await;
     let hpa = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"},
@@ -487,4 +470,53 @@ async fn verbs_on_the_wrong_path_are_405() {
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     let (s, _) = api.get("/api/v1/namespaces/default/widgets").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn system_namespaces_may_not_be_deleted() {
+    let api = api().await;
+    for ns in ["default", "kube-system", "kube-public"] {
+        let (s, status) = api.delete(&format!("/api/v1/namespaces/{ns}")).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{status}");
+        assert_eq!(
+            status["message"],
+            format!("namespaces \"{ns}\" is forbidden: this namespace may not be deleted")
+        );
+        assert_eq!(status["details"], json!({"name": ns, "kind": "namespaces"}));
+        let (s, got) = api.get(&format!("/api/v1/namespaces/{ns}")).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(got["metadata"].get("deletionTimestamp").is_none(), "{got}");
+    }
+}
+
+#[tokio::test]
+async fn terminating_namespace_refuses_new_objects() {
+    let api = api().await;
+    let (s, _) = api
+        .post(
+            "/api/v1/namespaces",
+            json!({"metadata": {"name": "doomed"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    // No namespace controller runs here, so the namespace stays Terminating.
+    let (s, ns) = api.delete("/api/v1/namespaces/doomed").await;
+    assert_eq!(s, StatusCode::OK, "{ns}");
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    let (s, status) = api
+        .post(
+            "/api/v1/namespaces/doomed/configmaps",
+            json!({"metadata": {"name": "late"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{status}");
+    assert_eq!(
+        status["message"],
+        "configmaps \"late\" is forbidden: unable to create new content in namespace doomed because it is being terminated"
+    );
+    assert_eq!(
+        status["details"]["causes"],
+        json!([{"reason": "NamespaceTerminating", "message": "namespace doomed is being terminated",
+            "field": "metadata.namespace"}])
+    );
 }

@@ -61,7 +61,7 @@ pub async fn create_object(
         object::meta_mut(&mut obj).insert("name".into(), json!(object::generate_name(&prefix)));
     }
     if info.namespaced {
-        require_namespace(state, object::namespace(&obj)).await?;
+        require_namespace(state, info, object::namespace(&obj), object::name(&obj)).await?;
     } else {
         object::meta_mut(&mut obj).remove("namespace");
     }

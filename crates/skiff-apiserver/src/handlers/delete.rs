@@ -136,6 +136,9 @@ async fn delete_object(
     current: Value,
     opts: &Options,
 ) -> Result<Value, ApiError> {
+    if info.kind == "Namespace" {
+        crate::namespaces::may_delete(object::name(&current))?;
+    }
     let rv = object::resource_version(&current)?.unwrap_or_default();
     let mut finalizers = object::finalizers(&current);
     if !object::is_deleting(&current) {

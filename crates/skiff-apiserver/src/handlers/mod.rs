@@ -104,8 +104,14 @@ pub fn partial_metadata(obj: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
 }
 
-/// Fails unless namespace `ns` exists and accepts new objects.
-pub async fn require_namespace(state: &ApiState, ns: &str) -> Result<(), ApiError> {
+/// Fails unless namespace `ns` exists and accepts new objects (NamespaceLifecycle): a
+/// namespace being deleted refuses new `info` objects such as `name`.
+pub async fn require_namespace(
+    state: &ApiState,
+    info: &ResourceInfo,
+    ns: &str,
+    name: &str,
+) -> Result<(), ApiError> {
     let deleting = match state.namespaces.lookup(ns) {
         Some(deleting) => deleting,
         None => {
@@ -118,13 +124,7 @@ pub async fn require_namespace(state: &ApiState, ns: &str) -> Result<(), ApiErro
         }
     };
     match deleting {
-        true => Err(ApiError::new(
-            403,
-            "Forbidden",
-            format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            ),
-        )),
+        true => Err(crate::namespaces::terminating(info, ns, name)),
         false => Ok(()),
     }
 }
