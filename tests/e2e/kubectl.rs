@@ -625,3 +625,38 @@ fn terminating_namespace_refuses_creates() {
     });
     assert!(gone.is_some(), "the namespace was not removed once emptied");
 }
+
+/// `kubectl debug --copy-to --replace` deletes the original pod with a protobuf
+/// `DeleteOptions` body (it got 400 "expected value at line 1 column 1").
+#[test]
+fn debug_copy_to_replace_deletes_with_protobuf_options() {
+    let c = Cluster::start(Datastore::Sqlite);
+    c.kubectl_ok(&[
+        "run",
+        "web",
+        "--image=busybox",
+        "--restart=Never",
+        "--",
+        "sleep",
+        "1d",
+    ]);
+    let out = c.kubectl_ok(&[
+        "debug",
+        "web",
+        "--copy-to=web-debug",
+        "--replace",
+        "--image=busybox",
+        "--container=debugger",
+        "--",
+        "true",
+    ]);
+    assert!(!out.contains("error"), "{out}");
+    let gone = poll(Duration::from_secs(30), || {
+        c.kubectl_stderr(&["get", "pod", "web"])
+            .contains("NotFound")
+            .then_some(())
+    });
+    assert!(gone.is_some(), "the original pod was not deleted");
+    let containers = c.jsonpath("default", "pod", "web-debug", "{.spec.containers[*].name}");
+    assert_eq!(containers, "web debugger");
+}

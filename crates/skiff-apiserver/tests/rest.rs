@@ -520,3 +520,93 @@ async fn terminating_namespace_refuses_new_objects() {
             "field": "metadata.namespace"}])
     );
 }
+
+/// Kubernetes' protobuf envelope around `msg`.
+fn protobuf(api_version: &str, kind: &str, msg: &impl prost::Message) -> Vec<u8> {
+    use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
+    let unknown = Unknown {
+        type_meta: Some(TypeMeta {
+            api_version: Some(api_version.into()),
+            kind: Some(kind.into()),
+        }),
+        raw: Some(msg.encode_to_vec()),
+        content_encoding: None,
+        content_type: None,
+    };
+    [&b"k8s\0"[..], &prost::Message::encode_to_vec(&unknown)].concat()
+}
+
+#[tokio::test]
+async fn protobuf_scale_and_delete_options_bodies() {
+    use k8s_pb::api::autoscaling::v1::{Scale, ScaleSpec};
+    use k8s_pb::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ObjectMeta, Preconditions};
+    const PB: &str = "application/vnd.kubernetes.protobuf";
+    let api = api().await;
+    api.post(DEPLOYMENTS, deployment("web", 1)).await;
+    let scale = Scale {
+        metadata: Some(ObjectMeta {
+            name: Some("web".into()),
+            ..Default::default()
+        }),
+        spec: Some(ScaleSpec { replicas: Some(4) }),
+        status: None,
+    };
+    let path = format!("{DEPLOYMENTS}/web");
+    let (s, _, body) = api
+        .send(
+            "PUT",
+            &format!("{path}/scale"),
+            PB,
+            "application/json",
+            protobuf("autoscaling/v1", "Scale", &scale),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(api.get(&path).await.1["spec"]["replicas"], 4);
+
+    // A precondition that does not hold is honoured, so the options were read.
+    let stale = DeleteOptions {
+        preconditions: Some(Preconditions {
+            uid: Some("not-the-uid".into()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    let (s, _, _) = api
+        .send(
+            "DELETE",
+            &path,
+            PB,
+            "application/json",
+            protobuf("meta.k8s.io/v1", "DeleteOptions", &stale),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let opts = DeleteOptions {
+        propagation_policy: Some("Background".into()),
+        ..Default::default()
+    };
+    let (s, _, body) = api
+        .send(
+            "DELETE",
+            &path,
+            PB,
+            "application/json",
+            protobuf("apps/v1", "DeleteOptions", &opts),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(api.get(&path).await.0, StatusCode::NOT_FOUND);
+
+    // A kind without a protobuf form here is 415, not 400.
+    let (s, _, _) = api
+        .send(
+            "POST",
+            CONFIGMAPS,
+            PB,
+            "application/json",
+            protobuf("example.com/v1", "Widget", &opts),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}

@@ -45,7 +45,9 @@ fn options(ctx: Ctx<'_>, body: &[u8]) -> Result<Options, ApiError> {
     let body_opts: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
         DeleteOptions::default()
     } else {
-        serde_json::from_slice(body)
+        // JSON, YAML or protobuf, as any other body.
+        let decoded = crate::http::decode_object(ctx.headers, body)?;
+        serde_json::from_value(decoded)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
     };
     let policy = ctx
