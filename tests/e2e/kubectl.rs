@@ -660,3 +660,62 @@ fn debug_copy_to_replace_deletes_with_protobuf_options() {
     let containers = c.jsonpath("default", "pod", "web-debug", "{.spec.containers[*].name}");
     assert_eq!(containers, "web debugger");
 }
+
+/// Moving from `kubectl apply` to `kubectl apply --server-side`: manager `kubectl` takes over
+/// the fields client-side apply set, without `--force-conflicts` (it got a 409 conflict with
+/// `kubectl-client-side-apply`).
+#[test]
+fn server_side_apply_takes_over_from_client_side_apply() {
+    let c = Cluster::start(Datastore::Sqlite);
+    let pod = |image: &str, tier: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {{app: web, tier: {tier}}}\n\
+             spec:\n  containers:\n  - name: web\n    image: {image}\n"
+        )
+    };
+    let first = c.write_file("pod.yaml", &pod("busybox:1", "front"));
+    c.kubectl_says(&["apply", "-f", first.to_str().unwrap()], "pod/web created");
+
+    let changed = c.write_file("pod-changed.yaml", &pod("busybox:2", "back"));
+    let diff = c.kubectl(&["diff", "--server-side", "-f", changed.to_str().unwrap()]);
+    // kubectl diff exits 1 when it found differences, above 1 on errors.
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    let shown = String::from_utf8_lossy(&diff.stdout);
+    assert!(shown.contains("+  - image: busybox:2"), "{shown}");
+
+    c.kubectl_says(
+        &["apply", "--server-side", "-f", changed.to_str().unwrap()],
+        "pod/web serverside-applied",
+    );
+    assert_eq!(
+        c.jsonpath(
+            "default",
+            "pod",
+            "web",
+            "{.spec.containers[0].image} {.metadata.labels.tier}"
+        ),
+        "busybox:2 back"
+    );
+    let managers = c.jsonpath(
+        "default",
+        "pod",
+        "web",
+        "{.metadata.managedFields[*].manager}",
+    );
+    assert!(managers.contains("kubectl"), "{managers}");
+    // Client-side apply still works afterwards: the annotation followed the server-side apply.
+    let again = c.write_file("pod-again.yaml", &pod("busybox:3", "back"));
+    c.kubectl_says(
+        &["apply", "-f", again.to_str().unwrap()],
+        "pod/web configured",
+    );
+    assert_eq!(
+        c.jsonpath("default", "pod", "web", "{.spec.containers[0].image}"),
+        "busybox:3"
+    );
+}
