@@ -110,8 +110,7 @@ pub fn content_type(headers: &HeaderMap) -> String {
 pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let v: Value = match content_type(headers).as_str() {
         "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body)?,
-        "application/yaml" | "application/apply-patch+yaml" => serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,
+        "application/yaml" | "application/apply-patch+yaml" => crate::yaml::parse(body)?,
         _ => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("error decoding request body as JSON: {e}"))
         })?,

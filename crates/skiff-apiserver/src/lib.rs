@@ -31,6 +31,7 @@ mod storage;
 mod table;
 pub mod validation;
 mod watch;
+mod yaml;
 
 pub use error::{ApiError, Cause};
 pub use router::{in_process_router, router, ApiState};
