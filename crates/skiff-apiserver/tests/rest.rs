@@ -353,10 +353,10 @@ async fn field_validation_strict_rejects_and_warn_warns() {
         "{}",
         String::from_utf8_lossy(&b)
     );
-    assert!(
-        String::from_utf8_lossy(&b).contains("unknown field \\\"bogus\\\""),
-        "{}",
-        String::from_utf8_lossy(&b)
+    let status: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(
+        status["message"],
+        "strict decoding error: unknown field \"bogus\""
     );
     let (s, h, _) = api
         .send(
@@ -368,9 +368,9 @@ async fn field_validation_strict_rejects_and_warn_warns() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    assert!(
-        h["warning"].to_str().unwrap().contains("unknown field"),
-        "{h:?}"
+    assert_eq!(
+        h["warning"].to_str().unwrap(),
+        r#"299 - "unknown field \"bogus\"""#
     );
 }
 

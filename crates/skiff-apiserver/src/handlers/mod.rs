@@ -202,18 +202,12 @@ pub fn field_validation(ctx: Ctx<'_>, obj: &Value) -> Result<Vec<String>, ApiErr
     let unknown = crate::validation::unknown_fields(ctx.info(), obj);
     match ctx.params.field_validation.as_deref().unwrap_or("Warn") {
         "Ignore" => Ok(Vec::new()),
+        // `unknown_fields` words each one as Kubernetes does: `unknown field "spec.foo"`.
         "Strict" if !unknown.is_empty() => Err(ApiError::bad_request(format!(
             "strict decoding error: {}",
-            unknown
-                .iter()
-                .map(|f| format!("unknown field \"{f}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
+            unknown.join(", ")
         ))),
-        "Strict" | "Warn" => Ok(unknown
-            .iter()
-            .map(|f| format!("unknown field \"{f}\""))
-            .collect()),
+        "Strict" | "Warn" => Ok(unknown),
         other => Err(ApiError::bad_request(format!(
             "fieldValidation must be one of Ignore, Warn or Strict, got \"{other}\""
         ))),
