@@ -30,6 +30,12 @@ pub struct Args {
     /// Run only the control plane, without a local node
     #[arg(long)]
     disable_agent: bool,
+    /// IPv4 range Services get ClusterIPs from (its first address is the `kubernetes` Service's)
+    #[arg(long, default_value = "10.43.0.0/16", value_parser = skiff_apiserver::services::ServiceNetwork::parse_cidr)]
+    service_cidr: ipnet::Ipv4Net,
+    /// Port range NodePort Services get their ports from
+    #[arg(long, default_value = "30000-32767", value_parser = skiff_apiserver::services::ServiceNetwork::parse_ports)]
+    service_node_port_range: std::ops::RangeInclusive<u16>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -48,6 +54,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             bind: args.bind,
             port: args.port,
             token_file: args.token_file,
+            services: skiff_apiserver::services::ServiceNetwork {
+                cidr: args.service_cidr,
+                node_ports: args.service_node_port_range,
+                apiserver: None,
+            },
         };
         let server = skiff_apiserver::Server::bind(config, store)
             .await

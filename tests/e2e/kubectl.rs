@@ -769,3 +769,94 @@ fn deeply_nested_yaml_apply_is_refused() {
     // The server is still answering and the object is unchanged.
     assert_eq!(c.jsonpath("default", "configmap", "a", "{.data}"), "");
 }
+
+/// Services get ClusterIPs and NodePorts from the server's ranges (`--service-cidr`,
+/// `--service-node-port-range`), duplicates are refused, and `default/kubernetes` points at
+/// the API server; allocations survive a restart.
+#[test]
+fn services_get_addresses_from_the_configured_ranges() {
+    let mut c = Cluster::start_with(
+        Datastore::Sqlite,
+        &[
+            "--service-cidr",
+            "10.96.0.0/16",
+            "--service-node-port-range",
+            "31000-31999",
+        ],
+    );
+    assert_eq!(
+        c.jsonpath(
+            "default",
+            "svc",
+            "kubernetes",
+            "{.spec.clusterIP} {.spec.ports[0].port} {.spec.ports[0].targetPort}"
+        ),
+        format!("10.96.0.1 443 {}", c.port)
+    );
+    assert_eq!(
+        c.jsonpath(
+            "default",
+            "endpoints",
+            "kubernetes",
+            "{.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}"
+        ),
+        format!("127.0.0.1:{}", c.port)
+    );
+    c.kubectl_ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    let ip = c.jsonpath("default", "svc", "web", "{.spec.clusterIP}");
+    assert!(ip.starts_with("10.96.") && ip != "10.96.0.1", "{ip}");
+    assert_eq!(
+        c.jsonpath("default", "svc", "web", "{.status}"),
+        r#"{"loadBalancer":{}}"#
+    );
+    let table = c.kubectl_ok(&["get", "svc", "web"]);
+    assert!(table.contains(&ip), "{table}");
+
+    c.kubectl_ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np",
+        "--tcp=80",
+        "--node-port=31080",
+    ]);
+    let err = c.kubectl_stderr(&[
+        "create",
+        "service",
+        "nodeport",
+        "np2",
+        "--tcp=80",
+        "--node-port=31080",
+    ]);
+    assert!(
+        err.contains(
+            "spec.ports[0].nodePort: Invalid value: 31080: provided port is already allocated"
+        ),
+        "{err}"
+    );
+    let fixed = c.write_file(
+        "fixed.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: fixed}\nspec:\n  clusterIP: 10.96.0.53\n  ports: [{port: 53}]\n",
+    );
+    c.kubectl_ok(&["apply", "-f", fixed.to_str().unwrap()]);
+    let dup = c.write_file(
+        "dup.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: dup}\nspec:\n  clusterIP: 10.96.0.53\n  ports: [{port: 53}]\n",
+    );
+    let err = c.kubectl_stderr(&["create", "-f", dup.to_str().unwrap()]);
+    assert!(
+        err.contains("spec.clusterIPs: Invalid value: []string{\"10.96.0.53\"}: failed to allocate IP 10.96.0.53: provided IP is already allocated"),
+        "{err}"
+    );
+
+    // After a restart the allocations are still there; a deleted Service's are free.
+    c.restart();
+    let err = c.kubectl_stderr(&["create", "-f", dup.to_str().unwrap()]);
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+    c.kubectl_ok(&["delete", "svc", "fixed"]);
+    c.kubectl_says(
+        &["create", "-f", dup.to_str().unwrap()],
+        "service/dup created",
+    );
+    assert_eq!(c.jsonpath("default", "svc", "web", "{.spec.clusterIP}"), ip);
+}

@@ -26,6 +26,7 @@ pub mod router;
 mod secrets;
 pub mod selector;
 pub mod server;
+pub mod services;
 pub mod ssa;
 mod storage;
 mod table;

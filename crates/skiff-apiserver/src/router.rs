@@ -30,6 +30,8 @@ pub struct ApiState {
     pub(crate) tokens: TokenAuthenticator,
     /// Kept in sync by the server while it serves (see `namespaces`).
     pub(crate) namespaces: Arc<crate::namespaces::NamespaceCache>,
+    /// Where Services get ClusterIPs and NodePorts from.
+    pub(crate) services: crate::services::ServiceNetwork,
 }
 
 impl ApiState {
@@ -44,10 +46,19 @@ impl ApiState {
             storage: Storage::new(store, SecretCodec::new(encryptor)),
             tokens,
             namespaces: Default::default(),
+            services: Default::default(),
         }
     }
 
-    /// Creates the namespaces every cluster has; idempotent.
+    /// The same state allocating Services from `network` (default: 10.43.0.0/16 and
+    /// NodePorts 30000-32767, no API server endpoint published).
+    pub fn with_service_network(mut self, network: crate::services::ServiceNetwork) -> Self {
+        self.services = network;
+        self
+    }
+
+    /// Creates the namespaces every cluster has and the `default/kubernetes` Service;
+    /// idempotent.
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
         handlers::bootstrap(self).await
     }

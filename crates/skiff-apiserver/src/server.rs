@@ -31,6 +31,9 @@ pub struct Config {
     pub port: u16,
     /// Extra bearer tokens (`token,user,uid,"groups"` lines).
     pub token_file: Option<PathBuf>,
+    /// ClusterIP and NodePort ranges of Services (its `apiserver` is filled in by
+    /// [`Server::bind`]).
+    pub services: crate::services::ServiceNetwork,
 }
 
 /// Errors starting the server.
@@ -127,7 +130,11 @@ impl Server {
 
         let encryptor =
             Arc::new(Encryptor::load_or_create(&config.data_dir).map_err(ServerError::Bootstrap)?);
-        let state = Arc::new(ApiState::new(store.clone(), tokens, encryptor.clone()));
+        let mut services = config.services.clone();
+        services.apiserver = Some(SocketAddr::new(advertised_ip(config.bind), addr.port()));
+        let state = Arc::new(
+            ApiState::new(store.clone(), tokens, encryptor.clone()).with_service_network(services),
+        );
         state.bootstrap().await.map_err(ServerError::Bootstrap)?;
         Ok(Server {
             listener,
@@ -207,6 +214,19 @@ impl Server {
     }
 }
 
+/// The address pods reach the API server at (the `default/kubernetes` endpoints): the bound
+/// address, or when bound to every address the one the host routes from.
+fn advertised_ip(bind: IpAddr) -> IpAddr {
+    if !bind.is_unspecified() {
+        return bind;
+    }
+    // Connecting a UDP socket sends nothing; it only asks the kernel for the source address.
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").and_then(|()| s.local_addr()))
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
 /// How often the objects every cluster has are checked and created again when missing.
 const SYSTEM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -221,6 +241,9 @@ async fn keep_system_objects(state: Arc<ApiState>, stop: impl Future<Output = ()
         }
         if let Err(e) = state.bootstrap().await {
             tracing::warn!(error = %e, "cannot restore the cluster's own objects");
+        }
+        if let Err(e) = crate::services::repair(&state).await {
+            tracing::warn!(error = %e, "cannot repair service allocations");
         }
     }
 }

@@ -160,7 +160,9 @@ async fn delete_object(
         if opts.dry_run {
             return Ok(current);
         }
-        return state.storage.delete(info, &current, rv).await;
+        let deleted = state.storage.delete(info, &current, rv).await?;
+        crate::services::release(state, info, &deleted).await;
+        return Ok(deleted);
     }
     if object::is_deleting(&current) {
         return Ok(current);

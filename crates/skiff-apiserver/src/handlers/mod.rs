@@ -23,7 +23,7 @@ use crate::router::{ApiState, Target};
 
 pub use create::{bootstrap, create_object};
 pub use read::Filter;
-pub use update::write_update;
+pub use update::{write_update, UpdateKind};
 
 /// One request's context.
 #[derive(Clone, Copy)]
