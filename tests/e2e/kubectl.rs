@@ -860,3 +860,103 @@ fn services_get_addresses_from_the_configured_ranges() {
     );
     assert_eq!(c.jsonpath("default", "svc", "web", "{.spec.clusterIP}"), ip);
 }
+
+/// Waits (up to a generous bound) for the server to close `s`; false if it never does.
+fn closed_by_server(s: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Connections that never send a TLS ClientHello, or stop half-way through a request header,
+/// are closed after the deadline (1 s here, kube-apiserver's 32 s by default); a watch opened
+/// before keeps delivering after it.
+#[test]
+fn silent_connections_are_closed_but_watches_stay() {
+    let c = Cluster::start_with(Datastore::Sqlite, &["--request-header-deadline", "1"]);
+    let child = c
+        .kubectl_command(&[
+            "get",
+            "configmaps",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            "name",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut watch = Guard(child);
+    let stdout = watch.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut n = 0;
+    let established = poll(Duration::from_secs(20), || {
+        n += 1;
+        c.kubectl_ok(&["create", "configmap", &format!("before-{n}")]);
+        rx.recv_timeout(Duration::from_millis(500))
+            .ok()
+            .filter(|l| l.contains("before-"))
+    });
+    assert!(established.is_some(), "the watch did not start");
+
+    let addr = format!("127.0.0.1:{}", c.port);
+    let mut silent: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    // Half a request header over a finished TLS handshake.
+    let half = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import socket, ssl, sys\n\
+             ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
+             s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1]))))\n\
+             s.sendall(b'GET /api HTTP/1.1\\r\\nHost: x')\n\
+             s.settimeout(30)\n\
+             print('closed' if s.recv(1) == b'' else 'answered')\n",
+        )
+        .arg(c.port.to_string())
+        .output()
+        .unwrap();
+    for s in silent.iter_mut() {
+        assert!(
+            closed_by_server(s),
+            "a connection without a ClientHello stayed open"
+        );
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&half.stdout).trim(),
+        "closed",
+        "{}",
+        String::from_utf8_lossy(&half.stderr)
+    );
+
+    // The deadline passed for the watch's connection too: it still delivers.
+    c.kubectl_ok(&["create", "configmap", "after-deadline"]);
+    let seen = poll(Duration::from_secs(20), || {
+        rx.recv_timeout(Duration::from_millis(500))
+            .ok()
+            .filter(|l| l.contains("after-deadline"))
+    });
+    assert!(seen.is_some(), "the watch stopped delivering");
+}

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::server::WebPkiClientVerifier;
 use skiff_store::Store;
 use tokio::net::TcpListener;
@@ -34,6 +33,8 @@ pub struct Config {
     /// ClusterIP and NodePort ranges of Services (its `apiserver` is filled in by
     /// [`Server::bind`]).
     pub services: crate::services::ServiceNetwork,
+    /// Handshake and header deadlines, and the bound on open connections.
+    pub connections: skiff_core::serve::Limits,
 }
 
 /// Errors starting the server.
@@ -70,6 +71,7 @@ impl skiff_core::HasKind for ServerError {
 pub struct Server {
     listener: TcpListener,
     tls: TlsAcceptor,
+    gate: skiff_core::serve::Gate,
     app: axum::Router,
     store: Arc<dyn Store>,
     encryptor: Arc<Encryptor>,
@@ -139,6 +141,7 @@ impl Server {
         Ok(Server {
             listener,
             tls: TlsAcceptor::from(Arc::new(tls)),
+            gate: skiff_core::serve::Gate::new(config.connections),
             app: router(state.clone()),
             store,
             encryptor,
@@ -167,23 +170,30 @@ impl Server {
         tokio::spawn(keep_system_objects(self.state.clone(), stopped(stop_rx)));
         tokio::pin!(shutdown);
         loop {
-            let (tcp, peer_addr) = tokio::select! {
+            // A slot first: connections beyond the bound wait in the backlog.
+            let accepted = tokio::select! {
                 _ = &mut shutdown => {
                     let _ = stop_tx.send(());
                     return;
                 }
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                },
+                accepted = async {
+                    let slot = self.gate.admit().await;
+                    (slot, self.listener.accept().await)
+                } => accepted,
+            };
+            let (slot, (tcp, peer_addr)) = match accepted {
+                (slot, Ok(a)) => (slot, a),
+                (_, Err(e)) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
             };
             let acceptor = self.tls.clone();
             let app = self.app.clone();
+            let gate = self.gate.clone();
             tokio::spawn(async move {
-                let tls = match acceptor.accept(tcp).await {
+                let _slot = slot;
+                let tls = match gate.handshake(acceptor.accept(tcp)).await {
                     Ok(t) => t,
                     Err(e) => {
                         tracing::debug!(%peer_addr, error = %e, "TLS handshake failed");
@@ -203,10 +213,7 @@ impl Server {
                         app.clone().oneshot(req.map(Body::new))
                     },
                 );
-                if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await
-                {
+                if let Err(e) = gate.http().serve_connection(gate.io(tls), svc).await {
                     tracing::debug!(%peer_addr, error = %e, "connection ended with an error");
                 }
             });
