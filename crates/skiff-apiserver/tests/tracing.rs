@@ -13,9 +13,12 @@ use tower::ServiceExt;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
 
+/// An event's message and the name of the span current when it was logged.
+type Seen = (String, Option<String>);
+
 /// Records, for each event, the name of the span current when it was logged.
 #[derive(Clone, Default)]
-struct CurrentSpans(Arc<Mutex<Vec<(String, Option<String>)>>>);
+struct CurrentSpans(Arc<Mutex<Vec<Seen>>>);
 
 impl<S> Layer<S> for CurrentSpans
 where
