@@ -237,11 +237,16 @@ fn advertised_ip(bind: IpAddr) -> IpAddr {
 /// How often the objects every cluster has are checked and created again when missing.
 const SYSTEM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How often Service allocations nobody holds are looked for (kube-apiserver's repair
+/// controllers: every 3 minutes).
+const REPAIR_EVERY: u32 = 18;
+
 /// Creates again, every [`SYSTEM_EVERY`], the objects every cluster has when a client deleted
-/// them (kube-apiserver's system namespaces controller does this for `kube-node-lease`).
+/// them (kube-apiserver's system namespaces controller does this for `kube-node-lease`), and
+/// every [`REPAIR_EVERY`] rounds frees leaked Service allocations.
 async fn keep_system_objects(state: Arc<ApiState>, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
-    loop {
+    for round in 1u32.. {
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(SYSTEM_EVERY) => {}
@@ -249,8 +254,10 @@ async fn keep_system_objects(state: Arc<ApiState>, stop: impl Future<Output = ()
         if let Err(e) = state.bootstrap().await {
             tracing::warn!(error = %e, "cannot restore the cluster's own objects");
         }
-        if let Err(e) = crate::services::repair(&state).await {
-            tracing::warn!(error = %e, "cannot repair service allocations");
+        if round % REPAIR_EVERY == 0 {
+            if let Err(e) = crate::services::repair(&state).await {
+                tracing::warn!(error = %e, "cannot repair service allocations");
+            }
         }
     }
 }

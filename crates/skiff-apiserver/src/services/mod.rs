@@ -417,6 +417,7 @@ pub async fn repair(state: &ApiState) -> Result<usize, ApiError> {
     let info = crate::resources::find("", "v1", "services").expect("services are served");
     let store = state.storage.store.as_ref();
     let mut freed = 0;
+    let mut services: Option<std::collections::HashMap<(String, String), Value>> = None;
     for prefix in [IPS, PORTS] {
         for kv in store.list(prefix, None, 0, None).await?.items {
             let Ok(holder) = serde_json::from_slice::<Holder>(&kv.value) else {
@@ -428,11 +429,22 @@ pub async fn repair(state: &ApiState) -> Result<usize, ApiError> {
                 continue;
             }
             let member = &kv.key[prefix.len()..];
-            let svc = state
-                .storage
-                .get(info, Some(&holder.namespace), &holder.name)
-                .await?;
-            let holds = svc.as_ref().is_some_and(|s| {
+            if services.is_none() {
+                // One list of every Service, only when some allocation is old enough to check.
+                let page = state.storage.list(info, None, None, 0, None).await?;
+                let by_name = page.items.into_iter().map(|s| {
+                    let key = (
+                        object::namespace(&s).to_string(),
+                        object::name(&s).to_string(),
+                    );
+                    (key, s)
+                });
+                services = Some(by_name.collect());
+            }
+            let svc = services
+                .as_ref()
+                .and_then(|m| m.get(&(holder.namespace.clone(), holder.name.clone())));
+            let holds = svc.is_some_and(|s| {
                 object::meta_str(s, "uid") == holder.uid
                     && match prefix {
                         IPS => s["spec"]["clusterIP"] == member,
