@@ -1,4 +1,5 @@
-//! Shared vocabulary of every skiff crate: error kinds, ids, default paths.
+//! Shared vocabulary of every skiff crate: error kinds, ids, default paths, and (feature
+//! `serve`) the connection limits both HTTP APIs apply.
 //!
 //! Owns nothing stateful and must not depend on any other skiff crate. Protocol-specific
 //! error formats (Docker `{"message"}`, Kubernetes `Status`) are produced at the API edges
@@ -8,6 +9,8 @@
 
 pub mod ids;
 pub mod paths;
+#[cfg(feature = "serve")]
+pub mod serve;
 
 /// What went wrong, independent of any wire protocol. Each crate's error enum maps onto one
 /// of these through [`HasKind`]; the API edges turn them into HTTP codes.

@@ -11,10 +11,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
-use axum::serve::IncomingStream;
 use futures::StreamExt;
 use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
@@ -36,9 +35,10 @@ const HEAD_READ_WAIT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Copy)]
 pub struct ClientSocket(RawFd);
 
-impl Connected<IncomingStream<'_, tokio::net::UnixListener>> for ClientSocket {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::UnixListener>) -> Self {
-        ClientSocket(stream.io().as_raw_fd())
+impl ClientSocket {
+    /// The socket of an accepted connection.
+    pub(crate) fn of(stream: &tokio::net::UnixStream) -> Self {
+        ClientSocket(stream.as_raw_fd())
     }
 }
 

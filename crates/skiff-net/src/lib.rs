@@ -6,7 +6,7 @@
 //! It works on a given "host" namespace ([`NetConfig::host`]), not necessarily the process's
 //! own, so tests and several agents on one machine each get a namespace of their own. It never
 //! shells out to `ip` or `iptables`; nftables transactions go through the `nft` binary (see
-//! `docs/adr/0008-skiff-net-nftables-and-netlink.md`). It knows nothing of containers: callers
+//! `docs/adr/0008-skiff-net-nftables-netlink-and-runtime-state.md`). It knows nothing of containers: callers
 //! name sandboxes by their own ids and say which names the DNS should answer.
 //!
 //! A container's life, as the engine drives it:
