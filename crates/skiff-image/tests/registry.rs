@@ -128,15 +128,14 @@ async fn push_then_pull_round_trips_through_a_real_registry() {
     let downloading = log
         .all()
         .into_iter()
-        .filter(|p| p.status == "Downloading")
-        .last()
+        .rfind(|p| p.status == "Downloading")
         .unwrap();
     let detail = downloading.detail.unwrap();
     assert_eq!(detail.current, detail.total);
     assert!(detail.total.unwrap() > 100_000, "busybox layer is large");
 
     let image = dest.get(&name).unwrap();
-    assert_eq!(image.repo_tags, [name.clone()]);
+    assert_eq!(image.repo_tags, std::slice::from_ref(&name));
     assert_eq!(image.diff_ids, source_image.diff_ids);
     // The layer was unpacked during the pull: the rootfs is ready without another unpack.
     let snapshots = std::fs::read_dir(dest_dir.path().join("snapshots"))
@@ -199,7 +198,7 @@ async fn pull_by_digest_records_the_repository_digest_without_a_tag() {
     let image = dest.get(&by_digest).unwrap();
     assert_eq!(image.id, pulled.image_id);
     assert!(image.repo_tags.is_empty());
-    assert_eq!(image.repo_digests, [by_digest.clone()]);
+    assert_eq!(image.repo_digests, std::slice::from_ref(&by_digest));
     // Survives a reopen of the store.
     drop(dest);
     let reopened = ImageStore::open(_b.path()).unwrap();
