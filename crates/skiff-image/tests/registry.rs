@@ -202,7 +202,10 @@ async fn pull_by_digest_records_the_repository_digest_without_a_tag() {
     // Survives a reopen of the store.
     drop(dest);
     let reopened = ImageStore::open(_b.path()).unwrap();
-    assert_eq!(reopened.get(&by_digest).unwrap().repo_digests, [by_digest]);
+    assert_eq!(
+        reopened.get(&by_digest).unwrap().repo_digests,
+        std::slice::from_ref(&by_digest)
+    );
 
     // A digest the registry does not have.
     let missing = format!("{}/test/busybox@sha256:{}", registry.addr, "0".repeat(64));
@@ -211,6 +214,35 @@ async fn pull_by_digest_records_the_repository_digest_without_a_tag() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+
+    // An image known by its digest only is not dangling: prune keeps it.
+    let (removed, _) = reopened.prune(false, &|_| false).unwrap();
+    assert!(removed.is_empty(), "{removed:?}");
+    // rmi by the digest reference deletes it and says what it untagged.
+    let removed = reopened.remove(&by_digest, false, &|_| false).unwrap();
+    assert_eq!(
+        removed,
+        [
+            skiff_image::Removed::Untagged(by_digest.clone()),
+            skiff_image::Removed::Deleted(pulled.image_id.clone()),
+        ]
+    );
+    assert!(reopened.list().unwrap().is_empty());
+
+    // A tagged pull also records the digest; removing the tag removes both.
+    reopened
+        .pull(&regs, &r(&name), &PullOptions::default(), &no_progress())
+        .await
+        .unwrap();
+    let removed = reopened.remove(&name, false, &|_| false).unwrap();
+    assert_eq!(
+        removed,
+        [
+            skiff_image::Removed::Untagged(name.clone()),
+            skiff_image::Removed::Untagged(by_digest),
+            skiff_image::Removed::Deleted(pulled.image_id),
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

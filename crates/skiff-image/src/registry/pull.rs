@@ -404,13 +404,19 @@ fn finish(
             continue;
         };
         let id = short(layer.desc.digest().as_ref());
-        progress(Progress::layer(&id, "Extracting"));
         let staged_snapshot = staging.path().join(format!("snapshot-{i}"));
         let fs_dir = staged_snapshot.join("fs");
         std::fs::create_dir_all(&fs_dir).map_err(|e| io_err(&fs_dir, e))?;
         let file = File::open(blob).map_err(|e| io_err(blob, e))?;
+        let total = layer.desc.size();
+        let counted = CountingReader {
+            inner: file,
+            read: 0,
+            reported: 0,
+            report: &|n| progress(Progress::bytes(&id, "Extracting", n, total)),
+        };
         let compression = media::layer_compression(&layer.desc)?;
-        let mut hashing = HashingReader::new(media::decompress(file, compression)?);
+        let mut hashing = HashingReader::new(media::decompress(counted, compression)?);
         crate::unpack::unpack_layer(&mut hashing, &fs_dir)?;
         // Trailing bytes after the tar's end-of-archive blocks count towards the diff id.
         std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| {
@@ -454,6 +460,26 @@ fn io_err(path: &Path, source: std::io::Error) -> RegistryError {
         context: format!("staging {}", path.display()),
         source,
     })
+}
+
+/// A reader that reports how many bytes passed through it, every 512 KiB and at the end.
+struct CountingReader<'a, R> {
+    inner: R,
+    read: u64,
+    reported: u64,
+    report: &'a (dyn Fn(u64) + Send + Sync),
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if (n == 0 && self.read != self.reported) || self.read - self.reported >= 512 * 1024 {
+            self.reported = self.read;
+            (self.report)(self.read);
+        }
+        Ok(n)
+    }
 }
 
 /// A reader that hashes what passes through it.
