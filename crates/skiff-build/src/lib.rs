@@ -6,6 +6,7 @@
 //! It runs nothing: the executor (RUN steps as engine containers, layers from their upper
 //! dirs, image configs and history) lives with the engine and walks a [`plan::BuildPlan`].
 //! This crate depends on skiff-image only, so the engine can depend on it.
+#![forbid(unsafe_code)]
 
 pub mod context;
 pub mod dockerfile;
