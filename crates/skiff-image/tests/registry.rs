@@ -757,3 +757,24 @@ async fn zstd_layers_pull() {
     let lowers = store.prepare_rootfs(&image.id).unwrap();
     assert!(lowers[0].join("hello.txt").is_file());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_download_concurrently() {
+    let layers: Vec<Vec<u8>> = (0..3)
+        .map(|i| fake::tar_with(&format!("layer{i}.txt"), format!("layer {i}").as_bytes()))
+        .collect();
+    let img = fake::image(&layers, "linux", &Platform::host().architecture);
+    let mut content = Content::default().with_image("1", &img);
+    // Every layer's answer waits until all three are requested: a sequential client
+    // would wait for ever (the fake gives up with a 503 after 20 s).
+    content.gate = Some((
+        std::sync::Arc::new(tokio::sync::Barrier::new(3)),
+        img.layer_digests.clone(),
+    ));
+    let (_d, store, result) = pull_from_fake(content, "x/many:1", None).await;
+    result.unwrap();
+    let image = store.list().unwrap().remove(0);
+    assert_eq!(image.diff_ids.len(), 3);
+    let lowers = store.prepare_rootfs(&image.id).unwrap();
+    assert!(lowers[0].join("layer2.txt").is_file());
+}

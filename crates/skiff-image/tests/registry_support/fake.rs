@@ -24,6 +24,9 @@ pub fn digest(bytes: &[u8]) -> String {
 pub struct Content {
     pub manifests: HashMap<String, (String, Vec<u8>)>,
     pub blobs: HashMap<String, Vec<u8>>,
+    /// Blobs whose answers wait until this many of them are being requested at once
+    /// (proves concurrent downloads); a request waiting 20 s gets a 503.
+    pub gate: Option<(Arc<tokio::sync::Barrier>, Vec<String>)>,
 }
 
 impl Content {
@@ -190,6 +193,19 @@ async fn serve(
             None => return unknown("MANIFEST_UNKNOWN"),
         }
     } else if let Some((_, d)) = rest.rsplit_once("/blobs/") {
+        if let Some((barrier, gated)) = &content.gate {
+            if method == Method::GET && gated.iter().any(|g| g == d) {
+                let waited =
+                    tokio::time::timeout(std::time::Duration::from_secs(20), barrier.wait()).await;
+                if waited.is_err() {
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "layers were not requested concurrently",
+                    )
+                        .into_response();
+                }
+            }
+        }
         match content.blobs.get(d) {
             Some(body) => (body.clone(), "application/octet-stream".to_string()),
             None => return unknown("BLOB_UNKNOWN"),
