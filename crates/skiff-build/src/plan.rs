@@ -90,12 +90,101 @@ pub enum Op {
     Expose(Vec<String>),
     Volume(Vec<String>),
     StopSignal(String),
-    Healthcheck(Option<Healthcheck>),
+    Healthcheck(HealthConfig),
     Shell(Vec<String>),
     Onbuild(String),
     Maintainer(String),
     /// `ARG`: no change to the image, but part of the cache chain.
     Arg(Vec<(String, Option<String>)>),
+}
+
+/// The image config's `Healthcheck`, as Docker stores it: `test` is `["NONE"]`,
+/// `["CMD", …]` (exec form) or `["CMD-SHELL", "…"]`; durations in nanoseconds, 0 = default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    pub test: Vec<String>,
+    pub interval: u64,
+    pub timeout: u64,
+    pub start_period: u64,
+    pub start_interval: u64,
+    pub retries: u32,
+}
+
+fn health_config(h: Option<&Healthcheck>) -> std::result::Result<HealthConfig, String> {
+    let Some(h) = h else {
+        return Ok(HealthConfig {
+            test: vec!["NONE".into()],
+            interval: 0,
+            timeout: 0,
+            start_period: 0,
+            start_interval: 0,
+            retries: 0,
+        });
+    };
+    let duration = |name: &str, v: &Option<String>| -> std::result::Result<u64, String> {
+        let Some(v) = v else { return Ok(0) };
+        let d = parse_duration(v).ok_or_else(|| format!("invalid {name} duration {v:?}"))?;
+        if d != 0 && d < 1_000_000 {
+            return Err(format!("{name} {v:?} cannot be less than 1ms"));
+        }
+        Ok(d)
+    };
+    let retries = match &h.retries {
+        None => 0,
+        Some(r) => r
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("--retries must be a positive number, not {r:?}"))?,
+    };
+    Ok(HealthConfig {
+        test: match &h.test {
+            Command::Exec(v) => std::iter::once("CMD".to_string())
+                .chain(v.iter().cloned())
+                .collect(),
+            Command::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+        },
+        interval: duration("Interval", &h.interval)?,
+        timeout: duration("Timeout", &h.timeout)?,
+        start_period: duration("StartPeriod", &h.start_period)?,
+        start_interval: duration("StartInterval", &h.start_interval)?,
+        retries,
+    })
+}
+
+/// Go's `time.ParseDuration` (`1m30s`, `1.5h`, `300ms`), in nanoseconds.
+pub fn parse_duration(s: &str) -> Option<u64> {
+    if s == "0" {
+        return Some(0);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        if num_len == 0 {
+            return None;
+        }
+        let value: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    (total < u64::MAX as f64).then_some(total as u64)
 }
 
 /// One instruction to run.
@@ -377,7 +466,7 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<BuildPlan> {
                         .collect(),
                 ),
                 Kind::Stopsignal(s) => Op::StopSignal(w(s, &vars)?),
-                Kind::Healthcheck(h) => Op::Healthcheck(h.clone()),
+                Kind::Healthcheck(h) => Op::Healthcheck(health_config(h.as_ref()).map_err(at)?),
                 Kind::Shell(s) => {
                     if s.is_empty() {
                         return Err(at("SHELL requires at least one argument".into()));
@@ -474,4 +563,57 @@ fn normalize_port(word: &str) -> Option<String> {
     };
     let proto = proto.to_ascii_lowercase();
     (ok && matches!(proto.as_str(), "tcp" | "udp" | "sctp")).then(|| format!("{port}/{proto}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("5s"), Some(5_000_000_000));
+        assert_eq!(parse_duration("1m30s"), Some(90_000_000_000));
+        assert_eq!(parse_duration("1.5h"), Some(5_400_000_000_000));
+        assert_eq!(parse_duration("300ms"), Some(300_000_000));
+        assert_eq!(parse_duration("0"), Some(0));
+        for bad in ["", "5", "s", "5x", "-1s", "1..2s"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn healthchecks_become_image_config() {
+        let df = crate::dockerfile::parse(
+            "FROM busybox\nHEALTHCHECK --interval=5s --retries=3 CMD wget -q localhost\nHEALTHCHECK NONE\n",
+        )
+        .unwrap();
+        let p = plan(&df, &BuildOptions::default()).unwrap();
+        assert_eq!(
+            p.stages[0].steps[0].op,
+            Op::Healthcheck(HealthConfig {
+                test: vec!["CMD-SHELL".into(), "wget -q localhost".into()],
+                interval: 5_000_000_000,
+                timeout: 0,
+                start_period: 0,
+                start_interval: 0,
+                retries: 3,
+            })
+        );
+        assert!(matches!(&p.stages[0].steps[1].op, Op::Healthcheck(h) if h.test == ["NONE"]));
+        for bad in [
+            "--interval=5",
+            "--interval=10us",
+            "--retries=0",
+            "--timeout=soon",
+        ] {
+            let df =
+                crate::dockerfile::parse(&format!("FROM busybox\nHEALTHCHECK {bad} CMD true\n"))
+                    .unwrap();
+            let err = plan(&df, &BuildOptions::default()).unwrap_err();
+            assert!(
+                matches!(err, BuildError::Dockerfile { line: 2, .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
 }
