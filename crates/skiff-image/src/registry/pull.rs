@@ -303,12 +303,14 @@ fn verify_bytes(bytes: &[u8], desc: &Descriptor, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The descriptor `oci-client` fetches by. Foreign-layer `urls` are left out: a manifest
+/// must not make the daemon fetch from arbitrary hosts (the registry serves every blob).
 pub(crate) fn oci_descriptor(desc: &Descriptor) -> OciDescriptor {
     OciDescriptor {
         media_type: desc.media_type().to_string(),
         digest: desc.digest().to_string(),
         size: desc.size() as i64,
-        urls: desc.urls().clone(),
+        urls: None,
         ..Default::default()
     }
 }
