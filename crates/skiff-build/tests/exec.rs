@@ -137,7 +137,10 @@ async fn second_build_is_all_cache_and_a_changed_source_busts_only_what_follows(
         .iter()
         .filter(|e| **e == Event::Cached)
         .count();
-    assert_eq!(cached, 6, "all 6 steps came from the cache in the second build");
+    assert_eq!(
+        cached, 6,
+        "all 6 steps came from the cache in the second build"
+    );
 
     // Changing the sources of `COPY src` rebuilds it, the steps after it in its stage and
     // the final stage's copy from it, and nothing of the `deps` stage.
