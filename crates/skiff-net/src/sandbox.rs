@@ -183,7 +183,7 @@ impl Net {
             if eps.contains_key(&key) {
                 drop(eps);
                 self.inner.ipam.release(&net.id, ip, &req.sandbox)?;
-                return Err(NetError::conflict(format!(
+                return Err(NetError::forbidden(format!(
                     "endpoint with name {} already exists in network {}",
                     req.dns_names.first().unwrap_or(&req.sandbox),
                     net.name
