@@ -10,3 +10,5 @@ mod common;
 mod containers;
 #[path = "engine/daemon_restart.rs"]
 mod daemon_restart;
+#[path = "common/netslot.rs"]
+mod netslot;

@@ -17,6 +17,7 @@ mod events;
 mod filters;
 mod images;
 mod names;
+mod networks;
 mod restart;
 mod store;
 mod system;
@@ -42,6 +43,8 @@ pub use bollard_stubs::models;
 pub use disk_usage::DiskUsage;
 pub use error::{EngineError, Result};
 pub use filters::Filters;
+pub use networks::{DefaultBridge, NetworkConfig};
+pub use skiff_net;
 
 use models::*;
 
@@ -60,6 +63,8 @@ pub struct EngineConfig {
     /// `/docker`) unless the container names its own (`--cgroup-parent`). Left in place
     /// when containers are removed: removing it would race with containers being created.
     pub cgroup_parent: String,
+    /// Networking: skiff-net's state, table and names, the default bridge, DNS defaults.
+    pub network: NetworkConfig,
 }
 
 /// A body coming in (load, import, archive put) or going out (save, archive get).
@@ -221,6 +226,8 @@ pub struct Engine {
     priming: std::sync::atomic::AtomicBool,
     /// Cleanup and spare shims, at low priority.
     background: background::Background,
+    /// skiff-net and Docker's view of it.
+    networking: networks::Networking,
 }
 
 impl Engine {
@@ -250,6 +257,14 @@ impl Engine {
             }
             registry.insert(c);
         }
+        // Containers recorded running keep their network; everything of the others goes.
+        let live: Vec<String> = registry
+            .all()
+            .iter()
+            .filter(|c| c.rec().state.status.is_alive())
+            .map(|c| c.id.clone())
+            .collect();
+        let networking = networks::Networking::open(cfg.network.clone(), &live).await?;
         let background =
             background::Background::start().ctx(|| "start the background thread".into())?;
         let engine = Arc::new_cyclic(|me| Engine {
@@ -264,6 +279,7 @@ impl Engine {
             spare: Mutex::new(None),
             priming: Default::default(),
             background,
+            networking,
         });
         engine.adopt().await;
         engine.refill_spare();
@@ -607,6 +623,49 @@ impl Engine {
     #[tracing::instrument(level = "debug", skip_all, fields(id = %exec_id))]
     pub async fn exec_resize(&self, exec_id: &str, height: u16, width: u16) -> Result<()> {
         self.do_exec_resize(exec_id, height, width).await
+    }
+
+    // ---- networks ----
+
+    /// `GET /networks`. Filters: `dangling`, `driver`, `id`, `label`, `name`, `scope`,
+    /// `type`.
+    pub async fn network_list(&self, filters: &Filters) -> Result<Vec<NetworkInspect>> {
+        self.do_network_list(filters).await
+    }
+
+    /// `GET /networks/{id}`.
+    #[tracing::instrument(level = "debug", skip_all, fields(network = %id))]
+    pub async fn network_inspect(&self, id: &str) -> Result<NetworkInspect> {
+        self.do_network_inspect(id).await
+    }
+
+    /// `POST /networks/create`.
+    #[tracing::instrument(level = "debug", skip_all, fields(network = %req.name))]
+    pub async fn network_create(&self, req: NetworkCreateRequest) -> Result<NetworkCreateResponse> {
+        self.do_network_create(req).await
+    }
+
+    /// `DELETE /networks/{id}`.
+    #[tracing::instrument(level = "debug", skip_all, fields(network = %id))]
+    pub async fn network_remove(&self, id: &str) -> Result<()> {
+        self.do_network_remove(id).await
+    }
+
+    /// `POST /networks/prune`. Filters: `until`, `label`, `label!`.
+    pub async fn network_prune(&self, filters: &Filters) -> Result<NetworkPruneResponse> {
+        self.do_network_prune(filters).await
+    }
+
+    /// `POST /networks/{id}/connect`: also while the container runs.
+    #[tracing::instrument(level = "debug", skip_all, fields(network = %id))]
+    pub async fn network_connect(&self, id: &str, req: NetworkConnectRequest) -> Result<()> {
+        self.do_network_connect(id, req).await
+    }
+
+    /// `POST /networks/{id}/disconnect`: also while the container runs.
+    #[tracing::instrument(level = "debug", skip_all, fields(network = %id))]
+    pub async fn network_disconnect(&self, id: &str, req: NetworkDisconnectRequest) -> Result<()> {
+        self.do_network_disconnect(id, req).await
     }
 
     // ---- volumes ----
