@@ -7,6 +7,7 @@ mod cp;
 mod exec;
 mod images;
 mod lifecycle;
+mod network;
 mod run;
 mod show;
 mod stats;
@@ -97,6 +98,11 @@ pub enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(images::ImageCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// List port mappings or a specific mapping for the container
+    Port(With<network::PortArgs>),
 }
 
 /// The engine socket path from `--host`, `DOCKER_HOST` or the default.
@@ -199,6 +205,8 @@ async fn dispatch(command: Command) -> Outcome {
         Command::Save(w) => go!(w, images::save),
         Command::Import(w) => go!(w, images::import),
         Command::Image(sub) => images::image_command(sub).await,
+        Command::Network(sub) => network::command(sub).await,
+        Command::Port(w) => go!(w, network::port),
     }
 }
 
