@@ -13,6 +13,7 @@
 #![allow(dead_code)] // each test target uses a different part of the harness
 
 pub mod netslot;
+pub mod otherhost;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -106,6 +107,11 @@ impl Daemon {
 
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
+    }
+
+    /// The daemon's temporary directory (everything mounted under it is detached at cleanup).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The daemon's runtime state dir (`--state`).

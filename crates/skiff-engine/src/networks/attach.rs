@@ -169,7 +169,19 @@ impl Engine {
                         },
                     })
                     .await
-                    .map_err(|e| EngineError::NetworkSetup(Box::new(e.into())))?;
+                    .map_err(|e| {
+                        // A taken host port is the one conflict an attach reports.
+                        let e = if e.kind() == skiff_net::ErrorKind::Conflict {
+                            EngineError::Conflict(format!(
+                                "driver failed programming external connectivity on endpoint {} ({}): {e}",
+                                rec.short_name(),
+                                super::endpoint_id(&c.id, &n.id)
+                            ))
+                        } else {
+                            e.into()
+                        };
+                        EngineError::NetworkSetup(Box::new(e))
+                    })?;
                 addresses.push(IpAddr::V4(ep.address.addr()));
             }
             let mode = if embedded {
