@@ -24,6 +24,9 @@ cleanup() {
   for d in /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/*/skiff-bench-docker; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
+  # The bench daemon's network: its links (skiffbn…) and its nftables table.
+  ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^skiffbn' | xargs -r -n1 ip link del 2>/dev/null
+  nft delete table inet skiff-bench 2>/dev/null
   hugetlb_unbind
   rm -rf "$work"
 }
@@ -72,7 +75,8 @@ json.dump(c, open(p, "w"))
 PY
 
 "$skiff" daemon --root "$work/skiff-root" --state "$work/skiff-state" --socket "$work/skiff.sock" \
-  --cgroup-parent skiff-bench >"$work/skiff.log" 2>&1 & pids+=($!); skiff_pid=$!
+  --cgroup-parent skiff-bench --network-prefix skiffbn --nftables-table skiff-bench --bip 10.96.0.1/24 \
+  --default-address-pool base=10.96.0.0/16,size=24 >"$work/skiff.log" 2>&1 & pids+=($!); skiff_pid=$!
 dockerd -H "unix://$work/docker.sock" --data-root "$work/docker-root" --exec-root "$work/docker-exec" \
   --pidfile "$work/docker.pid" --bridge none --iptables=false --ip6tables=false --cgroup-parent skiff-bench-docker \
   >"$work/dockerd.log" 2>&1 & pids+=($!)

@@ -10,5 +10,7 @@ mod common;
 mod containers;
 #[path = "engine/daemon_restart.rs"]
 mod daemon_restart;
+#[path = "engine/networks.rs"]
+mod networks;
 #[path = "common/netslot.rs"]
 mod netslot;

@@ -1,7 +1,9 @@
 //! The container engine: what dockerd does, minus HTTP. Containers (create, start, stop, logs,
 //! exec, attach, cp, stats, top), their records on disk, restart policies, re-adoption of
 //! running containers after a daemon restart, volumes, images (delegated to
-//! [`skiff_image::ImageStore`]) and the event stream.
+//! [`skiff_image::ImageStore`]), Docker's networks (on [`skiff_net`], which owns every host
+//! network object; see `docs/adr/0015-docker-networks-in-the-engine.md`) and the event
+//! stream.
 //!
 //! Inputs and outputs are Docker's own wire models from `bollard-stubs`, so the HTTP layer
 //! (skiff-docker-api) only (de)serialises. This crate must not speak HTTP, and it never forks

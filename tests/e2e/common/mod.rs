@@ -332,6 +332,8 @@ impl Daemon {
             let _ = self.http("DELETE", &format!("/containers/{id}?force=1&v=1"), None);
         }
         if reference() {
+            // The test's networks too (the reference daemon is the test run's own).
+            let _ = self.http("POST", "/networks/prune", None);
             return;
         }
         self.kill_daemon();

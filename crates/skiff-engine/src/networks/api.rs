@@ -173,8 +173,8 @@ pub(crate) fn validate_endpoint(
     if let (Some(ip), Some(n)) = (parsed, network) {
         if user_defined {
             if n.meta.get(META_USER_SUBNET).is_some_and(|v| v == "true") {
-                let range = n.ip_range.unwrap_or(n.subnet);
-                if !n.subnet.contains(&ip) || !(range.contains(&ip) || n.subnet.contains(&ip)) {
+                // dockerd checks the subnet (an address outside `--ip-range` is fine).
+                if !n.subnet.contains(&ip) {
                     errs.push(format!(
                         "no configured subnet or ip-range contain the IP address {ip}"
                     ));
