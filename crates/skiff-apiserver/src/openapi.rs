@@ -10,12 +10,12 @@ use std::sync::OnceLock;
 
 use axum::response::Response;
 use http::HeaderMap;
-use k8s_openapi::api::{apps, autoscaling, coordination, core, discovery};
+use k8s_openapi::api::autoscaling;
 use k8s_openapi::schemars::{generate::SchemaSettings, JsonSchema, SchemaGenerator};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::resources::{ResourceInfo, CATALOG};
+use crate::resources::{self, ResourceInfo, Sub};
 
 /// Registers `T` in the generator and returns its component name.
 fn add<T: JsonSchema>(gen: &mut SchemaGenerator) -> String {
@@ -23,38 +23,10 @@ fn add<T: JsonSchema>(gen: &mut SchemaGenerator) -> String {
     T::schema_name().into_owned()
 }
 
-/// Registers the type served as `info` and returns its component name.
-fn register(gen: &mut SchemaGenerator, info: &ResourceInfo) -> Option<String> {
-    Some(match (info.group, info.version, info.kind) {
-        ("", "v1", "Namespace") => add::<core::v1::Namespace>(gen),
-        ("", "v1", "Pod") => add::<core::v1::Pod>(gen),
-        ("", "v1", "Service") => add::<core::v1::Service>(gen),
-        ("", "v1", "Endpoints") => add::<core::v1::Endpoints>(gen),
-        ("", "v1", "Secret") => add::<core::v1::Secret>(gen),
-        ("", "v1", "ConfigMap") => add::<core::v1::ConfigMap>(gen),
-        ("", "v1", "Node") => add::<core::v1::Node>(gen),
-        ("", "v1", "Event") => add::<core::v1::Event>(gen),
-        ("", "v1", "ServiceAccount") => add::<core::v1::ServiceAccount>(gen),
-        ("apps", "v1", "Deployment") => add::<apps::v1::Deployment>(gen),
-        ("apps", "v1", "ReplicaSet") => add::<apps::v1::ReplicaSet>(gen),
-        ("apps", "v1", "DaemonSet") => add::<apps::v1::DaemonSet>(gen),
-        ("apps", "v1", "StatefulSet") => add::<apps::v1::StatefulSet>(gen),
-        ("autoscaling", "v2", "HorizontalPodAutoscaler") => {
-            add::<autoscaling::v2::HorizontalPodAutoscaler>(gen)
-        }
-        ("autoscaling", "v1", "HorizontalPodAutoscaler") => {
-            add::<autoscaling::v1::HorizontalPodAutoscaler>(gen)
-        }
-        ("coordination.k8s.io", "v1", "Lease") => add::<coordination::v1::Lease>(gen),
-        ("discovery.k8s.io", "v1", "EndpointSlice") => add::<discovery::v1::EndpointSlice>(gen),
-        _ => return None,
-    })
-}
-
 /// The served group versions as OpenAPI paths (`api/v1`, `apis/apps/v1`).
 fn group_versions() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
-    for r in CATALOG {
+    for r in resources::all().map(|k| k.info()) {
         if !out.contains(&(r.group, r.version)) {
             out.push((r.group, r.version));
         }
@@ -75,18 +47,15 @@ fn document(group: &str, version: &str) -> Value {
     let mut gen = SchemaSettings::openapi3().into_generator();
     let mut tagged = Vec::new();
     let mut paths = serde_json::Map::new();
-    for r in CATALOG
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-    {
-        if let Some(name) = register(&mut gen, r) {
-            paths.insert(item_path(r), item_operations(r, &name));
-            tagged.push((
-                name,
-                json!([{"group": r.group, "version": r.version, "kind": r.kind}]),
-            ));
-        }
-        if r.has_subresource("scale")
+    for k in resources::all().filter(|k| k.info().group == group && k.info().version == version) {
+        let r = k.info();
+        let name = k.schema(&mut gen);
+        paths.insert(item_path(r), item_operations(r, &name));
+        tagged.push((
+            name,
+            json!([{"group": r.group, "version": r.version, "kind": r.kind}]),
+        ));
+        if r.has_subresource(Sub::Scale)
             && !tagged
                 .iter()
                 .any(|(n, _)| n.ends_with("autoscaling.v1.Scale"))

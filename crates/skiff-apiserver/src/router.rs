@@ -16,7 +16,8 @@ use crate::encryption::Encryptor;
 use crate::error::ApiError;
 use crate::handlers;
 use crate::http::{self as wire, Params, MAX_BODY};
-use crate::resources::{self, ResourceInfo};
+use crate::registry::Kind;
+use crate::resources::{self, Sub};
 use crate::secrets::SecretCodec;
 use crate::storage::Storage;
 
@@ -73,10 +74,10 @@ pub fn in_process_router(state: Arc<ApiState>, user: UserInfo) -> axum::Router {
 /// A resource request, parsed from its path.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub info: &'static ResourceInfo,
+    pub kind: &'static dyn Kind,
     pub namespace: Option<String>,
     pub name: Option<String>,
-    pub subresource: Option<String>,
+    pub subresource: Option<Sub>,
 }
 
 enum Route {
@@ -120,14 +121,15 @@ fn parse(path: &str) -> Result<Route, ApiError> {
         _ => return Err(not_found()),
     };
     let (namespace, rest): (Option<String>, Vec<&str>) = match rest {
-        // The namespace object's own subresources: /api/v1/namespaces/NAME/status|finalize.
-        ["namespaces", name, sub @ ("status" | "finalize")] if group.is_empty() => {
-            let info = resources::find("", version, "namespaces").ok_or_else(not_found)?;
+        // A namespace's own subresources: /api/v1/namespaces/NAME/status|finalize.
+        ["namespaces", name, sub] if group.is_empty() && Sub::parse(sub).is_some() => {
+            let kind = resources::find("", version, "namespaces").ok_or_else(not_found)?;
+            let sub = Sub::parse(sub).filter(|s| kind.info().has_subresource(*s));
             return Ok(Route::Resource(Target {
-                info,
+                kind,
                 namespace: None,
                 name: Some(name.to_string()),
-                subresource: Some(sub.to_string()),
+                subresource: Some(sub.ok_or_else(not_found)?),
             }));
         }
         ["namespaces", ns, more @ ..] if !more.is_empty() => (Some(ns.to_string()), more.to_vec()),
@@ -139,21 +141,23 @@ fn parse(path: &str) -> Result<Route, ApiError> {
         [plural, name, sub] => (*plural, Some(name.to_string()), Some(sub.to_string())),
         _ => return Err(not_found()),
     };
-    let info = resources::find(group, version, plural).ok_or_else(not_found)?;
-    if namespace.is_some() && !info.namespaced {
+    let kind = resources::find(group, version, plural).ok_or_else(not_found)?;
+    if namespace.is_some() && !kind.info().namespaced {
         return Err(not_found());
     }
-    if let Some(sub) = &sub {
-        let served = info.has_subresource(sub) || (info.kind == "Namespace" && sub == "finalize");
-        if !served {
-            return Err(not_found());
-        }
-    }
+    let subresource = match sub {
+        None => None,
+        Some(s) => Some(
+            Sub::parse(&s)
+                .filter(|s| kind.info().has_subresource(*s))
+                .ok_or_else(not_found)?,
+        ),
+    };
     Ok(Route::Resource(Target {
-        info,
+        kind,
         namespace,
         name,
-        subresource: sub,
+        subresource,
     }))
 }
 
@@ -197,8 +201,8 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
                 &user,
                 &Attributes {
                     verb,
-                    group: target.info.group,
-                    resource: target.info.plural,
+                    group: target.kind.info().group,
+                    resource: target.kind.info().plural,
                     namespace: target.namespace.as_deref(),
                 },
             )?;
@@ -209,6 +213,7 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
                 target: &target,
                 params: &params,
                 headers: &parts.headers,
+                user: &user,
             };
             handlers::dispatch(ctx, verb, body).await
         }

@@ -113,12 +113,11 @@ mod tests {
     use super::*;
     use crate::validation::schema::{Node, Shape};
 
-    /// Every definition reachable from the catalog kinds.
+    /// Every definition reachable from the served kinds.
     fn reachable() -> std::collections::HashMap<&'static str, Node> {
         let mut seen = std::collections::HashMap::new();
-        let mut stack: Vec<Node> = crate::resources::CATALOG
-            .iter()
-            .filter_map(Node::root)
+        let mut stack: Vec<Node> = crate::resources::all()
+            .filter_map(|k| Node::root(k.info()))
             .collect();
         while let Some(n) = stack.pop() {
             let Some(def) = n.def().filter(|_| n.shape() == Shape::Struct) else {
