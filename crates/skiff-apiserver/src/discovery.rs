@@ -228,7 +228,8 @@ mod tests {
         let gs = groups();
         let (_, autoscaling) = gs.iter().find(|(g, _)| *g == "autoscaling").unwrap();
         assert_eq!(autoscaling, &vec!["v2", "v1"]);
-        assert!(!gs.iter().any(|(g, _)| *g == "metrics.k8s.io"));
+        let (_, metrics) = gs.iter().find(|(g, _)| *g == "metrics.k8s.io").unwrap();
+        assert_eq!(metrics, &vec!["v1beta1"]);
     }
 
     #[test]

@@ -71,6 +71,21 @@ impl ApiError {
         Self::new(404, "NotFound", format!("{resource} \"{name}\" not found"))
             .about(group, plural, name)
     }
+    /// 403 Forbidden: `<plural>.<group> "<name>" is forbidden: <reason>`, as admission and
+    /// storage refusals read.
+    pub fn forbidden(group: &str, plural: &str, name: &str, reason: &str) -> Self {
+        let resource = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
+        Self::new(
+            403,
+            "Forbidden",
+            format!("{resource} \"{name}\" is forbidden: {reason}"),
+        )
+        .about(group, plural, name)
+    }
     /// 422 Invalid: `<Kind>.<group> "<name>" is invalid: <field>: <message>, …`.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let qualified = if group.is_empty() {

@@ -16,6 +16,7 @@ pub mod gc;
 mod handlers;
 mod http;
 pub mod kinds;
+pub mod metrics;
 mod namespaces;
 pub mod object;
 mod openapi;

@@ -30,6 +30,8 @@ pub struct ApiState {
     pub(crate) tokens: TokenAuthenticator,
     /// Kept in sync by the server while it serves (see `namespaces`).
     pub(crate) namespaces: Arc<crate::namespaces::NamespaceCache>,
+    /// Where `metrics.k8s.io` reads come from (nothing until a node feeds it).
+    metrics: std::sync::RwLock<Arc<dyn crate::metrics::MetricsProvider>>,
 }
 
 impl ApiState {
@@ -44,7 +46,21 @@ impl ApiState {
             storage: Storage::new(store, SecretCodec::new(encryptor)),
             tokens,
             namespaces: Default::default(),
+            metrics: std::sync::RwLock::new(Arc::new(crate::metrics::NoMetrics)),
         }
+    }
+
+    /// Serves `metrics.k8s.io` from `provider` from now on.
+    pub fn set_metrics_provider(&self, provider: Arc<dyn crate::metrics::MetricsProvider>) {
+        *self.metrics.write().unwrap_or_else(|e| e.into_inner()) = provider;
+    }
+
+    /// The current metrics provider.
+    pub fn metrics(&self) -> Arc<dyn crate::metrics::MetricsProvider> {
+        self.metrics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Creates the namespaces every cluster has; idempotent.

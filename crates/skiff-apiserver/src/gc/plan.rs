@@ -402,13 +402,24 @@ pub(super) mod tests {
 
     #[test]
     fn unserved_owner_kinds_and_partial_owners() {
-        let job_owned = in_default(
+        let workflow_owned = in_default(
             POD,
             "p",
             "p",
+            json!({"ownerReferences": [owner_ref(("argoproj.io/v1alpha1", "Workflow"), "w", "wf-uid", true)]}),
+        );
+        assert!(plan(&[workflow_owned], "now").is_empty());
+        let job_owned = in_default(
+            POD,
+            "j",
+            "j",
             json!({"ownerReferences": [owner_ref(("batch/v1", "Job"), "j", "job-uid", true)]}),
         );
-        assert!(plan(&[job_owned], "now").is_empty());
+        assert_eq!(
+            plan(std::slice::from_ref(&job_owned), "now"),
+            [deleted(&job_owned)],
+            "Jobs are served: a pod whose Job is gone is collected"
+        );
         let both = in_default(
             POD,
             "q",

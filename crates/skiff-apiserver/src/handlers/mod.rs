@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use crate::auth::UserInfo;
 use crate::error::ApiError;
 use crate::http::{self as wire, Params, Want};
-use crate::registry::Kind;
+use crate::registry::{Backend, Kind};
 use crate::resources::{ResourceInfo, Sub};
 use crate::router::{ApiState, Target};
 
@@ -74,6 +74,9 @@ pub async fn dispatch(ctx: Ctx<'_>, verb: &str, body: Bytes) -> Result<Response,
             "MethodNotAllowed",
             format!("{verb} is not supported on this path"),
         ));
+    }
+    if ctx.kind().backend() == Backend::Metrics {
+        return crate::metrics::serve(ctx, verb).await;
     }
     match (verb, sub) {
         ("get", Some(Sub::Scale)) => scale::get(ctx).await,

@@ -3,9 +3,18 @@
 
 pub mod apps;
 pub mod autoscaling;
+pub mod batch;
+pub mod certificates;
 pub mod coordination;
 pub mod core;
 pub mod discovery;
+pub mod events;
+pub mod metrics;
+pub mod policy;
+#[cfg(test)]
+mod required;
+pub mod scheduling;
+pub mod storage;
 
 use crate::registry::Kind;
 
@@ -22,14 +31,28 @@ pub static ALL: &[&dyn Kind] = &[
     &core::node::Nodes,
     &core::event::Events,
     &core::serviceaccount::ServiceAccounts,
+    &core::replicationcontroller::ReplicationControllers,
+    &core::podtemplate::PodTemplates,
+    &core::persistentvolume::PersistentVolumes,
+    &core::persistentvolumeclaim::PersistentVolumeClaims,
     &apps::deployment::Deployments,
     &apps::replicaset::ReplicaSets,
     &apps::daemonset::DaemonSets,
     &apps::statefulset::StatefulSets,
+    &apps::controllerrevision::ControllerRevisions,
+    &events::event::EventsV1,
     &autoscaling::horizontalpodautoscaler::HorizontalPodAutoscalersV2,
     &autoscaling::horizontalpodautoscaler::HorizontalPodAutoscalersV1,
+    &batch::job::Jobs,
+    &batch::cronjob::CronJobs,
+    &certificates::certificatesigningrequest::CertificateSigningRequests,
+    &policy::poddisruptionbudget::PodDisruptionBudgets,
+    &storage::storageclass::StorageClasses,
+    &scheduling::priorityclass::PriorityClasses,
     &coordination::lease::Leases,
     &discovery::endpointslice::EndpointSlices,
+    &metrics::nodemetrics::NodeMetricses,
+    &metrics::podmetrics::PodMetricses,
 ];
 
 #[cfg(test)]
@@ -39,7 +62,9 @@ mod tests {
 
     /// A minimal object every printer must cope with.
     fn sparse() -> serde_json::Value {
-        json!({"metadata": {"name": "x"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}})
+        let template = json!({"spec": {"containers": [{"name": "c", "image": "i"}]}});
+        json!({"metadata": {"name": "x"}, "template": template,
+            "spec": {"template": template, "jobTemplate": {"spec": {"template": template}}}})
     }
 
     #[test]
