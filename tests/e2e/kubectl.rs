@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use kinds::{
-    create_job_and_cronjob, get_storage_scheduling_policy_and_csr_tables,
+    create_from_a_list_file, create_job_and_cronjob, get_storage_scheduling_policy_and_csr_tables,
     top_says_metrics_are_not_available_yet,
 };
 use kube_common::{any_file_contains, poll, Cluster, Datastore, Guard};
@@ -518,6 +518,7 @@ on_both_datastores!(
     create_job_and_cronjob,
     get_storage_scheduling_policy_and_csr_tables,
     top_says_metrics_are_not_available_yet,
+    create_from_a_list_file,
 );
 
 #[test]

@@ -94,6 +94,8 @@ pub struct Target {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<Sub>,
+    /// Reached through the `/watch/` path prefix (a GET there is a watch).
+    pub watch_path: bool,
 }
 
 enum Route {
@@ -136,6 +138,11 @@ fn parse(path: &str) -> Result<Route, ApiError> {
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(not_found()),
     };
+    // `/watch/…` paths (deprecated, still served by Kubernetes) watch what follows.
+    let (watch_path, rest) = match rest {
+        ["watch", more @ ..] if !more.is_empty() => (true, more),
+        other => (false, other),
+    };
     let (namespace, rest): (Option<String>, Vec<&str>) = match rest {
         // A namespace's own subresources: /api/v1/namespaces/NAME/status|finalize.
         ["namespaces", name, sub] if group.is_empty() && Sub::parse(sub).is_some() => {
@@ -146,6 +153,7 @@ fn parse(path: &str) -> Result<Route, ApiError> {
                 namespace: None,
                 name: Some(name.to_string()),
                 subresource: Some(sub.ok_or_else(not_found)?),
+                watch_path,
             }));
         }
         ["namespaces", ns, more @ ..] if !more.is_empty() => (Some(ns.to_string()), more.to_vec()),
@@ -161,6 +169,9 @@ fn parse(path: &str) -> Result<Route, ApiError> {
     if namespace.is_some() && !kind.info().namespaced {
         return Err(not_found());
     }
+    if watch_path && sub.is_some() {
+        return Err(not_found());
+    }
     let subresource = match sub {
         None => None,
         Some(s) => Some(
@@ -174,6 +185,7 @@ fn parse(path: &str) -> Result<Route, ApiError> {
         namespace,
         name,
         subresource,
+        watch_path,
     }))
 }
 
@@ -239,9 +251,10 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
 
 fn verb(method: &Method, t: &Target, params: &Params) -> &'static str {
     match (method.as_str(), t.name.is_some()) {
-        ("GET", _) if wire::flag(&params.watch) => "watch",
+        ("GET", _) if wire::flag(&params.watch) || t.watch_path => "watch",
         ("GET", true) => "get",
         ("GET", false) => "list",
+        _ if t.watch_path => "unsupported",
         ("POST", _) => "create",
         ("PUT", _) => "update",
         ("PATCH", _) => "patch",

@@ -312,3 +312,45 @@ pub fn top_says_metrics_are_not_available_yet(c: &mut Cluster) {
         "error: metrics not available yet"
     );
 }
+
+/// `kind: List` files are validated against `/openapi/v2` (kubectl asks for it as
+/// protobuf): a good one is created, an unknown field is refused before anything is sent.
+pub fn create_from_a_list_file(c: &mut Cluster) {
+    let list = r#"apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: a}
+  data: {k: v}
+- apiVersion: batch/v1
+  kind: Job
+  metadata: {name: once}
+  spec:
+    template:
+      spec:
+        restartPolicy: Never
+        containers: [{name: c, image: busybox}]
+"#;
+    let f = c.write_file("list.yaml", list);
+    let out = c.kubectl_ok(&["create", "-f", f.to_str().unwrap()]);
+    assert!(
+        out.contains("configmap/a created") && out.contains("job.batch/once created"),
+        "{out}"
+    );
+    let f = c.write_file(
+        "bad-list.yaml",
+        &list
+            .replace("data: {k: v}", "datta: {k: v}")
+            .replace("name: a", "name: b"),
+    );
+    let bad = c.kubectl(&["create", "-f", f.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains(r#"unknown field "datta" in io.k8s.api.core.v1.ConfigMap"#),
+        "{err}"
+    );
+    let gone = c.kubectl(&["get", "configmap", "b"]);
+    assert!(!gone.status.success(), "nothing was created");
+}

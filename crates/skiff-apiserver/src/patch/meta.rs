@@ -103,6 +103,17 @@ pub fn list(def: Option<&str>, field: &str) -> Option<ListMeta> {
         .map(|(_, _, _, m)| *m)
 }
 
+/// Every (definition, list field, metadata) entry, for publishing as the OpenAPI
+/// extensions Kubernetes' schemas carry (`x-kubernetes-patch-merge-key`, …).
+pub fn lists() -> impl Iterator<Item = (String, &'static str, ListMeta)> {
+    LISTS.iter().map(|(p, n, f, m)| (format!("{p}{n}"), *f, *m))
+}
+
+/// The definitions owned as a whole (`x-kubernetes-map-type: atomic`).
+pub fn atomic_structs() -> &'static [&'static str] {
+    ATOMIC_STRUCTS
+}
+
 /// True when server-side apply owns a value of definition `def` as a whole.
 pub fn atomic_struct(def: Option<&str>) -> bool {
     def.is_some_and(|d| ATOMIC_STRUCTS.contains(&d))
