@@ -41,6 +41,27 @@ const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.";
 const CORE: &str = "io.k8s.api.core.v1.";
 const APPS: &str = "io.k8s.api.apps.v1.";
 const AUTOSCALING: &str = "io.k8s.api.autoscaling.v2.";
+const BATCH: &str = "io.k8s.api.batch.v1.";
+const POLICY: &str = "io.k8s.api.policy.v1.";
+const CERTIFICATES: &str = "io.k8s.api.certificates.v1.";
+
+/// Merged by key for strategic merge patch, atomic for server-side apply.
+const fn merge_atomic(key: &'static str) -> ListMeta {
+    ListMeta {
+        merge_key: Some(key),
+        map_keys: &[],
+        set: false,
+    }
+}
+
+/// A map list for server-side apply that strategic merge patch replaces whole.
+const fn map_only(keys: &'static [&'static str]) -> ListMeta {
+    ListMeta {
+        merge_key: None,
+        map_keys: keys,
+        set: false,
+    }
+}
 
 /// (definition package, definition, field, metadata).
 #[rustfmt::skip]
@@ -79,6 +100,11 @@ static LISTS: &[(&str, &str, &str, ListMeta)] = &[
     (APPS, "StatefulSetStatus", "conditions", map("type", TYPE)),
     (APPS, "DaemonSetStatus", "conditions", map("type", TYPE)),
     (AUTOSCALING, "HorizontalPodAutoscalerStatus", "conditions", map("type", TYPE)),
+    (CORE, "ReplicationControllerStatus", "conditions", map("type", TYPE)),
+    (CORE, "PersistentVolumeClaimStatus", "conditions", map("type", TYPE)),
+    (BATCH, "JobStatus", "conditions", merge_atomic("type")),
+    (POLICY, "PodDisruptionBudgetStatus", "conditions", map("type", TYPE)),
+    (CERTIFICATES, "CertificateSigningRequestStatus", "conditions", map_only(TYPE)),
 ];
 
 /// Structs that server-side apply treats as one atomic value (`+structType=atomic`).
