@@ -53,7 +53,8 @@ pub enum Admission<'a> {
         user: Option<&'a UserInfo>,
         dry_run: bool,
     },
-    /// A create that passed [`Admission::Create`] but was not stored (invalid, conflict).
+    /// A create that passed [`Admission::Create`] but was not stored (invalid, conflict,
+    /// dry run).
     CreateAborted { obj: &'a Value },
     /// The stored object of a create. Also run at start for the [`Strategy::bootstrap`]
     /// objects already stored, so it must be idempotent.
@@ -65,6 +66,11 @@ pub enum Admission<'a> {
         sub: Option<Sub>,
         dry_run: bool,
     },
+    /// An update that passed [`Admission::Update`] and was stored (`obj`, replacing `old`).
+    Updated { obj: &'a Value, old: &'a Value },
+    /// An update that passed [`Admission::Update`] but was not stored (invalid, conflict,
+    /// dry run); `old` is still stored.
+    UpdateAborted { new: &'a Value, old: &'a Value },
     /// A delete request, before anything is written (refusing keeps the object).
     Delete { obj: &'a Value, dry_run: bool },
     /// The object is gone from the store.

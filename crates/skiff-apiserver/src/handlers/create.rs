@@ -106,19 +106,18 @@ pub async fn create_object(
         Ok(()) => state.storage.create(info, obj.clone()).await,
         Err(e) => Err(e),
     };
-    let created = match stored {
-        Ok(created) => created,
-        Err(e) => {
+    match stored {
+        Ok(created) if !dry_run => {
+            kind.admit(state, Admission::Created { obj: &created })
+                .await?;
+            Ok(created)
+        }
+        other => {
             kind.admit(state, Admission::CreateAborted { obj: &obj })
                 .await?;
-            return Err(e);
+            other
         }
-    };
-    if !dry_run {
-        kind.admit(state, Admission::Created { obj: &created })
-            .await?;
     }
-    Ok(created)
 }
 
 /// Creates the objects every cluster has ([`crate::registry::Strategy::bootstrap`]); for

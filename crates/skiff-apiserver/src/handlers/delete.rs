@@ -33,7 +33,8 @@ struct DeleteOptions {
     dry_run: Option<Vec<String>>,
 }
 
-struct Options {
+#[derive(Default)]
+pub(super) struct Options {
     /// `Background`, `Foreground` or `Orphan`: how dependents are treated.
     propagation: &'static str,
     grace: Option<i64>,
@@ -130,7 +131,7 @@ pub async fn delete_collection(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, A
 
 /// Deletes `current`, or marks it for deletion when finalizers, propagation or a grace
 /// period keep it alive; returns what the client sees.
-async fn delete_object(
+pub(super) async fn delete_object(
     state: &ApiState,
     kind: &dyn Kind,
     current: Value,

@@ -4,6 +4,8 @@
 //! Object semantics shared by the verbs (metadata rules, generation, finalizers) live in
 //! [`update`]; wire formats live in [`crate::http`] and [`crate::table`].
 
+#[cfg(test)]
+mod admission_tests;
 mod create;
 mod delete;
 mod patch;

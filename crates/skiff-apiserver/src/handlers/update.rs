@@ -153,25 +153,57 @@ pub async fn write_update(
         },
     )
     .await?;
-    kind.validate(&new, Some(current))?;
+    let attempted = new.clone();
+    let written = store_update(state, kind, current, new, current_rv, dry_run).await;
+    match &written {
+        Ok((obj, false)) if !dry_run => {
+            kind.admit(state, Admission::Updated { obj, old: current })
+                .await?
+        }
+        Ok((_, true)) => {}
+        _ => {
+            kind.admit(
+                state,
+                Admission::UpdateAborted {
+                    new: &attempted,
+                    old: current,
+                },
+            )
+            .await?
+        }
+    }
+    written.map(|(obj, _)| obj)
+}
 
+/// The end of [`write_update`] once the object is complete: validates it, then stores it,
+/// or deletes it when its last finalizer went away (`true` with the deleted object).
+async fn store_update(
+    state: &ApiState,
+    kind: &dyn Kind,
+    current: &Value,
+    mut new: Value,
+    current_rv: i64,
+    dry_run: bool,
+) -> Result<(Value, bool), ApiError> {
+    let info = kind.info();
+    kind.validate(&new, Some(current))?;
     if object::is_deleting(&new)
         && object::finalizers(&new).is_empty()
         && !kind.deletion_pending(&new)
     {
         if dry_run {
-            return Ok(new);
+            return Ok((new, true));
         }
         let deleted = state.storage.delete(info, &new, current_rv).await?;
         kind.admit(state, Admission::Deleted { obj: &deleted })
             .await?;
-        return Ok(deleted);
+        return Ok((deleted, true));
     }
     object::meta_mut(&mut new).insert("resourceVersion".into(), json!(current_rv.to_string()));
     if new == *current || dry_run {
-        return Ok(new);
+        return Ok((new, false));
     }
-    state.storage.update(info, new, current_rv).await
+    Ok((state.storage.update(info, new, current_rv).await?, false))
 }
 
 fn copy_meta(from: &Value, to: &mut Value, field: &str) {
