@@ -243,3 +243,40 @@ async fn metrics_come_from_the_provider() {
     assert_eq!(node["kind"], "NodeMetrics");
     assert_eq!(node["usage"]["cpu"], "250m");
 }
+
+#[tokio::test]
+async fn pod_priority_comes_from_its_priority_class() {
+    let api = api().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = |name: &str, class: Option<&str>| {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        if let Some(c) = class {
+            p["spec"]["priorityClassName"] = json!(c);
+        }
+        p
+    };
+    let (s, plain) = api.post(pods, pod("plain", None)).await;
+    assert_eq!(s, StatusCode::CREATED, "{plain}");
+    assert_eq!(plain["spec"]["priority"], 0);
+    assert_eq!(plain["spec"]["preemptionPolicy"], "PreemptLowerPriority");
+    let (s, critical) = api
+        .post(pods, pod("critical", Some("system-node-critical")))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{critical}");
+    assert_eq!(critical["spec"]["priority"], 2_000_001_000);
+    let (s, status) = api.post(pods, pod("lost", Some("nope"))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{status}");
+    assert_eq!(
+        status["message"],
+        "pods \"lost\" is forbidden: no PriorityClass with name nope was found"
+    );
+    let mut forced = pod("forced", Some("system-cluster-critical"));
+    forced["spec"]["priority"] = json!(5);
+    let (s, status) = api.post(pods, forced).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{status}");
+    assert!(status["message"]
+        .as_str()
+        .unwrap()
+        .contains("the integer value of priority (5) must not be provided in pod spec"));
+}

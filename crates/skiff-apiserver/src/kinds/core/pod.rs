@@ -6,9 +6,14 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_pb::api::core::v1 as pb;
 use serde_json::{json, Value};
 
+use futures::future::BoxFuture;
+
 use crate::defaults::{ensure, pod_spec, set};
-use crate::registry::{Obj, Strategy};
+use crate::error::ApiError;
+use crate::kinds::scheduling::priorityclass::PriorityClasses;
+use crate::registry::{Admission, Kind, Obj, Strategy};
 use crate::resources::{Entry, Sub, ALL};
+use crate::router::ApiState;
 use crate::table::{age, arr, col, name, since, str_or_none, wide, Column, AGE, NAME};
 use crate::validation::Errs;
 
@@ -55,8 +60,6 @@ impl Strategy for Pods {
         set(spec, "serviceAccountName", json!("default"));
         let account = spec["serviceAccountName"].clone();
         set(spec, "serviceAccount", account);
-        set(spec, "priority", json!(0));
-        set(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
         default_tolerations(spec);
     }
 
@@ -75,6 +78,63 @@ impl Strategy for Pods {
     fn grace_period(&self, obj: &Value, requested: Option<i64>) -> Option<i64> {
         graceful_period(obj, requested)
     }
+
+    /// The Priority admission plugin: a pod's priority and preemption policy come from the
+    /// PriorityClass it names (0 and `PreemptLowerPriority` without one).
+    fn admit<'a>(
+        &'a self,
+        state: &'a ApiState,
+        op: Admission<'a>,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            let Admission::Create { obj, .. } = op else {
+                return Ok(());
+            };
+            let class_name = obj
+                .pointer("/spec/priorityClassName")
+                .and_then(Value::as_str)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string);
+            let (priority, policy) = match &class_name {
+                None => (0, json!("PreemptLowerPriority")),
+                Some(class) => {
+                    let info = PriorityClasses.info();
+                    let pc = state.storage.get(info, None, class).await?;
+                    let pc = pc.ok_or_else(|| {
+                        forbidden(
+                            obj,
+                            &format!("no PriorityClass with name {class} was found"),
+                        )
+                    })?;
+                    (
+                        pc.get("value").and_then(Value::as_i64).unwrap_or(0),
+                        pc.get("preemptionPolicy")
+                            .cloned()
+                            .unwrap_or(json!("PreemptLowerPriority")),
+                    )
+                }
+            };
+            let given = obj.pointer("/spec/priority").and_then(Value::as_i64);
+            if class_name.is_some() && given.is_some_and(|g| g != priority) {
+                return Err(forbidden(
+                    obj,
+                    &format!(
+                        "the integer value of priority ({}) must not be provided in pod spec; priority admission controller computed {priority} from the given PriorityClass name",
+                        given.unwrap_or_default()
+                    ),
+                ));
+            }
+            let spec = ensure(obj, "spec");
+            spec["priority"] = json!(given.unwrap_or(priority));
+            set(spec, "preemptionPolicy", policy);
+            Ok(())
+        })
+    }
+}
+
+/// 403 about the pod `obj`.
+fn forbidden(obj: &Value, reason: &str) -> ApiError {
+    ApiError::forbidden("", "pods", crate::object::name(obj), reason)
 }
 
 /// Pods tolerate an unready or unreachable node for 300 s before eviction.
