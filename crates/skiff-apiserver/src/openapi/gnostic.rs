@@ -523,7 +523,8 @@ mod tests {
             .iter()
             .find(|e| e.name == "x-kubernetes-group-version-kind")
             .unwrap();
-        let parsed: Value = serde_yaml::from_str(&gvk.value.as_ref().unwrap().yaml).unwrap();
+        // Written as JSON, which is YAML too.
+        let parsed: Value = serde_json::from_str(&gvk.value.as_ref().unwrap().yaml).unwrap();
         assert_eq!(parsed[0]["kind"], "ConfigMap");
         let props = cm.properties.as_ref().unwrap();
         assert!(props.additional_properties.iter().any(|p| p.name == "data"));
