@@ -391,7 +391,11 @@ def networks(client):
     web.reload()
     web_ip = web.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"]
     check(web_ip.startswith(subnet.rsplit(".", 1)[0] + "."), f"address {web_ip} in {subnet}")
-    check(web.ports == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}, f"ports {web.ports}")
+    v4 = {"HostIp": "0.0.0.0", "HostPort": str(port)}
+    if REFERENCE:  # dockerd also publishes on IPv6 (skiff: IPv4 only)
+        check(v4 in web.ports["80/tcp"], f"ports {web.ports}")
+    else:
+        check(web.ports == {"80/tcp": [v4]}, f"ports {web.ports}")
     body = eventually(
         "the published port",
         lambda: _fetch(urllib.request, f"http://127.0.0.1:{port}/hostname"),
@@ -423,7 +427,8 @@ def networks(client):
         check(False, f"expected {status} {text!r}")
 
     api_error(lambda: client.containers.run(BUSYBOX, "true", ports={"abc/tcp": 80}), 400, 'invalid port specification: "abc"')
-    api_error(lambda: client.networks.create("pynet"), 409, "network with name pynet already exists")
+    if not REFERENCE:  # dockerd 20.10 (Debian's reference) allows duplicate names; 28 refuses
+        api_error(lambda: client.networks.create("pynet"), 409, "network with name pynet already exists")
     api_error(
         lambda: client.networks.create("ov", ipam=docker.types.IPAMConfig(pool_configs=[pool])),
         403,
@@ -432,6 +437,8 @@ def networks(client):
     api_error(net.remove, 403, "has active endpoints")
     api_error(lambda: client.networks.get("nosuch"), 404, "network nosuch not found")
     outside = "192.0.2.9"
+    if REFERENCE:  # dockerd 20.10 checks static addresses at start only; 28 at create
+        return
     api_error(
         lambda: client.api.create_container(
             BUSYBOX,

@@ -711,9 +711,10 @@ impl Engine {
         let sandbox_key = net
             .sandbox(&c.id)
             .map(|s| s.path.to_string_lossy().into_owned());
+        let ids = &self.networking.predefined;
         let mode = match rec.host_config.network_mode.as_deref() {
-            Some("host") => Some("host"),
-            Some("none") => Some("none"),
+            Some("host") => Some(("host", ids.host.as_str())),
+            Some("none") => Some(("none", ids.none.as_str())),
             _ => None,
         };
         view::container_net(rec, &networks, &live, sandbox_key, mode)

@@ -180,7 +180,7 @@ pub(crate) fn container_net(
     networks: &[(String, EndpointSettings, Option<Network>)],
     live: &[Endpoint],
     sandbox_key: Option<String>,
-    mode_name: Option<&str>,
+    mode: Option<(&str, &str)>,
 ) -> ContainerNet {
     let mut by_name: HashMap<String, EndpointSettings> = HashMap::new();
     let mut published = Vec::new();
@@ -196,9 +196,11 @@ pub(crate) fn container_net(
             endpoint_settings(rec, asked, network.as_ref(), ep),
         );
     }
-    if let Some(mode) = mode_name {
-        // `host` and `none` show as networks of their own, as in Docker.
-        by_name.entry(mode.to_string()).or_default();
+    if let Some((name, id)) = mode {
+        // `host` and `none` show as networks of their own, as in Docker, without addresses.
+        let mut none = endpoint_settings(rec, &EndpointSettings::default(), None, None);
+        none.network_id = Some(id.to_string());
+        by_name.insert(name.to_string(), none);
     }
     let exposed = ports::exposed(&rec.config, &rec.host_config);
     let running = rec.state.status.is_alive();
