@@ -180,8 +180,21 @@ pub(crate) async fn login(resolved: &Resolved, creds: &Credentials) -> Result<Lo
     let client = super::http_client()?;
     let url = format!("{}/v2/", endpoint.base_url());
     let http = |context: String| move |source| RegistryError::Http { context, source };
-    let unauthorized =
-        || RegistryError::Unauthorized("unauthorized: incorrect username or password".into());
+    // dockerd's words: a token server's refusal, or the registry's own 401 to basic auth.
+    let token_refused = || {
+        RegistryError::Unauthorized(format!(
+            "Get \"{url}\": unauthorized: incorrect username or password"
+        ))
+    };
+    let unauthorized = |status: u16| {
+        RegistryError::Unauthorized(format!(
+            "login attempt to {url} failed with status: {status} {}",
+            reqwest::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or_default()
+        ))
+    };
 
     let first = client
         .get(&url)
@@ -230,7 +243,7 @@ pub(crate) async fn login(resolved: &Resolved, creds: &Credentials) -> Result<Lo
                 .await
                 .map_err(http(format!("cannot reach the token server {realm}")))?;
             if matches!(answer.status().as_u16(), 401 | 403) {
-                return Err(unauthorized());
+                return Err(token_refused());
             }
             if !answer.status().is_success() {
                 return Err(RegistryError::Invalid(format!(
@@ -264,7 +277,7 @@ pub(crate) async fn login(resolved: &Resolved, creds: &Credentials) -> Result<Lo
     .map_err(http(format!("cannot reach {url}")))?;
     match second.status().as_u16() {
         200..=299 => Ok(succeeded()),
-        401 | 403 => Err(unauthorized()),
+        status @ (401 | 403) => Err(unauthorized(status)),
         status => Err(RegistryError::Invalid(format!(
             "login attempt to {url} failed with status: {status}"
         ))),
