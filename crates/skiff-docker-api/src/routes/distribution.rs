@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use http::HeaderMap;
+use skiff_core::ErrorKind;
 use skiff_engine::registry::{Credentials, Platform, Progress, PullOptions, PushOptions};
 use skiff_engine::{Engine, ImageRef};
 use tokio::sync::mpsc;
@@ -68,9 +69,19 @@ pub async fn pull(engine: Arc<Engine>, params: Params, headers: HeaderMap) -> Ap
             .image_pull(&reference, &opts, &*sink)
             .await
             .map(drop)
-            .map_err(ApiError::from)
+            .map_err(pull_error)
     })
     .await
+}
+
+/// dockerd answers a pull the registry refused with 404 (`pull access denied for …`), never
+/// with 401: the docker CLI takes a 401 to a pull as its cue to prompt for a login and retry.
+fn pull_error(e: skiff_engine::EngineError) -> ApiError {
+    let e = ApiError::from(e);
+    if e.kind() == ErrorKind::Unauthorized {
+        return ApiError::new(ErrorKind::NotFound, e.to_string());
+    }
+    e
 }
 
 /// `POST /images/{name}/push?tag=`: credentials from `X-Registry-Auth`, else (old clients)
@@ -147,7 +158,7 @@ where
         Some(event) => event,
         None => {
             return Err(ApiError::new(
-                skiff_core::ErrorKind::Internal,
+                ErrorKind::Internal,
                 "the registry task ended without an answer",
             ))
         }

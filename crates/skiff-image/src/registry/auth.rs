@@ -10,26 +10,31 @@ use super::config::{Endpoint, Resolved, DOCKER_HUB};
 use super::error::{RegistryError, Result};
 
 /// Docker's `AuthConfig`: what `docker login` stores and what clients send per request.
+/// Absent and `null` members are empty (docker-py sends `"email": null`).
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub struct Credentials {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub username: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub password: String,
     /// `base64(username:password)`, as stored in `~/.docker/config.json`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub auth: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub email: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub serveraddress: String,
     /// An OAuth refresh token from an earlier login (not supported yet: see `to_auth`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub identitytoken: String,
     /// A bearer token to send as is.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub registrytoken: String,
+}
+
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 impl std::fmt::Debug for Credentials {
@@ -326,6 +331,14 @@ mod tests {
         );
         let c = Credentials::from_header(&b64url(r#"{"registrytoken":"tok"}"#)).unwrap();
         assert_eq!(c.to_auth().unwrap(), RegistryAuth::Bearer("tok".into()));
+        let c = Credentials::from_header(&b64url(
+            r#"{"username":"u","password":"p","email":null,"serveraddress":"r:1"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            c.to_auth().unwrap(),
+            RegistryAuth::Basic("u".into(), "p".into())
+        );
         for empty in ["", &b64url("{}")] {
             let c = Credentials::from_header(empty).unwrap();
             assert_eq!(c.to_auth().unwrap(), RegistryAuth::Anonymous);
