@@ -208,6 +208,11 @@ async fn pulls_failing_before_any_progress_are_http_errors() {
         "{}",
         message(&body)
     );
+    let (status, _, body) = api
+        .call(post("/v1.50/images/create?fromImage=localhost:5000/app"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert!(message(&body).contains("--all-tags"), "{}", message(&body));
     // Nothing listens on port 1: dockerd answers 500 with the connection error.
     let (status, _, body) = api
         .call(post("/v1.50/images/create?fromImage=127.0.0.1:1/app&tag=1"))

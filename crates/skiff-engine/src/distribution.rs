@@ -10,6 +10,10 @@ use skiff_image::registry::{
 };
 use skiff_image::{ImageRef, Reference};
 
+use std::collections::HashMap;
+
+use bollard_stubs::models::{IndexInfo, RegistryServiceConfig};
+
 use crate::error::Result;
 use crate::Engine;
 
@@ -88,8 +92,56 @@ impl Engine {
         Ok(self.registries.login(credentials).await?)
     }
 
-    /// The daemon's registry configuration (`docker info` shows it).
+    /// The daemon's registry configuration.
     pub fn registry_config(&self) -> &skiff_image::registry::RegistryConfig {
         self.registries.config()
+    }
+
+    /// `RegistryConfig` of `GET /info`, shaped as dockerd's: loopback and the configured
+    /// CIDRs as insecure networks, one index entry per registry with settings, the mirrors.
+    pub(crate) fn registry_service_config(&self) -> RegistryServiceConfig {
+        let config = self.registries.config();
+        let (cidrs, hosts): (Vec<&String>, Vec<&String>) = config
+            .insecure_registries
+            .iter()
+            .partition(|r| r.contains('/') && !r.contains("://"));
+        let mirrors: Vec<String> = config
+            .mirrors
+            .iter()
+            .map(|m| format!("{}/", m.trim_end_matches('/')))
+            .collect();
+        let mut index_configs = HashMap::new();
+        index_configs.insert(
+            "docker.io".to_string(),
+            IndexInfo {
+                name: Some("docker.io".into()),
+                mirrors: Some(mirrors.clone()),
+                secure: Some(true),
+                official: Some(true),
+            },
+        );
+        for host in hosts {
+            let name = host
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .trim_end_matches('/')
+                .to_string();
+            index_configs.insert(
+                name.clone(),
+                IndexInfo {
+                    name: Some(name),
+                    mirrors: Some(Vec::new()),
+                    secure: Some(false),
+                    official: Some(false),
+                },
+            );
+        }
+        let mut insecure = vec!["::1/128".to_string(), "127.0.0.0/8".to_string()];
+        insecure.extend(cidrs.into_iter().cloned());
+        RegistryServiceConfig {
+            insecure_registry_cidrs: Some(insecure),
+            index_configs: Some(index_configs),
+            mirrors: Some(mirrors),
+        }
     }
 }

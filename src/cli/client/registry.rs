@@ -139,6 +139,10 @@ pub fn raw_client(conn: &Conn, docker: &Docker) -> Raw {
 
 pub async fn pull(conn: &Conn, docker: &Docker, args: PullArgs) -> Outcome {
     let reference = ImageRef::parse(&args.name)?;
+    let last = args.name.rsplit('/').next().unwrap_or(&args.name);
+    if !args.quiet && !last.contains(':') && !last.contains('@') {
+        println!("Using default tag: latest");
+    }
     let raw = raw_client(conn, docker);
     let mut stdout = std::io::stdout();
     let tty = stdout.is_terminal();

@@ -235,7 +235,18 @@ fn docker_login_push_and_pull_with_token_auth() {
 #[test]
 fn docker_hub_names_are_pulled_from_a_configured_mirror() {
     let mirror = RealRegistry::start(Auth::Anonymous);
-    let d = Daemon::with_args(&["--registry-mirror", &format!("http://{}", mirror.addr)]);
+    let d = Daemon::with_args(&[
+        "--registry-mirror",
+        &format!("http://{}", mirror.addr),
+        "--insecure-registry",
+        "registry.example:5000",
+    ]);
+    let info = d.docker_ok(&["info"]);
+    assert!(
+        info.contains(&format!("Registry Mirrors:\n  http://{}/", mirror.addr)),
+        "{info}"
+    );
+    assert!(info.contains("  registry.example:5000\n"), "{info}");
     // The mirror holds `library/busybox:mirrored`, as a pull-through cache of Hub would.
     let in_mirror = format!("{}/library/busybox:mirrored", mirror.addr);
     push_busybox(&d, &in_mirror);
@@ -256,4 +267,75 @@ fn docker_hub_names_are_pulled_from_a_configured_mirror() {
         d.docker_ok(&["run", "--rm", "busybox:mirrored", "echo", "via mirror"]),
         "via mirror"
     );
+}
+
+/// A bridge without ports holding one non-loopback address of this host, removed on drop (also when the test
+/// fails).
+struct DummyAddress {
+    link: String,
+    ip: String,
+}
+
+impl DummyAddress {
+    fn add() -> DummyAddress {
+        let n = std::process::id() % 250 + 1;
+        let d = DummyAddress {
+            link: format!("skiffreg{n}"),
+            ip: format!("10.213.{n}.1"),
+        };
+        for args in [
+            vec!["link", "add", d.link.as_str(), "type", "bridge"],
+            vec![
+                "addr",
+                "add",
+                &format!("{}/32", d.ip),
+                "dev",
+                d.link.as_str(),
+            ],
+            vec!["link", "set", d.link.as_str(), "up"],
+        ] {
+            let out = std::process::Command::new("ip")
+                .args(&args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "ip {args:?}: {}", stderr(&out));
+        }
+        d
+    }
+}
+
+impl Drop for DummyAddress {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.link])
+            .output();
+    }
+}
+
+#[test]
+fn plain_http_to_other_registries_only_with_insecure_registry() {
+    let dummy = DummyAddress::add();
+    let registry = RealRegistry::start_on(&dummy.ip, Auth::Anonymous);
+    let name = format!("{}/e2e/busybox:1", registry.addr);
+
+    // Not configured: the daemon speaks TLS to it, and the plain HTTP registry cannot answer.
+    let strict = Daemon::start();
+    strict.docker_ok(&["tag", BUSYBOX, &name]);
+    let out = strict.docker(&["push", &name]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let out = strict.docker(&["pull", &name]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!("https://{}/v2/", registry.addr)),
+        "{}",
+        stderr(&out)
+    );
+    drop(strict);
+
+    let d = Daemon::with_args(&["--insecure-registry", &format!("{}/24", dummy.ip)]);
+    let digest = push_busybox(&d, &name);
+    d.docker_ok(&["rmi", &name, BUSYBOX]);
+    let out = d.docker(&["pull", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("Digest: {digest}")));
 }

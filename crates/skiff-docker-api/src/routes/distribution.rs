@@ -53,6 +53,14 @@ pub async fn pull(engine: Arc<Engine>, params: Params, headers: HeaderMap) -> Ap
         .str("fromImage")
         .unwrap_or_default()
         .trim_end_matches(':');
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if params.str("tag").is_none() && !last.contains(':') && !image.contains('@') {
+        // dockerd pulls every tag of the repository then (`docker pull --all-tags`).
+        return Err(ApiError::new(
+            ErrorKind::NotImplemented,
+            "pulling every tag of a repository (docker pull --all-tags) is not supported by skiff yet; name a tag",
+        ));
+    }
     let reference = ImageRef::with_tag_param(image, params.str("tag"))
         .map_err(|e| ApiError::from_kinded(&e))?;
     let platform = params
