@@ -119,11 +119,17 @@ stop_registry() {
   fi
 }
 
-# time_ms CMD... → elapsed milliseconds of one run; fails if the command fails.
+# time_ms CMD... → elapsed milliseconds of one run (its output in $work/out); fails if it fails.
 time_ms() {
   local t0 t1
-  t0=$(date +%s%N); "$@" >/dev/null || return 1; t1=$(date +%s%N)
+  t0=$(date +%s%N); "$@" >"$work/out" || return 1; t1=$(date +%s%N)
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f\n", (b - a) / 1e6 }'
+}
+# Every layer really went over the wire: LAYERS lines ending in STATUS in the last output.
+check_layers() {
+  local n
+  n=$(grep -c ": $1\$" "$work/out" || true)
+  [ "$n" = "$LAYERS" ] || { echo "$2: $n layers '$1', want $LAYERS:" >&2; cat "$work/out" >&2; exit 1; }
 }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
@@ -137,11 +143,13 @@ for i in $(seq "$N"); do
     target=$registry/bench/big:1
     "${d[@]}" tag "${current[$e]}" "$target"
     tp=$(time_ms "${d[@]}" push "$target") || { echo "$e push failed" >&2; exit 1; }
+    check_layers Pushed "$e push"
     push_ms[$e]+="$tp "
     # An empty engine: every layer is downloaded, checked and unpacked.
     "${d[@]}" rmi -f $("${d[@]}" images -q --no-trunc | sort -u) >/dev/null
     [ -z "$("${d[@]}" images -q)" ] || { echo "$e still holds images" >&2; exit 1; }
     t=$(time_ms "${d[@]}" pull "$target") || { echo "$e pull failed" >&2; exit 1; }
+    check_layers "Pull complete" "$e pull"
     pull_ms[$e]+="$t "
     current[$e]=$target
     printf '%-6s run %d: push %6d ms, pull %6d ms\n' "$e" "$i" "$tp" "$t"
