@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{rootfs, Container};
-use crate::bridge::{ChannelWriter, StreamReader};
 use crate::error::{EngineError, IoContext, Result};
 use crate::store::MountRecord;
 use crate::{ByteStream, Engine, PathStat};
@@ -311,21 +310,20 @@ impl Engine {
                 return Err(e);
             }
         };
-        let (writer, stream) = ChannelWriter::new();
         let name = stat.name.clone();
         let c2 = c.clone();
-        tokio::task::spawn_blocking(move || {
+        let stream = crate::blocking_writer(move |writer| {
             let _op = _op;
-            let mut writer = writer;
-            if let Err(e) = write_tar(&host, &name, &mut writer) {
+            let result = write_tar(&host, &name, writer);
+            if let Err(e) = &result {
                 tracing::warn!(id = %c2.id, error = %e, "archive failed");
-                writer.fail(e);
             }
             if !c2.rec().state.status.is_alive() {
                 if let Err(e) = rootfs::unmount(&c2) {
                     tracing::warn!(id = %c2.id, error = %e, "unmounting rootfs after archive");
                 }
             }
+            result
         });
         Ok((stat, stream))
     }
@@ -335,21 +333,19 @@ impl Engine {
         let c = self.find(key)?;
         let op = c.op.clone().lock_owned().await;
         let rootfs_path = rootfs::mount(self, &c).await?;
-        let (writer, stream) = ChannelWriter::new();
-        tokio::task::spawn_blocking(move || {
+        Ok(crate::blocking_writer(move |writer| {
             let _op = op;
-            let mut writer = writer;
-            if let Err(e) = write_tar(&rootfs_path, ".", &mut writer) {
+            let result = write_tar(&rootfs_path, ".", writer);
+            if let Err(e) = &result {
                 tracing::warn!(id = %c.id, error = %e, "export failed");
-                writer.fail(e);
             }
             if !c.rec().state.status.is_alive() {
                 if let Err(e) = rootfs::unmount(&c) {
                     tracing::warn!(id = %c.id, error = %e, "unmounting rootfs after export");
                 }
             }
-        });
-        Ok(stream)
+            result
+        }))
     }
 
     pub(crate) async fn do_archive_put(
@@ -368,7 +364,7 @@ impl Engine {
         let _op = c.op.lock().await;
         let root = Root::new(rootfs::mount(self, &c).await?, &c.rec().mounts);
         let (id, path) = (c.id.clone(), path.to_string());
-        let reader = StreamReader::new(tar_stream);
+        let reader = crate::blocking_reader(tar_stream);
         let result = tokio::task::spawn_blocking(move || {
             let parts = root.resolve(&path, true)?;
             let dest = root.host(&parts);
