@@ -1,4 +1,4 @@
-//! Shared vocabulary of every skiff crate: error kinds, ids, default paths.
+//! Shared vocabulary of every skiff crate: error kinds, ids, default paths, Docker's units.
 //!
 //! Owns nothing stateful and must not depend on any other skiff crate. Protocol-specific
 //! error formats (Docker `{"message"}`, Kubernetes `Status`) are produced at the API edges
@@ -6,6 +6,7 @@
 
 pub mod ids;
 pub mod paths;
+pub mod units;
 
 /// What went wrong, independent of any wire protocol. Each crate's error enum maps onto one
 /// of these through [`HasKind`]; the API edges turn them into HTTP codes.

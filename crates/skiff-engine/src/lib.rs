@@ -239,7 +239,7 @@ impl Engine {
     /// applies restart policies.
     #[tracing::instrument(skip_all, fields(root = %cfg.root.display()))]
     pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>> {
-        if !containers::create::RUNTIMES.contains(&cfg.default_runtime.as_str()) {
+        if !skiff_runtime::backend::NAMES.contains(&cfg.default_runtime.as_str()) {
             return Err(EngineError::invalid(format!(
                 "Unknown runtime specified {}",
                 cfg.default_runtime
