@@ -130,6 +130,15 @@ impl<T> IoContext<T> for std::io::Result<T> {
     }
 }
 
+impl<T> IoContext<T> for nix::Result<T> {
+    fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.map_err(|e| EngineError::Io {
+            context: f(),
+            source: e.into(),
+        })
+    }
+}
+
 impl<T> IoContext<T> for std::result::Result<T, skiff_runtime::shim::ShimError> {
     fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
         self.map_err(|source| EngineError::Shim {

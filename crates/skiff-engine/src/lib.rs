@@ -77,7 +77,7 @@ fn blocking_reader(stream: ByteStream) -> BlockingReader {
 /// Must be called on the runtime.
 fn blocking_writer<F>(produce: F) -> ByteStream
 where
-    F: FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
+    F: FnOnce(&mut (dyn std::io::Write + Send)) -> std::io::Result<()> + Send + 'static,
 {
     use futures::StreamExt;
     // A duplex, not a simplex: dropping either end closes it, so the producer's writes fail
