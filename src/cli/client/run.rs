@@ -237,10 +237,10 @@ async fn create_container(docker: &Docker, args: &RunArgs) -> anyhow::Result<Str
             }
             Ok(created.id)
         }
+        // Like the docker CLI (errdefs.IsNotFound): a 404 to a create is a missing image.
         Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            message,
-        }) if message.starts_with("No such image") => {
+            status_code: 404, ..
+        }) => {
             eprintln!("Unable to find image '{}' locally", args.image);
             let pull = CreateImageOptions {
                 from_image: Some(args.image.clone()),
