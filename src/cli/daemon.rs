@@ -26,6 +26,10 @@ pub struct Args {
     /// Cgroup under which containers' cgroups are created, in every hierarchy
     #[arg(long, default_value = skiff_core::paths::CGROUP_PARENT)]
     cgroup_parent: String,
+    /// Seconds a client has to send each request header; idle connections are closed after
+    /// it (tests set short ones)
+    #[arg(long, default_value_t = 32, hide = true)]
+    request_header_deadline: u64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -51,7 +55,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
             }
         };
-        skiff_docker_api::serve(engine.clone(), &args.socket, shutdown).await?;
+        let limits = super::server::deadlines(args.request_header_deadline);
+        skiff_docker_api::serve_with(engine.clone(), &args.socket, limits, shutdown).await?;
         engine.shutdown().await;
         let _ = std::fs::remove_file(&args.socket);
         tracing::info!("stopped; containers keep running");

@@ -30,6 +30,16 @@ pub struct Args {
     /// Run only the control plane, without a local node
     #[arg(long)]
     disable_agent: bool,
+    /// IPv4 range Services get ClusterIPs from (its first address is the `kubernetes` Service's)
+    #[arg(long, default_value = "10.43.0.0/16", value_parser = skiff_apiserver::services::ServiceNetwork::parse_cidr)]
+    service_cidr: ipnet::Ipv4Net,
+    /// Port range NodePort Services get their ports from
+    #[arg(long, default_value = "30000-32767", value_parser = skiff_apiserver::services::ServiceNetwork::parse_ports)]
+    service_node_port_range: std::ops::RangeInclusive<u16>,
+    /// Seconds a client has to finish the TLS handshake and to send each request header
+    /// (kube-apiserver: 32); tests set short ones
+    #[arg(long, default_value_t = 32, hide = true)]
+    request_header_deadline: u64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -48,6 +58,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             bind: args.bind,
             port: args.port,
             token_file: args.token_file,
+            services: skiff_apiserver::services::ServiceNetwork {
+                cidr: args.service_cidr,
+                node_ports: args.service_node_port_range,
+                apiserver: None,
+            },
+            connections: deadlines(args.request_header_deadline),
         };
         let server = skiff_apiserver::Server::bind(config, store)
             .await
@@ -68,4 +84,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         server.serve(shutdown).await;
         Ok(())
     })
+}
+
+/// Connection limits with `seconds` for the TLS handshake and each request header.
+pub(super) fn deadlines(seconds: u64) -> skiff_core::serve::Limits {
+    let deadline = std::time::Duration::from_secs(seconds.max(1));
+    skiff_core::serve::Limits {
+        handshake: deadline,
+        header: deadline,
+        ..Default::default()
+    }
 }

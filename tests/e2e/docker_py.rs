@@ -1,38 +1,81 @@
-//! docker-py 7.1 (pyenv's `python3`) against `skiff daemon`: the script
-//! tests/e2e/docker_py.py drives containers.run, detached logs/wait/remove, exec_run and
-//! images.load.
+//! docker-py 7.1 (pyenv's `python3`) against `skiff daemon`: the script tests/e2e/docker_py.py
+//! runs one section per test, each against a fresh daemon — containers.run, logs, wait,
+//! exec_run and images.load (basics); what create keeps and the container runs with
+//! (config); output never lost to a client slow to read the upgrade head (streams); detach
+//! keys (detach); commit; corrupt loads and the stats' `networks` member (load_and_stats).
 
 mod common;
 
 use std::time::Duration;
 
-use common::{stderr, stdout, Daemon};
+use common::{reference, stderr, stdout, Daemon};
 
-#[test]
-fn docker_py_runs_containers_and_loads_images() {
+fn run_section(section: &str) {
     let d = Daemon::start();
-    let archive = tempfile::Builder::new()
+    let scratch = tempfile::Builder::new()
         .prefix("skiff-e2e-py")
         .tempdir()
         .expect("tmp");
-    let tar = archive.path().join("busybox.tar");
+    let tar = scratch.path().join("busybox.tar");
     std::fs::write(
         &tar,
         skiff_image::testutil::busybox_docker_archive(common::BUSYBOX),
     )
     .expect("tar");
+    let config = scratch.path().join("docker-config");
+    std::fs::create_dir(&config).expect("docker config dir");
     let mut cmd = std::process::Command::new("python3");
     // Tests run in the package root, where `file!()` is relative to.
     cmd.arg(std::path::Path::new(file!()).with_file_name("docker_py.py"))
         .arg(&tar)
+        .arg(section)
         .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", &config)
         .stdin(std::process::Stdio::null());
+    if !reference() {
+        cmd.env("SKIFF_STATE", d.state());
+    }
     let out = common::run_with_timeout(cmd, Duration::from_secs(300));
     assert!(
         out.status.success(),
-        "docker-py script failed:\n{}\n{}\ndaemon log:\n{}",
+        "docker-py section {section} failed:\n{}\n{}\ndaemon log:\n{}",
         stdout(&out),
         stderr(&out),
         d.daemon_log()
     );
+}
+
+#[test]
+fn docker_py_runs_containers_and_loads_images() {
+    run_section("basics");
+}
+
+/// `Env: ["Foo"]` kept, `GroupAdd` honoured (names and ids, execs too), max-file without
+/// max-size accepted, `Runtime: "runc"` runs on runc, `CgroupnsMode` and `MemorySwappiness`
+/// as Docker reports them.
+#[test]
+fn docker_py_create_keeps_and_runs_what_it_was_given() {
+    run_section("config");
+}
+
+/// Regression: output sent right after the `101` head (an exec with a tty, the log replay of
+/// `attach(logs=True)`) was lost when docker-py read the head late, as under load.
+#[test]
+fn docker_py_output_is_not_lost_to_a_late_head_read() {
+    run_section("streams");
+}
+
+#[test]
+fn docker_py_detach_keys_end_the_session_not_the_process() {
+    run_section("detach");
+}
+
+#[test]
+fn docker_py_commit_makes_an_image_that_runs() {
+    run_section("commit");
+}
+
+#[test]
+fn docker_py_corrupt_load_and_stats_networks() {
+    run_section("load_and_stats");
 }

@@ -519,3 +519,444 @@ fn second_server_on_same_sqlite_data_fails_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("locked"), "{err}");
 }
+
+/// Kubernetes' own token-file example leaves the uid column empty; kubectl authenticates with it.
+#[test]
+fn token_file_with_empty_uid_authenticates() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "admin-token,admin,,\"system:masters\"\n").unwrap();
+    let c = Cluster::start_with(
+        Datastore::Sqlite,
+        &["--token-file", tokens.to_str().unwrap()],
+    );
+    let server = c.url();
+    let out = c.kubectl_ok(&[
+        "--kubeconfig=/dev/null",
+        "--server",
+        &server,
+        "--insecure-skip-tls-verify",
+        "--token",
+        "admin-token",
+        "get",
+        "ns",
+        "default",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(out.trim(), "namespace/default");
+}
+
+/// `kubectl delete namespace --all` leaves the namespaces a cluster cannot do without, and what
+/// is in them, as Kubernetes' NamespaceLifecycle admission does.
+#[test]
+fn delete_all_namespaces_keeps_the_system_ones() {
+    let c = Cluster::start(Datastore::Sqlite);
+    c.kubectl_ok(&["create", "configmap", "precious", "--from-literal=k=v"]);
+    c.kubectl_ok(&["create", "namespace", "scratch"]);
+    let out = c.kubectl(&["delete", "namespace", "--all", "--timeout=60s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for ns in ["default", "kube-system", "kube-public"] {
+        let refused =
+            format!("namespaces \"{ns}\" is forbidden: this namespace may not be deleted");
+        assert!(stderr.contains(&refused), "missing {refused:?} in {stderr}");
+    }
+    assert!(stdout.contains("namespace \"scratch\" deleted"), "{stdout}");
+    let scratch_gone = poll(Duration::from_secs(30), || {
+        c.kubectl_stderr(&["get", "namespace", "scratch"])
+            .contains("NotFound")
+            .then_some(())
+    });
+    assert!(scratch_gone.is_some(), "namespace scratch was not removed");
+    let left = c.kubectl_ok(&["get", "namespaces", "-o", "name"]);
+    for ns in ["default", "kube-system", "kube-public"] {
+        assert!(left.contains(&format!("namespace/{ns}\n")), "{left}");
+    }
+    assert_eq!(
+        c.jsonpath("default", "configmap", "precious", "{.data.k}"),
+        "v"
+    );
+    // kube-node-lease may go, as in Kubernetes, and the server creates it again.
+    let back = poll(Duration::from_secs(60), || {
+        let out = c.kubectl(&[
+            "get",
+            "namespace",
+            "kube-node-lease",
+            "-o",
+            "jsonpath={.status.phase}",
+        ]);
+        (String::from_utf8_lossy(&out.stdout) == "Active").then_some(())
+    });
+    assert!(back.is_some(), "kube-node-lease was not created again");
+}
+
+/// A namespace being deleted takes no new objects; kubectl shows Kubernetes' refusal.
+#[test]
+fn terminating_namespace_refuses_creates() {
+    let c = Cluster::start(Datastore::Sqlite);
+    c.kubectl_ok(&["create", "namespace", "doomed"]);
+    // A finalizer keeps the namespace in Terminating while this test looks at it.
+    let held = c.write_file(
+        "held.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, namespace: doomed, finalizers: [example.com/hold]}\n",
+    );
+    c.kubectl_ok(&["create", "-f", held.to_str().unwrap()]);
+    c.kubectl_ok(&["delete", "namespace", "doomed", "--wait=false"]);
+    let err = c.kubectl_stderr(&["-n", "doomed", "create", "configmap", "late"]);
+    assert!(
+        err.contains("configmaps \"late\" is forbidden: unable to create new content in namespace doomed because it is being terminated"),
+        "{err}"
+    );
+    c.kubectl_ok(&[
+        "-n",
+        "doomed",
+        "patch",
+        "configmap",
+        "held",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    let gone = poll(Duration::from_secs(30), || {
+        c.kubectl_stderr(&["get", "namespace", "doomed"])
+            .contains("NotFound")
+            .then_some(())
+    });
+    assert!(gone.is_some(), "the namespace was not removed once emptied");
+}
+
+/// `kubectl debug --copy-to --replace` deletes the original pod with a protobuf
+/// `DeleteOptions` body (it got 400 "expected value at line 1 column 1").
+#[test]
+fn debug_copy_to_replace_deletes_with_protobuf_options() {
+    let c = Cluster::start(Datastore::Sqlite);
+    c.kubectl_ok(&[
+        "run",
+        "web",
+        "--image=busybox",
+        "--restart=Never",
+        "--",
+        "sleep",
+        "1d",
+    ]);
+    let out = c.kubectl_ok(&[
+        "debug",
+        "web",
+        "--copy-to=web-debug",
+        "--replace",
+        "--image=busybox",
+        "--container=debugger",
+        "--",
+        "true",
+    ]);
+    assert!(!out.contains("error"), "{out}");
+    let gone = poll(Duration::from_secs(30), || {
+        c.kubectl_stderr(&["get", "pod", "web"])
+            .contains("NotFound")
+            .then_some(())
+    });
+    assert!(gone.is_some(), "the original pod was not deleted");
+    let containers = c.jsonpath("default", "pod", "web-debug", "{.spec.containers[*].name}");
+    assert_eq!(containers, "web debugger");
+}
+
+/// Moving from `kubectl apply` to `kubectl apply --server-side`: manager `kubectl` takes over
+/// the fields client-side apply set, without `--force-conflicts` (it got a 409 conflict with
+/// `kubectl-client-side-apply`).
+#[test]
+fn server_side_apply_takes_over_from_client_side_apply() {
+    let c = Cluster::start(Datastore::Sqlite);
+    let pod = |image: &str, tier: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {{app: web, tier: {tier}}}\n\
+             spec:\n  containers:\n  - name: web\n    image: {image}\n"
+        )
+    };
+    let first = c.write_file("pod.yaml", &pod("busybox:1", "front"));
+    c.kubectl_says(&["apply", "-f", first.to_str().unwrap()], "pod/web created");
+
+    let changed = c.write_file("pod-changed.yaml", &pod("busybox:2", "back"));
+    let diff = c.kubectl(&["diff", "--server-side", "-f", changed.to_str().unwrap()]);
+    // kubectl diff exits 1 when it found differences, above 1 on errors.
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    let shown = String::from_utf8_lossy(&diff.stdout);
+    assert!(shown.contains("+  - image: busybox:2"), "{shown}");
+
+    c.kubectl_says(
+        &["apply", "--server-side", "-f", changed.to_str().unwrap()],
+        "pod/web serverside-applied",
+    );
+    assert_eq!(
+        c.jsonpath(
+            "default",
+            "pod",
+            "web",
+            "{.spec.containers[0].image} {.metadata.labels.tier}"
+        ),
+        "busybox:2 back"
+    );
+    let managers = c.jsonpath(
+        "default",
+        "pod",
+        "web",
+        "{.metadata.managedFields[*].manager}",
+    );
+    assert!(managers.contains("kubectl"), "{managers}");
+    // Client-side apply still works afterwards: the annotation followed the server-side apply.
+    let again = c.write_file("pod-again.yaml", &pod("busybox:3", "back"));
+    c.kubectl_says(
+        &["apply", "-f", again.to_str().unwrap()],
+        "pod/web configured",
+    );
+    assert_eq!(
+        c.jsonpath("default", "pod", "web", "{.spec.containers[0].image}"),
+        "busybox:3"
+    );
+}
+
+/// The issue's repro (CVE-2019-11254 class): an apply PATCH whose YAML body opens 100,000
+/// flow sequences. It cost 37 s of CPU; it is refused with a 400 Status while parsing.
+#[test]
+fn deeply_nested_yaml_apply_is_refused() {
+    let c = Cluster::start(Datastore::Sqlite);
+    c.kubectl_ok(&["create", "configmap", "a"]);
+    let body = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\ndata: {}\n",
+        "[".repeat(100_000)
+    );
+    let file = c.write_file("y", &body);
+    let token = std::fs::read_to_string(c.data_dir().join("token")).unwrap();
+    let url = format!(
+        "{}/api/v1/namespaces/default/configmaps/a?fieldManager=x",
+        c.url()
+    );
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "60",
+            "-X",
+            "PATCH",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args(["-H", "Content-Type: application/apply-patch+yaml"])
+        .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
+        .arg("--data-binary")
+        .arg(format!("@{}", file.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    assert_eq!(code, "400", "{text}");
+    let status: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "BadRequest");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("error decoding YAML"),
+        "{status}"
+    );
+    // The server is still answering and the object is unchanged.
+    assert_eq!(c.jsonpath("default", "configmap", "a", "{.data}"), "");
+}
+
+/// Services get ClusterIPs and NodePorts from the server's ranges (`--service-cidr`,
+/// `--service-node-port-range`), duplicates are refused, and `default/kubernetes` points at
+/// the API server; allocations survive a restart.
+#[test]
+fn services_get_addresses_from_the_configured_ranges() {
+    let mut c = Cluster::start_with(
+        Datastore::Sqlite,
+        &[
+            "--service-cidr",
+            "10.96.0.0/16",
+            "--service-node-port-range",
+            "31000-31999",
+        ],
+    );
+    assert_eq!(
+        c.jsonpath(
+            "default",
+            "svc",
+            "kubernetes",
+            "{.spec.clusterIP} {.spec.ports[0].port} {.spec.ports[0].targetPort}"
+        ),
+        format!("10.96.0.1 443 {}", c.port)
+    );
+    assert_eq!(
+        c.jsonpath(
+            "default",
+            "endpoints",
+            "kubernetes",
+            "{.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}"
+        ),
+        format!("127.0.0.1:{}", c.port)
+    );
+    c.kubectl_ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    let ip = c.jsonpath("default", "svc", "web", "{.spec.clusterIP}");
+    assert!(ip.starts_with("10.96.") && ip != "10.96.0.1", "{ip}");
+    assert_eq!(
+        c.jsonpath("default", "svc", "web", "{.status}"),
+        r#"{"loadBalancer":{}}"#
+    );
+    let table = c.kubectl_ok(&["get", "svc", "web"]);
+    assert!(table.contains(&ip), "{table}");
+
+    c.kubectl_ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np",
+        "--tcp=80",
+        "--node-port=31080",
+    ]);
+    let err = c.kubectl_stderr(&[
+        "create",
+        "service",
+        "nodeport",
+        "np2",
+        "--tcp=80",
+        "--node-port=31080",
+    ]);
+    assert!(
+        err.contains(
+            "spec.ports[0].nodePort: Invalid value: 31080: provided port is already allocated"
+        ),
+        "{err}"
+    );
+    let fixed = c.write_file(
+        "fixed.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: fixed}\nspec:\n  clusterIP: 10.96.0.53\n  ports: [{port: 53}]\n",
+    );
+    c.kubectl_ok(&["apply", "-f", fixed.to_str().unwrap()]);
+    let dup = c.write_file(
+        "dup.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: dup}\nspec:\n  clusterIP: 10.96.0.53\n  ports: [{port: 53}]\n",
+    );
+    let err = c.kubectl_stderr(&["create", "-f", dup.to_str().unwrap()]);
+    assert!(
+        err.contains("spec.clusterIPs: Invalid value: []string{\"10.96.0.53\"}: failed to allocate IP 10.96.0.53: provided IP is already allocated"),
+        "{err}"
+    );
+
+    // After a restart the allocations are still there; a deleted Service's are free.
+    c.restart();
+    let err = c.kubectl_stderr(&["create", "-f", dup.to_str().unwrap()]);
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+    c.kubectl_ok(&["delete", "svc", "fixed"]);
+    c.kubectl_says(
+        &["create", "-f", dup.to_str().unwrap()],
+        "service/dup created",
+    );
+    assert_eq!(c.jsonpath("default", "svc", "web", "{.spec.clusterIP}"), ip);
+}
+
+/// Waits (up to a generous bound) for the server to close `s`; false if it never does.
+fn closed_by_server(s: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Connections that never send a TLS ClientHello, or stop half-way through a request header,
+/// are closed after the deadline (1 s here, kube-apiserver's 32 s by default); a watch opened
+/// before keeps delivering after it.
+#[test]
+fn silent_connections_are_closed_but_watches_stay() {
+    let c = Cluster::start_with(Datastore::Sqlite, &["--request-header-deadline", "1"]);
+    let child = c
+        .kubectl_command(&[
+            "get",
+            "configmaps",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            "name",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut watch = Guard(child);
+    let stdout = watch.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut n = 0;
+    let established = poll(Duration::from_secs(20), || {
+        n += 1;
+        c.kubectl_ok(&["create", "configmap", &format!("before-{n}")]);
+        rx.recv_timeout(Duration::from_millis(500))
+            .ok()
+            .filter(|l| l.contains("before-"))
+    });
+    assert!(established.is_some(), "the watch did not start");
+
+    let addr = format!("127.0.0.1:{}", c.port);
+    let mut silent: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    // Half a request header over a finished TLS handshake.
+    let half = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import socket, ssl, sys\n\
+             ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
+             s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1]))))\n\
+             s.sendall(b'GET /api HTTP/1.1\\r\\nHost: x')\n\
+             s.settimeout(30)\n\
+             print('closed' if s.recv(1) == b'' else 'answered')\n",
+        )
+        .arg(c.port.to_string())
+        .output()
+        .unwrap();
+    for s in silent.iter_mut() {
+        assert!(
+            closed_by_server(s),
+            "a connection without a ClientHello stayed open"
+        );
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&half.stdout).trim(),
+        "closed",
+        "{}",
+        String::from_utf8_lossy(&half.stderr)
+    );
+
+    // The deadline passed for the watch's connection too: it still delivers.
+    c.kubectl_ok(&["create", "configmap", "after-deadline"]);
+    let seen = poll(Duration::from_secs(20), || {
+        rx.recv_timeout(Duration::from_millis(500))
+            .ok()
+            .filter(|l| l.contains("after-deadline"))
+    });
+    assert!(seen.is_some(), "the watch stopped delivering");
+}

@@ -3,6 +3,8 @@
 //! data, round after round. Every create that was answered `201 Created` must survive with its
 //! data, resourceVersions must keep increasing across restarts, lists must keep working, and
 //! the SQLite database must pass `PRAGMA integrity_check`.
+//!
+//! Each test prints its seed; `SKIFF_TEST_SEED=<seed>` replays its kill moments.
 
 mod kube_common;
 
@@ -15,11 +17,29 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube_common::{poll, Cluster, Datastore};
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 const NAMESPACE: &str = "default";
 /// Writers creating ConfigMaps at the same time, so that a kill always finds some in flight.
 const WRITERS: usize = 4;
+
+/// Set to a seed printed by a failed run to replay its random choices (the kill
+/// moments; process scheduling still varies).
+const SEED_ENV: &str = "SKIFF_TEST_SEED";
+
+/// The random source of one test: seeded from `SKIFF_TEST_SEED` when set, else from a fresh
+/// random seed; the seed is printed first, so a failure's output tells how to replay it.
+fn seeded_rng() -> StdRng {
+    let seed = match std::env::var(SEED_ENV) {
+        Ok(s) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("{SEED_ENV}={s:?} is not an unsigned 64-bit number")),
+        Err(_) => rand::random(),
+    };
+    eprintln!("seed = {seed} (replay with {SEED_ENV}={seed})");
+    StdRng::seed_from_u64(seed)
+}
 
 /// A create the server acknowledged with `201 Created`.
 #[derive(Debug, Clone)]
@@ -136,6 +156,7 @@ fn assert_sqlite_intact(c: &Cluster) {
 }
 
 fn crash_rounds(datastore: Datastore, rounds: usize) {
+    let mut rng = seeded_rng();
     let mut c = Cluster::start(datastore);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut acks: Vec<Ack> = Vec::new();
@@ -155,7 +176,7 @@ fn crash_rounds(datastore: Datastore, rounds: usize) {
             (!round_acks.lock().unwrap().is_empty()).then_some(())
         });
         assert!(started.is_some(), "no create succeeded: {}", c.log());
-        std::thread::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..400)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..400)));
         stop.store(true, Ordering::SeqCst);
         c.restart();
         for w in writers {

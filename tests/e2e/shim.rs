@@ -107,6 +107,7 @@ impl Fixture {
             init_path: None,
             sysctls: vec![],
             annotations: vec![],
+            ..Default::default()
         };
         spec::write_bundle(&spec::generate(&container)?, &dir.path().join("bundle"))?;
         Ok(Fixture {
@@ -533,6 +534,26 @@ async fn run_tty_mode_streams_raw_bytes_and_resizes(runtime: &str) -> Result<()>
     Ok(())
 }
 
+/// On a tty, an attach session that ends (a client detaching or closing its input) leaves the
+/// container's input open even with `stdin_once`, as Docker does: the next attach types on.
+async fn run_tty_input_outlives_an_attach_session(runtime: &str) -> Result<()> {
+    let mut fx = Fixture::new(runtime, &["sh"], true)?;
+    fx.open_stdin = true;
+    fx.stdin_once = true;
+    let client = fx.launch().await?;
+    let mut first = client.attach(true, true, true).await?;
+    client.start().await?;
+    first.write_all(b"echo one-$((40+2))\n").await?;
+    read_until(&mut first, "one-42").await?;
+    first.shutdown().await?;
+    drop(first);
+    let mut second = client.attach(true, true, true).await?;
+    second.write_all(b"echo two-$((40+3)); exit 3\n").await?;
+    read_until(&mut second, "two-43").await?;
+    assert_eq!(within("wait", client.wait()).await??.exit_code, 3);
+    Ok(())
+}
+
 async fn run_exec_gives_output_and_exit_code_and_kill_stops(runtime: &str) -> Result<()> {
     let fx = Fixture::new(runtime, &["sleep", "1000"], false)?;
     let client = fx.launch().await?;
@@ -656,24 +677,6 @@ async fn run_a_missing_command_arrives_as_a_kind(runtime: &str) -> Result<()> {
     Ok(())
 }
 
-/// Not a test by itself: the launcher process of `shim_survives_its_launcher_being_killed`.
-#[test]
-#[ignore = "helper process, run by shim_survives_its_launcher_being_killed"]
-fn launcher_helper() {
-    let Ok(path) = std::env::var(HELPER_ENV) else {
-        return;
-    };
-    let config: ShimConfig = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    match shim::launch(Path::new(env!("CARGO_BIN_EXE_skiff")), &config) {
-        Ok(()) => println!("{HELPER_MARK} ok"),
-        Err(e) => println!("{HELPER_MARK} error {e}"),
-    }
-    // Stay alive like a daemon until the test kills us.
-    loop {
-        std::thread::park();
-    }
-}
-
 macro_rules! runtime_tests {
     ($($runtime:ident),*) => {$(
         mod $runtime {
@@ -708,6 +711,10 @@ macro_rules! runtime_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn tty_mode_streams_raw_bytes_and_resizes() -> anyhow::Result<()> {
                 super::run_tty_mode_streams_raw_bytes_and_resizes(stringify!($runtime)).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn tty_input_outlives_an_attach_session() -> anyhow::Result<()> {
+                super::run_tty_input_outlives_an_attach_session(stringify!($runtime)).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn exec_gives_output_and_exit_code_and_kill_stops() -> anyhow::Result<()> {

@@ -29,7 +29,7 @@ pub enum AuthError {
         #[source]
         source: std::io::Error,
     },
-    #[error("token file {path} line {line}: expected token,user,uid[,\"group1,group2\"]")]
+    #[error("token file {path} line {line}: expected at least 3 columns: token,user,uid[,\"group1,group2\"]")]
     Syntax { path: PathBuf, line: usize },
 }
 
@@ -51,40 +51,50 @@ impl TokenAuthenticator {
         self.tokens.insert(token.to_string(), user);
     }
 
-    /// Loads a static token file: one `token,user,uid,"group1,group2"` per line (a CSV line, as
-    /// Kubernetes' `--token-auth-file`). Blank lines and `#` comments are skipped.
+    /// Loads a static token file in Kubernetes' `--token-auth-file` format: CSV records of
+    /// `token,user,uid[,"group1,group2"]`, at least three columns, any of user, uid and groups
+    /// may be empty (`admin-token,admin,,"system:masters"`). A record with an empty token is
+    /// skipped, as Kubernetes skips it. Lines starting with `#` are comments (an extension).
     pub fn load_file(&mut self, path: &Path) -> Result<(), AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
+        let syntax = |line: usize| AuthError::Syntax {
+            path: path.to_path_buf(),
+            line,
+        };
+        let file = std::fs::File::open(path).map_err(|source| AuthError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .comment(Some(b'#'))
+            .from_reader(file);
+        for record in reader.records() {
+            let record = record.map_err(|e| match e.kind() {
+                csv::ErrorKind::Io(_) => AuthError::Read {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                },
+                _ => syntax(e.position().map_or(0, |p| p.line() as usize)),
+            })?;
+            let line = record.position().map_or(0, |p| p.line() as usize);
+            if record.len() < 3 {
+                return Err(syntax(line));
+            }
+            if record[0].is_empty() {
+                tracing::warn!(path = %path.display(), line, "empty token in token file, skipped");
                 continue;
             }
-            let fields = split_csv(line);
-            if fields.len() < 3 || fields[..3].iter().any(|f| f.is_empty()) {
-                return Err(AuthError::Syntax {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                });
-            }
-            let groups = fields
+            let groups = record
                 .get(3)
-                .map(|g| {
-                    g.split(',')
-                        .map(str::trim)
-                        .filter(|g| !g.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
+                .filter(|g| !g.is_empty())
+                .map(|g| g.split(',').map(String::from).collect())
                 .unwrap_or_default();
             self.insert(
-                &fields[0],
+                &record[0],
                 UserInfo {
-                    name: fields[1].clone(),
-                    uid: fields[2].clone(),
+                    name: record[1].to_string(),
+                    uid: record[2].to_string(),
                     groups,
                 },
             );
@@ -95,27 +105,6 @@ impl TokenAuthenticator {
     pub fn authenticate(&self, token: &str) -> Option<UserInfo> {
         self.tokens.get(token).cloned()
     }
-}
-
-/// Splits one CSV line, honouring double quotes (`""` inside quotes is a quote).
-fn split_csv(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(std::mem::take(&mut cur).trim().to_string()),
-            c => cur.push(c),
-        }
-    }
-    out.push(cur.trim().to_string());
-    out
 }
 
 /// The user named by a client certificate: CN is the user, each O a group.
@@ -192,15 +181,32 @@ mod tests {
         assert!(t.authenticate("nope").is_none());
     }
 
+    /// Kubernetes' own documented example leaves the uid empty.
     #[test]
-    fn rejects_token_file_line_without_uid() {
+    fn accepts_empty_uid_column() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.csv");
-        std::fs::write(&path, "abc,alice\n").unwrap();
-        assert!(matches!(
-            TokenAuthenticator::default().load_file(&path),
-            Err(AuthError::Syntax { line: 1, .. })
-        ));
+        std::fs::write(
+            &path,
+            "admin-token,admin,,\"system:masters\"\n,nobody,1,\ncarol-token,carol,\"\",\n",
+        )
+        .unwrap();
+        let mut t = TokenAuthenticator::default();
+        t.load_file(&path).unwrap();
+        let admin = t.authenticate("admin-token").unwrap();
+        assert_eq!((admin.name.as_str(), admin.uid.as_str()), ("admin", ""));
+        assert_eq!(admin.groups, vec!["system:masters"]);
+        assert!(t.authenticate("").is_none(), "an empty token is skipped");
+        assert!(t.authenticate("carol-token").unwrap().groups.is_empty());
+    }
+
+    #[test]
+    fn rejects_token_file_line_with_fewer_than_three_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.csv");
+        std::fs::write(&path, "ok,a,1\nabc,alice\n").unwrap();
+        let err = TokenAuthenticator::default().load_file(&path).unwrap_err();
+        assert!(matches!(err, AuthError::Syntax { line: 2, .. }), "{err:?}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The one error type of the API server; it renders as a `meta.k8s.io/v1 Status`.
 
-use serde_json::json;
+use serde::Serialize;
 
 /// One field-level cause of a validation failure (`Status.details.causes[]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,21 @@ impl ApiError {
         Self::new(404, "NotFound", format!("{resource} \"{name}\" not found"))
             .about(group, plural, name)
     }
+    /// 403 Forbidden: `<plural>.<group> "<name>" is forbidden: <why>`, as Kubernetes words
+    /// an admission refusal.
+    pub fn forbidden(group: &str, plural: &str, name: &str, why: &str) -> Self {
+        let resource = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
+        Self::new(
+            403,
+            "Forbidden",
+            format!("{resource} \"{name}\" is forbidden: {why}"),
+        )
+        .about(group, plural, name)
+    }
     /// 422 Invalid: `<Kind>.<group> "<name>" is invalid: <field>: <message>, …`.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let qualified = if group.is_empty() {
@@ -93,38 +108,88 @@ impl ApiError {
         e
     }
 
-    /// The `meta.k8s.io/v1 Status` object for this error.
-    pub fn to_status(&self) -> serde_json::Value {
-        let mut details = serde_json::Map::new();
-        if let Some(s) = &self.subject {
-            details.insert("name".into(), json!(s.name));
-            details.insert("group".into(), json!(s.group));
-            details.insert("kind".into(), json!(s.kind));
-        }
-        if !self.causes.is_empty() {
-            details.insert(
-                "causes".into(),
-                json!(self
-                    .causes
-                    .iter()
-                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
-                    .collect::<Vec<_>>()),
-            );
-        }
-        let mut status = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
+    /// The `meta.k8s.io/v1 Status` object for this error, encoded as kube-apiserver encodes
+    /// it: Go's field order (kind, apiVersion, metadata, status, message, reason, details,
+    /// code) and `omitempty` (no empty `details.group`).
+    pub fn status(&self) -> Status<'_> {
+        let details = (self.subject.is_some() || !self.causes.is_empty()).then(|| Details {
+            name: self.subject.as_ref().map_or("", |s| &s.name),
+            group: self.subject.as_ref().map_or("", |s| &s.group),
+            kind: self.subject.as_ref().map_or("", |s| &s.kind),
+            causes: self
+                .causes
+                .iter()
+                .map(|c| StatusCause {
+                    reason: &c.reason,
+                    message: &c.message,
+                    field: &c.field,
+                })
+                .collect(),
         });
-        if !details.is_empty() {
-            status["details"] = serde_json::Value::Object(details);
+        Status {
+            kind: "Status",
+            api_version: "v1",
+            metadata: ListMeta {},
+            status: "Failure",
+            message: &self.message,
+            reason: &self.reason,
+            details,
+            code: self.code,
         }
-        status
     }
+
+    /// [`ApiError::status`] as a JSON value (for embedding in other objects).
+    pub fn to_status(&self) -> serde_json::Value {
+        serde_json::to_value(self.status()).unwrap_or_default()
+    }
+}
+
+/// `meta.k8s.io/v1 Status`, with its members in Go's order.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status<'a> {
+    kind: &'static str,
+    api_version: &'static str,
+    metadata: ListMeta,
+    status: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    message: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<Details<'a>>,
+    #[serde(skip_serializing_if = "is_zero")]
+    code: u16,
+}
+
+/// An empty `metav1.ListMeta`: Go encodes it as `{}`.
+#[derive(Debug, Serialize)]
+struct ListMeta {}
+
+#[derive(Debug, Serialize)]
+struct Details<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    group: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    causes: Vec<StatusCause<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusCause<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    message: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    field: &'a str,
+}
+
+fn is_zero(code: &u16) -> bool {
+    *code == 0
 }
 
 impl From<skiff_store::StoreError> for ApiError {
@@ -142,5 +207,43 @@ impl From<skiff_store::StoreError> for ApiError {
             S::FutureRevision { .. } => ApiError::new(504, "Timeout", e.to_string()),
             other => ApiError::internal(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Byte for byte what kube-apiserver 1.33 answers for `GET /api/v1/namespaces/default/configmaps/nope`.
+    #[test]
+    fn not_found_status_is_encoded_like_kube_apiserver() {
+        let e = ApiError::not_found("", "configmaps", "nope");
+        assert_eq!(
+            serde_json::to_string(&e.status()).unwrap(),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \"nope\" not found","reason":"NotFound","details":{"name":"nope","kind":"configmaps"},"code":404}"#
+        );
+    }
+
+    #[test]
+    fn causes_keep_go_member_order_and_groups_show_when_set() {
+        let e = ApiError::invalid(
+            "apps",
+            "Deployment",
+            "web",
+            vec![Cause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value".into(),
+                field: "spec.selector".into(),
+            }],
+        );
+        assert_eq!(
+            serde_json::to_string(&e.status()).unwrap(),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Deployment.apps \"web\" is invalid: spec.selector: Required value","reason":"Invalid","details":{"name":"web","group":"apps","kind":"Deployment","causes":[{"reason":"FieldValueRequired","message":"Required value","field":"spec.selector"}]},"code":422}"#
+        );
+        let bare = ApiError::bad_request("nope");
+        assert_eq!(
+            serde_json::to_string(&bare.status()).unwrap(),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"nope","reason":"BadRequest","code":400}"#
+        );
     }
 }

@@ -110,8 +110,7 @@ pub fn content_type(headers: &HeaderMap) -> String {
 pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let v: Value = match content_type(headers).as_str() {
         "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body)?,
-        "application/yaml" | "application/apply-patch+yaml" => serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,
+        "application/yaml" | "application/apply-patch+yaml" => crate::yaml::parse(body)?,
         _ => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("error decoding request body as JSON: {e}"))
         })?,
@@ -181,9 +180,50 @@ fn bytes_with_type(code: u16, bytes: Vec<u8>, content_type: &str) -> Response {
     r
 }
 
-/// Adds `Warning: 299 - "<text>"` headers.
+/// Text of all warning headers of one response, in characters (kube-apiserver's limit).
+const WARNINGS_TOTAL: usize = 4 * 1024;
+/// One warning's text once the total is exceeded (kube-apiserver's limit).
+const WARNING_ITEM: usize = 256;
+/// Most warning headers on one response: Python's `http.client` refuses a response with
+/// more than 100 headers in all.
+const WARNINGS_MAX: usize = 50;
+
+/// Adds `Warning: 299 - "<text>"` headers, deduplicated and capped as kube-apiserver caps
+/// them: up to 4 KiB of text; past that each warning is cut to 256 characters and those
+/// that still do not fit (or exceed [`WARNINGS_MAX`]) are replaced by one warning counting
+/// them.
 pub fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
-    for w in warnings {
+    let mut unique: Vec<&str> = Vec::new();
+    for w in warnings.iter().filter(|w| !w.is_empty()) {
+        if !unique.contains(&w.as_str()) {
+            unique.push(w);
+        }
+    }
+    let total: usize = unique.iter().map(|w| w.chars().count()).sum();
+    let (texts, omitted) = if total <= WARNINGS_TOTAL && unique.len() <= WARNINGS_MAX {
+        (unique.iter().map(|w| w.to_string()).collect::<Vec<_>>(), 0)
+    } else {
+        // Room for the count warning at the end.
+        let budget = WARNINGS_TOTAL - 64;
+        let mut written = 0;
+        let mut kept = Vec::new();
+        for w in &unique {
+            let cut: String = w.chars().take(WARNING_ITEM).collect();
+            let len = cut.chars().count();
+            if written + len > budget || kept.len() + 1 >= WARNINGS_MAX {
+                break;
+            }
+            written += len;
+            kept.push(cut);
+        }
+        let omitted = unique.len() - kept.len();
+        (kept, omitted)
+    };
+    let mut texts = texts;
+    if omitted > 0 {
+        texts.push(format!("{omitted} more warnings were omitted"));
+    }
+    for w in texts {
         let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
         if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
             r.headers_mut().append("Warning", v);
@@ -194,7 +234,9 @@ pub fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json(self.code, &self.to_status())
+        let mut body = serde_json::to_vec(&self.status()).unwrap_or_default();
+        body.push(b'\n');
+        bytes_with_type(self.code, body, "application/json")
     }
 }
 
@@ -225,6 +267,50 @@ mod tests {
         assert_eq!(negotiate(&h), Want::Table);
         h.insert(http::header::ACCEPT, "application/json".parse().unwrap());
         assert_eq!(negotiate(&h), Want::Object);
+    }
+
+    fn warning_headers(warnings: &[String]) -> Vec<String> {
+        with_warnings(Response::new(Body::empty()), warnings)
+            .headers()
+            .get_all("Warning")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn warnings_are_deduplicated_escaped_and_capped() {
+        let few = vec![
+            r#"unknown field "spec.foo""#.to_string(),
+            r#"unknown field "spec.foo""#.to_string(),
+        ];
+        assert_eq!(
+            warning_headers(&few),
+            [r#"299 - "unknown field \"spec.foo\"""#]
+        );
+        // 60,000 unknown fields gave 3.6 MB of headers; 150 broke Python clients.
+        let many: Vec<String> = (0..60_000)
+            .map(|i| format!("unknown field \"x{i}\""))
+            .collect();
+        let headers = warning_headers(&many);
+        assert!(headers.len() <= WARNINGS_MAX, "{}", headers.len());
+        let bytes: usize = headers.iter().map(String::len).sum();
+        assert!(bytes < 2 * WARNINGS_TOTAL, "{bytes}");
+        assert_eq!(headers[0], r#"299 - "unknown field \"x0\"""#);
+        let last = headers.last().unwrap();
+        let omitted = 60_000 - (headers.len() - 1);
+        assert_eq!(
+            last,
+            &format!("299 - \"{omitted} more warnings were omitted\"")
+        );
+        // Long warnings are cut to 256 characters once the total is exceeded.
+        let long: Vec<String> = (0..40)
+            .map(|i| format!("{i}{}", "y".repeat(1000)))
+            .collect();
+        let headers = warning_headers(&long);
+        assert!(headers[..headers.len() - 1]
+            .iter()
+            .all(|h| h.len() == "299 - \"\"".len() + WARNING_ITEM));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! (garbage collection through ownerReferences, namespace finalization): controllers and the
 //! scheduler are clients of this API.
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 mod convert;
 pub mod defaults;
@@ -26,11 +28,13 @@ pub mod router;
 mod secrets;
 pub mod selector;
 pub mod server;
+pub mod services;
 pub mod ssa;
 mod storage;
 mod table;
 pub mod validation;
 mod watch;
+mod yaml;
 
 pub use error::{ApiError, Cause};
 pub use router::{in_process_router, router, ApiState};

@@ -3,6 +3,9 @@
 //! need not read its namespace from the store. Only a hit is trusted: a namespace the cache
 //! has not seen yet (created a moment ago, or the watch is restarting) is read from the store.
 //!
+//! The two NamespaceLifecycle refusals live here too: the namespaces a cluster cannot do
+//! without may not be deleted, and a namespace being deleted takes no new objects.
+//!
 //! Knows nothing of HTTP; feeds only on the store.
 
 use std::collections::HashMap;
@@ -13,7 +16,43 @@ use std::time::Duration;
 use futures::StreamExt;
 use skiff_store::{EventType, KeyValue, Store};
 
+use crate::error::{ApiError, Cause};
 use crate::object;
+use crate::resources::ResourceInfo;
+
+/// Namespaces Kubernetes' NamespaceLifecycle admission never lets go (`kube-node-lease` is
+/// not one of them: the server creates it again, see [`crate::router::ApiState::bootstrap`]).
+pub const IMMORTAL: [&str; 3] = ["default", "kube-system", "kube-public"];
+
+/// 403 for deleting one of the [`IMMORTAL`] namespaces, worded as Kubernetes words it.
+pub fn may_delete(name: &str) -> Result<(), ApiError> {
+    if IMMORTAL.contains(&name) {
+        return Err(ApiError::forbidden(
+            "",
+            "namespaces",
+            name,
+            "this namespace may not be deleted",
+        ));
+    }
+    Ok(())
+}
+
+/// 403 for creating `name` of `info` in namespace `ns` while it is being deleted, with the
+/// `NamespaceTerminating` cause Kubernetes adds.
+pub fn terminating(info: &ResourceInfo, ns: &str, name: &str) -> ApiError {
+    let mut e = ApiError::forbidden(
+        info.group,
+        info.plural,
+        name,
+        &format!("unable to create new content in namespace {ns} because it is being terminated"),
+    );
+    e.causes.push(Cause {
+        reason: "NamespaceTerminating".into(),
+        message: format!("namespace {ns} is being terminated"),
+        field: "metadata.namespace".into(),
+    });
+    e
+}
 
 /// Namespace name → whether it is being deleted. `None` while not in sync with the store.
 #[derive(Default)]

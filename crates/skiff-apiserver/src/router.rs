@@ -10,6 +10,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::Method;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::auth::{self, Attributes, PeerIdentity, TokenAuthenticator, UserInfo};
 use crate::encryption::Encryptor;
@@ -29,6 +30,8 @@ pub struct ApiState {
     pub(crate) tokens: TokenAuthenticator,
     /// Kept in sync by the server while it serves (see `namespaces`).
     pub(crate) namespaces: Arc<crate::namespaces::NamespaceCache>,
+    /// Where Services get ClusterIPs and NodePorts from.
+    pub(crate) services: crate::services::ServiceNetwork,
 }
 
 impl ApiState {
@@ -43,10 +46,19 @@ impl ApiState {
             storage: Storage::new(store, SecretCodec::new(encryptor)),
             tokens,
             namespaces: Default::default(),
+            services: Default::default(),
         }
     }
 
-    /// Creates the namespaces every cluster has; idempotent.
+    /// The same state allocating Services from `network` (default: 10.43.0.0/16 and
+    /// NodePorts 30000-32767, no API server endpoint published).
+    pub fn with_service_network(mut self, network: crate::services::ServiceNetwork) -> Self {
+        self.services = network;
+        self
+    }
+
+    /// Creates the namespaces every cluster has and the `default/kubernetes` Service;
+    /// idempotent.
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
         handlers::bootstrap(self).await
     }
@@ -161,14 +173,17 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let span = tracing::debug_span!("request", %method, %path);
-    let _enter = span.enter();
-    match serve(state, req).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(code = e.code, message = %e.message, "request failed");
-            e.into_response()
+    async move {
+        match serve(state, req).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(code = e.code, message = %e.message, "request failed");
+                e.into_response()
+            }
         }
     }
+    .instrument(span)
+    .await
 }
 
 async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError> {

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::server::WebPkiClientVerifier;
 use skiff_store::Store;
 use tokio::net::TcpListener;
@@ -31,6 +30,11 @@ pub struct Config {
     pub port: u16,
     /// Extra bearer tokens (`token,user,uid,"groups"` lines).
     pub token_file: Option<PathBuf>,
+    /// ClusterIP and NodePort ranges of Services (its `apiserver` is filled in by
+    /// [`Server::bind`]).
+    pub services: crate::services::ServiceNetwork,
+    /// Handshake and header deadlines, and the bound on open connections.
+    pub connections: skiff_core::serve::Limits,
 }
 
 /// Errors starting the server.
@@ -67,6 +71,7 @@ impl skiff_core::HasKind for ServerError {
 pub struct Server {
     listener: TcpListener,
     tls: TlsAcceptor,
+    gate: skiff_core::serve::Gate,
     app: axum::Router,
     store: Arc<dyn Store>,
     encryptor: Arc<Encryptor>,
@@ -127,11 +132,16 @@ impl Server {
 
         let encryptor =
             Arc::new(Encryptor::load_or_create(&config.data_dir).map_err(ServerError::Bootstrap)?);
-        let state = Arc::new(ApiState::new(store.clone(), tokens, encryptor.clone()));
+        let mut services = config.services.clone();
+        services.apiserver = Some(SocketAddr::new(advertised_ip(config.bind), addr.port()));
+        let state = Arc::new(
+            ApiState::new(store.clone(), tokens, encryptor.clone()).with_service_network(services),
+        );
         state.bootstrap().await.map_err(ServerError::Bootstrap)?;
         Ok(Server {
             listener,
             tls: TlsAcceptor::from(Arc::new(tls)),
+            gate: skiff_core::serve::Gate::new(config.connections),
             app: router(state.clone()),
             store,
             encryptor,
@@ -156,26 +166,34 @@ impl Server {
                 .clone()
                 .follow(self.store.clone(), stopped(stop_rx.clone())),
         );
-        tokio::spawn(compactor(self.store.clone(), stopped(stop_rx)));
+        tokio::spawn(compactor(self.store.clone(), stopped(stop_rx.clone())));
+        tokio::spawn(keep_system_objects(self.state.clone(), stopped(stop_rx)));
         tokio::pin!(shutdown);
         loop {
-            let (tcp, peer_addr) = tokio::select! {
+            // A slot first: connections beyond the bound wait in the backlog.
+            let accepted = tokio::select! {
                 _ = &mut shutdown => {
                     let _ = stop_tx.send(());
                     return;
                 }
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                },
+                accepted = async {
+                    let slot = self.gate.admit().await;
+                    (slot, self.listener.accept().await)
+                } => accepted,
+            };
+            let (slot, (tcp, peer_addr)) = match accepted {
+                (slot, Ok(a)) => (slot, a),
+                (_, Err(e)) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
             };
             let acceptor = self.tls.clone();
             let app = self.app.clone();
+            let gate = self.gate.clone();
             tokio::spawn(async move {
-                let tls = match acceptor.accept(tcp).await {
+                let _slot = slot;
+                let tls = match gate.handshake(acceptor.accept(tcp)).await {
                     Ok(t) => t,
                     Err(e) => {
                         tracing::debug!(%peer_addr, error = %e, "TLS handshake failed");
@@ -195,13 +213,51 @@ impl Server {
                         app.clone().oneshot(req.map(Body::new))
                     },
                 );
-                if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await
-                {
+                if let Err(e) = gate.http().serve_connection(gate.io(tls), svc).await {
                     tracing::debug!(%peer_addr, error = %e, "connection ended with an error");
                 }
             });
+        }
+    }
+}
+
+/// The address pods reach the API server at (the `default/kubernetes` endpoints): the bound
+/// address, or when bound to every address the one the host routes from.
+fn advertised_ip(bind: IpAddr) -> IpAddr {
+    if !bind.is_unspecified() {
+        return bind;
+    }
+    // Connecting a UDP socket sends nothing; it only asks the kernel for the source address.
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").and_then(|()| s.local_addr()))
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// How often the objects every cluster has are checked and created again when missing.
+const SYSTEM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How often Service allocations nobody holds are looked for (kube-apiserver's repair
+/// controllers: every 3 minutes).
+const REPAIR_EVERY: u32 = 18;
+
+/// Creates again, every [`SYSTEM_EVERY`], the objects every cluster has when a client deleted
+/// them (kube-apiserver's system namespaces controller does this for `kube-node-lease`), and
+/// every [`REPAIR_EVERY`] rounds frees leaked Service allocations.
+async fn keep_system_objects(state: Arc<ApiState>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    for round in 1u32.. {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(SYSTEM_EVERY) => {}
+        }
+        if let Err(e) = state.bootstrap().await {
+            tracing::warn!(error = %e, "cannot restore the cluster's own objects");
+        }
+        if round % REPAIR_EVERY == 0 {
+            if let Err(e) = crate::services::repair(&state).await {
+                tracing::warn!(error = %e, "cannot repair service allocations");
+            }
         }
     }
 }

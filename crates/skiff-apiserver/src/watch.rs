@@ -13,6 +13,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use skiff_store::{Event, EventType};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::handlers::{partial_metadata, Ctx};
@@ -132,52 +133,55 @@ pub async fn serve(ctx: Ctx<'_>) -> Result<Response, ApiError> {
     let initial_end_bookmark = flag(&params.send_initial_events) && bookmarks;
 
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
-    tokio::spawn(async move {
-        let mut last_rv = from;
-        for obj in &initial {
-            if !w.filter.matches(obj) {
-                continue;
-            }
-            if tx.send(Ok(w.line("ADDED", obj))).await.is_err() {
-                return;
-            }
-        }
-        if initial_end_bookmark && tx.send(Ok(w.bookmark(last_rv, true))).await.is_err() {
-            return;
-        }
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
-        ticker.tick().await;
-        loop {
-            let line = tokio::select! {
-                _ = &mut deadline => return,
-                _ = ticker.tick(), if bookmarks => Some(w.bookmark(last_rv, false)),
-                ev = events.next() => match ev {
-                    None => return,
-                    Some(Ok(ev)) => {
-                        last_rv = ev.revision;
-                        match w.translate(&ev) {
-                            Ok(Some((kind, obj))) => Some(w.line(kind, &obj)),
-                            Ok(None) => None,
-                            Err(e) => Some(w.line("ERROR", &e.to_status())),
-                        }
-                    }
-                    Some(Err(e)) => {
-                        let status = ApiError::from(e).to_status();
-                        let _ = tx.send(Ok(w.line("ERROR", &status))).await;
-                        return;
-                    }
-                },
-                _ = tx.closed() => return,
-            };
-            if let Some(line) = line {
-                if tx.send(Ok(line)).await.is_err() {
+    tokio::spawn(
+        async move {
+            let mut last_rv = from;
+            for obj in &initial {
+                if !w.filter.matches(obj) {
+                    continue;
+                }
+                if tx.send(Ok(w.line("ADDED", obj))).await.is_err() {
                     return;
                 }
             }
+            if initial_end_bookmark && tx.send(Ok(w.bookmark(last_rv, true))).await.is_err() {
+                return;
+            }
+            let deadline = tokio::time::sleep(timeout);
+            tokio::pin!(deadline);
+            let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
+            ticker.tick().await;
+            loop {
+                let line = tokio::select! {
+                    _ = &mut deadline => return,
+                    _ = ticker.tick(), if bookmarks => Some(w.bookmark(last_rv, false)),
+                    ev = events.next() => match ev {
+                        None => return,
+                        Some(Ok(ev)) => {
+                            last_rv = ev.revision;
+                            match w.translate(&ev) {
+                                Ok(Some((kind, obj))) => Some(w.line(kind, &obj)),
+                                Ok(None) => None,
+                                Err(e) => Some(w.line("ERROR", &e.to_status())),
+                            }
+                        }
+                        Some(Err(e)) => {
+                            let status = ApiError::from(e).to_status();
+                            let _ = tx.send(Ok(w.line("ERROR", &status))).await;
+                            return;
+                        }
+                    },
+                    _ = tx.closed() => return,
+                };
+                if let Some(line) = line {
+                    if tx.send(Ok(line)).await.is_err() {
+                        return;
+                    }
+                }
+            }
         }
-    });
+        .instrument(tracing::Span::current()),
+    );
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     let mut r = Response::new(body);
     r.headers_mut().insert(

@@ -1,11 +1,16 @@
-//! Shared vocabulary of every skiff crate: error kinds, ids, default paths, Docker's units.
+//! Shared vocabulary of every skiff crate: error kinds, ids, default paths, Docker's units,
+//! and (feature `serve`) the connection limits both HTTP APIs apply.
 //!
 //! Owns nothing stateful and must not depend on any other skiff crate. Protocol-specific
 //! error formats (Docker `{"message"}`, Kubernetes `Status`) are produced at the API edges
 //! from [`ErrorKind`], never here.
 
+#![forbid(unsafe_code)]
+
 pub mod ids;
 pub mod paths;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod units;
 
 /// What went wrong, independent of any wire protocol. Each crate's error enum maps onto one

@@ -1,10 +1,17 @@
 //! Docker's connection hijack for attach and exec: with `Upgrade: tcp` the server answers
 //! `101 UPGRADED` and the connection becomes a raw duplex (stdin in, framed output out);
 //! without it the output is streamed as an ordinary response body and stdin is not read.
+//!
+//! Output is sent only once the client has read the `101` head: clients that read the head
+//! through a buffered reader and then take over the raw socket (docker-py, through
+//! http.client) lose whatever arrived together with it.
 
 use std::future::Future;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -19,9 +26,60 @@ use tracing::Instrument;
 use crate::error::ApiError;
 use crate::stream::{MULTIPLEXED, RAW_STREAM};
 
+/// How long output waits for the client to read the `101` head before it is sent anyway.
+const HEAD_READ_WAIT: Duration = Duration::from_secs(5);
+
+/// The descriptor of a client's connection, recorded when it is accepted: a hijacked
+/// connection uses it to see whether the client has read the `101` head. It is only used
+/// while the upgraded connection, which keeps the descriptor open, is held.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSocket(RawFd);
+
+impl ClientSocket {
+    /// The socket of an accepted connection.
+    pub(crate) fn of(stream: &tokio::net::UnixStream) -> Self {
+        ClientSocket(stream.as_raw_fd())
+    }
+}
+
+/// How many bytes sent on the unix socket `fd` its peer has not read yet (`SIOCOUTQ`).
+fn unread_by_peer(fd: RawFd) -> std::io::Result<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) stores one int through the pointer, which is valid for the
+    // call; `fd` is an open socket held by the caller (see `ClientSocket`).
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(usize::try_from(queued).unwrap_or(0))
+}
+
+/// Waits (polling, at most [`HEAD_READ_WAIT`]) until the client has read everything sent on
+/// its connection so far: the `101` head.
+async fn head_read(socket: ClientSocket) {
+    let deadline = Instant::now() + HEAD_READ_WAIT;
+    loop {
+        match unread_by_peer(socket.0) {
+            Ok(0) => return,
+            Ok(unread) if Instant::now() >= deadline => {
+                tracing::debug!(
+                    unread,
+                    "client has not read the upgrade head; streaming anyway"
+                );
+                return;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot tell whether the client read the head");
+                return;
+            }
+        }
+    }
+}
+
 /// The client's wish to take over the connection, taken from the request before its body is
-/// read.
-pub struct Hijack(Option<OnUpgrade>);
+/// read, with its connection's socket when known.
+pub struct Hijack(Option<OnUpgrade>, Option<ClientSocket>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Hijack {
     type Rejection = ApiError;
@@ -37,7 +95,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Hijack {
         } else {
             None
         };
-        Ok(Hijack(on_upgrade))
+        let socket = parts
+            .extensions
+            .get::<ConnectInfo<ClientSocket>>()
+            .map(|c| c.0);
+        Ok(Hijack(on_upgrade, socket))
     }
 }
 
@@ -50,10 +112,9 @@ impl Hijack {
     }
 
     /// Like [`Self::respond`], but `start` (which starts the process and attaches to it) runs
-    /// only once the connection has switched, the way dockerd starts an exec. Clients that read
-    /// the `101` head through a buffered reader and then take over the raw socket (docker-py,
-    /// via http.client) would otherwise lose output that arrived together with the head. An
-    /// error after the switch is written to the stream, as Docker does.
+    /// only once the connection has switched and the client has read the `101` head, the way
+    /// dockerd starts an exec after the switch. An error after the switch is written to the
+    /// stream, as Docker does.
     pub fn respond_deferred<F>(self, tty: bool, start: F) -> Response
     where
         F: Future<Output = Result<Attached, ApiError>> + Send + 'static,
@@ -61,7 +122,10 @@ impl Hijack {
         let content_type = HeaderValue::from_static(if tty { RAW_STREAM } else { MULTIPLEXED });
         match self.0 {
             Some(on_upgrade) => {
-                tokio::spawn(bridge(on_upgrade, start).instrument(tracing::Span::current()));
+                let socket = self.1;
+                tokio::spawn(
+                    bridge(on_upgrade, socket, start).instrument(tracing::Span::current()),
+                );
                 let mut resp = Response::new(Body::empty());
                 *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
                 resp.extensions_mut()
@@ -102,8 +166,9 @@ impl Hijack {
 }
 
 /// Copies client input to the container's stdin and its output to the client, until the
-/// output ends (the process exited); then the client's connection is closed.
-async fn bridge<F>(on_upgrade: OnUpgrade, start: F)
+/// output ends (the process exited, or the client detached); then the client's connection is
+/// closed.
+async fn bridge<F>(on_upgrade: OnUpgrade, socket: Option<ClientSocket>, start: F)
 where
     F: Future<Output = Result<Attached, ApiError>>,
 {
@@ -114,6 +179,10 @@ where
             return;
         }
     };
+    // `upgraded` holds the connection, so its descriptor is still this client's.
+    if let Some(socket) = socket {
+        head_read(socket).await;
+    }
     let (mut client_read, mut client_write) = tokio::io::split(upgraded);
     let attached = match start.await {
         Ok(attached) => attached,

@@ -12,7 +12,7 @@ mod routes;
 mod stream;
 mod version;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -20,8 +20,10 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use skiff_core::serve::Gate;
+pub use skiff_core::serve::Limits;
 use skiff_engine::Engine;
-use tower::Layer as _;
+use tower::{Layer as _, ServiceExt};
 use tracing::Instrument;
 
 pub use error::ApiError;
@@ -36,8 +38,6 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("serving the API")]
-    Serve(#[source] std::io::Error),
 }
 
 impl skiff_core::HasKind for ServeError {
@@ -81,6 +81,19 @@ pub async fn serve(
     socket: &Path,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with(engine, socket, Limits::default(), shutdown).await
+}
+
+/// [`serve`] with the given connection limits: a client must send each request header
+/// within `limits.header` (an idle kept-alive connection is closed after it), and at most
+/// `limits.max_connections` connections are served at once. Streaming replies (`logs -f`,
+/// `events`, `wait`) and hijacked attach/exec connections are not timed.
+pub async fn serve_with(
+    engine: Arc<Engine>,
+    socket: &Path,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let bind_err = |source| ServeError::Bind {
         path: socket.display().to_string(),
         source,
@@ -96,25 +109,59 @@ pub async fn serve(
     let listener = tokio::net::UnixListener::bind(socket).map_err(bind_err)?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660)).map_err(bind_err)?;
     tracing::info!(socket = %socket.display(), "serving the Docker Engine API");
-    let service = app(engine).into_make_service();
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel();
-    let signal = async move {
-        shutdown.await;
-        let _ = stopping_tx.send(());
-    };
-    let server = axum::serve(listener, service).with_graceful_shutdown(signal);
-    tokio::select! {
-        result = server.into_future() => result.map_err(ServeError::Serve),
-        () = async {
-            // Streaming responses (`logs -f`, `events`) never end on their own.
-            if stopping_rx.await.is_ok() {
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } else {
-                std::future::pending::<()>().await;
+    let app = app(engine);
+    let gate = Gate::new(limits);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (slot, accepted) = tokio::select! {
+            () = &mut shutdown => break,
+            a = async {
+                let slot = gate.admit().await;
+                (slot, listener.accept().await)
+            } => a,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
             }
-        } => {
-            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
-            Ok(())
-        }
+        };
+        let app = app.clone();
+        let gate = gate.clone();
+        let mut stop = stop_rx.clone();
+        // Hijacked attach/exec look at the connection's socket (see `hijack::ClientSocket`).
+        let client = axum::extract::ConnectInfo(hijack::ClientSocket::of(&stream));
+        tokio::spawn(async move {
+            let _slot = slot;
+            let svc =
+                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(client);
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
+            let builder = gate.http();
+            let conn = builder.serve_connection_with_upgrades(gate.io(stream), svc);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
     }
+    let _ = stop_tx.send(true);
+    // Streaming responses (`logs -f`, `events`) never end on their own.
+    if tokio::time::timeout(SHUTDOWN_GRACE, gate.drained())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
+    }
+    Ok(())
 }

@@ -180,7 +180,7 @@ pub struct Logs {
 }
 
 /// `POST /containers/{id}/attach` options.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct AttachOptions {
     pub stdin: bool,
     pub stdout: bool,
@@ -188,6 +188,27 @@ pub struct AttachOptions {
     /// Replay the log before streaming.
     pub logs: bool,
     pub stream: bool,
+    /// `detachKeys`: the sequence that ends the session of a tty attach with stdin (Docker's
+    /// format, e.g. `ctrl-p,ctrl-q`, the default).
+    pub detach_keys: Option<String>,
+}
+
+/// `POST /commit` options.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    /// Name the image `repo:tag` (tag defaults to `latest`).
+    pub repo: Option<String>,
+    pub tag: Option<String>,
+    /// The history entry's comment.
+    pub comment: Option<String>,
+    pub author: Option<String>,
+    /// Dockerfile lines applied to the image's config (`CMD ["sh"]`, `ENV A=1`, …).
+    pub changes: Vec<String>,
+    /// Pause a running container while its filesystem is read (Docker's default).
+    pub pause: bool,
+    /// The image's config instead of the container's (what it leaves empty still comes from
+    /// the container's).
+    pub config: Option<ContainerConfig>,
 }
 
 /// `GET /events` options.
@@ -574,6 +595,12 @@ impl Engine {
     ) -> Result<()> {
         self.do_archive_put(id, path, tar, no_overwrite_dir_non_dir)
             .await
+    }
+
+    /// `POST /commit?container=`: a new image from the container's changes; returns its id.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    pub async fn container_commit(&self, id: &str, opts: CommitOptions) -> Result<String> {
+        self.do_commit(id, opts).await
     }
 
     /// `GET /containers/{id}/export`: a tar of the container's filesystem.

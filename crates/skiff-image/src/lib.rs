@@ -6,14 +6,17 @@
 //!
 //! It owns everything under the root directory it is opened on (`<engine-root>/image`) and
 //! nothing else: it does not know about containers (callers pass an `in_use` predicate), and
-//! it does not talk to registries or build images.
+//! it does not build images. [`registry`] pulls images from and pushes them to registries
+//! (through `oci-client`) into and out of this same store.
 
 mod archive;
+mod commit;
 pub mod confined;
 mod error;
 mod import;
 pub mod overlay;
 mod reference;
+pub mod registry;
 mod snapshot;
 mod store;
 pub mod testutil;
@@ -21,9 +24,11 @@ pub mod unpack;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+pub use commit::Commit;
 pub use error::{ImageError, Result};
-pub use reference::Reference;
+pub use reference::{ImageRef, Reference};
 
 /// One item of `docker rmi`/`docker image prune` output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,14 +62,14 @@ pub struct Image {
 /// The image store rooted at one directory. Send + Sync; all methods may be called
 /// concurrently.
 pub struct ImageStore {
-    inner: store::Store,
+    inner: Arc<store::Store>,
 }
 
 impl ImageStore {
     /// Opens (creating if needed) the store under `root`.
     pub fn open(root: &Path) -> Result<ImageStore> {
         Ok(ImageStore {
-            inner: store::Store::open(root)?,
+            inner: Arc::new(store::Store::open(root)?),
         })
     }
 
@@ -94,6 +99,13 @@ impl ImageStore {
         message: Option<&str>,
     ) -> Result<String> {
         import::import(&self.inner, rootfs_tar, reference, changes, message)
+    }
+
+    /// `docker commit`: a new image of the parent's layers plus one made of the container's
+    /// upper directory (none when it is empty), with the request's config and a history
+    /// entry. Returns the image id.
+    pub fn commit(&self, request: &Commit) -> Result<String> {
+        commit::commit(&self.inner, request)
     }
 
     /// All images, newest first.

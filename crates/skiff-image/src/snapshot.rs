@@ -48,6 +48,23 @@ pub(crate) fn remove(store: &Store, chain: &str) -> Result<()> {
     }
 }
 
+/// Whether the snapshot of `chain` is unpacked.
+pub(crate) fn exists(store: &Store, chain: &str) -> bool {
+    snapshot_dir(store, chain).is_ok_and(|d| d.exists())
+}
+
+/// Moves a layer unpacked elsewhere (`staged/fs`, under the store's tmp dir) into place as
+/// the snapshot of `chain`, unless that snapshot exists already.
+pub(crate) fn install(store: &Store, chain: &str, staged: &std::path::Path) -> Result<()> {
+    let dir = snapshot_dir(store, chain)?;
+    let lock = store.unpack_lock(chain);
+    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    if dir.exists() {
+        return Ok(());
+    }
+    fs::rename(staged, &dir).ctx(|| format!("move snapshot into {}", dir.display()))
+}
+
 pub(crate) fn prepare_rootfs(store: &Store, image: &str) -> Result<Vec<PathBuf>> {
     let (_, entry) = store.entry(image)?;
     let diff_ids = entry.config.rootfs().diff_ids();

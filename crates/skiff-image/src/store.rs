@@ -21,7 +21,7 @@ use oci_spec::image::{
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{ImageError, IoContext, Result};
-use crate::reference::Reference;
+use crate::reference::{ImageRef, Reference};
 use crate::snapshot;
 use crate::{Image, Removed};
 
@@ -37,6 +37,27 @@ pub(crate) struct Entry {
     pub manifest: ImageManifest,
     pub config: ImageConfiguration,
     pub names: BTreeSet<Reference>,
+    /// Digest references of pulled or pushed manifests (`RepoDigests`), one per repository.
+    pub digests: BTreeSet<RepoDigest>,
+}
+
+/// A repository plus the digest of the manifest it serves (`busybox@sha256:…`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RepoDigest {
+    /// Fully qualified: `docker.io/library/busybox@sha256:…`.
+    pub full: String,
+    /// Familiar: `busybox@sha256:…`.
+    pub familiar: String,
+}
+
+impl RepoDigest {
+    pub fn new(r: &ImageRef, digest: &str) -> RepoDigest {
+        let r = r.with_digest(digest);
+        RepoDigest {
+            full: format!("{}/{}@{digest}", r.domain(), r.path()),
+            familiar: r.to_string(),
+        }
+    }
 }
 
 impl Entry {
@@ -44,7 +65,7 @@ impl Entry {
         Image {
             id: id.to_string(),
             repo_tags: self.names.iter().map(Reference::to_string).collect(),
-            repo_digests: Vec::new(),
+            repo_digests: self.digests.iter().map(|d| d.familiar.clone()).collect(),
             config: self.config.clone(),
             manifest_digest: self.manifest_digest.clone(),
             size: self.manifest.layers().iter().map(Descriptor::size).sum(),
@@ -122,8 +143,16 @@ impl Store {
                     .annotations()
                     .as_ref()
                     .and_then(|a| a.get(ANNOTATION_IMAGE_NAME));
-                if let Some(name) = name.and_then(|n| Reference::parse(n).ok()) {
-                    entry.names.insert(name);
+                if let Some(name) = name.and_then(|n| ImageRef::parse(n).ok()) {
+                    match (name.tagged(), name.digest()) {
+                        (Some(tagged), _) => {
+                            entry.names.insert(tagged);
+                        }
+                        (None, Some(digest)) => {
+                            entry.digests.insert(RepoDigest::new(&name, digest));
+                        }
+                        _ => {}
+                    }
                 }
             }
         }
@@ -203,6 +232,7 @@ impl Store {
             manifest,
             config,
             names: BTreeSet::new(),
+            digests: BTreeSet::new(),
         };
         Ok((config_digest, entry))
     }
@@ -210,6 +240,16 @@ impl Store {
     /// Indexes the image whose manifest blob (and everything it references) is stored,
     /// moving `names` to it. Returns the image id.
     pub fn commit(&self, manifest_digest: &str, names: &[Reference]) -> Result<String> {
+        self.commit_with_digests(manifest_digest, names, &[])
+    }
+
+    /// [`Store::commit`] that also records repository digests (after a pull or push).
+    pub fn commit_with_digests(
+        &self,
+        manifest_digest: &str,
+        names: &[Reference],
+        digests: &[RepoDigest],
+    ) -> Result<String> {
         let (id, entry) = self.read_entry(manifest_digest)?;
         for layer in entry.manifest.layers() {
             if !self.has_blob(layer.digest().as_ref()) {
@@ -231,6 +271,15 @@ impl Store {
         for name in names {
             move_name(&mut state, &id, name.clone());
         }
+        for digest in digests {
+            // A repository digest names one manifest, so it belongs to one image.
+            for other in state.images.values_mut() {
+                other.digests.remove(digest);
+            }
+            if let Some(entry) = state.images.get_mut(&id) {
+                entry.digests.insert(digest.clone());
+            }
+        }
         self.save_index(&state)?;
         Ok(id)
     }
@@ -246,12 +295,20 @@ impl Store {
                     oci_digest(&entry.manifest_digest),
                 )
             };
-            if entry.names.is_empty() {
+            if entry.names.is_empty() && entry.digests.is_empty() {
                 manifests.push(desc());
             }
             for name in &entry.names {
                 let mut d = desc();
                 d.set_annotations(Some(name_annotations(name)));
+                manifests.push(d);
+            }
+            for digest in &entry.digests {
+                let mut d = desc();
+                d.set_annotations(Some(HashMap::from([(
+                    ANNOTATION_IMAGE_NAME.to_string(),
+                    digest.full.clone(),
+                )])));
                 manifests.push(d);
             }
         }
@@ -279,6 +336,18 @@ impl Store {
         if let Ok(r) = Reference::parse(s) {
             if let Some((id, _)) = state.images.iter().find(|(_, e)| e.names.contains(&r)) {
                 return Ok((id.clone(), Some(r)));
+            }
+        }
+        if let Ok(r) = ImageRef::parse(s) {
+            if let Some(digest) = r.digest() {
+                let wanted = RepoDigest::new(&r, digest);
+                if let Some((id, _)) = state
+                    .images
+                    .iter()
+                    .find(|(_, e)| e.digests.contains(&wanted))
+                {
+                    return Ok((id.clone(), None));
+                }
             }
         }
         find_by_prefix(state, s, s)?
@@ -359,6 +428,12 @@ impl Store {
             }
             removed.extend(names.iter().map(|n| Removed::Untagged(n.to_string())));
         }
+        let digests = &state.images[&id].digests;
+        removed.extend(
+            digests
+                .iter()
+                .map(|d| Removed::Untagged(d.familiar.clone())),
+        );
         let entry = state.images.remove(&id).expect("resolved");
         removed.push(Removed::Deleted(id.clone()));
         self.save_index(&state)?;
@@ -373,7 +448,7 @@ impl Store {
         let victims: Vec<String> = state
             .images
             .iter()
-            .filter(|(id, e)| (all || e.names.is_empty()) && !in_use(id))
+            .filter(|(id, e)| (all || (e.names.is_empty() && e.digests.is_empty())) && !in_use(id))
             .map(|(id, _)| id.clone())
             .collect();
         let mut removed = Vec::new();
@@ -381,6 +456,12 @@ impl Store {
         for id in victims {
             let entry = state.images.remove(&id).expect("listed");
             removed.extend(entry.names.iter().map(|n| Removed::Untagged(n.to_string())));
+            removed.extend(
+                entry
+                    .digests
+                    .iter()
+                    .map(|d| Removed::Untagged(d.familiar.clone())),
+            );
             removed.push(Removed::Deleted(id));
             deleted.push((entry, false));
         }

@@ -162,6 +162,13 @@ fn flat_keyed(path: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Whether the host runs cgroup v2 alone (`/sys/fs/cgroup` is a cgroup2 mount: Docker's
+/// "unified" mode), rather than v1 or hybrid.
+pub fn unified_only() -> bool {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+    statfs("/sys/fs/cgroup").is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC)
+}
+
 /// Memory statistics, in bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct MemoryStats {
@@ -540,6 +547,17 @@ mod tests {
         assert_eq!(
             (dir, v2),
             (PathBuf::from("/sys/fs/cgroup/memory/skiff/abc"), false)
+        );
+    }
+
+    #[test]
+    fn unified_only_is_false_on_v1_and_hybrid_hosts() {
+        // A v2-only host has cgroup.controllers at the top; a hybrid one (this project's
+        // machines, DESIGN.md) mounts cgroup2 at /sys/fs/cgroup/unified instead.
+        let hybrid = std::path::Path::new("/sys/fs/cgroup/unified").exists();
+        assert_eq!(
+            unified_only(),
+            !hybrid && std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
         );
     }
 

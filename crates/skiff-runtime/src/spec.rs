@@ -89,13 +89,17 @@ pub struct ContainerSpec {
     pub rootfs: PathBuf,
     /// argv: entrypoint + cmd, already resolved. Must not be empty.
     pub args: Vec<String>,
-    /// `KEY=value`, image env merged with the request's.
+    /// `KEY=value`, image env merged with the request's. A bare `KEY` (Docker keeps those in
+    /// the container's config) sets nothing and keeps the default of that name (`PATH`,
+    /// `HOSTNAME`, …) out, as Docker's runtime environment does.
     pub env: Vec<String>,
     /// Working directory inside the container ("" = `/`).
     pub cwd: String,
     /// `user`, `uid`, `user:group` or `uid:gid`; resolved against the rootfs's /etc/passwd and
     /// /etc/group. Empty = root.
     pub user: String,
+    /// `--group-add`: supplementary groups by name (the rootfs's /etc/group) or number.
+    pub group_add: Vec<String>,
     pub hostname: String,
     pub tty: bool,
     pub mounts: Vec<MountSpec>,
@@ -104,6 +108,9 @@ pub struct ContainerSpec {
     pub host_pid: bool,
     pub host_ipc: bool,
     pub host_uts: bool,
+    /// Share the host's cgroup namespace (`--cgroupns host`, Docker's default on cgroup v1
+    /// hosts) instead of getting a private one.
+    pub host_cgroupns: bool,
     pub privileged: bool,
     /// Capabilities like `NET_ADMIN` or `CAP_NET_ADMIN`; `ALL` allowed.
     pub cap_add: Vec<String>,
@@ -117,6 +124,8 @@ pub struct ContainerSpec {
     /// `--memory-swap` (memory + swap); None or 0 = twice the memory limit, like Docker;
     /// -1 = unlimited.
     pub memory_swap: Option<i64>,
+    /// `--memory-swappiness` (0-100; cgroup v1 only); None = the kernel's default.
+    pub memory_swappiness: Option<u64>,
     /// `--cpus` in billionths of a CPU (Docker's NanoCpus); becomes a CFS quota over a
     /// [`CPU_PERIOD`] period.
     pub nano_cpus: Option<i64>,
@@ -197,15 +206,23 @@ fn security_opts(opts: &[String]) -> Result<SecurityOpts> {
     Ok(out)
 }
 
-/// `KEY=value` entries: `extra` is added for each key `env` does not set.
-fn with_defaults(mut env: Vec<String>, extra: &[(&str, String)]) -> Vec<String> {
-    for (key, value) in extra {
-        let prefix = format!("{key}=");
-        if !env.iter().any(|e| e.starts_with(&prefix)) {
-            env.push(format!("{key}={value}"));
-        }
-    }
-    env
+/// The `KEY=value` entries of `env`, plus `extra` for each key `env` does not name. Like
+/// Docker's runtime environment (moby's `ReplaceOrAppendEnvValues`), a bare `KEY` sets nothing
+/// and removes that default.
+fn with_defaults(env: Vec<String>, extra: &[(&str, String)]) -> Vec<String> {
+    let named = |key: &str| {
+        env.iter()
+            .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+    };
+    let defaults: Vec<String> = extra
+        .iter()
+        .filter(|(key, _)| !named(key))
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    env.into_iter()
+        .filter(|e| e.contains('='))
+        .chain(defaults)
+        .collect()
 }
 
 fn nofile_limit() -> u64 {
@@ -242,7 +259,7 @@ pub fn generate(c: &ContainerSpec) -> Result<Spec> {
         )));
     }
     let sec = security_opts(&c.security_opt)?;
-    let user = user::resolve(&c.rootfs, &c.user)?;
+    let user = user::resolve(&c.rootfs, &c.user, &c.group_add)?;
     let capabilities = caps::limit_to_host(caps::resolve(c.privileged, &c.cap_add, &c.cap_drop)?);
     let hostname = (!c.host_uts).then(|| {
         if c.hostname.is_empty() {
@@ -377,6 +394,9 @@ pub struct ExecSpec {
     pub tty: bool,
     /// `docker exec --privileged`: every capability the host can grant.
     pub privileged: bool,
+    /// The container's `--group-add`, added to the groups of an exec run as another `user`
+    /// (an exec as the container's user inherits them with the rest of its user).
+    pub group_add: Vec<String>,
 }
 
 /// The process for `docker exec` in a container created from `container`: it inherits the
@@ -396,9 +416,12 @@ pub fn exec_process(container: &Spec, exec: &ExecSpec) -> Result<Process> {
         .set_console_size(None);
     let mut env = base.env().clone().unwrap_or_default();
     for var in &exec.env {
+        // A bare `KEY` unsets it, as with Docker.
         let key = var.split('=').next().unwrap_or_default();
         env.retain(|e| e.split('=').next() != Some(key));
-        env.push(var.clone());
+        if var.contains('=') {
+            env.push(var.clone());
+        }
     }
     if exec.tty {
         env = with_defaults(env, &[("TERM", "xterm".to_string())]);
@@ -413,7 +436,7 @@ pub fn exec_process(container: &Spec, exec: &ExecSpec) -> Result<Process> {
             .as_ref()
             .map(|r| r.path().clone())
             .ok_or_else(|| SpecError::Invalid("container spec has no root".into()))?;
-        let u = user::resolve(&rootfs, &exec.user)?;
+        let u = user::resolve(&rootfs, &exec.user, &exec.group_add)?;
         let mut ub = UserBuilder::default().uid(u.uid).gid(u.gid);
         if !u.additional_gids.is_empty() {
             ub = ub.additional_gids(u.additional_gids);

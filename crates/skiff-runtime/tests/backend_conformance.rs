@@ -2,19 +2,23 @@
 //! generates a spec with `skiff_runtime::spec`, runs a busybox container through the backend
 //! and checks what a user would see.
 //!
-//! A `harness = false` target: everything runs on the main thread, because libcontainer
+//! A `harness = false` target driven by `libtest-mimic`: every backend × case is one test
+//! named `<backend>::<case>`, so the usual filters work (`cargo test -p skiff-runtime --test
+//! backend_conformance -- crun::`) and the summary counts passed, failed and ignored cases.
+//! A backend this host cannot run (crun on hybrid cgroups, see docs/adr/0004) has its cases
+//! reported as ignored with the backend's own reason; so are all cases when not root.
+//!
+//! Everything runs on the main thread (`--test-threads` is forced to 1), because libcontainer
 //! clones and must not do so in a multi-threaded process. The process makes itself a child
 //! subreaper so that container processes are re-parented to it and can be waited for.
-//! Prints `test <backend>::<case> ... ok|FAILED|SKIPPED (reason)` and ends with
-//! `N passed, M failed`. Needs root.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -474,86 +478,77 @@ fn build_rootfs(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn main() -> ExitCode {
-    let mut passed = 0;
-    let mut failed = 0;
-    let mut report =
-        |backend: &str, case: &str, result: std::result::Result<(), String>| match result {
-            Ok(()) => {
-                passed += 1;
-                println!("test {backend}::{case} ... ok");
-            }
-            Err(e) => {
-                failed += 1;
-                println!(
-                    "test {backend}::{case} ... FAILED\n    {}",
-                    e.replace('\n', "\n    ")
-                );
-            }
-        };
+/// Prepares the suite: `Err(reason)` when it cannot run here at all (reported as ignored),
+/// `Ok(Err(why))` when preparing failed (reported as a failure of every case).
+fn setup(rootfs: &Path) -> std::result::Result<std::result::Result<(), String>, String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err("needs root".into());
+    }
+    Ok(nix::sys::prctl::set_child_subreaper(true)
+        .context("becoming a child subreaper")
+        .and_then(|()| build_rootfs(rootfs))
+        .map_err(|e| format!("setting up the suite: {e:#}")))
+}
 
-    let skip_all = if !nix::unistd::Uid::effective().is_root() {
-        Some("needs root".to_string())
-    } else if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-        Some(format!("cannot become a child subreaper: {e}"))
-    } else {
-        None
-    };
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    // libcontainer must not clone from a multi-threaded process: run every case on this thread.
+    args.test_threads = Some(1);
+
     let base = PathBuf::from(format!("/run/skiff-conformance-{}", std::process::id()));
     let _cleanup = TempDirs(vec![base.clone()]);
     let rootfs = base.join("rootfs");
-    let setup = skip_all
-        .clone()
-        .map(Err)
-        .unwrap_or_else(|| build_rootfs(&rootfs).map_err(|e| format!("{e:#}")));
+    // `--list` only names the cases: prepare nothing for it.
+    let setup = if args.list {
+        Ok(Ok(()))
+    } else {
+        setup(&rootfs)
+    };
 
+    let mut trials = Vec::new();
     for name in backend::NAMES {
         let root = base.join("state").join(name);
-        let backend = match backend::by_name(name, &root) {
-            Ok(b) => b,
-            Err(e) => {
-                report(name, "construct", Err(e.to_string()));
-                continue;
-            }
+        // Why this backend's cases cannot run on this host, if they cannot.
+        let host_blocked = match &setup {
+            Err(reason) => Some(reason.clone()),
+            Ok(_) => backend::by_name(name, &root)
+                .and_then(|b| b.check_host())
+                .err()
+                .map(|e| e.to_string()),
         };
-        let skip = match (&setup, backend.check_host()) {
-            (Err(reason), _) => Some(reason.clone()),
-            (Ok(()), Err(e)) => Some(e.to_string()),
-            _ => None,
-        };
-        for (case, run) in CASES {
-            if let Some(reason) = &skip {
-                println!("test {name}::{case} ... SKIPPED ({reason})");
-                continue;
-            }
-            let cx = Ctx {
-                backend: backend.as_ref(),
-                rootfs: rootfs.clone(),
-                bundles: base.join("bundles"),
-                case,
-            };
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| run(&cx)));
-            let result = match result {
-                Ok(r) => r.map_err(|e| format!("{e:#}")),
-                Err(panic) => Err(panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panicked".into())),
-            };
-            report(name, case, result);
+        let setup_failed = setup.clone().ok().and_then(Result::err);
+        for &(case, run) in CASES {
+            let (host_blocked, setup_failed) = (host_blocked.clone(), setup_failed.clone());
+            let (root, rootfs, bundles) = (root.clone(), rootfs.clone(), base.join("bundles"));
+            trials.push(Trial::ignorable_test(
+                format!("{name}::{case}"),
+                move || {
+                    if let Some(reason) = host_blocked {
+                        return Ok(Completion::ignored_with(reason));
+                    }
+                    if let Some(why) = setup_failed {
+                        return Err(why.into());
+                    }
+                    let backend = backend::by_name(name, &root).map_err(|e| e.to_string())?;
+                    let cx = Ctx {
+                        backend: backend.as_ref(),
+                        rootfs,
+                        bundles,
+                        case,
+                    };
+                    run(&cx).map_err(|e| Failed::from(format!("{e:#}")))?;
+                    Ok(Completion::Completed)
+                },
+            ));
         }
     }
+    let conclusion = libtest_mimic::run(&args, trials);
+
     // Reap whatever else was re-parented to us.
     while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
         if matches!(status, WaitStatus::StillAlive) {
             break;
         }
     }
-    println!("{passed} passed, {failed} failed");
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    conclusion.exit_code()
 }

@@ -10,6 +10,8 @@
 //! The `conformance` module (cargo feature `conformance`) holds the properties every engine
 //! is tested against; `tests/sqlite.rs` and `tests/etcd.rs` run them.
 
+#![forbid(unsafe_code)]
+
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod etcd;
@@ -170,7 +172,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// watcher falls behind compaction.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Event>> + Send>>;
 
-/// The datastore seam. All implementations must pass `conformance::run_all`.
+/// The datastore seam. All implementations must pass the conformance suite
+/// (`store_conformance_tests!`, cargo feature `conformance`).
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The current value of `key`, or None.

@@ -5,6 +5,8 @@
 //! The writer is this test binary re-executed with `SKIFF_STORE_CRASH_DB` set (so no extra
 //! binary target is needed): it then writes sequential keys forever and prints
 //! `ack <n> <revision>` to stdout after each acknowledged write.
+//!
+//! The run prints its seed; `SKIFF_TEST_SEED=<seed>` replays its choices.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -13,7 +15,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use skiff_store::sqlite::SqliteStore;
 use skiff_store::Store;
 
@@ -21,6 +24,23 @@ const CHILD_ENV: &str = "SKIFF_STORE_CRASH_DB";
 const TEST_NAME: &str = "sqlite_acknowledged_writes_survive_sigkill";
 const ROUNDS: usize = 30;
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Set to a seed printed by a failed run to replay its random choices (the writer's kill
+/// points; process scheduling still varies).
+const SEED_ENV: &str = "SKIFF_TEST_SEED";
+
+/// The random source of one test: seeded from `SKIFF_TEST_SEED` when set, else from a fresh
+/// random seed; the seed is printed first, so a failure's output tells how to replay it.
+fn seeded_rng() -> StdRng {
+    let seed = match std::env::var(SEED_ENV) {
+        Ok(s) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("{SEED_ENV}={s:?} is not an unsigned 64-bit number")),
+        Err(_) => rand::random(),
+    };
+    eprintln!("seed = {seed} (replay with {SEED_ENV}={seed})");
+    StdRng::seed_from_u64(seed)
+}
 
 fn key(n: u64) -> String {
     format!("/crash/k{n:010}")
@@ -62,7 +82,7 @@ async fn sqlite_acknowledged_writes_survive_sigkill() {
         .unwrap();
     let db = dir.path().join("state.db");
     let mut acked: BTreeMap<u64, i64> = BTreeMap::new();
-    let mut rng = rand::thread_rng();
+    let mut rng = seeded_rng();
     for round in 0..ROUNDS {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])

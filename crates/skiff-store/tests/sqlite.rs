@@ -1,12 +1,13 @@
 //! The SQLite engine: the conformance suite plus what only an embedded file can do
 //! (locking, reopening, `open` by datastore name).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use skiff_store::conformance::Property;
 use skiff_store::sqlite::SqliteStore;
-use skiff_store::{conformance, Store, StoreError};
+use skiff_store::{Store, StoreError};
 use tempfile::TempDir;
 
 fn temp_dir() -> TempDir {
@@ -16,18 +17,16 @@ fn temp_dir() -> TempDir {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_passes_conformance() {
-    // Every store of the run lives in this directory, removed at the end.
+/// A store on a database file of its own for one conformance property; the directory holding
+/// it is removed when the returned guard drops.
+async fn fresh_store(property: Property) -> (Arc<dyn Store>, TempDir) {
     let dir = temp_dir();
-    let counter = Mutex::new(0);
-    conformance::run_all(|| {
-        let mut n = counter.lock().unwrap();
-        *n += 1;
-        let path = dir.path().join(format!("store-{n}.db"));
-        async move { Arc::new(SqliteStore::open(path).unwrap()) as Arc<dyn Store> }
-    })
-    .await;
+    let store = SqliteStore::open(dir.path().join(format!("{}.db", property.name))).unwrap();
+    (Arc::new(store), dir)
+}
+
+mod conformance {
+    skiff_store::store_conformance_tests!(super::fresh_store);
 }
 
 #[tokio::test]

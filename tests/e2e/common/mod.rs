@@ -100,6 +100,11 @@ impl Daemon {
         self.dir.path().join("root")
     }
 
+    /// The daemon's runtime state dir (`--state`).
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("s")
+    }
+
     pub fn socket(&self) -> &Path {
         &self.socket
     }
@@ -111,7 +116,7 @@ impl Daemon {
 
     fn spawn(&mut self) {
         if !reference() {
-            let state = self.dir.path().join("s");
+            let state = self.state();
             let log =
                 std::fs::File::create(self.dir.path().join("daemon.log")).expect("daemon log");
             let child = Command::new(env!("CARGO_BIN_EXE_skiff"))

@@ -111,3 +111,78 @@ fn diff_lists_what_the_container_added_changed_and_deleted() {
         stderr(&out)
     );
 }
+
+/// Regression: the generated /etc/hostname, /etc/hosts and /etc/resolv.conf had their mount
+/// points created in the container's own layer, so every container showed `C /etc` in
+/// `docker diff` and carried them into `docker commit`. Like Docker, they are bind-mounted
+/// from the container's directory onto an init layer.
+#[test]
+fn diff_and_commit_leave_the_generated_etc_files_out() {
+    let d = Daemon::start();
+    d.docker_ok(&["run", "--name", "fresh", BUSYBOX, "true"]);
+    assert_eq!(
+        d.docker_ok(&["diff", "fresh"]),
+        "",
+        "an untouched container"
+    );
+
+    d.docker_ok(&[
+        "run",
+        "--name",
+        "writer",
+        "--hostname",
+        "named",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo from-writer > /f; cat /etc/hostname",
+    ]);
+    assert_eq!(d.docker_ok(&["diff", "writer"]), "A /f");
+    let id = d.docker_ok(&[
+        "commit",
+        "--change",
+        "CMD [\"cat\", \"/f\"]",
+        "-m",
+        "cli note",
+        "writer",
+        "clicommit:1",
+    ]);
+    assert!(id.starts_with("sha256:"), "{id}");
+    let history = d.docker_ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}|{{.Comment}}",
+        "clicommit:1",
+    ]);
+    assert_eq!(
+        history.lines().next(),
+        Some("sh -c echo from-writer > /f; cat /etc/hostname|cli note"),
+        "{history}"
+    );
+    assert_eq!(d.docker_ok(&["run", "--rm", "clicommit:1"]), "from-writer");
+    // The new container has its own name in /etc/hostname, not the committed one's.
+    let hostname = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "other",
+        "clicommit:1",
+        "cat",
+        "/etc/hostname",
+    ]);
+    assert_eq!(hostname, "other");
+    // A container that never ran has nothing to add: the image's layers, one more history entry.
+    d.docker_ok(&["create", "--name", "never-ran", BUSYBOX, "true"]);
+    d.docker_ok(&["commit", "never-ran", "never:1"]);
+    assert_eq!(
+        d.inspect("never:1", "{{len .RootFS.Layers}}"),
+        d.inspect(BUSYBOX, "{{len .RootFS.Layers}}")
+    );
+    let out = d.docker(&["commit", "nosuch"]);
+    assert!(
+        stderr(&out).contains("No such container"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -122,10 +122,17 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub etcd: Option<Etcd>,
+    /// Extra `skiff server` arguments this cluster was started with.
+    pub server_args: Vec<String>,
 }
 
 impl Cluster {
     pub fn start(datastore: Datastore) -> Cluster {
+        Cluster::start_with(datastore, &[])
+    }
+
+    /// Starts a cluster whose `skiff server` gets `server_args` too.
+    pub fn start_with(datastore: Datastore, server_args: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("skiff-kube")
             .tempdir()
@@ -137,6 +144,7 @@ impl Cluster {
             dir,
             port: free_port(),
             etcd,
+            server_args: server_args.iter().map(|a| a.to_string()).collect(),
         };
         c.boot();
         c
@@ -173,7 +181,8 @@ impl Cluster {
             .arg(port.to_string())
             .arg("--datastore")
             .arg(self.datastore_arg())
-            .arg("--disable-agent");
+            .arg("--disable-agent")
+            .args(&self.server_args);
         cmd
     }
 

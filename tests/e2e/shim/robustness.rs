@@ -4,21 +4,22 @@
 use super::*;
 
 /// The shim must outlive the process that launched it: a helper process (this test binary,
-/// re-executed) launches it and is then SIGKILLed with its whole process group.
+/// re-executed to run this same test with [`HELPER_ENV`] set) launches it and is then
+/// SIGKILLed with its whole process group.
 pub(super) async fn run_shim_survives_its_launcher_being_killed(runtime: &str) -> Result<()> {
+    if let Some(config_path) = std::env::var_os(HELPER_ENV) {
+        launcher_helper(Path::new(&config_path));
+    }
     let mut fx = Fixture::new(runtime, &["sh", "-c", "read line; echo got $line"], false)?;
     fx.open_stdin = true;
     fx.stdin_once = true;
     let config_path = fx.dir.path().join("launch.json");
     std::fs::write(&config_path, serde_json::to_vec(&fx.config())?)?;
     let mut helper = Command::new(std::env::current_exe()?)
-        .args([
-            "--exact",
-            "launcher_helper",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "--nocapture", "--test-threads=1"])
+        .arg(format!(
+            "{runtime}::shim_survives_its_launcher_being_killed"
+        ))
         .env(HELPER_ENV, &config_path)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -54,6 +55,19 @@ pub(super) async fn run_shim_survives_its_launcher_being_killed(runtime: &str) -
     assert_eq!(out, "got alive\n");
     assert_eq!(within("wait", client.wait()).await??.exit_code, 0);
     Ok(())
+}
+
+/// The helper's life: launch the shim described in `config_path`, say how that went, then
+/// stay alive like a daemon until the test kills it.
+fn launcher_helper(config_path: &Path) -> ! {
+    let config: ShimConfig = serde_json::from_slice(&std::fs::read(config_path).unwrap()).unwrap();
+    match shim::launch(Path::new(env!("CARGO_BIN_EXE_skiff")), &config) {
+        Ok(()) => println!("{HELPER_MARK} ok"),
+        Err(e) => println!("{HELPER_MARK} error {e}"),
+    }
+    loop {
+        std::thread::park();
+    }
 }
 
 /// Regression: the shim's socket lives in its state dir, and a state dir whose `shim.sock`

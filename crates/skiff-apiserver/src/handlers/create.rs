@@ -61,7 +61,7 @@ pub async fn create_object(
         object::meta_mut(&mut obj).insert("name".into(), json!(object::generate_name(&prefix)));
     }
     if info.namespaced {
-        require_namespace(state, object::namespace(&obj)).await?;
+        require_namespace(state, info, object::namespace(&obj), object::name(&obj)).await?;
     } else {
         object::meta_mut(&mut obj).remove("namespace");
     }
@@ -87,10 +87,17 @@ pub async fn create_object(
     initial_status(info, &mut obj);
     super::normalize(info, &mut obj);
     crate::validation::validate(info, &obj, None)?;
+    let reserved = crate::services::allocate(state, info, &mut obj, dry_run).await?;
     if dry_run {
         return Ok(obj);
     }
-    let created = state.storage.create(info, obj).await?;
+    let created = match state.storage.create(info, obj).await {
+        Ok(created) => created,
+        Err(e) => {
+            reserved.release(state).await;
+            return Err(e);
+        }
+    };
     if info.kind == "Namespace" {
         ensure_default_service_account(state, object::name(&created)).await?;
     }
@@ -194,7 +201,7 @@ pub async fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    crate::services::kubernetes::ensure(state).await
 }
 
 #[cfg(test)]

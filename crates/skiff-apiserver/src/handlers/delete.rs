@@ -45,7 +45,9 @@ fn options(ctx: Ctx<'_>, body: &[u8]) -> Result<Options, ApiError> {
     let body_opts: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
         DeleteOptions::default()
     } else {
-        serde_json::from_slice(body)
+        // JSON, YAML or protobuf, as any other body.
+        let decoded = crate::http::decode_object(ctx.headers, body)?;
+        serde_json::from_value(decoded)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
     };
     let policy = ctx
@@ -136,6 +138,9 @@ async fn delete_object(
     current: Value,
     opts: &Options,
 ) -> Result<Value, ApiError> {
+    if info.kind == "Namespace" {
+        crate::namespaces::may_delete(object::name(&current))?;
+    }
     let rv = object::resource_version(&current)?.unwrap_or_default();
     let mut finalizers = object::finalizers(&current);
     if !object::is_deleting(&current) {
@@ -155,7 +160,9 @@ async fn delete_object(
         if opts.dry_run {
             return Ok(current);
         }
-        return state.storage.delete(info, &current, rv).await;
+        let deleted = state.storage.delete(info, &current, rv).await?;
+        crate::services::release(state, info, &deleted).await;
+        return Ok(deleted);
     }
     if object::is_deleting(&current) {
         return Ok(current);

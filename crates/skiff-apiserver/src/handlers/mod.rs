@@ -23,7 +23,7 @@ use crate::router::{ApiState, Target};
 
 pub use create::{bootstrap, create_object};
 pub use read::Filter;
-pub use update::write_update;
+pub use update::{write_update, UpdateKind};
 
 /// One request's context.
 #[derive(Clone, Copy)]
@@ -104,8 +104,14 @@ pub fn partial_metadata(obj: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
 }
 
-/// Fails unless namespace `ns` exists and accepts new objects.
-pub async fn require_namespace(state: &ApiState, ns: &str) -> Result<(), ApiError> {
+/// Fails unless namespace `ns` exists and accepts new objects (NamespaceLifecycle): a
+/// namespace being deleted refuses new `info` objects such as `name`.
+pub async fn require_namespace(
+    state: &ApiState,
+    info: &ResourceInfo,
+    ns: &str,
+    name: &str,
+) -> Result<(), ApiError> {
     let deleting = match state.namespaces.lookup(ns) {
         Some(deleting) => deleting,
         None => {
@@ -118,13 +124,7 @@ pub async fn require_namespace(state: &ApiState, ns: &str) -> Result<(), ApiErro
         }
     };
     match deleting {
-        true => Err(ApiError::new(
-            403,
-            "Forbidden",
-            format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            ),
-        )),
+        true => Err(crate::namespaces::terminating(info, ns, name)),
         false => Ok(()),
     }
 }
@@ -202,18 +202,12 @@ pub fn field_validation(ctx: Ctx<'_>, obj: &Value) -> Result<Vec<String>, ApiErr
     let unknown = crate::validation::unknown_fields(ctx.info(), obj);
     match ctx.params.field_validation.as_deref().unwrap_or("Warn") {
         "Ignore" => Ok(Vec::new()),
+        // `unknown_fields` words each one as Kubernetes does: `unknown field "spec.foo"`.
         "Strict" if !unknown.is_empty() => Err(ApiError::bad_request(format!(
             "strict decoding error: {}",
-            unknown
-                .iter()
-                .map(|f| format!("unknown field \"{f}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
+            unknown.join(", ")
         ))),
-        "Strict" | "Warn" => Ok(unknown
-            .iter()
-            .map(|f| format!("unknown field \"{f}\""))
-            .collect()),
+        "Strict" | "Warn" => Ok(unknown),
         other => Err(ApiError::bad_request(format!(
             "fieldValidation must be one of Ignore, Warn or Strict, got \"{other}\""
         ))),

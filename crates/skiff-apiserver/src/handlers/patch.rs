@@ -52,8 +52,7 @@ pub async fn patch(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
 /// The applied configuration of an apply PATCH (YAML or JSON). A Secret's write-only
 /// `stringData` is folded into `data` first, so ownership is recorded on what is stored.
 fn decode_applied(info: &crate::resources::ResourceInfo, body: &[u8]) -> Result<Value, ApiError> {
-    let mut applied: Value = serde_yaml::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    let mut applied = crate::yaml::parse(body)?;
     if info.kind == "Secret" {
         crate::secrets::fold_string_data(&mut applied);
     }

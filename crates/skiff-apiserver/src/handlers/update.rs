@@ -145,6 +145,31 @@ pub async fn write_update(
     if kind == UpdateKind::Main {
         super::normalize(info, &mut new);
     }
+    let allocations = match kind {
+        UpdateKind::Main => {
+            crate::services::update(state, info, current, &mut new, dry_run).await?
+        }
+        _ => Default::default(),
+    };
+    let written = store_update(state, info, current, new, dry_run).await;
+    match &written {
+        Ok(_) if !dry_run => allocations.commit(state).await,
+        _ => allocations.abort(state).await,
+    }
+    written
+}
+
+/// The part of [`write_update`] after the object is complete: checks, then stores it (or
+/// deletes it when its last finalizer went away).
+async fn store_update(
+    state: &ApiState,
+    info: &ResourceInfo,
+    current: &Value,
+    mut new: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let name = object::name(current).to_string();
+    let current_rv = object::resource_version(current)?.unwrap_or_default();
     if object::is_deleting(current) {
         let old: Vec<String> = object::finalizers(current);
         if let Some(added) = object::finalizers(&new)
@@ -183,7 +208,9 @@ pub async fn write_update(
         if dry_run {
             return Ok(new);
         }
-        return state.storage.delete(info, &new, current_rv).await;
+        let deleted = state.storage.delete(info, &new, current_rv).await?;
+        crate::services::release(state, info, &deleted).await;
+        return Ok(deleted);
     }
     object::meta_mut(&mut new).insert("resourceVersion".into(), json!(current_rv.to_string()));
     if new == *current || dry_run {

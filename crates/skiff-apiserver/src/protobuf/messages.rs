@@ -45,6 +45,11 @@ messages! {
     api::coordination::v1::Lease { metadata: "metadata", spec: "spec" }
     api::discovery::v1::EndpointSlice { metadata: "metadata", address_type: "addressType", endpoints: "endpoints",
         ports: "ports" }
+    apimachinery::pkg::apis::meta::v1::DeleteOptions { grace_period_seconds: "gracePeriodSeconds",
+        preconditions: "preconditions", orphan_dependents: "orphanDependents",
+        propagation_policy: "propagationPolicy", dry_run: "dryRun",
+        ignore_store_read_error_with_cluster_breaking_potential: "ignoreStoreReadErrorWithClusterBreakingPotential" }
+    api::autoscaling::v1::Scale { metadata: "metadata", spec: "spec", status: "status" }
     apimachinery::pkg::apis::meta::v1::ObjectMeta { name: "name", generate_name: "generateName",
         namespace: "namespace", self_link: "selfLink", uid: "uid", resource_version: "resourceVersion",
         generation: "generation", creation_timestamp: "creationTimestamp", deletion_timestamp: "deletionTimestamp",
@@ -148,6 +153,9 @@ messages! {
         hints: "hints" }
     api::discovery::v1::EndpointPort { name: "name", protocol: "protocol", port: "port",
         app_protocol: "appProtocol" }
+    apimachinery::pkg::apis::meta::v1::Preconditions { uid: "uid", resource_version: "resourceVersion" }
+    api::autoscaling::v1::ScaleSpec { replicas: "replicas" }
+    api::autoscaling::v1::ScaleStatus { replicas: "replicas", selector: "selector" }
     apimachinery::pkg::apis::meta::v1::OwnerReference { api_version: "apiVersion", kind: "kind", name: "name",
         uid: "uid", controller: "controller", block_owner_deletion: "blockOwnerDeletion" }
     apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry { manager: "manager", operation: "operation",

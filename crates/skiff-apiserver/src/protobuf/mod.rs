@@ -86,10 +86,23 @@ fn message_json(api_version: &str, kind: &str, raw: &[u8]) -> Result<Value, ApiE
         ("discovery.k8s.io/v1", "EndpointSlice") => {
             as_json::<discovery::v1::EndpointSlice>(raw, kind)
         }
-        _ => Err(bad(format!(
-            "no kind {kind:?} is registered for version {api_version:?}"
-        ))),
+        // Options bodies: client-go types them with the group version of the resource.
+        (_, "DeleteOptions") => {
+            as_json::<k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions>(raw, kind)
+        }
+        ("autoscaling/v1", "Scale") => as_json::<autoscaling::v1::Scale>(raw, kind),
+        _ => Err(unsupported()),
     }
+}
+
+/// 415 for a protobuf body of a kind not decoded here (Kubernetes answers this for kinds it
+/// has no protobuf form of), naming the formats that would work.
+fn unsupported() -> ApiError {
+    ApiError::new(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+    )
 }
 
 #[cfg(test)]
@@ -296,7 +309,45 @@ mod tests {
             );
         }
         let cm = core::v1::ConfigMap::default();
-        assert_eq!(decode(&envelope("v1", "Nope", &cm)).unwrap_err().code, 400);
+        let unknown = decode(&envelope("v1", "Nope", &cm)).unwrap_err();
+        assert_eq!(
+            (unknown.code, unknown.reason.as_str()),
+            (415, "UnsupportedMediaType")
+        );
+    }
+
+    /// `kubectl debug POD --copy-to=… --replace` deletes the original pod with these options.
+    #[test]
+    fn delete_options_and_scale_decode() {
+        use k8s_pb::apimachinery::pkg::apis::meta::v1::{DeleteOptions, Preconditions};
+        let opts = DeleteOptions {
+            grace_period_seconds: Some(0),
+            propagation_policy: Some("Foreground".into()),
+            preconditions: Some(Preconditions {
+                uid: Some("u1".into()),
+                resource_version: None,
+            }),
+            dry_run: vec!["All".into()],
+            ..Default::default()
+        };
+        for av in ["meta.k8s.io/v1", "v1", "apps/v1"] {
+            let obj = decode(&envelope(av, "DeleteOptions", &opts)).unwrap();
+            assert_eq!(
+                obj,
+                json!({"apiVersion": av, "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                    "propagationPolicy": "Foreground", "preconditions": {"uid": "u1"}, "dryRun": ["All"]})
+            );
+        }
+        let scale = autoscaling::v1::Scale {
+            metadata: Some(ObjectMeta {
+                name: Some("web".into()),
+                ..Default::default()
+            }),
+            spec: Some(autoscaling::v1::ScaleSpec { replicas: Some(3) }),
+            status: None,
+        };
+        let obj = decode(&envelope("autoscaling/v1", "Scale", &scale)).unwrap();
+        assert_eq!(obj["spec"], json!({"replicas": 3}));
     }
 
     #[test]

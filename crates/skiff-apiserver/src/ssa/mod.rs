@@ -3,9 +3,11 @@
 //! configuration into the live object by list-map keys, takes ownership of what it sets,
 //! removes what the same manager applied before and no longer does, and fails with a 409
 //! `Conflict` when another manager owns a field it would change (unless forced). Non-apply
-//! writes record an `Update` entry. Pure functions: no store access, no validation.
+//! writes record an `Update` entry. Manager `kubectl` may take over the fields client-side
+//! apply set (see [`last_applied`]). Pure functions: no store access, no validation.
 
 mod fieldset;
+mod last_applied;
 
 use serde_json::{json, Map, Value};
 
@@ -137,7 +139,20 @@ pub fn server_side_apply(
         }
     }
     if !conflicts.is_empty() && !force {
-        return Err(conflict_error(&conflicts));
+        // `kubectl apply --server-side` after `kubectl apply`: what client-side apply set,
+        // and nobody changed since, is taken over without a conflict.
+        let allowed = (manager == last_applied::MANAGER)
+            .then(|| last_applied::allowed_conflicts(&live, &info.api_version(), root))
+            .flatten()
+            .unwrap_or_default();
+        let refused: Vec<(String, Path)> = conflicts
+            .iter()
+            .filter(|(_, p)| !last_applied::allows(&allowed, p))
+            .cloned()
+            .collect();
+        if !refused.is_empty() {
+            return Err(conflict_error(&refused));
+        }
     }
     for (_, path) in &conflicts {
         for e in managers.iter_mut().filter(|e| !me(e)) {
@@ -165,6 +180,9 @@ pub fn server_side_apply(
         }
     }
 
+    if manager == last_applied::MANAGER {
+        last_applied::update(current, &applied, &mut result);
+    }
     managers.retain(|e| !me(e));
     managers.push(Entry {
         manager: manager.to_string(),

@@ -190,3 +190,62 @@ fn bad_apply_requests() {
         400
     );
 }
+
+/// What `kubectl apply -f` (client-side) leaves: the object created by manager
+/// `kubectl-client-side-apply`, its configuration in the last-applied annotation.
+fn client_side_applied(replicas: i64, image: &str) -> Value {
+    let mut obj = applied(replicas, image);
+    let config = serde_json::to_string(&obj).unwrap();
+    obj["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/last-applied-configuration": config});
+    record_update(info(), None, &mut obj, "kubectl-client-side-apply");
+    obj
+}
+
+#[test]
+fn kubectl_server_side_apply_takes_over_from_client_side_apply() {
+    let live = client_side_applied(2, "nginx:1");
+    let out = apply_deployment(Some(&live), &applied(3, "nginx:2"), "kubectl", false).unwrap();
+    assert_eq!(out["spec"]["replicas"], 3);
+    assert!(owns_replicas(&out, "kubectl"));
+    assert!(!owns_replicas(&out, "kubectl-client-side-apply"));
+    // The annotation follows, so a later client-side apply patches from the right base.
+    let recorded: Value = serde_json::from_str(
+        out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(recorded, applied(3, "nginx:2"));
+
+    // Any other manager still conflicts, as in Kubernetes.
+    let err = apply_deployment(Some(&live), &applied(3, "nginx:2"), "helm", false).unwrap_err();
+    assert_eq!(err.code, 409);
+    assert!(
+        err.message.contains("kubectl-client-side-apply"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn fields_changed_since_client_side_apply_still_conflict() {
+    let live = client_side_applied(2, "nginx:1");
+    // Someone else scaled it since: replicas is theirs, not client-side apply's.
+    let mut scaled = live.clone();
+    scaled["spec"]["replicas"] = json!(5);
+    record_update(info(), Some(&live), &mut scaled, "kubectl-scale");
+    let err =
+        apply_deployment(Some(&scaled), &applied(3, "nginx:1"), "kubectl", false).unwrap_err();
+    assert_eq!(err.code, 409);
+    assert!(
+        err.message.contains("kubectl-scale") && err.message.contains(".spec.replicas"),
+        "{}",
+        err.message
+    );
+    // An object without the annotation has nothing to take over.
+    let mut plain = applied(2, "nginx:1");
+    record_update(info(), None, &mut plain, "kubectl-client-side-apply");
+    let err = apply_deployment(Some(&plain), &applied(3, "nginx:1"), "kubectl", false).unwrap_err();
+    assert_eq!(err.code, 409);
+}

@@ -9,9 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::{FutureExt, StreamExt};
 use http::{header, StatusCode};
-use skiff_engine::models::{ContainerCreateBody, ContainerUpdateBody, ContainerWaitResponse};
+use skiff_engine::models::{
+    ContainerConfig, ContainerCreateBody, ContainerUpdateBody, ContainerWaitResponse,
+};
 use skiff_engine::{
-    AttachOptions, Engine, Filters, ListOptions, LogOptions, LogStream, WaitCondition,
+    AttachOptions, CommitOptions, Engine, Filters, ListOptions, LogOptions, LogStream,
+    WaitCondition,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -60,7 +63,22 @@ pub async fn inspect(
     Path(id): Path<String>,
     params: Params,
 ) -> ApiResult<Response> {
-    Ok(Json(engine.container_inspect(&id, params.bool("size")?).await?).into_response())
+    let inspected = engine.container_inspect(&id, params.bool("size")?).await?;
+    let mut value = serde_json::to_value(&inspected).map_err(|e| {
+        ApiError::new(
+            skiff_core::ErrorKind::Internal,
+            format!("encoding the inspect result: {e}"),
+        )
+    })?;
+    // Docker reports an unset swappiness as null rather than leaving it out (clients index it).
+    if let Some(hc) = value
+        .get_mut("HostConfig")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        hc.entry("MemorySwappiness")
+            .or_insert(serde_json::Value::Null);
+    }
+    Ok(Json(value).into_response())
 }
 
 pub async fn start(State(engine): Eng, Path(id): Path<String>) -> ApiResult<StatusCode> {
@@ -151,6 +169,27 @@ pub async fn update(
     Ok(Json(engine.container_update(&id, &body).await?).into_response())
 }
 
+/// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`, the body an optional
+/// container config: 201 `{"Id": "sha256:…"}`.
+pub async fn commit(
+    State(engine): Eng,
+    params: Params,
+    DockerJson(config): DockerJson<Option<ContainerConfig>>,
+) -> ApiResult<Response> {
+    let container = params.str("container").unwrap_or_default();
+    let opts = CommitOptions {
+        repo: params.str("repo").map(str::to_owned),
+        tag: params.str("tag").map(str::to_owned),
+        comment: params.str("comment").map(str::to_owned),
+        author: params.str("author").map(str::to_owned),
+        changes: params.all("changes"),
+        pause: params.bool_or_true("pause")?,
+        config,
+    };
+    let id = engine.container_commit(container, opts).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "Id": id }))).into_response())
+}
+
 pub async fn prune(State(engine): Eng, params: Params) -> ApiResult<Response> {
     let filters = Filters::parse(params.str("filters"))?;
     Ok(Json(engine.container_prune(&filters).await?).into_response())
@@ -192,6 +231,7 @@ pub async fn attach(
         stderr: params.bool("stderr")?,
         logs: params.bool("logs")?,
         stream: params.bool("stream")?,
+        detach_keys: params.str("detachKeys").map(str::to_owned),
     };
     let attached = engine.container_attach(&id, opts).await?;
     Ok(hijack.respond(attached))

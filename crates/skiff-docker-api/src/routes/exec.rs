@@ -16,12 +16,34 @@ use crate::routes::containers::size;
 
 type Eng = State<Arc<Engine>>;
 
+/// The exec config of a request. Docker decodes JSON keys case-insensitively and docker-py
+/// sends `detachKeys` (from its config's `detachKeys` too): that spelling is accepted.
+fn exec_config(mut body: serde_json::Value) -> ApiResult<ExecConfig> {
+    if let Some(object) = body.as_object_mut() {
+        if !object.contains_key("DetachKeys") {
+            let other = object
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case("DetachKeys"))
+                .cloned();
+            if let Some(key) = other {
+                let value = object.remove(&key).unwrap_or_default();
+                object.insert("DetachKeys".into(), value);
+            }
+        }
+    }
+    serde_json::from_value(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
 pub async fn create(
     State(engine): Eng,
     Path(id): Path<String>,
-    DockerJson(config): DockerJson<Option<ExecConfig>>,
+    DockerJson(body): DockerJson<Option<serde_json::Value>>,
 ) -> ApiResult<Response> {
-    let config = config.ok_or_else(|| ApiError::bad_request("exec config cannot be empty"))?;
+    let config = body
+        .filter(|b| !b.is_null())
+        .map(exec_config)
+        .transpose()?
+        .ok_or_else(|| ApiError::bad_request("exec config cannot be empty"))?;
     if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
         return Err(ApiError::bad_request("No exec command specified"));
     }
@@ -72,4 +94,18 @@ pub async fn resize(
     let (h, w) = size(&params)?;
     engine.exec_resize(&id, h, w).await?;
     Ok(StatusCode::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_are_read_in_any_case() {
+        let c = exec_config(serde_json::json!({"Cmd": ["sh"], "detachKeys": "ctrl-x,x"})).unwrap();
+        assert_eq!(c.detach_keys.as_deref(), Some("ctrl-x,x"));
+        let c = exec_config(serde_json::json!({"DetachKeys": "a", "detachkeys": "b"})).unwrap();
+        assert_eq!(c.detach_keys.as_deref(), Some("a"));
+        assert!(exec_config(serde_json::json!({"Cmd": "not a list"})).is_err());
+    }
 }

@@ -77,9 +77,17 @@ pub async fn prune(State(engine): Eng, params: Params) -> ApiResult<Response> {
 }
 
 /// `POST /images/load?quiet=`: the tar body is streamed to the engine; the reply is Docker's
-/// JSON message stream naming what was loaded.
+/// JSON message stream naming what was loaded. Like dockerd, a load that fails still answers
+/// 200, with the error as the stream's last message (docker-py raises `ImageLoadError` from
+/// it, the CLI prints it).
 pub async fn load(State(engine): Eng, body: Body) -> ApiResult<Response> {
-    let loaded = engine.image_load(body_stream(body)).await?;
+    let loaded = match engine.image_load(body_stream(body)).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            let failed: ApiResult<serde_json::Value> = Err(e.into());
+            return Ok(json_lines(futures::stream::iter([failed])));
+        }
+    };
     let lines = loaded.into_iter().map(|name| {
         let line = if name.starts_with("sha256:") {
             format!("Loaded image ID: {name}\n")

@@ -24,6 +24,7 @@ pub fn table(engine: Arc<Engine>) -> Router {
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
         .route("/containers/prune", post(containers::prune))
+        .route("/commit", post(containers::commit))
         .route("/containers/{id}", delete(containers::remove))
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}/start", post(containers::start))

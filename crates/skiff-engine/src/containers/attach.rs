@@ -9,6 +9,7 @@ use bytes::{Buf, Bytes};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::detach::Detachable;
 use super::PendingAttach;
 use crate::error::{EngineError, IoContext, Result};
 use crate::{AttachOptions, Attached, Duplex, Engine, LogOptions, LogStream};
@@ -65,6 +66,7 @@ pub(crate) fn frame(stream: LogStream, data: &[u8], out: &mut Vec<u8>) {
 impl Engine {
     pub(crate) async fn do_attach(&self, key: &str, opts: AttachOptions) -> Result<Attached> {
         let c = self.find(key)?;
+        let keys = super::detach::attach_keys(opts.detach_keys.as_deref())?;
         let tty = c.rec().config.tty.unwrap_or(false);
         let mut prefix = Vec::new();
         if opts.logs {
@@ -116,6 +118,19 @@ impl Engine {
                 prefix: Bytes::from(prefix),
                 inner,
             })
+        };
+        // Like Docker, the detach keys work on a tty: the session ends, the container runs on.
+        let io: Box<dyn Duplex> = if tty && opts.stdin && opts.stream {
+            let engine = self.arc();
+            let container = c.clone();
+            Box::new(Detachable::new(io, keys, move || {
+                tracing::debug!(id = %container.id, "client detached");
+                if let Some(engine) = engine {
+                    engine.emit_container("detach", &container, Default::default());
+                }
+            }))
+        } else {
+            io
         };
         Ok(Attached { tty, io })
     }

@@ -1,8 +1,9 @@
 //! `docker diff`: what a container changed in its filesystem, read from its overlay upper
 //! directory against the image's layers — added (A), changed (C), deleted (D, an overlay
-//! whiteout). The generated /etc files the runtime binds over are left out, as Docker leaves
-//! out its init layer; volume and bind destinations created in the container show as added,
-//! as they do with Docker.
+//! whiteout). The generated /etc files the runtime binds over have their mount points in the
+//! init layer, not in the upper dir, as with Docker (containers created before the init layer
+//! existed have them in their upper dir: they are left out too); volume and bind destinations
+//! created in the container show as added, as they do with Docker.
 
 use std::collections::HashSet;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -64,14 +65,15 @@ impl Engine {
     pub(crate) async fn do_changes(&self, key: &str) -> Result<Vec<FilesystemChange>> {
         let c = self.find(key)?;
         let rec = c.rec();
-        let upper = c.dir.join("fs").join("upper");
-        let hidden: HashSet<String> = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
+        let upper = c.upper_dir();
+        let init = c.init_layer();
+        let hidden: HashSet<String> = super::rootfs::etc_paths().collect();
         let images = self.images.clone();
         tokio::task::spawn_blocking(move || {
-            let lowers = images.prepare_rootfs(&rec.image_id)?;
+            // Compared with what the container started from: its init layer over its image.
+            let lowers: Vec<PathBuf> = std::iter::once(init)
+                .chain(images.prepare_rootfs(&rec.image_id)?)
+                .collect();
             Ok::<_, EngineError>(changes(&upper, &lowers, &hidden))
         })
         .await

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, HostConfig, MountType};
+use bollard_stubs::models::{
+    ContainerConfig, ContainerCreateBody, HostConfig, HostConfigCgroupnsModeEnum, MountType,
+};
 
 use crate::error::{EngineError, Result};
 
@@ -21,23 +23,18 @@ pub(crate) struct Merged {
     pub args: Vec<String>,
 }
 
-/// Overrides `base` by `overrides` per variable name; `KEY` without `=` removes `KEY`.
-pub(crate) fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
-    let key = |e: &str| e.split('=').next().unwrap_or_default().to_string();
-    let mut out: Vec<String> = base.to_vec();
-    for var in overrides {
-        let k = key(var);
-        let pos = out.iter().position(|e| key(e) == k);
-        match (var.contains('='), pos) {
-            (true, Some(i)) => out[i] = var.clone(),
-            (true, None) => out.push(var.clone()),
-            (false, Some(i)) => {
-                out.remove(i);
-            }
-            (false, None) => {}
-        }
-    }
-    out
+/// The container's `Env` the way dockerd merges it (moby's `merge`): the request's entries
+/// as given, bare `KEY`s included (they unset `KEY` in the process, see
+/// `skiff_runtime::spec::ContainerSpec::env`), then the image's for every name the request
+/// does not mention.
+pub(crate) fn merge_env(image: &[String], request: &[String]) -> Vec<String> {
+    let key = |e: &str| e.split_once('=').map_or(e, |(k, _)| k).to_string();
+    let named: std::collections::HashSet<String> = request.iter().map(|e| key(e)).collect();
+    request
+        .iter()
+        .chain(image.iter().filter(|e| !named.contains(&key(e))))
+        .cloned()
+        .collect()
 }
 
 /// Merges the image's config into the request the way dockerd does.
@@ -185,6 +182,50 @@ pub(crate) fn validate_resources(hc: &HostConfig) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Docker's defaults for what the request leaves open, applied at create so that inspect
+/// shows what the container runs with (moby's `adaptContainerSettings` and
+/// `verifyPlatformContainerResources`): the cgroup namespace mode — `private` on cgroup v2
+/// hosts, `host` on v1 and hybrid ones (and for privileged containers there) — and a memory
+/// swappiness of -1 meaning unset. Returns warnings for the client.
+pub(crate) fn docker_defaults(hc: &mut HostConfig, unified: bool) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    if matches!(
+        hc.cgroupns_mode,
+        None | Some(HostConfigCgroupnsModeEnum::EMPTY)
+    ) {
+        let private = unified;
+        hc.cgroupns_mode = Some(if private {
+            HostConfigCgroupnsModeEnum::PRIVATE
+        } else {
+            HostConfigCgroupnsModeEnum::HOST
+        });
+    }
+    if hc.memory_swappiness == Some(-1) {
+        hc.memory_swappiness = None;
+    }
+    if let Some(swappiness) = hc.memory_swappiness {
+        if !(0..=100).contains(&swappiness) {
+            return Err(EngineError::invalid(format!(
+                "Invalid value: {swappiness}, valid memory swappiness range is 0-100"
+            )));
+        }
+        if unified {
+            warnings.push(
+                "Your kernel does not support memory swappiness capabilities or the cgroup is not mounted. Memory swappiness discarded."
+                    .to_string(),
+            );
+            hc.memory_swappiness = None;
+        }
+    }
+    Ok(warnings)
+}
+
+/// Whether the container shares the host's cgroup namespace. Records written before the mode
+/// was set at create ran with a private one.
+pub(crate) fn host_cgroupns(hc: &HostConfig) -> bool {
+    hc.cgroupns_mode == Some(HostConfigCgroupnsModeEnum::HOST)
 }
 
 /// The container's `linux.cgroupsPath`: `/<parent>/<id>`, the parent being the container's
@@ -493,11 +534,8 @@ pub(crate) fn logging(hc: &HostConfig) -> Result<Logging> {
             }
         }
     }
-    if out.max_files > 1 && out.max_size.is_none() {
-        return Err(EngineError::invalid(
-            "max-file cannot be greater than 1 when max-size is not set",
-        ));
-    }
+    // Like Docker's json-file driver: without max-size the log never rotates, so max-file
+    // is accepted and has no effect.
     Ok(out)
 }
 
@@ -563,17 +601,23 @@ mod tests {
     }
 
     #[test]
-    fn env_overrides_by_key_and_bare_key_unsets() {
-        let base = vec![
+    fn env_keeps_the_requests_entries_first_bare_names_included() {
+        let image = vec![
             "PATH=/bin".to_string(),
             "A=1".to_string(),
             "B=2".to_string(),
         ];
         let got = merge_env(
-            &base,
-            &["A=9".to_string(), "B".to_string(), "C=3".to_string()],
+            &image,
+            &[
+                "A=9".to_string(),
+                "B".to_string(),
+                "C=3".to_string(),
+                "Foo".to_string(),
+            ],
         );
-        assert_eq!(got, vec!["PATH=/bin", "A=9", "C=3"]);
+        assert_eq!(got, vec!["A=9", "B", "C=3", "Foo", "PATH=/bin"]);
+        assert_eq!(merge_env(&image, &[]), image);
     }
 
     #[test]
@@ -660,6 +704,42 @@ mod tests {
     }
 
     #[test]
+    fn cgroupns_and_swappiness_get_dockers_defaults() {
+        for (unified, want) in [
+            (true, HostConfigCgroupnsModeEnum::PRIVATE),
+            (false, HostConfigCgroupnsModeEnum::HOST),
+        ] {
+            let mut hc = HostConfig {
+                cgroupns_mode: Some(HostConfigCgroupnsModeEnum::EMPTY),
+                memory_swappiness: Some(-1),
+                ..Default::default()
+            };
+            assert!(docker_defaults(&mut hc, unified).unwrap().is_empty());
+            assert_eq!(hc.cgroupns_mode, Some(want));
+            assert_eq!(hc.memory_swappiness, None);
+        }
+        let mut hc = HostConfig {
+            cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
+            memory_swappiness: Some(10),
+            ..Default::default()
+        };
+        assert!(docker_defaults(&mut hc, false).unwrap().is_empty());
+        assert_eq!(
+            (hc.cgroupns_mode, hc.memory_swappiness),
+            (Some(HostConfigCgroupnsModeEnum::PRIVATE), Some(10))
+        );
+        assert!(!host_cgroupns(&hc));
+        hc.memory_swappiness = Some(101);
+        assert_eq!(
+            docker_defaults(&mut hc, false).unwrap_err().to_string(),
+            "Invalid value: 101, valid memory swappiness range is 0-100"
+        );
+        hc.memory_swappiness = Some(10);
+        assert_eq!(docker_defaults(&mut hc, true).unwrap().len(), 1);
+        assert_eq!(hc.memory_swappiness, None);
+    }
+
+    #[test]
     fn log_options() {
         let hc = |opts: &[(&str, &str)]| HostConfig {
             log_config: Some(bollard_stubs::models::HostConfigLogConfig {
@@ -675,7 +755,9 @@ mod tests {
         let l = logging(&hc(&[("max-size", "1k"), ("max-file", "3")])).unwrap();
         // Decimal, as Docker's json-file driver reads it.
         assert_eq!((l.max_size, l.max_files, l.enabled), (Some(1000), 3, true));
-        assert!(logging(&hc(&[("max-file", "3")])).is_err());
+        // Docker accepts max-file without max-size (and never rotates).
+        let l = logging(&hc(&[("max-file", "3")])).unwrap();
+        assert_eq!((l.max_size, l.max_files), (None, 3));
         assert!(logging(&hc(&[("bogus", "1")])).is_err());
     }
 }

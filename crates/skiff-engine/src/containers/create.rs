@@ -33,6 +33,8 @@ impl Engine {
         let mut hc = body.host_config.clone().unwrap_or_default();
         Policy::from_wire(hc.restart_policy.as_ref(), hc.auto_remove.unwrap_or(false))?;
         config::validate_resources(&hc)?;
+        let mut warnings =
+            config::docker_defaults(&mut hc, skiff_runtime::cgroups::unified_only())?;
         config::logging(&hc)?;
         let network = config::network(hc.network_mode.as_deref())?;
         if let config::Network::Container(other) = &network {
@@ -165,7 +167,6 @@ impl Engine {
         self.registry().insert(c.clone());
         self.emit_container("create", &c, HashMap::new());
         tracing::info!(id = %id, name = %name, "container created");
-        let mut warnings = Vec::new();
         let publishes = hc.port_bindings.as_ref().is_some_and(|p| {
             p.values()
                 .any(|b| b.as_ref().is_some_and(|b| !b.is_empty()))

@@ -156,6 +156,7 @@ impl Engine {
         if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
             return Err(EngineError::invalid("No exec command specified"));
         }
+        super::detach::exec_keys(config.detach_keys.as_deref())?;
         let id = skiff_core::ids::random_id();
         let exec = Arc::new(Exec {
             id: id.clone(),
@@ -186,6 +187,7 @@ impl Engine {
         let detach = start.detach.unwrap_or(false);
         let exec = self.find_exec(exec_id)?;
         let c = self.require_running(&exec.container_id)?;
+        let keys = super::detach::exec_keys(exec.config.detach_keys.as_deref())?;
         {
             let mut st = exec.state();
             if st.started {
@@ -207,6 +209,7 @@ impl Engine {
                 user: cfg.user.clone().unwrap_or_default(),
                 tty,
                 privileged: cfg.privileged.unwrap_or(false),
+                group_add: c.rec().host_config.group_add.unwrap_or_default(),
             },
         )?;
         let request = ExecRequest {
@@ -284,14 +287,29 @@ impl Engine {
             let _ = done.wait_for(|d| *d).await;
         }
         .boxed();
-        Ok(Some(Attached {
-            tty,
-            io: Box::new(ExecStream {
-                inner: stream,
-                done,
-                finished: false,
-            }),
-        }))
+        let io: Box<dyn crate::Duplex> = Box::new(ExecStream {
+            inner: stream,
+            done,
+            finished: false,
+        });
+        // Like Docker, the detach keys work on a tty: the session ends, the exec runs on.
+        let io: Box<dyn crate::Duplex> = if tty && request.attach_stdin {
+            let engine = self.arc();
+            let (container, exec_id) = (c.clone(), exec.id.clone());
+            Box::new(super::detach::Detachable::new(io, keys, move || {
+                tracing::debug!(exec = %exec_id, "client detached from exec");
+                if let Some(engine) = engine {
+                    engine.emit_container(
+                        "exec_detach",
+                        &container,
+                        HashMap::from([("execID".to_string(), exec_id)]),
+                    );
+                }
+            }))
+        } else {
+            io
+        };
+        Ok(Some(Attached { tty, io }))
     }
 
     pub(crate) async fn do_exec_inspect(&self, exec_id: &str) -> Result<ExecInspectResponse> {

@@ -1,13 +1,15 @@
 //! Containers: the in-memory registry (ids, names), each container's record and lifecycle
 //! signal, and the operations split by concern (create, lifecycle, monitor, query, logs,
-//! archive, changes, stats, exec, update).
+//! archive, changes, commit, stats, exec, attach and detach, update).
 
 pub(crate) mod archive;
 pub(crate) mod attach;
 pub(crate) mod changes;
 pub(crate) mod cleanup;
+pub(crate) mod commit;
 pub(crate) mod config;
 pub(crate) mod create;
+pub(crate) mod detach;
 pub(crate) mod exec;
 pub(crate) mod health;
 pub(crate) mod lifecycle;
@@ -130,6 +132,17 @@ impl Container {
 
     pub(crate) fn rootfs(&self) -> PathBuf {
         self.bundle().join("rootfs")
+    }
+
+    /// The overlay's upper dir: everything the container changed in its filesystem.
+    pub(crate) fn upper_dir(&self) -> PathBuf {
+        self.dir.join("fs").join("upper")
+    }
+
+    /// The container's init layer, between its image and its upper dir (see
+    /// [`rootfs::ensure_init_layer`]).
+    pub(crate) fn init_layer(&self) -> PathBuf {
+        self.dir.join("fs").join("init")
     }
 
     pub(crate) fn log_path(&self) -> PathBuf {

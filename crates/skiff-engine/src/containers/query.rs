@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use bollard_stubs::models::{
     ContainerInspectResponse, ContainerPruneResponse, ContainerState, ContainerStateStatusEnum,
     ContainerSummary, ContainerSummaryHostConfig, ContainerSummaryNetworkSettings,
-    ContainerSummaryStateEnum, DriverData, EndpointSettings, Health, HealthStatusEnum, MountPoint,
-    NetworkSettings,
+    ContainerSummaryStateEnum, DriverData, EndpointSettings, Health, HealthStatusEnum, HostConfig,
+    HostConfigCgroupnsModeEnum, MountPoint, NetworkSettings,
 };
 use chrono::{DateTime, Utc};
 
@@ -138,6 +138,23 @@ fn networks(rec: &ContainerRecord) -> HashMap<String, EndpointSettings> {
     )])
 }
 
+/// The host config as inspect reports it. Records written before create normalised these
+/// settings: a container without a cgroup namespace mode ran with a private namespace, and a
+/// swappiness of -1 means unset.
+fn reported_host_config(hc: &HostConfig) -> HostConfig {
+    let mut hc = hc.clone();
+    if matches!(
+        hc.cgroupns_mode,
+        None | Some(HostConfigCgroupnsModeEnum::EMPTY)
+    ) {
+        hc.cgroupns_mode = Some(HostConfigCgroupnsModeEnum::PRIVATE);
+    }
+    if hc.memory_swappiness == Some(-1) {
+        hc.memory_swappiness = None;
+    }
+    hc
+}
+
 impl Engine {
     pub(crate) async fn do_inspect(
         &self,
@@ -213,7 +230,7 @@ impl Engine {
             process_label: Some(String::new()),
             app_armor_profile: Some(String::new()),
             exec_ids: (!exec_ids.is_empty()).then_some(exec_ids),
-            host_config: Some(rec.host_config.clone()),
+            host_config: Some(reported_host_config(&rec.host_config)),
             graph_driver: Some(graph),
             size_rw,
             size_root_fs: size_root,

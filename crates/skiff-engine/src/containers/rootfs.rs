@@ -1,6 +1,11 @@
-//! A container's root filesystem (an overlay of its image's snapshots plus its own upper
-//! dir, mounted while it runs or while `docker cp` needs it) and the `/etc/hostname`,
+//! A container's root filesystem (an overlay of its image's snapshots, its init layer and its
+//! own upper dir, mounted while it runs or while `docker cp` needs it) and the `/etc/hostname`,
 //! `/etc/hosts` and `/etc/resolv.conf` files generated for it.
+//!
+//! Like Docker, the generated files live in the container's own directory and are
+//! bind-mounted (read-write) over their paths in the container; the init layer holds the empty
+//! files they are mounted on, so that the runtime never creates mount points in the upper dir
+//! and the files never show in `docker diff` or `docker commit`.
 
 use std::path::{Path, PathBuf};
 
@@ -89,11 +94,14 @@ pub(crate) async fn mount(engine: &Engine, c: &Container) -> Result<PathBuf> {
         .await
         .map_err(std::io::Error::other)
         .ctx(|| "prepare rootfs".into())??;
-    let upper = c.dir.join("fs").join("upper");
+    let upper = c.upper_dir();
     let work = c.dir.join("fs").join("work");
     for d in [&upper, &work, &target] {
         std::fs::create_dir_all(d).ctx(|| format!("create {}", d.display()))?;
     }
+    let init = c.init_layer();
+    ensure_init_layer(&init)?;
+    let lowers: Vec<PathBuf> = std::iter::once(init).chain(lowers).collect();
     skiff_image::overlay::mount(&lowers, &upper, &work, &target)?;
     tracing::debug!(id = %c.id, target = %target.display(), "rootfs mounted");
     Ok(target)
@@ -108,12 +116,39 @@ pub(crate) fn unmount(c: &Container) -> Result<()> {
     Ok(())
 }
 
+/// The files generated for each container, in its directory and at `/etc/<name>` inside.
+const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
+
 /// Host copies of the generated /etc files and where they go in the container.
 pub(crate) fn etc_files(dir: &Path) -> Vec<(PathBuf, String)> {
-    ["hostname", "hosts", "resolv.conf"]
+    ETC_FILES
         .iter()
         .map(|f| (dir.join(f), format!("/etc/{f}")))
         .collect()
+}
+
+/// Paths in the container of the generated /etc files.
+pub(crate) fn etc_paths() -> impl Iterator<Item = String> {
+    ETC_FILES.iter().map(|f| format!("/etc/{f}"))
+}
+
+/// Creates (if missing) the container's init layer: the lower dir right under its upper dir
+/// holding an empty file at each generated /etc file's path, where the runtime bind-mounts
+/// the real one (Docker's `-init` layer). Containers created before it existed get it at
+/// their next mount.
+pub(crate) fn ensure_init_layer(init: &Path) -> Result<()> {
+    let etc = init.join("etc");
+    std::fs::create_dir_all(&etc).ctx(|| format!("create {}", etc.display()))?;
+    for name in ETC_FILES {
+        let path = etc.join(name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .ctx(|| format!("create {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Writes `hostname`, `hosts` and `resolv.conf` into the container's dir.
@@ -207,6 +242,27 @@ mod tests {
         };
         assert!(
             resolv_conf(host, &Network::Isolated, &hc).starts_with("nameserver 10.0.0.2\nsearch")
+        );
+    }
+
+    #[test]
+    fn the_init_layer_holds_empty_mount_points_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let init = dir.path().join("init");
+        ensure_init_layer(&init).unwrap();
+        std::fs::write(init.join("etc/hosts"), "kept").unwrap();
+        ensure_init_layer(&init).unwrap();
+        for path in etc_paths() {
+            let file = init.join(path.trim_start_matches('/'));
+            assert!(file.is_file(), "{}", file.display());
+        }
+        assert_eq!(
+            std::fs::read_to_string(init.join("etc/hosts")).unwrap(),
+            "kept"
+        );
+        assert_eq!(
+            std::fs::metadata(init.join("etc/hostname")).unwrap().len(),
+            0
         );
     }
 

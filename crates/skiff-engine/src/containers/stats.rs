@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bollard_stubs::models::{
     ContainerBlkioStats, ContainerCpuStats, ContainerCpuUsage, ContainerMemoryStats,
-    ContainerPidsStats, ContainerStatsResponse, ContainerThrottlingData, ContainerTopResponse,
+    ContainerNetworkStats, ContainerPidsStats, ContainerStatsResponse, ContainerThrottlingData,
+    ContainerTopResponse,
 };
 use futures::stream::{BoxStream, StreamExt};
 use skiff_runtime::cgroups;
@@ -58,6 +59,50 @@ fn cpu_stats(s: &cgroups::CpuStats) -> ContainerCpuStats {
     }
 }
 
+/// Per-interface counters of `/proc/<pid>/net/dev` (the network namespace of `pid`), without
+/// loopback: Docker's `networks` member, keyed by interface, counting the container's
+/// endpoints (so a container with loopback only has none).
+fn parse_net_dev(text: &str) -> HashMap<String, ContainerNetworkStats> {
+    text.lines()
+        .skip(2)
+        .filter_map(|line| {
+            let (name, counters) = line.split_once(':')?;
+            let name = name.trim();
+            let n: Vec<u64> = counters
+                .split_whitespace()
+                .map(|v| v.parse().ok())
+                .collect::<Option<_>>()?;
+            if name == "lo" || n.len() < 12 {
+                return None;
+            }
+            Some((
+                name.to_string(),
+                ContainerNetworkStats {
+                    rx_bytes: Some(n[0]),
+                    rx_packets: Some(n[1]),
+                    rx_errors: Some(n[2]),
+                    rx_dropped: Some(n[3]),
+                    tx_bytes: Some(n[8]),
+                    tx_packets: Some(n[9]),
+                    tx_errors: Some(n[10]),
+                    tx_dropped: Some(n[11]),
+                    ..Default::default()
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The `networks` member: omitted on the host's network (Docker's host sandbox has no
+/// endpoint) and when the container has no interface but loopback, as Docker omits it.
+fn networks(rec: &crate::store::ContainerRecord) -> Option<HashMap<String, ContainerNetworkStats>> {
+    if rec.host_config.network_mode.as_deref() == Some("host") || rec.state.pid <= 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/{}/net/dev", rec.state.pid)).ok()?;
+    Some(parse_net_dev(&text)).filter(|n| !n.is_empty())
+}
+
 /// One sample; `prev` provides `precpu_stats` and `preread`.
 fn sample(c: &Container, prev: Option<&ContainerStatsResponse>) -> ContainerStatsResponse {
     let rec = c.rec();
@@ -103,6 +148,7 @@ fn sample(c: &Container, prev: Option<&ContainerStatsResponse>) -> ContainerStat
                 current: Some(s.pids.current),
                 limit: s.pids.limit,
             });
+            out.networks = networks(&rec);
         }
         Err(e) => tracing::debug!(id = %c.id, error = %e, "reading cgroup stats"),
     }
@@ -324,6 +370,37 @@ fn parse_ps(text: &str, pids: &[i32]) -> Result<ContainerTopResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn net_dev_counters_per_interface_without_loopback() {
+        let text = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     420       6    0    0    0     0          0         0      420       6    0    0    0     0       0          0
+  eth0: 1296       16    1    2    0     0          0         0      936      12    3    4    0     0       0          0
+";
+        let got = parse_net_dev(text);
+        assert_eq!(got.len(), 1, "{got:?}");
+        let eth0 = &got["eth0"];
+        assert_eq!(
+            (
+                eth0.rx_bytes,
+                eth0.rx_packets,
+                eth0.rx_errors,
+                eth0.rx_dropped
+            ),
+            (Some(1296), Some(16), Some(1), Some(2))
+        );
+        assert_eq!(
+            (
+                eth0.tx_bytes,
+                eth0.tx_packets,
+                eth0.tx_errors,
+                eth0.tx_dropped
+            ),
+            (Some(936), Some(12), Some(3), Some(4))
+        );
+        assert!(parse_net_dev(&text.lines().take(3).collect::<Vec<_>>().join("\n")).is_empty());
+    }
 
     #[test]
     fn ps_output_is_filtered_by_pid_and_keeps_the_command_whole() {

@@ -382,8 +382,10 @@ impl Shim {
             return;
         };
         let target = target.clone();
+        // As with Docker, a session on a tty never closes the container's input when it ends
+        // (the client may have detached and attach again); without one, `stdin_once` does.
         let close = match target {
-            Target::Init => self.config.stdin_once,
+            Target::Init => self.config.stdin_once && !self.config.tty,
             Target::Exec(_) => true,
         };
         if let Some(io) = self.io_mut(&target).filter(|_| close) {

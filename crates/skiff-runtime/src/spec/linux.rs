@@ -205,7 +205,7 @@ pub fn namespaces(c: &ContainerSpec) -> Result<Vec<LinuxNamespace>, SpecError> {
         NetworkMode::Host => {}
         NetworkMode::Path(p) => out.push(ns(LinuxNamespaceType::Network, Some(p))?),
     }
-    if Path::new("/proc/self/ns/cgroup").exists() {
+    if !c.host_cgroupns && Path::new("/proc/self/ns/cgroup").exists() {
         out.push(ns(LinuxNamespaceType::Cgroup, None)?);
     }
     Ok(out)
@@ -380,6 +380,8 @@ pub fn resources(
     device_rules: Vec<LinuxDeviceCgroup>,
 ) -> Result<LinuxResources, SpecError> {
     let mut r = LinuxResourcesBuilder::default().devices(device_rules);
+    let mut memory = LinuxMemoryBuilder::default();
+    let mut memory_set = false;
     match (c.memory_limit, c.memory_swap) {
         (None, Some(s)) if s != 0 => {
             return Err(SpecError::Invalid(
@@ -397,17 +399,25 @@ pub fn resources(
                 }
                 Some(s) => s,
             };
-            r = r.memory(
-                LinuxMemoryBuilder::default()
-                    .limit(limit)
-                    .swap(swap)
-                    .build()?,
-            );
+            memory = memory.limit(limit).swap(swap);
+            memory_set = true;
         }
         (Some(limit), _) if limit < 0 => {
             return Err(SpecError::Invalid(format!("invalid memory limit {limit}")))
         }
         _ => {}
+    }
+    if let Some(swappiness) = c.memory_swappiness {
+        if swappiness > 100 {
+            return Err(SpecError::Invalid(format!(
+                "invalid memory swappiness {swappiness}: the range is 0-100"
+            )));
+        }
+        memory = memory.swappiness(swappiness);
+        memory_set = true;
+    }
+    if memory_set {
+        r = r.memory(memory.build()?);
     }
     if c.nano_cpus.is_some() || c.cpu_shares.is_some() {
         let mut cpu = LinuxCpuBuilder::default();

@@ -164,6 +164,77 @@ fn defaults_are_dockers_secure_defaults() {
 }
 
 #[test]
+fn a_bare_variable_name_sets_nothing_and_unsets_the_default() {
+    let r = rootfs();
+    let mut c = base(r.path());
+    c.env = vec!["Foo".into(), "A=1".into(), "HOSTNAME".into()];
+    let spec = generate(&c).unwrap();
+    let env = spec.process().as_ref().unwrap().env().clone().unwrap();
+    assert!(env.contains(&"A=1".to_string()), "{env:?}");
+    assert!(env.iter().all(|e| e.contains('=')), "{env:?}");
+    assert!(!env.iter().any(|e| e.starts_with("HOSTNAME")), "{env:?}");
+    assert!(env.iter().any(|e| e.starts_with("PATH=")), "{env:?}");
+    let exec = ExecSpec {
+        args: vec!["env".into()],
+        env: vec!["A".into(), "B".into()],
+        ..Default::default()
+    };
+    let env = exec_process(&spec, &exec).unwrap().env().clone().unwrap();
+    assert!(
+        !env.iter().any(|e| e == "B" || e.starts_with("A")),
+        "{env:?}"
+    );
+}
+
+#[test]
+fn group_add_reaches_the_process_and_execs_as_other_users() {
+    let r = rootfs();
+    let mut c = base(r.path());
+    c.group_add = vec!["web".into(), "1234".into()];
+    let spec = generate(&c).unwrap();
+    let gids = spec
+        .process()
+        .as_ref()
+        .unwrap()
+        .user()
+        .additional_gids()
+        .clone();
+    assert_eq!(gids, Some(vec![33, 1234]));
+    let exec = ExecSpec {
+        args: vec!["id".into()],
+        user: "web".into(),
+        group_add: c.group_add.clone(),
+        ..Default::default()
+    };
+    let p = exec_process(&spec, &exec).unwrap();
+    assert_eq!(p.user().additional_gids(), &Some(vec![4, 33, 1234]));
+    c.group_add = vec!["nosuchgroup".into()];
+    assert!(generate(&c)
+        .unwrap_err()
+        .to_string()
+        .contains("Unable to find group nosuchgroup"));
+}
+
+#[test]
+fn the_cgroup_namespace_is_private_unless_the_hosts_is_asked_for() {
+    let r = rootfs();
+    let has_cgroupns = |c: &ContainerSpec| {
+        let spec = generate(c).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        linux
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::Cgroup)
+    };
+    let mut c = base(r.path());
+    assert!(has_cgroupns(&c));
+    c.host_cgroupns = true;
+    assert!(!has_cgroupns(&c));
+}
+
+#[test]
 fn nofile_never_exceeds_the_hard_limit() {
     let r = rootfs();
     let spec = generate(&base(r.path())).unwrap();
@@ -472,6 +543,7 @@ fn exec_process_inherits_and_overrides() {
         user: "web".into(),
         tty: true,
         privileged: false,
+        group_add: Vec::new(),
     };
     let p = exec_process(&spec, &exec).unwrap();
     assert_eq!(p.args().as_ref().unwrap(), &["id"]);

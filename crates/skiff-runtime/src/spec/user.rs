@@ -122,8 +122,10 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
         .collect()
 }
 
-/// Resolves `spec` (empty = root) against the rootfs's user database.
-pub fn resolve(rootfs: &Path, spec: &str) -> Result<ExecUser, SpecError> {
+/// Resolves `spec` (empty = root) against the rootfs's user database; `group_add`
+/// (`--group-add`: group names from the rootfs's `/etc/group`, or numeric ids) are added to the
+/// supplementary groups, in order, without duplicates.
+pub fn resolve(rootfs: &Path, spec: &str, group_add: &[String]) -> Result<ExecUser, SpecError> {
     let (user_part, group_part) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -181,12 +183,45 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<ExecUser, SpecError> {
             (gid, extra)
         }
     };
+    let mut additional_gids = additional_gids;
+    for gid in added_groups(&groups, group_add)? {
+        if !additional_gids.contains(&gid) {
+            additional_gids.push(gid);
+        }
+    }
     Ok(ExecUser {
         uid,
         gid,
         additional_gids,
         home,
     })
+}
+
+/// The gids of `--group-add` entries, the way Docker (moby/sys/user) resolves them: a group
+/// of that name or number in `/etc/group`, else a number in the gid range.
+fn added_groups(groups: &[GroupEntry], wanted: &[String]) -> Result<Vec<u32>, SpecError> {
+    wanted
+        .iter()
+        .map(|want| {
+            if let Some(g) = groups
+                .iter()
+                .find(|g| g.name == *want || g.gid.to_string() == *want)
+            {
+                return Ok(g.gid);
+            }
+            match want.parse::<i64>() {
+                Ok(gid) => u32::try_from(gid)
+                    .ok()
+                    .filter(|gid| *gid <= i32::MAX as u32)
+                    .ok_or_else(|| {
+                        SpecError::Invalid("uids and gids must be in range 0-2147483647".into())
+                    }),
+                Err(_) => Err(SpecError::Invalid(format!(
+                    "Unable to find group {want}: no matching entries in group file"
+                ))),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -212,7 +247,7 @@ mod tests {
     #[test]
     fn empty_is_root_with_its_groups() {
         let r = rootfs();
-        let u = resolve(r.path(), "").unwrap();
+        let u = resolve(r.path(), "", &[]).unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (0, 0, "/root"));
         assert_eq!(u.additional_gids, vec![10]);
     }
@@ -220,7 +255,7 @@ mod tests {
     #[test]
     fn name_gives_uid_gid_home_and_supplementary_groups() {
         let r = rootfs();
-        let u = resolve(r.path(), "app").unwrap();
+        let u = resolve(r.path(), "app", &[]).unwrap();
         assert_eq!(
             u,
             ExecUser {
@@ -235,26 +270,52 @@ mod tests {
     #[test]
     fn explicit_group_by_name_or_number() {
         let r = rootfs();
-        let u = resolve(r.path(), "app:wheel").unwrap();
+        let u = resolve(r.path(), "app:wheel", &[]).unwrap();
         assert_eq!((u.uid, u.gid), (1000, 10));
         assert!(u.additional_gids.is_empty());
-        let u = resolve(r.path(), "4242:4343").unwrap();
+        let u = resolve(r.path(), "4242:4343", &[]).unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (4242, 4343, "/"));
+    }
+
+    #[test]
+    fn group_add_takes_names_and_numbers_once() {
+        let r = rootfs();
+        let add = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let u = resolve(
+            r.path(),
+            "app",
+            &add(&["audio", "4242", "wheel", "1001", "29"]),
+        )
+        .unwrap();
+        assert_eq!(u.additional_gids, vec![10, 29, 4242, 1001]);
+        let u = resolve(r.path(), "", &add(&["app"])).unwrap();
+        assert_eq!(u.additional_gids, vec![10, 1001]);
+        let err = resolve(r.path(), "", &add(&["nosuch"]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "Unable to find group nosuch: no matching entries in group file"
+        );
+        assert!(resolve(r.path(), "", &add(&["-1"])).is_err());
+        assert!(resolve(r.path(), "", &add(&["99999999999"])).is_err());
     }
 
     #[test]
     fn unknown_numeric_uid_gets_gid_zero() {
         let r = rootfs();
-        let u = resolve(r.path(), "5000").unwrap();
+        let u = resolve(r.path(), "5000", &[]).unwrap();
         assert_eq!((u.uid, u.gid), (5000, 0));
     }
 
     #[test]
     fn unknown_names_are_clear_errors() {
         let r = rootfs();
-        let err = resolve(r.path(), "nobody").unwrap_err().to_string();
+        let err = resolve(r.path(), "nobody", &[]).unwrap_err().to_string();
         assert!(err.contains("unable to find user nobody"), "{err}");
-        let err = resolve(r.path(), "app:nogroup").unwrap_err().to_string();
+        let err = resolve(r.path(), "app:nogroup", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unable to find group nogroup"), "{err}");
     }
 
@@ -263,7 +324,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("etc")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("etc/passwd")).unwrap();
-        assert!(resolve(dir.path(), "root").is_err());
+        assert!(resolve(dir.path(), "root", &[]).is_err());
     }
 
     #[test]
@@ -276,7 +337,9 @@ mod tests {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(host.path(), dir.path().join("etc")).unwrap();
-        let err = resolve(dir.path(), "hostonly").unwrap_err().to_string();
+        let err = resolve(dir.path(), "hostonly", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unable to find user hostonly"), "{err}");
     }
 
@@ -285,6 +348,6 @@ mod tests {
         let dir = rootfs();
         std::fs::rename(dir.path().join("etc"), dir.path().join("real-etc")).unwrap();
         std::os::unix::fs::symlink("/real-etc", dir.path().join("etc")).unwrap();
-        assert_eq!(resolve(dir.path(), "app").unwrap().home, "/home/app");
+        assert_eq!(resolve(dir.path(), "app", &[]).unwrap().home, "/home/app");
     }
 }

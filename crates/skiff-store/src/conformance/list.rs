@@ -11,7 +11,7 @@ fn keys(list: &ListResult) -> Vec<&str> {
     list.items.iter().map(|kv| kv.key.as_str()).collect()
 }
 
-pub(super) async fn list_orders_keys_and_isolates_prefixes(store: Arc<dyn Store>) {
+pub async fn list_orders_keys_and_isolates_prefixes(store: Arc<dyn Store>) {
     // Created out of order, with neighbours that share a textual prefix.
     let inside = [
         "/lo/a/z",
@@ -65,7 +65,7 @@ pub(super) async fn list_orders_keys_and_isolates_prefixes(store: Arc<dyn Store>
     assert!(none.items.is_empty() && !none.more);
 }
 
-pub(super) async fn list_paginates_with_limit_and_start_after(store: Arc<dyn Store>) {
+pub async fn list_paginates_with_limit_and_start_after(store: Arc<dyn Store>) {
     let names: Vec<String> = (0..10).map(|i| format!("/pg/k{i:02}")).collect();
     for name in names.iter().rev() {
         store.create(name, name.as_bytes().to_vec()).await.unwrap();
@@ -123,7 +123,7 @@ pub(super) async fn list_paginates_with_limit_and_start_after(store: Arc<dyn Sto
     );
 }
 
-pub(super) async fn list_at_past_revision_sees_old_values(store: Arc<dyn Store>) {
+pub async fn list_at_past_revision_sees_old_values(store: Arc<dyn Store>) {
     let ra = store.create("/past/a", b"a1".to_vec()).await.unwrap();
     let rb = store.create("/past/b", b"b1".to_vec()).await.unwrap();
     let ra2 = store.update("/past/a", b"a2".to_vec(), ra).await.unwrap();
@@ -166,7 +166,7 @@ pub(super) async fn list_at_past_revision_sees_old_values(store: Arc<dyn Store>)
     assert_eq!((keys(&page), page.more), (vec!["/past/b"], false));
 }
 
-pub(super) async fn future_revision_is_refused(store: Arc<dyn Store>) {
+pub async fn future_revision_is_refused(store: Arc<dyn Store>) {
     store.create("/fut/a", b"1".to_vec()).await.unwrap();
     let current = store.current_revision().await.unwrap();
     let future = current + 1000;
@@ -191,7 +191,7 @@ pub(super) async fn future_revision_is_refused(store: Arc<dyn Store>) {
     assert_eq!(keys(&at_current), ["/fut/a"]);
 }
 
-pub(super) async fn compaction_forgets_history_keeps_data(store: Arc<dyn Store>) {
+pub async fn compaction_forgets_history_keeps_data(store: Arc<dyn Store>) {
     let r1 = store.create("/cmp/a", b"1".to_vec()).await.unwrap();
     let r2 = store.update("/cmp/a", b"2".to_vec(), r1).await.unwrap();
     let r3 = store.create("/cmp/b", b"b".to_vec()).await.unwrap();
@@ -270,7 +270,7 @@ pub(super) async fn compaction_forgets_history_keeps_data(store: Arc<dyn Store>)
 
 /// A watch from revision 0 ("the whole history") once history is compacted fails in the
 /// call, as one from any other compacted revision does (etcd used to fail only in-stream).
-pub(super) async fn watch_from_zero_after_compaction_failed_only_in_stream(store: Arc<dyn Store>) {
+pub async fn watch_from_zero_after_compaction_failed_only_in_stream(store: Arc<dyn Store>) {
     let r1 = store.create("/cmp0/a", b"1".to_vec()).await.unwrap();
     let r2 = store.update("/cmp0/a", b"2".to_vec(), r1).await.unwrap();
     store.compact(r2).await.unwrap();
@@ -284,7 +284,7 @@ pub(super) async fn watch_from_zero_after_compaction_failed_only_in_stream(store
 /// A list whose values add up to more than gRPC's default 4 MiB message limit (etcd failed
 /// it with "decoded message length too large"), unpaginated and paginated, now and at a past
 /// revision. The count is above the etcd engine's internal page size too.
-pub(super) async fn list_larger_than_grpc_message_limit(store: Arc<dyn Store>) {
+pub async fn list_larger_than_grpc_message_limit(store: Arc<dyn Store>) {
     const COUNT: usize = 640;
     const SIZE: usize = 8 * 1024;
     const _: () = assert!(COUNT * SIZE > 4 * 1024 * 1024);

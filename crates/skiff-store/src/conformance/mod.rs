@@ -1,100 +1,105 @@
-//! The properties every [`Store`] implementation must have, as one suite both engines run
-//! (`tests/sqlite.rs`, `tests/etcd.rs`): compare-on-revision writes with the right errors,
+//! The properties every [`Store`](crate::Store) implementation must have, as one suite both
+//! engines run (`tests/sqlite.rs`, `tests/etcd.rs`): compare-on-revision writes with the right errors,
 //! ordered and paginated lists at past revisions, watches that replay history and continue
 //! live without gaps, no lost update under contention, and compaction.
 //!
-//! Compiled only with the `conformance` cargo feature; it is test code (it panics on the first
-//! violated property) and must stay out of release builds. Each property gets a fresh store
-//! and uses keys under its own prefix, and assumes nothing about absolute revisions: an
-//! engine may share its revision counter with other writers (etcd does).
+//! Compiled only with the `conformance` cargo feature; it is test code (a property panics on
+//! its first violated assertion) and must stay out of release builds. An engine's test file
+//! invokes [`store_conformance_tests!`](crate::store_conformance_tests), which expands to one
+//! test per property, so the runner reports each property on its own and one failure hides no
+//! other. Each property gets a fresh store (or, on a shared server, its own key prefix) and
+//! uses keys under its own prefix, and assumes nothing about absolute revisions: an engine
+//! may share its revision counter with other writers (etcd does).
 
-mod list;
-mod watch;
-mod write;
+#[doc(hidden)]
+pub mod list;
+#[doc(hidden)]
+pub mod watch;
+#[doc(hidden)]
+pub mod write;
 
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 
-use crate::{Event, KeyValue, Store, WatchStream};
+use crate::{Event, KeyValue, WatchStream};
 
 /// How long a property waits for an expected watch event.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
-type Property = fn(Arc<dyn Store>) -> BoxFuture<'static, ()>;
+/// What a store factory learns about the property it makes a store for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Property {
+    /// The property's name, unique in the suite: usable as a key prefix or a file name.
+    pub name: &'static str,
+    /// Whether the property compacts the store. A compaction forgets the history of every key,
+    /// so stores that share one server's history (prefixes on one etcd) must not run any other
+    /// property meanwhile.
+    pub compacts: bool,
+}
 
-/// Every property, by name.
-pub const PROPERTIES: &[(&str, Property)] = &[
-    ("create_get_update_delete", |s| {
-        Box::pin(write::create_get_update_delete(s))
-    }),
-    ("values_are_opaque_bytes", |s| {
-        Box::pin(write::values_are_opaque_bytes(s))
-    }),
-    ("concurrent_cas_loses_no_update", |s| {
-        Box::pin(write::concurrent_cas_loses_no_update(s))
-    }),
-    ("concurrent_creates_get_distinct_revisions", |s| {
-        Box::pin(write::concurrent_creates_get_distinct_revisions(s))
-    }),
-    ("list_orders_keys_and_isolates_prefixes", |s| {
-        Box::pin(list::list_orders_keys_and_isolates_prefixes(s))
-    }),
-    ("list_paginates_with_limit_and_start_after", |s| {
-        Box::pin(list::list_paginates_with_limit_and_start_after(s))
-    }),
-    ("list_at_past_revision_sees_old_values", |s| {
-        Box::pin(list::list_at_past_revision_sees_old_values(s))
-    }),
-    ("list_larger_than_grpc_message_limit", |s| {
-        Box::pin(list::list_larger_than_grpc_message_limit(s))
-    }),
-    ("future_revision_is_refused", |s| {
-        Box::pin(list::future_revision_is_refused(s))
-    }),
-    (
-        "watch_from_zero_after_compaction_failed_only_in_stream",
-        |s| Box::pin(list::watch_from_zero_after_compaction_failed_only_in_stream(s)),
-    ),
-    ("watch_replays_history_then_continues_live", |s| {
-        Box::pin(watch::watch_replays_history_then_continues_live(s))
-    }),
-    ("watch_filters_by_prefix", |s| {
-        Box::pin(watch::watch_filters_by_prefix(s))
-    }),
-    ("watch_seam_has_no_gap_under_writes", |s| {
-        Box::pin(watch::watch_seam_has_no_gap_under_writes(s))
-    }),
-    ("slow_watcher_misses_nothing", |s| {
-        Box::pin(watch::slow_watcher_misses_nothing(s))
-    }),
-    ("compaction_forgets_history_keeps_data", |s| {
-        Box::pin(list::compaction_forgets_history_keeps_data(s))
-    }),
-];
-
-/// Runs every property in turn, each on a fresh store from `make`; panics naming the first
-/// property that fails.
-pub async fn run_all<F, Fut>(make: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn Store>>,
-{
-    for (name, property) in PROPERTIES {
-        let store = make().await;
-        if let Err(panic) = AssertUnwindSafe(property(store)).catch_unwind().await {
-            let why = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("(non-string panic)");
-            panic!("store conformance property `{name}` failed: {why}");
+/// Expands to one `#[tokio::test]` per conformance property. `$make` names an
+/// `async fn(Property) -> (Arc<dyn Store>, G)`: a fresh store for that property and a guard
+/// `G` held until the property ends (a temporary directory, a lock on a shared server).
+/// Invoke it inside a module to group the tests under its name:
+///
+/// ```text
+/// mod conformance {
+///     skiff_store::store_conformance_tests!(super::fresh_store);
+/// }
+/// ```
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:path) => {
+        $crate::__store_conformance_tests! { $make;
+            keeps_history: [
+                write::create_get_update_delete,
+                write::values_are_opaque_bytes,
+                write::concurrent_cas_loses_no_update,
+                write::concurrent_creates_get_distinct_revisions,
+                list::list_orders_keys_and_isolates_prefixes,
+                list::list_paginates_with_limit_and_start_after,
+                list::list_at_past_revision_sees_old_values,
+                list::list_larger_than_grpc_message_limit,
+                list::future_revision_is_refused,
+                watch::watch_replays_history_then_continues_live,
+                watch::watch_filters_by_prefix,
+                watch::watch_seam_has_no_gap_under_writes,
+                watch::slow_watcher_misses_nothing,
+            ],
+            compacts: [
+                list::watch_from_zero_after_compaction_failed_only_in_stream,
+                list::compaction_forgets_history_keeps_data,
+            ],
         }
-    }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_conformance_tests {
+    ($make:path;
+     keeps_history: [$($module:ident::$name:ident),* $(,)?],
+     compacts: [$($cmodule:ident::$cname:ident),* $(,)?] $(,)?) => {
+        $($crate::__store_conformance_test!($make, $module, $name, false);)*
+        $($crate::__store_conformance_test!($make, $cmodule, $cname, true);)*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_conformance_test {
+    ($make:path, $module:ident, $name:ident, $compacts:expr) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let property = $crate::conformance::Property {
+                name: stringify!($name),
+                compacts: $compacts,
+            };
+            let (store, _guard) = $make(property).await;
+            $crate::conformance::$module::$name(store).await;
+        }
+    };
 }
 
 /// The next event of `watch`, which must come within [`EVENT_TIMEOUT`] and not be an error.

@@ -16,7 +16,7 @@ fn put(kv: crate::KeyValue, prev_kv: Option<crate::KeyValue>) -> Event {
     }
 }
 
-pub(super) async fn watch_replays_history_then_continues_live(store: Arc<dyn Store>) {
+pub async fn watch_replays_history_then_continues_live(store: Arc<dyn Store>) {
     let r1 = store.create("/w/a", b"1".to_vec()).await.unwrap();
     let r2 = store.update("/w/a", b"2".to_vec(), r1).await.unwrap();
     let r3 = store.create("/w/b", b"b".to_vec()).await.unwrap();
@@ -68,7 +68,7 @@ pub(super) async fn watch_replays_history_then_continues_live(store: Arc<dyn Sto
     }
 }
 
-pub(super) async fn watch_filters_by_prefix(store: Arc<dyn Store>) {
+pub async fn watch_filters_by_prefix(store: Arc<dyn Store>) {
     let start = store.create("/wp/before", b"x".to_vec()).await.unwrap();
     let mut watch = store.watch("/wp/a/", start).await.unwrap();
     let mut wanted = Vec::new();
@@ -98,7 +98,7 @@ const SEAM_WRITES: usize = 200;
 
 /// Watches opened from past revisions while writes keep coming see exactly the writes after
 /// their revision: none lost or doubled where replay hands over to live events.
-pub(super) async fn watch_seam_has_no_gap_under_writes(store: Arc<dyn Store>) {
+pub async fn watch_seam_has_no_gap_under_writes(store: Arc<dyn Store>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let writer = {
         let store = store.clone();
@@ -140,7 +140,7 @@ pub(super) async fn watch_seam_has_no_gap_under_writes(store: Arc<dyn Store>) {
 const SLOW_WRITES: usize = 1500;
 
 /// A watcher that reads nothing while many writes happen still gets every event, in order.
-pub(super) async fn slow_watcher_misses_nothing(store: Arc<dyn Store>) {
+pub async fn slow_watcher_misses_nothing(store: Arc<dyn Store>) {
     let start = store.current_revision().await.unwrap();
     let mut watch = store.watch("/slow/", start).await.unwrap();
     let mut revisions = Vec::with_capacity(SLOW_WRITES);

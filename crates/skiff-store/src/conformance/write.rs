@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{kv, next_event};
 use crate::{EventType, Store, StoreError};
 
-pub(super) async fn create_get_update_delete(store: Arc<dyn Store>) {
+pub async fn create_get_update_delete(store: Arc<dyn Store>) {
     let key = "/crud/a";
     assert_eq!(store.get(key).await.unwrap(), None, "fresh store has {key}");
 
@@ -87,7 +87,7 @@ pub(super) async fn create_get_update_delete(store: Arc<dyn Store>) {
     assert!(store.current_revision().await.unwrap() >= r5);
 }
 
-pub(super) async fn values_are_opaque_bytes(store: Arc<dyn Store>) {
+pub async fn values_are_opaque_bytes(store: Arc<dyn Store>) {
     let binary = vec![0u8, 255, 1, 0xc3, 0x28, 0, 10, 13];
     let r = store.create("/bytes/bin", binary.clone()).await.unwrap();
     assert_eq!(
@@ -117,7 +117,7 @@ const INCREMENTS: usize = 20;
 
 /// 20 tasks × 20 compare-and-swap increments of one counter: the counter ends at 400, and a
 /// watch sees 400 updates with values 1..=400 at strictly increasing revisions.
-pub(super) async fn concurrent_cas_loses_no_update(store: Arc<dyn Store>) {
+pub async fn concurrent_cas_loses_no_update(store: Arc<dyn Store>) {
     let key = "/cas/counter";
     let start = store.create(key, b"0".to_vec()).await.unwrap();
     let mut watch = store.watch("/cas/", start).await.unwrap();
@@ -186,7 +186,7 @@ pub(super) async fn concurrent_cas_loses_no_update(store: Arc<dyn Store>) {
 }
 
 /// Concurrent creates of distinct keys get distinct revisions; of one key, exactly one wins.
-pub(super) async fn concurrent_creates_get_distinct_revisions(store: Arc<dyn Store>) {
+pub async fn concurrent_creates_get_distinct_revisions(store: Arc<dyn Store>) {
     let tasks = (0..TASKS)
         .map(|i| {
             let store = store.clone();

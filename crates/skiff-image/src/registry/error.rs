@@ -1,0 +1,119 @@
+//! The registry client's error type.
+
+use skiff_core::{ErrorKind, HasKind};
+
+use crate::ImageError;
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A malformed reference, platform, `X-Registry-Auth` header or registry address.
+    #[error("{0}")]
+    Invalid(String),
+    /// The registry refused the credentials (or wants some).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The repository, tag or digest does not exist, or no manifest fits the platform.
+    #[error("{0}")]
+    NotFound(String),
+    /// The registry sent something that must not be used: a blob whose digest or size
+    /// differs from its descriptor, an oversized manifest, an unsupported media type.
+    #[error("{0}")]
+    BadContent(String),
+    /// A request to the registry failed (connection, protocol, server error).
+    #[error("{context}")]
+    Transport {
+        context: String,
+        #[source]
+        source: oci_client::errors::OciDistributionError,
+    },
+    /// The login probe failed to reach the registry.
+    #[error("{context}")]
+    Http {
+        context: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Reading or writing the local store (including layers the unpacker refuses).
+    #[error(transparent)]
+    Store(#[from] ImageError),
+}
+
+impl RegistryError {
+    /// Wraps an `oci-client` error, classifying authentication and not-found answers.
+    pub(crate) fn transport(
+        context: impl Into<String>,
+        source: oci_client::errors::OciDistributionError,
+    ) -> RegistryError {
+        use oci_client::errors::{OciDistributionError as E, OciErrorCode};
+        let context = context.into();
+        match &source {
+            E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => {
+                RegistryError::Unauthorized(format!(
+                    "{context}: unauthorized: authentication required"
+                ))
+            }
+            E::RegistryError { envelope, .. }
+                if envelope.errors.iter().any(|e| {
+                    matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)
+                }) =>
+            {
+                RegistryError::Unauthorized(format!("{context}: {}", registry_messages(envelope)))
+            }
+            E::RegistryError { envelope, .. }
+                if envelope.errors.iter().any(|e| {
+                    matches!(
+                        e.code,
+                        OciErrorCode::ManifestUnknown
+                            | OciErrorCode::NameUnknown
+                            | OciErrorCode::NotFound
+                            | OciErrorCode::BlobUnknown
+                    )
+                }) =>
+            {
+                RegistryError::NotFound(format!("{context}: {}", registry_messages(envelope)))
+            }
+            E::ServerError { code: 404, .. } | E::ImageManifestNotFoundError(_) => {
+                RegistryError::NotFound(format!("{context}: not found"))
+            }
+            E::RequestError(e) if matches!(e.status().map(|s| s.as_u16()), Some(401 | 403)) => {
+                RegistryError::Unauthorized(format!(
+                    "{context}: unauthorized: authentication required"
+                ))
+            }
+            E::DigestError(e) => RegistryError::BadContent(format!("{context}: {e}")),
+            _ => RegistryError::Transport { context, source },
+        }
+    }
+}
+
+fn registry_messages(envelope: &oci_client::errors::OciEnvelope) -> String {
+    envelope
+        .errors
+        .iter()
+        .map(|e| {
+            // Docker prints codes as words: MANIFEST_UNKNOWN → "manifest unknown".
+            let code = serde_json::to_value(&e.code)
+                .ok()
+                .and_then(|v| v.as_str().map(|s| s.to_lowercase().replace('_', " ")))
+                .unwrap_or_default();
+            format!("{code}: {}", e.message)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl HasKind for RegistryError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RegistryError::Invalid(_) => ErrorKind::InvalidArgument,
+            RegistryError::Unauthorized(_) => ErrorKind::Unauthorized,
+            RegistryError::NotFound(_) => ErrorKind::NotFound,
+            RegistryError::BadContent(_)
+            | RegistryError::Transport { .. }
+            | RegistryError::Http { .. } => ErrorKind::Internal,
+            RegistryError::Store(e) => e.kind(),
+        }
+    }
+}

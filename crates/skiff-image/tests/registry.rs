@@ -1,0 +1,780 @@
+//! The registry client against Debian's real `docker-registry` (anonymous, htpasswd and
+//! token auth, mirrors, cross-repository mounts) and against a fake registry for hostile
+//! answers. Images come from `skiff_image::testutil` (the host's busybox), no internet.
+
+mod registry_support;
+
+use std::path::Path;
+
+use registry_support::fake::{self, Content, FakeRegistry};
+use registry_support::real::{Auth, RealRegistry};
+use registry_support::token::{self, TokenServer};
+use registry_support::Recorder;
+use skiff_core::{ErrorKind, HasKind};
+use skiff_image::registry::{
+    Credentials, Platform, PullOptions, PushOptions, Registries, RegistryConfig, RegistryError,
+};
+use skiff_image::{ImageRef, ImageStore};
+
+fn temp_store() -> (tempfile::TempDir, ImageStore) {
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-registry-test-")
+        .tempdir()
+        .unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+fn registries() -> Registries {
+    Registries::new(RegistryConfig::default()).unwrap()
+}
+
+fn r(s: &str) -> ImageRef {
+    ImageRef::parse(s).unwrap()
+}
+
+/// A store holding busybox under `name`.
+fn store_with_busybox(name: &str) -> (tempfile::TempDir, ImageStore) {
+    let (dir, store) = temp_store();
+    store
+        .load(&skiff_image::testutil::busybox_docker_archive(name)[..])
+        .unwrap();
+    (dir, store)
+}
+
+fn no_progress() -> impl Fn(skiff_image::registry::Progress) + Send + Sync {
+    |_| {}
+}
+
+/// Nothing was stored: no image, no blob, no snapshot, nothing left in tmp.
+fn assert_store_empty(root: &Path, store: &ImageStore) {
+    assert!(store.list().unwrap().is_empty(), "an image was stored");
+    for dir in ["blobs/sha256", "snapshots", "tmp"] {
+        let left: Vec<_> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{dir} holds {left:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_then_pull_round_trips_through_a_real_registry() {
+    let registry = RealRegistry::start(Auth::Anonymous);
+    let name = format!("{}/test/busybox:1", registry.addr);
+    let (_a, source) = store_with_busybox(&name);
+    let regs = registries();
+
+    let pushed_log = Recorder::default();
+    let pushed = source
+        .push(
+            &regs,
+            &r(&name),
+            &PushOptions::default(),
+            &pushed_log.sink(),
+        )
+        .await
+        .unwrap();
+    assert!(pushed_log.has("Pushed"), "{:?}", pushed_log.statuses());
+    assert_eq!(
+        pushed_log.statuses()[0],
+        format!(
+            "The push refers to repository [{}/test/busybox]",
+            registry.addr
+        )
+    );
+    assert!(pushed_log.has(&format!(
+        "1: digest: {} size: {}",
+        pushed.digest, pushed.size
+    )));
+    let aux = pushed_log.all().into_iter().find_map(|p| p.aux).unwrap();
+    assert_eq!(aux["Digest"], pushed.digest);
+    let source_image = source.get(&name).unwrap();
+    assert_eq!(pushed.digest, source_image.manifest_digest);
+    assert_eq!(
+        source_image.repo_digests,
+        [format!("{}/test/busybox@{}", registry.addr, pushed.digest)]
+    );
+
+    let (dest_dir, dest) = temp_store();
+    let log = Recorder::default();
+    let pulled = dest
+        .pull(&regs, &r(&name), &PullOptions::default(), &log.sink())
+        .await
+        .unwrap();
+    assert_eq!(pulled.image_id, source_image.id);
+    assert_eq!(pulled.digest, pushed.digest);
+    assert!(pulled.downloaded);
+    let statuses = log.statuses();
+    for want in [
+        "Pulling fs layer",
+        "Downloading",
+        "Verifying Checksum",
+        "Download complete",
+        "Extracting",
+        "Pull complete",
+    ] {
+        assert!(
+            statuses.iter().any(|s| s == want),
+            "no {want:?} in {statuses:?}"
+        );
+    }
+    assert_eq!(statuses[0], "Pulling from test/busybox");
+    assert!(statuses.contains(&format!("Digest: {}", pushed.digest)));
+    assert_eq!(
+        statuses.last().unwrap(),
+        &format!("Status: Downloaded newer image for {name}")
+    );
+    let downloading = log
+        .all()
+        .into_iter()
+        .rfind(|p| p.status == "Downloading")
+        .unwrap();
+    let detail = downloading.detail.unwrap();
+    assert_eq!(detail.current, detail.total);
+    assert!(detail.total.unwrap() > 100_000, "busybox layer is large");
+
+    let image = dest.get(&name).unwrap();
+    assert_eq!(image.repo_tags, std::slice::from_ref(&name));
+    assert_eq!(image.diff_ids, source_image.diff_ids);
+    // The layer was unpacked during the pull: the rootfs is ready without another unpack.
+    let snapshots = std::fs::read_dir(dest_dir.path().join("snapshots"))
+        .unwrap()
+        .count();
+    assert_eq!(snapshots, 1);
+    let lowers = dest.prepare_rootfs(&image.id).unwrap();
+    assert!(lowers[0].join("bin/busybox").is_file());
+
+    // Pulling again downloads nothing.
+    let again = Recorder::default();
+    let second = dest
+        .pull(&regs, &r(&name), &PullOptions::default(), &again.sink())
+        .await
+        .unwrap();
+    assert!(!second.downloaded);
+    assert!(again.has("Already exists"), "{:?}", again.statuses());
+    assert!(!again.has("Downloading"));
+    assert_eq!(
+        again.statuses().last().unwrap(),
+        &format!("Status: Image is up to date for {name}")
+    );
+
+    // Pushing again uploads nothing.
+    let repush = Recorder::default();
+    source
+        .push(&regs, &r(&name), &PushOptions::default(), &repush.sink())
+        .await
+        .unwrap();
+    assert!(
+        repush.has("Layer already exists"),
+        "{:?}",
+        repush.statuses()
+    );
+    assert!(!repush.has("Pushing"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_by_digest_records_the_repository_digest_without_a_tag() {
+    let registry = RealRegistry::start(Auth::Anonymous);
+    let name = format!("{}/test/busybox:1", registry.addr);
+    let (_a, source) = store_with_busybox(&name);
+    let regs = registries();
+    let pushed = source
+        .push(&regs, &r(&name), &PushOptions::default(), &no_progress())
+        .await
+        .unwrap();
+
+    let (_b, dest) = temp_store();
+    let by_digest = format!("{}/test/busybox@{}", registry.addr, pushed.digest);
+    let pulled = dest
+        .pull(
+            &regs,
+            &r(&by_digest),
+            &PullOptions::default(),
+            &no_progress(),
+        )
+        .await
+        .unwrap();
+    let image = dest.get(&by_digest).unwrap();
+    assert_eq!(image.id, pulled.image_id);
+    assert!(image.repo_tags.is_empty());
+    assert_eq!(image.repo_digests, std::slice::from_ref(&by_digest));
+    // Survives a reopen of the store.
+    drop(dest);
+    let reopened = ImageStore::open(_b.path()).unwrap();
+    assert_eq!(
+        reopened.get(&by_digest).unwrap().repo_digests,
+        std::slice::from_ref(&by_digest)
+    );
+
+    // A digest the registry does not have.
+    let missing = format!("{}/test/busybox@sha256:{}", registry.addr, "0".repeat(64));
+    let err = reopened
+        .pull(&regs, &r(&missing), &PullOptions::default(), &no_progress())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+
+    // An image known by its digest only is not dangling: prune keeps it.
+    let (removed, _) = reopened.prune(false, &|_| false).unwrap();
+    assert!(removed.is_empty(), "{removed:?}");
+    // rmi by the digest reference deletes it and says what it untagged.
+    let removed = reopened.remove(&by_digest, false, &|_| false).unwrap();
+    assert_eq!(
+        removed,
+        [
+            skiff_image::Removed::Untagged(by_digest.clone()),
+            skiff_image::Removed::Deleted(pulled.image_id.clone()),
+        ]
+    );
+    assert!(reopened.list().unwrap().is_empty());
+
+    // A tagged pull also records the digest; removing the tag removes both.
+    reopened
+        .pull(&regs, &r(&name), &PullOptions::default(), &no_progress())
+        .await
+        .unwrap();
+    let removed = reopened.remove(&name, false, &|_| false).unwrap();
+    assert_eq!(
+        removed,
+        [
+            skiff_image::Removed::Untagged(name.clone()),
+            skiff_image::Removed::Untagged(by_digest),
+            skiff_image::Removed::Deleted(pulled.image_id),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_tags_are_not_found_in_dockers_words() {
+    let registry = RealRegistry::start(Auth::Anonymous);
+    let (_d, store) = temp_store();
+    let name = format!("{}/nothing/here:nope", registry.addr);
+    let err = store
+        .pull(
+            &registries(),
+            &r(&name),
+            &PullOptions::default(),
+            &no_progress(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(
+        err.to_string()
+            .starts_with(&format!("manifest for {name} not found")),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_in_the_store_are_not_downloaded_again() {
+    let registry = RealRegistry::start(Auth::Anonymous);
+    let regs = registries();
+    let first = format!("{}/test/busybox:1", registry.addr);
+    let second = format!("{}/test/echo:1", registry.addr);
+    let (_a, source) = store_with_busybox(&first);
+    // Same layer, another config.
+    source
+        .import(
+            &skiff_image::testutil::busybox_rootfs_tar()[..],
+            Some(&second),
+            &[r#"CMD ["echo", "hi"]"#.to_string()],
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        source.get(&first).unwrap().diff_ids,
+        source.get(&second).unwrap().diff_ids
+    );
+    for name in [&first, &second] {
+        source
+            .push(&regs, &r(name), &PushOptions::default(), &no_progress())
+            .await
+            .unwrap();
+    }
+
+    let (_b, dest) = temp_store();
+    dest.pull(&regs, &r(&first), &PullOptions::default(), &no_progress())
+        .await
+        .unwrap();
+    let log = Recorder::default();
+    dest.pull(&regs, &r(&second), &PullOptions::default(), &log.sink())
+        .await
+        .unwrap();
+    assert!(log.has("Already exists"), "{:?}", log.statuses());
+    assert!(!log.has("Downloading"), "{:?}", log.statuses());
+    assert_eq!(
+        dest.get(&second)
+            .unwrap()
+            .config
+            .config()
+            .as_ref()
+            .unwrap()
+            .cmd()
+            .clone()
+            .unwrap(),
+        ["echo", "hi"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_mounts_blobs_from_another_repository() {
+    let registry = RealRegistry::start(Auth::Anonymous);
+    let regs = registries();
+    let first = format!("{}/team/base:1", registry.addr);
+    let second = format!("{}/team/app:1", registry.addr);
+    let (_a, store) = store_with_busybox(&first);
+    store
+        .push(&regs, &r(&first), &PushOptions::default(), &no_progress())
+        .await
+        .unwrap();
+    store.tag(&first, &second).unwrap();
+    let log = Recorder::default();
+    store
+        .push(&regs, &r(&second), &PushOptions::default(), &log.sink())
+        .await
+        .unwrap();
+    assert!(log.has("Mounted from team/base"), "{:?}", log.statuses());
+    assert!(!log.has("Pushing"));
+    // The mounted repository serves the image.
+    let (_b, dest) = temp_store();
+    dest.pull(&regs, &r(&second), &PullOptions::default(), &no_progress())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn htpasswd_registry_needs_the_right_password() {
+    let registry = RealRegistry::start(Auth::Htpasswd(vec![("alice".into(), "s3cret".into())]));
+    let regs = registries();
+    let name = format!("{}/private/busybox:1", registry.addr);
+    let (_a, source) = store_with_busybox(&name);
+    let good = Credentials {
+        serveraddress: registry.addr.clone(),
+        ..Credentials::basic("alice", "s3cret")
+    };
+    let bad = Credentials {
+        serveraddress: registry.addr.clone(),
+        ..Credentials::basic("alice", "wrong")
+    };
+
+    assert_eq!(regs.login(&good).await.unwrap().status, "Login Succeeded");
+    let err = regs.login(&bad).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
+    assert_eq!(
+        err.to_string(),
+        "unauthorized: incorrect username or password"
+    );
+
+    let err = source
+        .push(&regs, &r(&name), &PushOptions::default(), &no_progress())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err:?}");
+    source
+        .push(
+            &regs,
+            &r(&name),
+            &PushOptions {
+                credentials: good.clone(),
+            },
+            &no_progress(),
+        )
+        .await
+        .unwrap();
+
+    let (dest_dir, dest) = temp_store();
+    let err = dest
+        .pull(&regs, &r(&name), &PullOptions::default(), &no_progress())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err}");
+    assert_store_empty(dest_dir.path(), &dest);
+    let opts = PullOptions {
+        credentials: good,
+        platform: None,
+    };
+    dest.pull(&regs, &r(&name), &opts, &no_progress())
+        .await
+        .unwrap();
+    assert_eq!(dest.list().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_auth_registry_works_with_a_token_server() {
+    let tokens = TokenServer::start(&[("bob", "hunter2")]).await;
+    let registry = RealRegistry::start(Auth::Token {
+        realm: tokens.realm.clone(),
+        service: token::SERVICE.into(),
+        issuer: token::ISSUER.into(),
+        cert_pem: tokens.cert_pem.clone(),
+    });
+    let regs = registries();
+    let name = format!("{}/secure/busybox:1", registry.addr);
+    let (_a, source) = store_with_busybox(&name);
+    let creds = |password: &str| Credentials {
+        serveraddress: format!("http://{}/v2/", registry.addr),
+        ..Credentials::basic("bob", password)
+    };
+
+    regs.login(&creds("hunter2")).await.unwrap();
+    let err = regs.login(&creds("nope")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
+    assert_eq!(
+        err.to_string(),
+        "unauthorized: incorrect username or password"
+    );
+
+    // Credentials travel as Docker's X-Registry-Auth header would carry them.
+    use base64::Engine as _;
+    let header = base64::engine::general_purpose::URL_SAFE.encode(
+        serde_json::json!({"username": "bob", "password": "hunter2", "serveraddress": registry.addr})
+            .to_string(),
+    );
+    let from_header = Credentials::from_header(&header).unwrap();
+    let err = source
+        .push(
+            &regs,
+            &r(&name),
+            &PushOptions {
+                credentials: creds("nope"),
+            },
+            &no_progress(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err}");
+    source
+        .push(
+            &regs,
+            &r(&name),
+            &PushOptions {
+                credentials: from_header.clone(),
+            },
+            &no_progress(),
+        )
+        .await
+        .unwrap();
+
+    let (dest_dir, dest) = temp_store();
+    let err = dest
+        .pull(&regs, &r(&name), &PullOptions::default(), &no_progress())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err}");
+    assert_store_empty(dest_dir.path(), &dest);
+    let opts = PullOptions {
+        credentials: from_header,
+        platform: None,
+    };
+    let pulled = dest
+        .pull(&regs, &r(&name), &opts, &no_progress())
+        .await
+        .unwrap();
+    assert_eq!(pulled.image_id, source.get(&name).unwrap().id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_hub_names_come_from_a_configured_mirror() {
+    let mirror = RealRegistry::start(Auth::Anonymous);
+    let in_mirror = format!("{}/library/busybox:latest", mirror.addr);
+    let (_a, source) = store_with_busybox(&in_mirror);
+    source
+        .push(
+            &registries(),
+            &r(&in_mirror),
+            &PushOptions::default(),
+            &no_progress(),
+        )
+        .await
+        .unwrap();
+
+    let regs = Registries::new(RegistryConfig {
+        mirrors: vec![format!("http://{}", mirror.addr)],
+        ..Default::default()
+    })
+    .unwrap();
+    let (_b, dest) = temp_store();
+    let pulled = dest
+        .pull(
+            &regs,
+            &r("busybox"),
+            &PullOptions::default(),
+            &no_progress(),
+        )
+        .await
+        .unwrap();
+    let image = dest.get("busybox").unwrap();
+    assert_eq!(image.id, pulled.image_id);
+    assert_eq!(image.repo_tags, ["busybox:latest"]);
+    assert_eq!(image.repo_digests, [format!("busybox@{}", pulled.digest)]);
+}
+
+// ---- a fake registry for what a real one cannot be made to send ----
+
+fn small_layer() -> Vec<u8> {
+    fake::tar_with("hello.txt", b"hello from a layer\n")
+}
+
+async fn pull_from_fake(
+    content: Content,
+    reference: &str,
+    platform: Option<&str>,
+) -> (tempfile::TempDir, ImageStore, Result<(), RegistryError>) {
+    let fake = FakeRegistry::start(content).await;
+    let (dir, store) = temp_store();
+    let opts = PullOptions {
+        credentials: Credentials::anonymous(),
+        platform: platform.map(|p| Platform::parse(p).unwrap()),
+    };
+    let reference = format!("{}/{reference}", fake.addr);
+    let result = store
+        .pull(&registries(), &r(&reference), &opts, &no_progress())
+        .await
+        .map(|_| ());
+    (dir, store, result)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_registry_serves_a_good_image() {
+    // The harness itself: a well-formed image pulls, so the failures below are the faults.
+    let img = fake::image(&[small_layer()], "linux", &Platform::host().architecture);
+    let (_d, store, result) =
+        pull_from_fake(Content::default().with_image("1", &img), "x/y:1", None).await;
+    result.unwrap();
+    let image = store.list().unwrap().remove(0);
+    let lowers = store.prepare_rootfs(&image.id).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(lowers[0].join("hello.txt")).unwrap(),
+        "hello from a layer\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_a_blob_whose_content_does_not_match_its_digest() {
+    let img = fake::image(&[small_layer()], "linux", &Platform::host().architecture);
+    let mut content = Content::default().with_image("1", &img);
+    let layer = img.layer_digests[0].clone();
+    content.blobs.insert(
+        layer.clone(),
+        fake::gzip(&fake::tar_with("evil.txt", b"swapped")),
+    );
+    // Same size as declared would be a stronger lie; pad or cut to it.
+    let declared = img.blobs[&layer].len();
+    content.blobs.get_mut(&layer).unwrap().resize(declared, 0);
+    let (dir, store, result) = pull_from_fake(content, "x/y:1", None).await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, RegistryError::BadContent(_)), "{err:?}");
+    assert!(err.to_string().contains("verification failed"), "{err}");
+    assert_store_empty(dir.path(), &store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_a_truncated_layer() {
+    let big: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let img = fake::image(
+        &[fake::tar_with("big.bin", &big)],
+        "linux",
+        &Platform::host().architecture,
+    );
+    let mut content = Content::default().with_image("1", &img);
+    let layer = img.layer_digests[0].clone();
+    let blob = content.blobs.get_mut(&layer).unwrap();
+    blob.truncate(blob.len() / 2);
+    let (dir, store, result) = pull_from_fake(content, "x/y:1", None).await;
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+    assert_store_empty(dir.path(), &store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_a_manifest_over_the_size_limit() {
+    let img = fake::image(&[small_layer()], "linux", &Platform::host().architecture);
+    let mut manifest: serde_json::Value = serde_json::from_slice(&img.manifest).unwrap();
+    manifest["annotations"] = serde_json::json!({ "padding": "x".repeat(5 << 20) });
+    let huge = serde_json::to_vec(&manifest).unwrap();
+    let mut content = Content::default().with_image("1", &img);
+    content
+        .manifests
+        .insert("1".into(), (fake::DOCKER_MANIFEST.into(), huge));
+    let (dir, store, result) = pull_from_fake(content, "x/y:1", None).await;
+    let err = result.unwrap_err();
+    assert!(
+        err.to_string().contains("over the 4194304 byte limit"),
+        "{err}"
+    );
+    assert_store_empty(dir.path(), &store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_a_layer_that_escapes_the_rootfs() {
+    let good = small_layer();
+    let evil = fake::tar_with("../../escaped.txt", b"owned");
+    let img = fake::image(&[good, evil], "linux", &Platform::host().architecture);
+    let (dir, store, result) =
+        pull_from_fake(Content::default().with_image("1", &img), "x/y:1", None).await;
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::Store(skiff_image::ImageError::Hostile { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("escapes the image root"), "{err}");
+    assert_store_empty(dir.path(), &store);
+    assert!(!dir.path().join("escaped.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_a_layer_whose_content_is_not_its_diff_id() {
+    let img = fake::image(&[small_layer()], "linux", &Platform::host().architecture);
+    // Rewrite the config to claim another diff id (and re-point the manifest at it).
+    let mut config: serde_json::Value = serde_json::from_slice(&img.config).unwrap();
+    config["rootfs"]["diff_ids"][0] = format!("sha256:{}", "1".repeat(64)).into();
+    let config = serde_json::to_vec(&config).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&img.manifest).unwrap();
+    manifest["config"]["digest"] = fake::digest(&config).into();
+    manifest["config"]["size"] = config.len().into();
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let mut content = Content::default().with_image("1", &img);
+    content.blobs.insert(fake::digest(&config), config);
+    content
+        .manifests
+        .insert("1".into(), (fake::DOCKER_MANIFEST.into(), manifest));
+    let (dir, store, result) = pull_from_fake(content, "x/y:1", None).await;
+    let err = result.unwrap_err();
+    assert!(
+        err.to_string().contains("but the image config says"),
+        "{err}"
+    );
+    assert_store_empty(dir.path(), &store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_that_is_not_the_digest_asked_for_is_refused() {
+    let img = fake::image(&[small_layer()], "linux", &Platform::host().architecture);
+    let other = fake::image(&[fake::tar_with("other", b"x")], "linux", "amd64");
+    let mut content = Content::default().with_image("1", &img);
+    let wanted = fake::digest(&img.manifest);
+    content.manifests.insert(
+        wanted.clone(),
+        (fake::DOCKER_MANIFEST.into(), other.manifest.clone()),
+    );
+    let (dir, store, result) = pull_from_fake(content, &format!("x/y@{wanted}"), None).await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, RegistryError::BadContent(_)), "{err:?}");
+    assert_store_empty(dir.path(), &store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexes_resolve_to_the_host_or_the_requested_platform() {
+    let host = Platform::host();
+    let mine = fake::image(&[small_layer()], "linux", &host.architecture);
+    let foreign_arch = if host.architecture == "s390x" {
+        "ppc64le"
+    } else {
+        "s390x"
+    };
+    let foreign = fake::image(
+        &[fake::tar_with("foreign.txt", b"f")],
+        "linux",
+        foreign_arch,
+    );
+    let index = fake::index(&[
+        (&foreign, "linux", foreign_arch),
+        (&mine, "linux", &host.architecture),
+    ]);
+    let mut content = Content::default()
+        .with_image("mine", &mine)
+        .with_image("foreign", &foreign);
+    content
+        .manifests
+        .insert("multi".into(), (fake::OCI_INDEX.into(), index.clone()));
+
+    let (_d, store, result) = pull_from_fake(content.clone(), "x/y:multi", None).await;
+    result.unwrap();
+    let image = store.list().unwrap().remove(0);
+    assert_eq!(image.manifest_digest, fake::digest(&mine.manifest));
+    // The repository digest is the index's, as Docker records it.
+    assert!(
+        image.repo_digests[0].ends_with(&fake::digest(&index)),
+        "{:?}",
+        image.repo_digests
+    );
+
+    let wanted = format!("linux/{foreign_arch}");
+    let (_d, store, result) = pull_from_fake(content.clone(), "x/y:multi", Some(&wanted)).await;
+    result.unwrap();
+    assert_eq!(
+        store.list().unwrap()[0].manifest_digest,
+        fake::digest(&foreign.manifest)
+    );
+
+    let (dir, store, result) =
+        pull_from_fake(content.clone(), "x/y:multi", Some("linux/mips64le")).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        err.to_string(),
+        "no matching manifest for linux/mips64le in the manifest list entries"
+    );
+    assert_store_empty(dir.path(), &store);
+
+    // A single-platform image for another platform is refused when a platform is asked for.
+    let (dir, store, result) = pull_from_fake(
+        content,
+        "x/y:foreign",
+        Some(&format!("linux/{}", host.architecture)),
+    )
+    .await;
+    let err = result.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not match the specified platform"),
+        "{err}"
+    );
+    assert_store_empty(dir.path(), &store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zstd_layers_pull() {
+    fn zstd(bytes: &[u8]) -> Vec<u8> {
+        ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+    let img = fake::image_with(
+        &[small_layer()],
+        "linux",
+        &Platform::host().architecture,
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        zstd,
+    );
+    let (_d, store, result) =
+        pull_from_fake(Content::default().with_image("1", &img), "x/z:1", None).await;
+    result.unwrap();
+    let image = store.list().unwrap().remove(0);
+    let lowers = store.prepare_rootfs(&image.id).unwrap();
+    assert!(lowers[0].join("hello.txt").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_download_concurrently() {
+    let layers: Vec<Vec<u8>> = (0..3)
+        .map(|i| fake::tar_with(&format!("layer{i}.txt"), format!("layer {i}").as_bytes()))
+        .collect();
+    let img = fake::image(&layers, "linux", &Platform::host().architecture);
+    let mut content = Content::default().with_image("1", &img);
+    // Every layer's answer waits until all three are requested: a sequential client
+    // would wait for ever (the fake gives up with a 503 after 20 s).
+    content.gate = Some((
+        std::sync::Arc::new(tokio::sync::Barrier::new(3)),
+        img.layer_digests.clone(),
+    ));
+    let (_d, store, result) = pull_from_fake(content, "x/many:1", None).await;
+    result.unwrap();
+    let image = store.list().unwrap().remove(0);
+    assert_eq!(image.diff_ids.len(), 3);
+    let lowers = store.prepare_rootfs(&image.id).unwrap();
+    assert!(lowers[0].join("layer2.txt").is_file());
+}
