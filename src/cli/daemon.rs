@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long, default_value = DEFAULT_ENGINE_SOCKET)]
     socket: PathBuf,
     /// Default OCI runtime of containers that do not ask for one
-    #[arg(long, default_value = "embedded", value_parser = ["embedded", "runc", "crun"])]
+    #[arg(long, default_value = "embedded", value_parser = clap::builder::PossibleValuesParser::new(skiff_runtime::backend::NAMES))]
     runtime: String,
     /// Cgroup under which containers' cgroups are created, in every hierarchy
     #[arg(long, default_value = skiff_core::paths::CGROUP_PARENT)]

@@ -651,7 +651,7 @@ async fn rejects_a_layer_that_escapes_the_rootfs() {
     assert!(
         matches!(
             err,
-            RegistryError::Store(skiff_image::ImageError::HostileLayer { .. })
+            RegistryError::Store(skiff_image::ImageError::Hostile { .. })
         ),
         "{err:?}"
     );
