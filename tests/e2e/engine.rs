@@ -4,13 +4,15 @@
 //! target dir. They need root and Debian's busybox-static, as every e2e test does; without them
 //! they fail with the reason rather than pass without running.
 
+#[path = "engine/archive.rs"]
+mod archive;
 #[path = "engine/common.rs"]
 mod common;
 #[path = "engine/containers.rs"]
 mod containers;
 #[path = "engine/daemon_restart.rs"]
 mod daemon_restart;
-#[path = "engine/networks.rs"]
-mod networks;
 #[path = "common/netslot.rs"]
 mod netslot;
+#[path = "engine/networks.rs"]
+mod networks;

@@ -59,6 +59,8 @@ pub struct Daemon {
     /// This daemon's host network objects (none against a reference dockerd); dropped after
     /// the daemon is gone, which removes what it left.
     slot: Option<netslot::NetSlot>,
+    /// More `skiff daemon` flags (`--registry-mirror …`).
+    extra_args: Vec<String>,
 }
 
 impl Daemon {
@@ -67,8 +69,17 @@ impl Daemon {
         Self::with_runtime("embedded")
     }
 
+    /// A fresh daemon started with more flags (`--registry-mirror URL`), busybox loaded.
+    pub fn with_args(args: &[&str]) -> Self {
+        Self::build("embedded", args)
+    }
+
     /// A fresh daemon whose default runtime is `runtime`, with busybox loaded.
     pub fn with_runtime(runtime: &str) -> Self {
+        Self::build(runtime, &[])
+    }
+
+    fn build(runtime: &str, extra_args: &[&str]) -> Self {
         // Short paths: shim sockets live at <state>/containers/<64 hex>/shim.sock and unix
         // socket paths must stay under 108 bytes.
         let dir = tempfile::Builder::new()
@@ -99,10 +110,17 @@ impl Daemon {
             cgroup_parent,
             started: std::time::SystemTime::now(),
             slot: (!reference()).then(netslot::NetSlot::claim),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         d.spawn();
         d.load_busybox();
         d
+    }
+
+    /// `DOCKER_CONFIG` of the clients this harness runs (where `docker login` stores
+    /// credentials).
+    pub fn docker_config(&self) -> PathBuf {
+        self.dir.path().join("docker-config")
     }
 
     pub fn root(&self) -> PathBuf {
@@ -153,6 +171,7 @@ impl Daemon {
                 .arg("--cgroup-parent")
                 .arg(&self.cgroup_parent)
                 .args(self.slot().daemon_args())
+                .args(&self.extra_args)
                 .env("SKIFF_LOG", "info,skiff_docker_api=debug")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log fd"))

@@ -60,6 +60,7 @@ impl Dirs {
             network: self
                 .slot
                 .network_config(self.root.path(), self.state.path()),
+            registry: Default::default(),
         }
     }
 }

@@ -21,11 +21,17 @@ async fn default_bridge_skips_a_subnet_the_host_already_routes() {
     let mut config = dirs.config();
     let bridge = config.network.default_bridge.as_mut().unwrap();
     bridge.bip = None;
-    // The pool's first /24 is already routed on the host (as docker0's 172.17.0.0/16 would be).
+    // The pool's first /24 is already routed on the host (as docker0's 172.17.0.0/16 would be, also a bridge).
     let octet = 100 + dirs.slot.n;
     let squatter = format!("{}x", dirs.slot.prefix());
-    ip(&["link", "add", &squatter, "type", "dummy"]);
-    ip(&["addr", "add", &format!("10.{octet}.0.1/24"), "dev", &squatter]);
+    ip(&["link", "add", &squatter, "type", "bridge"]);
+    ip(&[
+        "addr",
+        "add",
+        &format!("10.{octet}.0.1/24"),
+        "dev",
+        &squatter,
+    ]);
     ip(&["link", "set", &squatter, "up"]);
     let engine = Engine::open(config).await.unwrap();
     let net = engine.network_inspect("bridge").await.unwrap();
@@ -100,10 +106,20 @@ async fn a_user_network_container_gets_an_address_names_and_a_clean_release() {
     let inspected = engine.container_inspect(&id, false).await.unwrap();
     let eps = inspected.network_settings.unwrap().networks.unwrap();
     assert_eq!(eps["agentnet"].ip_address.as_deref(), Some(fixed.as_str()));
-    let members = engine.network_inspect("agentnet").await.unwrap().containers.unwrap();
+    let members = engine
+        .network_inspect("agentnet")
+        .await
+        .unwrap()
+        .containers
+        .unwrap();
     assert!(members.contains_key(&id));
     engine.container_remove(&id, true, false).await.unwrap();
-    let members = engine.network_inspect("agentnet").await.unwrap().containers.unwrap();
+    let members = engine
+        .network_inspect("agentnet")
+        .await
+        .unwrap()
+        .containers
+        .unwrap();
     assert!(members.is_empty(), "{members:?}");
     engine.network_remove("agentnet").await.unwrap();
 }
