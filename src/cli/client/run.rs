@@ -18,6 +18,9 @@ use skiff_core::units::ram_in_bytes;
 
 use super::{daemon_error, term, Conn, Outcome};
 
+/// `HostConfig.PortBindings`: "80/tcp" → its host bindings.
+type PortMap = HashMap<String, Option<Vec<PortBinding>>>;
+
 /// Flags of `run` and `create`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -260,7 +263,7 @@ impl RunArgs {
     }
 
     /// `--expose` and `-p` as `ExposedPorts` and `PortBindings` (what the docker CLI sends).
-    fn ports(&self) -> anyhow::Result<(Vec<String>, HashMap<String, Option<Vec<PortBinding>>>)> {
+    fn ports(&self) -> anyhow::Result<(Vec<String>, PortMap)> {
         let mut exposed: Vec<String> = Vec::new();
         let add = |key: String, exposed: &mut Vec<String>| {
             if !exposed.contains(&key) {
@@ -280,7 +283,7 @@ impl RunArgs {
                 add(format!("{p}/{proto}"), &mut exposed);
             }
         }
-        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        let mut bindings = PortMap::new();
         for spec in &self.publish {
             let mappings = skiff_engine::skiff_net::parse_port_spec(spec).map_err(|e| {
                 anyhow::anyhow!("invalid argument \"{spec}\" for \"-p, --publish\" flag: {e}")

@@ -482,7 +482,7 @@ impl Engine {
     async fn check_endpoint(&self, name: &str, eps: &EndpointSettings) -> Result<Option<Network>> {
         let network = self.networking.net.network(name).await.ok();
         let shown = network.as_ref().map_or(name, |n| n.name.as_str());
-        validate_endpoint(shown, network.as_ref(), eps).map_err(|e| EngineError::invalid(e))?;
+        validate_endpoint(shown, network.as_ref(), eps).map_err(EngineError::invalid)?;
         Ok(network)
     }
 
