@@ -70,8 +70,9 @@ pub(crate) struct Inner {
     pub endpoints: Mutex<BTreeMap<(String, String), Endpoint>>,
     pub sandboxes: Mutex<BTreeMap<String, Sandbox>>,
     pub reservations: Mutex<HashMap<(String, String), Vec<Reservation>>>,
-    /// Serialises nftables changes with the state they are computed from.
-    pub nft_lock: tokio::sync::Mutex<()>,
+    /// Serialises nftables changes with the state they are computed from. Taken before a
+    /// change is handed to a background task, so changes apply in the order they were made.
+    pub nft_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// skiff's host networking. Cheap to clone; must be used on a tokio runtime.
@@ -126,7 +127,7 @@ impl Net {
             ),
             sandboxes: Mutex::new(sandboxes.into_iter().map(|s| (s.id.clone(), s)).collect()),
             reservations: Mutex::new(HashMap::new()),
-            nft_lock: tokio::sync::Mutex::new(()),
+            nft_lock: Arc::new(tokio::sync::Mutex::new(())),
             cfg,
         };
         Ok(Net {
@@ -318,6 +319,12 @@ impl Net {
     /// skiff's routes in the host namespace.
     pub async fn routes(&self) -> Result<Vec<Route>> {
         self.inner.host.routes().await
+    }
+
+    /// Waits until the nftables changes still running in the background (the removal of a
+    /// released endpoint's published ports) are applied.
+    pub async fn settle(&self) {
+        drop(self.inner.nft_lock.lock().await);
     }
 
     /// Removes skiff's nftables table: every rule skiff made, at once.
