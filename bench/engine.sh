@@ -3,7 +3,8 @@
 # the skiff CLI and the docker CLI), bare `runc run` / `crun run` on the same bundle, and Docker's own daemon
 # (Debian docker.io) with the same image — all in one run, on one machine. Each daemon is measured with its
 # default bridge network and with `--network none`, and with a published port (`-p 80`); `docker --version`
-# gives the docker CLI's own start. Then TCP throughput host → container through a published port (skiff:
+# gives the docker CLI's own start, and the docker CLI against an API that answers at once
+# (bench/instant-docker-api.py) its own cost of the whole run flow. Then TCP throughput host → container through a published port (skiff:
 # nftables DNAT; dockerd: docker-proxy), 1 GiB per transfer. Prints medians and ratios, plus the idle RSS of
 # the skiff daemon and the RSS of one container's shim.
 #
@@ -100,6 +101,8 @@ for s in skiff docker; do
   for _ in $(seq 200); do docker -H "unix://$work/$s.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
   docker -H "unix://$work/$s.sock" import "$work/rootfs.tar" skiff-bench/busybox:latest >/dev/null
 done
+python3 "$here/bench/instant-docker-api.py" "$work/instant.sock" & pids+=($!)
+for _ in $(seq 100); do [ -S "$work/instant.sock" ] && break; sleep 0.1; done
 export DOCKER_HOST="unix://$work/skiff.sock"
 idle_rss=$(awk '/VmRSS/ {print $2}' "/proc/$skiff_pid/status")
 
@@ -134,6 +137,7 @@ bench "crun run (bare)" bare crun
 hugetlb_unbind
 bench "runc run (bare)" bare runc
 bench "docker --version" docker --version
+bench "docker CLI -> instant API" docker -H "unix://$work/instant.sock" run --rm "$img" /bin/true
 bench "skiff CLI, embedded" "$skiff" run --rm "$img" /bin/true
 bench "skiff CLI, embedded, none" "$skiff" run --rm --network none "$img" /bin/true
 bench "skiff CLI, embedded, -p" "$skiff" run --rm -p 80 "$img" /bin/true
@@ -221,6 +225,8 @@ echo "dockerd / skiff via docker CLI: $(ratio "${med[docker CLI -> dockerd]}" "$
 budget=$(awk -v a="${med[crun run (bare)]}" -v b="${med[docker --version]}" 'BEGIN { printf "%.2f", a + b + 3 }')
 echo "docker CLI -> skiff, none    : ${med[docker CLI -> skiff, none]} ms vs bare crun + docker --version + 3 ms = $budget ms"
 echo "docker CLI -> skiff (bridge) : ${med[docker CLI -> skiff]} ms vs the same $budget ms"
+echo "docker CLI's own run flow    : ${med[docker CLI -> instant API]} ms against an API that answers at once ($(diff_ms "${med[docker CLI -> instant API]}" "${med[docker --version]}") over docker --version)"
+echo "skiff's part via docker CLI  : $(diff_ms "${med[docker CLI -> skiff, none]}" "${med[docker CLI -> instant API]}") (docker CLI -> skiff, none - the CLI's own run flow; bare crun: ${med[crun run (bare)]} ms)"
 echo "throughput skiff / dockerd   : $(ratio "${mbps[skiff, nftables DNAT]}" "${mbps[dockerd, docker-proxy]}")x   (published port from 127.0.0.1; target >= 2x)"
 echo "skiff daemon idle RSS        : $((idle_rss / 1024)) MiB ($idle_rss KiB; target <= 20 MB)"
 echo "skiff shim RSS (1 container) : ${shim_rss} KiB (target <= 3 MB)"
