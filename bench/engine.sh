@@ -128,6 +128,28 @@ bench() {
   printf '%-28s median %8.2f ms  (N=%d)\n' "$name" "${med[$name]}" "$N"
 }
 
+# interleave NAME CMD_ARRAY [NAME CMD_ARRAY]...: N runs of each command, taking turns, so the machine's
+# drift hits every variant alike (the differences between them are what the targets are about).
+run_ref() { local -n _cmd=$1; time_ms "${_cmd[@]}"; }
+interleave() {
+  local -a names=() refs=()
+  while [ $# -gt 0 ]; do names+=("$1"); refs+=("$2"); shift 2; done
+  local -a samples=()
+  local i j t
+  for j in "${!refs[@]}"; do run_ref "${refs[$j]}" >/dev/null 2>&1 || true; done # warm-up
+  for i in $(seq "$N"); do
+    for j in "${!refs[@]}"; do
+      t=$(run_ref "${refs[$j]}") || { echo "benchmark command failed: ${names[$j]}" >&2; exit 1; }
+      samples[j]+="$t "
+    done
+  done
+  for j in "${!names[@]}"; do
+    # shellcheck disable=SC2086 # one sample per word
+    med[${names[$j]}]=$(printf '%s\n' ${samples[$j]} | median)
+    printf '%-28s median %8.2f ms  (N=%d, interleaved)\n' "${names[$j]}" "${med[${names[$j]}]}" "$N"
+  done
+}
+
 img=skiff-bench/busybox:latest
 dockerd_cli=(docker -H "unix://$work/docker.sock")
 i=0
@@ -136,18 +158,22 @@ hugetlb_bind
 bench "crun run (bare)" bare crun
 hugetlb_unbind
 bench "runc run (bare)" bare runc
-bench "docker --version" docker --version
-bench "docker CLI -> instant API" docker -H "unix://$work/instant.sock" run --rm "$img" /bin/true
-bench "skiff CLI, embedded" "$skiff" run --rm "$img" /bin/true
-bench "skiff CLI, embedded, none" "$skiff" run --rm --network none "$img" /bin/true
-bench "skiff CLI, embedded, -p" "$skiff" run --rm -p 80 "$img" /bin/true
 bench "skiff CLI, runc" "$skiff" run --rm --runtime runc "$img" /bin/true
-bench "docker CLI -> skiff" docker run --rm "$img" /bin/true
-bench "docker CLI -> skiff, none" docker run --rm --network none "$img" /bin/true
-bench "docker CLI -> skiff, -p" docker run --rm -p 80 "$img" /bin/true
-bench "docker CLI -> dockerd" "${dockerd_cli[@]}" run --rm "$img" /bin/true
-bench "docker CLI -> dockerd, none" "${dockerd_cli[@]}" run --rm --network none "$img" /bin/true
-bench "docker CLI -> dockerd, -p" "${dockerd_cli[@]}" run --rm -p 80 "$img" /bin/true
+version=(docker --version)
+instant=(docker -H "unix://$work/instant.sock" run --rm "$img" /bin/true)
+s_bridge=("$skiff" run --rm "$img" /bin/true)
+s_none=("$skiff" run --rm --network none "$img" /bin/true)
+s_port=("$skiff" run --rm -p 80 "$img" /bin/true)
+ds_bridge=(docker run --rm "$img" /bin/true)
+ds_none=(docker run --rm --network none "$img" /bin/true)
+ds_port=(docker run --rm -p 80 "$img" /bin/true)
+interleave "docker --version" version "docker CLI -> instant API" instant \
+  "skiff CLI, embedded" s_bridge "skiff CLI, embedded, none" s_none "skiff CLI, embedded, -p" s_port \
+  "docker CLI -> skiff" ds_bridge "docker CLI -> skiff, none" ds_none "docker CLI -> skiff, -p" ds_port
+dd_bridge=("${dockerd_cli[@]}" run --rm "$img" /bin/true)
+dd_none=("${dockerd_cli[@]}" run --rm --network none "$img" /bin/true)
+dd_port=("${dockerd_cli[@]}" run --rm -p 80 "$img" /bin/true)
+interleave "docker CLI -> dockerd" dd_bridge "docker CLI -> dockerd, none" dd_none "docker CLI -> dockerd, -p" dd_port
 
 cid=$("$skiff" run -d "$img" /bin/sleep 600)
 shim_pid=$(cat "$work"/skiff-state/c/"${cid:0:16}"/shim.pid 2>/dev/null || true)
@@ -157,8 +183,8 @@ shim_rss=$([ -n "$shim_pid" ] && awk '/VmRSS/ {print $2}' "/proc/$shim_pid/statu
 "$skiff" rm -f "$cid" >/dev/null
 
 # Throughput host → container through a published port: a python3 sink in the container (reads until the
-# sender closes, then closes its side), a python3 sender on the daemon's host (1 GiB to 127.0.0.1:PORT, then
-# waits for the sink's close so every byte is counted). MIB=… changes the size; the median of 5 transfers.
+# sender closes, then closes its side), a python3 sender on the daemon's host (sendfile of 1 GiB of a sparse
+# file to 127.0.0.1:PORT, then waits for the sink's close so every byte is counted). MIB=… changes the size; the median of 5 transfers.
 MIB=${MIB:-1024}
 sink='import socket
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -182,21 +208,21 @@ while True:  # the sink may not listen yet
         if time.monotonic() > deadline:
             raise
         time.sleep(0.05)
-buf = b"\0" * (1 << 20)
-t = time.monotonic()
-for _ in range(mib):
-    s.sendall(buf)
+with open(sys.argv[3], "rb") as f:  # a sparse file: sendfile copies no user memory
+    t = time.monotonic()
+    s.sendfile(f, 0, mib << 20)
 s.shutdown(socket.SHUT_WR)
 while s.recv(1 << 16):
     pass
 print("%.1f" % (mib / (time.monotonic() - t)))
 PY
+truncate -s "${MIB}M" "$work/zeros"
 declare -A mbps
 throughput() {
   local name=$1 port=$2; shift 2 # the rest: how to run the sender on the daemon's host
   local k samples=()
-  "$@" python3 "$work/send.py" "$port" 64 >/dev/null # warm-up
-  for k in 1 2 3 4 5; do samples+=("$("$@" python3 "$work/send.py" "$port" "$MIB")"); done
+  "$@" python3 "$work/send.py" "$port" 64 "$work/zeros" >/dev/null # warm-up
+  for k in 1 2 3 4 5; do samples+=("$("$@" python3 "$work/send.py" "$port" "$MIB" "$work/zeros")"); done
   mbps[$name]=$(printf '%s\n' "${samples[@]}" | median)
   printf '%-28s median %8.1f MiB/s  (%d x %d MiB)\n' "$name" "${mbps[$name]}" 5 "$MIB"
 }
