@@ -4,6 +4,7 @@
 # Prints each binary's median. Used to measure one change at a time (docs/benchmarks.md).
 #
 #   sudo bench/engine-ab.sh OLD_BINARY NEW_BINARY [ROUNDS]    # ROUNDS blocks of 5 per binary, default 10
+#   NETWORK=none sudo bench/engine-ab.sh …                      # run --rm --network none
 #
 # Needs: root, busybox-static. Everything lives under a temp dir and the skiff-ab-a / skiff-ab-b cgroup
 # parents, and is removed on exit.
@@ -21,6 +22,9 @@ cleanup() {
   for d in /sys/fs/cgroup/*/skiff-ab-a /sys/fs/cgroup/*/skiff-ab-b; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
+  # The daemons' networks (binaries with bridge networking): links skiffa…/skiffb…, tables.
+  ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^skiff(ab|bb)' | xargs -r -n1 ip link del 2>/dev/null
+  for x in a b; do nft delete table inet "skiff-ab-$x" 2>/dev/null; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -32,8 +36,14 @@ tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
 
 for x in a b; do
   bin=${bins[$([ $x = a ] && echo 0 || echo 1)]}
+  netargs=()
+  if "$bin" daemon --help | grep -q -- --network-prefix; then # each daemon its own bridge and table
+    n=$([ $x = a ] && echo 97 || echo 98)
+    netargs=(--network-prefix "skiff${x}b" --nftables-table "skiff-ab-$x" --bip "10.$n.0.1/24"
+      --default-address-pool "base=10.$n.0.0/16,size=24")
+  fi
   "$bin" daemon --root "$work/$x/root" --state "$work/$x/state" --socket "$work/$x.sock" \
-    --cgroup-parent "skiff-ab-$x" >"$work/$x.log" 2>&1 & pids+=($!)
+    --cgroup-parent "skiff-ab-$x" "${netargs[@]}" >"$work/$x.log" 2>&1 & pids+=($!)
   for _ in $(seq 100); do [ -S "$work/$x.sock" ] && break; sleep 0.1; done
   DOCKER_HOST="unix://$work/$x.sock" "$bin" import "$work/rootfs.tar" skiff-ab/busybox >/dev/null
   DOCKER_HOST="unix://$work/$x.sock" "$bin" run --rm skiff-ab/busybox /bin/true # warm-up
@@ -43,7 +53,7 @@ block() { # block a|b BINARY: five timed runs, microseconds appended to $work/a.
   local i t0 t1
   for i in 1 2 3 4 5; do
     t0=$(date +%s%N)
-    DOCKER_HOST="unix://$work/$1.sock" "$2" run --rm skiff-ab/busybox /bin/true
+    DOCKER_HOST="unix://$work/$1.sock" "$2" run --rm ${NETWORK:+--network "$NETWORK"} skiff-ab/busybox /bin/true
     t1=$(date +%s%N)
     echo $(((t1 - t0) / 1000)) >>"$work/$1.t"
   done

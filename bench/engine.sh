@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # Engine benchmark: end-to-end `run --rm IMG /bin/true` for skiff (embedded and runc backends, through both
 # the skiff CLI and the docker CLI), bare `runc run` / `crun run` on the same bundle, and Docker's own daemon
-# (Debian docker.io) with the same image — all in one run, on one machine. Prints medians and ratios, plus the
-# idle RSS of the skiff daemon and the RSS of one container's shim.
+# (Debian docker.io) with the same image — all in one run, on one machine. Each daemon is measured with its
+# default bridge network and with `--network none`, and with a published port (`-p 80`); `docker --version`
+# gives the docker CLI's own start, and the docker CLI against an API that answers at once
+# (bench/instant-docker-api.py) its own cost of the whole run flow. Then TCP throughput host → container through a published port (skiff:
+# nftables DNAT; dockerd: docker-proxy), 1 GiB per transfer. Prints medians and ratios, plus the idle RSS of
+# the skiff daemon and the RSS of one container's shim.
 #
 #   sudo bench/engine.sh            # N=30 runs per variant
 #   N=100 sudo bench/engine.sh
 #
-# Needs: root, runc, crun, busybox-static, docker.io (dockerd), the docker CLI. Everything it creates lives
-# under a temp dir and the `skiff-bench` and `skiff-bench-docker` cgroup parents, and is removed on exit.
+# Needs: root, runc, crun, busybox-static, python3, docker.io (dockerd), the docker CLI. Everything it creates
+# lives under a temp dir, the `skiff-bench` and `skiff-bench-docker` cgroup parents, skiff's `skiffbn…` links
+# and `skiff-bench` nftables table, and the `skiff-bench-docker` network namespace dockerd runs in (its
+# bridge, iptables rules and docker-proxy stay there, off the host), and is removed on exit.
 set -euo pipefail
 N=${N:-30}
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/skiff-bench.XXXXXX)
 pids=()
 hugetlb_mount=""
+dnetns=skiff-bench-docker
 
 cleanup() {
   set +e
@@ -24,7 +31,13 @@ cleanup() {
   for d in /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/*/skiff-bench-docker; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
+  # The bench daemon's network: its links (skiffbn…) and its nftables table.
+  ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^skiffbn' | xargs -r -n1 ip link del 2>/dev/null
+  nft delete table inet skiff-bench 2>/dev/null
+  # dockerd's network namespace: its bridge, veths, iptables rules and proxies go with it.
+  ip netns del "$dnetns" 2>/dev/null
   hugetlb_unbind
+  [ -n "${KEEP_LOGS:-}" ] && cp "$work"/*.log "$KEEP_LOGS"/ 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -57,6 +70,8 @@ rootfs="$work/bundle/rootfs"
 mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/proc" "$rootfs/dev" "$rootfs/sys" "$rootfs/tmp"
 cp /bin/busybox "$rootfs/bin/busybox"
 for a in sh true echo sleep; do ln -s busybox "$rootfs/bin/$a"; done
+# The throughput sink runs the host's python3 from a read-only bind of /usr.
+mkdir -p "$rootfs/usr" && ln -s usr/lib "$rootfs/lib" && ln -s usr/lib64 "$rootfs/lib64"
 echo 'root:x:0:0:root:/root:/bin/sh' > "$rootfs/etc/passwd"
 echo 'root:x:0:' > "$rootfs/etc/group"
 tar -C "$rootfs" -cf "$work/rootfs.tar" .
@@ -72,14 +87,22 @@ json.dump(c, open(p, "w"))
 PY
 
 "$skiff" daemon --root "$work/skiff-root" --state "$work/skiff-state" --socket "$work/skiff.sock" \
-  --cgroup-parent skiff-bench >"$work/skiff.log" 2>&1 & pids+=($!); skiff_pid=$!
-dockerd -H "unix://$work/docker.sock" --data-root "$work/docker-root" --exec-root "$work/docker-exec" \
-  --pidfile "$work/docker.pid" --bridge none --iptables=false --ip6tables=false --cgroup-parent skiff-bench-docker \
-  >"$work/dockerd.log" 2>&1 & pids+=($!)
+  --cgroup-parent skiff-bench --network-prefix skiffbn --nftables-table skiff-bench --bip 10.96.0.1/24 \
+  --default-address-pool base=10.96.0.0/16,size=24 >"$work/skiff.log" 2>&1 & pids+=($!); skiff_pid=$!
+# dockerd with its default bridge (and iptables, docker-proxy) in a network namespace of its own: its
+# "host" for the throughput test is that namespace.
+ip netns add "$dnetns"
+ip netns exec "$dnetns" ip link set lo up
+# (nsenter, not `ip netns exec`: that remounts /sys and hides the cgroup hierarchies from dockerd.)
+nsenter --net="/run/netns/$dnetns" dockerd -H "unix://$work/docker.sock" --data-root "$work/docker-root" \
+  --exec-root "$work/docker-exec" --pidfile "$work/docker.pid" --ip6tables=false \
+  --cgroup-parent skiff-bench-docker >"$work/dockerd.log" 2>&1 & pids+=($!)
 for s in skiff docker; do
   for _ in $(seq 200); do docker -H "unix://$work/$s.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
   docker -H "unix://$work/$s.sock" import "$work/rootfs.tar" skiff-bench/busybox:latest >/dev/null
 done
+python3 "$here/bench/instant-docker-api.py" "$work/instant.sock" & pids+=($!)
+for _ in $(seq 100); do [ -S "$work/instant.sock" ] && break; sleep 0.1; done
 export DOCKER_HOST="unix://$work/skiff.sock"
 idle_rss=$(awk '/VmRSS/ {print $2}' "/proc/$skiff_pid/status")
 
@@ -105,17 +128,52 @@ bench() {
   printf '%-28s median %8.2f ms  (N=%d)\n' "$name" "${med[$name]}" "$N"
 }
 
+# interleave NAME CMD_ARRAY [NAME CMD_ARRAY]...: N runs of each command, taking turns, so the machine's
+# drift hits every variant alike (the differences between them are what the targets are about).
+run_ref() { local -n _cmd=$1; time_ms "${_cmd[@]}"; }
+interleave() {
+  local -a names=() refs=()
+  while [ $# -gt 0 ]; do names+=("$1"); refs+=("$2"); shift 2; done
+  local -a samples=()
+  local i j t
+  for j in "${!refs[@]}"; do run_ref "${refs[$j]}" >/dev/null 2>&1 || true; done # warm-up
+  for i in $(seq "$N"); do
+    for j in "${!refs[@]}"; do
+      t=$(run_ref "${refs[$j]}") || { echo "benchmark command failed: ${names[$j]}" >&2; exit 1; }
+      samples[j]+="$t "
+    done
+  done
+  for j in "${!names[@]}"; do
+    # shellcheck disable=SC2086 # one sample per word
+    med[${names[$j]}]=$(printf '%s\n' ${samples[$j]} | median)
+    printf '%-28s median %8.2f ms  (N=%d, interleaved)\n' "${names[$j]}" "${med[${names[$j]}]}" "$N"
+  done
+}
+
 img=skiff-bench/busybox:latest
+dockerd_cli=(docker -H "unix://$work/docker.sock")
 i=0
 bare() { i=$((i+1)); "$1" --root "$work/$1-root" run -b "$work/bundle" "skiff-bench-$1-$i"; }
 hugetlb_bind
 bench "crun run (bare)" bare crun
 hugetlb_unbind
 bench "runc run (bare)" bare runc
-bench "skiff CLI, embedded" "$skiff" run --rm "$img" /bin/true
 bench "skiff CLI, runc" "$skiff" run --rm --runtime runc "$img" /bin/true
-bench "docker CLI -> skiff" docker run --rm "$img" /bin/true
-bench "docker CLI -> dockerd" docker -H "unix://$work/docker.sock" run --rm --network none "$img" /bin/true
+version=(docker --version)
+instant=(docker -H "unix://$work/instant.sock" run --rm "$img" /bin/true)
+s_bridge=("$skiff" run --rm "$img" /bin/true)
+s_none=("$skiff" run --rm --network none "$img" /bin/true)
+s_port=("$skiff" run --rm -p 80 "$img" /bin/true)
+ds_bridge=(docker run --rm "$img" /bin/true)
+ds_none=(docker run --rm --network none "$img" /bin/true)
+ds_port=(docker run --rm -p 80 "$img" /bin/true)
+interleave "docker --version" version "docker CLI -> instant API" instant \
+  "skiff CLI, embedded" s_bridge "skiff CLI, embedded, none" s_none "skiff CLI, embedded, -p" s_port \
+  "docker CLI -> skiff" ds_bridge "docker CLI -> skiff, none" ds_none "docker CLI -> skiff, -p" ds_port
+dd_bridge=("${dockerd_cli[@]}" run --rm "$img" /bin/true)
+dd_none=("${dockerd_cli[@]}" run --rm --network none "$img" /bin/true)
+dd_port=("${dockerd_cli[@]}" run --rm -p 80 "$img" /bin/true)
+interleave "docker CLI -> dockerd" dd_bridge "docker CLI -> dockerd, none" dd_none "docker CLI -> dockerd, -p" dd_port
 
 cid=$("$skiff" run -d "$img" /bin/sleep 600)
 shim_pid=$(cat "$work"/skiff-state/c/"${cid:0:16}"/shim.pid 2>/dev/null || true)
@@ -124,11 +182,77 @@ sleep 1
 shim_rss=$([ -n "$shim_pid" ] && awk '/VmRSS/ {print $2}' "/proc/$shim_pid/status" || echo "?")
 "$skiff" rm -f "$cid" >/dev/null
 
+# Throughput host → container through a published port: a python3 sink in the container (reads until the
+# sender closes, then closes its side), a python3 sender on the daemon's host (1 GiB to 127.0.0.1:PORT in 1 MiB
+# writes, then waits for the sink's close so every byte is counted). MIB=… changes the size; the median of 5 transfers.
+MIB=${MIB:-1024}
+sink='import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 5001)); s.listen(1)
+buf = bytearray(1 << 20)
+while True:
+    c, _ = s.accept()
+    while c.recv_into(buf):
+        pass
+    c.close()'
+cat >"$work/send.py" <<'PY'
+import socket, sys, time
+port, mib = int(sys.argv[1]), int(sys.argv[2])
+deadline = time.monotonic() + 20
+while True:  # the sink may not listen yet
+    try:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"\0")
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.05)
+buf = b"\0" * (1 << 20)  # from user memory, as applications send (sendfile of a sparse file
+t = time.monotonic()      # measured the DNAT path far below this: page-cache artefacts)
+for _ in range(mib):
+    s.sendall(buf)
+s.shutdown(socket.SHUT_WR)
+while s.recv(1 << 16):
+    pass
+print("%.1f" % (mib / (time.monotonic() - t)))
+PY
+declare -A mbps
+throughput() {
+  local name=$1 port=$2; shift 2 # the rest: how to run the sender on the daemon's host
+  local k samples=()
+  "$@" python3 "$work/send.py" "$port" 64 >/dev/null # warm-up
+  for k in 1 2 3 4 5; do samples+=("$("$@" python3 "$work/send.py" "$port" "$MIB")"); done
+  mbps[$name]=$(printf '%s\n' "${samples[@]}" | median)
+  printf '%-28s median %8.1f MiB/s  (%d x %d MiB)\n' "$name" "${mbps[$name]}" 5 "$MIB"
+}
+usr_ro=(-v /usr:/usr:ro)
+sid=$("$skiff" run -d -p 5001 "${usr_ro[@]}" "$img" /usr/bin/python3 -c "$sink")
+sport=$("$skiff" port "$sid" 5001/tcp | head -1 | sed 's/.*://')
+throughput "skiff, nftables DNAT" "$sport" env
+"$skiff" rm -f "$sid" >/dev/null
+did=$("${dockerd_cli[@]}" run -d -p 5001 "${usr_ro[@]}" "$img" /usr/bin/python3 -c "$sink")
+dport=$("${dockerd_cli[@]}" port "$did" 5001/tcp | head -1 | sed 's/.*://')
+throughput "dockerd, docker-proxy" "$dport" nsenter --net="/run/netns/$dnetns"
+"${dockerd_cli[@]}" rm -f "$did" >/dev/null
+
 echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-echo "skiff (embedded) / bare crun : $(ratio "${med[skiff CLI, embedded]}" "${med[crun run (bare)]}")x   (target <= 2x)"
+diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.2f ms", a - b }'; }
+echo "skiff (embedded) / bare crun : $(ratio "${med[skiff CLI, embedded]}" "${med[crun run (bare)]}")x   (default bridge; target <= 2x)"
 echo "skiff (runc)     / bare runc : $(ratio "${med[skiff CLI, runc]}" "${med[runc run (bare)]}")x"
-echo "dockerd / skiff (embedded)   : $(ratio "${med[docker CLI -> dockerd]}" "${med[skiff CLI, embedded]}")x faster   (target >= 12x)"
-echo "dockerd / skiff via docker CLI: $(ratio "${med[docker CLI -> dockerd]}" "${med[docker CLI -> skiff]}")x faster"
+echo "bridge cost, skiff CLI       : $(diff_ms "${med[skiff CLI, embedded]}" "${med[skiff CLI, embedded, none]}")   (bridge - none; target <= 5 ms)"
+echo "bridge cost, docker -> skiff : $(diff_ms "${med[docker CLI -> skiff]}" "${med[docker CLI -> skiff, none]}")"
+echo "bridge cost, dockerd         : $(diff_ms "${med[docker CLI -> dockerd]}" "${med[docker CLI -> dockerd, none]}")"
+echo "published port cost, skiff   : $(diff_ms "${med[skiff CLI, embedded, -p]}" "${med[skiff CLI, embedded]}")   (-p 80 - bridge)"
+echo "published port cost, dockerd : $(diff_ms "${med[docker CLI -> dockerd, -p]}" "${med[docker CLI -> dockerd]}")"
+echo "dockerd / skiff (embedded)   : $(ratio "${med[docker CLI -> dockerd]}" "${med[skiff CLI, embedded]}")x faster   (both bridge; target >= 12x)"
+echo "dockerd / skiff via docker CLI: $(ratio "${med[docker CLI -> dockerd]}" "${med[docker CLI -> skiff]}")x faster   (both bridge)"
+budget=$(awk -v a="${med[crun run (bare)]}" -v b="${med[docker --version]}" 'BEGIN { printf "%.2f", a + b + 3 }')
+echo "docker CLI -> skiff, none    : ${med[docker CLI -> skiff, none]} ms vs bare crun + docker --version + 3 ms = $budget ms"
+echo "docker CLI -> skiff (bridge) : ${med[docker CLI -> skiff]} ms vs the same $budget ms"
+echo "docker CLI's own run flow    : ${med[docker CLI -> instant API]} ms against an API that answers at once ($(diff_ms "${med[docker CLI -> instant API]}" "${med[docker --version]}") over docker --version)"
+echo "skiff's part via docker CLI  : $(diff_ms "${med[docker CLI -> skiff, none]}" "${med[docker CLI -> instant API]}") (docker CLI -> skiff, none - the CLI's own run flow; bare crun: ${med[crun run (bare)]} ms)"
+echo "throughput skiff / dockerd   : $(ratio "${mbps[skiff, nftables DNAT]}" "${mbps[dockerd, docker-proxy]}")x   (published port from 127.0.0.1; target >= 2x)"
 echo "skiff daemon idle RSS        : $((idle_rss / 1024)) MiB ($idle_rss KiB; target <= 20 MB)"
 echo "skiff shim RSS (1 container) : ${shim_rss} KiB (target <= 3 MB)"

@@ -5,7 +5,7 @@
 Sections: basics (run with output, detached run with streamed logs, wait and remove, exec_run,
 images.load), config (what create keeps and the container runs with), streams (output is
 never lost to a client slow to read the upgrade head), detach (detach keys), commit,
-load_and_stats. Prints one line per check; exits non-zero on the first failure.
+load_and_stats, networks ($E2E_SUBNET, a free /24, and $E2E_PORT, a free host port). Prints one line per check; exits non-zero on the first failure.
 
 $SKIFF_STATE is the daemon's state dir (unset against a reference dockerd: the checks that
 look at skiff's own runtime state are skipped then)."""
@@ -368,6 +368,104 @@ def load_and_stats(client):
     c.remove(force=True)
 
 
+def networks(client):
+    """A user network with a static subnet: published ports, DNS by name and alias, connect
+    with a fixed address, and the server-side errors docker-py leaves to the daemon."""
+    import urllib.request
+
+    load_busybox(client)
+    subnet = os.environ["E2E_SUBNET"]
+    port = int(os.environ["E2E_PORT"])
+    fixed = subnet.rsplit(".", 1)[0] + ".10"
+    pool = docker.types.IPAMPool(subnet=subnet)
+    net = client.networks.create(
+        "pynet", driver="bridge", ipam=docker.types.IPAMConfig(pool_configs=[pool]), labels={"team": "py"}
+    )
+    check(net.attrs["IPAM"]["Config"][0]["Subnet"] == subnet, f"subnet {net.attrs['IPAM']}")
+    check(client.networks.list(names=["pynet"])[0].id == net.id, "networks.list by name")
+    check([n.name for n in client.networks.list(filters={"label": "team=py"})] == ["pynet"], "label filter")
+    web = client.containers.run(
+        BUSYBOX, ["httpd", "-f", "-p", "80", "-h", "/etc"], detach=True, name="pyweb", network="pynet",
+        ports={"80/tcp": port},
+    )
+    web.reload()
+    web_ip = web.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"]
+    check(web_ip.startswith(subnet.rsplit(".", 1)[0] + "."), f"address {web_ip} in {subnet}")
+    v4 = {"HostIp": "0.0.0.0", "HostPort": str(port)}
+    if REFERENCE:  # dockerd also publishes on IPv6 (skiff: IPv4 only)
+        check(v4 in web.ports["80/tcp"], f"ports {web.ports}")
+    else:
+        check(web.ports == {"80/tcp": [v4]}, f"ports {web.ports}")
+    body = eventually(
+        "the published port",
+        lambda: _fetch(urllib.request, f"http://127.0.0.1:{port}/hostname"),
+    )
+    check(body.strip() == web.id[:12], f"published port answers {body!r}")
+
+    other = client.containers.create(BUSYBOX, ["sleep", "300"], name="pyclient")
+    net.connect(other, ipv4_address=fixed, aliases=["pyalias"])
+    other.start()
+    other.reload()
+    check(other.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"] == fixed, "connect with a fixed address")
+    for name in ("pyweb", "pyalias"):
+        code, out = other.exec_run(["nslookup", name])
+        want = web_ip if name == "pyweb" else fixed
+        check(code == 0 and f"Address: {want}".encode() in out, f"{name} resolves: {out!r}")
+    net.reload()
+    check({c.name for c in net.containers} == {"pyweb", "pyclient"}, f"members {net.containers}")
+    net.disconnect(other)
+    other.reload()
+    check("pynet" not in other.attrs["NetworkSettings"]["Networks"], "disconnected")
+
+    def api_error(f, status, text):
+        try:
+            f()
+        except docker.errors.APIError as e:
+            msg = e.explanation or ""
+            check(e.status_code == status and text in msg, f"{status} {text!r}: got {e.status_code} {msg!r}")
+            return
+        check(False, f"expected {status} {text!r}")
+
+    api_error(lambda: client.containers.run(BUSYBOX, "true", ports={"abc/tcp": 80}), 400, 'invalid port specification: "abc"')
+    if not REFERENCE:  # dockerd 20.10 (Debian's reference) allows duplicate names; 28 refuses
+        api_error(lambda: client.networks.create("pynet"), 409, "network with name pynet already exists")
+    api_error(
+        lambda: client.networks.create("ov", ipam=docker.types.IPAMConfig(pool_configs=[pool])),
+        403,
+        "Pool overlaps with other one on this address space",
+    )
+    api_error(net.remove, 403, "has active endpoints")
+    api_error(lambda: client.networks.get("nosuch"), 404, "network nosuch not found")
+    outside = "192.0.2.9"
+    if REFERENCE:  # dockerd 20.10 checks static addresses at start only; 28 at create
+        return
+    api_error(
+        lambda: client.api.create_container(
+            BUSYBOX,
+            "true",
+            networking_config=client.api.create_networking_config(
+                {"pynet": client.api.create_endpoint_config(ipv4_address=outside)}
+            ),
+            host_config=client.api.create_host_config(network_mode="pynet"),
+        ),
+        400,
+        f"no configured subnet or ip-range contain the IP address {outside}",
+    )
+    check(not [n for n in client.networks.list() if n.name == "ov"], "the refused network was not created")
+    web.remove(force=True)
+    other.remove(force=True)
+    pruned = client.networks.prune()
+    check(pruned.get("NetworksDeleted") == ["pynet"], f"prune {pruned}")
+
+
+def _fetch(urllib_request, url):
+    try:
+        with urllib_request.urlopen(url, timeout=5) as r:
+            return r.read().decode()
+    except OSError:
+        return None
+
+
 SECTIONS = {
     "basics": basics,
     "config": config,
@@ -375,6 +473,7 @@ SECTIONS = {
     "detach": detach,
     "commit": commit,
     "load_and_stats": load_and_stats,
+    "networks": networks,
 }
 
 

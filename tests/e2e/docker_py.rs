@@ -2,7 +2,8 @@
 //! runs one section per test, each against a fresh daemon — containers.run, logs, wait,
 //! exec_run and images.load (basics); what create keeps and the container runs with
 //! (config); output never lost to a client slow to read the upgrade head (streams); detach
-//! keys (detach); commit; corrupt loads and the stats' `networks` member (load_and_stats).
+//! keys (detach); commit; corrupt loads and the stats' `networks` member (load_and_stats);
+//! user networks, ports, DNS and the daemon's network errors (networks).
 
 mod common;
 
@@ -35,6 +36,14 @@ fn run_section(section: &str) {
     if !reference() {
         cmd.env("SKIFF_STATE", d.state());
     }
+    // A subnet and a host port of this daemon's own (the networks section).
+    let (subnet, port) = if reference() {
+        ("10.250.210.0/24".to_string(), 29_050)
+    } else {
+        (d.slot().subnet(10), 20_000 + d.slot().n as u16 * 20 + 15)
+    };
+    cmd.env("E2E_SUBNET", subnet)
+        .env("E2E_PORT", port.to_string());
     let out = common::run_with_timeout(cmd, Duration::from_secs(300));
     assert!(
         out.status.success(),
@@ -78,4 +87,12 @@ fn docker_py_commit_makes_an_image_that_runs() {
 #[test]
 fn docker_py_corrupt_load_and_stats_networks() {
     run_section("load_and_stats");
+}
+
+/// A user network with a static subnet through docker-py: published port, DNS by name and
+/// alias, connect with a fixed address, disconnect, prune, and the errors only the daemon
+/// checks (port specs, duplicate names, overlaps, networks in use, addresses outside).
+#[test]
+fn docker_py_networks_ports_dns_and_server_side_errors() {
+    run_section("networks");
 }

@@ -350,3 +350,82 @@ fn skiff_exec_tty_sees_the_terminal_size() {
     );
     skiff_ok(&d, &["rm", "-f", "ttybox"]);
 }
+
+#[test]
+fn skiff_network_verbs_publish_and_port() {
+    let d = Daemon::start();
+    let sub = d.slot().subnet(1);
+    let fixed = format!("{}.7", sub.trim_end_matches(".0/24"));
+    let port = (20_000 + d.slot().n * 20 + 5).to_string();
+    let id = skiff_ok(
+        &d,
+        &[
+            "network", "create", "--subnet", &sub, "--label", "k=v", "sknet",
+        ],
+    );
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let ls = skiff_ok(&d, &["network", "ls"]);
+    assert!(ls.starts_with("NETWORK ID"), "{ls}");
+    assert!(
+        ls.lines()
+            .any(|l| l.contains(" sknet ") && l.contains("bridge")),
+        "{ls}"
+    );
+    let inspected: serde_json::Value =
+        serde_json::from_str(&skiff_ok(&d, &["network", "inspect", "sknet"])).unwrap();
+    assert_eq!(inspected[0]["IPAM"]["Config"][0]["Subnet"], sub.as_str());
+    skiff_ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "sknet",
+            "--ip",
+            &fixed,
+            "--network-alias",
+            "www",
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            BUSYBOX,
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/etc",
+        ],
+    );
+    assert_eq!(
+        skiff_ok(&d, &["port", "web"]),
+        format!("80/tcp -> 127.0.0.1:{port}\n")
+    );
+    let ps = skiff_ok(&d, &["ps"]);
+    assert!(ps.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ps}");
+    assert_eq!(
+        d.inspect("web", "{{.NetworkSettings.Networks.sknet.IPAddress}} {{.NetworkSettings.Networks.sknet.Aliases}}"),
+        format!("{fixed} [www]")
+    );
+    skiff_ok(
+        &d,
+        &["run", "-d", "--name", "other", BUSYBOX, "sleep", "300"],
+    );
+    skiff_ok(
+        &d,
+        &["network", "connect", "--alias", "peer", "sknet", "other"],
+    );
+    let out = skiff_ok(&d, &["exec", "other", "nslookup", "www"]);
+    assert!(out.contains(&format!("Address: {fixed}")), "{out}");
+    skiff_ok(&d, &["network", "disconnect", "sknet", "other"]);
+    let out = skiff(&d, &["network", "rm", "sknet"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("has active endpoints"),
+        "{}",
+        stderr(&out)
+    );
+    skiff_ok(&d, &["rm", "-f", "web", "other"]);
+    assert_eq!(skiff_ok(&d, &["network", "rm", "sknet"]), "sknet\n");
+}

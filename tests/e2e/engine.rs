@@ -12,3 +12,7 @@ mod common;
 mod containers;
 #[path = "engine/daemon_restart.rs"]
 mod daemon_restart;
+#[path = "common/netslot.rs"]
+mod netslot;
+#[path = "engine/networks.rs"]
+mod networks;

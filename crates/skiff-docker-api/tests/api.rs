@@ -20,9 +20,11 @@ impl Api {
             .prefix("skiff-api-test")
             .tempdir()
             .expect("tempdir");
+        let (root, state) = (dir.path().join("root"), dir.path().join("state"));
         let config = EngineConfig {
-            root: dir.path().join("root"),
-            state: dir.path().join("state"),
+            network: no_host_network(&root, &state),
+            root,
+            state,
             default_runtime: "runc".into(),
             exe: std::path::PathBuf::from("/bin/false"),
             cgroup_parent: "skiff-api-test".into(),
@@ -257,4 +259,13 @@ async fn auth_refuses_malformed_bodies() {
     let (status, _, body) = api.call(req).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(message(&body).contains("invalid registry credentials"));
+}
+
+/// Networking that creates nothing on the host: no default bridge, names of this test's own.
+fn no_host_network(root: &std::path::Path, state: &std::path::Path) -> skiff_engine::NetworkConfig {
+    let mut network = skiff_engine::NetworkConfig::new(root, state);
+    network.default_bridge = None;
+    network.net.prefix = format!("skiffa{:02}", std::process::id() % 100);
+    network.net.table = format!("skiff-api-a-{}", std::process::id());
+    network
 }

@@ -39,9 +39,11 @@ async fn idle_and_half_requests_are_closed_but_streams_stay() {
         .prefix("skiff-api-conn")
         .tempdir()
         .unwrap();
+    let (root, state) = (dir.path().join("root"), dir.path().join("state"));
     let engine = Engine::open(EngineConfig {
-        root: dir.path().join("root"),
-        state: dir.path().join("state"),
+        network: no_host_network(&root, &state),
+        root,
+        state,
         default_runtime: "runc".into(),
         exe: std::path::PathBuf::from("/bin/false"),
         cgroup_parent: "skiff-api-conn-test".into(),
@@ -120,4 +122,13 @@ async fn idle_and_half_requests_are_closed_but_streams_stay() {
     }
     let _ = stop_tx.send(());
     server.await.unwrap().unwrap();
+}
+
+/// Networking that creates nothing on the host: no default bridge, names of this test's own.
+fn no_host_network(root: &std::path::Path, state: &std::path::Path) -> skiff_engine::NetworkConfig {
+    let mut network = skiff_engine::NetworkConfig::new(root, state);
+    network.default_bridge = None;
+    network.net.prefix = format!("skiffc{:02}", std::process::id() % 100);
+    network.net.table = format!("skiff-api-c-{}", std::process::id());
+    network
 }

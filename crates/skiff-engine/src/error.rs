@@ -51,6 +51,18 @@ pub enum EngineError {
     Registry(#[from] skiff_image::registry::RegistryError),
     #[error(transparent)]
     Spec(#[from] skiff_runtime::spec::SpecError),
+    /// Host networking (messages of user-facing kinds are Docker's own).
+    #[error(transparent)]
+    Net(#[from] skiff_net::NetError),
+    /// Something else that does not exist (a driver, a plugin), worded like Docker.
+    #[error("{0}")]
+    NotFound(String),
+    /// Refused because of what is in use (Docker's 403 for networks).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A container's network could not be set up at its start.
+    #[error("failed to set up container networking: {0}")]
+    NetworkSetup(Box<EngineError>),
     #[error("{context}")]
     Shim {
         context: String,
@@ -79,6 +91,7 @@ impl HasKind for EngineError {
             | EngineError::NoSuchExec(_)
             | EngineError::NoSuchVolume(_)
             | EngineError::NoSuchNetwork(_)
+            | EngineError::NotFound(_)
             | EngineError::NoSuchPath { .. } => ErrorKind::NotFound,
             EngineError::NameConflict { .. }
             | EngineError::Conflict(_)
@@ -89,6 +102,15 @@ impl HasKind for EngineError {
             EngineError::Image(e) => e.kind(),
             EngineError::Registry(e) => e.kind(),
             EngineError::Spec(e) => e.kind(),
+            EngineError::Net(e) => match e.kind() {
+                skiff_net::ErrorKind::Invalid => ErrorKind::InvalidArgument,
+                skiff_net::ErrorKind::NotFound => ErrorKind::NotFound,
+                skiff_net::ErrorKind::Conflict => ErrorKind::Conflict,
+                skiff_net::ErrorKind::Forbidden => ErrorKind::Forbidden,
+                skiff_net::ErrorKind::System => ErrorKind::Internal,
+            },
+            EngineError::Forbidden(_) => ErrorKind::Forbidden,
+            EngineError::NetworkSetup(e) => e.kind(),
             EngineError::StartFailed(e) => match e {
                 // A shim that vanished during a start is the engine's trouble, not a state
                 // the user asked about.

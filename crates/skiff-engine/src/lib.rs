@@ -1,7 +1,9 @@
 //! The container engine: what dockerd does, minus HTTP. Containers (create, start, stop, logs,
 //! exec, attach, cp, stats, top), their records on disk, restart policies, re-adoption of
 //! running containers after a daemon restart, volumes, images (delegated to
-//! [`skiff_image::ImageStore`]) and the event stream.
+//! [`skiff_image::ImageStore`]), Docker's networks (on [`skiff_net`], which owns every host
+//! network object; see `docs/adr/0015-docker-networks-in-the-engine.md`) and the event
+//! stream.
 //!
 //! Inputs and outputs are Docker's own wire models from `bollard-stubs`, so the HTTP layer
 //! (skiff-docker-api) only (de)serialises. This crate must not speak HTTP, and it never forks
@@ -17,6 +19,7 @@ mod events;
 mod filters;
 mod images;
 mod names;
+mod networks;
 mod restart;
 mod store;
 mod system;
@@ -42,9 +45,11 @@ pub use bollard_stubs::models;
 pub use disk_usage::DiskUsage;
 pub use error::{EngineError, Result};
 pub use filters::Filters;
+pub use networks::{DefaultBridge, NetworkConfig};
 /// The registry client's types the engine's pull, push and login take and return.
 pub use skiff_image::registry;
 pub use skiff_image::ImageRef;
+pub use skiff_net;
 
 use models::*;
 
@@ -63,6 +68,8 @@ pub struct EngineConfig {
     /// `/docker`) unless the container names its own (`--cgroup-parent`). Left in place
     /// when containers are removed: removing it would race with containers being created.
     pub cgroup_parent: String,
+    /// Networking: skiff-net's state, table and names, the default bridge, DNS defaults.
+    pub network: NetworkConfig,
     /// Registries: insecure ones, mirrors, concurrency and size limits of pulls and pushes.
     pub registry: registry::RegistryConfig,
 }
@@ -260,6 +267,8 @@ pub struct Engine {
     priming: std::sync::atomic::AtomicBool,
     /// Cleanup and spare shims, at low priority.
     background: background::Background,
+    /// skiff-net and Docker's view of it.
+    networking: networks::Networking,
 }
 
 impl Engine {
@@ -290,6 +299,14 @@ impl Engine {
             }
             registry.insert(c);
         }
+        // Containers recorded running keep their network; everything of the others goes.
+        let live: Vec<String> = registry
+            .all()
+            .iter()
+            .filter(|c| c.rec().state.status.is_alive())
+            .map(|c| c.id.clone())
+            .collect();
+        let networking = networks::Networking::open(cfg.network.clone(), &live).await?;
         let background =
             background::Background::start().ctx(|| "start the background thread".into())?;
         let engine = Arc::new_cyclic(|me| Engine {
@@ -305,6 +322,7 @@ impl Engine {
             spare: Mutex::new(None),
             priming: Default::default(),
             background,
+            networking,
         });
         engine.adopt().await;
         engine.refill_spare();
@@ -648,6 +666,49 @@ impl Engine {
     #[tracing::instrument(level = "debug", skip_all, fields(id = %exec_id))]
     pub async fn exec_resize(&self, exec_id: &str, height: u16, width: u16) -> Result<()> {
         self.do_exec_resize(exec_id, height, width).await
+    }
+
+    // ---- networks ----
+
+    /// `GET /networks`. Filters: `dangling`, `driver`, `id`, `label`, `name`, `scope`,
+    /// `type`.
+    pub async fn network_list(&self, filters: &Filters) -> Result<Vec<NetworkInspect>> {
+        self.do_network_list(filters).await
+    }
+
+    /// `GET /networks/{id}`.
+    #[tracing::instrument(level = "debug", skip_all, fields(network = %id))]
+    pub async fn network_inspect(&self, id: &str) -> Result<NetworkInspect> {
+        self.do_network_inspect(id).await
+    }
+
+    /// `POST /networks/create`.
+    #[tracing::instrument(level = "debug", skip_all, fields(network = %req.name))]
+    pub async fn network_create(&self, req: NetworkCreateRequest) -> Result<NetworkCreateResponse> {
+        self.do_network_create(req).await
+    }
+
+    /// `DELETE /networks/{id}`.
+    #[tracing::instrument(level = "debug", skip_all, fields(network = %id))]
+    pub async fn network_remove(&self, id: &str) -> Result<()> {
+        self.do_network_remove(id).await
+    }
+
+    /// `POST /networks/prune`. Filters: `until`, `label`, `label!`.
+    pub async fn network_prune(&self, filters: &Filters) -> Result<NetworkPruneResponse> {
+        self.do_network_prune(filters).await
+    }
+
+    /// `POST /networks/{id}/connect`: also while the container runs.
+    #[tracing::instrument(level = "debug", skip_all, fields(network = %id))]
+    pub async fn network_connect(&self, id: &str, req: NetworkConnectRequest) -> Result<()> {
+        self.do_network_connect(id, req).await
+    }
+
+    /// `POST /networks/{id}/disconnect`: also while the container runs.
+    #[tracing::instrument(level = "debug", skip_all, fields(network = %id))]
+    pub async fn network_disconnect(&self, id: &str, req: NetworkDisconnectRequest) -> Result<()> {
+        self.do_network_disconnect(id, req).await
     }
 
     // ---- volumes ----

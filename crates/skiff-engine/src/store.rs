@@ -98,6 +98,11 @@ pub(crate) struct ContainerRecord {
     /// `linux.cgroupsPath` of the container (`/<parent>/<id>`), fixed at create.
     #[serde(default)]
     pub cgroups_path: String,
+    /// The networks the container is connected to, by name, with what it asked for on each
+    /// (`Aliases`, `IPAMConfig`, `NetworkID`); the addresses it got live in skiff-net while
+    /// it runs. Empty for `host`, `container:` and `none`.
+    #[serde(default)]
+    pub networks: std::collections::BTreeMap<String, bollard_stubs::models::EndpointSettings>,
 }
 
 pub(crate) const RECORD: &str = "config.json";
@@ -192,6 +197,7 @@ mod tests {
             },
             runtime: "runc".into(),
             mounts: vec![],
+            networks: [("mynet".to_string(), Default::default())].into(),
             restart_count: 2,
             manually_stopped: true,
             cgroups_path: format!("/skiff/{}", "a".repeat(64)),

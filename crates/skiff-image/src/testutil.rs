@@ -7,7 +7,8 @@ use serde_json::json;
 /// Applets linked to `/bin/busybox` in the test rootfs.
 const APPLETS: &[&str] = &[
     "sh", "ls", "cat", "echo", "sleep", "id", "hostname", "ps", "top", "mount", "wget", "nslookup",
-    "env", "true", "false", "grep", "head", "timeout", "touch", "rm", "mkdir", "kill", "nc",
+    "env", "true", "false", "grep", "head", "timeout", "touch", "rm", "mkdir", "kill", "nc", "ip",
+    "httpd",
 ];
 const MTIME: u64 = 1_700_000_000;
 

@@ -10,8 +10,11 @@ pub enum ErrorKind {
     Invalid,
     /// Unknown network, sandbox or endpoint (404).
     NotFound,
-    /// Clashes with existing state: name taken, address or port in use (409 / 403 in Docker).
+    /// Clashes with existing state: a name taken, a port in use (409).
     Conflict,
+    /// Refused because of what is in use: an overlapping subnet, a taken address, a network
+    /// with endpoints (Docker answers 403).
+    Forbidden,
     /// The host refused or failed an operation (500).
     System,
 }
@@ -24,6 +27,8 @@ pub enum NetError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{context}")]
     Io {
         context: String,
@@ -52,6 +57,7 @@ impl NetError {
             NetError::Invalid(_) => ErrorKind::Invalid,
             NetError::NotFound(_) => ErrorKind::NotFound,
             NetError::Conflict(_) => ErrorKind::Conflict,
+            NetError::Forbidden(_) => ErrorKind::Forbidden,
             NetError::Io { .. }
             | NetError::Netlink { .. }
             | NetError::Nft(_)
@@ -65,6 +71,10 @@ impl NetError {
 
     pub(crate) fn conflict(msg: impl Into<String>) -> NetError {
         NetError::Conflict(msg.into())
+    }
+
+    pub(crate) fn forbidden(msg: impl Into<String>) -> NetError {
+        NetError::Forbidden(msg.into())
     }
 }
 

@@ -71,7 +71,7 @@ impl Ipam {
                 )));
             }
             if ip == net.gateway || !self.claim(&dir, ip, owner)? {
-                return Err(NetError::conflict("Address already in use"));
+                return Err(NetError::forbidden("Address already in use"));
             }
             return Ok(ip);
         }

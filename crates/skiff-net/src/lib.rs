@@ -47,7 +47,9 @@ mod reconcile;
 mod sandbox;
 mod store;
 
-pub use dns::files::{hostname, hosts, resolv_conf, DnsOverrides, HostsFile, ResolvMode};
+pub use dns::files::{
+    hostname, hosts, resolv_conf, upstreams_from_overrides, DnsOverrides, HostsFile, ResolvMode,
+};
 pub use endpoint::{mac_for, AttachRequest, Endpoint};
 pub use error::{ErrorKind, NetError, Result};
 pub use link::Route;

@@ -70,8 +70,9 @@ pub(crate) struct Inner {
     pub endpoints: Mutex<BTreeMap<(String, String), Endpoint>>,
     pub sandboxes: Mutex<BTreeMap<String, Sandbox>>,
     pub reservations: Mutex<HashMap<(String, String), Vec<Reservation>>>,
-    /// Serialises nftables changes with the state they are computed from.
-    pub nft_lock: tokio::sync::Mutex<()>,
+    /// Serialises nftables changes with the state they are computed from. Taken before a
+    /// change is handed to a background task, so changes apply in the order they were made.
+    pub nft_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// skiff's host networking. Cheap to clone; must be used on a tokio runtime.
@@ -126,7 +127,7 @@ impl Net {
             ),
             sandboxes: Mutex::new(sandboxes.into_iter().map(|s| (s.id.clone(), s)).collect()),
             reservations: Mutex::new(HashMap::new()),
-            nft_lock: tokio::sync::Mutex::new(()),
+            nft_lock: Arc::new(tokio::sync::Mutex::new(())),
             cfg,
         };
         Ok(Net {
@@ -177,7 +178,7 @@ impl Net {
             Some(s) => {
                 let s = network::parse_cidr(s)?;
                 if taken.iter().any(|t| network::overlaps(t, &s)) {
-                    return Err(NetError::conflict(
+                    return Err(NetError::forbidden(
                         "invalid pool request: Pool overlaps with other one on this address space",
                     ));
                 }
@@ -237,9 +238,13 @@ impl Net {
         })
     }
 
-    /// Rewrites the whole nftables table for `networks` and the current endpoints.
+    /// Rewrites the whole nftables table for `networks` and the current endpoints; without
+    /// networks there is no table at all (a daemon that never made one leaves no trace).
     pub(crate) async fn rebuild_nft(&self, networks: &[&Network]) -> Result<()> {
         let _g = self.inner.nft_lock.lock().await;
+        if networks.is_empty() {
+            return self.inner.nft.delete_table();
+        }
         let eps: Vec<Endpoint> = self
             .inner
             .endpoints
@@ -256,17 +261,25 @@ impl Net {
     pub async fn remove_network(&self, name_or_id: &str) -> Result<()> {
         let mut nets = self.inner.networks.write().await;
         let net = find(&nets, name_or_id)?.clone();
-        let busy = self
+        // Docker's list: `name:"web" id:"0123456789ab"` per endpoint.
+        let busy: Vec<String> = self
             .inner
             .endpoints
             .lock()
             .expect("lock")
-            .keys()
-            .any(|(_, n)| *n == net.id);
-        if busy {
-            return Err(NetError::conflict(format!(
-                "error while removing network: network {} id {} has active endpoints",
-                net.name, net.id
+            .values()
+            .filter(|e| e.network_id == net.id)
+            .map(|e| {
+                let name = e.dns_names.first().unwrap_or(&e.sandbox);
+                let id = &e.sandbox[..e.sandbox.len().min(12)];
+                format!("name:{name:?} id:{id:?}")
+            })
+            .collect();
+        if !busy.is_empty() {
+            return Err(NetError::forbidden(format!(
+                "error while removing network: network {} has active endpoints ({})",
+                net.name,
+                busy.join(", ")
             )));
         }
         store::remove(&self.network_path(&net.id), Durable::Yes)?;
@@ -306,6 +319,12 @@ impl Net {
     /// skiff's routes in the host namespace.
     pub async fn routes(&self) -> Result<Vec<Route>> {
         self.inner.host.routes().await
+    }
+
+    /// Waits until the nftables changes still running in the background (the removal of a
+    /// released endpoint's published ports) are applied.
+    pub async fn settle(&self) {
+        drop(self.inner.nft_lock.lock().await);
     }
 
     /// Removes skiff's nftables table: every rule skiff made, at once.

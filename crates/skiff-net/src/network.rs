@@ -43,6 +43,9 @@ pub struct NetworkSpec {
     /// Accept connections routed in from outside the bridge (pod networks: other nodes' pods);
     /// otherwise only replies and published ports get in, as with Docker.
     pub accept_routed: bool,
+    /// The caller's own facts about the network, stored with it and never read here (the
+    /// engine keeps Docker's `Attachable` and whether the subnet was user-configured).
+    pub meta: BTreeMap<String, String>,
 }
 
 /// A network as stored.
@@ -63,6 +66,9 @@ pub struct Network {
     pub options: BTreeMap<String, String>,
     pub no_masquerade_to: Vec<Ipv4Net>,
     pub accept_routed: bool,
+    /// The caller's metadata ([`NetworkSpec::meta`]).
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
     /// Nanoseconds since the Unix epoch.
     pub created: u64,
 }
@@ -226,6 +232,7 @@ pub(crate) fn build(
         options: spec.options.clone(),
         no_masquerade_to: spec.no_masquerade_to.clone(),
         accept_routed: spec.accept_routed,
+        meta: spec.meta.clone(),
         created,
     })
 }

@@ -183,7 +183,7 @@ impl Net {
             if eps.contains_key(&key) {
                 drop(eps);
                 self.inner.ipam.release(&net.id, ip, &req.sandbox)?;
-                return Err(NetError::conflict(format!(
+                return Err(NetError::forbidden(format!(
                     "endpoint with name {} already exists in network {}",
                     req.dns_names.first().unwrap_or(&req.sandbox),
                     net.name
@@ -225,6 +225,11 @@ impl Net {
             }
             Err(e) => {
                 tracing::warn!(sandbox = %ep.sandbox, network = %net.name, error = %e, "attach failed, rolling back");
+                if !ep.ports.is_empty() {
+                    let _g = self.inner.nft_lock.lock().await;
+                    // Absent when adding them was what failed: nothing to undo then.
+                    let _ = self.inner.nft.apply(&self.inner.nft.ports_del(&ep));
+                }
                 let _ = self.inner.reaper.delete(&ep.host_veth, None).await;
                 let _ = store::remove(&self.endpoint_record(&ep.sandbox, &net.id), Durable::No);
                 self.inner.endpoints.lock().expect("lock").remove(&key);
@@ -241,6 +246,41 @@ impl Net {
     async fn plumb(&self, net: &Network, sb: &Sandbox, ep: &Endpoint) -> Result<()> {
         // Recorded before any kernel object exists, so a crash leaves something reconcile finds.
         store::write_json(&self.endpoint_record(&ep.sandbox, &net.id), ep, Durable::No)?;
+        // Published ports go into nftables while the veth is made: the rules need only the
+        // address, and an nft run costs as much as the rest of the plumbing.
+        let ports = if ep.ports.is_empty() {
+            None
+        } else {
+            let guard = self.inner.nft_lock.clone().lock_owned().await;
+            let (nft, script) = (self.inner.nft.clone(), self.inner.nft.ports_add(ep));
+            Some(tokio::task::spawn_blocking(move || {
+                let done = nft.apply(&script);
+                drop(guard);
+                done
+            }))
+        };
+        let plumbed = self.plumb_links(net, sb, ep).await;
+        if let Some(ports) = ports {
+            ports
+                .await
+                .map_err(|e| NetError::Nft(format!("nft task: {e}")))??;
+        }
+        plumbed?;
+        if net.dns {
+            self.inner
+                .dns
+                .add(&net.id, &ep.sandbox, ep.address.addr(), &ep.dns_names);
+            self.inner.dns.serve(
+                &ep.sandbox,
+                &NetnsRef::path(&sb.path),
+                sb.options.dns_upstreams.clone(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The endpoint's veth pair, its address and routes.
+    async fn plumb_links(&self, net: &Network, sb: &Sandbox, ep: &Endpoint) -> Result<()> {
         let bridge =
             match self.inner.host.index(&net.bridge).await? {
                 Some(i) => i,
@@ -269,22 +309,7 @@ impl Net {
         let inside = Netlink::from_socket(NetnsRef::path(&sb.path).run(link::socket)?);
         inside
             .configure_interface(&ep.interface, ep.address, ep.gateway)
-            .await?;
-        if !ep.ports.is_empty() {
-            let _g = self.inner.nft_lock.lock().await;
-            self.inner.nft.apply(&self.inner.nft.ports_add(ep))?;
-        }
-        if net.dns {
-            self.inner
-                .dns
-                .add(&net.id, &ep.sandbox, ep.address.addr(), &ep.dns_names);
-            self.inner.dns.serve(
-                &ep.sandbox,
-                &NetnsRef::path(&sb.path),
-                sb.options.dns_upstreams.clone(),
-            )?;
-        }
-        Ok(())
+            .await
     }
 
     /// Detaches a sandbox from a network (also while containers run in it): ports, veth,
@@ -319,14 +344,24 @@ impl Net {
     ) -> Result<()> {
         let dns = nets.get(&ep.network_id).is_some_and(|n| n.dns);
         let key = (ep.sandbox.clone(), ep.network_id.clone());
+        let held = self.inner.reservations.lock().expect("lock").remove(&key);
         if !ep.ports.is_empty() {
-            let _g = self.inner.nft_lock.lock().await;
-            if let Err(e) = self.inner.nft.apply(&self.inner.nft.ports_del(ep)) {
-                // Already gone (a rebuilt table): fine; anything else is reported.
-                tracing::debug!(error = %e, "removing published ports");
-            }
+            // The kernel has dropped the rules once nft's transaction is acknowledged, but nft's
+            // exit then waits out an RCU grace period for their memory (~10 ms): that runs in the
+            // background. The lock is taken here, so every later nftables change (a new port
+            // on the same host port included) applies after this one.
+            let guard = self.inner.nft_lock.clone().lock_owned().await;
+            let (nft, script) = (self.inner.nft.clone(), self.inner.nft.ports_del(ep));
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = nft.apply(&script) {
+                    // Already gone (a rebuilt table): fine; anything else is reported.
+                    tracing::debug!(error = %e, "removing published ports");
+                }
+                drop(guard);
+            });
         }
-        self.inner.reservations.lock().expect("lock").remove(&key);
+        // The host ports are free for host programs at once.
+        drop(held);
         if dns {
             self.inner.dns.remove(&ep.network_id, &ep.sandbox);
         }

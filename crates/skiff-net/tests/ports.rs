@@ -84,6 +84,7 @@ async fn published_port_reachable_from_outside_localhost_and_hairpin() {
     assert!(taken.is_err(), "published port must be held by skiff");
 
     net.remove_sandbox("web").await.unwrap();
+    net.settle().await;
     assert!(fetch(Some(&client.path), "10.99.0.1:8080").is_err());
     assert!(
         !t.ruleset().contains("dport 8080"),

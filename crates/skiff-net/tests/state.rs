@@ -46,7 +46,7 @@ async fn bad_input_gets_dockers_messages_and_creates_nothing() {
         (
             spec("bad", "10.10.5.0/24"),
             "invalid pool request: Pool overlaps with other one on this address space",
-            ErrorKind::Conflict,
+            ErrorKind::Forbidden,
         ),
         (
             spec("n1", "10.40.0.0/24"),
@@ -94,7 +94,7 @@ async fn bad_input_gets_dockers_messages_and_creates_nothing() {
     let err = net.attach(at("b", "10.10.3.3")).await.unwrap_err();
     assert_eq!(
         (err.to_string().as_str(), err.kind()),
-        ("Address already in use", ErrorKind::Conflict)
+        ("Address already in use", ErrorKind::Forbidden)
     );
     assert!(net.endpoints("b").is_empty());
 

@@ -8,6 +8,7 @@ mod docker_config;
 mod exec;
 mod images;
 mod lifecycle;
+mod network;
 mod progress;
 mod registry;
 mod run;
@@ -100,6 +101,11 @@ pub enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(images::ImageCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// List port mappings or a specific mapping for the container
+    Port(With<network::PortArgs>),
     /// Download an image from a registry
     Pull(With<registry::PullArgs>),
     /// Upload an image to a registry
@@ -216,6 +222,8 @@ async fn dispatch(command: Command) -> Outcome {
         Command::Save(w) => go!(w, images::save),
         Command::Import(w) => go!(w, images::import),
         Command::Image(sub) => images::image_command(sub).await,
+        Command::Network(sub) => network::command(sub).await,
+        Command::Port(w) => go!(w, network::port),
         Command::Pull(w) => {
             let docker = connect(&w.conn).await?;
             registry::pull(&w.conn, &docker, w.args).await

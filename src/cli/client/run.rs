@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 
 use anyhow::{bail, Context};
-use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, WaitContainerOptions,
 };
@@ -14,6 +17,9 @@ use futures::StreamExt;
 use skiff_core::units::ram_in_bytes;
 
 use super::{daemon_error, term, Conn, Outcome};
+
+/// `HostConfig.PortBindings`: "80/tcp" → its host bindings.
+type PortMap = HashMap<String, Option<Vec<PortBinding>>>;
 
 /// Flags of `run` and `create`.
 #[derive(clap::Args, Debug)]
@@ -72,6 +78,33 @@ pub struct RunArgs {
     /// Connect a container to a network
     #[arg(long = "network", alias = "net")]
     network: Option<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    ip: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias")]
+    network_alias: Vec<String>,
+    /// Publish a container's port(s) to the host ([ip:]hostPort:containerPort[/proto])
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long)]
+    expose: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long)]
+    dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search")]
+    dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     init: bool,
@@ -172,7 +205,15 @@ impl RunArgs {
                 None => (t.clone(), String::new()),
             })
             .collect();
+        let (exposed, bindings) = self.ports()?;
+        let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
         let host_config = HostConfig {
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            publish_all_ports: self.publish_all.then_some(true),
+            dns: list(&self.dns),
+            dns_search: list(&self.dns_search),
+            dns_options: list(&self.dns_option),
+            extra_hosts: list(&self.add_host),
             binds: (!self.volume.is_empty()).then(|| self.volume.clone()),
             tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
             memory: self.memory.as_deref().map(ram_in_bytes).transpose()?,
@@ -215,7 +256,75 @@ impl RunArgs {
             attach_stdout: Some(attach),
             attach_stderr: Some(attach),
             host_config: Some(host_config),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            networking_config: self.networking(),
             ..Default::default()
+        })
+    }
+
+    /// `--expose` and `-p` as `ExposedPorts` and `PortBindings` (what the docker CLI sends).
+    fn ports(&self) -> anyhow::Result<(Vec<String>, PortMap)> {
+        let mut exposed: Vec<String> = Vec::new();
+        let add = |key: String, exposed: &mut Vec<String>| {
+            if !exposed.contains(&key) {
+                exposed.push(key);
+            }
+        };
+        for e in &self.expose {
+            let (range, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            let (a, b): (u16, u16) = (
+                a.parse()
+                    .map_err(|_| anyhow::anyhow!("invalid range format for --expose: {e}"))?,
+                b.parse()
+                    .map_err(|_| anyhow::anyhow!("invalid range format for --expose: {e}"))?,
+            );
+            for p in a..=b {
+                add(format!("{p}/{proto}"), &mut exposed);
+            }
+        }
+        let mut bindings = PortMap::new();
+        for spec in &self.publish {
+            let mappings = skiff_engine::skiff_net::parse_port_spec(spec).map_err(|e| {
+                anyhow::anyhow!("invalid argument \"{spec}\" for \"-p, --publish\" flag: {e}")
+            })?;
+            for m in mappings {
+                let key = format!("{}/{}", m.container_port, m.protocol);
+                add(key.clone(), &mut exposed);
+                let host_port = match (m.host_port, m.host_port_end) {
+                    (0, _) => String::new(),
+                    (a, b) if a == b => a.to_string(),
+                    (a, b) => format!("{a}-{b}"),
+                };
+                bindings
+                    .entry(key)
+                    .or_insert_with(|| Some(Vec::new()))
+                    .get_or_insert_with(Vec::new)
+                    .push(PortBinding {
+                        host_ip: Some(m.host_ip.map(|i| i.to_string()).unwrap_or_default()),
+                        host_port: Some(host_port),
+                    });
+            }
+        }
+        Ok((exposed, bindings))
+    }
+
+    /// `--ip` and `--network-alias` on the container's network.
+    fn networking(&self) -> Option<NetworkingConfig> {
+        if self.ip.is_none() && self.network_alias.is_empty() {
+            return None;
+        }
+        let network = self.network.clone().unwrap_or_else(|| "bridge".into());
+        let settings = EndpointSettings {
+            ipam_config: self.ip.clone().map(|ip| EndpointIpamConfig {
+                ipv4_address: Some(ip),
+                ..Default::default()
+            }),
+            aliases: (!self.network_alias.is_empty()).then(|| self.network_alias.clone()),
+            ..Default::default()
+        };
+        Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(network, settings)])),
         })
     }
 }

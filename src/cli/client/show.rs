@@ -174,7 +174,7 @@ pub async fn ps(docker: &Docker, args: PsArgs) -> Outcome {
                 },
                 ago(c.created.unwrap_or_default()),
                 c.status.unwrap_or_default(),
-                String::new(),
+                super::network::ports_column(c.ports.as_deref().unwrap_or_default()),
                 names.join(","),
             ]
         })
@@ -199,7 +199,7 @@ pub async fn inspect(docker: &Docker, args: InspectArgs) -> Outcome {
     let mut failed = false;
     for name in &args.names {
         let container = match args.kind.as_deref() {
-            Some("image") => None,
+            Some("image") | Some("network") => None,
             _ => docker
                 .inspect_container(name, None)
                 .await
@@ -208,13 +208,22 @@ pub async fn inspect(docker: &Docker, args: InspectArgs) -> Outcome {
         };
         let found = match container {
             Some(v) => Some(v?),
-            None if args.kind.as_deref() != Some("container") => docker
+            None if !matches!(args.kind.as_deref(), Some("container") | Some("network")) => docker
                 .inspect_image(name)
                 .await
                 .ok()
                 .map(serde_json::to_value)
                 .transpose()?,
             None => None,
+        };
+        let found = match found {
+            None if matches!(args.kind.as_deref(), None | Some("network")) => docker
+                .inspect_network(name, None)
+                .await
+                .ok()
+                .map(serde_json::to_value)
+                .transpose()?,
+            other => other,
         };
         match found {
             Some(v) => out.push(v),

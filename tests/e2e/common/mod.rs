@@ -2,13 +2,18 @@
 //! root, state and socket), the real `docker` CLI and raw HTTP against it, and a cleanup that
 //! runs even when the test panics: containers force-removed through the API, the daemon and
 //! any leftover shim or container process killed by PID, mounts under the temporary root
-//! detached, the containers' cgroups removed.
+//! (containers' root filesystems, sandboxes' network namespaces) detached, the containers'
+//! cgroups removed, and the daemon's bridges, veths and nftables table deleted (each daemon
+//! has its own, see `netslot`).
 //!
 //! `SKIFF_E2E_REFERENCE=dockerd` points the same tests at a Docker daemon already listening on
 //! `SKIFF_E2E_DOCKER_SOCKET` (default `/tmp/skiff-refdockerd.sock`), to validate the tests
 //! themselves; tests that restart the daemon skip there.
 
 #![allow(dead_code)] // each test target uses a different part of the harness
+
+pub mod netslot;
+pub mod otherhost;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -51,6 +56,9 @@ pub struct Daemon {
     /// This daemon's `--cgroup-parent`; removed with everything under it at cleanup.
     cgroup_parent: String,
     started: std::time::SystemTime,
+    /// This daemon's host network objects (none against a reference dockerd); dropped after
+    /// the daemon is gone, which removes what it left.
+    slot: Option<netslot::NetSlot>,
     /// More `skiff daemon` flags (`--registry-mirror …`).
     extra_args: Vec<String>,
 }
@@ -101,6 +109,7 @@ impl Daemon {
             child: None,
             cgroup_parent,
             started: std::time::SystemTime::now(),
+            slot: (!reference()).then(netslot::NetSlot::claim),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         d.spawn();
@@ -118,6 +127,11 @@ impl Daemon {
         self.dir.path().join("root")
     }
 
+    /// The daemon's temporary directory (everything mounted under it is detached at cleanup).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The daemon's runtime state dir (`--state`).
     pub fn state(&self) -> PathBuf {
         self.dir.path().join("s")
@@ -125,6 +139,13 @@ impl Daemon {
 
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// This daemon's network slot (its bridge, table, address pool).
+    pub fn slot(&self) -> &netslot::NetSlot {
+        self.slot
+            .as_ref()
+            .expect("a skiff daemon started by this harness (not a reference dockerd)")
     }
 
     /// `DOCKER_HOST` for this daemon.
@@ -149,6 +170,7 @@ impl Daemon {
                 .arg(&self.runtime)
                 .arg("--cgroup-parent")
                 .arg(&self.cgroup_parent)
+                .args(self.slot().daemon_args())
                 .args(&self.extra_args)
                 .env("SKIFF_LOG", "info,skiff_docker_api=debug")
                 .stdin(Stdio::null())
@@ -329,6 +351,8 @@ impl Daemon {
             let _ = self.http("DELETE", &format!("/containers/{id}?force=1&v=1"), None);
         }
         if reference() {
+            // The test's networks too (the reference daemon is the test run's own).
+            let _ = self.http("POST", "/networks/prune", None);
             return;
         }
         self.kill_daemon();

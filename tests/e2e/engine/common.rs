@@ -20,6 +20,8 @@ pub struct Dirs {
     pub state: tempfile::TempDir,
     /// This engine's own cgroup parent, removed with the directories.
     pub cgroup_parent: String,
+    /// This engine's bridges, table and subnets; removed after everything else.
+    pub slot: crate::netslot::NetSlot,
 }
 
 static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -44,6 +46,7 @@ impl Dirs {
                 std::process::id(),
                 NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ),
+            slot: crate::netslot::NetSlot::claim(),
         }
     }
 
@@ -54,6 +57,9 @@ impl Dirs {
             default_runtime: "runc".into(),
             exe: PathBuf::from(env!("CARGO_BIN_EXE_skiff")),
             cgroup_parent: self.cgroup_parent.clone(),
+            network: self
+                .slot
+                .network_config(self.root.path(), self.state.path()),
             registry: Default::default(),
         }
     }
@@ -98,6 +104,11 @@ impl Drop for Dirs {
             }
         }
         let _ = skiff_runtime::cgroups::remove(&format!("/{}", self.cgroup_parent));
+        // Sandboxes' network namespaces are bind mounts under the state dir.
+        let netns = self.state.path().join("net").join("netns");
+        for e in std::fs::read_dir(&netns).into_iter().flatten().flatten() {
+            let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+        }
     }
 }
 

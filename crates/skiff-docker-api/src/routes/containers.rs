@@ -78,7 +78,48 @@ pub async fn inspect(
         hc.entry("MemorySwappiness")
             .or_insert(serde_json::Value::Null);
     }
+    if let Some(ns) = value
+        .get_mut("NetworkSettings")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        legacy_network_settings(ns);
+    }
     Ok(Json(value).into_response())
+}
+
+/// The fields API versions before 1.52 still show at the top of `NetworkSettings`: the
+/// container's endpoint on the default `bridge` network (empty on other networks), which
+/// `docker inspect -f '{{.NetworkSettings.IPAddress}}'` and older clients read.
+fn legacy_network_settings(ns: &mut serde_json::Map<String, serde_json::Value>) {
+    use serde_json::{json, Value};
+    let bridge = ns
+        .get("Networks")
+        .and_then(|n| n.get("bridge"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let field = |k: &str, empty: Value| bridge.get(k).cloned().unwrap_or(empty);
+    let fields = [
+        ("Bridge", json!("")),
+        ("HairpinMode", json!(false)),
+        ("LinkLocalIPv6Address", json!("")),
+        ("LinkLocalIPv6PrefixLen", json!(0)),
+        ("SecondaryIPAddresses", Value::Null),
+        ("SecondaryIPv6Addresses", Value::Null),
+        ("EndpointID", field("EndpointID", json!(""))),
+        ("Gateway", field("Gateway", json!(""))),
+        ("GlobalIPv6Address", field("GlobalIPv6Address", json!(""))),
+        (
+            "GlobalIPv6PrefixLen",
+            field("GlobalIPv6PrefixLen", json!(0)),
+        ),
+        ("IPAddress", field("IPAddress", json!(""))),
+        ("IPPrefixLen", field("IPPrefixLen", json!(0))),
+        ("IPv6Gateway", field("IPv6Gateway", json!(""))),
+        ("MacAddress", field("MacAddress", json!(""))),
+    ];
+    for (k, v) in fields {
+        ns.entry(k.to_string()).or_insert(v);
+    }
 }
 
 pub async fn start(State(engine): Eng, Path(id): Path<String>) -> ApiResult<StatusCode> {

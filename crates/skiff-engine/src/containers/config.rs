@@ -438,9 +438,11 @@ pub(crate) fn mounts(hc: &HostConfig, volumes: &[String]) -> Result<Vec<MountReq
 /// The container's network, from `HostConfig.NetworkMode`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Network {
-    /// Own namespace with loopback only: `none`, and (until bridge networking lands) `bridge`
-    /// and `default`.
-    Isolated,
+    /// A namespace of its own with loopback only (`none`).
+    None,
+    /// A namespace of its own on networks: `bridge` (also `default` and empty) or a
+    /// user-defined network named here.
+    Named(String),
     Host,
     /// `container:<name|id>`.
     Container(String),
@@ -448,11 +450,15 @@ pub(crate) enum Network {
 
 pub(crate) fn network(mode: Option<&str>) -> Result<Network> {
     match mode.unwrap_or("") {
-        "" | "default" | "bridge" | "none" => Ok(Network::Isolated),
+        "" | "default" | "bridge" => Ok(Network::Named("bridge".into())),
+        "none" => Ok(Network::None),
         "host" => Ok(Network::Host),
         m => match m.strip_prefix("container:") {
             Some(c) if !c.is_empty() => Ok(Network::Container(c.to_string())),
-            _ => Err(EngineError::NoSuchNetwork(m.to_string())),
+            Some(_) => Err(EngineError::invalid(format!(
+                "invalid network mode: {m}: a container name or id is needed"
+            ))),
+            None => Ok(Network::Named(m.to_string())),
         },
     }
 }
@@ -694,13 +700,22 @@ mod tests {
         assert_eq!(parse_signal("kill").unwrap(), 9);
         assert_eq!(parse_signal("10").unwrap(), 10);
         assert!(parse_signal("SIGNOPE").is_err());
-        assert_eq!(network(Some("bridge")).unwrap(), Network::Isolated);
+        assert_eq!(
+            network(Some("bridge")).unwrap(),
+            Network::Named("bridge".into())
+        );
+        assert_eq!(network(None).unwrap(), Network::Named("bridge".into()));
+        assert_eq!(network(Some("none")).unwrap(), Network::None);
         assert_eq!(network(Some("host")).unwrap(), Network::Host);
         assert_eq!(
             network(Some("container:web")).unwrap(),
             Network::Container("web".into())
         );
-        assert!(network(Some("mynet")).is_err());
+        assert_eq!(
+            network(Some("mynet")).unwrap(),
+            Network::Named("mynet".into())
+        );
+        assert!(network(Some("container:")).is_err());
     }
 
     #[test]

@@ -4,14 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bollard_stubs::models::{
-    ContainerCreateBody, ContainerCreateResponse, HostConfig, HostConfigLogConfig,
-};
+use bollard_stubs::models::{ContainerCreateBody, ContainerCreateResponse, HostConfigLogConfig};
 
 use skiff_runtime::backend;
 
 use super::config::{self, Source};
-use super::{rootfs, Container};
+use super::Container;
 use crate::error::{EngineError, IoContext, Result};
 use crate::restart::Policy;
 use crate::store::{ContainerRecord, MountRecord, State};
@@ -39,13 +37,52 @@ impl Engine {
         let network = config::network(hc.network_mode.as_deref())?;
         if let config::Network::Container(other) = &network {
             self.find(other)?;
+            // The container takes the name, resolver and hosts of the one whose network
+            // it joins, and publishes nothing of its own (Docker's checks, in its order).
+            let given = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
             if body.hostname.as_deref().is_some_and(|h| !h.is_empty()) {
-                // The container takes the name of the one whose network it joins.
                 return Err(EngineError::invalid(
                     "conflicting options: hostname and the network mode",
                 ));
             }
+            if given(&hc.dns) {
+                return Err(EngineError::invalid(
+                    "conflicting options: dns and the network mode",
+                ));
+            }
+            if given(&hc.extra_hosts) {
+                return Err(EngineError::invalid(
+                    "conflicting options: custom host-to-IP mapping and the network mode",
+                ));
+            }
+            if hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty())
+                || hc.publish_all_ports.unwrap_or(false)
+            {
+                return Err(EngineError::invalid(
+                    "conflicting options: port publishing and the container type network mode",
+                ));
+            }
         }
+        crate::networks::ports::validate(&hc)?;
+        let host_gateway = self.networking.host_gateway().await;
+        crate::networks::etc::validate_extra_hosts(&hc, host_gateway)?;
+        let networks = self
+            .create_networks(
+                &network,
+                body.networking_config
+                    .as_ref()
+                    .and_then(|n| n.endpoints_config.as_ref()),
+            )
+            .await?;
+        let mut embedded_dns = false;
+        for name in networks.keys() {
+            embedded_dns |= self.networking.net.network(name).await.is_ok_and(|n| n.dns);
+        }
+        let resolv_mode = match &network {
+            config::Network::Host => skiff_net::ResolvMode::Host,
+            _ if embedded_dns => skiff_net::ResolvMode::Embedded,
+            _ => skiff_net::ResolvMode::External,
+        };
         let runtime = match hc.runtime.as_deref().filter(|r| !r.is_empty()) {
             None => self.cfg.default_runtime.clone(),
             Some(r) if backend::NAMES.contains(&r) => r.to_string(),
@@ -95,7 +132,10 @@ impl Engine {
         }
         let requests = config::mounts(&hc, merged.config.volumes.as_deref().unwrap_or_default())?;
         // Normalise what inspect shows, like dockerd does.
-        if hc.network_mode.as_deref().unwrap_or("").is_empty() {
+        if matches!(
+            hc.network_mode.as_deref(),
+            None | Some("") | Some("default")
+        ) {
             hc.network_mode = Some("bridge".into());
         }
         hc.runtime = Some(runtime.clone());
@@ -154,9 +194,16 @@ impl Engine {
             restart_count: 0,
             manually_stopped: false,
             cgroups_path: config::cgroups_path(&hc, &self.cfg.cgroup_parent, &id)?,
+            networks,
         };
         let c = Arc::new(Container::new(rec, &self.cfg.root, &self.cfg.state));
-        match self.materialise(&c, &requests, &network, &hc) {
+        let host_resolv = self.networking.host_resolv_conf();
+        let etc = EtcPlan {
+            mode: resolv_mode,
+            host_gateway,
+            host_resolv: &host_resolv,
+        };
+        match self.materialise(&c, &requests, &etc) {
             Ok(()) => {}
             Err(e) => {
                 self.registry().release(&name);
@@ -167,12 +214,10 @@ impl Engine {
         self.registry().insert(c.clone());
         self.emit_container("create", &c, HashMap::new());
         tracing::info!(id = %id, name = %name, "container created");
-        let publishes = hc.port_bindings.as_ref().is_some_and(|p| {
-            p.values()
-                .any(|b| b.as_ref().is_some_and(|b| !b.is_empty()))
-        });
-        if publishes {
-            warnings.push("Published ports are not supported by skiff yet: they are not reachable from the host".into());
+        let publishes = hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty())
+            || hc.publish_all_ports.unwrap_or(false);
+        if publishes && network == config::Network::Host {
+            warnings.push("Published ports are discarded when using host network mode".into());
         }
         Ok(ContainerCreateResponse { id, warnings })
     }
@@ -182,8 +227,7 @@ impl Engine {
         &self,
         c: &Container,
         requests: &[config::MountRequest],
-        network: &config::Network,
-        hc: &HostConfig,
+        etc: &EtcPlan<'_>,
     ) -> Result<()> {
         std::fs::create_dir_all(&c.dir).ctx(|| format!("create {}", c.dir.display()))?;
         let mut created = Vec::new();
@@ -237,8 +281,18 @@ impl Engine {
                 };
                 mounts.push(m);
             }
-            let hostname = c.rec().config.hostname.unwrap_or_default();
-            rootfs::write_etc_files(&c.dir, &hostname, network, hc)?;
+            let rec = c.rec();
+            let input = crate::networks::etc::EtcInput {
+                hostname: rec.config.hostname.as_deref().unwrap_or(""),
+                domainname: rec.config.domainname.as_deref().unwrap_or(""),
+                hc: &rec.host_config,
+                mode: etc.mode,
+                addresses: Vec::new(),
+                host_gateway: etc.host_gateway,
+                host_resolv: etc.host_resolv,
+                daemon_dns: &self.networking.cfg.dns,
+            };
+            crate::networks::etc::write(&c.dir, &input)?;
             c.update(|rec| rec.mounts = mounts.clone())
         })();
         if result.is_err() {
@@ -248,6 +302,13 @@ impl Engine {
         }
         result
     }
+}
+
+/// What the /etc files of a new container are made from (before it has an address).
+struct EtcPlan<'a> {
+    mode: skiff_net::ResolvMode,
+    host_gateway: Option<std::net::IpAddr>,
+    host_resolv: &'a str,
 }
 
 /// How Docker names a missing image: with `:latest` when no tag was given.

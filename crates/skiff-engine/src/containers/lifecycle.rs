@@ -11,9 +11,9 @@ use bollard_stubs::models::{ContainerWaitExitError, ContainerWaitResponse};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use skiff_runtime::shim::{self, ShimConfig};
-use skiff_runtime::spec::{self, ContainerSpec, MountSpec, NetworkMode};
+use skiff_runtime::spec::{self, ContainerSpec, MountSpec};
 
-use super::config::{self, Network};
+use super::config;
 use super::{rootfs, Container, Life, PendingAttach};
 use crate::error::{message_chain, EngineError, IoContext, Result};
 use crate::store::Status;
@@ -111,6 +111,7 @@ impl Engine {
             }
             Err(e) => {
                 tracing::warn!(id = %c.id, error = %message_chain(&e), "container start failed");
+                self.network_down(&c.id).await;
                 if let Err(u) = rootfs::unmount(c) {
                     tracing::warn!(id = %c.id, error = %u, "unmounting rootfs after failed start");
                 }
@@ -157,30 +158,7 @@ impl Engine {
         rootfs_path: PathBuf,
         started: tokio::sync::oneshot::Receiver<bool>,
     ) -> Result<i32> {
-        let mut rec = c.rec();
-        // Like Docker, a container joining another's network also takes its name and its
-        // /etc/hostname, /etc/hosts and /etc/resolv.conf.
-        let mut etc_dir = c.dir.clone();
-        let network = match config::network(rec.host_config.network_mode.as_deref())? {
-            Network::Isolated => NetworkMode::Isolated,
-            Network::Host => NetworkMode::Host,
-            Network::Container(other) => {
-                let other = self.find(&other)?;
-                let o = other.rec();
-                if !o.state.status.is_alive() {
-                    return Err(EngineError::Conflict(format!(
-                        "cannot join network namespace of a non running container: {}",
-                        other.id
-                    )));
-                }
-                rec = c.update(|r| {
-                    r.config.hostname = o.config.hostname.clone();
-                    r.clone()
-                })?;
-                etc_dir = other.dir.clone();
-                NetworkMode::Path(PathBuf::from(format!("/proc/{}/ns/net", o.state.pid)))
-            }
-        };
+        let (network, etc_dir, rec) = self.network_up(c, c.rec()).await?;
         let hc = &rec.host_config;
         let mounts = rec
             .mounts
@@ -580,6 +558,13 @@ impl Engine {
         }
         let gone = c.clone();
         self.background.run(move || super::cleanup::release(&gone));
+        if self.networking.net.sandbox(&c.id).is_some() {
+            // Normally released at its exit already.
+            if let Some(engine) = self.arc() {
+                let id = c.id.clone();
+                tokio::spawn(async move { engine.network_down(&id).await });
+            }
+        }
         if remove_volumes {
             let anonymous: Vec<String> = rec
                 .mounts

@@ -81,6 +81,9 @@ impl Engine {
         status: ExitStatus,
         ran: std::time::Duration,
     ) {
+        // Like dockerd, its addresses, ports and names are released before anyone hears of
+        // the exit: whoever waited for it may reuse them at once.
+        self.network_down(&c.id).await;
         self.record_exit(c, &status);
         let engine = self.clone();
         let c = c.clone();

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use bollard_stubs::models::{
     ContainerInspectResponse, ContainerPruneResponse, ContainerState, ContainerStateStatusEnum,
     ContainerSummary, ContainerSummaryHostConfig, ContainerSummaryNetworkSettings,
-    ContainerSummaryStateEnum, DriverData, EndpointSettings, Health, HealthStatusEnum, HostConfig,
-    HostConfigCgroupnsModeEnum, MountPoint, NetworkSettings,
+    ContainerSummaryStateEnum, DriverData, Health, HealthStatusEnum, HostConfig,
+    HostConfigCgroupnsModeEnum, MountPoint,
 };
 use chrono::{DateTime, Utc};
 
@@ -123,21 +123,6 @@ fn network_name(rec: &ContainerRecord) -> String {
     }
 }
 
-fn networks(rec: &ContainerRecord) -> HashMap<String, EndpointSettings> {
-    let name = network_name(rec);
-    if name.starts_with("container:") {
-        return HashMap::new();
-    }
-    HashMap::from([(
-        name.clone(),
-        EndpointSettings {
-            network_id: Some(name),
-            ip_address: Some(String::new()),
-            ..Default::default()
-        },
-    )])
-}
-
 /// The host config as inspect reports it. Records written before create normalised these
 /// settings: a container without a cgroup namespace mode ran with a private namespace, and a
 /// swappiness of -1 means unset.
@@ -236,12 +221,7 @@ impl Engine {
             size_root_fs: size_root,
             mounts: Some(mount_points(&rec)),
             config: Some(rec.config.clone()),
-            network_settings: Some(NetworkSettings {
-                sandbox_key: Some(String::new()),
-                ports: Some(HashMap::new()),
-                networks: Some(networks(&rec)),
-                ..Default::default()
-            }),
+            network_settings: Some(self.container_net(&c, &rec).await.settings),
             ..Default::default()
         })
     }
@@ -308,6 +288,23 @@ impl Engine {
                 continue;
             }
             let labels = rec.config.labels.clone().unwrap_or_default();
+            let net = self.container_net(&c, &rec).await;
+            let exposed: Vec<(u16, String)> =
+                crate::networks::ports::exposed(&rec.config, &rec.host_config)
+                    .into_iter()
+                    .map(|k| (k.port, k.proto.to_string()))
+                    .collect();
+            let published: Vec<(u16, String)> = net
+                .ports
+                .iter()
+                .filter(|p| p.public_port.is_some())
+                .map(|p| {
+                    (
+                        p.private_port,
+                        p.typ.map(|t| t.to_string()).unwrap_or_default(),
+                    )
+                })
+                .collect();
             let keep = f.any("id", |id| rec.id.starts_with(id))
                 && f.any("name", |n| {
                     rec.short_name().contains(n.trim_start_matches('/'))
@@ -321,7 +318,14 @@ impl Engine {
                 && f.any("volume", |v| {
                     rec.mounts.iter().any(|m| m.name == v || m.destination == v)
                 })
-                && f.any("network", |n| network_name(&rec) == n)
+                && f.any("network", |n| {
+                    network_name(&rec) == n
+                        || rec.networks.iter().any(|(name, e)| {
+                            name == n || e.network_id.as_deref().is_some_and(|id| id.starts_with(n))
+                        })
+                })
+                && f.any("expose", |p| port_filter(p, &exposed))
+                && f.any("publish", |p| port_filter(p, &published))
                 && f.any("is-task", |t| t == "false")
                 && before.as_ref().is_none_or(|b| rec.created < *b)
                 && since.as_ref().is_none_or(|s| rec.created > *s);
@@ -344,7 +348,7 @@ impl Engine {
                 image_id: Some(rec.image_id.clone()),
                 command: Some(command),
                 created: parse_time(&rec.created).map(|t| t.timestamp()),
-                ports: Some(Vec::new()),
+                ports: Some(net.ports.clone()),
                 size_rw,
                 size_root_fs,
                 labels: Some(labels),
@@ -355,7 +359,7 @@ impl Engine {
                     annotations: rec.host_config.annotations.clone(),
                 }),
                 network_settings: Some(ContainerSummaryNetworkSettings {
-                    networks: Some(networks(&rec)),
+                    networks: Some(net.networks),
                 }),
                 mounts: Some(mount_points(&rec)),
                 ..Default::default()
@@ -411,6 +415,19 @@ impl Engine {
             space_reclaimed: Some(reclaimed),
         })
     }
+}
+
+/// The `expose`/`publish` filters of `docker ps`: `80`, `80/udp`, `8000-8010/tcp` against
+/// container ports.
+fn port_filter(filter: &str, ports: &[(u16, String)]) -> bool {
+    let (range, proto) = filter.split_once('/').unwrap_or((filter, "tcp"));
+    let (a, b) = range.split_once('-').unwrap_or((range, range));
+    let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) else {
+        return false;
+    };
+    ports
+        .iter()
+        .any(|(p, pr)| (a..=b).contains(p) && pr.eq_ignore_ascii_case(proto))
 }
 
 /// `until` as Unix seconds, RFC 3339, or a Go duration like `10m`/`24h` before now.

@@ -1,6 +1,7 @@
 //! A container's root filesystem (an overlay of its image's snapshots, its init layer and its
-//! own upper dir, mounted while it runs or while `docker cp` needs it) and the `/etc/hostname`,
-//! `/etc/hosts` and `/etc/resolv.conf` files generated for it.
+//! own upper dir, mounted while it runs or while `docker cp` needs it) and where the
+//! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` generated for it (by
+//! `networks::etc`) are mounted.
 //!
 //! Like Docker, the generated files live in the container's own directory and are
 //! bind-mounted (read-write) over their paths in the container; the init layer holds the empty
@@ -9,9 +10,6 @@
 
 use std::path::{Path, PathBuf};
 
-use bollard_stubs::models::HostConfig;
-
-use super::config::Network;
 use super::Container;
 use crate::error::{IoContext, Result};
 use crate::Engine;
@@ -151,99 +149,9 @@ pub(crate) fn ensure_init_layer(init: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `hostname`, `hosts` and `resolv.conf` into the container's dir.
-pub(crate) fn write_etc_files(
-    dir: &Path,
-    hostname: &str,
-    net: &Network,
-    hc: &HostConfig,
-) -> Result<()> {
-    let write = |name: &str, text: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).ctx(|| format!("write {}", path.display()))
-    };
-    write("hostname", format!("{hostname}\n"))?;
-    let mut hosts = match net {
-        Network::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        _ => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
-              ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-            .to_string(),
-    };
-    for extra in hc.extra_hosts.iter().flatten() {
-        if let Some((host, ip)) = extra.split_once(':').or_else(|| extra.split_once('=')) {
-            hosts.push_str(&format!("{ip}\t{host}\n"));
-        }
-    }
-    write("hosts", hosts)?;
-    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    write("resolv.conf", resolv_conf(&host_resolv, net, hc))
-}
-
-/// Docker's rule: the host's resolv.conf, without loopback name servers for containers not
-/// on the host network (falling back to Google's), with `--dns*` overrides.
-fn resolv_conf(host: &str, net: &Network, hc: &HostConfig) -> String {
-    let mut servers: Vec<String> = Vec::new();
-    let mut search: Vec<String> = Vec::new();
-    let mut options: Vec<String> = Vec::new();
-    for line in host.lines() {
-        let mut words = line.split_whitespace();
-        match words.next() {
-            Some("nameserver") => servers.extend(words.next().map(str::to_string)),
-            Some("search") | Some("domain") => search = words.map(str::to_string).collect(),
-            Some("options") => options.extend(words.map(str::to_string)),
-            _ => {}
-        }
-    }
-    if *net != Network::Host {
-        servers.retain(|s| !(s.starts_with("127.") || s == "::1"));
-        if servers.is_empty() {
-            servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
-        }
-    }
-    if let Some(dns) = hc.dns.as_ref().filter(|d| !d.is_empty()) {
-        servers = dns.clone();
-    }
-    if let Some(s) = hc.dns_search.as_ref().filter(|d| !d.is_empty()) {
-        search = s.clone();
-    }
-    if let Some(o) = hc.dns_options.as_ref().filter(|d| !d.is_empty()) {
-        options = o.clone();
-    }
-    let mut out = String::new();
-    for s in servers {
-        out.push_str(&format!("nameserver {s}\n"));
-    }
-    if !search.is_empty() {
-        out.push_str(&format!("search {}\n", search.join(" ")));
-    }
-    if !options.is_empty() {
-        out.push_str(&format!("options {}\n", options.join(" ")));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolv_conf_drops_loopback_servers() {
-        let host = "nameserver 127.0.0.53\nsearch example.com\noptions edns0\n";
-        let hc = HostConfig::default();
-        let got = resolv_conf(host, &Network::Isolated, &hc);
-        assert_eq!(
-            got,
-            "nameserver 8.8.8.8\nnameserver 8.8.4.4\nsearch example.com\noptions edns0\n"
-        );
-        assert!(resolv_conf(host, &Network::Host, &hc).starts_with("nameserver 127.0.0.53\n"));
-        let hc = HostConfig {
-            dns: Some(vec!["10.0.0.2".into()]),
-            ..Default::default()
-        };
-        assert!(
-            resolv_conf(host, &Network::Isolated, &hc).starts_with("nameserver 10.0.0.2\nsearch")
-        );
-    }
 
     #[test]
     fn the_init_layer_holds_empty_mount_points_and_is_idempotent() {

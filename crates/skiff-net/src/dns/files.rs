@@ -120,11 +120,18 @@ pub struct HostsFile<'a> {
     /// `--add-host NAME:IP` (or `NAME=IP`) entries; `host-gateway` stands for `host_gateway`.
     pub extra_hosts: &'a [String],
     pub host_gateway: Option<IpAddr>,
+    /// The file to start from instead of Docker's localhost lines: the host's own
+    /// `/etc/hosts` for a container on the host's network.
+    pub base: Option<&'a str>,
 }
 
 /// Renders /etc/hosts; an `--add-host` whose address is not an IP is an error in Docker's words.
 pub fn hosts(h: &HostsFile<'_>) -> Result<String, crate::NetError> {
-    let mut out = HOSTS_HEADER.to_string();
+    let mut out = match h.base {
+        Some(base) if base.is_empty() || base.ends_with('\n') => base.to_string(),
+        Some(base) => format!("{base}\n"),
+        None => HOSTS_HEADER.to_string(),
+    };
     for extra in h.extra_hosts {
         let Some((name, ip)) = extra.split_once(':').or_else(|| extra.split_once('=')) else {
             return Err(crate::NetError::Invalid(format!(
@@ -213,6 +220,7 @@ mod tests {
             addresses: vec!["172.18.0.2".parse().unwrap()],
             extra_hosts: &extra,
             host_gateway: Some("172.17.0.1".parse().unwrap()),
+            base: None,
         })
         .unwrap();
         assert!(text.starts_with("127.0.0.1\tlocalhost\n"));
@@ -226,5 +234,15 @@ mod tests {
         })
         .is_err());
         assert_eq!(hostname("abc"), "abc\n");
+        let host = hosts(&HostsFile {
+            base: Some("127.0.0.1 localhost\n10.0.0.9 buildhost"),
+            extra_hosts: &extra[..1],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            host,
+            "127.0.0.1 localhost\n10.0.0.9 buildhost\n10.1.2.3\tdb\n"
+        );
     }
 }
