@@ -152,39 +152,86 @@ fn has_wildcard(p: &str) -> bool {
     p.contains(['*', '?', '['])
 }
 
+/// One context path a `COPY`/`ADD` source selects: `rel` is context-relative (`.` for the
+/// whole context); a directory's (non-excluded) content is copied, not the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    pub rel: String,
+    pub is_dir: bool,
+}
+
+/// What one `COPY` source (a path or a wildcard) selects in the context at `root`, skipping
+/// what `ignore` excludes. A path that selects nothing is an error; a wildcard may select
+/// nothing. Refuses sources outside the context; never follows a symlink.
+pub fn matches(root: &Path, pattern: &str, ignore: &IgnoreRules) -> Result<Vec<Match>> {
+    let rel = clean(pattern.trim_start_matches('/'));
+    if rel == ".." || rel.starts_with("../") {
+        return Err(BuildError::Context(format!(
+            "forbidden path outside the build context: {pattern}"
+        )));
+    }
+    let is_dir = |p: &str| {
+        fs::symlink_metadata(root.join(p))
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+    };
+    let mut out = Vec::new();
+    if has_wildcard(&rel) {
+        let glob = crate::ignore::glob(&rel)
+            .ok_or_else(|| BuildError::Context(format!("invalid wildcard {pattern:?}")))?;
+        let mut all = Vec::new();
+        walk(root, "", &mut all)?;
+        all.sort();
+        for p in all {
+            // A wildcard selects the entries whose whole path matches it.
+            if glob.is_match(&p) && !ignore.is_excluded(&p) {
+                out.push(Match {
+                    is_dir: is_dir(&p),
+                    rel: p,
+                });
+            }
+        }
+    } else if rel == "." {
+        out.push(Match {
+            rel: ".".into(),
+            is_dir: true,
+        });
+    } else if fs::symlink_metadata(root.join(&rel)).is_ok() && !ignore.is_excluded(&rel) {
+        out.push(Match {
+            is_dir: is_dir(&rel),
+            rel,
+        });
+    } else {
+        return Err(BuildError::Context(format!(
+            "file not found in build context or excluded by .dockerignore: stat {pattern}: file does not exist"
+        )));
+    }
+    Ok(out)
+}
+
+/// The non-excluded entries under the context directory `rel` (`.` for the root),
+/// context-relative, sorted (parents before children).
+pub fn dir_entries(root: &Path, rel: &str, ignore: &IgnoreRules) -> Result<Vec<String>> {
+    let mut all = Vec::new();
+    walk(root, if rel == "." { "" } else { rel }, &mut all)?;
+    all.retain(|p| !ignore.is_excluded(p));
+    all.sort();
+    Ok(all)
+}
+
 /// Resolves `patterns` (expanded `COPY` sources: paths or wildcards) in the context at
 /// `root`, skipping what `ignore` excludes, and hashes what they select. Never follows a
 /// symlink; refuses sources outside the context.
 pub fn hash_sources(root: &Path, patterns: &[String], ignore: &IgnoreRules) -> Result<Sources> {
     let mut selected = Vec::new();
     for pattern in patterns {
-        let rel = clean(pattern.trim_start_matches('/'));
-        if rel == ".." || rel.starts_with("../") {
-            return Err(BuildError::Context(format!(
-                "forbidden path outside the build context: {pattern}"
-            )));
-        }
-        let before = selected.len();
-        if has_wildcard(&rel) {
-            let glob = crate::ignore::glob(&rel)
-                .ok_or_else(|| BuildError::Context(format!("invalid wildcard {pattern:?}")))?;
-            let mut all = Vec::new();
-            walk(root, "", &mut all)?;
-            for p in all {
-                // A wildcard selects the entries whose whole path matches it.
-                if glob.is_match(&p) && !ignore.is_excluded(&p) {
-                    collect(root, &p, ignore, &mut selected)?;
-                }
+        for m in matches(root, pattern, ignore)? {
+            if m.rel != "." {
+                selected.push(m.rel.clone());
             }
-        } else if rel == "." {
-            collect_dir(root, "", ignore, &mut selected)?;
-        } else if fs::symlink_metadata(root.join(&rel)).is_ok() && !ignore.is_excluded(&rel) {
-            collect(root, &rel, ignore, &mut selected)?;
-        }
-        if selected.len() == before && !has_wildcard(&rel) {
-            return Err(BuildError::Context(format!(
-                "file not found in build context or excluded by .dockerignore: stat {pattern}: file does not exist"
-            )));
+            if m.is_dir {
+                selected.extend(dir_entries(root, &m.rel, ignore)?);
+            }
         }
     }
     selected.sort();
@@ -232,21 +279,5 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
             walk(root, &child, out)?;
         }
     }
-    Ok(())
-}
-
-fn collect(root: &Path, rel: &str, ignore: &IgnoreRules, out: &mut Vec<String>) -> Result<()> {
-    let meta = fs::symlink_metadata(root.join(rel)).ctx(|| format!("stat {rel}"))?;
-    out.push(rel.to_string());
-    if meta.is_dir() {
-        collect_dir(root, rel, ignore, out)?;
-    }
-    Ok(())
-}
-
-fn collect_dir(root: &Path, rel: &str, ignore: &IgnoreRules, out: &mut Vec<String>) -> Result<()> {
-    let mut all = Vec::new();
-    walk(root, rel, &mut all)?;
-    out.extend(all.into_iter().filter(|p| !ignore.is_excluded(p)));
     Ok(())
 }

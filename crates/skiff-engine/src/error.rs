@@ -46,6 +46,9 @@ pub enum EngineError {
     StartFailed(String),
     #[error(transparent)]
     Image(#[from] skiff_image::ImageError),
+    /// A build's Dockerfile, context or options are refused.
+    #[error(transparent)]
+    Build(#[from] skiff_build::BuildError),
     #[error(transparent)]
     Spec(#[from] skiff_runtime::spec::SpecError),
     #[error("{context}")]
@@ -84,6 +87,7 @@ impl HasKind for EngineError {
             EngineError::NotRunning(_) | EngineError::Paused(_) => ErrorKind::WrongState,
             EngineError::NotImplemented(_) => ErrorKind::NotImplemented,
             EngineError::Image(e) => e.kind(),
+            EngineError::Build(e) => e.kind(),
             EngineError::Spec(e) => e.kind(),
             EngineError::StartFailed(m) if user_error(m) => ErrorKind::InvalidArgument,
             EngineError::StartFailed(_) => ErrorKind::Internal,

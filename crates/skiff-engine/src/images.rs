@@ -86,7 +86,7 @@ impl Engine {
         move |id: &str| used.iter().any(|u| u == id)
     }
 
-    fn emit_image(&self, action: &str, id: &str, name: Option<&str>) {
+    pub(crate) fn emit_image(&self, action: &str, id: &str, name: Option<&str>) {
         let mut attrs = HashMap::new();
         if let Some(n) = name {
             attrs.insert("name".to_string(), n.to_string());
@@ -106,7 +106,7 @@ impl Engine {
 
     pub(crate) async fn do_image_list(
         &self,
-        _all: bool,
+        all: bool,
         filters: &Filters,
     ) -> Result<Vec<ImageSummary>> {
         filters.validate(&["dangling", "label", "reference", "before", "since", "until"])?;
@@ -133,6 +133,10 @@ impl Engine {
             let created = created_unix(&image);
             let labels = labels(&image);
             let dangling = image.repo_tags.is_empty();
+            // Like dockerd: intermediate images of builds only with `-a`.
+            if dangling && !all && self.build.cache.is_parent(&image.id) {
+                continue;
+            }
             let keep = filters.any("dangling", |d| matches!(d, "true" | "1") == dangling)
                 && filters.labels_match("label", &labels)
                 && filters.any("reference", |r| reference_matches(r, &image.repo_tags))

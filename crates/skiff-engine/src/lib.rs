@@ -10,6 +10,7 @@
 
 mod background;
 mod bridge;
+mod build;
 mod containers;
 mod disk_usage;
 mod error;
@@ -39,6 +40,7 @@ use crate::events::EventBus;
 use crate::store::ContainerRecord;
 
 pub use bollard_stubs::models;
+pub use build::{BuildMessage, BuildRequest};
 pub use disk_usage::DiskUsage;
 pub use error::{EngineError, Result};
 pub use filters::Filters;
@@ -221,6 +223,8 @@ pub struct Engine {
     priming: std::sync::atomic::AtomicBool,
     /// Cleanup and spare shims, at low priority.
     background: background::Background,
+    /// `docker build`: the step cache and the context limit.
+    build: build::BuildState,
 }
 
 impl Engine {
@@ -252,6 +256,7 @@ impl Engine {
         }
         let background =
             background::Background::start().ctx(|| "start the background thread".into())?;
+        let cfg_root = cfg.root.clone();
         let engine = Arc::new_cyclic(|me| Engine {
             volumes: volumes::Volumes::new(&cfg.root),
             cfg,
@@ -264,6 +269,7 @@ impl Engine {
             spare: Mutex::new(None),
             priming: Default::default(),
             background,
+            build: build::BuildState::open(&cfg_root),
         });
         engine.adopt().await;
         engine.refill_spare();
@@ -364,6 +370,23 @@ impl Engine {
     /// `POST /images/prune`; filter `dangling=false` prunes every unused image.
     pub async fn image_prune(&self, filters: &Filters) -> Result<ImagePruneResponse> {
         self.do_image_prune(filters).await
+    }
+
+    // ---- build ----
+
+    /// `POST /build`: builds the context tar's Dockerfile; the stream reports progress and
+    /// ends with the image id (or an error). Bad tags fail before anything is read.
+    pub fn build(
+        &self,
+        request: BuildRequest,
+        context: ByteStream,
+    ) -> Result<BoxStream<'static, Result<BuildMessage>>> {
+        self.do_build(request, context)
+    }
+
+    /// `POST /build/prune`: forgets the build cache; returns how many steps it held.
+    pub fn build_prune(&self) -> Result<usize> {
+        self.do_build_prune()
     }
 
     // ---- containers ----
