@@ -3,6 +3,8 @@
 
 #[path = "docker_cli/attach.rs"]
 mod attach;
+#[path = "docker_cli/build.rs"]
+mod build;
 mod common;
 #[path = "docker_cli/run_errors.rs"]
 mod run_errors;

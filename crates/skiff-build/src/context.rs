@@ -49,6 +49,13 @@ pub fn receive(tar: impl Read, dir: &Path, limits: ContextLimits) -> Result<()> 
                 limits.max_bytes
             )));
         }
+        // The docker CLI sends a context whose last entry (the `.dockerignore` it adds for
+        // `-f -`) lacks its padding and the end-of-archive blocks; Docker accepts that.
+        if copied % 512 != 0 && !is_gzip(&spool)? {
+            let pad = 512 - (copied % 512) as usize;
+            file.write_all(&vec![0u8; pad + 1024])
+                .ctx(|| "receive the build context".to_string())?;
+        }
         file.flush()
             .ctx(|| "receive the build context".to_string())?;
         check(open_tar(&spool)?, limits)?;
@@ -60,6 +67,13 @@ pub fn receive(tar: impl Read, dir: &Path, limits: ContextLimits) -> Result<()> 
     })();
     let _ = fs::remove_file(&spool);
     result
+}
+
+fn is_gzip(path: &Path) -> Result<bool> {
+    let mut magic = [0u8; 2];
+    let mut f = File::open(path).ctx(|| format!("open {}", path.display()))?;
+    let n = f.read(&mut magic).ctx(|| "read the build context".to_string())?;
+    Ok(n == 2 && magic == [0x1f, 0x8b])
 }
 
 fn open_tar(path: &Path) -> Result<Box<dyn Read>> {

@@ -248,3 +248,29 @@ fn copy_sources_outside_the_context_or_missing_are_refused() {
     let ignore = IgnoreRules::parse("README").unwrap();
     assert!(hash_sources(&root, &["README".into()], &ignore).is_err());
 }
+
+/// Regression: the docker CLI's `-f -` context ends in an entry without its padding and
+/// without the end-of-archive blocks; it was refused as "unexpected EOF".
+#[test]
+fn accepts_the_docker_clis_unpadded_last_entry() {
+    let mut tar = sample();
+    // Cut the end-of-archive blocks, then append one entry whose data is not padded.
+    let end = tar.len() - 1024;
+    tar.truncate(end);
+    let mut h = tar::Header::new_ustar();
+    h.set_path(".dockerignore").unwrap();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_600_000_000);
+    h.set_cksum();
+    tar.extend_from_slice(h.as_bytes());
+    tar.extend_from_slice(b"x.df\n");
+    let (tmp, r) = received(&tar, ContextLimits::default());
+    r.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("ctx/.dockerignore")).unwrap(),
+        "x.df\n"
+    );
+}

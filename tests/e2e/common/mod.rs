@@ -51,6 +51,8 @@ pub struct Daemon {
     /// This daemon's `--cgroup-parent`; removed with everything under it at cleanup.
     cgroup_parent: String,
     started: std::time::SystemTime,
+    /// More `skiff daemon` arguments.
+    extra_args: Vec<String>,
 }
 
 impl Daemon {
@@ -61,6 +63,11 @@ impl Daemon {
 
     /// A fresh daemon whose default runtime is `runtime`, with busybox loaded.
     pub fn with_runtime(runtime: &str) -> Self {
+        Self::with_args(runtime, &[])
+    }
+
+    /// A fresh daemon with `runtime` and more `skiff daemon` arguments, with busybox loaded.
+    pub fn with_args(runtime: &str, extra_args: &[&str]) -> Self {
         // Short paths: shim sockets live at <state>/containers/<64 hex>/shim.sock and unix
         // socket paths must stay under 108 bytes.
         let dir = tempfile::Builder::new()
@@ -90,6 +97,7 @@ impl Daemon {
             child: None,
             cgroup_parent,
             started: std::time::SystemTime::now(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         d.spawn();
         d.load_busybox();
@@ -131,6 +139,7 @@ impl Daemon {
                 .arg(&self.runtime)
                 .arg("--cgroup-parent")
                 .arg(&self.cgroup_parent)
+                .args(&self.extra_args)
                 .env("SKIFF_LOG", "info,skiff_docker_api=debug")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log fd"))

@@ -380,8 +380,9 @@ impl Builder<'_> {
         result
     }
 
-    async fn workdir_step(&self, parent: &str, config: &Config, text: &str) -> Result<String> {
+    async fn workdir_step(&self, parent: &str, config: &Config) -> Result<String> {
         let dir = config.working_dir().clone().unwrap_or_else(|| "/".into());
+        let created_by = format!("/bin/sh -c #(nop) WORKDIR {dir}");
         let id = self
             .container(
                 parent,
@@ -393,14 +394,8 @@ impl Builder<'_> {
             self.with_root(&id, move |root| copy::mkdir_all(root, &dir))
                 .await?;
             let upper = self.engine.find(&id)?.upper_dir();
-            self.commit(
-                parent,
-                upper,
-                config.clone(),
-                format!("/bin/sh -c #(nop) {text}"),
-                None,
-            )
-            .await
+            self.commit(parent, upper, config.clone(), created_by, None)
+                .await
         }
         .await;
         self.remove(&id).await;
@@ -557,7 +552,7 @@ impl Backend for Builder<'_> {
             Op::Copy { .. } => self.copy_step(step, parent, &config, stages).await,
             Op::Workdir(_) => {
                 let config = apply(&config, stage, step);
-                self.workdir_step(parent, &config, text).await
+                self.workdir_step(parent, &config).await
             }
             op => {
                 let config = apply(&config, stage, step);
