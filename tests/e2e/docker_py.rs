@@ -2,7 +2,8 @@
 //! runs one section per test, each against a fresh daemon — containers.run, logs, wait,
 //! exec_run and images.load (basics); what create keeps and the container runs with
 //! (config); output never lost to a client slow to read the upgrade head (streams); detach
-//! keys (detach); commit; corrupt loads and the stats' `networks` member (load_and_stats).
+//! keys (detach); commit; corrupt loads and the stats' `networks` member (load_and_stats);
+//! images.build with build args, labels, the cache and a failing step (build).
 
 mod common;
 
@@ -78,4 +79,9 @@ fn docker_py_commit_makes_an_image_that_runs() {
 #[test]
 fn docker_py_corrupt_load_and_stats_networks() {
     run_section("load_and_stats");
+}
+
+#[test]
+fn docker_py_builds_images_with_cache_and_errors() {
+    run_section("build");
 }
