@@ -370,7 +370,16 @@ fn skiff_build_builds_tags_and_caches() {
     let dir = ctx.path().to_str().expect("utf-8");
     let out = skiff_ok(
         &d,
-        &["build", "-t", "sk:1", "-t", "sk:2", "--build-arg", "WHO=skiff", dir],
+        &[
+            "build",
+            "-t",
+            "sk:1",
+            "-t",
+            "sk:2",
+            "--build-arg",
+            "WHO=skiff",
+            dir,
+        ],
     );
     assert!(out.contains("Step 4/5 : RUN echo"), "{out}");
     assert!(out.contains("Successfully tagged sk:2"), "{out}");
@@ -378,7 +387,10 @@ fn skiff_build_builds_tags_and_caches() {
     let listing = d.docker_ok(&["run", "--rm", "sk:1", "ls", "/ctx"]);
     assert!(!listing.contains("secret"), "{listing}");
 
-    let again = skiff_ok(&d, &["build", "-t", "sk:1", "--build-arg", "WHO=skiff", dir]);
+    let again = skiff_ok(
+        &d,
+        &["build", "-t", "sk:1", "--build-arg", "WHO=skiff", dir],
+    );
     assert_eq!(again.matches("Using cache").count(), 4, "{again}");
     let id = skiff_ok(&d, &["build", "-q", "--build-arg", "WHO=skiff", dir]);
     assert_eq!(id.trim(), d.inspect("sk:1", "{{.Id}}"));

@@ -1,14 +1,15 @@
-//! The build context: received as a tar (plain or gzip, as `POST /build` sends it),
-//! checked, and unpacked by skiff-image's safe extractor; then read for `COPY`/`ADD`.
+//! The build context: received as a tar (plain or gzip, as `POST /build` sends it) and
+//! extracted in one pass as plain files (no whiteout meaning: `.wh.` names are ordinary
+//! names here), each entry checked before it is written; then read for `COPY`/`ADD`.
 //!
 //! Refused: a context over the size limit; entries with `..` or absolute paths climbing
-//! out; symlinks and hard links whose target leaves the context; device nodes (the
-//! extractor refuses those); `.wh.`-prefixed names, because the layer extractor this uses
-//! today translates them into overlay whiteouts (lift when the shared extractor gains a
-//! plain mode). Sources of `COPY` that leave the context are refused by [`hash_sources`].
+//! out; symlinks and hard links whose target leaves the context; entries written through a
+//! symlink of the context; device nodes, fifos and the like. tar's `unpack_in` refuses
+//! anything that would still land outside. Sources of `COPY` that leave the context are
+//! refused by [`hash_sources`].
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -35,58 +36,188 @@ impl Default for ContextLimits {
     }
 }
 
-/// Receives a context tar into `dir` (which must exist and be empty); `dir`'s sibling
-/// `<dir>.tar` holds the received bytes while it is checked, and is removed.
+/// Receives a context tar (plain or gzip) into `dir`, which must exist and be empty, in
+/// one pass: every entry is checked before it is written, and written with tar's
+/// `unpack_in` (which refuses anything that would land outside `dir`). On an error `dir`
+/// holds part of the context: the caller removes it.
 pub fn receive(tar: impl Read, dir: &Path, limits: ContextLimits) -> Result<()> {
-    let spool = dir.with_extension("tar");
-    let result = (|| {
-        let mut file = File::create(&spool).ctx(|| format!("create {}", spool.display()))?;
-        let copied = io::copy(&mut tar.take(limits.max_bytes + 1), &mut file)
-            .ctx(|| "receive the build context".to_string())?;
-        if copied > limits.max_bytes {
-            return Err(BuildError::Context(format!(
-                "build context is larger than the {} byte limit",
-                limits.max_bytes
-            )));
-        }
-        // The docker CLI sends a context whose last entry (the `.dockerignore` it adds for
-        // `-f -`) lacks its padding and the end-of-archive blocks; Docker accepts that.
-        if copied % 512 != 0 && !is_gzip(&spool)? {
-            let pad = 512 - (copied % 512) as usize;
-            file.write_all(&vec![0u8; pad + 1024])
-                .ctx(|| "receive the build context".to_string())?;
-        }
-        file.flush()
-            .ctx(|| "receive the build context".to_string())?;
-        check(open_tar(&spool)?, limits)?;
-        skiff_image::unpack::unpack_layer(
-            File::open(&spool).ctx(|| format!("open {}", spool.display()))?,
-            dir,
-        )?;
-        Ok(())
-    })();
-    let _ = fs::remove_file(&spool);
-    result
-}
-
-fn is_gzip(path: &Path) -> Result<bool> {
-    let mut magic = [0u8; 2];
-    let mut f = File::open(path).ctx(|| format!("open {}", path.display()))?;
-    let n = f.read(&mut magic).ctx(|| "read the build context".to_string())?;
-    Ok(n == 2 && magic == [0x1f, 0x8b])
-}
-
-fn open_tar(path: &Path) -> Result<Box<dyn Read>> {
-    let mut reader = BufReader::new(File::open(path).ctx(|| format!("open {}", path.display()))?);
+    let counted = Counted {
+        inner: tar,
+        count: 0,
+        max: limits.max_bytes,
+    };
+    let mut reader = BufReader::with_capacity(256 * 1024, counted);
     let gzip = reader
         .fill_buf()
-        .ctx(|| "read the build context".to_string())?
+        .map_err(|e| receive_error(e, limits))?
         .starts_with(&[0x1f, 0x8b]);
-    Ok(if gzip {
+    let stream: Box<dyn Read> = if gzip {
         Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else {
         Box::new(reader)
-    })
+    };
+    extract(Padded::new(stream), dir, limits)
+}
+
+/// The received bytes so far; an error past `max`.
+struct Counted<R> {
+    inner: R,
+    count: u64,
+    max: u64,
+}
+
+/// The error `Counted` gives past the limit (recognised by [`receive_error`]).
+#[derive(Debug)]
+struct TooLarge;
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("build context too large")
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        if self.count > self.max {
+            return Err(io::Error::other(TooLarge));
+        }
+        Ok(n)
+    }
+}
+
+fn receive_error(e: io::Error, limits: ContextLimits) -> BuildError {
+    let too_large = e
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<TooLarge>().is_some());
+    if too_large {
+        BuildError::Context(format!(
+            "build context is larger than the {} byte limit",
+            limits.max_bytes
+        ))
+    } else {
+        BuildError::Context(format!("invalid build context archive: {e}"))
+    }
+}
+
+/// The docker CLI sends a `-f -` context whose last entry (the `.dockerignore` it adds)
+/// lacks its padding and the end-of-archive blocks, which Docker accepts: at the end of the
+/// stream this supplies zeros up to the block boundary and two zero blocks.
+struct Padded<R> {
+    inner: R,
+    total: u64,
+    tail: Option<u64>,
+}
+
+impl<R> Padded<R> {
+    fn new(inner: R) -> Padded<R> {
+        Padded {
+            inner,
+            total: 0,
+            tail: None,
+        }
+    }
+}
+
+impl<R: Read> Read for Padded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.tail.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.total += n as u64;
+                return Ok(n);
+            }
+            self.tail = Some((512 - self.total % 512) % 512 + 1024);
+        }
+        let left = self.tail.as_mut().expect("set above");
+        let n = (*left).min(buf.len() as u64) as usize;
+        buf[..n].fill(0);
+        *left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn extract(reader: impl Read, dir: &Path, limits: ContextLimits) -> Result<()> {
+    let bad = |e: io::Error| receive_error(e, limits);
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(false);
+    archive.set_unpack_xattrs(false);
+    archive.set_overwrite(true);
+    let mut entries = 0u64;
+    let mut links: Vec<String> = Vec::new();
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        entries += 1;
+        if entries > limits.max_entries {
+            return Err(BuildError::Context(format!(
+                "build context has more than {} entries",
+                limits.max_entries
+            )));
+        }
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let outside = || {
+            BuildError::Context(format!(
+                "build context entry {name:?} is outside the context"
+            ))
+        };
+        if name.split('/').any(|c| c == "..") {
+            return Err(outside());
+        }
+        let path = resolve_inside("", name.trim_start_matches('/')).ok_or_else(outside)?;
+        if links
+            .iter()
+            .any(|l| path.starts_with(l.as_str()) && path[l.len()..].starts_with('/'))
+        {
+            return Err(BuildError::Context(format!(
+                "build context entry {name:?} is written through a symbolic link"
+            )));
+        }
+        let kind = entry.header().entry_type();
+        match kind {
+            tar::EntryType::Regular
+            | tar::EntryType::Continuous
+            | tar::EntryType::Directory
+            | tar::EntryType::GNUSparse => {}
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .unwrap_or_default();
+                let base = if kind == tar::EntryType::Symlink {
+                    path.rsplit_once('/').map_or("", |(dir, _)| dir).to_string()
+                } else {
+                    String::new()
+                };
+                if resolve_inside(&base, &target).is_none() {
+                    return Err(BuildError::Context(format!(
+                        "build context entry {name:?} links to {target:?}, outside the context"
+                    )));
+                }
+                if kind == tar::EntryType::Symlink {
+                    links.push(path.clone());
+                }
+            }
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
+            other => {
+                return Err(BuildError::Context(format!(
+                    "build context entry {name:?} is a {other:?}: only files, directories and links are allowed"
+                )))
+            }
+        }
+        if path == "." {
+            continue;
+        }
+        match entry.unpack_in(dir) {
+            Ok(true) => {}
+            Ok(false) => return Err(outside()),
+            Err(e) => return Err(bad(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Lexically resolves `target` relative to `base` (a context-relative dir); `None` when
@@ -102,55 +233,6 @@ fn resolve_inside(base: &str, target: &str) -> Option<String> {
     };
     let cleaned = clean(&joined);
     (cleaned != ".." && !cleaned.starts_with("../")).then_some(cleaned)
-}
-
-fn check(reader: impl Read, limits: ContextLimits) -> Result<()> {
-    let bad = |e: io::Error| BuildError::Context(format!("invalid build context archive: {e}"));
-    let mut archive = tar::Archive::new(reader);
-    let mut entries = 0u64;
-    for entry in archive.entries().map_err(bad)? {
-        let entry = entry.map_err(bad)?;
-        entries += 1;
-        if entries > limits.max_entries {
-            return Err(BuildError::Context(format!(
-                "build context has more than {} entries",
-                limits.max_entries
-            )));
-        }
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let path = resolve_inside("", name.trim_start_matches('/')).ok_or_else(|| {
-            BuildError::Context(format!(
-                "build context entry {name:?} is outside the context"
-            ))
-        })?;
-        if path
-            .rsplit('/')
-            .next()
-            .is_some_and(|base| base.starts_with(".wh."))
-        {
-            return Err(BuildError::Context(format!(
-                "build context entry {name:?} uses the reserved .wh. prefix"
-            )));
-        }
-        let kind = entry.header().entry_type();
-        if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
-            let target = entry
-                .link_name_bytes()
-                .map(|t| String::from_utf8_lossy(&t).into_owned())
-                .unwrap_or_default();
-            let base = if kind == tar::EntryType::Symlink {
-                path.rsplit_once('/').map_or("", |(dir, _)| dir).to_string()
-            } else {
-                String::new()
-            };
-            if resolve_inside(&base, &target).is_none() {
-                return Err(BuildError::Context(format!(
-                    "build context entry {name:?} links to {target:?}, outside the context"
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The files a `COPY`/`ADD` takes from the context and a digest of their content, names,

@@ -138,7 +138,6 @@ fn refuses_hostile_contexts() {
             "hard link out",
             Tar::new().hardlink("pw", "../../etc/passwd").bytes(),
         ),
-        ("whiteout name", Tar::new().file(".wh.secret", "x").bytes()),
         (
             "write through a symlink",
             Tar::new()
@@ -160,6 +159,23 @@ fn refuses_hostile_contexts() {
         );
         assert!(!tmp.path().join("escape").exists(), "{what} wrote outside");
     }
+}
+
+/// Contexts are plain files: names a layer would treat as whiteouts are ordinary here.
+#[test]
+fn whiteout_names_are_plain_files_in_a_context() {
+    let tar = Tar::new()
+        .file(".wh.secret", "x")
+        .dir("d")
+        .file("d/.wh..wh..opq", "y")
+        .bytes();
+    let (tmp, r) = received(&tar, ContextLimits::default());
+    r.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("ctx/.wh.secret")).unwrap(),
+        "x"
+    );
+    assert!(tmp.path().join("ctx/d/.wh..wh..opq").is_file());
 }
 
 #[test]

@@ -56,7 +56,11 @@ fn pairs(list: &[String], from_env: bool) -> HashMap<String, String> {
 
 /// The context as a tar: every entry `.dockerignore` does not exclude (the Dockerfile and
 /// `.dockerignore` are always sent), symlinks as symlinks, plus `extra` files.
-fn context_tar(dir: &Path, keep: &[String], extra: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
+fn context_tar(
+    dir: &Path,
+    keep: &[String],
+    extra: &[(String, Vec<u8>)],
+) -> anyhow::Result<Vec<u8>> {
     let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
         Ok(text) => IgnoreRules::parse(&text).context("reading .dockerignore")?,
         Err(_) => IgnoreRules::default(),
@@ -65,14 +69,22 @@ fn context_tar(dir: &Path, keep: &[String], extra: &[(String, Vec<u8>)]) -> anyh
     tar.follow_symlinks(false);
     let mut todo = vec![String::new()];
     while let Some(rel) = todo.pop() {
-        let here = if rel.is_empty() { dir.to_path_buf() } else { dir.join(&rel) };
+        let here = if rel.is_empty() {
+            dir.to_path_buf()
+        } else {
+            dir.join(&rel)
+        };
         let mut entries: Vec<_> = std::fs::read_dir(&here)
             .with_context(|| format!("reading {}", here.display()))?
             .collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            let child = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
             if ignore.is_excluded(&child) && !keep.contains(&child) {
                 continue;
             }
@@ -100,14 +112,19 @@ fn context_tar(dir: &Path, keep: &[String], extra: &[(String, Vec<u8>)]) -> anyh
 pub async fn build(docker: &Docker, args: BuildArgs) -> Outcome {
     let dir = args.path.clone();
     if !dir.is_dir() {
-        anyhow::bail!("unable to prepare context: path {:?} not found", dir.display());
+        anyhow::bail!(
+            "unable to prepare context: path {:?} not found",
+            dir.display()
+        );
     }
     let mut extra = Vec::new();
     let dockerfile = match args.file.as_deref() {
         None => "Dockerfile".to_owned(),
         Some("-") => {
             let mut text = Vec::new();
-            std::io::stdin().read_to_end(&mut text).context("reading the Dockerfile from STDIN")?;
+            std::io::stdin()
+                .read_to_end(&mut text)
+                .context("reading the Dockerfile from STDIN")?;
             let name = format!(".dockerfile.{}", &skiff_core::ids::random_id()[..20]);
             extra.push((name.clone(), text));
             name
@@ -170,7 +187,10 @@ pub async fn build(docker: &Docker, args: BuildArgs) -> Outcome {
             repo: Some(repo.to_owned()),
             tag: Some(t.to_owned()),
         };
-        docker.tag_image(&id, Some(opts)).await.map_err(daemon_error)?;
+        docker
+            .tag_image(&id, Some(opts))
+            .await
+            .map_err(daemon_error)?;
         if !args.quiet {
             println!("Successfully tagged {repo}:{t}");
         }

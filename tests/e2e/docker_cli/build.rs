@@ -98,7 +98,14 @@ fn build_runs_steps_tags_caches_and_records_history() {
 
     assert_eq!(d.docker_ok(&["run", "--rm", "app:1"]), "hi\nA");
     assert_eq!(
-        d.docker_ok(&["run", "--rm", "app:2", "cat", "/app/heredoc", "/app/sub/b.txt"]),
+        d.docker_ok(&[
+            "run",
+            "--rm",
+            "app:2",
+            "cat",
+            "/app/heredoc",
+            "/app/sub/b.txt"
+        ]),
         "heredoc\nB"
     );
     assert_eq!(d.inspect("app:1", "{{.Config.WorkingDir}}"), "/app");
@@ -113,8 +120,14 @@ fn build_runs_steps_tags_caches_and_records_history() {
         d.inspect("app:1", "{{json .Config.ExposedPorts}}"),
         r#"{"8080/tcp":{}}"#
     );
-    assert!(d.inspect("app:1", "{{json .Config.Env}}").contains("APP=/app"));
-    assert_eq!(d.docker_ok(&["ps", "-aq"]), "", "no build container is left");
+    assert!(d
+        .inspect("app:1", "{{json .Config.Env}}")
+        .contains("APP=/app"));
+    assert_eq!(
+        d.docker_ok(&["ps", "-aq"]),
+        "",
+        "no build container is left"
+    );
     let images = d.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(
         !images.contains("<none>"),
@@ -233,7 +246,11 @@ fn failing_run_reports_command_line_and_code_and_leaves_nothing_behind() {
         "{se}"
     );
     assert!(se.contains("line 3"), "{se}");
-    assert_eq!(d.docker_ok(&["ps", "-aq"]), "", "no build container is left");
+    assert_eq!(
+        d.docker_ok(&["ps", "-aq"]),
+        "",
+        "no build container is left"
+    );
     assert!(!d.docker(&["image", "inspect", "failing"]).status.success());
 }
 
@@ -331,7 +348,9 @@ fn dockerfile_from_path_or_stdin_dockerignore_add_chown_onbuild_and_quiet() {
         "65534:65534 600"
     );
     assert!(
-        !d.docker(&["run", "--rm", "base", "cat", "/t"]).status.success(),
+        !d.docker(&["run", "--rm", "base", "cat", "/t"])
+            .status
+            .success(),
         "ONBUILD does not run in the image that declares it"
     );
 

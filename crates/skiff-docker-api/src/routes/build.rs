@@ -31,7 +31,11 @@ fn json_map(params: &Params, key: &str) -> ApiResult<BTreeMap<String, String>> {
         .collect())
 }
 
-pub async fn build(State(engine): State<Arc<Engine>>, params: Params, body: Body) -> ApiResult<Response> {
+pub async fn build(
+    State(engine): State<Arc<Engine>>,
+    params: Params,
+    body: Body,
+) -> ApiResult<Response> {
     if params.str("remote").is_some() {
         return Err(ApiError::new(
             ErrorKind::NotImplemented,

@@ -314,7 +314,10 @@ impl Builder<'_> {
             CopyFrom::Context => None,
             CopyFrom::Stage(i) => {
                 let image = stages.get(i).ok_or_else(|| {
-                    EngineError::invalid(format!("stage {i} was not built before line {}", step.line))
+                    EngineError::invalid(format!(
+                        "stage {i} was not built before line {}",
+                        step.line
+                    ))
                 })?;
                 Some(self.source_root(image).await?)
             }

@@ -113,7 +113,9 @@ impl BuildCache {
     fn persist(&self, index: &Index) -> Result<()> {
         let dir = self.path.parent().expect("cache path has a parent");
         std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
-        let bytes = serde_json::to_vec(index).map_err(std::io::Error::other).ctx(|| "encode the build cache".into())?;
+        let bytes = serde_json::to_vec(index)
+            .map_err(std::io::Error::other)
+            .ctx(|| "encode the build cache".into())?;
         let tmp = self.path.with_extension("json.tmp");
         std::fs::write(&tmp, bytes).ctx(|| format!("write {}", tmp.display()))?;
         std::fs::rename(&tmp, &self.path).ctx(|| format!("write {}", self.path.display()))
@@ -130,7 +132,9 @@ mod tests {
         let cache = BuildCache::open(dir.path());
         assert_eq!(cache.get("k"), None);
         cache.put("k", "sha256:child", "sha256:parent").unwrap();
-        cache.set_onbuild("sha256:child", vec!["RUN true".into()]).unwrap();
+        cache
+            .set_onbuild("sha256:child", vec!["RUN true".into()])
+            .unwrap();
         let again = BuildCache::open(dir.path());
         assert_eq!(again.get("k").as_deref(), Some("sha256:child"));
         assert!(again.is_parent("sha256:parent"));

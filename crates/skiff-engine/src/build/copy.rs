@@ -63,7 +63,9 @@ pub(crate) fn copy(job: &CopyJob<'_>, dest: &Root) -> Result<()> {
                     let parts = src.resolve(pattern, true)?;
                     let host = src.host(&parts);
                     let meta = fs::symlink_metadata(&host).map_err(|_| {
-                        invalid(format!("failed to compute cache key: \"{pattern}\" not found"))
+                        invalid(format!(
+                            "failed to compute cache key: \"{pattern}\" not found"
+                        ))
                     })?;
                     matches.push((
                         root.to_path_buf(),
@@ -81,9 +83,8 @@ pub(crate) fn copy(job: &CopyJob<'_>, dest: &Root) -> Result<()> {
         }
     }
     let several = job.sources.len() + job.heredocs.len() > 1 || wildcard;
-    let dest_is_dir = job.dest.ends_with('/')
-        || job.dest.ends_with("/.")
-        || dest_dir_exists(dest, &job.dest)?;
+    let dest_is_dir =
+        job.dest.ends_with('/') || job.dest.ends_with("/.") || dest_dir_exists(dest, &job.dest)?;
     if several && !dest_is_dir {
         return Err(invalid(
             "When using COPY with more than one source file, the destination must be a directory and end with a /",
@@ -235,8 +236,7 @@ fn is_tar(path: &Path) -> Result<bool> {
 }
 
 fn open_maybe_gzip(path: &Path) -> Result<Box<dyn Read>> {
-    let mut reader =
-        BufReader::new(File::open(path).ctx(|| format!("open {}", path.display()))?);
+    let mut reader = BufReader::new(File::open(path).ctx(|| format!("open {}", path.display()))?);
     let gzip = reader
         .fill_buf()
         .ctx(|| format!("read {}", path.display()))?
@@ -391,7 +391,8 @@ impl Writer<'_> {
         tar.set_preserve_permissions(true);
         tar.set_preserve_ownerships(true);
         tar.set_overwrite(true);
-        let bad = |e: std::io::Error| invalid(format!("error extracting {}: {e}", archive.display()));
+        let bad =
+            |e: std::io::Error| invalid(format!("error extracting {}: {e}", archive.display()));
         for entry in tar.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;
             let rel = entry.path().map_err(bad)?.into_owned();
@@ -452,15 +453,29 @@ mod tests {
         fs::write(ctx.path().join("src/sub/b.rs"), "b").unwrap();
         fs::write(ctx.path().join("top.txt"), "top").unwrap();
         fs::create_dir_all(root.path().join("etc")).unwrap();
-        fs::write(root.path().join("etc/passwd"), "app:x:1000:1001::/:/bin/sh\n").unwrap();
+        fs::write(
+            root.path().join("etc/passwd"),
+            "app:x:1000:1001::/:/bin/sh\n",
+        )
+        .unwrap();
         fs::write(root.path().join("etc/group"), "app:x:1001:\n").unwrap();
         let ignore = IgnoreRules::default();
         let dest = Root::new(root.path().to_path_buf(), &[]);
 
         let sources = vec!["src".to_string()];
-        copy(&job(SourceRoot::Context(ctx.path(), &ignore), &sources, "/app"), &dest).unwrap();
-        assert_eq!(fs::read_to_string(root.path().join("app/a.rs")).unwrap(), "a");
-        assert_eq!(fs::read_to_string(root.path().join("app/sub/b.rs")).unwrap(), "b");
+        copy(
+            &job(SourceRoot::Context(ctx.path(), &ignore), &sources, "/app"),
+            &dest,
+        )
+        .unwrap();
+        assert_eq!(
+            fs::read_to_string(root.path().join("app/a.rs")).unwrap(),
+            "a"
+        );
+        assert_eq!(
+            fs::read_to_string(root.path().join("app/sub/b.rs")).unwrap(),
+            "b"
+        );
 
         let sources = vec!["src/*.rs".to_string(), "top.txt".to_string()];
         let mut j = job(SourceRoot::Context(ctx.path(), &ignore), &sources, "/w/");
@@ -472,13 +487,22 @@ mod tests {
         assert!(root.path().join("w/a.rs").exists());
 
         let sources = vec!["top.txt".to_string(), "src/a.rs".to_string()];
-        let err = copy(&job(SourceRoot::Context(ctx.path(), &ignore), &sources, "/file"), &dest)
-            .unwrap_err();
+        let err = copy(
+            &job(SourceRoot::Context(ctx.path(), &ignore), &sources, "/file"),
+            &dest,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("must be a directory"), "{err}");
         let sources = vec!["../etc/passwd".to_string()];
-        let err = copy(&job(SourceRoot::Context(ctx.path(), &ignore), &sources, "/x"), &dest)
-            .unwrap_err();
-        assert!(err.to_string().contains("outside the build context"), "{err}");
+        let err = copy(
+            &job(SourceRoot::Context(ctx.path(), &ignore), &sources, "/x"),
+            &dest,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("outside the build context"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -492,7 +516,11 @@ mod tests {
         let ignore = IgnoreRules::default();
         let dest = Root::new(root.path().to_path_buf(), &[]);
         let sources = vec!["f".to_string()];
-        copy(&job(SourceRoot::Context(ctx.path(), &ignore), &sources, "/link/"), &dest).unwrap();
+        copy(
+            &job(SourceRoot::Context(ctx.path(), &ignore), &sources, "/link/"),
+            &dest,
+        )
+        .unwrap();
         assert!(!outside.path().join("f").exists(), "wrote outside the root");
         let inside = root
             .path()
@@ -510,7 +538,8 @@ mod tests {
         h.set_size(2);
         h.set_mode(0o644);
         h.set_cksum();
-        b.append_data(&mut h.clone(), "in/x.txt", &b"hi"[..]).unwrap();
+        b.append_data(&mut h.clone(), "in/x.txt", &b"hi"[..])
+            .unwrap();
         fs::write(ctx.path().join("a.tar"), b.into_inner().unwrap()).unwrap();
         let ignore = IgnoreRules::default();
         let dest = Root::new(root.path().to_path_buf(), &[]);
@@ -518,7 +547,10 @@ mod tests {
         let mut j = job(SourceRoot::Context(ctx.path(), &ignore), &sources, "/opt/");
         j.add = true;
         copy(&j, &dest).unwrap();
-        assert_eq!(fs::read_to_string(root.path().join("opt/in/x.txt")).unwrap(), "hi");
+        assert_eq!(
+            fs::read_to_string(root.path().join("opt/in/x.txt")).unwrap(),
+            "hi"
+        );
         // COPY does not extract.
         let j = job(SourceRoot::Context(ctx.path(), &ignore), &sources, "/c/");
         copy(&j, &dest).unwrap();

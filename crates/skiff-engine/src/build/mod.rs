@@ -96,9 +96,8 @@ impl Engine {
         context: ByteStream,
     ) -> Result<BoxStream<'static, Result<BuildMessage>>> {
         for t in &req.tags {
-            skiff_image::Reference::parse(t).map_err(|e| {
-                EngineError::invalid(format!("invalid tag {t:?}: {e}"))
-            })?;
+            skiff_image::Reference::parse(t)
+                .map_err(|e| EngineError::invalid(format!("invalid tag {t:?}: {e}")))?;
         }
         let engine = self
             .arc()
@@ -120,7 +119,12 @@ impl Engine {
                 let _ = tx.send(Ok(BuildMessage::Stream(text)));
             }
         };
-        let work = self.cfg.root.join("build").join("tmp").join(&skiff_core::ids::random_id()[..16]);
+        let work = self
+            .cfg
+            .root
+            .join("build")
+            .join("tmp")
+            .join(&skiff_core::ids::random_id()[..16]);
         std::fs::create_dir_all(&work).ctx(|| format!("create {}", work.display()))?;
         let work = WorkDir(work);
         let ctx = work.0.join("context");
@@ -128,6 +132,7 @@ impl Engine {
         for d in [&ctx, &empty] {
             std::fs::create_dir(d).ctx(|| format!("create {}", d.display()))?;
         }
+        let started = std::time::Instant::now();
         let limits = ContextLimits {
             max_bytes: self.build.context_limit.load(Ordering::Relaxed),
             ..ContextLimits::default()
@@ -138,7 +143,11 @@ impl Engine {
             .await
             .map_err(std::io::Error::other)
             .ctx(|| "receive the build context".into())??;
-        let name = req.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into());
+        let received = started.elapsed();
+        let name = req
+            .dockerfile
+            .clone()
+            .unwrap_or_else(|| "Dockerfile".into());
         let text = read_dockerfile(&ctx, &name)?;
         let ignore = match std::fs::read_to_string(ctx.join(".dockerignore")) {
             Ok(t) => IgnoreRules::parse(&t)?,
@@ -168,7 +177,9 @@ impl Engine {
         let exec = skiff_build::exec::ExecOptions {
             no_cache: req.no_cache,
         };
+        let planned = started.elapsed();
         let image = skiff_build::exec::execute(&plan, &builder, exec).await?;
+        let executed = started.elapsed();
         if !plan.unused_build_args.is_empty() {
             say(format!(
                 "[Warning] One or more build-args [{}] were not consumed\n",
@@ -194,6 +205,14 @@ impl Engine {
         if req.quiet {
             let _ = tx.send(Ok(BuildMessage::Stream(format!("{image}\n"))));
         }
+        tracing::info!(
+            image = %image,
+            ?received,
+            ?planned,
+            ?executed,
+            total = ?started.elapsed(),
+            "image built"
+        );
         Ok(())
     }
 
@@ -245,7 +264,10 @@ impl Engine {
 
 fn read_dockerfile(ctx: &Path, name: &str) -> Result<String> {
     let rel = name.trim_start_matches('/');
-    let cleaned: Vec<&str> = rel.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let cleaned: Vec<&str> = rel
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
     if cleaned.contains(&"..") {
         return Err(EngineError::invalid(format!(
             "the Dockerfile ({name}) must be within the build context"
@@ -271,10 +293,7 @@ fn add_labels(df: &mut Dockerfile, target: usize, labels: &BTreeMap<String, Stri
         .instructions
         .last()
         .map_or(stage.from.line, |i| i.line);
-    let quoted: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k:?}={v:?}"))
-        .collect();
+    let quoted: Vec<String> = labels.iter().map(|(k, v)| format!("{k:?}={v:?}")).collect();
     // Values are literal: escaped so that substitution and quote removal leave them as given.
     let escape = |s: &str| {
         s.chars()
@@ -302,10 +321,19 @@ mod tests {
         std::fs::create_dir(ctx.path().join("sub")).unwrap();
         std::fs::write(ctx.path().join("sub/Build.df"), "FROM scratch\n").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", ctx.path().join("Dockerfile")).unwrap();
-        assert_eq!(read_dockerfile(ctx.path(), "sub/Build.df").unwrap(), "FROM scratch\n");
+        assert_eq!(
+            read_dockerfile(ctx.path(), "sub/Build.df").unwrap(),
+            "FROM scratch\n"
+        );
         let err = read_dockerfile(ctx.path(), "Dockerfile").unwrap_err();
-        assert_eq!(err.to_string(), "Cannot locate specified Dockerfile: Dockerfile");
+        assert_eq!(
+            err.to_string(),
+            "Cannot locate specified Dockerfile: Dockerfile"
+        );
         let err = read_dockerfile(ctx.path(), "../x/Dockerfile").unwrap_err();
-        assert!(err.to_string().contains("within the build context"), "{err}");
+        assert!(
+            err.to_string().contains("within the build context"),
+            "{err}"
+        );
     }
 }
