@@ -6,6 +6,8 @@ mod attach;
 #[path = "docker_cli/build.rs"]
 mod build;
 mod common;
+#[path = "docker_cli/cp_confinement.rs"]
+mod cp_confinement;
 #[path = "docker_cli/run_errors.rs"]
 mod run_errors;
 #[path = "docker_cli/update_diff.rs"]

@@ -1,11 +1,17 @@
 //! kubectl against `skiff server`: the same suite on SQLite and on etcd.
 
+#[path = "kubectl/kinds.rs"]
+mod kinds;
 mod kube_common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
+use kinds::{
+    create_from_a_list_file, create_job_and_cronjob, get_storage_scheduling_policy_and_csr_tables,
+    top_says_metrics_are_not_available_yet,
+};
 use kube_common::{any_file_contains, poll, Cluster, Datastore, Guard};
 
 const APP: &str = r#"apiVersion: v1
@@ -509,6 +515,10 @@ on_both_datastores!(
     explain,
     rejects_unauthenticated,
     data_survives_restart,
+    create_job_and_cronjob,
+    get_storage_scheduling_policy_and_csr_tables,
+    top_says_metrics_are_not_available_yet,
+    create_from_a_list_file,
 );
 
 #[test]

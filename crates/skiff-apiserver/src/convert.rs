@@ -1,38 +1,41 @@
-//! Conversion between the served versions of one resource and its storage version
-//! (today: HorizontalPodAutoscaler `autoscaling/v1` ⇄ `autoscaling/v2`, stored as v2, with
-//! the field mapping of [`crate::defaults`]).
+//! Conversion between the served versions of one resource and its storage version (the
+//! first served version stored under the same prefix): each kind converts objects of the
+//! other versions into its own ([`crate::registry::Strategy::convert_from`]).
 //!
 //! Routing between versions only; no storage.
 
 use serde_json::{json, Value};
 
-use crate::resources::{ResourceInfo, CATALOG};
+use crate::registry::Kind;
+use crate::resources::{self, ResourceInfo};
 
-/// The version objects of `info`'s resource are stored in (the first one in the catalog).
+/// The version objects of `info`'s resource are stored in.
 pub fn storage_info(info: &ResourceInfo) -> &'static ResourceInfo {
-    CATALOG
-        .iter()
-        .find(|r| r.prefix() == info.prefix())
-        .expect("every catalog entry is its own storage candidate")
+    resources::storage_kind(info).info()
 }
 
-/// Converts `obj` (of any version of `to`'s resource) to `to`'s version.
-pub fn convert(mut obj: Value, to: &ResourceInfo) -> Value {
+/// Converts `obj` (of any served version of `to`'s resource) to `to`'s version.
+pub fn convert(obj: Value, to: &dyn Kind) -> Value {
+    let info = to.info();
+    let target = info.api_version();
     let from = obj
         .get("apiVersion")
         .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let target = to.api_version();
-    if from != target && to.kind == "HorizontalPodAutoscaler" {
-        obj = match to.version {
-            "v1" => crate::defaults::hpa_v2_to_v1(&obj),
-            _ => crate::defaults::hpa_v1_to_v2(&obj),
-        };
+        .unwrap_or_default();
+    if !from.is_empty() && from != target {
+        return to.convert_from(obj);
     }
+    let mut obj = obj;
     obj["apiVersion"] = json!(target);
-    obj["kind"] = json!(to.kind);
+    obj["kind"] = json!(info.kind);
     obj
+}
+
+/// Converts `obj` to the served version `to` (looked up by its resource entry).
+pub fn convert_to(obj: Value, to: &ResourceInfo) -> Value {
+    let kind =
+        resources::find(to.group, to.version, to.plural).expect("only served kinds are stored");
+    convert(obj, kind)
 }
 
 #[cfg(test)]
@@ -41,9 +44,9 @@ mod tests {
 
     #[test]
     fn hpa_round_trips_cpu_target_between_versions() {
-        let v1 = crate::resources::find("autoscaling", "v1", "horizontalpodautoscalers").unwrap();
-        let v2 = storage_info(v1);
-        assert_eq!(v2.version, "v2");
+        let v1 = resources::find("autoscaling", "v1", "horizontalpodautoscalers").unwrap();
+        let v2 = resources::storage_kind(v1.info());
+        assert_eq!(v2.info().version, "v2");
         let obj = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
             "spec": {"maxReplicas": 5, "targetCPUUtilizationPercentage": 80}});
         let stored = convert(obj, v2);

@@ -1,4 +1,4 @@
-//! API discovery generated from [`crate::resources::CATALOG`]: plain (`APIVersions`,
+//! API discovery generated from the served kinds ([`crate::resources::all`]): plain (`APIVersions`,
 //! `APIGroupList`, `APIGroup`, `APIResourceList`) and aggregated (`apidiscovery.k8s.io/v2`
 //! `APIGroupDiscoveryList`, when the Accept header asks for it).
 
@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::http::{json as reply, json_with_type};
-use crate::resources::{ResourceInfo, CATALOG};
+use crate::registry::{Backend, Kind};
+use crate::resources::{self, Sub};
 
 const VERBS: &[&str] = &[
     "create",
@@ -20,13 +21,17 @@ const VERBS: &[&str] = &[
     "update",
     "watch",
 ];
-const SUB_VERBS: &[&str] = &["get", "patch", "update"];
+/// The verbs of a read-only kind (`metrics.k8s.io`).
+const READ_VERBS: &[&str] = &["get", "list"];
 const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Groups in discovery order, each with its versions (preferred first).
 fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
-    for r in CATALOG.iter().filter(|r| !r.group.is_empty()) {
+    for r in resources::all()
+        .map(|k| k.info())
+        .filter(|r| !r.group.is_empty())
+    {
         match out.iter_mut().find(|(g, _)| *g == r.group) {
             Some((_, vs)) if !vs.contains(&r.version) => vs.push(r.version),
             Some(_) => {}
@@ -103,18 +108,33 @@ fn api_group(g: &str, versions: &[&str]) -> Value {
 fn in_version<'a>(
     group: &'a str,
     version: &'a str,
-) -> impl Iterator<Item = &'static ResourceInfo> + 'a {
-    CATALOG
-        .iter()
-        .filter(move |r| r.group == group && r.version == version)
+) -> impl Iterator<Item = &'static dyn Kind> + 'a {
+    resources::all().filter(move |k| k.info().group == group && k.info().version == version)
+}
+
+fn verbs(k: &dyn Kind) -> &'static [&'static str] {
+    match k.backend() {
+        Backend::Store => VERBS,
+        Backend::Metrics => READ_VERBS,
+    }
+}
+
+/// The kind a subresource answers with, as (group, version, kind).
+fn sub_kind(k: &dyn Kind, sub: Sub) -> (&'static str, &'static str, &'static str) {
+    let r = k.info();
+    match sub {
+        Sub::Scale => ("autoscaling", "v1", "Scale"),
+        _ => (r.group, r.version, r.kind),
+    }
 }
 
 fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
     let mut resources = Vec::new();
-    for r in in_version(group, version) {
+    for k in in_version(group, version) {
+        let r = k.info();
         let mut entry = json!({
-            "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
-            "verbs": VERBS, "storageVersionHash": "",
+            "name": r.plural, "singularName": r.singular(), "namespaced": r.namespaced, "kind": r.kind,
+            "verbs": verbs(k), "storageVersionHash": "",
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
@@ -123,18 +143,13 @@ fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
             entry["categories"] = json!(r.categories);
         }
         resources.push(entry);
-        for sub in subresources(r) {
-            let kind = if sub == "scale" { "Scale" } else { r.kind };
-            let group_version = if sub == "scale" {
-                json!({"group": "autoscaling", "version": "v1"})
-            } else {
-                json!({})
-            };
-            let mut e = json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced,
-                "kind": kind, "verbs": if sub == "finalize" { json!(["update"]) } else { json!(SUB_VERBS) }});
-            if let Some(g) = group_version.get("group") {
-                e["group"] = g.clone();
-                e["version"] = group_version["version"].clone();
+        for &sub in r.subresources {
+            let (g, v, kind) = sub_kind(k, sub);
+            let mut e = json!({"name": format!("{}/{}", r.plural, sub.name()), "singularName": "", "namespaced": r.namespaced,
+                "kind": kind, "verbs": sub.verbs()});
+            if (g, v) != (r.group, r.version) {
+                e["group"] = json!(g);
+                e["version"] = json!(v);
             }
             resources.push(e);
         }
@@ -151,14 +166,6 @@ fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
         200,
         &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
     ))
-}
-
-fn subresources(r: &ResourceInfo) -> Vec<&'static str> {
-    let mut subs: Vec<&'static str> = r.subresources.to_vec();
-    if r.kind == "Namespace" {
-        subs.push("finalize");
-    }
-    subs
 }
 
 /// The aggregated discovery document of `groups`.
@@ -183,29 +190,22 @@ fn aggregated_list(groups: &[(&str, Vec<&str>)]) -> Value {
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
 
-fn aggregated_resource(r: &'static ResourceInfo) -> Value {
-    let subs: Vec<Value> = subresources(r)
-        .into_iter()
-        .map(|sub| {
-            let kind = if sub == "scale" {
-                json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
-            } else {
-                json!({"group": r.group, "version": r.version, "kind": r.kind})
-            };
-            let verbs = if sub == "finalize" {
-                json!(["update"])
-            } else {
-                json!(SUB_VERBS)
-            };
-            json!({"subresource": sub, "responseKind": kind, "verbs": verbs})
+fn aggregated_resource(k: &'static dyn Kind) -> Value {
+    let r = k.info();
+    let subs: Vec<Value> = r
+        .subresources
+        .iter()
+        .map(|&sub| {
+            let (g, v, kind) = sub_kind(k, sub);
+            json!({"subresource": sub.name(), "responseKind": {"group": g, "version": v, "kind": kind}, "verbs": sub.verbs()})
         })
         .collect();
     let mut e = json!({
         "resource": r.plural,
         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
-        "singularResource": r.singular,
-        "verbs": VERBS,
+        "singularResource": r.singular(),
+        "verbs": verbs(k),
     });
     if !r.short_names.is_empty() {
         e["shortNames"] = json!(r.short_names);
@@ -228,7 +228,8 @@ mod tests {
         let gs = groups();
         let (_, autoscaling) = gs.iter().find(|(g, _)| *g == "autoscaling").unwrap();
         assert_eq!(autoscaling, &vec!["v2", "v1"]);
-        assert!(!gs.iter().any(|(g, _)| *g == "metrics.k8s.io"));
+        let (_, metrics) = gs.iter().find(|(g, _)| *g == "metrics.k8s.io").unwrap();
+        assert_eq!(metrics, &vec!["v1beta1"]);
     }
 
     #[test]

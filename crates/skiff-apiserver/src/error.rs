@@ -71,9 +71,9 @@ impl ApiError {
         Self::new(404, "NotFound", format!("{resource} \"{name}\" not found"))
             .about(group, plural, name)
     }
-    /// 403 Forbidden: `<plural>.<group> "<name>" is forbidden: <why>`, as Kubernetes words
-    /// an admission refusal.
-    pub fn forbidden(group: &str, plural: &str, name: &str, why: &str) -> Self {
+    /// 403 Forbidden: `<plural>.<group> "<name>" is forbidden: <reason>`, as admission and
+    /// storage refusals read.
+    pub fn forbidden(group: &str, plural: &str, name: &str, reason: &str) -> Self {
         let resource = if group.is_empty() {
             plural.to_string()
         } else {
@@ -82,7 +82,7 @@ impl ApiError {
         Self::new(
             403,
             "Forbidden",
-            format!("{resource} \"{name}\" is forbidden: {why}"),
+            format!("{resource} \"{name}\" is forbidden: {reason}"),
         )
         .about(group, plural, name)
     }

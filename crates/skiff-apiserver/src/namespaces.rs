@@ -62,9 +62,7 @@ pub struct NamespaceCache {
 
 /// The store keys of namespaces (cluster-scoped core/v1).
 fn prefix() -> String {
-    crate::resources::find("", "v1", "namespaces")
-        .expect("namespaces are served")
-        .namespace_prefix(None)
+    crate::kinds::core::namespace::info().namespace_prefix(None)
 }
 
 /// (name, being deleted) of a stored namespace; None if it cannot be read.

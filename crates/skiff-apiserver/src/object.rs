@@ -91,15 +91,6 @@ pub fn generate_name(prefix: &str) -> String {
     format!("{prefix}{suffix}")
 }
 
-/// Whether objects of `info` carry `metadata.generation` (kinds whose spec a controller
-/// reconciles and reports `observedGeneration` for).
-pub fn tracks_generation(info: &crate::resources::ResourceInfo) -> bool {
-    matches!(
-        info.group,
-        "apps" | "autoscaling" | "batch" | "policy" | "networking.k8s.io"
-    )
-}
-
 /// The object without `metadata` and `status`: what a change must touch to bump `generation`.
 pub fn desired_state(obj: &Value) -> Value {
     let mut v = obj.clone();

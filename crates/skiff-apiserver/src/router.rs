@@ -17,7 +17,8 @@ use crate::encryption::Encryptor;
 use crate::error::ApiError;
 use crate::handlers;
 use crate::http::{self as wire, Params, MAX_BODY};
-use crate::resources::{self, ResourceInfo};
+use crate::registry::Kind;
+use crate::resources::{self, Sub};
 use crate::secrets::SecretCodec;
 use crate::storage::Storage;
 
@@ -32,6 +33,8 @@ pub struct ApiState {
     pub(crate) namespaces: Arc<crate::namespaces::NamespaceCache>,
     /// Where Services get ClusterIPs and NodePorts from.
     pub(crate) services: crate::services::ServiceNetwork,
+    /// Where `metrics.k8s.io` reads come from (nothing until a node feeds it).
+    metrics: std::sync::RwLock<Arc<dyn crate::metrics::MetricsProvider>>,
 }
 
 impl ApiState {
@@ -47,6 +50,7 @@ impl ApiState {
             tokens,
             namespaces: Default::default(),
             services: Default::default(),
+            metrics: std::sync::RwLock::new(Arc::new(crate::metrics::NoMetrics)),
         }
     }
 
@@ -55,6 +59,19 @@ impl ApiState {
     pub fn with_service_network(mut self, network: crate::services::ServiceNetwork) -> Self {
         self.services = network;
         self
+    }
+
+    /// Serves `metrics.k8s.io` from `provider` from now on.
+    pub fn set_metrics_provider(&self, provider: Arc<dyn crate::metrics::MetricsProvider>) {
+        *self.metrics.write().unwrap_or_else(|e| e.into_inner()) = provider;
+    }
+
+    /// The current metrics provider.
+    pub fn metrics(&self) -> Arc<dyn crate::metrics::MetricsProvider> {
+        self.metrics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Creates the namespaces every cluster has and the `default/kubernetes` Service;
@@ -85,10 +102,12 @@ pub fn in_process_router(state: Arc<ApiState>, user: UserInfo) -> axum::Router {
 /// A resource request, parsed from its path.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub info: &'static ResourceInfo,
+    pub kind: &'static dyn Kind,
     pub namespace: Option<String>,
     pub name: Option<String>,
-    pub subresource: Option<String>,
+    pub subresource: Option<Sub>,
+    /// Reached through the `/watch/` path prefix (a GET there is a watch).
+    pub watch_path: bool,
 }
 
 enum Route {
@@ -131,15 +150,22 @@ fn parse(path: &str) -> Result<Route, ApiError> {
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(not_found()),
     };
+    // `/watch/…` paths (deprecated, still served by Kubernetes) watch what follows.
+    let (watch_path, rest) = match rest {
+        ["watch", more @ ..] if !more.is_empty() => (true, more),
+        other => (false, other),
+    };
     let (namespace, rest): (Option<String>, Vec<&str>) = match rest {
-        // The namespace object's own subresources: /api/v1/namespaces/NAME/status|finalize.
-        ["namespaces", name, sub @ ("status" | "finalize")] if group.is_empty() => {
-            let info = resources::find("", version, "namespaces").ok_or_else(not_found)?;
+        // A namespace's own subresources: /api/v1/namespaces/NAME/status|finalize.
+        ["namespaces", name, sub] if group.is_empty() && Sub::parse(sub).is_some() => {
+            let kind = resources::find("", version, "namespaces").ok_or_else(not_found)?;
+            let sub = Sub::parse(sub).filter(|s| kind.info().has_subresource(*s));
             return Ok(Route::Resource(Target {
-                info,
+                kind,
                 namespace: None,
                 name: Some(name.to_string()),
-                subresource: Some(sub.to_string()),
+                subresource: Some(sub.ok_or_else(not_found)?),
+                watch_path,
             }));
         }
         ["namespaces", ns, more @ ..] if !more.is_empty() => (Some(ns.to_string()), more.to_vec()),
@@ -151,21 +177,27 @@ fn parse(path: &str) -> Result<Route, ApiError> {
         [plural, name, sub] => (*plural, Some(name.to_string()), Some(sub.to_string())),
         _ => return Err(not_found()),
     };
-    let info = resources::find(group, version, plural).ok_or_else(not_found)?;
-    if namespace.is_some() && !info.namespaced {
+    let kind = resources::find(group, version, plural).ok_or_else(not_found)?;
+    if namespace.is_some() && !kind.info().namespaced {
         return Err(not_found());
     }
-    if let Some(sub) = &sub {
-        let served = info.has_subresource(sub) || (info.kind == "Namespace" && sub == "finalize");
-        if !served {
-            return Err(not_found());
-        }
+    if watch_path && sub.is_some() {
+        return Err(not_found());
     }
+    let subresource = match sub {
+        None => None,
+        Some(s) => Some(
+            Sub::parse(&s)
+                .filter(|s| kind.info().has_subresource(*s))
+                .ok_or_else(not_found)?,
+        ),
+    };
     Ok(Route::Resource(Target {
-        info,
+        kind,
         namespace,
         name,
-        subresource: sub,
+        subresource,
+        watch_path,
     }))
 }
 
@@ -212,8 +244,8 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
                 &user,
                 &Attributes {
                     verb,
-                    group: target.info.group,
-                    resource: target.info.plural,
+                    group: target.kind.info().group,
+                    resource: target.kind.info().plural,
                     namespace: target.namespace.as_deref(),
                 },
             )?;
@@ -224,6 +256,7 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
                 target: &target,
                 params: &params,
                 headers: &parts.headers,
+                user: &user,
             };
             handlers::dispatch(ctx, verb, body).await
         }
@@ -233,9 +266,10 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
 
 fn verb(method: &Method, t: &Target, params: &Params) -> &'static str {
     match (method.as_str(), t.name.is_some()) {
-        ("GET", _) if wire::flag(&params.watch) => "watch",
+        ("GET", _) if wire::flag(&params.watch) || t.watch_path => "watch",
         ("GET", true) => "get",
         ("GET", false) => "list",
+        _ if t.watch_path => "unsupported",
         ("POST", _) => "create",
         ("PUT", _) => "update",
         ("PATCH", _) => "patch",

@@ -11,6 +11,16 @@ use serde_json::{Map, Value};
 
 use crate::encryption::Encryptor;
 use crate::error::ApiError;
+use crate::resources::ResourceInfo;
+
+/// The resources encrypted at rest, by storage group and plural (the `resources` of
+/// Kubernetes' `EncryptionConfiguration`).
+const ENCRYPTED: &[(&str, &str)] = &[("", "secrets")];
+
+/// Whether objects of `info` are stored encrypted.
+pub fn encrypted(info: &ResourceInfo) -> bool {
+    ENCRYPTED.contains(&(info.storage_group, info.plural))
+}
 
 /// Seals and opens Secret bytes with the cluster key.
 #[derive(Clone, Debug)]

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::resources::ResourceInfo;
+use crate::registry::Kind;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Op {
@@ -122,7 +122,7 @@ fn parse_set(set: &str) -> Result<Vec<String>, String> {
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
 impl FieldSelector {
-    pub fn parse(info: &ResourceInfo, s: &str) -> Result<Self, ApiError> {
+    pub fn parse(kind: &dyn Kind, s: &str) -> Result<Self, ApiError> {
         let mut terms = Vec::new();
         for term in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let (field, eq, value) = if let Some((f, v)) = term.split_once("!=") {
@@ -137,7 +137,7 @@ impl FieldSelector {
                 )));
             };
             let field = field.trim();
-            if !supported_fields(info).contains(&field) {
+            if !supported_fields(kind).contains(&field) {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {field}"
                 )));
@@ -158,39 +158,10 @@ impl FieldSelector {
     }
 }
 
-/// The field selectors each kind supports (besides `metadata.name` and `metadata.namespace`).
-fn supported_fields(info: &ResourceInfo) -> Vec<&'static str> {
+/// The field selectors `kind` supports: `metadata.name`, `metadata.namespace` and the kind's own.
+fn supported_fields(kind: &dyn Kind) -> Vec<&'static str> {
     let mut f = vec!["metadata.name", "metadata.namespace"];
-    f.extend_from_slice(match info.kind {
-        "Pod" => &[
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
-        ],
-        "Event" => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        "Secret" => &["type"],
-        "Node" => &["spec.unschedulable"],
-        "Namespace" => &["status.phase"],
-        "ReplicaSet" => &["status.replicas"],
-        _ => &[],
-    });
+    f.extend_from_slice(kind.field_selectors());
     f
 }
 

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use skiff_store::{KeyValue, Store};
 
-use crate::convert::{convert, storage_info};
+use crate::convert::{convert_to, storage_info};
 use crate::error::ApiError;
 use crate::object;
 use crate::resources::ResourceInfo;
@@ -50,19 +50,19 @@ impl Storage {
         {
             serde_json::to_vec(obj)
         } else {
-            serde_json::to_vec(&convert(obj.clone(), to))
+            serde_json::to_vec(&convert_to(obj.clone(), to))
         };
         let bytes = encoded.map_err(|e| ApiError::internal(format!("encode object: {e}")))?;
-        Ok(if info.kind == "Secret" {
+        Ok(if crate::secrets::encrypted(info) {
             self.secrets.seal(&bytes)
         } else {
             bytes
         })
     }
 
-    /// The plain JSON bytes held by `kv` (Secrets decrypted).
+    /// The plain JSON bytes held by `kv` (encrypted resources decrypted).
     fn plain<'a>(&self, info: &ResourceInfo, kv: &'a KeyValue) -> Result<Cow<'a, [u8]>, ApiError> {
-        Ok(if info.kind == "Secret" {
+        Ok(if crate::secrets::encrypted(info) {
             Cow::Owned(self.secrets.open(&kv.value)?)
         } else {
             Cow::Borrowed(&kv.value)
@@ -73,7 +73,7 @@ impl Storage {
     pub fn decode(&self, info: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
         let obj: Value =
             serde_json::from_slice(&self.plain(info, kv)?).map_err(|e| corrupt(kv, e))?;
-        let mut obj = convert(obj, info);
+        let mut obj = convert_to(obj, info);
         object::meta_mut(&mut obj)
             .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
         Ok(obj)
@@ -89,7 +89,7 @@ impl Storage {
         kv: &KeyValue,
         out: &mut Vec<u8>,
     ) -> Result<(), ApiError> {
-        if storage_info(info).version != info.version {
+        if storage_info(info).api_version() != info.api_version() {
             let obj = self.decode(info, kv)?;
             return serde_json::to_writer(out, &obj).map_err(|e| corrupt(kv, e));
         }

@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::handlers::{partial_metadata, Ctx};
 use crate::http::{flag, negotiate, Want};
 use crate::object;
+use crate::registry::Kind;
 use crate::resources::ResourceInfo;
 use crate::storage::Storage;
 
@@ -30,6 +31,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Everything the streaming task needs, owned.
 struct Watcher {
     storage: Storage,
+    kind: &'static dyn Kind,
     info: &'static ResourceInfo,
     filter: crate::handlers::Filter,
     want: Want,
@@ -43,7 +45,7 @@ impl Watcher {
         let object = match self.want {
             Want::Table if kind != "BOOKMARK" => {
                 let mut t = crate::table::table(
-                    self.info,
+                    self.kind,
                     std::slice::from_ref(obj),
                     object::meta_str(obj, "resourceVersion"),
                     &self.params_include,
@@ -121,6 +123,7 @@ pub async fn serve(ctx: Ctx<'_>) -> Result<Response, ApiError> {
     let mut events = storage.store.watch(&prefix, from).await?;
     let mut w = Watcher {
         storage,
+        kind: ctx.kind(),
         info,
         filter,
         want: negotiate(ctx.headers),

@@ -242,3 +242,240 @@ async fn repair_frees_addresses_nobody_holds() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
 }
+
+fn ip_key(ip: &str) -> String {
+    format!("/registry/skiff.io/serviceips/{ip}")
+}
+
+fn port_key(port: u16) -> String {
+    format!("/registry/skiff.io/servicenodeports/{port}")
+}
+
+/// Whether an allocation key is reserved, read from the store.
+async fn reserved(api: &Api, key: &str) -> bool {
+    api.store.get(key).await.unwrap().is_some()
+}
+
+/// A create refused by the allocator, by validation after allocating, or made as a dry run
+/// leaves nothing reserved, and never frees what another Service holds.
+#[tokio::test]
+async fn failed_and_dry_run_creates_keep_nothing_reserved() {
+    let api = api().await;
+    let (s, np) = api
+        .post(
+            SERVICES,
+            service(
+                "np",
+                json!({"type": "NodePort", "clusterIP": "10.43.0.60", "ports": [{"port": 80, "nodePort": 30100}]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{np}");
+
+    // The address is reserved first, then the NodePort is refused: the address goes back.
+    let (s, err) = api
+        .post(
+            SERVICES,
+            service(
+                "b",
+                json!({"type": "NodePort", "clusterIP": "10.43.0.61", "ports": [{"port": 80, "nodePort": 30100}]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert!(!reserved(&api, &ip_key("10.43.0.61")).await);
+    assert!(reserved(&api, &port_key(30100)).await, "np keeps its port");
+    // Asking for an address another Service holds frees nothing of that Service's.
+    let (s, _) = api
+        .post(SERVICES, service("c", json!({"clusterIP": "10.43.0.60"})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reserved(&api, &ip_key("10.43.0.60")).await,
+        "np keeps its address"
+    );
+
+    // Allocation passes, validation does not (two ports, one unnamed): all of it goes back.
+    let (s, err) = api
+        .post(
+            SERVICES,
+            service(
+                "d",
+                json!({"type": "NodePort", "clusterIP": "10.43.0.62",
+                    "ports": [{"name": "a", "port": 80, "nodePort": 30101}, {"port": 81}]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert!(err["message"]
+        .as_str()
+        .unwrap()
+        .contains("spec.ports[1].name: Required value"));
+    assert!(!reserved(&api, &ip_key("10.43.0.62")).await);
+    assert!(!reserved(&api, &port_key(30101)).await);
+    let held = api
+        .store
+        .list("/registry/skiff.io/servicenodeports/", None, 0, None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(held.len(), 1, "only np's port: {held:?}");
+
+    // A dry run shows what would be allocated and reserves none of it.
+    let (s, dry) = api
+        .post(
+            &format!("{SERVICES}?dryRun=All"),
+            service(
+                "e",
+                json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30102}]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{dry}");
+    let ip = dry["spec"]["clusterIP"].as_str().unwrap();
+    assert!(ip.starts_with("10.43."), "{dry}");
+    assert!(!reserved(&api, &ip_key(ip)).await);
+    assert!(!reserved(&api, &port_key(30102)).await);
+    // A dry run that would collide is refused and frees nothing either.
+    let (s, _) = api
+        .post(
+            &format!("{SERVICES}?dryRun=All"),
+            service("f", json!({"clusterIP": "10.43.0.60"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reserved(&api, &ip_key("10.43.0.60")).await);
+
+    // Everything given back can be had again.
+    let (s, again) = api
+        .post(
+            SERVICES,
+            service(
+                "d",
+                json!({"type": "NodePort", "clusterIP": "10.43.0.62", "ports": [{"port": 80, "nodePort": 30101}]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{again}");
+}
+
+/// An update that fails frees the NodePorts it reserved and nothing the Service held before;
+/// a dry-run update reserves nothing.
+#[tokio::test]
+async fn failed_updates_free_only_what_they_reserved() {
+    let api = api().await;
+    let (s, other) = api
+        .post(
+            SERVICES,
+            service(
+                "other",
+                json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30120}]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{other}");
+    let (s, np) = api
+        .post(
+            SERVICES,
+            service(
+                "np",
+                json!({"type": "NodePort", "ports": [{"name": "a", "port": 80, "nodePort": 30110}]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{np}");
+    let ip = np["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let path = format!("{SERVICES}/np");
+    let with_ports = |ports: Value| {
+        let mut put = np.clone();
+        put["spec"]["ports"] = ports;
+        put
+    };
+
+    // Port b's NodePort is reserved, then validation refuses the changed address.
+    let mut put = with_ports(json!([{"name": "a", "port": 80, "nodePort": 30110},
+        {"name": "b", "port": 81, "nodePort": 30111}]));
+    put["spec"]["clusterIP"] = json!("10.43.0.99");
+    put["spec"]["clusterIPs"] = json!(["10.43.0.99"]);
+    let (s, err) = api.put(&path, put).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert!(!reserved(&api, &port_key(30111)).await);
+    assert!(reserved(&api, &port_key(30110)).await, "still np's");
+    assert!(reserved(&api, &ip_key(&ip)).await, "still np's");
+
+    // Port b's NodePort is reserved, then port c's is another Service's: b's goes back.
+    let put = with_ports(json!([{"name": "a", "port": 80, "nodePort": 30110},
+        {"name": "b", "port": 81, "nodePort": 30112}, {"name": "c", "port": 82, "nodePort": 30120}]));
+    let (s, err) = api.put(&path, put).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(
+        err["message"],
+        "Service \"np\" is invalid: spec.ports[2].nodePort: Invalid value: 30120: provided port is already allocated"
+    );
+    assert!(!reserved(&api, &port_key(30112)).await);
+    assert!(reserved(&api, &port_key(30120)).await, "still other's");
+    assert!(reserved(&api, &port_key(30110)).await, "still np's");
+
+    // A dry run reserves nothing.
+    let put = with_ports(json!([{"name": "a", "port": 80, "nodePort": 30110},
+        {"name": "b", "port": 81, "nodePort": 30113}]));
+    let (s, dry) = api.put(&format!("{path}?dryRun=All"), put).await;
+    assert_eq!(s, StatusCode::OK, "{dry}");
+    assert_eq!(dry["spec"]["ports"][1]["nodePort"], 30113);
+    assert!(!reserved(&api, &port_key(30113)).await);
+    assert!(reserved(&api, &port_key(30110)).await);
+
+    // The stored Service is unchanged and still holds its own.
+    let (_, now) = api.get(&path).await;
+    assert_eq!(now["spec"]["ports"], np["spec"]["ports"]);
+    let (s, _) = api
+        .post(
+            SERVICES,
+            service(
+                "thief",
+                json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30110}]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// An update that removes the last finalizer deletes the Service: what it held before the
+/// update and what the update gave it are all freed.
+#[tokio::test]
+async fn update_removing_the_last_finalizer_frees_everything() {
+    let api = api().await;
+    let mut svc = service(
+        "fin",
+        json!({"type": "NodePort", "ports": [{"name": "a", "port": 80, "nodePort": 30130},
+            {"name": "b", "port": 81, "nodePort": 30131}]}),
+    );
+    svc["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    let (s, created) = api.post(SERVICES, svc).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let ip = created["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let path = format!("{SERVICES}/fin");
+    let (s, marked) = api.delete(&path).await;
+    assert_eq!(s, StatusCode::OK, "{marked}");
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
+
+    // Port b is dropped and port c added in the same write that lets the Service go.
+    let mut put = marked.clone();
+    put["metadata"]["finalizers"] = json!([]);
+    put["spec"]["ports"] = json!([{"name": "a", "port": 80, "nodePort": 30130},
+        {"name": "c", "port": 82, "nodePort": 30132}]);
+    let (s, gone) = api.put(&path, put).await;
+    assert_eq!(s, StatusCode::OK, "{gone}");
+    assert_eq!(api.get(&path).await.0, StatusCode::NOT_FOUND);
+    for key in [
+        ip_key(&ip),
+        port_key(30130),
+        port_key(30131),
+        port_key(30132),
+    ] {
+        assert!(!reserved(&api, &key).await, "{key} still reserved");
+    }
+}

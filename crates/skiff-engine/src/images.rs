@@ -9,7 +9,6 @@ use bollard_stubs::models::{
 };
 use skiff_image::{Image, Removed};
 
-use crate::bridge::{ChannelWriter, StreamReader};
 use crate::error::{EngineError, IoContext, Result};
 use crate::filters::Filters;
 use crate::volumes::dir_size;
@@ -271,7 +270,7 @@ impl Engine {
 
     pub(crate) async fn do_image_load(&self, archive: ByteStream) -> Result<Vec<String>> {
         let images = self.images.clone();
-        let reader = StreamReader::new(archive);
+        let reader = crate::blocking_reader(archive);
         let names = blocking(move || Ok(images.load(reader)?)).await?;
         for n in &names {
             self.emit_image("load", n, Some(n));
@@ -288,15 +287,12 @@ impl Engine {
         }
         let images = self.images.clone();
         let names = names.to_vec();
-        let (writer, stream) = ChannelWriter::new();
-        tokio::task::spawn_blocking(move || {
-            let mut writer = writer;
-            if let Err(e) = images.save(&names, &mut writer) {
+        Ok(crate::blocking_writer(move |writer| {
+            images.save(&names, writer).map_err(|e| {
                 tracing::warn!(error = %e, "image save failed");
-                writer.fail(std::io::Error::other(e.to_string()));
-            }
-        });
-        Ok(stream)
+                std::io::Error::other(e)
+            })
+        }))
     }
 
     pub(crate) async fn do_image_import(
@@ -307,7 +303,7 @@ impl Engine {
         message: Option<&str>,
     ) -> Result<String> {
         let images = self.images.clone();
-        let reader = StreamReader::new(rootfs_tar);
+        let reader = crate::blocking_reader(rootfs_tar);
         let (reference, changes, message) = (
             reference.map(str::to_string),
             changes.to_vec(),

@@ -51,7 +51,7 @@ pub struct Daemon {
     /// This daemon's `--cgroup-parent`; removed with everything under it at cleanup.
     cgroup_parent: String,
     started: std::time::SystemTime,
-    /// More `skiff daemon` arguments.
+    /// More `skiff daemon` flags (`--registry-mirror …`).
     extra_args: Vec<String>,
 }
 
@@ -61,13 +61,17 @@ impl Daemon {
         Self::with_runtime("embedded")
     }
 
-    /// A fresh daemon whose default runtime is `runtime`, with busybox loaded.
-    pub fn with_runtime(runtime: &str) -> Self {
-        Self::with_args(runtime, &[])
+    /// A fresh daemon started with more flags (`--registry-mirror URL`), busybox loaded.
+    pub fn with_args(args: &[&str]) -> Self {
+        Self::build("embedded", args)
     }
 
-    /// A fresh daemon with `runtime` and more `skiff daemon` arguments, with busybox loaded.
-    pub fn with_args(runtime: &str, extra_args: &[&str]) -> Self {
+    /// A fresh daemon whose default runtime is `runtime`, with busybox loaded.
+    pub fn with_runtime(runtime: &str) -> Self {
+        Self::build(runtime, &[])
+    }
+
+    fn build(runtime: &str, extra_args: &[&str]) -> Self {
         // Short paths: shim sockets live at <state>/containers/<64 hex>/shim.sock and unix
         // socket paths must stay under 108 bytes.
         let dir = tempfile::Builder::new()
@@ -102,6 +106,12 @@ impl Daemon {
         d.spawn();
         d.load_busybox();
         d
+    }
+
+    /// `DOCKER_CONFIG` of the clients this harness runs (where `docker login` stores
+    /// credentials).
+    pub fn docker_config(&self) -> PathBuf {
+        self.dir.path().join("docker-config")
     }
 
     pub fn root(&self) -> PathBuf {

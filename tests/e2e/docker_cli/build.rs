@@ -293,7 +293,7 @@ fn context_over_the_daemon_limit_is_refused() {
         eprintln!("skipped: dockerd has no build context limit to set");
         return;
     }
-    let d = Daemon::with_args("embedded", &["--max-build-context", "65536"]);
+    let d = Daemon::with_args(&["--max-build-context", "65536"]);
     let big = "x".repeat(200_000);
     let ctx = context(&[("Dockerfile", "FROM busybox\n"), ("big", &big)]);
     let out = build(&d, &[path(&ctx)]);

@@ -21,7 +21,8 @@ use skiff_store::{Event, EventType, KeyValue, Store, StoreError};
 
 use crate::encryption::{Encryptor, PREFIX as ENCRYPTED};
 use crate::error::ApiError;
-use crate::resources::{ResourceInfo, CATALOG};
+use crate::registry::{Backend, Kind};
+use crate::resources;
 pub use plan::{plan, Action, Stored};
 
 pub const FOREGROUND: &str = "foregroundDeletion";
@@ -68,7 +69,9 @@ impl Collector {
         let revision = self.store.current_revision().await?;
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for info in CATALOG.iter().filter(|i| seen.insert(i.prefix())) {
+        let stored = resources::all().filter(|k| k.backend() == Backend::Store);
+        for kind in stored.filter(|k| seen.insert(k.info().prefix())) {
+            let info = kind.info();
             let mut start: Option<String> = None;
             loop {
                 let page = self
@@ -82,7 +85,7 @@ impl Collector {
                     .await?;
                 start = page.items.last().map(|kv| kv.key.clone());
                 if !page.items.is_empty() {
-                    out.extend(self.trim_page(info, page.items).await?);
+                    out.extend(self.trim_page(kind, page.items).await?);
                 }
                 if !page.more {
                     break;
@@ -95,7 +98,7 @@ impl Collector {
     /// The collector's view of listed key-values (see [`trim`]).
     async fn trim_page(
         &self,
-        info: &'static ResourceInfo,
+        kind: &'static dyn Kind,
         items: Vec<KeyValue>,
     ) -> Result<Vec<Stored>, ApiError> {
         let encryptor = self.encryptor.clone();
@@ -111,7 +114,7 @@ impl Collector {
                     }
                     .and_then(|b| trim::trimmed(&b));
                     Stored {
-                        info,
+                        kind,
                         key: kv.key,
                         revision: kv.mod_revision,
                         object,
@@ -139,7 +142,7 @@ impl Collector {
             });
         }
         let unreadable =
-            |why: String| StoreError::Backend(format!("gc cannot rewrite {key}: {why}"));
+            |why: String| StoreError::Corrupt(format!("gc cannot rewrite {key}: {why}"));
         let encrypted = kv.value.starts_with(ENCRYPTED);
         let plain = match (&self.encryptor, encrypted) {
             (Some(e), true) => e.decrypt(&kv.value).map_err(|e| unreadable(e.message))?,

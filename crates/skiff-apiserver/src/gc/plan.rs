@@ -6,12 +6,14 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{json, Value};
 
 use super::{FOREGROUND, NAMESPACE_FINALIZER, ORPHAN};
-use crate::resources::{ResourceInfo, CATALOG};
+use crate::kinds::core::namespace;
+use crate::registry::{Backend, Kind};
+use crate::resources;
 
 /// One stored object as a pass sees it.
 #[derive(Debug, Clone)]
 pub struct Stored {
-    pub info: &'static ResourceInfo,
+    pub kind: &'static dyn Kind,
     pub key: String,
     pub revision: i64,
     /// None when the bytes are not JSON (e.g. encrypted with a key this collector lacks):
@@ -89,7 +91,8 @@ fn served_owner(r: &Value) -> bool {
     let api_version = r["apiVersion"].as_str().unwrap_or("");
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
     let kind = r["kind"].as_str().unwrap_or("");
-    CATALOG.iter().any(|i| i.group == group && i.kind == kind)
+    resources::all()
+        .any(|k| k.backend() == Backend::Store && k.info().group == group && k.info().kind == kind)
 }
 
 /// Plans one pass over a consistent snapshot. At most one action per key.
@@ -107,7 +110,7 @@ pub fn plan(objects: &[Stored], now: &str) -> Vec<Action> {
     }
     let terminating: HashSet<&str> = objects
         .iter()
-        .filter(|s| s.info.kind == "Namespace" && s.info.group.is_empty())
+        .filter(|s| s.kind.info() == namespace::info())
         .filter_map(|s| {
             s.object
                 .as_ref()
@@ -116,9 +119,9 @@ pub fn plan(objects: &[Stored], now: &str) -> Vec<Action> {
         })
         .collect();
     let namespace_of = |s: &Stored| -> Option<String> {
-        s.info.namespaced.then(|| {
+        s.kind.info().namespaced.then(|| {
             s.key
-                .strip_prefix(&s.info.prefix())
+                .strip_prefix(&s.kind.info().prefix())
                 .and_then(|rest| rest.split('/').next())
                 .map(str::to_string)
         })?
@@ -220,9 +223,10 @@ pub fn plan(objects: &[Stored], now: &str) -> Vec<Action> {
                         &mut actions,
                     );
                 }
-            } else if fins.is_empty() && s.info.kind != "Pod" {
+            } else if fins.is_empty() && !s.kind.graceful_delete() {
                 // Left over by a writer that removed the last finalizer without deleting.
-                // Pods are exempt: their graceful termination belongs to the node agent.
+                // Kinds deleted gracefully (pods) are exempt: their termination belongs to
+                // the node agent.
                 push(
                     Action::Delete {
                         key: s.key.clone(),
@@ -308,8 +312,7 @@ pub fn plan(objects: &[Stored], now: &str) -> Vec<Action> {
 
 /// A namespace still waiting for its `kubernetes` finalizer.
 fn is_pending_namespace(s: &Stored, o: &Value) -> bool {
-    s.info.kind == "Namespace"
-        && s.info.group.is_empty()
+    s.kind.info() == namespace::info()
         && spec_finalizers(o).iter().any(|f| f == NAMESPACE_FINALIZER)
 }
 
@@ -319,8 +322,8 @@ pub(super) mod tests {
     use crate::resources::find_kind;
     use serde_json::json;
 
-    pub fn info(av: &str, kind: &str) -> &'static ResourceInfo {
-        find_kind(av, kind).unwrap()
+    pub fn info(av: &str, kind: &str) -> &'static crate::resources::ResourceInfo {
+        find_kind(av, kind).unwrap().info()
     }
 
     pub fn obj(
@@ -349,16 +352,17 @@ pub(super) mod tests {
     pub const POD: (&str, &str) = ("v1", "Pod");
 
     pub fn stored(o: Value) -> Stored {
-        let i = info(
+        let k = find_kind(
             o["apiVersion"].as_str().unwrap(),
             o["kind"].as_str().unwrap(),
-        );
-        let key = i.key(
+        )
+        .unwrap();
+        let key = k.info().key(
             o["metadata"]["namespace"].as_str(),
             o["metadata"]["name"].as_str().unwrap(),
         );
         Stored {
-            info: i,
+            kind: k,
             key,
             revision: 7,
             object: Some(o),
@@ -398,13 +402,24 @@ pub(super) mod tests {
 
     #[test]
     fn unserved_owner_kinds_and_partial_owners() {
-        let job_owned = in_default(
+        let workflow_owned = in_default(
             POD,
             "p",
             "p",
+            json!({"ownerReferences": [owner_ref(("argoproj.io/v1alpha1", "Workflow"), "w", "wf-uid", true)]}),
+        );
+        assert!(plan(&[workflow_owned], "now").is_empty());
+        let job_owned = in_default(
+            POD,
+            "j",
+            "j",
             json!({"ownerReferences": [owner_ref(("batch/v1", "Job"), "j", "job-uid", true)]}),
         );
-        assert!(plan(&[job_owned], "now").is_empty());
+        assert_eq!(
+            plan(std::slice::from_ref(&job_owned), "now"),
+            [deleted(&job_owned)],
+            "Jobs are served: a pod whose Job is gone is collected"
+        );
         let both = in_default(
             POD,
             "q",

@@ -1,6 +1,6 @@
 //! DELETE and deletecollection: preconditions, propagation policies (recorded as the
-//! `orphan` / `foregroundDeletion` finalizers the garbage collector acts on), finalizers and
-//! graceful deletion of pods bound to a node.
+//! `orphan` / `foregroundDeletion` finalizers the garbage collector acts on), finalizers,
+//! graceful deletion (kinds whose objects a node stops first) and the kind's admission.
 
 use axum::response::Response;
 use bytes::Bytes;
@@ -11,7 +11,7 @@ use super::{reply, Ctx};
 use crate::error::ApiError;
 use crate::http::flag;
 use crate::object;
-use crate::resources::ResourceInfo;
+use crate::registry::{Admission, Kind};
 use crate::router::ApiState;
 use crate::storage::conflict;
 
@@ -33,7 +33,8 @@ struct DeleteOptions {
     dry_run: Option<Vec<String>>,
 }
 
-struct Options {
+#[derive(Default)]
+pub(super) struct Options {
     /// `Background`, `Foreground` or `Orphan`: how dependents are treated.
     propagation: &'static str,
     grace: Option<i64>,
@@ -107,7 +108,7 @@ pub async fn delete(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
     {
         return Err(conflict(ctx.info(), ctx.name()));
     }
-    let obj = delete_object(ctx.state, ctx.info(), current, &opts).await?;
+    let obj = delete_object(ctx.state, ctx.kind(), current, &opts).await?;
     reply(ctx, 200, &obj)
 }
 
@@ -116,7 +117,7 @@ pub async fn delete_collection(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, A
     let (items, revision, _) = super::read::collect(ctx).await?;
     let mut deleted = Vec::new();
     for obj in items {
-        match delete_object(ctx.state, ctx.info(), obj, &opts).await {
+        match delete_object(ctx.state, ctx.kind(), obj, &opts).await {
             Ok(o) => deleted.push(o),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
@@ -132,15 +133,21 @@ pub async fn delete_collection(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, A
 
 /// Deletes `current`, or marks it for deletion when finalizers, propagation or a grace
 /// period keep it alive; returns what the client sees.
-async fn delete_object(
+pub(super) async fn delete_object(
     state: &ApiState,
-    info: &ResourceInfo,
+    kind: &dyn Kind,
     current: Value,
     opts: &Options,
 ) -> Result<Value, ApiError> {
-    if info.kind == "Namespace" {
-        crate::namespaces::may_delete(object::name(&current))?;
-    }
+    let info = kind.info();
+    kind.admit(
+        state,
+        Admission::Delete {
+            obj: &current,
+            dry_run: opts.dry_run,
+        },
+    )
+    .await?;
     let rv = object::resource_version(&current)?.unwrap_or_default();
     let mut finalizers = object::finalizers(&current);
     if !object::is_deleting(&current) {
@@ -150,18 +157,18 @@ async fn delete_object(
             }
         }
     }
-    let graceful = graceful_period(info, &current, opts.grace);
-    let namespace_pending = info.kind == "Namespace"
-        && current
-            .pointer("/spec/finalizers")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty());
-    if finalizers.is_empty() && graceful.is_none() && !namespace_pending {
+    let graceful = if kind.graceful_delete() {
+        kind.grace_period(&current, opts.grace)
+    } else {
+        None
+    };
+    if finalizers.is_empty() && graceful.is_none() && !kind.deletion_pending(&current) {
         if opts.dry_run {
             return Ok(current);
         }
         let deleted = state.storage.delete(info, &current, rv).await?;
-        crate::services::release(state, info, &deleted).await;
+        kind.admit(state, Admission::Deleted { obj: &deleted })
+            .await?;
         return Ok(deleted);
     }
     if object::is_deleting(&current) {
@@ -177,37 +184,9 @@ async fn delete_object(
     if !finalizers.is_empty() {
         meta.insert("finalizers".into(), json!(finalizers));
     }
-    if info.kind == "Namespace" {
-        marked["status"]["phase"] = json!("Terminating");
-    }
+    kind.prepare_for_delete(&mut marked);
     if opts.dry_run {
         return Ok(marked);
     }
     state.storage.update(info, marked, rv).await
-}
-
-/// The grace period of a pod that a node must stop first (None: delete at once).
-fn graceful_period(info: &ResourceInfo, obj: &Value, requested: Option<i64>) -> Option<i64> {
-    if info.kind != "Pod" || requested == Some(0) {
-        return None;
-    }
-    let bound = obj
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty());
-    let finished = matches!(
-        obj.pointer("/status/phase").and_then(Value::as_str),
-        Some("Succeeded" | "Failed")
-    );
-    if !bound || finished {
-        return None;
-    }
-    Some(
-        requested
-            .or_else(|| {
-                obj.pointer("/spec/terminationGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-            })
-            .unwrap_or(30),
-    )
 }

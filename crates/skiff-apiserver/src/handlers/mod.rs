@@ -1,9 +1,11 @@
-//! REST verbs over any catalog resource, one module per verb: they translate a parsed request
+//! REST verbs over any served kind, one module per verb: they translate a parsed request
 //! into reads and compare-on-revision writes through [`crate::storage`].
 //!
 //! Object semantics shared by the verbs (metadata rules, generation, finalizers) live in
 //! [`update`]; wire formats live in [`crate::http`] and [`crate::table`].
 
+#[cfg(test)]
+mod admission_tests;
 mod create;
 mod delete;
 mod patch;
@@ -16,9 +18,11 @@ use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{json, Value};
 
+use crate::auth::UserInfo;
 use crate::error::ApiError;
 use crate::http::{self as wire, Params, Want};
-use crate::resources::ResourceInfo;
+use crate::registry::{Backend, Kind};
+use crate::resources::{ResourceInfo, Sub};
 use crate::router::{ApiState, Target};
 
 pub use create::{bootstrap, create_object};
@@ -32,11 +36,16 @@ pub struct Ctx<'a> {
     pub target: &'a Target,
     pub params: &'a Params,
     pub headers: &'a HeaderMap,
+    pub user: &'a UserInfo,
 }
 
 impl Ctx<'_> {
+    pub fn kind(&self) -> &'static dyn Kind {
+        self.target.kind
+    }
+
     pub fn info(&self) -> &'static ResourceInfo {
-        self.target.info
+        self.target.kind.info()
     }
 
     pub fn ns(&self) -> Option<&str> {
@@ -58,7 +67,7 @@ impl Ctx<'_> {
 }
 
 pub async fn dispatch(ctx: Ctx<'_>, verb: &str, body: Bytes) -> Result<Response, ApiError> {
-    let sub = ctx.target.subresource.as_deref();
+    let sub = ctx.target.subresource;
     let named = ctx.target.name.is_some();
     let needs_name = matches!(verb, "get" | "update" | "patch" | "delete");
     if needs_name != named && verb != "watch" {
@@ -68,9 +77,12 @@ pub async fn dispatch(ctx: Ctx<'_>, verb: &str, body: Bytes) -> Result<Response,
             format!("{verb} is not supported on this path"),
         ));
     }
+    if ctx.kind().backend() == Backend::Metrics {
+        return crate::metrics::serve(ctx, verb).await;
+    }
     match (verb, sub) {
-        ("get", Some("scale")) => scale::get(ctx).await,
-        ("update" | "patch", Some("scale")) => scale::write(ctx, verb, &body).await,
+        ("get", Some(Sub::Scale)) => scale::get(ctx).await,
+        ("update" | "patch", Some(Sub::Scale)) => scale::write(ctx, verb, &body).await,
         ("get", _) => read::get(ctx).await,
         ("list", None) => read::list(ctx).await,
         ("watch", None) => crate::watch::serve(ctx).await,
@@ -92,7 +104,7 @@ pub fn reply(ctx: Ctx<'_>, code: u16, obj: &Value) -> Result<Response, ApiError>
     Ok(match wire::negotiate(ctx.headers) {
         Want::Table => wire::json(
             code,
-            &crate::table::table(ctx.info(), std::slice::from_ref(obj), "", ctx.params),
+            &crate::table::table(ctx.kind(), std::slice::from_ref(obj), "", ctx.params),
         ),
         Want::PartialMetadata => wire::json(code, &partial_metadata(obj)),
         Want::Object => wire::json(code, obj),
@@ -115,8 +127,7 @@ pub async fn require_namespace(
     let deleting = match state.namespaces.lookup(ns) {
         Some(deleting) => deleting,
         None => {
-            let info =
-                crate::resources::find("", "v1", "namespaces").expect("namespaces are served");
+            let info = crate::kinds::core::namespace::info();
             match state.storage.get(info, None, ns).await? {
                 None => return Err(ApiError::not_found("", "namespaces", ns)),
                 Some(n) => crate::object::is_deleting(&n),
@@ -129,36 +140,36 @@ pub async fn require_namespace(
     }
 }
 
-/// Checks a body's apiVersion/kind against the endpoint and fills them in when missing;
-/// folds a Secret's write-only `stringData` into `data`.
-pub fn check_type(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+/// Checks a body's apiVersion/kind against the endpoint and fills them in when missing,
+/// converts a body of another version of the resource, and applies what decoding does for
+/// the kind (a Secret's write-only `stringData` folds into `data`).
+pub fn check_type(kind: &dyn Kind, obj: &mut Value) -> Result<(), ApiError> {
+    let info = kind.info();
     let av = obj
         .get("apiVersion")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let kind = obj
+    let body_kind = obj
         .get("kind")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let same_resource =
-        crate::resources::find_kind(&av, &kind).is_some_and(|r| r.prefix() == info.prefix());
-    if !av.is_empty() && !kind.is_empty() && !same_resource {
+    let same_resource = crate::resources::find_kind(&av, &body_kind)
+        .is_some_and(|r| r.info().prefix() == info.prefix());
+    if !av.is_empty() && !body_kind.is_empty() && !same_resource {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({av}) does not match the expected API version ({})",
             info.api_version()
         )));
     }
-    if av.is_empty() || kind.is_empty() {
+    if av.is_empty() || body_kind.is_empty() {
         obj["apiVersion"] = json!(info.api_version());
         obj["kind"] = json!(info.kind);
     }
     // Bodies of another served version of this resource are converted to the endpoint's.
-    *obj = crate::convert::convert(std::mem::take(obj), info);
-    if info.kind == "Secret" {
-        crate::secrets::fold_string_data(obj);
-    }
+    *obj = crate::convert::convert(std::mem::take(obj), kind);
+    kind.decode_body(obj);
     Ok(())
 }
 
@@ -188,13 +199,11 @@ pub fn record_write(ctx: Ctx<'_>, old: Option<&Value>, new: &mut Value) {
     }
 }
 
-/// What Kubernetes does to every written object before validating it: `stringData` folded
-/// into `data`, defaults filled in.
-pub fn normalize(info: &ResourceInfo, obj: &mut Value) {
-    if info.kind == "Secret" {
-        crate::secrets::fold_string_data(obj);
-    }
-    crate::defaults::apply(info, obj);
+/// What Kubernetes does to every written object before validating it: the kind's decoding
+/// (Secret `stringData` folded into `data`), then its defaults.
+pub fn normalize(kind: &dyn Kind, obj: &mut Value) {
+    kind.decode_body(obj);
+    kind.defaults(obj);
 }
 
 /// Applies `fieldValidation`: Strict rejects unknown fields, Warn returns them as warnings.

@@ -9,6 +9,7 @@ use super::{check_type, field_validation, reply, update::UpdateKind, write_updat
 use crate::error::ApiError;
 use crate::http::{content_type, flag};
 use crate::object;
+use crate::registry::Kind;
 
 /// How often a patch is re-applied when the object changed under it.
 const RETRIES: usize = 5;
@@ -18,7 +19,7 @@ pub const APPLY: &str = "application/apply-patch+yaml";
 pub async fn patch(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
     let ct = content_type(ctx.headers);
     let dry_run = ctx.params.dry_run()?;
-    let kind = UpdateKind::of(ctx.target.subresource.as_deref());
+    let update = UpdateKind::of(ctx.target.subresource);
     let mut last_err = None;
     for _ in 0..RETRIES {
         let current = ctx
@@ -27,8 +28,8 @@ pub async fn patch(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
             .get(ctx.info(), ctx.ns(), ctx.name())
             .await?;
         let result = match current {
-            Some(cur) => apply_to(ctx, &ct, &cur, body, kind, dry_run).await,
-            None if ct == APPLY && kind == UpdateKind::Main => {
+            Some(cur) => apply_to(ctx, &ct, &cur, body, update, dry_run).await,
+            None if ct == APPLY && update == UpdateKind::Main => {
                 return create_by_apply(ctx, body, dry_run).await
             }
             None => {
@@ -49,13 +50,12 @@ pub async fn patch(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
     Err(last_err.unwrap_or_else(|| ApiError::internal("patch retries exhausted")))
 }
 
-/// The applied configuration of an apply PATCH (YAML or JSON). A Secret's write-only
-/// `stringData` is folded into `data` first, so ownership is recorded on what is stored.
-fn decode_applied(info: &crate::resources::ResourceInfo, body: &[u8]) -> Result<Value, ApiError> {
+/// The applied configuration of an apply PATCH (YAML or JSON), decoded as its kind decodes
+/// bodies (a Secret's write-only `stringData` folds into `data`), so ownership is recorded
+/// on what is stored.
+fn decode_applied(kind: &dyn Kind, body: &[u8]) -> Result<Value, ApiError> {
     let mut applied = crate::yaml::parse(body)?;
-    if info.kind == "Secret" {
-        crate::secrets::fold_string_data(&mut applied);
-    }
+    kind.decode_body(&mut applied);
     Ok(applied)
 }
 
@@ -80,7 +80,7 @@ fn apply_manager<'a>(ctx: Ctx<'a>) -> Result<&'a str, ApiError> {
 pub fn patched(ctx: Ctx<'_>, ct: &str, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
     let info = ctx.info();
     if ct == APPLY {
-        let applied = decode_applied(info, body)?;
+        let applied = decode_applied(ctx.kind(), body)?;
         let manager = apply_manager(ctx)?;
         return crate::ssa::server_side_apply(
             info,
@@ -98,7 +98,7 @@ async fn apply_to(
     ct: &str,
     current: &Value,
     body: &[u8],
-    kind: UpdateKind,
+    update: UpdateKind,
     dry_run: bool,
 ) -> Result<Response, ApiError> {
     let mut new = patched(ctx, ct, current, body)?;
@@ -118,7 +118,7 @@ async fn apply_to(
     if ct != APPLY {
         super::record_write(ctx, Some(current), &mut new);
     }
-    let written = write_update(ctx.state, ctx.info(), current, new, kind, dry_run).await?;
+    let written = write_update(ctx.state, ctx.kind(), current, new, update, dry_run).await?;
     Ok(crate::http::with_warnings(
         reply(ctx, 200, &written)?,
         &warnings,
@@ -127,12 +127,12 @@ async fn apply_to(
 
 /// Server-side apply of an object that does not exist yet creates it.
 async fn create_by_apply(ctx: Ctx<'_>, body: &[u8], dry_run: bool) -> Result<Response, ApiError> {
-    let info = ctx.info();
+    let (kind, info) = (ctx.kind(), ctx.info());
     let manager = apply_manager(ctx)?;
-    let applied = decode_applied(info, body)?;
+    let applied = decode_applied(kind, body)?;
     let mut obj =
         crate::ssa::server_side_apply(info, None, &applied, manager, flag(&ctx.params.force))?;
-    check_type(info, &mut obj)?;
+    check_type(kind, &mut obj)?;
     if object::name(&obj) != ctx.name() {
         return Err(ApiError::bad_request(
             "the name of the applied object does not match the URL",
@@ -142,7 +142,7 @@ async fn create_by_apply(ctx: Ctx<'_>, body: &[u8], dry_run: bool) -> Result<Res
         object::meta_mut(&mut obj).insert("namespace".into(), json!(ctx.ns().unwrap_or_default()));
     }
     let warnings = field_validation(ctx, &obj)?;
-    let created = super::create_object(ctx.state, info, obj, dry_run).await?;
+    let created = super::create_object(ctx.state, kind, obj, Some(ctx.user), dry_run).await?;
     Ok(crate::http::with_warnings(
         reply(ctx, 201, &created)?,
         &warnings,

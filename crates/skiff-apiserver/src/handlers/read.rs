@@ -72,7 +72,7 @@ impl Filter {
         }
         Ok(Filter {
             labels: LabelSelector::parse(ctx.params.label_selector.as_deref().unwrap_or(""))?,
-            fields: FieldSelector::parse(ctx.info(), &fields)?,
+            fields: FieldSelector::parse(ctx.kind(), &fields)?,
         })
     }
 
@@ -238,10 +238,9 @@ pub async fn list(ctx: Ctx<'_>) -> Result<Response, ApiError> {
         return list_json(ctx).await;
     }
     let (items, revision, token) = collect(ctx).await?;
-    let info = ctx.info();
     let rv = revision.to_string();
     let body = if want == Want::Table {
-        let mut t = crate::table::table(info, &items, &rv, ctx.params);
+        let mut t = crate::table::table(ctx.kind(), &items, &rv, ctx.params);
         if let Some(c) = &token {
             t["metadata"]["continue"] = json!(c);
         }
@@ -318,13 +317,13 @@ mod tests {
     fn continue_tokens_round_trip_and_reject_other_resources() {
         let pods = crate::resources::find("", "v1", "pods").unwrap();
         let token = encode_continue(42, "/registry/core/pods/default/a");
-        let t = decode_continue(pods, &token).unwrap();
+        let t = decode_continue(pods.info(), &token).unwrap();
         assert_eq!(
             (t.rv, t.start.as_str()),
             (42, "/registry/core/pods/default/a")
         );
         let cms = crate::resources::find("", "v1", "configmaps").unwrap();
-        assert_eq!(decode_continue(cms, &token).unwrap_err().code, 400);
-        assert_eq!(decode_continue(pods, "!!!").unwrap_err().code, 400);
+        assert_eq!(decode_continue(cms.info(), &token).unwrap_err().code, 400);
+        assert_eq!(decode_continue(pods.info(), "!!!").unwrap_err().code, 400);
     }
 }

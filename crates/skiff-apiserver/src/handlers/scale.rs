@@ -7,10 +7,10 @@ use super::{update::UpdateKind, write_update, Ctx};
 use crate::error::ApiError;
 use crate::http::{content_type, decode_object, json as reply_json};
 use crate::object;
-use crate::selector::label_selector_string;
+use crate::registry::Kind;
 
-/// The Scale of an object with `spec.replicas`.
-fn scale_of(obj: &Value) -> Value {
+/// The Scale of an object of `kind` with `spec.replicas`.
+fn scale_of(kind: &dyn Kind, obj: &Value) -> Value {
     let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
     json!({
         "kind": "Scale",
@@ -25,14 +25,14 @@ fn scale_of(obj: &Value) -> Value {
         "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
         "status": {
             "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": label_selector_string(obj.pointer("/spec/selector").unwrap_or(&Value::Null)),
+            "selector": kind.scale_selector(obj),
         },
     })
 }
 
 pub async fn get(ctx: Ctx<'_>) -> Result<Response, ApiError> {
     let obj = ctx.current().await?;
-    Ok(reply_json(200, &scale_of(&obj)))
+    Ok(reply_json(200, &scale_of(ctx.kind(), &obj)))
 }
 
 /// PUT or PATCH of the Scale: sets `spec.replicas` of the object.
@@ -43,7 +43,7 @@ pub async fn write(ctx: Ctx<'_>, verb: &str, body: &[u8]) -> Result<Response, Ap
         .storage
         .must_get(info, ctx.ns(), ctx.name())
         .await?;
-    let scale = scale_of(&current);
+    let scale = scale_of(ctx.kind(), &current);
     let new_scale = if verb == "patch" {
         crate::patch::apply_patch(info, &content_type(ctx.headers), &scale, body)?
     } else {
@@ -73,12 +73,12 @@ pub async fn write(ctx: Ctx<'_>, verb: &str, body: &[u8]) -> Result<Response, Ap
     }
     let written = write_update(
         ctx.state,
-        info,
+        ctx.kind(),
         &current,
         new,
         UpdateKind::Main,
         ctx.params.dry_run()?,
     )
     .await?;
-    Ok(reply_json(200, &scale_of(&written)))
+    Ok(reply_json(200, &scale_of(ctx.kind(), &written)))
 }

@@ -1,5 +1,6 @@
 //! Updates (PUT) and the rules every write to an existing object follows: immutable metadata,
-//! spec/status separation, generation, finalizers, no-op detection, dry run.
+//! what the kind lets the main resource and each subresource change, generation,
+//! finalizers, no-op detection, dry run.
 
 use axum::response::Response;
 use bytes::Bytes;
@@ -8,36 +9,34 @@ use serde_json::{json, Value};
 use super::{check_type, field_validation, reply, Ctx};
 use crate::error::{ApiError, Cause};
 use crate::object;
-use crate::resources::ResourceInfo;
+use crate::registry::{Admission, Kind};
+use crate::resources::Sub;
 use crate::router::ApiState;
 use crate::storage::conflict;
 
-/// Which part of the object a write may change.
+/// Which part of the object a write may change: the main resource (what its kind's
+/// `prepare_for_update` allows) or a subresource (what `prepare_for_subresource` takes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdateKind {
-    /// The main resource: everything but status.
     Main,
-    /// The `/status` subresource: status only.
-    Status,
-    /// A namespace's `/finalize` subresource: `spec.finalizers` only.
-    Finalize,
+    Sub(Sub),
 }
 
 impl UpdateKind {
-    pub fn of(sub: Option<&str>) -> Self {
+    /// The update a request on `sub` makes (`/scale` writes the main resource).
+    pub fn of(sub: Option<Sub>) -> Self {
         match sub {
-            Some("status") => UpdateKind::Status,
-            Some("finalize") => UpdateKind::Finalize,
-            _ => UpdateKind::Main,
+            None | Some(Sub::Scale) => UpdateKind::Main,
+            Some(s) => UpdateKind::Sub(s),
         }
     }
 }
 
 /// PUT: replaces the object (or one of its subresources).
 pub async fn put(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
-    let info = ctx.info();
+    let (kind, info) = (ctx.kind(), ctx.info());
     let mut new = crate::http::decode_object(ctx.headers, body)?;
-    check_type(info, &mut new)?;
+    check_type(kind, &mut new)?;
     let body_name = object::name(&new).to_string();
     if body_name.is_empty() {
         object::meta_mut(&mut new).insert("name".into(), json!(ctx.name()));
@@ -61,10 +60,11 @@ pub async fn put(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
     let dry_run = ctx.params.dry_run()?;
     let current = ctx.state.storage.get(info, ctx.ns(), ctx.name()).await?;
     let Some(current) = current else {
-        if allows_create_on_update(info) && ctx.target.subresource.is_none() {
+        if kind.create_on_update() && ctx.target.subresource.is_none() {
             object::meta_mut(&mut new).remove("resourceVersion");
             super::record_write(ctx, None, &mut new);
-            let created = super::create_object(ctx.state, info, new, dry_run).await?;
+            let created =
+                super::create_object(ctx.state, kind, new, Some(ctx.user), dry_run).await?;
             return Ok(crate::http::with_warnings(
                 reply(ctx, 201, &created)?,
                 &warnings,
@@ -72,31 +72,27 @@ pub async fn put(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
         }
         return Err(ApiError::not_found(info.group, info.plural, ctx.name()));
     };
-    let kind = UpdateKind::of(ctx.target.subresource.as_deref());
+    let update = UpdateKind::of(ctx.target.subresource);
     super::record_write(ctx, Some(&current), &mut new);
-    let written = write_update(ctx.state, info, &current, new, kind, dry_run).await?;
+    let written = write_update(ctx.state, kind, &current, new, update, dry_run).await?;
     Ok(crate::http::with_warnings(
         reply(ctx, 200, &written)?,
         &warnings,
     ))
 }
 
-/// Kinds whose PUT creates a missing object, as in Kubernetes.
-fn allows_create_on_update(info: &ResourceInfo) -> bool {
-    matches!(info.kind, "Endpoints" | "Event" | "Lease")
-}
-
-/// Writes `new` over `current` under the rules of `kind`. A `resourceVersion` in `new` must
-/// equal the current one (else 409). Unchanged objects are not written. An object being
-/// deleted whose last finalizer goes away is deleted.
+/// Writes `new` over `current` under the rules of `update` for `kind`. A `resourceVersion`
+/// in `new` must equal the current one (else 409). Unchanged objects are not written. An
+/// object being deleted whose last finalizer goes away is deleted.
 pub async fn write_update(
     state: &ApiState,
-    info: &ResourceInfo,
+    kind: &dyn Kind,
     current: &Value,
     mut new: Value,
-    kind: UpdateKind,
+    update: UpdateKind,
     dry_run: bool,
 ) -> Result<Value, ApiError> {
+    let info = kind.info();
     let name = object::name(current).to_string();
     let current_rv = object::resource_version(current)?.unwrap_or_default();
     if let Some(rv) = object::resource_version(&new)? {
@@ -104,72 +100,20 @@ pub async fn write_update(
             return Err(conflict(info, &name));
         }
     }
-    let has_status = info.has_subresource("status");
-    match kind {
+    let sub = match update {
         UpdateKind::Main => {
-            if has_status {
-                copy_field(current, &mut new, "status");
-            }
-            if info.kind == "Namespace" {
-                let fins = current.pointer("/spec/finalizers").cloned();
-                match fins {
-                    Some(f) => new["spec"]["finalizers"] = f,
-                    None => {
-                        if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
-                            spec.remove("finalizers");
-                        }
-                    }
-                }
-            }
+            kind.prepare_for_update(&mut new, current);
+            None
         }
-        UpdateKind::Status => {
-            let status = new.get("status").cloned();
-            new = current.clone();
-            match status {
-                Some(s) => new["status"] = s,
-                None => {
-                    new.as_object_mut().map(|m| m.remove("status"));
-                }
-            }
+        UpdateKind::Sub(sub) => {
+            new = kind.prepare_for_subresource(sub, new, current);
+            Some(sub)
         }
-        UpdateKind::Finalize => {
-            let fins = new
-                .pointer("/spec/finalizers")
-                .cloned()
-                .unwrap_or(json!([]));
-            new = current.clone();
-            new["spec"]["finalizers"] = fins;
-        }
-    }
-    keep_immutable_metadata(current, &mut new);
-    if kind == UpdateKind::Main {
-        super::normalize(info, &mut new);
-    }
-    let allocations = match kind {
-        UpdateKind::Main => {
-            crate::services::update(state, info, current, &mut new, dry_run).await?
-        }
-        _ => Default::default(),
     };
-    let written = store_update(state, info, current, new, dry_run).await;
-    match &written {
-        Ok(_) if !dry_run => allocations.commit(state).await,
-        _ => allocations.abort(state).await,
+    keep_immutable_metadata(current, &mut new);
+    if update == UpdateKind::Main {
+        super::normalize(kind, &mut new);
     }
-    written
-}
-
-/// The part of [`write_update`] after the object is complete: checks, then stores it (or
-/// deletes it when its last finalizer went away).
-async fn store_update(
-    state: &ApiState,
-    info: &ResourceInfo,
-    current: &Value,
-    mut new: Value,
-    dry_run: bool,
-) -> Result<Value, ApiError> {
-    let name = object::name(current).to_string();
-    let current_rv = object::resource_version(current)?.unwrap_or_default();
     if object::is_deleting(current) {
         let old: Vec<String> = object::finalizers(current);
         if let Some(added) = object::finalizers(&new)
@@ -188,7 +132,7 @@ async fn store_update(
             ));
         }
     }
-    if object::tracks_generation(info) {
+    if kind.generation() {
         let old_gen = current
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
@@ -199,17 +143,60 @@ async fn store_update(
     } else {
         copy_meta(current, &mut new, "generation");
     }
-    crate::validation::validate(info, &new, Some(current))?;
+    kind.admit(
+        state,
+        Admission::Update {
+            new: &mut new,
+            old: current,
+            sub,
+            dry_run,
+        },
+    )
+    .await?;
+    let attempted = new.clone();
+    let written = store_update(state, kind, current, new, current_rv, dry_run).await;
+    match &written {
+        Ok(obj) if !dry_run => {
+            kind.admit(state, Admission::Updated { obj, old: current })
+                .await?
+        }
+        _ => {
+            kind.admit(
+                state,
+                Admission::UpdateAborted {
+                    new: &attempted,
+                    old: current,
+                    dry_run,
+                },
+            )
+            .await?
+        }
+    }
+    written
+}
 
+/// The end of [`write_update`] once the object is complete: validates it, then stores it,
+/// or deletes it when its last finalizer went away (returning the deleted object).
+async fn store_update(
+    state: &ApiState,
+    kind: &dyn Kind,
+    current: &Value,
+    mut new: Value,
+    current_rv: i64,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let info = kind.info();
+    kind.validate(&new, Some(current))?;
     if object::is_deleting(&new)
         && object::finalizers(&new).is_empty()
-        && spec_finalizers_done(&new)
+        && !kind.deletion_pending(&new)
     {
         if dry_run {
             return Ok(new);
         }
         let deleted = state.storage.delete(info, &new, current_rv).await?;
-        crate::services::release(state, info, &deleted).await;
+        kind.admit(state, Admission::Deleted { obj: &deleted })
+            .await?;
         return Ok(deleted);
     }
     object::meta_mut(&mut new).insert("resourceVersion".into(), json!(current_rv.to_string()));
@@ -217,24 +204,6 @@ async fn store_update(
         return Ok(new);
     }
     state.storage.update(info, new, current_rv).await
-}
-
-/// A namespace is only removed once its `spec.finalizers` are gone too.
-fn spec_finalizers_done(obj: &Value) -> bool {
-    obj.get("kind").and_then(Value::as_str) != Some("Namespace")
-        || obj
-            .pointer("/spec/finalizers")
-            .and_then(Value::as_array)
-            .is_none_or(|a| a.is_empty())
-}
-
-fn copy_field(from: &Value, to: &mut Value, field: &str) {
-    match from.get(field) {
-        Some(v) => to[field] = v.clone(),
-        None => {
-            to.as_object_mut().map(|m| m.remove(field));
-        }
-    }
 }
 
 fn copy_meta(from: &Value, to: &mut Value, field: &str) {

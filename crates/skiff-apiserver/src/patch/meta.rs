@@ -41,6 +41,27 @@ const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.";
 const CORE: &str = "io.k8s.api.core.v1.";
 const APPS: &str = "io.k8s.api.apps.v1.";
 const AUTOSCALING: &str = "io.k8s.api.autoscaling.v2.";
+const BATCH: &str = "io.k8s.api.batch.v1.";
+const POLICY: &str = "io.k8s.api.policy.v1.";
+const CERTIFICATES: &str = "io.k8s.api.certificates.v1.";
+
+/// Merged by key for strategic merge patch, atomic for server-side apply.
+const fn merge_atomic(key: &'static str) -> ListMeta {
+    ListMeta {
+        merge_key: Some(key),
+        map_keys: &[],
+        set: false,
+    }
+}
+
+/// A map list for server-side apply that strategic merge patch replaces whole.
+const fn map_only(keys: &'static [&'static str]) -> ListMeta {
+    ListMeta {
+        merge_key: None,
+        map_keys: keys,
+        set: false,
+    }
+}
 
 /// (definition package, definition, field, metadata).
 #[rustfmt::skip]
@@ -79,6 +100,11 @@ static LISTS: &[(&str, &str, &str, ListMeta)] = &[
     (APPS, "StatefulSetStatus", "conditions", map("type", TYPE)),
     (APPS, "DaemonSetStatus", "conditions", map("type", TYPE)),
     (AUTOSCALING, "HorizontalPodAutoscalerStatus", "conditions", map("type", TYPE)),
+    (CORE, "ReplicationControllerStatus", "conditions", map("type", TYPE)),
+    (CORE, "PersistentVolumeClaimStatus", "conditions", map("type", TYPE)),
+    (BATCH, "JobStatus", "conditions", merge_atomic("type")),
+    (POLICY, "PodDisruptionBudgetStatus", "conditions", map("type", TYPE)),
+    (CERTIFICATES, "CertificateSigningRequestStatus", "conditions", map_only(TYPE)),
 ];
 
 /// Structs that server-side apply treats as one atomic value (`+structType=atomic`).
@@ -103,6 +129,17 @@ pub fn list(def: Option<&str>, field: &str) -> Option<ListMeta> {
         .map(|(_, _, _, m)| *m)
 }
 
+/// Every (definition, list field, metadata) entry, for publishing as the OpenAPI
+/// extensions Kubernetes' schemas carry (`x-kubernetes-patch-merge-key`, …).
+pub fn lists() -> impl Iterator<Item = (String, &'static str, ListMeta)> {
+    LISTS.iter().map(|(p, n, f, m)| (format!("{p}{n}"), *f, *m))
+}
+
+/// The definitions owned as a whole (`x-kubernetes-map-type: atomic`).
+pub fn atomic_structs() -> &'static [&'static str] {
+    ATOMIC_STRUCTS
+}
+
 /// True when server-side apply owns a value of definition `def` as a whole.
 pub fn atomic_struct(def: Option<&str>) -> bool {
     def.is_some_and(|d| ATOMIC_STRUCTS.contains(&d))
@@ -113,12 +150,11 @@ mod tests {
     use super::*;
     use crate::validation::schema::{Node, Shape};
 
-    /// Every definition reachable from the catalog kinds.
+    /// Every definition reachable from the served kinds.
     fn reachable() -> std::collections::HashMap<&'static str, Node> {
         let mut seen = std::collections::HashMap::new();
-        let mut stack: Vec<Node> = crate::resources::CATALOG
-            .iter()
-            .filter_map(Node::root)
+        let mut stack: Vec<Node> = crate::resources::all()
+            .filter_map(|k| Node::root(k.info()))
             .collect();
         while let Some(n) = stack.pop() {
             let Some(def) = n.def().filter(|_| n.shape() == Shape::Struct) else {

@@ -101,7 +101,7 @@ mod tests {
     }
 
     fn deploy_info() -> &'static ResourceInfo {
-        find_kind("apps/v1", "Deployment").unwrap()
+        find_kind("apps/v1", "Deployment").unwrap().info()
     }
 
     #[test]

@@ -3,10 +3,9 @@
 //! message. Decoded into the same JSON the JSON API takes, so everything after decoding
 //! (validation, defaulting, storage) sees one format. Responses are never protobuf here.
 
-mod json;
+pub(crate) mod json;
 mod messages;
 
-use k8s_pb::api::{apps, autoscaling, coordination, core, discovery};
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
 use prost::Message;
 use serde_json::Value;
@@ -18,6 +17,30 @@ use json::ToJson;
 pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 /// The four bytes every Kubernetes protobuf body starts with.
 pub const MAGIC: &[u8] = b"k8s\0";
+
+/// The message type of a kind's protobuf bodies ([`crate::registry::Strategy::Protobuf`]).
+pub trait ProtobufBody {
+    /// The JSON object `raw` (the message bytes) stands for.
+    fn decode_json(raw: &[u8]) -> Result<Value, String>;
+}
+
+impl<M: Message + Default + ToJson> ProtobufBody for M {
+    fn decode_json(raw: &[u8]) -> Result<Value, String> {
+        let msg = M::decode(raw).map_err(|e| e.to_string())?;
+        Ok(msg
+            .to_json()
+            .unwrap_or_else(|| Value::Object(Default::default())))
+    }
+}
+
+/// For kinds no client writes (read-only APIs): every protobuf body is refused.
+pub struct NoProtobuf;
+
+impl ProtobufBody for NoProtobuf {
+    fn decode_json(_raw: &[u8]) -> Result<Value, String> {
+        Err("this kind is read-only and has no protobuf encoding".into())
+    }
+}
 
 fn bad(message: String) -> ApiError {
     ApiError::bad_request(message)
@@ -46,7 +69,10 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let api_version = type_meta.api_version.unwrap_or_default();
     let kind = type_meta.kind.unwrap_or_default();
     let raw = unknown.raw.unwrap_or_default();
-    let mut obj = message_json(&api_version, &kind, &raw)?;
+    let mut obj = match crate::resources::find_kind(&api_version, &kind) {
+        Some(served) => served.decode_protobuf(&raw)?,
+        None => decode_other(&api_version, &kind, &raw)?,
+    };
     if let Value::Object(m) = &mut obj {
         m.insert("apiVersion".into(), Value::String(api_version));
         m.insert("kind".into(), Value::String(kind));
@@ -54,49 +80,21 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     Ok(obj)
 }
 
-fn message_json(api_version: &str, kind: &str, raw: &[u8]) -> Result<Value, ApiError> {
-    fn as_json<M: Message + Default + ToJson>(raw: &[u8], kind: &str) -> Result<Value, ApiError> {
-        let msg = M::decode(raw)
-            .map_err(|e| bad(format!("unable to decode {kind} from protobuf: {e}")))?;
-        Ok(msg
-            .to_json()
-            .unwrap_or_else(|| Value::Object(Default::default())))
-    }
-    match (api_version, kind) {
-        ("v1", "Namespace") => as_json::<core::v1::Namespace>(raw, kind),
-        ("v1", "Pod") => as_json::<core::v1::Pod>(raw, kind),
-        ("v1", "Service") => as_json::<core::v1::Service>(raw, kind),
-        ("v1", "Endpoints") => as_json::<core::v1::Endpoints>(raw, kind),
-        ("v1", "Secret") => as_json::<core::v1::Secret>(raw, kind),
-        ("v1", "ConfigMap") => as_json::<core::v1::ConfigMap>(raw, kind),
-        ("v1", "Node") => as_json::<core::v1::Node>(raw, kind),
-        ("v1", "Event") => as_json::<core::v1::Event>(raw, kind),
-        ("v1", "ServiceAccount") => as_json::<core::v1::ServiceAccount>(raw, kind),
-        ("apps/v1", "Deployment") => as_json::<apps::v1::Deployment>(raw, kind),
-        ("apps/v1", "ReplicaSet") => as_json::<apps::v1::ReplicaSet>(raw, kind),
-        ("apps/v1", "DaemonSet") => as_json::<apps::v1::DaemonSet>(raw, kind),
-        ("apps/v1", "StatefulSet") => as_json::<apps::v1::StatefulSet>(raw, kind),
-        ("autoscaling/v1", "HorizontalPodAutoscaler") => {
-            as_json::<autoscaling::v1::HorizontalPodAutoscaler>(raw, kind)
-        }
-        ("autoscaling/v2", "HorizontalPodAutoscaler") => {
-            as_json::<autoscaling::v2::HorizontalPodAutoscaler>(raw, kind)
-        }
-        ("coordination.k8s.io/v1", "Lease") => as_json::<coordination::v1::Lease>(raw, kind),
-        ("discovery.k8s.io/v1", "EndpointSlice") => {
-            as_json::<discovery::v1::EndpointSlice>(raw, kind)
-        }
+/// A body that is no served kind's object: the options and subresource bodies clients send
+/// as protobuf, else 415 (as Kubernetes answers for types it has no protobuf form of).
+fn decode_other(api_version: &str, kind: &str, raw: &[u8]) -> Result<Value, ApiError> {
+    use k8s_pb::api::autoscaling::v1::Scale;
+    use k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions;
+    let decoded = match (api_version, kind) {
         // Options bodies: client-go types them with the group version of the resource.
-        (_, "DeleteOptions") => {
-            as_json::<k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions>(raw, kind)
-        }
-        ("autoscaling/v1", "Scale") => as_json::<autoscaling::v1::Scale>(raw, kind),
-        _ => Err(unsupported()),
-    }
+        (_, "DeleteOptions") => DeleteOptions::decode_json(raw),
+        ("autoscaling/v1", "Scale") => Scale::decode_json(raw),
+        _ => return Err(unsupported()),
+    };
+    decoded.map_err(|e| bad(format!("unable to decode {kind} from protobuf: {e}")))
 }
 
-/// 415 for a protobuf body of a kind not decoded here (Kubernetes answers this for kinds it
-/// has no protobuf form of), naming the formats that would work.
+/// 415 for a protobuf body of a type not decoded here, naming the formats that would work.
 fn unsupported() -> ApiError {
     ApiError::new(
         415,
@@ -108,6 +106,7 @@ fn unsupported() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_pb::api::{apps, autoscaling, core};
     use k8s_pb::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     use k8s_pb::apimachinery::pkg::runtime::TypeMeta;
     use k8s_pb::apimachinery::pkg::util::intstr::IntOrString;
@@ -210,9 +209,9 @@ mod tests {
             json!({"scaleTargetRef": {"kind": "Deployment", "name": "web", "apiVersion": "apps/v1"},
                 "maxReplicas": 5, "targetCPUUtilizationPercentage": 50})
         );
-        let info =
+        let kind =
             crate::resources::find_kind("autoscaling/v1", "HorizontalPodAutoscaler").unwrap();
-        assert!(crate::validation::validate(info, &hpa, None).is_ok());
+        assert!(kind.validate(&hpa, None).is_ok());
     }
 
     #[test]
@@ -289,7 +288,9 @@ mod tests {
             json!([{"containerPort": 80, "protocol": "TCP"}])
         );
         // The decoded object is well-typed for the JSON validator too.
-        let info = crate::resources::find_kind("apps/v1", "Deployment").unwrap();
+        let info = crate::resources::find_kind("apps/v1", "Deployment")
+            .unwrap()
+            .info();
         assert!(crate::validation::unknown_fields(info, &obj).is_empty());
     }
 
@@ -351,8 +352,11 @@ mod tests {
     }
 
     #[test]
-    fn every_catalog_kind_decodes() {
-        for info in crate::resources::CATALOG {
+    fn every_writable_kind_decodes() {
+        let writable = crate::resources::all()
+            .filter(|k| k.backend() == crate::registry::Backend::Store)
+            .map(|k| k.info());
+        for info in writable {
             let meta = ObjectMeta {
                 name: Some("x".into()),
                 ..Default::default()

@@ -6,19 +6,13 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::handlers::{create_object, write_update, UpdateKind};
-use crate::resources::{self, ResourceInfo};
+use crate::kinds::core::{endpoints::EndpointsKind, service::Services};
+use crate::kinds::discovery::endpointslice::EndpointSlices;
+use crate::registry::Kind;
 use crate::router::ApiState;
 
 const NAME: &str = "kubernetes";
 const NAMESPACE: &str = "default";
-
-fn info(plural: &str) -> &'static ResourceInfo {
-    let (group, version) = match plural {
-        "endpointslices" => ("discovery.k8s.io", "v1"),
-        _ => ("", "v1"),
-    };
-    resources::find(group, version, plural).expect("served")
-}
 
 /// The port the API server listens on (6443 when not known).
 fn target_port(state: &ApiState) -> u16 {
@@ -32,16 +26,16 @@ fn desired_ports(state: &ApiState) -> Value {
 /// Creates the Service, its Endpoints and EndpointSlice when missing, and puts back what a
 /// client changed in their addresses and ports; idempotent.
 pub async fn ensure(state: &ApiState) -> Result<(), ApiError> {
-    let svc = info("services");
+    let svc = &Services;
     let labels = json!({"component": "apiserver", "provider": "kubernetes"});
-    match state.storage.get(svc, Some(NAMESPACE), NAME).await? {
+    match state.storage.get(svc.info(), Some(NAMESPACE), NAME).await? {
         None => {
             let obj = json!({"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": labels},
                 "spec": {"type": "ClusterIP", "sessionAffinity": "None",
                     "clusterIP": state.services.kubernetes_ip().to_string(),
                     "ports": desired_ports(state)}});
-            match create_object(state, svc, obj, false).await {
+            match create_object(state, svc, obj, None, false).await {
                 Ok(_) => {}
                 Err(e) if e.reason == "AlreadyExists" => {}
                 Err(e) => return Err(e),
@@ -64,7 +58,7 @@ pub async fn ensure(state: &ApiState) -> Result<(), ApiError> {
             "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": ip}],
             "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
-    reconcile(state, info("endpoints"), endpoints, &["subsets"]).await?;
+    reconcile(state, &EndpointsKind, endpoints, &["subsets"]).await?;
     let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": NAME, "namespace": NAMESPACE,
             "labels": {"kubernetes.io/service-name": NAME}},
@@ -73,7 +67,7 @@ pub async fn ensure(state: &ApiState) -> Result<(), ApiError> {
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
     reconcile(
         state,
-        info("endpointslices"),
+        &EndpointSlices,
         slice,
         &["addressType", "endpoints", "ports"],
     )
@@ -83,12 +77,16 @@ pub async fn ensure(state: &ApiState) -> Result<(), ApiError> {
 /// Creates `want` or sets `fields` of the stored object back to `want`'s.
 async fn reconcile(
     state: &ApiState,
-    info: &'static ResourceInfo,
+    kind: &dyn Kind,
     want: Value,
     fields: &[&str],
 ) -> Result<(), ApiError> {
-    match state.storage.get(info, Some(NAMESPACE), NAME).await? {
-        None => match create_object(state, info, want, false).await {
+    match state
+        .storage
+        .get(kind.info(), Some(NAMESPACE), NAME)
+        .await?
+    {
+        None => match create_object(state, kind, want, None, false).await {
             Ok(_) => Ok(()),
             Err(e) if e.reason == "AlreadyExists" => Ok(()),
             Err(e) => Err(e),
@@ -98,7 +96,7 @@ async fn reconcile(
             for f in fields {
                 new[*f] = want[*f].clone();
             }
-            write_update(state, info, &current, new, UpdateKind::Main, false).await?;
+            write_update(state, kind, &current, new, UpdateKind::Main, false).await?;
             Ok(())
         }
         Some(_) => Ok(()),

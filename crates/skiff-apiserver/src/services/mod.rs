@@ -1,15 +1,19 @@
 //! ClusterIP and NodePort allocation for Services, and the `default/kubernetes` Service.
 //!
 //! Each allocated address or port is a key in the datastore (`/registry/skiff.io/serviceips/
-//! <ip>`, `/registry/skiff.io/servicenodeports/<port>`) naming the Service that holds it, so
-//! uniqueness is the store's create-if-absent, also across servers sharing one etcd, and a
-//! restart loses nothing. A create reserves first and stores the Service second; a crash in
-//! between, or a Service removed without this module (the namespace cleaner deletes through
-//! the store), leaves a key whose owner does not hold it: [`repair`] frees those after a
-//! grace period, as kube-apiserver's repair controllers do. See docs/adr/0009.
+//! <ip>`, `/registry/skiff.io/servicenodeports/<port>`) naming the Service that holds it (its
+//! uid among them), so uniqueness is the store's create-if-absent, also across servers sharing
+//! one etcd, and a restart loses nothing. A create reserves first and stores the Service
+//! second; a crash in between, or a Service removed without this module (the namespace
+//! cleaner deletes through the store), leaves a key whose owner does not hold it: [`repair`]
+//! frees those after a grace period, as kube-apiserver's repair controllers do. See
+//! docs/adr/0009.
 //!
-//! Entry points (the Service kind's hooks): [`allocate`] on create, [`update`] on update,
-//! [`release`] after delete, [`repair`] and [`kubernetes::ensure`] from the server's loop.
+//! Entry points: the Service kind's admission hooks (`kinds/core/service.rs`) call
+//! [`allocate`] on create, [`update`] on update, and [`release`] with the keys a write let go
+//! ([`create_aborted`], [`updated`], [`update_aborted`], [`held`]); the server's loop calls
+//! [`repair`] and [`kubernetes::ensure`]. Freeing only ever removes a key whose holder is the
+//! Service's own uid, so a write never frees what another Service holds.
 
 pub mod kubernetes;
 mod ranges;
@@ -23,7 +27,6 @@ use skiff_store::{Store, StoreError};
 
 use crate::error::{ApiError, Cause};
 use crate::object;
-use crate::resources::ResourceInfo;
 use crate::router::ApiState;
 pub use ranges::{RangeError, ServiceNetwork};
 
@@ -43,41 +46,96 @@ struct Holder {
     time: String,
 }
 
-/// Keys one write reserved: released again if the write fails.
+/// Keys one allocation call reserved so far: freed again when the call fails half-way.
 #[derive(Debug, Default)]
-#[must_use = "release the reservation if the write fails"]
-pub struct Reserved(Vec<String>);
+struct Reserved(Vec<String>);
 
-impl Reserved {
-    /// Frees what was reserved (the write it was for failed).
-    pub async fn release(self, state: &ApiState) {
-        free(state.storage.store.as_ref(), &self.0).await;
+/// The allocation keys of `svc`: its ClusterIP and NodePorts.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Keys(Vec<String>);
+
+impl Keys {
+    /// The keys of `self` that `other` does not have.
+    pub fn without(self, other: &Keys) -> Keys {
+        Keys(
+            self.0
+                .into_iter()
+                .filter(|k| !other.0.contains(k))
+                .collect(),
+        )
     }
 }
 
-/// An update's allocation changes: `reserved` now, `dropped` to free once it is stored.
-#[derive(Debug, Default)]
-#[must_use = "commit or abort the change"]
-pub struct Change {
-    reserved: Reserved,
-    dropped: Vec<String>,
-}
-
-impl Change {
-    /// The update was stored: frees what the Service no longer uses.
-    pub async fn commit(self, state: &ApiState) {
-        free(state.storage.store.as_ref(), &self.dropped).await;
+/// The allocation keys `svc` names for its type: its ClusterIP unless it is an ExternalName
+/// Service, its NodePorts if it is a NodePort or LoadBalancer one (whether or not it holds
+/// them: see [`release`]).
+pub fn held(svc: &Value) -> Keys {
+    let spec = &svc["spec"];
+    let mut keys: Vec<String> = cluster_ip(svc)
+        .filter(|_| wants_cluster_ip(spec))
+        .map(ip_key)
+        .into_iter()
+        .collect();
+    if wants_node_ports(spec) {
+        for p in node_ports(svc) {
+            let key = u16::try_from(p).ok().map(port_key);
+            if let Some(k) = key.filter(|k| !keys.contains(k)) {
+                keys.push(k);
+            }
+        }
     }
-    /// The update failed: frees what it reserved.
-    pub async fn abort(self, state: &ApiState) {
-        self.reserved.release(state).await;
+    Keys(keys)
+}
+
+/// A create that passed [`allocate`] but was not stored (invalid, conflict, dry run): the
+/// keys it may have reserved. A dry run reserved none, and [`release`] frees only keys
+/// held by this create's uid, which no other object has.
+pub fn create_aborted(obj: &Value) -> Keys {
+    held(obj)
+}
+
+/// An update stored as `obj` over `old`: what `old` held and `obj` does not.
+pub fn updated(obj: &Value, old: &Value) -> Keys {
+    held(old).without(&held(obj))
+}
+
+/// An update that passed [`update`] but was not stored: what it reserved, i.e. what `new`
+/// names and `old` does not ([`update`] reserves exactly those NodePorts; an address `new`
+/// names that `old` does not was never reserved, and is only freed if this Service holds it).
+pub fn update_aborted(new: &Value, old: &Value) -> Keys {
+    held(new).without(&held(old))
+}
+
+/// Frees those of `keys` that the Service `svc` (by uid) holds; a key another Service holds,
+/// or none, is left alone.
+pub async fn release(state: &ApiState, svc: &Value, keys: Keys) {
+    let uid = object::meta_str(svc, "uid");
+    if uid.is_empty() {
+        return;
+    }
+    let store = state.storage.store.as_ref();
+    for k in keys.0 {
+        let current = match store.get(&k).await {
+            Ok(Some(kv)) => kv,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(key = %k, error = %e, "cannot read a service allocation; repair will free it");
+                continue;
+            }
+        };
+        let holder = serde_json::from_slice::<Holder>(&current.value);
+        if !holder.is_ok_and(|h| h.uid == uid) {
+            continue;
+        }
+        if let Err(e) = store.delete(&k, Some(current.mod_revision)).await {
+            if !matches!(e, StoreError::NotFound(_) | StoreError::Conflict { .. }) {
+                tracing::warn!(key = %k, error = %e, "cannot free a service allocation; repair will");
+            }
+        }
     }
 }
 
-fn is_service(info: &ResourceInfo) -> bool {
-    info.group.is_empty() && info.kind == "Service"
-}
-
+/// Frees what one call reserved (it failed half-way).
 async fn free(store: &dyn Store, keys: &[String]) {
     for k in keys {
         if let Err(e) = store.delete(k, None).await {
@@ -164,16 +222,10 @@ impl Reserver<'_> {
 }
 
 /// On create: gives a Service its ClusterIP (requested or free) and NodePorts, reserving
-/// them; fills `spec.clusterIP(s)` and `status`. A dry run checks without reserving.
-pub async fn allocate(
-    state: &ApiState,
-    info: &ResourceInfo,
-    obj: &mut Value,
-    dry_run: bool,
-) -> Result<Reserved, ApiError> {
-    if !is_service(info) {
-        return Ok(Reserved::default());
-    }
+/// them for its uid; fills `spec.clusterIP(s)` and `status`. A dry run checks without
+/// reserving. On error nothing stays reserved; once the create is given up, free
+/// [`create_aborted`].
+pub async fn allocate(state: &ApiState, obj: &mut Value, dry_run: bool) -> Result<(), ApiError> {
     obj["status"] = json!({"loadBalancer": {}});
     let mut r = reserver(state, obj, dry_run);
     let result = async {
@@ -181,13 +233,10 @@ pub async fn allocate(
         allocate_node_ports(state, obj, None, &mut r).await
     }
     .await;
-    match result {
-        Ok(_) => Ok(r.reserved),
-        Err(e) => {
-            r.reserved.release(state).await;
-            Err(e)
-        }
+    if result.is_err() {
+        free(r.store, &r.reserved.0).await;
     }
+    result
 }
 
 fn reserver<'a>(state: &'a ApiState, obj: &Value, dry_run: bool) -> Reserver<'a> {
@@ -354,18 +403,15 @@ fn old_node_port(old: &Value, port: &Value) -> Option<i64> {
 }
 
 /// On update: keeps what the Service holds when the client leaves it out (as Kubernetes'
-/// `patchAllocatedValues` does), reserves NodePorts newly asked for, and names those no
-/// longer used for [`Change::commit`] to free.
+/// `patchAllocatedValues` does) and reserves NodePorts newly asked for. On error nothing it
+/// reserved stays reserved; once the update is stored, free [`updated`] (what the Service
+/// no longer uses), once it is given up, [`update_aborted`].
 pub async fn update(
     state: &ApiState,
-    info: &ResourceInfo,
     old: &Value,
     new: &mut Value,
     dry_run: bool,
-) -> Result<Change, ApiError> {
-    if !is_service(info) {
-        return Ok(Change::default());
-    }
+) -> Result<(), ApiError> {
     if wants_cluster_ip(&new["spec"]) && wants_cluster_ip(&old["spec"]) {
         for f in ["clusterIP", "clusterIPs"] {
             if new["spec"][f].is_null() || new["spec"][f] == "" {
@@ -374,47 +420,21 @@ pub async fn update(
         }
     }
     let mut r = reserver(state, old, dry_run);
-    if let Err(e) = allocate_node_ports(state, new, Some(old), &mut r).await {
-        r.reserved.release(state).await;
-        return Err(e);
+    let result = allocate_node_ports(state, new, Some(old), &mut r).await;
+    if result.is_err() {
+        free(r.store, &r.reserved.0).await;
     }
-    let kept: HashSet<i64> = node_ports(new).into_iter().collect();
-    let mut dropped: Vec<String> = node_ports(old)
-        .into_iter()
-        .filter(|p| !kept.contains(p))
-        .filter_map(|p| u16::try_from(p).ok().map(port_key))
-        .collect();
-    if !wants_cluster_ip(&new["spec"]) {
-        dropped.extend(cluster_ip(old).map(ip_key));
-    }
-    Ok(Change {
-        reserved: r.reserved,
-        dropped,
-    })
+    result
 }
 
 fn cluster_ip(svc: &Value) -> Option<Ipv4Addr> {
     svc["spec"]["clusterIP"].as_str()?.parse().ok()
 }
 
-/// After a Service is deleted: frees its ClusterIP and NodePorts.
-pub async fn release(state: &ApiState, info: &ResourceInfo, svc: &Value) {
-    if !is_service(info) {
-        return;
-    }
-    let mut keys: Vec<String> = cluster_ip(svc).map(ip_key).into_iter().collect();
-    keys.extend(
-        node_ports(svc)
-            .into_iter()
-            .filter_map(|p| u16::try_from(p).ok().map(port_key)),
-    );
-    free(state.storage.store.as_ref(), &keys).await;
-}
-
 /// Frees allocations no Service holds any more (a crash between reserving and storing, a
 /// Service removed through the store) once they are older than [`GRACE`].
 pub async fn repair(state: &ApiState) -> Result<usize, ApiError> {
-    let info = crate::resources::find("", "v1", "services").expect("services are served");
+    let info = crate::registry::Kind::info(&crate::kinds::core::service::Services);
     let store = state.storage.store.as_ref();
     let mut freed = 0;
     let mut services: Option<std::collections::HashMap<(String, String), Value>> = None;
@@ -458,4 +478,67 @@ pub async fn repair(state: &ApiState) -> Result<usize, ApiError> {
         }
     }
     Ok(freed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn held_keys_follow_the_type() {
+        let svc = |spec: Value| json!({"spec": spec});
+        let ports = json!([{"port": 80, "nodePort": 30001}, {"port": 81, "nodePort": 30001}]);
+        assert_eq!(
+            held(&svc(
+                json!({"type": "NodePort", "clusterIP": "10.43.0.5", "ports": ports})
+            )),
+            Keys(vec![ip_key([10, 43, 0, 5].into()), port_key(30001)])
+        );
+        assert_eq!(
+            held(&svc(json!({"clusterIP": "10.43.0.5", "ports": ports}))),
+            Keys(vec![ip_key([10, 43, 0, 5].into())]),
+            "a ClusterIP Service holds no NodePorts"
+        );
+        assert_eq!(
+            held(&svc(
+                json!({"type": "ExternalName", "clusterIP": "10.43.0.5"})
+            )),
+            Keys::default()
+        );
+        assert_eq!(held(&svc(json!({"clusterIP": "None"}))), Keys::default());
+    }
+
+    #[tokio::test]
+    async fn release_frees_only_keys_the_service_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = skiff_store::open("sqlite", dir.path()).await.unwrap();
+        let encryptor = Arc::new(crate::encryption::Encryptor::load_or_create(dir.path()).unwrap());
+        let state = ApiState::new(store.clone(), Default::default(), encryptor);
+        let holder = |uid: &str| {
+            serde_json::to_vec(&Holder {
+                namespace: "default".into(),
+                name: "a".into(),
+                uid: uid.into(),
+                time: object::now(),
+            })
+            .unwrap()
+        };
+        let ip = ip_key([10, 43, 0, 5].into());
+        store.create(&ip, holder("mine")).await.unwrap();
+        store
+            .create(&port_key(30001), holder("theirs"))
+            .await
+            .unwrap();
+        let svc = json!({"metadata": {"name": "a", "namespace": "default", "uid": "mine"},
+            "spec": {"type": "NodePort", "clusterIP": "10.43.0.5",
+                "ports": [{"port": 80, "nodePort": 30001}, {"port": 81, "nodePort": 30002}]}});
+        release(&state, &svc, held(&svc)).await;
+        assert!(store.get(&ip).await.unwrap().is_none());
+        assert!(
+            store.get(&port_key(30001)).await.unwrap().is_some(),
+            "another Service's key stays"
+        );
+    }
 }

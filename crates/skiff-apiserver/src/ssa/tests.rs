@@ -3,7 +3,7 @@ use crate::resources::find_kind;
 use serde_json::json;
 
 fn info() -> &'static ResourceInfo {
-    find_kind("apps/v1", "Deployment").unwrap()
+    find_kind("apps/v1", "Deployment").unwrap().info()
 }
 
 /// Server-side apply of `applied` by `manager` onto a deployment (`live`: None when new).

@@ -1,61 +1,48 @@
-//! `meta.k8s.io/v1 Table` rendering: the columns `kubectl get` prints for each kind, with
-//! the same names, types, wide-only priorities and cell formats as Kubernetes.
+//! `meta.k8s.io/v1 Table` rendering: the columns `kubectl get` prints for each kind (declared
+//! by the kind, [`crate::registry::Strategy::COLUMNS`]), with the same names, types,
+//! wide-only priorities and cell formats as Kubernetes, and the cell helpers kinds share.
 //!
-//! Presentation only; per-kind columns live in [`core`] and [`apps`].
-
-mod apps;
-mod core;
+//! Presentation only.
 
 use serde_json::{json, Value};
 
 use crate::http::Params;
-use crate::resources::ResourceInfo;
+use crate::registry::Kind;
 
 /// One column: name, type, format, priority (0 = always, 1 = `-o wide`).
+#[derive(Debug, Clone, Copy)]
 pub struct Column(pub &'static str, pub &'static str, pub &'static str, pub u8);
 
-/// The columns and the cell function of a kind.
-pub struct Printer {
-    pub columns: &'static [Column],
-    pub cells: fn(&Value) -> Vec<Value>,
-}
-
-const NAME: Column = Column("Name", "string", "name", 0);
-const AGE: Column = col("Age");
+pub const NAME: Column = Column("Name", "string", "name", 0);
+pub const AGE: Column = col("Age");
+pub const CONTAINERS: Column = wide("Containers");
+pub const IMAGES: Column = wide("Images");
+pub const SELECTOR: Column = wide("Selector");
 
 /// A string column shown always.
-const fn col(name: &'static str) -> Column {
+pub const fn col(name: &'static str) -> Column {
     Column(name, "string", "", 0)
 }
 
 /// An integer column shown always.
-const fn int_col(name: &'static str) -> Column {
+pub const fn int_col(name: &'static str) -> Column {
     Column(name, "integer", "", 0)
 }
 
+/// A boolean column shown always.
+pub const fn bool_col(name: &'static str) -> Column {
+    Column(name, "boolean", "", 0)
+}
+
 /// A string column shown only with `-o wide`.
-const fn wide(name: &'static str) -> Column {
+pub const fn wide(name: &'static str) -> Column {
     Column(name, "string", "", 1)
 }
 
-fn default_printer() -> Printer {
-    Printer {
-        columns: &[NAME, AGE],
-        cells: |o| vec![name(o), age(o)],
-    }
-}
-
-fn printer(kind: &str) -> Printer {
-    core::printer(kind)
-        .or_else(|| apps::printer(kind))
-        .unwrap_or_else(default_printer)
-}
-
-/// A Table of `items` (objects of `info`) at list revision `rv`.
-pub fn table(info: &ResourceInfo, items: &[Value], rv: &str, params: &Params) -> Value {
-    let p = printer(info.kind);
-    let columns: Vec<Value> = p
-        .columns
+/// A Table of `items` (objects of `kind`) at list revision `rv`.
+pub fn table(kind: &dyn Kind, items: &[Value], rv: &str, params: &Params) -> Value {
+    let columns: Vec<Value> = kind
+        .columns()
         .iter()
         .map(|c| {
             json!({"name": c.0, "type": c.1, "format": c.2, "description": column_description(c.0), "priority": c.3})
@@ -65,7 +52,7 @@ pub fn table(info: &ResourceInfo, items: &[Value], rv: &str, params: &Params) ->
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
-            let mut row = json!({"cells": (p.cells)(o)});
+            let mut row = json!({"cells": kind.cells(o)});
             match include {
                 "None" => {}
                 "Object" => row["object"] = o.clone(),
@@ -91,11 +78,11 @@ fn column_description(name: &str) -> &'static str {
 
 // Cell helpers shared by the per-kind printers.
 
-pub(crate) fn name(o: &Value) -> Value {
+pub fn name(o: &Value) -> Value {
     json!(crate::object::name(o))
 }
 
-pub(crate) fn age(o: &Value) -> Value {
+pub fn age(o: &Value) -> Value {
     json!(since(
         o.pointer("/metadata/creationTimestamp")
             .and_then(Value::as_str)
@@ -103,7 +90,7 @@ pub(crate) fn age(o: &Value) -> Value {
 }
 
 /// Age of an RFC 3339 timestamp as Kubernetes prints it ("<unknown>" when absent).
-pub(crate) fn since(ts: Option<&str>) -> String {
+pub fn since(ts: Option<&str>) -> String {
     let Some(t) = ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else {
         return "<unknown>".into();
     };
@@ -111,7 +98,7 @@ pub(crate) fn since(ts: Option<&str>) -> String {
 }
 
 /// Go's `duration.HumanDuration`.
-pub(crate) fn human_duration(seconds: i64) -> String {
+pub fn human_duration(seconds: i64) -> String {
     if seconds < -1 {
         return "<invalid>".into();
     }
@@ -156,13 +143,22 @@ fn two_units(major: i64, major_unit: char, minor: i64, minor_unit: char) -> Stri
     }
 }
 
+/// The items of the list at `ptr` (none when absent).
+pub fn arr<'a>(o: &'a Value, ptr: &str) -> Vec<&'a Value> {
+    o.pointer(ptr)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// A string field at `ptr`, or "" when absent.
-pub(crate) fn str_at<'a>(o: &'a Value, ptr: &str) -> &'a str {
+pub fn str_at<'a>(o: &'a Value, ptr: &str) -> &'a str {
     o.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
 /// A string field at `ptr`, or `<none>`.
-pub(crate) fn str_or_none(o: &Value, ptr: &str) -> Value {
+pub fn str_or_none(o: &Value, ptr: &str) -> Value {
     json!(o
         .pointer(ptr)
         .and_then(Value::as_str)
@@ -171,12 +167,12 @@ pub(crate) fn str_or_none(o: &Value, ptr: &str) -> Value {
 }
 
 /// An integer field at `ptr`, or 0.
-pub(crate) fn int(o: &Value, ptr: &str) -> Value {
+pub fn int(o: &Value, ptr: &str) -> Value {
     json!(o.pointer(ptr).and_then(Value::as_i64).unwrap_or(0))
 }
 
 /// `k=v,k2=v2` of a string map, sorted, or `<none>`.
-pub(crate) fn format_labels(m: Option<&Value>) -> String {
+pub fn format_labels(m: Option<&Value>) -> String {
     let mut pairs: Vec<String> = m
         .and_then(Value::as_object)
         .into_iter()
@@ -188,7 +184,7 @@ pub(crate) fn format_labels(m: Option<&Value>) -> String {
 }
 
 /// `items` comma-joined, or `empty` when there are none.
-pub(crate) fn join_or(items: &[String], empty: &str) -> String {
+pub fn join_or(items: &[String], empty: &str) -> String {
     if items.is_empty() {
         empty.into()
     } else {
@@ -197,7 +193,7 @@ pub(crate) fn join_or(items: &[String], empty: &str) -> String {
 }
 
 /// Names and images of a pod template's containers, comma-joined.
-pub(crate) fn containers_and_images(spec: Option<&Value>) -> (Value, Value) {
+pub fn containers_and_images(spec: Option<&Value>) -> (Value, Value) {
     let cs: Vec<&Value> = spec
         .and_then(|s| s.get("containers"))
         .and_then(Value::as_array)
@@ -213,6 +209,45 @@ pub(crate) fn containers_and_images(spec: Option<&Value>) -> (Value, Value) {
         .filter_map(|c| c.get("image").and_then(Value::as_str))
         .collect();
     (json!(names.join(",")), json!(images.join(",")))
+}
+
+/// A workload row: name, the kind's `own` cells, age, then the pod template's containers and
+/// images (wide), and the selector when the kind shows one.
+pub fn workload_row(o: &Value, own: Vec<Value>, with_selector: bool) -> Vec<Value> {
+    let (containers, images) = containers_and_images(o.pointer("/spec/template/spec"));
+    let mut row = vec![name(o)];
+    row.extend(own);
+    row.extend([age(o), containers, images]);
+    if with_selector {
+        row.push(selector_cell(o.pointer("/spec/selector")));
+    }
+    row
+}
+
+/// `ready/desired` replicas, as the Ready column of deployments and statefulsets.
+pub fn ready_of_desired(o: &Value) -> Value {
+    json!(format!(
+        "{}/{}",
+        int(o, "/status/readyReplicas"),
+        desired(o)
+    ))
+}
+
+/// `spec.replicas`, 1 when unset.
+pub fn desired(o: &Value) -> i64 {
+    o.pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
+}
+
+/// A label selector (`matchLabels`/`matchExpressions`) as `kubectl` prints it, or `<none>`.
+pub fn selector_cell(selector: Option<&Value>) -> Value {
+    let s = crate::selector::label_selector_string(selector.unwrap_or(&Value::Null));
+    json!(if s.is_empty() {
+        "<none>".to_string()
+    } else {
+        s
+    })
 }
 
 #[cfg(test)]
@@ -241,9 +276,9 @@ mod tests {
 
     #[test]
     fn unknown_kinds_get_name_and_age() {
-        let info = crate::resources::find("coordination.k8s.io", "v1", "leases").unwrap();
+        let kind = crate::resources::find("coordination.k8s.io", "v1", "leases").unwrap();
         let t = table(
-            info,
+            kind,
             &[json!({"metadata": {"name": "x"}})],
             "7",
             &Params::default(),

@@ -1,14 +1,15 @@
-//! Validation of objects before they are stored: type checking against the k8s-openapi types
-//! (a wrong JSON type is a 400 `BadRequest` naming the field, as Kubernetes' decoder says),
-//! then the per-kind rules that give 422 `Invalid` with one cause per field, worded as
-//! Kubernetes words them. Also the unknown-field report behind `fieldValidation=Strict|Warn`.
-//! Validation never changes the object and never reads the store.
+//! Validation shared by every kind: type checking against the k8s-openapi types (a wrong
+//! JSON type is a 400 `BadRequest` naming the field, as Kubernetes' decoder says), object
+//! metadata, the syntax of names and labels, pod specs and templates, and [`Errs`], the field
+//! errors that give 422 `Invalid` with one cause per field, worded as Kubernetes words them.
+//! Also the unknown-field report behind `fieldValidation=Strict|Warn`. Each kind's own
+//! rules live in its file under [`crate::kinds`]. Validation never changes the object and
+//! never reads the store.
 
-mod kinds;
-mod names;
-mod pod;
+pub mod names;
+pub mod pod;
 pub mod schema;
-mod types;
+pub mod types;
 
 use serde_json::Value;
 
@@ -17,42 +18,30 @@ use crate::resources::ResourceInfo;
 
 pub use types::unknown_fields;
 
-/// Validates `obj` (a create when `old` is None, else an update of `old`).
-pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
-    types::check(info, obj)?;
-    let mut errs = Errs::default();
-    metadata(info, obj, &mut errs);
-    match (info.group, info.kind) {
-        ("", "Pod") => pod::pod(obj, old, &mut errs),
-        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
-            pod::workload(info.kind, obj, old, &mut errs)
-        }
-        ("", "Service") => kinds::service(obj, old, &mut errs),
-        ("", "Secret") => kinds::secret(obj, old, &mut errs),
-        ("", "ConfigMap") => kinds::config_map(obj, old, &mut errs),
-        ("autoscaling", "HorizontalPodAutoscaler") => kinds::hpa(info.version, obj, &mut errs),
-        _ => {}
-    }
-    if errs.0.is_empty() {
-        return Ok(());
-    }
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    Err(ApiError::invalid(info.group, info.kind, name, errs.0))
+/// The syntax a kind's object names follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRule {
+    /// RFC 1123 subdomain: most kinds.
+    Subdomain,
+    /// RFC 1123 label: namespaces.
+    Label,
+    /// RFC 1035 label: services.
+    Dns1035Label,
+    /// Anything that can be a URL path segment (no `/`, `%`, `.` or `..`).
+    PathSegment,
 }
 
 /// Name and label rules every kind shares.
-fn metadata(info: &ResourceInfo, obj: &Value, errs: &mut Errs) {
+pub fn metadata(rule: NameRule, obj: &Value, errs: &mut Errs) {
     let meta = &obj["metadata"];
     match meta.get("name").and_then(Value::as_str) {
         None | Some("") => errs.required("metadata.name", "name or generateName is required"),
         Some(name) => {
-            let problems = match info.kind {
-                "Namespace" => names::dns1123_label(name),
-                "Service" => names::dns1035_label(name),
-                _ => names::dns1123_subdomain(name),
+            let problems = match rule {
+                NameRule::Label => names::dns1123_label(name),
+                NameRule::Dns1035Label => names::dns1035_label(name),
+                NameRule::Subdomain => names::dns1123_subdomain(name),
+                NameRule::PathSegment => names::path_segment(name),
             };
             for p in problems {
                 errs.invalid("metadata.name", quote(name), &p);
@@ -78,7 +67,7 @@ fn metadata(info: &ResourceInfo, obj: &Value, errs: &mut Errs) {
 }
 
 /// Label keys and values of a label map at `field`.
-fn labels(map: &Value, field: &str, errs: &mut Errs) {
+pub fn labels(map: &Value, field: &str, errs: &mut Errs) {
     let Some(map) = map.as_object() else { return };
     for (k, v) in map {
         for p in names::qualified_name(k) {
@@ -92,12 +81,12 @@ fn labels(map: &Value, field: &str, errs: &mut Errs) {
 }
 
 /// A value as Go's `%q` shows it in field errors.
-fn quote(s: &str) -> String {
+pub fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
 /// A `map[string]string` as Go's `%#v` shows it.
-fn go_map(v: &Value) -> String {
+pub fn go_map(v: &Value) -> String {
     let entries: Vec<String> = v
         .as_object()
         .map(|m| {
@@ -115,24 +104,40 @@ fn go_map(v: &Value) -> String {
 /// Field errors collected by the per-kind checks, worded like `k8s.io/apimachinery`'s
 /// `field.Error`.
 #[derive(Debug, Default)]
-struct Errs(Vec<Cause>);
+pub struct Errs(pub Vec<Cause>);
 
 impl Errs {
-    fn push(&mut self, reason: &str, field: &str, message: String) {
+    /// Ok when no error was added, else 422 Invalid about `obj` of `info`.
+    pub fn into_result(self, info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        Err(ApiError::invalid(info.group, info.kind, name, self.0))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn push(&mut self, reason: &str, field: &str, message: String) {
         self.0.push(Cause {
             reason: reason.into(),
             message,
             field: field.into(),
         });
     }
-    fn invalid(&mut self, field: &str, value: String, detail: &str) {
+    pub fn invalid(&mut self, field: &str, value: String, detail: &str) {
         self.push(
             "FieldValueInvalid",
             field,
             format!("Invalid value: {value}: {detail}"),
         );
     }
-    fn required(&mut self, field: &str, detail: &str) {
+    pub fn required(&mut self, field: &str, detail: &str) {
         let message = if detail.is_empty() {
             "Required value".to_string()
         } else {
@@ -140,10 +145,10 @@ impl Errs {
         };
         self.push("FieldValueRequired", field, message);
     }
-    fn forbidden(&mut self, field: &str, detail: &str) {
+    pub fn forbidden(&mut self, field: &str, detail: &str) {
         self.push("FieldValueForbidden", field, format!("Forbidden: {detail}"));
     }
-    fn not_supported(&mut self, field: &str, value: &str, supported: &[&str]) {
+    pub fn not_supported(&mut self, field: &str, value: &str, supported: &[&str]) {
         let list: Vec<String> = supported.iter().map(|s| quote(s)).collect();
         self.push(
             "FieldValueNotSupported",
@@ -155,21 +160,21 @@ impl Errs {
             ),
         );
     }
-    fn duplicate(&mut self, field: &str, value: String) {
+    pub fn duplicate(&mut self, field: &str, value: String) {
         self.push(
             "FieldValueDuplicate",
             field,
             format!("Duplicate value: {value}"),
         );
     }
-    fn not_found(&mut self, field: &str, value: String) {
+    pub fn not_found(&mut self, field: &str, value: String) {
         self.push("FieldValueNotFound", field, format!("Not found: {value}"));
     }
-    fn too_long(&mut self, field: &str, detail: &str) {
+    pub fn too_long(&mut self, field: &str, detail: &str) {
         self.push("FieldValueTooLong", field, format!("Too long: {detail}"));
     }
     /// `field: Invalid value: <v>: must be greater than or equal to <min>` when `v < min`.
-    fn min(&mut self, field: &str, v: &Value, min: i64) {
+    pub fn min(&mut self, field: &str, v: &Value, min: i64) {
         if let Some(n) = v.as_i64().filter(|n| *n < min) {
             self.invalid(
                 field,
@@ -187,7 +192,7 @@ mod tests {
     use serde_json::json;
 
     fn check(av: &str, kind: &str, obj: Value) -> Result<(), ApiError> {
-        validate(find_kind(av, kind).unwrap(), &obj, None)
+        find_kind(av, kind).unwrap().validate(&obj, None)
     }
 
     #[test]

@@ -59,6 +59,20 @@ pub fn dns1035_label(s: &str) -> Vec<String> {
     errs
 }
 
+/// Names that must be usable as one URL path segment.
+pub fn path_segment(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s == "." || s == ".." {
+        errs.push(format!("may not be '{s}'"));
+    }
+    for bad in ["/", "%"] {
+        if s.contains(bad) {
+            errs.push(format!("may not contain '{bad}'"));
+        }
+    }
+    errs
+}
+
 fn is_name_part(s: &str) -> bool {
     alnum_edges(s, false)
         && s.chars()

@@ -1,5 +1,7 @@
-//! Rules for Pods and the pod templates of workloads (Deployment, ReplicaSet, StatefulSet,
-//! DaemonSet): containers, ports, env, volumes, selectors and what may change on update.
+//! Rules for pod specs and pod templates, shared by Pods and every kind that holds a pod
+//! template (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob,
+//! ReplicationController, PodTemplate): containers, ports, env, volumes, selectors and what
+//! may change on a pod update.
 
 use std::collections::HashSet;
 
@@ -7,7 +9,7 @@ use serde_json::Value;
 
 use super::{go_map, labels, names, quote, Errs};
 
-const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+pub const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
 const DNS_POLICIES: &[&str] = &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"];
 const PULL_POLICIES: &[&str] = &["Always", "IfNotPresent", "Never"];
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
@@ -59,12 +61,11 @@ fn pod_update(new: &Value, old: &Value, errs: &mut Errs) {
     }
 }
 
-/// A Deployment, ReplicaSet, StatefulSet or DaemonSet.
+/// The selector and pod template rules Deployments, ReplicaSets, StatefulSets and
+/// DaemonSets share; `kind` (lower case) words the empty-selector error. Replica counts and
+/// update strategies are each kind's own.
 pub fn workload(kind: &str, obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let spec = &obj["spec"];
-    if kind != "DaemonSet" {
-        errs.min("spec.replicas", &spec["replicas"], 0);
-    }
     for f in [
         "minReadySeconds",
         "revisionHistoryLimit",
@@ -80,10 +81,7 @@ pub fn workload(kind: &str, obj: &Value, old: Option<&Value>, errs: &mut Errs) {
         errs.invalid(
             "spec.selector",
             go_selector(selector),
-            &format!(
-                "empty selector is invalid for {}",
-                kind.to_ascii_lowercase()
-            ),
+            &format!("empty selector is invalid for {kind}"),
         );
     } else if !selector_matches(selector, template_labels) {
         errs.invalid(
@@ -104,29 +102,31 @@ pub fn workload(kind: &str, obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     }
     let pod_spec_v = &spec["template"]["spec"];
     pod_spec(pod_spec_v, "spec.template.spec", errs);
-    if let Some(policy) = pod_spec_v["restartPolicy"]
+    restart_policy_in(pod_spec_v, "spec.template.spec", &["Always"], errs);
+}
+
+/// A pod template (`PodTemplateSpec`) at `path`: its labels and its pod spec.
+pub fn pod_template(template: &Value, path: &str, errs: &mut Errs) {
+    labels(
+        &template["metadata"]["labels"],
+        &format!("{path}.metadata.labels"),
+        errs,
+    );
+    pod_spec(&template["spec"], &format!("{path}.spec"), errs);
+}
+
+/// A pod spec's restartPolicy must be one of `allowed` (a valid policy outside them is
+/// "Unsupported value", as for workloads and jobs).
+pub fn restart_policy_in(spec: &Value, path: &str, allowed: &[&str], errs: &mut Errs) {
+    if let Some(policy) = spec["restartPolicy"]
         .as_str()
-        .filter(|p| *p != "Always" && RESTART_POLICIES.contains(p))
+        .filter(|p| !allowed.contains(p) && RESTART_POLICIES.contains(p))
     {
-        errs.not_supported("spec.template.spec.restartPolicy", policy, &["Always"]);
-    }
-    if kind == "Deployment" {
-        let strategy = &spec["strategy"];
-        match strategy["type"].as_str() {
-            None | Some("RollingUpdate") => {}
-            Some("Recreate") if strategy["rollingUpdate"].is_null() => {}
-            Some("Recreate") => errs.forbidden(
-                "spec.strategy.rollingUpdate",
-                "may not be specified when strategy `type` is 'Recreate'",
-            ),
-            Some(other) => {
-                errs.not_supported("spec.strategy.type", other, &["Recreate", "RollingUpdate"])
-            }
-        }
+        errs.not_supported(&format!("{path}.restartPolicy"), policy, allowed);
     }
 }
 
-fn selector_is_empty(s: &Value) -> bool {
+pub fn selector_is_empty(s: &Value) -> bool {
     let empty = |v: &Value| {
         v.as_object()
             .map_or(v.as_array().is_none_or(Vec::is_empty), |m| m.is_empty())
@@ -161,7 +161,7 @@ pub fn selector_matches(selector: &Value, labels: &Value) -> bool {
 }
 
 /// A LabelSelector as Go's `%#v` shows it in field errors.
-fn go_selector(s: &Value) -> String {
+pub fn go_selector(s: &Value) -> String {
     let labels = if s["matchLabels"].is_null() {
         "map[string]string(nil)".to_string()
     } else {
@@ -338,7 +338,6 @@ fn container(
 #[cfg(test)]
 mod tests {
     use crate::resources::find_kind;
-    use crate::validation::validate;
     use serde_json::{json, Value};
 
     fn deployment(labels: Value) -> Value {
@@ -348,7 +347,7 @@ mod tests {
     }
 
     fn messages(av: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Vec<String> {
-        match validate(find_kind(av, kind).unwrap(), obj, old) {
+        match find_kind(av, kind).unwrap().validate(obj, old) {
             Ok(()) => vec![],
             Err(e) => {
                 assert_eq!(e.code, 422, "{}", e.message);

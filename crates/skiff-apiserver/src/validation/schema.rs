@@ -5,51 +5,31 @@
 
 use std::sync::OnceLock;
 
-use k8s_openapi::api::{apps, autoscaling, coordination, core, discovery};
-use k8s_openapi::schemars::{generate::SchemaSettings, JsonSchema, SchemaGenerator};
+use k8s_openapi::schemars::{generate::SchemaSettings, SchemaGenerator};
 use serde_json::{Map, Value};
 
 use crate::resources::ResourceInfo;
 
-/// All definitions plus the root definition name of every catalog kind.
+/// All definitions plus the root definition name of every served kind.
 struct Registry {
     defs: Map<String, Value>,
-    roots: Vec<(&'static str, &'static str, String)>,
+    roots: Vec<(String, &'static str, String)>,
 }
 
 fn registry() -> &'static Registry {
     static REG: OnceLock<Registry> = OnceLock::new();
     REG.get_or_init(|| {
         let mut gen = SchemaGenerator::new(SchemaSettings::draft2020_12());
-        let mut roots = Vec::new();
-        let mut add = |api_version: &'static str, kind: &'static str, root: String| {
-            roots.push((api_version, kind, root));
-        };
-        macro_rules! kinds {
-            ($($av:literal $kind:literal => $ty:ty),* $(,)?) => {
-                $( let _ = gen.subschema_for::<$ty>(); add($av, $kind, <$ty as JsonSchema>::schema_name().into_owned()); )*
-            };
+        let roots = crate::resources::all()
+            .map(|k| {
+                let name = k.schema(&mut gen);
+                (k.info().api_version(), k.info().kind, name)
+            })
+            .collect();
+        Registry {
+            defs: gen.take_definitions(true),
+            roots,
         }
-        kinds! {
-            "v1" "Namespace" => core::v1::Namespace,
-            "v1" "Pod" => core::v1::Pod,
-            "v1" "Service" => core::v1::Service,
-            "v1" "Endpoints" => core::v1::Endpoints,
-            "v1" "Secret" => core::v1::Secret,
-            "v1" "ConfigMap" => core::v1::ConfigMap,
-            "v1" "Node" => core::v1::Node,
-            "v1" "Event" => core::v1::Event,
-            "v1" "ServiceAccount" => core::v1::ServiceAccount,
-            "apps/v1" "Deployment" => apps::v1::Deployment,
-            "apps/v1" "ReplicaSet" => apps::v1::ReplicaSet,
-            "apps/v1" "DaemonSet" => apps::v1::DaemonSet,
-            "apps/v1" "StatefulSet" => apps::v1::StatefulSet,
-            "autoscaling/v2" "HorizontalPodAutoscaler" => autoscaling::v2::HorizontalPodAutoscaler,
-            "autoscaling/v1" "HorizontalPodAutoscaler" => autoscaling::v1::HorizontalPodAutoscaler,
-            "coordination.k8s.io/v1" "Lease" => coordination::v1::Lease,
-            "discovery.k8s.io/v1" "EndpointSlice" => discovery::v1::EndpointSlice,
-        }
-        Registry { defs: gen.take_definitions(true), roots }
     })
 }
 
@@ -82,7 +62,7 @@ impl Node {
         Self::for_kind(&info.api_version(), info.kind)
     }
 
-    /// The schema of `apiVersion` + `kind`, if it is a catalog kind.
+    /// The schema of `apiVersion` + `kind`, if it is a served kind.
     pub fn for_kind(api_version: &str, kind: &str) -> Option<Node> {
         let reg = registry();
         let (_, _, name) = reg

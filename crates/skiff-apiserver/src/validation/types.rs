@@ -4,18 +4,19 @@
 //! string into Go struct field DeploymentSpec.spec.replicas of type int32`.
 
 use base64::Engine;
-use k8s_openapi::api::{apps, autoscaling, coordination, core, discovery};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::schema::{Node, Shape};
 use crate::error::ApiError;
 use crate::resources::ResourceInfo;
 
-/// Deserializes `obj` into the k8s-openapi type of `info`'s kind; on failure finds the field
-/// whose JSON type is wrong and reports it as a 400.
-pub fn check(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
-    let Err(serde_err) = deserialize(info, obj) else {
-        return Ok(());
+/// Deserializes `obj` into `T`, the k8s-openapi type of `info`'s kind; on failure finds the
+/// field whose JSON type is wrong and reports it as a 400.
+pub fn decode<T: DeserializeOwned>(info: &ResourceInfo, obj: &Value) -> Result<T, ApiError> {
+    let serde_err = match T::deserialize(obj) {
+        Ok(t) => return Ok(t),
+        Err(e) => e,
     };
     let detail = Node::root(info)
         .and_then(|root| mismatch(root, obj, &mut Vec::new(), info.kind))
@@ -25,36 +26,6 @@ pub fn check(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
         kind = info.kind,
         version = info.version
     )))
-}
-
-fn deserialize(info: &ResourceInfo, obj: &Value) -> Result<(), serde_json::Error> {
-    fn de<T: serde::de::DeserializeOwned>(v: &Value) -> Result<(), serde_json::Error> {
-        T::deserialize(v).map(drop)
-    }
-    match (info.api_version().as_str(), info.kind) {
-        ("v1", "Namespace") => de::<core::v1::Namespace>(obj),
-        ("v1", "Pod") => de::<core::v1::Pod>(obj),
-        ("v1", "Service") => de::<core::v1::Service>(obj),
-        ("v1", "Endpoints") => de::<core::v1::Endpoints>(obj),
-        ("v1", "Secret") => de::<core::v1::Secret>(obj),
-        ("v1", "ConfigMap") => de::<core::v1::ConfigMap>(obj),
-        ("v1", "Node") => de::<core::v1::Node>(obj),
-        ("v1", "Event") => de::<core::v1::Event>(obj),
-        ("v1", "ServiceAccount") => de::<core::v1::ServiceAccount>(obj),
-        ("apps/v1", "Deployment") => de::<apps::v1::Deployment>(obj),
-        ("apps/v1", "ReplicaSet") => de::<apps::v1::ReplicaSet>(obj),
-        ("apps/v1", "DaemonSet") => de::<apps::v1::DaemonSet>(obj),
-        ("apps/v1", "StatefulSet") => de::<apps::v1::StatefulSet>(obj),
-        ("autoscaling/v2", "HorizontalPodAutoscaler") => {
-            de::<autoscaling::v2::HorizontalPodAutoscaler>(obj)
-        }
-        ("autoscaling/v1", "HorizontalPodAutoscaler") => {
-            de::<autoscaling::v1::HorizontalPodAutoscaler>(obj)
-        }
-        ("coordination.k8s.io/v1", "Lease") => de::<coordination::v1::Lease>(obj),
-        ("discovery.k8s.io/v1", "EndpointSlice") => de::<discovery::v1::EndpointSlice>(obj),
-        _ => Ok(()),
-    }
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -209,7 +180,15 @@ mod tests {
     use serde_json::json;
 
     fn info(av: &str, kind: &str) -> &'static ResourceInfo {
-        find_kind(av, kind).unwrap()
+        find_kind(av, kind).unwrap().info()
+    }
+
+    /// Type-checks `obj` as the kind of `info`.
+    fn check(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
+        find_kind(&info.api_version(), info.kind)
+            .unwrap()
+            .validate(obj, None)
+            .or_else(|e| if e.code == 422 { Ok(()) } else { Err(e) })
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::io::AsyncReadExt;
 
 use super::copy::{self, CopyJob, SourceRoot};
 use super::{BuildMessage, Sender};
-use crate::containers::archive::Root;
+use super::root::Root;
 use crate::containers::rootfs;
 use crate::error::{EngineError, IoContext, Result};
 use crate::{AttachOptions, Engine, WaitCondition};

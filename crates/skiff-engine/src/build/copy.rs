@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use skiff_build::context::{self, Match};
 use skiff_build::ignore::IgnoreRules;
 
-use crate::containers::archive::Root;
+use super::root::Root;
 use crate::error::{EngineError, IoContext, Result};
 
 /// Where the sources are read.

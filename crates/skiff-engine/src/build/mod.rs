@@ -13,6 +13,7 @@
 mod backend;
 pub(crate) mod cache;
 mod copy;
+mod root;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,6 @@ use skiff_build::ignore::IgnoreRules;
 use skiff_build::plan::{self, Base, BuildOptions, BuildPlan};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::bridge::StreamReader;
 use crate::error::{EngineError, IoContext, Result};
 use crate::{ByteStream, Engine};
 
@@ -137,7 +137,7 @@ impl Engine {
             max_bytes: self.build.context_limit.load(Ordering::Relaxed),
             ..ContextLimits::default()
         };
-        let reader = StreamReader::new(context);
+        let reader = crate::blocking_reader(context);
         let ctx2 = ctx.clone();
         tokio::task::spawn_blocking(move || skiff_build::context::receive(reader, &ctx2, limits))
             .await

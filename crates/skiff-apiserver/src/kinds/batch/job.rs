@@ -1,0 +1,337 @@
+//! batch/v1 Jobs: completion defaults, the selector and pod labels the server generates
+//! from the Job's uid (`batch.kubernetes.io/controller-uid`, `batch.kubernetes.io/job-name`
+//! and their legacy names), the rules of a job spec (shared with CronJob templates), what may
+//! change on update, `/status`, and the `kubectl get jobs` columns.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_pb::api::batch::v1 as pb;
+use serde_json::{json, Value};
+
+use crate::defaults::{ensure, set, template};
+use crate::object;
+use crate::registry::{typed, Obj, Strategy};
+use crate::resources::{Entry, Sub, ALL};
+use crate::table::{
+    age, col, containers_and_images, human_duration, name, selector_cell, Column, AGE, CONTAINERS,
+    IMAGES, NAME, SELECTOR,
+};
+use crate::validation::pod::{go_selector, pod_template, restart_policy_in, selector_matches};
+use crate::validation::{go_map, Errs};
+
+pub const CONTROLLER_UID: &str = "batch.kubernetes.io/controller-uid";
+pub const JOB_NAME: &str = "batch.kubernetes.io/job-name";
+const LEGACY_CONTROLLER_UID: &str = "controller-uid";
+const LEGACY_JOB_NAME: &str = "job-name";
+const COMPLETION_MODES: &[&str] = &["Indexed", "NonIndexed"];
+const POD_REPLACEMENT_POLICIES: &[&str] = &["Failed", "TerminatingOrFailed"];
+
+pub struct Jobs;
+
+impl Strategy for Jobs {
+    type Object = Job;
+    type Protobuf = pb::Job;
+    const RESOURCE: Entry = Entry {
+        categories: ALL,
+        subresources: &[Sub::Status],
+        ..Entry::DEFAULT
+    };
+    const GENERATION: bool = true;
+    const FIELD_SELECTORS: &'static [&'static str] = &["status.successful"];
+    const COLUMNS: &'static [Column] = &[
+        NAME,
+        col("Status"),
+        col("Completions"),
+        col("Duration"),
+        AGE,
+        CONTAINERS,
+        IMAGES,
+        SELECTOR,
+    ];
+
+    fn defaults(&self, obj: &mut Value) {
+        let spec = ensure(obj, "spec");
+        if spec["completions"].is_null() && spec["parallelism"].is_null() {
+            spec["completions"] = json!(1);
+        }
+        set(spec, "parallelism", json!(1));
+        let backoff = if spec["backoffLimitPerIndex"].is_null() {
+            json!(6)
+        } else {
+            json!(i32::MAX)
+        };
+        set(spec, "backoffLimit", backoff);
+        set(spec, "completionMode", json!("NonIndexed"));
+        set(spec, "suspend", json!(false));
+        set(spec, "manualSelector", json!(false));
+        let replacement = if spec["podFailurePolicy"].is_null() {
+            "TerminatingOrFailed"
+        } else {
+            "Failed"
+        };
+        set(spec, "podReplacementPolicy", json!(replacement));
+        template(spec);
+        let labels = obj.pointer("/spec/template/metadata/labels").cloned();
+        if let Some(labels) = labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
+            if object::labels(obj).is_empty() {
+                object::meta_mut(obj).insert("labels".into(), labels);
+            }
+        }
+    }
+
+    fn prepare_for_create(&self, obj: &mut Value) {
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("status");
+        }
+        if obj.pointer("/spec/manualSelector") != Some(&json!(true)) {
+            generate_selector(obj);
+        }
+    }
+
+    fn validate(&self, new: Obj<'_, Job>, old: Option<Obj<'_, Job>>, errs: &mut Errs) {
+        job_spec(&new.json["spec"], "spec", true, errs);
+        if let Some(old) = old {
+            let (now, was) = (&new.json["spec"], &old.json["spec"]);
+            if now["selector"] != was["selector"] {
+                errs.invalid(
+                    "spec.selector",
+                    go_selector(&now["selector"]),
+                    "field is immutable",
+                );
+            }
+            if now["completions"] != was["completions"] && now["completionMode"] != "Indexed" {
+                errs.invalid(
+                    "spec.completions",
+                    now["completions"].to_string(),
+                    "field is immutable",
+                );
+            }
+            let suspended = was["suspend"] == true;
+            if now["template"] != was["template"] && !suspended {
+                errs.invalid(
+                    "spec.template",
+                    "core.PodTemplateSpec{...}".into(),
+                    "field is immutable",
+                );
+            }
+        }
+    }
+
+    fn cells(&self, obj: &Value) -> Vec<Value> {
+        let job: Job = typed(obj);
+        let spec = job.spec.unwrap_or_default();
+        let status = job.status.unwrap_or_default();
+        let succeeded = status.succeeded.unwrap_or(0);
+        let completions = match (spec.completions, spec.parallelism.unwrap_or(0)) {
+            (Some(c), _) => format!("{succeeded}/{c}"),
+            (None, p) if p > 1 => format!("{succeeded}/1 of {p}"),
+            (None, _) => format!("{succeeded}/1"),
+        };
+        let duration = match (&status.start_time, &status.completion_time) {
+            (None, _) => String::new(),
+            (Some(start), None) => {
+                human_duration(chrono::Utc::now().timestamp() - start.0.as_second())
+            }
+            (Some(start), Some(end)) => human_duration(end.0.as_second() - start.0.as_second()),
+        };
+        let has = |t: &str| {
+            status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == t)
+                .is_some_and(|c| c.status == "True")
+        };
+        let state = if has("Complete") {
+            "Complete"
+        } else if has("Failed") {
+            "Failed"
+        } else if object::is_deleting(obj) {
+            "Terminating"
+        } else if has("Suspended") {
+            "Suspended"
+        } else if has("FailureTarget") {
+            "FailureTarget"
+        } else {
+            "Running"
+        };
+        let (containers, images) = containers_and_images(obj.pointer("/spec/template/spec"));
+        vec![
+            name(obj),
+            json!(state),
+            json!(completions),
+            json!(duration),
+            age(obj),
+            containers,
+            images,
+            selector_cell(obj.pointer("/spec/selector")),
+        ]
+    }
+}
+
+/// Labels the pod template with the Job's name and uid and selects on the uid, as
+/// Kubernetes does for every Job without `manualSelector`.
+fn generate_selector(obj: &mut Value) {
+    let (name, uid) = (
+        object::name(obj).to_string(),
+        object::meta_str(obj, "uid").to_string(),
+    );
+    let spec = ensure(obj, "spec");
+    let labels = ensure(ensure(ensure(spec, "template"), "metadata"), "labels");
+    for (key, value) in [
+        (LEGACY_JOB_NAME, &name),
+        (JOB_NAME, &name),
+        (LEGACY_CONTROLLER_UID, &uid),
+        (CONTROLLER_UID, &uid),
+    ] {
+        set(labels, key, json!(value));
+    }
+    set(
+        ensure(ensure(spec, "selector"), "matchLabels"),
+        CONTROLLER_UID,
+        json!(uid),
+    );
+}
+
+/// The rules of a job spec at `path` (a Job's `spec`, a CronJob's `spec.jobTemplate.spec`);
+/// a Job needs a selector, a CronJob's template gets one when its Jobs are created.
+pub fn job_spec(spec: &Value, path: &str, require_selector: bool, errs: &mut Errs) {
+    for f in [
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "ttlSecondsAfterFinished",
+    ] {
+        errs.min(&format!("{path}.{f}"), &spec[f], 0);
+    }
+    if let Some(n) = spec["activeDeadlineSeconds"].as_i64().filter(|n| *n <= 0) {
+        errs.invalid(
+            &format!("{path}.activeDeadlineSeconds"),
+            n.to_string(),
+            "must be greater than zero",
+        );
+    }
+    if let Some(mode) = spec["completionMode"]
+        .as_str()
+        .filter(|m| !COMPLETION_MODES.contains(m))
+    {
+        errs.not_supported(&format!("{path}.completionMode"), mode, COMPLETION_MODES);
+    }
+    if let Some(p) = spec["podReplacementPolicy"]
+        .as_str()
+        .filter(|p| !POD_REPLACEMENT_POLICIES.contains(p))
+    {
+        errs.not_supported(
+            &format!("{path}.podReplacementPolicy"),
+            p,
+            POD_REPLACEMENT_POLICIES,
+        );
+    }
+    let selector = &spec["selector"];
+    let labels = &spec["template"]["metadata"]["labels"];
+    if selector.is_null() {
+        if require_selector {
+            errs.required(&format!("{path}.selector"), "");
+        }
+    } else if !selector_matches(selector, labels) {
+        errs.invalid(
+            &format!("{path}.template.metadata.labels"),
+            go_map(labels),
+            "`selector` does not match template `labels`",
+        );
+    }
+    let template_path = format!("{path}.template");
+    pod_template(&spec["template"], &template_path, errs);
+    let pod = &spec["template"]["spec"];
+    let allowed = &["OnFailure", "Never"];
+    match pod["restartPolicy"].as_str() {
+        None => errs.not_supported(&format!("{template_path}.spec.restartPolicy"), "", allowed),
+        Some(_) => restart_policy_in(pod, &format!("{template_path}.spec"), allowed, errs),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Kind;
+
+    fn job() -> Value {
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "pi", "uid": "u-1"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "pi", "image": "perl"}]}}}})
+    }
+
+    fn created(mut obj: Value) -> Value {
+        Kind::prepare_for_create(&Jobs, &mut obj);
+        Kind::defaults(&Jobs, &mut obj);
+        obj
+    }
+
+    #[test]
+    fn create_generates_the_selector_and_defaults_like_kubectl_create_job() {
+        let j = created(job());
+        let spec = &j["spec"];
+        assert_eq!(
+            spec["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}})
+        );
+        assert_eq!(
+            spec["template"]["metadata"]["labels"],
+            json!({"batch.kubernetes.io/controller-uid": "u-1", "batch.kubernetes.io/job-name": "pi",
+                "controller-uid": "u-1", "job-name": "pi"})
+        );
+        assert_eq!(
+            j["metadata"]["labels"],
+            spec["template"]["metadata"]["labels"]
+        );
+        for (f, v) in [
+            ("completions", json!(1)),
+            ("parallelism", json!(1)),
+            ("backoffLimit", json!(6)),
+            ("completionMode", json!("NonIndexed")),
+            ("suspend", json!(false)),
+            ("manualSelector", json!(false)),
+            ("podReplacementPolicy", json!("TerminatingOrFailed")),
+        ] {
+            assert_eq!(spec[f], v, "{f}");
+        }
+        assert!(Kind::validate(&Jobs, &j, None).is_ok());
+    }
+
+    #[test]
+    fn jobs_may_not_restart_always() {
+        let mut j = job();
+        j["spec"]["template"]["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("restartPolicy");
+        let err = Kind::validate(&Jobs, &created(j), None).unwrap_err();
+        assert_eq!(
+            err.message,
+            "Job.batch \"pi\" is invalid: spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""
+        );
+    }
+
+    #[test]
+    fn template_and_selector_are_immutable() {
+        let old = created(job());
+        let mut new = old.clone();
+        new["spec"]["template"]["spec"]["containers"][0]["image"] = json!("perl:2");
+        let err = Kind::validate(&Jobs, &new, Some(&old)).unwrap_err();
+        assert_eq!(err.causes[0].field, "spec.template");
+        assert!(err.causes[0].message.ends_with("field is immutable"));
+    }
+
+    #[test]
+    fn row_shows_status_completions_and_duration() {
+        let mut j = created(job());
+        j["status"] = json!({"succeeded": 1, "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:00:12Z",
+            "conditions": [{"type": "Complete", "status": "True"}]});
+        let c = Kind::cells(&Jobs, &j);
+        assert_eq!(&c[1..4], [json!("Complete"), json!("1/1"), json!("12s")]);
+        assert_eq!(c[7], "batch.kubernetes.io/controller-uid=u-1");
+        j["spec"]["parallelism"] = json!(3);
+        j["spec"].as_object_mut().unwrap().remove("completions");
+        j["status"] = json!({});
+        let c = Kind::cells(&Jobs, &j);
+        assert_eq!(&c[1..4], [json!("Running"), json!("0/1 of 3"), json!("")]);
+    }
+}

@@ -1,0 +1,3 @@
+//! The `events.k8s.io` group (the same Events as core/v1).
+
+pub mod event;
