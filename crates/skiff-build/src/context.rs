@@ -90,9 +90,19 @@ impl<R: Read> Read for Counted<R> {
 }
 
 fn receive_error(e: io::Error, limits: ContextLimits) -> BuildError {
-    let too_large = e
-        .get_ref()
-        .is_some_and(|inner| inner.downcast_ref::<TooLarge>().is_some());
+    // tar wraps the reader's error in its own ("failed to unpack …"): look down the chain.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|i| i as _);
+    let mut too_large = false;
+    while let Some(c) = cause {
+        if c.downcast_ref::<TooLarge>().is_some() {
+            too_large = true;
+            break;
+        }
+        cause = match c.downcast_ref::<io::Error>() {
+            Some(io) => io.get_ref().map(|i| i as _),
+            None => c.source(),
+        };
+    }
     if too_large {
         BuildError::Context(format!(
             "build context is larger than the {} byte limit",

@@ -82,6 +82,18 @@ fn received(tar: &[u8], limits: ContextLimits) -> (tempfile::TempDir, Result<(),
     (tmp, r)
 }
 
+/// A reader that hands out at most 4 KiB per read, like a socket.
+struct Trickle<'a>(&'a [u8]);
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(4096).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
 fn sample() -> Vec<u8> {
     Tar::new()
         .file("Dockerfile", "FROM busybox\n")
@@ -187,6 +199,16 @@ fn refuses_a_context_over_the_limit() {
         max_entries: 100,
     };
     let (_t, r) = received(&tar, limits);
+    assert_eq!(
+        r.unwrap_err().to_string(),
+        "build context is larger than the 32768 byte limit"
+    );
+    // Over the limit in the middle of a file, as a client's stream arrives in pieces: tar
+    // reports the read error as its own failure to unpack, the limit still shows.
+    let big = "x".repeat(256 * 1024);
+    let tar = Tar::new().file("Dockerfile", "FROM busybox\n").file("big", &big).bytes();
+    let tmp = tempfile::Builder::new().prefix("skiff-build-ctx-").tempdir().unwrap();
+    let r = receive(Trickle(&tar), tmp.path(), limits);
     assert_eq!(
         r.unwrap_err().to_string(),
         "build context is larger than the 32768 byte limit"

@@ -375,3 +375,57 @@ fn dockerfile_from_path_or_stdin_dockerignore_add_chown_onbuild_and_quiet() {
     );
     assert_eq!(d.docker_ok(&["run", "--rm", "child"]), "triggered");
 }
+
+/// A RUN that deletes a file of the base makes an OCI whiteout in its layer (what `docker
+/// save` gives and a registry would get), and the image runs without the file.
+#[test]
+fn run_deletions_become_oci_whiteouts() {
+    let d = Daemon::start();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN rm /etc/group && mkdir /made\n",
+    )]);
+    build_ok(&d, &["-t", "deleted", path(&ctx)]);
+    assert!(!d
+        .docker(&["run", "--rm", "deleted", "cat", "/etc/group"])
+        .status
+        .success());
+    let saved = d.docker_cmd(&["save", "deleted"]).output().expect("docker save");
+    assert!(saved.status.success(), "{}", stderr(&saved));
+    let mut files = std::collections::HashMap::new();
+    let mut archive = tar::Archive::new(saved.stdout.as_slice());
+    for entry in archive.entries().expect("save tar") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).expect("read");
+        files.insert(name, bytes);
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&files["manifest.json"]).expect("manifest.json");
+    let top = manifest[0]["Layers"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(|l| l.as_str())
+        .expect("layers")
+        .to_string();
+    let names: Vec<String> = tar::Archive::new(files[&top].as_slice())
+        .entries()
+        .expect("layer tar")
+        .map(|e| {
+            e.expect("layer entry")
+                .path()
+                .expect("path")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert!(
+        names.iter().any(|n| n.trim_end_matches('/') == "etc/.wh.group"),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.trim_end_matches('/') == "made"),
+        "{names:?}"
+    );
+}
