@@ -206,8 +206,14 @@ fn refuses_a_context_over_the_limit() {
     // Over the limit in the middle of a file, as a client's stream arrives in pieces: tar
     // reports the read error as its own failure to unpack, the limit still shows.
     let big = "x".repeat(256 * 1024);
-    let tar = Tar::new().file("Dockerfile", "FROM busybox\n").file("big", &big).bytes();
-    let tmp = tempfile::Builder::new().prefix("skiff-build-ctx-").tempdir().unwrap();
+    let tar = Tar::new()
+        .file("Dockerfile", "FROM busybox\n")
+        .file("big", &big)
+        .bytes();
+    let tmp = tempfile::Builder::new()
+        .prefix("skiff-build-ctx-")
+        .tempdir()
+        .unwrap();
     let r = receive(Trickle(&tar), tmp.path(), limits);
     assert_eq!(
         r.unwrap_err().to_string(),

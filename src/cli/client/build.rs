@@ -39,6 +39,9 @@ pub struct BuildArgs {
     /// Suppress the build output and print image ID on success
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Set the networking mode for the RUN instructions during build (default, host, none)
+    #[arg(long)]
+    network: Option<String>,
     /// The build context directory
     path: PathBuf,
 }
@@ -155,6 +158,7 @@ pub async fn build(docker: &Docker, args: BuildArgs) -> Outcome {
         buildargs: Some(pairs(&args.build_args, true)),
         labels: Some(pairs(&args.labels, false)),
         target: args.target.clone().unwrap_or_default(),
+        networkmode: args.network.clone(),
         ..Default::default()
     };
     let mut stream = docker.build_image(opts, None, Some(bollard::body_full(tar.into())));

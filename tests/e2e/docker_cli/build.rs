@@ -390,7 +390,10 @@ fn run_deletions_become_oci_whiteouts() {
         .docker(&["run", "--rm", "deleted", "cat", "/etc/group"])
         .status
         .success());
-    let saved = d.docker_cmd(&["save", "deleted"]).output().expect("docker save");
+    let saved = d
+        .docker_cmd(&["save", "deleted"])
+        .output()
+        .expect("docker save");
     assert!(saved.status.success(), "{}", stderr(&saved));
     let mut files = std::collections::HashMap::new();
     let mut archive = tar::Archive::new(saved.stdout.as_slice());
@@ -421,11 +424,99 @@ fn run_deletions_become_oci_whiteouts() {
         })
         .collect();
     assert!(
-        names.iter().any(|n| n.trim_end_matches('/') == "etc/.wh.group"),
+        names
+            .iter()
+            .any(|n| n.trim_end_matches('/') == "etc/.wh.group"),
         "{names:?}"
     );
     assert!(
         names.iter().any(|n| n.trim_end_matches('/') == "made"),
         "{names:?}"
+    );
+}
+
+/// Accepts `n` connections (each sends its name and a newline) until `deadline`, then
+/// writes every name it got to every connection and closes them: a stage that connects
+/// learns whether the others were running at the same time. Returns the names.
+fn barrier(listener: std::net::TcpListener, n: usize, deadline: Duration) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    let end = std::time::Instant::now() + deadline;
+    let mut met = Vec::new();
+    while met.len() < n && std::time::Instant::now() < end {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                conn.set_nonblocking(false).expect("blocking conn");
+                conn.set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("read timeout");
+                let mut name = String::new();
+                let _ = BufReader::new(&conn).read_line(&mut name);
+                met.push((name.trim().to_string(), conn));
+            }
+            // Polling the listener with a deadline (nothing else to wait on).
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+    let names: Vec<String> = met.iter().map(|(n, _)| n.clone()).collect();
+    for (_, mut conn) in met {
+        let _ = writeln!(conn, "{}", names.join(" "));
+    }
+    names
+}
+
+/// Two stages that each wait for the other at a barrier: the build only finishes when they
+/// run at the same time (built one after the other, the first would wait alone until the
+/// barrier gives up and its `grep` fails). The stage the target does not need never runs.
+#[test]
+fn independent_stages_run_at_the_same_time() {
+    let d = Daemon::start();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let barrier = std::thread::spawn(move || barrier(listener, 2, Duration::from_secs(90)));
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox AS left\nARG PORT\n\
+         RUN echo left | nc 127.0.0.1 $PORT > /met && grep -q right /met\n\
+         FROM busybox AS unused\nRUN echo never-built; exit 1\n\
+         FROM busybox AS right\nARG PORT\n\
+         RUN echo right | nc 127.0.0.1 $PORT > /met && grep -q left /met\n\
+         FROM busybox\nCOPY --from=left /met /left\nCOPY --from=right /met /right\n",
+    )]);
+    let port_arg = format!("PORT={port}");
+    let out = build(
+        &d,
+        &[
+            "--network",
+            "host",
+            "--no-cache",
+            "--build-arg",
+            &port_arg,
+            "-t",
+            "met",
+            path(&ctx),
+        ],
+    );
+    let names = barrier.join().expect("barrier thread");
+    assert!(
+        out.status.success(),
+        "the stages did not meet (they met: {names:?}):\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(!stdout(&out).contains("never-built"), "{}", stdout(&out));
+    let mut names = names;
+    names.sort();
+    assert_eq!(names, ["left", "right"]);
+    let seen = d.docker_ok(&["run", "--rm", "met", "cat", "/left", "/right"]);
+    assert_eq!(seen.lines().count(), 2, "{seen}");
+    assert!(
+        seen.lines()
+            .all(|l| l.contains("left") && l.contains("right")),
+        "{seen}"
     );
 }

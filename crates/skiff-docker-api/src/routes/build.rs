@@ -57,6 +57,7 @@ pub async fn build(
         no_cache: params.bool("nocache")?,
         pull: params.bool("pull")?,
         quiet: params.bool("q")?,
+        network: params.str("networkmode").map(str::to_owned),
     };
     let stream = engine.build(request, body_stream(body))?;
     let lines = stream.map(|m| {

@@ -14,8 +14,8 @@ use skiff_build::plan::{CopyFrom, Op, PlannedStage, Step};
 use tokio::io::AsyncReadExt;
 
 use super::copy::{self, CopyJob, SourceRoot};
-use super::{BuildMessage, Sender};
 use super::root::Root;
+use super::{BuildMessage, Sender};
 use crate::containers::rootfs;
 use crate::error::{EngineError, IoContext, Result};
 use crate::{AttachOptions, Engine, WaitCondition};
@@ -32,6 +32,8 @@ pub(crate) struct Builder<'a> {
     pub pull: bool,
     /// Base images whose `ONBUILD` triggers ran in this build (not inherited further).
     pub consumed: Vec<String>,
+    /// `--network` of `RUN` steps (the engine's default when `None`).
+    pub network: Option<String>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -165,7 +167,10 @@ impl Builder<'_> {
             env: Some(env),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
-            host_config: Some(HostConfig::default()),
+            host_config: Some(HostConfig {
+                network_mode: self.network.clone(),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         Ok(self.engine.do_create(None, body).await?.id)

@@ -45,6 +45,8 @@ pub struct BuildRequest {
     pub pull: bool,
     /// `-q`: only the image id is reported.
     pub quiet: bool,
+    /// `--network`: the network of `RUN` steps (`default`/`bridge`, `host`, `none`).
+    pub network: Option<String>,
 }
 
 /// One message of the build's output stream.
@@ -98,6 +100,15 @@ impl Engine {
         for t in &req.tags {
             skiff_image::Reference::parse(t)
                 .map_err(|e| EngineError::invalid(format!("invalid tag {t:?}: {e}")))?;
+        }
+        if let Some(mode) = req.network.as_deref() {
+            // Docker's classic builder takes these; joining another container's network
+            // namespace is not a build option.
+            if !matches!(mode, "" | "default" | "bridge" | "host" | "none") {
+                return Err(EngineError::invalid(format!(
+                    "network mode {mode:?} not supported by the builder: use default, host or none"
+                )));
+            }
         }
         let engine = self
             .arc()
@@ -173,6 +184,10 @@ impl Engine {
             quiet: req.quiet,
             pull: req.pull,
             consumed,
+            network: req
+                .network
+                .clone()
+                .filter(|m| !m.is_empty() && m != "default"),
         };
         let exec = skiff_build::exec::ExecOptions {
             no_cache: req.no_cache,
