@@ -194,6 +194,10 @@ pub struct Step {
     /// The instruction as written (`Step N/M : <text>`).
     pub text: String,
     pub op: Op,
+    /// What Docker records in history after `#(nop)` for a config-only step.
+    pub nop_comment: Option<String>,
+    /// The `SHELL` in effect after this step (Docker's history starts with it).
+    pub shell: Vec<String>,
 }
 
 impl Step {
@@ -326,6 +330,7 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<BuildPlan> {
         let mut shell = vec!["/bin/sh".to_string(), "-c".to_string()];
         let mut steps = Vec::new();
         for instr in &stage.instructions {
+            let mut expose_words: Vec<String> = Vec::new();
             let at = |m: String| BuildError::at(instr.line, m);
             let w = |s: &str, vars: &Vars| expand::word(s, vars, esc).map_err(at);
             let op = match &instr.kind {
@@ -449,7 +454,9 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<BuildPlan> {
                 Kind::Entrypoint(c) => Op::Entrypoint(argv(c, &shell)),
                 Kind::Expose(ports) => {
                     let mut out = Vec::new();
-                    for p in expand::words(ports, &vars, esc).map_err(at)? {
+                    let words = expand::words(ports, &vars, esc).map_err(at)?;
+                    expose_words = words.clone();
+                    for p in words {
                         out.push(
                             normalize_port(&p)
                                 .ok_or_else(|| at(format!("invalid containerPort: {p}")))?,
@@ -480,6 +487,8 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<BuildPlan> {
             steps.push(Step {
                 line: instr.line,
                 text: instr.text.clone(),
+                nop_comment: crate::history::nop_comment(&op, &expose_words),
+                shell: shell.clone(),
                 op,
             });
         }

@@ -378,7 +378,11 @@ impl Builder<'_> {
             };
             let digest = step.cache_key("", None);
             let hex = digest.trim_start_matches("sha256:");
-            let created_by = format!("/bin/sh -c #(nop) {keyword} {what}:{hex} in {dest_abs} ");
+            // The destination as written, as Docker records it.
+            let created_by = format!(
+                "{} #(nop) {keyword} {what}:{hex} in {dest} ",
+                step.shell.join(" ")
+            );
             self.commit(parent, upper, config.clone(), created_by, None)
                 .await
         }
@@ -388,9 +392,14 @@ impl Builder<'_> {
         result
     }
 
-    async fn workdir_step(&self, parent: &str, config: &Config) -> Result<String> {
+    async fn workdir_step(
+        &self,
+        parent: &str,
+        config: &Config,
+        shell: &[String],
+    ) -> Result<String> {
         let dir = config.working_dir().clone().unwrap_or_else(|| "/".into());
-        let created_by = format!("/bin/sh -c #(nop) WORKDIR {dir}");
+        let created_by = format!("{} #(nop) WORKDIR {dir}", shell.join(" "));
         let id = self
             .container(
                 parent,
@@ -560,7 +569,7 @@ impl Backend for Builder<'_> {
             Op::Copy { .. } => self.copy_step(step, parent, &config, stages).await,
             Op::Workdir(_) => {
                 let config = apply(&config, stage, step);
-                self.workdir_step(parent, &config).await
+                self.workdir_step(parent, &config, &step.shell).await
             }
             op => {
                 let config = apply(&config, stage, step);
@@ -568,11 +577,12 @@ impl Backend for Builder<'_> {
                     Op::Maintainer(m) => Some(m.clone()),
                     _ => image.config.author().clone(),
                 };
+                let comment = step.nop_comment.as_deref().unwrap_or(text);
                 self.commit(
                     parent,
                     self.empty.clone(),
                     config,
-                    format!("/bin/sh -c #(nop)  {text}"),
+                    format!("{} #(nop)  {comment}", step.shell.join(" ")),
                     author,
                 )
                 .await
