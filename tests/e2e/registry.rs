@@ -15,6 +15,8 @@ mod registry_support;
 mod clients;
 #[path = "registry/docker_cli.rs"]
 mod docker_cli;
+#[path = "registry/dockerd_interop.rs"]
+mod dockerd_interop;
 #[path = "registry/hostile.rs"]
 mod hostile;
 

@@ -10,6 +10,8 @@
 
 #![allow(dead_code)] // each test target uses a different part of the harness
 
+pub mod dockerd;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
