@@ -32,17 +32,20 @@ pub fn nop_comment(op: &Op, expose_as_written: &[String]) -> Option<String> {
         Op::Shell(s) => format!("SHELL {}", go_list(s)),
         Op::Onbuild(t) => format!("ONBUILD {t}"),
         Op::Maintainer(m) => format!("MAINTAINER {m}"),
-        Op::Arg(args) => {
-            let words: Vec<String> = args
-                .iter()
-                .map(|(k, v)| match v {
-                    Some(v) => format!("{k}={v}"),
-                    None => k.clone(),
-                })
-                .collect();
-            format!("ARG {}", words.join(" "))
-        }
+        Op::Arg(args) => arg_comment(args),
     })
+}
+
+/// `ARG name[=default] …` as declared.
+pub fn arg_comment(declared: &[(String, Option<String>)]) -> String {
+    let words: Vec<String> = declared
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => k.clone(),
+        })
+        .collect();
+    format!("ARG {}", words.join(" "))
 }
 
 /// Go's `%q` of a string (`strconv.Quote`).

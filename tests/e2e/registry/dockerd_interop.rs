@@ -85,6 +85,11 @@ fn image_built_by_skiff_runs_in_dockerd() {
         history(|a| k.docker_ok(a), &name),
         history(|a| k.docker_ok(a), "reference")
     );
+    let config = "{{json .Config.Env}} {{json .Config.Cmd}} {{json .Config.Entrypoint}} {{.Config.WorkingDir}}";
+    assert_eq!(
+        k.docker_ok(&["image", "inspect", "-f", config, &name]),
+        k.docker_ok(&["image", "inspect", "-f", config, "reference"])
+    );
 }
 
 #[test]

@@ -1,15 +1,18 @@
 //! `POST /build` (the classic builder: a tar context in the body, Docker's JSON message
 //! stream back) and `POST /build/prune`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use base64::Engine as _;
 use futures::StreamExt;
 use skiff_core::ErrorKind;
+use skiff_engine::registry::Credentials;
 use skiff_engine::{BuildMessage, BuildRequest, Engine};
 
 use crate::error::{ApiError, ApiResult};
@@ -31,9 +34,35 @@ fn json_map(params: &Params, key: &str) -> ApiResult<BTreeMap<String, String>> {
         .collect())
 }
 
+/// `X-Registry-Config`: base64 (URL-safe) JSON of credentials per registry, which the docker
+/// CLI sends with every build. Undecodable, it is ignored (pulls go on anonymously), as
+/// dockerd does.
+fn registry_config(headers: &HeaderMap) -> HashMap<String, Credentials> {
+    let Some(value) = headers
+        .get("x-registry-config")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return HashMap::new();
+    };
+    let engines = [
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        base64::engine::general_purpose::STANDARD,
+    ];
+    let Some(bytes) = engines.iter().find_map(|e| e.decode(value.trim()).ok()) else {
+        tracing::debug!("ignoring an undecodable X-Registry-Config header");
+        return HashMap::new();
+    };
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "ignoring an unreadable X-Registry-Config header");
+        HashMap::new()
+    })
+}
+
 pub async fn build(
     State(engine): State<Arc<Engine>>,
     params: Params,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     if params.str("remote").is_some() {
@@ -58,6 +87,7 @@ pub async fn build(
         pull: params.bool("pull")?,
         quiet: params.bool("q")?,
         network: params.str("networkmode").map(str::to_owned),
+        registry_auth: registry_config(&headers),
     };
     let stream = engine.build(request, body_stream(body))?;
     let lines = stream.map(|m| {

@@ -11,6 +11,8 @@ use skiff_build::dockerfile::Heredoc;
 use skiff_build::exec::{Backend, Event};
 use skiff_build::ignore::IgnoreRules;
 use skiff_build::plan::{CopyFrom, Op, PlannedStage, Step};
+use skiff_image::registry::{registry_host, Credentials, Platform, Progress, PullOptions};
+use skiff_image::ImageRef;
 use tokio::io::AsyncReadExt;
 
 use super::copy::{self, CopyJob, SourceRoot};
@@ -34,6 +36,8 @@ pub(crate) struct Builder<'a> {
     pub consumed: Vec<String>,
     /// `--network` of `RUN` steps (the engine's default when `None`).
     pub network: Option<String>,
+    /// Credentials per registry for pulling base images.
+    pub registry_auth: HashMap<String, Credentials>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -129,6 +133,47 @@ fn union(list: &Option<Vec<String>>, add: &[String]) -> Option<Vec<String>> {
 }
 
 impl Builder<'_> {
+    /// The credentials the client sent for `domain`'s registry (anonymous without).
+    fn credentials(&self, domain: &str) -> Credentials {
+        self.registry_auth
+            .iter()
+            .find(|(address, _)| registry_host(address).is_ok_and(|h| h == domain))
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// `image` from the store, pulled first when the store lacks it or `pull` (`--pull`).
+    async fn image(
+        &self,
+        image: &str,
+        platform: Option<&str>,
+        pull: bool,
+    ) -> Result<skiff_image::Image> {
+        match self.engine.images.get(image) {
+            Ok(found) if !pull => return Ok(found),
+            Ok(_) | Err(skiff_image::ImageError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let reference = ImageRef::parse(image)
+            .map_err(|e| EngineError::invalid(format!("invalid reference {image:?}: {e}")))?;
+        let opts = PullOptions {
+            credentials: self.credentials(reference.domain()),
+            platform: platform.map(Platform::parse).transpose()?,
+        };
+        // Docker's builder streams the pull's progress; its per-layer steps as text here.
+        let sink = |p: Progress| {
+            let transferring = p.detail.as_ref().is_some_and(|d| d.total.is_some());
+            if !transferring {
+                match &p.id {
+                    Some(id) => self.say(format!("{id}: {}\n", p.status)),
+                    None => self.say(format!("{}\n", p.status)),
+                }
+            }
+        };
+        self.engine.image_pull(&reference, &opts, &sink).await?;
+        Ok(self.engine.images.get(image)?)
+    }
+
     fn say(&self, text: String) {
         if !self.quiet {
             let _ = self.tx.send(Ok(BuildMessage::Stream(text)));
@@ -202,10 +247,12 @@ impl Builder<'_> {
         config: &Config,
         argv: &[String],
         env: &[String],
+        hidden_env: &[String],
         heredocs: &[Heredoc],
     ) -> Result<String> {
         let argv = heredoc_argv(argv, heredocs);
-        let id = self.container(parent, argv.clone(), env.to_vec()).await?;
+        let all_env = env.iter().chain(hidden_env).cloned().collect();
+        let id = self.container(parent, argv.clone(), all_env).await?;
         self.say(format!(" ---> Running in {}\n", short(&id)));
         let result = self.run_in(&id, parent, config, &argv, env).await;
         self.remove(&id).await;
@@ -327,11 +374,7 @@ impl Builder<'_> {
                 Some(self.source_root(image).await?)
             }
             CopyFrom::Image(name) => {
-                let image = self.engine.images.get(name).map_err(|_| {
-                    EngineError::invalid(format!(
-                        "invalid from flag value {name}: image not found locally and skiff cannot pull from registries yet; load it with \"docker load\""
-                    ))
-                })?;
+                let image = self.image(name, None, false).await?;
                 Some(self.source_root(&image.id).await?)
             }
         };
@@ -498,21 +541,9 @@ impl Backend for Builder<'_> {
     type Error = EngineError;
 
     async fn base_image(&self, image: &str, platform: Option<&str>) -> Result<String> {
-        let found = match self.engine.images.get(image) {
-            Ok(found) => found,
-            Err(skiff_image::ImageError::NotFound(_)) => {
-                return Err(EngineError::invalid(format!(
-                    "pull access denied for {image}: image not found locally and skiff cannot pull from registries yet; load it with \"docker load\""
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if self.pull {
-            self.say(format!(
-                "--pull: skiff cannot pull from registries yet; using the local {image}\n"
-            ));
-        }
-        if let Some(p) = platform.filter(|p| !p.is_empty()) {
+        let platform = platform.filter(|p| !p.is_empty());
+        let found = self.image(image, platform, self.pull).await?;
+        if let Some(p) = platform {
             let have = format!("{}/{}", found.config.os(), found.config.architecture());
             if !p.eq_ignore_ascii_case(&have) {
                 return Err(EngineError::invalid(format!(
@@ -558,14 +589,24 @@ impl Backend for Builder<'_> {
         stages: &BTreeMap<usize, String>,
     ) -> Result<String> {
         let image = self.engine.images.get(parent)?;
-        let config = image.config.config().clone().unwrap_or_default();
+        let mut config = image.config.config().clone().unwrap_or_default();
+        // Docker's builder gives a stage whose base sets no PATH the default one.
+        let env = config.env().clone().unwrap_or_default();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            let mut env = env;
+            set_env(&mut env, "PATH", skiff_runtime::spec::DEFAULT_PATH);
+            config.set_env(Some(env));
+        }
         let text = &step.text;
         let image = match &step.op {
             Op::Run {
                 argv,
                 env,
                 heredocs,
-            } => self.run_step(parent, &config, argv, env, heredocs).await,
+            } => {
+                self.run_step(parent, &config, argv, env, &step.hidden_env, heredocs)
+                    .await
+            }
             Op::Copy { .. } => self.copy_step(step, parent, &config, stages).await,
             Op::Workdir(_) => {
                 let config = apply(&config, stage, step);

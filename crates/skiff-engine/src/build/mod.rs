@@ -15,7 +15,7 @@ pub(crate) mod cache;
 mod copy;
 mod root;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -47,6 +47,9 @@ pub struct BuildRequest {
     pub quiet: bool,
     /// `--network`: the network of `RUN` steps (`default`/`bridge`, `host`, `none`).
     pub network: Option<String>,
+    /// Credentials per registry (`X-Registry-Config`), keyed as the client sends them
+    /// (`https://index.docker.io/v1/`, `localhost:5000`), for pulling base images.
+    pub registry_auth: HashMap<String, skiff_image::registry::Credentials>,
 }
 
 /// One message of the build's output stream.
@@ -188,6 +191,7 @@ impl Engine {
                 .network
                 .clone()
                 .filter(|m| !m.is_empty() && m != "default"),
+            registry_auth: req.registry_auth.clone(),
         };
         let exec = skiff_build::exec::ExecOptions {
             no_cache: req.no_cache,
