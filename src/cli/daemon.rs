@@ -45,6 +45,9 @@ pub struct Args {
     /// it (tests set short ones)
     #[arg(long, default_value_t = 32, hide = true)]
     request_header_deadline: u64,
+    /// Largest build context (`docker build`) accepted, in bytes
+    #[arg(long, default_value_t = 8 << 30)]
+    max_build_context: u64,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -195,6 +198,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
         };
         let engine = Engine::open(config).await.context("opening the engine")?;
+        engine.set_build_context_limit(args.max_build_context);
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let shutdown = async move {

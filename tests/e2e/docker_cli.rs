@@ -3,6 +3,8 @@
 
 #[path = "docker_cli/attach.rs"]
 mod attach;
+#[path = "docker_cli/build.rs"]
+mod build;
 mod common;
 #[path = "docker_cli/cp_confinement.rs"]
 mod cp_confinement;

@@ -340,6 +340,51 @@ def commit(client):
     c.remove()
 
 
+def build(client):
+    import io
+    import tempfile
+
+    load_busybox(client)
+    with tempfile.TemporaryDirectory(prefix="skiff-e2e-pybuild") as ctx:
+        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+            f.write(
+                "FROM busybox\nARG WHO=world\nCOPY msg.txt /msg.txt\n"
+                "RUN echo \"hello $WHO\" >> /msg.txt\nCMD [\"cat\", \"/msg.txt\"]\n"
+            )
+        with open(os.path.join(ctx, "msg.txt"), "w") as f:
+            f.write("from the context\n")
+        image, logs = client.images.build(path=ctx, tag="pybuild:1", buildargs={"WHO": "py"}, labels={"by": "docker-py"})
+        streamed = "".join(l.get("stream", "") for l in logs)
+        check("Step 4/6 : RUN echo" in streamed, f"build output {streamed!r}")
+        check("pybuild:1" in image.tags, f"tags {image.tags}")
+        check(image.labels.get("by") == "docker-py", f"labels {image.labels}")
+        out = client.containers.run("pybuild:1", remove=True)
+        check(out == b"from the context\nhello py\n", f"the built image runs: {out!r}")
+
+        # The same build again comes from the cache: the same image.
+        again, logs = client.images.build(path=ctx, tag="pybuild:1", buildargs={"WHO": "py"}, labels={"by": "docker-py"})
+        streamed = "".join(l.get("stream", "") for l in logs)
+        check(streamed.count("Using cache") == 5, f"cached build output {streamed!r}")
+        check(again.id == image.id, f"same image {again.id} {image.id}")
+
+        # A Dockerfile sent as a file object (docker-py tars it as the whole context).
+        image, _ = client.images.build(fileobj=io.BytesIO(b"FROM busybox\nENV A=1\n"), tag="pybuild:fileobj")
+        check("A=1" in image.attrs["Config"]["Env"], f"fileobj build {image.attrs['Config']['Env']}")
+
+        # A failing step raises BuildError with Docker's message; no container is left.
+        try:
+            client.images.build(fileobj=io.BytesIO(b"FROM busybox\nRUN exit 7\n"), tag="pybuild:bad")
+            check(False, "a failing RUN raises BuildError")
+        except docker.errors.BuildError as e:
+            check("returned a non-zero code: 7" in str(e), f"BuildError {e}")
+        check(client.containers.list(all=True) == [], "no build container is left")
+        try:
+            client.images.get("pybuild:bad")
+            check(False, "a failed build tags nothing")
+        except docker.errors.ImageNotFound:
+            pass
+
+
 def load_and_stats(client):
     load_busybox(client)
     try:
@@ -474,6 +519,7 @@ SECTIONS = {
     "commit": commit,
     "load_and_stats": load_and_stats,
     "networks": networks,
+    "build": build,
 }
 
 

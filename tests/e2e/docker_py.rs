@@ -3,7 +3,8 @@
 //! exec_run and images.load (basics); what create keeps and the container runs with
 //! (config); output never lost to a client slow to read the upgrade head (streams); detach
 //! keys (detach); commit; corrupt loads and the stats' `networks` member (load_and_stats);
-//! user networks, ports, DNS and the daemon's network errors (networks).
+//! user networks, ports, DNS and the daemon's network errors (networks);
+//! images.build with build args, labels, the cache and a failing step (build).
 
 mod common;
 
@@ -95,4 +96,9 @@ fn docker_py_corrupt_load_and_stats_networks() {
 #[test]
 fn docker_py_networks_ports_dns_and_server_side_errors() {
     run_section("networks");
+}
+
+#[test]
+fn docker_py_builds_images_with_cache_and_errors() {
+    run_section("build");
 }

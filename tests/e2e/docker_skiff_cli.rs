@@ -429,3 +429,57 @@ fn skiff_network_verbs_publish_and_port() {
     skiff_ok(&d, &["rm", "-f", "web", "other"]);
     assert_eq!(skiff_ok(&d, &["network", "rm", "sknet"]), "sknet\n");
 }
+
+/// `skiff build` sends the context (`.dockerignore` applied) to the same `POST /build`: tags,
+/// build args, the cache on a second build, `-q`, and a failing step's message.
+#[test]
+fn skiff_build_builds_tags_and_caches() {
+    let d = Daemon::start();
+    let ctx = tempfile::Builder::new()
+        .prefix("skiff-e2e-skiffbuild")
+        .tempdir()
+        .expect("ctx");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nARG WHO\nCOPY . /ctx/\nRUN echo \"hi $WHO\" > /hi\nCMD [\"cat\", \"/hi\"]\n",
+    )
+    .expect("Dockerfile");
+    std::fs::write(ctx.path().join(".dockerignore"), "secret\n").expect("ignore");
+    std::fs::write(ctx.path().join("secret"), "no").expect("secret");
+    let dir = ctx.path().to_str().expect("utf-8");
+    let out = skiff_ok(
+        &d,
+        &[
+            "build",
+            "-t",
+            "sk:1",
+            "-t",
+            "sk:2",
+            "--build-arg",
+            "WHO=skiff",
+            dir,
+        ],
+    );
+    assert!(out.contains("Step 4/5 : RUN echo"), "{out}");
+    assert!(out.contains("Successfully tagged sk:2"), "{out}");
+    assert_eq!(d.docker_ok(&["run", "--rm", "sk:2"]), "hi skiff");
+    let listing = d.docker_ok(&["run", "--rm", "sk:1", "ls", "/ctx"]);
+    assert!(!listing.contains("secret"), "{listing}");
+
+    let again = skiff_ok(
+        &d,
+        &["build", "-t", "sk:1", "--build-arg", "WHO=skiff", dir],
+    );
+    assert_eq!(again.matches("Using cache").count(), 4, "{again}");
+    let id = skiff_ok(&d, &["build", "-q", "--build-arg", "WHO=skiff", dir]);
+    assert_eq!(id.trim(), d.inspect("sk:1", "{{.Id}}"));
+
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox\nRUN exit 5\n").expect("edit");
+    let out = skiff(&d, &["build", dir]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("returned a non-zero code: 5"),
+        "{}",
+        stderr(&out)
+    );
+}

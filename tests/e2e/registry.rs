@@ -1,8 +1,8 @@
 //! Registries end to end: `skiff daemon` pulling from and pushing to Debian's real
 //! `docker-registry` on 127.0.0.1 (anonymous, htpasswd, token auth with a token server in
 //! the test, as a Docker Hub mirror) and from a fake hostile registry, driven by the real
-//! clients: the docker CLI (docker_cli), docker-py and the skiff CLI (clients), raw API
-//! requests (hostile).
+//! clients: the docker CLI (docker_cli, build), docker-py and the skiff CLI (clients), raw API
+//! requests (hostile); images crossing to and from Docker's own dockerd (dockerd_interop).
 //!
 //! The registries are the ones the registry client's own tests use
 //! (crates/skiff-image/tests/registry_support), shared rather than copied.
@@ -11,10 +11,14 @@ mod common;
 #[path = "../../crates/skiff-image/tests/registry_support/mod.rs"]
 mod registry_support;
 
+#[path = "registry/build.rs"]
+mod build;
 #[path = "registry/clients.rs"]
 mod clients;
 #[path = "registry/docker_cli.rs"]
 mod docker_cli;
+#[path = "registry/dockerd_interop.rs"]
+mod dockerd_interop;
 #[path = "registry/hostile.rs"]
 mod hostile;
 

@@ -13,6 +13,7 @@ pub mod context;
 pub mod dockerfile;
 mod error;
 pub mod exec;
+pub mod history;
 pub mod ignore;
 pub mod plan;
 

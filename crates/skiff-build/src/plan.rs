@@ -194,6 +194,13 @@ pub struct Step {
     /// The instruction as written (`Step N/M : <text>`).
     pub text: String,
     pub op: Op,
+    /// What Docker records in history after `#(nop)` for a config-only step.
+    pub nop_comment: Option<String>,
+    /// The `SHELL` in effect after this step (Docker's history starts with it).
+    pub shell: Vec<String>,
+    /// Environment a `RUN` gets that is neither recorded in history nor part of the cache
+    /// key: the predefined proxy args given with `--build-arg` but not declared.
+    pub hidden_env: Vec<String>,
 }
 
 impl Step {
@@ -326,18 +333,23 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<BuildPlan> {
         let mut shell = vec!["/bin/sh".to_string(), "-c".to_string()];
         let mut steps = Vec::new();
         for instr in &stage.instructions {
+            let mut expose_words: Vec<String> = Vec::new();
+            let mut arg_comment: Option<String> = None;
+            let mut hidden_env: Vec<String> = Vec::new();
             let at = |m: String| BuildError::at(instr.line, m);
             let w = |s: &str, vars: &Vars| expand::word(s, vars, esc).map_err(at);
             let op = match &instr.kind {
                 Kind::Run { command, heredocs } => {
-                    let mut env: Vec<String> = args_in_scope
+                    let env: Vec<String> = args_in_scope
                         .iter()
                         .map(|(k, v)| format!("{k}={v}"))
                         .collect();
+                    // Undeclared proxy args reach the command but, as in Docker, neither
+                    // the history (they may hold credentials) nor the cache key.
                     for p in PROXY_ARGS {
                         if let Some(v) = opts.build_args.get(*p) {
                             if !args_in_scope.contains_key(*p) {
-                                env.push(format!("{p}={v}"));
+                                hidden_env.push(format!("{p}={v}"));
                             }
                         }
                     }
@@ -415,7 +427,10 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<BuildPlan> {
                 }
                 Kind::Arg(decls) => {
                     let mut out = Vec::new();
+                    let mut declared = Vec::new();
                     for d in decls {
+                        let default = d.default.as_ref().map(|v| w(v, &vars)).transpose()?;
+                        declared.push((d.name.clone(), default));
                         used_args.insert(d.name.clone());
                         let value = match (opts.build_args.get(&d.name), &d.default) {
                             (Some(v), _) => Some(v.clone()),
@@ -429,6 +444,8 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<BuildPlan> {
                         }
                         out.push((d.name.clone(), value));
                     }
+                    // Docker's history shows the declaration, not the value given.
+                    arg_comment = Some(crate::history::arg_comment(&declared));
                     Op::Arg(out)
                 }
                 Kind::Label(pairs) => Op::Label(
@@ -449,7 +466,9 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<BuildPlan> {
                 Kind::Entrypoint(c) => Op::Entrypoint(argv(c, &shell)),
                 Kind::Expose(ports) => {
                     let mut out = Vec::new();
-                    for p in expand::words(ports, &vars, esc).map_err(at)? {
+                    let words = expand::words(ports, &vars, esc).map_err(at)?;
+                    expose_words = words.clone();
+                    for p in words {
                         out.push(
                             normalize_port(&p)
                                 .ok_or_else(|| at(format!("invalid containerPort: {p}")))?,
@@ -480,6 +499,10 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<BuildPlan> {
             steps.push(Step {
                 line: instr.line,
                 text: instr.text.clone(),
+                nop_comment: arg_comment
+                    .or_else(|| crate::history::nop_comment(&op, &expose_words)),
+                shell: shell.clone(),
+                hidden_env,
                 op,
             });
         }

@@ -82,6 +82,18 @@ fn received(tar: &[u8], limits: ContextLimits) -> (tempfile::TempDir, Result<(),
     (tmp, r)
 }
 
+/// A reader that hands out at most 4 KiB per read, like a socket.
+struct Trickle<'a>(&'a [u8]);
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(4096).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
 fn sample() -> Vec<u8> {
     Tar::new()
         .file("Dockerfile", "FROM busybox\n")
@@ -138,7 +150,6 @@ fn refuses_hostile_contexts() {
             "hard link out",
             Tar::new().hardlink("pw", "../../etc/passwd").bytes(),
         ),
-        ("whiteout name", Tar::new().file(".wh.secret", "x").bytes()),
         (
             "write through a symlink",
             Tar::new()
@@ -162,6 +173,23 @@ fn refuses_hostile_contexts() {
     }
 }
 
+/// Contexts are plain files: names a layer would treat as whiteouts are ordinary here.
+#[test]
+fn whiteout_names_are_plain_files_in_a_context() {
+    let tar = Tar::new()
+        .file(".wh.secret", "x")
+        .dir("d")
+        .file("d/.wh..wh..opq", "y")
+        .bytes();
+    let (tmp, r) = received(&tar, ContextLimits::default());
+    r.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("ctx/.wh.secret")).unwrap(),
+        "x"
+    );
+    assert!(tmp.path().join("ctx/d/.wh..wh..opq").is_file());
+}
+
 #[test]
 fn refuses_a_context_over_the_limit() {
     let big = "x".repeat(64 * 1024);
@@ -171,6 +199,22 @@ fn refuses_a_context_over_the_limit() {
         max_entries: 100,
     };
     let (_t, r) = received(&tar, limits);
+    assert_eq!(
+        r.unwrap_err().to_string(),
+        "build context is larger than the 32768 byte limit"
+    );
+    // Over the limit in the middle of a file, as a client's stream arrives in pieces: tar
+    // reports the read error as its own failure to unpack, the limit still shows.
+    let big = "x".repeat(256 * 1024);
+    let tar = Tar::new()
+        .file("Dockerfile", "FROM busybox\n")
+        .file("big", &big)
+        .bytes();
+    let tmp = tempfile::Builder::new()
+        .prefix("skiff-build-ctx-")
+        .tempdir()
+        .unwrap();
+    let r = receive(Trickle(&tar), tmp.path(), limits);
     assert_eq!(
         r.unwrap_err().to_string(),
         "build context is larger than the 32768 byte limit"
@@ -247,4 +291,30 @@ fn copy_sources_outside_the_context_or_missing_are_refused() {
     );
     let ignore = IgnoreRules::parse("README").unwrap();
     assert!(hash_sources(&root, &["README".into()], &ignore).is_err());
+}
+
+/// Regression: the docker CLI's `-f -` context ends in an entry without its padding and
+/// without the end-of-archive blocks; it was refused as "unexpected EOF".
+#[test]
+fn accepts_the_docker_clis_unpadded_last_entry() {
+    let mut tar = sample();
+    // Cut the end-of-archive blocks, then append one entry whose data is not padded.
+    let end = tar.len() - 1024;
+    tar.truncate(end);
+    let mut h = tar::Header::new_ustar();
+    h.set_path(".dockerignore").unwrap();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_600_000_000);
+    h.set_cksum();
+    tar.extend_from_slice(h.as_bytes());
+    tar.extend_from_slice(b"x.df\n");
+    let (tmp, r) = received(&tar, ContextLimits::default());
+    r.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("ctx/.dockerignore")).unwrap(),
+        "x.df\n"
+    );
 }

@@ -46,6 +46,9 @@ pub enum EngineError {
     StartFailed(#[source] skiff_runtime::shim::ShimError),
     #[error(transparent)]
     Image(#[from] skiff_image::ImageError),
+    /// A build's Dockerfile, context or options are refused.
+    #[error(transparent)]
+    Build(#[from] skiff_build::BuildError),
     /// A pull, push or login (the registry client words its errors as dockerd does).
     #[error(transparent)]
     Registry(#[from] skiff_image::registry::RegistryError),
@@ -100,6 +103,7 @@ impl HasKind for EngineError {
             EngineError::NotRunning(_) | EngineError::Paused(_) => ErrorKind::WrongState,
             EngineError::NotImplemented(_) => ErrorKind::NotImplemented,
             EngineError::Image(e) => e.kind(),
+            EngineError::Build(e) => e.kind(),
             EngineError::Registry(e) => e.kind(),
             EngineError::Spec(e) => e.kind(),
             EngineError::Net(e) => match e.kind() {

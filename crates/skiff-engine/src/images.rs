@@ -105,7 +105,7 @@ impl Engine {
 
     pub(crate) async fn do_image_list(
         &self,
-        _all: bool,
+        all: bool,
         filters: &Filters,
     ) -> Result<Vec<ImageSummary>> {
         filters.validate(&["dangling", "label", "reference", "before", "since", "until"])?;
@@ -132,6 +132,10 @@ impl Engine {
             let created = created_unix(&image);
             let labels = labels(&image);
             let dangling = image.repo_tags.is_empty();
+            // Like dockerd: intermediate images of builds only with `-a`.
+            if dangling && !all && self.build.cache.is_parent(&image.id) {
+                continue;
+            }
             let keep = filters.any("dangling", |d| matches!(d, "true" | "1") == dangling)
                 && filters.labels_match("label", &labels)
                 && filters.any("reference", |r| reference_matches(r, &image.repo_tags))

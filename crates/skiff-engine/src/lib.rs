@@ -11,6 +11,7 @@
 //! ([`skiff_runtime::shim`]).
 
 mod background;
+mod build;
 mod containers;
 mod disk_usage;
 mod distribution;
@@ -42,6 +43,7 @@ use crate::events::EventBus;
 use crate::store::ContainerRecord;
 
 pub use bollard_stubs::models;
+pub use build::{BuildMessage, BuildRequest};
 pub use disk_usage::DiskUsage;
 pub use error::{EngineError, Result};
 pub use filters::Filters;
@@ -269,6 +271,8 @@ pub struct Engine {
     background: background::Background,
     /// skiff-net and Docker's view of it.
     networking: networks::Networking,
+    /// `docker build`: the step cache and the context limit.
+    build: build::BuildState,
 }
 
 impl Engine {
@@ -309,6 +313,7 @@ impl Engine {
         let networking = networks::Networking::open(cfg.network.clone(), &live).await?;
         let background =
             background::Background::start().ctx(|| "start the background thread".into())?;
+        let cfg_root = cfg.root.clone();
         let engine = Arc::new_cyclic(|me| Engine {
             volumes: volumes::Volumes::new(&cfg.root),
             cfg,
@@ -323,6 +328,7 @@ impl Engine {
             priming: Default::default(),
             background,
             networking,
+            build: build::BuildState::open(&cfg_root),
         });
         engine.adopt().await;
         engine.refill_spare();
@@ -423,6 +429,23 @@ impl Engine {
     /// `POST /images/prune`; filter `dangling=false` prunes every unused image.
     pub async fn image_prune(&self, filters: &Filters) -> Result<ImagePruneResponse> {
         self.do_image_prune(filters).await
+    }
+
+    // ---- build ----
+
+    /// `POST /build`: builds the context tar's Dockerfile; the stream reports progress and
+    /// ends with the image id (or an error). Bad tags fail before anything is read.
+    pub fn build(
+        &self,
+        request: BuildRequest,
+        context: ByteStream,
+    ) -> Result<BoxStream<'static, Result<BuildMessage>>> {
+        self.do_build(request, context)
+    }
+
+    /// `POST /build/prune`: forgets the build cache; returns how many steps it held.
+    pub fn build_prune(&self) -> Result<usize> {
+        self.do_build_prune()
     }
 
     // ---- containers ----

@@ -17,6 +17,7 @@ mod import;
 pub mod overlay;
 mod reference;
 pub mod registry;
+mod scratch;
 mod snapshot;
 mod store;
 pub mod testutil;
@@ -106,6 +107,11 @@ impl ImageStore {
     /// entry. Returns the image id.
     pub fn commit(&self, request: &Commit) -> Result<String> {
         commit::commit(&self.inner, request)
+    }
+
+    /// The empty image `FROM scratch` builds on (no layers, no history; always the same id).
+    pub fn scratch(&self) -> Result<String> {
+        scratch::scratch(&self.inner)
     }
 
     /// All images, newest first.

@@ -147,7 +147,8 @@ pub struct ContainerSpec {
     pub annotations: Vec<(String, String)>,
 }
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The `PATH` a container or a build stage gets when its image sets none (Docker's).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Docker's `nofile` default, capped at this process's hard limit (raising it needs
 /// CAP_SYS_RESOURCE).
 const NOFILE: u64 = 1_048_576;

@@ -3,6 +3,7 @@
 //!
 //! Nothing here touches engine state directly; every verb is API calls.
 
+mod build;
 mod cp;
 mod docker_config;
 mod exec;
@@ -98,6 +99,8 @@ pub enum Command {
     Save(With<images::SaveArgs>),
     /// Import the contents from a tarball to create a filesystem image
     Import(With<images::ImportArgs>),
+    /// Build an image from a Dockerfile
+    Build(With<build::BuildArgs>),
     /// Manage images
     #[command(subcommand)]
     Image(images::ImageCommand),
@@ -221,6 +224,7 @@ async fn dispatch(command: Command) -> Outcome {
         Command::Load(w) => go!(w, images::load),
         Command::Save(w) => go!(w, images::save),
         Command::Import(w) => go!(w, images::import),
+        Command::Build(w) => go!(w, build::build),
         Command::Image(sub) => images::image_command(sub).await,
         Command::Network(sub) => network::command(sub).await,
         Command::Port(w) => go!(w, network::port),

@@ -14,6 +14,7 @@
 
 pub mod netslot;
 pub mod otherhost;
+pub mod dockerd;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;

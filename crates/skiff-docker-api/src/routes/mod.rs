@@ -1,6 +1,7 @@
 //! The route table: Docker Engine API paths (after the version prefix is stripped) to handlers.
 
 pub mod archive;
+pub mod build;
 pub mod containers;
 pub mod distribution;
 pub mod exec;
@@ -53,6 +54,8 @@ pub fn table(engine: Arc<Engine>) -> Router {
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/json", get(exec::inspect))
         .route("/exec/{id}/resize", post(exec::resize))
+        .route("/build", post(build::build))
+        .route("/build/prune", post(build::prune))
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save))

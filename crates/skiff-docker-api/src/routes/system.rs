@@ -14,9 +14,11 @@ use crate::params::Params;
 use crate::version::{API_VERSION, MIN_API_VERSION};
 
 /// `GET|HEAD /_ping`: `OK`; the version headers are added by the negotiation middleware.
+/// `Builder-Version: 1` tells the docker CLI to build with the classic `POST /build`.
 pub async fn ping() -> Response {
     (
         [
+            (header::HeaderName::from_static("builder-version"), "1"),
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache, no-store, must-revalidate"),
             (header::PRAGMA, "no-cache"),

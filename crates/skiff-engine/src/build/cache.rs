@@ -1,0 +1,146 @@
+//! The build cache index, persisted at `<root>/build/cache.json`: cache key → the image a
+//! step made (and its parent), plus the `ONBUILD` triggers of built images (the image
+//! config type of the store has no `OnBuild` field, so they are kept here).
+//!
+//! An entry is only a hint: the image it names may have been removed since (`docker rmi`,
+//! prune), so lookups check the store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IoContext, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    image: String,
+    parent: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Index {
+    #[serde(default)]
+    steps: BTreeMap<String, Entry>,
+    #[serde(default)]
+    onbuild: BTreeMap<String, Vec<String>>,
+    /// Images that are parents of build steps (hidden from `docker images` unless tagged).
+    #[serde(skip)]
+    parents: BTreeSet<String>,
+}
+
+pub(crate) struct BuildCache {
+    path: PathBuf,
+    index: Mutex<Index>,
+}
+
+impl BuildCache {
+    /// Opens the index under `root` (an unreadable index is started afresh: it is a cache).
+    pub(crate) fn open(root: &Path) -> BuildCache {
+        let path = root.join("build").join("cache.json");
+        let mut index: Index = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        index.parents = index.steps.values().map(|e| e.parent.clone()).collect();
+        BuildCache {
+            path,
+            index: Mutex::new(index),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The image recorded under `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<String> {
+        self.lock().steps.get(key).map(|e| e.image.clone())
+    }
+
+    /// Records that the step `key` on `parent` made `image`, and persists the index.
+    pub(crate) fn put(&self, key: &str, image: &str, parent: &str) -> Result<()> {
+        let mut index = self.lock();
+        index.steps.insert(
+            key.to_string(),
+            Entry {
+                image: image.to_string(),
+                parent: parent.to_string(),
+            },
+        );
+        index.parents.insert(parent.to_string());
+        self.persist(&index)
+    }
+
+    /// Whether `image` is the parent of a recorded step (an intermediate image).
+    pub(crate) fn is_parent(&self, image: &str) -> bool {
+        self.lock().parents.contains(image)
+    }
+
+    /// Marks `image` as an intermediate image without a step (the `FROM scratch` image).
+    pub(crate) fn hide(&self, image: &str) {
+        self.lock().parents.insert(image.to_string());
+    }
+
+    /// The `ONBUILD` triggers recorded for `image`.
+    pub(crate) fn onbuild(&self, image: &str) -> Vec<String> {
+        self.lock().onbuild.get(image).cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn set_onbuild(&self, image: &str, triggers: Vec<String>) -> Result<()> {
+        let mut index = self.lock();
+        if triggers.is_empty() {
+            if index.onbuild.remove(image).is_none() {
+                return Ok(());
+            }
+        } else {
+            index.onbuild.insert(image.to_string(), triggers);
+        }
+        self.persist(&index)
+    }
+
+    /// Forgets every step (`docker builder prune`); returns how many there were.
+    pub(crate) fn clear(&self) -> Result<usize> {
+        let mut index = self.lock();
+        let n = index.steps.len();
+        index.steps.clear();
+        index.parents.clear();
+        self.persist(&index)?;
+        Ok(n)
+    }
+
+    fn persist(&self, index: &Index) -> Result<()> {
+        let dir = self.path.parent().expect("cache path has a parent");
+        std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
+        let bytes = serde_json::to_vec(index)
+            .map_err(std::io::Error::other)
+            .ctx(|| "encode the build cache".into())?;
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, bytes).ctx(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path).ctx(|| format!("write {}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_survive_a_reopen_and_mark_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BuildCache::open(dir.path());
+        assert_eq!(cache.get("k"), None);
+        cache.put("k", "sha256:child", "sha256:parent").unwrap();
+        cache
+            .set_onbuild("sha256:child", vec!["RUN true".into()])
+            .unwrap();
+        let again = BuildCache::open(dir.path());
+        assert_eq!(again.get("k").as_deref(), Some("sha256:child"));
+        assert!(again.is_parent("sha256:parent"));
+        assert!(!again.is_parent("sha256:child"));
+        assert_eq!(again.onbuild("sha256:child"), ["RUN true"]);
+        assert_eq!(again.clear().unwrap(), 1);
+        assert_eq!(BuildCache::open(dir.path()).get("k"), None);
+    }
+}
