@@ -29,9 +29,10 @@ pub use algorithm::FitError;
 pub use leader::LeaseConfig;
 pub use scheduler::{Config, Metrics, Scheduler};
 
-/// Runs the scheduler through `client` while it holds the scheduler Lease, until `stop`.
+/// Runs the scheduler through `client` while it holds the scheduler Lease (`config.lease`),
+/// until `stop`; on stop the Lease is released so another server takes over at once.
 pub async fn run(client: kube::Client, config: Config, stop: impl Future<Output = ()>) {
-    let lease = LeaseConfig::scheduler(config.identity.clone());
+    let lease = config.lease.clone();
     leader::run_elected(client.clone(), lease, stop, move |lost| {
         let scheduler = Scheduler::new(client.clone(), config.clone());
         async move {
@@ -43,4 +44,27 @@ pub async fn run(client: kube::Client, config: Config, stop: impl Future<Output 
         }
     })
     .await
+}
+
+/// A scheduler running in the background (see [`spawn`]).
+pub struct Handle {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Handle {
+    /// Stops scheduling and gives the Lease up.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the leader-elected default scheduler on `client` (what `skiff server` runs).
+pub fn spawn(client: kube::Client) -> Handle {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run(client, Config::default(), async {
+        let _ = stopped.await;
+    }));
+    Handle { stop, task }
 }

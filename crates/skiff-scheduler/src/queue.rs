@@ -234,6 +234,7 @@ impl Queue {
     }
 
     /// Whether the pod waits as unschedulable.
+    #[cfg(test)]
     pub fn is_unschedulable(&self, key: &str) -> bool {
         self.items
             .get(key)

@@ -32,20 +32,24 @@ pub struct Config {
     pub name: String,
     /// Bindings in flight at once; scheduling pauses while all are taken.
     pub bind_concurrency: usize,
-    /// Who writes the events (`reportingInstance`).
+    /// Who writes the events (`reportingInstance`) and holds the Lease.
     pub identity: String,
+    /// The Lease several schedulers elect their leader on.
+    pub lease: crate::LeaseConfig,
 }
 
 impl Default for Config {
     fn default() -> Self {
+        // Unique across servers: the host name, then random bits (client-go adds a uuid).
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        let identity = format!("{host}_{:016x}", rand::random::<u64>());
         Config {
             name: crate::podinfo::DEFAULT_SCHEDULER.into(),
             bind_concurrency: 256,
-            identity: format!(
-                "{}-{}",
-                crate::podinfo::DEFAULT_SCHEDULER,
-                std::process::id()
-            ),
+            lease: crate::LeaseConfig::scheduler(identity.clone()),
+            identity,
         }
     }
 }
