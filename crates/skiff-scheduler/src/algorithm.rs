@@ -89,30 +89,26 @@ pub fn feasible_to_find(all: usize) -> usize {
     (all * pct / 100).max(MIN_FEASIBLE)
 }
 
-/// Picks a node for `pod`. `start` is where the search begins in the node order (advanced
-/// past the nodes looked at, so consecutive pods search different nodes first).
+/// Picks a node for `pod`. The search starts after `last`, the node the previous search
+/// stopped at, and records where this one stopped.
 pub fn schedule(
     pod: &PodInfo,
     cache: &Cache,
-    nodes: &[String],
-    start: &mut usize,
+    last: &mut Option<String>,
     rng: &mut impl Rng,
 ) -> Result<String, FitError> {
-    let all = nodes.len();
+    let all = cache.node_count();
     let state = CycleState::new(pod, cache);
     let want = feasible_to_find(all);
     let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want.min(all));
     let mut reasons: BTreeMap<Reason, usize> = BTreeMap::new();
     let (mut resolvable, mut unresolvable) = (0, 0);
-    let mut looked = 0;
-    for i in 0..all {
+    let mut stopped_at = None;
+    for node in cache.nodes_after(last.as_deref()) {
         if feasible.len() >= want {
             break;
         }
-        looked += 1;
-        let Some(node) = cache.node(&nodes[(*start + i) % all]) else {
-            continue;
-        };
+        stopped_at = Some(node);
         match plugins::filter(pod, node, &state) {
             Ok(()) => feasible.push(node),
             Err(rs) => {
@@ -127,8 +123,8 @@ pub fn schedule(
             }
         }
     }
-    if all > 0 {
-        *start = (*start + looked) % all;
+    if let Some(node) = stopped_at {
+        *last = Some(node.name.clone());
     }
     match feasible.len() {
         0 => Err(FitError {

@@ -209,6 +209,27 @@ impl Cache {
         }
     }
 
+    /// Every node once, in name order, starting after `last` and wrapping around (the
+    /// search order: consecutive pods look at different nodes first).
+    pub fn nodes_after<'a>(
+        &'a self,
+        last: Option<&str>,
+    ) -> impl Iterator<Item = &'a NodeInfo> + use<'a> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let (tail, head) = match last {
+            Some(l) => (
+                self.nodes.range::<str, _>((Excluded(l), Unbounded)),
+                Some(self.nodes.range::<str, _>((Unbounded, Included(l)))),
+            ),
+            None => (self.nodes.range::<str, _>(..), None),
+        };
+        tail.chain(head.into_iter().flatten()).map(|(_, n)| n)
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// Names of the cached nodes.
     pub fn node_names(&self) -> Vec<String> {
         self.nodes.keys().cloned().collect()

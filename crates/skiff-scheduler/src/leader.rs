@@ -44,11 +44,24 @@ fn now() -> MicroTime {
     MicroTime(k8s_openapi::jiff::Timestamp::now())
 }
 
+/// The Lease record as last seen, and when this candidate saw it change. Expiry is judged
+/// on this candidate's own clock (client-go's `observedTime`): the holder's `renewTime` comes
+/// from another machine's clock and is only compared for change.
+#[derive(Default)]
+struct Observed {
+    record: Option<(Option<String>, Option<MicroTime>)>,
+    at: Option<Instant>,
+}
+
 /// Tries once to take or renew the Lease; true when this candidate holds it afterwards.
-async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Error> {
+async fn try_acquire(
+    api: &Api<Lease>,
+    cfg: &LeaseConfig,
+    seen: &mut Observed,
+) -> Result<bool, kube::Error> {
     let spec = |transitions: i32, acquired: Option<MicroTime>| LeaseSpec {
         holder_identity: Some(cfg.identity.clone()),
-        lease_duration_seconds: Some(cfg.lease_duration.as_secs() as i32),
+        lease_duration_seconds: Some(cfg.lease_duration.as_secs().max(1) as i32),
         acquire_time: acquired.or_else(|| Some(now())),
         renew_time: Some(now()),
         lease_transitions: Some(transitions),
@@ -72,11 +85,13 @@ async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::
     let current = lease.spec.clone().unwrap_or_default();
     let holder = current.holder_identity.clone().unwrap_or_default();
     let ours = holder == cfg.identity;
-    let expired = current.renew_time.as_ref().is_none_or(|t| {
-        let age = k8s_openapi::jiff::Timestamp::now().duration_since(t.0);
-        let duration = current.lease_duration_seconds.unwrap_or(15).max(1) as i64;
-        age.as_secs() >= duration
-    });
+    let record = Some((current.holder_identity.clone(), current.renew_time.clone()));
+    if seen.record != record {
+        seen.record = record;
+        seen.at = Some(Instant::now());
+    }
+    let duration = Duration::from_secs(current.lease_duration_seconds.unwrap_or(15).max(1) as u64);
+    let expired = seen.at.is_none_or(|at| at.elapsed() >= duration);
     if !ours && !holder.is_empty() && !expired {
         return Ok(false);
     }
@@ -84,7 +99,12 @@ async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::
     let acquired = if ours { current.acquire_time } else { None };
     lease.spec = Some(spec(transitions, acquired));
     match api.replace(&cfg.name, &PostParams::default(), &lease).await {
-        Ok(_) => Ok(true),
+        Ok(written) => {
+            let s = written.spec.unwrap_or_default();
+            seen.record = Some((s.holder_identity, s.renew_time));
+            seen.at = Some(Instant::now());
+            Ok(true)
+        }
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
         Err(e) => Err(e),
     }
@@ -120,11 +140,12 @@ pub async fn run_elected<W, F>(
     F: Future<Output = ()> + Send + 'static,
 {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
+    let mut seen = Observed::default();
     tokio::pin!(stop);
     loop {
         // Campaign.
         loop {
-            match try_acquire(&api, &cfg).await {
+            match try_acquire(&api, &cfg, &mut seen).await {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(e) => tracing::debug!(error = %e, "leader election: cannot reach the lease"),
@@ -138,13 +159,17 @@ pub async fn run_elected<W, F>(
         let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
         let mut running = tokio::spawn(work(lost_rx));
         let mut renewed = Instant::now();
+        let mut finished = false;
         let stopping = loop {
             tokio::select! {
                 _ = &mut stop => break true,
-                _ = &mut running => break false,
+                _ = &mut running => {
+                    finished = true;
+                    break false;
+                }
                 _ = tokio::time::sleep(cfg.retry_period) => {}
             }
-            match try_acquire(&api, &cfg).await {
+            match try_acquire(&api, &cfg, &mut seen).await {
                 Ok(true) => renewed = Instant::now(),
                 Ok(false) => break false,
                 Err(e) => {
@@ -156,7 +181,9 @@ pub async fn run_elected<W, F>(
             }
         };
         let _ = lost_tx.send(());
-        let _ = running.await;
+        if !finished {
+            let _ = running.await;
+        }
         if stopping {
             release(&api, &cfg).await;
             return;

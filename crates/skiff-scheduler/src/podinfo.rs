@@ -273,7 +273,8 @@ impl PodInfo {
         )
     }
 
-    /// A copy bound to `node` (what the cache assumes before the API confirms it).
+    /// A copy bound to `node`, as its watch event after the binding shows it.
+    #[cfg(test)]
     pub fn assumed_on(&self, node: &str) -> Arc<PodInfo> {
         let mut info = self.clone();
         info.node_name = node.to_string();

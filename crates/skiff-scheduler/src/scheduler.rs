@@ -140,8 +140,7 @@ impl Scheduler {
         let mut state = Loop {
             cache: Cache::default(),
             queue: Queue::default(),
-            nodes: Vec::new(),
-            start: 0,
+            last: None,
             rng: StdRng::from_entropy(),
             synced: Synced::default(),
             seen_pods: None,
@@ -189,9 +188,8 @@ where
 struct Loop {
     cache: Cache,
     queue: Queue,
-    /// Node names in a stable order (the search order).
-    nodes: Vec<String>,
-    start: usize,
+    /// The node the last search stopped at (the next starts after it).
+    last: Option<String>,
     rng: StdRng,
     synced: Synced,
     /// Keys listed since the pods watch (re)started its list.
@@ -283,18 +281,13 @@ impl Loop {
                 if let Some(seen) = &mut self.seen_nodes {
                     seen.insert(name.clone());
                 }
-                let changed = self.cache.set_node(node);
-                if !self.nodes.contains(&name) {
-                    self.nodes = self.cache.node_names();
-                }
-                if changed {
+                if self.cache.set_node(node) {
                     self.queue.move_all();
                 }
             }
             watcher::Event::Delete(node) => {
                 self.cache
                     .remove_node(node.metadata.name.as_deref().unwrap_or_default());
-                self.nodes = self.cache.node_names();
             }
             watcher::Event::InitDone => {
                 if let Some(seen) = self.seen_nodes.take() {
@@ -304,7 +297,6 @@ impl Loop {
                         }
                     }
                 }
-                self.nodes = self.cache.node_names();
                 self.synced.nodes = true;
                 self.queue.move_all();
             }
@@ -379,19 +371,13 @@ impl Loop {
             return true;
         }
         let started = Instant::now();
-        let decided = algorithm::schedule(
-            &info,
-            &self.cache,
-            &self.nodes,
-            &mut self.start,
-            &mut self.rng,
-        );
+        let decided = algorithm::schedule(&info, &self.cache, &mut self.last, &mut self.rng);
         self.metrics
             .algorithm_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         match decided {
             Ok(node) => {
-                self.cache.assume(info.assumed_on(&node), &node);
+                self.cache.assume(info.clone(), &node);
                 self.spawn_bind(info, node, started, first_seen);
             }
             Err(fit) => {

@@ -6,11 +6,10 @@
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{update::UpdateKind, write_update, Ctx};
+use super::Ctx;
 use crate::error::{ApiError, Cause};
 use crate::http::{decode_object, json as reply_json};
 use crate::object;
-use crate::resources::Sub;
 
 /// How often a binding is tried again when the pod changed between read and write.
 const ATTEMPTS: usize = 8;
@@ -45,16 +44,15 @@ pub async fn create(ctx: Ctx<'_>, body: &[u8]) -> Result<Response, ApiError> {
         attempt += 1;
         let current = ctx.current().await?;
         let new = assign(&current, &node, &uid, &annotations)?;
-        match write_update(
-            ctx.state,
-            ctx.kind(),
-            &current,
-            new,
-            UpdateKind::Sub(Sub::Binding),
-            dry_run,
-        )
-        .await
-        {
+        let rv = object::resource_version(&current)?.unwrap_or_default();
+        // As kube-apiserver's BindingREST: one compare-and-swap of the stored pod, without
+        // the pod update's strategy and admission (the binding is all that changes).
+        let written = if dry_run {
+            Ok(new)
+        } else {
+            ctx.state.storage.update(ctx.kind().info(), new, rv).await
+        };
+        match written {
             // Someone else wrote the pod between our read and write: read it again, it may
             // now be bound (409 from `assign`) or just have a new status.
             Err(e) if e.code == 409 && attempt < ATTEMPTS => continue,

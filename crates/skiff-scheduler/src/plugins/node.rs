@@ -34,12 +34,15 @@ fn tolerated(pod: &PodInfo, taint: &Taint) -> bool {
 
 /// NodeUnschedulable: a cordoned node takes only pods tolerating its unschedulable taint.
 pub fn unschedulable(pod: &PodInfo, node: &NodeInfo) -> Option<Reason> {
+    if !node.unschedulable {
+        return None;
+    }
     let taint = Taint {
         key: UNSCHEDULABLE.into(),
         effect: "NoSchedule".into(),
         ..Default::default()
     };
-    (node.unschedulable && !tolerated(pod, &taint)).then_some(Reason::Unschedulable)
+    (!tolerated(pod, &taint)).then_some(Reason::Unschedulable)
 }
 
 /// TaintToleration's filter: the first NoSchedule or NoExecute taint the pod does not

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use crate::defaults::{ensure, pod_spec, set};
 use crate::error::ApiError;
 use crate::kinds::scheduling::priorityclass::PriorityClasses;
-use crate::registry::{keep, Admission, Kind, Obj, Strategy};
+use crate::registry::{Admission, Kind, Obj, Strategy};
 use crate::resources::{Entry, Sub, ALL};
 use crate::router::ApiState;
 use crate::table::{age, arr, col, name, since, str_or_none, wide, Column, AGE, NAME};
@@ -65,24 +65,6 @@ impl Strategy for Pods {
 
     fn prepare_for_create(&self, obj: &mut Value) {
         obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
-    }
-
-    /// `/status` writes take the status; `/binding` (whose handler built `new` from the
-    /// stored pod) takes the node, the PodScheduled condition and the binding's annotations.
-    fn prepare_for_subresource(&self, sub: Sub, new: Value, old: &Value) -> Value {
-        let mut out = old.clone();
-        match sub {
-            Sub::Status => keep(&mut out, &new, "status"),
-            Sub::Binding => {
-                out["spec"]["nodeName"] = new["spec"]["nodeName"].clone();
-                keep(&mut out, &new, "status");
-                if let Some(a) = new.pointer("/metadata/annotations") {
-                    out["metadata"]["annotations"] = a.clone();
-                }
-            }
-            Sub::Scale | Sub::Finalize | Sub::Approval => {}
-        }
-        out
     }
 
     fn validate(&self, new: Obj<'_, Pod>, old: Option<Obj<'_, Pod>>, errs: &mut Errs) {
