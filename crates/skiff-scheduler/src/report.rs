@@ -34,19 +34,32 @@ pub enum Report {
 #[derive(Clone)]
 pub struct Reporter {
     tx: mpsc::Sender<Report>,
+    failures: mpsc::UnboundedSender<Report>,
 }
 
 impl Reporter {
     /// A reporter writing through `client` as `instance` until every sender is gone.
     pub fn spawn(client: Client, instance: String) -> Reporter {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_all(client, instance, rx));
-        Reporter { tx }
+        let (failures, mut failed) = mpsc::unbounded_channel();
+        let reports = futures::stream::select(
+            futures::stream::poll_fn(move |cx| failed.poll_recv(cx)),
+            tokio_stream_of(rx),
+        );
+        tokio::spawn(write_all(client, instance, reports));
+        Reporter { tx, failures }
     }
 
     pub fn send(&self, report: Report) {
-        if self.tx.try_send(report).is_err() {
-            tracing::debug!("report queue full: event dropped");
+        match report {
+            Report::Unschedulable { .. } => {
+                let _ = self.failures.send(report);
+            }
+            Report::Scheduled { .. } => {
+                if self.tx.try_send(report).is_err() {
+                    tracing::debug!("report queue full: Scheduled event dropped");
+                }
+            }
         }
     }
 }
@@ -54,9 +67,9 @@ impl Reporter {
 /// The event already written for (pod uid, reason, message), to count repeats in.
 type Seen = HashMap<(String, &'static str, String), (String, i32)>;
 
-async fn write_all(client: Client, instance: String, rx: mpsc::Receiver<Report>) {
+async fn write_all(client: Client, instance: String, reports: impl futures::Stream<Item = Report>) {
     let seen = Arc::new(tokio::sync::Mutex::new(Seen::new()));
-    tokio_stream_of(rx)
+    reports
         .for_each_concurrent(CONCURRENCY, |report| {
             let (client, instance, seen) = (client.clone(), instance.clone(), seen.clone());
             async move {
