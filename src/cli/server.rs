@@ -30,6 +30,9 @@ pub struct Args {
     /// Run only the control plane, without a local node
     #[arg(long)]
     disable_agent: bool,
+    /// Run no pod scheduler here (pods stay unbound unless another server schedules them)
+    #[arg(long)]
+    disable_scheduler: bool,
     /// IPv4 range Services get ClusterIPs from (its first address is the `kubernetes` Service's)
     #[arg(long, default_value = "10.43.0.0/16", value_parser = skiff_apiserver::services::ServiceNetwork::parse_cidr)]
     service_cidr: ipnet::Ipv4Net,
@@ -68,6 +71,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let server = skiff_apiserver::Server::bind(config, store)
             .await
             .context("starting the API server")?;
+        let scheduler = (!args.disable_scheduler).then(|| {
+            skiff_scheduler::spawn(skiff_apiserver::in_process_client(
+                server.state.clone(),
+                scheduler_user(),
+            ))
+        });
         if !args.disable_agent {
             tracing::info!("no local node yet: the agent is not part of this build");
         }
@@ -82,8 +91,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         server.serve(shutdown).await;
+        if let Some(scheduler) = scheduler {
+            scheduler.stop().await;
+        }
         Ok(())
     })
+}
+
+/// Who the in-process scheduler acts as: kube-scheduler's user.
+fn scheduler_user() -> skiff_apiserver::auth::UserInfo {
+    skiff_apiserver::auth::UserInfo {
+        name: "system:kube-scheduler".into(),
+        uid: "system:kube-scheduler".into(),
+        groups: vec!["system:authenticated".into()],
+    }
 }
 
 /// Connection limits with `seconds` for the TLS handshake and each request header.

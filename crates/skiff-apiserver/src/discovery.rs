@@ -124,6 +124,7 @@ fn sub_kind(k: &dyn Kind, sub: Sub) -> (&'static str, &'static str, &'static str
     let r = k.info();
     match sub {
         Sub::Scale => ("autoscaling", "v1", "Scale"),
+        Sub::Binding => ("", "v1", "Binding"),
         _ => (r.group, r.version, r.kind),
     }
 }

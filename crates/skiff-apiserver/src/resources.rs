@@ -17,6 +17,8 @@ pub enum Sub {
     Finalize,
     /// A CertificateSigningRequest's `/approval`: writes change the approval conditions only.
     Approval,
+    /// A Pod's `/binding`: a POSTed `v1 Binding` assigns the pod to a node, once.
+    Binding,
 }
 
 impl Sub {
@@ -26,19 +28,27 @@ impl Sub {
             Sub::Scale => "scale",
             Sub::Finalize => "finalize",
             Sub::Approval => "approval",
+            Sub::Binding => "binding",
         }
     }
 
     pub fn parse(name: &str) -> Option<Sub> {
-        [Sub::Status, Sub::Scale, Sub::Finalize, Sub::Approval]
-            .into_iter()
-            .find(|s| s.name() == name)
+        [
+            Sub::Status,
+            Sub::Scale,
+            Sub::Finalize,
+            Sub::Approval,
+            Sub::Binding,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
     }
 
     /// The verbs served on the subresource.
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Sub::Finalize => &["update"],
+            Sub::Binding => &["create"],
             _ => &["get", "patch", "update"],
         }
     }

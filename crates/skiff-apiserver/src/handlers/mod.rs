@@ -6,6 +6,7 @@
 
 #[cfg(test)]
 mod admission_tests;
+mod binding;
 mod create;
 mod delete;
 mod patch;
@@ -68,6 +69,16 @@ impl Ctx<'_> {
 
 pub async fn dispatch(ctx: Ctx<'_>, verb: &str, body: Bytes) -> Result<Response, ApiError> {
     let sub = ctx.target.subresource;
+    if sub == Some(Sub::Binding) {
+        return match verb {
+            "create" => binding::create(ctx, &body).await,
+            _ => Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                format!("{verb} is not supported on this path"),
+            )),
+        };
+    }
     let named = ctx.target.name.is_some();
     let needs_name = matches!(verb, "get" | "update" | "patch" | "delete");
     if needs_name != named && verb != "watch" {

@@ -44,6 +44,7 @@ struct Names {
     object: String,
     list: String,
     scale: String,
+    binding: String,
     status: String,
     delete_options: String,
     patch: String,
@@ -103,6 +104,8 @@ impl Schemas {
         }
         let scale = add::<k8s_openapi::api::autoscaling::v1::Scale>(&mut self.gen);
         self.tag(&scale, "autoscaling", "v1", "Scale");
+        let binding = add::<k8s_openapi::api::core::v1::Binding>(&mut self.gen);
+        self.tag(&binding, "", "v1", "Binding");
         let status = add::<meta::Status>(&mut self.gen);
         self.tag(&status, "", "v1", "Status");
         let delete_options = add::<meta::DeleteOptions>(&mut self.gen);
@@ -114,6 +117,7 @@ impl Schemas {
             object,
             list,
             scale,
+            binding,
             status,
             delete_options,
             patch,
@@ -198,10 +202,10 @@ fn parameter(version: Version, name: &str, location: &str) -> Value {
 }
 
 fn operation(version: Version, op: &Operation, names: &Names) -> Value {
-    let object = if op.gvk.2 == "Scale" {
-        &names.scale
-    } else {
-        &names.object
+    let object = match op.gvk.2 {
+        "Scale" => &names.scale,
+        "Binding" => &names.binding,
+        _ => &names.object,
     };
     let reply = match op.reply {
         Reply::Object => object,

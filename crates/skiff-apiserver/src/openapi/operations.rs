@@ -311,9 +311,11 @@ pub fn paths(kind: &dyn Kind) -> Vec<PathItem> {
             Sub::Scale => "Scale",
             Sub::Finalize => "Finalize",
             Sub::Approval => "Approval",
+            Sub::Binding => "Binding",
         };
         let sub_gvk = match sub {
             Sub::Scale => Some(("autoscaling", "v1", "Scale")),
+            Sub::Binding => Some(("", "v1", "Binding")),
             _ => None,
         };
         let mut ops = Vec::new();
@@ -325,6 +327,21 @@ pub fn paths(kind: &dyn Kind) -> Vec<PathItem> {
                     format!("read{gid}{ns_id}{k}{suffix}"),
                     "get",
                     format!("read {} of the specified {k}", sub.name()),
+                )
+            });
+        }
+        if sub.verbs().contains(&"create") {
+            ops.push(Operation {
+                query: WRITE,
+                body: Some(Body::Object),
+                codes: &[200, 201, 202],
+                consumes: JSON,
+                gvk: sub_gvk.unwrap_or(gvk),
+                ..op(
+                    "post",
+                    format!("create{gid}{ns_id}{k}{suffix}"),
+                    "post",
+                    format!("create {} of a {k}", sub.name()),
                 )
             });
         }

@@ -70,6 +70,7 @@ messages! {
         propagation_policy: "propagationPolicy", dry_run: "dryRun",
         ignore_store_read_error_with_cluster_breaking_potential: "ignoreStoreReadErrorWithClusterBreakingPotential" }
     api::autoscaling::v1::Scale { metadata: "metadata", spec: "spec", status: "status" }
+    api::core::v1::Binding { metadata: "metadata", target: "target" }
     apimachinery::pkg::apis::meta::v1::ObjectMeta { name: "name", generate_name: "generateName",
         namespace: "namespace", self_link: "selfLink", uid: "uid", resource_version: "resourceVersion",
         generation: "generation", creation_timestamp: "creationTimestamp", deletion_timestamp: "deletionTimestamp",

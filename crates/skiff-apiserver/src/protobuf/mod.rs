@@ -84,11 +84,13 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
 /// as protobuf, else 415 (as Kubernetes answers for types it has no protobuf form of).
 fn decode_other(api_version: &str, kind: &str, raw: &[u8]) -> Result<Value, ApiError> {
     use k8s_pb::api::autoscaling::v1::Scale;
+    use k8s_pb::api::core::v1::Binding;
     use k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions;
     let decoded = match (api_version, kind) {
         // Options bodies: client-go types them with the group version of the resource.
         (_, "DeleteOptions") => DeleteOptions::decode_json(raw),
         ("autoscaling/v1", "Scale") => Scale::decode_json(raw),
+        ("v1", "Binding") => Binding::decode_json(raw),
         _ => return Err(unsupported()),
     };
     decoded.map_err(|e| bad(format!("unable to decode {kind} from protobuf: {e}")))
