@@ -40,5 +40,5 @@ mod watch;
 mod yaml;
 
 pub use error::{ApiError, Cause};
-pub use router::{in_process_router, router, ApiState};
+pub use router::{in_process_client, in_process_router, router, ApiState};
 pub use server::{Config, Server, ServerError};

@@ -99,6 +99,13 @@ pub fn in_process_router(state: Arc<ApiState>, user: UserInfo) -> axum::Router {
     }))
 }
 
+/// A kube-rs client of this API server that never leaves the process: requests go straight
+/// to [`in_process_router`] as `user` (no TCP, no TLS), through the same handlers a remote
+/// client reaches. In-process controllers and the local node use it.
+pub fn in_process_client(state: Arc<ApiState>, user: UserInfo) -> kube::Client {
+    kube::Client::new(in_process_router(state, user), "default")
+}
+
 /// A resource request, parsed from its path.
 #[derive(Debug, Clone)]
 pub struct Target {

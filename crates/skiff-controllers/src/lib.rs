@@ -1,0 +1,78 @@
+//! The controller set of `skiff server`: it owns the reconcile loops that make the
+//! cluster's objects so and keep them so — ReplicaSets, ReplicationControllers and
+//! Deployments today; the DaemonSet, StatefulSet, Job, node-lifecycle and other controllers
+//! join the same set.
+//!
+//! Every controller is a `reconcile(object, context) -> Result<Action>` plus an error policy
+//! on kube-runtime's `applier`, level-triggered and idempotent: it compares what the API
+//! asks for with what the API has and writes the difference back. Controllers hold no state
+//! the API does not have — shared informer caches fed by one watch per kind
+//! ([`informer`]), and expectations that only gate *when* a controller acts again
+//! ([`expectations`]) — and they write only through the API, as any remote client does. In
+//! `skiff server` the set runs in-process against the API router, leader-elected on a
+//! `coordination.k8s.io` Lease ([`leader`]) so that several servers run one active copy.
+
+#![forbid(unsafe_code)]
+
+pub mod claim;
+pub mod context;
+pub mod deployment;
+pub mod error;
+pub mod expectations;
+pub mod informer;
+pub mod leader;
+pub mod pods;
+pub mod replicaset;
+pub mod runner;
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::ReplicationController;
+use kube::Client;
+
+pub use context::{Context, Informers};
+pub use error::{Error, Result};
+
+/// One controller set: every controller over one set of shared informers.
+pub struct Controllers {
+    ctx: Arc<Context>,
+}
+
+impl Controllers {
+    /// A controller set acting as `identity` (its events' reporting instance).
+    pub fn new(client: Client, identity: &str) -> Self {
+        Controllers {
+            ctx: Context::new(client, identity),
+        }
+    }
+
+    /// The shared state (informers, expectations), for tests and later controllers.
+    pub fn context(&self) -> Arc<Context> {
+        self.ctx.clone()
+    }
+
+    /// Watches and reconciles until dropped. Controllers subscribe to the informers before
+    /// the watches start and act only once every cache is filled.
+    pub async fn run(self) {
+        let ctx = self.ctx;
+        let informers = &ctx.informers;
+        let rs = replicaset::controller::<ReplicaSet>(
+            ctx.clone(),
+            informers.replica_sets.store(),
+            informers.replica_sets.changes(),
+        );
+        let rc = replicaset::controller::<ReplicationController>(
+            ctx.clone(),
+            informers.replication_controllers.store(),
+            informers.replication_controllers.changes(),
+        );
+        let deploy = deployment::controller(ctx.clone());
+        let controllers = async {
+            informers.synced().await;
+            tracing::info!(identity = %ctx.identity, "caches synced, controllers running");
+            tokio::join!(rs, rc, deploy);
+        };
+        tokio::join!(informers.run(), controllers);
+    }
+}
