@@ -46,6 +46,9 @@ pub enum EngineError {
     StartFailed(#[source] skiff_runtime::shim::ShimError),
     #[error(transparent)]
     Image(#[from] skiff_image::ImageError),
+    /// A pull, push or login (the registry client words its errors as dockerd does).
+    #[error(transparent)]
+    Registry(#[from] skiff_image::registry::RegistryError),
     #[error(transparent)]
     Spec(#[from] skiff_runtime::spec::SpecError),
     #[error("{context}")]
@@ -84,6 +87,7 @@ impl HasKind for EngineError {
             EngineError::NotRunning(_) | EngineError::Paused(_) => ErrorKind::WrongState,
             EngineError::NotImplemented(_) => ErrorKind::NotImplemented,
             EngineError::Image(e) => e.kind(),
+            EngineError::Registry(e) => e.kind(),
             EngineError::Spec(e) => e.kind(),
             EngineError::StartFailed(e) => match e {
                 // A shim that vanished during a start is the engine's trouble, not a state

@@ -85,7 +85,7 @@ impl Engine {
         move |id: &str| used.iter().any(|u| u == id)
     }
 
-    fn emit_image(&self, action: &str, id: &str, name: Option<&str>) {
+    pub(crate) fn emit_image(&self, action: &str, id: &str, name: Option<&str>) {
         let mut attrs = HashMap::new();
         if let Some(n) = name {
             attrs.insert("name".to_string(), n.to_string());

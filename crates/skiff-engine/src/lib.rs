@@ -11,6 +11,7 @@
 mod background;
 mod containers;
 mod disk_usage;
+mod distribution;
 mod error;
 mod events;
 mod filters;
@@ -41,6 +42,9 @@ pub use bollard_stubs::models;
 pub use disk_usage::DiskUsage;
 pub use error::{EngineError, Result};
 pub use filters::Filters;
+/// The registry client's types the engine's pull, push and login take and return.
+pub use skiff_image::registry;
+pub use skiff_image::ImageRef;
 
 use models::*;
 
@@ -59,6 +63,8 @@ pub struct EngineConfig {
     /// `/docker`) unless the container names its own (`--cgroup-parent`). Left in place
     /// when containers are removed: removing it would race with containers being created.
     pub cgroup_parent: String,
+    /// Registries: insecure ones, mirrors, concurrency and size limits of pulls and pushes.
+    pub registry: registry::RegistryConfig,
 }
 
 /// A body coming in (load, import, archive put) or going out (save, archive get).
@@ -240,6 +246,8 @@ pub struct Engine {
     cfg: EngineConfig,
     me: Weak<Engine>,
     images: Arc<skiff_image::ImageStore>,
+    /// The daemon's registry configuration, shared by every pull, push and login.
+    registries: registry::Registries,
     volumes: volumes::Volumes,
     registry: Mutex<Registry>,
     execs: Mutex<HashMap<String, Arc<containers::exec::Exec>>>,
@@ -270,6 +278,7 @@ impl Engine {
             std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         }
         let images = Arc::new(skiff_image::ImageStore::open(&cfg.root.join("image"))?);
+        let registries = registry::Registries::new(cfg.registry.clone())?;
         let mut registry = Registry::default();
         let records = ContainerRecord::load_all(&cfg.root.join("containers"))?;
         containers::cleanup::sweep(&cfg, &records.iter().map(|r| r.id.clone()).collect());
@@ -288,6 +297,7 @@ impl Engine {
             cfg,
             me: me.clone(),
             images,
+            registries,
             registry: Mutex::new(registry),
             execs: Mutex::new(HashMap::new()),
             events: EventBus::new(),

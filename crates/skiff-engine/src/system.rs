@@ -162,6 +162,7 @@ impl Engine {
             live_restore_enabled: Some(true),
             init_binary: Some("docker-init".into()),
             security_options: Some(vec!["name=seccomp,profile=builtin".into()]),
+            registry_config: Some(self.registry_service_config()),
             warnings: Some(Vec::new()),
             ..Default::default()
         }

@@ -4,9 +4,12 @@
 //! Nothing here touches engine state directly; every verb is API calls.
 
 mod cp;
+mod docker_config;
 mod exec;
 mod images;
 mod lifecycle;
+mod progress;
+mod registry;
 mod run;
 mod show;
 mod stats;
@@ -97,6 +100,14 @@ pub enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(images::ImageCommand),
+    /// Download an image from a registry
+    Pull(With<registry::PullArgs>),
+    /// Upload an image to a registry
+    Push(With<registry::PushArgs>),
+    /// Log in to a registry (credentials are kept in the docker CLI's config.json)
+    Login(With<registry::LoginArgs>),
+    /// Log out from a registry
+    Logout(registry::LogoutArgs),
 }
 
 /// The engine socket path from `--host`, `DOCKER_HOST` or the default.
@@ -170,8 +181,14 @@ async fn dispatch(command: Command) -> Outcome {
         }};
     }
     match command {
-        Command::Run(w) => go!(*w, run::run),
-        Command::Create(w) => go!(*w, run::create),
+        Command::Run(w) => {
+            let docker = connect(&w.conn).await?;
+            run::run(&docker, &w.conn, w.args).await
+        }
+        Command::Create(w) => {
+            let docker = connect(&w.conn).await?;
+            run::create(&docker, &w.conn, w.args).await
+        }
         Command::Start(w) => go!(w, lifecycle::start),
         Command::Stop(w) => go!(w, lifecycle::stop),
         Command::Restart(w) => go!(w, lifecycle::restart),
@@ -199,6 +216,19 @@ async fn dispatch(command: Command) -> Outcome {
         Command::Save(w) => go!(w, images::save),
         Command::Import(w) => go!(w, images::import),
         Command::Image(sub) => images::image_command(sub).await,
+        Command::Pull(w) => {
+            let docker = connect(&w.conn).await?;
+            registry::pull(&w.conn, &docker, w.args).await
+        }
+        Command::Push(w) => {
+            let docker = connect(&w.conn).await?;
+            registry::push(&w.conn, &docker, w.args).await
+        }
+        Command::Login(w) => {
+            let docker = connect(&w.conn).await?;
+            registry::login(&w.conn, &docker, w.args).await
+        }
+        Command::Logout(args) => registry::logout(args).await,
     }
 }
 

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use anyhow::{bail, Context};
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, WaitContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures::StreamExt;
 
 use skiff_core::units::ram_in_bytes;
 
-use super::{daemon_error, term, Outcome};
+use super::{daemon_error, term, Conn, Outcome};
 
 /// Flags of `run` and `create`.
 #[derive(clap::Args, Debug)]
@@ -221,7 +221,7 @@ impl RunArgs {
 }
 
 /// Creates the container; a missing image is reported as docker does (after trying to pull).
-async fn create_container(docker: &Docker, args: &RunArgs) -> anyhow::Result<String> {
+async fn create_container(docker: &Docker, conn: &Conn, args: &RunArgs) -> anyhow::Result<String> {
     let body = args.body()?;
     let options = CreateContainerOptions {
         name: args.name.clone(),
@@ -242,14 +242,12 @@ async fn create_container(docker: &Docker, args: &RunArgs) -> anyhow::Result<Str
             status_code: 404, ..
         }) => {
             eprintln!("Unable to find image '{}' locally", args.image);
-            let pull = CreateImageOptions {
-                from_image: Some(args.image.clone()),
-                ..Default::default()
-            };
-            let mut progress = docker.create_image(Some(pull), None, None);
-            while let Some(step) = progress.next().await {
-                step.map_err(daemon_error)?;
-            }
+            // The pull's progress goes to stderr, as the docker CLI draws it.
+            let reference = skiff_image::ImageRef::parse(&args.image)?;
+            let raw = super::registry::raw_client(conn, docker);
+            let mut stderr = std::io::stderr();
+            let tty = std::io::IsTerminal::is_terminal(&stderr);
+            super::registry::pull_image(&raw, &reference, None, Some(&mut stderr), tty).await?;
             let created = docker
                 .create_container(Some(options), body)
                 .await
@@ -260,13 +258,13 @@ async fn create_container(docker: &Docker, args: &RunArgs) -> anyhow::Result<Str
     }
 }
 
-pub async fn create(docker: &Docker, args: RunArgs) -> Outcome {
-    println!("{}", create_container(docker, &args).await?);
+pub async fn create(docker: &Docker, conn: &Conn, args: RunArgs) -> Outcome {
+    println!("{}", create_container(docker, conn, &args).await?);
     Ok(0)
 }
 
-pub async fn run(docker: &Docker, args: RunArgs) -> Outcome {
-    let id = create_container(docker, &args).await?;
+pub async fn run(docker: &Docker, conn: &Conn, args: RunArgs) -> Outcome {
+    let id = create_container(docker, conn, &args).await?;
     if args.detach {
         docker
             .start_container(&id, None)
