@@ -6,7 +6,7 @@
 //! is an update pinned to the Lease's resourceVersion, so two candidates never both win.
 //! `leaseTransitions` counts changes of holder.
 //!
-//! No maintained crate matched these semantics on kube 5 (see ADR 0015).
+//! No maintained crate matched these semantics on kube 5 (see ADR 0015, leader election).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -100,16 +100,15 @@ impl Elector {
                 }
             }
             tracing::info!(lease = %self.config.name, identity = %self.config.identity, "became leader");
-            let work = lead();
-            tokio::pin!(work);
+            // Boxed so that dropping it stops the work before the Lease is given up.
+            let mut work = Box::pin(lead());
             let mut last_renew = Instant::now();
+            let mut work_ended = false;
             let lost = loop {
                 tokio::select! {
                     _ = &mut shutdown => break false,
-                    _ = &mut work => {
-                        // The work ended by itself; keep the lease until shutdown.
-                        std::future::pending::<()>().await;
-                    }
+                    // The work ended by itself: keep renewing the lease until shutdown.
+                    _ = &mut work, if !work_ended => work_ended = true,
                     _ = tokio::time::sleep(self.config.retry_period) => {
                         if self.try_acquire_or_renew().await {
                             last_renew = Instant::now();

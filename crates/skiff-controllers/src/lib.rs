@@ -25,7 +25,9 @@ pub mod pods;
 pub mod replicaset;
 pub mod runner;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::ReplicationController;
@@ -33,6 +35,7 @@ use kube::Client;
 
 pub use context::{Context, Informers};
 pub use error::{Error, Result};
+pub use leader::{default_identity, LeaseConfig};
 
 /// One controller set: every controller over one set of shared informers.
 pub struct Controllers {
@@ -74,5 +77,46 @@ impl Controllers {
             tokio::join!(rs, rc, deploy);
         };
         tokio::join!(informers.run(), controllers);
+    }
+}
+
+/// The Lease the controller set is elected on (kube-controller-manager's).
+pub const LEASE_NAME: &str = "kube-controller-manager";
+
+/// How long a stopping controller set may take to give its Lease back.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the controller set whenever this candidate holds the `lease`, until `shutdown`
+/// completes; then gives the Lease back, so another server takes over at once. Several
+/// candidates on one API run one active set between them.
+pub async fn run_elected(client: Client, lease: LeaseConfig, shutdown: impl Future<Output = ()>) {
+    let identity = lease.identity.clone();
+    leader::Elector::new(client.clone(), lease)
+        .run(
+            || Controllers::new(client.clone(), &identity).run(),
+            shutdown,
+        )
+        .await
+}
+
+/// Starts [`run_elected`] in the background with kube-controller-manager's Lease and
+/// timings. The returned future completes once `signal` has and the set has stopped (its
+/// Lease released, or [`RELEASE_TIMEOUT`] passed): hand it to the API server as its own
+/// shutdown signal so the API outlives the controllers' last writes.
+pub fn start(
+    client: Client,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    let lease = LeaseConfig::new(LEASE_NAME, &default_identity());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run_elected(client, lease, async {
+        let _ = stopped.await;
+    }));
+    async move {
+        signal.await;
+        let _ = stop.send(());
+        if tokio::time::timeout(RELEASE_TIMEOUT, task).await.is_err() {
+            tracing::warn!("the controllers did not stop in time");
+        }
     }
 }
