@@ -30,6 +30,9 @@ pub struct Args {
     /// Run only the control plane, without a local node
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the controllers (ReplicaSet, Deployment, ...)
+    #[arg(long)]
+    disable_controllers: bool,
     /// IPv4 range Services get ClusterIPs from (its first address is the `kubernetes` Service's)
     #[arg(long, default_value = "10.43.0.0/16", value_parser = skiff_apiserver::services::ServiceNetwork::parse_cidr)]
     service_cidr: ipnet::Ipv4Net,
@@ -81,6 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
             }
         };
+        let shutdown = super::controllers::start(&server.state, args.disable_controllers, shutdown);
         server.serve(shutdown).await;
         Ok(())
     })

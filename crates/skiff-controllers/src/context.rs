@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
@@ -17,6 +18,7 @@ pub struct Informers {
     pub replica_sets: Informer<ReplicaSet>,
     pub replication_controllers: Informer<ReplicationController>,
     pub deployments: Informer<Deployment>,
+    pub jobs: Informer<Job>,
 }
 
 impl Informers {
@@ -26,6 +28,7 @@ impl Informers {
             replica_sets: Informer::new(client.clone()),
             replication_controllers: Informer::new(client.clone()),
             deployments: Informer::new(client.clone()),
+            jobs: Informer::new(client.clone()),
         }
     }
 
@@ -36,6 +39,7 @@ impl Informers {
             self.replica_sets.run(),
             self.replication_controllers.run(),
             self.deployments.run(),
+            self.jobs.run(),
         );
     }
 
@@ -47,6 +51,7 @@ impl Informers {
             self.replica_sets.synced(),
             self.replication_controllers.synced(),
             self.deployments.synced(),
+            self.jobs.synced(),
         );
     }
 }

@@ -1,6 +1,6 @@
 //! The controller set of `skiff server`: it owns the reconcile loops that make the
-//! cluster's objects so and keep them so — ReplicaSets, ReplicationControllers and
-//! Deployments today; the DaemonSet, StatefulSet, Job, node-lifecycle and other controllers
+//! cluster's objects so and keep them so — ReplicaSets, ReplicationControllers,
+//! Deployments and Jobs today; the DaemonSet, StatefulSet, CronJob, node-lifecycle and other controllers
 //! join the same set.
 //!
 //! Every controller is a `reconcile(object, context) -> Result<Action>` plus an error policy
@@ -20,10 +20,12 @@ pub mod deployment;
 pub mod error;
 pub mod expectations;
 pub mod informer;
+pub mod job;
 pub mod leader;
 pub mod pods;
 pub mod replicaset;
 pub mod runner;
+pub mod template;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -71,10 +73,11 @@ impl Controllers {
             informers.replication_controllers.changes(),
         );
         let deploy = deployment::controller(ctx.clone());
+        let job = job::controller(ctx.clone());
         let controllers = async {
             informers.synced().await;
             tracing::info!(identity = %ctx.identity, "caches synced, controllers running");
-            tokio::join!(rs, rc, deploy);
+            tokio::join!(rs, rc, deploy, job);
         };
         tokio::join!(informers.run(), controllers);
     }

@@ -5,13 +5,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet};
-use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
-/// The label that ties a ReplicaSet and its pods to one template.
-pub const HASH_LABEL: &str = "pod-template-hash";
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
@@ -40,50 +37,7 @@ pub const RESUMED: &str = "DeploymentResumed";
 pub const MIN_AVAILABLE: &str = "MinimumReplicasAvailable";
 pub const MIN_UNAVAILABLE: &str = "MinimumReplicasUnavailable";
 
-/// 32-bit FNV-1a, the hash Kubernetes uses for template hashes.
-fn fnv32a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-    })
-}
-
-/// Kubernetes' `rand.SafeEncodeString`: no vowels, no look-alike characters.
-fn safe_encode(s: &str) -> String {
-    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    s.bytes()
-        .map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char)
-        .collect()
-}
-
-/// The `pod-template-hash` of a template: FNV-1a over the template (its canonical JSON:
-/// Go's object dump cannot be reproduced outside Go) and the collision count, encoded as
-/// Kubernetes encodes it.
-pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
-    let mut bytes = serde_json::to_vec(template).unwrap_or_default();
-    if let Some(c) = collision_count {
-        let mut le = (c as u32).to_le_bytes().to_vec();
-        le.resize(8, 0);
-        bytes.extend(le);
-    }
-    safe_encode(&fnv32a(&bytes).to_string())
-}
-
-/// The template without the hash label (what two templates are compared on).
-fn without_hash(t: &PodTemplateSpec) -> PodTemplateSpec {
-    let mut t = t.clone();
-    if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
-        labels.remove(HASH_LABEL);
-        if labels.is_empty() {
-            t.metadata.as_mut().expect("has labels").labels = None;
-        }
-    }
-    t
-}
-
-/// Kubernetes' `EqualIgnoreHash`.
-pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
-    without_hash(a) == without_hash(b)
-}
+pub use crate::template::{equal_ignore_hash, template_hash, HASH_LABEL};
 
 pub fn replicas(d: &Deployment) -> i32 {
     d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
@@ -358,22 +312,6 @@ mod tests {
         let d = deploy(2, IntOrString::Int(1), IntOrString::Int(5));
         assert_eq!(max_unavailable(&d), 2);
         assert!(scaled_value(&pct("x%"), 10, true).is_err());
-    }
-
-    #[test]
-    fn template_hash_is_stable_and_changes_with_template_and_collisions() {
-        let t = PodTemplateSpec::default();
-        let h = template_hash(&t, None);
-        assert_eq!(h, template_hash(&t, None));
-        assert!(
-            h.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)),
-            "{h}"
-        );
-        assert_ne!(h, template_hash(&t, Some(1)));
-        let mut t2 = t.clone();
-        t2.metadata = Some(Default::default());
-        t2.metadata.as_mut().unwrap().labels = Some([("a".to_string(), "b".to_string())].into());
-        assert_ne!(h, template_hash(&t2, None));
     }
 
     #[test]
