@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Pod, ReplicationController, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
 
@@ -19,6 +20,9 @@ pub struct Informers {
     pub replication_controllers: Informer<ReplicationController>,
     pub deployments: Informer<Deployment>,
     pub jobs: Informer<Job>,
+    pub services: Informer<Service>,
+    pub endpoints: Informer<Endpoints>,
+    pub endpoint_slices: Informer<EndpointSlice>,
 }
 
 impl Informers {
@@ -29,6 +33,9 @@ impl Informers {
             replication_controllers: Informer::new(client.clone()),
             deployments: Informer::new(client.clone()),
             jobs: Informer::new(client.clone()),
+            services: Informer::new(client.clone()),
+            endpoints: Informer::new(client.clone()),
+            endpoint_slices: Informer::new(client.clone()),
         }
     }
 
@@ -40,6 +47,9 @@ impl Informers {
             self.replication_controllers.run(),
             self.deployments.run(),
             self.jobs.run(),
+            self.services.run(),
+            self.endpoints.run(),
+            self.endpoint_slices.run(),
         );
     }
 
@@ -52,6 +62,9 @@ impl Informers {
             self.replication_controllers.synced(),
             self.deployments.synced(),
             self.jobs.synced(),
+            self.services.synced(),
+            self.endpoints.synced(),
+            self.endpoint_slices.synced(),
         );
     }
 }

@@ -44,6 +44,11 @@ pub fn is_active(pod: &Pod) -> bool {
     !matches!(phase(pod), "Succeeded" | "Failed") && pod.metadata.deletion_timestamp.is_none()
 }
 
+/// Not finished (it may be terminating): what a Service's endpoints may still list.
+pub fn is_active_or_terminating(pod: &Pod) -> bool {
+    !matches!(phase(pod), "Succeeded" | "Failed")
+}
+
 /// When the pod's `Ready` condition last turned true, if it is true.
 pub fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
     let cond = pod
