@@ -196,3 +196,97 @@ pub fn deployment_rollouts_with_kubectl(c: &mut Cluster) {
     });
     assert!(gone.is_some(), "ReplicaSets and pods are collected");
 }
+
+/// The holder of the controllers' Lease, as `kubectl` on `kubeconfig` sees it.
+fn lease_holder(c: &Cluster, kubeconfig: &std::path::Path) -> String {
+    let out = c
+        .kubectl_command(&[
+            "-n",
+            "kube-system",
+            "get",
+            "lease",
+            "kube-controller-manager",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Two `skiff server`s on one etcd: one controller set acts; when its server dies the other
+/// server's set takes the Lease over (after it expires) and keeps reconciling.
+#[test]
+fn two_servers_on_one_etcd_run_one_controller_set() {
+    let mut a = Cluster::start(crate::kube_common::Datastore::Etcd);
+    let first = poll(Duration::from_secs(30), || {
+        Some(lease_holder(&a, &a.kubeconfig())).filter(|h| !h.is_empty())
+    })
+    .expect("server A's controllers take the Lease");
+    // Server B: its own data directory and port, the same etcd.
+    let b_dir = a.dir.path().join("server-b");
+    let b_port = crate::kube_common::free_port();
+    let b_log = std::fs::File::create(a.dir.path().join("server-b.log")).unwrap();
+    let _b = Guard(
+        a.server_command_in(&b_dir, b_port)
+            .stdout(Stdio::null())
+            .stderr(b_log)
+            .spawn()
+            .unwrap(),
+    );
+    let b_kubeconfig = b_dir.join("kubeconfig.yaml");
+    let b_ready = poll(Duration::from_secs(30), || {
+        let out = a
+            .kubectl_command(&["get", "--raw", "/readyz"])
+            .env("KUBECONFIG", &b_kubeconfig)
+            .output()
+            .ok()?;
+        out.status.success().then_some(())
+    });
+    assert!(b_ready.is_some(), "server B serves");
+
+    a.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox:1",
+        "--replicas=3",
+    ]);
+    until_pods(&a, 3, "busybox:1");
+    assert_eq!(
+        lease_holder(&a, &b_kubeconfig),
+        first,
+        "B waits while A leads"
+    );
+
+    // A dies without giving the Lease back: B's set takes over once it expires.
+    a.kill_server();
+    let b = |args: &[&str]| {
+        let out = a
+            .kubectl_command(args)
+            .env("KUBECONFIG", &b_kubeconfig)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let taken = poll(Duration::from_secs(60), || {
+        let h = lease_holder(&a, &b_kubeconfig);
+        (!h.is_empty() && h != first).then_some(h)
+    });
+    assert!(
+        taken.is_some(),
+        "server B's controllers take the Lease over"
+    );
+    b(&["scale", "deploy", "web", "--replicas=5"]);
+    let five = poll(Duration::from_secs(60), || {
+        let names = b(&["get", "pods", "-l", "app=web", "-o", "name"]);
+        (names.lines().count() == 5).then_some(())
+    });
+    assert!(five.is_some(), "B's controllers scaled the Deployment");
+}
