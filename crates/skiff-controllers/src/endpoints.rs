@@ -32,16 +32,18 @@ pub fn controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + 
     let store = ctx.informers.services.store();
     let own = runner::own(ctx.informers.services.changes(), store.clone());
     let pods = pod_triggers(&ctx, store.clone());
-    let endpoints = runner::map_changes(ctx.informers.endpoints.changes(), |c| match c {
+    let services = store.clone();
+    let endpoints = runner::map_changes(ctx.informers.endpoints.changes(), move |c| match c {
         Change::Applied { new, .. } => {
             vec![ObjectRef::new(&new.name_any()).within(&new.namespace().unwrap_or_default())]
         }
         Change::Deleted(old) => {
             vec![ObjectRef::new(&old.name_any()).within(&old.namespace().unwrap_or_default())]
         }
-        Change::Relisted => vec![],
+        Change::Relisted => runner::all(&services),
     });
-    let slices = runner::map_changes(ctx.informers.endpoint_slices.changes(), |c| {
+    let services = store.clone();
+    let slices = runner::map_changes(ctx.informers.endpoint_slices.changes(), move |c| {
         let svc = |s: &EndpointSlice| {
             let labels = s.labels();
             (labels.get(MANAGED_BY).map(String::as_str) == Some(CONTROLLER_NAME))
@@ -52,7 +54,7 @@ pub fn controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + 
         match c {
             Change::Applied { new, .. } => svc(&new).into_iter().collect(),
             Change::Deleted(old) => svc(&old).into_iter().collect(),
-            Change::Relisted => vec![],
+            Change::Relisted => runner::all(&services),
         }
     });
     runner::run(

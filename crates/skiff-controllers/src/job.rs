@@ -37,15 +37,15 @@ const BACKOFF_MAX: Duration = Duration::from_secs(360);
 pub fn controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send {
     let store = ctx.informers.jobs.store();
     let own = runner::own(ctx.informers.jobs.changes(), store.clone());
-    let pods = pod_triggers(&ctx);
+    let pods = pod_triggers(&ctx, store.clone());
     runner::run("Job", ctx, store, vec![own, pods], |job, ctx| {
         Box::pin(reconcile(job, ctx))
     })
 }
 
-/// Every change of a pod a Job controls wakes that Job.
-fn pod_triggers(ctx: &Context) -> Triggers<Job> {
-    runner::map_changes(ctx.informers.pods.changes(), |c| {
+/// Every change of a pod a Job controls wakes that Job; a re-list of pods wakes them all.
+fn pod_triggers(ctx: &Context, jobs: kube::runtime::reflector::Store<Job>) -> Triggers<Job> {
+    runner::map_changes(ctx.informers.pods.changes(), move |c| {
         let job_of = |p: &Pod| {
             let ns = p.namespace().unwrap_or_default();
             controller_of(&p.metadata)
@@ -58,7 +58,7 @@ fn pod_triggers(ctx: &Context) -> Triggers<Job> {
                 .chain(old.as_deref().and_then(job_of))
                 .collect(),
             Change::Deleted(old) => job_of(&old).into_iter().collect(),
-            Change::Relisted => vec![],
+            Change::Relisted => runner::all(&jobs),
         }
     })
 }
