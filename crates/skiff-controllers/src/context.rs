@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{
+    Endpoints, Node, ObjectReference, Pod, ReplicationController, Service,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
@@ -23,6 +25,9 @@ pub struct Informers {
     pub services: Informer<Service>,
     pub endpoints: Informer<Endpoints>,
     pub endpoint_slices: Informer<EndpointSlice>,
+    pub nodes: Informer<Node>,
+    pub daemon_sets: Informer<DaemonSet>,
+    pub controller_revisions: Informer<ControllerRevision>,
 }
 
 impl Informers {
@@ -36,6 +41,9 @@ impl Informers {
             services: Informer::new(client.clone()),
             endpoints: Informer::new(client.clone()),
             endpoint_slices: Informer::new(client.clone()),
+            nodes: Informer::new(client.clone()),
+            daemon_sets: Informer::new(client.clone()),
+            controller_revisions: Informer::new(client.clone()),
         }
     }
 
@@ -50,6 +58,9 @@ impl Informers {
             self.services.run(),
             self.endpoints.run(),
             self.endpoint_slices.run(),
+            self.nodes.run(),
+            self.daemon_sets.run(),
+            self.controller_revisions.run(),
         );
     }
 
@@ -65,6 +76,9 @@ impl Informers {
             self.services.synced(),
             self.endpoints.synced(),
             self.endpoint_slices.synced(),
+            self.nodes.synced(),
+            self.daemon_sets.synced(),
+            self.controller_revisions.synced(),
         );
     }
 }

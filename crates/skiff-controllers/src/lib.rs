@@ -1,6 +1,6 @@
 //! The controller set of `skiff server`: it owns the reconcile loops that make the
 //! cluster's objects so and keep them so — ReplicaSets, ReplicationControllers,
-//! Deployments, Jobs, and Endpoints/EndpointSlices of Services today; the DaemonSet, StatefulSet, CronJob, node-lifecycle and other controllers
+//! Deployments, DaemonSets, Jobs, and Endpoints/EndpointSlices of Services today; the StatefulSet, CronJob, node-lifecycle and other controllers
 //! join the same set.
 //!
 //! Every controller is a `reconcile(object, context) -> Result<Action>` plus an error policy
@@ -16,6 +16,7 @@
 
 pub mod claim;
 pub mod context;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod error;
@@ -76,10 +77,11 @@ impl Controllers {
         let deploy = deployment::controller(ctx.clone());
         let job = job::controller(ctx.clone());
         let endpoints = endpoints::controller(ctx.clone());
+        let daemons = daemonset::controller(ctx.clone());
         let controllers = async {
             informers.synced().await;
             tracing::info!(identity = %ctx.identity, "caches synced, controllers running");
-            tokio::join!(rs, rc, deploy, job, endpoints);
+            tokio::join!(rs, rc, deploy, job, endpoints, daemons);
         };
         tokio::join!(informers.run(), controllers);
     }
