@@ -2,6 +2,7 @@
 //! library crate and nothing more.
 
 pub mod client;
+mod controllers;
 pub mod daemon;
 pub mod server;
 pub mod shim;

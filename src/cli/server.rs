@@ -33,6 +33,9 @@ pub struct Args {
     /// Run no pod scheduler here (pods stay unbound unless another server schedules them)
     #[arg(long)]
     disable_scheduler: bool,
+    /// Do not run the controllers (ReplicaSet, Deployment, ...)
+    #[arg(long)]
+    disable_controllers: bool,
     /// IPv4 range Services get ClusterIPs from (its first address is the `kubernetes` Service's)
     #[arg(long, default_value = "10.43.0.0/16", value_parser = skiff_apiserver::services::ServiceNetwork::parse_cidr)]
     service_cidr: ipnet::Ipv4Net,
@@ -90,6 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
             }
         };
+        let shutdown = super::controllers::start(&server.state, args.disable_controllers, shutdown);
         server.serve(shutdown).await;
         if let Some(scheduler) = scheduler {
             scheduler.stop().await;

@@ -3,6 +3,8 @@
 #[path = "kubectl/kinds.rs"]
 mod kinds;
 mod kube_common;
+#[path = "kubectl/rollout.rs"]
+mod rollout;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -13,6 +15,7 @@ use kinds::{
     top_says_metrics_are_not_available_yet,
 };
 use kube_common::{any_file_contains, poll, Cluster, Datastore, Guard};
+use rollout::deployment_rollouts_with_kubectl;
 
 const APP: &str = r#"apiVersion: v1
 kind: Namespace
@@ -210,10 +213,15 @@ fn get_tables(c: &mut Cluster) {
     );
     let cms = c.kubectl_ok(&["-n", "shop", "get", "cm", "settings"]);
     assert_eq!(header(&cms), ["NAME", "DATA", "AGE"]);
-    let pods = c.kubectl_stderr(&["-n", "shop", "get", "pods"]);
-    assert!(
-        pods.contains("No resources found in shop namespace."),
-        "{pods}"
+    // The Deployment's pods, made by its ReplicaSet (Pending: nothing runs them here).
+    let pods = poll(Duration::from_secs(30), || {
+        let out = c.kubectl_ok(&["-n", "shop", "get", "pods"]);
+        (out.lines().filter(|l| l.starts_with("web-")).count() == 2).then_some(out)
+    })
+    .expect("the Deployment's 2 pods are listed");
+    assert_eq!(
+        header(&pods),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     );
     let several = c.kubectl_ok(&["-n", "shop", "get", "pods,deploy,svc,secrets,nodes"]);
     assert!(
@@ -506,6 +514,7 @@ fn data_survives_restart(c: &mut Cluster) {
 
 on_both_datastores!(
     get_namespaces,
+    deployment_rollouts_with_kubectl,
     apply_and_reapply,
     get_tables,
     watch_receives_events,

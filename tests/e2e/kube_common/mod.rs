@@ -171,10 +171,15 @@ impl Cluster {
 
     /// `skiff server` on this cluster's data directory and `port` (not waited for).
     pub fn server_command(&self, port: u16) -> Command {
+        self.server_command_in(&self.data_dir(), port)
+    }
+
+    /// `skiff server` on this cluster's datastore with its own `data_dir` (a second server).
+    pub fn server_command_in(&self, data_dir: &Path, port: u16) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff"));
         cmd.arg("server")
             .arg("--data-dir")
-            .arg(self.data_dir())
+            .arg(data_dir)
             .arg("--bind")
             .arg("127.0.0.1")
             .arg("--port")
@@ -211,6 +216,11 @@ impl Cluster {
             "skiff server did not become ready: {}",
             self.log()
         );
+    }
+
+    /// Kills the server (SIGKILL), as a crash.
+    pub fn kill_server(&mut self) {
+        self.server = None;
     }
 
     /// Stops the server (SIGKILL) and starts it again on the same data.

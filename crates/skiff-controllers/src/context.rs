@@ -1,0 +1,157 @@
+//! What every controller shares: the API client, the shared informers, expectations and
+//! the event recorder.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{
+    Endpoints, Node, ObjectReference, Pod, ReplicationController, Service,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::Client;
+
+use crate::expectations::Expectations;
+use crate::informer::Informer;
+
+/// One informer per kind any controller reads; later controllers add theirs here.
+pub struct Informers {
+    pub pods: Informer<Pod>,
+    pub replica_sets: Informer<ReplicaSet>,
+    pub replication_controllers: Informer<ReplicationController>,
+    pub deployments: Informer<Deployment>,
+    pub jobs: Informer<Job>,
+    pub services: Informer<Service>,
+    pub endpoints: Informer<Endpoints>,
+    pub endpoint_slices: Informer<EndpointSlice>,
+    pub nodes: Informer<Node>,
+    pub daemon_sets: Informer<DaemonSet>,
+    pub controller_revisions: Informer<ControllerRevision>,
+}
+
+impl Informers {
+    pub fn new(client: &Client) -> Self {
+        Informers {
+            pods: Informer::new(client.clone()),
+            replica_sets: Informer::new(client.clone()),
+            replication_controllers: Informer::new(client.clone()),
+            deployments: Informer::new(client.clone()),
+            jobs: Informer::new(client.clone()),
+            services: Informer::new(client.clone()),
+            endpoints: Informer::new(client.clone()),
+            endpoint_slices: Informer::new(client.clone()),
+            nodes: Informer::new(client.clone()),
+            daemon_sets: Informer::new(client.clone()),
+            controller_revisions: Informer::new(client.clone()),
+        }
+    }
+
+    /// Watches every kind until dropped.
+    pub async fn run(&self) {
+        tokio::join!(
+            self.pods.run(),
+            self.replica_sets.run(),
+            self.replication_controllers.run(),
+            self.deployments.run(),
+            self.jobs.run(),
+            self.services.run(),
+            self.endpoints.run(),
+            self.endpoint_slices.run(),
+            self.nodes.run(),
+            self.daemon_sets.run(),
+            self.controller_revisions.run(),
+        );
+    }
+
+    /// Waits until every cache holds its first list (kube-controller-manager's
+    /// `WaitForCacheSync`).
+    pub async fn synced(&self) {
+        tokio::join!(
+            self.pods.synced(),
+            self.replica_sets.synced(),
+            self.replication_controllers.synced(),
+            self.deployments.synced(),
+            self.jobs.synced(),
+            self.services.synced(),
+            self.endpoints.synced(),
+            self.endpoint_slices.synced(),
+            self.nodes.synced(),
+            self.daemon_sets.synced(),
+            self.controller_revisions.synced(),
+        );
+    }
+}
+
+/// Events about the objects controllers manage, as `kubectl describe` shows them.
+pub struct Events {
+    recorder: Recorder,
+}
+
+impl Events {
+    fn new(client: Client, controller: &str, instance: &str) -> Self {
+        Events {
+            recorder: Recorder::new(
+                client,
+                Reporter {
+                    controller: controller.to_string(),
+                    instance: Some(instance.to_string()),
+                },
+            ),
+        }
+    }
+
+    async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: reason.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, regarding).await {
+            tracing::debug!(error = %e, reason, "could not record an event");
+        }
+    }
+
+    /// A `Normal` event.
+    pub async fn normal(&self, regarding: &ObjectReference, reason: &str, note: String) {
+        self.publish(regarding, EventType::Normal, reason, note)
+            .await
+    }
+
+    /// A `Warning` event.
+    pub async fn warning(&self, regarding: &ObjectReference, reason: &str, note: String) {
+        self.publish(regarding, EventType::Warning, reason, note)
+            .await
+    }
+}
+
+/// The shared state of one running controller set.
+pub struct Context {
+    pub client: Client,
+    pub informers: Informers,
+    pub expectations: Expectations,
+    pub events: Events,
+    /// This controller set's identity (its leader-election holder identity).
+    pub identity: String,
+}
+
+impl Context {
+    /// Everything a controller set needs, watching nothing yet.
+    pub fn new(client: Client, identity: &str) -> Arc<Self> {
+        Arc::new(Context {
+            informers: Informers::new(&client),
+            expectations: Expectations::default(),
+            events: Events::new(client.clone(), "kube-controller-manager", identity),
+            client,
+            identity: identity.to_string(),
+        })
+    }
+}

@@ -1,0 +1,138 @@
+//! Shared informers: one watch per kind for the whole controller set, a reflector cache
+//! fed by it, and a fan-out of its changes (deletions included) to every controller that
+//! subscribed. kube-runtime's own shared streams drop deletions, which the replica
+//! controllers must see, so the fan-out is ours; the watch and the cache are kube-runtime's.
+
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{broadcast, watch};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+
+/// How many changes a slow subscriber may fall behind before it is told to re-read the
+/// whole cache instead ([`Change::Relisted`]).
+const FAN_OUT_BUFFER: usize = 4096;
+
+/// One change the cache went through.
+#[derive(Debug)]
+pub enum Change<K> {
+    /// Added or modified; `old` is what the cache held before, if anything.
+    Applied { old: Option<Arc<K>>, new: Arc<K> },
+    /// Deleted (the last state the cache saw).
+    Deleted(Arc<K>),
+    /// The cache was re-listed (a new watch, or this subscriber fell behind): anything
+    /// may have changed.
+    Relisted,
+}
+
+impl<K> Clone for Change<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Change::Applied { old, new } => Change::Applied {
+                old: old.clone(),
+                new: new.clone(),
+            },
+            Change::Deleted(k) => Change::Deleted(k.clone()),
+            Change::Relisted => Change::Relisted,
+        }
+    }
+}
+
+/// A watched kind: its cache and its change feed.
+pub struct Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    api: Api<K>,
+    writer: Mutex<Option<reflector::store::Writer<K>>>,
+    store: Store<K>,
+    changes: broadcast::Sender<Change<K>>,
+    hold: watch::Sender<bool>,
+}
+
+impl<K> Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    /// An informer over every namespace; nothing is watched until [`Informer::run`].
+    pub fn new(client: Client) -> Self {
+        let writer = reflector::store::Writer::default();
+        let store = writer.as_reader();
+        Informer {
+            api: Api::all(client),
+            writer: Mutex::new(Some(writer)),
+            store,
+            changes: broadcast::channel(FAN_OUT_BUFFER).0,
+            hold: watch::channel(false).0,
+        }
+    }
+
+    /// The cache (a read handle; cheap to clone).
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// The changes from now on. A subscriber that falls too far behind gets
+    /// [`Change::Relisted`] and re-reads the cache.
+    pub fn changes(&self) -> impl Stream<Item = Change<K>> + Send + 'static {
+        BroadcastStream::new(self.changes.subscribe()).map(|c| match c {
+            Ok(c) => c,
+            Err(BroadcastStreamRecvError::Lagged(_)) => Change::Relisted,
+        })
+    }
+
+    /// Holds back (true) or releases (false) the watch: while held, the cache and the
+    /// change feed stay where they are, as with a slow or stalled watch.
+    pub fn hold(&self, held: bool) {
+        self.hold.send_replace(held);
+    }
+
+    /// Waits until the first list has filled the cache.
+    pub async fn synced(&self) {
+        // Only fails if the writer is dropped, which happens when `run` ends.
+        let _ = self.store.wait_until_ready().await;
+    }
+
+    /// Watches until dropped (the watch restarts itself with back-off on errors). Only
+    /// the first call does anything.
+    pub async fn run(&self) {
+        let Some(mut writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        let mut hold = self.hold.subscribe();
+        let events = watcher(self.api.clone(), watcher::Config::default()).default_backoff();
+        futures::pin_mut!(events);
+        while let Some(event) = events.next().await {
+            // A held informer keeps the event until released.
+            let _ = hold.wait_for(|held| !*held).await;
+            let event = match event {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::debug!(kind = %K::kind(&()), error = %e, "watch failed, retrying");
+                    continue;
+                }
+            };
+            let change = match &event {
+                Event::Apply(obj) => Some(Change::Applied {
+                    old: self.store.get(&reflector::ObjectRef::from_obj(obj)),
+                    new: Arc::new(obj.clone()),
+                }),
+                Event::Delete(obj) => Some(Change::Deleted(Arc::new(obj.clone()))),
+                Event::InitDone => Some(Change::Relisted),
+                Event::Init | Event::InitApply(_) => None,
+            };
+            writer.apply_watcher_event(&event);
+            if let Some(change) = change {
+                // No subscriber is not an error.
+                let _ = self.changes.send(change);
+            }
+        }
+    }
+}

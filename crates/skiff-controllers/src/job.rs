@@ -1,0 +1,420 @@
+//! The Job controller (kube-controller-manager's `job` and `ttlafterfinished` controllers,
+//! NonIndexed completion mode): runs pods from the template until `completions` of them
+//! succeed, at most `parallelism` at a time; recreates failed ones after an exponential
+//! back-off until `backoffLimit` failures; stops everything past `activeDeadlineSeconds`;
+//! writes `status` and the `SuccessCriteriaMet`/`Complete` or `FailureTarget`/`Failed`
+//! conditions as Kubernetes does; deletes a finished Job `ttlSecondsAfterFinished` later.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::core::Selector;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::claim::Claimer;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::informer::Change;
+use crate::pods::{self, controller_of};
+use crate::runner::{self, Triggers};
+
+/// The first delay before a failed pod is replaced (kube-controller-manager's
+/// `DefaultJobPodFailureBackOff`); it doubles with each failure.
+const BACKOFF_BASE: Duration = Duration::from_secs(10);
+/// The longest such delay (`MaxJobPodFailureBackOff`).
+const BACKOFF_MAX: Duration = Duration::from_secs(360);
+
+/// The Job controller, running until dropped.
+pub fn controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send {
+    let store = ctx.informers.jobs.store();
+    let own = runner::own(ctx.informers.jobs.changes(), store.clone());
+    let pods = pod_triggers(&ctx, store.clone());
+    runner::run("Job", ctx, store, vec![own, pods], |job, ctx| {
+        Box::pin(reconcile(job, ctx))
+    })
+}
+
+/// Every change of a pod a Job controls wakes that Job; a re-list of pods wakes them all.
+fn pod_triggers(ctx: &Context, jobs: kube::runtime::reflector::Store<Job>) -> Triggers<Job> {
+    runner::map_changes(ctx.informers.pods.changes(), move |c| {
+        let job_of = |p: &Pod| {
+            let ns = p.namespace().unwrap_or_default();
+            controller_of(&p.metadata)
+                .filter(|r| r.kind == "Job")
+                .map(|r| ObjectRef::new(&r.name).within(&ns))
+        };
+        match c {
+            Change::Applied { old, new } => job_of(&new)
+                .into_iter()
+                .chain(old.as_deref().and_then(job_of))
+                .collect(),
+            Change::Deleted(old) => job_of(&old).into_iter().collect(),
+            Change::Relisted => runner::all(&jobs),
+        }
+    })
+}
+
+fn phase(p: &Pod) -> &str {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+}
+
+/// When a finished pod finished: its last container's end, else its creation.
+fn finished_at(p: &Pod) -> Option<Timestamp> {
+    let ended = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+        .map(|t| t.0)
+        .max();
+    ended.or_else(|| p.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+fn condition(type_: &str, reason: &str, message: &str, now: Timestamp) -> JobCondition {
+    JobCondition {
+        type_: type_.into(),
+        status: "True".into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_probe_time: Some(Time(now)),
+        last_transition_time: Some(Time(now)),
+    }
+}
+
+fn has_condition(s: &JobStatus, type_: &str) -> bool {
+    s.conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
+
+fn add_condition(s: &mut JobStatus, c: JobCondition) {
+    if !has_condition(s, &c.type_) {
+        s.conditions.get_or_insert_with(Vec::new).push(c);
+    }
+}
+
+/// The Job has finished, one way or the other.
+pub fn finished(s: &JobStatus) -> bool {
+    has_condition(s, "Complete") || has_condition(s, "Failed")
+}
+
+/// One sync of a Job (kube-controller-manager's `syncJob`).
+pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
+    let job = obj.as_ref();
+    let ns = job.namespace().unwrap_or_default();
+    let name = job.name_any();
+    let spec = job.spec.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    let before = job.status.clone().unwrap_or_default();
+    let mut status = before.clone();
+    if job.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    if finished(&status) {
+        return ttl_after_finished(job, &status, now, &ctx).await;
+    }
+    let selector = Selector::try_from(spec.selector.clone().unwrap_or_default()).map_err(|e| {
+        Error::Invalid {
+            kind: "Job",
+            name: name.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    let candidates: Vec<Arc<Pod>> = ctx
+        .informers
+        .pods
+        .store()
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .collect();
+    let owned = Claimer::new(&ctx.client, job, "batch/v1", "Job", &selector)
+        .claim(candidates)
+        .await?;
+    let active: Vec<&Pod> = owned
+        .iter()
+        .map(|p| p.as_ref())
+        .filter(|p| pods::is_active(p))
+        .collect();
+    let succeeded = owned.iter().filter(|p| phase(p) == "Succeeded").count() as i32;
+    let failed_pods: Vec<&Pod> = owned
+        .iter()
+        .map(|p| p.as_ref())
+        .filter(|p| phase(p) == "Failed")
+        .collect();
+    // Finished pods may be deleted (by hand, by pod GC): counts never go back.
+    let succeeded = succeeded.max(before.succeeded.unwrap_or(0));
+    let failed = (failed_pods.len() as i32).max(before.failed.unwrap_or(0));
+    let start = status.start_time.as_ref().map(|t| t.0).unwrap_or(now);
+    status.start_time = Some(Time(start));
+
+    let suspended = spec.suspend.unwrap_or(false);
+    let parallelism = spec.parallelism.unwrap_or(1).max(0);
+    let completions = spec.completions;
+    let backoff_limit = spec.backoff_limit.unwrap_or(6);
+    let deadline = spec
+        .active_deadline_seconds
+        .and_then(|s| start.checked_add(SignedDuration::from_secs(s)).ok());
+
+    let failure = if failed > backoff_limit {
+        Some((
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        ))
+    } else if deadline.is_some_and(|d| d <= now) {
+        Some((
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline",
+        ))
+    } else {
+        None
+    };
+    let complete = match completions {
+        Some(c) => succeeded >= c,
+        // A work queue: done once one pod succeeded and none is left running.
+        None => succeeded > 0 && active.is_empty(),
+    };
+    let mut next = None;
+    let regarding = job.object_ref(&());
+    let mut remaining: Vec<&Pod> = active.clone();
+    if let Some((reason, message)) = failure {
+        add_condition(
+            &mut status,
+            condition("FailureTarget", reason, message, now),
+        );
+        delete_pods(&ctx, &ns, &active, &regarding).await?;
+        remaining.clear();
+        add_condition(&mut status, condition("Failed", reason, message, now));
+        ctx.events.warning(&regarding, reason, message.into()).await;
+    } else if complete {
+        add_condition(
+            &mut status,
+            condition(
+                "SuccessCriteriaMet",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                now,
+            ),
+        );
+        delete_pods(&ctx, &ns, &active, &regarding).await?;
+        remaining.clear();
+        add_condition(
+            &mut status,
+            condition(
+                "Complete",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                now,
+            ),
+        );
+        status.completion_time = Some(Time(now));
+        ctx.events
+            .normal(&regarding, "Completed", "Job completed".into())
+            .await;
+    } else {
+        let want = if suspended {
+            0
+        } else {
+            match completions {
+                Some(c) => parallelism.min(c - succeeded),
+                None if succeeded > 0 => 0,
+                None => parallelism,
+            }
+            .max(0)
+        };
+        let have = active.len() as i32;
+        if have > want {
+            let victims = pods::pick_victims(&active, (have - want) as usize);
+            let refs: Vec<&Pod> = victims.iter().collect();
+            delete_pods(&ctx, &ns, &refs, &regarding).await?;
+            remaining.retain(|p| !victims.iter().any(|v| v.metadata.uid == p.metadata.uid));
+        } else if have < want {
+            // Failed pods are replaced after a back-off that doubles with each failure.
+            let last_failure = failed_pods.iter().filter_map(|p| finished_at(p)).max();
+            let wait = if failed > 0 {
+                BACKOFF_BASE
+                    .saturating_mul(2u32.saturating_pow((failed - 1) as u32))
+                    .min(BACKOFF_MAX)
+            } else {
+                Duration::ZERO
+            };
+            let ready_at =
+                last_failure.and_then(|t| t.checked_add(SignedDuration::try_from(wait).ok()?).ok());
+            match ready_at.filter(|at| *at > now) {
+                Some(at) => {
+                    next = Some(Duration::try_from(at.duration_since(now)).unwrap_or_default());
+                }
+                None => {
+                    let template = spec.template.clone();
+                    let pod = pods::from_template(
+                        &template,
+                        &ns,
+                        &name,
+                        pods::controller_ref("batch/v1", "Job", job.meta()),
+                    );
+                    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+                    let params = PostParams::default();
+                    let results = join_all((have..want).map(|_| api.create(&params, &pod))).await;
+                    let mut first_error = None;
+                    for r in results {
+                        match r {
+                            Ok(p) => {
+                                ctx.events
+                                    .normal(
+                                        &regarding,
+                                        "SuccessfulCreate",
+                                        format!("Created pod: {}", p.name_any()),
+                                    )
+                                    .await
+                            }
+                            Err(e) => {
+                                ctx.events
+                                    .warning(
+                                        &regarding,
+                                        "FailedCreate",
+                                        format!(
+                                            "Error creating: {}",
+                                            crate::replicaset::api_message(&e)
+                                        ),
+                                    )
+                                    .await;
+                                first_error.get_or_insert(e);
+                            }
+                        }
+                    }
+                    if let Some(e) = first_error {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        if let Some(d) = deadline {
+            let left = Duration::try_from(d.duration_since(now)).unwrap_or_default();
+            next = Some(next.map_or(left, |n: Duration| n.min(left)));
+        }
+    }
+    let nonzero = |n: i32| (n > 0).then_some(n);
+    status.active = nonzero(remaining.len() as i32);
+    status.ready = Some(remaining.iter().filter(|p| pods::is_ready(p)).count() as i32);
+    status.succeeded = nonzero(succeeded);
+    status.failed = nonzero(failed);
+    status.terminating = None;
+    if status != before {
+        let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+        let mut patch = serde_json::to_value(&status)?;
+        // Counts that dropped to nothing are removed, not left behind.
+        for k in ["active", "succeeded", "failed"] {
+            if patch.get(k).is_none() {
+                patch[k] = serde_json::Value::Null;
+            }
+        }
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": patch})),
+        )
+        .await?;
+    }
+    if finished(&status) {
+        return ttl_after_finished(job, &status, now, &ctx).await;
+    }
+    Ok(match next {
+        Some(d) => Action::requeue(d + Duration::from_millis(100)),
+        None => Action::await_change(),
+    })
+}
+
+/// Deletes pods, waiting for nothing (their deletions wake the Job again).
+async fn delete_pods(
+    ctx: &Context,
+    ns: &str,
+    victims: &[&Pod],
+    regarding: &k8s_openapi::api::core::v1::ObjectReference,
+) -> Result<()> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let results = join_all(victims.iter().map(|v| {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: v.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        let api = api.clone();
+        async move { (v.name_any(), api.delete(&v.name_any(), &params).await) }
+    }))
+    .await;
+    for (name, r) in results {
+        match r {
+            Ok(_) => {
+                ctx.events
+                    .normal(
+                        regarding,
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {name}"),
+                    )
+                    .await
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The TTL-after-finished controller: a finished Job with `ttlSecondsAfterFinished` is
+/// deleted (its pods with it, in the background) that long after it finished.
+async fn ttl_after_finished(
+    job: &Job,
+    status: &JobStatus,
+    now: Timestamp,
+    ctx: &Context,
+) -> Result<Action> {
+    let Some(ttl) = job.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished) else {
+        return Ok(Action::await_change());
+    };
+    let finished_at = status
+        .conditions
+        .iter()
+        .flatten()
+        .filter(|c| matches!(c.type_.as_str(), "Complete" | "Failed") && c.status == "True")
+        .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
+        .max()
+        .unwrap_or(now);
+    let expires = finished_at
+        .checked_add(SignedDuration::from_secs(ttl.into()))
+        .unwrap_or(finished_at);
+    if expires > now {
+        let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
+        return Ok(Action::requeue(left + Duration::from_millis(100)));
+    }
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: job.metadata.uid.clone(),
+            resource_version: job.metadata.resource_version.clone(),
+        }),
+        ..DeleteParams::background()
+    };
+    tracing::debug!(job = %job.name_any(), "deleting finished job past its ttl");
+    match api.delete(&job.name_any(), &params).await {
+        Ok(_) => Ok(Action::await_change()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Action::await_change()),
+        Err(e) => Err(e.into()),
+    }
+}

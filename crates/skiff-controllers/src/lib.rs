@@ -1,0 +1,129 @@
+//! The controller set of `skiff server`: it owns the reconcile loops that make the
+//! cluster's objects so and keep them so — ReplicaSets, ReplicationControllers,
+//! Deployments, DaemonSets, Jobs, and Endpoints/EndpointSlices of Services today; the StatefulSet, CronJob, node-lifecycle and other controllers
+//! join the same set.
+//!
+//! Every controller is a `reconcile(object, context) -> Result<Action>` plus an error policy
+//! on kube-runtime's `applier`, level-triggered and idempotent: it compares what the API
+//! asks for with what the API has and writes the difference back. Controllers hold no state
+//! the API does not have — shared informer caches fed by one watch per kind
+//! ([`informer`]), and expectations that only gate *when* a controller acts again
+//! ([`expectations`]) — and they write only through the API, as any remote client does. In
+//! `skiff server` the set runs in-process against the API router, leader-elected on a
+//! `coordination.k8s.io` Lease ([`leader`]) so that several servers run one active copy.
+
+#![forbid(unsafe_code)]
+
+pub mod claim;
+pub mod context;
+pub mod daemonset;
+pub mod deployment;
+pub mod endpoints;
+pub mod error;
+pub mod expectations;
+pub mod informer;
+pub mod job;
+pub mod leader;
+pub mod pods;
+pub mod replicaset;
+pub mod runner;
+pub mod template;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::ReplicationController;
+use kube::Client;
+
+pub use context::{Context, Informers};
+pub use error::{Error, Result};
+pub use leader::{default_identity, LeaseConfig};
+
+/// One controller set: every controller over one set of shared informers.
+pub struct Controllers {
+    ctx: Arc<Context>,
+}
+
+impl Controllers {
+    /// A controller set acting as `identity` (its events' reporting instance).
+    pub fn new(client: Client, identity: &str) -> Self {
+        Controllers {
+            ctx: Context::new(client, identity),
+        }
+    }
+
+    /// The shared state (informers, expectations), for tests and later controllers.
+    pub fn context(&self) -> Arc<Context> {
+        self.ctx.clone()
+    }
+
+    /// Watches and reconciles until dropped. Controllers subscribe to the informers before
+    /// the watches start and act only once every cache is filled.
+    pub async fn run(self) {
+        let ctx = self.ctx;
+        let informers = &ctx.informers;
+        let rs = replicaset::controller::<ReplicaSet>(
+            ctx.clone(),
+            informers.replica_sets.store(),
+            informers.replica_sets.changes(),
+        );
+        let rc = replicaset::controller::<ReplicationController>(
+            ctx.clone(),
+            informers.replication_controllers.store(),
+            informers.replication_controllers.changes(),
+        );
+        let deploy = deployment::controller(ctx.clone());
+        let job = job::controller(ctx.clone());
+        let endpoints = endpoints::controller(ctx.clone());
+        let daemons = daemonset::controller(ctx.clone());
+        let controllers = async {
+            informers.synced().await;
+            tracing::info!(identity = %ctx.identity, "caches synced, controllers running");
+            tokio::join!(rs, rc, deploy, job, endpoints, daemons);
+        };
+        tokio::join!(informers.run(), controllers);
+    }
+}
+
+/// The Lease the controller set is elected on (kube-controller-manager's).
+pub const LEASE_NAME: &str = "kube-controller-manager";
+
+/// How long a stopping controller set may take to give its Lease back.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the controller set whenever this candidate holds the `lease`, until `shutdown`
+/// completes; then gives the Lease back, so another server takes over at once. Several
+/// candidates on one API run one active set between them.
+pub async fn run_elected(client: Client, lease: LeaseConfig, shutdown: impl Future<Output = ()>) {
+    let identity = lease.identity.clone();
+    leader::Elector::new(client.clone(), lease)
+        .run(
+            || Controllers::new(client.clone(), &identity).run(),
+            shutdown,
+        )
+        .await
+}
+
+/// Starts [`run_elected`] in the background with kube-controller-manager's Lease and
+/// timings. The returned future completes once `signal` has and the set has stopped (its
+/// Lease released, or [`RELEASE_TIMEOUT`] passed): hand it to the API server as its own
+/// shutdown signal so the API outlives the controllers' last writes.
+pub fn start(
+    client: Client,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    let lease = LeaseConfig::new(LEASE_NAME, &default_identity());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run_elected(client, lease, async {
+        let _ = stopped.await;
+    }));
+    async move {
+        signal.await;
+        let _ = stop.send(());
+        if tokio::time::timeout(RELEASE_TIMEOUT, task).await.is_err() {
+            tracing::warn!("the controllers did not stop in time");
+        }
+    }
+}

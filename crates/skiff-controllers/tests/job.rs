@@ -1,0 +1,182 @@
+//! The Job controller against the real API server. Pods "finish" when the test writes their
+//! status as a kubelet would.
+
+mod common;
+
+use common::{start, until, Cluster};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::{json, Value};
+
+fn job(name: &str, spec: Value) -> Job {
+    let mut spec = spec;
+    spec["template"] = json!({"metadata": {"labels": {"app": name}},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}});
+    serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+}
+
+/// Writes a terminal phase into a pod's status, as its kubelet would when it exits.
+async fn finish(c: &Cluster, pod: &str, phase: &str) {
+    let pods: Api<Pod> = c.api();
+    let now = Timestamp::now().to_string();
+    let code = if phase == "Succeeded" { 0 } else { 1 };
+    let status = json!({"status": {"phase": phase, "containerStatuses": [{"name": "c", "image": "busybox",
+        "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": code, "startedAt": now, "finishedAt": now}}}]}});
+    pods.patch_status(pod, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+/// The job's pods that still run (not finished, not being deleted).
+async fn running(c: &Cluster, app: &str) -> Vec<Pod> {
+    c.pods(&format!("app={app}"))
+        .await
+        .into_iter()
+        .filter(skiff_controllers::pods::is_active)
+        .collect()
+}
+
+fn has(j: &Job, type_: &str, reason: &str) -> bool {
+    j.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.type_ == type_ && c.status == "True" && c.reason.as_deref() == Some(reason)
+            })
+        })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_parallelism_pods_until_completions_succeed() {
+    let c = start().await;
+    let jobs: Api<Job> = c.api();
+    jobs.create(
+        &PostParams::default(),
+        &job("pi", json!({"completions": 3, "parallelism": 2})),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + common::DEADLINE;
+    let mut done = 0;
+    let finished = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out: {done} pods succeeded"
+        );
+        let run = running(&c, "pi").await;
+        assert!(run.len() <= 2, "more than parallelism pods: {}", run.len());
+        let j = jobs.get("pi").await.unwrap();
+        if has(&j, "Complete", "CompletionsReached") {
+            break j;
+        }
+        let s = j.status.clone().unwrap_or_default();
+        // One at a time, once the controller has counted the previous one.
+        if s.succeeded.unwrap_or(0) == done {
+            if let Some(p) = run.first() {
+                assert!(p.name_any().starts_with("pi-"), "{}", p.name_any());
+                finish(&c, &p.name_any(), "Succeeded").await;
+                done += 1;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let s = finished.status.unwrap();
+    assert_eq!(s.succeeded, Some(3));
+    assert_eq!(s.active, None);
+    assert!(s.completion_time.is_some() && s.start_time.is_some());
+    assert!(has(
+        &jobs.get("pi").await.unwrap(),
+        "SuccessCriteriaMet",
+        "CompletionsReached"
+    ));
+    let all = c.pods("app=pi").await;
+    assert_eq!(
+        all.len(),
+        3,
+        "no pod beyond completions: {:?}",
+        all.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_pod_is_replaced_until_the_backoff_limit() {
+    let c = start().await;
+    let jobs: Api<Job> = c.api();
+    jobs.create(
+        &PostParams::default(),
+        &job("flaky", json!({"backoffLimit": 1})),
+    )
+    .await
+    .unwrap();
+    let first = until("a pod runs", || async { running(&c, "flaky").await.pop() }).await;
+    finish(&c, &first.name_any(), "Failed").await;
+    // Within the limit: replaced (after the back-off).
+    let second = until("a replacement runs", || async {
+        running(&c, "flaky")
+            .await
+            .into_iter()
+            .find(|p| p.name_any() != first.name_any())
+    })
+    .await;
+    finish(&c, &second.name_any(), "Failed").await;
+    let j = until("the job fails", || async {
+        let j = jobs.get("flaky").await.unwrap();
+        has(&j, "Failed", "BackoffLimitExceeded").then_some(j)
+    })
+    .await;
+    assert!(has(&j, "FailureTarget", "BackoffLimitExceeded"));
+    assert_eq!(j.status.unwrap().failed, Some(2));
+    assert!(running(&c, "flaky").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn active_deadline_stops_the_job_and_its_pods() {
+    let c = start().await;
+    let jobs: Api<Job> = c.api();
+    jobs.create(
+        &PostParams::default(),
+        &job(
+            "slow",
+            json!({"activeDeadlineSeconds": 2, "parallelism": 2, "completions": 4}),
+        ),
+    )
+    .await
+    .unwrap();
+    until("2 pods run", || async {
+        (running(&c, "slow").await.len() == 2).then_some(())
+    })
+    .await;
+    until("the deadline fails the job", || async {
+        let j = jobs.get("slow").await.unwrap();
+        has(&j, "Failed", "DeadlineExceeded").then_some(())
+    })
+    .await;
+    until("its pods are deleted", || async {
+        running(&c, "slow").await.is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finished_job_is_deleted_after_its_ttl() {
+    let c = start().await;
+    let jobs: Api<Job> = c.api();
+    jobs.create(
+        &PostParams::default(),
+        &job("once", json!({"ttlSecondsAfterFinished": 1})),
+    )
+    .await
+    .unwrap();
+    let p = until("a pod runs", || async { running(&c, "once").await.pop() }).await;
+    finish(&c, &p.name_any(), "Succeeded").await;
+    until("the job and its pod are gone", || async {
+        let gone = jobs.get_opt("once").await.unwrap().is_none();
+        (gone && c.pods("app=once").await.is_empty()).then_some(())
+    })
+    .await;
+}
