@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod daemon;
+pub mod local_node;
 pub mod server;
 pub mod shim;
 

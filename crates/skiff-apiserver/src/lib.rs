@@ -20,6 +20,7 @@ mod http;
 pub mod kinds;
 pub mod metrics;
 mod namespaces;
+pub mod nodeipam;
 pub mod object;
 mod openapi;
 pub mod patch;
@@ -40,5 +41,5 @@ mod watch;
 mod yaml;
 
 pub use error::{ApiError, Cause};
-pub use router::{in_process_router, router, ApiState};
+pub use router::{in_process_client, in_process_router, router, ApiState};
 pub use server::{Config, Server, ServerError};

@@ -33,6 +33,8 @@ pub struct ApiState {
     pub(crate) namespaces: Arc<crate::namespaces::NamespaceCache>,
     /// Where Services get ClusterIPs and NodePorts from.
     pub(crate) services: crate::services::ServiceNetwork,
+    /// Where Nodes get their pod CIDRs from.
+    pub(crate) cluster_network: crate::nodeipam::ClusterNetwork,
     /// Where `metrics.k8s.io` reads come from (nothing until a node feeds it).
     metrics: std::sync::RwLock<Arc<dyn crate::metrics::MetricsProvider>>,
 }
@@ -50,6 +52,7 @@ impl ApiState {
             tokens,
             namespaces: Default::default(),
             services: Default::default(),
+            cluster_network: Default::default(),
             metrics: std::sync::RwLock::new(Arc::new(crate::metrics::NoMetrics)),
         }
     }
@@ -58,6 +61,12 @@ impl ApiState {
     /// NodePorts 30000-32767, no API server endpoint published).
     pub fn with_service_network(mut self, network: crate::services::ServiceNetwork) -> Self {
         self.services = network;
+        self
+    }
+
+    /// The same state giving Nodes pod CIDRs from `network` (default: /24s of 10.42.0.0/16).
+    pub fn with_cluster_network(mut self, network: crate::nodeipam::ClusterNetwork) -> Self {
+        self.cluster_network = network;
         self
     }
 
@@ -97,6 +106,13 @@ pub fn in_process_router(state: Arc<ApiState>, user: UserInfo) -> axum::Router {
             req
         }
     }))
+}
+
+/// A kube-rs client of this API server that never leaves the process: requests go straight
+/// to [`in_process_router`] as `user` (no TCP, no TLS), through the same handlers a remote
+/// client reaches. In-process controllers and the local node use it.
+pub fn in_process_client(state: Arc<ApiState>, user: UserInfo) -> kube::Client {
+    kube::Client::new(in_process_router(state, user), "default")
 }
 
 /// A resource request, parsed from its path.
