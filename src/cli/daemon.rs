@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use skiff_core::paths::{DEFAULT_ENGINE_ROOT, DEFAULT_ENGINE_SOCKET, DEFAULT_ENGINE_STATE};
+use skiff_engine::registry::RegistryConfig;
 use skiff_engine::{Engine, EngineConfig};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -21,11 +22,25 @@ pub struct Args {
     #[arg(long, default_value = DEFAULT_ENGINE_SOCKET)]
     socket: PathBuf,
     /// Default OCI runtime of containers that do not ask for one
-    #[arg(long, default_value = "embedded", value_parser = ["embedded", "runc", "crun"])]
+    #[arg(long, default_value = "embedded", value_parser = clap::builder::PossibleValuesParser::new(skiff_runtime::backend::NAMES))]
     runtime: String,
     /// Cgroup under which containers' cgroups are created, in every hierarchy
     #[arg(long, default_value = skiff_core::paths::CGROUP_PARENT)]
     cgroup_parent: String,
+    /// A registry reached over plain HTTP (`host[:port]` or a CIDR); repeatable. Loopback
+    /// registries (`localhost`, 127.0.0.0/8, ::1) always are
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    insecure_registries: Vec<String>,
+    /// A Docker Hub mirror (`http://host:port` or `https://…`), tried in order before Docker
+    /// Hub; repeatable
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    registry_mirrors: Vec<String>,
+    /// Layers downloaded at once per pull
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_downloads: u16,
+    /// Layers uploaded at once per push
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_uploads: u16,
     /// Seconds a client has to send each request header; idle connections are closed after
     /// it (tests set short ones)
     #[arg(long, default_value_t = 32, hide = true)]
@@ -45,6 +60,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             default_runtime: args.runtime,
             exe,
             cgroup_parent: args.cgroup_parent,
+            registry: RegistryConfig {
+                insecure_registries: args.insecure_registries,
+                mirrors: args.registry_mirrors,
+                max_concurrent_downloads: args.max_concurrent_downloads.into(),
+                max_concurrent_uploads: args.max_concurrent_uploads.into(),
+                ..RegistryConfig::default()
+            },
         };
         let engine = Engine::open(config).await.context("opening the engine")?;
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

@@ -29,7 +29,7 @@ pub struct NodeArgs {
     #[arg(long)]
     docker_socket: Option<PathBuf>,
     /// Default OCI runtime of the local node's containers
-    #[arg(long, default_value = "embedded", value_parser = ["embedded", "runc", "crun"])]
+    #[arg(long, default_value = "embedded", value_parser = clap::builder::PossibleValuesParser::new(skiff_runtime::backend::NAMES))]
     runtime: String,
     /// Cgroup the local node's containers live under (pods: <parent>/kubepods/pod<uid>)
     #[arg(long, default_value = skiff_core::paths::CGROUP_PARENT)]
@@ -46,6 +46,13 @@ pub struct NodeArgs {
     /// Cluster DNS address written into pods' resolv.conf
     #[arg(long, default_value = "10.43.0.10")]
     cluster_dns: std::net::Ipv4Addr,
+    /// A registry the local node pulls from over plain HTTP (`host[:port]` or a CIDR);
+    /// repeatable. Loopback registries always are
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    insecure_registries: Vec<String>,
+    /// A Docker Hub mirror the local node tries first; repeatable
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    registry_mirrors: Vec<String>,
     /// Cluster domain
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
@@ -89,6 +96,11 @@ impl LocalNode {
             default_runtime: args.runtime.clone(),
             exe,
             cgroup_parent: args.cgroup_parent.clone(),
+            registry: skiff_engine::registry::RegistryConfig {
+                insecure_registries: args.insecure_registries.clone(),
+                mirrors: args.registry_mirrors.clone(),
+                ..Default::default()
+            },
         })
         .await
         .context("opening the local node's engine")?;

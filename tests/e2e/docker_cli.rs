@@ -4,6 +4,8 @@
 #[path = "docker_cli/attach.rs"]
 mod attach;
 mod common;
+#[path = "docker_cli/cp_confinement.rs"]
+mod cp_confinement;
 #[path = "docker_cli/run_errors.rs"]
 mod run_errors;
 #[path = "docker_cli/update_diff.rs"]

@@ -4,6 +4,8 @@
 //! target dir. They need root and Debian's busybox-static, as every e2e test does; without them
 //! they fail with the reason rather than pass without running.
 
+#[path = "engine/archive.rs"]
+mod archive;
 #[path = "engine/common.rs"]
 mod common;
 #[path = "engine/containers.rs"]

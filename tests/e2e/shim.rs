@@ -401,7 +401,10 @@ async fn run_pause_resume_and_hostile_requests(runtime: &str) -> Result<()> {
     let fx = Fixture::new(runtime, &["sleep", "1000"], false)?;
     let client = fx.launch().await?;
     match client.pause().await {
-        Err(ShimError::Remote(message)) => assert!(message.contains("created"), "{message}"),
+        Err(ShimError::Remote(e)) => {
+            assert!(e.message.contains("created"), "{e}");
+            assert_eq!(e.kind, skiff_core::ErrorKind::WrongState, "{e}");
+        }
         other => bail!("pausing a created container: {other:?}"),
     }
     client.start().await?;
@@ -411,16 +414,17 @@ async fn run_pause_resume_and_hostile_requests(runtime: &str) -> Result<()> {
     assert_eq!(client.state().await?.status, Status::Running);
 
     let socket = shim::socket_path(&fx.state_dir());
-    for garbage in [
-        &b"not json\n"[..],
-        b"{\"op\":\"format_disk\"}\n",
-        &vec![b'x'; 1_100_000][..],
+    for (garbage, kind) in [
+        (&b"not json\n"[..], "invalid_argument"),
+        (b"{\"op\":\"format_disk\"}\n", "invalid_argument"),
+        (&vec![b'x'; 1_100_000][..], "too_large"),
     ] {
         let mut raw = UnixStream::connect(&socket).await?;
         raw.write_all(garbage).await?;
         let reply = String::from_utf8(read_line(&mut raw).await?)?;
         let reply: serde_json::Value = serde_json::from_str(&reply)?;
-        assert!(reply["error"].is_string(), "{reply}");
+        assert_eq!(reply["error"]["kind"], kind, "{reply}");
+        assert!(reply["error"]["message"].is_string(), "{reply}");
     }
     assert_eq!(
         client.state().await?.status,
@@ -492,8 +496,9 @@ async fn run_attach_and_start_in_one_request(runtime: &str) -> Result<()> {
     let client = fx.launch().await?;
     client.start().await?;
     match client.attach_and_start(false, true, true).await {
-        Err(ShimError::Remote(message)) => {
-            ensure!(message.contains("cannot be started"), "{message}")
+        Err(ShimError::Remote(e)) => {
+            ensure!(e.message.contains("cannot be started"), "{e}");
+            ensure!(e.kind == skiff_core::ErrorKind::WrongState, "{e:?}");
         }
         other => bail!("a second start: {:?}", other.map(|(_, pid)| pid)),
     }
@@ -593,7 +598,10 @@ async fn run_exec_gives_output_and_exit_code_and_kill_stops(runtime: &str) -> Re
     read_all(&mut stream).await?;
     assert_eq!(within("exec_wait", client.exec_wait("e2")).await??, 3);
     match client.exec_wait("nope").await {
-        Err(ShimError::Remote(message)) => assert!(message.contains("nope"), "{message}"),
+        Err(ShimError::Remote(e)) => {
+            assert!(e.message.contains("nope"), "{e}");
+            assert_eq!(e.kind, skiff_core::ErrorKind::NotFound, "{e}");
+        }
         other => bail!("unknown exec: {other:?}"),
     }
 
@@ -642,6 +650,30 @@ async fn run_launch_reports_the_creation_error(runtime: &str) -> Result<()> {
         "the runtime's error: {message}"
     );
     assert!(!shim::socket_path(&fx.state_dir()).exists());
+    Ok(())
+}
+
+async fn run_a_missing_command_arrives_as_a_kind(runtime: &str) -> Result<()> {
+    let fx = Fixture::new(runtime, &["/no/such/binary"], false)?;
+    // The runtime refuses at create (runc, libcontainer) or at start.
+    let err = match fx.launch().await {
+        Err(e) => e.downcast::<ShimError>()?,
+        Ok(client) => client
+            .start()
+            .await
+            .err()
+            .context("starting a missing command must fail")?,
+    };
+    let ShimError::Remote(e) = err else {
+        bail!("not the runtime's answer: {err:?}")
+    };
+    assert_eq!(e.kind, skiff_core::ErrorKind::InvalidArgument, "{e}");
+    assert_eq!(
+        e.command,
+        Some(skiff_runtime::backend::CommandError::NotFound),
+        "{e}"
+    );
+    assert!(e.message.contains("/no/such/binary"), "{e}");
     Ok(())
 }
 
@@ -695,6 +727,10 @@ macro_rules! runtime_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn launch_reports_the_creation_error() -> anyhow::Result<()> {
                 super::run_launch_reports_the_creation_error(stringify!($runtime)).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_missing_command_arrives_as_a_kind() -> anyhow::Result<()> {
+                super::run_a_missing_command_arrives_as_a_kind(stringify!($runtime)).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn shim_survives_its_launcher_being_killed() -> anyhow::Result<()> {

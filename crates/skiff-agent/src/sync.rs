@@ -398,7 +398,24 @@ impl Ctx {
             "Pulling",
             format!("Pulling image {image:?}"),
         );
-        let err = self.pull(&image).await;
+        let started = std::time::Instant::now();
+        let err = match self.pull(&image).await {
+            Ok(()) => {
+                self.backoff.reset(&key);
+                self.events.pod(
+                    pod,
+                    Some(&fp),
+                    Type::Normal,
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image {image:?} in {:.3}s",
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
+                return true;
+            }
+            Err(e) => e,
+        };
         let msg = format!("Failed to pull image {image:?}: {err}");
         self.events
             .pod(pod, Some(&fp), Type::Warning, "Failed", msg.clone());
@@ -427,12 +444,17 @@ impl Ctx {
             .copied()
     }
 
-    /// Pulls `image` through the engine. This engine has no registry client yet, so every
-    /// pull fails with the reason.
-    async fn pull(&self, image: &str) -> String {
-        format!(
-            "pulling images is not available on this node yet: load {image} into the node's engine (docker load on its Docker socket) and use imagePullPolicy IfNotPresent or Never"
-        )
+    /// Pulls `image` through the engine (its registry configuration, no credentials yet:
+    /// image pull secrets come with a later slice); the error's whole chain on failure.
+    async fn pull(&self, image: &str) -> std::result::Result<(), String> {
+        let reference =
+            skiff_engine::ImageRef::parse(image).map_err(|e| crate::error::chain(&e))?;
+        let opts = skiff_engine::registry::PullOptions::default();
+        self.engine
+            .image_pull(&reference, &opts, &|_| {})
+            .await
+            .map(|_| ())
+            .map_err(|e| crate::error::chain(&e))
     }
 
     /// Stops every running container of the pod (SIGTERM, the grace period, SIGKILL), all

@@ -1,5 +1,5 @@
-//! Shared vocabulary of every skiff crate: error kinds, ids, default paths, and (feature
-//! `serve`) the connection limits both HTTP APIs apply.
+//! Shared vocabulary of every skiff crate: error kinds, ids, default paths, Docker's units,
+//! and (feature `serve`) the connection limits both HTTP APIs apply.
 //!
 //! Owns nothing stateful and must not depend on any other skiff crate. Protocol-specific
 //! error formats (Docker `{"message"}`, Kubernetes `Status`) are produced at the API edges
@@ -11,54 +11,55 @@ pub mod ids;
 pub mod paths;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod units;
 
 /// What went wrong, independent of any wire protocol. Each crate's error enum maps onto one
-/// of these through [`HasKind`]; the API edges turn them into HTTP codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// of these through [`HasKind`]; each API edge turns them into its own status codes (Docker's
+/// in skiff-docker-api, Kubernetes' in skiff-apiserver). Kinds cross process boundaries as
+/// kinds (the shim protocol carries them), never as text to re-parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
-    /// The named object does not exist (HTTP 404).
+    /// The named object does not exist.
     NotFound,
-    /// The object exists already, or a precondition on its version failed (HTTP 409).
+    /// The object exists already, or a precondition on its version failed.
     Conflict,
-    /// The request is malformed or names an impossible setting (HTTP 400).
+    /// The request is malformed or names an impossible setting.
     InvalidArgument,
-    /// The request is well-formed but semantically invalid (HTTP 422 in Kubernetes).
+    /// The request is well-formed but semantically invalid.
     Unprocessable,
-    /// The caller is not authenticated (HTTP 401).
+    /// The caller is not authenticated.
     Unauthorized,
-    /// The caller may not do this (HTTP 403).
+    /// The caller may not do this.
     Forbidden,
-    /// A requested version is no longer available (HTTP 410).
+    /// A requested version is no longer available.
     Gone,
-    /// The request body is too large (HTTP 413).
+    /// The request body is too large.
     TooLarge,
-    /// The object is in a state that does not allow the operation (HTTP 409 in Docker).
+    /// The object is in a state that does not allow the operation.
     WrongState,
-    /// The operation is not supported by this implementation (HTTP 501).
+    /// The operation is not supported by this implementation.
     NotImplemented,
-    /// Anything else (HTTP 500).
+    /// Anything else.
     Internal,
-}
-
-impl ErrorKind {
-    /// The HTTP status code an API edge should answer with.
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorKind::NotFound => 404,
-            ErrorKind::Conflict | ErrorKind::WrongState => 409,
-            ErrorKind::InvalidArgument => 400,
-            ErrorKind::Unprocessable => 422,
-            ErrorKind::Unauthorized => 401,
-            ErrorKind::Forbidden => 403,
-            ErrorKind::Gone => 410,
-            ErrorKind::TooLarge => 413,
-            ErrorKind::NotImplemented => 501,
-            ErrorKind::Internal => 500,
-        }
-    }
 }
 
 /// Implemented by every crate's error type so the edges can classify it.
 pub trait HasKind {
     fn kind(&self) -> ErrorKind;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_cross_the_wire_by_name() {
+        let line = serde_json::to_string(&ErrorKind::WrongState).unwrap();
+        assert_eq!(line, r#""wrong_state""#);
+        assert_eq!(
+            serde_json::from_str::<ErrorKind>(r#""not_found""#).unwrap(),
+            ErrorKind::NotFound
+        );
+    }
 }

@@ -48,14 +48,20 @@ impl ApiError {
         self.kind
     }
 
-    /// The status code Docker answers for this kind of error.
+    /// The status code Docker answers for this kind of error (moby's errdefs → HTTP).
     pub fn status(&self) -> StatusCode {
-        let code = match self.kind {
+        match self.kind {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict | ErrorKind::WrongState => StatusCode::CONFLICT,
             // Docker has no 422: semantic errors are bad parameters.
-            ErrorKind::Unprocessable => 400,
-            other => other.http_status(),
-        };
-        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            ErrorKind::InvalidArgument | ErrorKind::Unprocessable => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::Gone => StatusCode::GONE,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
 }
 

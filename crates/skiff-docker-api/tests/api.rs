@@ -26,6 +26,7 @@ impl Api {
             default_runtime: "runc".into(),
             exe: std::path::PathBuf::from("/bin/false"),
             cgroup_parent: "skiff-api-test".into(),
+            registry: Default::default(),
         };
         let engine = Engine::open(config)
             .await
@@ -184,16 +185,76 @@ async fn bad_query_values_are_400() {
 }
 
 #[tokio::test]
-async fn pulling_is_refused_with_a_clear_message() {
+async fn pulls_failing_before_any_progress_are_http_errors() {
     let api = Api::new().await;
-    let req = Request::post("/v1.50/images/create?fromImage=busybox&tag=latest")
+    let post = |path: &str| Request::post(path).body(Body::empty()).unwrap();
+    let (status, _, body) = api
+        .call(post("/v1.50/images/create?fromImage=Bad_Name&tag=latest"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        message(&body).contains("invalid reference format"),
+        "{}",
+        message(&body)
+    );
+    let (status, _, body) = api
+        .call(post(
+            "/v1.50/images/create?fromImage=busybox&tag=latest&platform=linux/amd64/v1/x",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        message(&body).contains("invalid platform"),
+        "{}",
+        message(&body)
+    );
+    let (status, _, body) = api
+        .call(post("/v1.50/images/create?fromImage=localhost:5000/app"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert!(message(&body).contains("--all-tags"), "{}", message(&body));
+    // Nothing listens on port 1: dockerd answers 500 with the connection error.
+    let (status, _, body) = api
+        .call(post("/v1.50/images/create?fromImage=127.0.0.1:1/app&tag=1"))
+        .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(message(&body).contains("127.0.0.1:1"), "{}", message(&body));
+}
+
+#[tokio::test]
+async fn pushing_an_unknown_image_fails_inside_the_progress_stream() {
+    let api = Api::new().await;
+    let req = Request::post("/v1.50/images/127.0.0.1:1/nosuch/push?tag=1")
+        .header("X-Registry-Auth", "e30=")
         .body(Body::empty())
         .unwrap();
-    let (status, _, body) = api.call(req).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    let msg = message(&body);
-    assert!(
-        msg.contains("busybox:latest") && msg.contains("docker load"),
-        "{msg}"
+    let (status, headers, body) = api.call(req).await;
+    // As dockerd: the first message is out before the image is looked up.
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/json");
+    let lines: Vec<serde_json::Value> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0]["status"],
+        "The push refers to repository [127.0.0.1:1/nosuch]"
     );
+    let want = "An image does not exist locally with the tag: 127.0.0.1:1/nosuch";
+    assert_eq!(lines[1]["error"], want);
+    assert_eq!(lines[1]["errorDetail"]["message"], want);
+    assert_eq!(lines.len(), 2);
+}
+
+#[tokio::test]
+async fn auth_refuses_malformed_bodies() {
+    let api = Api::new().await;
+    let req = Request::post("/v1.50/auth")
+        .header("Content-Type", "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    let (status, _, body) = api.call(req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message(&body).contains("invalid registry credentials"));
 }

@@ -45,6 +45,7 @@ async fn idle_and_half_requests_are_closed_but_streams_stay() {
         default_runtime: "runc".into(),
         exe: std::path::PathBuf::from("/bin/false"),
         cgroup_parent: "skiff-api-conn-test".into(),
+        registry: Default::default(),
     })
     .await
     .unwrap();

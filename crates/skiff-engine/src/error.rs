@@ -40,12 +40,15 @@ pub enum EngineError {
     NoSuchPath { container: String, path: String },
     #[error("{0} is not implemented by skiff yet")]
     NotImplemented(&'static str),
-    /// The runtime refused to create or start the container (Docker's 400 for a missing
-    /// executable, 500 otherwise).
-    #[error("failed to create task for container: {0}")]
-    StartFailed(String),
+    /// The runtime refused to create or start the container (Docker's 400 for a command that
+    /// cannot run, the shim's kind otherwise).
+    #[error("failed to create task for container")]
+    StartFailed(#[source] skiff_runtime::shim::ShimError),
     #[error(transparent)]
     Image(#[from] skiff_image::ImageError),
+    /// A pull, push or login (the registry client words its errors as dockerd does).
+    #[error(transparent)]
+    Registry(#[from] skiff_image::registry::RegistryError),
     #[error(transparent)]
     Spec(#[from] skiff_runtime::spec::SpecError),
     #[error("{context}")]
@@ -84,36 +87,45 @@ impl HasKind for EngineError {
             EngineError::NotRunning(_) | EngineError::Paused(_) => ErrorKind::WrongState,
             EngineError::NotImplemented(_) => ErrorKind::NotImplemented,
             EngineError::Image(e) => e.kind(),
+            EngineError::Registry(e) => e.kind(),
             EngineError::Spec(e) => e.kind(),
-            EngineError::StartFailed(m) if user_error(m) => ErrorKind::InvalidArgument,
-            EngineError::StartFailed(_) => ErrorKind::Internal,
-            EngineError::Shim { .. } | EngineError::Io { .. } => ErrorKind::Internal,
+            EngineError::StartFailed(e) => match e {
+                // A shim that vanished during a start is the engine's trouble, not a state
+                // the user asked about.
+                skiff_runtime::shim::ShimError::NotRunning(_) => ErrorKind::Internal,
+                other => other.kind(),
+            },
+            EngineError::Shim { source, .. } => source.kind(),
+            EngineError::Io { .. } => ErrorKind::Internal,
         }
     }
 }
 
-/// Whether a runtime failure is the user's doing (missing or non-executable command).
-pub(crate) fn user_error(message: &str) -> bool {
-    [
-        "executable file not found",
-        "no such file or directory",
-        "permission denied",
-        "not found",
-    ]
-    .iter()
-    .any(|m| message.to_ascii_lowercase().contains(m))
+impl EngineError {
+    /// The exit code Docker records for a container whose start failed: 127 for a command
+    /// that does not exist, 126 for one that cannot be executed, 128 otherwise.
+    pub(crate) fn start_exit_code(&self) -> Option<i64> {
+        let EngineError::StartFailed(e) = self else {
+            return None;
+        };
+        let command = match e {
+            skiff_runtime::shim::ShimError::Remote(remote) => remote.command,
+            _ => None,
+        };
+        Some(command.map_or(128, |c| i64::from(c.exit_code())))
+    }
 }
 
-/// The exit code Docker records for a container whose start failed.
-pub(crate) fn start_failure_code(message: &str) -> i64 {
-    let m = message.to_ascii_lowercase();
-    if m.contains("permission denied") {
-        126
-    } else if user_error(&m) {
-        127
-    } else {
-        128
+/// The error and its causes on one line, as Docker shows errors (`State.Error`, messages).
+pub(crate) fn message_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
+    text
 }
 
 /// Attaches a context message to I/O results.
@@ -126,6 +138,15 @@ impl<T> IoContext<T> for std::io::Result<T> {
         self.map_err(|source| EngineError::Io {
             context: f(),
             source,
+        })
+    }
+}
+
+impl<T> IoContext<T> for nix::Result<T> {
+    fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.map_err(|e| EngineError::Io {
+            context: f(),
+            source: e.into(),
         })
     }
 }

@@ -9,7 +9,6 @@ use bollard_stubs::models::{
 };
 use skiff_image::{Image, Removed};
 
-use crate::bridge::{ChannelWriter, StreamReader};
 use crate::error::{EngineError, IoContext, Result};
 use crate::filters::Filters;
 use crate::volumes::dir_size;
@@ -86,7 +85,7 @@ impl Engine {
         move |id: &str| used.iter().any(|u| u == id)
     }
 
-    fn emit_image(&self, action: &str, id: &str, name: Option<&str>) {
+    pub(crate) fn emit_image(&self, action: &str, id: &str, name: Option<&str>) {
         let mut attrs = HashMap::new();
         if let Some(n) = name {
             attrs.insert("name".to_string(), n.to_string());
@@ -267,7 +266,7 @@ impl Engine {
 
     pub(crate) async fn do_image_load(&self, archive: ByteStream) -> Result<Vec<String>> {
         let images = self.images.clone();
-        let reader = StreamReader::new(archive);
+        let reader = crate::blocking_reader(archive);
         let names = blocking(move || Ok(images.load(reader)?)).await?;
         for n in &names {
             self.emit_image("load", n, Some(n));
@@ -284,15 +283,12 @@ impl Engine {
         }
         let images = self.images.clone();
         let names = names.to_vec();
-        let (writer, stream) = ChannelWriter::new();
-        tokio::task::spawn_blocking(move || {
-            let mut writer = writer;
-            if let Err(e) = images.save(&names, &mut writer) {
+        Ok(crate::blocking_writer(move |writer| {
+            images.save(&names, writer).map_err(|e| {
                 tracing::warn!(error = %e, "image save failed");
-                writer.fail(std::io::Error::other(e.to_string()));
-            }
-        });
-        Ok(stream)
+                std::io::Error::other(e)
+            })
+        }))
     }
 
     pub(crate) async fn do_image_import(
@@ -303,7 +299,7 @@ impl Engine {
         message: Option<&str>,
     ) -> Result<String> {
         let images = self.images.clone();
-        let reader = StreamReader::new(rootfs_tar);
+        let reader = crate::blocking_reader(rootfs_tar);
         let (reference, changes, message) = (
             reference.map(str::to_string),
             changes.to_vec(),

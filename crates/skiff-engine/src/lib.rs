@@ -9,9 +9,9 @@
 //! ([`skiff_runtime::shim`]).
 
 mod background;
-mod bridge;
 mod containers;
 mod disk_usage;
+mod distribution;
 mod error;
 mod events;
 mod filters;
@@ -42,6 +42,9 @@ pub use bollard_stubs::models;
 pub use disk_usage::DiskUsage;
 pub use error::{EngineError, Result};
 pub use filters::Filters;
+/// The registry client's types the engine's pull, push and login take and return.
+pub use skiff_image::registry;
+pub use skiff_image::ImageRef;
 
 use models::*;
 
@@ -60,10 +63,44 @@ pub struct EngineConfig {
     /// `/docker`) unless the container names its own (`--cgroup-parent`). Left in place
     /// when containers are removed: removing it would race with containers being created.
     pub cgroup_parent: String,
+    /// Registries: insecure ones, mirrors, concurrency and size limits of pulls and pushes.
+    pub registry: registry::RegistryConfig,
 }
 
 /// A body coming in (load, import, archive put) or going out (save, archive get).
 pub type ByteStream = Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// A [`ByteStream`] read from a blocking thread (tar and the image store read `std::io`).
+/// Must be created on the runtime.
+type BlockingReader = tokio_util::io::SyncIoBridge<tokio_util::io::StreamReader<ByteStream, Bytes>>;
+
+fn blocking_reader(stream: ByteStream) -> BlockingReader {
+    tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream))
+}
+
+/// Runs `produce` on a blocking thread and streams what it writes. An error it returns ends
+/// the stream with that error, so the reader sees a failed body rather than a short one.
+/// Must be called on the runtime.
+fn blocking_writer<F>(produce: F) -> ByteStream
+where
+    F: FnOnce(&mut (dyn std::io::Write + Send)) -> std::io::Result<()> + Send + 'static,
+{
+    use futures::StreamExt;
+    // A duplex, not a simplex: dropping either end closes it, so the producer's writes fail
+    // once the reader is gone (a client that hung up) instead of blocking forever.
+    let (reader, writer) = tokio::io::duplex(64 * 1024);
+    let (failed, failure) = tokio::sync::oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        let mut writer = tokio_util::io::SyncIoBridge::new(writer);
+        if let Err(e) = produce(&mut writer) {
+            // Sent before the writer is dropped: the reader sees it right after the data.
+            let _ = failed.send(e);
+        }
+    });
+    let failure =
+        futures::stream::once(failure).filter_map(|r| std::future::ready(r.ok().map(Err)));
+    Box::pin(tokio_util::io::ReaderStream::new(reader).chain(failure))
+}
 
 /// A bidirectional byte stream (attach, exec): reads are the output, writes go to stdin,
 /// shutting down the write half closes stdin.
@@ -209,6 +246,8 @@ pub struct Engine {
     cfg: EngineConfig,
     me: Weak<Engine>,
     images: Arc<skiff_image::ImageStore>,
+    /// The daemon's registry configuration, shared by every pull, push and login.
+    registries: registry::Registries,
     volumes: volumes::Volumes,
     registry: Mutex<Registry>,
     execs: Mutex<HashMap<String, Arc<containers::exec::Exec>>>,
@@ -229,7 +268,7 @@ impl Engine {
     /// applies restart policies.
     #[tracing::instrument(skip_all, fields(root = %cfg.root.display()))]
     pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>> {
-        if !containers::create::RUNTIMES.contains(&cfg.default_runtime.as_str()) {
+        if !skiff_runtime::backend::NAMES.contains(&cfg.default_runtime.as_str()) {
             return Err(EngineError::invalid(format!(
                 "Unknown runtime specified {}",
                 cfg.default_runtime
@@ -239,6 +278,7 @@ impl Engine {
             std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         }
         let images = Arc::new(skiff_image::ImageStore::open(&cfg.root.join("image"))?);
+        let registries = registry::Registries::new(cfg.registry.clone())?;
         let mut registry = Registry::default();
         let records = ContainerRecord::load_all(&cfg.root.join("containers"))?;
         containers::cleanup::sweep(&cfg, &records.iter().map(|r| r.id.clone()).collect());
@@ -257,6 +297,7 @@ impl Engine {
             cfg,
             me: me.clone(),
             images,
+            registries,
             registry: Mutex::new(registry),
             execs: Mutex::new(HashMap::new()),
             events: EventBus::new(),
@@ -672,5 +713,56 @@ impl Engine {
         attrs.extend(extra);
         self.events
             .emit(EventMessageTypeEnum::CONTAINER, action, &rec.id, attrs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bytes_round_trip_through_blocking_threads() {
+        let input: ByteStream = Box::pin(futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"hel")),
+            Ok(Bytes::from_static(b"lo")),
+        ]));
+        let mut reader = blocking_reader(input);
+        let output = blocking_writer(move |writer| std::io::copy(&mut reader, writer).map(drop));
+        let got: Vec<Bytes> = output.map(|r| r.unwrap()).collect().await;
+        assert_eq!(got.concat(), b"hello");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_producer_fails_the_stream_after_its_data() {
+        let output = blocking_writer(|writer| {
+            std::io::Write::write_all(writer, b"partial")?;
+            Err(std::io::Error::other("disk on fire"))
+        });
+        let got: Vec<std::io::Result<Bytes>> = output.collect().await;
+        let (last, data) = got.split_last().unwrap();
+        let data: Vec<u8> = data
+            .iter()
+            .flat_map(|b| b.as_ref().unwrap().to_vec())
+            .collect();
+        assert_eq!(data, b"partial");
+        assert_eq!(last.as_ref().unwrap_err().to_string(), "disk on fire");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_producer_stops_when_the_reader_goes_away() {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let output = blocking_writer(move |writer| {
+            let chunk = [0u8; 4096];
+            let result = loop {
+                if let Err(e) = std::io::Write::write_all(writer, &chunk) {
+                    break e;
+                }
+            };
+            let _ = done.send(result.kind());
+            Ok(())
+        });
+        drop(output);
+        assert_eq!(finished.await.unwrap(), std::io::ErrorKind::BrokenPipe);
     }
 }

@@ -7,7 +7,8 @@ use bollard_stubs::models::{
     SystemVersionComponents, SystemVersionPlatform,
 };
 
-use crate::containers::create::RUNTIMES;
+use skiff_runtime::backend;
+
 use crate::store::Status;
 use crate::Engine;
 
@@ -102,7 +103,7 @@ impl Engine {
             .collect();
         let count = |f: fn(&Status) -> bool| statuses.iter().filter(|s| f(s)).count() as i64;
         let images = self.images.list().map(|l| l.len() as i64).unwrap_or(0);
-        let runtimes = RUNTIMES
+        let runtimes = backend::NAMES
             .iter()
             .map(|r| {
                 (
@@ -161,6 +162,7 @@ impl Engine {
             live_restore_enabled: Some(true),
             init_binary: Some("docker-init".into()),
             security_options: Some(vec!["name=seccomp,profile=builtin".into()]),
+            registry_config: Some(self.registry_service_config()),
             warnings: Some(Vec::new()),
             ..Default::default()
         }

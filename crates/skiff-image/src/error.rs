@@ -18,15 +18,27 @@ pub enum ImageError {
     /// A malformed reference, Dockerfile change or archive.
     #[error("{0}")]
     InvalidArgument(String),
-    /// A layer entry that would write outside its snapshot or is otherwise refused.
-    #[error("layer entry {entry:?} {reason}")]
-    HostileLayer { entry: String, reason: String },
+    /// An archive entry (of a layer, or a `docker cp` archive) that would write outside its
+    /// destination or is otherwise refused.
+    #[error("{archive} entry {entry:?} {reason}")]
+    Hostile {
+        archive: &'static str,
+        entry: String,
+        reason: String,
+    },
     /// A filesystem or syscall failure.
     #[error("{context}")]
     Io {
         context: String,
         #[source]
         source: std::io::Error,
+    },
+    /// Resolving a path inside a root failed (see [`crate::confined`]).
+    #[error("{context}")]
+    Resolve {
+        context: String,
+        #[source]
+        source: pathrs::error::Error,
     },
 }
 
@@ -35,8 +47,13 @@ impl ImageError {
         ImageError::InvalidArgument(msg.into())
     }
 
-    pub(crate) fn hostile(entry: impl Into<String>, reason: impl Into<String>) -> Self {
-        ImageError::HostileLayer {
+    pub(crate) fn hostile(
+        archive: &'static str,
+        entry: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        ImageError::Hostile {
+            archive,
             entry: entry.into(),
             reason: reason.into(),
         }
@@ -50,8 +67,8 @@ impl HasKind for ImageError {
             ImageError::Conflict(_) => ErrorKind::Conflict,
             ImageError::Ambiguous(_)
             | ImageError::InvalidArgument(_)
-            | ImageError::HostileLayer { .. } => ErrorKind::InvalidArgument,
-            ImageError::Io { .. } => ErrorKind::Internal,
+            | ImageError::Hostile { .. } => ErrorKind::InvalidArgument,
+            ImageError::Io { .. } | ImageError::Resolve { .. } => ErrorKind::Internal,
         }
     }
 }

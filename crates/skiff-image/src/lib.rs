@@ -1,6 +1,8 @@
 //! The engine's local image store: an OCI-layout content store (`blobs/sha256/…` plus an
 //! `index.json` of names → manifests), `docker load`/`save`/`import`, tag/rmi/prune, safe
-//! layer unpacking into per-chain-id snapshots and overlayfs mounting of those snapshots.
+//! layer unpacking into per-chain-id snapshots and overlayfs mounting of those snapshots, and
+//! the one confined tar extractor and writer ([`confined`]) that everything writing into or
+//! reading from a tree someone else controls (layers, `docker cp`, build contexts) goes through.
 //!
 //! It owns everything under the root directory it is opened on (`<engine-root>/image`) and
 //! nothing else: it does not know about containers (callers pass an `in_use` predicate), and
@@ -9,6 +11,7 @@
 
 mod archive;
 mod commit;
+pub mod confined;
 mod error;
 mod import;
 pub mod overlay;

@@ -265,7 +265,7 @@ pub fn generate(c: &ContainerSpec) -> Result<Spec> {
     }
     let sec = security_opts(&c.security_opt)?;
     let user = user::resolve(&c.rootfs, &c.user, &c.group_add)?;
-    let cap_names = caps::limit_to_host(caps::resolve(c.privileged, &c.cap_add, &c.cap_drop)?);
+    let capabilities = caps::limit_to_host(caps::resolve(c.privileged, &c.cap_add, &c.cap_drop)?);
     let hostname = (!c.host_uts).then(|| {
         if c.hostname.is_empty() {
             c.id.chars().take(12).collect::<String>()
@@ -303,7 +303,7 @@ pub fn generate(c: &ContainerSpec) -> Result<Spec> {
         } else {
             c.cwd.as_str()
         })
-        .capabilities(caps::to_oci(&cap_names)?)
+        .capabilities(caps::to_oci(capabilities.clone())?)
         .rlimits(vec![PosixRlimitBuilder::default()
             .typ(PosixRlimitType::RlimitNofile)
             .soft(nofile)
@@ -351,7 +351,7 @@ pub fn generate(c: &ContainerSpec) -> Result<Spec> {
         Some(Seccomp::Unconfined) => None,
         Some(Seccomp::Custom(profile)) => Some(profile),
         None if c.privileged => None,
-        None => Some(seccomp::default_profile(&cap_names)?),
+        None => Some(seccomp::default_profile(&capabilities)?),
     });
 
     let mut spec = SpecBuilder::default()
@@ -449,7 +449,7 @@ pub fn exec_process(container: &Spec, exec: &ExecSpec) -> Result<Process> {
         p.set_user(ub.build()?);
     }
     if exec.privileged {
-        p.set_capabilities(Some(caps::to_oci(&caps::limit_to_host(caps::resolve(
+        p.set_capabilities(Some(caps::to_oci(caps::limit_to_host(caps::resolve(
             true,
             &[],
             &[],

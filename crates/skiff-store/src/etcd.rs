@@ -41,26 +41,27 @@ pub struct EtcdStore {
     namespace: Vec<u8>,
 }
 
-fn etcd_err(e: etcd_client::Error) -> StoreError {
-    StoreError::Backend(format!("etcd: {e}"))
+/// Attaches the operation to an etcd error.
+fn etcd(op: &'static str) -> impl FnOnce(etcd_client::Error) -> StoreError {
+    move |source| StoreError::Etcd { op, source }
 }
 
-/// What an etcd error says about a requested revision.
-enum RevisionError {
+/// Whether etcd (or the gRPC client reading its answer) said OUT_OF_RANGE: a compacted or a
+/// future revision, or a response larger than the client accepts. etcd tells the first two
+/// apart only in words; skiff tells them apart by asking etcd for its revisions instead
+/// (see [`EtcdStore::out_of_range`]).
+fn out_of_range(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::OutOfRange)
+}
+
+/// Why a read at a revision was out of range.
+enum OutOfRange {
+    Future {
+        current: i64,
+    },
     Compacted,
-    Future,
-    Other(StoreError),
-}
-
-fn classify(e: etcd_client::Error) -> RevisionError {
-    let text = e.to_string();
-    if text.contains("required revision has been compacted") {
-        RevisionError::Compacted
-    } else if text.contains("required revision is a future revision") {
-        RevisionError::Future
-    } else {
-        RevisionError::Other(etcd_err(e))
-    }
+    /// The revision is readable: the answer was too large to decode.
+    TooLarge,
 }
 
 impl EtcdStore {
@@ -70,23 +71,22 @@ impl EtcdStore {
         let options = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(10));
-        let unreachable = |e: String| {
-            StoreError::Backend(format!(
-                "etcd at {} is unreachable: {e}",
-                endpoints.join(",")
-            ))
-        };
+        let unreachable =
+            |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Unreachable {
+                endpoints: endpoints.join(","),
+                source,
+            };
         let client = Client::connect(endpoints, Some(options))
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| unreachable(Box::new(e)))?;
         let store = EtcdStore {
             client,
             namespace: prefix.as_bytes().to_vec(),
         };
         tokio::time::timeout(CONNECT_TIMEOUT, store.current_revision())
             .await
-            .map_err(|_| unreachable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|_| unreachable(format!("no answer within {CONNECT_TIMEOUT:?}").into()))?
+            .map_err(|e| unreachable(Box::new(e)))?;
         Ok(store)
     }
 
@@ -121,11 +121,11 @@ impl EtcdStore {
             .key()
             .strip_prefix(self.namespace.as_slice())
             .ok_or_else(|| {
-                StoreError::Backend("etcd returned a key outside the namespace".to_owned())
+                StoreError::Corrupt("etcd returned a key outside the namespace".to_owned())
             })?;
         Ok(KeyValue {
             key: String::from_utf8(key.to_vec())
-                .map_err(|e| StoreError::Backend(format!("etcd key is not utf-8: {e}")))?,
+                .map_err(|e| StoreError::Corrupt(format!("etcd key is not utf-8: {e}")))?,
             value: kv.value().to_vec(),
             create_revision: kv.create_revision(),
             mod_revision: kv.mod_revision(),
@@ -135,7 +135,7 @@ impl EtcdStore {
     fn event(&self, event: &etcd_client::Event) -> Result<Event> {
         let raw = event
             .kv()
-            .ok_or_else(|| StoreError::Backend("etcd event without a key".to_owned()))?;
+            .ok_or_else(|| StoreError::Corrupt("etcd event without a key".to_owned()))?;
         let prev_kv = event.prev_kv().map(|kv| self.kv(kv)).transpose()?;
         let revision = raw.mod_revision();
         Ok(match event.event_type() {
@@ -165,18 +165,45 @@ impl EtcdStore {
         })
     }
 
-    /// Turns an error about `requested` into `Compacted` / `FutureRevision` where it is one.
-    async fn revision_error(&self, e: etcd_client::Error, requested: i64) -> StoreError {
-        match classify(e) {
-            RevisionError::Compacted => StoreError::Compacted {
+    /// Why a read at `requested` (0: the current revision) was out of range, asked of etcd:
+    /// beyond its current revision is the future; a count-only read (a tiny answer) that is
+    /// out of range too means compacted; otherwise the answer was too large.
+    async fn out_of_range(&self, requested: i64) -> Result<OutOfRange> {
+        let current = self.current_revision().await?;
+        if requested > current {
+            return Ok(OutOfRange::Future { current });
+        }
+        if requested <= 0 {
+            return Ok(OutOfRange::TooLarge);
+        }
+        let probe = GetOptions::new().with_revision(requested).with_count_only();
+        match self.kv_client().get(self.range("").0, Some(probe)).await {
+            Ok(_) => Ok(OutOfRange::TooLarge),
+            Err(e) if out_of_range(&e) => Ok(OutOfRange::Compacted),
+            Err(e) => Err(etcd("probe a revision")(e)),
+        }
+    }
+
+    /// Turns an error about a read at `read_at` (for the caller's `requested`) into
+    /// `Compacted` / `FutureRevision` where it is one.
+    async fn revision_error(
+        &self,
+        op: &'static str,
+        e: etcd_client::Error,
+        read_at: i64,
+        requested: i64,
+    ) -> StoreError {
+        if !out_of_range(&e) {
+            return etcd(op)(e);
+        }
+        match self.out_of_range(read_at).await {
+            Ok(OutOfRange::Compacted) => StoreError::Compacted {
                 requested,
                 compacted: self.compaction_point().await,
             },
-            RevisionError::Future => match self.current_revision().await {
-                Ok(current) => StoreError::FutureRevision { requested, current },
-                Err(e) => e,
-            },
-            RevisionError::Other(e) => e,
+            Ok(OutOfRange::Future { current }) => StoreError::FutureRevision { requested, current },
+            Ok(OutOfRange::TooLarge) => etcd(op)(e),
+            Err(e) => e,
         }
     }
 
@@ -226,7 +253,7 @@ impl EtcdStore {
 fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<i64> {
     header
         .map(|h| h.revision())
-        .ok_or_else(|| StoreError::Backend("etcd response without a header".to_owned()))
+        .ok_or_else(|| StoreError::Corrupt("etcd response without a header".to_owned()))
 }
 
 #[async_trait::async_trait]
@@ -236,7 +263,7 @@ impl Store for EtcdStore {
             .kv_client()
             .get(self.key(key), None)
             .await
-            .map_err(etcd_err)?;
+            .map_err(etcd("get a key"))?;
         resp.kvs().first().map(|kv| self.kv(kv)).transpose()
     }
 
@@ -271,11 +298,20 @@ impl Store for EtcdStore {
             }
             let resp = match self.kv_client().get(start.clone(), Some(options)).await {
                 Ok(resp) => resp,
-                Err(e) if page > 1 && e.to_string().contains("message length too large") => {
-                    page /= 2;
-                    continue;
+                Err(e) if out_of_range(&e) => {
+                    match self.out_of_range(revision.unwrap_or(0)).await? {
+                        // A page too large for gRPC's message limit: smaller pages.
+                        OutOfRange::TooLarge if page > 1 => {
+                            page /= 2;
+                            continue;
+                        }
+                        _ => {
+                            let at = revision.unwrap_or(0);
+                            return Err(self.revision_error("list keys", e, at, at).await);
+                        }
+                    }
                 }
-                Err(e) => return Err(self.revision_error(e, revision.unwrap_or(0)).await),
+                Err(e) => return Err(etcd("list keys")(e)),
             };
             let at = match revision {
                 Some(r) => r,
@@ -305,7 +341,11 @@ impl Store for EtcdStore {
         let txn = Txn::new()
             .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(k, value, None)]);
-        let resp = self.kv_client().txn(txn).await.map_err(etcd_err)?;
+        let resp = self
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(etcd("create a key"))?;
         if !resp.succeeded() {
             return Err(StoreError::AlreadyExists(key.to_owned()));
         }
@@ -321,7 +361,11 @@ impl Store for EtcdStore {
             ])
             .and_then([TxnOp::put(k.clone(), value, None)])
             .or_else([TxnOp::get(k, None)]);
-        let resp = self.kv_client().txn(txn).await.map_err(etcd_err)?;
+        let resp = self
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(etcd("update a key"))?;
         if !resp.succeeded() {
             return Err(self.compare_failed(key, &resp)?);
         }
@@ -341,7 +385,11 @@ impl Store for EtcdStore {
                 Some(DeleteOptions::new().with_prev_key()),
             )])
             .or_else([TxnOp::get(k, None)]);
-        let resp = self.kv_client().txn(txn).await.map_err(etcd_err)?;
+        let resp = self
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(etcd("delete a key"))?;
         if !resp.succeeded() {
             return Err(self.compare_failed(key, &resp)?);
         }
@@ -350,7 +398,7 @@ impl Store for EtcdStore {
             _ => None,
         });
         let deleted = deleted.ok_or_else(|| {
-            StoreError::Backend("etcd delete returned no previous value".to_owned())
+            StoreError::Corrupt("etcd delete returned no previous value".to_owned())
         })?;
         Ok((self.kv(&deleted)?, header_revision(resp.header())?))
     }
@@ -368,7 +416,8 @@ impl Store for EtcdStore {
             .get(self.range(prefix).0, Some(check))
             .await
         {
-            return Err(self.revision_error(e, after).await);
+            let op = "check a watch's revision";
+            return Err(self.revision_error(op, e, after.max(1), after).await);
         }
         let (start, end) = self.range(prefix);
         let options = WatchOptions::new()
@@ -379,7 +428,7 @@ impl Store for EtcdStore {
             .watch_client()
             .watch(start, Some(options))
             .await
-            .map_err(etcd_err)?;
+            .map_err(etcd("start a watch"))?;
         let state = (self.clone(), stream, VecDeque::new(), false);
         Ok(Box::pin(futures::stream::unfold(
             state,
@@ -395,7 +444,7 @@ impl Store for EtcdStore {
                         None => return None,
                         Some(Err(e)) => {
                             done = true;
-                            pending.push_back(Err(etcd_err(e)));
+                            pending.push_back(Err(etcd("watch")(e)));
                         }
                         Some(Ok(resp)) if resp.compact_revision() > 0 => {
                             done = true;
@@ -406,7 +455,7 @@ impl Store for EtcdStore {
                         }
                         Some(Ok(resp)) if resp.canceled() => {
                             done = true;
-                            pending.push_back(Err(StoreError::Backend(format!(
+                            pending.push_back(Err(StoreError::Unavailable(format!(
                                 "etcd cancelled the watch: {}",
                                 resp.cancel_reason()
                             ))));
@@ -426,7 +475,7 @@ impl Store for EtcdStore {
             .kv_client()
             .get(self.range("").0, Some(options))
             .await
-            .map_err(etcd_err)?;
+            .map_err(etcd("read the current revision"))?;
         header_revision(resp.header())
     }
 
@@ -434,15 +483,19 @@ impl Store for EtcdStore {
         let options = CompactionOptions::new().with_physical();
         match self.kv_client().compact(revision, Some(options)).await {
             Ok(_) => Ok(()),
-            Err(e) => match classify(e) {
-                // Already compacted at or past `revision`: nothing to do.
-                RevisionError::Compacted => Ok(()),
-                RevisionError::Future => Err(StoreError::FutureRevision {
-                    requested: revision,
-                    current: self.current_revision().await?,
-                }),
-                RevisionError::Other(e) => Err(e),
-            },
+            Err(e) if out_of_range(&e) => {
+                let current = self.current_revision().await?;
+                if revision > current {
+                    Err(StoreError::FutureRevision {
+                        requested: revision,
+                        current,
+                    })
+                } else {
+                    // Already compacted at or past `revision`: nothing to do.
+                    Ok(())
+                }
+            }
+            Err(e) => Err(etcd("compact")(e)),
         }
     }
 }

@@ -90,8 +90,57 @@ pub enum StoreError {
     /// Another process holds the store (e.g. a second server on the same SQLite file).
     #[error("datastore is locked by another process: {0}")]
     Locked(String),
-    #[error("datastore backend error: {0}")]
-    Backend(String),
+    /// SQLite failed at `op` (shared: a failed group commit fails every write in it).
+    #[error("sqlite: {op}")]
+    Sqlite {
+        op: &'static str,
+        #[source]
+        source: Arc<rusqlite::Error>,
+    },
+    /// etcd failed at `op`.
+    #[error("etcd: {op}")]
+    Etcd {
+        op: &'static str,
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// etcd cannot be reached at all.
+    #[error("etcd at {endpoints} is unreachable")]
+    Unreachable {
+        endpoints: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A file of the datastore (its lock file, its directory) or a thread serving it.
+    #[error("{op} {}", .path.display())]
+    Io {
+        op: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread of the datastore could not be started.
+    #[error("cannot start {what}")]
+    Thread {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blocking task of the datastore failed.
+    #[error("datastore task failed: {op}")]
+    Task {
+        op: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// The datastore is shutting down, or a part of it stopped.
+    #[error("datastore unavailable: {0}")]
+    Unavailable(String),
+    /// What the datastore holds or answered makes no sense to skiff.
+    #[error("datastore corrupt: {0}")]
+    Corrupt(String),
+    #[error("invalid datastore {datastore:?}: {why}")]
+    InvalidDatastore { datastore: String, why: String },
 }
 
 impl skiff_core::HasKind for StoreError {
@@ -101,8 +150,18 @@ impl skiff_core::HasKind for StoreError {
             StoreError::NotFound(_) => ErrorKind::NotFound,
             StoreError::AlreadyExists(_) | StoreError::Conflict { .. } => ErrorKind::Conflict,
             StoreError::Compacted { .. } => ErrorKind::Gone,
-            StoreError::FutureRevision { .. } => ErrorKind::InvalidArgument,
-            StoreError::Locked(_) | StoreError::Backend(_) => ErrorKind::Internal,
+            StoreError::FutureRevision { .. } | StoreError::InvalidDatastore { .. } => {
+                ErrorKind::InvalidArgument
+            }
+            StoreError::Locked(_)
+            | StoreError::Sqlite { .. }
+            | StoreError::Etcd { .. }
+            | StoreError::Unreachable { .. }
+            | StoreError::Io { .. }
+            | StoreError::Task { .. }
+            | StoreError::Thread { .. }
+            | StoreError::Unavailable(_)
+            | StoreError::Corrupt(_) => ErrorKind::Internal,
         }
     }
 }
@@ -163,7 +222,10 @@ pub async fn open(datastore: &str, data_dir: &Path) -> Result<Arc<dyn Store>> {
         Datastore::Sqlite(path) => {
             let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(path))
                 .await
-                .map_err(|e| StoreError::Backend(format!("opening sqlite failed: {e}")))??;
+                .map_err(|source| StoreError::Task {
+                    op: "open sqlite",
+                    source,
+                })??;
             Ok(Arc::new(store))
         }
         Datastore::Etcd { endpoints, prefix } => Ok(Arc::new(
@@ -184,8 +246,10 @@ enum Datastore {
 
 impl Datastore {
     fn parse(datastore: &str, data_dir: &Path) -> Result<Datastore> {
-        let invalid =
-            |why: &str| StoreError::Backend(format!("invalid datastore {datastore:?}: {why}"));
+        let invalid = |why: &str| StoreError::InvalidDatastore {
+            datastore: datastore.to_string(),
+            why: why.to_string(),
+        };
         if datastore.is_empty() || datastore == "sqlite" {
             return Ok(Datastore::Sqlite(data_dir.join("state.db")));
         }

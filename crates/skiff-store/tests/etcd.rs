@@ -260,6 +260,6 @@ async fn unreachable_etcd_fails_connect_with_a_clear_error() {
         .expect("connect to a dead endpoint hung")
         .err()
         .expect("connected to nothing");
-    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
     assert!(err.to_string().contains("unreachable"), "{err}");
 }

@@ -119,3 +119,30 @@ async fn database_written_by_newer_schema_is_refused() {
     let err = SqliteStore::open(&path).err().expect("newer schema opened");
     assert!(err.to_string().contains("schema version 99"), "{err}");
 }
+
+#[tokio::test]
+async fn failures_keep_the_operation_the_path_and_the_cause() {
+    let dir = temp_dir();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let err = skiff_store::open(&format!("sqlite://{}/state.db", file.display()), dir.path())
+        .await
+        .err()
+        .expect("a database under a regular file");
+    assert!(
+        matches!(err, StoreError::Io { op: "create", .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), format!("create {}", file.display()));
+    let cause = std::error::Error::source(&err).expect("the cause is kept");
+    assert!(cause.to_string().contains("exists"), "{cause}");
+    let err = skiff_store::open("mysql://db", dir.path())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        skiff_core::HasKind::kind(&err),
+        skiff_core::ErrorKind::InvalidArgument,
+        "{err}"
+    );
+}

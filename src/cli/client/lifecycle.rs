@@ -9,6 +9,8 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::StreamExt;
 
+use skiff_core::units::ram_in_bytes;
+
 use super::{daemon_error, each, Outcome};
 
 /// One or more container names or ids.
@@ -222,15 +224,11 @@ pub async fn update(docker: &Docker, args: UpdateArgs) -> Outcome {
         if raw == "-1" {
             Ok(-1)
         } else {
-            super::run::parse_bytes(raw)
+            ram_in_bytes(raw)
         }
     };
     let body = ContainerUpdateBody {
-        memory: args
-            .memory
-            .as_deref()
-            .map(super::run::parse_bytes)
-            .transpose()?,
+        memory: args.memory.as_deref().map(ram_in_bytes).transpose()?,
         memory_swap: args.memory_swap.as_deref().map(swap).transpose()?,
         nano_cpus: args.cpus.map(|c| (c * 1e9) as i64),
         cpu_shares: args.cpu_shares,

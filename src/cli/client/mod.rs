@@ -4,9 +4,12 @@
 //! Nothing here touches engine state directly; every verb is API calls.
 
 mod cp;
+mod docker_config;
 mod exec;
 mod images;
 mod lifecycle;
+mod progress;
+mod registry;
 mod run;
 mod show;
 mod stats;
@@ -97,6 +100,14 @@ pub enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(images::ImageCommand),
+    /// Download an image from a registry
+    Pull(With<registry::PullArgs>),
+    /// Upload an image to a registry
+    Push(With<registry::PushArgs>),
+    /// Log in to a registry (credentials are kept in the docker CLI's config.json)
+    Login(With<registry::LoginArgs>),
+    /// Log out from a registry
+    Logout(registry::LogoutArgs),
 }
 
 /// The engine socket path from `--host`, `DOCKER_HOST` or the default.
@@ -170,8 +181,14 @@ async fn dispatch(command: Command) -> Outcome {
         }};
     }
     match command {
-        Command::Run(w) => go!(*w, run::run),
-        Command::Create(w) => go!(*w, run::create),
+        Command::Run(w) => {
+            let docker = connect(&w.conn).await?;
+            run::run(&docker, &w.conn, w.args).await
+        }
+        Command::Create(w) => {
+            let docker = connect(&w.conn).await?;
+            run::create(&docker, &w.conn, w.args).await
+        }
         Command::Start(w) => go!(w, lifecycle::start),
         Command::Stop(w) => go!(w, lifecycle::stop),
         Command::Restart(w) => go!(w, lifecycle::restart),
@@ -199,6 +216,19 @@ async fn dispatch(command: Command) -> Outcome {
         Command::Save(w) => go!(w, images::save),
         Command::Import(w) => go!(w, images::import),
         Command::Image(sub) => images::image_command(sub).await,
+        Command::Pull(w) => {
+            let docker = connect(&w.conn).await?;
+            registry::pull(&w.conn, &docker, w.args).await
+        }
+        Command::Push(w) => {
+            let docker = connect(&w.conn).await?;
+            registry::push(&w.conn, &docker, w.args).await
+        }
+        Command::Login(w) => {
+            let docker = connect(&w.conn).await?;
+            registry::login(&w.conn, &docker, w.args).await
+        }
+        Command::Logout(args) => registry::logout(args).await,
     }
 }
 
@@ -255,32 +285,13 @@ fn format_table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Docker's `units.HumanDuration`.
-fn human_duration(secs: i64) -> String {
-    let secs = secs.max(0);
-    let (minutes, hours) = (secs / 60, secs / 3600);
-    match secs {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s < 120 => "About a minute".into(),
-        _ if minutes < 60 => format!("{minutes} minutes"),
-        _ if hours < 2 => "About an hour".into(),
-        _ if hours < 48 => format!("{hours} hours"),
-        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
-        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
-        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
-        _ => format!("{} years", hours / 24 / 365),
-    }
-}
-
 /// "5 minutes ago" for a unix timestamp.
 fn ago(unix: i64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(unix);
-    format!("{} ago", human_duration(now - unix))
+    format!("{} ago", skiff_core::units::human_duration_secs(now - unix))
 }
 
 /// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, three significant digits.
@@ -323,15 +334,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_durations_read_like_docker() {
+    fn sizes_read_like_docker() {
         assert_eq!(human_size(4_261_000), "4.26MB");
         assert_eq!(human_size(999), "999B");
         assert_eq!(human_size(1_000_000), "1MB");
         assert_eq!(human_size(12_340_000), "12.3MB");
         assert_eq!(binary_size(64 * 1024 * 1024), "64.00MiB");
-        assert_eq!(human_duration(0), "Less than a second");
-        assert_eq!(human_duration(90), "About a minute");
-        assert_eq!(human_duration(600), "10 minutes");
-        assert_eq!(human_duration(3 * 86400), "3 days");
     }
 }

@@ -6,12 +6,14 @@ use std::collections::HashMap;
 use anyhow::{bail, Context};
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, WaitContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures::StreamExt;
 
-use super::{daemon_error, term, Outcome};
+use skiff_core::units::ram_in_bytes;
+
+use super::{daemon_error, term, Conn, Outcome};
 
 /// Flags of `run` and `create`.
 #[derive(clap::Args, Debug)]
@@ -107,29 +109,6 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-/// `64m`, `1g`, `512k`, `1024` (bytes) → bytes.
-pub fn parse_bytes(raw: &str) -> anyhow::Result<i64> {
-    let lower = raw.trim().to_ascii_lowercase();
-    let lower = lower
-        .strip_suffix('b')
-        .filter(|s| !s.is_empty())
-        .unwrap_or(&lower);
-    let (num, mult) = match lower.chars().last() {
-        Some('k') => (&lower[..lower.len() - 1], 1i64 << 10),
-        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
-        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
-        Some('t') => (&lower[..lower.len() - 1], 1 << 40),
-        _ => (lower, 1),
-    };
-    let value: f64 = num
-        .parse()
-        .map_err(|_| anyhow::anyhow!("invalid size: '{raw}'"))?;
-    if value < 0.0 {
-        bail!("invalid size: '{raw}'");
-    }
-    Ok((value * mult as f64) as i64)
-}
-
 pub fn restart_policy(raw: &str) -> anyhow::Result<RestartPolicy> {
     let (name, count) = match raw.split_once(':') {
         Some((n, c)) => (
@@ -196,7 +175,7 @@ impl RunArgs {
         let host_config = HostConfig {
             binds: (!self.volume.is_empty()).then(|| self.volume.clone()),
             tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
-            memory: self.memory.as_deref().map(parse_bytes).transpose()?,
+            memory: self.memory.as_deref().map(ram_in_bytes).transpose()?,
             nano_cpus: self.cpus.map(|c| (c * 1e9) as i64),
             pids_limit: self.pids_limit,
             restart_policy: self.restart.as_deref().map(restart_policy).transpose()?,
@@ -242,7 +221,7 @@ impl RunArgs {
 }
 
 /// Creates the container; a missing image is reported as docker does (after trying to pull).
-async fn create_container(docker: &Docker, args: &RunArgs) -> anyhow::Result<String> {
+async fn create_container(docker: &Docker, conn: &Conn, args: &RunArgs) -> anyhow::Result<String> {
     let body = args.body()?;
     let options = CreateContainerOptions {
         name: args.name.clone(),
@@ -258,19 +237,17 @@ async fn create_container(docker: &Docker, args: &RunArgs) -> anyhow::Result<Str
             }
             Ok(created.id)
         }
+        // Like the docker CLI (errdefs.IsNotFound): a 404 to a create is a missing image.
         Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            message,
-        }) if message.starts_with("No such image") => {
+            status_code: 404, ..
+        }) => {
             eprintln!("Unable to find image '{}' locally", args.image);
-            let pull = CreateImageOptions {
-                from_image: Some(args.image.clone()),
-                ..Default::default()
-            };
-            let mut progress = docker.create_image(Some(pull), None, None);
-            while let Some(step) = progress.next().await {
-                step.map_err(daemon_error)?;
-            }
+            // The pull's progress goes to stderr, as the docker CLI draws it.
+            let reference = skiff_image::ImageRef::parse(&args.image)?;
+            let raw = super::registry::raw_client(conn, docker);
+            let mut stderr = std::io::stderr();
+            let tty = std::io::IsTerminal::is_terminal(&stderr);
+            super::registry::pull_image(&raw, &reference, None, Some(&mut stderr), tty).await?;
             let created = docker
                 .create_container(Some(options), body)
                 .await
@@ -281,13 +258,13 @@ async fn create_container(docker: &Docker, args: &RunArgs) -> anyhow::Result<Str
     }
 }
 
-pub async fn create(docker: &Docker, args: RunArgs) -> Outcome {
-    println!("{}", create_container(docker, &args).await?);
+pub async fn create(docker: &Docker, conn: &Conn, args: RunArgs) -> Outcome {
+    println!("{}", create_container(docker, conn, &args).await?);
     Ok(0)
 }
 
-pub async fn run(docker: &Docker, args: RunArgs) -> Outcome {
-    let id = create_container(docker, &args).await?;
+pub async fn run(docker: &Docker, conn: &Conn, args: RunArgs) -> Outcome {
+    let id = create_container(docker, conn, &args).await?;
     if args.detach {
         docker
             .start_container(&id, None)
@@ -428,16 +405,6 @@ fn stdin_chunks() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn memory_sizes_parse_like_docker() {
-        assert_eq!(parse_bytes("64m").unwrap(), 64 << 20);
-        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
-        assert_eq!(parse_bytes("512K").unwrap(), 512 << 10);
-        assert_eq!(parse_bytes("100").unwrap(), 100);
-        assert_eq!(parse_bytes("64mb").unwrap(), 64 << 20);
-        assert!(parse_bytes("lots").is_err());
-    }
 
     #[test]
     fn restart_policies_parse() {

@@ -52,3 +52,41 @@ pub fn unix(socket: &Path, timeout_secs: u64) -> Result<Docker, bollard::errors:
         bollard::API_DEFAULT_VERSION,
     )
 }
+
+/// Plain requests to the engine for what bollard does not model: `POST /auth`, and pull and
+/// push, whose progress messages bollard's types cut short (no layer ids, no bars).
+pub struct Raw {
+    client: Client<Dialer, http_body_util::Full<bytes::Bytes>>,
+    /// The negotiated API version, as `1.50`.
+    version: String,
+}
+
+/// A reply whose body is read as it arrives.
+pub type RawReply = http::Response<hyper::body::Incoming>;
+
+impl Raw {
+    pub fn new(socket: &Path, version: impl std::fmt::Display) -> Raw {
+        Raw {
+            client: Client::builder(TokioExecutor::new()).build(Dialer(Arc::new(socket.into()))),
+            version: version.to_string(),
+        }
+    }
+
+    /// `POST /vX.Y{path_and_query}` with `headers` and a body.
+    pub async fn post(
+        &self,
+        path_and_query: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<RawReply> {
+        let mut request = http::Request::post(format!(
+            "http://localhost/v{}{path_and_query}",
+            self.version
+        ));
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request.body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+        Ok(self.client.request(request).await?)
+    }
+}

@@ -51,6 +51,8 @@ pub struct Daemon {
     /// This daemon's `--cgroup-parent`; removed with everything under it at cleanup.
     cgroup_parent: String,
     started: std::time::SystemTime,
+    /// More `skiff daemon` flags (`--registry-mirror …`).
+    extra_args: Vec<String>,
 }
 
 impl Daemon {
@@ -59,8 +61,17 @@ impl Daemon {
         Self::with_runtime("embedded")
     }
 
+    /// A fresh daemon started with more flags (`--registry-mirror URL`), busybox loaded.
+    pub fn with_args(args: &[&str]) -> Self {
+        Self::build("embedded", args)
+    }
+
     /// A fresh daemon whose default runtime is `runtime`, with busybox loaded.
     pub fn with_runtime(runtime: &str) -> Self {
+        Self::build(runtime, &[])
+    }
+
+    fn build(runtime: &str, extra_args: &[&str]) -> Self {
         // Short paths: shim sockets live at <state>/containers/<64 hex>/shim.sock and unix
         // socket paths must stay under 108 bytes.
         let dir = tempfile::Builder::new()
@@ -90,10 +101,17 @@ impl Daemon {
             child: None,
             cgroup_parent,
             started: std::time::SystemTime::now(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         d.spawn();
         d.load_busybox();
         d
+    }
+
+    /// `DOCKER_CONFIG` of the clients this harness runs (where `docker login` stores
+    /// credentials).
+    pub fn docker_config(&self) -> PathBuf {
+        self.dir.path().join("docker-config")
     }
 
     pub fn root(&self) -> PathBuf {
@@ -131,6 +149,7 @@ impl Daemon {
                 .arg(&self.runtime)
                 .arg("--cgroup-parent")
                 .arg(&self.cgroup_parent)
+                .args(&self.extra_args)
                 .env("SKIFF_LOG", "info,skiff_docker_api=debug")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log fd"))

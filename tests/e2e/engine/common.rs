@@ -54,6 +54,7 @@ impl Dirs {
             default_runtime: "runc".into(),
             exe: PathBuf::from(env!("CARGO_BIN_EXE_skiff")),
             cgroup_parent: self.cgroup_parent.clone(),
+            registry: Default::default(),
         }
     }
 }

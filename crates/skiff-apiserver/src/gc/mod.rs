@@ -142,7 +142,7 @@ impl Collector {
             });
         }
         let unreadable =
-            |why: String| StoreError::Backend(format!("gc cannot rewrite {key}: {why}"));
+            |why: String| StoreError::Corrupt(format!("gc cannot rewrite {key}: {why}"));
         let encrypted = kv.value.starts_with(ENCRYPTED);
         let plain = match (&self.encryptor, encrypted) {
             (Some(e), true) => e.decrypt(&kv.value).map_err(|e| unreadable(e.message))?,

@@ -1,5 +1,6 @@
-//! `/images/…`: list, inspect, history, tag, remove, prune, load, save, import. Image names may
-//! contain slashes, so the per-image routes take the rest of the path and split off the verb.
+//! `/images/…`: list, inspect, history, tag, remove, prune, load, save, import (pull and push
+//! are in [`super::distribution`]). Image names may contain slashes, so the per-image routes
+//! take the rest of the path and split off the verb.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use http::{header, StatusCode};
+use http::{header, HeaderMap, StatusCode};
 use skiff_core::ErrorKind;
 use skiff_engine::{Engine, Filters};
 
@@ -41,11 +42,13 @@ pub async fn get_by_name(State(engine): Eng, Path(rest): Path<String>) -> ApiRes
     Err(not_found())
 }
 
-/// `POST /images/{name}/tag?repo=&tag=`; pushing is not served.
+/// `POST /images/{name}/tag?repo=&tag=` and `POST /images/{name}/push?tag=`.
 pub async fn post_by_name(
     State(engine): Eng,
     Path(rest): Path<String>,
     params: Params,
+    headers: HeaderMap,
+    body: Body,
 ) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/tag") {
         let repo = params.str("repo").ok_or_else(|| {
@@ -54,11 +57,8 @@ pub async fn post_by_name(
         engine.image_tag(name, repo, params.str("tag")).await?;
         return Ok(StatusCode::CREATED.into_response());
     }
-    if rest.ends_with("/push") {
-        return Err(ApiError::new(
-            ErrorKind::NotImplemented,
-            "pushing images is not supported by skiff yet",
-        ));
+    if let Some(name) = rest.strip_suffix("/push") {
+        return super::distribution::push(engine, name.to_owned(), params, headers, body).await;
     }
     Err(not_found())
 }
@@ -116,21 +116,16 @@ pub async fn save(State(engine): Eng, params: Params) -> ApiResult<Response> {
     save_names(&engine, params.all("names")).await
 }
 
-/// `POST /images/create`: `fromSrc=-` imports the body as a root filesystem; `fromImage`
-/// (pulling) is refused until registries are supported.
-pub async fn create(State(engine): Eng, params: Params, body: Body) -> ApiResult<Response> {
-    if let Some(image) = params.str("fromImage") {
-        let reference = match params.str("tag") {
-            Some(tag) if !image.contains('@') => format!("{image}:{tag}"),
-            _ => image.to_owned(),
-        };
-        return Err(ApiError::new(
-            ErrorKind::NotFound,
-            format!(
-                "pull access denied for {reference}: image not found locally and skiff cannot pull from \
-                 registries yet; load it with \"docker load\""
-            ),
-        ));
+/// `POST /images/create`: `fromImage` pulls from a registry, `fromSrc=-` imports the body as
+/// a root filesystem.
+pub async fn create(
+    State(engine): Eng,
+    params: Params,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    if params.str("fromImage").is_some() {
+        return super::distribution::pull(engine, params, headers).await;
     }
     match params.str("fromSrc") {
         Some("-") => {}

@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod containers;
+pub mod distribution;
 pub mod exec;
 pub mod images;
 pub mod system;
@@ -21,6 +22,7 @@ pub fn table(engine: Arc<Engine>) -> Router {
         .route("/info", get(system::info))
         .route("/system/df", get(system::df))
         .route("/events", get(system::events))
+        .route("/auth", post(distribution::auth))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
         .route("/containers/prune", post(containers::prune))

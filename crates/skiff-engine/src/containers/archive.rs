@@ -1,100 +1,23 @@
-//! `docker cp` through the archive endpoints: paths are resolved inside the container's
-//! root (and its volumes) without ever following a symlink out of it; extraction refuses
-//! entries that would land outside the target.
+//! `docker cp` through the archive endpoints, `docker export`, and filling new volumes.
+//!
+//! Everything reads and writes through [`skiff_image::confined`]: paths are resolved inside
+//! the container's tree by descriptor (symlinks followed as the container would follow them,
+//! never out of its root) and extraction creates each entry relative to its directory's
+//! descriptor, so a container that swaps a directory for a symlink to `/` while a copy runs
+//! (CVE-2018-15664) only ever redirects the copy inside itself. `cp` works on the container's
+//! [`view`](super::view) (rootfs plus volumes), export on the rootfs alone.
 
-use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use skiff_image::confined::{self, Policy, Root};
+
+use super::view::{mount_of, with_view, ViewMount};
 use super::{rootfs, Container};
-use crate::bridge::{ChannelWriter, StreamReader};
 use crate::error::{EngineError, IoContext, Result};
-use crate::store::MountRecord;
 use crate::{ByteStream, Engine, PathStat};
-
-const MAX_LINKS: usize = 40;
-
-/// Maps in-container paths to host paths: the rootfs, except below bind/volume mounts.
-pub(crate) struct Root {
-    rootfs: PathBuf,
-    mounts: Vec<(Vec<String>, PathBuf)>,
-}
-
-fn components(path: &str) -> VecDeque<String> {
-    path.split('/')
-        .filter(|c| !c.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-impl Root {
-    pub(crate) fn new(rootfs: PathBuf, mounts: &[MountRecord]) -> Root {
-        let mut mounts: Vec<(Vec<String>, PathBuf)> = mounts
-            .iter()
-            .filter(|m| m.kind != "tmpfs")
-            .map(|m| (components(&m.destination).into(), m.source.clone()))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
-        Root { rootfs, mounts }
-    }
-
-    pub(crate) fn host(&self, parts: &[String]) -> PathBuf {
-        for (dst, src) in &self.mounts {
-            if parts.starts_with(dst) {
-                return parts[dst.len()..]
-                    .iter()
-                    .fold(src.clone(), |p, c| p.join(c));
-            }
-        }
-        parts.iter().fold(self.rootfs.clone(), |p, c| p.join(c))
-    }
-
-    /// Resolves `path` to in-container components, following symlinks as the container
-    /// would see them (absolute targets restart at the container's root, `..` stops at
-    /// it). The last component is followed only when `follow_last`.
-    pub(crate) fn resolve(&self, path: &str, follow_last: bool) -> Result<Vec<String>> {
-        let mut todo = components(path);
-        let mut done: Vec<String> = Vec::new();
-        let mut links = 0;
-        while let Some(part) = todo.pop_front() {
-            match part.as_str() {
-                "." => continue,
-                ".." => {
-                    done.pop();
-                    continue;
-                }
-                _ => {}
-            }
-            let mut candidate = done.clone();
-            candidate.push(part.clone());
-            let host = self.host(&candidate);
-            let is_link = std::fs::symlink_metadata(&host)
-                .map(|m| m.file_type().is_symlink())
-                .unwrap_or(false);
-            if is_link && (!todo.is_empty() || follow_last) {
-                links += 1;
-                if links > MAX_LINKS {
-                    return Err(EngineError::invalid(format!(
-                        "{path}: too many levels of symbolic links"
-                    )));
-                }
-                let target =
-                    std::fs::read_link(&host).ctx(|| format!("readlink {}", host.display()))?;
-                let target = target.to_string_lossy().into_owned();
-                if target.starts_with('/') {
-                    done.clear();
-                }
-                for c in components(&target).into_iter().rev() {
-                    todo.push_front(c);
-                }
-            } else {
-                done.push(part);
-            }
-        }
-        Ok(done)
-    }
-}
 
 /// Go's `os.FileMode` bits for a `st_mode`.
 pub(crate) fn go_mode(mode: u32) -> u32 {
@@ -120,122 +43,88 @@ pub(crate) fn go_mode(mode: u32) -> u32 {
     out
 }
 
-fn in_container(parts: &[String]) -> String {
-    format!("/{}", parts.join("/"))
+/// `path` made absolute and cleaned lexically (`.` dropped, `..` stops at `/`), as Docker
+/// names paths in the container.
+fn clean(path: &str) -> PathBuf {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    Path::new("/").join(parts.join("/"))
 }
 
-/// The stat of `path` (not following a final symlink) and its host path.
-fn stat(root: &Root, container: &str, path: &str) -> Result<(PathStat, PathBuf)> {
-    let parts = root.resolve(path, false)?;
-    let host = root.host(&parts);
-    let meta = std::fs::symlink_metadata(&host).map_err(|_| EngineError::NoSuchPath {
+/// The stat of `path` in `root`, not following a final symlink (whose target, resolved in
+/// the root, is reported instead).
+fn stat(root: &Root, container: &str, path: &str) -> Result<PathStat> {
+    let no_such = || EngineError::NoSuchPath {
         container: container.to_string(),
         path: path.to_string(),
-    })?;
+    };
+    // A trailing `/` follows a final symlink, as in a shell (and in Docker).
+    let handle = if path.ends_with('/') {
+        root.resolve(path)
+    } else {
+        root.resolve_nofollow(path)
+    };
+    let handle = handle.map_err(|_| no_such())?;
+    let meta = std::fs::File::from(OwnedFd::from(handle))
+        .metadata()
+        .ctx(|| format!("stat {path}"))?;
     let link_target = if meta.file_type().is_symlink() {
-        in_container(&root.resolve(path, true)?)
+        link_target(root, path)
     } else {
         String::new()
     };
     let name = if path.ends_with("/.") {
         ".".to_string()
     } else {
-        parts.last().cloned().unwrap_or_else(|| "/".to_string())
+        clean(path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/".to_string())
     };
     let mtime = chrono::DateTime::from_timestamp(meta.mtime(), meta.mtime_nsec() as u32)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    let stat = PathStat {
+    Ok(PathStat {
         name,
         size: meta.len() as i64,
         mode: go_mode(meta.mode()),
         mtime,
         link_target,
-    };
-    Ok((stat, host))
+    })
 }
 
-/// Writes a tar of `host` (named `name`) without following symlinks.
-fn write_tar(host: &Path, name: &str, out: impl std::io::Write) -> std::io::Result<()> {
-    let mut b = tar::Builder::new(out);
-    b.follow_symlinks(false);
-    let meta = std::fs::symlink_metadata(host)?;
-    if meta.is_dir() {
-        b.append_dir_all(name, host)?;
-    } else {
-        b.append_path_with_name(host, name)?;
+/// Where the symlink at `path` leads in the container: resolved in the root when it
+/// resolves, else its target joined lexically (a dangling link, as Docker reports it).
+fn link_target(root: &Root, path: &str) -> String {
+    let resolved = root
+        .resolve(path)
+        .ok()
+        .and_then(|h| confined::fd_path(&h))
+        .and_then(|host| confined::path_in_root(root, &host));
+    if let Some(resolved) = resolved {
+        return resolved.to_string_lossy().into_owned();
     }
-    b.into_inner()?.flush()
-}
-
-/// Extracts `tar` into `dest` (a host directory), refusing escapes.
-fn extract(
-    tar_stream: impl std::io::Read,
-    dest: &Path,
-    no_overwrite_dir_non_dir: bool,
-) -> Result<()> {
-    let mut archive = tar::Archive::new(tar_stream);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(true);
-    archive.set_overwrite(true);
-    let bad = |e: std::io::Error| {
-        let mut message = format!("error extracting tar: {e}");
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            message.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        EngineError::invalid(message)
-    };
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let rel = entry.path().map_err(bad)?.into_owned();
-        if rel
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return Err(EngineError::invalid(format!(
-                "error extracting tar: path {} escapes the target",
-                rel.display()
-            )));
-        }
-        if no_overwrite_dir_non_dir {
-            let target = dest.join(&rel);
-            if let Ok(existing) = std::fs::symlink_metadata(&target) {
-                let new_is_dir = entry.header().entry_type().is_dir();
-                if existing.is_dir() && !new_is_dir {
-                    return Err(EngineError::invalid(format!(
-                        "cannot overwrite directory \"{}\" with non-directory \"{}\"",
-                        target.display(),
-                        rel.display()
-                    )));
-                }
-                if !existing.is_dir() && new_is_dir {
-                    return Err(EngineError::invalid(format!(
-                        "cannot overwrite non-directory \"{}\" with directory \"{}\"",
-                        target.display(),
-                        rel.display()
-                    )));
-                }
-            }
-        }
-        // unpack_in refuses entries whose resolved parent lies outside `dest`.
-        match entry.unpack_in(dest) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(EngineError::invalid(format!(
-                    "error extracting tar: {} would be written outside the target",
-                    rel.display()
-                )))
-            }
-            Err(e) => return Err(bad(e)),
-        }
-    }
-    Ok(())
+    let target = root.readlink(path).unwrap_or_default();
+    let parent = clean(path)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    clean(&parent.join(target).to_string_lossy())
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Copies the image's content at `path` into an empty new volume, like Docker does the
-/// first time a volume is mounted over existing content. Symlinks are copied, never followed.
+/// first time a volume is mounted over existing content. Symlinks are copied, never followed
+/// (a mount point that is a symlink leads where it leads in the container).
 pub(crate) fn populate_volume(rootfs: &Path, path: &str, volume: &Path) -> Result<()> {
     let empty = std::fs::read_dir(volume)
         .map(|mut d| d.next().is_none())
@@ -243,40 +132,47 @@ pub(crate) fn populate_volume(rootfs: &Path, path: &str, volume: &Path) -> Resul
     if !empty {
         return Ok(());
     }
-    let root = Root::new(rootfs.to_path_buf(), &[]);
-    let src = root.host(&root.resolve(path, true)?);
-    if !std::fs::symlink_metadata(&src)
-        .map(|m| m.is_dir())
-        .unwrap_or(false)
-    {
+    let image = confined::open_root(rootfs)?;
+    let Ok(source) = image.resolve(path) else {
         return Ok(());
-    }
+    };
+    let is_dir =
+        nix::sys::stat::fstat(&source).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+    let resolved = confined::fd_path(&source).and_then(|h| confined::path_in_root(&image, &h));
+    let (true, Some(resolved)) = (is_dir, resolved) else {
+        return Ok(());
+    };
+    let target = confined::open_root(volume)?;
     let (reader, writer) = std::io::pipe().ctx(|| "pipe".into())?;
     std::thread::scope(|s| {
-        let producer = s.spawn(move || write_tar(&src, ".", writer));
-        let result = extract(reader, volume, false);
+        let producer = s.spawn(|| confined::pack(&image, &resolved, Path::new("."), writer));
+        let copy = Policy::Copy {
+            no_overwrite_dir_non_dir: false,
+        };
+        let result = confined::extract(reader, &target, Path::new("/"), copy).map(drop);
         match producer.join() {
-            Ok(Err(e)) if result.is_ok() => Err(EngineError::Io {
-                context: format!("copy {path} into volume"),
-                source: e,
-            }),
-            _ => result,
+            Ok(Err(e)) if result.is_ok() => Err(e.into()),
+            _ => result.map_err(EngineError::from),
         }
     })
 }
 
 impl Engine {
     /// Runs `f` with the container's rootfs mounted (mounting it for a stopped container and
-    /// unmounting it again afterwards unless the container runs by then).
-    async fn with_rootfs<T>(
+    /// unmounting it again afterwards unless the container runs by then), on its view.
+    async fn on_view<T: Send + 'static>(
         &self,
         c: &Arc<Container>,
-        f: impl FnOnce(Root) -> Result<T>,
+        f: impl FnOnce(&Root) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let _op = c.op.lock().await;
         let rootfs_path = rootfs::mount(self, c).await?;
-        let root = Root::new(rootfs_path, &c.rec().mounts);
-        let result = f(root);
+        let mounts = ViewMount::of(&c.rec().mounts);
+        let result = tokio::task::spawn_blocking(move || with_view(&rootfs_path, &mounts, f))
+            .await
+            .map_err(std::io::Error::other)
+            .ctx(|| "container view task".into())
+            .and_then(|r| r);
         if !c.rec().state.status.is_alive() {
             rootfs::unmount(c)?;
         }
@@ -285,9 +181,8 @@ impl Engine {
 
     pub(crate) async fn do_archive_stat(&self, key: &str, path: &str) -> Result<PathStat> {
         let c = self.find(key)?;
-        let id = c.id.clone();
-        self.with_rootfs(&c, |root| Ok(stat(&root, &id, path)?.0))
-            .await
+        let (id, path) = (c.id.clone(), path.to_string());
+        self.on_view(&c, move |root| stat(root, &id, &path)).await
     }
 
     pub(crate) async fn do_archive_get(
@@ -296,36 +191,30 @@ impl Engine {
         path: &str,
     ) -> Result<(PathStat, ByteStream)> {
         let c = self.find(key)?;
-        let id = c.id.clone();
-        // The tar is produced while the rootfs is mounted, into a bounded channel; the lock
+        let (id, owned) = (c.id.clone(), path.to_string());
+        let stat = self
+            .on_view(&c, move |root| stat(root, &id, &owned))
+            .await?;
+        // The tar is produced on a view of its own while the rootfs stays mounted; the lock
         // is held until the tar is complete.
-        let _op = c.op.clone().lock_owned().await;
+        let op = c.op.clone().lock_owned().await;
         let rootfs_path = rootfs::mount(self, &c).await?;
-        let root = Root::new(rootfs_path, &c.rec().mounts);
-        let (stat, host) = match stat(&root, &id, path) {
-            Ok(s) => s,
-            Err(e) => {
-                if !c.rec().state.status.is_alive() {
-                    rootfs::unmount(&c)?;
-                }
-                return Err(e);
+        let mounts = ViewMount::of(&c.rec().mounts);
+        let (name, path) = (PathBuf::from(&stat.name), path.to_string());
+        let stream = crate::blocking_writer(move |writer| {
+            let _op = op;
+            let result = with_view(&rootfs_path, &mounts, |root| {
+                Ok(confined::pack(root, Path::new(&path), &name, writer)?)
+            });
+            if let Err(e) = &result {
+                tracing::warn!(id = %c.id, error = %e, "archive failed");
             }
-        };
-        let (writer, stream) = ChannelWriter::new();
-        let name = stat.name.clone();
-        let c2 = c.clone();
-        tokio::task::spawn_blocking(move || {
-            let _op = _op;
-            let mut writer = writer;
-            if let Err(e) = write_tar(&host, &name, &mut writer) {
-                tracing::warn!(id = %c2.id, error = %e, "archive failed");
-                writer.fail(e);
-            }
-            if !c2.rec().state.status.is_alive() {
-                if let Err(e) = rootfs::unmount(&c2) {
-                    tracing::warn!(id = %c2.id, error = %e, "unmounting rootfs after archive");
+            if !c.rec().state.status.is_alive() {
+                if let Err(e) = rootfs::unmount(&c) {
+                    tracing::warn!(id = %c.id, error = %e, "unmounting rootfs after archive");
                 }
             }
+            result.map_err(std::io::Error::other)
         });
         Ok((stat, stream))
     }
@@ -335,21 +224,20 @@ impl Engine {
         let c = self.find(key)?;
         let op = c.op.clone().lock_owned().await;
         let rootfs_path = rootfs::mount(self, &c).await?;
-        let (writer, stream) = ChannelWriter::new();
-        tokio::task::spawn_blocking(move || {
+        Ok(crate::blocking_writer(move |writer| {
             let _op = op;
-            let mut writer = writer;
-            if let Err(e) = write_tar(&rootfs_path, ".", &mut writer) {
+            let result = confined::open_root(&rootfs_path)
+                .and_then(|root| confined::pack(&root, Path::new("/"), Path::new("."), writer));
+            if let Err(e) = &result {
                 tracing::warn!(id = %c.id, error = %e, "export failed");
-                writer.fail(e);
             }
             if !c.rec().state.status.is_alive() {
                 if let Err(e) = rootfs::unmount(&c) {
                     tracing::warn!(id = %c.id, error = %e, "unmounting rootfs after export");
                 }
             }
-        });
-        Ok(stream)
+            result.map_err(std::io::Error::other)
+        }))
     }
 
     pub(crate) async fn do_archive_put(
@@ -360,34 +248,42 @@ impl Engine {
         no_overwrite_dir_non_dir: bool,
     ) -> Result<()> {
         let c = self.find(key)?;
-        if c.rec().host_config.readonly_rootfs.unwrap_or(false) {
-            return Err(EngineError::Conflict(
-                "container rootfs is marked read-only".into(),
-            ));
+        let rec = c.rec();
+        // Docker's rule: a path in a volume needs a writable volume; any other path a
+        // writable rootfs.
+        match mount_of(&ViewMount::of(&rec.mounts), path) {
+            Some(m) if m.read_only => {
+                return Err(EngineError::Conflict(
+                    "mounted volume is marked read-only".into(),
+                ))
+            }
+            None if rec.host_config.readonly_rootfs.unwrap_or(false) => {
+                return Err(EngineError::Conflict(
+                    "container rootfs is marked read-only".into(),
+                ))
+            }
+            _ => {}
         }
-        let _op = c.op.lock().await;
-        let root = Root::new(rootfs::mount(self, &c).await?, &c.rec().mounts);
         let (id, path) = (c.id.clone(), path.to_string());
-        let reader = StreamReader::new(tar_stream);
-        let result = tokio::task::spawn_blocking(move || {
-            let parts = root.resolve(&path, true)?;
-            let dest = root.host(&parts);
-            let meta = std::fs::metadata(&dest).map_err(|_| EngineError::NoSuchPath {
+        let reader = crate::blocking_reader(tar_stream);
+        self.on_view(&c, move |root| {
+            let dest = root.resolve(&path).map_err(|_| EngineError::NoSuchPath {
                 container: id,
-                path,
+                path: path.clone(),
             })?;
-            if !meta.is_dir() {
+            let is_dir = std::fs::File::from(OwnedFd::from(dest))
+                .metadata()
+                .is_ok_and(|m| m.is_dir());
+            if !is_dir {
                 return Err(EngineError::invalid("extraction point is not a directory"));
             }
-            extract(reader, &dest, no_overwrite_dir_non_dir)
+            let policy = Policy::Copy {
+                no_overwrite_dir_non_dir,
+            };
+            confined::extract(reader, root, Path::new(&path), policy)?;
+            Ok(())
         })
         .await
-        .map_err(std::io::Error::other)
-        .ctx(|| "extract archive".into())?;
-        if !c.rec().state.status.is_alive() {
-            rootfs::unmount(&c)?;
-        }
-        result
     }
 }
 
@@ -396,35 +292,6 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
-    fn root(dir: &Path) -> Root {
-        Root::new(dir.to_path_buf(), &[])
-    }
-
-    #[test]
-    fn resolution_never_leaves_the_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let r = dir.path();
-        std::fs::create_dir_all(r.join("etc")).unwrap();
-        std::fs::write(r.join("etc/passwd"), "root").unwrap();
-        symlink("/", r.join("escape")).unwrap();
-        symlink("../../../../etc", r.join("etc/up")).unwrap();
-        symlink("/etc/passwd", r.join("abs")).unwrap();
-        let root = root(r);
-        assert_eq!(
-            root.resolve("/escape/etc/passwd", true).unwrap(),
-            vec!["etc", "passwd"]
-        );
-        assert_eq!(
-            root.resolve("/etc/up/passwd", true).unwrap(),
-            vec!["etc", "passwd"]
-        );
-        assert_eq!(root.resolve("/../../etc", true).unwrap(), vec!["etc"]);
-        assert_eq!(root.resolve("/abs", false).unwrap(), vec!["abs"]);
-        assert_eq!(root.resolve("/abs", true).unwrap(), vec!["etc", "passwd"]);
-        symlink("loop", r.join("loop")).unwrap();
-        assert!(root.resolve("/loop", true).is_err());
-    }
-
     #[test]
     fn stat_reports_go_modes_and_link_targets() {
         let dir = tempfile::tempdir().unwrap();
@@ -432,14 +299,25 @@ mod tests {
         std::fs::create_dir(r.join("d")).unwrap();
         std::fs::write(r.join("d/f"), "12345").unwrap();
         symlink("/d/f", r.join("l")).unwrap();
-        let root = root(r);
-        let (s, _) = stat(&root, "c", "/d/f").unwrap();
+        symlink("../../../d", r.join("up")).unwrap();
+        symlink("/nowhere/x", r.join("dangling")).unwrap();
+        let root = confined::open_root(r).unwrap();
+        let s = stat(&root, "c", "/d/f").unwrap();
         assert_eq!((s.name.as_str(), s.size), ("f", 5));
-        let (s, _) = stat(&root, "c", "/d").unwrap();
+        let s = stat(&root, "c", "/d").unwrap();
         assert_eq!(s.mode & (1 << 31), 1 << 31);
-        let (s, _) = stat(&root, "c", "/l").unwrap();
+        let s = stat(&root, "c", "/l").unwrap();
         assert_eq!(s.link_target, "/d/f");
         assert_ne!(s.mode & (1 << 27), 0);
+        assert_eq!(stat(&root, "c", "/up").unwrap().link_target, "/d");
+        assert_eq!(
+            stat(&root, "c", "/dangling").unwrap().link_target,
+            "/nowhere/x"
+        );
+        assert_eq!(stat(&root, "c", "/up/f").unwrap().name, "f");
+        assert_eq!(stat(&root, "c", "/d/.").unwrap().name, ".");
+        let s = stat(&root, "c", "/up/").unwrap();
+        assert_eq!((s.name.as_str(), s.mode & (1 << 31)), ("up", 1 << 31));
         assert!(matches!(
             stat(&root, "c", "/nope"),
             Err(EngineError::NoSuchPath { .. })
@@ -477,62 +355,9 @@ mod tests {
     }
 
     #[test]
-    fn volumes_map_to_their_host_dirs() {
-        let dir = tempfile::tempdir().unwrap();
-        let vol = tempfile::tempdir().unwrap();
-        let m = MountRecord {
-            kind: "volume".into(),
-            name: "v".into(),
-            source: vol.path().to_path_buf(),
-            destination: "/data".into(),
-            read_only: false,
-            options: vec![],
-            anonymous: false,
-        };
-        let root = Root::new(dir.path().to_path_buf(), &[m]);
-        assert_eq!(
-            root.host(&["data".into(), "x".into()]),
-            vol.path().join("x")
-        );
-        assert_eq!(root.host(&["datax".into()]), dir.path().join("datax"));
-    }
-
-    #[test]
-    fn extraction_refuses_escapes_and_round_trips() {
-        let src = tempfile::tempdir().unwrap();
-        std::fs::create_dir(src.path().join("d")).unwrap();
-        std::fs::write(src.path().join("d/f"), "hi").unwrap();
-        let mut tar_bytes = Vec::new();
-        write_tar(&src.path().join("d"), "d", &mut tar_bytes).unwrap();
-        let dst = tempfile::tempdir().unwrap();
-        extract(&tar_bytes[..], dst.path(), false).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dst.path().join("d/f")).unwrap(),
-            "hi"
-        );
-        // A tar whose entry goes through a symlink pointing out of the target.
-        let outside = tempfile::tempdir().unwrap();
-        symlink(outside.path(), dst.path().join("out")).unwrap();
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(2);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, "out/pwned", &b"xx"[..]).unwrap();
-        let evil = b.into_inner().unwrap();
-        assert!(extract(&evil[..], dst.path(), false).is_err());
-        assert!(!outside.path().join("pwned").exists());
-        // Replacing a directory by a file is refused when asked.
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(1);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, "d", &b"x"[..]).unwrap();
-        let clash = b.into_inner().unwrap();
-        assert!(extract(&clash[..], dst.path(), true)
-            .unwrap_err()
-            .to_string()
-            .contains("cannot overwrite directory"));
+    fn paths_are_cleaned_like_docker() {
+        assert_eq!(clean("tmp/./a/"), Path::new("/tmp/a"));
+        assert_eq!(clean("/../../etc"), Path::new("/etc"));
+        assert_eq!(clean(""), Path::new("/"));
     }
 }

@@ -517,26 +517,6 @@ pub(crate) struct Logging {
     pub max_files: u32,
 }
 
-/// Parses a size like Docker's `RAMInBytes`: `100`, `10k`, `10m`, `1g` (binary units).
-pub(crate) fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim().to_ascii_lowercase();
-    let s = s.trim_end_matches('b').trim_end_matches('i');
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, ""),
-    };
-    let mult: u64 = match unit {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        _ => return None,
-    };
-    let n: f64 = num.parse().ok()?;
-    (n >= 0.0).then_some((n * mult as f64) as u64)
-}
-
 pub(crate) fn logging(hc: &HostConfig) -> Result<Logging> {
     let (typ, opts) = match &hc.log_config {
         Some(l) => (
@@ -562,9 +542,10 @@ pub(crate) fn logging(hc: &HostConfig) -> Result<Logging> {
     for (k, v) in &opts {
         match k.as_str() {
             "max-size" => {
-                let size = parse_size(v)
-                    .ok_or_else(|| EngineError::invalid(format!("invalid size: '{v}'")))?;
-                out.max_size = (size > 0).then_some(size);
+                // Docker's json-file driver reads it with `FromHumanSize`: decimal units.
+                let size = skiff_core::units::from_human_size(v)
+                    .map_err(|e| EngineError::invalid(e.to_string()))?;
+                out.max_size = u64::try_from(size).ok().filter(|s| *s > 0);
             }
             "max-file" => {
                 let n: u32 = v.parse().map_err(|_| {
@@ -744,10 +725,6 @@ mod tests {
         assert_eq!(parse_signal("kill").unwrap(), 9);
         assert_eq!(parse_signal("10").unwrap(), 10);
         assert!(parse_signal("SIGNOPE").is_err());
-        assert_eq!(parse_size("10m"), Some(10 << 20));
-        assert_eq!(parse_size("1k"), Some(1024));
-        assert_eq!(parse_size("100"), Some(100));
-        assert_eq!(parse_size("x"), None);
         assert_eq!(network(Some("bridge")).unwrap(), Network::Isolated);
         assert_eq!(network(Some("host")).unwrap(), Network::Host);
         assert_eq!(
@@ -812,7 +789,8 @@ mod tests {
             ..Default::default()
         };
         let l = logging(&hc(&[("max-size", "1k"), ("max-file", "3")])).unwrap();
-        assert_eq!((l.max_size, l.max_files, l.enabled), (Some(1024), 3, true));
+        // Decimal, as Docker's json-file driver reads it.
+        assert_eq!((l.max_size, l.max_files, l.enabled), (Some(1000), 3, true));
         // Docker accepts max-file without max-size (and never rotates).
         let l = logging(&hc(&[("max-file", "3")])).unwrap();
         assert_eq!((l.max_size, l.max_files), (None, 3));

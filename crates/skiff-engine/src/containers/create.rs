@@ -8,15 +8,14 @@ use bollard_stubs::models::{
     ContainerCreateBody, ContainerCreateResponse, HostConfig, HostConfigLogConfig,
 };
 
+use skiff_runtime::backend;
+
 use super::config::{self, Source};
 use super::{rootfs, Container};
 use crate::error::{EngineError, IoContext, Result};
 use crate::restart::Policy;
 use crate::store::{ContainerRecord, MountRecord, State};
 use crate::Engine;
-
-/// The runtimes a container may ask for.
-pub(crate) const RUNTIMES: &[&str] = &["embedded", "runc", "crun"];
 
 impl Engine {
     #[tracing::instrument(skip_all, fields(name = name.unwrap_or("")))]
@@ -50,7 +49,7 @@ impl Engine {
         }
         let runtime = match hc.runtime.as_deref().filter(|r| !r.is_empty()) {
             None => self.cfg.default_runtime.clone(),
-            Some(r) if RUNTIMES.contains(&r) => r.to_string(),
+            Some(r) if backend::NAMES.contains(&r) => r.to_string(),
             Some(r) => {
                 return Err(EngineError::invalid(format!(
                     "Unknown runtime specified {r}"

@@ -231,7 +231,9 @@ impl Engine {
                 st.exit_code = Some(126);
                 exec.done.send_replace(true);
                 return Err(match e {
-                    skiff_runtime::shim::ShimError::Remote(m) => EngineError::StartFailed(m),
+                    remote @ skiff_runtime::shim::ShimError::Remote(_) => {
+                        EngineError::StartFailed(remote)
+                    }
                     other => EngineError::Shim {
                         context: format!("exec in {}", c.id),
                         source: other,

@@ -15,7 +15,7 @@ use skiff_runtime::spec::{self, ContainerSpec, MountSpec, NetworkMode};
 
 use super::config::{self, Network};
 use super::{rootfs, Container, Life, PendingAttach};
-use crate::error::{start_failure_code, EngineError, IoContext, Result};
+use crate::error::{message_chain, EngineError, IoContext, Result};
 use crate::store::Status;
 use crate::{Engine, WaitCondition};
 
@@ -110,15 +110,15 @@ impl Engine {
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(id = %c.id, error = %e, "container start failed");
+                tracing::warn!(id = %c.id, error = %message_chain(&e), "container start failed");
                 if let Err(u) = rootfs::unmount(c) {
                     tracing::warn!(id = %c.id, error = %u, "unmounting rootfs after failed start");
                 }
-                let message = e.to_string();
+                let message = message_chain(&e);
                 let _ = c.update(|r| {
                     r.state.error = message.clone();
-                    if matches!(e, EngineError::StartFailed(_)) {
-                        r.state.exit_code = start_failure_code(&message);
+                    if let Some(code) = e.start_exit_code() {
+                        r.state.exit_code = code;
                     }
                 });
                 Err(e)
@@ -270,7 +270,7 @@ impl Engine {
         c.shim()
             .wait_released(PREVIOUS_SHIM_TIMEOUT)
             .await
-            .map_err(|e| EngineError::StartFailed(e.to_string()))?;
+            .map_err(EngineError::StartFailed)?;
         let exe = self.cfg.exe.clone();
         let spare = self.take_spare();
         self.refill_spare();
@@ -278,13 +278,7 @@ impl Engine {
             .await
             .map_err(std::io::Error::other)
             .ctx(|| "launch shim".into())?
-            .map_err(|e| match e {
-                shim::ShimError::Remote(m) => EngineError::StartFailed(m),
-                other => EngineError::Shim {
-                    context: format!("launch shim for {}", c.id),
-                    source: other,
-                },
-            })?;
+            .map_err(EngineError::StartFailed)?;
         self.spawn_monitor(c.clone(), Some(started));
         let client = c.shim();
         let mut pending: Vec<PendingAttach> =
@@ -316,13 +310,7 @@ impl Engine {
             Ok(pid) => Ok(pid),
             Err(e) => {
                 let _ = client.kill(SIGKILL, true).await;
-                Err(match e {
-                    shim::ShimError::Remote(m) => EngineError::StartFailed(m),
-                    other => EngineError::Shim {
-                        context: format!("start {}", c.id),
-                        source: other,
-                    },
-                })
+                Err(EngineError::StartFailed(e))
             }
         }
     }

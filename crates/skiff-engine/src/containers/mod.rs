@@ -19,6 +19,7 @@ pub(crate) mod query;
 pub(crate) mod rootfs;
 pub(crate) mod stats;
 pub(crate) mod update;
+pub(crate) mod view;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

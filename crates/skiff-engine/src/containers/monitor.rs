@@ -182,7 +182,7 @@ impl Engine {
             r.state.status = Status::Exited;
         });
         if let Err(e) = self.start_locked(c).await {
-            tracing::warn!(id = %c.id, error = %e, "restart by policy failed");
+            tracing::warn!(id = %c.id, error = %crate::error::message_chain(&e), "restart by policy failed");
         }
     }
 
@@ -239,7 +239,7 @@ impl Engine {
         tokio::spawn(async move {
             let _op = c.op.lock().await;
             if let Err(e) = engine.start_locked(&c).await {
-                tracing::warn!(id = %c.id, error = %e, "starting container with the daemon failed");
+                tracing::warn!(id = %c.id, error = %crate::error::message_chain(&e), "starting container with the daemon failed");
             }
         });
     }

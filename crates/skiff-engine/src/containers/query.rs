@@ -35,42 +35,9 @@ fn parse_time(t: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// go-units' `HumanDuration`, as `docker ps` prints it.
-pub(crate) fn human_duration(d: chrono::Duration) -> String {
-    let secs = d.num_seconds();
-    if secs < 1 {
-        return "Less than a second".into();
-    }
-    if secs == 1 {
-        return "1 second".into();
-    }
-    if secs < 60 {
-        return format!("{secs} seconds");
-    }
-    let minutes = d.num_minutes();
-    if minutes == 1 {
-        return "About a minute".into();
-    }
-    if minutes < 60 {
-        return format!("{minutes} minutes");
-    }
-    let hours = (d.num_seconds() as f64 / 3600.0).round() as i64;
-    if hours == 1 {
-        return "About an hour".into();
-    }
-    if hours < 48 {
-        return format!("{hours} hours");
-    }
-    if hours < 24 * 7 * 2 {
-        return format!("{} days", hours / 24);
-    }
-    if hours < 24 * 30 * 2 {
-        return format!("{} weeks", hours / 24 / 7);
-    }
-    if hours < 24 * 365 * 2 {
-        return format!("{} months", hours / 24 / 30);
-    }
-    format!("{} years", hours / 24 / 365)
+/// go-units' `HumanDuration` of a time difference, as `docker ps` prints it.
+fn human_duration(d: chrono::Duration) -> String {
+    skiff_core::units::human_duration(d.to_std().unwrap_or_default())
 }
 
 /// The STATUS column of `docker ps`.
@@ -472,19 +439,6 @@ pub(crate) fn parse_until(u: &str) -> Result<DateTime<Utc>> {
 mod tests {
     use super::*;
     use crate::store::State;
-
-    #[test]
-    fn human_durations_match_go_units() {
-        let d = chrono::Duration::seconds;
-        assert_eq!(human_duration(d(0)), "Less than a second");
-        assert_eq!(human_duration(d(1)), "1 second");
-        assert_eq!(human_duration(d(45)), "45 seconds");
-        assert_eq!(human_duration(d(90)), "About a minute");
-        assert_eq!(human_duration(d(600)), "10 minutes");
-        assert_eq!(human_duration(d(3600)), "About an hour");
-        assert_eq!(human_duration(d(5 * 3600)), "5 hours");
-        assert_eq!(human_duration(d(3 * 86400)), "3 days");
-    }
 
     #[test]
     fn status_column() {

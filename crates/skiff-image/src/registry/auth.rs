@@ -10,26 +10,31 @@ use super::config::{Endpoint, Resolved, DOCKER_HUB};
 use super::error::{RegistryError, Result};
 
 /// Docker's `AuthConfig`: what `docker login` stores and what clients send per request.
+/// Absent and `null` members are empty (docker-py sends `"email": null`).
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub struct Credentials {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub username: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub password: String,
     /// `base64(username:password)`, as stored in `~/.docker/config.json`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub auth: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub email: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub serveraddress: String,
     /// An OAuth refresh token from an earlier login (not supported yet: see `to_auth`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub identitytoken: String,
     /// A bearer token to send as is.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub registrytoken: String,
+}
+
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 impl std::fmt::Debug for Credentials {
@@ -180,8 +185,21 @@ pub(crate) async fn login(resolved: &Resolved, creds: &Credentials) -> Result<Lo
     let client = super::http_client()?;
     let url = format!("{}/v2/", endpoint.base_url());
     let http = |context: String| move |source| RegistryError::Http { context, source };
-    let unauthorized =
-        || RegistryError::Unauthorized("unauthorized: incorrect username or password".into());
+    // dockerd's words: a token server's refusal, or the registry's own 401 to basic auth.
+    let token_refused = || {
+        RegistryError::Unauthorized(format!(
+            "Get \"{url}\": unauthorized: incorrect username or password"
+        ))
+    };
+    let unauthorized = |status: u16| {
+        RegistryError::Unauthorized(format!(
+            "login attempt to {url} failed with status: {status} {}",
+            reqwest::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or_default()
+        ))
+    };
 
     let first = client
         .get(&url)
@@ -230,7 +248,7 @@ pub(crate) async fn login(resolved: &Resolved, creds: &Credentials) -> Result<Lo
                 .await
                 .map_err(http(format!("cannot reach the token server {realm}")))?;
             if matches!(answer.status().as_u16(), 401 | 403) {
-                return Err(unauthorized());
+                return Err(token_refused());
             }
             if !answer.status().is_success() {
                 return Err(RegistryError::Invalid(format!(
@@ -264,7 +282,7 @@ pub(crate) async fn login(resolved: &Resolved, creds: &Credentials) -> Result<Lo
     .map_err(http(format!("cannot reach {url}")))?;
     match second.status().as_u16() {
         200..=299 => Ok(succeeded()),
-        401 | 403 => Err(unauthorized()),
+        status @ (401 | 403) => Err(unauthorized(status)),
         status => Err(RegistryError::Invalid(format!(
             "login attempt to {url} failed with status: {status}"
         ))),
@@ -313,6 +331,14 @@ mod tests {
         );
         let c = Credentials::from_header(&b64url(r#"{"registrytoken":"tok"}"#)).unwrap();
         assert_eq!(c.to_auth().unwrap(), RegistryAuth::Bearer("tok".into()));
+        let c = Credentials::from_header(&b64url(
+            r#"{"username":"u","password":"p","email":null,"serveraddress":"r:1"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            c.to_auth().unwrap(),
+            RegistryAuth::Basic("u".into(), "p".into())
+        );
         for empty in ["", &b64url("{}")] {
             let c = Credentials::from_header(empty).unwrap();
             assert_eq!(c.to_auth().unwrap(), RegistryAuth::Anonymous);

@@ -40,50 +40,88 @@ pub enum RegistryError {
     Store(#[from] ImageError),
 }
 
+/// What an `oci-client` error means to the user.
+enum Class {
+    Unauthorized(String),
+    NotFound(String),
+    BadContent(String),
+    Other,
+}
+
+fn classify(source: &oci_client::errors::OciDistributionError) -> Class {
+    use oci_client::errors::{OciDistributionError as E, OciErrorCode};
+    match source {
+        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => {
+            Class::Unauthorized("unauthorized: authentication required".into())
+        }
+        E::RegistryError { envelope, .. }
+            if envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)) =>
+        {
+            Class::Unauthorized(registry_messages(envelope))
+        }
+        E::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|e| {
+                matches!(
+                    e.code,
+                    OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::NotFound
+                        | OciErrorCode::BlobUnknown
+                )
+            }) =>
+        {
+            Class::NotFound(registry_messages(envelope))
+        }
+        E::ServerError { code: 404, .. } | E::ImageManifestNotFoundError(_) => {
+            Class::NotFound("not found".into())
+        }
+        E::RequestError(e) if matches!(e.status().map(|s| s.as_u16()), Some(401 | 403)) => {
+            Class::Unauthorized("unauthorized: authentication required".into())
+        }
+        E::DigestError(e) => Class::BadContent(e.to_string()),
+        _ => Class::Other,
+    }
+}
+
 impl RegistryError {
     /// Wraps an `oci-client` error, classifying authentication and not-found answers.
     pub(crate) fn transport(
         context: impl Into<String>,
         source: oci_client::errors::OciDistributionError,
     ) -> RegistryError {
-        use oci_client::errors::{OciDistributionError as E, OciErrorCode};
         let context = context.into();
-        match &source {
-            E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => {
-                RegistryError::Unauthorized(format!(
-                    "{context}: unauthorized: authentication required"
-                ))
+        match classify(&source) {
+            Class::Unauthorized(m) => RegistryError::Unauthorized(format!("{context}: {m}")),
+            Class::NotFound(m) => RegistryError::NotFound(format!("{context}: {m}")),
+            Class::BadContent(m) => RegistryError::BadContent(format!("{context}: {m}")),
+            Class::Other => RegistryError::Transport { context, source },
+        }
+    }
+
+    /// A failed manifest fetch of `reference` (in `repository`), worded as dockerd words it:
+    /// `manifest for R not found: …`, `pull access denied for REPO, …`.
+    pub(crate) fn manifest(
+        reference: &str,
+        repository: &str,
+        source: oci_client::errors::OciDistributionError,
+    ) -> RegistryError {
+        match classify(&source) {
+            Class::Unauthorized(m) => RegistryError::Unauthorized(format!(
+                "pull access denied for {repository}, repository does not exist or may require 'docker login': {m}"
+            )),
+            Class::NotFound(m) => {
+                RegistryError::NotFound(format!("manifest for {reference} not found: {m}"))
             }
-            E::RegistryError { envelope, .. }
-                if envelope.errors.iter().any(|e| {
-                    matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)
-                }) =>
-            {
-                RegistryError::Unauthorized(format!("{context}: {}", registry_messages(envelope)))
+            Class::BadContent(m) => {
+                RegistryError::BadContent(format!("manifest for {reference}: {m}"))
             }
-            E::RegistryError { envelope, .. }
-                if envelope.errors.iter().any(|e| {
-                    matches!(
-                        e.code,
-                        OciErrorCode::ManifestUnknown
-                            | OciErrorCode::NameUnknown
-                            | OciErrorCode::NotFound
-                            | OciErrorCode::BlobUnknown
-                    )
-                }) =>
-            {
-                RegistryError::NotFound(format!("{context}: {}", registry_messages(envelope)))
-            }
-            E::ServerError { code: 404, .. } | E::ImageManifestNotFoundError(_) => {
-                RegistryError::NotFound(format!("{context}: not found"))
-            }
-            E::RequestError(e) if matches!(e.status().map(|s| s.as_u16()), Some(401 | 403)) => {
-                RegistryError::Unauthorized(format!(
-                    "{context}: unauthorized: authentication required"
-                ))
-            }
-            E::DigestError(e) => RegistryError::BadContent(format!("{context}: {e}")),
-            _ => RegistryError::Transport { context, source },
+            Class::Other => RegistryError::Transport {
+                context: format!("cannot fetch the manifest of {reference}"),
+                source,
+            },
         }
     }
 }

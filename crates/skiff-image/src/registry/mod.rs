@@ -61,8 +61,8 @@ impl Registries {
     }
 
     /// `docker login`: checks `creds` against the registry of `creds.serveraddress`.
-    /// Bad credentials are [`RegistryError::Unauthorized`]
-    /// (`unauthorized: incorrect username or password`).
+    /// Bad credentials are [`RegistryError::Unauthorized`], worded as dockerd words them
+    /// (`login attempt to http://HOST/v2/ failed with status: 401 Unauthorized`).
     pub async fn login(&self, creds: &Credentials) -> Result<LoginOutcome> {
         auth::login(&self.resolved, creds).await
     }

@@ -90,17 +90,20 @@ async fn pull_from(
     let auth = opts.credentials.to_auth()?;
     let client = oci_client_for(endpoint, limits.max_concurrent_downloads)?;
     let oref = oci_ref(r, endpoint);
+    let shown = r.to_string();
+    let repository = r.familiar_repository();
+    let manifest_error = |e| RegistryError::manifest(&shown, &repository, e);
+    let (body, _) = client
+        .pull_manifest_raw(&oref, &auth, media::MANIFEST_TYPES)
+        .await
+        .map_err(manifest_error)?;
+    let top_digest = check_manifest(&body, r.digest(), limits.max_manifest_size)?;
+    // After the manifest, as dockerd: a pull that fails before its first message is
+    // answered as an HTTP error rather than inside the progress stream.
     progress(Progress {
         id: Some(short_or_tag(r)),
         ..Progress::status(format!("Pulling from {}", r.path()))
     });
-
-    let not_found = || format!("manifest for {r} not found");
-    let (body, _) = client
-        .pull_manifest_raw(&oref, &auth, media::MANIFEST_TYPES)
-        .await
-        .map_err(|e| RegistryError::transport(not_found(), e))?;
-    let top_digest = check_manifest(&body, r.digest(), limits.max_manifest_size)?;
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
 
     let (manifest_bytes, manifest_digest) = match media::manifest_kind(&body)? {
@@ -122,7 +125,7 @@ async fn pull_from(
                     media::MANIFEST_TYPES,
                 )
                 .await
-                .map_err(|e| RegistryError::transport(not_found(), e))?;
+                .map_err(manifest_error)?;
             check_manifest(&bytes, Some(&digest), limits.max_manifest_size)?;
             if media::manifest_kind(&bytes)? != ManifestKind::Manifest {
                 return Err(RegistryError::BadContent(format!(
@@ -188,6 +191,13 @@ async fn pull_from(
     }
     let image_id = config_digest.clone();
     let had_image = store.lock().images.contains_key(&image_id);
+    // dockerd's "up to date": the image is here and the name already points at it.
+    let up_to_date = had_image
+        && r.tagged().is_none_or(|name| {
+            store
+                .entry(&name.full())
+                .is_ok_and(|(id, _)| id == image_id)
+        });
 
     // Layers: those the store has are not downloaded again; the rest concurrently.
     let staging = Arc::new(store.temp_dir("pull")?);
@@ -196,7 +206,10 @@ async fn pull_from(
         let digest = desc.digest().to_string();
         let id = short(&digest);
         let staged = if store.has_blob(&digest) {
-            progress(Progress::layer(&id, "Already exists"));
+            // dockerd says nothing per layer when the whole image is up to date.
+            if !had_image {
+                progress(Progress::layer(&id, "Already exists"));
+            }
             None
         } else {
             progress(Progress::layer(&id, "Pulling fs layer"));
@@ -208,15 +221,20 @@ async fn pull_from(
             staged,
         });
     }
+    // Owned items: a closure taking references would make this future not provably `Send`
+    // (rust-lang/rust#102211), and callers spawn it.
     let downloads = layers
         .iter()
-        .filter_map(|l| l.staged.as_ref().map(|path| (l, path)))
+        .filter_map(|l| l.staged.clone().map(|path| (l.desc.clone(), path)))
         .collect::<Vec<_>>();
-    for (l, _) in downloads.iter().skip(limits.max_concurrent_downloads) {
-        progress(Progress::layer(&short(l.desc.digest().as_ref()), "Waiting"));
+    for (desc, _) in downloads.iter().skip(limits.max_concurrent_downloads) {
+        progress(Progress::layer(&short(desc.digest().as_ref()), "Waiting"));
     }
+    let (client, oref) = (&client, &oref);
     futures::stream::iter(downloads)
-        .map(|(layer, path)| download(&client, &oref, &layer.desc, path, progress))
+        .map(
+            move |(desc, path)| async move { download(client, oref, &desc, &path, progress).await },
+        )
         .buffer_unordered(limits.max_concurrent_downloads.max(1))
         .try_collect::<Vec<()>>()
         .await?;
@@ -252,8 +270,7 @@ async fn pull_from(
     debug_assert_eq!(image_id_done, image_id);
     drop(staging);
     progress(Progress::status(format!("Digest: {top_digest}")));
-    let shown = r.to_string();
-    progress(Progress::status(if had_image {
+    progress(Progress::status(if up_to_date {
         format!("Status: Image is up to date for {shown}")
     } else {
         format!("Status: Downloaded newer image for {shown}")

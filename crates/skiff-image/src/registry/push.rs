@@ -48,6 +48,11 @@ pub(crate) async fn push(
     let tagged = r.tagged().ok_or_else(|| {
         RegistryError::Invalid(format!("cannot push {r}: push a tag, not a digest"))
     })?;
+    progress(Progress::status(format!(
+        "The push refers to repository [{}/{}]",
+        r.domain(),
+        r.path()
+    )));
     let (_, entry) = store.entry(&tagged.full()).map_err(|e| match e {
         ImageError::NotFound(_) => RegistryError::NotFound(format!(
             "An image does not exist locally with the tag: {}",
@@ -62,11 +67,6 @@ pub(crate) async fn push(
     client
         .store_auth_if_needed(oref.resolve_registry(), &auth)
         .await;
-    progress(Progress::status(format!(
-        "The push refers to repository [{}/{}]",
-        r.domain(),
-        r.path()
-    )));
 
     // Other repositories of this registry whose local images hold each blob.
     let sources = {
@@ -106,10 +106,13 @@ pub(crate) async fn push(
     for layer in layers.iter().skip(concurrency) {
         progress(Progress::layer(&short(layer.digest().as_ref()), "Waiting"));
     }
-    futures::stream::iter(&layers)
-        .map(|layer| {
+    // Owned items: a closure taking references would make this future not provably `Send`
+    // (rust-lang/rust#102211), and callers spawn it.
+    let (client_ref, oref_ref) = (&client, &oref);
+    futures::stream::iter(layers.clone())
+        .map(move |layer| {
             let sources = mount_sources(layer.digest().as_ref());
-            push_layer(store, &client, &oref, layer, sources, progress)
+            async move { push_layer(store, client_ref, oref_ref, &layer, sources, progress).await }
         })
         .buffer_unordered(concurrency)
         .try_collect::<Vec<()>>()

@@ -24,13 +24,18 @@ pub enum Auth {
 
 pub struct RealRegistry {
     child: Child,
-    /// `127.0.0.1:PORT`.
+    /// `IP:PORT` (`127.0.0.1:PORT` unless started on another address).
     pub addr: String,
     _dir: tempfile::TempDir,
 }
 
 impl RealRegistry {
     pub fn start(auth: Auth) -> RealRegistry {
+        Self::start_on("127.0.0.1", auth)
+    }
+
+    /// A registry listening on `ip` (an address of this host) instead of loopback.
+    pub fn start_on(ip: &str, auth: Auth) -> RealRegistry {
         assert!(
             Path::new(BINARY).exists(),
             "{BINARY} is missing: run scripts/install-deps.sh (Debian package docker-registry)"
@@ -40,7 +45,7 @@ impl RealRegistry {
             .tempdir()
             .unwrap();
         let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("{ip}:{port}");
         let auth_yaml = match auth {
             Auth::Anonymous => String::new(),
             Auth::Htpasswd(users) => {

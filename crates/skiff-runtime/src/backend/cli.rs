@@ -37,11 +37,7 @@ impl CliRuntime {
             .strip_prefix(&prefix)
             .map(str::to_string)
             .unwrap_or(message);
-        BackendError::Failed {
-            runtime: self.name.into(),
-            op: op.into(),
-            message,
-        }
+        BackendError::failed(self.name, op, message)
     }
 
     fn command(&self, log: Option<&Path>) -> Command {
@@ -159,11 +155,9 @@ impl CliRuntime {
 
 /// Reads a pid file a runtime wrote.
 fn read_pid(runtime: &str, op: &str, path: &Path) -> Result<i32> {
-    let text = std::fs::read_to_string(path)?;
-    text.trim().parse().map_err(|_| BackendError::Failed {
-        runtime: runtime.into(),
-        op: op.into(),
-        message: format!("invalid pid file content {text:?}"),
+    let text = std::fs::read_to_string(path).map_err(super::io("read", path))?;
+    text.trim().parse().map_err(|_| {
+        BackendError::failed(runtime, op, format!("invalid pid file content {text:?}"))
     })
 }
 
@@ -207,7 +201,7 @@ impl Backend for CliRuntime {
 
     fn create(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32> {
         self.check_host()?;
-        std::fs::create_dir_all(&self.root)?;
+        std::fs::create_dir_all(&self.root).map_err(super::io("create", &self.root))?;
         let scratch = Scratch::new(&self.root)?;
         let pid_file = scratch.path("init.pid");
         let args = vec![

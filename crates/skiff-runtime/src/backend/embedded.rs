@@ -43,7 +43,7 @@ impl Embedded {
     }
 
     fn builder(&self, id: &str, stdio: Stdio) -> Result<ContainerBuilder> {
-        std::fs::create_dir_all(&self.root)?;
+        std::fs::create_dir_all(&self.root).map_err(super::io("create", &self.root))?;
         let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(&self.root)
             .map_err(|e| failed("create", &e))?
@@ -73,25 +73,29 @@ fn failed(op: &str, e: &(dyn std::error::Error + 'static)) -> BackendError {
         message.push_str(&s.to_string());
         source = s.source();
     }
-    let message = missing_executable(&message).unwrap_or(message);
-    BackendError::Failed {
-        runtime: "embedded".into(),
-        op: op.into(),
-        message,
-    }
+    let message = in_runc_words(&message).unwrap_or(message);
+    BackendError::failed("embedded", op, message)
 }
 
-/// libcontainer's "executable 'X' not found in $PATH" in the words runc and Docker use, which
-/// the docker CLI recognises to exit with 127 instead of 125.
-fn missing_executable(message: &str) -> Option<String> {
+/// libcontainer's "executable 'X' not found in $PATH" and "executable 'X' at path … does not
+/// have correct permissions" in the words runc and Docker use, which the docker CLI
+/// recognises to exit with 127 or 126 instead of 125.
+fn in_runc_words(message: &str) -> Option<String> {
     let start = message.find("executable '")? + "executable '".len();
-    let len = message[start..].find("' not found in $PATH")?;
-    let exe = &message[start..start + len];
-    Some(if exe.contains('/') {
-        format!("exec: \"{exe}\": stat {exe}: no such file or directory")
-    } else {
-        format!("exec: \"{exe}\": executable file not found in $PATH")
-    })
+    let rest = &message[start..];
+    let exe = &rest[..rest.find('\'')?];
+    let after = &rest[exe.len()..];
+    if after.starts_with("' not found in $PATH") {
+        return Some(if exe.contains('/') {
+            format!("exec: \"{exe}\": stat {exe}: no such file or directory")
+        } else {
+            format!("exec: \"{exe}\": executable file not found in $PATH")
+        });
+    }
+    if after.contains("does not have correct permissions") {
+        return Some(format!("exec: \"{exe}\": permission denied"));
+    }
+    None
 }
 
 /// Runs an exec'd process under the container's seccomp filter. Loading a filter needs
@@ -104,15 +108,12 @@ struct ConfinedExec {
 }
 
 fn holds_cap_sys_admin() -> bool {
-    const CAP_SYS_ADMIN: u32 = 21;
-    std::fs::read_to_string("/proc/thread-self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        })
-        .is_some_and(|eff| eff & (1 << CAP_SYS_ADMIN) != 0)
+    caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_ADMIN,
+    )
+    .unwrap_or(false)
 }
 
 impl Executor for ConfinedExec {
@@ -148,11 +149,7 @@ impl Backend for Embedded {
         container
             .pid()
             .map(|p| p.as_raw())
-            .ok_or_else(|| BackendError::Failed {
-                runtime: "embedded".into(),
-                op: "create".into(),
-                message: "no init pid".into(),
-            })
+            .ok_or_else(|| BackendError::failed("embedded", "create", "no init pid".into()))
     }
 
     fn start(&self, id: &str) -> Result<()> {
@@ -213,21 +210,30 @@ impl Backend for Embedded {
 
 #[cfg(test)]
 mod tests {
-    use super::missing_executable;
+    use super::in_runc_words;
 
     #[test]
     fn missing_executable_is_worded_like_runc_so_docker_exits_127() {
         let m =
             "failed to build container: executor validation: executable '/nope' not found in $PATH";
         assert_eq!(
-            missing_executable(m).unwrap(),
+            in_runc_words(m).unwrap(),
             "exec: \"/nope\": stat /nope: no such file or directory"
         );
         let m = "executable 'nope' not found in $PATH";
         assert_eq!(
-            missing_executable(m).unwrap(),
+            in_runc_words(m).unwrap(),
             "exec: \"nope\": executable file not found in $PATH"
         );
-        assert_eq!(missing_executable("cgroup busy"), None);
+        assert_eq!(in_runc_words("cgroup busy"), None);
+    }
+
+    #[test]
+    fn a_command_without_exec_permission_is_worded_like_runc_so_docker_exits_126() {
+        let m = "executor validation: executable '/etc/passwd' at path '\"/etc/passwd\"' does not have correct permissions";
+        assert_eq!(
+            in_runc_words(m).unwrap(),
+            "exec: \"/etc/passwd\": permission denied"
+        );
     }
 }

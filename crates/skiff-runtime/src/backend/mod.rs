@@ -33,6 +33,45 @@ pub enum Stdio {
     Console { socket: PathBuf },
 }
 
+/// Why a container's command could not be run: the user's mistake, which Docker answers with
+/// 400 and records as exit code 127 or 126.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandError {
+    /// Not found in the container (`executable file not found in $PATH`, or a path that does
+    /// not exist): exit code 127.
+    NotFound,
+    /// Found but not executable (`permission denied`): exit code 126.
+    NotExecutable,
+}
+
+impl CommandError {
+    /// What an OCI runtime's message says about the container's command. runc, crun and
+    /// libcontainer's container init (which reports over a pipe of its own) tell a failed
+    /// `execve` of the command only in words, so this reads the words, once, where they enter
+    /// skiff (dockerd reads containerd's the same way); from here on the answer travels as a
+    /// value, across the shim protocol too.
+    fn from_runtime_message(message: &str) -> Option<CommandError> {
+        let m = message.to_ascii_lowercase();
+        if m.contains("permission denied") {
+            Some(CommandError::NotExecutable)
+        } else if m.contains("executable file not found") || m.contains("no such file or directory")
+        {
+            Some(CommandError::NotFound)
+        } else {
+            None
+        }
+    }
+
+    /// The exit code Docker records for a container whose command could not run.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            CommandError::NotFound => 127,
+            CommandError::NotExecutable => 126,
+        }
+    }
+}
+
 /// Errors of the runtime backends.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -40,16 +79,52 @@ pub enum BackendError {
     NotFound(String),
     #[error("runtime {0} is not available on this host: {1}")]
     Unavailable(String, String),
+    /// The runtime refused; `command` says whether the container's command was the reason.
     #[error("{runtime} {op} failed: {message}")]
     Failed {
         runtime: String,
         op: String,
         message: String,
+        command: Option<CommandError>,
     },
     #[error("unknown runtime {0:?} (expected embedded, runc or crun)")]
     UnknownRuntime(String),
-    #[error("i/o error")]
-    Io(#[from] std::io::Error),
+    #[error("{op} {}", .path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl BackendError {
+    /// The runtime's refusal of `op`, with what its message says about the command.
+    pub(crate) fn failed(runtime: &str, op: &str, message: String) -> BackendError {
+        let command = matches!(op, "create" | "start" | "exec")
+            .then(|| CommandError::from_runtime_message(&message))
+            .flatten();
+        BackendError::Failed {
+            runtime: runtime.into(),
+            op: op.into(),
+            message,
+            command,
+        }
+    }
+
+    /// Whether the container's command was why the runtime refused.
+    pub fn command(&self) -> Option<CommandError> {
+        match self {
+            BackendError::Failed { command, .. } => *command,
+            _ => None,
+        }
+    }
+}
+
+/// Attaches the operation and its path to I/O results.
+pub(crate) fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackendError {
+    let path = path.to_path_buf();
+    move |source| BackendError::Io { op, path, source }
 }
 
 impl skiff_core::HasKind for BackendError {
@@ -59,7 +134,12 @@ impl skiff_core::HasKind for BackendError {
             BackendError::Unavailable(..) | BackendError::UnknownRuntime(_) => {
                 skiff_core::ErrorKind::InvalidArgument
             }
-            _ => skiff_core::ErrorKind::Internal,
+            BackendError::Failed {
+                command: Some(_), ..
+            } => skiff_core::ErrorKind::InvalidArgument,
+            BackendError::Failed { .. } | BackendError::Io { .. } => {
+                skiff_core::ErrorKind::Internal
+            }
         }
     }
 }
@@ -117,7 +197,7 @@ impl Scratch {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = runtime_root.join(format!(".skiff-op-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         Ok(Scratch(dir))
     }
 
@@ -137,11 +217,33 @@ impl Drop for Scratch {
 /// Writes an exec's process to `scratch/process.json`.
 fn write_process(scratch: &Scratch, process: &oci_spec::runtime::Process) -> Result<PathBuf> {
     let path = scratch.path("process.json");
-    let json = serde_json::to_vec(process).map_err(|e| BackendError::Failed {
-        runtime: "skiff".into(),
-        op: "exec".into(),
-        message: format!("cannot encode process: {e}"),
-    })?;
-    std::fs::write(&path, json)?;
+    let json = serde_json::to_vec(process)
+        .map_err(|e| BackendError::failed("skiff", "encode the exec's process", e.to_string()))?;
+    std::fs::write(&path, json).map_err(io("write", &path))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_core::{ErrorKind, HasKind};
+
+    #[test]
+    fn the_commands_fault_is_read_once_from_the_runtimes_words() {
+        let missing = BackendError::failed(
+            "runc",
+            "create",
+            "exec: \"nope\": executable file not found in $PATH".into(),
+        );
+        assert_eq!(missing.command(), Some(CommandError::NotFound));
+        assert_eq!(missing.kind(), ErrorKind::InvalidArgument);
+        let denied =
+            BackendError::failed("crun", "exec", "exec: \"/etc\": Permission denied".into());
+        assert_eq!(denied.command().map(CommandError::exit_code), Some(126));
+        let other = BackendError::failed("runc", "create", "cgroup busy".into());
+        assert_eq!((other.command(), other.kind()), (None, ErrorKind::Internal));
+        // Only the ops that run the command can fail because of it.
+        let delete = BackendError::failed("runc", "delete", "no such file or directory".into());
+        assert_eq!(delete.command(), None);
+    }
 }

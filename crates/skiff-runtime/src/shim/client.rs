@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use super::protocol::{Reply, Request, MAX_REQUEST};
+use super::protocol::{RemoteError, Reply, Request, MAX_REQUEST};
 use super::{
     exit_path, pid_path, read_exit, socket_path, ExecRequest, ExitStatus, ShimConfig, ShimState,
     SocketDir, SOCKET_NAME,
@@ -23,33 +23,61 @@ use super::{
 /// How long a shim may take to create its container before [`launch`] gives up.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn too_long() -> ShimError {
-    ShimError::Io(io::Error::new(
-        io::ErrorKind::InvalidData,
-        "shim reply too long",
-    ))
-}
-
 /// Errors talking to a shim.
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
     /// The shim is gone (container exited and shim finished, or it was killed).
     #[error("shim for {0} is not running")]
     NotRunning(String),
-    /// The shim answered with an error (e.g. the runtime refused).
-    #[error("{0}")]
-    Remote(String),
-    #[error("shim i/o error")]
-    Io(#[from] std::io::Error),
+    /// The shim answered with an error (e.g. the runtime refused), kind included.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error("{op} {}", .path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("garbled reply from the shim in {}", .dir.display())]
+    Garbled {
+        dir: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("reply from the shim in {} is longer than {MAX_REQUEST} bytes", .dir.display())]
+    TooLong { dir: PathBuf },
+    #[error("shim for {id} exited before reporting{hint}")]
+    ExitedEarly { id: String, hint: String },
+    #[error("shim for {id} did not report within {}s", .timeout.as_secs())]
+    LaunchTimeout { id: String, timeout: Duration },
+    #[error("a shim still runs a container (pid {pid}) in {}", .dir.display())]
+    Busy { pid: i32, dir: PathBuf },
+    #[error("the previous shim in {} did not finish within {}s", .dir.display(), .timeout.as_secs())]
+    ReleaseTimeout { dir: PathBuf, timeout: Duration },
 }
 
 impl skiff_core::HasKind for ShimError {
     fn kind(&self) -> skiff_core::ErrorKind {
+        use skiff_core::ErrorKind;
         match self {
-            ShimError::NotRunning(_) => skiff_core::ErrorKind::WrongState,
-            ShimError::Remote(_) | ShimError::Io(_) => skiff_core::ErrorKind::Internal,
+            ShimError::NotRunning(_) => ErrorKind::WrongState,
+            ShimError::Remote(e) => e.kind,
+            ShimError::Busy { .. } => ErrorKind::Conflict,
+            ShimError::Io { .. }
+            | ShimError::Garbled { .. }
+            | ShimError::TooLong { .. }
+            | ShimError::ExitedEarly { .. }
+            | ShimError::LaunchTimeout { .. }
+            | ShimError::ReleaseTimeout { .. } => ErrorKind::Internal,
         }
     }
+}
+
+/// Attaches the operation and its path to I/O results.
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ShimError {
+    let path = path.to_path_buf();
+    move |source| ShimError::Io { op, path, source }
 }
 
 /// Starts a shim for `config` by running `exe shim <state_dir>/shim.json` (the shim
@@ -66,18 +94,19 @@ pub fn launch_with(
     spare: Option<super::Spare>,
 ) -> Result<(), ShimError> {
     let dir = &config.state_dir;
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
     for stale in [socket_path(dir), exit_path(dir), pid_path(dir)] {
-        match std::fs::remove_file(stale) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+        match std::fs::remove_file(&stale) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io_err("remove", &stale)(e));
+            }
             _ => {}
         }
     }
     let config_path = dir.join("shim.json");
-    std::fs::write(
-        &config_path,
-        serde_json::to_vec_pretty(config).map_err(io::Error::other)?,
-    )?;
+    let json = serde_json::to_vec_pretty(config).map_err(io::Error::other);
+    json.and_then(|json| std::fs::write(&config_path, json))
+        .map_err(io_err("write", &config_path))?;
 
     let handed = spare.map(|s| s.hand(&config_path));
     let mut report = match handed {
@@ -88,27 +117,27 @@ pub fn launch_with(
         }
         None => spawn(exe, &config_path)?,
     };
-    let line = read_report(&mut report, CREATE_TIMEOUT)?;
+    let line = read_report(&mut report, config, CREATE_TIMEOUT)?;
     if line.is_empty() {
-        let hint = last_log_line(&dir.join("shim.log"));
-        return Err(ShimError::Remote(format!(
-            "shim for {} exited before reporting{hint}",
-            config.id
-        )));
+        return Err(ShimError::ExitedEarly {
+            id: config.id.clone(),
+            hint: last_log_line(&dir.join("shim.log")),
+        });
     }
     match serde_json::from_slice::<Reply>(&line) {
         Ok(Reply::Ok(_)) => Ok(()),
-        Ok(Reply::Error(message)) => Err(ShimError::Remote(message)),
-        Err(e) => Err(ShimError::Remote(format!(
-            "shim for {} sent a garbled report: {e}",
-            config.id
-        ))),
+        Ok(Reply::Error(e)) => Err(ShimError::Remote(e)),
+        Err(source) => Err(ShimError::Garbled {
+            dir: dir.clone(),
+            source,
+        }),
     }
 }
 
 /// Runs `exe shim <config_path>`; returns the pipe it reports on.
 fn spawn(exe: &Path, config_path: &Path) -> Result<std::io::PipeReader, ShimError> {
-    let (report, writer) = std::io::pipe()?;
+    let (report, writer) =
+        std::io::pipe().map_err(io_err("create a report pipe for", config_path))?;
     let mut child = {
         // The command holds our copy of the pipe's write end: drop it once spawned, so the
         // report read ends when the shim closes its copy.
@@ -119,25 +148,34 @@ fn spawn(exe: &Path, config_path: &Path) -> Result<std::io::PipeReader, ShimErro
             .stdin(Stdio::null())
             .stdout(writer)
             .stderr(Stdio::null());
-        command.spawn()?
+        command.spawn().map_err(io_err("run", exe))?
     };
     // The launched process forks the real shim and exits at once.
-    child.wait()?;
+    child.wait().map_err(io_err("wait for", exe))?;
     Ok(report)
 }
 
 /// Reads the shim's report line (empty if it exits without one), waiting at most `timeout`.
-fn read_report(pipe: &mut std::io::PipeReader, timeout: Duration) -> Result<Vec<u8>, ShimError> {
+fn read_report(
+    pipe: &mut std::io::PipeReader,
+    config: &ShimConfig,
+    timeout: Duration,
+) -> Result<Vec<u8>, ShimError> {
     let deadline = Instant::now() + timeout;
     let mut line = Vec::new();
     let mut buf = [0u8; 4096];
+    let pipe_err = |e: io::Error| ShimError::Io {
+        op: "read the launch report of the shim in",
+        path: config.state_dir.clone(),
+        source: e,
+    };
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(ShimError::Remote(format!(
-                "shim did not report within {}s",
-                timeout.as_secs()
-            )));
+            return Err(ShimError::LaunchTimeout {
+                id: config.id.clone(),
+                timeout,
+            });
         }
         let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
         match poll(
@@ -146,7 +184,7 @@ fn read_report(pipe: &mut std::io::PipeReader, timeout: Duration) -> Result<Vec<
         ) {
             Ok(0) | Err(Errno::EINTR) => continue,
             Ok(_) => {}
-            Err(e) => return Err(io::Error::from(e).into()),
+            Err(e) => return Err(pipe_err(e.into())),
         }
         match pipe.read(&mut buf) {
             Ok(0) => return Ok(line),
@@ -158,7 +196,7 @@ fn read_report(pipe: &mut std::io::PipeReader, timeout: Duration) -> Result<Vec<
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(pipe_err(e)),
         }
     }
 }
@@ -193,15 +231,23 @@ impl ShimClient {
         ShimError::NotRunning(name.to_string_lossy().into_owned())
     }
 
-    /// Maps the errors of a vanished shim to [`ShimError::NotRunning`].
-    fn io_error(&self, e: io::Error) -> ShimError {
+    /// Maps the errors of a vanished shim to [`ShimError::NotRunning`]; others keep `op` and
+    /// the socket's path.
+    fn io_error(&self, op: &'static str, e: io::Error) -> ShimError {
         match e.kind() {
             io::ErrorKind::NotFound
             | io::ErrorKind::ConnectionRefused
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::UnexpectedEof => self.not_running(),
-            _ => ShimError::Io(e),
+            _ => io_err(op, &socket_path(&self.state_dir))(e),
+        }
+    }
+
+    fn garbled(&self, source: serde_json::Error) -> ShimError {
+        ShimError::Garbled {
+            dir: self.state_dir.clone(),
+            source,
         }
     }
 
@@ -211,12 +257,17 @@ impl ShimClient {
         // Byte by byte: whatever follows the reply line belongs to the caller's stream.
         let mut reply = Vec::new();
         loop {
-            let byte = stream.read_u8().await.map_err(|e| self.io_error(e))?;
+            let byte = stream
+                .read_u8()
+                .await
+                .map_err(|e| self.io_error("read the reply on", e))?;
             if byte == b'\n' {
                 break;
             }
             if reply.len() > MAX_REQUEST {
-                return Err(too_long());
+                return Err(ShimError::TooLong {
+                    dir: self.state_dir.clone(),
+                });
             }
             reply.push(byte);
         }
@@ -226,25 +277,25 @@ impl ShimClient {
     /// Connects and sends one request line.
     async fn send(&self, request: &Request) -> Result<UnixStream, ShimError> {
         // Through the open directory: the state dir's own path may be too long for a socket.
-        let dir = SocketDir::open(&self.state_dir).map_err(|e| self.io_error(e))?;
+        let dir = SocketDir::open(&self.state_dir).map_err(|e| self.io_error("open", e))?;
         let mut stream = UnixStream::connect(dir.path(SOCKET_NAME))
             .await
-            .map_err(|e| self.io_error(e))?;
+            .map_err(|e| self.io_error("connect to", e))?;
         drop(dir);
-        let mut line = serde_json::to_vec(request).map_err(io::Error::other)?;
+        let mut line = serde_json::to_vec(request).map_err(|e| self.garbled(e))?;
         line.push(b'\n');
         stream
             .write_all(&line)
             .await
-            .map_err(|e| self.io_error(e))?;
+            .map_err(|e| self.io_error("send a request on", e))?;
         Ok(stream)
     }
 
     fn parse(&self, reply: &[u8]) -> Result<serde_json::Value, ShimError> {
         match serde_json::from_slice::<Reply>(reply) {
             Ok(Reply::Ok(value)) => Ok(value),
-            Ok(Reply::Error(message)) => Err(ShimError::Remote(message)),
-            Err(e) => Err(ShimError::Io(io::Error::new(io::ErrorKind::InvalidData, e))),
+            Ok(Reply::Error(e)) => Err(ShimError::Remote(e)),
+            Err(e) => Err(self.garbled(e)),
         }
     }
 
@@ -258,20 +309,21 @@ impl ShimClient {
             if stream
                 .read_buf(&mut reply)
                 .await
-                .map_err(|e| self.io_error(e))?
+                .map_err(|e| self.io_error("read the reply on", e))?
                 == 0
             {
-                return Err(self.io_error(io::ErrorKind::UnexpectedEof.into()));
+                return Err(self.not_running());
             }
             if let Some(i) = reply[from..].iter().position(|&b| b == b'\n') {
                 break from + i;
             }
             if reply.len() > MAX_REQUEST {
-                return Err(too_long());
+                return Err(ShimError::TooLong {
+                    dir: self.state_dir.clone(),
+                });
             }
         };
-        serde_json::from_value(self.parse(&reply[..end])?)
-            .map_err(|e| ShimError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))
+        serde_json::from_value(self.parse(&reply[..end])?).map_err(|e| self.garbled(e))
     }
 
     /// Returns once no earlier shim holds the state dir, so that a new one can be launched
@@ -281,17 +333,15 @@ impl ShimClient {
     /// means released, and so does any answer, or the connection closing, after the exit.
     pub async fn wait_released(&self, timeout: Duration) -> Result<(), ShimError> {
         match tokio::time::timeout(timeout, self.state()).await {
-            Ok(Ok(state)) if state.exit.is_none() => Err(ShimError::Remote(format!(
-                "a shim still runs a container (pid {}) in {}",
-                state.pid,
-                self.state_dir.display()
-            ))),
+            Ok(Ok(state)) if state.exit.is_none() => Err(ShimError::Busy {
+                pid: state.pid,
+                dir: self.state_dir.clone(),
+            }),
             Ok(_) => Ok(()),
-            Err(_) => Err(ShimError::Remote(format!(
-                "the previous shim in {} did not finish within {}s",
-                self.state_dir.display(),
-                timeout.as_secs()
-            ))),
+            Err(_) => Err(ShimError::ReleaseTimeout {
+                dir: self.state_dir.clone(),
+                timeout,
+            }),
         }
     }
 
@@ -364,8 +414,7 @@ impl ShimClient {
                 start: true,
             })
             .await?;
-        let pid = serde_json::from_value(pid)
-            .map_err(|e| ShimError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+        let pid = serde_json::from_value(pid).map_err(|e| self.garbled(e))?;
         Ok((stream, pid))
     }
 
@@ -484,10 +533,8 @@ mod tests {
             .tempdir()
             .unwrap();
         let err = launch(Path::new("/bin/true"), &config(dir.path())).unwrap_err();
-        let ShimError::Remote(message) = err else {
-            panic!("{err:?}")
-        };
-        assert!(message.contains("exited before reporting"), "{message}");
+        assert!(matches!(err, ShimError::ExitedEarly { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "shim for c1 exited before reporting");
         assert!(
             dir.path().join("shim.json").exists(),
             "the config is written for the shim"

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 
-use super::protocol::{frame_header, Reply, MAX_REQUEST};
+use super::protocol::{frame_header, RemoteError, Reply, MAX_REQUEST};
 use super::stdio::Source;
 
 /// Output buffered for one client; chunks that do not fit are dropped for that client.
@@ -109,8 +109,9 @@ impl Conn {
         }
         if self.request.len() > MAX_REQUEST {
             self.request.clear();
-            self.reply(&Reply::Error(format!(
-                "request longer than {MAX_REQUEST} bytes"
+            self.reply(&Reply::Error(RemoteError::new(
+                skiff_core::ErrorKind::TooLarge,
+                format!("request longer than {MAX_REQUEST} bytes"),
             )));
         }
         Input::Nothing

@@ -21,11 +21,13 @@ use crate::cgroups;
 use super::conn::{Conn, Input, Role, Target};
 use super::logfile::ContainerLog;
 use super::process::{ensure_single_threaded, set_window_size, trim_code_pages, ChildSignal};
-use super::protocol::{Reply, Request};
+use super::protocol::{RemoteError, Reply, Request};
 use super::stdio::{ConsoleSocket, Output, ProcessIo, Source};
 use super::{
-    error_chain, pid_path, socket_path, ExecRequest, ExitStatus, ShimConfig, ShimState, Status,
+    backend_error, error_chain, pid_path, socket_path, ExecRequest, ExitStatus, ShimConfig,
+    ShimState, Status,
 };
+use skiff_core::ErrorKind;
 
 /// How long the shim stays after the container exited, to finish sending output and replies.
 const LINGER: Duration = Duration::from_secs(5);
@@ -151,7 +153,10 @@ impl Shim {
         }
         for conn in self.conns.values_mut() {
             if let Role::WaitExec(_) = conn.role {
-                conn.reply(&Reply::Error("exec ended with its container".into()));
+                conn.reply(&Reply::Error(RemoteError::new(
+                    ErrorKind::WrongState,
+                    "exec ended with its container",
+                )));
             }
         }
     }
@@ -391,7 +396,11 @@ impl Shim {
     fn request(&mut self, id: u64, line: &[u8], rest: &[u8]) {
         let request = match serde_json::from_slice::<Request>(line) {
             Ok(request) => request,
-            Err(e) => return self.reply(id, Reply::Error(format!("invalid request: {e}"))),
+            Err(e) => {
+                let e =
+                    RemoteError::new(ErrorKind::InvalidArgument, format!("invalid request: {e}"));
+                return self.reply(id, Reply::Error(e));
+            }
         };
         tracing::debug!(?request, "request");
         self.trim_due = true;
@@ -405,7 +414,7 @@ impl Shim {
             Request::Kill { signal, all } => self.running().and_then(|()| {
                 self.backend
                     .kill(&self.config.id, signal, all)
-                    .map_err(|e| error_chain(&e))
+                    .map_err(|e| backend_error(&e))
                     .map(Reply::ok)
             }),
             Request::Pause => self.pause(true).map(Reply::ok),
@@ -440,9 +449,9 @@ impl Shim {
                 };
                 let reply = match outcome {
                     Ok(reply) => reply,
-                    Err(message) => {
+                    Err(e) => {
                         self.set_role(id, Role::Request);
-                        return self.reply(id, Reply::Error(message));
+                        return self.reply(id, Reply::Error(e));
                     }
                 };
                 self.reply(id, reply);
@@ -482,12 +491,12 @@ impl Shim {
                 }
             }
             Request::ExecWait { exec_id } => match self.execs.get(&exec_id).map(|e| e.exit_code) {
-                None => Err(format!("no such exec: {exec_id}")),
+                None => Err(no_such_exec(&exec_id)),
                 Some(Some(code)) => Ok(Reply::ok(code)),
                 Some(None) => return self.set_role(id, Role::WaitExec(exec_id)),
             },
             Request::ExecPid { exec_id } => match self.execs.get(&exec_id) {
-                None => Err(format!("no such exec: {exec_id}")),
+                None => Err(no_such_exec(&exec_id)),
                 Some(exec) => Ok(Reply::ok(exec.pid)),
             },
             Request::ExecResize {
@@ -513,40 +522,53 @@ impl Shim {
         }
     }
 
-    fn running(&self) -> Result<(), String> {
+    fn running(&self) -> Result<(), RemoteError> {
         match self.status {
-            Status::Stopped => Err(format!("container {} is not running", self.config.id)),
+            Status::Stopped => Err(self.not_running()),
             _ => Ok(()),
         }
     }
 
-    fn start(&mut self) -> Result<i32, String> {
+    fn not_running(&self) -> RemoteError {
+        RemoteError::new(
+            ErrorKind::WrongState,
+            format!("container {} is not running", self.config.id),
+        )
+    }
+
+    fn start(&mut self) -> Result<i32, RemoteError> {
         if self.status != Status::Created {
-            return Err(format!(
-                "container {} cannot be started: it is {}",
-                self.config.id,
-                status_name(self.status)
+            return Err(RemoteError::new(
+                ErrorKind::WrongState,
+                format!(
+                    "container {} cannot be started: it is {}",
+                    self.config.id,
+                    status_name(self.status)
+                ),
             ));
         }
         self.backend
             .start(&self.config.id)
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| backend_error(&e))?;
         self.status = Status::Running;
         Ok(self.init_pid)
     }
 
-    fn pause(&mut self, pause: bool) -> Result<(), String> {
+    fn pause(&mut self, pause: bool) -> Result<(), RemoteError> {
         let (from, to) = if pause {
             (Status::Running, Status::Paused)
         } else {
             (Status::Paused, Status::Running)
         };
         if self.status != from {
-            return Err(format!(
-                "container {} is {}, not {}",
-                self.config.id,
-                status_name(self.status),
-                status_name(from)
+            return Err(RemoteError::new(
+                ErrorKind::WrongState,
+                format!(
+                    "container {} is {}, not {}",
+                    self.config.id,
+                    status_name(self.status),
+                    status_name(from)
+                ),
             ));
         }
         let result = if pause {
@@ -554,40 +576,51 @@ impl Shim {
         } else {
             self.backend.resume(&self.config.id)
         };
-        result.map_err(|e| error_chain(&e))?;
+        result.map_err(|e| backend_error(&e))?;
         self.status = to;
         Ok(())
     }
 
-    fn resize(&self, target: &Target, height: u16, width: u16) -> Result<(), String> {
-        let io = self
-            .io(target)
-            .ok_or_else(|| format!("no such exec: {target:?}"))?;
-        let tty = io
-            .tty
-            .as_ref()
-            .ok_or_else(|| "the process has no tty".to_string())?;
-        set_window_size(tty, height, width).map_err(|e| format!("resizing the tty failed: {e}"))
+    fn resize(&self, target: &Target, height: u16, width: u16) -> Result<(), RemoteError> {
+        let io = self.io(target).ok_or_else(|| match target {
+            Target::Exec(id) => no_such_exec(id),
+            Target::Init => self.not_running(),
+        })?;
+        let tty = io.tty.as_ref().ok_or_else(|| {
+            RemoteError::new(ErrorKind::InvalidArgument, "the process has no tty")
+        })?;
+        set_window_size(tty, height, width).map_err(|e| {
+            RemoteError::new(ErrorKind::Internal, format!("resizing the tty failed: {e}"))
+        })
     }
 
-    fn exec(&mut self, request: ExecRequest) -> Result<i32, String> {
+    fn exec(&mut self, request: ExecRequest) -> Result<i32, RemoteError> {
         if self.status != Status::Running {
-            return Err(format!("container {} is not running", self.config.id));
+            return Err(self.not_running());
         }
         if self.execs.contains_key(&request.exec_id) {
-            return Err(format!("exec {} exists already", request.exec_id));
+            return Err(RemoteError::new(
+                ErrorKind::Conflict,
+                format!("exec {} exists already", request.exec_id),
+            ));
         }
-        ensure_single_threaded().map_err(|e| e.to_string())?;
+        ensure_single_threaded()
+            .map_err(|e| RemoteError::new(ErrorKind::Internal, e.to_string()))?;
         let mut process = request.process;
         process.set_terminal(Some(request.tty));
         let id = &self.config.id;
-        let failed = |e: std::io::Error| format!("setting up the exec's stdio failed: {e}");
+        let failed = |e: std::io::Error| {
+            RemoteError::new(
+                ErrorKind::Internal,
+                format!("setting up the exec's stdio failed: {e}"),
+            )
+        };
         let (pid, io) = if request.tty {
             let console = ConsoleSocket::bind().map_err(failed)?;
             let pid = self
                 .backend
                 .exec(id, &process, console.stdio())
-                .map_err(|e| error_chain(&e))?;
+                .map_err(|e| backend_error(&e))?;
             let master = console.receive().map_err(failed)?;
             (
                 pid,
@@ -603,7 +636,7 @@ impl Shim {
             (
                 self.backend
                     .exec(id, &process, stdio)
-                    .map_err(|e| error_chain(&e))?,
+                    .map_err(|e| backend_error(&e))?,
                 io,
             )
         };
@@ -728,6 +761,10 @@ impl Shim {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+fn no_such_exec(exec_id: &str) -> RemoteError {
+    RemoteError::new(ErrorKind::NotFound, format!("no such exec: {exec_id}"))
 }
 
 fn status_name(status: Status) -> &'static str {

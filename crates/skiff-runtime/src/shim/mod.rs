@@ -154,6 +154,15 @@ fn write_exit(state_dir: &Path, exit: &ExitStatus) -> std::io::Result<()> {
     std::fs::rename(&tmp, exit_path(state_dir))
 }
 
+/// A runtime backend's error as it crosses the socket: kind, causes and the command's fault.
+fn backend_error(e: &crate::backend::BackendError) -> RemoteError {
+    RemoteError {
+        kind: skiff_core::HasKind::kind(e),
+        message: error_chain(e),
+        command: e.command(),
+    }
+}
+
 /// An error and its causes on one line, for messages that cross the socket.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -177,6 +186,7 @@ mod spare;
 mod stdio;
 
 pub use client::{launch, launch_with, ShimClient, ShimError};
+pub use protocol::RemoteError;
 pub use server::{run, run_spare, RunError};
 pub use spare::Spare;
 

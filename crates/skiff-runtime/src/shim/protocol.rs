@@ -7,8 +7,10 @@
 //! the client shutting down its write half ends stdin. Nothing here does I/O.
 
 use serde::{Deserialize, Serialize};
+use skiff_core::ErrorKind;
 
 use super::ExecRequest;
+use crate::backend::CommandError;
 
 /// Longest request line the shim accepts (an exec request carries a whole OCI process).
 pub(crate) const MAX_REQUEST: usize = 1 << 20;
@@ -57,20 +59,75 @@ pub(crate) enum Request {
     },
 }
 
-/// One reply line: `{"ok": value}` or `{"error": "message"}`. The launch report written to
-/// the launcher's pipe has the same shape (`ok` = the container's init pid).
+/// An error as it crosses the shim socket and the launch pipe: its kind and, when the
+/// container's command was the reason, that reason survive the trip (containerd's shims send
+/// errdefs kinds over ttrpc the same way), so the engine never re-reads the message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(from = "WireError")]
+#[error("{message}")]
+pub struct RemoteError {
+    pub kind: ErrorKind,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandError>,
+}
+
+impl RemoteError {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> RemoteError {
+        RemoteError {
+            kind,
+            message: message.into(),
+            command: None,
+        }
+    }
+}
+
+/// What a shim may send as an error: a kinded one, or the bare text shims of skiff 0.1 sent
+/// (still running after an upgrade; their kind is unknown).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WireError {
+    Kinded {
+        kind: ErrorKind,
+        message: String,
+        #[serde(default)]
+        command: Option<CommandError>,
+    },
+    Text(String),
+}
+
+impl From<WireError> for RemoteError {
+    fn from(wire: WireError) -> RemoteError {
+        match wire {
+            WireError::Kinded {
+                kind,
+                message,
+                command,
+            } => RemoteError {
+                kind,
+                message,
+                command,
+            },
+            WireError::Text(message) => RemoteError::new(ErrorKind::Internal, message),
+        }
+    }
+}
+
+/// One reply line: `{"ok": value}` or `{"error": {"kind": …, "message": …}}`. The launch
+/// report written to the launcher's pipe has the same shape (`ok` = the container's init pid).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Reply {
     Ok(serde_json::Value),
-    Error(String),
+    Error(RemoteError),
 }
 
 impl Reply {
     /// The reply as a JSON line.
     pub(crate) fn to_line(&self) -> Vec<u8> {
-        let mut line = serde_json::to_vec(self)
-            .unwrap_or_else(|_| br#"{"error":"unserializable reply"}"#.to_vec());
+        let mut line = serde_json::to_vec(self).unwrap_or_else(|_| {
+            br#"{"error":{"kind":"internal","message":"unserializable reply"}}"#.to_vec()
+        });
         line.push(b'\n');
         line
     }
@@ -78,7 +135,10 @@ impl Reply {
     pub(crate) fn ok(value: impl Serialize) -> Reply {
         match serde_json::to_value(value) {
             Ok(value) => Reply::Ok(value),
-            Err(e) => Reply::Error(format!("unserializable reply: {e}")),
+            Err(e) => Reply::Error(RemoteError::new(
+                ErrorKind::Internal,
+                format!("unserializable reply: {e}"),
+            )),
         }
     }
 }
@@ -132,6 +192,41 @@ mod tests {
     fn garbage_is_not_a_request() {
         assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
         assert!(serde_json::from_str::<Request>("\u{0}\u{1}").is_err());
+    }
+
+    #[test]
+    fn errors_keep_their_kind_across_the_socket() {
+        let sent = Reply::Error(RemoteError {
+            kind: ErrorKind::InvalidArgument,
+            message: "exec: \"nope\": executable file not found in $PATH".into(),
+            command: Some(CommandError::NotFound),
+        });
+        let line = sent.to_line();
+        assert_eq!(
+            std::str::from_utf8(&line).unwrap(),
+            "{\"error\":{\"kind\":\"invalid_argument\",\"message\":\"exec: \\\"nope\\\": executable file not found in $PATH\",\"command\":\"not_found\"}}\n"
+        );
+        let Reply::Error(back) = serde_json::from_slice(&line).unwrap() else {
+            panic!("not an error")
+        };
+        assert_eq!(
+            (back.kind, back.command),
+            (ErrorKind::InvalidArgument, Some(CommandError::NotFound))
+        );
+        let Reply::Error(plain) =
+            serde_json::from_str(r#"{"error":{"kind":"wrong_state","message":"m"}}"#).unwrap()
+        else {
+            panic!("not an error")
+        };
+        assert_eq!((plain.kind, plain.command), (ErrorKind::WrongState, None));
+    }
+
+    #[test]
+    fn text_errors_of_older_shims_are_internal() {
+        let Reply::Error(old) = serde_json::from_str(r#"{"error":"disk on fire"}"#).unwrap() else {
+            panic!("not an error")
+        };
+        assert_eq!(old, RemoteError::new(ErrorKind::Internal, "disk on fire"));
     }
 
     #[test]

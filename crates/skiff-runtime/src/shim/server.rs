@@ -14,7 +14,7 @@ use super::logfile::{ContainerLog, JsonLog};
 use super::process::{
     become_subreaper, catch_sigpipe, detach, ensure_single_threaded, redirect_stdio, ChildSignal,
 };
-use super::protocol::Reply;
+use super::protocol::{RemoteError, Reply};
 use super::stdio::{ConsoleSocket, ProcessIo};
 use super::{error_chain, pid_path, socket_path, ShimConfig, SocketDir, SOCKET_NAME};
 
@@ -52,6 +52,16 @@ impl skiff_core::HasKind for RunError {
             }
             RunError::Setup { .. } => skiff_core::ErrorKind::Internal,
             RunError::Backend(e) => e.kind(),
+        }
+    }
+}
+
+impl RunError {
+    /// The error as the launch report carries it to the engine.
+    fn remote(&self) -> RemoteError {
+        match self {
+            RunError::Backend(e) => super::backend_error(e),
+            other => RemoteError::new(skiff_core::HasKind::kind(other), error_chain(other)),
         }
     }
 }
@@ -104,7 +114,7 @@ fn run_config(config_path: &Path, detached: bool) -> Result<(), RunError> {
     let config = match read_config(config_path) {
         Ok(config) => config,
         Err(e) => {
-            send_report(report, &Reply::Error(error_chain(&e)));
+            send_report(report, &Reply::Error(e.remote()));
             return Err(e);
         }
     };
@@ -119,7 +129,7 @@ fn run_config(config_path: &Path, detached: bool) -> Result<(), RunError> {
             Ok(())
         }
         Err(e) => {
-            send_report(report, &Reply::Error(error_chain(&e)));
+            send_report(report, &Reply::Error(e.remote()));
             let _ = std::fs::remove_file(pid_path(&state_dir));
             Err(e)
         }

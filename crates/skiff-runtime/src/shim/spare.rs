@@ -19,7 +19,14 @@ pub struct Spare {
 impl Spare {
     /// Starts one from `exe` (the skiff binary). Blocking: call it from `spawn_blocking`.
     pub fn start(exe: &Path) -> Result<Spare, ShimError> {
-        let (report, writer) = std::io::pipe()?;
+        let failed = |op| {
+            move |source| ShimError::Io {
+                op,
+                path: exe.to_path_buf(),
+                source,
+            }
+        };
+        let (report, writer) = std::io::pipe().map_err(failed("create a report pipe for"))?;
         let mut child = {
             // The command holds a copy of the report pipe's write end: dropped once spawned.
             let mut command = Command::new(exe);
@@ -29,14 +36,15 @@ impl Spare {
                 .stdin(Stdio::piped())
                 .stdout(writer)
                 .stderr(Stdio::null());
-            command.spawn()?
+            command.spawn().map_err(failed("run"))?
         };
         let config_in = child
             .stdin
             .take()
-            .ok_or_else(|| io::Error::other("the spare shim's stdin is not a pipe"))?;
+            .ok_or_else(|| io::Error::other("its stdin is not a pipe"))
+            .map_err(failed("start a spare shim from"))?;
         // The launched process detaches (forks the real spare) and exits at once.
-        child.wait()?;
+        child.wait().map_err(failed("wait for"))?;
         Ok(Spare { config_in, report })
     }
 

@@ -3,124 +3,93 @@
 //!
 //! Owns only the arithmetic on capability names; it never touches a process's capabilities.
 
-use std::collections::BTreeSet;
-
+use libcontainer::capabilities::CapabilityExt;
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, LinuxCapabilitiesBuilder};
 
 use super::SpecError;
 
-/// Every capability the OCI spec knows, with its kernel number (`linux/capability.h`).
-const KNOWN: &[(&str, u32)] = &[
-    ("CHOWN", 0),
-    ("DAC_OVERRIDE", 1),
-    ("DAC_READ_SEARCH", 2),
-    ("FOWNER", 3),
-    ("FSETID", 4),
-    ("KILL", 5),
-    ("SETGID", 6),
-    ("SETUID", 7),
-    ("SETPCAP", 8),
-    ("LINUX_IMMUTABLE", 9),
-    ("NET_BIND_SERVICE", 10),
-    ("NET_BROADCAST", 11),
-    ("NET_ADMIN", 12),
-    ("NET_RAW", 13),
-    ("IPC_LOCK", 14),
-    ("IPC_OWNER", 15),
-    ("SYS_MODULE", 16),
-    ("SYS_RAWIO", 17),
-    ("SYS_CHROOT", 18),
-    ("SYS_PTRACE", 19),
-    ("SYS_PACCT", 20),
-    ("SYS_ADMIN", 21),
-    ("SYS_BOOT", 22),
-    ("SYS_NICE", 23),
-    ("SYS_RESOURCE", 24),
-    ("SYS_TIME", 25),
-    ("SYS_TTY_CONFIG", 26),
-    ("MKNOD", 27),
-    ("LEASE", 28),
-    ("AUDIT_WRITE", 29),
-    ("AUDIT_CONTROL", 30),
-    ("SETFCAP", 31),
-    ("MAC_OVERRIDE", 32),
-    ("MAC_ADMIN", 33),
-    ("SYSLOG", 34),
-    ("WAKE_ALARM", 35),
-    ("BLOCK_SUSPEND", 36),
-    ("AUDIT_READ", 37),
-    ("PERFMON", 38),
-    ("BPF", 39),
-    ("CHECKPOINT_RESTORE", 40),
-];
-
 /// Docker's default capability set (moby `oci/caps/defaults.go`).
-pub const DOCKER_DEFAULT: &[&str] = &[
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FSETID",
-    "FOWNER",
-    "MKNOD",
-    "NET_RAW",
-    "SETGID",
-    "SETUID",
-    "SETFCAP",
-    "SETPCAP",
-    "NET_BIND_SERVICE",
-    "SYS_CHROOT",
-    "KILL",
-    "AUDIT_WRITE",
+pub const DOCKER_DEFAULT: &[Capability] = &[
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
 ];
 
-/// `cap_sys_admin`, `CAP_SYS_ADMIN` and `Sys_Admin` all become `SYS_ADMIN`; `ALL` stays `ALL`.
-fn normalize(name: &str) -> Result<String, SpecError> {
-    let upper = name.trim().to_ascii_uppercase();
-    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper).to_string();
-    if bare == "ALL" || KNOWN.iter().any(|(n, _)| *n == bare) {
-        Ok(bare)
-    } else {
-        Err(SpecError::Invalid(format!("unknown capability: {name:?}")))
+/// One `--cap-add`/`--cap-drop` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Name {
+    All,
+    One(Capability),
+}
+
+/// Parses a capability name as Docker does (`NormalizeLegacyCapabilities`): case-insensitive,
+/// with or without one `CAP_` prefix, or `ALL`. The error names it as Docker does, prefixed.
+fn parse(name: &str) -> Result<Name, SpecError> {
+    let upper = name.to_ascii_uppercase();
+    if upper == "ALL" {
+        return Ok(Name::All);
     }
+    let prefixed = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    prefixed["CAP_".len()..]
+        .parse::<Capability>()
+        .map(Name::One)
+        .map_err(|_| SpecError::Invalid(format!("unknown capability: {prefixed:?}")))
 }
 
-/// The kernel number of a capability name (without `CAP_`).
-pub fn number(name: &str) -> Option<u32> {
-    KNOWN.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+/// Every capability there is.
+fn all() -> Capabilities {
+    caps::all().into_iter().map(Capability::from_cap).collect()
 }
 
-/// The capability names a container gets, Docker's way: `ALL` in `cap_add` starts from every
+/// The capabilities a container gets, Docker's way: `ALL` in `cap_add` starts from every
 /// capability, `ALL` in `cap_drop` from none; otherwise from the default set. Drops win over
 /// adds except that an explicit add survives `--cap-drop ALL`.
 pub fn resolve(
     privileged: bool,
     add: &[String],
     drop: &[String],
-) -> Result<BTreeSet<String>, SpecError> {
-    let all: BTreeSet<String> = KNOWN.iter().map(|(n, _)| n.to_string()).collect();
+) -> Result<Capabilities, SpecError> {
     if privileged {
-        return Ok(all);
+        return Ok(all());
     }
-    let add = add
-        .iter()
-        .map(|c| normalize(c))
-        .collect::<Result<BTreeSet<_>, _>>()?;
-    let drop = drop
-        .iter()
-        .map(|c| normalize(c))
-        .collect::<Result<BTreeSet<_>, _>>()?;
-    let mut caps: BTreeSet<String> = if add.contains("ALL") {
-        all.clone()
-    } else {
-        DOCKER_DEFAULT.iter().map(|c| c.to_string()).collect()
+    let parse_all = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| parse(n))
+            .collect::<Result<std::collections::HashSet<Name>, _>>()
     };
-    if drop.contains("ALL") {
+    let (add, drop) = (parse_all(add)?, parse_all(drop)?);
+    let mut caps: Capabilities = if add.contains(&Name::All) {
+        all()
+    } else {
+        DOCKER_DEFAULT.iter().copied().collect()
+    };
+    let drop_all = drop.contains(&Name::All);
+    if drop_all {
         caps.clear();
     } else {
-        caps.retain(|c| !drop.contains(c));
+        caps.retain(|c| !drop.contains(&Name::One(*c)));
     }
-    for cap in add.iter().filter(|c| *c != "ALL") {
-        if drop.contains("ALL") || !drop.contains(cap) {
-            caps.insert(cap.clone());
+    for name in &add {
+        if let Name::One(cap) = name {
+            if drop_all || !drop.contains(name) {
+                caps.insert(*cap);
+            }
         }
     }
     Ok(caps)
@@ -128,13 +97,17 @@ pub fn resolve(
 
 /// Drops capabilities this process's own bounding set lacks (here CAP_SYS_RESOURCE): no
 /// runtime could grant them, and asking would fail the container's start.
-pub fn limit_to_host(caps: BTreeSet<String>) -> BTreeSet<String> {
-    let Some(bounding) = host_bounding_set() else {
-        return caps;
+pub fn limit_to_host(caps: Capabilities) -> Capabilities {
+    let bounding = match caps::read(None, caps::CapSet::Bounding) {
+        Ok(bounding) => bounding,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the host's bounding set");
+            return caps;
+        }
     };
     caps.into_iter()
         .filter(|c| {
-            let ok = number(c).is_some_and(|b| bounding & (1u64 << b) != 0);
+            let ok = bounding.contains(&c.to_cap());
             if !ok {
                 tracing::warn!(capability = %c, "capability not in the host's bounding set, dropped");
             }
@@ -143,23 +116,10 @@ pub fn limit_to_host(caps: BTreeSet<String>) -> BTreeSet<String> {
         .collect()
 }
 
-fn host_bounding_set() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
-    u64::from_str_radix(hex.trim(), 16).ok()
-}
-
-/// The OCI capability sets for `names`: bounding, effective and permitted, as Docker does.
+/// The OCI capability sets for `set`: bounding, effective and permitted, as Docker does.
 /// Inheritable and ambient stay empty, so a non-root user keeps none after `execve` (Docker
 /// stopped filling the inheritable set in 20.10 for that reason).
-pub fn to_oci(names: &BTreeSet<String>) -> Result<LinuxCapabilities, SpecError> {
-    let set: Capabilities = names
-        .iter()
-        .map(|n| {
-            n.parse::<Capability>()
-                .map_err(|_| SpecError::Invalid(format!("unknown capability: {n}")))
-        })
-        .collect::<Result<_, _>>()?;
+pub fn to_oci(set: Capabilities) -> Result<LinuxCapabilities, SpecError> {
     let mut caps = LinuxCapabilitiesBuilder::default()
         .bounding(set.clone())
         .effective(set.clone())
@@ -181,43 +141,61 @@ mod tests {
     fn default_set_is_dockers() {
         let caps = resolve(false, &[], &[]).unwrap();
         assert_eq!(caps.len(), 14);
-        assert!(caps.contains("NET_RAW") && !caps.contains("SYS_ADMIN"));
+        assert!(caps.contains(&Capability::NetRaw) && !caps.contains(&Capability::SysAdmin));
+    }
+
+    #[test]
+    fn names_are_parsed_like_docker() {
+        for spelling in ["NET_ADMIN", "CAP_NET_ADMIN", "net_admin", "Cap_Net_Admin"] {
+            assert_eq!(
+                parse(spelling).unwrap(),
+                Name::One(Capability::NetAdmin),
+                "{spelling}"
+            );
+        }
+        assert_eq!(parse("all").unwrap(), Name::All);
+        assert_eq!(parse("SYSLOG").unwrap(), Name::One(Capability::Syslog));
+        // Docker adds one prefix and looks the result up: a doubled prefix is unknown.
+        assert_eq!(
+            parse("CAP_CAP_CHOWN").unwrap_err().to_string(),
+            r#"unknown capability: "CAP_CAP_CHOWN""#
+        );
     }
 
     #[test]
     fn add_and_drop_accept_any_spelling() {
         let caps = resolve(false, &s(&["cap_sys_admin"]), &s(&["CAP_NET_RAW", "mknod"])).unwrap();
-        assert!(caps.contains("SYS_ADMIN"));
-        assert!(!caps.contains("NET_RAW") && !caps.contains("MKNOD"));
+        assert!(caps.contains(&Capability::SysAdmin));
+        assert!(!caps.contains(&Capability::NetRaw) && !caps.contains(&Capability::Mknod));
     }
 
     #[test]
     fn drop_all_keeps_only_explicit_adds() {
         let caps = resolve(false, &s(&["NET_BIND_SERVICE"]), &s(&["ALL"])).unwrap();
-        assert_eq!(
-            caps.into_iter().collect::<Vec<_>>(),
-            s(&["NET_BIND_SERVICE"])
-        );
+        assert_eq!(caps, [Capability::NetBindService].into_iter().collect());
     }
 
     #[test]
     fn add_all_minus_drops() {
         let caps = resolve(false, &s(&["ALL"]), &s(&["SYS_ADMIN"])).unwrap();
-        assert_eq!(caps.len(), KNOWN.len() - 1);
-        assert!(!caps.contains("SYS_ADMIN"));
+        assert_eq!(caps.len(), all().len() - 1);
+        assert!(!caps.contains(&Capability::SysAdmin));
+        assert!(
+            all().len() >= 41,
+            "every capability up to CHECKPOINT_RESTORE"
+        );
     }
 
     #[test]
-    fn rejects_unknown_capability() {
-        let err = resolve(false, &s(&["FLY"]), &[]).unwrap_err();
-        assert!(err.to_string().contains("FLY"), "{err}");
+    fn rejects_unknown_capability_in_dockers_words() {
+        let err = resolve(false, &s(&["fly"]), &[]).unwrap_err();
+        assert_eq!(err.to_string(), r#"unknown capability: "CAP_FLY""#);
     }
 
     #[test]
-    fn every_known_name_parses_as_oci_capability() {
-        let all: BTreeSet<String> = KNOWN.iter().map(|(n, _)| n.to_string()).collect();
-        let oci = to_oci(&all).unwrap();
-        assert_eq!(oci.bounding().as_ref().unwrap().len(), KNOWN.len());
+    fn oci_sets_are_bounding_effective_permitted_only() {
+        let oci = to_oci(all()).unwrap();
+        assert_eq!(oci.bounding().as_ref().unwrap().len(), all().len());
         assert!(oci.ambient().is_none() && oci.inheritable().is_none());
     }
 }

@@ -27,11 +27,9 @@
 //!   are left out; runtimes also skip names their libseccomp cannot resolve.
 
 use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompBuilder,
-    LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder,
+    Arch, Capabilities, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg,
+    LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder,
 };
-
-use std::collections::BTreeSet;
 
 use super::SpecError;
 
@@ -41,7 +39,7 @@ const ENOSYS: u32 = libc::ENOSYS as u32;
 /// One group of the deny list: `names` are denied unless the container holds one of `unless`.
 struct Deny {
     names: &'static [&'static str],
-    unless: &'static [&'static str],
+    unless: &'static [Capability],
 }
 
 /// Syscalls that exist only on x86 (32 or 64 bit).
@@ -49,7 +47,7 @@ struct Deny {
 const X86_ONLY: &[Deny] = &[
     Deny {
         names: &["iopl", "ioperm"],
-        unless: &["SYS_RAWIO"],
+        unless: &[Capability::SysRawio],
     },
     Deny {
         names: &["vm86", "vm86old"],
@@ -110,35 +108,35 @@ const DENY: &[Deny] = &[
             "fspick",
             "mount_setattr",
         ],
-        unless: &["SYS_ADMIN"],
+        unless: &[Capability::SysAdmin],
     },
     Deny {
         names: &["bpf"],
-        unless: &["SYS_ADMIN", "BPF"],
+        unless: &[Capability::SysAdmin, Capability::Bpf],
     },
     Deny {
         names: &["perf_event_open"],
-        unless: &["SYS_ADMIN", "PERFMON"],
+        unless: &[Capability::SysAdmin, Capability::Perfmon],
     },
     Deny {
         names: &["reboot"],
-        unless: &["SYS_BOOT"],
+        unless: &[Capability::SysBoot],
     },
     Deny {
         names: &["init_module", "finit_module", "delete_module"],
-        unless: &["SYS_MODULE"],
+        unless: &[Capability::SysModule],
     },
     Deny {
         names: &["clock_settime", "clock_settime64", "settimeofday", "stime"],
-        unless: &["SYS_TIME"],
+        unless: &[Capability::SysTime],
     },
     Deny {
         names: &["acct"],
-        unless: &["SYS_PACCT"],
+        unless: &[Capability::SysPacct],
     },
     Deny {
         names: &["syslog"],
-        unless: &["SYSLOG"],
+        unless: &[Capability::Syslog],
     },
     Deny {
         names: &[
@@ -149,7 +147,7 @@ const DENY: &[Deny] = &[
             "process_vm_writev",
             "userfaultfd",
         ],
-        unless: &["SYS_PTRACE"],
+        unless: &[Capability::SysPtrace],
     },
     Deny {
         names: &[
@@ -158,19 +156,19 @@ const DENY: &[Deny] = &[
             "set_mempolicy",
             "set_mempolicy_home_node",
         ],
-        unless: &["SYS_NICE"],
+        unless: &[Capability::SysNice],
     },
     Deny {
         names: &["chroot"],
-        unless: &["SYS_CHROOT"],
+        unless: &[Capability::SysChroot],
     },
     Deny {
         names: &["open_by_handle_at"],
-        unless: &["DAC_READ_SEARCH"],
+        unless: &[Capability::DacReadSearch],
     },
     Deny {
         names: &["vhangup"],
-        unless: &["SYS_TTY_CONFIG"],
+        unless: &[Capability::SysTtyConfig],
     },
 ];
 
@@ -215,9 +213,9 @@ fn rule(
     Ok(b.build()?)
 }
 
-/// The default profile for a container holding `caps` (names without `CAP_`).
-pub fn default_profile(caps: &BTreeSet<String>) -> Result<LinuxSeccomp, SpecError> {
-    let holds = |any: &[&str]| any.iter().any(|c| caps.contains(*c));
+/// The default profile for a container holding `caps`.
+pub fn default_profile(caps: &Capabilities) -> Result<LinuxSeccomp, SpecError> {
+    let holds = |any: &[Capability]| any.iter().any(|c| caps.contains(c));
     let mut denied: Vec<String> = DENY
         .iter()
         .chain(X86_ONLY)
@@ -232,7 +230,7 @@ pub fn default_profile(caps: &BTreeSet<String>) -> Result<LinuxSeccomp, SpecErro
         .op(LinuxSeccompOperator::ScmpCmpEq)
         .build()?;
     syscalls.push(rule(vec!["socket".into()], EPERM, Some(vec![vsock]))?);
-    if !holds(&["SYS_ADMIN"]) {
+    if !holds(&[Capability::SysAdmin]) {
         syscalls.push(rule(vec!["clone3".into()], ENOSYS, None)?);
         // s390 passes clone's flags in the second argument.
         let flags_index: usize = if cfg!(target_arch = "s390x") { 1 } else { 0 };
@@ -293,6 +291,7 @@ pub fn custom_profile(value: &str) -> Result<LinuxSeccomp, SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn names_denied(p: &LinuxSeccomp) -> BTreeSet<String> {
         p.syscalls()
@@ -306,7 +305,7 @@ mod tests {
 
     #[test]
     fn default_profile_denies_dangerous_syscalls_and_allows_the_rest() {
-        let p = default_profile(&BTreeSet::new()).unwrap();
+        let p = default_profile(&Capabilities::new()).unwrap();
         assert_eq!(p.default_action(), LinuxSeccompAction::ScmpActAllow);
         let denied = names_denied(&p);
         for s in [
@@ -334,10 +333,7 @@ mod tests {
 
     #[test]
     fn capabilities_lift_their_groups() {
-        let caps: BTreeSet<String> = ["SYS_ADMIN", "SYS_PTRACE"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let caps: Capabilities = [Capability::SysAdmin, Capability::SysPtrace].into();
         let p = default_profile(&caps).unwrap();
         let denied = names_denied(&p);
         assert!(
@@ -355,10 +351,12 @@ mod tests {
 
     #[test]
     fn cap_add_sys_boot_or_sys_admin_allowed_host_wide_syscalls() {
-        let caps: BTreeSet<String> = ["SYS_BOOT", "SYS_ADMIN", "SYS_NICE"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let caps: Capabilities = [
+            Capability::SysBoot,
+            Capability::SysAdmin,
+            Capability::SysNice,
+        ]
+        .into();
         let denied = names_denied(&default_profile(&caps).unwrap());
         for s in [
             "kexec_load",
@@ -370,7 +368,7 @@ mod tests {
             assert!(denied.contains(s), "{s} allowed by a capability");
         }
         assert!(!denied.contains("reboot") && !denied.contains("mbind"));
-        let denied = names_denied(&default_profile(&BTreeSet::new()).unwrap());
+        let denied = names_denied(&default_profile(&Capabilities::new()).unwrap());
         for s in [
             "mbind",
             "set_mempolicy",
@@ -384,7 +382,7 @@ mod tests {
 
     #[test]
     fn vsock_sockets_were_allowed() {
-        let p = default_profile(&BTreeSet::new()).unwrap();
+        let p = default_profile(&Capabilities::new()).unwrap();
         let vsock = p.syscalls().as_ref().unwrap().iter().find(|r| {
             r.names() == &["socket"]
                 && r.errno_ret() == Some(EPERM)
@@ -401,7 +399,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn covers_compat_abis() {
-        let p = default_profile(&BTreeSet::new()).unwrap();
+        let p = default_profile(&Capabilities::new()).unwrap();
         assert!(p
             .architectures()
             .as_ref()

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 
-use super::log::sql_err;
+use super::log::sqlite_err;
 use crate::{Result, StoreError};
 
 /// Row bytes committed between two nudges (SQLite's own threshold is 1000 pages, ~4 MiB).
@@ -42,13 +42,16 @@ impl Checkpointer {
                 while nudges.recv().is_ok() {
                     if let Err(e) = conn
                         .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                        .map_err(sql_err)
+                        .map_err(sqlite_err("checkpoint the WAL"))
                     {
                         tracing::warn!(error = %e, "sqlite checkpoint failed");
                     }
                 }
             })
-            .map_err(|e| StoreError::Backend(format!("starting the sqlite checkpointer: {e}")))?;
+            .map_err(|source| StoreError::Thread {
+                what: "the sqlite checkpointer",
+                source,
+            })?;
         Ok(Checkpointer {
             nudge: Some(nudge),
             thread: Some(thread),

@@ -35,23 +35,28 @@ CREATE TABLE IF NOT EXISTS meta (
 const COLUMNS: &str =
     "id, name, created, deleted, create_revision, prev_revision, value, old_value";
 
-pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(format!("sqlite: {e}"))
+/// Attaches the operation to a SQLite error.
+pub(crate) fn sqlite_err(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| StoreError::Sqlite {
+        op,
+        source: std::sync::Arc::new(e),
+    }
 }
 
 /// Creates the schema if needed and refuses databases written by a newer schema.
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(sql_err)?;
+        .map_err(sqlite_err("read the schema version"))?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::Corrupt(format!(
             "database schema version {version} is newer than the supported {SCHEMA_VERSION}"
         )));
     }
-    conn.execute_batch(SCHEMA).map_err(sql_err)?;
+    conn.execute_batch(SCHEMA)
+        .map_err(sqlite_err("create the schema"))?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-        .map_err(sql_err)
+        .map_err(sqlite_err("record the schema version"))
 }
 
 /// One row of the log: one write.
@@ -140,7 +145,7 @@ impl Row {
 
 fn key_from_bytes(name: Vec<u8>) -> Result<String> {
     String::from_utf8(name)
-        .map_err(|e| StoreError::Backend(format!("stored key is not utf-8: {e}")))
+        .map_err(|e| StoreError::Corrupt(format!("stored key is not utf-8: {e}")))
 }
 
 /// The newest revision ever assigned (survives compaction of the newest rows).
@@ -150,7 +155,7 @@ pub(crate) fn current_revision(conn: &Connection) -> Result<i64> {
         [],
         |r| r.get(0),
     )
-    .map_err(sql_err)
+    .map_err(sqlite_err("read the current revision"))
 }
 
 pub(crate) fn compact_revision(conn: &Connection) -> Result<i64> {
@@ -159,7 +164,7 @@ pub(crate) fn compact_revision(conn: &Connection) -> Result<i64> {
         [],
         |r| r.get(0),
     )
-    .map_err(sql_err)
+    .map_err(sqlite_err("read the compaction point"))
 }
 
 /// Checks that `revision` can still be read: not compacted, not in the future. Returns the
@@ -185,10 +190,12 @@ pub(crate) fn check_revision(conn: &Connection, revision: i64) -> Result<i64> {
 /// The newest row of `key`, live or deleted.
 pub(crate) fn latest(conn: &Connection, key: &str) -> Result<Option<Row>> {
     let sql = format!("SELECT {COLUMNS} FROM log WHERE name = ?1 ORDER BY id DESC LIMIT 1");
-    let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
+    let mut stmt = conn
+        .prepare_cached(&sql)
+        .map_err(sqlite_err("read a key"))?;
     stmt.query_row([key.as_bytes()], Row::from_sql)
         .optional()
-        .map_err(sql_err)?
+        .map_err(sqlite_err("read a key"))?
         .map(Row::with_name)
         .transpose()
 }
@@ -200,13 +207,13 @@ pub(crate) fn get(conn: &Connection, key: &str) -> Result<Option<KeyValue>> {
             "SELECT deleted, value, create_revision, id FROM log WHERE name = ?1 \
              ORDER BY id DESC LIMIT 1",
         )
-        .map_err(sql_err)?;
+        .map_err(sqlite_err("read a key"))?;
     let newest = stmt
         .query_row([key.as_bytes()], |r| {
             Ok((r.get::<_, bool>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()
-        .map_err(sql_err)?;
+        .map_err(sqlite_err("read a key"))?;
     Ok(
         newest.and_then(|(deleted, value, create_revision, mod_revision)| {
             (!deleted).then(|| KeyValue {
@@ -222,7 +229,9 @@ pub(crate) fn get(conn: &Connection, key: &str) -> Result<Option<KeyValue>> {
 /// Appends `row` (whose `id` is the next revision) to the log.
 pub(crate) fn append(conn: &Connection, row: &Row) -> Result<()> {
     let sql = format!("INSERT INTO log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-    let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
+    let mut stmt = conn
+        .prepare_cached(&sql)
+        .map_err(sqlite_err("append to the log"))?;
     stmt.execute(params![
         row.id,
         row.name.as_bytes(),
@@ -233,7 +242,7 @@ pub(crate) fn append(conn: &Connection, row: &Row) -> Result<()> {
         row.value,
         row.old_value,
     ])
-    .map_err(sql_err)?;
+    .map_err(sqlite_err("append to the log"))?;
     Ok(())
 }
 
@@ -295,14 +304,15 @@ pub(crate) fn list(
     revision: i64,
 ) -> Result<(Vec<KeyValue>, bool)> {
     let (sql, params) = list_query(prefix, start_after, limit, revision);
-    let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
+    let mut stmt = conn.prepare_cached(&sql).map_err(sqlite_err("list keys"))?;
     let mut items = stmt
         .query_map(params_from_iter(params), |r| {
             Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
-        .map_err(sql_err)?
+        .map_err(sqlite_err("list keys"))?
         .map(|r| {
-            let (name, value, create_revision, mod_revision) = r.map_err(sql_err)?;
+            let (name, value, create_revision, mod_revision) =
+                r.map_err(sqlite_err("list keys"))?;
             Ok(KeyValue {
                 key: key_from_bytes(name)?,
                 value,
@@ -330,11 +340,13 @@ pub(crate) fn events_after(
         "SELECT {COLUMNS} FROM log WHERE id > ?1 AND {filter} ORDER BY id LIMIT ?{}",
         params.len()
     );
-    let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
+    let mut stmt = conn
+        .prepare_cached(&sql)
+        .map_err(sqlite_err("read the log"))?;
     let rows = stmt
         .query_map(params_from_iter(params), Row::from_sql)
-        .map_err(sql_err)?
-        .map(|r| Row::with_name(r.map_err(sql_err)?).map(Row::into_event))
+        .map_err(sqlite_err("read the log"))?
+        .map(|r| Row::with_name(r.map_err(sqlite_err("read the log"))?).map(Row::into_event))
         .collect();
     rows
 }
@@ -346,7 +358,7 @@ pub(crate) fn set_compact_revision(conn: &Connection, revision: i64) -> Result<(
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
         [revision],
     )
-    .map_err(sql_err)?;
+    .map_err(sqlite_err("record the compaction point"))?;
     Ok(())
 }
 
@@ -359,7 +371,7 @@ pub(crate) fn purge(conn: &Connection, revision: i64, from: i64, to: i64) -> Res
            (SELECT MAX(newer.id) FROM log AS newer WHERE newer.name = log.name AND newer.id <= ?1))",
         params![revision, from, to],
     )
-    .map_err(sql_err)
+    .map_err(sqlite_err("compact the log"))
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{broadcast, Semaphore};
 
 use self::checkpoint::Checkpointer;
-use self::log::{sql_err, Row};
+use self::log::{sqlite_err, Row};
 use self::writer::{Writer, WriterState};
 use crate::{Event, KeyValue, ListResult, Result, Store, StoreError, WatchStream};
 
@@ -100,20 +100,23 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Backend(format!("creating {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                op: "create",
+                path: parent.to_path_buf(),
+                source,
+            })?;
         }
         let lock = lock_file(&path)?;
         let mut conn = connect(&path)?;
         // Checkpoints run on their own thread (see `checkpoint`), not inside most commits.
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
-            .map_err(sql_err)?;
+            .map_err(sqlite_err("set the checkpoint interval"))?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql_err)?;
+            .map_err(sqlite_err("begin a transaction"))?;
         log::migrate(&tx)?;
         let revision = log::current_revision(&tx)?;
-        tx.commit().map_err(sql_err)?;
+        tx.commit().map_err(sqlite_err("commit"))?;
         tracing::debug!(path = %path.display(), revision, "opened sqlite store");
         let (events, _) = broadcast::channel(WATCH_BUFFER);
         let current = Arc::new(AtomicI64::new(revision));
@@ -164,13 +167,16 @@ where
         .clone()
         .acquire_owned()
         .await
-        .map_err(|_| StoreError::Backend("sqlite store is closing".to_owned()))?;
+        .map_err(|_| StoreError::Unavailable("the sqlite store is closing".to_owned()))?;
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         f(&inner)
     })
     .await
-    .map_err(|e| StoreError::Backend(format!("sqlite task failed: {e}")))?
+    .map_err(|source| StoreError::Task {
+        op: "sqlite read",
+        source,
+    })?
 }
 
 fn lock_file(path: &Path) -> Result<File> {
@@ -182,31 +188,36 @@ fn lock_file(path: &Path) -> Result<File> {
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| StoreError::Backend(format!("opening {}: {e}", lock_path.display())))?;
+        .map_err(|source| StoreError::Io {
+            op: "open",
+            path: lock_path.clone(),
+            source,
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(StoreError::Locked(path.display().to_string())),
-        Err(TryLockError::Error(e)) => Err(StoreError::Backend(format!(
-            "locking {}: {e}",
-            lock_path.display()
-        ))),
+        Err(TryLockError::Error(source)) => Err(StoreError::Io {
+            op: "lock",
+            path: lock_path,
+            source,
+        }),
     }
 }
 
 fn connect(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(sql_err)?;
+    let conn = Connection::open(path).map_err(sqlite_err("open the database"))?;
     conn.busy_timeout(Duration::from_secs(10))
-        .map_err(sql_err)?;
+        .map_err(sqlite_err("set the busy timeout"))?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(sql_err)?;
+        .map_err(sqlite_err("switch to WAL mode"))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::Unavailable(format!(
             "sqlite refused WAL mode (journal_mode is {mode})"
         )));
     }
     conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(sql_err)?;
+        .map_err(sqlite_err("set synchronous=FULL"))?;
     Ok(conn)
 }
 
@@ -223,7 +234,9 @@ impl Inner {
             None => connect(&self.path)?,
         };
         let out = {
-            let tx = conn.transaction().map_err(sql_err)?;
+            let tx = conn
+                .transaction()
+                .map_err(sqlite_err("begin a read transaction"))?;
             f(&tx)
         };
         let mut idle = self.readers.lock().unwrap_or_else(PoisonError::into_inner);

@@ -19,7 +19,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{broadcast, oneshot};
 
 use super::checkpoint::Checkpointer;
-use super::log::{sql_err, Row};
+use super::log::{sqlite_err, Row};
 use crate::{Event, Result, StoreError};
 
 /// The most jobs committed together.
@@ -51,9 +51,12 @@ where
         let WriteJob { write, reply } = *self;
         let outcome = tx
             .savepoint()
-            .map_err(sql_err)
+            .map_err(sqlite_err("begin a savepoint"))
             .and_then(|sp| match write(&sp, next) {
-                Ok(out) => sp.commit().map_err(sql_err).map(|()| out),
+                Ok(out) => sp
+                    .commit()
+                    .map_err(sqlite_err("release a savepoint"))
+                    .map(|()| out),
                 // Dropping the savepoint rolls back whatever the failed write did.
                 Err(e) => Err(e),
             });
@@ -97,7 +100,7 @@ pub(super) struct WriterState {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Backend("the sqlite writer has stopped".to_owned())
+    StoreError::Unavailable("the sqlite writer has stopped".to_owned())
 }
 
 impl Writer {
@@ -106,7 +109,10 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("skiff-sqlite-writer".to_owned())
             .spawn(move || run(state, queue))
-            .map_err(|e| StoreError::Backend(format!("starting the sqlite writer: {e}")))?;
+            .map_err(|source| StoreError::Thread {
+                what: "the sqlite writer",
+                source,
+            })?;
         Ok(Writer {
             jobs: Some(jobs),
             thread: Some(thread),
@@ -158,9 +164,12 @@ fn commit_group(state: &mut WriterState, group: Vec<Box<dyn Job>>) {
     {
         Ok(tx) => tx,
         Err(e) => {
-            let why = format!("sqlite: {e}");
+            let source = Arc::new(e);
             for job in group {
-                job.fail(StoreError::Backend(why.clone()));
+                job.fail(StoreError::Sqlite {
+                    op: "begin a write transaction",
+                    source: source.clone(),
+                });
             }
             return;
         }
@@ -177,7 +186,7 @@ fn commit_group(state: &mut WriterState, group: Vec<Box<dyn Job>>) {
         }
         finishes.push(finish);
     }
-    let committed = tx.commit().map_err(|e| format!("sqlite: {e}"));
+    let committed = tx.commit().map_err(Arc::new);
     if committed.is_ok() {
         let bytes = rows
             .iter()
@@ -198,7 +207,10 @@ fn commit_group(state: &mut WriterState, group: Vec<Box<dyn Job>>) {
     for finish in finishes {
         finish(match &committed {
             Ok(()) => Ok(()),
-            Err(why) => Err(StoreError::Backend(why.clone())),
+            Err(source) => Err(StoreError::Sqlite {
+                op: "commit",
+                source: source.clone(),
+            }),
         });
     }
 }
