@@ -169,22 +169,25 @@ impl NodeRegistration {
             node: name.clone(),
             message: format!("cannot build the Node object: {e}"),
         })?;
-        match self.nodes.create(&PostParams::default(), &node).await {
-            Ok(n) => {
-                tracing::info!(node = %name, "node registered");
-                Ok(n)
+        // An existing Node is taken over (as kubelet does after a restart) before a create
+        // is tried: a create would first ask admission for a new pod CIDR.
+        if self.nodes.get_opt(name).await?.is_none() {
+            match self.nodes.create(&PostParams::default(), &node).await {
+                Ok(n) => {
+                    tracing::info!(node = %name, "node registered");
+                    return Ok(n);
+                }
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                let patch = json!({"metadata": {"labels": self.identity.labels()}});
-                self.nodes
-                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?;
-                let n = self.report(true).await?;
-                tracing::info!(node = %name, "node already registered; took it over");
-                Ok(n)
-            }
-            Err(e) => Err(e.into()),
         }
+        let patch = json!({"metadata": {"labels": self.identity.labels()}});
+        self.nodes
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let n = self.report(true).await?;
+        tracing::info!(node = %name, "node already registered; took it over");
+        Ok(n)
     }
 
     /// Writes the Node's status: Ready (or not) with fresh heartbeats.

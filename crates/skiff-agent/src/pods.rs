@@ -25,6 +25,9 @@ use crate::sandbox::Sandboxes;
 
 /// How often housekeeping looks for containers and sandboxes of pods that are gone.
 const HOUSEKEEPING: Duration = Duration::from_secs(2);
+/// Seconds between SIGTERM and SIGKILL for containers of pods the API no longer has
+/// (kubelet's override for orphaned pods).
+const ORPHAN_GRACE: i64 = 1;
 
 /// What every sync shares.
 pub struct Ctx {
@@ -65,23 +68,21 @@ impl Ctx {
         Ok(())
     }
 
-    /// Stops and removes what runs for pods that `store` does not have (deleted while the
-    /// agent was down, or force-deleted): SIGTERM, their grace period, SIGKILL.
+    /// Stops and removes what runs for pods that `store` does not have (force-deleted, or
+    /// deleted while the agent was down): as kubelet kills such orphans, SIGTERM and
+    /// [`ORPHAN_GRACE`] before SIGKILL — a pod that is gone from the API no longer has a
+    /// grace period to honour (a graceful delete waits for its node).
     pub(crate) async fn housekeeping(&self, store: &Store<Pod>) -> Result<()> {
         let known: HashSet<String> = store
             .state()
             .iter()
             .filter_map(|p| p.metadata.uid.clone())
             .collect();
-        let mut orphans: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+        let mut orphans: HashMap<String, Vec<String>> = HashMap::new();
         for (id, l) in observe::labelled(&self.engine, labels::POD_UID).await? {
             let uid = l.get(labels::POD_UID).cloned().unwrap_or_default();
             if !known.contains(&uid) {
-                let grace = l
-                    .get(labels::GRACE_PERIOD)
-                    .and_then(|g| g.parse().ok())
-                    .unwrap_or(30);
-                orphans.entry(uid).or_default().push((id, grace));
+                orphans.entry(uid).or_default().push(id);
             }
         }
         for uid in self.sandboxes.uids() {
@@ -94,9 +95,9 @@ impl Ctx {
                 uid,
                 "removing the containers and sandbox of a pod that is gone"
             );
-            let stops = containers.iter().map(|(id, grace)| {
+            let stops = containers.iter().map(|id| {
                 self.engine
-                    .container_stop(id, Some("SIGTERM"), Some(*grace))
+                    .container_stop(id, Some("SIGTERM"), Some(ORPHAN_GRACE))
             });
             futures::future::join_all(stops).await;
             self.remove_pod_resources(&uid).await?;
