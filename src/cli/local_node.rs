@@ -65,6 +65,7 @@ pub struct LocalNode {
     docker_api: tokio::task::JoinHandle<()>,
     socket: PathBuf,
     stop: tokio::sync::watch::Sender<bool>,
+    api: std::sync::Arc<skiff_apiserver::ApiState>,
 }
 
 impl LocalNode {
@@ -163,23 +164,64 @@ impl LocalNode {
                     skiff_agent::chain(&e)
                 )
             })?;
+        let node_name = agent.node_name.clone();
+        server
+            .state
+            .connect_node(&node_name, std::sync::Arc::new(LocalStreams(agent.logs())));
         Ok(LocalNode {
             engine,
             agent,
             docker_api,
             socket,
             stop: stop_tx,
+            api: server.state.clone(),
         })
     }
 
     /// Stops the agent (the node is reported NotReady; pod containers keep running under their
     /// shims), the Docker API and the engine.
     pub async fn stop(self) {
+        self.api.disconnect_node(&self.agent.node_name);
         self.stop.send_replace(true);
         self.agent.stop().await;
         let _ = self.docker_api.await;
         self.engine.shutdown().await;
         let _ = std::fs::remove_file(&self.socket);
         tracing::info!("local node stopped; pod containers keep running");
+    }
+}
+
+/// The local node's pod streams, handed to the API server in-process (remote nodes will be
+/// reached through the kubelet API): the agent's errors as the API's kinds.
+struct LocalStreams(skiff_agent::logs::PodLogs);
+
+impl skiff_apiserver::nodes::NodeStreams for LocalStreams {
+    fn logs(
+        &self,
+        pod: serde_json::Value,
+        opts: skiff_apiserver::nodes::LogOptions,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<skiff_apiserver::nodes::ByteStream, skiff_apiserver::ApiError>,
+    > {
+        let logs = self.0.clone();
+        Box::pin(async move {
+            let req = skiff_agent::logs::LogRequest {
+                container: opts.container,
+                follow: opts.follow,
+                previous: opts.previous,
+                tail_lines: opts.tail_lines,
+                since: opts.since,
+                timestamps: opts.timestamps,
+                limit_bytes: opts.limit_bytes,
+            };
+            logs.logs(pod, req).await.map_err(|e| match e {
+                skiff_agent::logs::LogsError::Waiting { .. }
+                | skiff_agent::logs::LogsError::NoPrevious { .. } => {
+                    skiff_apiserver::ApiError::bad_request(e.to_string())
+                }
+                other => skiff_apiserver::ApiError::internal(skiff_agent::chain(&other)),
+            })
+        })
     }
 }

@@ -14,7 +14,8 @@
 //!
 //! Layout: [`node`] (Node, Lease), [`pods`] (the watch loop and housekeeping), `sync` (one
 //! pod's step), `status`, [`sandbox`] and `etc` (what a pod's containers share), `spec`
-//! (pod container → engine container), `observe` (engine → pod containers), [`labels`].
+//! (pod container → engine container), `observe` (engine → pod containers), [`labels`],
+//! [`logs`] (`pods/log`).
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ mod error;
 mod etc;
 mod events;
 pub mod labels;
+pub mod logs;
 pub mod machine;
 pub mod node;
 mod observe;
@@ -103,6 +105,7 @@ impl AgentConfig {
 /// A running node agent.
 pub struct Agent {
     stop: tokio::sync::watch::Sender<bool>,
+    engine: Arc<Engine>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     pub node_name: String,
     pub pod_cidr: Ipv4Net,
@@ -170,7 +173,7 @@ impl Agent {
 
         let ctx = Arc::new(pods::Ctx {
             cgroup_parent: engine.config().cgroup_parent.clone(),
-            engine,
+            engine: engine.clone(),
             events: events::Recorder::new(client.clone(), cfg.node_name.clone()),
             client,
             sandboxes,
@@ -187,10 +190,16 @@ impl Agent {
         ];
         Ok(Agent {
             stop,
+            engine,
             tasks,
             node_name: cfg.node_name,
             pod_cidr,
         })
+    }
+
+    /// Reads the logs of this node's pods.
+    pub fn logs(&self) -> logs::PodLogs {
+        logs::PodLogs::new(self.engine.clone())
     }
 
     /// Stops the agent: the pod loop ends (pod containers keep running) and the node is

@@ -21,6 +21,7 @@ pub mod kinds;
 pub mod metrics;
 mod namespaces;
 pub mod nodeipam;
+pub mod nodes;
 pub mod object;
 mod openapi;
 pub mod patch;
