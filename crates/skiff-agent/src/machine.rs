@@ -35,7 +35,7 @@ impl Resources {
             .and_then(|m| meminfo_total(&m))
             .unwrap_or(0);
         let ephemeral_storage_bytes = nix::sys::statvfs::statvfs(storage_dir)
-            .map(|s| s.blocks() as u64 * s.fragment_size() as u64)
+            .map(|s| s.blocks() * s.fragment_size())
             .unwrap_or(0);
         Resources {
             cpus,
