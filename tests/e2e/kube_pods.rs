@@ -490,3 +490,133 @@ fn pods_survive_a_sigkill_of_the_server_and_are_adopted() {
     let out = node.kubectl(&["wait", "--for=condition=Ready", "pod/keep", "--timeout=30s"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+const CONFIGURED: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {MODE: fast, LEVEL: "3"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: hunter2}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: configured
+  labels: {tier: backend}
+spec:
+  nodeName: NODE
+  restartPolicy: Never
+  initContainers:
+  - name: setup
+    image: busybox:1
+    command: ["sh", "-c", "echo init ran"]
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sh", "-c", "env | sort"]
+    envFrom:
+    - configMapRef: {name: settings}
+      prefix: CFG_
+    env:
+    - name: PASSWORD
+      valueFrom: {secretKeyRef: {name: creds, key: password}}
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - name: TIER
+      valueFrom: {fieldRef: {fieldPath: "metadata.labels['tier']"}}
+    - name: POD_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    - name: COMBINED
+      value: "$(CFG_MODE)/$(POD_NAME)"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: waits-for-config}
+spec:
+  nodeName: NODE
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sh", "-c", "echo got $LATE; sleep 100000"]
+    env:
+    - name: LATE
+      valueFrom: {configMapKeyRef: {name: late, key: value}}
+"#;
+
+#[test]
+fn env_from_config_maps_secrets_and_the_downward_api_after_init_containers() {
+    let node = Node::start();
+    node.create(CONFIGURED);
+    node.wait_pod("configured", "{.status.phase}", "Succeeded", |p| {
+        p == "Succeeded"
+    });
+    assert_eq!(
+        node.pod_field(
+            "configured",
+            "{.status.initContainerStatuses[0].state.terminated.reason}"
+        ),
+        "Completed"
+    );
+    assert!(kubectl_logs(&node, &["configured", "-c", "setup"]).contains("init ran"));
+    let env = kubectl_logs(&node, &["configured", "-c", "main"]);
+    let ip = node.pod_field("configured", "{.status.podIP}");
+    for want in [
+        "CFG_MODE=fast".to_string(),
+        "CFG_LEVEL=3".into(),
+        "PASSWORD=hunter2".into(),
+        "POD_NAME=configured".into(),
+        "TIER=backend".into(),
+        format!("POD_IP={ip}"),
+        "COMBINED=fast/configured".into(),
+    ] {
+        assert!(
+            env.lines().any(|l| l == want),
+            "missing {want:?} in:\n{env}"
+        );
+    }
+    // The init container finished before the app container started.
+    let init_done = node.pod_field(
+        "configured",
+        "{.status.initContainerStatuses[0].state.terminated.finishedAt}",
+    );
+    let main_started = node.pod_field(
+        "configured",
+        "{.status.containerStatuses[0].state.terminated.startedAt}",
+    );
+    assert!(init_done <= main_started, "{init_done} > {main_started}");
+
+    // A missing ConfigMap holds the container back with the reason; once it exists, the pod
+    // starts (level-triggered).
+    node.wait_pod(
+        "waits-for-config",
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        "CreateContainerConfigError",
+        |r| r == "CreateContainerConfigError",
+    );
+    let message = node.pod_field(
+        "waits-for-config",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert_eq!(message, "configmap \"late\" not found");
+    node.kubectl_ok(&[
+        "create",
+        "configmap",
+        "late",
+        "--from-literal=value=arrived",
+    ]);
+    node.wait_pod("waits-for-config", "{.status.phase}", "Running", |p| {
+        p == "Running"
+    });
+    let out = poll(Duration::from_secs(30), || {
+        let l = kubectl_logs(&node, &["waits-for-config"]);
+        l.contains("got arrived").then_some(l)
+    });
+    assert!(
+        out.is_some(),
+        "{}",
+        kubectl_logs(&node, &["waits-for-config"])
+    );
+}

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod backoff;
+mod env;
 mod error;
 mod etc;
 mod events;

@@ -1,5 +1,6 @@
 //! A pod container as an engine container: Docker's create body from the pod spec, with
-//! Kubernetes' semantics for `command`/`args` (and `$(VAR)` expansion), `env`, `workingDir`,
+//! Kubernetes' semantics for `command`/`args` (and `$(VAR)` expansion), the environment,
+//! `workingDir`,
 //! `resources.limits` and the sandbox's namespaces and files.
 
 use std::collections::HashMap;
@@ -67,23 +68,6 @@ pub fn expand(input: &str, env: &HashMap<String, String>) -> String {
     out
 }
 
-/// The container's environment, in order, each value expanded against the ones before it.
-/// (`valueFrom` sources come with a later slice: such variables are left out.)
-pub fn environment(c: &Container) -> Vec<(String, String)> {
-    let mut seen: HashMap<String, String> = HashMap::new();
-    let mut out: Vec<(String, String)> = Vec::new();
-    for e in c.env.iter().flatten() {
-        let Some(v) = e.value.as_deref().or(e.value_from.is_none().then_some("")) else {
-            continue;
-        };
-        let value = expand(v, &seen);
-        seen.insert(e.name.clone(), value.clone());
-        out.retain(|(k, _)| k != &e.name);
-        out.push((e.name.clone(), value));
-    }
-    out
-}
-
 /// Everything that decides one engine container of a pod.
 pub struct Plan<'a> {
     pub pod: &'a Pod,
@@ -93,6 +77,8 @@ pub struct Plan<'a> {
     pub sandbox: &'a PodSandbox,
     /// The pod's cgroup (`<parent>/kubepods/pod<uid>`).
     pub cgroup_parent: &'a str,
+    /// The container's environment ([`crate::env::environment`]).
+    pub env: &'a [(String, String)],
 }
 
 impl Plan<'_> {
@@ -101,7 +87,7 @@ impl Plan<'_> {
         let c = self.container;
         let pod = self.pod;
         let spec = pod.spec.clone().unwrap_or_default();
-        let env = environment(c);
+        let env = self.env;
         let vars: HashMap<String, String> = env.iter().cloned().collect();
         let expand_all = |v: &Option<Vec<String>>| -> Option<Vec<String>> {
             v.as_ref()
@@ -233,19 +219,5 @@ mod tests {
         assert_eq!(expand("$(MISSING) $A", &env), "$(MISSING) $A");
         assert_eq!(expand("$(A", &env), "$(A");
         assert_eq!(expand("a$$b", &env), "a$b");
-    }
-
-    #[test]
-    fn env_values_see_earlier_ones() {
-        let c: Container = serde_json::from_value(json!({
-            "name": "c",
-            "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "$(A)2"},
-                    {"name": "C", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-        }))
-        .unwrap();
-        assert_eq!(
-            environment(&c),
-            vec![("A".into(), "1".into()), ("B".into(), "12".into())]
-        );
     }
 }

@@ -19,6 +19,8 @@ use crate::spec::{Kind, Plan};
 
 /// Resync when nothing else triggers one.
 pub const RESYNC: Duration = Duration::from_secs(30);
+/// Look again this soon at a container whose ConfigMap or Secret is missing.
+const CONFIG_RETRY: Duration = Duration::from_secs(5);
 
 /// A container that is not running and why (`state.waiting` of its status).
 #[derive(Debug, Clone)]
@@ -225,7 +227,34 @@ impl Ctx {
         if !self.image_ready(pod, c, kind, out).await {
             return Ok(());
         }
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let sources = crate::env::EnvSources::fetch(&self.client, namespace, c).await?;
+        let host_ip = self.node_ip.to_string();
+        let pod_ip = sandbox.ip.map(|ip| ip.to_string());
+        let downward = crate::env::Downward {
+            pod_ip: pod_ip
+                .as_deref()
+                .or(sandbox.host_network.then_some(host_ip.as_str())),
+            host_ip: &host_ip,
+        };
+        let env = match crate::env::environment(pod, c, &sources, &downward) {
+            Ok(env) => env,
+            Err(msg) => {
+                let fp = field_path(kind, &c.name);
+                self.events.pod(
+                    pod,
+                    Some(&fp),
+                    Type::Warning,
+                    "Failed",
+                    format!("Error: {msg}"),
+                );
+                out.wait(&c.name, "CreateContainerConfigError", msg);
+                out.again_in(CONFIG_RETRY);
+                return Ok(());
+            }
+        };
         let plan = Plan {
+            env: &env,
             pod,
             container: c,
             kind,
