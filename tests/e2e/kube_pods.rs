@@ -620,3 +620,137 @@ fn env_from_config_maps_secrets_and_the_downward_api_after_init_containers() {
         kubectl_logs(&node, &["waits-for-config"])
     );
 }
+
+const VOLUMES: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: site}
+data: {greeting: hello-v1, other: x}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: token}
+stringData: {value: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: shared}
+spec:
+  nodeName: NODE
+  volumes:
+  - {name: scratch, emptyDir: {}}
+  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
+  - name: config
+    configMap: {name: site}
+  - name: secret
+    secret:
+      secretName: token
+      items: [{key: value, path: nested/token, mode: 0400}]
+  containers:
+  - name: server
+    image: busybox:1
+    command: ["sh", "-c", "echo from-server > /data/msg; httpd -f -p 8080 -h /data"]
+    volumeMounts: [{name: scratch, mountPath: /data}]
+  - name: client
+    image: busybox:1
+    command:
+    - sh
+    - -c
+    - |
+      until wget -q -O /tmp/got http://127.0.0.1:8080/msg; do sleep 0.2; done
+      echo "fetched $(cat /tmp/got)"
+      echo "secret $(cat /secret/nested/token) mode $(stat -c %a /secret/nested/token)"
+      touch /config/nope 2>/dev/null || echo "config read-only"
+      dd if=/dev/zero of=/mem/big bs=1024 count=2048 2>/dev/null || echo "memory volume full"
+      mount | grep -q ' /mem type tmpfs' && echo "mem is tmpfs"
+      while true; do echo "greeting $(cat /config/greeting)"; sleep 1; done
+    volumeMounts:
+    - {name: scratch, mountPath: /shared, readOnly: true}
+    - {name: mem, mountPath: /mem}
+    - {name: config, mountPath: /config}
+    - {name: secret, mountPath: /secret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: missing-volume}
+spec:
+  nodeName: NODE
+  volumes: [{name: config, configMap: {name: absent}}]
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sleep", "100000"]
+    volumeMounts: [{name: config, mountPath: /config}]
+"#;
+
+#[test]
+fn containers_of_a_pod_share_volumes_and_localhost_and_config_updates_in_place() {
+    let node = Node::start();
+    node.create(VOLUMES);
+    let out = node.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/shared",
+        "--timeout=90s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        node.explain("shared")
+    );
+    let logs = poll(Duration::from_secs(30), || {
+        let l = kubectl_logs(&node, &["shared", "-c", "client"]);
+        l.contains("greeting").then_some(l)
+    })
+    .unwrap_or_else(|| panic!("{}", node.explain("shared")));
+    for want in [
+        "fetched from-server",
+        "secret s3cret mode 400",
+        "config read-only",
+        "memory volume full",
+        "mem is tmpfs",
+        "greeting hello-v1",
+    ] {
+        assert!(logs.contains(want), "missing {want:?} in:\n{logs}");
+    }
+    // A ConfigMap change reaches the running container's files.
+    node.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "site",
+        "-p",
+        r#"{"data":{"greeting":"hello-v2"}}"#,
+    ]);
+    let updated = poll(Duration::from_secs(90), || {
+        kubectl_logs(&node, &["shared", "-c", "client", "--tail=1"])
+            .contains("greeting hello-v2")
+            .then_some(())
+    });
+    assert!(
+        updated.is_some(),
+        "the configMap volume was not updated in place"
+    );
+
+    // A volume whose ConfigMap does not exist keeps the pod in ContainerCreating, with the
+    // reason in its events.
+    node.wait_pod(
+        "missing-volume",
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        "ContainerCreating",
+        |r| r == "ContainerCreating",
+    );
+    let events = poll(Duration::from_secs(30), || {
+        let e = node.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=missing-volume",
+        ]);
+        e.contains("FailedMount").then_some(e)
+    });
+    let events = events.unwrap_or_default();
+    assert!(
+        events.contains("configmap \"absent\" not found"),
+        "{events}"
+    );
+}

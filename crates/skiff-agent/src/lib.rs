@@ -35,6 +35,7 @@ pub mod sandbox;
 mod spec;
 mod status;
 mod sync;
+mod volumes;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;

@@ -214,6 +214,18 @@ impl Sandboxes {
     pub async fn remove(&self, uid: &str) -> Result<()> {
         self.net.remove_sandbox(uid).await?;
         let dir = self.pod_dir(uid);
+        // Memory-backed emptyDir volumes are tmpfs mounts in the pod's directory.
+        let empty_dirs = dir.join("volumes").join("empty-dir");
+        for v in std::fs::read_dir(&empty_dirs)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            match umount2(&v.path(), MntFlags::MNT_DETACH) {
+                Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+                Err(e) => return Err(e).ctx(|| format!("unmount {}", v.path().display())),
+            }
+        }
         for m in ["ns-ipc", "ns-uts", "shm"] {
             match umount2(&dir.join(m), MntFlags::MNT_DETACH) {
                 Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}

@@ -79,6 +79,8 @@ pub struct Plan<'a> {
     pub cgroup_parent: &'a str,
     /// The container's environment ([`crate::env::environment`]).
     pub env: &'a [(String, String)],
+    /// Its volume mounts as engine mounts ([`crate::volumes::mounts`]).
+    pub mounts: &'a [Value],
 }
 
 impl Plan<'_> {
@@ -161,6 +163,7 @@ impl Plan<'_> {
             "UtsMode": uts,
             "CgroupParent": self.cgroup_parent,
             "Binds": binds,
+            "Mounts": self.mounts,
             "RestartPolicy": {"Name": "no"},
             "LogConfig": {"Type": "json-file", "Config": {}},
         });

@@ -54,6 +54,12 @@ impl Outcome {
     }
 }
 
+/// What a pod's containers are set up in: its sandbox and its volumes.
+struct Setup<'a> {
+    sandbox: &'a crate::sandbox::PodSandbox,
+    volumes: &'a HashMap<String, crate::volumes::Ready>,
+}
+
 pub(crate) fn pod_ref(pod: &Pod) -> String {
     format!(
         "{}_{}({})",
@@ -123,6 +129,21 @@ impl Ctx {
                 return Err(e);
             }
         };
+        let volumes = match crate::volumes::prepare(&self.client, pod, &sandbox).await {
+            Ok(v) => v,
+            Err(msg) => {
+                // kubelet: the containers stay ContainerCreating until the volumes mount.
+                self.events
+                    .pod(pod, None, Type::Warning, "FailedMount", msg);
+                self.write_status(pod, &instances, &out, Some(&sandbox))
+                    .await?;
+                return Ok(CONFIG_RETRY);
+            }
+        };
+        let setup = Setup {
+            sandbox: &sandbox,
+            volumes: &volumes,
+        };
         let spec = pod.spec.clone().unwrap_or_default();
         let policy = spec.restart_policy.as_deref().unwrap_or("Always");
         let mut initialized = true;
@@ -136,7 +157,7 @@ impl Ctx {
                     let _ = i;
                 }
                 _ => {
-                    self.step(pod, c, Kind::Init, last, &sandbox, &mut out)
+                    self.step(pod, c, Kind::Init, last, &setup, &mut out)
                         .await?;
                 }
             }
@@ -157,8 +178,7 @@ impl Ctx {
                     },
                 };
                 if restart {
-                    self.step(pod, c, Kind::App, last, &sandbox, &mut out)
-                        .await?;
+                    self.step(pod, c, Kind::App, last, &setup, &mut out).await?;
                 }
             }
         }
@@ -176,9 +196,10 @@ impl Ctx {
         c: &Container,
         kind: Kind,
         last: Option<&Instance>,
-        sandbox: &crate::sandbox::PodSandbox,
+        setup: &Setup<'_>,
         out: &mut Outcome,
     ) -> Result<()> {
+        let (sandbox, volumes) = (setup.sandbox, setup.volumes);
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let key = format!("{uid}/{}", c.name);
         if let Some(i) = last.filter(|i| i.status == "created" && !i.start_failed()) {
@@ -253,8 +274,17 @@ impl Ctx {
                 return Ok(());
             }
         };
+        let mounts = match crate::volumes::mounts(c, volumes) {
+            Ok(m) => m,
+            Err(msg) => {
+                out.wait(&c.name, "CreateContainerConfigError", msg);
+                out.again_in(CONFIG_RETRY);
+                return Ok(());
+            }
+        };
         let plan = Plan {
             env: &env,
+            mounts: &mounts,
             pod,
             container: c,
             kind,
