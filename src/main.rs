@@ -26,7 +26,7 @@ enum Command {
     /// Run the container engine, serving the Docker Engine API on a unix socket
     Daemon(cli::daemon::Args),
     /// Run the control plane, serving the Kubernetes API over HTTPS
-    Server(cli::server::Args),
+    Server(Box<cli::server::Args>),
     /// Internal: the per-container shim, started by the daemon
     #[command(hide = true)]
     Shim(cli::shim::Args),
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
         }
         Command::Server(args) => {
             cli::init_logging();
-            cli::server::run(args)
+            cli::server::run(*args)
         }
         Command::Client(command) => return cli::client::run(command),
     };

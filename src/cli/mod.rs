@@ -4,6 +4,7 @@
 pub mod client;
 mod controllers;
 pub mod daemon;
+pub mod local_node;
 pub mod server;
 pub mod shim;
 

@@ -1,6 +1,8 @@
 //! `skiff server`: opens the datastore and serves the Kubernetes API over HTTPS until SIGTERM
 //! or SIGINT. On first start it creates the cluster CA, certificates, an admin token and
-//! `<data-dir>/kubeconfig.yaml`.
+//! `<data-dir>/kubeconfig.yaml`. Unless `--disable-agent`, it also runs a local node: an
+//! engine (serving its Docker API on `--docker-socket` too) and the node agent on it, which
+//! talks to the API in-process as `system:node:<name>`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -46,6 +48,14 @@ pub struct Args {
     /// (kube-apiserver: 32); tests set short ones
     #[arg(long, default_value_t = 32, hide = true)]
     request_header_deadline: u64,
+    /// IPv4 range nodes get their pod CIDRs from
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    #[command(flatten)]
+    node: super::local_node::NodeArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -59,6 +69,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let store = skiff_store::open(&args.datastore, &args.data_dir)
             .await
             .context("opening the datastore")?;
+        let cluster_network = skiff_apiserver::nodeipam::ClusterNetwork::new(
+            &args.cluster_cidr,
+            args.node_cidr_mask_size,
+        )?;
         let config = skiff_apiserver::Config {
             data_dir: args.data_dir.clone(),
             bind: args.bind,
@@ -70,6 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 apiserver: None,
             },
             connections: deadlines(args.request_header_deadline),
+            cluster_network: cluster_network.clone(),
         };
         let server = skiff_apiserver::Server::bind(config, store)
             .await
@@ -80,9 +95,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 scheduler_user(),
             ))
         });
-        if !args.disable_agent {
-            tracing::info!("no local node yet: the agent is not part of this build");
-        }
+        let local = match args.disable_agent {
+            true => None,
+            false => Some(
+                super::local_node::LocalNode::start(
+                    &args.node,
+                    &args.data_dir,
+                    &cluster_network,
+                    &server,
+                )
+                .await?,
+            ),
+        };
         tracing::info!(addr = %server.addr, "Kubernetes API listening");
         println!("kubeconfig: {}", server.kubeconfig.display());
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -93,11 +117,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
             }
         };
+        // Controllers stop (and release their Lease) first; the API keeps serving until the
+        // local node has said it is NotReady.
         let shutdown = super::controllers::start(&server.state, args.disable_controllers, shutdown);
-        server.serve(shutdown).await;
+        let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(server.serve(async move {
+            let _ = api_stop_rx.await;
+        }));
+        shutdown.await;
+        if let Some(node) = local {
+            node.stop().await;
+        }
         if let Some(scheduler) = scheduler {
             scheduler.stop().await;
         }
+        let _ = api_stop_tx.send(());
+        let _ = serving.await;
         Ok(())
     })
 }

@@ -20,6 +20,8 @@ mod http;
 pub mod kinds;
 pub mod metrics;
 mod namespaces;
+pub mod nodeipam;
+pub mod nodes;
 pub mod object;
 mod openapi;
 pub mod patch;

@@ -33,6 +33,10 @@ pub struct ApiState {
     pub(crate) namespaces: Arc<crate::namespaces::NamespaceCache>,
     /// Where Services get ClusterIPs and NodePorts from.
     pub(crate) services: crate::services::ServiceNetwork,
+    /// Where Nodes get their pod CIDRs from.
+    pub(crate) cluster_network: crate::nodeipam::ClusterNetwork,
+    /// Nodes serving pod streams (logs) to this server.
+    pub(crate) nodes: crate::nodes::Nodes,
     /// Where `metrics.k8s.io` reads come from (nothing until a node feeds it).
     metrics: std::sync::RwLock<Arc<dyn crate::metrics::MetricsProvider>>,
 }
@@ -50,6 +54,8 @@ impl ApiState {
             tokens,
             namespaces: Default::default(),
             services: Default::default(),
+            cluster_network: Default::default(),
+            nodes: Default::default(),
             metrics: std::sync::RwLock::new(Arc::new(crate::metrics::NoMetrics)),
         }
     }
@@ -59,6 +65,22 @@ impl ApiState {
     pub fn with_service_network(mut self, network: crate::services::ServiceNetwork) -> Self {
         self.services = network;
         self
+    }
+
+    /// The same state giving Nodes pod CIDRs from `network` (default: /24s of 10.42.0.0/16).
+    pub fn with_cluster_network(mut self, network: crate::nodeipam::ClusterNetwork) -> Self {
+        self.cluster_network = network;
+        self
+    }
+
+    /// Pod streams (`pods/log`) of pods bound to node `name` go to `streams` from now on.
+    pub fn connect_node(&self, name: &str, streams: Arc<dyn crate::nodes::NodeStreams>) {
+        self.nodes.connect(name, streams);
+    }
+
+    /// Node `name` serves no more pod streams.
+    pub fn disconnect_node(&self, name: &str) {
+        self.nodes.disconnect(name);
     }
 
     /// Serves `metrics.k8s.io` from `provider` from now on.
@@ -123,6 +145,11 @@ enum Route {
     Discovery(Vec<String>),
     OpenApi(Vec<String>),
     Resource(Target),
+    /// `/api/v1/namespaces/NS/pods/NAME/log`: served through the pod's node.
+    PodLog {
+        namespace: String,
+        name: String,
+    },
 }
 
 fn not_found() -> ApiError {
@@ -149,6 +176,12 @@ fn parse(path: &str) -> Result<Route, ApiError> {
         }
         ["api"] | ["api", _] | ["apis"] | ["apis", _] | ["apis", _, _] => {
             return Ok(Route::Discovery(segs))
+        }
+        ["api", "v1", "namespaces", ns, "pods", name, "log"] => {
+            return Ok(Route::PodLog {
+                namespace: ns.to_string(),
+                name: name.to_string(),
+            })
         }
         _ => {}
     }
@@ -266,6 +299,25 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
                 user: &user,
             };
             handlers::dispatch(ctx, verb, body).await
+        }
+        Route::PodLog { namespace, name } => {
+            if req.method() != Method::GET {
+                return Err(ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                ));
+            }
+            auth::authorize(
+                &user,
+                &Attributes {
+                    verb: "get",
+                    group: "",
+                    resource: "pods/log",
+                    namespace: Some(&namespace),
+                },
+            )?;
+            crate::nodes::pod_log(&state, &namespace, &name, req.uri()).await
         }
         Route::Health | Route::Version => unreachable!("answered before authentication"),
     }

@@ -35,6 +35,8 @@ pub struct Config {
     pub services: crate::services::ServiceNetwork,
     /// Handshake and header deadlines, and the bound on open connections.
     pub connections: skiff_core::serve::Limits,
+    /// Where Nodes get their pod CIDRs from.
+    pub cluster_network: crate::nodeipam::ClusterNetwork,
 }
 
 /// Errors starting the server.
@@ -135,7 +137,9 @@ impl Server {
         let mut services = config.services.clone();
         services.apiserver = Some(SocketAddr::new(advertised_ip(config.bind), addr.port()));
         let state = Arc::new(
-            ApiState::new(store.clone(), tokens, encryptor.clone()).with_service_network(services),
+            ApiState::new(store.clone(), tokens, encryptor.clone())
+                .with_service_network(services)
+                .with_cluster_network(config.cluster_network.clone()),
         );
         state.bootstrap().await.map_err(ServerError::Bootstrap)?;
         Ok(Server {

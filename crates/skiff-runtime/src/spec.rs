@@ -108,6 +108,10 @@ pub struct ContainerSpec {
     pub host_pid: bool,
     pub host_ipc: bool,
     pub host_uts: bool,
+    /// Join the IPC / UTS namespace bind-mounted at this path (a pod's) instead of getting a
+    /// new one; ignored when the host's is shared.
+    pub ipc_path: Option<PathBuf>,
+    pub uts_path: Option<PathBuf>,
     /// Share the host's cgroup namespace (`--cgroupns host`, Docker's default on cgroup v1
     /// hosts) instead of getting a private one.
     pub host_cgroupns: bool,
@@ -135,7 +139,8 @@ pub struct ContainerSpec {
     /// cgroup path relative to the hierarchy root, e.g. `/skiff/<id>`; empty = `/skiff/<id>`.
     pub cgroups_path: String,
     /// Extra /etc files (host path, path in the container) bound into the container (hosts,
-    /// resolv.conf, hostname): writable like Docker's, read-only with a read-only rootfs.
+    /// resolv.conf, hostname): writable like Docker's, read-only with a read-only rootfs. A
+    /// mount of `mounts` at the same path wins, as in Docker.
     pub etc_files: Vec<(PathBuf, String)>,
     /// Host path of a minimal init (`--init`, e.g. tini): it is bind-mounted read-only at
     /// [`INIT_PATH_IN_CONTAINER`] and argv becomes `[INIT_PATH_IN_CONTAINER, "--", args…]`.

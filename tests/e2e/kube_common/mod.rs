@@ -124,6 +124,8 @@ pub struct Cluster {
     pub etcd: Option<Etcd>,
     /// Extra `skiff server` arguments this cluster was started with.
     pub server_args: Vec<String>,
+    /// Whether `skiff server` runs its local node (otherwise `--disable-agent`).
+    pub local_node: bool,
 }
 
 impl Cluster {
@@ -133,6 +135,16 @@ impl Cluster {
 
     /// Starts a cluster whose `skiff server` gets `server_args` too.
     pub fn start_with(datastore: Datastore, server_args: &[&str]) -> Cluster {
+        Cluster::start_full(datastore, server_args, false)
+    }
+
+    /// Starts a cluster whose `skiff server` runs its local node (agent and engine) with
+    /// `server_args`; the caller cleans up what the node leaves on the host.
+    pub fn start_with_node(server_args: &[&str]) -> Cluster {
+        Cluster::start_full(Datastore::Sqlite, server_args, true)
+    }
+
+    fn start_full(datastore: Datastore, server_args: &[&str], local_node: bool) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("skiff-kube")
             .tempdir()
@@ -145,6 +157,7 @@ impl Cluster {
             port: free_port(),
             etcd,
             server_args: server_args.iter().map(|a| a.to_string()).collect(),
+            local_node,
         };
         c.boot();
         c
@@ -186,8 +199,10 @@ impl Cluster {
             .arg(port.to_string())
             .arg("--datastore")
             .arg(self.datastore_arg())
-            .arg("--disable-agent")
             .args(&self.server_args);
+        if !self.local_node {
+            cmd.arg("--disable-agent");
+        }
         cmd
     }
 
@@ -218,9 +233,30 @@ impl Cluster {
         );
     }
 
-    /// Kills the server (SIGKILL), as a crash.
+    /// The server's process id, while it runs.
+    pub fn server_pid(&self) -> Option<u32> {
+        self.server.as_ref().map(|g| g.0.id())
+    }
+
+    /// Stops the server with SIGKILL (not started again).
     pub fn kill_server(&mut self) {
         self.server = None;
+    }
+
+    /// Starts the server again after [`Cluster::kill_server`] or after it exited.
+    pub fn start_server(&mut self) {
+        self.server = None;
+        self.boot();
+    }
+
+    /// Waits (at most `timeout`) for the server to exit on its own, e.g. after SIGTERM.
+    pub fn wait_server_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let guard = self.server.as_mut()?;
+        let status = poll(timeout, || guard.0.try_wait().ok().flatten());
+        if status.is_some() {
+            self.server = None;
+        }
+        status
     }
 
     /// Stops the server (SIGKILL) and starts it again on the same data.

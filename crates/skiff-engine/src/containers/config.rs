@@ -446,6 +446,9 @@ pub(crate) enum Network {
     Host,
     /// `container:<name|id>`.
     Container(String),
+    /// `ns:<path>`: join the network namespace bind-mounted at `path` (podman's syntax; a
+    /// pod's sandbox, set up by its owner, who also gives the container its /etc files).
+    Path(std::path::PathBuf),
 }
 
 pub(crate) fn network(mode: Option<&str>) -> Result<Network> {
@@ -453,14 +456,42 @@ pub(crate) fn network(mode: Option<&str>) -> Result<Network> {
         "" | "default" | "bridge" => Ok(Network::Named("bridge".into())),
         "none" => Ok(Network::None),
         "host" => Ok(Network::Host),
-        m => match m.strip_prefix("container:") {
-            Some(c) if !c.is_empty() => Ok(Network::Container(c.to_string())),
-            Some(_) => Err(EngineError::invalid(format!(
-                "invalid network mode: {m}: a container name or id is needed"
-            ))),
-            None => Ok(Network::Named(m.to_string())),
-        },
+        m => {
+            if let Some(path) = namespace_path(m)? {
+                return Ok(Network::Path(path));
+            }
+            match m.strip_prefix("container:") {
+                Some(c) if !c.is_empty() => Ok(Network::Container(c.to_string())),
+                Some(_) => Err(EngineError::invalid(format!(
+                    "invalid network mode: {m}: a container name or id is needed"
+                ))),
+                None => Ok(Network::Named(m.to_string())),
+            }
+        }
     }
+}
+
+/// `ns:<absolute path>` (podman's syntax for `--network`, `--ipc` and `--uts`): the namespace
+/// file to join. None for every other mode.
+pub(crate) fn namespace_path(mode: &str) -> Result<Option<std::path::PathBuf>> {
+    let Some(path) = mode.strip_prefix("ns:") else {
+        return Ok(None);
+    };
+    let path = std::path::Path::new(path);
+    if !path.is_absolute() {
+        return Err(EngineError::invalid(format!(
+            "invalid namespace mode {mode:?}: ns: takes an absolute path"
+        )));
+    }
+    Ok(Some(path.to_path_buf()))
+}
+
+/// Validates `IpcMode` and `UtsMode` values skiff does more with than Docker's `host`.
+pub(crate) fn validate_namespace_modes(hc: &HostConfig) -> Result<()> {
+    for mode in [&hc.ipc_mode, &hc.uts_mode].into_iter().flatten() {
+        namespace_path(mode)?;
+    }
+    Ok(())
 }
 
 /// Parses a signal given as `SIGTERM`, `TERM`, `term` or `15`.
@@ -716,6 +747,11 @@ mod tests {
             Network::Named("mynet".into())
         );
         assert!(network(Some("container:")).is_err());
+        assert_eq!(
+            network(Some("ns:/run/netns/p")).unwrap(),
+            Network::Path("/run/netns/p".into())
+        );
+        assert!(network(Some("ns:relative")).is_err());
     }
 
     #[test]

@@ -35,6 +35,7 @@ impl Engine {
             config::docker_defaults(&mut hc, skiff_runtime::cgroups::unified_only())?;
         config::logging(&hc)?;
         let network = config::network(hc.network_mode.as_deref())?;
+        config::validate_namespace_modes(&hc)?;
         if let config::Network::Container(other) = &network {
             self.find(other)?;
             // The container takes the name, resolver and hosts of the one whose network

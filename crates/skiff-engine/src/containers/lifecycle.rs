@@ -203,6 +203,8 @@ impl Engine {
             host_pid: hc.pid_mode.as_deref() == Some("host"),
             host_ipc: hc.ipc_mode.as_deref() == Some("host"),
             host_uts: hc.uts_mode.as_deref() == Some("host"),
+            ipc_path: config::namespace_path(hc.ipc_mode.as_deref().unwrap_or(""))?,
+            uts_path: config::namespace_path(hc.uts_mode.as_deref().unwrap_or(""))?,
             host_cgroupns: config::host_cgroupns(hc),
             privileged: hc.privileged.unwrap_or(false),
             cap_add: hc.cap_add.clone().unwrap_or_default(),

@@ -545,7 +545,7 @@ impl Engine {
             )));
         }
         match config::network(rec.host_config.network_mode.as_deref())? {
-            Mode::Host | Mode::Container(_) => {
+            Mode::Host | Mode::Container(_) | Mode::Path(_) => {
                 return Err(EngineError::invalid(
                     "container sharing network namespace with another container or host cannot be connected to any other network",
                 ))

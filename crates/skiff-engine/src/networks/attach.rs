@@ -106,6 +106,8 @@ impl Engine {
                 };
                 Ok((NetworkMode::Path(path), other.dir.clone(), rec))
             }
+            // A pod's sandbox: its owner made it and gives the container its /etc files.
+            Network::Path(path) => Ok((NetworkMode::Path(path), c.dir.clone(), rec)),
             Network::None | Network::Named(_) => {
                 let path = self.sandbox_up(c, &rec).await?;
                 Ok((NetworkMode::Path(path), c.dir.clone(), rec))

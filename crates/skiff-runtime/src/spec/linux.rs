@@ -161,7 +161,9 @@ pub fn mounts(c: &ContainerSpec) -> Result<Vec<Mount>, SpecError> {
         });
     }
     for (source, dest) in &c.etc_files {
-        user.push(bind(source, dest, c.read_only_rootfs)?);
+        if !user.iter().any(|m| m.destination() == Path::new(dest)) {
+            user.push(bind(source, dest, c.read_only_rootfs)?);
+        }
     }
     if let Some(init) = &c.init_path {
         user.push(bind(init, INIT_PATH_IN_CONTAINER, true)?);
@@ -195,10 +197,10 @@ pub fn namespaces(c: &ContainerSpec) -> Result<Vec<LinuxNamespace>, SpecError> {
         out.push(ns(LinuxNamespaceType::Pid, None)?);
     }
     if !c.host_ipc {
-        out.push(ns(LinuxNamespaceType::Ipc, None)?);
+        out.push(ns(LinuxNamespaceType::Ipc, c.ipc_path.as_ref())?);
     }
     if !c.host_uts {
-        out.push(ns(LinuxNamespaceType::Uts, None)?);
+        out.push(ns(LinuxNamespaceType::Uts, c.uts_path.as_ref())?);
     }
     match &c.network {
         NetworkMode::Isolated => out.push(ns(LinuxNamespaceType::Network, None)?),

@@ -505,6 +505,40 @@ fn namespaces_follow_network_and_host_modes() {
 }
 
 #[test]
+fn pod_members_join_ipc_and_uts_namespaces_and_own_etc_files() {
+    let r = rootfs();
+    let mut c = base(r.path());
+    c.ipc_path = Some("/run/skiff/pods/p/ipc".into());
+    c.uts_path = Some("/run/skiff/pods/p/uts".into());
+    c.etc_files = vec![("/engine/hosts".into(), "/etc/hosts".into())];
+    c.mounts = vec![MountSpec::Bind {
+        source: "/pod/etc-hosts".into(),
+        destination: "/etc/hosts".into(),
+        read_only: false,
+    }];
+    let spec = generate(&c).unwrap();
+    let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+    let path_of = |t: LinuxNamespaceType| ns.iter().find(|n| n.typ() == t).unwrap().path().clone();
+    assert_eq!(
+        path_of(LinuxNamespaceType::Ipc),
+        Some(PathBuf::from("/run/skiff/pods/p/ipc"))
+    );
+    assert_eq!(
+        path_of(LinuxNamespaceType::Uts),
+        Some(PathBuf::from("/run/skiff/pods/p/uts"))
+    );
+    let hosts: Vec<_> = spec
+        .mounts()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter(|m| m.destination() == std::path::Path::new("/etc/hosts"))
+        .collect();
+    assert_eq!(hosts.len(), 1, "one mount at /etc/hosts: {hosts:?}");
+    assert_eq!(hosts[0].source(), &Some(PathBuf::from("/pod/etc-hosts")));
+}
+
+#[test]
 fn sysctls_must_be_namespaced() {
     let r = rootfs();
     let mut c = base(r.path());

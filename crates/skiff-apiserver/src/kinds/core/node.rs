@@ -1,12 +1,16 @@
 //! core/v1 Nodes: registered by their agents with their status (kept on create), printed
 //! with readiness, roles and system info.
 
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Node;
 use k8s_pb::api::core::v1 as pb;
 use serde_json::{json, Value};
 
-use crate::registry::Strategy;
+use crate::error::ApiError;
+use crate::nodeipam;
+use crate::registry::{Admission, Strategy};
 use crate::resources::{Entry, Sub};
+use crate::router::ApiState;
 use crate::table::{age, arr, col, join_or, name, str_at, str_or_none, wide, Column, AGE, NAME};
 
 pub struct Nodes;
@@ -38,6 +42,46 @@ impl Strategy for Nodes {
 
     fn cells(&self, obj: &Value) -> Vec<Value> {
         node_cells(obj)
+    }
+
+    /// Pod CIDRs ([`nodeipam`]): reserved on create, kept and never changed on update, freed
+    /// when the create is given up and when the Node is deleted. Each hook frees only a
+    /// subnet this Node's uid holds.
+    fn admit<'a>(
+        &'a self,
+        state: &'a ApiState,
+        op: Admission<'a>,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            match op {
+                Admission::Create { obj, dry_run, .. } => {
+                    nodeipam::allocate(state, obj, dry_run).await
+                }
+                Admission::CreateAborted { obj, dry_run } => {
+                    if !dry_run {
+                        nodeipam::release(state, obj).await;
+                    }
+                    Ok(())
+                }
+                Admission::Update {
+                    new,
+                    old,
+                    sub: None,
+                    dry_run,
+                } => nodeipam::update(state, old, new, dry_run).await,
+                Admission::UpdateAborted { new, old, dry_run } => {
+                    if !dry_run && new["spec"]["podCIDR"] != old["spec"]["podCIDR"] {
+                        nodeipam::release(state, new).await;
+                    }
+                    Ok(())
+                }
+                Admission::Deleted { obj } => {
+                    nodeipam::release(state, obj).await;
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        })
     }
 }
 

@@ -1,0 +1,756 @@
+//! Pods on the local node of `skiff server`, driven with the real kubectl: the node registers
+//! and heartbeats, pods bound to it (`spec.nodeName`; no scheduler yet) run on its engine in a
+//! sandbox with an address from its pod CIDR, report status as kubelet does, restart by their
+//! policy, are deleted gracefully or by force, and survive a SIGKILL of the server.
+
+mod kube_common;
+#[path = "kube_pods/node.rs"]
+mod node;
+
+use std::time::Duration;
+
+use kube_common::poll;
+use node::Node;
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `kubectl logs ARGS…` (stdout and stderr).
+fn kubectl_logs(node: &Node, args: &[&str]) -> String {
+    let mut all = vec!["logs"];
+    all.extend_from_slice(args);
+    text(&node.kubectl(&all))
+}
+
+/// The current year, as log timestamps start.
+fn chrono_year() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Days since 1970 → year, good enough for a prefix check (365.2425 days a year).
+    (1970 + (secs as f64 / 86400.0 / 365.2425) as u64).to_string()
+}
+
+#[test]
+fn node_registers_with_capacity_pod_cidr_and_lease() {
+    let node = Node::start();
+    let n = &node.name;
+    let get = |path: &str| node.kubectl_ok(&["get", "node", n, "-o", &format!("jsonpath={path}")]);
+    assert_eq!(get("{.spec.podCIDR}"), node.cidr, "the node's pod CIDR");
+    assert!(!get("{.status.capacity.cpu}").is_empty());
+    assert!(get("{.status.allocatable.memory}").ends_with("Ki"));
+    assert_eq!(get("{.status.capacity.pods}"), "110");
+    assert_eq!(
+        get("{.status.addresses[?(@.type==\"InternalIP\")].address}"),
+        "127.0.0.1"
+    );
+    assert!(get("{.status.nodeInfo.containerRuntimeVersion}").starts_with("skiff://"));
+    let wide = node.kubectl_ok(&["get", "nodes", "-o", "wide"]);
+    assert!(
+        wide.lines()
+            .any(|l| l.starts_with(n.as_str()) && l.contains(" Ready ")),
+        "{wide}"
+    );
+    let lease = |path: &str| {
+        node.kubectl_ok(&[
+            "-n",
+            "kube-node-lease",
+            "get",
+            "lease",
+            n,
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+    };
+    assert_eq!(lease("{.spec.holderIdentity}"), *n);
+    let first = lease("{.spec.renewTime}");
+    // kubelet renews every 10 s.
+    let renewed = poll(Duration::from_secs(30), || {
+        let now = lease("{.spec.renewTime}");
+        (now != first).then_some(now)
+    });
+    assert!(renewed.is_some(), "the lease was not renewed within 30 s");
+}
+
+#[test]
+fn a_clean_stop_marks_the_node_not_ready() {
+    let mut node = Node::start();
+    let pid = node.cluster.server_pid().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = node.cluster.wait_server_exit(Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "server exit: {status:?}"
+    );
+    // Read it back through a control plane without a node.
+    node.cluster.local_node = false;
+    node.cluster.start_server();
+    let ready = node.kubectl_ok(&[
+        "get",
+        "node",
+        &node.name,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+    ]);
+    assert_eq!(ready, "False");
+}
+
+const WEB: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 20
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sh", "-c"]
+    args:
+    - |
+      echo "host=$(hostname) greeting=$GREETING derived=$DERIVED pwd=$(pwd)"
+      cat /etc/hosts /etc/resolv.conf
+      ip -4 -o addr show eth0
+      trap 'echo got TERM; exit 0' TERM
+      while true; do sleep 1; done
+    env:
+    - {name: GREETING, value: hello}
+    - {name: DERIVED, value: "$(GREETING)-world"}
+    workingDir: /tmp
+"#;
+
+#[test]
+fn a_pod_runs_in_its_sandbox_reports_status_and_stops_gracefully() {
+    let node = Node::start();
+    node.create(WEB);
+    let out = node.kubectl(&["wait", "--for=condition=Ready", "pod/web", "--timeout=90s"]);
+    assert!(
+        out.status.success(),
+        "kubectl wait: {}\n{}",
+        text(&out),
+        node.explain("web")
+    );
+
+    let ip = node.pod_field("web", "{.status.podIP}");
+    let prefix = node.cidr.trim_end_matches("0/24");
+    assert!(ip.starts_with(prefix), "pod IP {ip} not in {}", node.cidr);
+    assert_eq!(node.pod_field("web", "{.status.hostIP}"), "127.0.0.1");
+    assert_eq!(node.pod_field("web", "{.status.phase}"), "Running");
+    assert_eq!(node.pod_field("web", "{.status.qosClass}"), "BestEffort");
+    assert!(!node.pod_field("web", "{.status.startTime}").is_empty());
+    let cid = node.pod_field("web", "{.status.containerStatuses[0].containerID}");
+    assert!(cid.starts_with("skiff://"), "{cid}");
+    assert_eq!(
+        node.pod_field("web", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+
+    let wide = node.kubectl_ok(&["get", "pods", "-o", "wide"]);
+    let row = wide.lines().find(|l| l.starts_with("web ")).unwrap_or("");
+    for want in ["1/1", "Running", ip.as_str(), node.name.as_str()] {
+        assert!(row.contains(want), "get -o wide row lacks {want:?}: {wide}");
+    }
+
+    // What the container saw: hostname, env with $(VAR) expansion, workingDir, /etc files,
+    // its address on eth0.
+    let logs = poll(Duration::from_secs(30), || {
+        let l = kubectl_logs(&node, &["web"]);
+        l.contains("eth0").then_some(l)
+    })
+    .unwrap_or_else(|| panic!("no output: {}", kubectl_logs(&node, &["web"])));
+    assert!(
+        logs.contains("host=web greeting=hello derived=hello-world pwd=/tmp"),
+        "{logs}"
+    );
+    assert!(logs.contains(&format!("{ip}\tweb")), "/etc/hosts: {logs}");
+    assert!(
+        logs.contains("nameserver 10.43.0.10"),
+        "resolv.conf: {logs}"
+    );
+    assert!(
+        logs.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{logs}"
+    );
+    assert!(logs.contains(&format!("inet {ip}/24")), "{logs}");
+    // kubectl logs options: --tail, --timestamps, -c, and a container the pod does not have.
+    let last = kubectl_logs(&node, &["web", "--tail=1"]);
+    assert_eq!(last.lines().count(), 1, "{last}");
+    assert!(last.contains(&format!("inet {ip}/24")), "{last}");
+    let stamped = kubectl_logs(&node, &["web", "-c", "main", "--timestamps", "--tail=1"]);
+    assert!(
+        stamped.starts_with(&chrono_year()) && stamped.contains("Z "),
+        "{stamped}"
+    );
+    let bad = kubectl_logs(&node, &["web", "-c", "nope"]);
+    assert!(
+        bad.contains("container nope is not valid for pod web"),
+        "{bad}"
+    );
+    // logs -f follows until the container ends.
+    let mut follow = kube_common::Guard(
+        node.cluster
+            .kubectl_command(&["logs", "-f", "web"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut follow_out = follow.0.stdout.take().unwrap();
+    let followed = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut follow_out, &mut s);
+        s
+    });
+
+    // Kubernetes' labels on the engine's container (docker ps on the node).
+    let ps = text(&node.docker(&[
+        "ps",
+        "--format",
+        "{{.Names}} {{.Label \"io.kubernetes.pod.namespace\"}} {{.Label \"io.kubernetes.container.name\"}}",
+    ]));
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("k8s_main_web_default_") && l.ends_with(" default main")),
+        "{ps}"
+    );
+
+    let describe = node.kubectl_ok(&["describe", "pod", "web"]);
+    for want in [
+        "Pulled",
+        "Created",
+        "Started",
+        "Ready             True",
+        "kubelet",
+    ] {
+        assert!(
+            describe.contains(want),
+            "describe lacks {want:?}:\n{describe}"
+        );
+    }
+
+    // Graceful delete: the container gets SIGTERM (its trap prints, as `logs -f` shows) and
+    // exits on its own; then the pod is gone and nothing of it is left on the engine.
+    node.kubectl_ok(&["delete", "pod", "web", "--timeout=60s"]);
+    let out = node.kubectl(&["get", "pod", "web"]);
+    assert!(text(&out).contains("NotFound"), "{}", text(&out));
+    assert!(node.engine_containers("web").is_empty());
+    let events = node.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web",
+    ]);
+    assert!(events.contains("Killing"), "{events}");
+    let ended = poll(Duration::from_secs(30), || {
+        follow.0.try_wait().ok().flatten()
+    });
+    assert!(
+        ended.is_some(),
+        "kubectl logs -f did not end with the container"
+    );
+    let followed = followed.join().unwrap();
+    assert!(followed.contains("got TERM"), "logs -f saw: {followed}");
+}
+
+const STUBBORN: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 300
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]
+"#;
+
+#[test]
+fn force_delete_removes_the_pod_at_once_and_the_node_stops_its_containers() {
+    let node = Node::start();
+    node.create(STUBBORN);
+    node.wait_pod("stubborn", "{.status.phase}", "Running", |p| p == "Running");
+    let out = node.kubectl(&["delete", "pod", "stubborn", "--force", "--grace-period=0"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = node.kubectl(&["get", "pod", "stubborn"]);
+    assert!(text(&out).contains("NotFound"), "{}", text(&out));
+    let gone = poll(Duration::from_secs(60), || {
+        node.engine_containers("stubborn").is_empty().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "the force-deleted pod's containers are still on the node"
+    );
+}
+
+const CRASHING: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: crashing}
+spec:
+  nodeName: NODE
+  restartPolicy: OnFailure
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sh", "-c", "echo failing; exit 3"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: done}
+spec:
+  nodeName: NODE
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sh", "-c", "echo finished"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nocommand}
+spec:
+  nodeName: NODE
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["/no/such/binary"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: noimage}
+spec:
+  nodeName: NODE
+  containers:
+  - name: main
+    image: 127.0.0.1:1/no/such-image:1
+"#;
+
+#[test]
+fn restart_policies_back_off_and_bad_input_is_reported_in_status() {
+    let node = Node::start();
+    node.create(CRASHING);
+    // OnFailure: restarted, then held back (CrashLoopBackOff) with the last exit recorded.
+    node.wait_pod(
+        "crashing",
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        "CrashLoopBackOff",
+        |r| r == "CrashLoopBackOff",
+    );
+    assert_eq!(
+        node.pod_field(
+            "crashing",
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        ),
+        "3"
+    );
+    let restarts: u32 = node
+        .pod_field("crashing", "{.status.containerStatuses[0].restartCount}")
+        .parse()
+        .unwrap();
+    assert!(restarts >= 1, "restartCount {restarts}");
+    let get = node.kubectl_ok(&["get", "pod", "crashing"]);
+    assert!(get.contains("CrashLoopBackOff"), "{get}");
+    assert!(kubectl_logs(&node, &["crashing", "--previous"]).contains("failing"));
+
+    // Never + exit 0: Succeeded, with the exit in the status.
+    node.wait_pod("done", "{.status.phase}", "Succeeded", |p| p == "Succeeded");
+    assert_eq!(
+        node.pod_field(
+            "done",
+            "{.status.containerStatuses[0].state.terminated.reason}"
+        ),
+        "Completed"
+    );
+
+    // A command that does not exist: RunContainerError, then CrashLoopBackOff.
+    let reason = node.wait_pod(
+        "nocommand",
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        "RunContainerError or CrashLoopBackOff",
+        |r| r == "RunContainerError" || r == "CrashLoopBackOff",
+    );
+    if reason == "RunContainerError" {
+        node.wait_pod(
+            "nocommand",
+            "{.status.containerStatuses[0].state.waiting.reason}",
+            "CrashLoopBackOff",
+            |r| r == "CrashLoopBackOff",
+        );
+    }
+    let describe = node.kubectl_ok(&["describe", "pod", "nocommand"]);
+    assert!(describe.contains("/no/such/binary"), "{describe}");
+
+    // An image that cannot be pulled: ErrImagePull, then ImagePullBackOff; nothing crashed.
+    node.wait_pod(
+        "noimage",
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        "ErrImagePull or ImagePullBackOff",
+        |r| r == "ErrImagePull" || r == "ImagePullBackOff",
+    );
+    node.wait_pod(
+        "noimage",
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        "ImagePullBackOff",
+        |r| r == "ImagePullBackOff",
+    );
+    assert_eq!(node.pod_field("noimage", "{.status.phase}"), "Pending");
+    let waiting = kubectl_logs(&node, &["noimage"]);
+    assert!(
+        waiting.contains("container \"main\" in pod \"noimage\" is waiting to start"),
+        "{waiting}"
+    );
+    let events = node.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=noimage",
+    ]);
+    assert!(
+        events.contains("Pulling") && events.contains("Failed"),
+        "{events}"
+    );
+    let events = node.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=crashing",
+    ]);
+    assert!(events.contains("BackOff"), "{events}");
+}
+
+const KEEP: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: keep}
+spec:
+  nodeName: NODE
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sleep", "100000"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: goner}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sleep", "100000"]
+"#;
+
+#[test]
+fn pods_survive_a_sigkill_of_the_server_and_are_adopted() {
+    let mut node = Node::start();
+    node.create(KEEP);
+    for pod in ["keep", "goner"] {
+        node.wait_pod(pod, "{.status.phase}", "Running", |p| p == "Running");
+    }
+    let keep_ids = node.running_containers("keep");
+    assert_eq!(keep_ids.len(), 1, "{keep_ids:?}");
+    let ip = node.pod_field("keep", "{.status.podIP}");
+
+    node.cluster.kill_server();
+    // While the node is down, `goner` is deleted for good (a control plane without a node).
+    node.cluster.local_node = false;
+    node.cluster.start_server();
+    node.kubectl_ok(&["delete", "pod", "goner", "--force", "--grace-period=0"]);
+    node.cluster.kill_server();
+    node.cluster.local_node = true;
+    node.cluster.start_server();
+    node.wait_ready();
+
+    // `keep` runs on in the very same container, not restarted nor duplicated; `goner`'s
+    // containers are stopped and removed.
+    let gone = poll(Duration::from_secs(60), || {
+        node.engine_containers("goner").is_empty().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "the deleted pod's container was not stopped"
+    );
+    assert_eq!(node.running_containers("keep"), keep_ids);
+    assert_eq!(node.engine_containers("keep"), keep_ids);
+    assert_eq!(node.pod_field("keep", "{.status.podIP}"), ip);
+    assert_eq!(
+        node.pod_field("keep", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+    let out = node.kubectl(&["wait", "--for=condition=Ready", "pod/keep", "--timeout=30s"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+const CONFIGURED: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {MODE: fast, LEVEL: "3"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: hunter2}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: configured
+  labels: {tier: backend}
+spec:
+  nodeName: NODE
+  restartPolicy: Never
+  initContainers:
+  - name: setup
+    image: busybox:1
+    command: ["sh", "-c", "echo init ran"]
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sh", "-c", "env | sort"]
+    envFrom:
+    - configMapRef: {name: settings}
+      prefix: CFG_
+    env:
+    - name: PASSWORD
+      valueFrom: {secretKeyRef: {name: creds, key: password}}
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - name: TIER
+      valueFrom: {fieldRef: {fieldPath: "metadata.labels['tier']"}}
+    - name: POD_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    - name: COMBINED
+      value: "$(CFG_MODE)/$(POD_NAME)"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: waits-for-config}
+spec:
+  nodeName: NODE
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sh", "-c", "echo got $LATE; sleep 100000"]
+    env:
+    - name: LATE
+      valueFrom: {configMapKeyRef: {name: late, key: value}}
+"#;
+
+#[test]
+fn env_from_config_maps_secrets_and_the_downward_api_after_init_containers() {
+    let node = Node::start();
+    node.create(CONFIGURED);
+    node.wait_pod("configured", "{.status.phase}", "Succeeded", |p| {
+        p == "Succeeded"
+    });
+    assert_eq!(
+        node.pod_field(
+            "configured",
+            "{.status.initContainerStatuses[0].state.terminated.reason}"
+        ),
+        "Completed"
+    );
+    assert!(kubectl_logs(&node, &["configured", "-c", "setup"]).contains("init ran"));
+    let env = kubectl_logs(&node, &["configured", "-c", "main"]);
+    let ip = node.pod_field("configured", "{.status.podIP}");
+    for want in [
+        "CFG_MODE=fast".to_string(),
+        "CFG_LEVEL=3".into(),
+        "PASSWORD=hunter2".into(),
+        "POD_NAME=configured".into(),
+        "TIER=backend".into(),
+        format!("POD_IP={ip}"),
+        "COMBINED=fast/configured".into(),
+    ] {
+        assert!(
+            env.lines().any(|l| l == want),
+            "missing {want:?} in:\n{env}"
+        );
+    }
+    // The init container finished before the app container started.
+    let init_done = node.pod_field(
+        "configured",
+        "{.status.initContainerStatuses[0].state.terminated.finishedAt}",
+    );
+    let main_started = node.pod_field(
+        "configured",
+        "{.status.containerStatuses[0].state.terminated.startedAt}",
+    );
+    assert!(init_done <= main_started, "{init_done} > {main_started}");
+
+    // A missing ConfigMap holds the container back with the reason; once it exists, the pod
+    // starts (level-triggered).
+    node.wait_pod(
+        "waits-for-config",
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        "CreateContainerConfigError",
+        |r| r == "CreateContainerConfigError",
+    );
+    let message = node.pod_field(
+        "waits-for-config",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert_eq!(message, "configmap \"late\" not found");
+    node.kubectl_ok(&[
+        "create",
+        "configmap",
+        "late",
+        "--from-literal=value=arrived",
+    ]);
+    node.wait_pod("waits-for-config", "{.status.phase}", "Running", |p| {
+        p == "Running"
+    });
+    let out = poll(Duration::from_secs(30), || {
+        let l = kubectl_logs(&node, &["waits-for-config"]);
+        l.contains("got arrived").then_some(l)
+    });
+    assert!(
+        out.is_some(),
+        "{}",
+        kubectl_logs(&node, &["waits-for-config"])
+    );
+}
+
+const VOLUMES: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: site}
+data: {greeting: hello-v1, other: x}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: token}
+stringData: {value: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: shared}
+spec:
+  nodeName: NODE
+  volumes:
+  - {name: scratch, emptyDir: {}}
+  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
+  - name: config
+    configMap: {name: site}
+  - name: secret
+    secret:
+      secretName: token
+      items: [{key: value, path: nested/token, mode: 0400}]
+  containers:
+  - name: server
+    image: busybox:1
+    command: ["sh", "-c", "echo from-server > /data/msg; httpd -f -p 8080 -h /data"]
+    volumeMounts: [{name: scratch, mountPath: /data}]
+  - name: client
+    image: busybox:1
+    command:
+    - sh
+    - -c
+    - |
+      until wget -q -O /tmp/got http://127.0.0.1:8080/msg; do sleep 0.2; done
+      echo "fetched $(cat /tmp/got)"
+      echo "secret $(cat /secret/nested/token) mode $(stat -c %a /secret/nested/token)"
+      touch /config/nope 2>/dev/null || echo "config read-only"
+      dd if=/dev/zero of=/mem/big bs=1024 count=2048 2>/dev/null || echo "memory volume full"
+      mount | grep -q ' /mem type tmpfs' && echo "mem is tmpfs"
+      while true; do echo "greeting $(cat /config/greeting)"; sleep 1; done
+    volumeMounts:
+    - {name: scratch, mountPath: /shared, readOnly: true}
+    - {name: mem, mountPath: /mem}
+    - {name: config, mountPath: /config}
+    - {name: secret, mountPath: /secret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: missing-volume}
+spec:
+  nodeName: NODE
+  volumes: [{name: config, configMap: {name: absent}}]
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sleep", "100000"]
+    volumeMounts: [{name: config, mountPath: /config}]
+"#;
+
+#[test]
+fn containers_of_a_pod_share_volumes_and_localhost_and_config_updates_in_place() {
+    let node = Node::start();
+    node.create(VOLUMES);
+    let out = node.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/shared",
+        "--timeout=90s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        node.explain("shared")
+    );
+    let logs = poll(Duration::from_secs(30), || {
+        let l = kubectl_logs(&node, &["shared", "-c", "client"]);
+        l.contains("greeting").then_some(l)
+    })
+    .unwrap_or_else(|| panic!("{}", node.explain("shared")));
+    for want in [
+        "fetched from-server",
+        "secret s3cret mode 400",
+        "config read-only",
+        "memory volume full",
+        "mem is tmpfs",
+        "greeting hello-v1",
+    ] {
+        assert!(logs.contains(want), "missing {want:?} in:\n{logs}");
+    }
+    // A ConfigMap change reaches the running container's files.
+    node.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "site",
+        "-p",
+        r#"{"data":{"greeting":"hello-v2"}}"#,
+    ]);
+    let updated = poll(Duration::from_secs(90), || {
+        kubectl_logs(&node, &["shared", "-c", "client", "--tail=1"])
+            .contains("greeting hello-v2")
+            .then_some(())
+    });
+    assert!(
+        updated.is_some(),
+        "the configMap volume was not updated in place"
+    );
+
+    // A volume whose ConfigMap does not exist keeps the pod in ContainerCreating, with the
+    // reason in its events.
+    node.wait_pod(
+        "missing-volume",
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        "ContainerCreating",
+        |r| r == "ContainerCreating",
+    );
+    let events = poll(Duration::from_secs(30), || {
+        let e = node.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=missing-volume",
+        ]);
+        e.contains("FailedMount").then_some(e)
+    });
+    let events = events.unwrap_or_default();
+    assert!(
+        events.contains("configmap \"absent\" not found"),
+        "{events}"
+    );
+}
