@@ -56,6 +56,49 @@ pub struct NodeArgs {
     /// Cluster domain
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// Host bridge of the default `bridge` network of the local node's Docker API (`none`: no
+    /// default bridge network there)
+    #[arg(long, default_value = "skiffn0")]
+    engine_bridge: String,
+    /// Prefix of the interfaces the local node's Docker API creates for its networks (at most 8
+    /// letters or digits; not the pods' prefix)
+    #[arg(long, default_value = "skiffn")]
+    engine_network_prefix: String,
+    /// nftables table of the local node's Docker networks (not the pods' table)
+    #[arg(long, default_value = "skiff-node")]
+    engine_nftables_table: String,
+}
+
+impl NodeArgs {
+    /// The network options of the local node's engine: its own prefix, table and default
+    /// bridge, apart from the pods' (which the agent sets up through skiff-net itself).
+    fn engine_network(
+        &self,
+        root: &Path,
+        state: &Path,
+    ) -> anyhow::Result<skiff_engine::NetworkConfig> {
+        let p = &self.engine_network_prefix;
+        if p.is_empty() || p.len() > 8 || !p.chars().all(|c| c.is_ascii_alphanumeric()) {
+            anyhow::bail!("--engine-network-prefix {p:?}: 1 to 8 letters or digits");
+        }
+        if *p == self.pod_interface_prefix || self.engine_nftables_table == self.pod_nftables_table {
+            anyhow::bail!("the local node's Docker networks need a prefix and a table of their own, not the pods'");
+        }
+        let mut cfg = skiff_engine::NetworkConfig::new(root, state);
+        cfg.net.prefix = p.clone();
+        cfg.net.table = self.engine_nftables_table.clone();
+        cfg.default_bridge = match self.engine_bridge.as_str() {
+            "none" => None,
+            name if name.len() > 15 || name.contains(['/', ':', ' ']) => {
+                anyhow::bail!("--engine-bridge {name:?}: not a valid interface name")
+            }
+            name => Some(skiff_engine::DefaultBridge {
+                interface: name.to_string(),
+                bip: None,
+            }),
+        };
+        Ok(cfg)
+    }
 }
 
 /// The local node: its engine, the engine's Docker API, and the agent.
@@ -91,6 +134,7 @@ impl LocalNode {
             .docker_socket
             .clone()
             .unwrap_or_else(|| args.run_dir.join("skiff.sock"));
+        let (engine_root_for_net, engine_state_for_net) = (engine_root.clone(), engine_state.clone());
         let engine = skiff_engine::Engine::open(skiff_engine::EngineConfig {
             root: engine_root,
             state: engine_state,
@@ -102,6 +146,7 @@ impl LocalNode {
                 mirrors: args.registry_mirrors.clone(),
                 ..Default::default()
             },
+            network: args.engine_network(&engine_root_for_net, &engine_state_for_net)?,
         })
         .await
         .context("opening the local node's engine")?;

@@ -68,6 +68,13 @@ impl Node {
             prefix.clone(),
             "--cluster-cidr".into(),
             cidr.clone(),
+            // The node's Docker API gets no default bridge here, and names of its own.
+            "--engine-bridge".into(),
+            "none".into(),
+            "--engine-network-prefix".into(),
+            format!("skiffe{tag}"),
+            "--engine-nftables-table".into(),
+            format!("skiff-e{tag}"),
         ];
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let node = Node {
