@@ -346,10 +346,10 @@ impl Net {
         let key = (ep.sandbox.clone(), ep.network_id.clone());
         let held = self.inner.reservations.lock().expect("lock").remove(&key);
         if !ep.ports.is_empty() {
-            // The kernel has dropped the rules once nft's transaction is acknowledged, but nft's
-            // exit then waits out an RCU grace period for their memory (~10 ms): that runs in the
-            // background. The lock is taken here, so every later nftables change (a new port
-            // on the same host port included) applies after this one.
+            // Deleting costs an nft run whose exit waits out the kernel's RCU grace period for
+            // the freed rules (~10 ms on top): it runs in the background. The lock is taken
+            // here, so every later nftables change (a new port on the same host port included)
+            // applies after this one; `Net::settle` waits for it.
             let guard = self.inner.nft_lock.clone().lock_owned().await;
             let (nft, script) = (self.inner.nft.clone(), self.inner.nft.ports_del(ep));
             tokio::task::spawn_blocking(move || {
