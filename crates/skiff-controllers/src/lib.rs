@@ -1,7 +1,8 @@
 //! The controller set of `skiff server`: it owns the reconcile loops that make the
 //! cluster's objects so and keep them so — ReplicaSets, ReplicationControllers,
-//! Deployments, DaemonSets, Jobs, and Endpoints/EndpointSlices of Services today; the StatefulSet, CronJob, node-lifecycle and other controllers
-//! join the same set.
+//! Deployments, DaemonSets, Jobs, and the Endpoints/EndpointSlices of Services today; the
+//! StatefulSet, CronJob, node-lifecycle and other controllers join the same set. It must not
+//! reach into the API server's storage: everything goes through the Kubernetes API.
 //!
 //! Every controller is a `reconcile(object, context) -> Result<Action>` plus an error policy
 //! on kube-runtime's `applier`, level-triggered and idempotent: it compares what the API

@@ -139,10 +139,32 @@ async fn rolling_update_keeps_availability_and_surge_and_records_revisions() {
             .iter()
             .filter(|p| skiff_controllers::pods::is_ready(p))
             .count();
-        assert!(
-            ready >= 3,
-            "fewer than replicas - maxUnavailable ready: {ready}"
-        );
+        if ready < 3 {
+            let rss: Vec<String> = replica_sets(&c, "web")
+                .await
+                .values()
+                .map(|rs| {
+                    format!(
+                        "{} spec={:?} status={:?}",
+                        rs.name_any(),
+                        rs.spec.as_ref().unwrap().replicas,
+                        rs.status
+                    )
+                })
+                .collect();
+            let ps: Vec<String> = pods
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {} ready={}",
+                        p.name_any(),
+                        p.labels()["pod-template-hash"],
+                        skiff_controllers::pods::is_ready(p)
+                    )
+                })
+                .collect();
+            panic!("fewer than replicas - maxUnavailable ready: {ready}\n{ps:#?}\n{rss:#?}");
+        }
         if let Some(p) = pods.iter().find(|p| !skiff_controllers::pods::is_ready(p)) {
             c.mark_ready(&p.name_any()).await;
         }

@@ -290,3 +290,53 @@ fn two_servers_on_one_etcd_run_one_controller_set() {
     });
     assert!(five.is_some(), "B's controllers scaled the Deployment");
 }
+
+/// A Job run to completion as kubectl users watch it: its pod is made, the test writes the
+/// pod's exit as a kubelet would, and `kubectl wait --for=condition=complete` returns.
+#[test]
+fn job_completes_with_kubectl() {
+    let c = Cluster::start(crate::kube_common::Datastore::Sqlite);
+    c.kubectl_says(
+        &["create", "job", "pi", "--image=busybox", "--", "echo", "hi"],
+        "job.batch/pi created",
+    );
+    let pod = poll(Duration::from_secs(30), || {
+        let out = c.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            "job-name=pi",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        Some(out.trim().to_string()).filter(|n| !n.is_empty() && !n.contains(' '))
+    })
+    .expect("the Job's pod is created");
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let status = format!(
+        r#"{{"status":{{"phase":"Succeeded","containerStatuses":[{{"name":"pi","image":"busybox","imageID":"","ready":false,"restartCount":0,"state":{{"terminated":{{"exitCode":0,"startedAt":"{now}","finishedAt":"{now}"}}}}}}]}}}}"#
+    );
+    c.kubectl_ok(&[
+        "patch",
+        "pod",
+        &pod,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status,
+    ]);
+    c.kubectl_says(
+        &[
+            "wait",
+            "--for=condition=complete",
+            "job/pi",
+            "--timeout=60s",
+        ],
+        "job.batch/pi condition met",
+    );
+    let jobs = c.kubectl_ok(&["get", "job", "pi"]);
+    let row: Vec<&str> = jobs.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], ["pi", "Complete", "1/1"], "{jobs}");
+}

@@ -84,8 +84,30 @@ fn options(ctx: Ctx<'_>, body: &[u8]) -> Result<Options, ApiError> {
     })
 }
 
+/// How often a DELETE is retried when a concurrent write changed the object between its
+/// read and its write (kube-apiserver's `GuaranteedUpdate` retries the same way), unless the
+/// client pinned a resourceVersion.
+const CONFLICT_RETRIES: usize = 8;
+
 pub async fn delete(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
     let opts = options(ctx, body)?;
+    let mut attempt = 0;
+    loop {
+        match delete_once(ctx, &opts).await {
+            Err(e)
+                if e.code == 409
+                    && opts.preconditions.resource_version.is_none()
+                    && attempt < CONFLICT_RETRIES =>
+            {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One read-check-write round of [`delete`].
+async fn delete_once(ctx: Ctx<'_>, opts: &Options) -> Result<Response, ApiError> {
     let current = ctx.current().await?;
     let p = &opts.preconditions;
     if let Some(uid) = p
@@ -108,7 +130,7 @@ pub async fn delete(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
     {
         return Err(conflict(ctx.info(), ctx.name()));
     }
-    let obj = delete_object(ctx.state, ctx.kind(), current, &opts).await?;
+    let obj = delete_object(ctx.state, ctx.kind(), current, opts).await?;
     reply(ctx, 200, &obj)
 }
 

@@ -21,6 +21,14 @@ fn sum(rss: &[&ReplicaSet], f: impl Fn(&ReplicaSet) -> i32) -> i32 {
     rss.iter().map(|rs| f(rs)).sum()
 }
 
+/// Available replicas a ReplicaSet can be counted on for: what its status reports, but no
+/// more than it is asked to keep. A ReplicaSet just scaled down still reports the pods it is
+/// about to delete; counting them would let the next sync scale down again below
+/// `replicas - maxUnavailable`.
+fn available_at_most(rs: &ReplicaSet) -> i32 {
+    util::rs_available(rs).min(rs_replicas(rs))
+}
+
 /// Replicas a ReplicaSet counts for surge: what it was asked for, or the pods it still
 /// reports if more (a scaled-down ReplicaSet's pods exist until it has deleted them).
 fn counted(rs: &ReplicaSet) -> i32 {
@@ -274,7 +282,7 @@ impl Sync<'_> {
             if total >= max_scaled_down {
                 break;
             }
-            let (r, a) = (rs_replicas(rs), util::rs_available(rs));
+            let (r, a) = (rs_replicas(rs), available_at_most(rs));
             if r == 0 || r <= a {
                 continue;
             }
@@ -285,7 +293,7 @@ impl Sync<'_> {
         }
         // Then healthy ones, keeping minAvailable.
         let available: i32 =
-            old.iter().map(util::rs_available).sum::<i32>() + util::rs_available(new);
+            old.iter().map(available_at_most).sum::<i32>() + available_at_most(new);
         if available > min_available {
             let mut budget = available - min_available;
             for rs in old.iter_mut() {
