@@ -194,7 +194,11 @@ b=$(DOCKER_HOST="unix://$work/docker.sock" $docker run --rm --network none bench
 grep "image built" "$work/skiff.log" | tail -1 | sed 's/^.*image built/skiff phases of the last build:/' || true
 
 # --- 4-5: pull and push ---------------------------------------------------------------------------
-for s in skiff docker; do $docker -H "unix://$work/$s.sock" load -q -i "$work/image.tar" >/dev/null; done
+# The builds' images go first (no container uses them), so that each pull starts from an empty engine.
+for s in skiff docker; do
+  $docker -H "unix://$work/$s.sock" image prune -a -f >/dev/null
+  $docker -H "unix://$work/$s.sock" load -q -i "$work/image.tar" >/dev/null
+done
 
 # A fresh, empty registry on a free port: sets $registry (host:port) and $registry_pid.
 reg_n=0

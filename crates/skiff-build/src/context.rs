@@ -41,6 +41,28 @@ impl Default for ContextLimits {
 /// `unpack_in` (which refuses anything that would land outside `dir`). On an error `dir`
 /// holds part of the context: the caller removes it.
 pub fn receive(tar: impl Read, dir: &Path, limits: ContextLimits) -> Result<()> {
+    receive_spilling(tar, dir, None, limits).map(|_| ())
+}
+
+/// Where a context goes once it outgrows the (memory-backed) directory it started in.
+#[derive(Debug, Clone, Copy)]
+pub struct Spill<'a> {
+    /// An empty directory on disk.
+    pub dir: &'a Path,
+    /// File bytes the first directory takes before everything moves to `dir`.
+    pub after_bytes: u64,
+}
+
+/// [`receive`] into `dir` while the context's files fit in `spill.after_bytes`; past that,
+/// what was received moves to `spill.dir` and the rest follows it there. Returns the
+/// directory that holds the context. A small context in a tmpfs costs no disk metadata
+/// writes, which dominate a cached rebuild; a large one does not take memory.
+pub fn receive_spilling(
+    tar: impl Read,
+    dir: &Path,
+    spill: Option<Spill<'_>>,
+    limits: ContextLimits,
+) -> Result<PathBuf> {
     let counted = Counted {
         inner: tar,
         count: 0,
@@ -56,7 +78,7 @@ pub fn receive(tar: impl Read, dir: &Path, limits: ContextLimits) -> Result<()> 
     } else {
         Box::new(reader)
     };
-    extract(Padded::new(stream), dir, limits)
+    extract(Padded::new(stream), dir, spill, limits)
 }
 
 /// The received bytes so far; an error past `max`.
@@ -150,8 +172,38 @@ impl<R: Read> Read for Padded<R> {
     }
 }
 
-fn extract(reader: impl Read, dir: &Path, limits: ContextLimits) -> Result<()> {
+/// Copies the tree `src` into the existing, empty `dst`: files (hard links become copies),
+/// directories and symlinks, with their permissions.
+fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    for entry in fs::read_dir(src).ctx(|| format!("read {}", src.display()))? {
+        let entry = entry.ctx(|| format!("read {}", src.display()))?;
+        let (from, to) = (entry.path(), dst.join(entry.file_name()));
+        let meta = fs::symlink_metadata(&from).ctx(|| format!("stat {}", from.display()))?;
+        if meta.is_dir() {
+            fs::create_dir(&to).ctx(|| format!("create {}", to.display()))?;
+            copy_tree(&from, &to)?;
+            // After the content: a directory may be read-only.
+            fs::set_permissions(&to, meta.permissions())
+                .ctx(|| format!("chmod {}", to.display()))?;
+        } else if meta.file_type().is_symlink() {
+            let target = fs::read_link(&from).ctx(|| format!("readlink {}", from.display()))?;
+            std::os::unix::fs::symlink(&target, &to).ctx(|| format!("symlink {}", to.display()))?;
+        } else {
+            fs::copy(&from, &to).ctx(|| format!("copy {}", from.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn extract(
+    reader: impl Read,
+    first_dir: &Path,
+    spill: Option<Spill<'_>>,
+    limits: ContextLimits,
+) -> Result<PathBuf> {
     let bad = |e: io::Error| receive_error(e, limits);
+    let mut dir = first_dir.to_path_buf();
+    let mut file_bytes = 0u64;
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(false);
@@ -221,13 +273,27 @@ fn extract(reader: impl Read, dir: &Path, limits: ContextLimits) -> Result<()> {
         if path == "." {
             continue;
         }
-        match entry.unpack_in(dir) {
+        file_bytes += entry.header().size().unwrap_or(0);
+        if let Some(spill) = spill.filter(|s| file_bytes > s.after_bytes && dir.as_path() != s.dir)
+        {
+            copy_tree(&dir, spill.dir)?;
+            for old in fs::read_dir(&dir).ctx(|| format!("read {}", dir.display()))? {
+                let old = old.ctx(|| format!("read {}", dir.display()))?.path();
+                let removed = match fs::symlink_metadata(&old) {
+                    Ok(m) if m.is_dir() => fs::remove_dir_all(&old),
+                    _ => fs::remove_file(&old),
+                };
+                removed.ctx(|| format!("remove {}", old.display()))?;
+            }
+            dir = spill.dir.to_path_buf();
+        }
+        match entry.unpack_in(&dir) {
             Ok(true) => {}
             Ok(false) => return Err(outside()),
             Err(e) => return Err(bad(e)),
         }
     }
-    Ok(())
+    Ok(dir)
 }
 
 /// Lexically resolves `target` relative to `base` (a context-relative dir); `None` when

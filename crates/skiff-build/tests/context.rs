@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use skiff_build::context::{hash_sources, receive, ContextLimits};
+use skiff_build::context::{hash_sources, receive, receive_spilling, ContextLimits, Spill};
 use skiff_build::ignore::IgnoreRules;
 use skiff_build::BuildError;
 
@@ -317,4 +317,74 @@ fn accepts_the_docker_clis_unpadded_last_entry() {
         std::fs::read_to_string(tmp.path().join("ctx/.dockerignore")).unwrap(),
         "x.df\n"
     );
+}
+
+#[test]
+fn a_context_outgrowing_its_first_dir_moves_to_the_spill_dir_whole() {
+    let tmp = tempfile::Builder::new()
+        .prefix("skiff-build-ctx-")
+        .tempdir()
+        .unwrap();
+    let (first, disk) = (tmp.path().join("mem"), tmp.path().join("disk"));
+    std::fs::create_dir(&first).unwrap();
+    std::fs::create_dir(&disk).unwrap();
+    let tar = Tar::new()
+        .file("Dockerfile", "FROM busybox\n")
+        .dir("src")
+        .file("src/a", "aaaa")
+        .symlink("src/link", "a")
+        .hardlink("src/hard", "src/a")
+        .file("big", &"x".repeat(4096))
+        .file("src/after", "late")
+        .bytes();
+    let spill = Spill {
+        dir: &disk,
+        after_bytes: 1024,
+    };
+    let dir = receive_spilling(
+        tar.as_slice(),
+        &first,
+        Some(spill),
+        ContextLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(dir, disk);
+    assert_eq!(
+        std::fs::read_dir(&first).unwrap().count(),
+        0,
+        "nothing stays behind"
+    );
+    let read = |p: &str| std::fs::read_to_string(disk.join(p)).unwrap();
+    assert_eq!(read("Dockerfile"), "FROM busybox\n");
+    assert_eq!(read("src/a"), "aaaa");
+    assert_eq!(read("src/hard"), "aaaa");
+    assert_eq!(read("src/after"), "late");
+    assert_eq!(read("big").len(), 4096);
+    assert_eq!(
+        std::fs::read_link(disk.join("src/link")).unwrap(),
+        Path::new("a")
+    );
+
+    // A small context stays where it started.
+    let small = tempfile::Builder::new()
+        .prefix("skiff-build-ctx-")
+        .tempdir()
+        .unwrap();
+    let (first, disk) = (small.path().join("mem"), small.path().join("disk"));
+    std::fs::create_dir(&first).unwrap();
+    std::fs::create_dir(&disk).unwrap();
+    let spill = Spill {
+        dir: &disk,
+        after_bytes: 1 << 20,
+    };
+    let tar = Tar::new().file("Dockerfile", "FROM busybox\n").bytes();
+    let dir = receive_spilling(
+        tar.as_slice(),
+        &first,
+        Some(spill),
+        ContextLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(dir, first);
+    assert!(first.join("Dockerfile").is_file());
 }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use skiff_build::context::ContextLimits;
+use skiff_build::context::{ContextLimits, Spill};
 use skiff_build::dockerfile::{self, Dockerfile, Instr, Kind};
 use skiff_build::ignore::IgnoreRules;
 use skiff_build::plan::{self, Base, BuildOptions, BuildPlan};
@@ -69,9 +69,55 @@ pub(crate) struct BuildState {
 
 impl BuildState {
     pub(crate) fn open(root: &Path) -> BuildState {
+        sweep_work_dirs(root);
         BuildState {
             cache: cache::BuildCache::open(root),
             context_limit: AtomicU64::new(ContextLimits::default().max_bytes),
+        }
+    }
+}
+
+/// Context bytes a build keeps in memory (a tmpfs) before moving its context to disk.
+const MEMORY_CONTEXT: u64 = 64 << 20;
+
+/// Mounts a tmpfs for the context at `dir`: room for [`MEMORY_CONTEXT`] bytes plus the
+/// files' metadata (the context moves to disk before it fills up).
+fn mount_context_tmpfs(dir: &Path) -> nix::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    let data = format!("size={},mode=0700", MEMORY_CONTEXT + (16 << 20));
+    mount(
+        Some("skiff-build-context"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(data.as_str()),
+    )
+}
+
+/// Unmounts the context tmpfs of the work dir `dir` and removes it.
+fn remove_work_dir(dir: &Path) -> std::io::Result<()> {
+    if let Err(e) = skiff_image::overlay::unmount(&dir.join("context")) {
+        tracing::warn!(dir = %dir.display(), error = %e, "unmounting a build context");
+    }
+    std::fs::remove_dir_all(dir)
+}
+
+/// Removes the work dirs a daemon that stopped mid-build left behind.
+fn sweep_work_dirs(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root.join("build").join("tmp")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if let Ok(sources) = std::fs::read_dir(&dir) {
+            for s in sources.flatten() {
+                if s.file_name().to_string_lossy().starts_with("from-") {
+                    let _ = skiff_image::overlay::unmount(&s.path());
+                }
+            }
+        }
+        if let Err(e) = remove_work_dir(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing a stale build work dir");
         }
     }
 }
@@ -81,7 +127,7 @@ struct WorkDir(PathBuf);
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+        if let Err(e) = remove_work_dir(&self.0) {
             tracing::warn!(dir = %self.0.display(), error = %e, "removing a build's work dir");
         }
     }
@@ -141,9 +187,10 @@ impl Engine {
             .join(&skiff_core::ids::random_id()[..16]);
         std::fs::create_dir_all(&work).ctx(|| format!("create {}", work.display()))?;
         let work = WorkDir(work);
-        let ctx = work.0.join("context");
+        let in_memory = work.0.join("context");
+        let on_disk = work.0.join("context-disk");
         let empty = work.0.join("empty");
-        for d in [&ctx, &empty] {
+        for d in [&in_memory, &on_disk, &empty] {
             std::fs::create_dir(d).ctx(|| format!("create {}", d.display()))?;
         }
         let started = std::time::Instant::now();
@@ -151,12 +198,27 @@ impl Engine {
             max_bytes: self.build.context_limit.load(Ordering::Relaxed),
             ..ContextLimits::default()
         };
+        // A context up to MEMORY_CONTEXT bytes lives in a tmpfs (creating its files on a
+        // busy disk is most of a cached rebuild); a larger one moves to the disk.
+        let spill = match mount_context_tmpfs(&in_memory) {
+            Ok(()) => Some(on_disk.clone()),
+            Err(e) => {
+                tracing::debug!(error = %e, "no tmpfs for the build context, using the disk");
+                None
+            }
+        };
         let reader = crate::blocking_reader(context);
-        let ctx2 = ctx.clone();
-        tokio::task::spawn_blocking(move || skiff_build::context::receive(reader, &ctx2, limits))
-            .await
-            .map_err(std::io::Error::other)
-            .ctx(|| "receive the build context".into())??;
+        let first = if spill.is_some() { in_memory } else { on_disk };
+        let ctx = tokio::task::spawn_blocking(move || {
+            let spill = spill.as_deref().map(|dir| Spill {
+                dir,
+                after_bytes: MEMORY_CONTEXT,
+            });
+            skiff_build::context::receive_spilling(reader, &first, spill, limits)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .ctx(|| "receive the build context".into())??;
         let received = started.elapsed();
         let name = req
             .dockerfile
