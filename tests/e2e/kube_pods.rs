@@ -754,3 +754,119 @@ fn containers_of_a_pod_share_volumes_and_localhost_and_config_updates_in_place()
         "{events}"
     );
 }
+
+const PROBED: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: switches}
+data: {}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - {name: switches, configMap: {name: switches}}
+  - {name: www, emptyDir: {}}
+  containers:
+  - name: web
+    image: busybox:1
+    command:
+    - sh
+    - -c
+    - |
+      echo ok > /www/healthz
+      httpd -p 8080 -h /www
+      while true; do [ -f /switches/die ] && rm -f /www/healthz; sleep 0.2; done
+    ports: [{name: http, containerPort: 8080}]
+    volumeMounts:
+    - {name: switches, mountPath: /switches}
+    - {name: www, mountPath: /www}
+    readinessProbe:
+      tcpSocket: {port: http}
+      periodSeconds: 1
+    livenessProbe:
+      httpGet: {path: /healthz, port: 8080}
+      periodSeconds: 1
+      failureThreshold: 1
+  - name: gate
+    image: busybox:1
+    command: ["sleep", "100000"]
+    volumeMounts: [{name: switches, mountPath: /switches}]
+    readinessProbe:
+      exec: {command: ["cat", "/switches/ready"]}
+      periodSeconds: 1
+"#;
+
+#[test]
+fn probes_drive_readiness_and_restarts() {
+    let node = Node::start();
+    node.create(PROBED);
+    // Running, but not Ready until the exec probe finds its file.
+    node.wait_pod(
+        "probed",
+        "{.status.containerStatuses[?(@.name==\"web\")].ready}",
+        "web ready (tcpSocket)",
+        |r| r == "true",
+    );
+    assert_eq!(node.pod_field("probed", "{.status.phase}"), "Running");
+    assert_eq!(
+        node.pod_field(
+            "probed",
+            "{.status.containerStatuses[?(@.name==\"gate\")].ready}"
+        ),
+        "false"
+    );
+    assert_eq!(
+        node.pod_field(
+            "probed",
+            "{.status.conditions[?(@.type==\"Ready\")].status}"
+        ),
+        "False"
+    );
+    let get = node.kubectl_ok(&["get", "pod", "probed"]);
+    assert!(get.contains("1/2"), "{get}");
+    node.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "switches",
+        "-p",
+        r#"{"data":{"ready":"yes"}}"#,
+    ]);
+    let out = node.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/probed",
+        "--timeout=90s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        node.explain("probed")
+    );
+
+    // A failing liveness probe restarts the container.
+    node.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "switches",
+        "-p",
+        r#"{"data":{"ready":"yes","die":"now"}}"#,
+    ]);
+    node.wait_pod(
+        "probed",
+        "{.status.containerStatuses[?(@.name==\"web\")].restartCount}",
+        "a liveness restart",
+        |r| r.parse::<u32>().is_ok_and(|n| n >= 1),
+    );
+    let events = node.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=probed",
+    ]);
+    assert!(events.contains("Unhealthy"), "{events}");
+    assert!(events.contains("failed liveness probe"), "{events}");
+}
