@@ -30,6 +30,7 @@ pub mod machine;
 pub mod node;
 mod observe;
 pub mod pods;
+mod probes;
 mod quantity;
 pub mod sandbox;
 mod spec;
@@ -183,6 +184,7 @@ impl Agent {
             node_ip,
             backoff: Default::default(),
             pull_failures: Default::default(),
+            probes: Default::default(),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let heartbeat_stop = stopped.clone();

@@ -43,6 +43,8 @@ pub struct Ctx {
     /// When an image pull (`<uid>/image/<image>`) or a container start (`start/<id>`) last
     /// failed.
     pub pull_failures: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
+    /// Probe results of running containers.
+    pub probes: crate::probes::Results,
 }
 
 impl Ctx {
@@ -148,8 +150,13 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let store = controller.store();
     let mut stop_controller = stop.clone();
     let loop_ctx = ctx.clone();
+    let (probe_tx, probe_rx) = futures::channel::mpsc::unbounded();
+    let prober = crate::probes::run(ctx.clone(), store.clone(), probe_tx, stop.clone());
     let pods = controller
-        .reconcile_on(engine_triggers(&ctx.engine))
+        .reconcile_on(futures::stream::select(
+            engine_triggers(&ctx.engine),
+            probe_rx,
+        ))
         .graceful_shutdown_on(async move {
             crate::until_stopped(&mut stop_controller).await;
         })
@@ -170,5 +177,5 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: tokio::sync::watch::Receiver<bool>) {
             }
         }
     };
-    futures::join!(pods, housekeeping);
+    futures::join!(pods, housekeeping, prober);
 }

@@ -30,6 +30,7 @@ fn rfc3339(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
 #[derive(Default)]
 struct Counts {
     running: usize,
+    ready: usize,
     waiting: usize,
     stopped: usize,
     succeeded: usize,
@@ -124,9 +125,13 @@ impl Ctx {
         }
         let (state, last_state) = match (last, waiting) {
             (Some(i), _) if i.running() => {
-                status["ready"] = json!(true);
-                status["started"] = json!(true);
+                let ready = i.kind != "app" || self.probes.ready(c, &i.id);
+                status["ready"] = json!(ready);
+                status["started"] = json!(self.probes.started(c, &i.id));
                 counts.running += 1;
+                if ready {
+                    counts.ready += 1;
+                }
                 let prev_state = match prev {
                     Some(p) => self.terminated(c, p, sb).await,
                     None => json!({}),
@@ -210,12 +215,12 @@ impl Ctx {
             "PodInitializing"
         };
         for c in &spec.containers {
-            let before = counts.running;
+            let before = counts.ready;
             statuses.push(
                 self.container_status(c, instances, out, default_waiting, sandbox, &mut counts)
                     .await,
             );
-            if counts.running == before {
+            if counts.ready == before {
                 unready.push(c.name.clone());
             }
         }
