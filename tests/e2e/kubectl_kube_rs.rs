@@ -70,10 +70,20 @@ async fn create_list_watch(c: &Cluster) {
             WatchEvent::Added(p) => seen.push(format!("ADDED {}", p.metadata.name.unwrap())),
             WatchEvent::Deleted(p) => seen.push(format!("DELETED {}", p.metadata.name.unwrap())),
             WatchEvent::Bookmark(_) => {}
+            // The scheduler finds no node (the cluster has none) and writes the pods'
+            // PodScheduled=False condition, as kube-scheduler does.
+            WatchEvent::Modified(p) if unschedulable(&p) => {}
             other => panic!("unexpected event {other:?}"),
         }
     }
     assert_eq!(seen, ["ADDED second", "DELETED first"]);
+}
+
+fn unschedulable(p: &Pod) -> bool {
+    p.status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .any(|c| c.type_ == "PodScheduled" && c.status == "False")
 }
 
 #[tokio::test(flavor = "multi_thread")]

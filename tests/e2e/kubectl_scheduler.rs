@@ -85,7 +85,12 @@ fn pods_get_bound_and_unschedulable_ones_say_why_in_events_and_describe() {
     let want = "0/3 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, \
                 2 Insufficient cpu.";
     let events = poll(Duration::from_secs(20), || {
-        let out = c.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=web-c"]);
+        let out = c.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=web-c",
+        ]);
         out.contains(want).then_some(out)
     })
     .unwrap_or_else(|| panic!("no FailedScheduling event for web-c: {}", c.log()));
@@ -94,7 +99,10 @@ fn pods_get_bound_and_unschedulable_ones_say_why_in_events_and_describe() {
 
     let describe = c.kubectl_ok(&["describe", "pod", "web-c"]);
     assert!(has_line(&describe, &["Status:", "Pending"]), "{describe}");
-    assert!(has_line(&describe, &["PodScheduled", "False"]), "{describe}");
+    assert!(
+        has_line(&describe, &["PodScheduled", "False"]),
+        "{describe}"
+    );
     assert!(describe.contains("FailedScheduling"), "{describe}");
     assert!(describe.contains(want), "{describe}");
     assert!(describe.contains("default-scheduler"), "{describe}");
@@ -104,7 +112,8 @@ fn pods_get_bound_and_unschedulable_ones_say_why_in_events_and_describe() {
     assert_eq!(bound(&c, "web-c"), "n3");
     let describe = poll(Duration::from_secs(20), || {
         let d = c.kubectl_ok(&["describe", "pod", "web-c"]);
-        d.contains("Successfully assigned default/web-c to n3").then_some(d)
+        d.contains("Successfully assigned default/web-c to n3")
+            .then_some(d)
     })
     .unwrap_or_else(|| panic!("no Scheduled event for web-c"));
     assert!(has_line(&describe, &["PodScheduled", "True"]), "{describe}");

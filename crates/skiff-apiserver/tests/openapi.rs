@@ -87,6 +87,7 @@ async fn discovered(api: &Api) -> BTreeSet<(String, String)> {
                         for verb in sub["verbs"].as_array().unwrap() {
                             let method = match verb.as_str().unwrap() {
                                 "get" => "get",
+                                "create" => "post",
                                 "update" => "put",
                                 "patch" => "patch",
                                 other => panic!("unknown verb {other}"),

@@ -93,7 +93,7 @@ impl Queue {
                         popped_at_move: 0,
                     },
                 );
-                self.to_active(&key, now);
+                self.make_active(&key, now);
             }
         }
     }
@@ -103,7 +103,7 @@ impl Queue {
         self.items.remove(key);
     }
 
-    fn to_active(&mut self, key: &str, now: Instant) {
+    fn make_active(&mut self, key: &str, now: Instant) {
         self.seq += 1;
         let seq = self.seq;
         if let Some(item) = self.items.get_mut(key) {
@@ -119,7 +119,7 @@ impl Queue {
         }
     }
 
-    fn to_backoff(&mut self, key: &str, until: Instant) {
+    fn send_to_backoff(&mut self, key: &str, until: Instant) {
         self.seq += 1;
         let seq = self.seq;
         if let Some(item) = self.items.get_mut(key) {
@@ -136,9 +136,9 @@ impl Queue {
         };
         let until = item.pod.since + backoff(item.pod.attempts);
         if item.pod.attempts > 0 && until > now {
-            self.to_backoff(key, until);
+            self.send_to_backoff(key, until);
         } else {
-            self.to_active(key, now);
+            self.make_active(key, now);
         }
     }
 
@@ -170,7 +170,7 @@ impl Queue {
         item.pod.since = now;
         if item.popped_at_move != self.moves {
             let until = now + backoff(item.pod.attempts);
-            self.to_backoff(key, until);
+            self.send_to_backoff(key, until);
         } else {
             self.seq += 1;
             item.place = Place::Unschedulable;
@@ -184,7 +184,7 @@ impl Queue {
         if let Some(item) = self.items.get_mut(key) {
             item.pod.since = now;
             let until = now + backoff(item.pod.attempts);
-            self.to_backoff(key, until);
+            self.send_to_backoff(key, until);
         }
     }
 
@@ -216,7 +216,7 @@ impl Queue {
                 .get(&key)
                 .is_some_and(|i| i.seq == seq && matches!(i.place, Place::Backoff(_)))
             {
-                self.to_active(&key, now);
+                self.make_active(&key, now);
             }
         }
         let stale: Vec<PodKey> = self
@@ -228,7 +228,7 @@ impl Queue {
             .map(|(k, _)| k.clone())
             .collect();
         for k in stale {
-            self.to_active(&k, now);
+            self.make_active(&k, now);
         }
         self.backoff.peek().map(|Reverse((until, _, _))| *until)
     }

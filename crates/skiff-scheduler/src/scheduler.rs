@@ -72,9 +72,9 @@ pub struct Metrics {
 }
 
 enum Input {
-    Nodes(watcher::Event<Node>),
-    Pods(watcher::Event<Pod>),
-    Namespaces(watcher::Event<Namespace>),
+    Nodes(Box<watcher::Event<Node>>),
+    Pods(Box<watcher::Event<Pod>>),
+    Namespaces(Box<watcher::Event<Namespace>>),
     WatchError(watcher::Error),
     Bound {
         pod: Arc<PodInfo>,
@@ -119,12 +119,12 @@ impl Scheduler {
             forward(
                 watcher(Api::<Node>::all(self.client.clone()), Default::default()),
                 tx.clone(),
-                Input::Nodes,
+                |e| Input::Nodes(Box::new(e)),
             ),
             forward(
                 watcher(Api::<Pod>::all(self.client.clone()), Default::default()),
                 tx.clone(),
-                Input::Pods,
+                |e| Input::Pods(Box::new(e)),
             ),
             forward(
                 watcher(
@@ -132,7 +132,7 @@ impl Scheduler {
                     Default::default(),
                 ),
                 tx.clone(),
-                Input::Namespaces,
+                |e| Input::Namespaces(Box::new(e)),
             ),
         ];
         let reporter = Reporter::spawn(self.client.clone(), self.config.identity.clone());
@@ -247,9 +247,9 @@ impl Loop {
 
     fn handle(&mut self, input: Input) {
         match input {
-            Input::Nodes(ev) => self.node_event(ev),
-            Input::Pods(ev) => self.pod_event(ev),
-            Input::Namespaces(ev) => match ev {
+            Input::Nodes(ev) => self.node_event(*ev),
+            Input::Pods(ev) => self.pod_event(*ev),
+            Input::Namespaces(ev) => match *ev {
                 watcher::Event::Apply(ns) | watcher::Event::InitApply(ns) => {
                     let name = ns.metadata.name.clone().unwrap_or_default();
                     let labels = ns.metadata.labels.clone().unwrap_or_default();

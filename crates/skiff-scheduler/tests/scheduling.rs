@@ -473,7 +473,7 @@ async fn one_scheduler_leads_and_another_takes_over_when_it_dies() {
             .flatten()
             .and_then(|l| l.spec?.holder_identity)
     };
-    let first = eventually(10, "a leader", || holder()).await;
+    let first = eventually(10, "a leader", &holder).await;
     create_pod(&c.client, pod("one", "", json!({}))).await;
     bound_node(&c.client, "one").await;
     let scheduled_by = |name: &'static str| {
