@@ -6,7 +6,7 @@
 //! is an update pinned to the Lease's resourceVersion, so two candidates never both win.
 //! `leaseTransitions` counts changes of holder.
 //!
-//! No maintained crate matched these semantics on kube 5 (see ADR 0015, leader election).
+//! No maintained crate matched these semantics on kube 5 (see ADR 0017, leader election).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
