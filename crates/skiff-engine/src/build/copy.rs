@@ -385,14 +385,26 @@ impl Writer<'_> {
 
     /// `ADD archive.tar /dir/`: the archive's entries under `dir`, none of them outside it.
     fn extract(&self, archive: &Path, dir: &str) -> Result<()> {
+        // The destination is created as Docker does (tar's `unpack_in` needs it to exist).
+        mkdir_all(self.dest, dir)?;
         let parts = self.dest.resolve(dir, true)?;
         let host = self.dest.host(&parts);
         let mut tar = tar::Archive::new(open_maybe_gzip(archive)?);
         tar.set_preserve_permissions(true);
         tar.set_preserve_ownerships(true);
         tar.set_overwrite(true);
-        let bad =
-            |e: std::io::Error| invalid(format!("error extracting {}: {e}", archive.display()));
+        // tar wraps the cause of a failed entry ("failed to unpack …") as its source.
+        let bad = |e: std::io::Error| {
+            let cause = e
+                .get_ref()
+                .and_then(|inner| inner.source())
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            invalid(format!(
+                "error extracting {}: {e}{cause}",
+                archive.display()
+            ))
+        };
         for entry in tar.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;
             let rel = entry.path().map_err(bad)?.into_owned();
@@ -537,6 +549,8 @@ mod tests {
         let mut h = tar::Header::new_ustar();
         h.set_size(2);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_cksum();
         b.append_data(&mut h.clone(), "in/x.txt", &b"hi"[..])
             .unwrap();
