@@ -81,8 +81,9 @@ impl NodeArgs {
         if p.is_empty() || p.len() > 8 || !p.chars().all(|c| c.is_ascii_alphanumeric()) {
             anyhow::bail!("--engine-network-prefix {p:?}: 1 to 8 letters or digits");
         }
-        if *p == self.pod_interface_prefix || self.engine_nftables_table == self.pod_nftables_table {
-            anyhow::bail!("the local node's Docker networks need a prefix and a table of their own, not the pods'");
+        if *p == self.pod_interface_prefix || self.engine_nftables_table == self.pod_nftables_table
+        {
+            anyhow::bail!("the node's Docker networks need their own prefix and table");
         }
         let mut cfg = skiff_engine::NetworkConfig::new(root, state);
         cfg.net.prefix = p.clone();
@@ -134,7 +135,7 @@ impl LocalNode {
             .docker_socket
             .clone()
             .unwrap_or_else(|| args.run_dir.join("skiff.sock"));
-        let (engine_root_for_net, engine_state_for_net) = (engine_root.clone(), engine_state.clone());
+        let network = args.engine_network(&engine_root, &engine_state)?;
         let engine = skiff_engine::Engine::open(skiff_engine::EngineConfig {
             root: engine_root,
             state: engine_state,
@@ -146,7 +147,7 @@ impl LocalNode {
                 mirrors: args.registry_mirrors.clone(),
                 ..Default::default()
             },
-            network: args.engine_network(&engine_root_for_net, &engine_state_for_net)?,
+            network,
         })
         .await
         .context("opening the local node's engine")?;

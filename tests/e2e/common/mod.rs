@@ -12,9 +12,9 @@
 
 #![allow(dead_code)] // each test target uses a different part of the harness
 
+pub mod dockerd;
 pub mod netslot;
 pub mod otherhost;
-pub mod dockerd;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
