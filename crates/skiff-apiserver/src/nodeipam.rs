@@ -118,7 +118,8 @@ fn set(node: &mut Value, net: Ipv4Net) {
 }
 
 /// On create: reserves the subnet the Node names (it must be one of the cluster's) or the
-/// first free one, for the Node's uid, and writes it into `spec`. A dry run reserves nothing.
+/// first free one, for the Node's uid, and writes it into `spec`; when none is free the Node
+/// is admitted without one, as in Kubernetes. A dry run reserves nothing.
 pub async fn allocate(state: &ApiState, node: &mut Value, dry_run: bool) -> Result<(), ApiError> {
     let net = &state.cluster_network;
     let holder = serde_json::to_vec(&Holder {
@@ -185,11 +186,14 @@ pub async fn allocate(state: &ApiState, node: &mut Value, dry_run: bool) -> Resu
             return Ok(());
         }
     }
-    Err(ApiError::internal(format!(
-        "failed to allocate a pod CIDR for node {}: the cluster CIDR {} is full",
-        object::name(node),
-        net.cidr
-    )))
+    // As kube-controller-manager's range allocator: the Node is admitted all the same, without
+    // a pod CIDR (its pods cannot get addresses until one is freed and it registers again).
+    tracing::warn!(
+        node = object::name(node),
+        cidr = %net.cidr,
+        "CIDRNotAvailable: the cluster CIDR has no free pod CIDR for this node"
+    );
+    Ok(())
 }
 
 /// On update of the main resource: a Node keeps its pod CIDR when the client leaves it out,

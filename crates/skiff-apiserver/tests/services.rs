@@ -1,6 +1,6 @@
 //! Service ClusterIP and NodePort allocation through the public router over a real SQLite
 //! store: what clients see at create, update and delete, uniqueness under concurrent creates,
-//! and the `default/kubernetes` Service.
+//! and the `default/kubernetes` Service; Nodes' pod CIDRs, allocated the same way.
 
 mod common;
 
@@ -478,4 +478,36 @@ async fn update_removing_the_last_finalizer_frees_everything() {
     ] {
         assert!(!reserved(&api, &key).await, "{key} still reserved");
     }
+}
+
+/// Nodes get distinct /24 pod CIDRs from the cluster CIDR (10.42.0.0/16 by default); when all
+/// 256 are taken a Node is still admitted, without one (Kubernetes' CIDRNotAvailable), and a
+/// deleted Node's CIDR goes to the next Node.
+#[tokio::test]
+async fn nodes_get_pod_cidrs_and_are_admitted_when_none_is_left() {
+    let api = api().await;
+    let node = |name: &str| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+    let mut seen = HashSet::new();
+    for i in 0..256 {
+        let (s, n) = api.post("/api/v1/nodes", node(&format!("n{i}"))).await;
+        assert_eq!(s, StatusCode::CREATED, "{n}");
+        let cidr = n["spec"]["podCIDR"]
+            .as_str()
+            .expect("a pod CIDR")
+            .to_string();
+        assert!(
+            cidr.starts_with("10.42.") && cidr.ends_with(".0/24"),
+            "{cidr}"
+        );
+        assert_eq!(n["spec"]["podCIDRs"], json!([cidr]));
+        assert!(seen.insert(cidr), "pod CIDRs are distinct");
+    }
+    let (s, full) = api.post("/api/v1/nodes", node("late")).await;
+    assert_eq!(s, StatusCode::CREATED, "{full}");
+    assert!(full["spec"].get("podCIDR").is_none(), "{full}");
+    let (s, gone) = api.delete("/api/v1/nodes/n7").await;
+    assert_eq!(s, StatusCode::OK, "{gone}");
+    let (s, next) = api.post("/api/v1/nodes", node("next")).await;
+    assert_eq!(s, StatusCode::CREATED, "{next}");
+    assert_eq!(next["spec"]["podCIDR"], gone["spec"]["podCIDR"], "{next}");
 }
