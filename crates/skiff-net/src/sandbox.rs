@@ -295,9 +295,8 @@ impl Net {
             context: format!("open sandbox {}", sb.path.display()),
             source: e,
         })?;
-        self.inner
-            .host
-            .add_veth(
+        let add = || {
+            self.inner.host.add_veth(
                 &ep.host_veth,
                 bridge,
                 &ep.interface,
@@ -305,7 +304,18 @@ impl Net {
                 &sandbox_ns,
                 net.mtu,
             )
-            .await?;
+        };
+        match add().await {
+            // The same sandbox's previous veth (a container started again right after its exit)
+            // may still wait on the reaper: the reaper works in order, so once a deletion queued
+            // now is done, the old one is gone too.
+            Err(NetError::Conflict(_)) => {
+                let flushed = self.inner.reaper.delete(&ep.host_veth, None).await;
+                flushed.map_err(|_| NetError::Nft("reaper thread is gone".into()))??;
+                add().await?;
+            }
+            other => other?,
+        }
         let inside = Netlink::from_socket(NetnsRef::path(&sb.path).run(link::socket)?);
         inside
             .configure_interface(&ep.interface, ep.address, ep.gateway)
