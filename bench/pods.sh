@@ -39,6 +39,7 @@ cleanup() {
     ip link del "$l" 2>/dev/null
   done
   nft delete table inet "$table" 2>/dev/null
+  nft delete table inet "$table-engine" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -52,6 +53,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 "$skiff" server --data-dir "$work/data" --bind 127.0.0.1 --port "$port" --run-dir "$work/run" \
   --node-name "$node" --node-ip 127.0.0.1 --cgroup-parent "$cgroup" --pod-bridge "${prefix}0" \
   --pod-nftables-table "$table" --pod-interface-prefix "$prefix" --cluster-cidr 10.250.0.0/16 \
+  --engine-bridge none --engine-network-prefix "skiffe$(printf '%02x' $(( $$ % 256 )))" --engine-nftables-table "$table-engine" \
   >"$work/server.out" 2>"$work/server.log" &
 server_pid=$!
 disown "$server_pid"
