@@ -10,6 +10,8 @@ mod common;
 mod cp_confinement;
 #[path = "docker_cli/network.rs"]
 mod network;
+#[path = "docker_cli/network_ports.rs"]
+mod network_ports;
 #[path = "docker_cli/run_errors.rs"]
 mod run_errors;
 #[path = "docker_cli/update_diff.rs"]
