@@ -1,5 +1,5 @@
 //! `skiff`: one binary that is a Docker-compatible engine (`skiff daemon`), a
-//! Kubernetes-compatible control plane (`skiff server`), the per-container shim (`skiff shim`,
+//! Kubernetes-compatible control plane (`skiff server`), a worker node (`skiff agent`), the per-container shim (`skiff shim`,
 //! internal) and a docker-like client of the engine (`skiff run`, `skiff ps`, …).
 //!
 //! This file only parses the command line and dispatches; the work lives in the library crates.
@@ -27,6 +27,8 @@ enum Command {
     Daemon(cli::daemon::Args),
     /// Run the control plane, serving the Kubernetes API over HTTPS
     Server(Box<cli::server::Args>),
+    /// Run a worker node that joins a `skiff server` with its node token
+    Agent(Box<cli::agent::Args>),
     /// Internal: the per-container shim, started by the daemon
     #[command(hide = true)]
     Shim(cli::shim::Args),
@@ -46,6 +48,10 @@ fn main() -> ExitCode {
         Command::Server(args) => {
             cli::init_logging();
             cli::server::run(*args)
+        }
+        Command::Agent(args) => {
+            cli::init_logging();
+            cli::agent::run(*args)
         }
         Command::Client(command) => return cli::client::run(command),
     };

@@ -1,10 +1,12 @@
 //! Command-line front ends of each mode. Each module turns its arguments into a call into a
 //! library crate and nothing more.
 
+pub mod agent;
 pub mod client;
 mod controllers;
 pub mod daemon;
 pub mod local_node;
+pub mod node;
 pub mod server;
 pub mod shim;
 

@@ -55,7 +55,7 @@ pub struct Args {
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
     #[command(flatten)]
-    node: super::local_node::NodeArgs,
+    node: super::node::NodeArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

@@ -6,6 +6,8 @@
 
 #[path = "kube_pods/config.rs"]
 mod config;
+#[path = "common/hostclean.rs"]
+mod hostclean;
 mod kube_common;
 #[path = "kube_pods/node.rs"]
 mod node;

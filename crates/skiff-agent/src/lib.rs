@@ -12,7 +12,8 @@
 //! the engine only through its Rust API, never its HTTP socket. It must not schedule pods,
 //! change pod specs, or own host network objects itself (skiff-net does).
 //!
-//! Layout: [`node`] (Node, Lease), [`pods`] (the watch loop and housekeeping), `sync` (one
+//! Layout: [`join`] (a remote node's certificates), [`node`] (Node, Lease), [`routes`]
+//! (host-gw routes to other nodes' pods), [`pods`] (the watch loop and housekeeping), `sync` (one
 //! pod's step), `status`, [`sandbox`] and `etc` (what a pod's containers share), `spec`
 //! (pod container → engine container), `observe` (engine → pod containers), [`labels`],
 //! [`logs`] (`pods/log`).
@@ -24,6 +25,7 @@ mod env;
 mod error;
 mod etc;
 mod events;
+pub mod join;
 pub mod labels;
 pub mod logs;
 pub mod machine;
@@ -32,6 +34,7 @@ mod observe;
 pub mod pods;
 mod probes;
 mod quantity;
+pub mod routes;
 pub mod sandbox;
 mod spec;
 mod status;
@@ -174,6 +177,8 @@ impl Agent {
         sandboxes.setup_network(pod_cidr).await?;
         tracing::info!(node = %cfg.node_name, %pod_cidr, adopted = live.len(), "node agent started");
 
+        let routes_net = sandboxes.net.clone();
+        let routes_client = client.clone();
         let ctx = Arc::new(pods::Ctx {
             cgroup_parent: engine.config().cgroup_parent.clone(),
             engine: engine.clone(),
@@ -189,6 +194,13 @@ impl Agent {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let heartbeat_stop = stopped.clone();
         let tasks = vec![
+            tokio::spawn(routes::run(
+                routes_client,
+                routes_net,
+                cfg.node_name.clone(),
+                cfg.cluster_cidr,
+                stopped.clone(),
+            )),
             tokio::spawn(async move { registration.heartbeat(heartbeat_stop).await }),
             tokio::spawn(pods::run(ctx, stopped)),
         ];

@@ -1,5 +1,5 @@
 //! Authentication (client certificates signed by the cluster CA, bearer tokens from a token
-//! file in Kubernetes' format) and the authorization seam.
+//! file in Kubernetes' format, the node join token) and what authorization is asked about.
 //!
 //! It decides who is calling and whether they may; it must not look at request bodies.
 
@@ -145,18 +145,15 @@ pub fn authenticate(
     Err(ApiError::new(401, "Unauthorized", "Unauthorized"))
 }
 
-/// What a request wants to do, for [`authorize`].
+/// What a request wants to do, for [`crate::nodeauth::authorize`].
 #[derive(Debug, Clone, Copy)]
 pub struct Attributes<'a> {
     pub verb: &'a str,
     pub group: &'a str,
     pub resource: &'a str,
+    pub subresource: Option<&'a str>,
     pub namespace: Option<&'a str>,
-}
-
-/// The authorization seam: every authenticated user may do everything until RBAC lands.
-pub fn authorize(_user: &UserInfo, _attrs: &Attributes<'_>) -> Result<(), ApiError> {
-    Ok(())
+    pub name: Option<&'a str>,
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 pub mod auth;
 mod convert;
+pub mod csrsigning;
 pub mod defaults;
 mod discovery;
 pub mod encryption;
@@ -20,6 +21,7 @@ mod http;
 pub mod kinds;
 pub mod metrics;
 mod namespaces;
+pub mod nodeauth;
 pub mod nodeipam;
 pub mod nodes;
 pub mod object;

@@ -139,6 +139,53 @@ impl Pki {
         Ok(token)
     }
 
+    /// The node join token in `<data>/node-token` (mode 0600), generated at first start and
+    /// kept while it names the current CA.
+    pub fn ensure_node_token(
+        &self,
+        data_dir: &Path,
+    ) -> Result<skiff_core::jointoken::JoinToken, PkiError> {
+        use skiff_core::jointoken::JoinToken;
+        let ca = first_cert(&self.path("ca.crt"))?;
+        let path = data_dir.join("node-token");
+        if let Some(t) = read(&path).ok().and_then(|t| JoinToken::parse(&t).ok()) {
+            if t.trusts(&ca) {
+                return Ok(t);
+            }
+        }
+        let token = JoinToken::generate(&ca);
+        write_private(&path, format!("{token}\n").as_bytes())?;
+        Ok(token)
+    }
+
+    /// Signs the PEM certificate request `csr` with the cluster CA: its subject and names as
+    /// requested, `usage` as the only extended key usage, valid from now for `seconds`.
+    pub fn sign(
+        &self,
+        csr: &str,
+        usage: ExtendedKeyUsagePurpose,
+        seconds: i64,
+    ) -> Result<String, PkiError> {
+        let ca_key = KeyPair::from_pem(&read(&self.path("ca.key"))?)?;
+        let issuer = Issuer::from_ca_cert_pem(&read(&self.path("ca.crt"))?, ca_key)?;
+        let mut req = rcgen::CertificateSigningRequestParams::from_pem(csr)?;
+        let now = time::OffsetDateTime::now_utc();
+        let params = &mut req.params;
+        params.not_before = now - time::Duration::minutes(5);
+        params.not_after = now + time::Duration::seconds(seconds);
+        params.is_ca = IsCa::NoCa;
+        params.extended_key_usages = vec![usage];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(
+            &rand::thread_rng().gen::<[u8; 16]>(),
+        ));
+        Ok(req.signed_by(&issuer)?.pem())
+    }
+
     /// Writes `<data>/kubeconfig.yaml` for the admin client certificate, pointing at `server`
     /// (e.g. `https://127.0.0.1:6443`). Rewritten on each start so the address stays current.
     pub fn write_kubeconfig(&self, data_dir: &Path, server: &str) -> Result<PathBuf, PkiError> {

@@ -280,17 +280,22 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
         Route::Resource(target) => {
             let params = Params::parse(req.uri())?;
             let verb = verb(req.method(), &target, &params);
-            auth::authorize(
+            let (parts, body) = req.into_parts();
+            let body = read_body(body).await?;
+            crate::nodeauth::authorize(
+                &state,
                 &user,
                 &Attributes {
                     verb,
                     group: target.kind.info().group,
                     resource: target.kind.info().plural,
+                    subresource: target.subresource.map(|s| s.name()),
                     namespace: target.namespace.as_deref(),
+                    name: target.name.as_deref(),
                 },
-            )?;
-            let (parts, body) = req.into_parts();
-            let body = read_body(body).await?;
+                &body,
+            )
+            .await?;
             let ctx = handlers::Ctx {
                 state: &state,
                 target: &target,
@@ -308,15 +313,20 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
                     "the server does not allow this method on the requested resource",
                 ));
             }
-            auth::authorize(
+            crate::nodeauth::authorize(
+                &state,
                 &user,
                 &Attributes {
                     verb: "get",
                     group: "",
-                    resource: "pods/log",
+                    resource: "pods",
+                    subresource: Some("log"),
                     namespace: Some(&namespace),
+                    name: Some(&name),
                 },
-            )?;
+                &[],
+            )
+            .await?;
             crate::nodes::pod_log(&state, &namespace, &name, req.uri()).await
         }
         Route::Health | Route::Version => unreachable!("answered before authentication"),

@@ -77,6 +77,7 @@ pub struct Server {
     app: axum::Router,
     store: Arc<dyn Store>,
     encryptor: Arc<Encryptor>,
+    pki: Pki,
     /// The address actually listened on.
     pub addr: SocketAddr,
     /// The admin kubeconfig written for this server.
@@ -91,6 +92,7 @@ impl Server {
         let pki = Pki::new(&config.data_dir);
         let material = pki.ensure(&pki::serving_sans(config.bind))?;
         let admin_token = pki.ensure_admin_token(&config.data_dir)?;
+        let node_token = pki.ensure_node_token(&config.data_dir)?;
         let mut tokens = TokenAuthenticator::default();
         tokens.insert(
             &admin_token,
@@ -98,6 +100,18 @@ impl Server {
                 name: "admin".into(),
                 uid: "admin".into(),
                 groups: vec!["system:masters".into()],
+            },
+        );
+        // The join token: a bootstrap identity that may only ask for a node certificate.
+        tokens.insert(
+            &node_token.to_string(),
+            UserInfo {
+                name: "system:bootstrap:node".into(),
+                uid: String::new(),
+                groups: vec![
+                    crate::nodeauth::BOOTSTRAPPERS.into(),
+                    "system:authenticated".into(),
+                ],
             },
         );
         if let Some(f) = &config.token_file {
@@ -149,6 +163,7 @@ impl Server {
             app: router(state.clone()),
             store,
             encryptor,
+            pki,
             addr,
             kubeconfig,
             state,
@@ -171,6 +186,11 @@ impl Server {
                 .follow(self.store.clone(), stopped(stop_rx.clone())),
         );
         tokio::spawn(compactor(self.store.clone(), stopped(stop_rx.clone())));
+        tokio::spawn(crate::csrsigning::run(
+            self.state.clone(),
+            self.pki.clone(),
+            stopped(stop_rx.clone()),
+        ));
         tokio::spawn(keep_system_objects(self.state.clone(), stopped(stop_rx)));
         tokio::pin!(shutdown);
         loop {

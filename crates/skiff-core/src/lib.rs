@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ids;
+pub mod jointoken;
 pub mod paths;
 #[cfg(feature = "serve")]
 pub mod serve;

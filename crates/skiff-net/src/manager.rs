@@ -306,7 +306,21 @@ impl Net {
     /// Makes skiff's routes in the host namespace exactly `routes` (pod CIDRs of other nodes via
     /// their node addresses, host-gw); routes of other owners are never touched.
     pub async fn set_routes(&self, routes: &[Route]) -> Result<()> {
-        let have = self.inner.host.routes().await?;
+        self.set_routes_within(Ipv4Net::default(), routes).await
+    }
+
+    /// Like [`Net::set_routes`], touching only skiff's routes to destinations inside `scope`
+    /// (a node's cluster CIDR), so several skiff nodes or clusters sharing one host namespace
+    /// keep each other's routes.
+    pub async fn set_routes_within(&self, scope: Ipv4Net, routes: &[Route]) -> Result<()> {
+        let have: Vec<Route> = self
+            .inner
+            .host
+            .routes()
+            .await?
+            .into_iter()
+            .filter(|r| scope.contains(&r.destination))
+            .collect();
         for r in have.iter().filter(|r| !routes.contains(r)) {
             self.inner.host.delete_route(r).await?;
         }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use crate::hostclean::{kill_processes_mentioning, remove_cgroups, unmount_under};
 use crate::kube_common::{poll, Cluster};
 
 /// The test image (not `latest`: that tag defaults to `imagePullPolicy: Always`, and no
@@ -277,85 +278,4 @@ impl Drop for Node {
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// SIGKILLs every process whose command line mentions `dir` (shims get paths under it).
-fn kill_processes_mentioning(dir: &std::path::Path) {
-    let needle = dir.to_string_lossy().into_owned();
-    let me = std::process::id();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(&needle) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
-
-/// Detaches every mount at or below `dir`, deepest first.
-fn unmount_under(dir: &std::path::Path) {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for p in points {
-        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-/// Kills what runs in, and removes, `parent` and every cgroup below it in every hierarchy.
-fn remove_cgroups(parent: &str) {
-    let mut dirs = Vec::new();
-    for controller in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        collect_dirs(&controller.path().join(parent), &mut dirs);
-    }
-    for dir in &dirs {
-        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
-    // Deepest first.
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-    for dir in dirs {
-        let _ = poll(Duration::from_secs(5), || {
-            (std::fs::remove_dir(&dir).is_ok() || !dir.exists()).then_some(())
-        });
-    }
-}
-
-fn collect_dirs(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
-    let Ok(children) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for c in children.flatten() {
-        if c.file_type().is_ok_and(|t| t.is_dir()) {
-            collect_dirs(&c.path(), out);
-        }
-    }
-    out.push(dir.to_path_buf());
 }

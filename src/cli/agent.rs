@@ -1,0 +1,91 @@
+//! `skiff agent`: a worker node. It joins the cluster with the server's node token (CA
+//! pinned to the token, a node certificate through a CertificateSigningRequest — see
+//! `skiff_agent::join`), then runs a [`super::node::Node`] talking to the API server over
+//! HTTPS as `system:node:<name>`, until SIGTERM or SIGINT (the Node is then reported
+//! NotReady; pod containers keep running).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Where the agent keeps runtime state unless `--run-dir` says otherwise.
+const DEFAULT_RUN: &str = "/run/skiff/agent";
+
+/// Options of `skiff agent`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The API server to join, `https://HOST:PORT`
+    #[arg(long, env = "SKIFF_URL")]
+    server: String,
+    /// The server's node token (`<server data dir>/node-token`)
+    #[arg(
+        long,
+        env = "SKIFF_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "token_file"
+    )]
+    token: Option<String>,
+    /// A file holding the node token
+    #[arg(long, conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// The node's persistent data: credentials (`<data-dir>/pki`), engine, pod network
+    #[arg(long, default_value = "/var/lib/skiff/agent")]
+    data_dir: PathBuf,
+    /// The cluster CIDR, as the server was given it (pods reach it without NAT; routes to
+    /// other nodes' pod CIDRs are kept inside it)
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: ipnet::Ipv4Net,
+    #[command(flatten)]
+    node: super::node::NodeArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    runtime.block_on(async move {
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+        let token = match (&args.token, &args.token_file) {
+            (Some(t), _) => t.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .with_context(|| format!("reading the token file {}", f.display()))?,
+            (None, None) => anyhow::bail!("--token or --token-file is required"),
+        };
+        let name = args.node.node_name()?;
+        let node_ip = args
+            .node
+            .node_ip
+            .unwrap_or_else(skiff_agent::machine::default_ip);
+        let join = skiff_agent::join::JoinConfig {
+            server: args.server.clone(),
+            token,
+            node_name: name.clone(),
+            node_ips: vec![node_ip],
+            credentials: skiff_agent::join::Credentials::new(args.data_dir.join("pki")),
+        };
+        let client = skiff_agent::join::join(&join)
+            .await
+            .map_err(|e| anyhow::anyhow!("joining {}: {}", args.server, skiff_agent::chain(&e)))?;
+        let node = super::node::Node::start(
+            &args.node,
+            &args.data_dir,
+            Path::new(DEFAULT_RUN),
+            args.cluster_cidr,
+            client,
+            Vec::new(),
+        )
+        .await?;
+        tracing::info!(node = %name, server = %args.server, "node joined and running");
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+        }
+        node.stop().await;
+        Ok(())
+    })
+}

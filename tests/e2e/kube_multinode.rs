@@ -1,0 +1,303 @@
+//! Three nodes on one machine: `skiff server` with its local node plus two `skiff agent`s,
+//! each in a network namespace of its own (harness: `common/multinode.rs`). Agents join with
+//! the server's node token and their own certificates, become Ready with distinct pod CIDRs,
+//! and pods on different nodes reach each other by pod IP through host-gw routes. A node's
+//! certificate only lets it change what is its own. An agent stopped with SIGTERM marks its
+//! Node NotReady; one killed with SIGKILL and started again adopts its running pods.
+
+#[path = "common/hostclean.rs"]
+mod hostclean;
+#[path = "common/multinode.rs"]
+mod multinode;
+
+use std::time::Duration;
+
+use multinode::{Engine, MultiNode};
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A pod serving `hello from <name>` over HTTP on :8080.
+fn web(c: &MultiNode, name: &str, node: &str) -> String {
+    c.pod_on(
+        name,
+        node,
+        &format!("mkdir -p /www && echo hello from {name} > /www/index.html && exec httpd -f -p 8080 -h /www"),
+    );
+    c.wait_running(name)
+}
+
+/// Polls `wget` from pod `from` (on `engine`) to `ip:8080` until it answers `hello from <to>`.
+fn reaches(c: &MultiNode, engine: &dyn Engine, from: &str, to: &str, ip: &str) {
+    let id = engine
+        .pod_containers(from)
+        .pop()
+        .expect("the pod's container runs");
+    let want = format!("hello from {to}");
+    let got = poll(Duration::from_secs(30), || {
+        let out = engine.docker(&[
+            "exec",
+            &id,
+            "timeout",
+            "3",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://{ip}:8080/"),
+        ]);
+        text(&out).contains(&want).then_some(())
+    });
+    assert!(
+        got.is_some(),
+        "{from} cannot reach {to} at {ip}\n{}",
+        c.logs()
+    );
+}
+
+#[test]
+fn three_nodes_join_with_the_token_and_pods_reach_each_other_across_nodes() {
+    let c = MultiNode::start(2);
+    // Every node Ready, with its own pod CIDR, its InternalIP on the test bridge.
+    let mut cidrs = Vec::new();
+    for (name, ip) in std::iter::once((&c.local.name, &c.host_ip))
+        .chain(c.agents.iter().map(|a| (&a.name, &a.ip)))
+    {
+        let cidr = c.field("node", name, "{.spec.podCIDR}");
+        assert!(!cidr.is_empty(), "{name} has no pod CIDR");
+        cidrs.push(cidr);
+        assert_eq!(
+            c.field(
+                "node",
+                name,
+                "{.status.addresses[?(@.type==\"InternalIP\")].address}"
+            ),
+            *ip
+        );
+    }
+    cidrs.sort();
+    cidrs.dedup();
+    assert_eq!(cidrs.len(), 3, "pod CIDRs are distinct: {cidrs:?}");
+
+    // The agents got their certificates through CSRs the server approved and signed.
+    let csrs = c.kubectl_ok(&["get", "csr"]);
+    for a in &c.agents {
+        for signer in ["kube-apiserver-client-kubelet", "kubelet-serving"] {
+            assert!(
+                csrs.lines().any(|l| l.contains(&a.name)
+                    && l.contains(signer)
+                    && l.contains("Approved,Issued")),
+                "no issued {signer} request for {}:\n{csrs}",
+                a.name
+            );
+        }
+        let pki = a.data.join("pki");
+        for f in [
+            "ca.crt",
+            "client.crt",
+            "client.key",
+            "serving.crt",
+            "serving.key",
+        ] {
+            assert!(pki.join(f).exists(), "{} has no {f}", a.name);
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(pki.join("client.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the node's key is private");
+    }
+
+    // One pod per node; each reaches the other two by pod IP.
+    let (a0, a1) = (&c.agents[0], &c.agents[1]);
+    let ips = [
+        web(&c, "web-server", &c.local.name),
+        web(&c, "web-a0", &a0.name),
+        web(&c, "web-a1", &a1.name),
+    ];
+    let names = ["web-server", "web-a0", "web-a1"];
+    let engines: [&dyn Engine; 3] = [&c.local, a0, a1];
+    for i in 0..3 {
+        for j in 0..3 {
+            if i != j {
+                reaches(&c, engines[i], names[i], names[j], &ips[j]);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_node_certificate_acts_only_on_its_own_objects() {
+    let c = MultiNode::start(2);
+    let (me, other) = (&c.agents[0].name, &c.agents[1].name);
+    let out = c.kubectl_as_agent(0, &["label", "node", me, "skiff.test/own=yes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = c.kubectl_as_agent(0, &["label", "node", other, "skiff.test/own=no"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!(
+            "User \"system:node:{me}\" cannot patch resource \"nodes\""
+        )),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        c.field("node", other, "{.metadata.labels.skiff\\.test/own}"),
+        ""
+    );
+    // Reading the cluster is allowed; a Secret only when a pod bound to the node uses it.
+    let out = c.kubectl_as_agent(0, &["get", "nodes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    c.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "unused",
+        "--from-literal=k=v",
+    ]);
+    let out = c.kubectl_as_agent(0, &["get", "secret", "unused"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no relationship found"),
+        "{}",
+        text(&out)
+    );
+    // The join token is good for certificate requests and nothing else.
+    let token = c.token();
+    let out = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", "/dev/null")
+        .arg(format!("--server={}", c.url()))
+        .arg("--insecure-skip-tls-verify")
+        .arg(format!("--token={token}"))
+        .args(["get", "pods"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("system:bootstrap:node"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn agent_sigkill_then_restart_adopts_its_pods_and_sigterm_marks_the_node_not_ready() {
+    let mut c = MultiNode::start(1);
+    let name = c.agents[0].name.clone();
+    let ip = web(&c, "survivor", &name);
+    web(&c, "client", &c.local.name);
+    let before = c.agents[0].pod_containers("survivor");
+    assert_eq!(before.len(), 1);
+    let csrs_before = c.kubectl_ok(&["get", "csr", "-o", "name"]);
+
+    let status = c.agents[0].stop_with(nix::sys::signal::Signal::SIGKILL);
+    assert!(!status.success());
+    // With its agent (and engine) gone, the pod still runs and answers across nodes.
+    reaches(&c, &c.local, "client", "survivor", &ip);
+    c.agents[0].start();
+    c.wait_ready(&name, true);
+    // Adopted: the same container, nothing restarted, and no new certificate request.
+    let settled = poll(Duration::from_secs(30), || {
+        (c.field("pod", "survivor", "{.status.containerStatuses[0].ready}") == "true").then_some(())
+    });
+    assert!(settled.is_some(), "{}", c.logs());
+    // The restarted engine serves its Docker API again and lists the very same container.
+    let after = poll(Duration::from_secs(30), || {
+        let ids = c.agents[0].pod_containers("survivor");
+        (!ids.is_empty()).then_some(ids)
+    });
+    assert_eq!(after, Some(before), "{}", c.logs());
+    assert_eq!(
+        c.field(
+            "pod",
+            "survivor",
+            "{.status.containerStatuses[0].restartCount}"
+        ),
+        "0"
+    );
+    assert_eq!(c.kubectl_ok(&["get", "csr", "-o", "name"]), csrs_before);
+
+    let status = c.agents[0].stop_with(nix::sys::signal::Signal::SIGTERM);
+    assert!(status.success(), "{}", c.agents[0].log());
+    c.wait_ready(&name, false);
+}
+
+#[test]
+fn agent_with_a_bad_token_or_the_wrong_ca_is_refused() {
+    let c = MultiNode::start(1);
+    let token = c.token();
+    let fresh = c.dir.path().join("intruder");
+    let fresh = fresh.to_str().unwrap();
+    let (hash, secret) = token.split_once("::").unwrap();
+    // The right CA, a wrong secret: the server refuses.
+    let bad_secret = format!("{hash}::node:{}", "0".repeat(64));
+    let out = c.agents[0]
+        .command(&[
+            "--token",
+            &bad_secret,
+            "--node-name",
+            "intruder",
+            "--data-dir",
+            fresh,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("the server refused the join token"),
+        "{}",
+        text(&out)
+    );
+    // A token for another CA: refused before the secret is sent.
+    let wrong_ca = format!("K10{}::{secret}", "ab".repeat(32));
+    let out = c.agents[0]
+        .command(&[
+            "--token",
+            &wrong_ca,
+            "--node-name",
+            "intruder",
+            "--data-dir",
+            fresh,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("does not match the join token"),
+        "{}",
+        text(&out)
+    );
+    let out = c.agents[0]
+        .command(&[
+            "--token",
+            "not-a-token",
+            "--node-name",
+            "intruder",
+            "--data-dir",
+            fresh,
+        ])
+        .output()
+        .unwrap();
+    assert!(text(&out).contains("invalid join token"), "{}", text(&out));
+    assert!(!c.kubectl_ok(&["get", "csr"]).contains("intruder"));
+    assert!(!c.kubectl_ok(&["get", "nodes"]).contains("intruder"));
+}
