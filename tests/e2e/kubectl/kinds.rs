@@ -282,8 +282,14 @@ pub fn get_storage_scheduling_policy_and_csr_tables(c: &mut Cluster) {
         &["certificate", "approve", "jane"],
         "certificatesigningrequest.certificates.k8s.io/jane approved",
     );
-    let csr_row = row(&c.kubectl_ok(&["get", "csr", "jane"]), "jane");
-    assert_eq!(csr_row.last().unwrap(), "Approved");
+    // The cluster's signer issues the approved certificate, as kube-controller-manager does.
+    let issued = crate::kube_common::poll(std::time::Duration::from_secs(30), || {
+        let csr_row = row(&c.kubectl_ok(&["get", "csr", "jane"]), "jane");
+        (csr_row.last().map(String::as_str) == Some("Approved,Issued")).then_some(())
+    });
+    assert!(issued.is_some(), "jane's certificate was never issued");
+    let cert = c.jsonpath("default", "csr", "jane", "{.status.certificate}");
+    assert!(!cert.is_empty());
     // Several kinds in one call, as users list them.
     let all = c.kubectl_ok(&["get", "pdb,pc,sc,pv,pvc,csr", "-o", "name"]);
     for want in [
