@@ -109,6 +109,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         tracing::info!(addr = %server.addr, "Kubernetes API listening");
         println!("kubeconfig: {}", server.kubeconfig.display());
+        println!(
+            "node token: {} (skiff agent --server https://HOST:{} --token-file …)",
+            args.data_dir.join("node-token").display(),
+            server.addr.port()
+        );
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let shutdown = async move {

@@ -164,6 +164,35 @@ fn a_node_certificate_acts_only_on_its_own_objects() {
         c.field("node", other, "{.metadata.labels.skiff\\.test/own}"),
         ""
     );
+    // Another node's Lease and a pod bound elsewhere are not its to change.
+    let out = c.kubectl_as_agent(
+        0,
+        &[
+            "-n",
+            "kube-node-lease",
+            "annotate",
+            "lease",
+            other,
+            "skiff.test/x=y",
+        ],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Forbidden") || text(&out).contains("forbidden"),
+        "{}",
+        text(&out)
+    );
+    c.create(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: elsewhere\nspec:\n  nodeName: nowhere\n  \
+         containers:\n  - name: c\n    image: busybox:1\n",
+    );
+    let out = c.kubectl_as_agent(0, &["label", "pod", "elsewhere", "skiff.test/x=y"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("can only modify pods bound to it"),
+        "{}",
+        text(&out)
+    );
     // Reading the cluster is allowed; a Secret only when a pod bound to the node uses it.
     let out = c.kubectl_as_agent(0, &["get", "nodes"]);
     assert!(out.status.success(), "{}", text(&out));

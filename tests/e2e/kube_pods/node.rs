@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::hostclean::{kill_processes_mentioning, remove_cgroups, unmount_under};
+use crate::hostclean::{
+    kill_processes_mentioning, remove_cgroups, remove_links, remove_table, unmount_under,
+};
 use crate::kube_common::{poll, Cluster};
 
 /// The test image (not `latest`: that tag defaults to `imagePullPolicy: Always`, and no
@@ -251,21 +253,8 @@ impl Node {
         for dir in &dirs {
             unmount_under(dir);
         }
-        let links = Command::new("ip").args(["-o", "link", "show"]).output();
-        if let Ok(out) = links {
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                let Some(name) = line.split(": ").nth(1) else {
-                    continue;
-                };
-                let name = name.split('@').next().unwrap_or(name);
-                if name.starts_with(&self.prefix) {
-                    let _ = Command::new("ip").args(["link", "del", name]).output();
-                }
-            }
-        }
-        let _ = Command::new("nft")
-            .args(["delete", "table", "inet", &self.table])
-            .output();
+        remove_links(&[&self.prefix]);
+        remove_table(&self.table);
     }
 }
 
