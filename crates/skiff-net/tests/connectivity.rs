@@ -257,6 +257,21 @@ async fn pods_on_two_nodes_reach_each_other_by_pod_ip() {
         format!("pod-b {}", pa.address.addr()),
         "pod to pod without NAT"
     );
+    // A second cluster's routes in the same namespace are left alone by the first one's.
+    let other = Route {
+        destination: "10.77.5.0/24".parse().unwrap(),
+        via: "10.98.0.2".parse().unwrap(),
+    };
+    na.set_routes_within(
+        "10.77.0.0/16".parse().unwrap(),
+        std::slice::from_ref(&other),
+    )
+    .await
+    .unwrap();
+    na.set_routes_within("10.42.0.0/16".parse().unwrap(), &[])
+        .await
+        .unwrap();
+    assert_eq!(na.routes().await.unwrap(), vec![other]);
     // Routes are replaced, not accumulated.
     na.set_routes(&[]).await.unwrap();
     assert!(na.routes().await.unwrap().is_empty());
