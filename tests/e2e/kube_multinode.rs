@@ -119,6 +119,52 @@ fn three_nodes_join_with_the_token_and_pods_reach_each_other_across_nodes() {
         ] {
             assert!(pki.join(f).exists(), "{} has no {f}", a.name);
         }
+        // Both certificates name the node, chain to the cluster CA, and the serving one
+        // covers the node's name and address (what the kubelet API will serve with).
+        let openssl = |args: &[&str]| {
+            text(
+                &std::process::Command::new("openssl")
+                    .args(args)
+                    .output()
+                    .unwrap(),
+            )
+        };
+        let ca = pki.join("ca.crt");
+        assert_eq!(
+            std::fs::read(&ca).unwrap(),
+            std::fs::read(c.data_dir().join("tls/ca.crt")).unwrap(),
+            "the agent pinned the server's CA"
+        );
+        for cert in ["client.crt", "serving.crt"] {
+            let cert = pki.join(cert);
+            let subject = openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-subject"]);
+            assert!(
+                subject.contains(&format!("CN = system:node:{}", a.name))
+                    && subject.contains("O = system:nodes"),
+                "{subject}"
+            );
+            let verify = openssl(&[
+                "verify",
+                "-CAfile",
+                ca.to_str().unwrap(),
+                cert.to_str().unwrap(),
+            ]);
+            assert!(verify.contains(": OK"), "{verify}");
+        }
+        let sans = openssl(&[
+            "x509",
+            "-in",
+            pki.join("serving.crt").to_str().unwrap(),
+            "-noout",
+            "-ext",
+            "subjectAltName,extendedKeyUsage",
+        ]);
+        assert!(
+            sans.contains(&format!("DNS:{}", a.name))
+                && sans.contains(&format!("IP Address:{}", a.ip))
+                && sans.contains("TLS Web Server Authentication"),
+            "{sans}"
+        );
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(pki.join("client.key"))
             .unwrap()

@@ -135,6 +135,15 @@ pub async fn join(cfg: &JoinConfig) -> Result<kube::Client, JoinError> {
         Some(der) => der,
         None => {
             let der = pinned_ca(&uri, &token).await?;
+            // Credentials of another cluster (or none): start over.
+            for f in [
+                creds.client_cert(),
+                creds.client_key(),
+                creds.serving_cert(),
+                creds.serving_key(),
+            ] {
+                let _ = std::fs::remove_file(f);
+            }
             write(&creds.ca(), pem("CERTIFICATE", &der).as_bytes(), 0o644)?;
             der
         }
