@@ -74,10 +74,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &args.data_dir,
             Path::new(DEFAULT_RUN),
             args.cluster_cidr,
-            client,
+            client.clone(),
             Vec::new(),
         )
         .await?;
+        if let Err(e) = skiff_agent::join::ensure_serving_certificate(&client, &join).await {
+            tracing::error!(error = %skiff_agent::chain(&e), "no kubelet serving certificate");
+        }
         tracing::info!(node = %name, server = %args.server, "node joined and running");
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;

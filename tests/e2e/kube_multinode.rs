@@ -97,7 +97,18 @@ fn three_nodes_join_with_the_token_and_pods_reach_each_other_across_nodes() {
     cidrs.dedup();
     assert_eq!(cidrs.len(), 3, "pod CIDRs are distinct: {cidrs:?}");
 
-    // The agents got their certificates through CSRs the server approved and signed.
+    // The agents got their certificates through CSRs the server approved and signed (the
+    // serving one once their Node was registered).
+    for a in &c.agents {
+        let serving = a.data.join("pki/serving.crt");
+        let got = poll(Duration::from_secs(30), || serving.exists().then_some(()));
+        assert!(
+            got.is_some(),
+            "{} has no serving certificate\n{}",
+            a.name,
+            c.logs()
+        );
+    }
     let csrs = c.kubectl_ok(&["get", "csr"]);
     for a in &c.agents {
         for signer in ["kube-apiserver-client-kubelet", "kubelet-serving"] {

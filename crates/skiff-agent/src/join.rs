@@ -3,9 +3,9 @@
 //! before anything is sent — then, presenting the token as a bootstrap identity that may only
 //! ask for certificates, creates a CertificateSigningRequest for `system:node:<name>` (O
 //! `system:nodes`, signer `kubernetes.io/kube-apiserver-client-kubelet`), waits for the
-//! server to sign it and from then on talks as that node with its own key. It also asks, as
-//! the node, for a kubelet serving certificate (signer `kubernetes.io/kubelet-serving`, SANs
-//! the node's name and addresses).
+//! server to sign it and from then on talks as that node with its own key. Once its Node is
+//! registered it also asks, as the node, for a kubelet serving certificate (signer
+//! `kubernetes.io/kubelet-serving`, SANs the node's name and addresses).
 //!
 //! Files, under the credentials directory ([`Credentials`]): `ca.crt`, `client.crt`,
 //! `client.key`, `serving.crt`, `serving.key` (keys mode 0600). A restart with them present
@@ -184,11 +184,22 @@ pub async fn join(cfg: &JoinConfig) -> Result<kube::Client, JoinError> {
     node.auth_info.client_certificate = Some(creds.client_cert().display().to_string());
     node.auth_info.client_key = Some(creds.client_key().display().to_string());
     let client = kube::Client::try_from(node)?;
+    Ok(client)
+}
+
+/// Asks, as the node, for a kubelet serving certificate (SANs: the node's name and
+/// addresses) unless one is stored. Call it once the Node is registered: the server only
+/// signs names and addresses the Node has.
+pub async fn ensure_serving_certificate(
+    client: &kube::Client,
+    cfg: &JoinConfig,
+) -> Result<(), JoinError> {
+    let creds = &cfg.credentials;
     if !(creds.serving_cert().exists() && creds.serving_key().exists()) {
         let mut sans = vec![cfg.node_name.clone()];
         sans.extend(cfg.node_ips.iter().map(IpAddr::to_string));
         let (cert, key) = request_certificate(
-            &client,
+            client,
             &cfg.node_name,
             KUBELET_SERVING,
             &sans,
@@ -199,7 +210,7 @@ pub async fn join(cfg: &JoinConfig) -> Result<kube::Client, JoinError> {
         write(&creds.serving_cert(), cert.as_bytes(), 0o644)?;
         tracing::info!(node = %cfg.node_name, "kubelet serving certificate issued");
     }
-    Ok(client)
+    Ok(())
 }
 
 /// Creates a CSR for `system:node:<node>` and waits for its certificate; returns the

@@ -4,9 +4,10 @@
 //! `system:node:<name>`, O `system:nodes`, client auth only) asked for by a join-token
 //! caller or by that node itself, and a kubelet serving certificate
 //! (`kubernetes.io/kubelet-serving`, the same subject, server auth, DNS and IP names only)
-//! asked for by that node. A bootstrap or node caller's request of those signers that breaks
-//! the rules is denied with the reason. Approved requests of the `kubernetes.io` client,
-//! kubelet-client and kubelet-serving signers are signed with the cluster CA.
+//! asked for by that node, naming only the Node's name and addresses. A bootstrap or node
+//! caller's request of those signers that breaks the rules is denied with the reason.
+//! Approved requests of the `kubernetes.io` client, kubelet-client and kubelet-serving
+//! signers are signed with the cluster CA.
 //!
 //! It lives in the API server, not in skiff-controllers, because signing needs the CA's
 //! private key, which never leaves the server's data directory; it is an API client like any
@@ -19,6 +20,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
+use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use rcgen::ExtendedKeyUsagePurpose;
 use serde_json::json;
@@ -112,7 +114,17 @@ async fn handle(
         return;
     }
     if !has(&csr, "Approved") {
-        let (ty, reason, message) = match judge(&csr) {
+        let node_names = match (
+            csr.spec.signer_name.as_str(),
+            csr.spec
+                .username
+                .as_deref()
+                .and_then(|u| u.strip_prefix(NODE_PREFIX)),
+        ) {
+            (KUBELET_SERVING, Some(node)) => node_names(api, node).await,
+            _ => None,
+        };
+        let (ty, reason, message) = match judge(&csr, node_names.as_deref()) {
             Verdict::Pass => return,
             Verdict::Approve(why) => ("Approved", "AutoApproved", why.to_string()),
             Verdict::Deny(why) => ("Denied", "AutoDenied", why),
@@ -184,6 +196,30 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// An IP address SAN as text.
+fn ip_string(b: &[u8]) -> Option<String> {
+    match b.len() {
+        4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(b).ok()?).to_string()),
+        16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(b).ok()?).to_string()),
+        _ => None,
+    }
+}
+
+/// Node `name`'s name and addresses, if it is registered.
+async fn node_names(api: &Api<CertificateSigningRequest>, name: &str) -> Option<Vec<String>> {
+    let nodes: Api<Node> = Api::all(api.clone().into_client());
+    let node = nodes.get_opt(name).await.ok()??;
+    let mut out = vec![name.to_string()];
+    out.extend(
+        node.status
+            .and_then(|s| s.addresses)
+            .into_iter()
+            .flatten()
+            .map(|a| a.address),
+    );
+    Some(out)
+}
+
 fn base64_of(data: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(data)
@@ -193,7 +229,8 @@ fn base64_of(data: &[u8]) -> String {
 struct Request {
     cn: String,
     orgs: Vec<String>,
-    dns_or_ip: usize,
+    /// DNS names and IP addresses among the subject alternative names.
+    names: Vec<String>,
     other_names: usize,
 }
 
@@ -213,12 +250,16 @@ fn parse(pem: &[u8]) -> Option<Request> {
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_string))
         .collect();
-    let (mut dns_or_ip, mut other_names) = (0, 0);
+    let (mut names, mut other_names) = (Vec::new(), 0);
     for ext in req.requested_extensions().into_iter().flatten() {
         if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) = ext {
             for n in &san.general_names {
                 match n {
-                    GeneralName::DNSName(_) | GeneralName::IPAddress(_) => dns_or_ip += 1,
+                    GeneralName::DNSName(d) => names.push(d.to_string()),
+                    GeneralName::IPAddress(b) => match ip_string(b) {
+                        Some(ip) => names.push(ip),
+                        None => other_names += 1,
+                    },
                     _ => other_names += 1,
                 }
             }
@@ -227,13 +268,14 @@ fn parse(pem: &[u8]) -> Option<Request> {
     Some(Request {
         cn,
         orgs,
-        dns_or_ip,
+        names,
         other_names,
     })
 }
 
-/// kube-controller-manager's rules for node certificates, with the requester in the spec.
-fn judge(csr: &CertificateSigningRequest) -> Verdict {
+/// kube-controller-manager's rules for node certificates, with the requester in the spec;
+/// `node_names` are the requesting node's name and addresses, when it is a registered Node.
+fn judge(csr: &CertificateSigningRequest, node_names: Option<&[String]>) -> Verdict {
     let spec = &csr.spec;
     let groups = spec.groups.clone().unwrap_or_default();
     let username = spec.username.clone().unwrap_or_default();
@@ -259,7 +301,7 @@ fn judge(csr: &CertificateSigningRequest) -> Verdict {
                     "a node client certificate names system:node:<name> in O=system:nodes".into(),
                 );
             }
-            if r.dns_or_ip + r.other_names > 0 {
+            if !r.names.is_empty() || r.other_names > 0 {
                 return Verdict::Deny(
                     "a node client certificate has no subject alternative names".into(),
                 );
@@ -284,10 +326,18 @@ fn judge(csr: &CertificateSigningRequest) -> Verdict {
                     "{username} may only ask for a serving certificate of its own name"
                 ));
             }
-            if r.dns_or_ip == 0 || r.other_names > 0 {
+            if r.names.is_empty() || r.other_names > 0 {
                 return Verdict::Deny(
                     "a kubelet serving certificate names at least one DNS name or IP address and nothing else".into(),
                 );
+            }
+            let Some(known) = node_names else {
+                return Verdict::Deny(format!("{username} is not a registered Node"));
+            };
+            if let Some(n) = r.names.iter().find(|n| !known.contains(n)) {
+                return Verdict::Deny(format!(
+                    "{n} is neither the node's name nor one of its addresses"
+                ));
             }
             if !only(
                 &["digital signature", "key encipherment", "server auth"],
@@ -356,7 +406,7 @@ mod tests {
             request("system:node:a", NODES, &[]),
             &["digital signature", "client auth"],
         );
-        assert!(matches!(judge(&c), Verdict::Approve(_)));
+        assert!(matches!(judge(&c, None), Verdict::Approve(_)));
     }
 
     #[test]
@@ -368,7 +418,7 @@ mod tests {
             request("admin", "system:masters", &[]),
             &["client auth"],
         );
-        assert!(matches!(judge(&c), Verdict::Deny(_)));
+        assert!(matches!(judge(&c, None), Verdict::Deny(_)));
         let c = csr(
             APISERVER_CLIENT,
             "system:bootstrap:node",
@@ -376,7 +426,7 @@ mod tests {
             request("system:node:a", NODES, &[]),
             &["client auth"],
         );
-        assert!(matches!(judge(&c), Verdict::Deny(_)));
+        assert!(matches!(judge(&c, None), Verdict::Deny(_)));
     }
 
     #[test]
@@ -388,7 +438,23 @@ mod tests {
             request("system:node:a", NODES, &["a", "10.0.0.2"]),
             &["digital signature", "server auth"],
         );
-        assert!(matches!(judge(&mine), Verdict::Approve(_)));
+        let known = ["a".to_string(), "10.0.0.2".to_string()];
+        assert!(matches!(judge(&mine, Some(&known)), Verdict::Approve(_)));
+        assert!(
+            matches!(judge(&mine, None), Verdict::Deny(_)),
+            "an unregistered node gets no serving certificate"
+        );
+        let foreign = csr(
+            KUBELET_SERVING,
+            "system:node:a",
+            &[NODES],
+            request("system:node:a", NODES, &["a", "10.0.0.9"]),
+            &["server auth"],
+        );
+        assert!(
+            matches!(judge(&foreign, Some(&known)), Verdict::Deny(m) if m.contains("10.0.0.9")),
+            "an address the Node does not have"
+        );
         let other = csr(
             KUBELET_SERVING,
             "system:node:a",
@@ -396,7 +462,7 @@ mod tests {
             request("system:node:b", NODES, &["b"]),
             &["server auth"],
         );
-        assert!(matches!(judge(&other), Verdict::Deny(_)));
+        assert!(matches!(judge(&other, Some(&known)), Verdict::Deny(_)));
     }
 
     #[test]
@@ -408,6 +474,6 @@ mod tests {
             request("alice", "dev", &[]),
             &["client auth"],
         );
-        assert_eq!(judge(&c), Verdict::Pass);
+        assert_eq!(judge(&c, None), Verdict::Pass);
     }
 }

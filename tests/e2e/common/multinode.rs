@@ -233,7 +233,8 @@ pub struct MultiNode {
 
 impl MultiNode {
     /// Starts the server with its local node and `agents` agents, waits for every Node to be
-    /// Ready, and loads busybox into every node's engine.
+    /// Ready and every agent to hold its serving certificate, and loads busybox into every
+    /// node's engine.
     pub fn start(agents: usize) -> MultiNode {
         let tag: String = {
             const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -350,6 +351,17 @@ impl MultiNode {
             .collect();
         for n in &names {
             c.wait_ready(n, true);
+        }
+        // Fully joined: an agent asks for its serving certificate once its Node is registered.
+        for a in &c.agents {
+            let serving = a.data.join("pki/serving.crt");
+            let got = poll(Duration::from_secs(30), || serving.exists().then_some(()));
+            assert!(
+                got.is_some(),
+                "{} got no serving certificate\n{}",
+                a.name,
+                c.logs()
+            );
         }
         let scratch = c.dir.path().to_path_buf();
         c.local.load_busybox(&scratch);
