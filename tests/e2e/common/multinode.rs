@@ -236,13 +236,17 @@ impl MultiNode {
     /// Ready and every agent to hold its serving certificate, and loads busybox into every
     /// node's engine.
     pub fn start(agents: usize) -> MultiNode {
-        let tag: String = {
-            const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-            (0..2)
-                .map(|_| ALPHABET[rand::random::<u32>() as usize % ALPHABET.len()] as char)
-                .collect()
-        };
-        let net = 1 + rand::random::<u32>() % 250;
+        // Clusters of one test process get distinct tags, subnets and cluster CIDRs.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = std::process::id() + STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let tag: String = [
+            ALPHABET[k as usize % ALPHABET.len()] as char,
+            ALPHABET[rand::random::<u32>() as usize % ALPHABET.len()] as char,
+        ]
+        .iter()
+        .collect();
+        let net = 1 + k % 250;
         let dir = tempfile::Builder::new()
             .prefix("skiff-multinode")
             .tempdir()
@@ -251,11 +255,7 @@ impl MultiNode {
             bridge: format!("skiffm{tag}"),
             host_ip: format!("172.29.{net}.1"),
             port: 20000 + rand::random::<u16>() % 20000,
-            cluster_cidr: format!(
-                "10.{}.{}.0/22",
-                250 + rand::random::<u32>() % 5,
-                (rand::random::<u32>() % 64) * 4
-            ),
+            cluster_cidr: format!("10.{}.{}.0/22", 250 + (k / 64) % 5, (k % 64) * 4),
             local: LocalNode {
                 name: format!("server-{tag}"),
                 run: dir.path().join("server-run"),
