@@ -56,6 +56,10 @@ pub struct NodeArgs {
     /// Cluster domain
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// How often the local node samples its and its pods' resource usage (`kubectl top`, the
+    /// HPA)
+    #[arg(long, default_value = "10s")]
+    node_stats_period: humantime::Duration,
     /// Host bridge of the default `bridge` network of the local node's Docker API (`none`: no
     /// default bridge network there)
     #[arg(long, default_value = "skiffn0")]
@@ -202,6 +206,7 @@ impl LocalNode {
         cfg.cluster_cidr = cluster.cidr;
         cfg.cluster_dns = args.cluster_dns;
         cfg.cluster_domain = args.cluster_domain.clone();
+        cfg.stats_period = args.node_stats_period.into();
         let agent = skiff_agent::Agent::start(client, engine.clone(), cfg)
             .await
             .map_err(|e| {
@@ -214,6 +219,9 @@ impl LocalNode {
         server
             .state
             .connect_node(&node_name, std::sync::Arc::new(LocalStreams(agent.logs())));
+        server
+            .state
+            .connect_node_metrics(&node_name, std::sync::Arc::new(LocalMetrics(agent.stats())));
         Ok(LocalNode {
             engine,
             agent,
@@ -228,6 +236,7 @@ impl LocalNode {
     /// shims), the Docker API and the engine.
     pub async fn stop(self) {
         self.api.disconnect_node(&self.agent.node_name);
+        self.api.disconnect_node_metrics(&self.agent.node_name);
         self.stop.send_replace(true);
         self.agent.stop().await;
         let _ = self.docker_api.await;
@@ -269,5 +278,38 @@ impl skiff_apiserver::nodes::NodeStreams for LocalStreams {
                 other => skiff_apiserver::ApiError::internal(skiff_agent::chain(&other)),
             })
         })
+    }
+}
+
+/// The local node's resource usage, handed to the API server in-process (remote nodes will
+/// be read through the kubelet API).
+struct LocalMetrics(skiff_agent::stats::StatsHandle);
+
+impl skiff_apiserver::metrics::NodeMetricsSource for LocalMetrics {
+    fn node(&self) -> Option<skiff_apiserver::kinds::metrics::NodeMetrics> {
+        use skiff_apiserver::metrics as m;
+        let n = self.0.snapshot().node?;
+        let u = m::usage(n.usage.cpu_nano_cores, n.usage.memory_working_set_bytes);
+        Some(m::node_metrics(&n.name, n.timestamp, n.window, u))
+    }
+
+    fn pods(&self) -> Vec<skiff_apiserver::kinds::metrics::PodMetrics> {
+        use skiff_apiserver::metrics as m;
+        self.0
+            .snapshot()
+            .pods
+            .into_iter()
+            .map(|p| {
+                let containers = p
+                    .containers
+                    .into_iter()
+                    .map(|c| {
+                        let u = m::usage(c.usage.cpu_nano_cores, c.usage.memory_working_set_bytes);
+                        (c.name, u)
+                    })
+                    .collect();
+                m::pod_metrics(&p.namespace, &p.name, p.timestamp, p.window, containers)
+            })
+            .collect()
     }
 }

@@ -15,7 +15,7 @@
 //! Layout: [`node`] (Node, Lease), [`pods`] (the watch loop and housekeeping), `sync` (one
 //! pod's step), `status`, [`sandbox`] and `etc` (what a pod's containers share), `spec`
 //! (pod container → engine container), `observe` (engine → pod containers), [`labels`],
-//! [`logs`] (`pods/log`).
+//! [`logs`] (`pods/log`), [`stats`] (resource usage from cgroups).
 
 #![forbid(unsafe_code)]
 
@@ -34,6 +34,7 @@ mod probes;
 mod quantity;
 pub mod sandbox;
 mod spec;
+pub mod stats;
 mod status;
 mod sync;
 mod volumes;
@@ -83,6 +84,8 @@ pub struct AgentConfig {
     pub cluster_cidr: Ipv4Net,
     pub cluster_dns: Ipv4Addr,
     pub cluster_domain: String,
+    /// How often the node's and its pods' resource usage is sampled.
+    pub stats_period: std::time::Duration,
 }
 
 impl AgentConfig {
@@ -101,6 +104,7 @@ impl AgentConfig {
             cluster_cidr: "10.42.0.0/16".parse().expect("literal"),
             cluster_dns: Ipv4Addr::new(10, 43, 0, 10),
             cluster_domain: "cluster.local".into(),
+            stats_period: stats::DEFAULT_PERIOD,
         }
     }
 }
@@ -110,6 +114,7 @@ pub struct Agent {
     stop: tokio::sync::watch::Sender<bool>,
     engine: Arc<Engine>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    stats: stats::StatsHandle,
     pub node_name: String,
     pub pod_cidr: Ipv4Net,
 }
@@ -174,6 +179,12 @@ impl Agent {
         sandboxes.setup_network(pod_cidr).await?;
         tracing::info!(node = %cfg.node_name, %pod_cidr, adopted = live.len(), "node agent started");
 
+        let sampler = stats::Sampler::new(
+            engine.clone(),
+            cfg.node_name.clone(),
+            engine.config().cgroup_parent.clone(),
+        );
+        let stats = sampler.handle();
         let ctx = Arc::new(pods::Ctx {
             cgroup_parent: engine.config().cgroup_parent.clone(),
             engine: engine.clone(),
@@ -188,7 +199,9 @@ impl Agent {
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let heartbeat_stop = stopped.clone();
+        let stats_stop = stopped.clone();
         let tasks = vec![
+            tokio::spawn(sampler.run(cfg.stats_period, stats_stop)),
             tokio::spawn(async move { registration.heartbeat(heartbeat_stop).await }),
             tokio::spawn(pods::run(ctx, stopped)),
         ];
@@ -196,6 +209,7 @@ impl Agent {
             stop,
             engine,
             tasks,
+            stats,
             node_name: cfg.node_name,
             pod_cidr,
         })
@@ -204,6 +218,11 @@ impl Agent {
     /// Reads the logs of this node's pods.
     pub fn logs(&self) -> logs::PodLogs {
         logs::PodLogs::new(self.engine.clone())
+    }
+
+    /// The latest resource usage of the node and its pods.
+    pub fn stats(&self) -> stats::StatsHandle {
+        self.stats.clone()
     }
 
     /// Stops the agent: the pod loop ends (pod containers keep running) and the node is
