@@ -3,9 +3,8 @@
 //! Deployment autoscaled with `kubectl autoscale` grows under a busybox CPU loop and shrinks
 //! once the loop stops.
 
-#[allow(dead_code)] // shared with the other kubectl tests
 mod kube_common;
-#[allow(dead_code)]
+#[allow(dead_code)] // shared with the pod tests
 #[path = "kube_pods/node.rs"]
 mod node;
 
