@@ -167,6 +167,11 @@ fn kubectl_top_prints_node_pod_and_container_usage() {
             .any(|l| l.starts_with("default") && l.contains(&pod)),
         "{all}"
     );
+    // Pod metrics carry the pods' labels, so a selector picks them.
+    let selected = top(&node, &["pods", "-l", "app=spin"], |t| t.contains(&pod));
+    assert_eq!(selected.lines().count(), 2, "{selected}");
+    let out = node.kubectl(&["top", "pods", "-l", "app=other"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&pod));
     // Another namespace has no pods with metrics.
     let out = node.kubectl(&["top", "pods", "-n", "kube-system"]);
     assert!(

@@ -177,16 +177,54 @@ pub fn pod_metrics(
     }
 }
 
-/// The objects of the request's kind, as JSON, filtered by namespace.
-fn objects(ctx: Ctx<'_>) -> Vec<Value> {
+/// The objects of the request's kind, as JSON, filtered by namespace. Pod metrics carry their
+/// pod's labels (as metrics-server's do, so `kubectl top pods -l` selects) and are dropped
+/// once the pod is gone from the API.
+async fn objects(ctx: Ctx<'_>) -> Result<Vec<Value>, ApiError> {
     let info = ctx.info();
     let provider = ctx.state.metrics();
     let (api_version, kind) = (info.api_version(), info.kind);
     let items: Vec<Value> = if info.namespaced {
+        let pods = crate::resources::find("", "v1", "pods")
+            .ok_or_else(|| ApiError::internal("pods are not served"))?
+            .info();
+        let page = ctx
+            .state
+            .storage
+            .list(pods, ctx.ns(), None, 0, None)
+            .await?;
+        let labels: std::collections::HashMap<(String, String), Value> = page
+            .items
+            .iter()
+            .map(|p| {
+                let key = (
+                    p.pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    crate::object::name(p).to_string(),
+                );
+                (
+                    key,
+                    p.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+                )
+            })
+            .collect();
         provider
             .pod_metrics(ctx.ns())
             .into_iter()
             .filter_map(|m| serde_json::to_value(m).ok())
+            .filter_map(|mut m| {
+                let key = (
+                    m.pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    crate::object::name(&m).to_string(),
+                );
+                m["metadata"]["labels"] = labels.get(&key)?.clone();
+                Some(m)
+            })
             .collect()
     } else {
         provider
@@ -195,14 +233,14 @@ fn objects(ctx: Ctx<'_>) -> Vec<Value> {
             .filter_map(|m| serde_json::to_value(m).ok())
             .collect()
     };
-    items
+    Ok(items
         .into_iter()
         .map(|mut o| {
             o["apiVersion"] = json!(api_version);
             o["kind"] = json!(kind);
             o
         })
-        .collect()
+        .collect())
 }
 
 /// GET of one object or of the list; every other verb is refused.
@@ -211,6 +249,7 @@ pub(crate) async fn serve(ctx: Ctx<'_>, verb: &str) -> Result<Response, ApiError
     match verb {
         "get" => {
             let obj = objects(ctx)
+                .await?
                 .into_iter()
                 .find(|o| crate::object::name(o) == ctx.name())
                 .ok_or_else(|| ApiError::not_found(info.group, info.plural, ctx.name()))?;
@@ -219,6 +258,7 @@ pub(crate) async fn serve(ctx: Ctx<'_>, verb: &str) -> Result<Response, ApiError
         "list" => {
             let filter = Filter::from_ctx(ctx)?;
             let items: Vec<Value> = objects(ctx)
+                .await?
                 .into_iter()
                 .filter(|o| filter.matches(o))
                 .collect();
