@@ -308,3 +308,55 @@ async fn missing_requests_and_targets_are_reported_in_conditions() {
         Some(1)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_average_value_targets_scale_by_the_mean_per_pod() {
+    let (c, usage) = start().await;
+    let rss: Api<ReplicaSet> = c.api();
+    rss.create(&PostParams::default(), &replica_set("mem", 1, Some("10m")))
+        .await
+        .unwrap();
+    until("1 pod", || async {
+        (c.pods("app=mem").await.len() == 1).then_some(())
+    })
+    .await;
+    for p in run_pods(&c, "mem").await {
+        usage.set(&p, 1);
+    }
+    // Every pod uses 4Mi (the source's figure) against 2Mi each: twice the pods.
+    create_hpa(
+        &c,
+        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "mem"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "mem"},
+            "minReplicas": 1, "maxReplicas": 5,
+            "metrics": [{"type": "Resource", "resource": {"name": "memory",
+                "target": {"type": "AverageValue", "averageValue": "2Mi"}}}]}}),
+    )
+    .await;
+    until("the ReplicaSet is scaled to 2", || async {
+        (rss.get("mem").await.ok()?.spec?.replicas == Some(2)).then_some(())
+    })
+    .await;
+    let hpas: Api<HorizontalPodAutoscaler> = c.api();
+    let current = until("the HPA reports the memory average", || async {
+        let h = hpas.get("mem").await.ok()?;
+        h.status?.current_metrics?[0].resource.clone()
+    })
+    .await;
+    assert_eq!(current.name, "memory");
+    assert_eq!(current.current.average_utilization, None);
+    assert_eq!(
+        current.current.average_value.unwrap().0,
+        (4u64 << 20).to_string()
+    );
+    let up = "New size: 2; reason: memory resource above target";
+    until("the rescale event", || async {
+        rescale_events(&c)
+            .await
+            .iter()
+            .any(|e| e == up)
+            .then_some(())
+    })
+    .await;
+}
