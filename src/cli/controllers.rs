@@ -8,11 +8,41 @@ use std::sync::Arc;
 use skiff_apiserver::auth::UserInfo;
 use skiff_apiserver::ApiState;
 
+/// The controllers' settings (kube-controller-manager's flags).
+#[derive(clap::Args)]
+pub struct ControllerArgs {
+    /// How often the HorizontalPodAutoscaler controller syncs each HPA
+    #[arg(long, default_value = "15s")]
+    horizontal_pod_autoscaler_sync_period: humantime::Duration,
+    /// How long an HPA without `behavior` keeps its highest recent recommendation before
+    /// scaling down
+    #[arg(long, default_value = "5m")]
+    horizontal_pod_autoscaler_downscale_stabilization: humantime::Duration,
+    /// How far usage may stray from an HPA's target before it rescales (a fraction)
+    #[arg(long, default_value_t = 0.1)]
+    horizontal_pod_autoscaler_tolerance: f64,
+}
+
+impl ControllerArgs {
+    fn options(&self) -> skiff_controllers::Options {
+        skiff_controllers::Options {
+            hpa: skiff_controllers::hpa::Config {
+                sync_period: self.horizontal_pod_autoscaler_sync_period.into(),
+                downscale_stabilization: self
+                    .horizontal_pod_autoscaler_downscale_stabilization
+                    .into(),
+                tolerance: self.horizontal_pod_autoscaler_tolerance,
+            },
+        }
+    }
+}
+
 /// Starts the controllers unless `disabled`. Returns the server's shutdown signal: it
 /// completes after `signal` and after the controllers have stopped and released their Lease.
 pub fn start(
     state: &Arc<ApiState>,
     disabled: bool,
+    args: &ControllerArgs,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     if disabled {
@@ -25,5 +55,5 @@ pub fn start(
         groups: vec!["system:authenticated".into()],
     };
     let client = skiff_apiserver::in_process_client(state.clone(), user);
-    Box::pin(skiff_controllers::start(client, signal))
+    Box::pin(skiff_controllers::start(client, args.options(), signal))
 }

@@ -49,6 +49,10 @@ impl LocalNode {
             &node.agent.node_name,
             std::sync::Arc::new(LocalStreams(node.agent.logs())),
         );
+        server.state.connect_node_metrics(
+            &node.agent.node_name,
+            std::sync::Arc::new(LocalMetrics(node.agent.stats())),
+        );
         Ok(LocalNode {
             node,
             api: server.state.clone(),
@@ -58,6 +62,7 @@ impl LocalNode {
     /// Stops the node (reported NotReady; pod containers keep running under their shims).
     pub async fn stop(self) {
         self.api.disconnect_node(&self.node.agent.node_name);
+        self.api.disconnect_node_metrics(&self.node.agent.node_name);
         self.node.stop().await;
     }
 }
@@ -94,5 +99,38 @@ impl skiff_apiserver::nodes::NodeStreams for LocalStreams {
                 other => skiff_apiserver::ApiError::internal(skiff_agent::chain(&other)),
             })
         })
+    }
+}
+
+/// The local node's resource usage, handed to the API server in-process (remote nodes will
+/// be read through the kubelet API).
+struct LocalMetrics(skiff_agent::stats::StatsHandle);
+
+impl skiff_apiserver::metrics::NodeMetricsSource for LocalMetrics {
+    fn node(&self) -> Option<skiff_apiserver::kinds::metrics::NodeMetrics> {
+        use skiff_apiserver::metrics as m;
+        let n = self.0.snapshot().node?;
+        let u = m::usage(n.usage.cpu_nano_cores, n.usage.memory_working_set_bytes);
+        Some(m::node_metrics(&n.name, n.timestamp, n.window, u))
+    }
+
+    fn pods(&self) -> Vec<skiff_apiserver::kinds::metrics::PodMetrics> {
+        use skiff_apiserver::metrics as m;
+        self.0
+            .snapshot()
+            .pods
+            .into_iter()
+            .map(|p| {
+                let containers = p
+                    .containers
+                    .into_iter()
+                    .map(|c| {
+                        let u = m::usage(c.usage.cpu_nano_cores, c.usage.memory_working_set_bytes);
+                        (c.name, u)
+                    })
+                    .collect();
+                m::pod_metrics(&p.namespace, &p.name, p.timestamp, p.window, containers)
+            })
+            .collect()
     }
 }

@@ -58,6 +58,9 @@ pub struct NodeArgs {
     /// Cluster domain
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// How often the node samples its and its pods' resource usage (`kubectl top`, the HPA)
+    #[arg(long, default_value = "10s")]
+    node_stats_period: humantime::Duration,
     /// Host bridge of the default `bridge` network of the node's Docker API (`none`: no
     /// default bridge network there)
     #[arg(long, default_value = "skiffn0")]
@@ -208,6 +211,7 @@ impl Node {
         cfg.cluster_cidr = cluster_cidr;
         cfg.cluster_dns = args.cluster_dns;
         cfg.cluster_domain = args.cluster_domain.clone();
+        cfg.stats_period = args.node_stats_period.into();
         let agent = skiff_agent::Agent::start(client, engine.clone(), cfg)
             .await
             .map_err(|e| anyhow::anyhow!("starting the node agent: {}", skiff_agent::chain(&e)))?;

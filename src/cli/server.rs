@@ -55,6 +55,8 @@ pub struct Args {
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
     #[command(flatten)]
+    controllers: super::controllers::ControllerArgs,
+    #[command(flatten)]
     node: super::node::NodeArgs,
 }
 
@@ -124,7 +126,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         // Controllers stop (and release their Lease) first; the API keeps serving until the
         // local node has said it is NotReady.
-        let shutdown = super::controllers::start(&server.state, args.disable_controllers, shutdown);
+        let shutdown = super::controllers::start(
+            &server.state,
+            args.disable_controllers,
+            &args.controllers,
+            shutdown,
+        );
         let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(server.serve(async move {
             let _ = api_stop_rx.await;

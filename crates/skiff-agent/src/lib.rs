@@ -16,7 +16,7 @@
 //! (host-gw routes to other nodes' pods), [`pods`] (the watch loop and housekeeping), `sync` (one
 //! pod's step), `status`, [`sandbox`] and `etc` (what a pod's containers share), `spec`
 //! (pod container → engine container), `observe` (engine → pod containers), [`labels`],
-//! [`logs`] (`pods/log`).
+//! [`logs`] (`pods/log`), [`stats`] (resource usage from cgroups).
 
 #![forbid(unsafe_code)]
 
@@ -37,6 +37,7 @@ mod quantity;
 pub mod routes;
 pub mod sandbox;
 mod spec;
+pub mod stats;
 mod status;
 mod sync;
 mod volumes;
@@ -86,6 +87,8 @@ pub struct AgentConfig {
     pub cluster_cidr: Ipv4Net,
     pub cluster_dns: Ipv4Addr,
     pub cluster_domain: String,
+    /// How often the node's and its pods' resource usage is sampled.
+    pub stats_period: std::time::Duration,
 }
 
 impl AgentConfig {
@@ -104,6 +107,7 @@ impl AgentConfig {
             cluster_cidr: "10.42.0.0/16".parse().expect("literal"),
             cluster_dns: Ipv4Addr::new(10, 43, 0, 10),
             cluster_domain: "cluster.local".into(),
+            stats_period: stats::DEFAULT_PERIOD,
         }
     }
 }
@@ -113,6 +117,7 @@ pub struct Agent {
     stop: tokio::sync::watch::Sender<bool>,
     engine: Arc<Engine>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    stats: stats::StatsHandle,
     pub node_name: String,
     pub pod_cidr: Ipv4Net,
 }
@@ -179,6 +184,12 @@ impl Agent {
 
         let routes_net = sandboxes.net.clone();
         let routes_client = client.clone();
+        let sampler = stats::Sampler::new(
+            engine.clone(),
+            cfg.node_name.clone(),
+            engine.config().cgroup_parent.clone(),
+        );
+        let stats = sampler.handle();
         let ctx = Arc::new(pods::Ctx {
             cgroup_parent: engine.config().cgroup_parent.clone(),
             engine: engine.clone(),
@@ -193,6 +204,7 @@ impl Agent {
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let heartbeat_stop = stopped.clone();
+        let stats_stop = stopped.clone();
         let tasks = vec![
             tokio::spawn(routes::run(
                 routes_client,
@@ -201,6 +213,7 @@ impl Agent {
                 cfg.cluster_cidr,
                 stopped.clone(),
             )),
+            tokio::spawn(sampler.run(cfg.stats_period, stats_stop)),
             tokio::spawn(async move { registration.heartbeat(heartbeat_stop).await }),
             tokio::spawn(pods::run(ctx, stopped)),
         ];
@@ -208,6 +221,7 @@ impl Agent {
             stop,
             engine,
             tasks,
+            stats,
             node_name: cfg.node_name,
             pod_cidr,
         })
@@ -216,6 +230,11 @@ impl Agent {
     /// Reads the logs of this node's pods.
     pub fn logs(&self) -> logs::PodLogs {
         logs::PodLogs::new(self.engine.clone())
+    }
+
+    /// The latest resource usage of the node and its pods.
+    pub fn stats(&self) -> stats::StatsHandle {
+        self.stats.clone()
     }
 
     /// Stops the agent: the pod loop ends (pod containers keep running) and the node is

@@ -37,8 +37,10 @@ pub struct ApiState {
     pub(crate) cluster_network: crate::nodeipam::ClusterNetwork,
     /// Nodes serving pod streams (logs) to this server.
     pub(crate) nodes: crate::nodes::Nodes,
-    /// Where `metrics.k8s.io` reads come from (nothing until a node feeds it).
+    /// Where `metrics.k8s.io` reads come from: by default the connected nodes' sources.
     metrics: std::sync::RwLock<Arc<dyn crate::metrics::MetricsProvider>>,
+    /// The nodes' metrics sources (the default provider).
+    node_metrics: Arc<crate::metrics::PerNodeMetrics>,
 }
 
 impl ApiState {
@@ -49,6 +51,7 @@ impl ApiState {
         tokens: TokenAuthenticator,
         encryptor: Arc<Encryptor>,
     ) -> Self {
+        let node_metrics = Arc::new(crate::metrics::PerNodeMetrics::default());
         ApiState {
             storage: Storage::new(store, SecretCodec::new(encryptor)),
             tokens,
@@ -56,7 +59,8 @@ impl ApiState {
             services: Default::default(),
             cluster_network: Default::default(),
             nodes: Default::default(),
-            metrics: std::sync::RwLock::new(Arc::new(crate::metrics::NoMetrics)),
+            metrics: std::sync::RwLock::new(node_metrics.clone()),
+            node_metrics,
         }
     }
 
@@ -83,7 +87,22 @@ impl ApiState {
         self.nodes.disconnect(name);
     }
 
-    /// Serves `metrics.k8s.io` from `provider` from now on.
+    /// Node `name` reports resource usage through `source` from now on (served by the
+    /// default provider).
+    pub fn connect_node_metrics(
+        &self,
+        name: &str,
+        source: Arc<dyn crate::metrics::NodeMetricsSource>,
+    ) {
+        self.node_metrics.connect(name, source);
+    }
+
+    /// Node `name` reports no more resource usage.
+    pub fn disconnect_node_metrics(&self, name: &str) {
+        self.node_metrics.disconnect(name);
+    }
+
+    /// Serves `metrics.k8s.io` from `provider` from now on (instead of the nodes' sources).
     pub fn set_metrics_provider(&self, provider: Arc<dyn crate::metrics::MetricsProvider>) {
         *self.metrics.write().unwrap_or_else(|e| e.into_inner()) = provider;
     }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     Endpoints, Node, ObjectReference, Pod, ReplicationController, Service,
@@ -28,6 +29,7 @@ pub struct Informers {
     pub nodes: Informer<Node>,
     pub daemon_sets: Informer<DaemonSet>,
     pub controller_revisions: Informer<ControllerRevision>,
+    pub hpas: Informer<HorizontalPodAutoscaler>,
 }
 
 impl Informers {
@@ -44,6 +46,7 @@ impl Informers {
             nodes: Informer::new(client.clone()),
             daemon_sets: Informer::new(client.clone()),
             controller_revisions: Informer::new(client.clone()),
+            hpas: Informer::new(client.clone()),
         }
     }
 
@@ -61,6 +64,7 @@ impl Informers {
             self.nodes.run(),
             self.daemon_sets.run(),
             self.controller_revisions.run(),
+            self.hpas.run(),
         );
     }
 
@@ -79,6 +83,7 @@ impl Informers {
             self.nodes.synced(),
             self.daemon_sets.synced(),
             self.controller_revisions.synced(),
+            self.hpas.synced(),
         );
     }
 }
@@ -86,18 +91,37 @@ impl Informers {
 /// Events about the objects controllers manage, as `kubectl describe` shows them.
 pub struct Events {
     recorder: Recorder,
+    client: Client,
+    reporter: Reporter,
 }
 
 impl Events {
     fn new(client: Client, controller: &str, instance: &str) -> Self {
+        let reporter = Reporter {
+            controller: controller.to_string(),
+            instance: Some(instance.to_string()),
+        };
         Events {
-            recorder: Recorder::new(
-                client,
-                Reporter {
-                    controller: controller.to_string(),
-                    instance: Some(instance.to_string()),
-                },
-            ),
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            client,
+            reporter,
+        }
+    }
+
+    /// A `Normal` event that is never folded into an earlier one of the same reason: kube's
+    /// recorder counts a repeat as a series of the first event and keeps the first note,
+    /// which would hide a changed note ("New size: 1" after "New size: 4").
+    pub async fn normal_note(&self, regarding: &ObjectReference, reason: &str, note: String) {
+        let event = Event {
+            type_: EventType::Normal,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: reason.to_string(),
+            secondary: None,
+        };
+        let fresh = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(e) = fresh.publish(&event, regarding).await {
+            tracing::debug!(error = %e, reason, "could not record an event");
         }
     }
 

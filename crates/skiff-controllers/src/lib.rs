@@ -1,6 +1,7 @@
 //! The controller set of `skiff server`: it owns the reconcile loops that make the
 //! cluster's objects so and keep them so — ReplicaSets, ReplicationControllers,
-//! Deployments, DaemonSets, Jobs, and the Endpoints/EndpointSlices of Services today; the
+//! Deployments, DaemonSets, Jobs, HorizontalPodAutoscalers, and the Endpoints/EndpointSlices
+//! of Services today; the
 //! StatefulSet, CronJob, node-lifecycle and other controllers join the same set. It must not
 //! reach into the API server's storage: everything goes through the Kubernetes API.
 //!
@@ -22,6 +23,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod error;
 pub mod expectations;
+pub mod hpa;
 pub mod informer;
 pub mod job;
 pub mod leader;
@@ -42,16 +44,29 @@ pub use context::{Context, Informers};
 pub use error::{Error, Result};
 pub use leader::{default_identity, LeaseConfig};
 
+/// The controller set's settings (kube-controller-manager's flags).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub hpa: hpa::Config,
+}
+
 /// One controller set: every controller over one set of shared informers.
 pub struct Controllers {
     ctx: Arc<Context>,
+    options: Options,
 }
 
 impl Controllers {
     /// A controller set acting as `identity` (its events' reporting instance).
     pub fn new(client: Client, identity: &str) -> Self {
+        Self::with_options(client, identity, Options::default())
+    }
+
+    /// A controller set with `options`.
+    pub fn with_options(client: Client, identity: &str, options: Options) -> Self {
         Controllers {
             ctx: Context::new(client, identity),
+            options,
         }
     }
 
@@ -64,6 +79,7 @@ impl Controllers {
     /// the watches start and act only once every cache is filled.
     pub async fn run(self) {
         let ctx = self.ctx;
+        let hpa = hpa::controller(ctx.clone(), self.options.hpa);
         let informers = &ctx.informers;
         let rs = replicaset::controller::<ReplicaSet>(
             ctx.clone(),
@@ -82,7 +98,7 @@ impl Controllers {
         let controllers = async {
             informers.synced().await;
             tracing::info!(identity = %ctx.identity, "caches synced, controllers running");
-            tokio::join!(rs, rc, deploy, job, endpoints, daemons);
+            tokio::join!(rs, rc, deploy, job, endpoints, daemons, hpa);
         };
         tokio::join!(informers.run(), controllers);
     }
@@ -97,11 +113,16 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Runs the controller set whenever this candidate holds the `lease`, until `shutdown`
 /// completes; then gives the Lease back, so another server takes over at once. Several
 /// candidates on one API run one active set between them.
-pub async fn run_elected(client: Client, lease: LeaseConfig, shutdown: impl Future<Output = ()>) {
+pub async fn run_elected(
+    client: Client,
+    lease: LeaseConfig,
+    options: Options,
+    shutdown: impl Future<Output = ()>,
+) {
     let identity = lease.identity.clone();
     leader::Elector::new(client.clone(), lease)
         .run(
-            || Controllers::new(client.clone(), &identity).run(),
+            || Controllers::with_options(client.clone(), &identity, options).run(),
             shutdown,
         )
         .await
@@ -113,11 +134,12 @@ pub async fn run_elected(client: Client, lease: LeaseConfig, shutdown: impl Futu
 /// shutdown signal so the API outlives the controllers' last writes.
 pub fn start(
     client: Client,
+    options: Options,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = ()> + Send + 'static {
     let lease = LeaseConfig::new(LEASE_NAME, &default_identity());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(run_elected(client, lease, async {
+    let task = tokio::spawn(run_elected(client, lease, options, async {
         let _ = stopped.await;
     }));
     async move {

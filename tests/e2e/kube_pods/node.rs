@@ -35,6 +35,11 @@ pub struct Node {
 impl Node {
     /// Starts the server and its node, and loads busybox into the node's engine.
     pub fn start() -> Node {
+        Node::start_with(&[])
+    }
+
+    /// [`Node::start`] with more `skiff server` flags.
+    pub fn start_with(extra: &[&str]) -> Node {
         let tag: String = {
             const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuwxyz0123456789";
             (0..2)
@@ -79,6 +84,10 @@ impl Node {
             "--engine-nftables-table".into(),
             format!("skiff-e{tag}"),
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect();
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let node = Node {
             cluster: Cluster::start_with_node(&arg_refs),

@@ -76,6 +76,11 @@ pub async fn start() -> Cluster {
 }
 
 impl Cluster {
+    /// Keeps `task` running as long as the cluster.
+    pub fn push(&mut self, task: tokio::task::JoinHandle<()>) {
+        self.tasks.push(task);
+    }
+
     pub fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,

@@ -207,9 +207,10 @@ fn hpa_targets(o: &Value) -> String {
                 .pointer("/resource/name")
                 .and_then(Value::as_str)
                 .unwrap_or("metric");
-            let target = m
+            let utilization = m
                 .pointer("/resource/target/averageUtilization")
-                .and_then(Value::as_i64)
+                .and_then(Value::as_i64);
+            let target = utilization
                 .map(|t| format!("{t}%"))
                 .or_else(|| {
                     m.pointer("/resource/target/averageValue")
@@ -217,14 +218,22 @@ fn hpa_targets(o: &Value) -> String {
                         .map(String::from)
                 })
                 .unwrap_or_else(|| "<unknown>".into());
-            let cur = current
+            let status = current
                 .iter()
-                .find(|c| c.pointer("/resource/name").and_then(Value::as_str) == Some(res))
-                .and_then(|c| {
-                    c.pointer("/resource/current/averageUtilization")
-                        .and_then(Value::as_i64)
-                })
-                .map_or("<unknown>".to_string(), |c| format!("{c}%"));
+                .find(|c| c.pointer("/resource/name").and_then(Value::as_str) == Some(res));
+            // A Utilization target shows the current percentage, an AverageValue one the
+            // current average (`memory: 12Mi/100Mi`), as kubectl's printer does.
+            let cur = match utilization {
+                Some(_) => status
+                    .and_then(|c| c.pointer("/resource/current/averageUtilization"))
+                    .and_then(Value::as_i64)
+                    .map(|c| format!("{c}%")),
+                None => status
+                    .and_then(|c| c.pointer("/resource/current/averageValue"))
+                    .and_then(Value::as_str)
+                    .map(String::from),
+            }
+            .unwrap_or_else(|| "<unknown>".into());
             format!("{res}: {cur}/{target}")
         })
         .collect();
@@ -415,6 +424,13 @@ mod tests {
         assert_eq!(hpa_targets(&v1), "cpu: <unknown>/80%");
         let v2 = json!({"spec": {"metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]}});
         assert_eq!(hpa_targets(&v2), "cpu: <unknown>/50%");
+        let both = json!({"spec": {"metrics": [
+            {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}},
+            {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "100Mi"}}}]},
+            "status": {"currentMetrics": [
+            {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 12, "averageValue": "12m"}}},
+            {"type": "Resource", "resource": {"name": "memory", "current": {"averageValue": "12Mi"}}}]}});
+        assert_eq!(hpa_targets(&both), "cpu: 12%/50%, memory: 12Mi/100Mi");
     }
 
     #[test]
