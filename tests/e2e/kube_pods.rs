@@ -2,13 +2,16 @@
 //! and heartbeats, pods bound to it (`spec.nodeName`; no scheduler yet) run on its engine in a
 //! sandbox with an address from its pod CIDR, report status as kubelet does, restart by their
 //! policy, are deleted gracefully or by force, and survive a SIGKILL of the server. What pods
-//! are configured with (environment, volumes, probes) is tested in `kube_pods/config.rs`.
+//! are configured with (environment, volumes, probes) is tested in `kube_pods/config.rs`;
+//! securityContext and resources in `kube_pods/security.rs`.
 
 #[path = "kube_pods/config.rs"]
 mod config;
 mod kube_common;
 #[path = "kube_pods/node.rs"]
 mod node;
+#[path = "kube_pods/security.rs"]
+mod security;
 
 use std::time::Duration;
 

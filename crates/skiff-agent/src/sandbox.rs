@@ -214,16 +214,20 @@ impl Sandboxes {
     pub async fn remove(&self, uid: &str) -> Result<()> {
         self.net.remove_sandbox(uid).await?;
         let dir = self.pod_dir(uid);
-        // Memory-backed emptyDir volumes are tmpfs mounts in the pod's directory.
-        let empty_dirs = dir.join("volumes").join("empty-dir");
-        for v in std::fs::read_dir(&empty_dirs)
+        // Memory-backed emptyDir and secret volumes are tmpfs mounts in the pod's directory.
+        let kinds = std::fs::read_dir(dir.join("volumes"))
             .into_iter()
             .flatten()
             .flatten()
-        {
-            match umount2(&v.path(), MntFlags::MNT_DETACH) {
+            .map(|k| k.path());
+        let volumes: Vec<PathBuf> = kinds
+            .flat_map(|k| std::fs::read_dir(k).into_iter().flatten().flatten())
+            .map(|v| v.path())
+            .collect();
+        for v in volumes {
+            match umount2(&v, MntFlags::MNT_DETACH) {
                 Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
-                Err(e) => return Err(e).ctx(|| format!("unmount {}", v.path().display())),
+                Err(e) => return Err(e).ctx(|| format!("unmount {}", v.display())),
             }
         }
         for m in ["ns-ipc", "ns-uts", "shm"] {

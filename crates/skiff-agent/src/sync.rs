@@ -39,7 +39,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn wait(&mut self, name: &str, reason: &str, message: String) {
+    pub(crate) fn wait(&mut self, name: &str, reason: &str, message: String) {
         self.waiting.insert(
             name.to_string(),
             Waiting {
@@ -49,7 +49,7 @@ impl Outcome {
         );
     }
 
-    fn again_in(&mut self, d: Duration) {
+    pub(crate) fn again_in(&mut self, d: Duration) {
         self.requeue = Some(self.requeue.map_or(d, |r| r.min(d)));
     }
 }
@@ -69,7 +69,7 @@ pub(crate) fn pod_ref(pod: &Pod) -> String {
     )
 }
 
-fn field_path(kind: Kind, name: &str) -> String {
+pub(crate) fn field_path(kind: Kind, name: &str) -> String {
     match kind {
         Kind::Init => format!("spec.initContainers{{{name}}}"),
         Kind::App => format!("spec.containers{{{name}}}"),
@@ -245,9 +245,9 @@ impl Ctx {
                 i.attempt + 1
             }
         };
-        if !self.image_ready(pod, c, kind, out).await {
+        let Some(image_user) = self.image_ready(pod, c, kind, out).await else {
             return Ok(());
-        }
+        };
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let sources = crate::env::EnvSources::fetch(&self.client, namespace, c).await?;
         let host_ip = self.node_ip.to_string();
@@ -274,9 +274,18 @@ impl Ctx {
                 return Ok(());
             }
         };
-        let mounts = match crate::volumes::mounts(c, volumes) {
-            Ok(m) => m,
-            Err(msg) => {
+        let mounts = crate::volumes::mounts(c, volumes);
+        let security = crate::security::resolve(pod, c, &image_user);
+        let (mounts, security) = match (mounts, security) {
+            (Ok(m), Ok(s)) => (m, s),
+            (Err(msg), _) | (_, Err(msg)) => {
+                self.events.pod(
+                    pod,
+                    Some(&field_path(kind, &c.name)),
+                    Type::Warning,
+                    "Failed",
+                    format!("Error: {msg}"),
+                );
                 out.wait(&c.name, "CreateContainerConfigError", msg);
                 out.again_in(CONFIG_RETRY);
                 return Ok(());
@@ -285,12 +294,13 @@ impl Ctx {
         let plan = Plan {
             env: &env,
             mounts: &mounts,
+            security: &security,
             pod,
             container: c,
             kind,
             attempt,
             sandbox,
-            cgroup_parent: &self.pod_cgroup(&uid),
+            cgroup_parent: &self.pod_cgroup(pod),
         };
         let log = sandbox.termination_log(&c.name, attempt);
         if let Some(dir) = log.parent() {
@@ -370,6 +380,7 @@ impl Ctx {
         let fp = field_path(kind, &c.name);
         match self.engine.container_start(&id).await {
             Ok(_) => {
+                self.limit_pod_cgroup(pod).await;
                 self.events.pod(
                     pod,
                     Some(&fp),
@@ -399,121 +410,6 @@ impl Ctx {
             }
         }
         Ok(())
-    }
-
-    /// Whether the container's image is on the node, following `imagePullPolicy`; records
-    /// the waiting reason and events when it is not.
-    async fn image_ready(&self, pod: &Pod, c: &Container, kind: Kind, out: &mut Outcome) -> bool {
-        let image = c.image.clone().unwrap_or_default();
-        let fp = field_path(kind, &c.name);
-        let present = self.engine.image_inspect(&image).await.is_ok();
-        let policy = c.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
-        if present && policy != "Always" {
-            self.events.pod(
-                pod,
-                Some(&fp),
-                Type::Normal,
-                "Pulled",
-                format!("Container image {image:?} already present on machine"),
-            );
-            return true;
-        }
-        if policy == "Never" {
-            let msg = format!("Container image {image:?} is not present with pull policy of Never");
-            self.events.pod(
-                pod,
-                Some(&fp),
-                Type::Warning,
-                "ErrImageNeverPull",
-                msg.clone(),
-            );
-            out.wait(&c.name, "ErrImageNeverPull", msg);
-            out.again_in(RESYNC);
-            return false;
-        }
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let key = format!("{uid}/image/{image}");
-        let since = self.pull_failed_at(&key);
-        if let Some(left) = since.and_then(|t| self.backoff.remaining(&key, t, chrono::Utc::now()))
-        {
-            let msg = format!("Back-off pulling image {image:?}");
-            self.events
-                .pod(pod, Some(&fp), Type::Normal, "BackOff", msg.clone());
-            self.events.pod(
-                pod,
-                Some(&fp),
-                Type::Warning,
-                "Failed",
-                "Error: ImagePullBackOff".into(),
-            );
-            out.wait(&c.name, "ImagePullBackOff", msg);
-            out.again_in(left);
-            return false;
-        }
-        self.events.pod(
-            pod,
-            Some(&fp),
-            Type::Normal,
-            "Pulling",
-            format!("Pulling image {image:?}"),
-        );
-        let started = std::time::Instant::now();
-        let err = match self.pull(&image).await {
-            Ok(()) => {
-                self.backoff.reset(&key);
-                self.events.pod(
-                    pod,
-                    Some(&fp),
-                    Type::Normal,
-                    "Pulled",
-                    format!(
-                        "Successfully pulled image {image:?} in {:.3}s",
-                        started.elapsed().as_secs_f64()
-                    ),
-                );
-                return true;
-            }
-            Err(e) => e,
-        };
-        let msg = format!("Failed to pull image {image:?}: {err}");
-        self.events
-            .pod(pod, Some(&fp), Type::Warning, "Failed", msg.clone());
-        self.events.pod(
-            pod,
-            Some(&fp),
-            Type::Warning,
-            "Failed",
-            "Error: ErrImagePull".into(),
-        );
-        out.wait(&c.name, "ErrImagePull", msg);
-        self.backoff.next(&key);
-        self.pull_failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), chrono::Utc::now());
-        out.again_in(self.backoff.delay(&key).unwrap_or(RESYNC));
-        false
-    }
-
-    fn pull_failed_at(&self, key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.pull_failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .copied()
-    }
-
-    /// Pulls `image` through the engine (its registry configuration, no credentials yet:
-    /// image pull secrets come with a later slice); the error's whole chain on failure.
-    async fn pull(&self, image: &str) -> std::result::Result<(), String> {
-        let reference =
-            skiff_engine::ImageRef::parse(image).map_err(|e| crate::error::chain(&e))?;
-        let opts = skiff_engine::registry::PullOptions::default();
-        self.engine
-            .image_pull(&reference, &opts, &|_| {})
-            .await
-            .map(|_| ())
-            .map_err(|e| crate::error::chain(&e))
     }
 
     /// Stops every running container of the pod (SIGTERM, the grace period, SIGKILL), all

@@ -2,8 +2,9 @@
 //! by their `volumeMounts` (with `subPath` and `readOnly`): `emptyDir` (a directory in the
 //! pod's sandbox, a tmpfs of `sizeLimit` with `medium: Memory`), `configMap` and `secret`
 //! (keys or `items` as files with their modes, written the way kubelet's atomic writer does —
-//! a `..data` symlink switched in one rename — and rewritten in place when the object changes),
-//! and `hostPath`. Other volume types are refused with a FailedMount reason.
+//! a `..data` symlink switched in one rename — and rewritten in place when the object changes;
+//! secrets on a tmpfs of their own, never on the node's disk), and `hostPath`. With the pod's
+//! `fsGroup` the volumes (but hostPath) belong to that group. Other volume types are refused with a FailedMount reason.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
@@ -30,9 +31,10 @@ pub async fn prepare(
     sandbox: &PodSandbox,
 ) -> Result<HashMap<String, Ready>, String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let fs_group = crate::security::fs_group(pod);
     let mut out = HashMap::new();
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        let ready = one(client, ns, v, sandbox)
+        let ready = one(client, ns, v, sandbox, fs_group)
             .await
             .map_err(|e| format!("MountVolume.SetUp failed for volume {:?} : {e}", v.name))?;
         out.insert(v.name.clone(), ready);
@@ -49,6 +51,7 @@ async fn one(
     ns: &str,
     v: &Volume,
     sb: &PodSandbox,
+    fs_group: Option<u32>,
 ) -> Result<Ready, String> {
     let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
     if let Some(e) = &v.empty_dir {
@@ -74,6 +77,9 @@ async fn one(
                     Some(opts.as_str()),
                 )
                 .map_err(|e| format!("mount a tmpfs: {e}"))?;
+            }
+            if let Some(gid) = fs_group {
+                set_ownership(&dir, gid, false).map_err(|e| io("give it to the fsGroup", e))?;
             }
         }
         return Ok(Ready {
@@ -111,7 +117,7 @@ async fn one(
             &name,
         )?;
         let dir = volume_dir(sb, "configmap", &v.name);
-        atomic_write(&dir, &files).map_err(|e| io("write the files", e))?;
+        atomic_write(&dir, &files, fs_group).map_err(|e| io("write the files", e))?;
         return Ok(Ready {
             path: dir,
             read_only: true,
@@ -142,7 +148,19 @@ async fn one(
         };
         let files = project(data, s.items.as_deref(), s.default_mode, "Secret", &name)?;
         let dir = volume_dir(sb, "secret", &v.name);
-        atomic_write(&dir, &files).map_err(|e| io("write the files", e))?;
+        // kubelet keeps secrets in memory only: a tmpfs per volume, never the node's disk.
+        if !is_mount_point(&dir) {
+            std::fs::create_dir_all(&dir).map_err(|e| io("create the directory", e))?;
+            mount(
+                Some("tmpfs"),
+                &dir,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some("mode=0755"),
+            )
+            .map_err(|e| format!("mount a tmpfs: {e}"))?;
+        }
+        atomic_write(&dir, &files, fs_group).map_err(|e| io("write the files", e))?;
         return Ok(Ready {
             path: dir,
             read_only: true,
@@ -204,10 +222,67 @@ fn project(
     }
 }
 
+/// Whether `dir` is the root of a mount (its device differs from its parent's).
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(d), Some(Ok(p))) = (
+        std::fs::symlink_metadata(dir),
+        dir.parent().map(std::fs::symlink_metadata),
+    ) else {
+        return false;
+    };
+    d.dev() != p.dev()
+}
+
+/// kubelet's volume ownership for an `fsGroup`: everything in `dir` gets group `gid`,
+/// group read (and write unless `read_only`) permission, directories the set-group-ID bit so
+/// new files inherit the group. Symlinks are not followed.
+fn set_ownership(dir: &Path, gid: u32, read_only: bool) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(dir, None, Some(gid))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    let mut mask = if read_only { 0o440 } else { 0o660 };
+    if meta.is_dir() || mode & 0o100 != 0 {
+        mask |= 0o110;
+    }
+    if meta.is_dir() {
+        mask |= 0o2000;
+    }
+    if mode | mask != mode {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | mask))?;
+    }
+    if meta.is_dir() {
+        for e in std::fs::read_dir(dir)? {
+            set_ownership(&e?.path(), gid, read_only)?;
+        }
+    }
+    Ok(())
+}
+
 /// kubelet's atomic writer: the files go into a new hidden directory, `..data` is switched to
 /// it with one rename, and each top-level name is a symlink through `..data`. Nothing is
-/// written when the files are already there as asked.
-fn atomic_write(dir: &Path, files: &[(String, Vec<u8>, u32)]) -> std::io::Result<()> {
+/// written when the files are already there as asked. With an `fsGroup` the files belong to
+/// that group and are readable by it.
+fn atomic_write(
+    dir: &Path,
+    files: &[(String, Vec<u8>, u32)],
+    fs_group: Option<u32>,
+) -> std::io::Result<()> {
+    let with_group = |mode: u32| {
+        if fs_group.is_some() {
+            mode | 0o440 | if mode & 0o100 != 0 { 0o010 } else { 0 }
+        } else {
+            mode
+        }
+    };
+    let files: Vec<(String, Vec<u8>, u32)> = files
+        .iter()
+        .map(|(p, c, m)| (p.clone(), c.clone(), with_group(*m)))
+        .collect();
+    let files = files.as_slice();
     std::fs::create_dir_all(dir)?;
     let data_link = dir.join("..data");
     if let Ok(current) = std::fs::read_link(&data_link) {
@@ -231,6 +306,9 @@ fn atomic_write(dir: &Path, files: &[(String, Vec<u8>, u32)]) -> std::io::Result
         }
         std::fs::write(&f, content)?;
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(*mode))?;
+    }
+    if let Some(gid) = fs_group {
+        set_ownership(&fresh, gid, true)?;
     }
     let old = std::fs::read_link(&data_link).ok();
     let tmp = dir.join("..data_tmp");
@@ -320,6 +398,7 @@ mod tests {
                 ("a".into(), b"1".to_vec(), 0o644),
                 ("sub/b".into(), b"2".to_vec(), 0o600),
             ],
+            None,
         )
         .unwrap();
         assert_eq!(std::fs::read(d.join("a")).unwrap(), b"1");
@@ -340,14 +419,41 @@ mod tests {
                 ("a".into(), b"1".to_vec(), 0o644),
                 ("sub/b".into(), b"2".to_vec(), 0o600),
             ],
+            None,
         )
         .unwrap();
         assert_eq!(std::fs::read_link(d.join("..data")).unwrap(), first);
         // Changed: new content through the same names, dropped keys gone, old generation gone.
-        atomic_write(&d, &[("a".into(), b"updated".to_vec(), 0o644)]).unwrap();
+        atomic_write(&d, &[("a".into(), b"updated".to_vec(), 0o644)], None).unwrap();
         assert_eq!(std::fs::read(d.join("a")).unwrap(), b"updated");
         assert!(std::fs::symlink_metadata(d.join("sub")).is_err());
         assert!(!d.join(first).exists());
+    }
+
+    #[test]
+    fn an_fs_group_owns_the_files_and_can_read_them() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("vol");
+        let files = [("key".to_string(), b"v".to_vec(), 0o600)];
+        atomic_write(&d, &files, Some(4321)).unwrap();
+        let m = std::fs::metadata(d.join("key")).unwrap();
+        assert_eq!(m.gid(), 4321);
+        assert_eq!(m.permissions().mode() & 0o777, 0o640);
+        let first = std::fs::read_link(d.join("..data")).unwrap();
+        // The group's bits do not count as a change.
+        atomic_write(&d, &files, Some(4321)).unwrap();
+        assert_eq!(std::fs::read_link(d.join("..data")).unwrap(), first);
+
+        let e = dir.path().join("empty");
+        std::fs::create_dir_all(e.join("sub")).unwrap();
+        std::fs::write(e.join("sub/f"), b"x").unwrap();
+        set_ownership(&e, 4321, false).unwrap();
+        let m = std::fs::metadata(e.join("sub")).unwrap();
+        assert_eq!(m.gid(), 4321);
+        assert_eq!(m.permissions().mode() & 0o2070, 0o2070);
+        let f = std::fs::metadata(e.join("sub/f")).unwrap();
+        assert_eq!(f.permissions().mode() & 0o060, 0o060);
     }
 
     #[test]
