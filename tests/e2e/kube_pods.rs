@@ -3,15 +3,20 @@
 //! sandbox with an address from its pod CIDR, report status as kubelet does, restart by their
 //! policy, are deleted gracefully or by force, and survive a SIGKILL of the server. What pods
 //! are configured with (environment, volumes, probes) is tested in `kube_pods/config.rs`;
-//! securityContext and resources in `kube_pods/security.rs`.
+//! securityContext and resources in `kube_pods/security.rs`, hooks in `kube_pods/lifecycle.rs`,
+//! downwardAPI/projected volumes and hostPath restrictions in `kube_pods/volumes.rs`.
 
 #[path = "kube_pods/config.rs"]
 mod config;
 mod kube_common;
+#[path = "kube_pods/lifecycle.rs"]
+mod lifecycle;
 #[path = "kube_pods/node.rs"]
 mod node;
 #[path = "kube_pods/security.rs"]
 mod security;
+#[path = "kube_pods/volumes.rs"]
+mod volumes;
 
 use std::time::Duration;
 

@@ -24,6 +24,7 @@ mod env;
 mod error;
 mod etc;
 mod events;
+mod hooks;
 mod images;
 pub mod labels;
 pub mod logs;
@@ -32,6 +33,7 @@ pub mod node;
 mod observe;
 pub mod pods;
 mod probes;
+mod projected;
 mod qos;
 mod quantity;
 pub mod sandbox;
@@ -188,6 +190,7 @@ impl Agent {
             backoff: Default::default(),
             pull_failures: Default::default(),
             probes: Default::default(),
+            limited: Default::default(),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let heartbeat_stop = stopped.clone();

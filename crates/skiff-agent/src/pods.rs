@@ -46,6 +46,8 @@ pub struct Ctx {
     pub pull_failures: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
     /// Probe results of running containers.
     pub probes: crate::probes::Results,
+    /// Pods whose cgroup got its pod-level limits from this agent.
+    pub limited: Mutex<HashSet<String>>,
 }
 
 impl Ctx {
@@ -54,8 +56,18 @@ impl Ctx {
         crate::qos::cgroup(&self.cgroup_parent, crate::qos::class(pod), uid)
     }
 
-    /// Gives the pod's cgroup its pod-level limits (once its first container made it).
+    /// Gives the pod's cgroup its pod-level limits once its first container made it (they
+    /// never change: a pod's resources are immutable).
     pub(crate) async fn limit_pod_cgroup(&self, pod: &Pod) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if !self
+            .limited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(uid)
+        {
+            return;
+        }
         let path = self.pod_cgroup(pod);
         let resources = crate::qos::pod_resources(pod);
         let done =
@@ -63,6 +75,11 @@ impl Ctx {
                 .await;
         if let Ok(Err(e)) = done {
             tracing::warn!(error = %e, pod = ?pod.metadata.name, "pod cgroup limits not set");
+            // Tried again at the next start.
+            self.limited
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(pod.metadata.uid.as_deref().unwrap_or_default());
         }
     }
 
@@ -83,6 +100,10 @@ impl Ctx {
             }
         }
         self.backoff.forget(&format!("{uid}/"));
+        self.limited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid);
         Ok(())
     }
 

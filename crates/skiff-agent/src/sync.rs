@@ -12,6 +12,7 @@ use kube::api::{Api, DeleteParams, Preconditions};
 
 use crate::error::Result;
 use crate::events::Type;
+use crate::hooks::Hook;
 use crate::labels;
 use crate::observe::{self, Instance};
 use crate::pods::Ctx;
@@ -19,6 +20,11 @@ use crate::spec::{Kind, Plan};
 
 /// Resync when nothing else triggers one.
 pub const RESYNC: Duration = Duration::from_secs(30);
+/// How long a postStart hook may take (kubelet sets none; a stuck hook must not hold the
+/// pod's sync for ever).
+const POST_START_LIMIT: Duration = Duration::from_secs(120);
+/// Seconds a container gets after its preStop hook at least (kubelet's minimum grace).
+const HOOK_MIN: i64 = 2;
 /// Look again this soon at a container whose ConfigMap or Secret is missing.
 const CONFIG_RETRY: Duration = Duration::from_secs(5);
 
@@ -388,6 +394,29 @@ impl Ctx {
                     "Started",
                     format!("Started container {}", c.name),
                 );
+                let grace = grace_seconds(pod);
+                if self
+                    .run_hook(pod, c, kind, &id, Hook::PostStart, POST_START_LIMIT)
+                    .await
+                    .is_err()
+                {
+                    // kubelet kills a container whose postStart hook failed; the restart
+                    // policy decides what comes next.
+                    self.events.pod(
+                        pod,
+                        Some(&fp),
+                        Type::Normal,
+                        "Killing",
+                        format!("FailedPostStartHook: Stopping container {}", c.name),
+                    );
+                    if let Err(e) = self
+                        .engine
+                        .container_stop(&id, Some("SIGTERM"), Some(grace))
+                        .await
+                    {
+                        tracing::warn!(error = %e, "cannot stop a container whose postStart hook failed");
+                    }
+                }
             }
             Err(e) => {
                 let msg = format!("failed to start container {:?}: {e}", c.name);
@@ -412,15 +441,24 @@ impl Ctx {
         Ok(())
     }
 
-    /// Stops every running container of the pod (SIGTERM, the grace period, SIGKILL), all
-    /// at once.
+    /// Stops every running container of the pod (its preStop hook, SIGTERM, the rest of the
+    /// grace period, SIGKILL), all at once.
     pub(crate) async fn stop_all(&self, pod: &Pod, instances: &[Instance]) {
         let grace = grace_seconds(pod);
+        let spec = pod.spec.clone().unwrap_or_default();
         let stops = instances.iter().filter(|i| i.running()).map(|i| {
             let kind = if i.kind == "init" {
                 Kind::Init
             } else {
                 Kind::App
+            };
+            let container = match kind {
+                Kind::Init => spec
+                    .init_containers
+                    .iter()
+                    .flatten()
+                    .find(|c| c.name == i.name),
+                Kind::App => spec.containers.iter().find(|c| c.name == i.name),
             };
             self.events.pod(
                 pod,
@@ -429,8 +467,24 @@ impl Ctx {
                 "Killing",
                 format!("Stopping container {}", i.name),
             );
-            self.engine
-                .container_stop(&i.id, Some("SIGTERM"), Some(grace))
+            async move {
+                let started = std::time::Instant::now();
+                if let Some(c) = container.filter(|_| grace > 0) {
+                    let limit = Duration::from_secs(grace as u64);
+                    let _ = self
+                        .run_hook(pod, c, kind, &i.id, Hook::PreStop, limit)
+                        .await;
+                }
+                // kubelet: what the hook used comes off the grace period, with 2 s left at least.
+                let left = if grace > 0 {
+                    (grace - started.elapsed().as_secs() as i64).max(HOOK_MIN)
+                } else {
+                    0
+                };
+                self.engine
+                    .container_stop(&i.id, Some("SIGTERM"), Some(left))
+                    .await
+            }
         });
         for r in futures::future::join_all(stops).await {
             if let Err(e) = r {

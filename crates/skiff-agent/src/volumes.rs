@@ -3,7 +3,8 @@
 //! pod's sandbox, a tmpfs of `sizeLimit` with `medium: Memory`), `configMap` and `secret`
 //! (keys or `items` as files with their modes, written the way kubelet's atomic writer does —
 //! a `..data` symlink switched in one rename — and rewritten in place when the object changes;
-//! secrets on a tmpfs of their own, never on the node's disk), and `hostPath`. With the pod's
+//! secrets on a tmpfs of their own, never on the node's disk), `downwardAPI` and `projected`
+//! ([`crate::projected`]), and `hostPath`. With the pod's
 //! `fsGroup` the volumes (but hostPath) belong to that group. Other volume types are refused with a FailedMount reason.
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,11 +31,10 @@ pub async fn prepare(
     pod: &Pod,
     sandbox: &PodSandbox,
 ) -> Result<HashMap<String, Ready>, String> {
-    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let fs_group = crate::security::fs_group(pod);
     let mut out = HashMap::new();
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        let ready = one(client, ns, v, sandbox, fs_group)
+        let ready = one(client, pod, v, sandbox, fs_group)
             .await
             .map_err(|e| format!("MountVolume.SetUp failed for volume {:?} : {e}", v.name))?;
         out.insert(v.name.clone(), ready);
@@ -48,11 +48,12 @@ fn volume_dir(sandbox: &PodSandbox, kind: &str, name: &str) -> PathBuf {
 
 async fn one(
     client: &kube::Client,
-    ns: &str,
+    pod: &Pod,
     v: &Volume,
     sb: &PodSandbox,
     fs_group: Option<u32>,
 ) -> Result<Ready, String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
     if let Some(e) = &v.empty_dir {
         let dir = volume_dir(sb, "empty-dir", &v.name);
@@ -88,33 +89,13 @@ async fn one(
         });
     }
     if let Some(c) = &v.config_map {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-        let name = c.name.clone();
-        let data = match api.get_opt(&name).await.map_err(|e| e.to_string())? {
-            Some(cm) => {
-                let mut all: BTreeMap<String, Vec<u8>> = cm
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_bytes()))
-                    .collect();
-                all.extend(
-                    cm.binary_data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.0)),
-                );
-                Some(all)
-            }
-            None if c.optional == Some(true) => Some(BTreeMap::new()),
-            None => return Err(format!("configmap {name:?} not found")),
-        };
+        let data = config_map_data(client, ns, &c.name, c.optional).await?;
         let files = project(
-            data.unwrap_or_default(),
+            data,
             c.items.as_deref(),
             c.default_mode,
             "ConfigMap",
-            &name,
+            &c.name,
         )?;
         let dir = volume_dir(sb, "configmap", &v.name);
         atomic_write(&dir, &files, fs_group).map_err(|e| io("write the files", e))?;
@@ -124,42 +105,31 @@ async fn one(
         });
     }
     if let Some(s) = &v.secret {
-        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
         let name = s.secret_name.clone().unwrap_or_default();
-        let data = match api.get_opt(&name).await.map_err(|e| e.to_string())? {
-            Some(secret) => {
-                let mut all: BTreeMap<String, Vec<u8>> = secret
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect();
-                all.extend(
-                    secret
-                        .string_data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes())),
-                );
-                all
-            }
-            None if s.optional == Some(true) => BTreeMap::new(),
-            None => return Err(format!("secret {name:?} not found")),
-        };
+        let data = secret_data(client, ns, &name, s.optional).await?;
         let files = project(data, s.items.as_deref(), s.default_mode, "Secret", &name)?;
         let dir = volume_dir(sb, "secret", &v.name);
-        // kubelet keeps secrets in memory only: a tmpfs per volume, never the node's disk.
-        if !is_mount_point(&dir) {
-            std::fs::create_dir_all(&dir).map_err(|e| io("create the directory", e))?;
-            mount(
-                Some("tmpfs"),
-                &dir,
-                Some("tmpfs"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                Some("mode=0755"),
-            )
-            .map_err(|e| format!("mount a tmpfs: {e}"))?;
-        }
+        in_memory(&dir)?;
+        atomic_write(&dir, &files, fs_group).map_err(|e| io("write the files", e))?;
+        return Ok(Ready {
+            path: dir,
+            read_only: true,
+        });
+    }
+    if let Some(d) = &v.downward_api {
+        let files = crate::projected::downward_files(pod, d.items.as_deref(), d.default_mode)?;
+        let dir = volume_dir(sb, "downward-api", &v.name);
+        atomic_write(&dir, &files, fs_group).map_err(|e| io("write the files", e))?;
+        return Ok(Ready {
+            path: dir,
+            read_only: true,
+        });
+    }
+    if let Some(p) = &v.projected {
+        let files = crate::projected::files(client, pod, p).await?;
+        let dir = volume_dir(sb, "projected", &v.name);
+        // It may hold secrets and tokens: memory only, as kubelet does.
+        in_memory(&dir)?;
         atomic_write(&dir, &files, fs_group).map_err(|e| io("write the files", e))?;
         return Ok(Ready {
             path: dir,
@@ -191,12 +161,12 @@ async fn one(
             read_only: false,
         });
     }
-    Err("this volume type is not supported on skiff nodes yet (emptyDir, configMap, secret and hostPath are)".into())
+    Err("this volume type is not supported on skiff nodes yet (emptyDir, configMap, secret, downwardAPI, projected and hostPath are)".into())
 }
 
 /// The files a ConfigMap or Secret volume holds: every key, or the `items` asked for (each
 /// must exist), with their modes.
-fn project(
+pub(crate) fn project(
     data: BTreeMap<String, Vec<u8>>,
     items: Option<&[KeyToPath]>,
     default_mode: Option<i32>,
@@ -220,6 +190,82 @@ fn project(
             })
             .collect(),
     }
+}
+
+/// A ConfigMap's keys (`data` and `binaryData`); an absent optional one has none.
+pub(crate) async fn config_map_data(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    optional: Option<bool>,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    match api.get_opt(name).await.map_err(|e| e.to_string())? {
+        Some(cm) => {
+            let mut all: BTreeMap<String, Vec<u8>> = cm
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
+            all.extend(
+                cm.binary_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0)),
+            );
+            Ok(all)
+        }
+        None if optional == Some(true) => Ok(BTreeMap::new()),
+        None => Err(format!("configmap {name:?} not found")),
+    }
+}
+
+/// A Secret's keys; an absent optional one has none.
+pub(crate) async fn secret_data(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    optional: Option<bool>,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    match api.get_opt(name).await.map_err(|e| e.to_string())? {
+        Some(secret) => {
+            let mut all: BTreeMap<String, Vec<u8>> = secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            all.extend(
+                secret
+                    .string_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes())),
+            );
+            Ok(all)
+        }
+        None if optional == Some(true) => Ok(BTreeMap::new()),
+        None => Err(format!("secret {name:?} not found")),
+    }
+}
+
+/// Mounts a tmpfs of its own on `dir` unless one is there: kubelet keeps secrets in memory
+/// only, never on the node's disk.
+fn in_memory(dir: &Path) -> Result<(), String> {
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("create the directory: {e}"))?;
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )
+    .map_err(|e| format!("mount a tmpfs: {e}"))
 }
 
 /// Whether `dir` is the root of a mount (its device differs from its parent's).

@@ -32,6 +32,11 @@ pub struct Node {
 impl Node {
     /// Starts the server and its node, and loads busybox into the node's engine.
     pub fn start() -> Node {
+        Node::start_with(&[])
+    }
+
+    /// [`Node::start`] with more `skiff server` arguments.
+    pub fn start_with(extra: &[&str]) -> Node {
         let tag: String = {
             const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuwxyz0123456789";
             (0..2)
@@ -76,7 +81,8 @@ impl Node {
             "--engine-nftables-table".into(),
             format!("skiff-e{tag}"),
         ];
-        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        arg_refs.extend_from_slice(extra);
         let node = Node {
             cluster: Cluster::start_with_node(&arg_refs),
             run,
