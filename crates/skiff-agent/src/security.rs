@@ -86,8 +86,7 @@ pub fn resolve(pod: &Pod, c: &Container, image_user: &str) -> Result<Security, S
     let run_as_non_root = sc.run_as_non_root.or(psc.run_as_non_root).unwrap_or(false);
     let (image_uid, _) = split_user(image_user);
 
-    let mut out = Security::default();
-    out.user = match (run_as_user, run_as_group) {
+    let user = match (run_as_user, run_as_group) {
         (Some(u), Some(g)) => Some(format!("{u}:{g}")),
         (Some(u), None) => Some(u.to_string()),
         (None, Some(g)) => {
@@ -125,6 +124,10 @@ pub fn resolve(pod: &Pod, c: &Container, image_user: &str) -> Result<Security, S
         }
     }
 
+    let mut out = Security {
+        user,
+        ..Default::default()
+    };
     // kubelet's order: the fsGroup first, then the supplemental groups.
     out.group_add = psc
         .fs_group
