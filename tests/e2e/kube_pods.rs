@@ -4,7 +4,8 @@
 //! policy, are deleted gracefully or by force, and survive a SIGKILL of the server. What pods
 //! are configured with (environment, volumes, probes) is tested in `kube_pods/config.rs`;
 //! securityContext and resources in `kube_pods/security.rs`, hooks in `kube_pods/lifecycle.rs`,
-//! downwardAPI/projected volumes and hostPath restrictions in `kube_pods/volumes.rs`.
+//! downwardAPI/projected volumes and hostPath restrictions in `kube_pods/volumes.rs`,
+//! `imagePullSecrets` in `kube_pods/pull_secrets.rs`.
 
 #[path = "kube_pods/config.rs"]
 mod config;
@@ -13,6 +14,10 @@ mod kube_common;
 mod lifecycle;
 #[path = "kube_pods/node.rs"]
 mod node;
+#[path = "kube_pods/pull_secrets.rs"]
+mod pull_secrets;
+#[path = "../../crates/skiff-image/tests/registry_support/mod.rs"]
+mod registry_support;
 #[path = "kube_pods/security.rs"]
 mod security;
 #[path = "kube_pods/volumes.rs"]
