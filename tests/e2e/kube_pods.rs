@@ -5,7 +5,7 @@
 //! are configured with (environment, volumes, probes) is tested in `kube_pods/config.rs`;
 //! securityContext and resources in `kube_pods/security.rs`, hooks in `kube_pods/lifecycle.rs`,
 //! downwardAPI/projected volumes and hostPath restrictions in `kube_pods/volumes.rs`,
-//! `imagePullSecrets` in `kube_pods/pull_secrets.rs`.
+//! `imagePullSecrets` in `kube_pods/pull_secrets.rs`, `hostPort` in `kube_pods/ports.rs`.
 
 #[path = "kube_pods/config.rs"]
 mod config;
@@ -14,6 +14,8 @@ mod kube_common;
 mod lifecycle;
 #[path = "kube_pods/node.rs"]
 mod node;
+#[path = "kube_pods/ports.rs"]
+mod ports;
 #[path = "kube_pods/pull_secrets.rs"]
 mod pull_secrets;
 #[path = "../../crates/skiff-image/tests/registry_support/mod.rs"]
