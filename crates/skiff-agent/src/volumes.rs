@@ -4,14 +4,17 @@
 //! (keys or `items` as files with their modes, written the way kubelet's atomic writer does —
 //! a `..data` symlink switched in one rename — and rewritten in place when the object changes;
 //! secrets on a tmpfs of their own, never on the node's disk), `downwardAPI` and `projected`
-//! ([`crate::projected`]), and `hostPath`. With the pod's
+//! ([`crate::projected`]), `hostPath`, and `persistentVolumeClaim` bound to a hostPath or local
+//! PersistentVolume. With the pod's
 //! `fsGroup` the volumes (but hostPath) belong to that group. Other volume types are refused with a FailedMount reason.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume,
+};
 use kube::Api;
 use nix::mount::{mount, MsFlags};
 use serde_json::{json, Value};
@@ -136,6 +139,13 @@ async fn one(
             read_only: true,
         });
     }
+    if let Some(claim) = &v.persistent_volume_claim {
+        let path = claimed_path(client, ns, &claim.claim_name).await?;
+        return Ok(Ready {
+            path,
+            read_only: claim.read_only.unwrap_or(false),
+        });
+    }
     if let Some(h) = &v.host_path {
         let path = PathBuf::from(&h.path);
         match h.type_.as_deref().unwrap_or("") {
@@ -161,7 +171,7 @@ async fn one(
             read_only: false,
         });
     }
-    Err("this volume type is not supported on skiff nodes yet (emptyDir, configMap, secret, downwardAPI, projected and hostPath are)".into())
+    Err("this volume type is not supported on skiff nodes yet (emptyDir, configMap, secret, downwardAPI, projected, persistentVolumeClaim and hostPath are)".into())
 }
 
 /// The files a ConfigMap or Secret volume holds: every key, or the `items` asked for (each
@@ -190,6 +200,46 @@ pub(crate) fn project(
             })
             .collect(),
     }
+}
+
+/// Where a bound claim's volume is on this node: its PersistentVolume's `hostPath` or `local`
+/// path. A claim not bound yet is an error (the pod waits, as kubelet's does).
+async fn claimed_path(client: &kube::Client, ns: &str, claim: &str) -> Result<PathBuf, String> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let pvc = claims
+        .get_opt(claim)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("persistentvolumeclaim {claim:?} not found"))?;
+    let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+    let volume = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .filter(|v| bound && !v.is_empty())
+        .ok_or_else(|| format!("persistentvolumeclaim {claim:?} is not bound"))?;
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let pv = pvs
+        .get_opt(&volume)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("persistentvolume {volume:?} not found"))?;
+    let spec = pv.spec.unwrap_or_default();
+    let path = spec
+        .host_path
+        .map(|h| h.path)
+        .or(spec.local.map(|l| l.path))
+        .ok_or_else(|| {
+            format!("persistentvolume {volume:?} is neither hostPath nor local: skiff nodes mount only those")
+        })?;
+    let path = PathBuf::from(path);
+    if !path.is_dir() {
+        return Err(format!(
+            "persistentvolume {volume:?}: {} is not a directory on this node",
+            path.display()
+        ));
+    }
+    Ok(path)
 }
 
 /// A ConfigMap's keys (`data` and `binaryData`); an absent optional one has none.

@@ -155,3 +155,78 @@ fn host_paths_outside_what_the_admin_allows_are_rejected() {
         );
     }
 }
+
+const CLAIMED: &str = r#"apiVersion: v1
+kind: PersistentVolume
+metadata: {name: small-PREFIX}
+spec:
+  capacity: {storage: 100Mi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual-PREFIX
+  hostPath: {path: SMALL}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: big-PREFIX}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual-PREFIX
+  hostPath: {path: BIG}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual-PREFIX
+  resources: {requests: {storage: 500Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: claimer}
+spec:
+  nodeName: NODE
+  restartPolicy: Never
+  volumes:
+  - {name: data, persistentVolumeClaim: {claimName: data}}
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sh", "-c", "echo kept > /data/file"]
+    volumeMounts: [{name: data, mountPath: /data}]
+"#;
+
+#[test]
+fn a_claim_binds_to_a_fitting_host_path_volume_and_the_pod_writes_to_it() {
+    let node = Node::start();
+    let small = tempfile::tempdir().unwrap();
+    let big = tempfile::tempdir().unwrap();
+    let tag = node.prefix.clone();
+    node.create(
+        &CLAIMED
+            .replace("PREFIX", &tag)
+            .replace("SMALL", &small.path().display().to_string())
+            .replace("BIG", &big.path().display().to_string()),
+    );
+    node.wait_pod("claimer", "{.status.phase}", "Succeeded", |p| {
+        p == "Succeeded"
+    });
+    let kept = std::fs::read_to_string(big.path().join("file")).unwrap_or_default();
+    assert_eq!(kept.trim(), "kept", "written to the bound volume");
+    assert!(!small.path().join("file").exists());
+    let pvc =
+        |path: &str| node.kubectl_ok(&["get", "pvc", "data", "-o", &format!("jsonpath={path}")]);
+    assert_eq!(pvc("{.status.phase}"), "Bound");
+    assert_eq!(pvc("{.spec.volumeName}"), format!("big-{tag}"));
+    assert_eq!(pvc("{.status.capacity.storage}"), "1Gi");
+    let pv = |name: &str, path: &str| {
+        node.kubectl_ok(&["get", "pv", name, "-o", &format!("jsonpath={path}")])
+    };
+    assert_eq!(pv(&format!("big-{tag}"), "{.status.phase}"), "Bound");
+    assert_eq!(pv(&format!("big-{tag}"), "{.spec.claimRef.name}"), "data");
+    assert_eq!(pv(&format!("small-{tag}"), "{.status.phase}"), "Available");
+    for name in [format!("small-{tag}"), format!("big-{tag}")] {
+        node.kubectl(&["delete", "pv", &name, "--wait=false"]);
+    }
+}
