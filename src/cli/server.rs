@@ -54,6 +54,10 @@ pub struct Args {
     /// Prefix length of each node's pod CIDR
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// Pods may mount hostPath volumes only under this directory (repeatable; without it,
+    /// any host path)
+    #[arg(long = "allowed-host-path", value_name = "PREFIX")]
+    allowed_host_paths: Vec<std::path::PathBuf>,
     #[command(flatten)]
     controllers: super::controllers::ControllerArgs,
     #[command(flatten)]
@@ -87,6 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
             connections: deadlines(args.request_header_deadline),
             cluster_network: cluster_network.clone(),
+            allowed_host_paths: args.allowed_host_paths.clone(),
         };
         let server = skiff_apiserver::Server::bind(config, store)
             .await

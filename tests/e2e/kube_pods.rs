@@ -2,15 +2,30 @@
 //! and heartbeats, pods bound to it (`spec.nodeName`; no scheduler yet) run on its engine in a
 //! sandbox with an address from its pod CIDR, report status as kubelet does, restart by their
 //! policy, are deleted gracefully or by force, and survive a SIGKILL of the server. What pods
-//! are configured with (environment, volumes, probes) is tested in `kube_pods/config.rs`.
+//! are configured with (environment, volumes, probes) is tested in `kube_pods/config.rs`;
+//! securityContext and resources in `kube_pods/security.rs`, hooks in `kube_pods/lifecycle.rs`,
+//! downwardAPI/projected volumes and hostPath restrictions in `kube_pods/volumes.rs`,
+//! `imagePullSecrets` in `kube_pods/pull_secrets.rs`, `hostPort` in `kube_pods/ports.rs`.
 
 #[path = "kube_pods/config.rs"]
 mod config;
 #[path = "common/hostclean.rs"]
 mod hostclean;
 mod kube_common;
+#[path = "kube_pods/lifecycle.rs"]
+mod lifecycle;
 #[path = "kube_pods/node.rs"]
 mod node;
+#[path = "kube_pods/ports.rs"]
+mod ports;
+#[path = "kube_pods/pull_secrets.rs"]
+mod pull_secrets;
+#[path = "../../crates/skiff-image/tests/registry_support/mod.rs"]
+mod registry_support;
+#[path = "kube_pods/security.rs"]
+mod security;
+#[path = "kube_pods/volumes.rs"]
+mod volumes;
 
 use std::time::Duration;
 

@@ -173,7 +173,7 @@ fn key(data: Option<&Option<BTreeMap<String, String>>>, k: &str) -> Result<Strin
 }
 
 /// The downward API's `fieldRef` paths kubelet supports for env.
-fn field(pod: &Pod, path: &str, d: &Downward<'_>) -> Option<String> {
+pub(crate) fn field(pod: &Pod, path: &str, d: &Downward<'_>) -> Option<String> {
     let m = &pod.metadata;
     let spec = pod.spec.as_ref();
     let indexed = |prefix: &str, map: Option<&BTreeMap<String, String>>| {
@@ -199,7 +199,7 @@ fn field(pod: &Pod, path: &str, d: &Downward<'_>) -> Option<String> {
 
 /// `resourceFieldRef`: a container's request or limit in units of its divisor (rounded up,
 /// as kubelet does); a missing limit reads as the node's allocatable, here left empty.
-fn resource_field(
+pub(crate) fn resource_field(
     pod: &Pod,
     c: &Container,
     r: &k8s_openapi::api::core::v1::ResourceFieldSelector,

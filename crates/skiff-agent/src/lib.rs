@@ -26,6 +26,8 @@ mod error;
 mod etc;
 mod events;
 pub mod join;
+mod hooks;
+mod images;
 pub mod labels;
 pub mod logs;
 pub mod machine;
@@ -33,9 +35,12 @@ pub mod node;
 mod observe;
 pub mod pods;
 mod probes;
+mod projected;
+mod qos;
 mod quantity;
 pub mod routes;
 pub mod sandbox;
+mod security;
 mod spec;
 pub mod stats;
 mod status;
@@ -201,6 +206,7 @@ impl Agent {
             backoff: Default::default(),
             pull_failures: Default::default(),
             probes: Default::default(),
+            limited: Default::default(),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let heartbeat_stop = stopped.clone();

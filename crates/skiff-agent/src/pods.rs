@@ -37,7 +37,8 @@ pub struct Ctx {
     pub events: Recorder,
     pub node: String,
     pub node_ip: IpAddr,
-    /// The engine's cgroup parent; pods live in `<parent>/kubepods/pod<uid>`.
+    /// The engine's cgroup parent; pods live in `<parent>/kubepods[/<qos>]/pod<uid>`
+    /// ([`crate::qos`]).
     pub cgroup_parent: String,
     pub backoff: Backoff,
     /// When an image pull (`<uid>/image/<image>`) or a container start (`start/<id>`) last
@@ -45,11 +46,41 @@ pub struct Ctx {
     pub pull_failures: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
     /// Probe results of running containers.
     pub probes: crate::probes::Results,
+    /// Pods whose cgroup got its pod-level limits from this agent.
+    pub limited: Mutex<HashSet<String>>,
 }
 
 impl Ctx {
-    pub(crate) fn pod_cgroup(&self, uid: &str) -> String {
-        format!("{}/kubepods/pod{uid}", self.cgroup_parent.trim_matches('/'))
+    pub(crate) fn pod_cgroup(&self, pod: &Pod) -> String {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        crate::qos::cgroup(&self.cgroup_parent, crate::qos::class(pod), uid)
+    }
+
+    /// Gives the pod's cgroup its pod-level limits once its first container made it (they
+    /// never change: a pod's resources are immutable).
+    pub(crate) async fn limit_pod_cgroup(&self, pod: &Pod) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if !self
+            .limited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(uid)
+        {
+            return;
+        }
+        let path = self.pod_cgroup(pod);
+        let resources = crate::qos::pod_resources(pod);
+        let done =
+            tokio::task::spawn_blocking(move || skiff_runtime::cgroups::update(&path, &resources))
+                .await;
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error = %e, pod = ?pod.metadata.name, "pod cgroup limits not set");
+            // Tried again at the next start.
+            self.limited
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(pod.metadata.uid.as_deref().unwrap_or_default());
+        }
     }
 
     /// Removes everything of pod `uid` on the node: its containers, sandbox and cgroup.
@@ -63,10 +94,16 @@ impl Ctx {
             }
         }
         self.sandboxes.remove(uid).await?;
-        if let Err(e) = skiff_runtime::cgroups::remove(&self.pod_cgroup(uid)) {
-            tracing::debug!(error = %e, uid, "pod cgroup not removed");
+        for path in crate::qos::all_cgroups(&self.cgroup_parent, uid) {
+            if let Err(e) = skiff_runtime::cgroups::remove(&path) {
+                tracing::debug!(error = %e, uid, "pod cgroup not removed");
+            }
         }
         self.backoff.forget(&format!("{uid}/"));
+        self.limited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid);
         Ok(())
     }
 

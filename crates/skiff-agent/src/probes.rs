@@ -256,7 +256,7 @@ async fn probe_once(
     changed
 }
 
-fn port(c: &Container, p: &IntOrString) -> Result<u16, String> {
+pub(crate) fn port(c: &Container, p: &IntOrString) -> Result<u16, String> {
     match p {
         IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("invalid port {n}")),
         IntOrString::String(name) => c
@@ -312,7 +312,7 @@ async fn run_probe(
     Err("the probe has no handler (exec, httpGet or tcpSocket)".into())
 }
 
-async fn exec_probe(ctx: &Ctx, id: &str, cmd: Vec<String>) -> Result<(), String> {
+pub(crate) async fn exec_probe(ctx: &Ctx, id: &str, cmd: Vec<String>) -> Result<(), String> {
     let config = skiff_engine::models::ExecConfig {
         cmd: Some(cmd.clone()),
         attach_stdout: Some(true),
@@ -350,7 +350,7 @@ async fn exec_probe(ctx: &Ctx, id: &str, cmd: Vec<String>) -> Result<(), String>
 }
 
 /// kubelet's HTTP probe: a GET with `User-Agent: kube-probe/<version>`; 200–399 is success.
-async fn http_probe(
+pub(crate) async fn http_probe(
     host: IpAddr,
     port: u16,
     path: &str,

@@ -1,8 +1,9 @@
 //! Pod sandboxes: what a pod's containers share. A network namespace on the node's pod
 //! network (skiff-net, one address from the node's pod CIDR) or the host's, an IPC and a UTS
 //! namespace (hostname = the pod's), a `/dev/shm`, and the pod's `/etc/hosts` and
-//! `resolv.conf` as kubelet writes them. No process holds them: the namespaces are bind-mounted
-//! files in the pod's directory, which every container joins through its OCI spec.
+//! `resolv.conf` as kubelet writes them; its containers' `hostPort`s published on the node.
+//! No process holds them: the namespaces are bind-mounted files in the pod's directory, which
+//! every container joins through its OCI spec.
 //!
 //! A sandbox is recorded in `<pods dir>/<uid>/sandbox.json` once complete, so an agent that
 //! restarts finds it again; a half-made one is removed and made again.
@@ -15,7 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use serde::{Deserialize, Serialize};
-use skiff_net::{AttachRequest, Net, NetworkSpec};
+use skiff_net::{AttachRequest, Net, NetworkSpec, PortMapping, Protocol};
 
 use crate::error::{Context, Result};
 
@@ -184,6 +185,7 @@ impl Sandboxes {
                 .attach(AttachRequest {
                     sandbox: uid.to_string(),
                     network: POD_NETWORK.into(),
+                    ports: host_ports(pod),
                     ..Default::default()
                 })
                 .await?;
@@ -214,16 +216,20 @@ impl Sandboxes {
     pub async fn remove(&self, uid: &str) -> Result<()> {
         self.net.remove_sandbox(uid).await?;
         let dir = self.pod_dir(uid);
-        // Memory-backed emptyDir volumes are tmpfs mounts in the pod's directory.
-        let empty_dirs = dir.join("volumes").join("empty-dir");
-        for v in std::fs::read_dir(&empty_dirs)
+        // Memory-backed emptyDir and secret volumes are tmpfs mounts in the pod's directory.
+        let kinds = std::fs::read_dir(dir.join("volumes"))
             .into_iter()
             .flatten()
             .flatten()
-        {
-            match umount2(&v.path(), MntFlags::MNT_DETACH) {
+            .map(|k| k.path());
+        let volumes: Vec<PathBuf> = kinds
+            .flat_map(|k| std::fs::read_dir(k).into_iter().flatten().flatten())
+            .map(|v| v.path())
+            .collect();
+        for v in volumes {
+            match umount2(&v, MntFlags::MNT_DETACH) {
                 Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
-                Err(e) => return Err(e).ctx(|| format!("unmount {}", v.path().display())),
+                Err(e) => return Err(e).ctx(|| format!("unmount {}", v.display())),
             }
         }
         for m in ["ns-ipc", "ns-uts", "shm"] {
@@ -238,6 +244,36 @@ impl Sandboxes {
             Err(e) => Err(e).ctx(|| format!("remove {}", dir.display())),
         }
     }
+}
+
+/// The `hostPort`s of the pod's containers as skiff-net port mappings (kubelet's hostport
+/// manager; the CNI `portmap` plugin): published on the node's addresses (or `hostIP`) to the
+/// pod's address. SCTP ports are not supported and left out.
+fn host_ports(pod: &Pod) -> Vec<PortMapping> {
+    let spec = pod.spec.as_ref();
+    spec.into_iter()
+        .flat_map(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+        })
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = u16::try_from(p.host_port?).ok().filter(|h| *h > 0)?;
+            let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
+                "TCP" => Protocol::Tcp,
+                "UDP" => Protocol::Udp,
+                _ => return None,
+            };
+            Some(PortMapping {
+                host_ip: p.host_ip.as_deref().and_then(|ip| ip.parse().ok()),
+                host_port,
+                host_port_end: host_port,
+                container_port: u16::try_from(p.container_port).ok()?,
+                protocol,
+            })
+        })
+        .collect()
 }
 
 /// The pod's hostname: `spec.hostname`, else its name (truncated to 63 characters).

@@ -75,12 +75,14 @@ pub struct Plan<'a> {
     pub kind: Kind,
     pub attempt: u32,
     pub sandbox: &'a PodSandbox,
-    /// The pod's cgroup (`<parent>/kubepods/pod<uid>`).
+    /// The pod's cgroup (`<parent>/kubepods[/<qos>]/pod<uid>`).
     pub cgroup_parent: &'a str,
     /// The container's environment ([`crate::env::environment`]).
     pub env: &'a [(String, String)],
     /// Its volume mounts as engine mounts ([`crate::volumes::mounts`]).
     pub mounts: &'a [Value],
+    /// Its merged security context ([`crate::security::resolve`]).
+    pub security: &'a crate::security::Security,
 }
 
 impl Plan<'_> {
@@ -202,6 +204,7 @@ impl Plan<'_> {
         if let Some(wd) = c.working_dir.as_deref().filter(|w| !w.is_empty()) {
             body["WorkingDir"] = json!(wd);
         }
+        self.security.apply(&mut body);
         serde_json::from_value(body).expect("a valid create body")
     }
 }

@@ -305,6 +305,8 @@ impl Ctx {
             status["podIP"] = json!(ip);
             status["podIPs"] = json!([{"ip": ip}]);
         }
+        // kubectl describe shows it; the API server set it when the pod was created.
+        status["qosClass"] = json!(crate::qos::class(pod));
         if !init_statuses.is_empty() {
             status["initContainerStatuses"] = json!(init_statuses);
         }

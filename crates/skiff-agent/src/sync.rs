@@ -12,6 +12,7 @@ use kube::api::{Api, DeleteParams, Preconditions};
 
 use crate::error::Result;
 use crate::events::Type;
+use crate::hooks::Hook;
 use crate::labels;
 use crate::observe::{self, Instance};
 use crate::pods::Ctx;
@@ -19,6 +20,11 @@ use crate::spec::{Kind, Plan};
 
 /// Resync when nothing else triggers one.
 pub const RESYNC: Duration = Duration::from_secs(30);
+/// How long a postStart hook may take (kubelet sets none; a stuck hook must not hold the
+/// pod's sync for ever).
+const POST_START_LIMIT: Duration = Duration::from_secs(120);
+/// Seconds a container gets after its preStop hook at least (kubelet's minimum grace).
+const HOOK_MIN: i64 = 2;
 /// Look again this soon at a container whose ConfigMap or Secret is missing.
 const CONFIG_RETRY: Duration = Duration::from_secs(5);
 
@@ -39,7 +45,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn wait(&mut self, name: &str, reason: &str, message: String) {
+    pub(crate) fn wait(&mut self, name: &str, reason: &str, message: String) {
         self.waiting.insert(
             name.to_string(),
             Waiting {
@@ -49,7 +55,7 @@ impl Outcome {
         );
     }
 
-    fn again_in(&mut self, d: Duration) {
+    pub(crate) fn again_in(&mut self, d: Duration) {
         self.requeue = Some(self.requeue.map_or(d, |r| r.min(d)));
     }
 }
@@ -69,7 +75,7 @@ pub(crate) fn pod_ref(pod: &Pod) -> String {
     )
 }
 
-fn field_path(kind: Kind, name: &str) -> String {
+pub(crate) fn field_path(kind: Kind, name: &str) -> String {
     match kind {
         Kind::Init => format!("spec.initContainers{{{name}}}"),
         Kind::App => format!("spec.containers{{{name}}}"),
@@ -245,9 +251,9 @@ impl Ctx {
                 i.attempt + 1
             }
         };
-        if !self.image_ready(pod, c, kind, out).await {
+        let Some(image_user) = self.image_ready(pod, c, kind, out).await else {
             return Ok(());
-        }
+        };
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let sources = crate::env::EnvSources::fetch(&self.client, namespace, c).await?;
         let host_ip = self.node_ip.to_string();
@@ -274,9 +280,18 @@ impl Ctx {
                 return Ok(());
             }
         };
-        let mounts = match crate::volumes::mounts(c, volumes) {
-            Ok(m) => m,
-            Err(msg) => {
+        let mounts = crate::volumes::mounts(c, volumes);
+        let security = crate::security::resolve(pod, c, &image_user);
+        let (mounts, security) = match (mounts, security) {
+            (Ok(m), Ok(s)) => (m, s),
+            (Err(msg), _) | (_, Err(msg)) => {
+                self.events.pod(
+                    pod,
+                    Some(&field_path(kind, &c.name)),
+                    Type::Warning,
+                    "Failed",
+                    format!("Error: {msg}"),
+                );
                 out.wait(&c.name, "CreateContainerConfigError", msg);
                 out.again_in(CONFIG_RETRY);
                 return Ok(());
@@ -285,12 +300,13 @@ impl Ctx {
         let plan = Plan {
             env: &env,
             mounts: &mounts,
+            security: &security,
             pod,
             container: c,
             kind,
             attempt,
             sandbox,
-            cgroup_parent: &self.pod_cgroup(&uid),
+            cgroup_parent: &self.pod_cgroup(pod),
         };
         let log = sandbox.termination_log(&c.name, attempt);
         if let Some(dir) = log.parent() {
@@ -370,6 +386,7 @@ impl Ctx {
         let fp = field_path(kind, &c.name);
         match self.engine.container_start(&id).await {
             Ok(_) => {
+                self.limit_pod_cgroup(pod).await;
                 self.events.pod(
                     pod,
                     Some(&fp),
@@ -377,6 +394,29 @@ impl Ctx {
                     "Started",
                     format!("Started container {}", c.name),
                 );
+                let grace = grace_seconds(pod);
+                if self
+                    .run_hook(pod, c, kind, &id, Hook::PostStart, POST_START_LIMIT)
+                    .await
+                    .is_err()
+                {
+                    // kubelet kills a container whose postStart hook failed; the restart
+                    // policy decides what comes next.
+                    self.events.pod(
+                        pod,
+                        Some(&fp),
+                        Type::Normal,
+                        "Killing",
+                        format!("FailedPostStartHook: Stopping container {}", c.name),
+                    );
+                    if let Err(e) = self
+                        .engine
+                        .container_stop(&id, Some("SIGTERM"), Some(grace))
+                        .await
+                    {
+                        tracing::warn!(error = %e, "cannot stop a container whose postStart hook failed");
+                    }
+                }
             }
             Err(e) => {
                 let msg = format!("failed to start container {:?}: {e}", c.name);
@@ -401,130 +441,24 @@ impl Ctx {
         Ok(())
     }
 
-    /// Whether the container's image is on the node, following `imagePullPolicy`; records
-    /// the waiting reason and events when it is not.
-    async fn image_ready(&self, pod: &Pod, c: &Container, kind: Kind, out: &mut Outcome) -> bool {
-        let image = c.image.clone().unwrap_or_default();
-        let fp = field_path(kind, &c.name);
-        let present = self.engine.image_inspect(&image).await.is_ok();
-        let policy = c.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
-        if present && policy != "Always" {
-            self.events.pod(
-                pod,
-                Some(&fp),
-                Type::Normal,
-                "Pulled",
-                format!("Container image {image:?} already present on machine"),
-            );
-            return true;
-        }
-        if policy == "Never" {
-            let msg = format!("Container image {image:?} is not present with pull policy of Never");
-            self.events.pod(
-                pod,
-                Some(&fp),
-                Type::Warning,
-                "ErrImageNeverPull",
-                msg.clone(),
-            );
-            out.wait(&c.name, "ErrImageNeverPull", msg);
-            out.again_in(RESYNC);
-            return false;
-        }
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let key = format!("{uid}/image/{image}");
-        let since = self.pull_failed_at(&key);
-        if let Some(left) = since.and_then(|t| self.backoff.remaining(&key, t, chrono::Utc::now()))
-        {
-            let msg = format!("Back-off pulling image {image:?}");
-            self.events
-                .pod(pod, Some(&fp), Type::Normal, "BackOff", msg.clone());
-            self.events.pod(
-                pod,
-                Some(&fp),
-                Type::Warning,
-                "Failed",
-                "Error: ImagePullBackOff".into(),
-            );
-            out.wait(&c.name, "ImagePullBackOff", msg);
-            out.again_in(left);
-            return false;
-        }
-        self.events.pod(
-            pod,
-            Some(&fp),
-            Type::Normal,
-            "Pulling",
-            format!("Pulling image {image:?}"),
-        );
-        let started = std::time::Instant::now();
-        let err = match self.pull(&image).await {
-            Ok(()) => {
-                self.backoff.reset(&key);
-                self.events.pod(
-                    pod,
-                    Some(&fp),
-                    Type::Normal,
-                    "Pulled",
-                    format!(
-                        "Successfully pulled image {image:?} in {:.3}s",
-                        started.elapsed().as_secs_f64()
-                    ),
-                );
-                return true;
-            }
-            Err(e) => e,
-        };
-        let msg = format!("Failed to pull image {image:?}: {err}");
-        self.events
-            .pod(pod, Some(&fp), Type::Warning, "Failed", msg.clone());
-        self.events.pod(
-            pod,
-            Some(&fp),
-            Type::Warning,
-            "Failed",
-            "Error: ErrImagePull".into(),
-        );
-        out.wait(&c.name, "ErrImagePull", msg);
-        self.backoff.next(&key);
-        self.pull_failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), chrono::Utc::now());
-        out.again_in(self.backoff.delay(&key).unwrap_or(RESYNC));
-        false
-    }
-
-    fn pull_failed_at(&self, key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.pull_failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .copied()
-    }
-
-    /// Pulls `image` through the engine (its registry configuration, no credentials yet:
-    /// image pull secrets come with a later slice); the error's whole chain on failure.
-    async fn pull(&self, image: &str) -> std::result::Result<(), String> {
-        let reference =
-            skiff_engine::ImageRef::parse(image).map_err(|e| crate::error::chain(&e))?;
-        let opts = skiff_engine::registry::PullOptions::default();
-        self.engine
-            .image_pull(&reference, &opts, &|_| {})
-            .await
-            .map(|_| ())
-            .map_err(|e| crate::error::chain(&e))
-    }
-
-    /// Stops every running container of the pod (SIGTERM, the grace period, SIGKILL), all
-    /// at once.
+    /// Stops every running container of the pod (its preStop hook, SIGTERM, the rest of the
+    /// grace period, SIGKILL), all at once.
     pub(crate) async fn stop_all(&self, pod: &Pod, instances: &[Instance]) {
         let grace = grace_seconds(pod);
+        let spec = pod.spec.clone().unwrap_or_default();
         let stops = instances.iter().filter(|i| i.running()).map(|i| {
             let kind = if i.kind == "init" {
                 Kind::Init
             } else {
                 Kind::App
+            };
+            let container = match kind {
+                Kind::Init => spec
+                    .init_containers
+                    .iter()
+                    .flatten()
+                    .find(|c| c.name == i.name),
+                Kind::App => spec.containers.iter().find(|c| c.name == i.name),
             };
             self.events.pod(
                 pod,
@@ -533,8 +467,24 @@ impl Ctx {
                 "Killing",
                 format!("Stopping container {}", i.name),
             );
-            self.engine
-                .container_stop(&i.id, Some("SIGTERM"), Some(grace))
+            async move {
+                let started = std::time::Instant::now();
+                if let Some(c) = container.filter(|_| grace > 0) {
+                    let limit = Duration::from_secs(grace as u64);
+                    let _ = self
+                        .run_hook(pod, c, kind, &i.id, Hook::PreStop, limit)
+                        .await;
+                }
+                // kubelet: what the hook used comes off the grace period, with 2 s left at least.
+                let left = if grace > 0 {
+                    (grace - started.elapsed().as_secs() as i64).max(HOOK_MIN)
+                } else {
+                    0
+                };
+                self.engine
+                    .container_stop(&i.id, Some("SIGTERM"), Some(left))
+                    .await
+            }
         });
         for r in futures::future::join_all(stops).await {
             if let Err(e) = r {

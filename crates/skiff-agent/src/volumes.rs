@@ -2,14 +2,19 @@
 //! by their `volumeMounts` (with `subPath` and `readOnly`): `emptyDir` (a directory in the
 //! pod's sandbox, a tmpfs of `sizeLimit` with `medium: Memory`), `configMap` and `secret`
 //! (keys or `items` as files with their modes, written the way kubelet's atomic writer does —
-//! a `..data` symlink switched in one rename — and rewritten in place when the object changes),
-//! and `hostPath`. Other volume types are refused with a FailedMount reason.
+//! a `..data` symlink switched in one rename — and rewritten in place when the object changes;
+//! secrets on a tmpfs of their own, never on the node's disk), `downwardAPI` and `projected`
+//! ([`crate::projected`]), `hostPath`, and `persistentVolumeClaim` bound to a hostPath or local
+//! PersistentVolume. With the pod's
+//! `fsGroup` the volumes (but hostPath) belong to that group. Other volume types are refused with a FailedMount reason.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume,
+};
 use kube::Api;
 use nix::mount::{mount, MsFlags};
 use serde_json::{json, Value};
@@ -29,10 +34,10 @@ pub async fn prepare(
     pod: &Pod,
     sandbox: &PodSandbox,
 ) -> Result<HashMap<String, Ready>, String> {
-    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let fs_group = crate::security::fs_group(pod);
     let mut out = HashMap::new();
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        let ready = one(client, ns, v, sandbox)
+        let ready = one(client, pod, v, sandbox, fs_group)
             .await
             .map_err(|e| format!("MountVolume.SetUp failed for volume {:?} : {e}", v.name))?;
         out.insert(v.name.clone(), ready);
@@ -46,10 +51,12 @@ fn volume_dir(sandbox: &PodSandbox, kind: &str, name: &str) -> PathBuf {
 
 async fn one(
     client: &kube::Client,
-    ns: &str,
+    pod: &Pod,
     v: &Volume,
     sb: &PodSandbox,
+    fs_group: Option<u32>,
 ) -> Result<Ready, String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
     if let Some(e) = &v.empty_dir {
         let dir = volume_dir(sb, "empty-dir", &v.name);
@@ -75,6 +82,9 @@ async fn one(
                 )
                 .map_err(|e| format!("mount a tmpfs: {e}"))?;
             }
+            if let Some(gid) = fs_group {
+                set_ownership(&dir, gid, false).map_err(|e| io("give it to the fsGroup", e))?;
+            }
         }
         return Ok(Ready {
             path: dir,
@@ -82,70 +92,58 @@ async fn one(
         });
     }
     if let Some(c) = &v.config_map {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-        let name = c.name.clone();
-        let data = match api.get_opt(&name).await.map_err(|e| e.to_string())? {
-            Some(cm) => {
-                let mut all: BTreeMap<String, Vec<u8>> = cm
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_bytes()))
-                    .collect();
-                all.extend(
-                    cm.binary_data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.0)),
-                );
-                Some(all)
-            }
-            None if c.optional == Some(true) => Some(BTreeMap::new()),
-            None => return Err(format!("configmap {name:?} not found")),
-        };
+        let data = config_map_data(client, ns, &c.name, c.optional).await?;
         let files = project(
-            data.unwrap_or_default(),
+            data,
             c.items.as_deref(),
             c.default_mode,
             "ConfigMap",
-            &name,
+            &c.name,
         )?;
         let dir = volume_dir(sb, "configmap", &v.name);
-        atomic_write(&dir, &files).map_err(|e| io("write the files", e))?;
+        atomic_write(&dir, &files, fs_group).map_err(|e| io("write the files", e))?;
         return Ok(Ready {
             path: dir,
             read_only: true,
         });
     }
     if let Some(s) = &v.secret {
-        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
         let name = s.secret_name.clone().unwrap_or_default();
-        let data = match api.get_opt(&name).await.map_err(|e| e.to_string())? {
-            Some(secret) => {
-                let mut all: BTreeMap<String, Vec<u8>> = secret
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect();
-                all.extend(
-                    secret
-                        .string_data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes())),
-                );
-                all
-            }
-            None if s.optional == Some(true) => BTreeMap::new(),
-            None => return Err(format!("secret {name:?} not found")),
-        };
+        let data = secret_data(client, ns, &name, s.optional).await?;
         let files = project(data, s.items.as_deref(), s.default_mode, "Secret", &name)?;
         let dir = volume_dir(sb, "secret", &v.name);
-        atomic_write(&dir, &files).map_err(|e| io("write the files", e))?;
+        in_memory(&dir)?;
+        atomic_write(&dir, &files, fs_group).map_err(|e| io("write the files", e))?;
         return Ok(Ready {
             path: dir,
             read_only: true,
+        });
+    }
+    if let Some(d) = &v.downward_api {
+        let files = crate::projected::downward_files(pod, d.items.as_deref(), d.default_mode)?;
+        let dir = volume_dir(sb, "downward-api", &v.name);
+        atomic_write(&dir, &files, fs_group).map_err(|e| io("write the files", e))?;
+        return Ok(Ready {
+            path: dir,
+            read_only: true,
+        });
+    }
+    if let Some(p) = &v.projected {
+        let files = crate::projected::files(client, pod, p).await?;
+        let dir = volume_dir(sb, "projected", &v.name);
+        // It may hold secrets and tokens: memory only, as kubelet does.
+        in_memory(&dir)?;
+        atomic_write(&dir, &files, fs_group).map_err(|e| io("write the files", e))?;
+        return Ok(Ready {
+            path: dir,
+            read_only: true,
+        });
+    }
+    if let Some(claim) = &v.persistent_volume_claim {
+        let path = claimed_path(client, ns, &claim.claim_name).await?;
+        return Ok(Ready {
+            path,
+            read_only: claim.read_only.unwrap_or(false),
         });
     }
     if let Some(h) = &v.host_path {
@@ -173,12 +171,12 @@ async fn one(
             read_only: false,
         });
     }
-    Err("this volume type is not supported on skiff nodes yet (emptyDir, configMap, secret and hostPath are)".into())
+    Err("this volume type is not supported on skiff nodes yet (emptyDir, configMap, secret, downwardAPI, projected, persistentVolumeClaim and hostPath are)".into())
 }
 
 /// The files a ConfigMap or Secret volume holds: every key, or the `items` asked for (each
 /// must exist), with their modes.
-fn project(
+pub(crate) fn project(
     data: BTreeMap<String, Vec<u8>>,
     items: Option<&[KeyToPath]>,
     default_mode: Option<i32>,
@@ -204,10 +202,183 @@ fn project(
     }
 }
 
+/// Where a bound claim's volume is on this node: its PersistentVolume's `hostPath` or `local`
+/// path. A claim not bound yet is an error (the pod waits, as kubelet's does).
+async fn claimed_path(client: &kube::Client, ns: &str, claim: &str) -> Result<PathBuf, String> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let pvc = claims
+        .get_opt(claim)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("persistentvolumeclaim {claim:?} not found"))?;
+    let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+    let volume = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .filter(|v| bound && !v.is_empty())
+        .ok_or_else(|| format!("persistentvolumeclaim {claim:?} is not bound"))?;
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let pv = pvs
+        .get_opt(&volume)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("persistentvolume {volume:?} not found"))?;
+    let spec = pv.spec.unwrap_or_default();
+    let path = spec
+        .host_path
+        .map(|h| h.path)
+        .or(spec.local.map(|l| l.path))
+        .ok_or_else(|| {
+            format!("persistentvolume {volume:?} is neither hostPath nor local: skiff nodes mount only those")
+        })?;
+    let path = PathBuf::from(path);
+    if !path.is_dir() {
+        return Err(format!(
+            "persistentvolume {volume:?}: {} is not a directory on this node",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+/// A ConfigMap's keys (`data` and `binaryData`); an absent optional one has none.
+pub(crate) async fn config_map_data(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    optional: Option<bool>,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    match api.get_opt(name).await.map_err(|e| e.to_string())? {
+        Some(cm) => {
+            let mut all: BTreeMap<String, Vec<u8>> = cm
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
+            all.extend(
+                cm.binary_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0)),
+            );
+            Ok(all)
+        }
+        None if optional == Some(true) => Ok(BTreeMap::new()),
+        None => Err(format!("configmap {name:?} not found")),
+    }
+}
+
+/// A Secret's keys; an absent optional one has none.
+pub(crate) async fn secret_data(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    optional: Option<bool>,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    match api.get_opt(name).await.map_err(|e| e.to_string())? {
+        Some(secret) => {
+            let mut all: BTreeMap<String, Vec<u8>> = secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            all.extend(
+                secret
+                    .string_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes())),
+            );
+            Ok(all)
+        }
+        None if optional == Some(true) => Ok(BTreeMap::new()),
+        None => Err(format!("secret {name:?} not found")),
+    }
+}
+
+/// Mounts a tmpfs of its own on `dir` unless one is there: kubelet keeps secrets in memory
+/// only, never on the node's disk.
+fn in_memory(dir: &Path) -> Result<(), String> {
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("create the directory: {e}"))?;
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )
+    .map_err(|e| format!("mount a tmpfs: {e}"))
+}
+
+/// Whether `dir` is the root of a mount (its device differs from its parent's).
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(d), Some(Ok(p))) = (
+        std::fs::symlink_metadata(dir),
+        dir.parent().map(std::fs::symlink_metadata),
+    ) else {
+        return false;
+    };
+    d.dev() != p.dev()
+}
+
+/// kubelet's volume ownership for an `fsGroup`: everything in `dir` gets group `gid`,
+/// group read (and write unless `read_only`) permission, directories the set-group-ID bit so
+/// new files inherit the group. Symlinks are not followed.
+fn set_ownership(dir: &Path, gid: u32, read_only: bool) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(dir, None, Some(gid))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    let mut mask = if read_only { 0o440 } else { 0o660 };
+    if meta.is_dir() || mode & 0o100 != 0 {
+        mask |= 0o110;
+    }
+    if meta.is_dir() {
+        mask |= 0o2000;
+    }
+    if mode | mask != mode {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | mask))?;
+    }
+    if meta.is_dir() {
+        for e in std::fs::read_dir(dir)? {
+            set_ownership(&e?.path(), gid, read_only)?;
+        }
+    }
+    Ok(())
+}
+
 /// kubelet's atomic writer: the files go into a new hidden directory, `..data` is switched to
 /// it with one rename, and each top-level name is a symlink through `..data`. Nothing is
-/// written when the files are already there as asked.
-fn atomic_write(dir: &Path, files: &[(String, Vec<u8>, u32)]) -> std::io::Result<()> {
+/// written when the files are already there as asked. With an `fsGroup` the files belong to
+/// that group and are readable by it.
+fn atomic_write(
+    dir: &Path,
+    files: &[(String, Vec<u8>, u32)],
+    fs_group: Option<u32>,
+) -> std::io::Result<()> {
+    let with_group = |mode: u32| {
+        if fs_group.is_some() {
+            mode | 0o440 | if mode & 0o100 != 0 { 0o010 } else { 0 }
+        } else {
+            mode
+        }
+    };
+    let files: Vec<(String, Vec<u8>, u32)> = files
+        .iter()
+        .map(|(p, c, m)| (p.clone(), c.clone(), with_group(*m)))
+        .collect();
+    let files = files.as_slice();
     std::fs::create_dir_all(dir)?;
     let data_link = dir.join("..data");
     if let Ok(current) = std::fs::read_link(&data_link) {
@@ -231,6 +402,9 @@ fn atomic_write(dir: &Path, files: &[(String, Vec<u8>, u32)]) -> std::io::Result
         }
         std::fs::write(&f, content)?;
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(*mode))?;
+    }
+    if let Some(gid) = fs_group {
+        set_ownership(&fresh, gid, true)?;
     }
     let old = std::fs::read_link(&data_link).ok();
     let tmp = dir.join("..data_tmp");
@@ -320,6 +494,7 @@ mod tests {
                 ("a".into(), b"1".to_vec(), 0o644),
                 ("sub/b".into(), b"2".to_vec(), 0o600),
             ],
+            None,
         )
         .unwrap();
         assert_eq!(std::fs::read(d.join("a")).unwrap(), b"1");
@@ -340,14 +515,41 @@ mod tests {
                 ("a".into(), b"1".to_vec(), 0o644),
                 ("sub/b".into(), b"2".to_vec(), 0o600),
             ],
+            None,
         )
         .unwrap();
         assert_eq!(std::fs::read_link(d.join("..data")).unwrap(), first);
         // Changed: new content through the same names, dropped keys gone, old generation gone.
-        atomic_write(&d, &[("a".into(), b"updated".to_vec(), 0o644)]).unwrap();
+        atomic_write(&d, &[("a".into(), b"updated".to_vec(), 0o644)], None).unwrap();
         assert_eq!(std::fs::read(d.join("a")).unwrap(), b"updated");
         assert!(std::fs::symlink_metadata(d.join("sub")).is_err());
         assert!(!d.join(first).exists());
+    }
+
+    #[test]
+    fn an_fs_group_owns_the_files_and_can_read_them() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("vol");
+        let files = [("key".to_string(), b"v".to_vec(), 0o600)];
+        atomic_write(&d, &files, Some(4321)).unwrap();
+        let m = std::fs::metadata(d.join("key")).unwrap();
+        assert_eq!(m.gid(), 4321);
+        assert_eq!(m.permissions().mode() & 0o777, 0o640);
+        let first = std::fs::read_link(d.join("..data")).unwrap();
+        // The group's bits do not count as a change.
+        atomic_write(&d, &files, Some(4321)).unwrap();
+        assert_eq!(std::fs::read_link(d.join("..data")).unwrap(), first);
+
+        let e = dir.path().join("empty");
+        std::fs::create_dir_all(e.join("sub")).unwrap();
+        std::fs::write(e.join("sub/f"), b"x").unwrap();
+        set_ownership(&e, 4321, false).unwrap();
+        let m = std::fs::metadata(e.join("sub")).unwrap();
+        assert_eq!(m.gid(), 4321);
+        assert_eq!(m.permissions().mode() & 0o2070, 0o2070);
+        let f = std::fs::metadata(e.join("sub/f")).unwrap();
+        assert_eq!(f.permissions().mode() & 0o060, 0o060);
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct ApiState {
     pub(crate) cluster_network: crate::nodeipam::ClusterNetwork,
     /// Nodes serving pod streams (logs) to this server.
     pub(crate) nodes: crate::nodes::Nodes,
+    /// Host paths pods may mount (`hostPath` volumes under one of them); empty: any.
+    pub(crate) allowed_host_paths: Vec<std::path::PathBuf>,
     /// Where `metrics.k8s.io` reads come from: by default the connected nodes' sources.
     metrics: std::sync::RwLock<Arc<dyn crate::metrics::MetricsProvider>>,
     /// The nodes' metrics sources (the default provider).
@@ -59,6 +61,7 @@ impl ApiState {
             services: Default::default(),
             cluster_network: Default::default(),
             nodes: Default::default(),
+            allowed_host_paths: Vec::new(),
             metrics: std::sync::RwLock::new(node_metrics.clone()),
             node_metrics,
         }
@@ -74,6 +77,12 @@ impl ApiState {
     /// The same state giving Nodes pod CIDRs from `network` (default: /24s of 10.42.0.0/16).
     pub fn with_cluster_network(mut self, network: crate::nodeipam::ClusterNetwork) -> Self {
         self.cluster_network = network;
+        self
+    }
+
+    /// Pods may mount only host paths under one of `prefixes` (none: any).
+    pub fn with_allowed_host_paths(mut self, prefixes: Vec<std::path::PathBuf>) -> Self {
+        self.allowed_host_paths = prefixes;
         self
     }
 

@@ -37,6 +37,8 @@ pub struct Config {
     pub connections: skiff_core::serve::Limits,
     /// Where Nodes get their pod CIDRs from.
     pub cluster_network: crate::nodeipam::ClusterNetwork,
+    /// Host paths pods may mount (`--allowed-host-path`); empty: any.
+    pub allowed_host_paths: Vec<PathBuf>,
 }
 
 /// Errors starting the server.
@@ -153,7 +155,8 @@ impl Server {
         let state = Arc::new(
             ApiState::new(store.clone(), tokens, encryptor.clone())
                 .with_service_network(services)
-                .with_cluster_network(config.cluster_network.clone()),
+                .with_cluster_network(config.cluster_network.clone())
+                .with_allowed_host_paths(config.allowed_host_paths.clone()),
         );
         state.bootstrap().await.map_err(ServerError::Bootstrap)?;
         Ok(Server {

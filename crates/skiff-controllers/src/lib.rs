@@ -31,6 +31,7 @@ pub mod pods;
 pub mod replicaset;
 pub mod runner;
 pub mod template;
+pub mod volumebinding;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -95,10 +96,11 @@ impl Controllers {
         let job = job::controller(ctx.clone());
         let endpoints = endpoints::controller(ctx.clone());
         let daemons = daemonset::controller(ctx.clone());
+        let binder = volumebinding::controller(ctx.client.clone());
         let controllers = async {
             informers.synced().await;
             tracing::info!(identity = %ctx.identity, "caches synced, controllers running");
-            tokio::join!(rs, rc, deploy, job, endpoints, daemons, hpa);
+            tokio::join!(rs, rc, deploy, job, endpoints, daemons, hpa, binder);
         };
         tokio::join!(informers.run(), controllers);
     }

@@ -90,6 +90,7 @@ impl Strategy for Pods {
             let Admission::Create { obj, .. } = op else {
                 return Ok(());
             };
+            host_paths_allowed(obj, &state.allowed_host_paths)?;
             let class_name = obj
                 .pointer("/spec/priorityClassName")
                 .and_then(Value::as_str)
@@ -130,6 +131,41 @@ impl Strategy for Pods {
             Ok(())
         })
     }
+}
+
+/// The admin's hostPath restriction (`skiff server --allowed-host-path`, what PodSecurityPolicy's
+/// `allowedHostPaths` was): every hostPath volume must be at or under one of `allowed`,
+/// compared by whole path components after removing `.` (a `..` is refused outright).
+fn host_paths_allowed(obj: &Value, allowed: &[std::path::PathBuf]) -> Result<(), ApiError> {
+    use std::path::{Component, Path};
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let volumes = obj
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for v in volumes {
+        let Some(path) = v.pointer("/hostPath/path").and_then(Value::as_str) else {
+            continue;
+        };
+        let p = Path::new(path);
+        let clean = p.is_absolute() && !p.components().any(|c| c == Component::ParentDir);
+        let normal: std::path::PathBuf = p.components().collect();
+        if !clean || !allowed.iter().any(|a| normal.starts_with(a)) {
+            let list: Vec<String> = allowed.iter().map(|a| a.display().to_string()).collect();
+            return Err(forbidden(
+                obj,
+                &format!(
+                    "hostPath volume {:?} uses path {path:?}, which is not allowed on this cluster (allowed: {})",
+                    v["name"].as_str().unwrap_or_default(),
+                    list.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// 403 about the pod `obj`.
@@ -364,6 +400,29 @@ mod tests {
         assert_eq!(c[3], "3");
         assert_eq!(c[5], "10.0.0.2");
         assert_eq!(c[6], "n1");
+    }
+
+    #[test]
+    fn host_paths_outside_the_allowed_prefixes_are_forbidden() {
+        let pod = |path: &str| {
+            json!({"metadata": {"name": "p"}, "spec": {"volumes": [
+                {"name": "ok", "emptyDir": {}},
+                {"name": "h", "hostPath": {"path": path}}]}})
+        };
+        let allowed = vec![std::path::PathBuf::from("/srv/data")];
+        assert!(host_paths_allowed(&pod("/etc"), &[]).is_ok());
+        assert!(host_paths_allowed(&pod("/srv/data"), &allowed).is_ok());
+        assert!(host_paths_allowed(&pod("/srv/data/./x/"), &allowed).is_ok());
+        for bad in [
+            "/etc",
+            "/srv/database",
+            "/srv/data/../../etc",
+            "srv/data",
+            "/srv",
+        ] {
+            let e = host_paths_allowed(&pod(bad), &allowed).unwrap_err();
+            assert!(e.to_string().contains("not allowed"), "{bad}: {e}");
+        }
     }
 
     #[test]
