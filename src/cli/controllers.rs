@@ -13,6 +13,7 @@ use skiff_apiserver::ApiState;
 pub fn start(
     state: &Arc<ApiState>,
     disabled: bool,
+    config: skiff_controllers::Config,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     if disabled {
@@ -25,5 +26,5 @@ pub fn start(
         groups: vec!["system:authenticated".into()],
     };
     let client = skiff_apiserver::in_process_client(state.clone(), user);
-    Box::pin(skiff_controllers::start(client, signal))
+    Box::pin(skiff_controllers::start(client, config, signal))
 }

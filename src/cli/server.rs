@@ -54,6 +54,21 @@ pub struct Args {
     /// Prefix length of each node's pod CIDR
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// How long a node may go without renewing its Lease before it is marked
+    /// NotReady/Unknown and tainted unreachable (kube-controller-manager: 40s)
+    #[arg(long, default_value = "40s", value_parser = skiff_controllers::parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// Seconds pods tolerate a not-ready node (the toleration admission gives every pod
+    /// that has none)
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds pods tolerate an unreachable node (the toleration admission gives every pod
+    /// that has none)
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
+    /// Terminated pods kept before the oldest are deleted (0: none are collected by count)
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
     #[command(flatten)]
     node: super::local_node::NodeArgs,
 }
@@ -85,6 +100,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
             connections: deadlines(args.request_header_deadline),
             cluster_network: cluster_network.clone(),
+            default_tolerations: skiff_apiserver::kinds::core::pod::DefaultTolerations {
+                not_ready_seconds: args.default_not_ready_toleration_seconds,
+                unreachable_seconds: args.default_unreachable_toleration_seconds,
+            },
         };
         let server = skiff_apiserver::Server::bind(config, store)
             .await
@@ -119,7 +138,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         // Controllers stop (and release their Lease) first; the API keeps serving until the
         // local node has said it is NotReady.
-        let shutdown = super::controllers::start(&server.state, args.disable_controllers, shutdown);
+        let controllers = skiff_controllers::Config {
+            node_monitor_grace_period: args.node_monitor_grace_period,
+            terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+            ..Default::default()
+        };
+        let shutdown = super::controllers::start(
+            &server.state,
+            args.disable_controllers,
+            controllers,
+            shutdown,
+        );
         let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(server.serve(async move {
             let _ = api_stop_rx.await;

@@ -37,6 +37,8 @@ pub struct ApiState {
     pub(crate) cluster_network: crate::nodeipam::ClusterNetwork,
     /// Nodes serving pod streams (logs) to this server.
     pub(crate) nodes: crate::nodes::Nodes,
+    /// The tolerations DefaultTolerationSeconds admission gives pods.
+    pub(crate) default_tolerations: crate::kinds::core::pod::DefaultTolerations,
     /// Where `metrics.k8s.io` reads come from (nothing until a node feeds it).
     metrics: std::sync::RwLock<Arc<dyn crate::metrics::MetricsProvider>>,
 }
@@ -56,6 +58,7 @@ impl ApiState {
             services: Default::default(),
             cluster_network: Default::default(),
             nodes: Default::default(),
+            default_tolerations: Default::default(),
             metrics: std::sync::RwLock::new(Arc::new(crate::metrics::NoMetrics)),
         }
     }
@@ -70,6 +73,16 @@ impl ApiState {
     /// The same state giving Nodes pod CIDRs from `network` (default: /24s of 10.42.0.0/16).
     pub fn with_cluster_network(mut self, network: crate::nodeipam::ClusterNetwork) -> Self {
         self.cluster_network = network;
+        self
+    }
+
+    /// The same state giving pods these default not-ready/unreachable tolerations
+    /// (default: 300 s each).
+    pub fn with_default_tolerations(
+        mut self,
+        tolerations: crate::kinds::core::pod::DefaultTolerations,
+    ) -> Self {
+        self.default_tolerations = tolerations;
         self
     }
 

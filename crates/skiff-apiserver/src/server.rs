@@ -37,6 +37,8 @@ pub struct Config {
     pub connections: skiff_core::serve::Limits,
     /// Where Nodes get their pod CIDRs from.
     pub cluster_network: crate::nodeipam::ClusterNetwork,
+    /// How long pods tolerate unready and unreachable nodes unless they say.
+    pub default_tolerations: crate::kinds::core::pod::DefaultTolerations,
 }
 
 /// Errors starting the server.
@@ -139,7 +141,8 @@ impl Server {
         let state = Arc::new(
             ApiState::new(store.clone(), tokens, encryptor.clone())
                 .with_service_network(services)
-                .with_cluster_network(config.cluster_network.clone()),
+                .with_cluster_network(config.cluster_network.clone())
+                .with_default_tolerations(config.default_tolerations),
         );
         state.bootstrap().await.map_err(ServerError::Bootstrap)?;
         Ok(Server {

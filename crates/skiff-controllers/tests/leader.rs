@@ -33,9 +33,14 @@ struct Candidate {
 impl Candidate {
     fn start(c: &Cluster, identity: &str) -> Candidate {
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(run_elected(c.client.clone(), lease(identity), async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(run_elected(
+            c.client.clone(),
+            lease(identity),
+            Default::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Candidate {
             stop: Some(stop),
             task,
