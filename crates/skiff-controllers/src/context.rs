@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
     Endpoints, Node, ObjectReference, Pod, ReplicationController, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
@@ -36,6 +37,7 @@ pub struct Informers {
     pub leases: Informer<Lease>,
     pub stateful_sets: Informer<StatefulSet>,
     pub cron_jobs: Informer<CronJob>,
+    pub disruption_budgets: Informer<PodDisruptionBudget>,
 }
 
 impl Informers {
@@ -55,6 +57,7 @@ impl Informers {
             leases: Informer::new(client.clone()),
             stateful_sets: Informer::new(client.clone()),
             cron_jobs: Informer::new(client.clone()),
+            disruption_budgets: Informer::new(client.clone()),
         }
     }
 
@@ -75,6 +78,7 @@ impl Informers {
             self.leases.run(),
             self.stateful_sets.run(),
             self.cron_jobs.run(),
+            self.disruption_budgets.run(),
         );
     }
 
@@ -96,6 +100,7 @@ impl Informers {
             self.leases.synced(),
             self.stateful_sets.synced(),
             self.cron_jobs.synced(),
+            self.disruption_budgets.synced(),
         );
     }
 }

@@ -1,7 +1,8 @@
 //! The controller set of `skiff server`: it owns the reconcile loops that make the
 //! cluster's objects so and keep them so — ReplicaSets, ReplicationControllers,
 //! Deployments, DaemonSets, StatefulSets, Jobs, CronJobs, the Endpoints/EndpointSlices of
-//! Services, node lifecycle with taint-based eviction, and pod garbage collection. It must not
+//! Services, node lifecycle with taint-based eviction, pod garbage collection and the
+//! status of PodDisruptionBudgets. It must not
 //! reach into the API server's storage: everything goes through the Kubernetes API.
 //!
 //! Every controller is a `reconcile(object, context) -> Result<Action>` plus an error policy
@@ -20,6 +21,7 @@ pub mod context;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod error;
 pub mod expectations;
@@ -95,11 +97,13 @@ impl Controllers {
         let gc = podgc::run(ctx.clone());
         let stateful = statefulset::controller(ctx.clone());
         let cron = cronjob::controller(ctx.clone());
+        let budgets = disruption::controller(ctx.clone());
         let controllers = async {
             informers.synced().await;
             tracing::info!(identity = %ctx.identity, "caches synced, controllers running");
             tokio::join!(
-                rs, rc, deploy, job, endpoints, daemons, nodes, evictions, gc, stateful, cron
+                rs, rc, deploy, job, endpoints, daemons, nodes, evictions, gc, stateful, cron,
+                budgets
             );
         };
         tokio::join!(informers.run(), controllers);
