@@ -21,11 +21,20 @@ pub struct ControllerArgs {
     /// How far usage may stray from an HPA's target before it rescales (a fraction)
     #[arg(long, default_value_t = 0.1)]
     horizontal_pod_autoscaler_tolerance: f64,
+    /// How long a node may go without renewing its Lease before it is marked
+    /// NotReady/Unknown and tainted unreachable (kube-controller-manager: 40s)
+    #[arg(long, default_value = "40s", value_parser = skiff_controllers::parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// Terminated pods kept before the oldest are deleted (0: none are collected by count)
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
 }
 
 impl ControllerArgs {
-    fn options(&self) -> skiff_controllers::Options {
-        skiff_controllers::Options {
+    fn config(&self) -> skiff_controllers::Config {
+        skiff_controllers::Config {
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
             hpa: skiff_controllers::hpa::Config {
                 sync_period: self.horizontal_pod_autoscaler_sync_period.into(),
                 downscale_stabilization: self
@@ -33,6 +42,7 @@ impl ControllerArgs {
                     .into(),
                 tolerance: self.horizontal_pod_autoscaler_tolerance,
             },
+            ..Default::default()
         }
     }
 }
@@ -55,5 +65,5 @@ pub fn start(
         groups: vec!["system:authenticated".into()],
     };
     let client = skiff_apiserver::in_process_client(state.clone(), user);
-    Box::pin(skiff_controllers::start(client, args.options(), signal))
+    Box::pin(skiff_controllers::start(client, args.config(), signal))
 }

@@ -58,6 +58,14 @@ pub struct Args {
     /// any host path)
     #[arg(long = "allowed-host-path", value_name = "PREFIX")]
     allowed_host_paths: Vec<std::path::PathBuf>,
+    /// Seconds pods tolerate a not-ready node (the toleration admission gives every pod
+    /// that has none)
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds pods tolerate an unreachable node (the toleration admission gives every pod
+    /// that has none)
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
     #[command(flatten)]
     controllers: super::controllers::ControllerArgs,
     #[command(flatten)]
@@ -92,6 +100,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             connections: deadlines(args.request_header_deadline),
             cluster_network: cluster_network.clone(),
             allowed_host_paths: args.allowed_host_paths.clone(),
+            default_tolerations: skiff_apiserver::kinds::core::pod::DefaultTolerations {
+                not_ready_seconds: args.default_not_ready_toleration_seconds,
+                unreachable_seconds: args.default_unreachable_toleration_seconds,
+            },
         };
         let server = skiff_apiserver::Server::bind(config, store)
             .await

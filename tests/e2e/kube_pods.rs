@@ -99,6 +99,37 @@ fn node_registers_with_capacity_pod_cidr_and_lease() {
 }
 
 #[test]
+fn a_node_marked_unknown_reports_ready_again_within_a_lease_period() {
+    let node = Node::start();
+    let ready = || {
+        node.kubectl_ok(&[
+            "get",
+            "node",
+            &node.name,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+    };
+    assert_eq!(ready(), "True");
+    // What the node lifecycle controller writes when the Lease went silent.
+    let patch = r#"{"status":{"conditions":[{"type":"Ready","status":"Unknown","reason":"NodeStatusUnknown","message":"Kubelet stopped posting node status."}]}}"#;
+    node.kubectl_ok(&[
+        "patch",
+        "node",
+        &node.name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        patch,
+    ]);
+    // The agent renews its Lease every 10 s and sees the status is not its own.
+    let back = poll(Duration::from_secs(30), || {
+        (ready() == "True").then_some(())
+    });
+    assert!(back.is_some(), "the node stayed {}", ready());
+}
+
+#[test]
 fn a_clean_stop_marks_the_node_not_ready() {
     let mut node = Node::start();
     let pid = node.cluster.server_pid().unwrap();

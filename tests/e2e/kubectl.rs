@@ -7,6 +7,8 @@ mod kube_common;
 mod limits;
 #[path = "kubectl/rollout.rs"]
 mod rollout;
+#[path = "kubectl/stateful.rs"]
+mod stateful;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -18,6 +20,7 @@ use kinds::{
 };
 use kube_common::{any_file_contains, poll, Cluster, Datastore, Guard};
 use rollout::deployment_rollouts_with_kubectl;
+use stateful::statefulset_rollout_and_job_from_cronjob;
 
 const APP: &str = r#"apiVersion: v1
 kind: Namespace
@@ -530,6 +533,7 @@ on_both_datastores!(
     get_storage_scheduling_policy_and_csr_tables,
     top_says_metrics_are_not_available_yet,
     create_from_a_list_file,
+    statefulset_rollout_and_job_from_cronjob,
 );
 
 #[test]

@@ -250,8 +250,26 @@ impl NodeRegistration {
         }]))
     }
 
-    /// Renews the Lease every [`LEASE_RENEW`] and reports status every [`STATUS_REPORT`]
-    /// until `stop`; then reports the node NotReady.
+    /// Reports status at once if the Node's Ready condition is not True any more (the node
+    /// lifecycle controller set it Unknown while this node was unreachable), as kubelet
+    /// does when the stored status differs from its own; the node is Ready again within
+    /// one Lease period instead of [`STATUS_REPORT`].
+    async fn report_if_not_ready(&self) -> Result<()> {
+        let node = self.nodes.get_opt(&self.identity.name).await?;
+        let ready = node
+            .as_ref()
+            .and_then(|n| n.status.as_ref()?.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status == "True");
+        if !ready {
+            tracing::info!(node = %self.identity.name, "node status is not Ready, reporting it again");
+            self.report(true).await?;
+        }
+        Ok(())
+    }
+
+    /// Renews the Lease every [`LEASE_RENEW`] (and the status if it says not Ready) and
+    /// reports status every [`STATUS_REPORT`] until `stop`; then reports the node NotReady.
     pub async fn heartbeat(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut lease_tick = tokio::time::interval(LEASE_RENEW);
         let mut status_tick = tokio::time::interval(STATUS_REPORT);
@@ -260,6 +278,9 @@ impl NodeRegistration {
                 _ = lease_tick.tick() => {
                     if let Err(e) = self.renew_lease().await {
                         tracing::warn!(error = %crate::error::chain(&e), "cannot renew the node lease");
+                    }
+                    if let Err(e) = self.report_if_not_ready().await {
+                        tracing::warn!(error = %crate::error::chain(&e), "cannot report node status");
                     }
                 }
                 _ = status_tick.tick() => {

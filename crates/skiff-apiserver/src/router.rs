@@ -39,6 +39,8 @@ pub struct ApiState {
     pub(crate) nodes: crate::nodes::Nodes,
     /// Host paths pods may mount (`hostPath` volumes under one of them); empty: any.
     pub(crate) allowed_host_paths: Vec<std::path::PathBuf>,
+    /// The tolerations DefaultTolerationSeconds admission gives pods.
+    pub(crate) default_tolerations: crate::kinds::core::pod::DefaultTolerations,
     /// Where `metrics.k8s.io` reads come from: by default the connected nodes' sources.
     metrics: std::sync::RwLock<Arc<dyn crate::metrics::MetricsProvider>>,
     /// The nodes' metrics sources (the default provider).
@@ -62,6 +64,7 @@ impl ApiState {
             cluster_network: Default::default(),
             nodes: Default::default(),
             allowed_host_paths: Vec::new(),
+            default_tolerations: Default::default(),
             metrics: std::sync::RwLock::new(node_metrics.clone()),
             node_metrics,
         }
@@ -83,6 +86,16 @@ impl ApiState {
     /// Pods may mount only host paths under one of `prefixes` (none: any).
     pub fn with_allowed_host_paths(mut self, prefixes: Vec<std::path::PathBuf>) -> Self {
         self.allowed_host_paths = prefixes;
+        self
+    }
+
+    /// The same state giving pods these default not-ready/unreachable tolerations
+    /// (default: 300 s each).
+    pub fn with_default_tolerations(
+        mut self,
+        tolerations: crate::kinds::core::pod::DefaultTolerations,
+    ) -> Self {
+        self.default_tolerations = tolerations;
         self
     }
 

@@ -39,6 +39,8 @@ pub struct Config {
     pub cluster_network: crate::nodeipam::ClusterNetwork,
     /// Host paths pods may mount (`--allowed-host-path`); empty: any.
     pub allowed_host_paths: Vec<PathBuf>,
+    /// How long pods tolerate unready and unreachable nodes unless they say.
+    pub default_tolerations: crate::kinds::core::pod::DefaultTolerations,
 }
 
 /// Errors starting the server.
@@ -156,7 +158,8 @@ impl Server {
             ApiState::new(store.clone(), tokens, encryptor.clone())
                 .with_service_network(services)
                 .with_cluster_network(config.cluster_network.clone())
-                .with_allowed_host_paths(config.allowed_host_paths.clone()),
+                .with_allowed_host_paths(config.allowed_host_paths.clone())
+                .with_default_tolerations(config.default_tolerations),
         );
         state.bootstrap().await.map_err(ServerError::Bootstrap)?;
         Ok(Server {

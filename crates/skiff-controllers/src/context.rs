@@ -2,14 +2,20 @@
 //! the event recorder.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Endpoints, Node, ObjectReference, Pod, ReplicationController, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
 
@@ -30,6 +36,10 @@ pub struct Informers {
     pub daemon_sets: Informer<DaemonSet>,
     pub controller_revisions: Informer<ControllerRevision>,
     pub hpas: Informer<HorizontalPodAutoscaler>,
+    pub leases: Informer<Lease>,
+    pub stateful_sets: Informer<StatefulSet>,
+    pub cron_jobs: Informer<CronJob>,
+    pub disruption_budgets: Informer<PodDisruptionBudget>,
 }
 
 impl Informers {
@@ -47,6 +57,10 @@ impl Informers {
             daemon_sets: Informer::new(client.clone()),
             controller_revisions: Informer::new(client.clone()),
             hpas: Informer::new(client.clone()),
+            leases: Informer::new(client.clone()),
+            stateful_sets: Informer::new(client.clone()),
+            cron_jobs: Informer::new(client.clone()),
+            disruption_budgets: Informer::new(client.clone()),
         }
     }
 
@@ -65,6 +79,10 @@ impl Informers {
             self.daemon_sets.run(),
             self.controller_revisions.run(),
             self.hpas.run(),
+            self.leases.run(),
+            self.stateful_sets.run(),
+            self.cron_jobs.run(),
+            self.disruption_budgets.run(),
         );
     }
 
@@ -84,6 +102,10 @@ impl Informers {
             self.daemon_sets.synced(),
             self.controller_revisions.synced(),
             self.hpas.synced(),
+            self.leases.synced(),
+            self.stateful_sets.synced(),
+            self.cron_jobs.synced(),
+            self.disruption_budgets.synced(),
         );
     }
 }
@@ -144,6 +166,17 @@ impl Events {
         }
     }
 
+    /// An event of `type_` (Kubernetes' `Normal` or `Warning`).
+    pub async fn event(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        self.publish(regarding, type_, reason, note).await
+    }
+
     /// A `Normal` event.
     pub async fn normal(&self, regarding: &ObjectReference, reason: &str, note: String) {
         self.publish(regarding, EventType::Normal, reason, note)
@@ -157,6 +190,55 @@ impl Events {
     }
 }
 
+/// The wall clock controllers read (tests put a clock of their own in).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The settings of a controller set (kube-controller-manager's flags).
+#[derive(Clone)]
+pub struct Config {
+    /// How long a node may go without renewing its Lease before it is marked
+    /// `Ready=Unknown` and tainted unreachable (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
+    /// Terminated pods kept before pod GC deletes the oldest (`--terminated-pod-gc-threshold`;
+    /// 0 turns this off).
+    pub terminated_pod_gc_threshold: usize,
+    /// How often pod GC looks (kube-controller-manager: 20 s).
+    pub pod_gc_period: Duration,
+    /// How long a pod bound to a Node that does not exist is left before pod GC deletes it
+    /// (kube-controller-manager's quarantine: 40 s).
+    pub orphan_quarantine: Duration,
+    /// The wall clock (CronJob schedules, taint times).
+    pub clock: Clock,
+    /// The HorizontalPodAutoscaler controller's settings.
+    pub hpa: crate::hpa::Config,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_monitor_grace_period: Duration::from_secs(40),
+            terminated_pod_gc_threshold: 12_500,
+            pod_gc_period: Duration::from_secs(20),
+            orphan_quarantine: Duration::from_secs(40),
+            clock: Arc::new(Timestamp::now),
+            hpa: crate::hpa::Config::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("node_monitor_grace_period", &self.node_monitor_grace_period)
+            .field(
+                "terminated_pod_gc_threshold",
+                &self.terminated_pod_gc_threshold,
+            )
+            .field("pod_gc_period", &self.pod_gc_period)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The shared state of one running controller set.
 pub struct Context {
     pub client: Client,
@@ -165,17 +247,27 @@ pub struct Context {
     pub events: Events,
     /// This controller set's identity (its leader-election holder identity).
     pub identity: String,
+    pub config: Config,
+    /// What the node lifecycle controller has observed of each node's heartbeats.
+    pub node_health: crate::nodelifecycle::Health,
 }
 
 impl Context {
     /// Everything a controller set needs, watching nothing yet.
     pub fn new(client: Client, identity: &str) -> Arc<Self> {
+        Self::with_config(client, identity, Config::default())
+    }
+
+    /// The same with `config`.
+    pub fn with_config(client: Client, identity: &str, config: Config) -> Arc<Self> {
         Arc::new(Context {
             informers: Informers::new(&client),
             expectations: Expectations::default(),
             events: Events::new(client.clone(), "kube-controller-manager", identity),
             client,
             identity: identity.to_string(),
+            config,
+            node_health: Default::default(),
         })
     }
 }

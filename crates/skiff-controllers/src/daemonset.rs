@@ -10,12 +10,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec, Taint, Toleration};
-use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Patch, PatchParams};
 use kube::core::Selector;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -25,13 +23,15 @@ use serde_json::{json, Value};
 use crate::claim::Claimer;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::history;
 use crate::informer::Change;
+use crate::podcontrol;
 use crate::pods::{self, controller_of, controller_ref};
 use crate::runner::{self, Triggers};
 use crate::template;
 
-/// The label naming the ControllerRevision a pod was made from.
-pub const REVISION_HASH: &str = "controller-revision-hash";
+use crate::history::revision_hash;
+pub use crate::history::REVISION_HASH;
 
 /// The DaemonSet controller, running until dropped.
 pub fn controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send {
@@ -91,21 +91,8 @@ fn default_tolerations(host_network: bool) -> Vec<Toleration> {
 }
 
 fn tolerates(tols: &[Toleration], taint: &Taint) -> bool {
-    tols.iter().any(|t| {
-        let effect_ok = t
-            .effect
-            .as_deref()
-            .is_none_or(|e| e.is_empty() || e == taint.effect);
-        let key_ok = match t.key.as_deref() {
-            None | Some("") => t.operator.as_deref() == Some("Exists"),
-            Some(k) => k == taint.key,
-        };
-        let value_ok = match t.operator.as_deref() {
-            Some("Exists") => true,
-            _ => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        };
-        effect_ok && key_ok && value_ok
-    })
+    tols.iter()
+        .any(|t| crate::nodelifecycle::tolerates(t, taint))
 }
 
 /// Whether a daemon pod from `template` belongs on `node` (`nodeShouldRunDaemonPod`).
@@ -147,27 +134,6 @@ fn target_node(p: &Pod) -> Option<String> {
     })
 }
 
-fn revision_hash(p: &Pod) -> Option<&str> {
-    p.metadata
-        .labels
-        .as_ref()?
-        .get(REVISION_HASH)
-        .map(String::as_str)
-}
-
-/// The template with its history data as Kubernetes stores it in a ControllerRevision.
-fn revision_data(t: &PodTemplateSpec) -> Value {
-    let mut t = serde_json::to_value(t).unwrap_or(Value::Null);
-    t["$patch"] = json!("replace");
-    json!({"spec": {"template": t}})
-}
-
-fn template_of(cr: &ControllerRevision) -> Option<PodTemplateSpec> {
-    let mut t = cr.data.as_ref()?.0.pointer("/spec/template")?.clone();
-    t.as_object_mut()?.remove("$patch");
-    serde_json::from_value(t).ok()
-}
-
 /// One sync of a DaemonSet (`syncDaemonSet`).
 pub async fn reconcile(obj: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action> {
     let ds = obj.as_ref();
@@ -184,7 +150,21 @@ pub async fn reconcile(obj: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action>
     })?;
     let collision = ds.status.as_ref().and_then(|s| s.collision_count);
     let hash = template::template_hash(&spec.template, collision);
-    sync_history(ds, &spec.template, &hash, &ctx).await?;
+    let limit = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.revision_history_limit)
+        .unwrap_or(10);
+    history::sync(
+        &ds.metadata,
+        "DaemonSet",
+        &spec.template,
+        &format!("{}-{hash}", ds.name_any()),
+        &hash,
+        limit,
+        &ctx,
+    )
+    .await?;
 
     let candidates: Vec<Arc<Pod>> = ctx
         .informers
@@ -284,59 +264,12 @@ pub async fn reconcile(obj: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action>
     }
 
     let regarding = ds.object_ref(&());
-    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let mut seen = HashSet::new();
     delete.retain(|p| seen.insert(p.metadata.uid.clone()));
-    let deletions = join_all(delete.iter().map(|p| {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: p.metadata.uid.clone(),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        let api = pod_api.clone();
-        async move { (p.name_any(), api.delete(&p.name_any(), &params).await) }
-    }))
-    .await;
-    for (pod, r) in deletions {
-        match r {
-            Ok(_) => {
-                ctx.events
-                    .normal(
-                        &regarding,
-                        "SuccessfulDelete",
-                        format!("Deleted pod: {pod}"),
-                    )
-                    .await
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    podcontrol::first_failure(podcontrol::delete(&ctx, Some(&regarding), &delete, None).await)?;
     for node in &create_on {
         let pod = daemon_pod(ds, &spec.template, &hash, node);
-        match pod_api.create(&PostParams::default(), &pod).await {
-            Ok(p) => {
-                ctx.events
-                    .normal(
-                        &regarding,
-                        "SuccessfulCreate",
-                        format!("Created pod: {}", p.name_any()),
-                    )
-                    .await
-            }
-            Err(e) => {
-                ctx.events
-                    .warning(
-                        &regarding,
-                        "FailedCreate",
-                        format!("Error creating: {}", crate::replicaset::api_message(&e)),
-                    )
-                    .await;
-                return Err(e.into());
-            }
-        }
+        podcontrol::create(&ctx, &regarding, &pod).await?;
     }
 
     // Status over what exists now (pods just created or deleted show up with their events).
@@ -432,106 +365,4 @@ fn daemon_pod(ds: &DaemonSet, template: &PodTemplateSpec, hash: &str, node: &str
         &ds.name_any(),
         controller_ref("apps/v1", "DaemonSet", ds.meta()),
     )
-}
-
-/// Makes the current template a ControllerRevision with the highest revision and prunes the
-/// history beyond `revisionHistoryLimit`.
-async fn sync_history(
-    ds: &DaemonSet,
-    template: &PodTemplateSpec,
-    hash: &str,
-    ctx: &Context,
-) -> Result<()> {
-    let ns = ds.namespace().unwrap_or_default();
-    let uid = ds.metadata.uid.clone().unwrap_or_default();
-    let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut history: Vec<Arc<ControllerRevision>> = ctx
-        .informers
-        .controller_revisions
-        .store()
-        .state()
-        .into_iter()
-        .filter(|cr| cr.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|cr| controller_of(&cr.metadata).is_some_and(|r| r.uid == uid))
-        .collect();
-    history.sort_by_key(|cr| cr.revision);
-    let max = history.last().map_or(0, |cr| cr.revision);
-    let current = history
-        .iter()
-        .find(|cr| template_of(cr).is_some_and(|t| template::equal_ignore_hash(&t, template)))
-        .cloned();
-    let revision = match current {
-        Some(cr) if cr.revision == max => max,
-        Some(cr) => {
-            // A rollback to an old template: it becomes the newest revision again.
-            let patch = json!({"revision": max + 1, "metadata": {"resourceVersion": cr.metadata.resource_version}});
-            api.patch(
-                &cr.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
-            max + 1
-        }
-        None => {
-            let mut labels = template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default();
-            labels.insert(REVISION_HASH.into(), hash.into());
-            let cr = ControllerRevision {
-                metadata: ObjectMeta {
-                    name: Some(format!("{}-{hash}", ds.name_any())),
-                    namespace: Some(ns.clone()),
-                    labels: Some(labels),
-                    owner_references: Some(vec![controller_ref("apps/v1", "DaemonSet", ds.meta())]),
-                    ..Default::default()
-                },
-                data: Some(RawExtension(revision_data(template))),
-                revision: max + 1,
-            };
-            match api.create(&PostParams::default(), &cr).await {
-                Ok(_) => {}
-                // The cache lags behind our own create: the next sync finds it.
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => return Err(e.into()),
-            }
-            max + 1
-        }
-    };
-    let limit = ds
-        .spec
-        .as_ref()
-        .and_then(|s| s.revision_history_limit)
-        .unwrap_or(10)
-        .max(0) as usize;
-    let live: HashSet<String> = ctx
-        .informers
-        .pods
-        .store()
-        .state()
-        .iter()
-        .filter(|p| controller_of(&p.metadata).is_some_and(|r| r.uid == uid))
-        .filter_map(|p| revision_hash(p).map(str::to_string))
-        .collect();
-    let old: Vec<&Arc<ControllerRevision>> = history
-        .iter()
-        .filter(|cr| cr.revision < revision)
-        .filter(|cr| {
-            !cr.labels()
-                .get(REVISION_HASH)
-                .is_some_and(|h| live.contains(h))
-        })
-        .collect();
-    if old.len() > limit {
-        for cr in &old[..old.len() - limit] {
-            match api.delete(&cr.name_any(), &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    Ok(())
 }

@@ -13,7 +13,7 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::Selector;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -24,6 +24,7 @@ use crate::claim::Claimer;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::informer::Change;
+use crate::podcontrol;
 use crate::pods::{self, controller_of};
 use crate::runner::{self, Triggers};
 
@@ -197,7 +198,7 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
             &mut status,
             condition("FailureTarget", reason, message, now),
         );
-        delete_pods(&ctx, &ns, &active, &regarding).await?;
+        delete_pods(&ctx, &active, &regarding).await?;
         remaining.clear();
         add_condition(&mut status, condition("Failed", reason, message, now));
         ctx.events.warning(&regarding, reason, message.into()).await;
@@ -211,7 +212,7 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
                 now,
             ),
         );
-        delete_pods(&ctx, &ns, &active, &regarding).await?;
+        delete_pods(&ctx, &active, &regarding).await?;
         remaining.clear();
         add_condition(
             &mut status,
@@ -241,7 +242,7 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
         if have > want {
             let victims = pods::pick_victims(&active, (have - want) as usize);
             let refs: Vec<&Pod> = victims.iter().collect();
-            delete_pods(&ctx, &ns, &refs, &regarding).await?;
+            delete_pods(&ctx, &refs, &regarding).await?;
             remaining.retain(|p| !victims.iter().any(|v| v.metadata.uid == p.metadata.uid));
         } else if have < want {
             // Failed pods are replaced after a back-off that doubles with each failure.
@@ -267,36 +268,10 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
                         &name,
                         pods::controller_ref("batch/v1", "Job", job.meta()),
                     );
-                    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-                    let params = PostParams::default();
-                    let results = join_all((have..want).map(|_| api.create(&params, &pod))).await;
-                    let mut first_error = None;
-                    for r in results {
-                        match r {
-                            Ok(p) => {
-                                ctx.events
-                                    .normal(
-                                        &regarding,
-                                        "SuccessfulCreate",
-                                        format!("Created pod: {}", p.name_any()),
-                                    )
-                                    .await
-                            }
-                            Err(e) => {
-                                ctx.events
-                                    .warning(
-                                        &regarding,
-                                        "FailedCreate",
-                                        format!(
-                                            "Error creating: {}",
-                                            crate::replicaset::api_message(&e)
-                                        ),
-                                    )
-                                    .await;
-                                first_error.get_or_insert(e);
-                            }
-                        }
-                    }
+                    let results =
+                        join_all((have..want).map(|_| podcontrol::create(&ctx, &regarding, &pod)))
+                            .await;
+                    let first_error = results.into_iter().find_map(Result::err);
                     if let Some(e) = first_error {
                         return Err(e.into());
                     }
@@ -342,38 +317,10 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
 /// Deletes pods, waiting for nothing (their deletions wake the Job again).
 async fn delete_pods(
     ctx: &Context,
-    ns: &str,
     victims: &[&Pod],
     regarding: &k8s_openapi::api::core::v1::ObjectReference,
 ) -> Result<()> {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let results = join_all(victims.iter().map(|v| {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: v.metadata.uid.clone(),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        let api = api.clone();
-        async move { (v.name_any(), api.delete(&v.name_any(), &params).await) }
-    }))
-    .await;
-    for (name, r) in results {
-        match r {
-            Ok(_) => {
-                ctx.events
-                    .normal(
-                        regarding,
-                        "SuccessfulDelete",
-                        format!("Deleted pod: {name}"),
-                    )
-                    .await
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    podcontrol::first_failure(podcontrol::delete(ctx, Some(regarding), victims, None).await)?;
     Ok(())
 }
 

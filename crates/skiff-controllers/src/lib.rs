@@ -1,8 +1,8 @@
 //! The controller set of `skiff server`: it owns the reconcile loops that make the
 //! cluster's objects so and keep them so — ReplicaSets, ReplicationControllers,
-//! Deployments, DaemonSets, Jobs, HorizontalPodAutoscalers, and the Endpoints/EndpointSlices
-//! of Services today; the
-//! StatefulSet, CronJob, node-lifecycle and other controllers join the same set. It must not
+//! Deployments, DaemonSets, StatefulSets, Jobs, CronJobs, HorizontalPodAutoscalers, the
+//! Endpoints/EndpointSlices of Services, node lifecycle with taint-based eviction, pod garbage
+//! collection and the status of PodDisruptionBudgets. It must not
 //! reach into the API server's storage: everything goes through the Kubernetes API.
 //!
 //! Every controller is a `reconcile(object, context) -> Result<Action>` plus an error policy
@@ -18,18 +18,25 @@
 
 pub mod claim;
 pub mod context;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod error;
 pub mod expectations;
+pub mod history;
 pub mod hpa;
 pub mod informer;
 pub mod job;
 pub mod leader;
+pub mod nodelifecycle;
+pub mod podcontrol;
+pub mod podgc;
 pub mod pods;
 pub mod replicaset;
 pub mod runner;
+pub mod statefulset;
 pub mod template;
 pub mod volumebinding;
 
@@ -41,33 +48,25 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::ReplicationController;
 use kube::Client;
 
-pub use context::{Context, Informers};
+pub use context::{Clock, Config, Context, Informers};
 pub use error::{Error, Result};
 pub use leader::{default_identity, LeaseConfig};
-
-/// The controller set's settings (kube-controller-manager's flags).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
-    pub hpa: hpa::Config,
-}
 
 /// One controller set: every controller over one set of shared informers.
 pub struct Controllers {
     ctx: Arc<Context>,
-    options: Options,
 }
 
 impl Controllers {
     /// A controller set acting as `identity` (its events' reporting instance).
     pub fn new(client: Client, identity: &str) -> Self {
-        Self::with_options(client, identity, Options::default())
+        Self::with_config(client, identity, Config::default())
     }
 
-    /// A controller set with `options`.
-    pub fn with_options(client: Client, identity: &str, options: Options) -> Self {
+    /// A controller set with `config` instead of kube-controller-manager's defaults.
+    pub fn with_config(client: Client, identity: &str, config: Config) -> Self {
         Controllers {
-            ctx: Context::new(client, identity),
-            options,
+            ctx: Context::with_config(client, identity, config),
         }
     }
 
@@ -80,7 +79,7 @@ impl Controllers {
     /// the watches start and act only once every cache is filled.
     pub async fn run(self) {
         let ctx = self.ctx;
-        let hpa = hpa::controller(ctx.clone(), self.options.hpa);
+        let hpa = hpa::controller(ctx.clone(), ctx.config.hpa);
         let informers = &ctx.informers;
         let rs = replicaset::controller::<ReplicaSet>(
             ctx.clone(),
@@ -96,11 +95,20 @@ impl Controllers {
         let job = job::controller(ctx.clone());
         let endpoints = endpoints::controller(ctx.clone());
         let daemons = daemonset::controller(ctx.clone());
+        let nodes = nodelifecycle::controller(ctx.clone());
+        let evictions = nodelifecycle::eviction::controller(ctx.clone());
+        let gc = podgc::run(ctx.clone());
+        let stateful = statefulset::controller(ctx.clone());
+        let cron = cronjob::controller(ctx.clone());
+        let budgets = disruption::controller(ctx.clone());
         let binder = volumebinding::controller(ctx.client.clone());
         let controllers = async {
             informers.synced().await;
             tracing::info!(identity = %ctx.identity, "caches synced, controllers running");
-            tokio::join!(rs, rc, deploy, job, endpoints, daemons, hpa, binder);
+            tokio::join!(
+                rs, rc, deploy, job, endpoints, daemons, nodes, evictions, gc, stateful, cron,
+                budgets, hpa, binder
+            );
         };
         tokio::join!(informers.run(), controllers);
     }
@@ -118,13 +126,13 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn run_elected(
     client: Client,
     lease: LeaseConfig,
-    options: Options,
+    config: Config,
     shutdown: impl Future<Output = ()>,
 ) {
     let identity = lease.identity.clone();
     leader::Elector::new(client.clone(), lease)
         .run(
-            || Controllers::with_options(client.clone(), &identity, options).run(),
+            || Controllers::with_config(client.clone(), &identity, config.clone()).run(),
             shutdown,
         )
         .await
@@ -136,12 +144,12 @@ pub async fn run_elected(
 /// shutdown signal so the API outlives the controllers' last writes.
 pub fn start(
     client: Client,
-    options: Options,
+    config: Config,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = ()> + Send + 'static {
     let lease = LeaseConfig::new(LEASE_NAME, &default_identity());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(run_elected(client, lease, options, async {
+    let task = tokio::spawn(run_elected(client, lease, config, async {
         let _ = stopped.await;
     }));
     async move {
@@ -150,5 +158,29 @@ pub fn start(
         if tokio::time::timeout(RELEASE_TIMEOUT, task).await.is_err() {
             tracing::warn!("the controllers did not stop in time");
         }
+    }
+}
+
+/// A duration as Kubernetes' flags take it (`40s`, `1m30s`, `500ms`).
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let d: k8s_openapi::jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    Duration::try_from(d).map_err(|_| format!("invalid duration {s:?}: negative"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_parse_as_go_writes_them() {
+        use std::time::Duration;
+        assert_eq!(super::parse_duration("40s"), Ok(Duration::from_secs(40)));
+        assert_eq!(super::parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            super::parse_duration("500ms"),
+            Ok(Duration::from_millis(500))
+        );
+        assert!(super::parse_duration("-5s").is_err());
+        assert!(super::parse_duration("soon").is_err());
     }
 }

@@ -18,7 +18,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use skiff_apiserver::kinds::metrics::{NodeMetrics, PodMetrics};
 use skiff_apiserver::metrics::{self, NodeMetricsSource};
-use skiff_controllers::{Controllers, Options};
+use skiff_controllers::{Config, Controllers};
 
 /// CPU use per pod name, in millicores; pods not listed report nothing.
 #[derive(Default, Clone)]
@@ -58,9 +58,9 @@ impl NodeMetricsSource for Usage {
 /// The API server, the controller set with a 200 ms HPA sync period, and the usage source.
 async fn start() -> (Cluster, Usage) {
     let mut c = api_only().await;
-    let mut options = Options::default();
-    options.hpa.sync_period = Duration::from_millis(200);
-    let controllers = Controllers::with_options(c.client.clone(), "test", options);
+    let mut config = Config::default();
+    config.hpa.sync_period = Duration::from_millis(200);
+    let controllers = Controllers::with_config(c.client.clone(), "test", config);
     c.push(tokio::spawn(controllers.run()));
     let usage = Usage::default();
     c.state

@@ -14,10 +14,9 @@ use futures::future::join_all;
 use futures::Future;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
 pub use kinds::Replicated;
 
@@ -25,6 +24,7 @@ use crate::claim::Claimer;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::informer::Change;
+use crate::podcontrol;
 use crate::pods::{self, controller_of};
 use crate::runner::{self, Triggers};
 
@@ -200,7 +200,6 @@ async fn manage<K: Replicated>(
 ) -> Result<(), Failure> {
     let want = usize::try_from(obj.replicas()).unwrap_or(0);
     let ns = obj.namespace().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let regarding = obj.object_ref(&());
     if owned.len() < want {
         let Some(template) = obj.template() else {
@@ -219,30 +218,12 @@ async fn manage<K: Replicated>(
         let mut done = 0;
         while done < diff {
             let n = batch.min(diff - done);
-            let params = PostParams::default();
-            let results = join_all((0..n).map(|_| api.create(&params, &pod))).await;
+            let results = join_all((0..n).map(|_| podcontrol::create(ctx, &regarding, &pod))).await;
             let mut first_error = None;
             for r in results {
                 match r {
-                    Ok(created) => {
-                        let name = created.name_any();
-                        ctx.expectations.expect_creation(key, &name);
-                        ctx.events
-                            .normal(
-                                &regarding,
-                                "SuccessfulCreate",
-                                format!("Created pod: {name}"),
-                            )
-                            .await;
-                    }
+                    Ok(created) => ctx.expectations.expect_creation(key, &created.name_any()),
                     Err(e) => {
-                        ctx.events
-                            .warning(
-                                &regarding,
-                                "FailedCreate",
-                                format!("Error creating: {}", api_message(&e)),
-                            )
-                            .await;
                         first_error.get_or_insert(e);
                     }
                 }
@@ -265,43 +246,15 @@ async fn manage<K: Replicated>(
             ctx.expectations
                 .expect_deletion(key, v.metadata.uid.as_deref().unwrap_or(""));
         }
-        let results = join_all(victims.iter().map(|v| {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: v.metadata.uid.clone(),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            let api = api.clone();
-            async move { (v, api.delete(&v.name_any(), &params).await) }
-        }))
-        .await;
+        let refs: Vec<&Pod> = victims.iter().collect();
         let mut first_error = None;
-        for (v, r) in results {
+        for (v, outcome) in podcontrol::delete(ctx, Some(&regarding), &refs, None).await {
             let uid = v.metadata.uid.as_deref().unwrap_or("");
-            match r {
-                Ok(_) => {
-                    ctx.events
-                        .normal(
-                            &regarding,
-                            "SuccessfulDelete",
-                            format!("Deleted pod: {}", v.name_any()),
-                        )
-                        .await;
-                }
-                Err(kube::Error::Api(s)) if s.code == 404 => {
-                    ctx.expectations.deletion_failed(key, uid)
-                }
-                Err(e) => {
+            match outcome {
+                podcontrol::Deletion::Deleted => {}
+                podcontrol::Deletion::Gone => ctx.expectations.deletion_failed(key, uid),
+                podcontrol::Deletion::Failed(e) => {
                     ctx.expectations.deletion_failed(key, uid);
-                    ctx.events
-                        .warning(
-                            &regarding,
-                            "FailedDelete",
-                            format!("Error deleting: {}", api_message(&e)),
-                        )
-                        .await;
                     first_error.get_or_insert(e);
                 }
             }
@@ -316,10 +269,4 @@ async fn manage<K: Replicated>(
     Ok(())
 }
 
-/// The API's own message for a refused request (what Kubernetes puts in events).
-pub(crate) fn api_message(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => s.message.clone(),
-        other => crate::error::chain(other),
-    }
-}
+pub(crate) use crate::podcontrol::api_message;

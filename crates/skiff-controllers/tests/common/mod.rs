@@ -15,8 +15,9 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use skiff_apiserver::auth::{TokenAuthenticator, UserInfo};
+use skiff_apiserver::kinds::core::pod::DefaultTolerations;
 use skiff_apiserver::{in_process_client, ApiState};
-use skiff_controllers::Controllers;
+use skiff_controllers::{Config, Controllers};
 
 /// How long any one expectation may take to come true.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -47,15 +48,23 @@ pub fn admin() -> UserInfo {
 
 /// An API server on a fresh store, nothing reconciling it.
 pub async fn api_only() -> Cluster {
+    api_with(Default::default()).await
+}
+
+/// The same, giving pods `tolerations` by default.
+pub async fn api_with(tolerations: DefaultTolerations) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let store = skiff_store::open("sqlite", dir.path()).await.unwrap();
     let encryptor =
         Arc::new(skiff_apiserver::encryption::Encryptor::load_or_create(dir.path()).unwrap());
-    let state = Arc::new(ApiState::new(
-        store.clone(),
-        TokenAuthenticator::default(),
-        encryptor.clone(),
-    ));
+    let state = Arc::new(
+        ApiState::new(
+            store.clone(),
+            TokenAuthenticator::default(),
+            encryptor.clone(),
+        )
+        .with_default_tolerations(tolerations),
+    );
     state.bootstrap().await.unwrap();
     let gc = skiff_apiserver::gc::Collector::new(store, Some(encryptor));
     let tasks = vec![tokio::spawn(gc.run(std::future::pending()))];
@@ -69,8 +78,13 @@ pub async fn api_only() -> Cluster {
 
 /// An API server with the controller set running.
 pub async fn start() -> Cluster {
-    let mut c = api_only().await;
-    let controllers = Controllers::new(c.client.clone(), "test");
+    start_with(Config::default(), Default::default()).await
+}
+
+/// An API server giving pods `tolerations`, with the controller set running on `config`.
+pub async fn start_with(config: Config, tolerations: DefaultTolerations) -> Cluster {
+    let mut c = api_with(tolerations).await;
+    let controllers = Controllers::with_config(c.client.clone(), "test", config);
     c.tasks.push(tokio::spawn(controllers.run()));
     c
 }
@@ -79,6 +93,11 @@ impl Cluster {
     /// Keeps `task` running as long as the cluster.
     pub fn push(&mut self, task: tokio::task::JoinHandle<()>) {
         self.tasks.push(task);
+    }
+
+    /// Runs `task` until the cluster is dropped.
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
     }
 
     pub fn api<K>(&self) -> Api<K>

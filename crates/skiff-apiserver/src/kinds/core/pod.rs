@@ -60,7 +60,6 @@ impl Strategy for Pods {
         set(spec, "serviceAccountName", json!("default"));
         let account = spec["serviceAccountName"].clone();
         set(spec, "serviceAccount", account);
-        default_tolerations(spec);
     }
 
     fn prepare_for_create(&self, obj: &mut Value) {
@@ -80,7 +79,8 @@ impl Strategy for Pods {
     }
 
     /// The Priority admission plugin: a pod's priority and preemption policy come from the
-    /// PriorityClass it names (0 and `PreemptLowerPriority` without one).
+    /// PriorityClass it names (0 and `PreemptLowerPriority` without one). Then
+    /// DefaultTolerationSeconds: the not-ready and unreachable NoExecute tolerations.
     fn admit<'a>(
         &'a self,
         state: &'a ApiState,
@@ -128,6 +128,7 @@ impl Strategy for Pods {
             let spec = ensure(obj, "spec");
             spec["priority"] = json!(given.unwrap_or(priority));
             set(spec, "preemptionPolicy", policy);
+            default_tolerations(spec, state.default_tolerations);
             Ok(())
         })
     }
@@ -173,8 +174,27 @@ fn forbidden(obj: &Value, reason: &str) -> ApiError {
     ApiError::forbidden("", "pods", crate::object::name(obj), reason)
 }
 
-/// Pods tolerate an unready or unreachable node for 300 s before eviction.
-fn default_tolerations(spec: &mut Value) {
+/// How long pods tolerate an unready or unreachable node before they are evicted, unless
+/// they say otherwise (kube-apiserver's `--default-not-ready-toleration-seconds` and
+/// `--default-unreachable-toleration-seconds`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefaultTolerations {
+    pub not_ready_seconds: i64,
+    pub unreachable_seconds: i64,
+}
+
+impl Default for DefaultTolerations {
+    fn default() -> Self {
+        DefaultTolerations {
+            not_ready_seconds: 300,
+            unreachable_seconds: 300,
+        }
+    }
+}
+
+/// The DefaultTolerationSeconds admission plugin: a pod gets the not-ready and unreachable
+/// NoExecute tolerations for the configured time unless it tolerates those taints already.
+fn default_tolerations(spec: &mut Value, seconds: DefaultTolerations) {
     if !spec
         .get("tolerations")
         .is_none_or(|t| t.is_array() || t.is_null())
@@ -182,16 +202,19 @@ fn default_tolerations(spec: &mut Value) {
         return;
     }
     let mut list = spec["tolerations"].as_array().cloned().unwrap_or_default();
-    for key in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
+    for (key, secs) in [
+        ("node.kubernetes.io/not-ready", seconds.not_ready_seconds),
+        (
+            "node.kubernetes.io/unreachable",
+            seconds.unreachable_seconds,
+        ),
     ] {
         let covered = list.iter().any(|t| {
             (t["key"] == key || (t["key"].is_null() && t["operator"] == "Exists"))
                 && (t["effect"].is_null() || t["effect"] == "NoExecute")
         });
         if !covered {
-            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": secs}));
         }
     }
     spec["tolerations"] = Value::Array(list);
@@ -387,6 +410,30 @@ fn pod_cells(o: &Value) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_tolerations_use_the_configured_seconds_and_keep_the_pods_own() {
+        let seconds = DefaultTolerations {
+            not_ready_seconds: 7,
+            unreachable_seconds: 5,
+        };
+        let mut spec = json!({"containers": []});
+        default_tolerations(&mut spec, seconds);
+        assert_eq!(
+            spec["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 7},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5},
+            ])
+        );
+        let own = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1});
+        let mut spec = json!({"tolerations": [own.clone()]});
+        default_tolerations(&mut spec, seconds);
+        let list = spec["tolerations"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0], own);
+        assert_eq!(list[1]["key"], "node.kubernetes.io/not-ready");
+    }
 
     #[test]
     fn pod_row_shows_ready_status_restarts() {
