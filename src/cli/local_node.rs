@@ -1,6 +1,8 @@
 //! The local node of `skiff server`: an engine (serving its Docker API on `--docker-socket`
 //! as `skiff daemon` does) and the node agent on it, which talks to the API server
-//! in-process as `system:node:<name>`.
+//! in-process as `system:node:<name>`, and serves the kubelet API over HTTPS with a serving
+//! certificate the server mints from the cluster CA (the API server reaches it there, as it
+//! reaches every node).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +69,13 @@ pub struct NodeArgs {
     /// nftables table of the local node's Docker networks (not the pods' table)
     #[arg(long, default_value = "skiff-node")]
     engine_nftables_table: String,
+    /// Address the local node's kubelet API listens on
+    #[arg(long, default_value = "0.0.0.0")]
+    kubelet_address: IpAddr,
+    /// Port of the local node's kubelet API (HTTPS; the API server reaches pod logs, exec and
+    /// attach there)
+    #[arg(long, default_value_t = skiff_agent::node::KUBELET_PORT)]
+    kubelet_port: u16,
 }
 
 impl NodeArgs {
@@ -109,7 +118,6 @@ pub struct LocalNode {
     docker_api: tokio::task::JoinHandle<()>,
     socket: PathBuf,
     stop: tokio::sync::watch::Sender<bool>,
-    api: std::sync::Arc<skiff_apiserver::ApiState>,
 }
 
 impl LocalNode {
@@ -186,9 +194,29 @@ impl LocalNode {
             groups: vec!["system:nodes".into(), "system:authenticated".into()],
         };
         let client = skiff_apiserver::in_process_client(server.state.clone(), user);
+        let node_ip = args
+            .node_ip
+            .unwrap_or_else(skiff_agent::machine::default_ip);
+        // The local node's kubelet serving certificate comes straight from the cluster CA.
+        let mut addresses = vec![node_ip];
+        if args.kubelet_address.is_loopback() || args.kubelet_address.is_unspecified() {
+            addresses.push(IpAddr::from([127, 0, 0, 1]));
+        }
+        let serving = server
+            .pki
+            .kubelet_serving(&name, &addresses)
+            .context("minting the local node's kubelet serving certificate")?;
+        let kubelet = skiff_agent::kubelet::KubeletServerConfig {
+            addr: std::net::SocketAddr::new(args.kubelet_address, args.kubelet_port),
+            cert_chain: serving.cert_chain,
+            key: serving.key,
+            client_ca: serving.ca,
+            allowed_clients: vec![skiff_agent::kubelet::APISERVER_CLIENT_CN.into()],
+        };
         let mut cfg =
             skiff_agent::AgentConfig::new(name, data_dir.join("agent"), args.run_dir.join("agent"));
-        cfg.node_ip = args.node_ip;
+        cfg.node_ip = Some(node_ip);
+        cfg.kubelet = Some(std::sync::Arc::new(kubelet));
         cfg.node_labels = vec![
             (
                 "node-role.kubernetes.io/control-plane".into(),
@@ -210,64 +238,23 @@ impl LocalNode {
                     skiff_agent::chain(&e)
                 )
             })?;
-        let node_name = agent.node_name.clone();
-        server
-            .state
-            .connect_node(&node_name, std::sync::Arc::new(LocalStreams(agent.logs())));
         Ok(LocalNode {
             engine,
             agent,
             docker_api,
             socket,
             stop: stop_tx,
-            api: server.state.clone(),
         })
     }
 
     /// Stops the agent (the node is reported NotReady; pod containers keep running under their
     /// shims), the Docker API and the engine.
     pub async fn stop(self) {
-        self.api.disconnect_node(&self.agent.node_name);
         self.stop.send_replace(true);
         self.agent.stop().await;
         let _ = self.docker_api.await;
         self.engine.shutdown().await;
         let _ = std::fs::remove_file(&self.socket);
         tracing::info!("local node stopped; pod containers keep running");
-    }
-}
-
-/// The local node's pod streams, handed to the API server in-process (remote nodes will be
-/// reached through the kubelet API): the agent's errors as the API's kinds.
-struct LocalStreams(skiff_agent::logs::PodLogs);
-
-impl skiff_apiserver::nodes::NodeStreams for LocalStreams {
-    fn logs(
-        &self,
-        pod: serde_json::Value,
-        opts: skiff_apiserver::nodes::LogOptions,
-    ) -> futures::future::BoxFuture<
-        'static,
-        Result<skiff_apiserver::nodes::ByteStream, skiff_apiserver::ApiError>,
-    > {
-        let logs = self.0.clone();
-        Box::pin(async move {
-            let req = skiff_agent::logs::LogRequest {
-                container: opts.container,
-                follow: opts.follow,
-                previous: opts.previous,
-                tail_lines: opts.tail_lines,
-                since: opts.since,
-                timestamps: opts.timestamps,
-                limit_bytes: opts.limit_bytes,
-            };
-            logs.logs(pod, req).await.map_err(|e| match e {
-                skiff_agent::logs::LogsError::Waiting { .. }
-                | skiff_agent::logs::LogsError::NoPrevious { .. } => {
-                    skiff_apiserver::ApiError::bad_request(e.to_string())
-                }
-                other => skiff_apiserver::ApiError::internal(skiff_agent::chain(&other)),
-            })
-        })
     }
 }

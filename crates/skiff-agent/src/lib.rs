@@ -15,7 +15,7 @@
 //! Layout: [`node`] (Node, Lease), [`pods`] (the watch loop and housekeeping), `sync` (one
 //! pod's step), `status`, [`sandbox`] and `etc` (what a pod's containers share), `spec`
 //! (pod container → engine container), `observe` (engine → pod containers), [`labels`],
-//! [`logs`] (`pods/log`).
+//! [`logs`] (`pods/log`), [`kubelet`] (the kubelet API over HTTPS: logs, exec, attach).
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +24,7 @@ mod env;
 mod error;
 mod etc;
 mod events;
+pub mod kubelet;
 pub mod labels;
 pub mod logs;
 pub mod machine;
@@ -83,6 +84,9 @@ pub struct AgentConfig {
     pub cluster_cidr: Ipv4Net,
     pub cluster_dns: Ipv4Addr,
     pub cluster_domain: String,
+    /// The kubelet API to serve (none: the node reports no kubelet port, and the API server
+    /// cannot reach its pods' logs or exec them).
+    pub kubelet: Option<Arc<kubelet::KubeletServerConfig>>,
 }
 
 impl AgentConfig {
@@ -101,6 +105,7 @@ impl AgentConfig {
             cluster_cidr: "10.42.0.0/16".parse().expect("literal"),
             cluster_dns: Ipv4Addr::new(10, 43, 0, 10),
             cluster_domain: "cluster.local".into(),
+            kubelet: None,
         }
     }
 }
@@ -112,6 +117,8 @@ pub struct Agent {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     pub node_name: String,
     pub pod_cidr: Ipv4Net,
+    /// Where the kubelet API listens (when served).
+    pub kubelet_addr: Option<std::net::SocketAddr>,
 }
 
 impl Agent {
@@ -124,6 +131,25 @@ impl Agent {
     ) -> Result<Agent> {
         let version = client.apiserver_version().await?.git_version;
         let node_ip = cfg.node_ip.unwrap_or_else(machine::default_ip);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let kubelet_server = match &cfg.kubelet {
+            Some(k) => {
+                let served = kubelet::Kubelet {
+                    engine: engine.clone(),
+                    client: client.clone(),
+                    sandboxes_dir: cfg.run_dir.join("pods"),
+                };
+                let own = kubelet::KubeletServerConfig {
+                    addr: k.addr,
+                    cert_chain: k.cert_chain.clone(),
+                    key: k.key.clone_key(),
+                    client_ca: k.client_ca.clone(),
+                    allowed_clients: k.allowed_clients.clone(),
+                };
+                Some(kubelet::serve(own, served, stopped.clone()).await?)
+            }
+            None => None,
+        };
         let identity = node::NodeIdentity {
             name: cfg.node_name.clone(),
             ip: node_ip,
@@ -131,6 +157,9 @@ impl Agent {
             labels: cfg.node_labels.clone(),
             resources: machine::Resources::of_host(&engine.config().root),
             kubelet_version: version,
+            kubelet_port: kubelet_server
+                .as_ref()
+                .map_or(0, |k| i32::from(k.addr.port())),
             runtime_version: env!("CARGO_PKG_VERSION").into(),
         };
         let registration = node::NodeRegistration::new(client.clone(), identity);
@@ -186,18 +215,20 @@ impl Agent {
             pull_failures: Default::default(),
             probes: Default::default(),
         });
-        let (stop, stopped) = tokio::sync::watch::channel(false);
         let heartbeat_stop = stopped.clone();
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(async move { registration.heartbeat(heartbeat_stop).await }),
             tokio::spawn(pods::run(ctx, stopped)),
         ];
+        let kubelet_addr = kubelet_server.as_ref().map(|k| k.addr);
+        tasks.extend(kubelet_server.map(|k| k.task));
         Ok(Agent {
             stop,
             engine,
             tasks,
             node_name: cfg.node_name,
             pod_cidr,
+            kubelet_addr,
         })
     }
 

@@ -18,6 +18,7 @@ pub mod gc;
 mod handlers;
 mod http;
 pub mod kinds;
+pub mod kubelet_client;
 pub mod metrics;
 mod namespaces;
 pub mod nodeipam;

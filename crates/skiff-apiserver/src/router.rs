@@ -35,8 +35,8 @@ pub struct ApiState {
     pub(crate) services: crate::services::ServiceNetwork,
     /// Where Nodes get their pod CIDRs from.
     pub(crate) cluster_network: crate::nodeipam::ClusterNetwork,
-    /// Nodes serving pod streams (logs) to this server.
-    pub(crate) nodes: crate::nodes::Nodes,
+    /// How this server reaches kubelets (pod logs, exec, attach, port-forward, node proxy).
+    kubelet: std::sync::OnceLock<Arc<crate::kubelet_client::KubeletClient>>,
     /// Where `metrics.k8s.io` reads come from (nothing until a node feeds it).
     metrics: std::sync::RwLock<Arc<dyn crate::metrics::MetricsProvider>>,
 }
@@ -55,7 +55,7 @@ impl ApiState {
             namespaces: Default::default(),
             services: Default::default(),
             cluster_network: Default::default(),
-            nodes: Default::default(),
+            kubelet: Default::default(),
             metrics: std::sync::RwLock::new(Arc::new(crate::metrics::NoMetrics)),
         }
     }
@@ -73,14 +73,20 @@ impl ApiState {
         self
     }
 
-    /// Pod streams (`pods/log`) of pods bound to node `name` go to `streams` from now on.
-    pub fn connect_node(&self, name: &str, streams: Arc<dyn crate::nodes::NodeStreams>) {
-        self.nodes.connect(name, streams);
+    /// Reach kubelets with `client` from now on (set once; the server sets it at bind).
+    pub fn set_kubelet_client(&self, client: crate::kubelet_client::KubeletClient) {
+        let _ = self.kubelet.set(Arc::new(client));
     }
 
-    /// Node `name` serves no more pod streams.
-    pub fn disconnect_node(&self, name: &str) {
-        self.nodes.disconnect(name);
+    /// The kubelet client, or the error a request needing one gets without it.
+    pub(crate) fn kubelet(&self) -> Result<Arc<crate::kubelet_client::KubeletClient>, ApiError> {
+        self.kubelet.get().cloned().ok_or_else(|| {
+            ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "this API server has no client credentials for kubelets",
+            )
+        })
     }
 
     /// Serves `metrics.k8s.io` from `provider` from now on.
@@ -150,6 +156,17 @@ enum Route {
         namespace: String,
         name: String,
     },
+    /// `/api/v1/namespaces/NS/pods/NAME/exec|attach|portforward`: proxied to the pod's node.
+    PodStream {
+        namespace: String,
+        name: String,
+        which: crate::nodes::PodStream,
+    },
+    /// `/api/v1/nodes/NAME/proxy[/PATH]`: proxied to the node's kubelet.
+    NodeProxy {
+        name: String,
+        path: String,
+    },
 }
 
 fn not_found() -> ApiError {
@@ -181,6 +198,21 @@ fn parse(path: &str) -> Result<Route, ApiError> {
             return Ok(Route::PodLog {
                 namespace: ns.to_string(),
                 name: name.to_string(),
+            })
+        }
+        ["api", "v1", "namespaces", ns, "pods", name, sub] => {
+            if let Some(which) = crate::nodes::PodStream::parse(sub) {
+                return Ok(Route::PodStream {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                    which,
+                });
+            }
+        }
+        ["api", "v1", "nodes", name, "proxy", rest @ ..] => {
+            return Ok(Route::NodeProxy {
+                name: name.to_string(),
+                path: rest.join("/"),
             })
         }
         _ => {}
@@ -317,7 +349,44 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
                     namespace: Some(&namespace),
                 },
             )?;
-            crate::nodes::pod_log(&state, &namespace, &name, req.uri()).await
+            crate::nodes::pod_log(&state, &namespace, &name, req).await
+        }
+        Route::PodStream {
+            namespace,
+            name,
+            which,
+        } => {
+            // Streams are authorized as `create` whatever the method (WebSocket clients GET).
+            auth::authorize(
+                &user,
+                &Attributes {
+                    verb: "create",
+                    group: "",
+                    resource: which.resource(),
+                    namespace: Some(&namespace),
+                },
+            )?;
+            crate::nodes::pod_stream(&state, &namespace, &name, which, req).await
+        }
+        Route::NodeProxy { name, path } => {
+            let verb = match *req.method() {
+                Method::GET | Method::HEAD => "get",
+                Method::POST => "create",
+                Method::PUT => "update",
+                Method::PATCH => "patch",
+                Method::DELETE => "delete",
+                _ => "unsupported",
+            };
+            auth::authorize(
+                &user,
+                &Attributes {
+                    verb,
+                    group: "",
+                    resource: "nodes/proxy",
+                    namespace: None,
+                },
+            )?;
+            crate::nodes::node_proxy(&state, &name, &path, req).await
         }
         Route::Health | Route::Version => unreachable!("answered before authentication"),
     }

@@ -83,6 +83,9 @@ pub struct Server {
     pub kubeconfig: PathBuf,
     /// The shared state, for in-process clients.
     pub state: Arc<ApiState>,
+    /// The cluster's certificates (the local node's kubelet serving certificate comes from
+    /// here).
+    pub pki: Pki,
 }
 
 impl Server {
@@ -141,8 +144,12 @@ impl Server {
                 .with_service_network(services)
                 .with_cluster_network(config.cluster_network.clone()),
         );
+        state.set_kubelet_client(crate::kubelet_client::KubeletClient::new(
+            pki.kubelet_client()?,
+        )?);
         state.bootstrap().await.map_err(ServerError::Bootstrap)?;
         Ok(Server {
+            pki,
             listener,
             tls: TlsAcceptor::from(Arc::new(tls)),
             gate: skiff_core::serve::Gate::new(config.connections),
@@ -217,7 +224,11 @@ impl Server {
                         app.clone().oneshot(req.map(Body::new))
                     },
                 );
-                if let Err(e) = gate.http().serve_connection(gate.io(tls), svc).await {
+                if let Err(e) = gate
+                    .http()
+                    .serve_connection_with_upgrades(gate.io(tls), svc)
+                    .await
+                {
                     tracing::debug!(%peer_addr, error = %e, "connection ended with an error");
                 }
             });

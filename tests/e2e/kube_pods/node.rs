@@ -75,6 +75,11 @@ impl Node {
             format!("skiffe{tag}"),
             "--engine-nftables-table".into(),
             format!("skiff-e{tag}"),
+            // The kubelet API on a port of its own, on loopback only.
+            "--kubelet-address".into(),
+            "127.0.0.1".into(),
+            "--kubelet-port".into(),
+            crate::kube_common::free_port().to_string(),
         ];
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let node = Node {
