@@ -1,0 +1,278 @@
+//! Pod streams through the kubelet API, driven with the real kubectl and the Python client on
+//! one node (`skiff server` with its local node): the API server proxies `pods/exec`,
+//! `pods/attach`, `pods/log` and `nodes/proxy` to the node's kubelet over HTTPS; exec and
+//! attach speak WebSocket `v5.channel.k8s.io` (kubectl 1.32) and `v4`/`v5` (Python). The
+//! kubelet lets in only the API server's kubelet-client certificate.
+
+mod kube_common;
+#[path = "kube_pods/node.rs"]
+mod node;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use kube_common::poll;
+use node::Node;
+
+const BOX: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: box}
+spec:
+  nodeName: NODE
+  containers:
+  - name: main
+    image: busybox:1
+    command: [sh, -c, 'echo started; exec sleep 3600']
+";
+
+const TICK: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: tick}
+spec:
+  nodeName: NODE
+  containers:
+  - name: main
+    image: busybox:1
+    command: [sh, -c, 'i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done']
+";
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn ready(node: &Node, pod: &str) {
+    let out = node.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        &format!("pod/{pod}"),
+        "--timeout=90s",
+    ]);
+    assert!(out.status.success(), "{}\n{}", text(&out), node.explain(pod));
+}
+
+/// Runs `cmd` with `input` on its stdin; its output.
+fn with_stdin(mut cmd: Command, input: &[u8]) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The first line of a long-running command's stdout that `want` accepts (the command is
+/// killed afterwards).
+fn first_line(mut cmd: Command, want: impl Fn(&str) -> bool) -> Option<String> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let found = poll(Duration::from_secs(30), || {
+        rx.recv_timeout(Duration::from_millis(200))
+            .ok()
+            .filter(|l| want(l))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    found
+}
+
+#[test]
+fn kubectl_exec_runs_commands_with_exit_codes_stdin_and_a_tty() {
+    let node = Node::start();
+    node.create(BOX);
+    ready(&node, "box");
+
+    let out = node.kubectl(&["exec", "box", "--", "sh", "-c", "echo out; echo err >&2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("err"));
+
+    let out = node.kubectl(&["exec", "box", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("command terminated with exit code 3"),
+        "{}",
+        text(&out)
+    );
+
+    // stdin piped through, and closed at its end (cat exits).
+    let out = with_stdin(
+        node.cluster
+            .kubectl_command(&["exec", "-i", "box", "--", "sh", "-c", "cat; echo done"]),
+        b"hello\nworld\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\nworld\ndone\n");
+
+    // `-it` under a pseudo-terminal (`script`): the command gets a tty.
+    let kubectl = node.cluster.kubectl_command(&[]);
+    let kubeconfig = node.cluster.kubeconfig();
+    let line = format!(
+        "KUBECONFIG={} {} exec -it box -- sh -c 'tty; echo $((6*7))'",
+        kubeconfig.display(),
+        kubectl.get_program().to_string_lossy()
+    );
+    let out = with_stdin(
+        {
+            let mut c = Command::new("script");
+            c.args(["-qec", &line, "/dev/null"]);
+            c
+        },
+        b"",
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(shown.contains("/dev/pts/"), "no tty: {shown}");
+    assert!(shown.contains("42"), "{shown}");
+
+    // Into a container the pod does not have: kube-apiserver's 400.
+    let out = node.kubectl(&["exec", "box", "-c", "nope", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("container nope is not valid for pod box"),
+        "{}",
+        text(&out)
+    );
+
+    // Logs come through the kubelet too.
+    let logs = node.kubectl_ok(&["logs", "box"]);
+    assert_eq!(logs.trim(), "started");
+}
+
+#[test]
+fn kubectl_cp_both_ways_attach_and_logs_follow() {
+    let node = Node::start();
+    node.create(BOX);
+    node.create(TICK);
+    ready(&node, "box");
+    ready(&node, "tick");
+
+    let dir = node.cluster.dir.path();
+    std::fs::write(dir.join("up.txt"), "up and back\n").unwrap();
+    let out = node.kubectl(&["cp", "up.txt", "box:/tmp/up.txt"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), node.cluster.log());
+    assert_eq!(
+        node.kubectl_ok(&["exec", "box", "--", "cat", "/tmp/up.txt"]),
+        "up and back\n"
+    );
+    node.kubectl_ok(&["cp", "box:/tmp/up.txt", "back.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("back.txt")).unwrap(),
+        "up and back\n"
+    );
+
+    let attached = first_line(node.cluster.kubectl_command(&["attach", "tick"]), |l| {
+        l.starts_with("tick ")
+    });
+    assert!(attached.is_some(), "kubectl attach showed no output");
+
+    let followed = first_line(
+        node.cluster
+            .kubectl_command(&["logs", "-f", "--tail=1", "tick"]),
+        |l| l.starts_with("tick ") && l != "tick 1",
+    );
+    assert!(followed.is_some(), "kubectl logs -f showed no new line");
+}
+
+#[test]
+fn python_client_stream_execs_and_reads_the_exit_code() {
+    let node = Node::start();
+    node.create(BOX);
+    ready(&node, "box");
+    let script = r#"
+import sys
+from kubernetes import client, config
+from kubernetes.stream import stream
+config.load_kube_config(sys.argv[1])
+core = client.CoreV1Api()
+out = stream(core.connect_get_namespaced_pod_exec, "box", "default",
+             command=["sh", "-c", "echo py-$((2+3))"], stderr=True, stdin=False,
+             stdout=True, tty=False)
+print("out=" + out.strip())
+resp = stream(core.connect_get_namespaced_pod_exec, "box", "default",
+              command=["sh", "-c", "exit 4"], stderr=True, stdin=False, stdout=True,
+              tty=False, _preload_content=False)
+resp.run_forever(timeout=30)
+print("rc=%s" % resp.returncode)
+"#;
+    let out = Command::new("python3")
+        .env(
+            "PATH",
+            format!("/root/.pyenv/shims:{}", std::env::var("PATH").unwrap_or_default()),
+        )
+        .args(["-c", script, node.cluster.kubeconfig().to_str().unwrap()])
+        .output()
+        .expect("python3");
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("out=py-5"), "{shown}");
+    assert!(shown.contains("rc=4"), "{shown}");
+}
+
+#[test]
+fn the_kubelet_api_lets_in_only_the_api_server() {
+    let node = Node::start();
+    assert_eq!(
+        node.kubectl_ok(&[
+            "get",
+            "--raw",
+            &format!("/api/v1/nodes/{}/proxy/healthz", node.name)
+        ]),
+        "ok"
+    );
+    let port = node.kubectl_ok(&[
+        "get",
+        "node",
+        &node.name,
+        "-o",
+        "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}",
+    ]);
+    let tls = node.cluster.data_dir().join("tls");
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    let curl = |cert: Option<&str>| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(tls.join("ca.crt"));
+        if let Some(name) = cert {
+            cmd.arg("--cert")
+                .arg(tls.join(format!("{name}.crt")))
+                .arg("--key")
+                .arg(tls.join(format!("{name}.key")));
+        }
+        let out = cmd.arg(&url).output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(curl(None), "401", "no client certificate");
+    assert_eq!(curl(Some("admin")), "403", "the admin's certificate is not the API server's");
+    assert_eq!(curl(Some("kubelet-client")), "200");
+
+    // The API server reports a stream it cannot serve as a Status, not a hang.
+    node.create(BOX);
+    ready(&node, "box");
+    let out = node.kubectl(&["port-forward", "box", "0:80"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("port forwarding"),
+        "{}",
+        text(&out)
+    );
+}
