@@ -6,6 +6,7 @@
 
 mod kube_common;
 #[path = "kube_pods/node.rs"]
+#[allow(dead_code)] // the pod tests' harness; this target uses part of it
 mod node;
 
 use std::io::{BufRead, BufReader, Write};
@@ -52,7 +53,12 @@ fn ready(node: &Node, pod: &str) {
         &format!("pod/{pod}"),
         "--timeout=90s",
     ]);
-    assert!(out.status.success(), "{}\n{}", text(&out), node.explain(pod));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        node.explain(pod)
+    );
 }
 
 /// Runs `cmd` with `input` on its stdin; its output.
@@ -147,8 +153,7 @@ fn kubectl_exec_runs_commands_with_exit_codes_stdin_and_a_tty() {
     let out = node.kubectl(&["exec", "box", "-c", "nope", "--", "true"]);
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("container nope is not valid for pod box"),
+        String::from_utf8_lossy(&out.stderr).contains("container nope is not valid for pod box"),
         "{}",
         text(&out)
     );
@@ -169,7 +174,12 @@ fn kubectl_cp_both_ways_attach_and_logs_follow() {
     let dir = node.cluster.dir.path();
     std::fs::write(dir.join("up.txt"), "up and back\n").unwrap();
     let out = node.kubectl(&["cp", "up.txt", "box:/tmp/up.txt"]);
-    assert!(out.status.success(), "{}\n{}", text(&out), node.cluster.log());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        node.cluster.log()
+    );
     assert_eq!(
         node.kubectl_ok(&["exec", "box", "--", "cat", "/tmp/up.txt"]),
         "up and back\n"
@@ -217,7 +227,10 @@ print("rc=%s" % resp.returncode)
     let out = Command::new("python3")
         .env(
             "PATH",
-            format!("/root/.pyenv/shims:{}", std::env::var("PATH").unwrap_or_default()),
+            format!(
+                "/root/.pyenv/shims:{}",
+                std::env::var("PATH").unwrap_or_default()
+            ),
         )
         .args(["-c", script, node.cluster.kubeconfig().to_str().unwrap()])
         .output()
@@ -262,7 +275,11 @@ fn the_kubelet_api_lets_in_only_the_api_server() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     assert_eq!(curl(None), "401", "no client certificate");
-    assert_eq!(curl(Some("admin")), "403", "the admin's certificate is not the API server's");
+    assert_eq!(
+        curl(Some("admin")),
+        "403",
+        "the admin's certificate is not the API server's"
+    );
     assert_eq!(curl(Some("kubelet-client")), "200");
 
     // The API server reports a stream it cannot serve as a Status, not a hang.

@@ -209,10 +209,8 @@ async fn session(
                 continue;
             };
             match channel {
-                STDIN if stdin_open => {
-                    if stdin.write_all(payload).await.is_err() {
-                        stdin_open = false;
-                    }
+                STDIN if stdin_open && stdin.write_all(payload).await.is_err() => {
+                    stdin_open = false;
                 }
                 RESIZE => {
                     if let Ok(size) = serde_json::from_slice::<serde_json::Value>(payload) {
