@@ -13,6 +13,7 @@
 
 mod channels;
 mod portforward;
+mod spdy;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
