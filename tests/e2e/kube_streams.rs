@@ -27,6 +27,17 @@ spec:
     command: [sh, -c, 'echo started; exec sleep 3600']
 ";
 
+const WEB: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  nodeName: NODE
+  containers:
+  - name: main
+    image: busybox:1
+    command: [sh, -c, 'mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www']
+";
+
 const TICK: &str = "apiVersion: v1
 kind: Pod
 metadata: {name: tick}
@@ -281,15 +292,110 @@ fn the_kubelet_api_lets_in_only_the_api_server() {
         "the admin's certificate is not the API server's"
     );
     assert_eq!(curl(Some("kubelet-client")), "200");
+}
 
-    // The API server reports a stream it cannot serve as a Status, not a hang.
-    node.create(BOX);
-    ready(&node, "box");
-    let out = node.kubectl(&["port-forward", "box", "0:80"]);
-    assert!(!out.status.success());
+/// A running `kubectl port-forward`, killed on drop.
+struct PortForward(std::process::Child);
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `curl` of `url` (at most 10 s); its body.
+fn curl(url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", url])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `kubectl port-forward pod/web LOCAL:8080` with `env`; waits until it forwards, then
+/// fetches the page through it twice (two connections).
+fn port_forward_serves_the_pod(node: &Node, env: &[(&str, &str)]) {
+    let port = kube_common::free_port();
+    let mut cmd =
+        node.cluster
+            .kubectl_command(&["port-forward", "pod/web", &format!("{port}:8080")]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl port-forward");
+    let mut pf = PortForward(child);
+    let stdout = pf.0.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("port forwarding"),
-        "{}",
-        text(&out)
+        first.starts_with("Forwarding from"),
+        "port-forward said {first:?}"
+    );
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    assert_eq!(curl(&url), "hello-from-pod\n", "first connection ({env:?})");
+    assert_eq!(
+        curl(&url),
+        "hello-from-pod\n",
+        "second connection ({env:?})"
+    );
+}
+
+#[test]
+fn kubectl_port_forward_over_websocket_and_spdy() {
+    let node = Node::start();
+    node.create(WEB);
+    ready(&node, "web");
+    // kubectl's default: SPDY tunnelled in WebSocket (SPDY/3.1+portforward.k8s.io).
+    port_forward_serves_the_pod(&node, &[]);
+    // The fallback: plain SPDY/3.1 on the upgraded connection.
+    port_forward_serves_the_pod(&node, &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]);
+
+    // A port nothing listens on: the error reaches kubectl through the error stream.
+    let port = kube_common::free_port();
+    let mut cmd =
+        node.cluster
+            .kubectl_command(&["port-forward", "pod/web", &format!("{port}:9999")]);
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward");
+    let mut pf = PortForward(child);
+    let stderr = pf.0.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            if line.contains("connect") {
+                break;
+            }
+        }
+        all
+    });
+    poll(Duration::from_secs(30), || {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "5",
+                &format!("http://127.0.0.1:{port}/"),
+            ])
+            .output()
+            .ok()?;
+        // curl connects (kubectl listens) and gets an empty reply once the pod side fails.
+        (out.status.code() == Some(52)).then_some(())
+    })
+    .expect("kubectl never listened on the local port");
+    drop(pf);
+    let said = reader.join().unwrap();
+    assert!(
+        said.contains("failed to connect to localhost:9999 inside the pod"),
+        "{said}"
     );
 }
