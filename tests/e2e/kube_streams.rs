@@ -1,8 +1,9 @@
 //! Pod streams through the kubelet API, driven with the real kubectl and the Python client on
 //! one node (`skiff server` with its local node): the API server proxies `pods/exec`,
 //! `pods/attach`, `pods/log` and `nodes/proxy` to the node's kubelet over HTTPS; exec and
-//! attach speak WebSocket `v5.channel.k8s.io` (kubectl 1.32) and `v4`/`v5` (Python). The
-//! kubelet lets in only the API server's kubelet-client certificate.
+//! attach speak WebSocket `v5.channel.k8s.io` (kubectl) and `v4`/`v5` (Python), or SPDY/3.1 as
+//! kubectl's fallback; port-forward speaks SPDY, tunnelled in WebSocket or plain. The kubelet
+//! lets in only the API server's kubelet-client certificate.
 
 mod kube_common;
 #[path = "kube_pods/node.rs"]
@@ -168,6 +169,20 @@ fn kubectl_exec_runs_commands_with_exit_codes_stdin_and_a_tty() {
         "{}",
         text(&out)
     );
+
+    // The SPDY/3.1 fallback (kubectl POSTs with `Upgrade: SPDY/3.1`): output, exit code, stdin.
+    let spdy = |args: &[&str], input: &[u8]| {
+        let mut cmd = node.cluster.kubectl_command(args);
+        cmd.env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false");
+        with_stdin(cmd, input)
+    };
+    let out = spdy(&["exec", "box", "--", "sh", "-c", "echo spdy; exit 5"], b"");
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "spdy\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("command terminated with exit code 5"));
+    let out = spdy(&["exec", "-i", "box", "--", "cat"], b"through spdy\n");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through spdy\n");
 
     // Logs come through the kubelet too.
     let logs = node.kubectl_ok(&["logs", "box"]);

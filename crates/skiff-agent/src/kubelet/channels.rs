@@ -3,7 +3,7 @@
 //! 1 stdout, 2 stderr, 3 the status (a `Status` as JSON, with the exit code as kubectl reads
 //! it), 4 terminal resizes (`{"Width":…,"Height":…}`), and in v5 255 to close a channel
 //! (`[255, 0]`: stdin is done). The command runs through the engine's exec; attach joins the
-//! container's own stdio.
+//! container's own stdio. A SPDY/3.1 upgrade goes to [`super::remotecommand`].
 
 use std::convert::Infallible;
 
@@ -27,7 +27,7 @@ use super::{flag, query_pairs, text, Body, Kubelet};
 const PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
 
 const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
+pub(super) const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const STATUS: u8 = 3;
 const RESIZE: u8 = 4;
@@ -56,12 +56,12 @@ fn is_websocket(req: &Request<Incoming>) -> bool {
 }
 
 /// What the client asked for.
-struct Streams {
-    stdin: bool,
-    stdout: bool,
-    stderr: bool,
-    tty: bool,
-    command: Vec<String>,
+pub(super) struct Streams {
+    pub(super) stdin: bool,
+    pub(super) stdout: bool,
+    pub(super) stderr: bool,
+    pub(super) tty: bool,
+    pub(super) command: Vec<String>,
 }
 
 /// `/exec|attach/NS/POD/CONTAINER`: checks the request, answers the upgrade and runs the
@@ -99,12 +99,23 @@ pub(super) async fn serve(
         );
     }
     if !is_websocket(&req) {
-        // SPDY/3.1 (`Upgrade: SPDY/3.1`) is not served yet: kubectl 1.32 speaks WebSocket.
-        return text(
-            StatusCode::BAD_REQUEST,
-            "unable to upgrade: this kubelet serves exec and attach over WebSocket \
-             (v5.channel.k8s.io, v4.channel.k8s.io) only",
-        );
+        let spdy = req
+            .headers()
+            .get(http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("SPDY/3.1"));
+        if !spdy {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "unable to upgrade: exec and attach need an upgrade to WebSocket \
+                 (v5.channel.k8s.io, v4.channel.k8s.io) or SPDY/3.1",
+            );
+        }
+        let id = match kubelet.container_id(ns, pod, container).await {
+            Ok(id) => id,
+            Err(r) => return r,
+        };
+        return super::remotecommand::upgrade(&mut req, kubelet.engine.clone(), id, streams, exec);
     }
     let Some(protocol) = choose_protocol(&req) else {
         return text(
@@ -150,7 +161,7 @@ pub(super) async fn serve(
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// How the session ended, for the status channel.
-enum Outcome {
+pub(super) enum Outcome {
     Exited(i64),
     Failed(String),
 }
@@ -166,24 +177,7 @@ async fn session(
     v5: bool,
 ) {
     let (mut sink, mut source) = ws.split();
-    let started = if exec {
-        start_exec(&engine, &id, &streams).await
-    } else {
-        let opts = AttachOptions {
-            stdin: streams.stdin,
-            stdout: streams.stdout,
-            stderr: streams.stderr,
-            logs: false,
-            stream: true,
-            detach_keys: None,
-        };
-        engine
-            .container_attach(&id, opts)
-            .await
-            .map(|a| (a, None))
-            .map_err(|e| crate::error::chain(&e))
-    };
-    let (attached, exec_id) = match started {
+    let (attached, exec_id) = match start(&engine, &id, &streams, exec).await {
         Ok(s) => s,
         Err(message) => {
             let _ = send_status(&mut sink, Outcome::Failed(message)).await;
@@ -280,11 +274,28 @@ async fn session(
     input.abort();
 }
 
-async fn start_exec(
+/// Starts the exec (returning its id too) or attaches to the container.
+pub(super) async fn start(
     engine: &skiff_engine::Engine,
     id: &str,
     streams: &Streams,
+    exec: bool,
 ) -> Result<(Attached, Option<String>), String> {
+    if !exec {
+        let opts = AttachOptions {
+            stdin: streams.stdin,
+            stdout: streams.stdout,
+            stderr: streams.stderr,
+            logs: false,
+            stream: true,
+            detach_keys: None,
+        };
+        return engine
+            .container_attach(id, opts)
+            .await
+            .map(|a| (a, None))
+            .map_err(|e| crate::error::chain(&e));
+    }
     let config = ExecConfig {
         attach_stdin: Some(streams.stdin),
         attach_stdout: Some(streams.stdout),
@@ -311,7 +322,7 @@ async fn start_exec(
 
 /// Complete frames of Docker's multiplexed stream taken off the front of `pending`, as
 /// (channel, payload); an incomplete frame stays.
-fn demux(pending: &mut Vec<u8>) -> Vec<(u8, Vec<u8>)> {
+pub(super) fn demux(pending: &mut Vec<u8>) -> Vec<(u8, Vec<u8>)> {
     let mut out = Vec::new();
     let mut at = 0;
     while pending.len() - at >= 8 {
@@ -329,7 +340,7 @@ fn demux(pending: &mut Vec<u8>) -> Vec<(u8, Vec<u8>)> {
 }
 
 /// The status message kubectl reads: Success, or the exit code as `NonZeroExitCode`.
-fn status_json(outcome: &Outcome) -> serde_json::Value {
+pub(super) fn status_json(outcome: &Outcome) -> serde_json::Value {
     match outcome {
         Outcome::Exited(0) => serde_json::json!({"metadata": {}, "status": "Success"}),
         Outcome::Exited(code) => serde_json::json!({

@@ -13,6 +13,7 @@
 
 mod channels;
 mod portforward;
+mod remotecommand;
 mod spdy;
 
 use std::convert::Infallible;
