@@ -414,3 +414,44 @@ fn kubectl_port_forward_over_websocket_and_spdy() {
         "{said}"
     );
 }
+
+#[test]
+fn streams_to_an_unreachable_node_fail_with_a_status_not_a_hang() {
+    let node = Node::start();
+    // A node whose kubelet never answers: one refusing connections, one that drops them.
+    for (name, ip, port) in [("gone", "127.0.0.1", "1"), ("silent", "192.0.2.1", "10250")] {
+        node.kubectl_ok(&[
+            "create",
+            "-f",
+            node.cluster
+                .write_file(
+                    &format!("{name}.yaml"),
+                    &format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n"),
+                )
+                .to_str()
+                .unwrap(),
+        ]);
+        node.kubectl_ok(&[
+            "patch",
+            "node",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!(
+                r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"{ip}"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":{port}}}}}}}}}"#
+            ),
+        ]);
+        node.create(
+            &BOX.replace("name: box", &format!("name: on-{name}"))
+                .replace("NODE", name),
+        );
+        let out = node.kubectl(&["exec", &format!("on-{name}"), "--", "true"]);
+        assert!(!out.status.success());
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("error dialing backend"), "{name}: {said}");
+        let out = node.kubectl(&["logs", &format!("on-{name}")]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("error dialing backend"), "{name}: {said}");
+    }
+}
