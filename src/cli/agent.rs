@@ -69,6 +69,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let client = skiff_agent::join::join(&join)
             .await
             .map_err(|e| anyhow::anyhow!("joining {}: {}", args.server, skiff_agent::chain(&e)))?;
+        // The kubelet API listens from the start; its serving certificate is the stored one,
+        // or (first join) the one the server signs once the Node is registered.
+        let creds = &join.credentials;
+        let tls_error =
+            |e: skiff_agent::join::JoinError| anyhow::anyhow!("{}", skiff_agent::chain(&e));
+        let certificate = std::sync::Arc::new(skiff_agent::kubelet::ServingCertificate::default());
+        if let Some((chain, key)) = creds.serving().map_err(tls_error)? {
+            certificate.set(chain, key)?;
+        }
+        let kubelet = skiff_agent::kubelet::KubeletServerConfig {
+            addr: std::net::SocketAddr::new(args.node.kubelet_address, args.node.kubelet_port),
+            certificate: certificate.clone(),
+            client_ca: creds.ca_der().map_err(tls_error)?,
+            allowed_clients: vec![skiff_agent::kubelet::APISERVER_CLIENT_CN.into()],
+        };
         let node = super::node::Node::start(
             &args.node,
             &args.data_dir,
@@ -76,10 +91,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.cluster_cidr,
             client.clone(),
             Vec::new(),
+            kubelet,
         )
         .await?;
-        if let Err(e) = skiff_agent::join::ensure_serving_certificate(&client, &join).await {
-            tracing::error!(error = %skiff_agent::chain(&e), "no kubelet serving certificate");
+        match skiff_agent::join::ensure_serving_certificate(&client, &join).await {
+            Ok(()) => {
+                if let Some((chain, key)) = creds.serving().map_err(tls_error)? {
+                    certificate.set(chain, key)?;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %skiff_agent::chain(&e), "no kubelet serving certificate")
+            }
         }
         tracing::info!(node = %name, server = %args.server, "node joined and running");
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

@@ -1,8 +1,12 @@
 //! The local node of `skiff server`: a [`super::node::Node`] whose agent talks to the API
-//! server in-process as `system:node:<name>`, and whose pod streams the API server reads
-//! in-process too.
+//! server in-process as `system:node:<name>` and serves the kubelet API over HTTPS with a
+//! serving certificate the server mints from the cluster CA (the API server reaches it
+//! there, as it reaches every node).
 
+use std::net::IpAddr;
 use std::path::Path;
+
+use anyhow::Context;
 
 /// Where the local node keeps runtime state unless `--run-dir` says otherwise.
 const DEFAULT_RUN: &str = "/run/skiff/server";
@@ -36,6 +40,26 @@ impl LocalNode {
             ),
             ("node-role.kubernetes.io/master".into(), "true".into()),
         ];
+        let node_ip = args
+            .node_ip
+            .unwrap_or_else(skiff_agent::machine::default_ip);
+        let mut addresses = vec![node_ip];
+        if args.kubelet_address.is_loopback() || args.kubelet_address.is_unspecified() {
+            addresses.push(IpAddr::from([127, 0, 0, 1]));
+        }
+        let serving = server
+            .pki
+            .kubelet_serving(&name, &addresses)
+            .context("minting the local node's kubelet serving certificate")?;
+        let kubelet = skiff_agent::kubelet::KubeletServerConfig {
+            addr: std::net::SocketAddr::new(args.kubelet_address, args.kubelet_port),
+            certificate: std::sync::Arc::new(skiff_agent::kubelet::ServingCertificate::new(
+                serving.cert_chain,
+                serving.key,
+            )?),
+            client_ca: serving.ca,
+            allowed_clients: vec![skiff_agent::kubelet::APISERVER_CLIENT_CN.into()],
+        };
         let node = super::node::Node::start(
             args,
             data_dir,
@@ -43,12 +67,9 @@ impl LocalNode {
             cluster.cidr,
             client,
             labels,
+            kubelet,
         )
         .await?;
-        server.state.connect_node(
-            &node.agent.node_name,
-            std::sync::Arc::new(LocalStreams(node.agent.logs())),
-        );
         server.state.connect_node_metrics(
             &node.agent.node_name,
             std::sync::Arc::new(LocalMetrics(node.agent.stats())),
@@ -61,44 +82,8 @@ impl LocalNode {
 
     /// Stops the node (reported NotReady; pod containers keep running under their shims).
     pub async fn stop(self) {
-        self.api.disconnect_node(&self.node.agent.node_name);
         self.api.disconnect_node_metrics(&self.node.agent.node_name);
         self.node.stop().await;
-    }
-}
-
-/// The local node's pod streams, handed to the API server in-process (remote nodes will be
-/// reached through the kubelet API): the agent's errors as the API's kinds.
-struct LocalStreams(skiff_agent::logs::PodLogs);
-
-impl skiff_apiserver::nodes::NodeStreams for LocalStreams {
-    fn logs(
-        &self,
-        pod: serde_json::Value,
-        opts: skiff_apiserver::nodes::LogOptions,
-    ) -> futures::future::BoxFuture<
-        'static,
-        Result<skiff_apiserver::nodes::ByteStream, skiff_apiserver::ApiError>,
-    > {
-        let logs = self.0.clone();
-        Box::pin(async move {
-            let req = skiff_agent::logs::LogRequest {
-                container: opts.container,
-                follow: opts.follow,
-                previous: opts.previous,
-                tail_lines: opts.tail_lines,
-                since: opts.since,
-                timestamps: opts.timestamps,
-                limit_bytes: opts.limit_bytes,
-            };
-            logs.logs(pod, req).await.map_err(|e| match e {
-                skiff_agent::logs::LogsError::Waiting { .. }
-                | skiff_agent::logs::LogsError::NoPrevious { .. } => {
-                    skiff_apiserver::ApiError::bad_request(e.to_string())
-                }
-                other => skiff_apiserver::ApiError::internal(skiff_agent::chain(&other)),
-            })
-        })
     }
 }
 

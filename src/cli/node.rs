@@ -72,6 +72,13 @@ pub struct NodeArgs {
     /// nftables table of the node's Docker networks (not the pods' table)
     #[arg(long, default_value = "skiff-node")]
     engine_nftables_table: String,
+    /// Address the node's kubelet API listens on
+    #[arg(long, default_value = "0.0.0.0")]
+    pub kubelet_address: std::net::IpAddr,
+    /// Port of the node's kubelet API (HTTPS; the API server reaches pod logs, exec, attach
+    /// and port-forward there)
+    #[arg(long, default_value_t = skiff_agent::node::KUBELET_PORT)]
+    pub kubelet_port: u16,
 }
 
 impl NodeArgs {
@@ -144,6 +151,7 @@ impl Node {
         cluster_cidr: ipnet::Ipv4Net,
         client: kube::Client,
         labels: Vec<(String, String)>,
+        kubelet: skiff_agent::kubelet::KubeletServerConfig,
     ) -> anyhow::Result<Node> {
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let exe = std::env::current_exe().context("locating the skiff binary")?;
@@ -212,6 +220,7 @@ impl Node {
         cfg.cluster_dns = args.cluster_dns;
         cfg.cluster_domain = args.cluster_domain.clone();
         cfg.stats_period = args.node_stats_period.into();
+        cfg.kubelet = Some(std::sync::Arc::new(kubelet));
         let agent = skiff_agent::Agent::start(client, engine.clone(), cfg)
             .await
             .map_err(|e| anyhow::anyhow!("starting the node agent: {}", skiff_agent::chain(&e)))?;

@@ -21,6 +21,8 @@ pub enum AgentError {
         #[source]
         source: nix::Error,
     },
+    #[error("kubelet API")]
+    Kubelet(#[from] crate::kubelet::KubeletError),
     /// The node's own object is unusable (no pod CIDR, bad one).
     #[error("node {node}: {message}")]
     Node { node: String, message: String },

@@ -101,6 +101,51 @@ impl Credentials {
     pub fn serving_key(&self) -> PathBuf {
         self.dir.join("serving.key")
     }
+
+    /// The cluster CA (stored when the node joined).
+    pub fn ca_der(&self) -> Result<rustls::pki_types::CertificateDer<'static>, JoinError> {
+        let path = self.ca();
+        let pem = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
+        first_der(&pem)
+            .map(rustls::pki_types::CertificateDer::from)
+            .ok_or_else(|| bad_pem(&path))
+    }
+
+    /// The kubelet serving certificate chain and key, once issued.
+    #[allow(clippy::type_complexity)]
+    pub fn serving(
+        &self,
+    ) -> Result<
+        Option<(
+            Vec<rustls::pki_types::CertificateDer<'static>>,
+            rustls::pki_types::PrivateKeyDer<'static>,
+        )>,
+        JoinError,
+    > {
+        let (cert, key) = (self.serving_cert(), self.serving_key());
+        if !(cert.exists() && key.exists()) {
+            return Ok(None);
+        }
+        let pem = std::fs::read(&cert).map_err(io(format!("reading {}", cert.display())))?;
+        let chain = rustls_pemfile::certs(&mut &pem[..])
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io(format!("reading {}", cert.display())))?;
+        let pem = std::fs::read(&key).map_err(io(format!("reading {}", key.display())))?;
+        let key_der = rustls_pemfile::private_key(&mut &pem[..])
+            .map_err(io(format!("reading {}", key.display())))?
+            .ok_or_else(|| bad_pem(&key))?;
+        if chain.is_empty() {
+            return Err(bad_pem(&cert));
+        }
+        Ok(Some((chain, key_der)))
+    }
+}
+
+fn bad_pem(path: &Path) -> JoinError {
+    JoinError::Io {
+        context: format!("reading {}", path.display()),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "no PEM block"),
+    }
 }
 
 /// How to join.

@@ -16,7 +16,8 @@
 //! (host-gw routes to other nodes' pods), [`pods`] (the watch loop and housekeeping), `sync` (one
 //! pod's step), `status`, [`sandbox`] and `etc` (what a pod's containers share), `spec`
 //! (pod container → engine container), `observe` (engine → pod containers), [`labels`],
-//! [`logs`] (`pods/log`), [`stats`] (resource usage from cgroups).
+//! [`logs`] (`pods/log`), [`stats`] (resource usage from cgroups), [`kubelet`] (the kubelet
+//! API over HTTPS: logs, exec, attach, port-forward).
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ mod events;
 mod hooks;
 mod images;
 pub mod join;
+pub mod kubelet;
 pub mod labels;
 pub mod logs;
 pub mod machine;
@@ -94,6 +96,9 @@ pub struct AgentConfig {
     pub cluster_domain: String,
     /// How often the node's and its pods' resource usage is sampled.
     pub stats_period: std::time::Duration,
+    /// The kubelet API to serve (none: the node reports no kubelet port, and the API server
+    /// cannot reach its pods' logs or exec them).
+    pub kubelet: Option<Arc<kubelet::KubeletServerConfig>>,
 }
 
 impl AgentConfig {
@@ -113,6 +118,7 @@ impl AgentConfig {
             cluster_dns: Ipv4Addr::new(10, 43, 0, 10),
             cluster_domain: "cluster.local".into(),
             stats_period: stats::DEFAULT_PERIOD,
+            kubelet: None,
         }
     }
 }
@@ -125,6 +131,8 @@ pub struct Agent {
     stats: stats::StatsHandle,
     pub node_name: String,
     pub pod_cidr: Ipv4Net,
+    /// Where the kubelet API listens (when served).
+    pub kubelet_addr: Option<std::net::SocketAddr>,
 }
 
 impl Agent {
@@ -137,6 +145,19 @@ impl Agent {
     ) -> Result<Agent> {
         let version = client.apiserver_version().await?.git_version;
         let node_ip = cfg.node_ip.unwrap_or_else(machine::default_ip);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let kubelet_server = match &cfg.kubelet {
+            Some(k) => {
+                let served = kubelet::Kubelet {
+                    engine: engine.clone(),
+                    client: client.clone(),
+                    sandboxes_dir: cfg.run_dir.join("pods"),
+                };
+                let own = k.as_ref().clone();
+                Some(kubelet::serve(own, served, stopped.clone()).await?)
+            }
+            None => None,
+        };
         let identity = node::NodeIdentity {
             name: cfg.node_name.clone(),
             ip: node_ip,
@@ -144,6 +165,9 @@ impl Agent {
             labels: cfg.node_labels.clone(),
             resources: machine::Resources::of_host(&engine.config().root),
             kubelet_version: version,
+            kubelet_port: kubelet_server
+                .as_ref()
+                .map_or(0, |k| i32::from(k.addr.port())),
             runtime_version: env!("CARGO_PKG_VERSION").into(),
         };
         let registration = node::NodeRegistration::new(client.clone(), identity);
@@ -208,10 +232,9 @@ impl Agent {
             probes: Default::default(),
             limited: Default::default(),
         });
-        let (stop, stopped) = tokio::sync::watch::channel(false);
         let heartbeat_stop = stopped.clone();
         let stats_stop = stopped.clone();
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(routes::run(
                 routes_client,
                 routes_net,
@@ -223,6 +246,8 @@ impl Agent {
             tokio::spawn(async move { registration.heartbeat(heartbeat_stop).await }),
             tokio::spawn(pods::run(ctx, stopped)),
         ];
+        let kubelet_addr = kubelet_server.as_ref().map(|k| k.addr);
+        tasks.extend(kubelet_server.map(|k| k.task));
         Ok(Agent {
             stop,
             engine,
@@ -230,6 +255,7 @@ impl Agent {
             stats,
             node_name: cfg.node_name,
             pod_cidr,
+            kubelet_addr,
         })
     }
 

@@ -21,8 +21,8 @@ pub const LEASE_DURATION_SECONDS: i64 = 40;
 /// `nodeStatusReportFrequency` is 5 minutes; heartbeats in the conditions are more useful to
 /// `kubectl describe node` at 1 minute, and cost one write).
 pub const STATUS_REPORT: Duration = Duration::from_secs(60);
-/// kubelet's port, reported in `daemonEndpoints` (served by a later slice).
-pub const KUBELET_PORT: i32 = 10250;
+/// kubelet's default port.
+pub const KUBELET_PORT: u16 = 10250;
 
 /// What the node says about itself.
 #[derive(Debug, Clone)]
@@ -34,6 +34,8 @@ pub struct NodeIdentity {
     pub resources: Resources,
     /// The API server's version (kubelet reports its own; here they are one binary).
     pub kubelet_version: String,
+    /// The port the kubelet API listens on, reported in `daemonEndpoints` (0: none).
+    pub kubelet_port: i32,
     /// skiff's version, as `skiff://<version>`.
     pub runtime_version: String,
 }
@@ -115,7 +117,7 @@ impl NodeIdentity {
                 {"type": "InternalIP", "address": self.ip.to_string()},
                 {"type": "Hostname", "address": self.hostname},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": machine::node_info(&self.kubelet_version, &self.runtime_version),
         })
     }

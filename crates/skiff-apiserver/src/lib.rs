@@ -19,6 +19,7 @@ pub mod gc;
 mod handlers;
 mod http;
 pub mod kinds;
+pub mod kubelet_client;
 pub mod metrics;
 mod namespaces;
 pub mod nodeauth;

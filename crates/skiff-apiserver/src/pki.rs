@@ -1,6 +1,8 @@
 //! The cluster's certificates and client credentials, kept in the server's data directory:
-//! a CA, the serving certificate, an admin client certificate, an admin bearer token and an
-//! admin kubeconfig. Created on first start, reused afterwards.
+//! a CA, the serving certificate, an admin client certificate, an admin bearer token, an
+//! admin kubeconfig and the API server's client certificate for kubelets
+//! (`kube-apiserver-kubelet-client`). Created on first start, reused afterwards. It also
+//! mints kubelet serving certificates for nodes whose key it may hold (the server's local node).
 //!
 //! It only writes files under the data directory; it must not decide who may do what
 //! (that is [`crate::auth`]).
@@ -42,6 +44,10 @@ impl skiff_core::HasKind for PkiError {
 pub struct Pki {
     pub dir: PathBuf,
 }
+
+/// The common name of the API server's client certificate for kubelets (kube-apiserver's
+/// conventional name); kubelets accept no other client.
+pub const KUBELET_CLIENT_CN: &str = "kube-apiserver-kubelet-client";
 
 /// What the server needs at run time: its certificate chain and key, and the CA that signs
 /// client certificates.
@@ -99,10 +105,67 @@ impl Pki {
             self.write_pair("admin", &cert, &key)?;
         }
 
+        if !self.has_pair("kubelet-client") {
+            let mut params = CertificateParams::default();
+            params.distinguished_name = dn(KUBELET_CLIENT_CN, Some("system:masters"));
+            let (cert, key) = issue_leaf(&issuer, params, ExtendedKeyUsagePurpose::ClientAuth)?;
+            self.write_pair("kubelet-client", &cert, &key)?;
+        }
+
         let ca = first_cert(&self.path("ca.crt"))?;
         let mut cert_chain = certs(&self.path("server.crt"))?;
         cert_chain.push(ca.clone());
         let key = private_key(&self.path("server.key"))?;
+        Ok(ServingMaterial {
+            cert_chain,
+            key,
+            ca,
+        })
+    }
+
+    /// The API server's client certificate for kubelets (chain, key) and the CA that signs
+    /// kubelet serving certificates.
+    pub fn kubelet_client(&self) -> Result<ServingMaterial, PkiError> {
+        let ca = first_cert(&self.path("ca.crt"))?;
+        let cert_chain = certs(&self.path("kubelet-client.crt"))?;
+        let key = private_key(&self.path("kubelet-client.key"))?;
+        Ok(ServingMaterial {
+            cert_chain,
+            key,
+            ca,
+        })
+    }
+
+    /// A new kubelet serving certificate for node `node` covering `addresses` (and the node
+    /// name), signed by the cluster CA: what the server gives its local node. Not written to
+    /// disk; minted again at each start.
+    pub fn kubelet_serving(
+        &self,
+        node: &str,
+        addresses: &[IpAddr],
+    ) -> Result<ServingMaterial, PkiError> {
+        let ca_pem = read(&self.path("ca.crt"))?;
+        let ca_key = KeyPair::from_pem(&read(&self.path("ca.key"))?)?;
+        let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
+        let mut sans = vec![node.to_string()];
+        sans.extend(addresses.iter().map(IpAddr::to_string));
+        let mut params = CertificateParams::new(sans)?;
+        params.distinguished_name = dn(&format!("system:node:{node}"), Some("system:nodes"));
+        let (cert, key) = issue_leaf(&issuer, params, ExtendedKeyUsagePurpose::ServerAuth)?;
+        let parse_err = || PkiError::BadPem(self.dir.join("kubelet-serving"));
+        let mut cert_chain: Vec<CertificateDer<'static>> =
+            rustls_pemfile::certs(&mut cert.as_bytes())
+                .filter_map(Result::ok)
+                .collect();
+        if cert_chain.is_empty() {
+            return Err(parse_err());
+        }
+        let ca = first_cert(&self.path("ca.crt"))?;
+        cert_chain.push(ca.clone());
+        let key = rustls_pemfile::private_key(&mut key.as_bytes())
+            .ok()
+            .flatten()
+            .ok_or_else(parse_err)?;
         Ok(ServingMaterial {
             cert_chain,
             key,

@@ -35,8 +35,8 @@ pub struct ApiState {
     pub(crate) services: crate::services::ServiceNetwork,
     /// Where Nodes get their pod CIDRs from.
     pub(crate) cluster_network: crate::nodeipam::ClusterNetwork,
-    /// Nodes serving pod streams (logs) to this server.
-    pub(crate) nodes: crate::nodes::Nodes,
+    /// How this server reaches kubelets (pod logs, exec, attach, port-forward, node proxy).
+    kubelet: std::sync::OnceLock<Arc<crate::kubelet_client::KubeletClient>>,
     /// Host paths pods may mount (`hostPath` volumes under one of them); empty: any.
     pub(crate) allowed_host_paths: Vec<std::path::PathBuf>,
     /// The tolerations DefaultTolerationSeconds admission gives pods.
@@ -62,7 +62,7 @@ impl ApiState {
             namespaces: Default::default(),
             services: Default::default(),
             cluster_network: Default::default(),
-            nodes: Default::default(),
+            kubelet: Default::default(),
             allowed_host_paths: Vec::new(),
             default_tolerations: Default::default(),
             metrics: std::sync::RwLock::new(node_metrics.clone()),
@@ -99,14 +99,20 @@ impl ApiState {
         self
     }
 
-    /// Pod streams (`pods/log`) of pods bound to node `name` go to `streams` from now on.
-    pub fn connect_node(&self, name: &str, streams: Arc<dyn crate::nodes::NodeStreams>) {
-        self.nodes.connect(name, streams);
+    /// Reach kubelets with `client` from now on (set once; the server sets it at bind).
+    pub fn set_kubelet_client(&self, client: crate::kubelet_client::KubeletClient) {
+        let _ = self.kubelet.set(Arc::new(client));
     }
 
-    /// Node `name` serves no more pod streams.
-    pub fn disconnect_node(&self, name: &str) {
-        self.nodes.disconnect(name);
+    /// The kubelet client, or the error a request needing one gets without it.
+    pub(crate) fn kubelet(&self) -> Result<Arc<crate::kubelet_client::KubeletClient>, ApiError> {
+        self.kubelet.get().cloned().ok_or_else(|| {
+            ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "this API server has no client credentials for kubelets",
+            )
+        })
     }
 
     /// Node `name` reports resource usage through `source` from now on (served by the
@@ -191,6 +197,17 @@ enum Route {
         namespace: String,
         name: String,
     },
+    /// `/api/v1/namespaces/NS/pods/NAME/exec|attach|portforward`: proxied to the pod's node.
+    PodStream {
+        namespace: String,
+        name: String,
+        which: crate::nodes::PodStream,
+    },
+    /// `/api/v1/nodes/NAME/proxy[/PATH]`: proxied to the node's kubelet.
+    NodeProxy {
+        name: String,
+        path: String,
+    },
 }
 
 fn not_found() -> ApiError {
@@ -222,6 +239,21 @@ fn parse(path: &str) -> Result<Route, ApiError> {
             return Ok(Route::PodLog {
                 namespace: ns.to_string(),
                 name: name.to_string(),
+            })
+        }
+        ["api", "v1", "namespaces", ns, "pods", name, sub] => {
+            if let Some(which) = crate::nodes::PodStream::parse(sub) {
+                return Ok(Route::PodStream {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                    which,
+                });
+            }
+        }
+        ["api", "v1", "nodes", name, "proxy", rest @ ..] => {
+            return Ok(Route::NodeProxy {
+                name: name.to_string(),
+                path: rest.join("/"),
             })
         }
         _ => {}
@@ -368,7 +400,54 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
                 &[],
             )
             .await?;
-            crate::nodes::pod_log(&state, &namespace, &name, req.uri()).await
+            crate::nodes::pod_log(&state, &namespace, &name, req).await
+        }
+        Route::PodStream {
+            namespace,
+            name,
+            which,
+        } => {
+            // Streams are authorized as `create` whatever the method (WebSocket clients GET).
+            crate::nodeauth::authorize(
+                &state,
+                &user,
+                &Attributes {
+                    verb: "create",
+                    group: "",
+                    resource: "pods",
+                    subresource: Some(which.subresource()),
+                    namespace: Some(&namespace),
+                    name: Some(&name),
+                },
+                &[],
+            )
+            .await?;
+            crate::nodes::pod_stream(&state, &namespace, &name, which, req).await
+        }
+        Route::NodeProxy { name, path } => {
+            let verb = match *req.method() {
+                Method::GET | Method::HEAD => "get",
+                Method::POST => "create",
+                Method::PUT => "update",
+                Method::PATCH => "patch",
+                Method::DELETE => "delete",
+                _ => "unsupported",
+            };
+            crate::nodeauth::authorize(
+                &state,
+                &user,
+                &Attributes {
+                    verb,
+                    group: "",
+                    resource: "nodes",
+                    subresource: Some("proxy"),
+                    namespace: None,
+                    name: Some(&name),
+                },
+                &[],
+            )
+            .await?;
+            crate::nodes::node_proxy(&state, &name, &path, req).await
         }
         Route::Health | Route::Version => unreachable!("answered before authentication"),
     }

@@ -81,13 +81,15 @@ pub struct Server {
     app: axum::Router,
     store: Arc<dyn Store>,
     encryptor: Arc<Encryptor>,
-    pki: Pki,
     /// The address actually listened on.
     pub addr: SocketAddr,
     /// The admin kubeconfig written for this server.
     pub kubeconfig: PathBuf,
     /// The shared state, for in-process clients.
     pub state: Arc<ApiState>,
+    /// The cluster's certificates (the local node's kubelet serving certificate comes from
+    /// here).
+    pub pki: Pki,
 }
 
 impl Server {
@@ -161,6 +163,9 @@ impl Server {
                 .with_allowed_host_paths(config.allowed_host_paths.clone())
                 .with_default_tolerations(config.default_tolerations),
         );
+        state.set_kubelet_client(crate::kubelet_client::KubeletClient::new(
+            pki.kubelet_client()?,
+        )?);
         state.bootstrap().await.map_err(ServerError::Bootstrap)?;
         Ok(Server {
             listener,
@@ -243,7 +248,11 @@ impl Server {
                         app.clone().oneshot(req.map(Body::new))
                     },
                 );
-                if let Err(e) = gate.http().serve_connection(gate.io(tls), svc).await {
+                if let Err(e) = gate
+                    .http()
+                    .serve_connection_with_upgrades(gate.io(tls), svc)
+                    .await
+                {
                     tracing::debug!(%peer_addr, error = %e, "connection ended with an error");
                 }
             });

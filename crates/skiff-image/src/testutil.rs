@@ -8,7 +8,7 @@ use serde_json::json;
 const APPLETS: &[&str] = &[
     "sh", "ls", "cat", "echo", "sleep", "id", "hostname", "ps", "top", "mount", "wget", "nslookup",
     "env", "true", "false", "grep", "head", "timeout", "touch", "rm", "mkdir", "kill", "nc", "ip",
-    "httpd",
+    "httpd", "tar", "tty",
 ];
 const MTIME: u64 = 1_700_000_000;
 

@@ -405,6 +405,8 @@ impl MultiNode {
             .args(["--cluster-cidr", &self.cluster_cidr])
             .args(["--run-dir", self.local.run.to_str().unwrap()])
             .args(["--node-name", &self.local.name, "--node-ip", &self.host_ip])
+            // The cluster's own bridge address: clusters of one test process do not share it.
+            .args(["--kubelet-address", &self.host_ip])
             .args(["--cgroup-parent", &format!("{}-s", self.cgroup_prefix)])
             .args(["--pod-bridge", &format!("skiffq{t}0")])
             .args(["--pod-nftables-table", &format!("skiff-q{t}")])

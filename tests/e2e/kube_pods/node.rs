@@ -83,6 +83,11 @@ impl Node {
             format!("skiffe{tag}"),
             "--engine-nftables-table".into(),
             format!("skiff-e{tag}"),
+            // The kubelet API on a port of its own, on loopback only.
+            "--kubelet-address".into(),
+            "127.0.0.1".into(),
+            "--kubelet-port".into(),
+            crate::kube_common::free_port().to_string(),
         ];
         let args: Vec<String> = args
             .into_iter()
