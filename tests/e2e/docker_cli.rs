@@ -10,6 +10,8 @@ mod common;
 mod cp_confinement;
 #[path = "docker_cli/daemon_restart.rs"]
 mod daemon_restart;
+#[path = "docker_cli/image_config.rs"]
+mod image_config;
 #[path = "docker_cli/network.rs"]
 mod network;
 #[path = "docker_cli/network_ports.rs"]

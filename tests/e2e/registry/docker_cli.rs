@@ -339,3 +339,27 @@ fn plain_http_to_other_registries_only_with_insecure_registry() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains(&format!("Digest: {digest}")));
 }
+
+#[test]
+fn docker_image_config_fields_survive_push_and_pull() {
+    let registry = RealRegistry::start(Auth::Anonymous);
+    let d = Daemon::start();
+    let name = format!("{}/e2e/configured:1", registry.addr);
+    let dir = tempfile::tempdir().expect("context dir");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM busybox\nSHELL [\"/bin/sh\", \"-ec\"]\nHEALTHCHECK --interval=2s CMD true\nONBUILD RUN true\n",
+    )
+    .expect("Dockerfile");
+    d.docker_ok(&["build", "-q", "-t", &name, dir.path().to_str().expect("utf-8")]);
+    let fields = "{{json .Config.Healthcheck}} {{json .Config.Shell}} {{json .Config.OnBuild}}";
+    let built = d.docker_ok(&["image", "inspect", "-f", fields, &name]);
+    assert_eq!(
+        built,
+        r#"{"Test":["CMD-SHELL","true"],"Interval":2000000000} ["/bin/sh","-ec"] ["RUN true"]"#
+    );
+    d.docker_ok(&["push", &name]);
+    d.docker_ok(&["rmi", &name]);
+    d.docker_ok(&["pull", &name]);
+    assert_eq!(d.docker_ok(&["image", "inspect", "-f", fields, &name]), built);
+}

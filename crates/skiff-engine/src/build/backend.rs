@@ -12,7 +12,7 @@ use skiff_build::exec::{Backend, Event};
 use skiff_build::ignore::IgnoreRules;
 use skiff_build::plan::{CopyFrom, Op, PlannedStage, Step};
 use skiff_image::registry::{registry_host, Credentials, Platform, Progress, PullOptions};
-use skiff_image::ImageRef;
+use skiff_image::{DockerConfig, ImageRef};
 use tokio::io::AsyncReadExt;
 
 use super::copy::{self, CopyJob, SourceRoot};
@@ -143,7 +143,7 @@ impl Builder<'_> {
     }
 
     /// `image` from the store, pulled first when the store lacks it or `pull` (`--pull`).
-    async fn image(
+    pub(super) async fn image(
         &self,
         image: &str,
         platform: Option<&str>,
@@ -174,6 +174,17 @@ impl Builder<'_> {
         Ok(self.engine.images.get(image)?)
     }
 
+    /// The Docker config fields a step on `parent` starts with: the parent's, less the
+    /// `ONBUILD` triggers of a base image whose triggers this build ran (Docker does not
+    /// pass them on).
+    fn inherited(&self, parent: &skiff_image::Image) -> DockerConfig {
+        let mut docker = parent.docker.clone();
+        if self.consumed.iter().any(|c| *c == parent.id) {
+            docker.on_build = None;
+        }
+        docker
+    }
+
     fn say(&self, text: String) {
         if !self.quiet {
             let _ = self.tx.send(Ok(BuildMessage::Stream(text)));
@@ -187,13 +198,19 @@ impl Builder<'_> {
         config: Config,
         created_by: String,
         author: Option<String>,
+        docker: Option<DockerConfig>,
     ) -> Result<String> {
+        let docker = match docker {
+            Some(d) => d,
+            None => self.inherited(&self.engine.images.get(parent)?),
+        };
         let images = self.engine.images.clone();
         let request = skiff_image::Commit {
             parent: parent.to_string(),
             upper,
             config,
             defaults: Config::default(),
+            docker,
             changes: Vec::new(),
             created_by,
             author,
@@ -316,7 +333,7 @@ impl Builder<'_> {
         } else {
             format!("|{} {} {}", env.len(), env.join(" "), argv.join(" "))
         };
-        self.commit(parent, upper, config.clone(), created_by, None)
+        self.commit(parent, upper, config.clone(), created_by, None, None)
             .await
     }
 
@@ -426,7 +443,7 @@ impl Builder<'_> {
                 "{} #(nop) {keyword} {what}:{hex} in {dest} ",
                 step.shell.join(" ")
             );
-            self.commit(parent, upper, config.clone(), created_by, None)
+            self.commit(parent, upper, config.clone(), created_by, None, None)
                 .await
         }
         .await;
@@ -454,7 +471,7 @@ impl Builder<'_> {
             self.with_root(&id, move |root| copy::mkdir_all(root, &dir))
                 .await?;
             let upper = self.engine.find(&id)?.upper_dir();
-            self.commit(parent, upper, config.clone(), created_by, None)
+            self.commit(parent, upper, config.clone(), created_by, None, None)
                 .await
         }
         .await;
@@ -524,8 +541,7 @@ fn apply(config: &Config, stage: &PlannedStage, step: &Step) -> Config {
         Op::StopSignal(s) => {
             c.set_stop_signal(Some(s.clone()));
         }
-        // The store's image config (OCI) has no Healthcheck, Shell or OnBuild fields: they
-        // are recorded in history (and ONBUILD triggers in the build cache index).
+        // Docker's own fields: see `apply_docker`.
         Op::Healthcheck(_)
         | Op::Shell(_)
         | Op::Onbuild(_)
@@ -535,6 +551,27 @@ fn apply(config: &Config, stage: &PlannedStage, step: &Step) -> Config {
         | Op::Copy { .. } => {}
     }
     c
+}
+
+/// The Docker config fields after a config-only step (`HEALTHCHECK`, `SHELL`, `ONBUILD`).
+fn apply_docker(mut docker: DockerConfig, step: &Step) -> DockerConfig {
+    match &step.op {
+        Op::Healthcheck(h) => {
+            let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            docker.healthcheck = Some(skiff_image::HealthConfig {
+                test: h.test.clone(),
+                interval: n(h.interval),
+                timeout: n(h.timeout),
+                start_period: n(h.start_period),
+                start_interval: n(h.start_interval),
+                retries: i64::from(h.retries),
+            });
+        }
+        Op::Shell(s) => docker.shell = Some(s.clone()),
+        Op::Onbuild(t) => docker.on_build.get_or_insert_with(Vec::new).push(t.clone()),
+        _ => {}
+    }
+    docker
 }
 
 impl Backend for Builder<'_> {
@@ -614,6 +651,7 @@ impl Backend for Builder<'_> {
             }
             op => {
                 let config = apply(&config, stage, step);
+                let docker = apply_docker(self.inherited(&image), step);
                 let author = match op {
                     Op::Maintainer(m) => Some(m.clone()),
                     _ => image.config.author().clone(),
@@ -625,6 +663,7 @@ impl Backend for Builder<'_> {
                     config,
                     format!("{} #(nop)  {comment}", step.shell.join(" ")),
                     author,
+                    Some(docker),
                 )
                 .await
             }
@@ -635,17 +674,7 @@ impl Backend for Builder<'_> {
             }
             e => e,
         })?;
-        let cache = &self.engine.build.cache;
-        cache.put(key, &image, parent)?;
-        let mut triggers = if self.consumed.iter().any(|c| c == parent) {
-            Vec::new()
-        } else {
-            cache.onbuild(parent)
-        };
-        if let Op::Onbuild(t) = &step.op {
-            triggers.push(t.clone());
-        }
-        cache.set_onbuild(&image, triggers)?;
+        self.engine.build.cache.put(key, &image, parent)?;
         Ok(image)
     }
 
