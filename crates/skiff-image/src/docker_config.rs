@@ -175,8 +175,14 @@ mod tests {
                 ..Default::default()
             })
         );
-        assert_eq!(d.shell.as_deref(), Some(&["/bin/sh".into(), "-ec".into()][..]));
-        assert_eq!(d.on_build.as_deref(), Some(&["RUN echo hi".to_string()][..]));
+        assert_eq!(
+            d.shell.as_deref(),
+            Some(&["/bin/sh".into(), "-ec".into()][..])
+        );
+        assert_eq!(
+            d.on_build.as_deref(),
+            Some(&["RUN echo hi".to_string()][..])
+        );
         assert_eq!(d.args_escaped, Some(true));
         assert_eq!(d.other.get("Domainname"), Some(&Value::from("example")));
         assert!(!d.other.contains_key("Env"), "OCI keys are OCI's");
@@ -199,6 +205,9 @@ mod tests {
         assert_eq!(d.shell, None);
         assert_eq!(d.on_build, None);
         assert_eq!(d.other.get("Shell"), Some(&Value::from("sh")));
-        assert_eq!(DockerConfig::from_blob(b"not json"), DockerConfig::default());
+        assert_eq!(
+            DockerConfig::from_blob(b"not json"),
+            DockerConfig::default()
+        );
     }
 }

@@ -38,14 +38,23 @@ const FIELDS: &str = "{{json .Config.Healthcheck}} {{json .Config.Shell}} {{json
 const BASE_FIELDS: &str = r#"{"Test":["CMD-SHELL","test -f /healthy"],"Interval":1000000000,"Timeout":5000000000,"Retries":2} ["/bin/sh","-ec"] ["RUN echo triggered >> /onbuild"]"#;
 
 fn status(d: &Daemon, name: &str) -> String {
-    d.docker_ok(&["ps", "--filter", &format!("name={name}"), "--format", "{{.Status}}"])
+    d.docker_ok(&[
+        "ps",
+        "--filter",
+        &format!("name={name}"),
+        "--format",
+        "{{.Status}}",
+    ])
 }
 
 #[test]
 fn healthcheck_shell_and_onbuild_are_kept_and_used() {
     let d = Daemon::start();
     build(&d, "base", BASE);
-    assert_eq!(d.docker_ok(&["image", "inspect", "-f", FIELDS, "base"]), BASE_FIELDS);
+    assert_eq!(
+        d.docker_ok(&["image", "inspect", "-f", FIELDS, "base"]),
+        BASE_FIELDS
+    );
     // SHELL ["/bin/sh", "-ec"] ran the later RUN with -e.
     let flags = d.docker_ok(&["run", "--rm", "base", "cat", "/base-flags"]);
     assert!(flags.contains('e'), "RUN ran without -e: {flags:?}");
@@ -71,27 +80,56 @@ fn healthcheck_shell_and_onbuild_are_kept_and_used() {
     assert_eq!(d.inspect("own", "{{.Config.Healthcheck.Interval}}"), "1s");
     d.docker_ok(&["run", "-d", "--name", "none", "--no-healthcheck", "base"]);
     assert_eq!(d.inspect("none", "{{json .State.Health}}"), "null");
-    assert!(!status(&d, "none").contains("health"), "{}", status(&d, "none"));
+    assert!(
+        !status(&d, "none").contains("health"),
+        "{}",
+        status(&d, "none")
+    );
 
     // A commit keeps the container's health check.
     d.docker_ok(&["commit", "hc", "committed"]);
     assert_eq!(
-        d.docker_ok(&["image", "inspect", "-f", "{{json .Config.Healthcheck.Test}}", "committed"]),
+        d.docker_ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .Config.Healthcheck.Test}}",
+            "committed"
+        ]),
         r#"["CMD-SHELL","test -f /healthy"]"#
     );
 
     // FROM base runs the trigger once, starts with base's SHELL, and passes no trigger on.
     let out = build(&d, "child", "FROM base\nRUN echo \"$-\" > /child-flags\n");
     assert!(out.contains("Step 2/"), "{out}");
-    assert_eq!(d.docker_ok(&["run", "--rm", "child", "cat", "/onbuild"]), "triggered");
-    let flags = d.docker_ok(&["run", "--rm", "child", "cat", "/child-flags"]);
-    assert!(flags.contains('e'), "the base's SHELL was not used: {flags:?}");
     assert_eq!(
-        d.docker_ok(&["image", "inspect", "-f", "{{json .Config.OnBuild}}", "child"]),
+        d.docker_ok(&["run", "--rm", "child", "cat", "/onbuild"]),
+        "triggered"
+    );
+    let flags = d.docker_ok(&["run", "--rm", "child", "cat", "/child-flags"]);
+    assert!(
+        flags.contains('e'),
+        "the base's SHELL was not used: {flags:?}"
+    );
+    assert_eq!(
+        d.docker_ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .Config.OnBuild}}",
+            "child"
+        ]),
         "null"
     );
-    build(&d, "grandchild", "FROM child\nRUN wc -l < /onbuild > /count\n");
-    assert_eq!(d.docker_ok(&["run", "--rm", "grandchild", "cat", "/count"]), "1");
+    build(
+        &d,
+        "grandchild",
+        "FROM child\nRUN wc -l < /onbuild > /count\n",
+    );
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", "grandchild", "cat", "/count"]),
+        "1"
+    );
 
     // docker save / rmi / load keeps the fields.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -101,5 +139,8 @@ fn healthcheck_shell_and_onbuild_are_kept_and_used() {
     d.docker_ok(&["rm", "-f", "hc", "own", "none"]);
     d.docker_ok(&["rmi", "committed", "grandchild", "child", "base"]);
     d.docker_ok(&["load", "-i", tar]);
-    assert_eq!(d.docker_ok(&["image", "inspect", "-f", FIELDS, "base"]), BASE_FIELDS);
+    assert_eq!(
+        d.docker_ok(&["image", "inspect", "-f", FIELDS, "base"]),
+        BASE_FIELDS
+    );
 }

@@ -364,9 +364,7 @@ async fn prepare_bases(
                 i
             })
             .collect();
-        df.stages[stage.index]
-            .instructions
-            .splice(0..0, injected);
+        df.stages[stage.index].instructions.splice(0..0, injected);
         bases.consumed.push(image.id);
     }
     Ok(bases)

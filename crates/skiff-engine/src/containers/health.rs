@@ -71,7 +71,8 @@ pub(crate) fn merge(
         return own.cloned();
     };
     let own = own.cloned().unwrap_or_default();
-    let pick = |v: Option<i64>, i: i64| Some(v.filter(|n| *n != 0).unwrap_or(i)).filter(|n| *n != 0);
+    let pick =
+        |v: Option<i64>, i: i64| Some(v.filter(|n| *n != 0).unwrap_or(i)).filter(|n| *n != 0);
     Some(HealthConfig {
         test: Some(
             own.test
@@ -247,7 +248,10 @@ mod tests {
     #[test]
     fn test_forms() {
         let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(probe_command(&v(&["CMD", "true"]), None), Some(v(&["true"])));
+        assert_eq!(
+            probe_command(&v(&["CMD", "true"]), None),
+            Some(v(&["true"]))
+        );
         assert_eq!(
             probe_command(&v(&["CMD-SHELL", "exit 1"]), None),
             Some(v(&["/bin/sh", "-c", "exit 1"]))

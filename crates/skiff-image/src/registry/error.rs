@@ -126,6 +126,22 @@ impl RegistryError {
     }
 }
 
+impl RegistryError {
+    /// A failed tag listing of `repository` (`docker pull --all-tags`).
+    pub(crate) fn tags(
+        repository: &str,
+        source: oci_client::errors::OciDistributionError,
+    ) -> RegistryError {
+        match classify(&source) {
+            Class::Other => RegistryError::Transport {
+                context: format!("cannot list the tags of {repository}"),
+                source,
+            },
+            _ => RegistryError::manifest(repository, repository, source),
+        }
+    }
+}
+
 fn registry_messages(envelope: &oci_client::errors::OciEnvelope) -> String {
     envelope
         .errors

@@ -19,6 +19,7 @@ mod platform;
 mod progress;
 mod pull;
 mod push;
+mod tags;
 
 use std::time::Duration;
 
@@ -80,6 +81,16 @@ impl ImageStore {
         progress: ProgressSink<'_>,
     ) -> Result<Pulled> {
         pull::pull(&self.inner, &registries.resolved, reference, opts, progress).await
+    }
+
+    /// The tags of `repository` in its registry (`docker pull --all-tags`), sorted.
+    pub async fn list_tags(
+        &self,
+        registries: &Registries,
+        repository: &ImageRef,
+        credentials: &Credentials,
+    ) -> Result<Vec<String>> {
+        tags::list(&registries.resolved, repository, credentials).await
     }
 
     /// `docker push`: pushes the stored image tagged `reference` to its registry.
