@@ -161,7 +161,24 @@ pub async fn build(docker: &Docker, args: BuildArgs) -> Outcome {
         networkmode: args.network.clone(),
         ..Default::default()
     };
-    let mut stream = docker.build_image(opts, None, Some(bollard::body_full(tar.into())));
+    // Like the docker CLI: every stored credential goes along (`X-Registry-Config`), for
+    // the daemon's pulls of base images from registries that want a login.
+    let credentials: HashMap<String, bollard::auth::DockerCredentials> =
+        super::docker_config::DockerConfig::load()?
+            .all()?
+            .into_iter()
+            .map(|a| {
+                let creds = bollard::auth::DockerCredentials {
+                    username: Some(a.username),
+                    password: Some(a.password),
+                    serveraddress: Some(a.serveraddress.clone()),
+                    ..Default::default()
+                };
+                (a.serveraddress, creds)
+            })
+            .collect();
+    let credentials = (!credentials.is_empty()).then_some(credentials);
+    let mut stream = docker.build_image(opts, credentials, Some(bollard::body_full(tar.into())));
     let mut id = None;
     while let Some(item) = stream.next().await {
         let info = item.map_err(daemon_error)?;
