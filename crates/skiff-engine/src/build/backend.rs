@@ -160,14 +160,11 @@ impl Builder<'_> {
             credentials: self.credentials(reference.domain()),
             platform: platform.map(Platform::parse).transpose()?,
         };
-        // Docker's builder streams the pull's progress; its per-layer steps as text here.
+        // Docker's builder streams the pull's JSON progress messages as they are, so
+        // clients draw their bars.
         let sink = |p: Progress| {
-            let transferring = p.detail.as_ref().is_some_and(|d| d.total.is_some());
-            if !transferring {
-                match &p.id {
-                    Some(id) => self.say(format!("{id}: {}\n", p.status)),
-                    None => self.say(format!("{}\n", p.status)),
-                }
+            if !self.quiet {
+                let _ = self.tx.send(Ok(BuildMessage::Progress(p)));
             }
         };
         self.engine.image_pull(&reference, &opts, &sink).await?;

@@ -59,6 +59,9 @@ pub enum BuildMessage {
     Stream(String),
     /// The built image (`{"aux": {"ID": …}}`).
     Aux { id: String },
+    /// A progress message of a base image's pull (`{"status":"Downloading",
+    /// "progressDetail":{…},"id":…}`), as in `docker pull`.
+    Progress(skiff_image::registry::Progress),
 }
 
 /// The engine's build state: the cache index and the context size limit.
