@@ -16,6 +16,8 @@ mod image_config;
 mod network;
 #[path = "docker_cli/network_ports.rs"]
 mod network_ports;
+#[path = "docker_cli/network_refusals.rs"]
+mod network_refusals;
 #[path = "docker_cli/run_errors.rs"]
 mod run_errors;
 #[path = "docker_cli/update_diff.rs"]
