@@ -16,11 +16,11 @@ use skiff_image::{DockerConfig, ImageRef};
 use tokio::io::AsyncReadExt;
 
 use super::copy::{self, CopyJob, SourceRoot};
-use super::root::Root;
 use super::{BuildMessage, Sender};
 use crate::containers::rootfs;
 use crate::error::{EngineError, IoContext, Result};
 use crate::{AttachOptions, Engine, WaitCondition};
+use skiff_image::confined::{self, Root};
 
 pub(crate) struct Builder<'a> {
     pub engine: &'a Engine,
@@ -249,8 +249,12 @@ impl Builder<'_> {
     ) -> Result<T> {
         let c = self.engine.find(id)?;
         let path = rootfs::mount(self.engine, &c).await?;
-        let root = Root::new(path, &c.rec().mounts);
-        let result = blocking("prepare a build step", move || f(&root)).await;
+        // The container's own root: a COPY into a VOLUME path lands in the layer, as in
+        // Docker's builder.
+        let result = blocking("prepare a build step", move || {
+            f(&confined::open_root(&path)?)
+        })
+        .await;
         rootfs::unmount(&c)?;
         result
     }

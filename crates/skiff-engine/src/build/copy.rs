@@ -1,18 +1,28 @@
 //! `COPY`/`ADD` into a build container's root: sources from the context or from another
-//! image's root (`--from`), written where the container would see the destination (symlinks
-//! in it resolved inside the root, never out of it), with `--chown`/`--chmod`; `ADD` of a
-//! local tar archive (plain or gzip) extracts it. Runs on a blocking thread.
+//! image's root (`--from`), written where the container would see the destination, with
+//! `--chown`/`--chmod`; `ADD` of a local tar archive (plain or gzip) extracts it. Runs on a
+//! blocking thread.
+//!
+//! Every path in the destination (and in a `--from` image) is resolved inside its root by
+//! libpathrs ([`skiff_image::confined`], the resolver of layers and `docker cp`), and entries
+//! are created with `*at` calls on their directory's descriptor: a symlink in the stage's
+//! root, to `/` or full of `..`, leads somewhere inside the root, never out of it.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use skiff_build::context::{self, Match};
 use skiff_build::ignore::IgnoreRules;
 
-use super::root::Root;
 use crate::error::{EngineError, IoContext, Result};
+use nix::errno::Errno;
+use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
+use nix::sys::stat::{fchmod, fstat, fstatat, mkdirat, Mode, SFlag};
+use nix::unistd::{fchown, fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use skiff_image::confined::{self, Handle, OpenFlags, Policy, ResolveError, Root};
+use std::os::fd::OwnedFd;
 
 /// Where the sources are read.
 pub(crate) enum SourceRoot<'a> {
@@ -59,21 +69,24 @@ pub(crate) fn copy(job: &CopyJob<'_>, dest: &Root) -> Result<()> {
                     }
                 } else {
                     // Symlinks on the way are followed inside the source image.
-                    let src = Root::new(root.to_path_buf(), &[]);
-                    let parts = src.resolve(pattern, true)?;
-                    let host = src.host(&parts);
-                    let meta = fs::symlink_metadata(&host).map_err(|_| {
+                    let src = confined::open_root(root)?;
+                    let not_found = || {
                         invalid(format!(
                             "failed to compute cache key: \"{pattern}\" not found"
                         ))
-                    })?;
+                    };
+                    let handle = src.resolve(pattern).map_err(|_| not_found())?;
+                    let host = confined::fd_path(&handle).ok_or_else(not_found)?;
+                    let base = confined::fd_path(&src).ok_or_else(not_found)?;
+                    let rel = host.strip_prefix(&base).map_err(|_| not_found())?;
+                    let meta = fs::symlink_metadata(&host).map_err(|_| not_found())?;
                     matches.push((
                         root.to_path_buf(),
                         Match {
-                            rel: if parts.is_empty() {
+                            rel: if rel.as_os_str().is_empty() {
                                 ".".into()
                             } else {
-                                parts.join("/")
+                                rel.to_string_lossy().into_owned()
                             },
                             is_dir: meta.is_dir(),
                         },
@@ -171,8 +184,21 @@ pub(crate) fn mkdir_all(dest: &Root, path: &str) -> Result<()> {
 }
 
 fn dest_dir_exists(dest: &Root, path: &str) -> Result<bool> {
-    let parts = dest.resolve(path, true)?;
-    Ok(fs::metadata(dest.host(&parts)).is_ok_and(|m| m.is_dir()))
+    Ok(match dest.resolve(path) {
+        Ok(h) => fstat(&h).is_ok_and(|st| {
+            SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR
+        }),
+        Err(_) => false,
+    })
+}
+
+/// A file of the destination root, read through the root (symlinks stay inside it).
+fn read_in(dest: &Root, path: &str) -> Option<String> {
+    let handle = dest.resolve(path).ok()?;
+    let mut f = handle.reopen(OpenFlags::O_RDONLY).ok()?;
+    let mut text = String::new();
+    f.read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// `user[:group]`, names looked up in the destination's `/etc/passwd` and `/etc/group`;
@@ -183,8 +209,7 @@ fn resolve_owner(dest: &Root, spec: &str) -> Result<(u32, u32)> {
         if let Ok(n) = name.parse::<u32>() {
             return Ok(n);
         }
-        let parts = dest.resolve(file, true)?;
-        let text = fs::read_to_string(dest.host(&parts)).unwrap_or_default();
+        let text = read_in(dest, file).unwrap_or_default();
         text.lines()
             .filter_map(|l| {
                 let mut f = l.split(':');
@@ -212,8 +237,7 @@ fn resolve_owner(dest: &Root, spec: &str) -> Result<(u32, u32)> {
 }
 
 fn primary_gid(dest: &Root, user: &str) -> Option<u32> {
-    let parts = dest.resolve("/etc/passwd", true).ok()?;
-    let text = fs::read_to_string(dest.host(&parts)).ok()?;
+    let text = read_in(dest, "/etc/passwd")?;
     text.lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.first() == Some(&user))
@@ -256,28 +280,161 @@ struct Writer<'a> {
     keep_owner: bool,
 }
 
-impl Writer<'_> {
-    /// The host path of the in-container `path`, its parents created (owned like the copy).
-    fn place(&self, path: &str, follow_last: bool) -> Result<PathBuf> {
-        let parts = self.dest.resolve(path, follow_last)?;
-        for i in 1..parts.len() {
-            let parent = self.dest.host(&parts[..i]);
-            match fs::symlink_metadata(&parent) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    return Err(invalid(format!(
-                        "cannot copy to {path}: /{} is not a directory",
-                        parts[..i].join("/")
-                    )))
-                }
-                Err(_) => {
-                    fs::create_dir(&parent).ctx(|| format!("create {}", parent.display()))?;
-                    let (uid, gid) = self.owner.unwrap_or((0, 0));
-                    chown(&parent, uid, gid)?;
-                }
+fn resolve_error(path: &str, source: ResolveError) -> EngineError {
+    skiff_image::ImageError::Resolve {
+        context: format!("resolve {path} in the build container"),
+        source,
+    }
+    .into()
+}
+
+/// Symlinks followed to create one destination, at most (as the kernel's limit).
+const MAX_LINKS: usize = 40;
+
+/// `path` with `.` and `..` applied lexically (`..` stops at the root).
+fn clean(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
             }
+            c => out.push(c),
         }
-        Ok(self.dest.host(&parts))
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// The in-container path's normal components; `..` (never in a cleaned destination) and
+/// names with NUL are refused.
+fn split(path: &str) -> Result<Vec<&str>> {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if parts.iter().any(|c| *c == ".." || c.contains('\0')) {
+        return Err(invalid(format!("invalid destination path {path:?}")));
+    }
+    Ok(parts)
+}
+
+fn sys<T>(r: nix::Result<T>, what: impl FnOnce() -> String) -> Result<T> {
+    r.map_err(std::io::Error::from).ctx(what)
+}
+
+/// A descriptor of the directory a resolved handle names (handles are `O_PATH`).
+fn open_dir(handle: &Handle, path: &str) -> Result<OwnedFd> {
+    match openat(
+        handle,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Err(Errno::ENOTDIR) => Err(invalid(format!(
+            "cannot copy to {path}: it is not a directory"
+        ))),
+        r => sys(r, || format!("open {path}")),
+    }
+}
+
+/// What is at `name` in `dir`, not following a symlink there.
+fn kind_at(dir: &OwnedFd, name: &str) -> Result<Option<SFlag>> {
+    match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(SFlag::from_bits_truncate(
+            st.st_mode & SFlag::S_IFMT.bits(),
+        ))),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => sys(Err(e), || format!("stat {name}")),
+    }
+}
+
+impl Writer<'_> {
+    /// The directory that holds the in-container `path` (every missing parent created,
+    /// owned like the copy) as a descriptor, and the last name (`None` for `/`). Every
+    /// step is resolved inside the root by libpathrs: a symlink on the way, absolute or
+    /// full of `..`, leads somewhere in the root, never out of it.
+    fn parent<'p>(&self, path: &'p str) -> Result<(OwnedFd, Option<&'p str>)> {
+        self.parent_at_depth(path, 0)
+    }
+
+    fn parent_at_depth<'p>(
+        &self,
+        path: &'p str,
+        depth: usize,
+    ) -> Result<(OwnedFd, Option<&'p str>)> {
+        let parts = split(path)?;
+        let Some((name, dirs)) = parts.split_last() else {
+            return Ok((self.dir_fd("/")?, None));
+        };
+        let mut dir = self.dir_fd("/")?;
+        let mut at = String::new();
+        for d in dirs {
+            at.push('/');
+            at.push_str(d);
+            if kind_at(&dir, d)?.is_none() {
+                sys(mkdirat(&dir, *d, Mode::from_bits_truncate(0o755)), || {
+                    format!("create {at}")
+                })?;
+                let (uid, gid) = self.owner.unwrap_or((0, 0));
+                self.chown_at(&dir, d, uid, gid)?;
+            }
+            // Resolved again from the root: `d` may be a symlink, followed inside the root.
+            dir = match self.dest.resolve(&at) {
+                Ok(handle) => open_dir(&handle, &at)?,
+                Err(e) => {
+                    // A dangling symlink: its target is created in the root first, as
+                    // Docker's MkdirAll through FollowSymlinkInScope does.
+                    let Ok(link) = readlinkat(&dir, *d) else {
+                        return Err(resolve_error(&at, e));
+                    };
+                    if depth >= MAX_LINKS {
+                        return Err(invalid(format!(
+                            "{path}: too many levels of symbolic links"
+                        )));
+                    }
+                    let link = link.to_string_lossy();
+                    let base = at.rsplit_once('/').map_or("", |(b, _)| b);
+                    let target = clean(&if link.starts_with('/') {
+                        link.into_owned()
+                    } else {
+                        format!("{base}/{link}")
+                    });
+                    let (parent, name) = self.parent_at_depth(&target, depth + 1)?;
+                    if let Some(name) = name {
+                        if kind_at(&parent, name)?.is_none() {
+                            self.mkdir_in(&parent, name, &target)?;
+                            let (uid, gid) = self.owner.unwrap_or((0, 0));
+                            self.chown_at(&parent, name, uid, gid)?;
+                        }
+                    }
+                    self.dir_fd(&at)?
+                }
+            };
+        }
+        Ok((dir, Some(*name)))
+    }
+
+    /// The directory at the in-container `path`, symlinks followed inside the root.
+    fn dir_fd(&self, path: &str) -> Result<OwnedFd> {
+        let handle = self
+            .dest
+            .resolve(path)
+            .map_err(|e| resolve_error(path, e))?;
+        open_dir(&handle, path)
+    }
+
+    fn chown_at(&self, dir: &OwnedFd, name: &str, uid: u32, gid: u32) -> Result<()> {
+        sys(
+            fchownat(
+                dir,
+                name,
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            ),
+            || format!("chown {name}"),
+        )
     }
 
     fn owner_of(&self, meta: &fs::Metadata) -> (u32, u32) {
@@ -291,31 +448,86 @@ impl Writer<'_> {
     /// Makes sure the in-container directory `path` exists (`meta`: the source directory
     /// whose mode and owner it takes when created or copied over).
     fn dir(&self, path: &str, meta: Option<&fs::Metadata>) -> Result<()> {
-        let host = self.place(path, true)?;
-        let existing = fs::symlink_metadata(&host).ok();
-        match existing {
-            Some(m) if m.is_dir() => {
-                if meta.is_none() {
-                    return Ok(());
+        let existing = self
+            .dest
+            .resolve(path)
+            .ok()
+            .and_then(|h| open_dir(&h, path).ok());
+        let (fd, fresh) = match existing {
+            Some(fd) => (fd, false),
+            None => {
+                let (parent, name) = self.parent(path)?;
+                let Some(name) = name else {
+                    return Err(invalid("the build container has no root directory"));
+                };
+                if kind_at(&parent, name)?.is_some() {
+                    // Not a directory (or a dangling symlink): replaced by one.
+                    sys(unlinkat(&parent, name, UnlinkatFlags::NoRemoveDir), || {
+                        format!("replace {path}")
+                    })?;
                 }
+                self.mkdir_in(&parent, name, path)?
             }
-            Some(_) => {
-                fs::remove_file(&host).ctx(|| format!("replace {}", host.display()))?;
-                fs::create_dir(&host).ctx(|| format!("create {}", host.display()))?;
-            }
-            None => fs::create_dir(&host).ctx(|| format!("create {}", host.display()))?,
+        };
+        if !fresh && meta.is_none() {
+            return Ok(());
         }
         let mode = self
             .chmod
             .or(meta.map(|m| m.mode() & 0o7777))
             .unwrap_or(0o755);
-        fs::set_permissions(&host, fs::Permissions::from_mode(mode))
-            .ctx(|| format!("chmod {}", host.display()))?;
+        sys(fchmod(&fd, Mode::from_bits_truncate(mode)), || {
+            format!("chmod {path}")
+        })?;
         let (uid, gid) = match meta {
             Some(m) => self.owner_of(m),
             None => self.owner.unwrap_or((0, 0)),
         };
-        chown(&host, uid, gid)
+        sys(
+            fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))),
+            || format!("chown {path}"),
+        )
+    }
+
+    /// Creates the directory `name` in `parent` and opens it (never through a symlink).
+    fn mkdir_in(&self, parent: &OwnedFd, name: &str, path: &str) -> Result<(OwnedFd, bool)> {
+        sys(
+            mkdirat(parent, name, Mode::from_bits_truncate(0o755)),
+            || format!("create {path}"),
+        )?;
+        let fd = sys(
+            openat(
+                parent,
+                name,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ),
+            || format!("open {path}"),
+        )?;
+        Ok((fd, true))
+    }
+
+    /// The parent of a file-like `target` and its name, anything but a directory at the
+    /// name removed first (a symlink there is replaced, never written through).
+    fn replace(&self, target: &str) -> Result<(OwnedFd, String)> {
+        let (parent, name) = self.parent(target)?;
+        let Some(name) = name else {
+            return Err(invalid(format!(
+                "cannot copy to {target}: it is a directory"
+            )));
+        };
+        match kind_at(&parent, name)? {
+            Some(SFlag::S_IFDIR) => {
+                return Err(invalid(format!(
+                    "cannot copy to {target}: it is a directory"
+                )))
+            }
+            Some(_) => sys(unlinkat(&parent, name, UnlinkatFlags::NoRemoveDir), || {
+                format!("replace {target}")
+            })?,
+            None => {}
+        }
+        Ok((parent, name.to_string()))
     }
 
     /// Copies one source entry (file, directory, symlink) to the in-container `target`.
@@ -325,118 +537,128 @@ impl Writer<'_> {
         if ft.is_dir() {
             return self.dir(target, Some(&meta));
         }
-        let host = self.place(target, false)?;
-        if let Ok(existing) = fs::symlink_metadata(&host) {
-            if existing.is_dir() {
-                return Err(invalid(format!(
-                    "cannot copy to {target}: it is a directory"
-                )));
-            }
-            fs::remove_file(&host).ctx(|| format!("replace {}", host.display()))?;
-        }
-        let (uid, gid) = self.owner_of(&meta);
-        if ft.is_symlink() {
-            let link = fs::read_link(src).ctx(|| format!("read link {}", src.display()))?;
-            std::os::unix::fs::symlink(&link, &host)
-                .ctx(|| format!("create {}", host.display()))?;
-            return chown(&host, uid, gid);
-        }
-        if !ft.is_file() {
+        if !ft.is_file() && !ft.is_symlink() {
             return Err(invalid(format!(
                 "cannot copy {}: not a regular file, directory or symlink",
                 src.display()
             )));
         }
+        let (parent, name) = self.replace(target)?;
+        let (uid, gid) = self.owner_of(&meta);
+        if ft.is_symlink() {
+            let link = fs::read_link(src).ctx(|| format!("read link {}", src.display()))?;
+            sys(symlinkat(link.as_path(), &parent, name.as_str()), || {
+                format!("create {target}")
+            })?;
+            return self.chown_at(&parent, &name, uid, gid);
+        }
         let mut f = File::open(src).ctx(|| format!("open {}", src.display()))?;
-        self.write_new(&mut f, &host, meta.mode() & 0o7777, (uid, gid))
+        let file = NewFile {
+            parent: &parent,
+            name: &name,
+            target,
+        };
+        self.write_new(&mut f, &file, meta.mode() & 0o7777, (uid, gid))
     }
 
     fn file_from(&self, content: &mut dyn Read, mode: u32, target: &str) -> Result<()> {
-        let host = self.place(target, false)?;
-        if let Ok(existing) = fs::symlink_metadata(&host) {
-            if existing.is_dir() {
-                return Err(invalid(format!(
-                    "cannot copy to {target}: it is a directory"
-                )));
-            }
-            fs::remove_file(&host).ctx(|| format!("replace {}", host.display()))?;
-        }
-        self.write_new(content, &host, mode, self.owner.unwrap_or((0, 0)))
+        let (parent, name) = self.replace(target)?;
+        let owner = self.owner.unwrap_or((0, 0));
+        let file = NewFile {
+            parent: &parent,
+            name: &name,
+            target,
+        };
+        self.write_new(content, &file, mode, owner)
     }
 
     fn write_new(
         &self,
         content: &mut dyn Read,
-        host: &Path,
+        file: &NewFile<'_>,
         mode: u32,
         (uid, gid): (u32, u32),
     ) -> Result<()> {
-        let mut out = File::options()
-            .write(true)
-            .create_new(true)
-            .open(host)
-            .ctx(|| format!("create {}", host.display()))?;
-        std::io::copy(content, &mut out).ctx(|| format!("write {}", host.display()))?;
-        chown(host, uid, gid)?;
+        let target = file.target;
+        let fd = sys(
+            openat(
+                file.parent,
+                file.name,
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            ),
+            || format!("create {target}"),
+        )?;
+        let mut out = File::from(fd);
+        std::io::copy(content, &mut out).ctx(|| format!("write {target}"))?;
+        sys(
+            fchown(&out, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))),
+            || format!("chown {target}"),
+        )?;
         let mode = self.chmod.unwrap_or(mode);
-        fs::set_permissions(host, fs::Permissions::from_mode(mode))
-            .ctx(|| format!("chmod {}", host.display()))
+        sys(fchmod(&out, Mode::from_bits_truncate(mode)), || {
+            format!("chmod {target}")
+        })
     }
 
-    /// `ADD archive.tar /dir/`: the archive's entries under `dir`, none of them outside it.
+    /// `ADD archive.tar /dir/`: the archive's entries under `dir` through the confined
+    /// extractor (`docker cp`'s), none of them outside the root.
     fn extract(&self, archive: &Path, dir: &str) -> Result<()> {
-        // The destination is created as Docker does (tar's `unpack_in` needs it to exist).
-        mkdir_all(self.dest, dir)?;
-        let parts = self.dest.resolve(dir, true)?;
-        let host = self.dest.host(&parts);
-        let mut tar = tar::Archive::new(open_maybe_gzip(archive)?);
-        tar.set_preserve_permissions(true);
-        tar.set_preserve_ownerships(true);
-        tar.set_overwrite(true);
-        // tar wraps the cause of a failed entry ("failed to unpack …") as its source.
-        let bad = |e: std::io::Error| {
-            let cause = e
-                .get_ref()
-                .and_then(|inner| inner.source())
-                .map(|c| format!(": {c}"))
-                .unwrap_or_default();
-            invalid(format!(
-                "error extracting {}: {e}{cause}",
-                archive.display()
-            ))
+        self.dir(dir, None)?;
+        let bad = |e: skiff_image::ImageError| {
+            invalid(format!("error extracting {}: {e}", archive.display()))
         };
-        for entry in tar.entries().map_err(bad)? {
-            let mut entry = entry.map_err(bad)?;
-            let rel = entry.path().map_err(bad)?.into_owned();
-            if rel
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-            {
-                return Err(invalid(format!(
-                    "error extracting {}: path {} escapes the destination",
-                    archive.display(),
-                    rel.display()
-                )));
-            }
-            if !entry.unpack_in(&host).map_err(bad)? {
-                return Err(invalid(format!(
-                    "error extracting {}: {} would be written outside the destination",
-                    archive.display(),
-                    rel.display()
-                )));
-            }
-            if let Some((uid, gid)) = self.owner {
-                let written = host.join(&rel);
-                chown(&written, uid, gid)?;
-            }
+        confined::extract(
+            open_maybe_gzip(archive)?,
+            self.dest,
+            Path::new(dir),
+            Policy::Copy {
+                no_overwrite_dir_non_dir: false,
+            },
+        )
+        .map_err(bad)?;
+        let Some((uid, gid)) = self.owner else {
+            return Ok(());
+        };
+        // --chown: every extracted entry (a second pass over the archive for the names).
+        let mut tar = tar::Archive::new(open_maybe_gzip(archive)?);
+        let entries = tar
+            .entries()
+            .ctx(|| format!("read {}", archive.display()))?;
+        for entry in entries {
+            let entry = entry.ctx(|| format!("read {}", archive.display()))?;
+            let rel = entry.path().ctx(|| format!("read {}", archive.display()))?;
+            let path = Path::new(dir).join(rel);
+            let shown = path.to_string_lossy().into_owned();
+            let handle = self
+                .dest
+                .resolve_nofollow(&path)
+                .map_err(|e| resolve_error(&shown, e))?;
+            sys(
+                fchownat(
+                    &handle,
+                    "",
+                    Some(Uid::from_raw(uid)),
+                    Some(Gid::from_raw(gid)),
+                    AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
+                ),
+                || format!("chown {shown}"),
+            )?;
         }
         Ok(())
     }
 }
 
-fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-        .ctx(|| format!("chown {}", path.display()))
+/// A regular file about to be created: its directory, its name there, and the
+/// in-container path for messages.
+struct NewFile<'a> {
+    parent: &'a OwnedFd,
+    name: &'a str,
+    target: &'a str,
 }
 
 #[cfg(test)]
@@ -472,7 +694,7 @@ mod tests {
         .unwrap();
         fs::write(root.path().join("etc/group"), "app:x:1001:\n").unwrap();
         let ignore = IgnoreRules::default();
-        let dest = Root::new(root.path().to_path_buf(), &[]);
+        let dest = confined::open_root(root.path()).unwrap();
 
         let sources = vec!["src".to_string()];
         copy(
@@ -526,7 +748,7 @@ mod tests {
         // /link -> an absolute host path: inside the container it means <root>/<that path>.
         symlink(outside.path(), root.path().join("link")).unwrap();
         let ignore = IgnoreRules::default();
-        let dest = Root::new(root.path().to_path_buf(), &[]);
+        let dest = confined::open_root(root.path()).unwrap();
         let sources = vec!["f".to_string()];
         copy(
             &job(SourceRoot::Context(ctx.path(), &ignore), &sources, "/link/"),
@@ -539,6 +761,68 @@ mod tests {
             .join(outside.path().strip_prefix("/").unwrap())
             .join("f");
         assert_eq!(fs::read_to_string(inside).unwrap(), "x");
+    }
+
+    #[test]
+    fn rejects_copy_through_symlinks_out_of_the_root() {
+        let ctx = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        fs::write(ctx.path().join("f"), "x").unwrap();
+        // The host's /tmp is what these links would reach if followed on the host.
+        let host = tempfile::Builder::new()
+            .prefix("skiff-copy-escape")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let name = host
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        symlink("/", root.path().join("escape")).unwrap();
+        symlink("../../../../..", root.path().join("up")).unwrap();
+        fs::create_dir(root.path().join("tmp")).unwrap();
+        let ignore = IgnoreRules::default();
+        let dest = confined::open_root(root.path()).unwrap();
+        let sources = vec!["f".to_string()];
+        for (link, file) in [("escape", "a"), ("up", "b")] {
+            let target = format!("/{link}/tmp/{name}/{file}");
+            copy(
+                &job(SourceRoot::Context(ctx.path(), &ignore), &sources, &target),
+                &dest,
+            )
+            .unwrap();
+            assert_eq!(
+                fs::read_to_string(root.path().join("tmp").join(&name).join(file)).unwrap(),
+                "x"
+            );
+        }
+        assert_eq!(
+            fs::read_dir(host.path()).unwrap().count(),
+            0,
+            "wrote outside the root"
+        );
+
+        // ADD of an archive whose directory goes through such a link stays inside too.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(2);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "c", &b"hi"[..]).unwrap();
+        fs::write(ctx.path().join("a.tar"), b.into_inner().unwrap()).unwrap();
+        let sources = vec!["a.tar".to_string()];
+        let target = format!("/up/tmp/{name}/");
+        let mut j = job(SourceRoot::Context(ctx.path(), &ignore), &sources, &target);
+        j.add = true;
+        copy(&j, &dest).unwrap();
+        assert!(root.path().join("tmp").join(&name).join("c").is_file());
+        assert_eq!(
+            fs::read_dir(host.path()).unwrap().count(),
+            0,
+            "wrote outside the root"
+        );
     }
 
     #[test]
@@ -556,7 +840,7 @@ mod tests {
             .unwrap();
         fs::write(ctx.path().join("a.tar"), b.into_inner().unwrap()).unwrap();
         let ignore = IgnoreRules::default();
-        let dest = Root::new(root.path().to_path_buf(), &[]);
+        let dest = confined::open_root(root.path()).unwrap();
         let sources = vec!["a.tar".to_string()];
         let mut j = job(SourceRoot::Context(ctx.path(), &ignore), &sources, "/opt/");
         j.add = true;

@@ -13,7 +13,6 @@
 mod backend;
 pub(crate) mod cache;
 mod copy;
-mod root;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
