@@ -176,7 +176,7 @@ impl Builder<'_> {
     /// pass them on).
     fn inherited(&self, parent: &skiff_image::Image) -> DockerConfig {
         let mut docker = parent.docker.clone();
-        if self.consumed.iter().any(|c| *c == parent.id) {
+        if self.consumed.contains(&parent.id) {
             docker.on_build = None;
         }
         docker
