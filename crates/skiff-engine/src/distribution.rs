@@ -113,6 +113,23 @@ impl Engine {
         Ok(pushed)
     }
 
+    /// `GET /images/search?term=`: `limit` results (25 by default, as dockerd) from the
+    /// registry the term names.
+    pub async fn image_search(
+        &self,
+        term: &str,
+        limit: Option<usize>,
+        credentials: &Credentials,
+    ) -> Result<Vec<skiff_image::registry::SearchResult>> {
+        let limit = limit.unwrap_or(25);
+        if !(1..=100).contains(&limit) {
+            return Err(crate::error::EngineError::invalid(format!(
+                "limit {limit} is outside the range of [1, 100]"
+            )));
+        }
+        Ok(self.registries.search(term, limit, credentials).await?)
+    }
+
     /// `POST /auth`: checks `credentials` against the registry of their `serveraddress`.
     /// Bad credentials are an `Unauthorized` error worded as dockerd words it.
     #[tracing::instrument(level = "debug", skip_all, fields(registry = %credentials.serveraddress))]

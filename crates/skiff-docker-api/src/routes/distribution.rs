@@ -132,6 +132,27 @@ pub async fn push(
     .await
 }
 
+/// `GET /images/search?term=&limit=`: the registry's results, or its refusal
+/// (`Unexpected status code 404` from a registry without the search API, as dockerd).
+pub async fn search(
+    State(engine): State<Arc<Engine>>,
+    params: Params,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let term = params.str("term").unwrap_or_default();
+    let limit = params
+        .str("limit")
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))
+        })
+        .transpose()?;
+    let credentials = header_credentials(&headers).unwrap_or_default();
+    let results = engine.image_search(term, limit, &credentials).await?;
+    Ok(Json(results).into_response())
+}
+
 /// `POST /auth`: `{"Status":"Login Succeeded","IdentityToken":""}`, or Docker's error
 /// (401 for bad credentials).
 pub async fn auth(State(engine): State<Arc<Engine>>, body: Body) -> ApiResult<Response> {

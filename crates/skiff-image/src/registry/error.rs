@@ -35,6 +35,10 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
+    /// The registry answered a status the operation does not expect (`docker search` of a
+    /// registry without the search API: `Unexpected status code 404`, as dockerd says).
+    #[error("{0}")]
+    Unexpected(String),
     /// Reading or writing the local store (including layers the unpacker refuses).
     #[error(transparent)]
     Store(#[from] ImageError),
@@ -166,7 +170,8 @@ impl HasKind for RegistryError {
             RegistryError::NotFound(_) => ErrorKind::NotFound,
             RegistryError::BadContent(_)
             | RegistryError::Transport { .. }
-            | RegistryError::Http { .. } => ErrorKind::Internal,
+            | RegistryError::Http { .. }
+            | RegistryError::Unexpected(_) => ErrorKind::Internal,
             RegistryError::Store(e) => e.kind(),
         }
     }

@@ -19,6 +19,7 @@ mod platform;
 mod progress;
 mod pull;
 mod push;
+mod search;
 mod tags;
 
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub use platform::Platform;
 pub use progress::{Progress, ProgressDetail, ProgressSink};
 pub use pull::{PullOptions, Pulled};
 pub use push::{PushOptions, Pushed};
+pub use search::SearchResult;
 
 use config::{Endpoint, Resolved};
 use error::Result;
@@ -59,6 +61,16 @@ impl Registries {
     /// Whether `host[:port]` is reached over plain HTTP.
     pub fn is_insecure(&self, host: &str) -> bool {
         self.resolved.is_insecure(host)
+    }
+
+    /// `docker search TERM`: the v1 search API of the registry the term names.
+    pub async fn search(
+        &self,
+        term: &str,
+        limit: usize,
+        credentials: &Credentials,
+    ) -> Result<Vec<SearchResult>> {
+        search::search(&self.resolved, term, limit, credentials).await
     }
 
     /// `docker login`: checks `creds` against the registry of `creds.serveraddress`.
