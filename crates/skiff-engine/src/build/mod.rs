@@ -13,6 +13,7 @@
 mod backend;
 pub(crate) mod cache;
 mod copy;
+mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
