@@ -10,10 +10,14 @@ mod common;
 mod cp_confinement;
 #[path = "docker_cli/daemon_restart.rs"]
 mod daemon_restart;
+#[path = "docker_cli/image_config.rs"]
+mod image_config;
 #[path = "docker_cli/network.rs"]
 mod network;
 #[path = "docker_cli/network_ports.rs"]
 mod network_ports;
+#[path = "docker_cli/network_refusals.rs"]
+mod network_refusals;
 #[path = "docker_cli/run_errors.rs"]
 mod run_errors;
 #[path = "docker_cli/update_diff.rs"]

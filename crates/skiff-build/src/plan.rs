@@ -39,6 +39,9 @@ pub struct BuildOptions {
     pub target: Option<String>,
     /// `--build-arg`.
     pub build_args: BTreeMap<String, String>,
+    /// The `Shell` of the base image of stages that start from an image, by stage index
+    /// (a stage starting from another stage inherits that stage's `SHELL`).
+    pub base_shells: BTreeMap<usize, Vec<String>>,
 }
 
 /// Where a stage starts.
@@ -298,6 +301,9 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<BuildPlan> {
     };
 
     let mut planned = Vec::new();
+    // The SHELL each stage ends with (what a stage built on it starts with).
+    let mut final_shells: Vec<Vec<String>> = Vec::new();
+    let default_shell = vec!["/bin/sh".to_string(), "-c".to_string()];
     for (index, stage) in df.stages.iter().enumerate() {
         let line = stage.from.line;
         let image =
@@ -330,7 +336,13 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<BuildPlan> {
 
         let mut vars = Vars::new(); // ARGs declared in the stage, then ENV
         let mut args_in_scope: BTreeMap<String, String> = BTreeMap::new();
-        let mut shell = vec!["/bin/sh".to_string(), "-c".to_string()];
+        let mut shell = match &base {
+            Base::Scratch => None,
+            Base::Image(_) => opts.base_shells.get(&index).cloned(),
+            Base::Stage(i) => final_shells.get(*i).cloned(),
+        }
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| default_shell.clone());
         let mut steps = Vec::new();
         for instr in &stage.instructions {
             let mut expose_words: Vec<String> = Vec::new();
@@ -506,6 +518,7 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<BuildPlan> {
                 op,
             });
         }
+        final_shells.push(shell);
         planned.push(PlannedStage {
             index,
             name: stage.name.clone(),
@@ -602,6 +615,50 @@ mod tests {
         for bad in ["", "5", "s", "5x", "-1s", "1..2s"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn shells_come_from_the_base_and_carry_to_later_stages() {
+        let df = crate::dockerfile::parse(
+            "FROM img AS a\nRUN one\nSHELL [\"/bin/bash\", \"-ec\"]\nRUN two\nFROM a AS b\nCMD three\nFROM scratch\nCMD four\n",
+        )
+        .unwrap();
+        let opts = BuildOptions {
+            target: Some("a".into()),
+            base_shells: BTreeMap::from([(0, vec!["/bin/ash".into(), "-xc".into()])]),
+            ..Default::default()
+        };
+        let p = plan(&df, &opts).unwrap();
+        let argv = |stage: usize, step: usize| match &p.stages[stage].steps[step].op {
+            Op::Run { argv, .. } | Op::Cmd(argv) => argv.join(" "),
+            op => panic!("{op:?}"),
+        };
+        assert_eq!(argv(0, 0), "/bin/ash -xc one");
+        assert_eq!(argv(0, 2), "/bin/bash -ec two");
+        let b = plan(
+            &df,
+            &BuildOptions {
+                target: Some("b".into()),
+                ..opts.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            b.stage(1).unwrap().steps[0].op,
+            Op::Cmd(vec!["/bin/bash".into(), "-ec".into(), "three".into()])
+        );
+        let last = plan(
+            &df,
+            &BuildOptions {
+                target: None,
+                ..opts
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            last.stage(2).unwrap().steps[0].op,
+            Op::Cmd(vec!["/bin/sh".into(), "-c".into(), "four".into()])
+        );
     }
 
     #[test]

@@ -124,6 +124,7 @@ fn plans_with_substitution_and_build_args() {
             ("HTTP_PROXY".to_string(), "http://proxy:3128".to_string()),
             ("UNUSED".to_string(), "x".to_string()),
         ]),
+        ..Default::default()
     };
     let p = plan(&df, &opts).unwrap();
     let build = p.stage(0).unwrap();

@@ -37,6 +37,34 @@ impl Engine {
         Ok(pulled)
     }
 
+    /// `docker pull --all-tags`: pulls every tag the registry lists for `repository`, one
+    /// after the other (as dockerd does), with the progress of each.
+    #[tracing::instrument(level = "debug", skip_all, fields(repository = %repository))]
+    pub async fn image_pull_all_tags(
+        &self,
+        repository: &ImageRef,
+        opts: &PullOptions,
+        progress: ProgressSink<'_>,
+    ) -> Result<Vec<Pulled>> {
+        let tags = self
+            .images
+            .list_tags(&self.registries, repository, &opts.credentials)
+            .await?;
+        if tags.is_empty() {
+            return Err(crate::error::EngineError::NotFound(format!(
+                "repository {} has no tags",
+                repository.familiar_repository()
+            )));
+        }
+        let mut pulled = Vec::new();
+        for tag in tags {
+            let reference =
+                ImageRef::with_tag_param(&repository.familiar_repository(), Some(&tag))?;
+            pulled.push(self.image_pull(&reference, opts, progress).await?);
+        }
+        Ok(pulled)
+    }
+
     /// `POST /images/{name}/push?tag=`: pushes `repository:tag`, or every local tag of the
     /// repository when `tag` is `None` (as dockerd does). `repository` may carry the tag
     /// itself (`localhost:5000/app:1`).
@@ -83,6 +111,23 @@ impl Engine {
             self.emit_image("push", &name, Some(&name));
         }
         Ok(pushed)
+    }
+
+    /// `GET /images/search?term=`: `limit` results (25 by default, as dockerd) from the
+    /// registry the term names.
+    pub async fn image_search(
+        &self,
+        term: &str,
+        limit: Option<usize>,
+        credentials: &Credentials,
+    ) -> Result<Vec<skiff_image::registry::SearchResult>> {
+        let limit = limit.unwrap_or(25);
+        if !(1..=100).contains(&limit) {
+            return Err(crate::error::EngineError::invalid(format!(
+                "limit {limit} is outside the range of [1, 100]"
+            )));
+        }
+        Ok(self.registries.search(term, limit, credentials).await?)
     }
 
     /// `POST /auth`: checks `credentials` against the registry of their `serveraddress`.

@@ -176,7 +176,14 @@ impl Engine {
             entrypoint: cfg.entrypoint().clone(),
             labels: cfg.labels().clone(),
             stop_signal: cfg.stop_signal().clone(),
-            ..Default::default()
+            healthcheck: image
+                .docker
+                .healthcheck
+                .as_ref()
+                .map(crate::containers::health::from_image),
+            args_escaped: image.docker.args_escaped,
+            on_build: image.docker.on_build.clone(),
+            shell: image.docker.shell.clone(),
         };
         Ok(ImageInspect {
             id: Some(image.id.clone()),

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use chrono::{SecondsFormat, Utc};
 use oci_spec::image::{Config, Descriptor, HistoryBuilder, ImageManifestBuilder, MediaType};
 
+use crate::docker_config::DockerConfig;
 use crate::error::{ImageError, IoContext, Result};
 use crate::import::apply_change;
 use crate::reference::Reference;
@@ -37,6 +38,10 @@ pub struct Commit {
     /// Fills what `config` (after `changes`) leaves empty: the container's config, merged the
     /// way Docker merges a commit's config with the container's.
     pub defaults: Config,
+    /// The new image's Docker config fields OCI's `Config` lacks (`Healthcheck`, `Shell`,
+    /// `OnBuild`, …): a build step passes its parent's as the step changed them, `docker
+    /// commit` the container's.
+    pub docker: DockerConfig,
     /// Dockerfile lines (`CMD ["sh"]`, `ENV A=1`, …) applied to `config`.
     pub changes: Vec<String>,
     /// The history entry's `created_by` (Docker: the container's command).
@@ -107,7 +112,10 @@ pub(crate) fn commit(store: &Store, request: &Commit) -> Result<String> {
             oci_digest(&diff_id),
         ));
     }
-    let config_json = image_config.to_string().map_err(internal)?;
+    let mut config_value = serde_json::to_value(&image_config)
+        .map_err(|e| ImageError::invalid(format!("encode image config: {e}")))?;
+    request.docker.write_into(&mut config_value);
+    let config_json = config_value.to_string();
     let config_digest = store.write_blob(config_json.as_bytes())?;
     if !empty {
         store.adopt_file(&layer_path, &diff_id)?;

@@ -12,6 +12,7 @@
 mod archive;
 mod commit;
 pub mod confined;
+mod docker_config;
 mod error;
 mod import;
 pub mod overlay;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use commit::Commit;
+pub use docker_config::{DockerConfig, HealthConfig};
 pub use error::{ImageError, Result};
 pub use reference::{ImageRef, Reference};
 
@@ -50,6 +52,9 @@ pub struct Image {
     /// `name@sha256:…` of pulled manifests (empty for loaded or imported images).
     pub repo_digests: Vec<String>,
     pub config: oci_spec::image::ImageConfiguration,
+    /// Docker's fields of the same config that OCI's type lacks (`Healthcheck`, `Shell`,
+    /// `OnBuild`, …).
+    pub docker: DockerConfig,
     /// `sha256:…` of the manifest blob in the content store.
     pub manifest_digest: String,
     /// Sum of the layer blob sizes.

@@ -20,6 +20,7 @@ use oci_spec::image::{
 };
 use sha2::{Digest as _, Sha256};
 
+use crate::docker_config::DockerConfig;
 use crate::error::{ImageError, IoContext, Result};
 use crate::reference::{ImageRef, Reference};
 use crate::snapshot;
@@ -36,6 +37,8 @@ pub(crate) struct Entry {
     pub manifest_digest: String,
     pub manifest: ImageManifest,
     pub config: ImageConfiguration,
+    /// Docker's config fields OCI's type lacks, from the same blob.
+    pub docker: DockerConfig,
     pub names: BTreeSet<Reference>,
     /// Digest references of pulled or pushed manifests (`RepoDigests`), one per repository.
     pub digests: BTreeSet<RepoDigest>,
@@ -67,6 +70,7 @@ impl Entry {
             repo_tags: self.names.iter().map(Reference::to_string).collect(),
             repo_digests: self.digests.iter().map(|d| d.familiar.clone()).collect(),
             config: self.config.clone(),
+            docker: self.docker.clone(),
             manifest_digest: self.manifest_digest.clone(),
             size: self.manifest.layers().iter().map(Descriptor::size).sum(),
             created: self.config.created().clone(),
@@ -223,14 +227,16 @@ impl Store {
         let manifest = ImageManifest::from_reader(self.open_blob(manifest_digest)?)
             .map_err(|e| ImageError::invalid(format!("invalid manifest {manifest_digest}: {e}")))?;
         let config_digest = manifest.config().digest().to_string();
-        let config =
-            ImageConfiguration::from_reader(self.open_blob(&config_digest)?).map_err(|e| {
-                ImageError::invalid(format!("invalid image config {config_digest}: {e}"))
-            })?;
+        let bytes = fs::read(self.blob_path(&config_digest)?)
+            .ctx(|| format!("read blob {config_digest}"))?;
+        let config = ImageConfiguration::from_reader(&bytes[..]).map_err(|e| {
+            ImageError::invalid(format!("invalid image config {config_digest}: {e}"))
+        })?;
         let entry = Entry {
             manifest_digest: manifest_digest.to_string(),
             manifest,
             config,
+            docker: DockerConfig::from_blob(&bytes),
             names: BTreeSet::new(),
             digests: BTreeSet::new(),
         };

@@ -161,13 +161,46 @@ pub async fn build(docker: &Docker, args: BuildArgs) -> Outcome {
         networkmode: args.network.clone(),
         ..Default::default()
     };
-    let mut stream = docker.build_image(opts, None, Some(bollard::body_full(tar.into())));
+    // Like the docker CLI: every stored credential goes along (`X-Registry-Config`), for
+    // the daemon's pulls of base images from registries that want a login.
+    let credentials: HashMap<String, bollard::auth::DockerCredentials> =
+        super::docker_config::DockerConfig::load()?
+            .all()?
+            .into_iter()
+            .map(|a| {
+                let creds = bollard::auth::DockerCredentials {
+                    username: Some(a.username),
+                    password: Some(a.password),
+                    serveraddress: Some(a.serveraddress.clone()),
+                    ..Default::default()
+                };
+                (a.serveraddress, creds)
+            })
+            .collect();
+    let credentials = (!credentials.is_empty()).then_some(credentials);
+    let mut stream = docker.build_image(opts, credentials, Some(bollard::body_full(tar.into())));
     let mut id = None;
+    // A base image's pull arrives as Docker's progress messages: drawn as `pull` draws them.
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut printer = super::progress::Printer::new(std::io::stdout(), tty);
     while let Some(item) = stream.next().await {
         let info = item.map_err(daemon_error)?;
         if let Some(e) = info.error_detail.and_then(|d| d.message) {
             eprintln!("{e}");
             return Ok(1);
+        }
+        if let (Some(status), false) = (info.status.clone(), args.quiet) {
+            let message = super::progress::Message {
+                id: info.id.clone(),
+                status: Some(status),
+                progress_detail: info
+                    .progress_detail
+                    .as_ref()
+                    .map(|d| serde_json::to_value(d).unwrap_or_default()),
+                ..Default::default()
+            };
+            printer.show(&message)?;
+            continue;
         }
         if let Some(text) = info.stream {
             if !args.quiet {

@@ -120,6 +120,20 @@ impl DockerConfig {
         }))
     }
 
+    /// Every stored credential, keyed as stored (what the docker CLI sends a build in
+    /// `X-Registry-Config`). An entry that cannot be decoded is an error, as for [`Self::get`].
+    pub fn all(&self) -> anyhow::Result<Vec<Auth>> {
+        let keys: Vec<String> = self
+            .auths()
+            .map(|a| a.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for key in keys {
+            out.extend(self.get(&key)?);
+        }
+        Ok(out)
+    }
+
     /// Stores `auth` under `key`, as `docker login` does.
     pub fn set(&mut self, key: &str, auth: &Auth) {
         let encoded = base64::engine::general_purpose::STANDARD
@@ -225,6 +239,22 @@ mod tests {
         assert_eq!(parsed.username, "u");
         assert_eq!(parsed.password, "?>?");
         assert_eq!(parsed.serveraddress, "r:1");
+    }
+
+    #[test]
+    fn all_credentials_are_listed_for_a_build() {
+        let c = config(json!({ "auths": {
+            "r:1": { "auth": base64::engine::general_purpose::STANDARD.encode("a:b") },
+            "empty:2": {},
+        } }));
+        assert_eq!(
+            c.all().unwrap(),
+            [Auth {
+                username: "a".into(),
+                password: "b".into(),
+                serveraddress: "r:1".into(),
+            }]
+        );
     }
 
     #[test]

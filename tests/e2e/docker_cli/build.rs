@@ -520,3 +520,43 @@ fn independent_stages_run_at_the_same_time() {
         "{seen}"
     );
 }
+
+#[test]
+fn rejects_copy_through_stage_symlinks_out_of_the_rootfs() {
+    let d = Daemon::start();
+    // Where the links would lead if COPY followed them on the host.
+    let host = tempfile::Builder::new()
+        .prefix("skiff-e2e-copy-escape")
+        .tempdir_in("/tmp")
+        .expect("host dir");
+    let name = host
+        .path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_owned();
+    let dockerfile = format!(
+        "FROM busybox\nRUN ln -s / /escape && ln -s ../../../../../.. /up && mkdir -p /tmp\n\
+         COPY f /escape/tmp/{name}/a\nCOPY f /up/tmp/{name}/b\nCOPY dir/ /up/tmp/{name}/d/\n"
+    );
+    let ctx = context(&[
+        ("Dockerfile", &dockerfile),
+        ("f", "inside\n"),
+        ("dir/g", "g\n"),
+    ]);
+    build_ok(&d, &["-t", "escape", path(&ctx)]);
+    assert_eq!(
+        std::fs::read_dir(host.path()).expect("host dir").count(),
+        0,
+        "COPY wrote outside the build container's rootfs"
+    );
+    let listed = d.docker_ok(&[
+        "run",
+        "--rm",
+        "escape",
+        "sh",
+        "-c",
+        &format!("cat /tmp/{name}/a /tmp/{name}/b /tmp/{name}/d/g"),
+    ]);
+    assert_eq!(listed, "inside\ninside\ng");
+}

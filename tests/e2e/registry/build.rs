@@ -84,3 +84,55 @@ fn docker_build_pulls_missing_images_with_credentials_and_pull_refreshes_them() 
         stderr(&out)
     );
 }
+
+#[test]
+fn a_base_image_pull_streams_docker_json_progress_in_the_build_output() {
+    let registry = RealRegistry::start(Auth::Anonymous);
+    let d = Daemon::start();
+    let base = format!("{}/e2e/base:1", registry.addr);
+    crate::push_busybox(&d, &base);
+    d.docker_ok(&["rmi", &base, crate::common::BUSYBOX]);
+
+    let dockerfile = format!("FROM {base}\n");
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(dockerfile.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())
+        .expect("tar");
+    let tar = tar.into_inner().expect("tar");
+    let reply = d
+        .http(
+            "POST",
+            "/v1.50/build?t=app",
+            Some(("application/x-tar", &tar)),
+        )
+        .expect("POST /build");
+    assert_eq!(reply.status, 200);
+    let messages: Vec<serde_json::Value> = String::from_utf8_lossy(&reply.body)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    // The layer's download as `docker pull` streams it: status, byte counts, layer id.
+    let downloading = messages
+        .iter()
+        .find(|m| m["status"] == "Downloading")
+        .unwrap_or_else(|| panic!("no Downloading message in {messages:?}"));
+    assert!(
+        downloading["progressDetail"]["total"].as_u64() > Some(0),
+        "{downloading}"
+    );
+    assert!(
+        downloading["id"].as_str().is_some_and(|id| id.len() == 12),
+        "{downloading}"
+    );
+    assert!(
+        messages.iter().any(|m| m["status"] == "Pull complete"),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m["aux"]["ID"].is_string()),
+        "the build finished: {messages:?}"
+    );
+}

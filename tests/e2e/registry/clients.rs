@@ -171,3 +171,45 @@ fn skiff_cli_logs_in_pushes_pulls_and_logs_out() {
         stderr(&out)
     );
 }
+
+#[test]
+fn skiff_build_pulls_a_private_base_with_the_stored_credentials() {
+    let registry = htpasswd_registry();
+    let d = Daemon::start();
+    let base = format!("{}/private/base:1", registry.addr);
+    d.docker_ok(&["login", &registry.addr, "-u", "carol", "-p", "pa55"]);
+    d.docker_ok(&["tag", BUSYBOX, &base]);
+    d.docker_ok(&["push", &base]);
+    d.docker_ok(&["rmi", &base]);
+    let ctx = tempfile::tempdir().expect("context");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {base}\nRUN echo built > /built\n"),
+    )
+    .expect("Dockerfile");
+    let dir = ctx.path().to_str().expect("utf-8");
+    // skiff build sends the stored login (X-Registry-Config): the daemon pulls the base.
+    let out = skiff(&d, &["build", "-t", "app", dir], b"");
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{}",
+        stdout(&out),
+        stderr(&out),
+        d.daemon_log()
+    );
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", "app", "cat", "/built"]),
+        "built"
+    );
+    // Logged out, the registry refuses and the build says why.
+    d.docker_ok(&["rmi", "app", &base]);
+    let out = skiff(&d, &["logout", &registry.addr], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = skiff(&d, &["build", "-t", "app", dir], b"");
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let text = format!("{}{}", stdout(&out), stderr(&out)).to_lowercase();
+    assert!(
+        text.contains("unauthorized") || text.contains("pull access denied"),
+        "{text}"
+    );
+}

@@ -339,3 +339,73 @@ fn plain_http_to_other_registries_only_with_insecure_registry() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains(&format!("Digest: {digest}")));
 }
+
+#[test]
+fn docker_image_config_fields_survive_push_and_pull() {
+    let registry = RealRegistry::start(Auth::Anonymous);
+    let d = Daemon::start();
+    let name = format!("{}/e2e/configured:1", registry.addr);
+    let dir = tempfile::tempdir().expect("context dir");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM busybox\nSHELL [\"/bin/sh\", \"-ec\"]\nHEALTHCHECK --interval=2s CMD true\nONBUILD RUN true\n",
+    )
+    .expect("Dockerfile");
+    d.docker_ok(&[
+        "build",
+        "-q",
+        "-t",
+        &name,
+        dir.path().to_str().expect("utf-8"),
+    ]);
+    let fields = "{{json .Config.Healthcheck}} {{json .Config.Shell}} {{json .Config.OnBuild}}";
+    let built = d.docker_ok(&["image", "inspect", "-f", fields, &name]);
+    assert_eq!(
+        built,
+        r#"{"Test":["CMD-SHELL","true"],"Interval":2000000000} ["/bin/sh","-ec"] ["RUN true"]"#
+    );
+    d.docker_ok(&["push", &name]);
+    d.docker_ok(&["rmi", &name]);
+    d.docker_ok(&["pull", &name]);
+    assert_eq!(
+        d.docker_ok(&["image", "inspect", "-f", fields, &name]),
+        built
+    );
+}
+
+#[test]
+fn docker_pull_all_tags_pulls_every_tag_of_the_repository() {
+    let registry = RealRegistry::start(Auth::Anonymous);
+    let d = Daemon::start();
+    let repo = format!("{}/e2e/many", registry.addr);
+    for tag in ["1", "2", "latest"] {
+        push_busybox(&d, &format!("{repo}:{tag}"));
+    }
+    d.docker_ok(&[
+        "rmi",
+        &format!("{repo}:1"),
+        &format!("{repo}:2"),
+        &format!("{repo}:latest"),
+    ]);
+    let out = d.docker(&["pull", "--all-tags", &repo]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    for tag in ["1", "2", "latest"] {
+        assert!(
+            stdout(&out).contains(&format!("{tag}: Pulling from e2e/many")),
+            "{}",
+            stdout(&out)
+        );
+    }
+    // Every tag is one image (busybox's), which also shows its busybox name.
+    let listed = d.docker_ok(&["images", "--format", "{{.Repository}} {{.Tag}}", &repo]);
+    let mut tags: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{repo} ")))
+        .collect();
+    tags.sort_unstable();
+    assert_eq!(tags, ["1", "2", "latest"]);
+    // A repository the registry does not have: Docker's error, nothing pulled.
+    let out = d.docker(&["pull", "--all-tags", &format!("{}/e2e/none", registry.addr)]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("e2e/none"), "{}", stderr(&out));
+}

@@ -118,3 +118,27 @@ fn an_oversized_manifest_is_refused_before_any_progress() {
         reply.message()
     );
 }
+
+#[test]
+fn docker_search_asks_the_registry_and_reports_one_without_the_search_api() {
+    use crate::registry_support::real::{Auth, RealRegistry};
+    let rt = servers();
+    let fake = rt.block_on(FakeRegistry::start(Content::default()));
+    let real = RealRegistry::start(Auth::Anonymous);
+    let d = Daemon::start();
+    let out = d.docker_ok(&[
+        "search",
+        "--format",
+        "{{.Name}} {{.StarCount}} {{.Description}}",
+        &format!("{}/tools", fake.addr),
+    ]);
+    assert_eq!(out, "tools 7 from the fake registry");
+    // Debian's registry (the distribution registry) has no search API: dockerd's words.
+    let out = d.docker(&["search", &format!("{}/tools", real.addr)]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Unexpected status code 404"),
+        "{}",
+        stderr(&out)
+    );
+}

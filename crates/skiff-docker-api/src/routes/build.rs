@@ -94,6 +94,7 @@ pub async fn build(
         m.map(|m| match m {
             BuildMessage::Stream(text) => serde_json::json!({ "stream": text }),
             BuildMessage::Aux { id } => serde_json::json!({ "aux": { "ID": id } }),
+            BuildMessage::Progress(p) => serde_json::to_value(p).unwrap_or_default(),
         })
         .map_err(ApiError::from)
     });

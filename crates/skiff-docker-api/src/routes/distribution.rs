@@ -1,4 +1,5 @@
-//! Registry routes: `POST /images/create?fromImage=` (pull), `POST /images/{name}/push`
+//! Registry routes: `POST /images/create?fromImage=` (pull; without a tag every tag, as
+//! `docker pull --all-tags`), `POST /images/{name}/push`
 //! and `POST /auth`.
 //!
 //! Pull and push answer Docker's JSON progress stream. As dockerd does, a failure before the
@@ -54,13 +55,8 @@ pub async fn pull(engine: Arc<Engine>, params: Params, headers: HeaderMap) -> Ap
         .unwrap_or_default()
         .trim_end_matches(':');
     let last = image.rsplit('/').next().unwrap_or(image);
-    if params.str("tag").is_none() && !last.contains(':') && !image.contains('@') {
-        // dockerd pulls every tag of the repository then (`docker pull --all-tags`).
-        return Err(ApiError::new(
-            ErrorKind::NotImplemented,
-            "pulling every tag of a repository (docker pull --all-tags) is not supported by skiff yet; name a tag",
-        ));
-    }
+    // No tag anywhere: dockerd pulls every tag of the repository (`docker pull --all-tags`).
+    let all_tags = params.str("tag").is_none() && !last.contains(':') && !image.contains('@');
     let reference = ImageRef::with_tag_param(image, params.str("tag"))
         .map_err(|e| ApiError::from_kinded(&e))?;
     let platform = params
@@ -73,11 +69,19 @@ pub async fn pull(engine: Arc<Engine>, params: Params, headers: HeaderMap) -> Ap
         platform,
     };
     progress_response(move |sink| async move {
-        engine
-            .image_pull(&reference, &opts, &*sink)
-            .await
-            .map(drop)
-            .map_err(pull_error)
+        if all_tags {
+            engine
+                .image_pull_all_tags(&reference, &opts, &*sink)
+                .await
+                .map(drop)
+                .map_err(pull_error)
+        } else {
+            engine
+                .image_pull(&reference, &opts, &*sink)
+                .await
+                .map(drop)
+                .map_err(pull_error)
+        }
     })
     .await
 }
@@ -126,6 +130,27 @@ pub async fn push(
             .map_err(ApiError::from)
     })
     .await
+}
+
+/// `GET /images/search?term=&limit=`: the registry's results, or its refusal
+/// (`Unexpected status code 404` from a registry without the search API, as dockerd).
+pub async fn search(
+    State(engine): State<Arc<Engine>>,
+    params: Params,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let term = params.str("term").unwrap_or_default();
+    let limit = params
+        .str("limit")
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))
+        })
+        .transpose()?;
+    let credentials = header_credentials(&headers).unwrap_or_default();
+    let results = engine.image_search(term, limit, &credentials).await?;
+    Ok(Json(results).into_response())
 }
 
 /// `POST /auth`: `{"Status":"Login Succeeded","IdentityToken":""}`, or Docker's error

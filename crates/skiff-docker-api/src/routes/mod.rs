@@ -61,6 +61,7 @@ pub fn table(engine: Arc<Engine>) -> Router {
         .route("/images/get", get(images::save))
         .route("/images/create", post(images::create))
         .route("/images/prune", post(images::prune))
+        .route("/images/search", get(distribution::search))
         .route(
             "/images/{*name}",
             get(images::get_by_name)

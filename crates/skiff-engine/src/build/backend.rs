@@ -12,15 +12,15 @@ use skiff_build::exec::{Backend, Event};
 use skiff_build::ignore::IgnoreRules;
 use skiff_build::plan::{CopyFrom, Op, PlannedStage, Step};
 use skiff_image::registry::{registry_host, Credentials, Platform, Progress, PullOptions};
-use skiff_image::ImageRef;
+use skiff_image::{DockerConfig, ImageRef};
 use tokio::io::AsyncReadExt;
 
 use super::copy::{self, CopyJob, SourceRoot};
-use super::root::Root;
 use super::{BuildMessage, Sender};
 use crate::containers::rootfs;
 use crate::error::{EngineError, IoContext, Result};
 use crate::{AttachOptions, Engine, WaitCondition};
+use skiff_image::confined::{self, Root};
 
 pub(crate) struct Builder<'a> {
     pub engine: &'a Engine,
@@ -143,7 +143,7 @@ impl Builder<'_> {
     }
 
     /// `image` from the store, pulled first when the store lacks it or `pull` (`--pull`).
-    async fn image(
+    pub(super) async fn image(
         &self,
         image: &str,
         platform: Option<&str>,
@@ -160,18 +160,26 @@ impl Builder<'_> {
             credentials: self.credentials(reference.domain()),
             platform: platform.map(Platform::parse).transpose()?,
         };
-        // Docker's builder streams the pull's progress; its per-layer steps as text here.
+        // Docker's builder streams the pull's JSON progress messages as they are, so
+        // clients draw their bars.
         let sink = |p: Progress| {
-            let transferring = p.detail.as_ref().is_some_and(|d| d.total.is_some());
-            if !transferring {
-                match &p.id {
-                    Some(id) => self.say(format!("{id}: {}\n", p.status)),
-                    None => self.say(format!("{}\n", p.status)),
-                }
+            if !self.quiet {
+                let _ = self.tx.send(Ok(BuildMessage::Progress(p)));
             }
         };
         self.engine.image_pull(&reference, &opts, &sink).await?;
         Ok(self.engine.images.get(image)?)
+    }
+
+    /// The Docker config fields a step on `parent` starts with: the parent's, less the
+    /// `ONBUILD` triggers of a base image whose triggers this build ran (Docker does not
+    /// pass them on).
+    fn inherited(&self, parent: &skiff_image::Image) -> DockerConfig {
+        let mut docker = parent.docker.clone();
+        if self.consumed.contains(&parent.id) {
+            docker.on_build = None;
+        }
+        docker
     }
 
     fn say(&self, text: String) {
@@ -187,13 +195,19 @@ impl Builder<'_> {
         config: Config,
         created_by: String,
         author: Option<String>,
+        docker: Option<DockerConfig>,
     ) -> Result<String> {
+        let docker = match docker {
+            Some(d) => d,
+            None => self.inherited(&self.engine.images.get(parent)?),
+        };
         let images = self.engine.images.clone();
         let request = skiff_image::Commit {
             parent: parent.to_string(),
             upper,
             config,
             defaults: Config::default(),
+            docker,
             changes: Vec::new(),
             created_by,
             author,
@@ -235,8 +249,12 @@ impl Builder<'_> {
     ) -> Result<T> {
         let c = self.engine.find(id)?;
         let path = rootfs::mount(self.engine, &c).await?;
-        let root = Root::new(path, &c.rec().mounts);
-        let result = blocking("prepare a build step", move || f(&root)).await;
+        // The container's own root: a COPY into a VOLUME path lands in the layer, as in
+        // Docker's builder.
+        let result = blocking("prepare a build step", move || {
+            f(&confined::open_root(&path)?)
+        })
+        .await;
         rootfs::unmount(&c)?;
         result
     }
@@ -316,7 +334,7 @@ impl Builder<'_> {
         } else {
             format!("|{} {} {}", env.len(), env.join(" "), argv.join(" "))
         };
-        self.commit(parent, upper, config.clone(), created_by, None)
+        self.commit(parent, upper, config.clone(), created_by, None, None)
             .await
     }
 
@@ -426,7 +444,7 @@ impl Builder<'_> {
                 "{} #(nop) {keyword} {what}:{hex} in {dest} ",
                 step.shell.join(" ")
             );
-            self.commit(parent, upper, config.clone(), created_by, None)
+            self.commit(parent, upper, config.clone(), created_by, None, None)
                 .await
         }
         .await;
@@ -454,7 +472,7 @@ impl Builder<'_> {
             self.with_root(&id, move |root| copy::mkdir_all(root, &dir))
                 .await?;
             let upper = self.engine.find(&id)?.upper_dir();
-            self.commit(parent, upper, config.clone(), created_by, None)
+            self.commit(parent, upper, config.clone(), created_by, None, None)
                 .await
         }
         .await;
@@ -524,8 +542,7 @@ fn apply(config: &Config, stage: &PlannedStage, step: &Step) -> Config {
         Op::StopSignal(s) => {
             c.set_stop_signal(Some(s.clone()));
         }
-        // The store's image config (OCI) has no Healthcheck, Shell or OnBuild fields: they
-        // are recorded in history (and ONBUILD triggers in the build cache index).
+        // Docker's own fields: see `apply_docker`.
         Op::Healthcheck(_)
         | Op::Shell(_)
         | Op::Onbuild(_)
@@ -535,6 +552,27 @@ fn apply(config: &Config, stage: &PlannedStage, step: &Step) -> Config {
         | Op::Copy { .. } => {}
     }
     c
+}
+
+/// The Docker config fields after a config-only step (`HEALTHCHECK`, `SHELL`, `ONBUILD`).
+fn apply_docker(mut docker: DockerConfig, step: &Step) -> DockerConfig {
+    match &step.op {
+        Op::Healthcheck(h) => {
+            let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            docker.healthcheck = Some(skiff_image::HealthConfig {
+                test: h.test.clone(),
+                interval: n(h.interval),
+                timeout: n(h.timeout),
+                start_period: n(h.start_period),
+                start_interval: n(h.start_interval),
+                retries: i64::from(h.retries),
+            });
+        }
+        Op::Shell(s) => docker.shell = Some(s.clone()),
+        Op::Onbuild(t) => docker.on_build.get_or_insert_with(Vec::new).push(t.clone()),
+        _ => {}
+    }
+    docker
 }
 
 impl Backend for Builder<'_> {
@@ -614,6 +652,7 @@ impl Backend for Builder<'_> {
             }
             op => {
                 let config = apply(&config, stage, step);
+                let docker = apply_docker(self.inherited(&image), step);
                 let author = match op {
                     Op::Maintainer(m) => Some(m.clone()),
                     _ => image.config.author().clone(),
@@ -625,6 +664,7 @@ impl Backend for Builder<'_> {
                     config,
                     format!("{} #(nop)  {comment}", step.shell.join(" ")),
                     author,
+                    Some(docker),
                 )
                 .await
             }
@@ -635,17 +675,7 @@ impl Backend for Builder<'_> {
             }
             e => e,
         })?;
-        let cache = &self.engine.build.cache;
-        cache.put(key, &image, parent)?;
-        let mut triggers = if self.consumed.iter().any(|c| c == parent) {
-            Vec::new()
-        } else {
-            cache.onbuild(parent)
-        };
-        if let Op::Onbuild(t) = &step.op {
-            triggers.push(t.clone());
-        }
-        cache.set_onbuild(&image, triggers)?;
+        self.engine.build.cache.put(key, &image, parent)?;
         Ok(image)
     }
 

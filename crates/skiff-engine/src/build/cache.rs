@@ -1,6 +1,5 @@
 //! The build cache index, persisted at `<root>/build/cache.json`: cache key → the image a
-//! step made (and its parent), plus the `ONBUILD` triggers of built images (the image
-//! config type of the store has no `OnBuild` field, so they are kept here).
+//! step made (and its parent). (`ONBUILD` triggers live in the image config's `OnBuild`.)
 //!
 //! An entry is only a hint: the image it names may have been removed since (`docker rmi`,
 //! prune), so lookups check the store.
@@ -23,8 +22,6 @@ struct Entry {
 struct Index {
     #[serde(default)]
     steps: BTreeMap<String, Entry>,
-    #[serde(default)]
-    onbuild: BTreeMap<String, Vec<String>>,
     /// Images that are parents of build steps (hidden from `docker images` unless tagged).
     #[serde(skip)]
     parents: BTreeSet<String>,
@@ -83,23 +80,6 @@ impl BuildCache {
         self.lock().parents.insert(image.to_string());
     }
 
-    /// The `ONBUILD` triggers recorded for `image`.
-    pub(crate) fn onbuild(&self, image: &str) -> Vec<String> {
-        self.lock().onbuild.get(image).cloned().unwrap_or_default()
-    }
-
-    pub(crate) fn set_onbuild(&self, image: &str, triggers: Vec<String>) -> Result<()> {
-        let mut index = self.lock();
-        if triggers.is_empty() {
-            if index.onbuild.remove(image).is_none() {
-                return Ok(());
-            }
-        } else {
-            index.onbuild.insert(image.to_string(), triggers);
-        }
-        self.persist(&index)
-    }
-
     /// Forgets every step (`docker builder prune`); returns how many there were.
     pub(crate) fn clear(&self) -> Result<usize> {
         let mut index = self.lock();
@@ -132,14 +112,10 @@ mod tests {
         let cache = BuildCache::open(dir.path());
         assert_eq!(cache.get("k"), None);
         cache.put("k", "sha256:child", "sha256:parent").unwrap();
-        cache
-            .set_onbuild("sha256:child", vec!["RUN true".into()])
-            .unwrap();
         let again = BuildCache::open(dir.path());
         assert_eq!(again.get("k").as_deref(), Some("sha256:child"));
         assert!(again.is_parent("sha256:parent"));
         assert!(!again.is_parent("sha256:child"));
-        assert_eq!(again.onbuild("sha256:child"), ["RUN true"]);
         assert_eq!(again.clear().unwrap(), 1);
         assert_eq!(BuildCache::open(dir.path()).get("k"), None);
     }

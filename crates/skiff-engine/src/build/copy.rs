@@ -1,17 +1,23 @@
 //! `COPY`/`ADD` into a build container's root: sources from the context or from another
-//! image's root (`--from`), written where the container would see the destination (symlinks
-//! in it resolved inside the root, never out of it), with `--chown`/`--chmod`; `ADD` of a
-//! local tar archive (plain or gzip) extracts it. Runs on a blocking thread.
+//! image's root (`--from`), written where the container would see the destination, with
+//! `--chown`/`--chmod`; `ADD` of a local tar archive (plain or gzip) extracts it. Runs on a
+//! blocking thread.
+//!
+//! Every path in the destination (and in a `--from` image) is resolved inside its root by
+//! libpathrs ([`skiff_image::confined`], the resolver of layers and `docker cp`), and entries
+//! are created with `*at` calls on their directory's descriptor: a symlink in the stage's
+//! root, to `/` or full of `..`, leads somewhere inside the root, never out of it.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::sys::stat::{fstat, SFlag};
 use skiff_build::context::{self, Match};
 use skiff_build::ignore::IgnoreRules;
+use skiff_image::confined::{self, OpenFlags, Root};
 
-use super::root::Root;
+use super::write::Writer;
 use crate::error::{EngineError, IoContext, Result};
 
 /// Where the sources are read.
@@ -35,7 +41,7 @@ pub(crate) struct CopyJob<'a> {
     pub add: bool,
 }
 
-fn invalid(m: impl Into<String>) -> EngineError {
+pub(super) fn invalid(m: impl Into<String>) -> EngineError {
     EngineError::invalid(m)
 }
 
@@ -59,21 +65,24 @@ pub(crate) fn copy(job: &CopyJob<'_>, dest: &Root) -> Result<()> {
                     }
                 } else {
                     // Symlinks on the way are followed inside the source image.
-                    let src = Root::new(root.to_path_buf(), &[]);
-                    let parts = src.resolve(pattern, true)?;
-                    let host = src.host(&parts);
-                    let meta = fs::symlink_metadata(&host).map_err(|_| {
+                    let src = confined::open_root(root)?;
+                    let not_found = || {
                         invalid(format!(
                             "failed to compute cache key: \"{pattern}\" not found"
                         ))
-                    })?;
+                    };
+                    let handle = src.resolve(pattern).map_err(|_| not_found())?;
+                    let host = confined::fd_path(&handle).ok_or_else(not_found)?;
+                    let base = confined::fd_path(&src).ok_or_else(not_found)?;
+                    let rel = host.strip_prefix(&base).map_err(|_| not_found())?;
+                    let meta = fs::symlink_metadata(&host).map_err(|_| not_found())?;
                     matches.push((
                         root.to_path_buf(),
                         Match {
-                            rel: if parts.is_empty() {
+                            rel: if rel.as_os_str().is_empty() {
                                 ".".into()
                             } else {
-                                parts.join("/")
+                                rel.to_string_lossy().into_owned()
                             },
                             is_dir: meta.is_dir(),
                         },
@@ -171,8 +180,21 @@ pub(crate) fn mkdir_all(dest: &Root, path: &str) -> Result<()> {
 }
 
 fn dest_dir_exists(dest: &Root, path: &str) -> Result<bool> {
-    let parts = dest.resolve(path, true)?;
-    Ok(fs::metadata(dest.host(&parts)).is_ok_and(|m| m.is_dir()))
+    Ok(match dest.resolve(path) {
+        Ok(h) => fstat(&h).is_ok_and(|st| {
+            SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR
+        }),
+        Err(_) => false,
+    })
+}
+
+/// A file of the destination root, read through the root (symlinks stay inside it).
+fn read_in(dest: &Root, path: &str) -> Option<String> {
+    let handle = dest.resolve(path).ok()?;
+    let mut f = handle.reopen(OpenFlags::O_RDONLY).ok()?;
+    let mut text = String::new();
+    f.read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// `user[:group]`, names looked up in the destination's `/etc/passwd` and `/etc/group`;
@@ -183,8 +205,7 @@ fn resolve_owner(dest: &Root, spec: &str) -> Result<(u32, u32)> {
         if let Ok(n) = name.parse::<u32>() {
             return Ok(n);
         }
-        let parts = dest.resolve(file, true)?;
-        let text = fs::read_to_string(dest.host(&parts)).unwrap_or_default();
+        let text = read_in(dest, file).unwrap_or_default();
         text.lines()
             .filter_map(|l| {
                 let mut f = l.split(':');
@@ -212,8 +233,7 @@ fn resolve_owner(dest: &Root, spec: &str) -> Result<(u32, u32)> {
 }
 
 fn primary_gid(dest: &Root, user: &str) -> Option<u32> {
-    let parts = dest.resolve("/etc/passwd", true).ok()?;
-    let text = fs::read_to_string(dest.host(&parts)).ok()?;
+    let text = read_in(dest, "/etc/passwd")?;
     text.lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.first() == Some(&user))
@@ -235,7 +255,7 @@ fn is_tar(path: &Path) -> Result<bool> {
     Ok(n == 512 && &header[257..262] == b"ustar")
 }
 
-fn open_maybe_gzip(path: &Path) -> Result<Box<dyn Read>> {
+pub(super) fn open_maybe_gzip(path: &Path) -> Result<Box<dyn Read>> {
     let mut reader = BufReader::new(File::open(path).ctx(|| format!("open {}", path.display()))?);
     let gzip = reader
         .fill_buf()
@@ -248,201 +268,11 @@ fn open_maybe_gzip(path: &Path) -> Result<Box<dyn Read>> {
     })
 }
 
-struct Writer<'a> {
-    dest: &'a Root,
-    owner: Option<(u32, u32)>,
-    chmod: Option<u32>,
-    /// Keep the source's owner when no `--chown` (copies from images); else root.
-    keep_owner: bool,
-}
-
-impl Writer<'_> {
-    /// The host path of the in-container `path`, its parents created (owned like the copy).
-    fn place(&self, path: &str, follow_last: bool) -> Result<PathBuf> {
-        let parts = self.dest.resolve(path, follow_last)?;
-        for i in 1..parts.len() {
-            let parent = self.dest.host(&parts[..i]);
-            match fs::symlink_metadata(&parent) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    return Err(invalid(format!(
-                        "cannot copy to {path}: /{} is not a directory",
-                        parts[..i].join("/")
-                    )))
-                }
-                Err(_) => {
-                    fs::create_dir(&parent).ctx(|| format!("create {}", parent.display()))?;
-                    let (uid, gid) = self.owner.unwrap_or((0, 0));
-                    chown(&parent, uid, gid)?;
-                }
-            }
-        }
-        Ok(self.dest.host(&parts))
-    }
-
-    fn owner_of(&self, meta: &fs::Metadata) -> (u32, u32) {
-        match self.owner {
-            Some(o) => o,
-            None if self.keep_owner => (meta.uid(), meta.gid()),
-            None => (0, 0),
-        }
-    }
-
-    /// Makes sure the in-container directory `path` exists (`meta`: the source directory
-    /// whose mode and owner it takes when created or copied over).
-    fn dir(&self, path: &str, meta: Option<&fs::Metadata>) -> Result<()> {
-        let host = self.place(path, true)?;
-        let existing = fs::symlink_metadata(&host).ok();
-        match existing {
-            Some(m) if m.is_dir() => {
-                if meta.is_none() {
-                    return Ok(());
-                }
-            }
-            Some(_) => {
-                fs::remove_file(&host).ctx(|| format!("replace {}", host.display()))?;
-                fs::create_dir(&host).ctx(|| format!("create {}", host.display()))?;
-            }
-            None => fs::create_dir(&host).ctx(|| format!("create {}", host.display()))?,
-        }
-        let mode = self
-            .chmod
-            .or(meta.map(|m| m.mode() & 0o7777))
-            .unwrap_or(0o755);
-        fs::set_permissions(&host, fs::Permissions::from_mode(mode))
-            .ctx(|| format!("chmod {}", host.display()))?;
-        let (uid, gid) = match meta {
-            Some(m) => self.owner_of(m),
-            None => self.owner.unwrap_or((0, 0)),
-        };
-        chown(&host, uid, gid)
-    }
-
-    /// Copies one source entry (file, directory, symlink) to the in-container `target`.
-    fn entry(&self, src: &Path, target: &str) -> Result<()> {
-        let meta = fs::symlink_metadata(src).ctx(|| format!("stat {}", src.display()))?;
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            return self.dir(target, Some(&meta));
-        }
-        let host = self.place(target, false)?;
-        if let Ok(existing) = fs::symlink_metadata(&host) {
-            if existing.is_dir() {
-                return Err(invalid(format!(
-                    "cannot copy to {target}: it is a directory"
-                )));
-            }
-            fs::remove_file(&host).ctx(|| format!("replace {}", host.display()))?;
-        }
-        let (uid, gid) = self.owner_of(&meta);
-        if ft.is_symlink() {
-            let link = fs::read_link(src).ctx(|| format!("read link {}", src.display()))?;
-            std::os::unix::fs::symlink(&link, &host)
-                .ctx(|| format!("create {}", host.display()))?;
-            return chown(&host, uid, gid);
-        }
-        if !ft.is_file() {
-            return Err(invalid(format!(
-                "cannot copy {}: not a regular file, directory or symlink",
-                src.display()
-            )));
-        }
-        let mut f = File::open(src).ctx(|| format!("open {}", src.display()))?;
-        self.write_new(&mut f, &host, meta.mode() & 0o7777, (uid, gid))
-    }
-
-    fn file_from(&self, content: &mut dyn Read, mode: u32, target: &str) -> Result<()> {
-        let host = self.place(target, false)?;
-        if let Ok(existing) = fs::symlink_metadata(&host) {
-            if existing.is_dir() {
-                return Err(invalid(format!(
-                    "cannot copy to {target}: it is a directory"
-                )));
-            }
-            fs::remove_file(&host).ctx(|| format!("replace {}", host.display()))?;
-        }
-        self.write_new(content, &host, mode, self.owner.unwrap_or((0, 0)))
-    }
-
-    fn write_new(
-        &self,
-        content: &mut dyn Read,
-        host: &Path,
-        mode: u32,
-        (uid, gid): (u32, u32),
-    ) -> Result<()> {
-        let mut out = File::options()
-            .write(true)
-            .create_new(true)
-            .open(host)
-            .ctx(|| format!("create {}", host.display()))?;
-        std::io::copy(content, &mut out).ctx(|| format!("write {}", host.display()))?;
-        chown(host, uid, gid)?;
-        let mode = self.chmod.unwrap_or(mode);
-        fs::set_permissions(host, fs::Permissions::from_mode(mode))
-            .ctx(|| format!("chmod {}", host.display()))
-    }
-
-    /// `ADD archive.tar /dir/`: the archive's entries under `dir`, none of them outside it.
-    fn extract(&self, archive: &Path, dir: &str) -> Result<()> {
-        // The destination is created as Docker does (tar's `unpack_in` needs it to exist).
-        mkdir_all(self.dest, dir)?;
-        let parts = self.dest.resolve(dir, true)?;
-        let host = self.dest.host(&parts);
-        let mut tar = tar::Archive::new(open_maybe_gzip(archive)?);
-        tar.set_preserve_permissions(true);
-        tar.set_preserve_ownerships(true);
-        tar.set_overwrite(true);
-        // tar wraps the cause of a failed entry ("failed to unpack …") as its source.
-        let bad = |e: std::io::Error| {
-            let cause = e
-                .get_ref()
-                .and_then(|inner| inner.source())
-                .map(|c| format!(": {c}"))
-                .unwrap_or_default();
-            invalid(format!(
-                "error extracting {}: {e}{cause}",
-                archive.display()
-            ))
-        };
-        for entry in tar.entries().map_err(bad)? {
-            let mut entry = entry.map_err(bad)?;
-            let rel = entry.path().map_err(bad)?.into_owned();
-            if rel
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-            {
-                return Err(invalid(format!(
-                    "error extracting {}: path {} escapes the destination",
-                    archive.display(),
-                    rel.display()
-                )));
-            }
-            if !entry.unpack_in(&host).map_err(bad)? {
-                return Err(invalid(format!(
-                    "error extracting {}: {} would be written outside the destination",
-                    archive.display(),
-                    rel.display()
-                )));
-            }
-            if let Some((uid, gid)) = self.owner {
-                let written = host.join(&rel);
-                chown(&written, uid, gid)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-        .ctx(|| format!("chown {}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+    use std::os::unix::fs::MetadataExt;
 
     fn job<'a>(from: SourceRoot<'a>, sources: &'a [String], dest: &str) -> CopyJob<'a> {
         CopyJob {
@@ -472,7 +302,7 @@ mod tests {
         .unwrap();
         fs::write(root.path().join("etc/group"), "app:x:1001:\n").unwrap();
         let ignore = IgnoreRules::default();
-        let dest = Root::new(root.path().to_path_buf(), &[]);
+        let dest = confined::open_root(root.path()).unwrap();
 
         let sources = vec!["src".to_string()];
         copy(
@@ -526,7 +356,7 @@ mod tests {
         // /link -> an absolute host path: inside the container it means <root>/<that path>.
         symlink(outside.path(), root.path().join("link")).unwrap();
         let ignore = IgnoreRules::default();
-        let dest = Root::new(root.path().to_path_buf(), &[]);
+        let dest = confined::open_root(root.path()).unwrap();
         let sources = vec!["f".to_string()];
         copy(
             &job(SourceRoot::Context(ctx.path(), &ignore), &sources, "/link/"),
@@ -539,6 +369,68 @@ mod tests {
             .join(outside.path().strip_prefix("/").unwrap())
             .join("f");
         assert_eq!(fs::read_to_string(inside).unwrap(), "x");
+    }
+
+    #[test]
+    fn rejects_copy_through_symlinks_out_of_the_root() {
+        let ctx = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        fs::write(ctx.path().join("f"), "x").unwrap();
+        // The host's /tmp is what these links would reach if followed on the host.
+        let host = tempfile::Builder::new()
+            .prefix("skiff-copy-escape")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let name = host
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        symlink("/", root.path().join("escape")).unwrap();
+        symlink("../../../../..", root.path().join("up")).unwrap();
+        fs::create_dir(root.path().join("tmp")).unwrap();
+        let ignore = IgnoreRules::default();
+        let dest = confined::open_root(root.path()).unwrap();
+        let sources = vec!["f".to_string()];
+        for (link, file) in [("escape", "a"), ("up", "b")] {
+            let target = format!("/{link}/tmp/{name}/{file}");
+            copy(
+                &job(SourceRoot::Context(ctx.path(), &ignore), &sources, &target),
+                &dest,
+            )
+            .unwrap();
+            assert_eq!(
+                fs::read_to_string(root.path().join("tmp").join(&name).join(file)).unwrap(),
+                "x"
+            );
+        }
+        assert_eq!(
+            fs::read_dir(host.path()).unwrap().count(),
+            0,
+            "wrote outside the root"
+        );
+
+        // ADD of an archive whose directory goes through such a link stays inside too.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(2);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "c", &b"hi"[..]).unwrap();
+        fs::write(ctx.path().join("a.tar"), b.into_inner().unwrap()).unwrap();
+        let sources = vec!["a.tar".to_string()];
+        let target = format!("/up/tmp/{name}/");
+        let mut j = job(SourceRoot::Context(ctx.path(), &ignore), &sources, &target);
+        j.add = true;
+        copy(&j, &dest).unwrap();
+        assert!(root.path().join("tmp").join(&name).join("c").is_file());
+        assert_eq!(
+            fs::read_dir(host.path()).unwrap().count(),
+            0,
+            "wrote outside the root"
+        );
     }
 
     #[test]
@@ -556,7 +448,7 @@ mod tests {
             .unwrap();
         fs::write(ctx.path().join("a.tar"), b.into_inner().unwrap()).unwrap();
         let ignore = IgnoreRules::default();
-        let dest = Root::new(root.path().to_path_buf(), &[]);
+        let dest = confined::open_root(root.path()).unwrap();
         let sources = vec!["a.tar".to_string()];
         let mut j = job(SourceRoot::Context(ctx.path(), &ignore), &sources, "/opt/");
         j.add = true;

@@ -13,7 +13,7 @@
 mod backend;
 pub(crate) mod cache;
 mod copy;
-mod root;
+mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -59,6 +59,9 @@ pub enum BuildMessage {
     Stream(String),
     /// The built image (`{"aux": {"ID": …}}`).
     Aux { id: String },
+    /// A progress message of a base image's pull (`{"status":"Downloading",
+    /// "progressDetail":{…},"id":…}`), as in `docker pull`.
+    Progress(skiff_image::registry::Progress),
 }
 
 /// The engine's build state: the cache index and the context size limit.
@@ -230,17 +233,13 @@ impl Engine {
             Err(_) => IgnoreRules::default(),
         };
         let mut df = dockerfile::parse(&text)?;
-        let opts = BuildOptions {
+        let mut opts = BuildOptions {
             target: req.target.clone(),
             build_args: req.build_args.clone(),
+            ..Default::default()
         };
         let first = plan::plan(&df, &opts)?;
-        let consumed = self.inject_onbuild(&mut df, &first, req.pull).await?;
-        if !req.labels.is_empty() {
-            add_labels(&mut df, first.target, &req.labels);
-        }
-        let plan = plan::plan(&df, &opts)?;
-        let builder = backend::Builder {
+        let mut builder = backend::Builder {
             engine: self,
             context: ctx,
             empty,
@@ -248,13 +247,22 @@ impl Engine {
             tx,
             quiet: req.quiet,
             pull: req.pull,
-            consumed,
+            consumed: Vec::new(),
             network: req
                 .network
                 .clone()
                 .filter(|m| !m.is_empty() && m != "default"),
             registry_auth: req.registry_auth.clone(),
         };
+        let bases = prepare_bases(&builder, &mut df, &first).await?;
+        // The bases are present now (pulled when missing or with --pull).
+        builder.pull = false;
+        builder.consumed = bases.consumed;
+        opts.base_shells = bases.shells;
+        if !req.labels.is_empty() {
+            add_labels(&mut df, first.target, &req.labels);
+        }
+        let plan = plan::plan(&df, &opts)?;
         let exec = skiff_build::exec::ExecOptions {
             no_cache: req.no_cache,
         };
@@ -297,50 +305,72 @@ impl Engine {
         Ok(())
     }
 
-    /// Puts the `ONBUILD` triggers of each stage's base image right after its `FROM`;
-    /// returns the base images whose triggers ran (their triggers are not inherited).
-    async fn inject_onbuild(
-        &self,
-        df: &mut Dockerfile,
-        plan: &BuildPlan,
-        pull: bool,
-    ) -> Result<Vec<String>> {
-        let mut consumed = Vec::new();
-        for stage in &plan.stages {
-            let Base::Image(name) = &stage.base else {
-                continue;
-            };
-            let Ok(image) = self.images.get(name) else {
-                let _ = pull;
-                continue; // reported when the stage's base is resolved
-            };
-            let triggers = self.build.cache.onbuild(&image.id);
-            if triggers.is_empty() {
-                continue;
-            }
-            let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
-            let parsed = dockerfile::parse(&text)?;
-            let line = df.stages[stage.index].from.line;
-            let injected: Vec<Instr> = parsed.stages[0]
-                .instructions
-                .iter()
-                .cloned()
-                .map(|mut i| {
-                    i.line = line;
-                    i
-                })
-                .collect();
-            let own = &mut df.stages[stage.index].instructions;
-            own.splice(0..0, injected);
-            consumed.push(image.id);
-        }
-        Ok(consumed)
-    }
-
     /// `POST /build/prune`: forgets the build cache; returns the number of steps it held.
     pub(crate) fn do_build_prune(&self) -> Result<usize> {
         self.build.cache.clear()
     }
+}
+
+/// What the base images of a build's stages bring.
+struct Bases {
+    /// Base images whose `ONBUILD` triggers were put into the Dockerfile.
+    consumed: Vec<String>,
+    /// The base image's `SHELL`, by stage index.
+    shells: BTreeMap<usize, Vec<String>>,
+}
+
+/// Gets the base image of every stage `plan` needs (pulled when the engine lacks it, or
+/// with `--pull`), puts each one's `ONBUILD` triggers right after its stage's `FROM` (as
+/// Docker runs them) and collects their `SHELL`s, which the plan needs.
+async fn prepare_bases(
+    builder: &backend::Builder<'_>,
+    df: &mut Dockerfile,
+    plan: &BuildPlan,
+) -> Result<Bases> {
+    let mut bases = Bases {
+        consumed: Vec::new(),
+        shells: BTreeMap::new(),
+    };
+    let mut seen: HashMap<(String, Option<String>), skiff_image::Image> = HashMap::new();
+    for stage in &plan.stages {
+        let Base::Image(name) = &stage.base else {
+            continue;
+        };
+        let platform = stage.platform.clone().filter(|p| !p.is_empty());
+        let key = (name.clone(), platform.clone());
+        let image = match seen.get(&key) {
+            Some(image) => image.clone(),
+            None => {
+                let image = builder
+                    .image(name, platform.as_deref(), builder.pull)
+                    .await?;
+                seen.insert(key, image.clone());
+                image
+            }
+        };
+        if let Some(shell) = image.docker.shell.clone().filter(|s| !s.is_empty()) {
+            bases.shells.insert(stage.index, shell);
+        }
+        let triggers = image.docker.on_build.clone().unwrap_or_default();
+        if triggers.is_empty() {
+            continue;
+        }
+        let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
+        let parsed = dockerfile::parse(&text)?;
+        let line = df.stages[stage.index].from.line;
+        let injected: Vec<Instr> = parsed.stages[0]
+            .instructions
+            .iter()
+            .cloned()
+            .map(|mut i| {
+                i.line = line;
+                i
+            })
+            .collect();
+        df.stages[stage.index].instructions.splice(0..0, injected);
+        bases.consumed.push(image.id);
+    }
+    Ok(bases)
 }
 
 fn read_dockerfile(ctx: &Path, name: &str) -> Result<String> {

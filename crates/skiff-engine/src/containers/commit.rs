@@ -28,6 +28,18 @@ fn image_config(c: &ContainerConfig) -> oci_spec::image::Config {
     out
 }
 
+/// The Docker-only image config fields of a container config (health check, shell,
+/// `ONBUILD` triggers), as Docker's commit keeps them.
+fn docker_config(c: &ContainerConfig) -> skiff_image::DockerConfig {
+    skiff_image::DockerConfig {
+        healthcheck: c.healthcheck.as_ref().map(super::health::to_image),
+        shell: c.shell.clone().filter(|s| !s.is_empty()),
+        on_build: c.on_build.clone().filter(|o| !o.is_empty()),
+        args_escaped: c.args_escaped,
+        ..Default::default()
+    }
+}
+
 impl Engine {
     pub(crate) async fn do_commit(&self, key: &str, opts: CommitOptions) -> Result<String> {
         let c = self.find(key)?;
@@ -61,6 +73,7 @@ impl Engine {
             upper: c.upper_dir(),
             config: image_config(opts.config.as_ref().unwrap_or(&rec.config)),
             defaults: image_config(&rec.config),
+            docker: docker_config(opts.config.as_ref().unwrap_or(&rec.config)),
             changes: opts.changes.clone(),
             created_by: rec.config.cmd.clone().unwrap_or_default().join(" "),
             author: opts.author.clone(),

@@ -124,6 +124,9 @@ impl Engine {
         };
         let id = skiff_core::ids::random_id();
         let mut merged = config::merge(&body, image.config.config().as_ref(), &id)?;
+        crate::networks::ports::validate_publish_all(&merged.config, &hc)?;
+        merged.config.healthcheck =
+            super::health::merge(body.healthcheck.as_ref(), image.docker.healthcheck.as_ref());
         if network == config::Network::Host && body.hostname.as_deref().unwrap_or("").is_empty() {
             // Like Docker: a container on the host's network shows the host's name.
             let host = nix::unistd::gethostname()

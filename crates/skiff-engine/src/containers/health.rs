@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard_stubs::models::{Health, HealthStatusEnum, HealthcheckResult};
+use bollard_stubs::models::{Health, HealthConfig, HealthStatusEnum, HealthcheckResult};
 use skiff_runtime::shim::ExecRequest;
 use skiff_runtime::spec::ExecSpec;
 use tokio::io::AsyncReadExt;
@@ -21,15 +21,71 @@ const DEFAULT_RETRIES: i64 = 3;
 const KEEP_RESULTS: usize = 5;
 const MAX_OUTPUT: usize = 4096;
 
-/// The probe command of a `Healthcheck.Test`, if the container has one.
-pub(crate) fn probe_command(test: &[String]) -> Option<Vec<String>> {
+/// The probe command of a `Healthcheck.Test`, if the container has one; `CMD-SHELL` runs
+/// in the container config's `Shell` when it has one, as in Docker.
+pub(crate) fn probe_command(test: &[String], shell: Option<&[String]>) -> Option<Vec<String>> {
     match test.split_first() {
         Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
         Some((kind, rest)) if kind == "CMD-SHELL" && !rest.is_empty() => {
-            Some(vec!["/bin/sh".into(), "-c".into(), rest.join(" ")])
+            let shell = shell
+                .filter(|s| !s.is_empty())
+                .map_or_else(|| vec!["/bin/sh".into(), "-c".into()], <[String]>::to_vec);
+            Some(shell.into_iter().chain([rest.join(" ")]).collect())
         }
         _ => None,
     }
+}
+
+/// A container's `Healthcheck` as an image config holds it.
+pub(crate) fn to_image(h: &HealthConfig) -> skiff_image::HealthConfig {
+    skiff_image::HealthConfig {
+        test: h.test.clone().unwrap_or_default(),
+        interval: h.interval.unwrap_or(0),
+        timeout: h.timeout.unwrap_or(0),
+        start_period: h.start_period.unwrap_or(0),
+        start_interval: h.start_interval.unwrap_or(0),
+        retries: h.retries.unwrap_or(0),
+    }
+}
+
+/// An image's `Healthcheck` as the API shows it.
+pub(crate) fn from_image(h: &skiff_image::HealthConfig) -> HealthConfig {
+    let set = |n: i64| Some(n).filter(|n| *n != 0);
+    HealthConfig {
+        test: Some(h.test.clone()).filter(|t| !t.is_empty()),
+        interval: set(h.interval),
+        timeout: set(h.timeout),
+        start_period: set(h.start_period),
+        start_interval: set(h.start_interval),
+        retries: set(h.retries),
+    }
+}
+
+/// The container's health check: the request's, with what it leaves unset (an empty test,
+/// zero durations) taken from the image's, as Docker merges them at create.
+pub(crate) fn merge(
+    own: Option<&HealthConfig>,
+    image: Option<&skiff_image::HealthConfig>,
+) -> Option<HealthConfig> {
+    let Some(image) = image else {
+        return own.cloned();
+    };
+    let own = own.cloned().unwrap_or_default();
+    let pick =
+        |v: Option<i64>, i: i64| Some(v.filter(|n| *n != 0).unwrap_or(i)).filter(|n| *n != 0);
+    Some(HealthConfig {
+        test: Some(
+            own.test
+                .clone()
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| image.test.clone()),
+        ),
+        interval: pick(own.interval, image.interval),
+        timeout: pick(own.timeout, image.timeout),
+        start_period: pick(own.start_period, image.start_period),
+        start_interval: pick(own.start_interval, image.start_interval),
+        retries: pick(own.retries, image.retries),
+    })
 }
 
 fn nanos(v: Option<i64>, default: Duration) -> Duration {
@@ -128,10 +184,12 @@ fn demux(mut data: &[u8]) -> String {
 impl Engine {
     /// Starts probing `c` if it has a health check; the task ends at the container's exit.
     pub(crate) fn spawn_health(&self, c: Arc<Container>) {
-        let Some(hc) = c.rec().config.healthcheck else {
+        let config = c.rec().config;
+        let Some(hc) = config.healthcheck else {
             return;
         };
-        let Some(cmd) = probe_command(hc.test.as_deref().unwrap_or_default()) else {
+        let test = hc.test.as_deref().unwrap_or_default();
+        let Some(cmd) = probe_command(test, config.shell.as_deref()) else {
             return;
         };
         let Some(engine) = self.arc() else { return };
@@ -190,13 +248,47 @@ mod tests {
     #[test]
     fn test_forms() {
         let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(probe_command(&v(&["CMD", "true"])), Some(v(&["true"])));
         assert_eq!(
-            probe_command(&v(&["CMD-SHELL", "exit 1"])),
+            probe_command(&v(&["CMD", "true"]), None),
+            Some(v(&["true"]))
+        );
+        assert_eq!(
+            probe_command(&v(&["CMD-SHELL", "exit 1"]), None),
             Some(v(&["/bin/sh", "-c", "exit 1"]))
         );
-        assert_eq!(probe_command(&v(&["NONE"])), None);
-        assert_eq!(probe_command(&[]), None);
+        assert_eq!(
+            probe_command(&v(&["CMD-SHELL", "exit 1"]), Some(&v(&["/bin/ash", "-ec"]))),
+            Some(v(&["/bin/ash", "-ec", "exit 1"]))
+        );
+        assert_eq!(probe_command(&v(&["NONE"]), None), None);
+        assert_eq!(probe_command(&[], None), None);
+    }
+
+    #[test]
+    fn the_image_check_fills_what_the_request_leaves_unset() {
+        let image = skiff_image::HealthConfig {
+            test: vec!["CMD-SHELL".into(), "true".into()],
+            interval: 5,
+            retries: 2,
+            ..Default::default()
+        };
+        let merged = merge(None, Some(&image)).unwrap();
+        assert_eq!(merged.test.as_deref(), Some(&image.test[..]));
+        assert_eq!((merged.interval, merged.retries), (Some(5), Some(2)));
+        // --health-cmd keeps the image's timings; --no-healthcheck is test NONE.
+        let own = HealthConfig {
+            test: Some(vec!["CMD".into(), "false".into()]),
+            ..Default::default()
+        };
+        let merged = merge(Some(&own), Some(&image)).unwrap();
+        assert_eq!(merged.test, own.test);
+        assert_eq!(merged.interval, Some(5));
+        let none = HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        };
+        assert_eq!(merge(Some(&none), Some(&image)).unwrap().test, none.test);
+        assert_eq!(merge(None, None), None);
     }
 
     #[test]

@@ -68,6 +68,17 @@ pub(crate) fn validate(hc: &HostConfig) -> Result<()> {
     Ok(())
 }
 
+/// With `-P`, every exposed port is published: one skiff cannot publish (SCTP) is refused
+/// at create, as an explicit `-p` of it is.
+pub(crate) fn validate_publish_all(config: &ContainerConfig, hc: &HostConfig) -> Result<()> {
+    if hc.publish_all_ports.unwrap_or(false) {
+        for key in config.exposed_ports.iter().flatten() {
+            parse_key(key)?;
+        }
+    }
+    Ok(())
+}
+
 /// A binding's host address: None = every address. IPv6 ones are refused (skiff publishes
 /// on IPv4 only).
 fn host_ip(s: &str) -> Result<Option<Ipv4Addr>> {

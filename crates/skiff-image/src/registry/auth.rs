@@ -91,7 +91,7 @@ impl Credentials {
     }
 
     /// The user name and password, from the fields or from `auth`.
-    fn user_password(&self) -> Result<Option<(String, String)>> {
+    pub(crate) fn user_password(&self) -> Result<Option<(String, String)>> {
         if !self.username.is_empty() || !self.password.is_empty() {
             return Ok(Some((self.username.clone(), self.password.clone())));
         }

@@ -35,6 +35,10 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
+    /// The registry answered a status the operation does not expect (`docker search` of a
+    /// registry without the search API: `Unexpected status code 404`, as dockerd says).
+    #[error("{0}")]
+    Unexpected(String),
     /// Reading or writing the local store (including layers the unpacker refuses).
     #[error(transparent)]
     Store(#[from] ImageError),
@@ -126,6 +130,22 @@ impl RegistryError {
     }
 }
 
+impl RegistryError {
+    /// A failed tag listing of `repository` (`docker pull --all-tags`).
+    pub(crate) fn tags(
+        repository: &str,
+        source: oci_client::errors::OciDistributionError,
+    ) -> RegistryError {
+        match classify(&source) {
+            Class::Other => RegistryError::Transport {
+                context: format!("cannot list the tags of {repository}"),
+                source,
+            },
+            _ => RegistryError::manifest(repository, repository, source),
+        }
+    }
+}
+
 fn registry_messages(envelope: &oci_client::errors::OciEnvelope) -> String {
     envelope
         .errors
@@ -150,7 +170,8 @@ impl HasKind for RegistryError {
             RegistryError::NotFound(_) => ErrorKind::NotFound,
             RegistryError::BadContent(_)
             | RegistryError::Transport { .. }
-            | RegistryError::Http { .. } => ErrorKind::Internal,
+            | RegistryError::Http { .. }
+            | RegistryError::Unexpected(_) => ErrorKind::Internal,
             RegistryError::Store(e) => e.kind(),
         }
     }

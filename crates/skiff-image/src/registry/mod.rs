@@ -19,6 +19,8 @@ mod platform;
 mod progress;
 mod pull;
 mod push;
+mod search;
+mod tags;
 
 use std::time::Duration;
 
@@ -29,6 +31,7 @@ pub use platform::Platform;
 pub use progress::{Progress, ProgressDetail, ProgressSink};
 pub use pull::{PullOptions, Pulled};
 pub use push::{PushOptions, Pushed};
+pub use search::SearchResult;
 
 use config::{Endpoint, Resolved};
 use error::Result;
@@ -60,6 +63,16 @@ impl Registries {
         self.resolved.is_insecure(host)
     }
 
+    /// `docker search TERM`: the v1 search API of the registry the term names.
+    pub async fn search(
+        &self,
+        term: &str,
+        limit: usize,
+        credentials: &Credentials,
+    ) -> Result<Vec<SearchResult>> {
+        search::search(&self.resolved, term, limit, credentials).await
+    }
+
     /// `docker login`: checks `creds` against the registry of `creds.serveraddress`.
     /// Bad credentials are [`RegistryError::Unauthorized`], worded as dockerd words them
     /// (`login attempt to http://HOST/v2/ failed with status: 401 Unauthorized`).
@@ -80,6 +93,16 @@ impl ImageStore {
         progress: ProgressSink<'_>,
     ) -> Result<Pulled> {
         pull::pull(&self.inner, &registries.resolved, reference, opts, progress).await
+    }
+
+    /// The tags of `repository` in its registry (`docker pull --all-tags`), sorted.
+    pub async fn list_tags(
+        &self,
+        registries: &Registries,
+        repository: &ImageRef,
+        credentials: &Credentials,
+    ) -> Result<Vec<String>> {
+        tags::list(&registries.resolved, repository, credentials).await
     }
 
     /// `docker push`: pushes the stored image tagged `reference` to its registry.

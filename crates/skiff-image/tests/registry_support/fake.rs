@@ -156,6 +156,20 @@ impl FakeRegistry {
         let app = Router::new()
             .route("/v2/", get(|| async { axum::Json(serde_json::json!({})) }))
             .route("/v2/{*rest}", get(serve).head(serve))
+            // The v1 search API (Docker Hub has it; the distribution registry does not):
+            // one result named after the query.
+            .route(
+                "/v1/search",
+                get(
+                    |axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>| async move {
+                        let name = q.get("q").cloned().unwrap_or_default();
+                        axum::Json(serde_json::json!({"results": [{
+                            "name": name, "description": "from the fake registry",
+                            "star_count": 7, "is_official": false, "is_automated": false,
+                        }]}))
+                    },
+                ),
+            )
             .with_state(Arc::new(content));
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
