@@ -3,7 +3,6 @@
 //! Deployment autoscaled with `kubectl autoscale` grows under a busybox CPU loop and shrinks
 //! once the loop stops.
 
-#[allow(dead_code)] // shared with the pod tests
 #[path = "common/hostclean.rs"]
 mod hostclean;
 mod kube_common;

@@ -5,7 +5,6 @@
 //! kubectl's fallback; port-forward speaks SPDY, tunnelled in WebSocket or plain. The kubelet
 //! lets in only the API server's kubelet-client certificate.
 
-#[allow(dead_code)] // shared with the pod tests
 #[path = "common/hostclean.rs"]
 mod hostclean;
 mod kube_common;
