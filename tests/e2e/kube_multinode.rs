@@ -3,7 +3,8 @@
 //! the server's node token and their own certificates, become Ready with distinct pod CIDRs,
 //! and pods on different nodes reach each other by pod IP through host-gw routes. A node's
 //! certificate only lets it change what is its own. An agent stopped with SIGTERM marks its
-//! Node NotReady; one killed with SIGKILL and started again adopts its running pods.
+//! Node NotReady; one killed with SIGKILL and started again adopts its running pods. The pods
+//! of an agent killed for good are replaced on the other nodes (node lifecycle, eviction).
 
 #[path = "common/hostclean.rs"]
 mod hostclean;
@@ -386,4 +387,126 @@ fn agent_with_a_bad_token_or_the_wrong_ca_is_refused() {
     assert!(text(&out).contains("invalid join token"), "{}", text(&out));
     assert!(!c.kubectl_ok(&["get", "csr"]).contains("intruder"));
     assert!(!c.kubectl_ok(&["get", "nodes"]).contains("intruder"));
+}
+
+#[test]
+fn a_killed_agents_pods_are_replaced_on_the_other_nodes_and_remote_pods_stream() {
+    // A short grace and toleration, as a user who wants fast fail-over configures them.
+    let mut c = MultiNode::start_with(
+        2,
+        &[
+            "--node-monitor-grace-period",
+            "10s",
+            "--default-unreachable-toleration-seconds",
+            "5",
+        ],
+    );
+    let dead = c.agents[0].name.clone();
+    // exec and logs of a pod on a joined agent go through that agent's kubelet API, served
+    // with the certificate it got through its CSR.
+    web(&c, "remote", &dead);
+    let out = c.kubectl_ok(&["exec", "remote", "--", "cat", "/www/index.html"]);
+    assert_eq!(out.trim(), "hello from remote");
+    let out = c.kubectl(&["exec", "remote", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(
+        text(&out).contains("command terminated with exit code 7"),
+        "{}",
+        text(&out)
+    );
+
+    c.create(&format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: keep\nspec:\n  replicas: 6\n  \
+         selector:\n    matchLabels: {{app: keep}}\n  template:\n    metadata:\n      labels: {{app: keep}}\n    \
+         spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        \
+         image: {}\n        imagePullPolicy: IfNotPresent\n        command: [sleep, '3600']\n",
+        multinode::BUSYBOX
+    ));
+    // (name, node, phase, deleting) of the Deployment's pods.
+    let pods = |c: &MultiNode| -> Vec<(String, String, String, bool)> {
+        let out = c.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=keep",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.phase} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+        ]);
+        out.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 3).then(|| {
+                    (
+                        f[0].to_string(),
+                        f[1].to_string(),
+                        f[2].to_string(),
+                        f.len() > 3,
+                    )
+                })
+            })
+            .collect()
+    };
+    let running = poll(Duration::from_secs(90), || {
+        let p = pods(&c);
+        (p.len() == 6 && p.iter().all(|(_, _, phase, _)| phase == "Running")).then_some(p)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the Deployment never ran 6 pods: {:?}\n{}",
+            pods(&c),
+            c.logs()
+        )
+    });
+    let on_dead = running.iter().filter(|(_, n, _, _)| *n == dead).count();
+    assert!(
+        on_dead > 0,
+        "the scheduler put nothing on {dead}: {running:?}"
+    );
+
+    let killed = std::time::Instant::now();
+    let status = c.agents[0].stop_with(nix::sys::signal::Signal::SIGKILL);
+    assert!(!status.success());
+    // The node turns Unknown after the grace period, its pods are evicted after their
+    // toleration, and the ReplicaSet's replacements run on the two live nodes.
+    let replaced = poll(Duration::from_secs(120), || {
+        let p = pods(&c);
+        let live: Vec<_> = p
+            .iter()
+            .filter(|(_, n, _, deleting)| !deleting && *n != dead)
+            .collect();
+        (live.len() == 6 && live.iter().all(|(_, _, phase, _)| phase == "Running")).then_some(())
+    });
+    let elapsed = killed.elapsed();
+    assert!(
+        replaced.is_some(),
+        "the pods of the killed node were not replaced: {:?}\n{}",
+        pods(&c),
+        c.logs()
+    );
+    eprintln!(
+        "{on_dead} pod(s) of the SIGKILLed agent replaced and Running elsewhere {:.1} s after the kill \
+         (grace 10 s, toleration 5 s)",
+        elapsed.as_secs_f64()
+    );
+    assert_eq!(
+        c.field(
+            "node",
+            &dead,
+            "{.status.conditions[?(@.type==\"Ready\")].status}"
+        ),
+        "Unknown"
+    );
+    let taints = c.field("node", &dead, "{.spec.taints[*].key}");
+    assert!(
+        taints.contains("node.kubernetes.io/unreachable"),
+        "{taints}"
+    );
+    // exec into a pod of the dead node is a clear error, not a hang.
+    let out = c.kubectl(&["exec", "remote", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("error dialing backend"),
+        "{}",
+        text(&out)
+    );
 }

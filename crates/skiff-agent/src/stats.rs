@@ -202,7 +202,7 @@ struct PodKey {
 pub struct Sampler {
     engine: Arc<Engine>,
     node: String,
-    /// The engine's cgroup parent; pods live in `<parent>/kubepods/pod<uid>`.
+    /// The engine's cgroup parent; pods live in `<parent>/kubepods[/<qos>]/pod<uid>`.
     cgroup_parent: String,
     latest: Arc<RwLock<Snapshot>>,
     /// The previous reading of each cgroup path.
@@ -265,7 +265,8 @@ impl Sampler {
                 Vec::new()
             }
         };
-        let mut pods: HashMap<PodKey, Vec<ContainerStats>> = HashMap::new();
+        // Each pod's containers: (name, id).
+        let mut members: HashMap<PodKey, Vec<(String, String)>> = HashMap::new();
         for c in containers {
             let l = c.labels.unwrap_or_default();
             let get = |k: &str| l.get(k).cloned().unwrap_or_default();
@@ -277,28 +278,31 @@ impl Sampler {
                 name: get(labels::POD_NAME),
                 uid: get(labels::POD_UID),
             };
-            let path = format!(
-                "/{}/kubepods/pod{}/{}",
-                self.cgroup_parent,
-                key.uid,
-                c.id.unwrap_or_default()
-            );
-            let entry = pods.entry(key).or_default();
-            if let Some((_, usage)) =
-                read_cgroup(&path, now).and_then(|r| self.rate(&path, r, &mut seen))
-            {
-                entry.push(ContainerStats {
-                    name: get(labels::CONTAINER_NAME),
-                    usage,
-                });
-            }
+            members
+                .entry(key)
+                .or_default()
+                .push((get(labels::CONTAINER_NAME), c.id.unwrap_or_default()));
         }
         let mut out = Vec::new();
-        for (key, mut containers) in pods {
-            let path = format!("/{}/kubepods/pod{}", self.cgroup_parent, key.uid);
-            let Some((window, usage)) =
-                read_cgroup(&path, now).and_then(|r| self.rate(&path, r, &mut seen))
+        for (key, ids) in members {
+            // The pod's cgroup sits under its QoS class's (kubelet's layout).
+            let Some((path, reading)) = crate::qos::all_cgroups(&self.cgroup_parent, &key.uid)
+                .into_iter()
+                .map(|p| format!("/{p}"))
+                .find_map(|p| read_cgroup(&p, now).map(|r| (p, r)))
             else {
+                continue;
+            };
+            let mut containers = Vec::new();
+            for (name, id) in ids {
+                let c_path = format!("{path}/{id}");
+                if let Some((_, usage)) =
+                    read_cgroup(&c_path, now).and_then(|r| self.rate(&c_path, r, &mut seen))
+                {
+                    containers.push(ContainerStats { name, usage });
+                }
+            }
+            let Some((window, usage)) = self.rate(&path, reading, &mut seen) else {
                 continue;
             };
             if containers.is_empty() {

@@ -228,6 +228,8 @@ pub struct MultiNode {
     pub local: LocalNode,
     pub agents: Vec<AgentNode>,
     server: Option<Child>,
+    /// More `skiff server` flags.
+    server_flags: Vec<String>,
     cgroup_prefix: String,
 }
 
@@ -236,6 +238,11 @@ impl MultiNode {
     /// Ready and every agent to hold its serving certificate, and loads busybox into every
     /// node's engine.
     pub fn start(agents: usize) -> MultiNode {
+        Self::start_with(agents, &[])
+    }
+
+    /// [`MultiNode::start`] with more `skiff server` flags.
+    pub fn start_with(agents: usize, server_flags: &[&str]) -> MultiNode {
         // Clusters of one test process get distinct tags, subnets and cluster CIDRs.
         static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let k = std::process::id() + STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -262,6 +269,7 @@ impl MultiNode {
             },
             agents: Vec::new(),
             server: None,
+            server_flags: server_flags.iter().map(|f| f.to_string()).collect(),
             cgroup_prefix: format!("skiff-e2e-m{tag}"),
             tag,
             dir,
@@ -414,6 +422,7 @@ impl MultiNode {
             .args(["--engine-bridge", "none"])
             .args(["--engine-network-prefix", &format!("skiffr{t}")])
             .args(["--engine-nftables-table", &format!("skiff-r{t}")])
+            .args(&self.server_flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
