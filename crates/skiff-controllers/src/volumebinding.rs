@@ -7,13 +7,16 @@
 //! was read at, so two claims cannot take one volume) and phase Bound; the claim gets
 //! `spec.volumeName`, phase Bound, the volume's capacity and access modes. A volume whose
 //! claim is gone becomes Released (its reclaim policy is not acted on: no recycler, no
-//! deleter). No dynamic provisioning.
+//! deleter). No dynamic provisioning. A claim of a StorageClass with `volumeBindingMode:
+//! WaitForFirstConsumer` waits until a pod uses it (the scheduler's node choice is not
+//! taken into account: static volumes here carry no node affinity the binder checks).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -100,6 +103,9 @@ async fn reconcile(pvc: Arc<PersistentVolumeClaim>, client: Arc<Client>) -> Resu
             None => return Ok(Action::requeue(PENDING_RETRY)),
         },
         None => {
+            if waits_for_consumer(&client, &pvc).await? {
+                return Ok(Action::requeue(PENDING_RETRY));
+            }
             let mut candidates: Vec<PersistentVolume> = pvs
                 .list(&ListParams::default())
                 .await?
@@ -181,6 +187,45 @@ async fn reconcile(pvc: Arc<PersistentVolumeClaim>, client: Arc<Client>) -> Resu
         tracing::info!(claim = %name, namespace = %ns, volume = %pv_name, "claim bound");
     }
     Ok(Action::await_change())
+}
+
+/// Whether `pvc`'s StorageClass binds on first use and no pod uses the claim yet.
+async fn waits_for_consumer(client: &Client, pvc: &PersistentVolumeClaim) -> Result<bool> {
+    let Some(class) = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone())
+        .filter(|c| !c.is_empty())
+    else {
+        return Ok(false);
+    };
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    let delayed = classes
+        .get_opt(&class)
+        .await?
+        .and_then(|sc| sc.volume_binding_mode)
+        .is_some_and(|m| m == "WaitForFirstConsumer");
+    if !delayed {
+        return Ok(false);
+    }
+    let name = pvc.name_any();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &pvc.namespace().unwrap_or_default());
+    let used = pods
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .any(|p| {
+            p.spec
+                .iter()
+                .flat_map(|s| s.volumes.iter().flatten())
+                .any(|v| {
+                    v.persistent_volume_claim
+                        .as_ref()
+                        .is_some_and(|c| c.claim_name == name)
+                })
+        });
+    Ok(!used)
 }
 
 /// A new volume without a claim becomes Available; a Bound one whose claim is gone becomes

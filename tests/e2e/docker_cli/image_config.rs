@@ -130,6 +130,17 @@ fn healthcheck_shell_and_onbuild_are_kept_and_used() {
         d.docker_ok(&["run", "--rm", "grandchild", "cat", "/count"]),
         "1"
     );
+    // A stage's ONBUILD runs in a later stage built FROM it, once.
+    build(
+        &d,
+        "staged",
+        "FROM base AS first\nONBUILD RUN echo from-stage >> /staged\n\
+         FROM first\nRUN wc -l < /staged > /count\n",
+    );
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", "staged", "cat", "/count"]),
+        "1"
+    );
 
     // docker save / rmi / load keeps the fields.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -137,7 +148,7 @@ fn healthcheck_shell_and_onbuild_are_kept_and_used() {
     let tar = tar.to_str().expect("utf-8 path");
     d.docker_ok(&["save", "-o", tar, "base"]);
     d.docker_ok(&["rm", "-f", "hc", "own", "none"]);
-    d.docker_ok(&["rmi", "committed", "grandchild", "child", "base"]);
+    d.docker_ok(&["rmi", "committed", "staged", "grandchild", "child", "base"]);
     d.docker_ok(&["load", "-i", tar]);
     assert_eq!(
         d.docker_ok(&["image", "inspect", "-f", FIELDS, "base"]),

@@ -229,7 +229,7 @@ pub fn get_storage_scheduling_policy_and_csr_tables(c: &mut Cluster) {
                 "1Gi",
                 "RWO",
                 "Retain",
-                "Pending",
+                "Available",
                 "local-path",
                 "<unset>",
             ],
@@ -263,11 +263,17 @@ pub fn get_storage_scheduling_policy_and_csr_tables(c: &mut Cluster) {
             &[],
         ),
     ];
+    // The volume turns Available once the binder has seen it; the claim of the
+    // WaitForFirstConsumer class stays Pending (no pod uses it).
     for (resource, columns, name, cells) in tables {
-        let out = c.kubectl_ok(&["get", resource]);
-        assert_eq!(header(&out), *columns, "{resource}: {out}");
-        let r = row(&out, name);
-        assert_eq!(&r[..cells.len()], *cells, "{resource}: {out}");
+        let mut out = String::new();
+        let settled = crate::poll(std::time::Duration::from_secs(20), || {
+            out = c.kubectl_ok(&["get", resource]);
+            let r = row(&out, name);
+            (header(&out) == *columns && r.len() >= cells.len() && &r[..cells.len()] == *cells)
+                .then_some(())
+        });
+        assert!(settled.is_some(), "{resource}: {out}");
     }
     let csr_row = row(&c.kubectl_ok(&["get", "csr"]), "jane");
     assert_eq!(

@@ -321,7 +321,8 @@ struct Bases {
 
 /// Gets the base image of every stage `plan` needs (pulled when the engine lacks it, or
 /// with `--pull`), puts each one's `ONBUILD` triggers right after its stage's `FROM` (as
-/// Docker runs them) and collects their `SHELL`s, which the plan needs.
+/// Docker runs them; a stage built `FROM` an earlier stage gets that stage's own `ONBUILD`
+/// instructions) and collects their `SHELL`s, which the plan needs.
 async fn prepare_bases(
     builder: &backend::Builder<'_>,
     df: &mut Dockerfile,
@@ -333,6 +334,18 @@ async fn prepare_bases(
     };
     let mut seen: HashMap<(String, Option<String>), skiff_image::Image> = HashMap::new();
     for stage in &plan.stages {
+        if let Base::Stage(from) = stage.base {
+            let triggers: Vec<String> = df.stages[from]
+                .instructions
+                .iter()
+                .filter_map(|i| match &i.kind {
+                    Kind::Onbuild(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect();
+            inject_triggers(df, stage.index, &triggers)?;
+            continue;
+        }
         let Base::Image(name) = &stage.base else {
             continue;
         };
@@ -352,25 +365,32 @@ async fn prepare_bases(
             bases.shells.insert(stage.index, shell);
         }
         let triggers = image.docker.on_build.clone().unwrap_or_default();
-        if triggers.is_empty() {
-            continue;
+        if inject_triggers(df, stage.index, &triggers)? {
+            bases.consumed.push(image.id);
         }
-        let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
-        let parsed = dockerfile::parse(&text)?;
-        let line = df.stages[stage.index].from.line;
-        let injected: Vec<Instr> = parsed.stages[0]
-            .instructions
-            .iter()
-            .cloned()
-            .map(|mut i| {
-                i.line = line;
-                i
-            })
-            .collect();
-        df.stages[stage.index].instructions.splice(0..0, injected);
-        bases.consumed.push(image.id);
     }
     Ok(bases)
+}
+
+/// Puts `triggers` right after stage `index`'s `FROM`; false when there are none.
+fn inject_triggers(df: &mut Dockerfile, index: usize, triggers: &[String]) -> Result<bool> {
+    if triggers.is_empty() {
+        return Ok(false);
+    }
+    let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
+    let parsed = dockerfile::parse(&text)?;
+    let line = df.stages[index].from.line;
+    let injected: Vec<Instr> = parsed.stages[0]
+        .instructions
+        .iter()
+        .cloned()
+        .map(|mut i| {
+            i.line = line;
+            i
+        })
+        .collect();
+    df.stages[index].instructions.splice(0..0, injected);
+    Ok(true)
 }
 
 fn read_dockerfile(ctx: &Path, name: &str) -> Result<String> {
