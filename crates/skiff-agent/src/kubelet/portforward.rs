@@ -201,30 +201,18 @@ async fn connect(netns: Option<PathBuf>, port: u16) -> std::io::Result<tokio::ne
 
 /// Serves one port-forward connection: frames in from `reader`, frames out through `out`.
 async fn session(
-    mut reader: impl AsyncRead + Unpin,
+    reader: impl AsyncRead + Unpin,
     out: mpsc::UnboundedSender<Vec<u8>>,
     netns: Option<PathBuf>,
 ) {
     let mut headers = spdy::Headers::default();
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 32 * 1024];
+    let mut frames = spdy::FrameReader::new(reader);
     // requestid → error stream; data stream → its connection's input.
     let mut errors: HashMap<String, u32> = HashMap::new();
     let mut inputs: HashMap<u32, mpsc::UnboundedSender<Vec<u8>>> = HashMap::new();
     loop {
-        let frame = match spdy::parse(&mut buf) {
-            Ok(Some(f)) => f,
-            Ok(None) => match reader.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    continue;
-                }
-            },
-            Err(e) => {
-                tracing::debug!(error = %e, "port-forward: bad SPDY frame");
-                return;
-            }
+        let Some(frame) = frames.next("port-forward").await else {
+            return;
         };
         match frame {
             Frame::Control {

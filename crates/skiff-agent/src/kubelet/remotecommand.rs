@@ -77,7 +77,7 @@ pub(super) fn upgrade(
 struct Ids(HashMap<String, u32>);
 
 async fn session(
-    mut reader: impl tokio::io::AsyncRead + Unpin,
+    reader: impl tokio::io::AsyncRead + Unpin,
     out: mpsc::UnboundedSender<Vec<u8>>,
     engine: Arc<Engine>,
     id: String,
@@ -103,21 +103,10 @@ async fn session(
     let (resize_tx, resize_rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let mut stdin_tx = Some(stdin_tx);
     let mut pending = Some((stdin_rx, resize_rx, streams));
-    let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 32 * 1024]);
+    let mut frames = spdy::FrameReader::new(reader);
     loop {
-        let frame = match spdy::parse(&mut buf) {
-            Ok(Some(f)) => f,
-            Ok(None) => match reader.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    continue;
-                }
-            },
-            Err(e) => {
-                tracing::debug!(error = %e, "remotecommand: bad SPDY frame");
-                return;
-            }
+        let Some(frame) = frames.next("remotecommand").await else {
+            return;
         };
         match frame {
             Frame::Control {

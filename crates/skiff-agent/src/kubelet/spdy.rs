@@ -44,6 +44,42 @@ pub enum Frame {
     },
 }
 
+/// Reads SPDY frames off a byte stream.
+pub struct FrameReader<R> {
+    reader: R,
+    buf: Vec<u8>,
+    chunk: Vec<u8>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(reader: R) -> Self {
+        FrameReader {
+            reader,
+            buf: Vec::new(),
+            chunk: vec![0u8; 32 * 1024],
+        }
+    }
+
+    /// The next frame; none once the stream ends or on a malformed frame (logged for
+    /// `what`).
+    pub async fn next(&mut self, what: &str) -> Option<Frame> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            match parse(&mut self.buf) {
+                Ok(Some(frame)) => return Some(frame),
+                Ok(None) => match self.reader.read(&mut self.chunk).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => self.buf.extend_from_slice(&self.chunk[..n]),
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "{what}: bad SPDY frame");
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 /// Takes one complete frame off the front of `buf` (none while it is incomplete).
 pub fn parse(buf: &mut Vec<u8>) -> Result<Option<Frame>, SpdyError> {
     if buf.len() < 8 {
