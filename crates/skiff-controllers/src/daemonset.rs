@@ -16,7 +16,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::core::Selector;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{json, Value};
 
@@ -24,9 +24,8 @@ use crate::claim::Claimer;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::history;
-use crate::informer::Change;
 use crate::podcontrol;
-use crate::pods::{self, controller_of, controller_ref};
+use crate::pods::{self, controller_ref};
 use crate::runner::{self, Triggers};
 use crate::template;
 
@@ -51,21 +50,7 @@ pub fn controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + 
 }
 
 fn pod_triggers(ctx: &Context, sets: Store<DaemonSet>) -> Triggers<DaemonSet> {
-    runner::map_changes(ctx.informers.pods.changes(), move |c| {
-        let ds_of = |p: &Pod| {
-            controller_of(&p.metadata)
-                .filter(|r| r.kind == "DaemonSet")
-                .map(|r| ObjectRef::new(&r.name).within(&p.namespace().unwrap_or_default()))
-        };
-        match c {
-            Change::Applied { old, new } => ds_of(&new)
-                .into_iter()
-                .chain(old.as_deref().and_then(ds_of))
-                .collect(),
-            Change::Deleted(old) => ds_of(&old).into_iter().collect(),
-            Change::Relisted => runner::all(&sets),
-        }
-    })
+    runner::controlled_pod_triggers(ctx, sets, "DaemonSet")
 }
 
 /// The tolerations every daemon pod gets (kube-controller-manager's `AddOrUpdateDaemonPodTolerations`).

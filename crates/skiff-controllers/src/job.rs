@@ -16,16 +16,14 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::Selector;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::claim::Claimer;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::informer::Change;
 use crate::podcontrol;
-use crate::pods::{self, controller_of};
+use crate::pods;
 use crate::runner::{self, Triggers};
 
 /// The first delay before a failed pod is replaced (kube-controller-manager's
@@ -46,30 +44,10 @@ pub fn controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + 
 
 /// Every change of a pod a Job controls wakes that Job; a re-list of pods wakes them all.
 fn pod_triggers(ctx: &Context, jobs: kube::runtime::reflector::Store<Job>) -> Triggers<Job> {
-    runner::map_changes(ctx.informers.pods.changes(), move |c| {
-        let job_of = |p: &Pod| {
-            let ns = p.namespace().unwrap_or_default();
-            controller_of(&p.metadata)
-                .filter(|r| r.kind == "Job")
-                .map(|r| ObjectRef::new(&r.name).within(&ns))
-        };
-        match c {
-            Change::Applied { old, new } => job_of(&new)
-                .into_iter()
-                .chain(old.as_deref().and_then(job_of))
-                .collect(),
-            Change::Deleted(old) => job_of(&old).into_iter().collect(),
-            Change::Relisted => runner::all(&jobs),
-        }
-    })
+    runner::controlled_pod_triggers(ctx, jobs, "Job")
 }
 
-fn phase(p: &Pod) -> &str {
-    p.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending")
-}
+use crate::pods::phase;
 
 /// When a finished pod finished: its last container's end, else its creation.
 fn finished_at(p: &Pod) -> Option<Timestamp> {

@@ -30,12 +30,7 @@ pub async fn run(ctx: Arc<Context>) {
     }
 }
 
-fn phase(p: &Pod) -> &str {
-    p.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending")
-}
+use crate::pods::phase;
 
 fn node_of(p: &Pod) -> Option<&str> {
     p.spec

@@ -32,7 +32,8 @@ pub fn controller_ref(api_version: &str, kind: &str, owner: &ObjectMeta) -> Owne
     }
 }
 
-fn phase(pod: &Pod) -> &str {
+/// The pod's phase (Pending until its node says otherwise).
+pub fn phase(pod: &Pod) -> &str {
     pod.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())

@@ -137,3 +137,33 @@ pub async fn run<K, F, Fut>(
         }
     }
 }
+
+/// Every change of a pod whose controller is a `kind` wakes that owner; a re-list of pods
+/// wakes every owner in `owners`.
+pub fn controlled_pod_triggers<K>(
+    ctx: &Context,
+    owners: Store<K>,
+    kind: &'static str,
+) -> Triggers<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::ResourceExt;
+    map_changes(ctx.informers.pods.changes(), move |c| {
+        let owner_of = |p: &Pod| {
+            let ns = p.namespace().unwrap_or_default();
+            crate::pods::controller_of(&p.metadata)
+                .filter(|r| r.kind == kind)
+                .map(|r| ObjectRef::new(&r.name).within(&ns))
+        };
+        match c {
+            Change::Applied { old, new } => owner_of(&new)
+                .into_iter()
+                .chain(old.as_deref().and_then(owner_of))
+                .collect(),
+            Change::Deleted(old) => owner_of(&old).into_iter().collect(),
+            Change::Relisted => all(&owners),
+        }
+    })
+}

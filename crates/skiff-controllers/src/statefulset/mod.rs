@@ -26,8 +26,7 @@ use crate::claim::Claimer;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::history::{self, revision_hash};
-use crate::informer::Change;
-use crate::pods::{self, controller_of};
+use crate::pods;
 use crate::runner::{self, Triggers};
 use crate::{podcontrol, template};
 
@@ -45,30 +44,10 @@ pub fn controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + 
 
 /// Every change of a pod a StatefulSet controls wakes that set.
 fn pod_triggers(ctx: &Context, sets: Store<StatefulSet>) -> Triggers<StatefulSet> {
-    runner::map_changes(ctx.informers.pods.changes(), move |c| {
-        let set_of = |p: &Pod| {
-            let ns = p.namespace().unwrap_or_default();
-            controller_of(&p.metadata)
-                .filter(|r| r.kind == "StatefulSet")
-                .map(|r| ObjectRef::new(&r.name).within(&ns))
-        };
-        match c {
-            Change::Applied { old, new } => set_of(&new)
-                .into_iter()
-                .chain(old.as_deref().and_then(set_of))
-                .collect(),
-            Change::Deleted(old) => set_of(&old).into_iter().collect(),
-            Change::Relisted => runner::all(&sets),
-        }
-    })
+    runner::controlled_pod_triggers(ctx, sets, "StatefulSet")
 }
 
-fn phase(p: &Pod) -> &str {
-    p.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending")
-}
+use crate::pods::phase;
 
 /// Running and Ready, not terminating (`isRunningAndReady`).
 fn running_and_ready(p: &Pod) -> bool {
