@@ -12,6 +12,7 @@ pub(crate) mod api;
 pub(crate) mod attach;
 pub(crate) mod etc;
 pub(crate) mod ports;
+pub(crate) mod validate;
 pub(crate) mod view;
 
 use std::net::Ipv4Addr;
