@@ -265,7 +265,7 @@ impl Engine {
             _ => {}
         }
         let (id, path) = (c.id.clone(), path.to_string());
-        let reader = crate::blocking_reader(tar_stream);
+        let mut reader = crate::blocking_reader(tar_stream);
         self.on_view(&c, move |root| {
             let dest = root.resolve(&path).map_err(|_| EngineError::NoSuchPath {
                 container: id,
@@ -280,7 +280,10 @@ impl Engine {
             let policy = Policy::Copy {
                 no_overwrite_dir_non_dir,
             };
-            confined::extract(reader, root, Path::new(&path), policy)?;
+            confined::extract(&mut reader, root, Path::new(&path), policy)?;
+            // The client may still be sending the archive's padding after its end marker:
+            // read it all before answering, or the client's write fails (broken pipe).
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
             Ok(())
         })
         .await
