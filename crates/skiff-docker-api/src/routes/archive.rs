@@ -7,7 +7,6 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use futures::TryStreamExt;
 use http::{header, HeaderValue, StatusCode};
 use skiff_engine::{ByteStream, Engine, PathStat};
 
@@ -41,8 +40,66 @@ fn stat_header(stat: &PathStat) -> ApiResult<HeaderValue> {
 }
 
 /// A request body as the engine's byte stream, never buffered whole.
+///
+/// If the engine stops reading before the end (a tar's end marker comes before the client's
+/// record padding; a build fails at `FROM`), the rest is read in the background when the stream
+/// is dropped — up to [`DRAIN_LIMIT`] bytes or [`DRAIN_TIME`], as Go's net/http server does.
+/// Closing a socket with unread data makes the kernel answer with a reset, which throws away the
+/// response the client has not read yet: the docker CLI then reports "use of closed network
+/// connection" or "broken pipe" instead of skiff's answer.
 pub fn body_stream(body: Body) -> ByteStream {
-    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+    Box::pin(DrainOnDrop {
+        inner: Some(body.into_data_stream()),
+        runtime: tokio::runtime::Handle::try_current().ok(),
+    })
+}
+
+const DRAIN_LIMIT: usize = 8 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+struct DrainOnDrop {
+    /// `None` once the body has ended.
+    inner: Option<axum::body::BodyDataStream>,
+    /// Where the drain runs: the stream may be dropped on a blocking thread.
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl futures::Stream for DrainOnDrop {
+    type Item = std::io::Result<bytes::Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let next = futures::ready!(std::pin::Pin::new(inner).poll_next(cx));
+        if next.is_none() {
+            self.inner = None;
+        }
+        std::task::Poll::Ready(next.map(|r| r.map_err(std::io::Error::other)))
+    }
+}
+
+impl Drop for DrainOnDrop {
+    fn drop(&mut self) {
+        let (Some(mut rest), Some(runtime)) = (self.inner.take(), self.runtime.take()) else {
+            return;
+        };
+        runtime.spawn(async move {
+            let drain = async {
+                let mut read = 0;
+                while let Some(Ok(chunk)) = futures::StreamExt::next(&mut rest).await {
+                    read += chunk.len();
+                    if read > DRAIN_LIMIT {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        });
+    }
 }
 
 pub async fn head(
