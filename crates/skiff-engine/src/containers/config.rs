@@ -1,12 +1,11 @@
 //! Pure translation of a create request: merging the image config into the container's
 //! (Entrypoint, Cmd, Env, WorkingDir, …) the way Docker does, and parsing and validating the
-//! HostConfig settings (volumes, tmpfs, limits, network, logging, signals).
+//! HostConfig settings (limits, network, logging, signals; mounts are in `mounts.rs`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use bollard_stubs::models::{
-    ContainerConfig, ContainerCreateBody, HostConfig, HostConfigCgroupnsModeEnum, MountType,
+    ContainerConfig, ContainerCreateBody, HostConfig, HostConfigCgroupnsModeEnum,
 };
 
 use crate::error::{EngineError, Result};
@@ -246,195 +245,6 @@ pub(crate) fn cgroups_path(hc: &HostConfig, daemon_parent: &str, id: &str) -> Re
     Ok(format!("/{parent}/{id}"))
 }
 
-/// Where a mount's data comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Source {
-    Host(PathBuf),
-    /// A named volume; None = a new anonymous volume.
-    Volume(Option<String>),
-    Tmpfs(Vec<String>),
-}
-
-/// One requested mount, before volumes are created.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct MountRequest {
-    pub source: Source,
-    pub destination: String,
-    pub read_only: bool,
-    /// Options as given (`ro`, `z`, `nocopy`, tmpfs options …).
-    pub options: Vec<String>,
-}
-
-fn valid_volume_name(name: &str) -> bool {
-    skiff_core::ids::valid_container_name(name)
-}
-
-fn check_destination(spec: &str, dst: &str) -> Result<()> {
-    if !dst.starts_with('/') {
-        return Err(EngineError::invalid(format!(
-            "invalid volume specification: '{spec}': invalid mount config for type \"bind\": invalid mount path: '{dst}' mount path must be absolute"
-        )));
-    }
-    if dst.trim_end_matches('/').is_empty() {
-        return Err(EngineError::invalid(format!("invalid volume specification: '{spec}': invalid mount config: destination can't be '/'")));
-    }
-    Ok(())
-}
-
-/// Parses one `-v`/`Binds` entry: `/host:/ctr[:opts]`, `name:/ctr[:opts]` or `/ctr`.
-pub(crate) fn parse_bind(spec: &str) -> Result<MountRequest> {
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (src, dst, mode) = match parts.as_slice() {
-        [dst] => (None, *dst, ""),
-        [src, dst] => (Some(*src), *dst, ""),
-        [src, dst, mode] => (Some(*src), *dst, *mode),
-        _ => {
-            return Err(EngineError::invalid(format!(
-                "invalid volume specification: '{spec}'"
-            )))
-        }
-    };
-    check_destination(spec, dst)?;
-    let options: Vec<String> = mode
-        .split(',')
-        .filter(|m| !m.is_empty())
-        .map(str::to_string)
-        .collect();
-    for o in &options {
-        if !matches!(
-            o.as_str(),
-            "ro" | "rw"
-                | "z"
-                | "Z"
-                | "nocopy"
-                | "shared"
-                | "rshared"
-                | "slave"
-                | "rslave"
-                | "private"
-                | "rprivate"
-                | "consistent"
-                | "cached"
-                | "delegated"
-        ) {
-            return Err(EngineError::invalid(format!("invalid mode: {o}")));
-        }
-    }
-    let read_only = options.iter().any(|o| o == "ro");
-    let source = match src {
-        None => Source::Volume(None),
-        Some(s) if s.starts_with('/') => Source::Host(PathBuf::from(s)),
-        Some(s) if valid_volume_name(s) => Source::Volume(Some(s.to_string())),
-        Some(s) => {
-            return Err(EngineError::invalid(format!(
-                "create {s}: \"{s}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
-            )))
-        }
-    };
-    Ok(MountRequest {
-        source,
-        destination: dst.to_string(),
-        read_only,
-        options,
-    })
-}
-
-/// Every mount the request asks for: Binds, Mounts, Tmpfs, then the image's and the config's
-/// `Volumes` not already covered (as anonymous volumes).
-pub(crate) fn mounts(hc: &HostConfig, volumes: &[String]) -> Result<Vec<MountRequest>> {
-    let mut out = Vec::new();
-    for spec in hc.binds.iter().flatten() {
-        out.push(parse_bind(spec)?);
-    }
-    for m in hc.mounts.iter().flatten() {
-        let dst = m.target.clone().unwrap_or_default();
-        check_destination(&dst, &dst)?;
-        let read_only = m.read_only.unwrap_or(false);
-        let source = match m.typ {
-            Some(MountType::BIND) => {
-                let src = m.source.clone().unwrap_or_default();
-                if !std::path::Path::new(&src).exists() {
-                    return Err(EngineError::invalid(format!(
-                        "invalid mount config for type \"bind\": bind source path does not exist: {src}"
-                    )));
-                }
-                Source::Host(PathBuf::from(src))
-            }
-            Some(MountType::VOLUME) | None => match m.source.clone().filter(|s| !s.is_empty()) {
-                Some(name) if valid_volume_name(&name) => Source::Volume(Some(name)),
-                Some(name) => {
-                    return Err(EngineError::invalid(format!("invalid volume name: {name}")))
-                }
-                None => Source::Volume(None),
-            },
-            Some(MountType::TMPFS) => {
-                let mut opts = Vec::new();
-                if let Some(t) = &m.tmpfs_options {
-                    if let Some(size) = t.size_bytes {
-                        opts.push(format!("size={size}"));
-                    }
-                    if let Some(mode) = t.mode {
-                        opts.push(format!("mode={mode:o}"));
-                    }
-                }
-                Source::Tmpfs(opts)
-            }
-            Some(other) => {
-                return Err(EngineError::invalid(format!(
-                    "mount type {other:?} is not supported"
-                )));
-            }
-        };
-        out.push(MountRequest {
-            source,
-            destination: dst,
-            read_only,
-            options: Vec::new(),
-        });
-    }
-    let mut tmpfs: Vec<_> = hc.tmpfs.iter().flatten().collect();
-    tmpfs.sort();
-    for (dst, opts) in tmpfs {
-        check_destination(dst, dst)?;
-        let options: Vec<String> = opts
-            .split(',')
-            .filter(|o| !o.is_empty())
-            .map(str::to_string)
-            .collect();
-        let read_only = options.iter().any(|o| o == "ro");
-        out.push(MountRequest {
-            source: Source::Tmpfs(options.clone()),
-            destination: dst.clone(),
-            read_only,
-            options,
-        });
-    }
-    for dst in volumes {
-        let covered = out
-            .iter()
-            .any(|m| m.destination.trim_end_matches('/') == dst.trim_end_matches('/'));
-        if !covered {
-            check_destination(dst, dst)?;
-            out.push(MountRequest {
-                source: Source::Volume(None),
-                destination: dst.clone(),
-                read_only: false,
-                options: Vec::new(),
-            });
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    for m in &out {
-        if !seen.insert(m.destination.trim_end_matches('/').to_string()) {
-            return Err(EngineError::invalid(format!(
-                "Duplicate mount point: {}",
-                m.destination
-            )));
-        }
-    }
-    Ok(out)
-}
-
 /// The container's network, from `HostConfig.NetworkMode`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Network {
@@ -665,39 +475,6 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("needs to be an absolute path"));
-    }
-
-    #[test]
-    fn binds_parse_host_named_and_anonymous() {
-        let m = parse_bind("/srv/data:/data:ro").unwrap();
-        assert_eq!(m.source, Source::Host("/srv/data".into()));
-        assert!(m.read_only);
-        assert_eq!(
-            parse_bind("cache:/cache").unwrap().source,
-            Source::Volume(Some("cache".into()))
-        );
-        assert_eq!(parse_bind("/anon").unwrap().source, Source::Volume(None));
-        assert!(parse_bind("/a:rel").is_err());
-        assert!(parse_bind("/a:/b:bogus").is_err());
-        assert!(parse_bind("bad name:/x").is_err());
-        let hc = HostConfig {
-            binds: Some(vec!["/a:/x".into(), "/b:/x".into()]),
-            ..Default::default()
-        };
-        assert!(mounts(&hc, &[])
-            .unwrap_err()
-            .to_string()
-            .contains("Duplicate mount point"));
-        let hc = HostConfig {
-            binds: Some(vec!["vol:/data".into()]),
-            ..Default::default()
-        };
-        assert_eq!(
-            mounts(&hc, &["/data".into(), "/other".into()])
-                .unwrap()
-                .len(),
-            2
-        );
     }
 
     #[test]

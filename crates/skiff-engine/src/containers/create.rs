@@ -8,7 +8,8 @@ use bollard_stubs::models::{ContainerCreateBody, ContainerCreateResponse, HostCo
 
 use skiff_runtime::backend;
 
-use super::config::{self, Source};
+use super::config;
+use super::mounts::{self, Source};
 use super::Container;
 use crate::error::{EngineError, IoContext, Result};
 use crate::restart::Policy;
@@ -134,7 +135,7 @@ impl Engine {
                 .unwrap_or_default();
             merged.config.hostname = Some(host);
         }
-        let requests = config::mounts(&hc, merged.config.volumes.as_deref().unwrap_or_default())?;
+        let requests = mounts::mounts(&hc, merged.config.volumes.as_deref().unwrap_or_default())?;
         // Normalise what inspect shows, like dockerd does.
         if matches!(
             hc.network_mode.as_deref(),
@@ -230,7 +231,7 @@ impl Engine {
     fn materialise(
         &self,
         c: &Container,
-        requests: &[config::MountRequest],
+        requests: &[mounts::MountRequest],
         etc: &EtcPlan<'_>,
     ) -> Result<()> {
         std::fs::create_dir_all(&c.dir).ctx(|| format!("create {}", c.dir.display()))?;

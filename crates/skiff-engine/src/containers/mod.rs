@@ -15,6 +15,7 @@ pub(crate) mod health;
 pub(crate) mod lifecycle;
 pub(crate) mod logs;
 pub(crate) mod monitor;
+pub(crate) mod mounts;
 pub(crate) mod query;
 pub(crate) mod rootfs;
 pub(crate) mod stats;
