@@ -8,10 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use super::{
-    eventually, kill_processes_mentioning, remove_cgroups, run_with_timeout, sigterm, stderr,
-    stdout, tail, unmount_under, BUSYBOX, DOCKER,
-};
+use super::hostclean::{kill_processes_mentioning, remove_cgroups, unmount_under};
+use super::{eventually, run_with_timeout, sigterm, stderr, stdout, tail, BUSYBOX, DOCKER};
 
 pub const DOCKERD: &str = "/usr/sbin/dockerd";
 

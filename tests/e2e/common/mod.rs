@@ -13,6 +13,7 @@
 #![allow(dead_code)] // each test target uses a different part of the harness
 
 pub mod dockerd;
+pub mod hostclean;
 pub mod netslot;
 pub mod otherhost;
 
@@ -358,9 +359,9 @@ impl Daemon {
         }
         self.kill_daemon();
         let tmp = self.dir.path().to_path_buf();
-        kill_processes_mentioning(&tmp);
-        unmount_under(&tmp);
-        remove_cgroups(&self.cgroup_parent);
+        hostclean::kill_processes_mentioning(&tmp);
+        hostclean::unmount_under(&tmp);
+        hostclean::remove_cgroups(&self.cgroup_parent);
     }
 }
 
@@ -525,90 +526,4 @@ fn sigkill(pid: i32) {
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
     );
-}
-
-/// SIGKILLs every process whose command line mentions `dir` (shims and runtimes are started
-/// with paths under the test's temporary directory), found by PID in /proc.
-fn kill_processes_mentioning(dir: &Path) {
-    let needle = dir.to_string_lossy().into_owned();
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(&needle) {
-            sigkill(pid as i32);
-        }
-    }
-}
-
-/// Detaches every mount at or below `dir`, deepest first.
-fn unmount_under(dir: &Path) {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for p in points {
-        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-/// Kills what is left in, and removes, every cgroup under `parent` and `parent` itself, in
-/// every hierarchy.
-fn remove_cgroups(parent: &str) {
-    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    let mut dirs = Vec::new();
-    for controller in controllers.flatten() {
-        let parent = controller.path().join(parent);
-        if let Ok(children) = std::fs::read_dir(&parent) {
-            dirs.extend(
-                children
-                    .flatten()
-                    .filter(|c| c.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|c| c.path()),
-            );
-        }
-        dirs.push(parent);
-    }
-    for dir in &dirs {
-        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                sigkill(pid);
-            }
-        }
-    }
-    // Children come before their parent in `dirs`.
-    for dir in dirs {
-        let _ = eventually_quiet(Duration::from_secs(5), || {
-            std::fs::remove_dir(&dir).is_ok() || !dir.exists()
-        });
-    }
-}
-
-fn eventually_quiet(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
