@@ -6,7 +6,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   build-essential pkg-config libseccomp-dev protobuf-compiler libprotobuf-dev \
   runc crun tini busybox-static etcd-server docker-registry \
-  iproute2 nftables util-linux procps curl ca-certificates docker-compose >/dev/null
+  iproute2 nftables util-linux procps curl ca-certificates docker-compose jq >/dev/null
 # Python clients used by the end-to-end tests, into the python3 the tests run (pyenv's where present).
 if ! python3 -m pip --version >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends python3-pip >/dev/null

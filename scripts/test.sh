@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Runs the whole test suite, `cargo test --workspace --locked` (extra arguments are passed on), with
-# its output streaming as usual, then accounts for every test a runner reported as ignored.
+# Runs the whole test suite — what `cargo test --workspace --locked --no-fail-fast` runs — then
+# accounts for every test a runner reported as ignored. Arguments before `--` go to cargo, after it
+# to every test binary.
+#
+# The test binaries run SKIFF_TEST_JOBS (default 3) at a time, longest first, each in its package's
+# directory as cargo runs them; a binary's output is printed whole, under cargo's "Running" line,
+# when it ends. Most e2e time is spent waiting on daemons and clusters, not on the 2 cores.
 #
 # A test that cannot run must say so to its runner (`#[ignore = "reason"]`, libtest-mimic's
 # ignored). With CI=true an ignored test is allowed only when tests/host-blocked.txt lists it with
@@ -10,10 +15,97 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 allowed_file=tests/host-blocked.txt
 log=$(mktemp "${TMPDIR:-/tmp}/skiff-test-log.XXXXXX")
-trap 'rm -f "$log"' EXIT
+
+cargo_args=() test_args=() seen_dashes=""
+for a in "$@"; do
+  if [ -z "$seen_dashes" ] && [ "$a" = -- ]; then seen_dashes=1; continue; fi
+  if [ -n "$seen_dashes" ]; then test_args+=("$a"); else cargo_args+=("$a"); fi
+done
+
+# The whole workspace unless packages are named.
+scope=(--workspace)
+for a in ${cargo_args[@]+"${cargo_args[@]}"}; do
+  case "$a" in -p | --package | -p* | --package=*) scope=() ;; esac
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/skiff-test-run.XXXXXX")
+trap 'rm -rf "$log" "$work"' EXIT
 
 status=0
-cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+# Build everything first; the JSON names each test binary and its package.
+cargo test ${scope[@]+"${scope[@]}"} --locked --no-run --message-format=json-render-diagnostics \
+  ${cargo_args[@]+"${cargo_args[@]}"} >"$work/artifacts.json" || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "== the tests did not build" >&2
+  exit "$status"
+fi
+jq -r 'select(.reason == "compiler-artifact" and .profile.test and .executable != null)
+       | [(.manifest_path | sub("/Cargo.toml$"; "")), .target.src_path, .executable] | @tsv' \
+  "$work/artifacts.json" | sort -u >"$work/binaries.tsv"
+
+# Longest first (seconds of the last cold CI run); unknown binaries after them, in cargo's order.
+weight() {
+  case "$1" in
+    */kube_pods.rs) echo 120 ;; */kubectl.rs) echo 51 ;; */docker_cli.rs) echo 26 ;;
+    */compose.rs) echo 23 ;; */kube_multinode.rs) echo 16 ;; */kube_metrics.rs) echo 11 ;;
+    */job.rs) echo 10 ;; */server_crash.rs) echo 10 ;; */nodelifecycle.rs) echo 8 ;;
+    *) echo 1 ;;
+  esac
+}
+n=0
+while IFS=$'\t' read -r dir src exe; do
+  n=$((n + 1))
+  printf '%s\t%s\t%s\t%s\t%s\n' "$(weight "$src")" "$n" "$dir" "$src" "$exe"
+done <"$work/binaries.tsv" | sort -t$'\t' -k1,1nr -k2,2n | cut -f2- >"$work/queue.tsv"
+
+run_one() { # index dir src exe: the binary's whole output, under cargo's header, into its own file
+  local i=$1 dir=$2 src=$3 exe=$4 out="$work/out.$1" rel
+  rel=${src#"$dir"/}
+  local code=0
+  echo "     Running $rel ($exe)" >"$out.part"
+  (cd "$dir" && "$exe" ${test_args[@]+"${test_args[@]}"}) >>"$out.part" 2>&1 || code=$?
+  echo "__exit $code" >>"$out.part"
+  mv "$out.part" "$out"
+}
+jobs_max=${SKIFF_TEST_JOBS:-3}
+(
+  running=0
+  while IFS=$'\t' read -r i dir src exe; do
+    if [ "$running" -ge "$jobs_max" ]; then
+      wait -n || true
+      running=$((running - 1))
+    fi
+    run_one "$i" "$dir" "$src" "$exe" &
+    running=$((running + 1))
+  done <"$work/queue.tsv"
+  wait
+) &
+queue_pid=$!
+# Print each binary's output as it completes.
+printed=" "
+total=$(wc -l <"$work/queue.tsv")
+while :; do
+  for f in "$work"/out.*; do
+    [ -e "$f" ] || continue
+    case "$f" in *.part) continue ;; esac
+    case "$printed" in *" ${f##*/} "*) continue ;; esac
+    grep -v '^__exit ' "$f" | tee -a "$log"
+    code=$(sed -n 's/^__exit //p' "$f")
+    if [ "$code" != 0 ]; then
+      status=101
+      echo "error: test failed: $(head -n1 "$f" | sed 's/^ *Running //') (exit $code)" | tee -a "$log"
+    fi
+    printed="$printed${f##*/} "
+  done
+  done_count=$(($(wc -w <<<"$printed")))
+  if [ "$done_count" -ge "$total" ]; then break; fi
+  sleep 1
+done
+wait "$queue_pid" || true
+
+# Doc tests, which have no binary of their own.
+cargo test ${scope[@]+"${scope[@]}"} --locked --doc ${cargo_args[@]+"${cargo_args[@]}"} \
+  -- ${test_args[@]+"${test_args[@]}"} 2>&1 | tee -a "$log" || status=$?
 
 # One tab-separated record per ignored test: binary, name, reason; then a line "total P F I" with
 # the sums of the runners' own "test result:" lines.
