@@ -56,6 +56,8 @@ pub enum JoinError {
     Denied { name: String, message: String },
     #[error("certificate request {0} was not signed within 60 s")]
     NotSigned(String),
+    #[error("the server's cluster settings are unreadable")]
+    ClusterConfig(#[from] skiff_core::cluster::ClusterConfigError),
     #[error("kubernetes API request failed")]
     Api(#[from] kube::Error),
     #[error("cannot make a key or certificate request")]
@@ -230,6 +232,22 @@ pub async fn join(cfg: &JoinConfig) -> Result<kube::Client, JoinError> {
     node.auth_info.client_key = Some(creds.client_key().display().to_string());
     let client = kube::Client::try_from(node)?;
     Ok(client)
+}
+
+/// The cluster settings the server publishes (`kube-system/skiff-cluster`), read as the
+/// node; None from a server that publishes none.
+pub async fn cluster_config(
+    client: &kube::Client,
+) -> Result<Option<skiff_core::cluster::ClusterConfig>, JoinError> {
+    use skiff_core::cluster::{ClusterConfig, NAME, NAMESPACE};
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), NAMESPACE);
+    let Some(cm) = api.get_opt(NAME).await? else {
+        return Ok(None);
+    };
+    Ok(Some(ClusterConfig::from_data(
+        &cm.data.unwrap_or_default(),
+    )?))
 }
 
 /// Asks, as the node, for a kubelet serving certificate (SANs: the node's name and

@@ -146,12 +146,20 @@ impl Agent {
         let version = client.apiserver_version().await?.git_version;
         let node_ip = cfg.node_ip.unwrap_or_else(machine::default_ip);
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let sampler = stats::Sampler::new(
+            engine.clone(),
+            cfg.node_name.clone(),
+            engine.config().cgroup_parent.clone(),
+        );
+        let stats = sampler.handle();
         let kubelet_server = match &cfg.kubelet {
             Some(k) => {
                 let served = kubelet::Kubelet {
                     engine: engine.clone(),
                     client: client.clone(),
                     sandboxes_dir: cfg.run_dir.join("pods"),
+                    node_name: cfg.node_name.clone(),
+                    stats: stats.clone(),
                 };
                 let own = k.as_ref().clone();
                 Some(kubelet::serve(own, served, stopped.clone()).await?)
@@ -213,12 +221,6 @@ impl Agent {
 
         let routes_net = sandboxes.net.clone();
         let routes_client = client.clone();
-        let sampler = stats::Sampler::new(
-            engine.clone(),
-            cfg.node_name.clone(),
-            engine.config().cgroup_parent.clone(),
-        );
-        let stats = sampler.handle();
         let ctx = Arc::new(pods::Ctx {
             cgroup_parent: engine.config().cgroup_parent.clone(),
             engine: engine.clone(),

@@ -41,6 +41,8 @@ pub struct Config {
     pub allowed_host_paths: Vec<PathBuf>,
     /// How long pods tolerate unready and unreachable nodes unless they say.
     pub default_tolerations: crate::kinds::core::pod::DefaultTolerations,
+    /// The cluster DNS and domain published to nodes.
+    pub node_defaults: crate::clusterconfig::NodeDefaults,
 }
 
 /// Errors starting the server.
@@ -161,7 +163,8 @@ impl Server {
                 .with_service_network(services)
                 .with_cluster_network(config.cluster_network.clone())
                 .with_allowed_host_paths(config.allowed_host_paths.clone())
-                .with_default_tolerations(config.default_tolerations),
+                .with_default_tolerations(config.default_tolerations)
+                .with_node_defaults(config.node_defaults.clone()),
         );
         state.set_kubelet_client(crate::kubelet_client::KubeletClient::new(
             pki.kubelet_client()?,

@@ -321,8 +321,6 @@ impl MultiNode {
                 name.clone(),
                 "--node-ip".into(),
                 ip.clone(),
-                "--cluster-cidr".into(),
-                c.cluster_cidr.clone(),
                 "--cgroup-parent".into(),
                 cgroup_parent.clone(),
                 "--pod-bridge".into(),
