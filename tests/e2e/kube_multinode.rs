@@ -5,11 +5,15 @@
 //! certificate only lets it change what is its own. An agent stopped with SIGTERM marks its
 //! Node NotReady; one killed with SIGKILL and started again adopts its running pods. The pods
 //! of an agent killed for good are replaced on the other nodes (node lifecycle, eviction).
+//! Agents learn the cluster CIDR from the server; one told another is refused. Before that
+//! kill, the same cluster runs issue 13's workload checks (`kube_multinode/workloads.rs`).
 
 #[path = "common/hostclean.rs"]
 mod hostclean;
 #[path = "common/multinode.rs"]
 mod multinode;
+#[path = "kube_multinode/workloads.rs"]
+mod workloads;
 
 use std::time::Duration;
 
@@ -387,20 +391,53 @@ fn agent_with_a_bad_token_or_the_wrong_ca_is_refused() {
     assert!(text(&out).contains("invalid join token"), "{}", text(&out));
     assert!(!c.kubectl_ok(&["get", "csr"]).contains("intruder"));
     assert!(!c.kubectl_ok(&["get", "nodes"]).contains("intruder"));
+
+    // The agents were not told the cluster CIDR: they read the server's.
+    let published = c.kubectl_ok(&[
+        "get",
+        "configmap",
+        "-n",
+        "kube-system",
+        "skiff-cluster",
+        "-o",
+        "jsonpath={.data.clusterCIDR}",
+    ]);
+    assert_eq!(published, c.cluster_cidr);
+    // An agent told another cluster CIDR stops with the reason, before registering a Node.
+    let out = c.agents[0]
+        .command(&[
+            "--cluster-cidr",
+            "10.99.0.0/16",
+            "--node-name",
+            "mismatch",
+            "--data-dir",
+            c.dir.path().join("mismatch").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("does not match the server's cluster CIDR"),
+        "{}",
+        text(&out)
+    );
+    assert!(!c.kubectl_ok(&["get", "nodes"]).contains("mismatch"));
 }
 
 #[test]
 fn a_killed_agents_pods_are_replaced_on_the_other_nodes_and_remote_pods_stream() {
     // A short grace and toleration, as a user who wants fast fail-over configures them.
-    let mut c = MultiNode::start_with(
-        2,
-        &[
-            "--node-monitor-grace-period",
-            "10s",
-            "--default-unreachable-toleration-seconds",
-            "5",
-        ],
-    );
+    let mut server_flags = vec![
+        "--node-monitor-grace-period",
+        "10s",
+        "--default-unreachable-toleration-seconds",
+        "5",
+    ];
+    server_flags.extend_from_slice(workloads::SERVER_FLAGS);
+    let mut c = MultiNode::start_full(2, &server_flags, workloads::AGENT_FLAGS);
+    // Issue 13's checks share this cluster (before one of its agents is killed).
+    workloads::deployment_spreads_rolls_back_and_heals(&c);
+    workloads::top_and_autoscaling_across_nodes(&c);
     let dead = c.agents[0].name.clone();
     // exec and logs of a pod on a joined agent go through that agent's kubelet API, served
     // with the certificate it got through its CSR.
