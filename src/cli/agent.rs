@@ -67,9 +67,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             node_ips: vec![node_ip],
             credentials: skiff_agent::join::Credentials::new(args.data_dir.join("pki")),
         };
-        let client = skiff_agent::join::join(&join)
+        let node_client = skiff_agent::join::join(&join)
             .await
             .map_err(|e| anyhow::anyhow!("joining {}: {}", args.server, skiff_agent::chain(&e)))?;
+        let client = node_client.client.clone();
         let cluster = cluster_settings(&client, args.cluster_cidr).await?;
         // The kubelet API listens from the start; its serving certificate is the stored one,
         // or (first join) the one the server signs once the Node is registered.
@@ -106,6 +107,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 tracing::error!(error = %skiff_agent::chain(&e), "no kubelet serving certificate")
             }
         }
+        // Both certificates are renewed before they expire, for as long as the node runs.
+        let (rotation_stop, rotation_stopped) = tokio::sync::watch::channel(false);
+        let rotation = tokio::spawn(skiff_agent::rotation::run(
+            std::sync::Arc::new(node_client),
+            join.clone(),
+            certificate.clone(),
+            rotation_stopped,
+        ));
         tracing::info!(node = %name, server = %args.server, "node joined and running");
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -113,6 +122,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
             _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
         }
+        rotation_stop.send_replace(true);
+        let _ = rotation.await;
         node.stop().await;
         Ok(())
     })

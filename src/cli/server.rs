@@ -66,6 +66,10 @@ pub struct Args {
     /// that has none)
     #[arg(long, default_value_t = 300)]
     default_unreachable_toleration_seconds: i64,
+    /// The longest lifetime of certificates signed for CertificateSigningRequests (nodes'
+    /// client and kubelet serving certificates; agents renew theirs at 70-90 % of it)
+    #[arg(long, default_value = "8760h")]
+    cluster_signing_duration: humantime::Duration,
     #[command(flatten)]
     controllers: super::controllers::ControllerArgs,
     #[command(flatten)]
@@ -105,6 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 unreachable_seconds: args.default_unreachable_toleration_seconds,
             },
             node_defaults: node_defaults(&args.node),
+            cluster_signing_duration: args.cluster_signing_duration.into(),
         };
         let server = skiff_apiserver::Server::bind(config, store)
             .await

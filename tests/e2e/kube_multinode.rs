@@ -547,3 +547,53 @@ fn a_killed_agents_pods_are_replaced_on_the_other_nodes_and_remote_pods_stream()
         text(&out)
     );
 }
+
+#[test]
+fn an_agent_renews_its_certificates_and_keeps_working_after_the_first_ones_expire() {
+    // Node certificates live 20 s: the agent renews each at 70-90 % of that.
+    let c = MultiNode::start_with(1, &["--cluster-signing-duration", "20s"]);
+    let a = &c.agents[0];
+    let (_, client_crt, _) = a.client_credentials();
+    let serving_crt = a.data.join("pki/serving.crt");
+    let first = c.dir.path().join("first-client.crt");
+    std::fs::copy(&client_crt, &first).unwrap();
+    let expired = |path: &std::path::Path| {
+        // `openssl x509 -checkend 0` fails for a certificate that has expired.
+        !std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-checkend", "0", "-in"])
+            .arg(path)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!expired(&first));
+    // Each certificate renewed twice: by then the first ones have expired.
+    let mut clients = std::collections::BTreeSet::new();
+    let mut servings = std::collections::BTreeSet::new();
+    let renewed = poll(Duration::from_secs(90), || {
+        clients.insert(std::fs::read(&client_crt).unwrap_or_default());
+        servings.insert(std::fs::read(&serving_crt).unwrap_or_default());
+        (clients.len() >= 3 && servings.len() >= 3 && expired(&first)).then_some(())
+    });
+    assert!(
+        renewed.is_some(),
+        "{} client and {} serving certificates seen\n{}",
+        clients.len(),
+        servings.len(),
+        c.logs()
+    );
+    assert!(a.log().contains("certificate renewed"), "{}", a.log());
+    // The node still works with its renewed certificates: it stays Ready, runs a new pod
+    // and reports it (client certificate), and the API server execs into the pod and reads
+    // its logs through the node's kubelet API (serving certificate).
+    c.wait_ready(&a.name, true);
+    web(&c, "after-renewal", &a.name);
+    let out = c.kubectl_ok(&["exec", "after-renewal", "--", "cat", "/www/index.html"]);
+    assert_eq!(out.trim(), "hello from after-renewal");
+    let out = c.kubectl(&["logs", "after-renewal"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // kubectl as the node, with the certificate on disk now.
+    let out = c.kubectl_as_agent(0, &["get", "node", &a.name, "-o", "name"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -12,7 +12,7 @@
 //! the engine only through its Rust API, never its HTTP socket. It must not schedule pods,
 //! change pod specs, or own host network objects itself (skiff-net does).
 //!
-//! Layout: [`join`] (a remote node's certificates), [`node`] (Node, Lease), [`routes`]
+//! Layout: [`join`] (a remote node's certificates), [`rotation`] (their renewal), [`node`] (Node, Lease), [`routes`]
 //! (host-gw routes to other nodes' pods), [`pods`] (the watch loop and housekeeping), `sync` (one
 //! pod's step), `status`, [`sandbox`] and `etc` (what a pod's containers share), `spec`
 //! (pod container → engine container), `observe` (engine → pod containers), [`labels`],
@@ -40,6 +40,7 @@ mod probes;
 mod projected;
 mod qos;
 mod quantity;
+pub mod rotation;
 pub mod routes;
 pub mod sandbox;
 mod security;
