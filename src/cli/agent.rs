@@ -32,10 +32,11 @@ pub struct Args {
     /// The node's persistent data: credentials (`<data-dir>/pki`), engine, pod network
     #[arg(long, default_value = "/var/lib/skiff/agent")]
     data_dir: PathBuf,
-    /// The cluster CIDR, as the server was given it (pods reach it without NAT; routes to
-    /// other nodes' pod CIDRs are kept inside it)
-    #[arg(long, default_value = "10.42.0.0/16")]
-    cluster_cidr: ipnet::Ipv4Net,
+    /// The cluster CIDR: learnt from the server (its `kube-system/skiff-cluster`
+    /// ConfigMap); when given, it must be the server's (and is used with a server that
+    /// publishes none)
+    #[arg(long)]
+    cluster_cidr: Option<ipnet::Ipv4Net>,
     #[command(flatten)]
     node: super::node::NodeArgs,
 }
@@ -66,9 +67,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             node_ips: vec![node_ip],
             credentials: skiff_agent::join::Credentials::new(args.data_dir.join("pki")),
         };
-        let client = skiff_agent::join::join(&join)
+        let node_client = skiff_agent::join::join(&join)
             .await
             .map_err(|e| anyhow::anyhow!("joining {}: {}", args.server, skiff_agent::chain(&e)))?;
+        let client = node_client.client.clone();
+        let cluster = cluster_settings(&client, args.cluster_cidr).await?;
         // The kubelet API listens from the start; its serving certificate is the stored one,
         // or (first join) the one the server signs once the Node is registered.
         let creds = &join.credentials;
@@ -88,7 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &args.node,
             &args.data_dir,
             Path::new(DEFAULT_RUN),
-            args.cluster_cidr,
+            &cluster,
             client.clone(),
             Vec::new(),
             kubelet,
@@ -104,6 +107,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 tracing::error!(error = %skiff_agent::chain(&e), "no kubelet serving certificate")
             }
         }
+        // Both certificates are renewed before they expire, for as long as the node runs.
+        let (rotation_stop, rotation_stopped) = tokio::sync::watch::channel(false);
+        let rotation = tokio::spawn(skiff_agent::rotation::run(
+            std::sync::Arc::new(node_client),
+            join.clone(),
+            certificate.clone(),
+            rotation_stopped,
+        ));
         tracing::info!(node = %name, server = %args.server, "node joined and running");
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -111,7 +122,47 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
             _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
         }
+        rotation_stop.send_replace(true);
+        let _ = rotation.await;
         node.stop().await;
         Ok(())
     })
+}
+
+/// The cluster settings the server publishes, checked against `--cluster-cidr`; a server
+/// that publishes none (older than this agent) is taken to have the flag's CIDR and k3s'
+/// service network and DNS.
+async fn cluster_settings(
+    client: &kube::Client,
+    flag: Option<ipnet::Ipv4Net>,
+) -> anyhow::Result<skiff_core::cluster::ClusterConfig> {
+    let published = skiff_agent::join::cluster_config(client)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", skiff_agent::chain(&e)))?;
+    match (published, flag) {
+        (Some(c), Some(f)) if c.cluster_cidr != f => anyhow::bail!(
+            "--cluster-cidr {f} does not match the server's cluster CIDR {}: leave the flag out \
+             (the agent learns it from the server)",
+            c.cluster_cidr
+        ),
+        (Some(c), _) => Ok(c),
+        (None, Some(f)) => {
+            tracing::warn!(
+                cluster_cidr = %f,
+                "the server publishes no cluster settings; using --cluster-cidr and k3s' defaults"
+            );
+            Ok(skiff_core::cluster::ClusterConfig {
+                cluster_cidr: f,
+                service_cidr: "10.43.0.0/16".parse().expect("literal"),
+                cluster_dns: std::net::Ipv4Addr::new(10, 43, 0, 10),
+                cluster_domain: "cluster.local".into(),
+            })
+        }
+        (None, None) => anyhow::bail!(
+            "the server publishes no cluster settings ({}/{}): pass --cluster-cidr with the \
+             server's cluster CIDR",
+            skiff_core::cluster::NAMESPACE,
+            skiff_core::cluster::NAME
+        ),
+    }
 }

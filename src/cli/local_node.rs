@@ -23,7 +23,6 @@ impl LocalNode {
     pub async fn start(
         args: &super::node::NodeArgs,
         data_dir: &Path,
-        cluster: &skiff_apiserver::nodeipam::ClusterNetwork,
         server: &skiff_apiserver::Server,
     ) -> anyhow::Result<LocalNode> {
         let name = args.node_name()?;
@@ -64,7 +63,7 @@ impl LocalNode {
             args,
             data_dir,
             Path::new(DEFAULT_RUN),
-            cluster.cidr,
+            &skiff_apiserver::clusterconfig::published(&server.state),
             client,
             labels,
             kubelet,

@@ -45,9 +45,10 @@ pub struct NodeArgs {
     /// Prefix of pods' host veth names (at most 8 letters or digits)
     #[arg(long, default_value = "skiffp")]
     pod_interface_prefix: String,
-    /// Cluster DNS address written into pods' resolv.conf
-    #[arg(long, default_value = "10.43.0.10")]
-    cluster_dns: std::net::Ipv4Addr,
+    /// Cluster DNS address written into pods' resolv.conf [default: 10.43.0.10; for
+    /// `skiff agent` the server's]
+    #[arg(long)]
+    pub cluster_dns: Option<std::net::Ipv4Addr>,
     /// A registry the node pulls from over plain HTTP (`host[:port]` or a CIDR);
     /// repeatable. Loopback registries always are
     #[arg(long = "insecure-registry", value_name = "REGISTRY")]
@@ -55,12 +56,13 @@ pub struct NodeArgs {
     /// A Docker Hub mirror the node tries first; repeatable
     #[arg(long = "registry-mirror", value_name = "URL")]
     registry_mirrors: Vec<String>,
-    /// Cluster domain
-    #[arg(long, default_value = "cluster.local")]
-    cluster_domain: String,
-    /// How often the node samples its and its pods' resource usage (`kubectl top`, the HPA)
+    /// Cluster domain [default: cluster.local; for `skiff agent` the server's]
+    #[arg(long)]
+    pub cluster_domain: Option<String>,
+    /// How often the node samples its and its pods' resource usage (`kubectl top`, the HPA);
+    /// `skiff server` reads other nodes' usage from their kubelet APIs as often
     #[arg(long, default_value = "10s")]
-    node_stats_period: humantime::Duration,
+    pub node_stats_period: humantime::Duration,
     /// Host bridge of the default `bridge` network of the node's Docker API (`none`: no
     /// default bridge network there)
     #[arg(long, default_value = "skiffn0")]
@@ -143,12 +145,13 @@ pub struct Node {
 
 impl Node {
     /// Opens the node's engine under `data_dir` (and `--run-dir`, default `default_run`),
-    /// serves its Docker API and starts its agent on `client` with `labels` on its Node.
+    /// serves its Docker API and starts its agent on `client` with `labels` on its Node, in
+    /// the cluster `cluster` (its CIDR, and the DNS settings unless the node's flags differ).
     pub async fn start(
         args: &NodeArgs,
         data_dir: &Path,
         default_run: &Path,
-        cluster_cidr: ipnet::Ipv4Net,
+        cluster: &skiff_core::cluster::ClusterConfig,
         client: kube::Client,
         labels: Vec<(String, String)>,
         kubelet: skiff_agent::kubelet::KubeletServerConfig,
@@ -216,9 +219,12 @@ impl Node {
         cfg.pod_bridge = args.pod_bridge.clone();
         cfg.nftables_table = args.pod_nftables_table.clone();
         cfg.interface_prefix = args.pod_interface_prefix.clone();
-        cfg.cluster_cidr = cluster_cidr;
-        cfg.cluster_dns = args.cluster_dns;
-        cfg.cluster_domain = args.cluster_domain.clone();
+        cfg.cluster_cidr = cluster.cluster_cidr;
+        cfg.cluster_dns = args.cluster_dns.unwrap_or(cluster.cluster_dns);
+        cfg.cluster_domain = args
+            .cluster_domain
+            .clone()
+            .unwrap_or_else(|| cluster.cluster_domain.clone());
         cfg.stats_period = args.node_stats_period.into();
         cfg.kubelet = Some(std::sync::Arc::new(kubelet));
         let agent = skiff_agent::Agent::start(client, engine.clone(), cfg)

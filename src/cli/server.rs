@@ -66,6 +66,10 @@ pub struct Args {
     /// that has none)
     #[arg(long, default_value_t = 300)]
     default_unreachable_toleration_seconds: i64,
+    /// The longest lifetime of certificates signed for CertificateSigningRequests (nodes'
+    /// client and kubelet serving certificates; agents renew theirs at 70-90 % of it)
+    #[arg(long, default_value = "8760h")]
+    cluster_signing_duration: humantime::Duration,
     #[command(flatten)]
     controllers: super::controllers::ControllerArgs,
     #[command(flatten)]
@@ -98,12 +102,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 apiserver: None,
             },
             connections: deadlines(args.request_header_deadline),
-            cluster_network: cluster_network.clone(),
+            cluster_network,
             allowed_host_paths: args.allowed_host_paths.clone(),
             default_tolerations: skiff_apiserver::kinds::core::pod::DefaultTolerations {
                 not_ready_seconds: args.default_not_ready_toleration_seconds,
                 unreachable_seconds: args.default_unreachable_toleration_seconds,
             },
+            node_defaults: node_defaults(&args.node),
+            cluster_signing_duration: args.cluster_signing_duration.into(),
         };
         let server = skiff_apiserver::Server::bind(config, store)
             .await
@@ -117,15 +123,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let local = match args.disable_agent {
             true => None,
             false => Some(
-                super::local_node::LocalNode::start(
-                    &args.node,
-                    &args.data_dir,
-                    &cluster_network,
-                    &server,
-                )
-                .await?,
+                super::local_node::LocalNode::start(&args.node, &args.data_dir, &server).await?,
             ),
         };
+        // Joined nodes report resource usage through their kubelet APIs.
+        let scraper = server
+            .state
+            .scrape_node_metrics(args.node.node_stats_period.into(), std::future::pending());
         tracing::info!(addr = %server.addr, "Kubernetes API listening");
         println!("kubeconfig: {}", server.kubeconfig.display());
         println!(
@@ -154,6 +158,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let _ = api_stop_rx.await;
         }));
         shutdown.await;
+        scraper.abort();
         if let Some(node) = local {
             node.stop().await;
         }
@@ -164,6 +169,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let _ = serving.await;
         Ok(())
     })
+}
+
+/// The cluster DNS and domain the server publishes to nodes: its own node's flags, else
+/// k3s' defaults.
+fn node_defaults(node: &super::node::NodeArgs) -> skiff_apiserver::clusterconfig::NodeDefaults {
+    let defaults = skiff_apiserver::clusterconfig::NodeDefaults::default();
+    skiff_apiserver::clusterconfig::NodeDefaults {
+        cluster_dns: node.cluster_dns.unwrap_or(defaults.cluster_dns),
+        cluster_domain: node
+            .cluster_domain
+            .clone()
+            .unwrap_or(defaults.cluster_domain),
+    }
 }
 
 /// Who the in-process scheduler acts as: kube-scheduler's user.

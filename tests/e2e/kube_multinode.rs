@@ -5,11 +5,15 @@
 //! certificate only lets it change what is its own. An agent stopped with SIGTERM marks its
 //! Node NotReady; one killed with SIGKILL and started again adopts its running pods. The pods
 //! of an agent killed for good are replaced on the other nodes (node lifecycle, eviction).
+//! Agents learn the cluster CIDR from the server; one told another is refused. Before that
+//! kill, the same cluster runs issue 13's workload checks (`kube_multinode/workloads.rs`).
 
 #[path = "common/hostclean.rs"]
 mod hostclean;
 #[path = "common/multinode.rs"]
 mod multinode;
+#[path = "kube_multinode/workloads.rs"]
+mod workloads;
 
 use std::time::Duration;
 
@@ -387,20 +391,53 @@ fn agent_with_a_bad_token_or_the_wrong_ca_is_refused() {
     assert!(text(&out).contains("invalid join token"), "{}", text(&out));
     assert!(!c.kubectl_ok(&["get", "csr"]).contains("intruder"));
     assert!(!c.kubectl_ok(&["get", "nodes"]).contains("intruder"));
+
+    // The agents were not told the cluster CIDR: they read the server's.
+    let published = c.kubectl_ok(&[
+        "get",
+        "configmap",
+        "-n",
+        "kube-system",
+        "skiff-cluster",
+        "-o",
+        "jsonpath={.data.clusterCIDR}",
+    ]);
+    assert_eq!(published, c.cluster_cidr);
+    // An agent told another cluster CIDR stops with the reason, before registering a Node.
+    let out = c.agents[0]
+        .command(&[
+            "--cluster-cidr",
+            "10.99.0.0/16",
+            "--node-name",
+            "mismatch",
+            "--data-dir",
+            c.dir.path().join("mismatch").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("does not match the server's cluster CIDR"),
+        "{}",
+        text(&out)
+    );
+    assert!(!c.kubectl_ok(&["get", "nodes"]).contains("mismatch"));
 }
 
 #[test]
 fn a_killed_agents_pods_are_replaced_on_the_other_nodes_and_remote_pods_stream() {
     // A short grace and toleration, as a user who wants fast fail-over configures them.
-    let mut c = MultiNode::start_with(
-        2,
-        &[
-            "--node-monitor-grace-period",
-            "10s",
-            "--default-unreachable-toleration-seconds",
-            "5",
-        ],
-    );
+    let mut server_flags = vec![
+        "--node-monitor-grace-period",
+        "10s",
+        "--default-unreachable-toleration-seconds",
+        "5",
+    ];
+    server_flags.extend_from_slice(workloads::SERVER_FLAGS);
+    let mut c = MultiNode::start_full(2, &server_flags, workloads::AGENT_FLAGS);
+    // Issue 13's checks share this cluster (before one of its agents is killed).
+    workloads::deployment_spreads_rolls_back_and_heals(&c);
+    workloads::top_and_autoscaling_across_nodes(&c);
     let dead = c.agents[0].name.clone();
     // exec and logs of a pod on a joined agent go through that agent's kubelet API, served
     // with the certificate it got through its CSR.
@@ -509,4 +546,54 @@ fn a_killed_agents_pods_are_replaced_on_the_other_nodes_and_remote_pods_stream()
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn an_agent_renews_its_certificates_and_keeps_working_after_the_first_ones_expire() {
+    // Node certificates live 20 s: the agent renews each at 70-90 % of that.
+    let c = MultiNode::start_with(1, &["--cluster-signing-duration", "20s"]);
+    let a = &c.agents[0];
+    let (_, client_crt, _) = a.client_credentials();
+    let serving_crt = a.data.join("pki/serving.crt");
+    let first = c.dir.path().join("first-client.crt");
+    std::fs::copy(&client_crt, &first).unwrap();
+    let expired = |path: &std::path::Path| {
+        // `openssl x509 -checkend 0` fails for a certificate that has expired.
+        !std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-checkend", "0", "-in"])
+            .arg(path)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!expired(&first));
+    // Each certificate renewed twice: by then the first ones have expired.
+    let mut clients = std::collections::BTreeSet::new();
+    let mut servings = std::collections::BTreeSet::new();
+    let renewed = poll(Duration::from_secs(90), || {
+        clients.insert(std::fs::read(&client_crt).unwrap_or_default());
+        servings.insert(std::fs::read(&serving_crt).unwrap_or_default());
+        (clients.len() >= 3 && servings.len() >= 3 && expired(&first)).then_some(())
+    });
+    assert!(
+        renewed.is_some(),
+        "{} client and {} serving certificates seen\n{}",
+        clients.len(),
+        servings.len(),
+        c.logs()
+    );
+    assert!(a.log().contains("certificate renewed"), "{}", a.log());
+    // The node still works with its renewed certificates: it stays Ready, runs a new pod
+    // and reports it (client certificate), and the API server execs into the pod and reads
+    // its logs through the node's kubelet API (serving certificate).
+    c.wait_ready(&a.name, true);
+    web(&c, "after-renewal", &a.name);
+    let out = c.kubectl_ok(&["exec", "after-renewal", "--", "cat", "/www/index.html"]);
+    assert_eq!(out.trim(), "hello from after-renewal");
+    let out = c.kubectl(&["logs", "after-renewal"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // kubectl as the node, with the certificate on disk now.
+    let out = c.kubectl_as_agent(0, &["get", "node", &a.name, "-o", "name"]);
+    assert!(out.status.success(), "{}", text(&out));
 }

@@ -9,7 +9,7 @@
 //!
 //! Files, under the credentials directory ([`Credentials`]): `ca.crt`, `client.crt`,
 //! `client.key`, `serving.crt`, `serving.key` (keys mode 0600). A restart with them present
-//! makes no new request.
+//! and valid makes no new request; [`crate::rotation`] renews them before they expire.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -56,6 +56,8 @@ pub enum JoinError {
     Denied { name: String, message: String },
     #[error("certificate request {0} was not signed within 60 s")]
     NotSigned(String),
+    #[error("the server's cluster settings are unreadable")]
+    ClusterConfig(#[from] skiff_core::cluster::ClusterConfigError),
     #[error("kubernetes API request failed")]
     Api(#[from] kube::Error),
     #[error("cannot make a key or certificate request")]
@@ -160,8 +162,48 @@ pub struct JoinConfig {
     pub credentials: Credentials,
 }
 
+/// A client of the server in `base` that presents `token` as a bootstrapper.
+pub(crate) fn bootstrap_client(
+    base: &kube::Config,
+    token: &str,
+    server: &str,
+) -> Result<kube::Client, JoinError> {
+    let mut bootstrap = base.clone();
+    let bearer = format!("Bearer {token}");
+    bootstrap.headers.push((
+        http::header::AUTHORIZATION,
+        http::HeaderValue::from_str(&bearer).map_err(|_| JoinError::Url(server.to_string()))?,
+    ));
+    Ok(kube::Client::try_from(bootstrap)?)
+}
+
+/// Asks for a client certificate of node `node` through `client` (a bootstrapper, or the
+/// node itself); returns the certificate and its new key (PEM).
+pub(crate) async fn request_client_certificate(
+    client: &kube::Client,
+    node: &str,
+) -> Result<(String, String), JoinError> {
+    request_certificate(
+        client,
+        node,
+        KUBELET_CLIENT,
+        &[],
+        &["digital signature", "client auth"],
+    )
+    .await
+}
+
+/// Stores a client certificate and its key (the key first: the certificate names it).
+pub(crate) fn store_client_certificate(
+    creds: &Credentials,
+    (cert, key): &(String, String),
+) -> Result<(), JoinError> {
+    write(&creds.client_key(), key.as_bytes(), 0o600)?;
+    write(&creds.client_cert(), cert.as_bytes(), 0o644)
+}
+
 /// Joins (or, with stored credentials, rejoins) and returns a client acting as the node.
-pub async fn join(cfg: &JoinConfig) -> Result<kube::Client, JoinError> {
+pub async fn join(cfg: &JoinConfig) -> Result<crate::rotation::NodeClient, JoinError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let token = JoinToken::parse(&cfg.token)?;
     let uri: http::Uri = cfg
@@ -199,62 +241,73 @@ pub async fn join(cfg: &JoinConfig) -> Result<kube::Client, JoinError> {
         c.tls_server_name = Some(SERVER_NAME.into());
         c
     };
-    if !(creds.client_cert().exists() && creds.client_key().exists()) {
-        let mut bootstrap = base();
-        let bearer = format!("Bearer {token}");
-        bootstrap.headers.push((
-            http::header::AUTHORIZATION,
-            http::HeaderValue::from_str(&bearer).map_err(|_| JoinError::Url(cfg.server.clone()))?,
-        ));
-        let client = kube::Client::try_from(bootstrap)?;
-        let (cert, key) = request_certificate(
-            &client,
-            &cfg.node_name,
-            KUBELET_CLIENT,
-            &[],
-            &["digital signature", "client auth"],
-        )
-        .await
-        .map_err(|e| match e {
-            JoinError::Api(kube::Error::Api(s)) if s.code == 401 || s.code == 403 => {
-                JoinError::Refused(format!("{} ({})", s.message, s.code))
-            }
-            other => other,
-        })?;
-        write(&creds.client_key(), key.as_bytes(), 0o600)?;
-        write(&creds.client_cert(), cert.as_bytes(), 0o644)?;
+    // A certificate that expired while the node was down is asked for again, as at the
+    // first join.
+    if !creds.client_key().exists() || crate::rotation::expired(&creds.client_cert()) {
+        let client = bootstrap_client(&base(), &token.to_string(), &cfg.server)?;
+        let got = request_client_certificate(&client, &cfg.node_name)
+            .await
+            .map_err(|e| match e {
+                JoinError::Api(kube::Error::Api(s)) if s.code == 401 || s.code == 403 => {
+                    JoinError::Refused(format!("{} ({})", s.message, s.code))
+                }
+                other => other,
+            })?;
+        store_client_certificate(creds, &got)?;
         tracing::info!(node = %cfg.node_name, "joined: node client certificate issued");
     }
-    let mut node = base();
-    node.auth_info.client_certificate = Some(creds.client_cert().display().to_string());
-    node.auth_info.client_key = Some(creds.client_key().display().to_string());
-    let client = kube::Client::try_from(node)?;
-    Ok(client)
+    crate::rotation::NodeClient::new(base(), creds.clone())
+}
+
+/// The cluster settings the server publishes (`kube-system/skiff-cluster`), read as the
+/// node; None from a server that publishes none.
+pub async fn cluster_config(
+    client: &kube::Client,
+) -> Result<Option<skiff_core::cluster::ClusterConfig>, JoinError> {
+    use skiff_core::cluster::{ClusterConfig, NAME, NAMESPACE};
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), NAMESPACE);
+    let Some(cm) = api.get_opt(NAME).await? else {
+        return Ok(None);
+    };
+    Ok(Some(ClusterConfig::from_data(
+        &cm.data.unwrap_or_default(),
+    )?))
 }
 
 /// Asks, as the node, for a kubelet serving certificate (SANs: the node's name and
-/// addresses) unless one is stored. Call it once the Node is registered: the server only
-/// signs names and addresses the Node has.
+/// addresses) unless a valid one is stored. Call it once the Node is registered: the server
+/// only signs names and addresses the Node has.
 pub async fn ensure_serving_certificate(
     client: &kube::Client,
     cfg: &JoinConfig,
 ) -> Result<(), JoinError> {
     let creds = &cfg.credentials;
-    if !(creds.serving_cert().exists() && creds.serving_key().exists()) {
-        let mut sans = vec![cfg.node_name.clone()];
-        sans.extend(cfg.node_ips.iter().map(IpAddr::to_string));
-        let (cert, key) = request_certificate(
-            client,
-            &cfg.node_name,
-            KUBELET_SERVING,
-            &sans,
-            &["digital signature", "server auth"],
-        )
-        .await?;
-        write(&creds.serving_key(), key.as_bytes(), 0o600)?;
-        write(&creds.serving_cert(), cert.as_bytes(), 0o644)?;
-        tracing::info!(node = %cfg.node_name, "kubelet serving certificate issued");
+    if !creds.serving_key().exists() || crate::rotation::expired(&creds.serving_cert()) {
+        request_serving_certificate(client, cfg).await?;
     }
+    Ok(())
+}
+
+/// Asks, as the node, for a new kubelet serving certificate and stores it.
+pub(crate) async fn request_serving_certificate(
+    client: &kube::Client,
+    cfg: &JoinConfig,
+) -> Result<(), JoinError> {
+    let creds = &cfg.credentials;
+    let mut sans = vec![cfg.node_name.clone()];
+    sans.extend(cfg.node_ips.iter().map(IpAddr::to_string));
+    let (cert, key) = request_certificate(
+        client,
+        &cfg.node_name,
+        KUBELET_SERVING,
+        &sans,
+        &["digital signature", "server auth"],
+    )
+    .await?;
+    write(&creds.serving_key(), key.as_bytes(), 0o600)?;
+    write(&creds.serving_cert(), cert.as_bytes(), 0o644)?;
+    tracing::info!(node = %cfg.node_name, "kubelet serving certificate issued");
     Ok(())
 }
 

@@ -12,7 +12,7 @@
 //! the engine only through its Rust API, never its HTTP socket. It must not schedule pods,
 //! change pod specs, or own host network objects itself (skiff-net does).
 //!
-//! Layout: [`join`] (a remote node's certificates), [`node`] (Node, Lease), [`routes`]
+//! Layout: [`join`] (a remote node's certificates), [`rotation`] (their renewal), [`node`] (Node, Lease), [`routes`]
 //! (host-gw routes to other nodes' pods), [`pods`] (the watch loop and housekeeping), `sync` (one
 //! pod's step), `status`, [`sandbox`] and `etc` (what a pod's containers share), `spec`
 //! (pod container → engine container), `observe` (engine → pod containers), [`labels`],
@@ -40,6 +40,7 @@ mod probes;
 mod projected;
 mod qos;
 mod quantity;
+pub mod rotation;
 pub mod routes;
 pub mod sandbox;
 mod security;
@@ -146,12 +147,20 @@ impl Agent {
         let version = client.apiserver_version().await?.git_version;
         let node_ip = cfg.node_ip.unwrap_or_else(machine::default_ip);
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let sampler = stats::Sampler::new(
+            engine.clone(),
+            cfg.node_name.clone(),
+            engine.config().cgroup_parent.clone(),
+        );
+        let stats = sampler.handle();
         let kubelet_server = match &cfg.kubelet {
             Some(k) => {
                 let served = kubelet::Kubelet {
                     engine: engine.clone(),
                     client: client.clone(),
                     sandboxes_dir: cfg.run_dir.join("pods"),
+                    node_name: cfg.node_name.clone(),
+                    stats: stats.clone(),
                 };
                 let own = k.as_ref().clone();
                 Some(kubelet::serve(own, served, stopped.clone()).await?)
@@ -213,12 +222,6 @@ impl Agent {
 
         let routes_net = sandboxes.net.clone();
         let routes_client = client.clone();
-        let sampler = stats::Sampler::new(
-            engine.clone(),
-            cfg.node_name.clone(),
-            engine.config().cgroup_parent.clone(),
-        );
-        let stats = sampler.handle();
         let ctx = Arc::new(pods::Ctx {
             cgroup_parent: engine.config().cgroup_parent.clone(),
             engine: engine.clone(),

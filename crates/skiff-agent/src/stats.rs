@@ -79,6 +79,77 @@ pub struct Snapshot {
     pub pods: Vec<PodStats>,
 }
 
+impl Usage {
+    /// The Summary API's CPU and memory at `at`.
+    fn summary(
+        &self,
+        at: DateTime<Utc>,
+    ) -> (
+        Option<skiff_core::statsapi::CpuStats>,
+        Option<skiff_core::statsapi::MemoryStats>,
+    ) {
+        let time = at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        (
+            Some(skiff_core::statsapi::CpuStats {
+                time: time.clone(),
+                usage_nano_cores: Some(self.cpu_nano_cores),
+                usage_core_nano_seconds: Some(self.cpu_usage_core_nano_seconds),
+            }),
+            Some(skiff_core::statsapi::MemoryStats {
+                time,
+                working_set_bytes: Some(self.memory_working_set_bytes),
+            }),
+        )
+    }
+}
+
+impl Snapshot {
+    /// The kubelet Summary API's view of this snapshot (`GET /stats/summary`) for node
+    /// `node_name`; a node or pod not yet sampled twice has no CPU or memory.
+    pub fn summary(&self, node_name: &str) -> skiff_core::statsapi::Summary {
+        use skiff_core::statsapi as api;
+        let (cpu, memory) = match &self.node {
+            Some(n) => n.usage.summary(n.timestamp),
+            None => (None, None),
+        };
+        api::Summary {
+            node: api::NodeSummary {
+                node_name: node_name.to_string(),
+                cpu,
+                memory,
+            },
+            pods: self
+                .pods
+                .iter()
+                .map(|p| {
+                    let (cpu, memory) = p.usage.summary(p.timestamp);
+                    api::PodSummary {
+                        pod_ref: api::PodReference {
+                            name: p.name.clone(),
+                            namespace: p.namespace.clone(),
+                            uid: p.uid.clone(),
+                        },
+                        containers: p
+                            .containers
+                            .iter()
+                            .map(|c| {
+                                let (cpu, memory) = c.usage.summary(p.timestamp);
+                                api::ContainerSummary {
+                                    name: c.name.clone(),
+                                    cpu,
+                                    memory,
+                                }
+                            })
+                            .collect(),
+                        cpu,
+                        memory,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A cumulative reading of one cgroup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Reading {
@@ -404,5 +475,40 @@ mod tests {
         let r = read_node(Utc::now()).expect("node reading");
         assert!(r.cpu_ns > 0);
         assert!(r.working_set > 1 << 20, "{}", r.working_set);
+    }
+
+    #[test]
+    fn the_summary_api_carries_node_pod_and_container_usage() {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let usage = Usage {
+            cpu_nano_cores: 250_000_000,
+            cpu_usage_core_nano_seconds: 9,
+            memory_working_set_bytes: 4096,
+        };
+        let snap = Snapshot {
+            node: None,
+            pods: vec![PodStats {
+                namespace: "default".into(),
+                name: "web".into(),
+                uid: "u1".into(),
+                timestamp: at,
+                window: Duration::from_secs(10),
+                usage,
+                containers: vec![ContainerStats {
+                    name: "main".into(),
+                    usage,
+                }],
+            }],
+        };
+        let s = snap.summary("n1");
+        // Not sampled twice yet: the node has a name and no figures.
+        assert_eq!(s.node.node_name, "n1");
+        assert!(s.node.cpu.is_none());
+        let json = serde_json::to_value(&s).unwrap();
+        let c = &json["pods"][0]["containers"][0];
+        assert_eq!(c["cpu"]["usageNanoCores"], 250_000_000);
+        assert_eq!(c["memory"]["workingSetBytes"], 4096);
+        assert_eq!(c["cpu"]["time"], "2023-11-14T22:13:20.000000000Z");
+        assert_eq!(json["pods"][0]["podRef"]["uid"], "u1");
     }
 }

@@ -36,7 +36,7 @@ pub const KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";
 pub const APISERVER_CLIENT: &str = "kubernetes.io/kube-apiserver-client";
 /// How long a signed certificate is valid unless the request asks for less
 /// (kube-controller-manager's `--cluster-signing-duration`).
-const DEFAULT_SECONDS: i64 = 365 * 24 * 3600;
+pub const DEFAULT_SECONDS: i64 = 365 * 24 * 3600;
 
 /// What the approver decides about one request.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,8 +47,10 @@ enum Verdict {
     Pass,
 }
 
-/// Runs the approver and signer until `stop` completes.
-pub async fn run(state: Arc<ApiState>, pki: Pki, stop: impl Future<Output = ()>) {
+/// Runs the approver and signer until `stop` completes; certificates it signs live at most
+/// `max_seconds` (kube-controller-manager's `--cluster-signing-duration`, default
+/// [`DEFAULT_SECONDS`]).
+pub async fn run(state: Arc<ApiState>, pki: Pki, max_seconds: i64, stop: impl Future<Output = ()>) {
     let user = UserInfo {
         name: "system:kube-controller-manager".into(),
         uid: String::new(),
@@ -60,7 +62,7 @@ pub async fn run(state: Arc<ApiState>, pki: Pki, stop: impl Future<Output = ()>)
     loop {
         tokio::select! {
             _ = &mut stop => return,
-            r = follow(&api, &pki) => if let Err(e) = r {
+            r = follow(&api, &pki, max_seconds) => if let Err(e) = r {
                 tracing::warn!(error = %e, "certificate signing requests: watch failed");
             },
         }
@@ -72,10 +74,14 @@ pub async fn run(state: Arc<ApiState>, pki: Pki, stop: impl Future<Output = ()>)
 }
 
 /// Lists every request, handles each, then handles changes until the watch ends.
-async fn follow(api: &Api<CertificateSigningRequest>, pki: &Pki) -> Result<(), kube::Error> {
+async fn follow(
+    api: &Api<CertificateSigningRequest>,
+    pki: &Pki,
+    max_seconds: i64,
+) -> Result<(), kube::Error> {
     let list = api.list(&ListParams::default()).await?;
     for csr in list.items {
-        handle(api, pki, csr).await;
+        handle(api, pki, max_seconds, csr).await;
     }
     let rv = list.metadata.resource_version.unwrap_or_default();
     let mut events = api
@@ -84,7 +90,9 @@ async fn follow(api: &Api<CertificateSigningRequest>, pki: &Pki) -> Result<(), k
         .boxed();
     while let Some(event) = events.try_next().await? {
         match event {
-            WatchEvent::Added(csr) | WatchEvent::Modified(csr) => handle(api, pki, csr).await,
+            WatchEvent::Added(csr) | WatchEvent::Modified(csr) => {
+                handle(api, pki, max_seconds, csr).await
+            }
             WatchEvent::Error(_) => return Ok(()),
             _ => {}
         }
@@ -102,6 +110,7 @@ fn has(csr: &CertificateSigningRequest, ty: &str) -> bool {
 async fn handle(
     api: &Api<CertificateSigningRequest>,
     pki: &Pki,
+    max_seconds: i64,
     mut csr: CertificateSigningRequest,
 ) {
     let name = csr.metadata.name.clone().unwrap_or_default();
@@ -165,7 +174,7 @@ async fn handle(
     let seconds = csr
         .spec
         .expiration_seconds
-        .map_or(DEFAULT_SECONDS, |s| i64::from(s).min(DEFAULT_SECONDS));
+        .map_or(max_seconds, |s| i64::from(s).min(max_seconds));
     let request = String::from_utf8_lossy(&csr.spec.request.0).into_owned();
     let status = match pki.sign(&request, usage, seconds) {
         Ok(pem) => json!({"status": {"certificate": base64_of(pem.as_bytes())}}),

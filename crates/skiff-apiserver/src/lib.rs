@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod clusterconfig;
 mod convert;
 pub mod csrsigning;
 pub mod defaults;
@@ -20,6 +21,7 @@ mod handlers;
 mod http;
 pub mod kinds;
 pub mod kubelet_client;
+mod kubelet_metrics;
 pub mod metrics;
 mod namespaces;
 pub mod nodeauth;

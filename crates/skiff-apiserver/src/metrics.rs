@@ -52,10 +52,12 @@ pub trait NodeMetricsSource: Send + Sync {
     fn pods(&self) -> Vec<PodMetrics>;
 }
 
-/// The cluster's provider: the union of the connected nodes' sources.
+/// The cluster's provider: the union of the connected nodes' sources. A node connected
+/// in-process wins over what was scraped from its kubelet API.
 #[derive(Default)]
 pub struct PerNodeMetrics {
     sources: RwLock<BTreeMap<String, Arc<dyn NodeMetricsSource>>>,
+    scraped: RwLock<BTreeMap<String, Arc<dyn NodeMetricsSource>>>,
 }
 
 impl PerNodeMetrics {
@@ -75,12 +77,32 @@ impl PerNodeMetrics {
             .remove(name);
     }
 
-    fn all(&self) -> Vec<Arc<dyn NodeMetricsSource>> {
+    /// Whether node `name` reports in-process (its kubelet API need not be scraped).
+    pub fn is_connected(&self, name: &str) -> bool {
         self.sources
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
+    }
+
+    /// What was last scraped from each node's kubelet API, replacing the previous scrape
+    /// (nodes not in `scraped` report nothing from there any more).
+    pub fn set_scraped(&self, scraped: BTreeMap<String, Arc<dyn NodeMetricsSource>>) {
+        *self.scraped.write().unwrap_or_else(|e| e.into_inner()) = scraped;
+    }
+
+    fn all(&self) -> Vec<Arc<dyn NodeMetricsSource>> {
+        let sources = self.sources.read().unwrap_or_else(|e| e.into_inner());
+        let scraped = self.scraped.read().unwrap_or_else(|e| e.into_inner());
+        sources
             .values()
             .cloned()
+            .chain(
+                scraped
+                    .iter()
+                    .filter(|(name, _)| !sources.contains_key(*name))
+                    .map(|(_, s)| s.clone()),
+            )
             .collect()
     }
 }
@@ -329,6 +351,32 @@ mod tests {
         p.disconnect("a");
         assert_eq!(p.node_metrics().len(), 1);
         assert_eq!(p.pod_metrics(None).len(), 1);
+    }
+
+    #[test]
+    fn scraped_nodes_join_and_an_in_process_node_wins_over_its_scrape() {
+        let p = PerNodeMetrics::default();
+        p.connect("local", Arc::new(Fixed("local", &[("default", "a")])));
+        p.set_scraped(BTreeMap::from([
+            (
+                "local".to_string(),
+                Arc::new(Fixed("local", &[("default", "stale")])) as Arc<dyn NodeMetricsSource>,
+            ),
+            (
+                "remote".to_string(),
+                Arc::new(Fixed("remote", &[("default", "b")])) as Arc<dyn NodeMetricsSource>,
+            ),
+        ]));
+        assert!(p.is_connected("local") && !p.is_connected("remote"));
+        let pods: Vec<_> = p
+            .pod_metrics(None)
+            .into_iter()
+            .map(|n| n.metadata.name.unwrap())
+            .collect();
+        assert_eq!(pods, ["a", "b"]);
+        assert_eq!(p.node_metrics().len(), 2);
+        p.set_scraped(BTreeMap::new());
+        assert_eq!(p.node_metrics().len(), 1);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct ApiState {
     pub(crate) services: crate::services::ServiceNetwork,
     /// Where Nodes get their pod CIDRs from.
     pub(crate) cluster_network: crate::nodeipam::ClusterNetwork,
+    /// The cluster DNS and domain nodes write into pods (published with the CIDRs).
+    pub(crate) node_defaults: crate::clusterconfig::NodeDefaults,
     /// How this server reaches kubelets (pod logs, exec, attach, port-forward, node proxy).
     kubelet: std::sync::OnceLock<Arc<crate::kubelet_client::KubeletClient>>,
     /// Host paths pods may mount (`hostPath` volumes under one of them); empty: any.
@@ -62,6 +64,7 @@ impl ApiState {
             namespaces: Default::default(),
             services: Default::default(),
             cluster_network: Default::default(),
+            node_defaults: Default::default(),
             kubelet: Default::default(),
             allowed_host_paths: Vec::new(),
             default_tolerations: Default::default(),
@@ -80,6 +83,13 @@ impl ApiState {
     /// The same state giving Nodes pod CIDRs from `network` (default: /24s of 10.42.0.0/16).
     pub fn with_cluster_network(mut self, network: crate::nodeipam::ClusterNetwork) -> Self {
         self.cluster_network = network;
+        self
+    }
+
+    /// The same state publishing `defaults` to nodes (default: k3s' 10.43.0.10 and
+    /// `cluster.local`).
+    pub fn with_node_defaults(mut self, defaults: crate::clusterconfig::NodeDefaults) -> Self {
+        self.node_defaults = defaults;
         self
     }
 
@@ -125,6 +135,21 @@ impl ApiState {
         self.node_metrics.connect(name, source);
     }
 
+    /// Reads the resource usage of nodes not connected in-process from their kubelet APIs
+    /// every `period` until `stop` completes.
+    pub fn scrape_node_metrics(
+        self: &Arc<Self>,
+        period: std::time::Duration,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(crate::kubelet_metrics::run(
+            self.clone(),
+            self.node_metrics.clone(),
+            period,
+            stop,
+        ))
+    }
+
     /// Node `name` reports no more resource usage.
     pub fn disconnect_node_metrics(&self, name: &str) {
         self.node_metrics.disconnect(name);
@@ -143,8 +168,8 @@ impl ApiState {
             .clone()
     }
 
-    /// Creates the namespaces every cluster has and the `default/kubernetes` Service;
-    /// idempotent.
+    /// Creates the namespaces every cluster has, the `default/kubernetes` Service and the
+    /// cluster settings published to nodes; idempotent.
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
         handlers::bootstrap(self).await
     }

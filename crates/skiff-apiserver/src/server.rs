@@ -41,6 +41,11 @@ pub struct Config {
     pub allowed_host_paths: Vec<PathBuf>,
     /// How long pods tolerate unready and unreachable nodes unless they say.
     pub default_tolerations: crate::kinds::core::pod::DefaultTolerations,
+    /// The cluster DNS and domain published to nodes.
+    pub node_defaults: crate::clusterconfig::NodeDefaults,
+    /// The longest lifetime of a certificate signed for a CSR (node client and serving
+    /// certificates; nodes renew theirs before they expire).
+    pub cluster_signing_duration: std::time::Duration,
 }
 
 /// Errors starting the server.
@@ -90,6 +95,8 @@ pub struct Server {
     /// The cluster's certificates (the local node's kubelet serving certificate comes from
     /// here).
     pub pki: Pki,
+    /// The longest lifetime of certificates signed for CSRs, in seconds.
+    signing_seconds: i64,
 }
 
 impl Server {
@@ -161,7 +168,8 @@ impl Server {
                 .with_service_network(services)
                 .with_cluster_network(config.cluster_network.clone())
                 .with_allowed_host_paths(config.allowed_host_paths.clone())
-                .with_default_tolerations(config.default_tolerations),
+                .with_default_tolerations(config.default_tolerations)
+                .with_node_defaults(config.node_defaults.clone()),
         );
         state.set_kubelet_client(crate::kubelet_client::KubeletClient::new(
             pki.kubelet_client()?,
@@ -178,6 +186,9 @@ impl Server {
             addr,
             kubeconfig,
             state,
+            signing_seconds: i64::try_from(config.cluster_signing_duration.as_secs())
+                .unwrap_or(i64::MAX)
+                .max(1),
         })
     }
 
@@ -200,6 +211,7 @@ impl Server {
         tokio::spawn(crate::csrsigning::run(
             self.state.clone(),
             self.pki.clone(),
+            self.signing_seconds,
             stopped(stop_rx.clone()),
         ));
         tokio::spawn(keep_system_objects(self.state.clone(), stopped(stop_rx)));

@@ -1,5 +1,6 @@
 //! Shared vocabulary of every skiff crate: error kinds, ids, default paths, Docker's units,
-//! and (feature `serve`) the connection limits both HTTP APIs apply.
+//! the cluster settings nodes share with the server, the kubelet's stats summary, and
+//! (feature `serve`) the connection limits both HTTP APIs apply.
 //!
 //! Owns nothing stateful and must not depend on any other skiff crate. Protocol-specific
 //! error formats (Docker `{"message"}`, Kubernetes `Status`) are produced at the API edges
@@ -7,11 +8,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod ids;
 pub mod jointoken;
 pub mod paths;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod statsapi;
 pub mod units;
 
 /// What went wrong, independent of any wire protocol. Each crate's error enum maps onto one

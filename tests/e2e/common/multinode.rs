@@ -243,6 +243,11 @@ impl MultiNode {
 
     /// [`MultiNode::start`] with more `skiff server` flags.
     pub fn start_with(agents: usize, server_flags: &[&str]) -> MultiNode {
+        Self::start_full(agents, server_flags, &[])
+    }
+
+    /// [`MultiNode::start`] with more `skiff server` flags and more flags for every agent.
+    pub fn start_full(agents: usize, server_flags: &[&str], agent_flags: &[&str]) -> MultiNode {
         // Clusters of one test process get distinct tags, subnets and cluster CIDRs.
         static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let k = std::process::id() + STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -321,8 +326,6 @@ impl MultiNode {
                 name.clone(),
                 "--node-ip".into(),
                 ip.clone(),
-                "--cluster-cidr".into(),
-                c.cluster_cidr.clone(),
                 "--cgroup-parent".into(),
                 cgroup_parent.clone(),
                 "--pod-bridge".into(),
@@ -338,6 +341,10 @@ impl MultiNode {
                 "--engine-nftables-table".into(),
                 format!("skiff-c{}{i}", c.tag),
             ];
+            let args: Vec<String> = args
+                .into_iter()
+                .chain(agent_flags.iter().map(|f| f.to_string()))
+                .collect();
             c.agents.push(AgentNode {
                 name,
                 netns,

@@ -1,6 +1,8 @@
 //! The kubelet API a node serves over HTTPS (kubelet's `:10250`): `/healthz`,
 //! `/containerLogs/NS/POD/CONTAINER`, `/exec/NS/POD/CONTAINER`, `/attach/NS/POD/CONTAINER`
-//! (WebSocket `v5`/`v4.channel.k8s.io`, see [`channels`]) and `/portForward/NS/POD`.
+//! (WebSocket `v5`/`v4.channel.k8s.io`, see [`channels`]), `/portForward/NS/POD` and
+//! `/stats/summary` (the node's and its pods' CPU and memory, which the API server reads for
+//! `metrics.k8s.io`).
 //!
 //! Only client certificates signed by the cluster CA whose common name is one of
 //! [`KubeletServerConfig::allowed_clients`] (the API server's kubelet-client certificate)
@@ -110,6 +112,9 @@ pub struct Kubelet {
     pub(crate) client: kube::Client,
     /// Pod sandboxes (their network namespaces, for port-forward).
     pub(crate) sandboxes_dir: std::path::PathBuf,
+    /// The node's name and its latest resource usage (`/stats/summary`).
+    pub(crate) node_name: String,
+    pub(crate) stats: crate::stats::StatsHandle,
 }
 
 /// A running kubelet API listener.
@@ -293,6 +298,16 @@ impl Kubelet {
             }
             (&Method::GET | &Method::POST, ["portForward", ns, pod]) => {
                 portforward::serve(self, req, ns, pod).await
+            }
+            (&Method::GET, ["stats", "summary"]) => {
+                let summary = self.stats.snapshot().summary(&self.node_name);
+                let body = serde_json::to_vec(&summary).unwrap_or_default();
+                let mut r = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                r
             }
             _ => text(StatusCode::NOT_FOUND, "404 page not found"),
         }

@@ -146,5 +146,6 @@ pub async fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
             }
         }
     }
-    crate::services::kubernetes::ensure(state).await
+    crate::services::kubernetes::ensure(state).await?;
+    crate::clusterconfig::ensure(state).await
 }
