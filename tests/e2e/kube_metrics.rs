@@ -134,7 +134,8 @@ fn kubectl_top_prints_node_pod_and_container_usage() {
     assert!(mebibytes(row[3]) > 50, "the host uses memory: {nodes}");
     assert!(row[2].ends_with('%') && row[4].ends_with('%'), "{nodes}");
 
-    // The spinning pod uses about its 300m limit.
+    // The spinning pod uses up to its 300m limit: less on a machine whose two cores are busy with
+    // other tests, but far more than an idle pod's few millicores.
     let pods = top(&node, &["pods"], |t| {
         t.lines().any(|l| l.starts_with("spin-"))
     });
@@ -146,7 +147,7 @@ fn kubectl_top_prints_node_pod_and_container_usage() {
         .collect();
     let pod = row[0].to_string();
     assert!(
-        (150..=400).contains(&millicores(row[1])),
+        (50..=400).contains(&millicores(row[1])),
         "a loop limited to 300m: {pods}"
     );
     assert!(mebibytes(row[2]) < 64, "busybox is small: {pods}");
