@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+mod cache;
 mod convert;
 pub mod csrsigning;
 pub mod defaults;

@@ -28,6 +28,8 @@ pub const KUBE_VERSION: &str = "v1.33.0";
 /// Everything a request handler needs.
 pub struct ApiState {
     pub(crate) storage: Storage,
+    /// Lists, gets and watches served from memory (see `cache`).
+    pub(crate) cache: crate::cache::WatchCache,
     pub(crate) tokens: TokenAuthenticator,
     /// Kept in sync by the server while it serves (see `namespaces`).
     pub(crate) namespaces: Arc<crate::namespaces::NamespaceCache>,
@@ -56,8 +58,10 @@ impl ApiState {
         encryptor: Arc<Encryptor>,
     ) -> Self {
         let node_metrics = Arc::new(crate::metrics::PerNodeMetrics::default());
+        let storage = Storage::new(store, SecretCodec::new(encryptor));
         ApiState {
-            storage: Storage::new(store, SecretCodec::new(encryptor)),
+            cache: crate::cache::WatchCache::with_default_capacity(storage.clone()),
+            storage,
             tokens,
             namespaces: Default::default(),
             services: Default::default(),
