@@ -66,6 +66,10 @@ pub struct Args {
     /// that has none)
     #[arg(long, default_value_t = 300)]
     default_unreachable_toleration_seconds: i64,
+    /// Serve lists, gets and watches from an in-memory cache fed by the datastore's watch
+    /// (`--watch-cache=false`: every read goes to the datastore)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    watch_cache: bool,
     #[command(flatten)]
     controllers: super::controllers::ControllerArgs,
     #[command(flatten)]
@@ -104,6 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 not_ready_seconds: args.default_not_ready_toleration_seconds,
                 unreachable_seconds: args.default_unreachable_toleration_seconds,
             },
+            watch_cache: args.watch_cache,
         };
         let server = skiff_apiserver::Server::bind(config, store)
             .await

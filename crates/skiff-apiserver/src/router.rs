@@ -87,6 +87,15 @@ impl ApiState {
         self
     }
 
+    /// The same state serving every read from the store when `enabled` is false (kube-apiserver's
+    /// `--watch-cache=false`; default: lists, gets and watches from the watch cache).
+    pub fn with_watch_cache(mut self, enabled: bool) -> Self {
+        if !enabled {
+            self.cache = crate::cache::WatchCache::disabled();
+        }
+        self
+    }
+
     /// Pods may mount only host paths under one of `prefixes` (none: any).
     pub fn with_allowed_host_paths(mut self, prefixes: Vec<std::path::PathBuf>) -> Self {
         self.allowed_host_paths = prefixes;

@@ -41,6 +41,8 @@ pub struct Config {
     pub allowed_host_paths: Vec<PathBuf>,
     /// How long pods tolerate unready and unreachable nodes unless they say.
     pub default_tolerations: crate::kinds::core::pod::DefaultTolerations,
+    /// Serve lists, gets and watches from the watch cache (`--watch-cache`, default true).
+    pub watch_cache: bool,
 }
 
 /// Errors starting the server.
@@ -161,7 +163,8 @@ impl Server {
                 .with_service_network(services)
                 .with_cluster_network(config.cluster_network.clone())
                 .with_allowed_host_paths(config.allowed_host_paths.clone())
-                .with_default_tolerations(config.default_tolerations),
+                .with_default_tolerations(config.default_tolerations)
+                .with_watch_cache(config.watch_cache),
         );
         state.set_kubelet_client(crate::kubelet_client::KubeletClient::new(
             pki.kubelet_client()?,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use skiff_store::KeyValue;
 
+use crate::convert::storage_info;
 use crate::error::ApiError;
 use crate::resources::ResourceInfo;
 use crate::storage::{decode_plain, write_json_plain, Storage};
@@ -14,8 +15,9 @@ use crate::storage::{decode_plain, write_json_plain, Storage};
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub key: Box<str>,
-    /// The object's JSON in the storage version, decrypted: what the API returns, never
-    /// ciphertext. Empty when `broken`.
+    /// The object's JSON in the storage version, decrypted, with its resourceVersion: exactly
+    /// what the API returns for the storage version (a list copies it), never ciphertext.
+    /// Empty when `broken`.
     value: Box<[u8]>,
     pub mod_revision: i64,
     /// `metadata.labels`, sorted by key.
@@ -33,7 +35,15 @@ impl Entry {
             let obj: Value = serde_json::from_slice(&plain).map_err(|e| {
                 ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key))
             })?;
-            Ok((plain.into_owned(), obj))
+            let mut served = Vec::with_capacity(plain.len() + 64);
+            write_json_plain(
+                storage_info(info),
+                &kv.key,
+                &plain,
+                kv.mod_revision,
+                &mut served,
+            )?;
+            Ok((served, obj))
         });
         let (value, obj) = match parsed {
             Ok(v) => v,
@@ -102,9 +112,15 @@ impl Entry {
         self.decode_at(info, self.mod_revision)
     }
 
-    /// Appends the JSON of [`Entry::decode`] to `out` without building its `Value` tree.
+    /// Appends the JSON of [`Entry::decode`] to `out`: a copy in the storage version, without
+    /// building its `Value` tree.
     pub fn write_json(&self, info: &ResourceInfo, out: &mut Vec<u8>) -> Result<(), ApiError> {
-        write_json_plain(info, &self.key, self.check()?, self.mod_revision, out)
+        let value = self.check()?;
+        if storage_info(info).api_version() == info.api_version() {
+            out.extend_from_slice(value);
+            return Ok(());
+        }
+        write_json_plain(info, &self.key, value, self.mod_revision, out)
     }
 
     /// Bytes this entry holds on the heap (for tests of the memory layout).

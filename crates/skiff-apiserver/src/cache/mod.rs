@@ -77,6 +77,8 @@ pub(crate) struct Shared {
     capacity: usize,
     /// The feed is watching the store (false while it restarts after an error).
     live: AtomicBool,
+    /// False: every read goes to the store (`--watch-cache=false`).
+    enabled: bool,
 }
 
 impl Shared {
@@ -119,6 +121,21 @@ impl WatchCache {
             unstarted: Mutex::new(Some((rx, storage))),
             capacity,
             live: AtomicBool::new(false),
+            enabled: true,
+        }))
+    }
+
+    /// No cache: every read goes to the store, as kube-apiserver's `--watch-cache=false`.
+    pub fn disabled() -> WatchCache {
+        let (requests, _) = mpsc::unbounded_channel();
+        WatchCache(Arc::new(Shared {
+            resources: RwLock::default(),
+            fed: watch::Sender::new(0),
+            requests,
+            unstarted: Mutex::new(None),
+            capacity: 0,
+            live: AtomicBool::new(false),
+            enabled: false,
         }))
     }
 
@@ -148,7 +165,7 @@ impl WatchCache {
     /// The cache of `kind`'s resource, created (listed from the store) on first use; None
     /// for resources the store does not hold or when the feed cannot make one in time.
     pub async fn resource(&self, kind: &'static dyn Kind) -> Option<Arc<ResourceCache>> {
-        if kind.backend() != Backend::Store {
+        if !self.0.enabled || kind.backend() != Backend::Store {
             return None;
         }
         self.start();
