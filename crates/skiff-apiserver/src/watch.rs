@@ -151,6 +151,7 @@ async fn from_cache(
 ) -> Result<Option<(Arc<ResourceCache>, Vec<Arc<Entry>>, i64)>, ApiError> {
     let storage = &ctx.state.storage;
     let at = match (send_initial, rv) {
+        (true, Some(rv)) if rv > 0 => ReadAt::NotOlderThan(rv),
         (false, Some(rv)) if rv > ctx.state.cache.fed() => {
             // A revision the store has not reached fails there, as before.
             if rv > storage.store.current_revision().await? {
