@@ -8,7 +8,8 @@
 //!
 //! Knobs: `SKIFF_BENCH_OBJECTS` (pods created, default 10000), `SKIFF_BENCH_STARTS` (server
 //! starts per median, default 5), `SKIFF_BENCH_DATASTORE` (`sqlite` or `etcd` to measure only
-//! that one while iterating; the other column then reads `skipped`).
+//! that one while iterating; the other column then reads `skipped`), `SKIFF_BENCH_SERVER_FLAGS`
+//! (extra `skiff server` flags for every start, space-separated, e.g. `--watch-cache=false`).
 
 #[path = "../tests/e2e/kube_common/mod.rs"]
 mod kube_common;
@@ -67,6 +68,12 @@ impl Server {
             .arg("--datastore")
             .arg(datastore)
             .arg("--disable-agent")
+            .args(
+                std::env::var("SKIFF_BENCH_SERVER_FLAGS")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter(|f| !flags.contains(f)),
+            )
             .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -150,6 +157,7 @@ struct Figures {
     get: (f64, f64),
     list_page: (f64, f64),
     list_selected: (f64, f64),
+    list_selected_any: (f64, f64),
     list_selected_busy: (f64, f64),
     list_selected_store: (f64, f64),
     list_all_ms: f64,
@@ -170,6 +178,7 @@ impl Figures {
             get: (n, n),
             list_page: (n, n),
             list_selected: (n, n),
+            list_selected_any: (n, n),
             list_selected_busy: (n, n),
             list_selected_store: (n, n),
             list_all_ms: n,
@@ -273,8 +282,9 @@ async fn crud(server: &Server, objects: usize, f: &mut Figures) {
     );
     f.list_page = (lists.quantile(0.5), lists.quantile(0.99));
 
-    f.list_selected = list_selected(&clients[..1], objects, SELECTED_LISTS).await;
-    f.list_selected_busy = list_selected(&clients, objects, LISTS_PER_CLIENT).await;
+    f.list_selected = list_selected(&clients[..1], objects, SELECTED_LISTS, false).await;
+    f.list_selected_any = list_selected(&clients[..1], objects, SELECTED_LISTS, true).await;
+    f.list_selected_busy = list_selected(&clients, objects, LISTS_PER_CLIENT, false).await;
 
     let pods: Api<Pod> = Api::namespaced(clients[0].clone(), "default");
     let mut full = Vec::new();
@@ -299,7 +309,12 @@ const SELECTED_LISTS: usize = 40;
 
 /// p50 and p99 of lists of one shard's `SHARD` pods by label selector (a consistent read:
 /// no resourceVersion), `per_client` lists by each client, all clients at once.
-async fn list_selected(clients: &[kube::Client], objects: usize, per_client: usize) -> (f64, f64) {
+async fn list_selected(
+    clients: &[kube::Client],
+    objects: usize,
+    per_client: usize,
+    any_version: bool,
+) -> (f64, f64) {
     let shards = objects.div_ceil(SHARD);
     let want = SHARD.min(objects);
     let lists = Samples::new(
@@ -307,7 +322,10 @@ async fn list_selected(clients: &[kube::Client], objects: usize, per_client: usi
             let mut lat = Vec::new();
             for l in 0..per_client {
                 let shard = (c * per_client + l) % shards.max(1);
-                let params = ListParams::default().labels(&format!("shard=s{shard}"));
+                let mut params = ListParams::default().labels(&format!("shard=s{shard}"));
+                if any_version {
+                    params = params.match_any();
+                }
                 let t = Instant::now();
                 let page = pods.list(&params).await.expect("list pods by label");
                 lat.push(t.elapsed());
@@ -431,7 +449,7 @@ async fn measure(datastore: Datastore, objects: usize, starts: usize) -> Figures
     drop(server);
     let (server, _) = Server::start_with(&dir, &arg, &["--watch-cache=false"]).await;
     let clients = [server.client().await];
-    f.list_selected_store = list_selected(&clients, objects, SELECTED_LISTS).await;
+    f.list_selected_store = list_selected(&clients, objects, SELECTED_LISTS, false).await;
     f
 }
 
@@ -463,7 +481,7 @@ fn main() {
     let etcd = run(Datastore::Etcd, "etcd");
 
     type Row = (&'static str, fn(&Figures) -> f64, &'static str);
-    let rows: [Row; 20] = [
+    let rows: [Row; 21] = [
         (
             "ready, new data dir (median ms)",
             |f| f.ready_fresh_ms,
@@ -484,6 +502,11 @@ fn main() {
         ("list 500 p99 (ms)", |f| f.list_page.1, ""),
         ("list 500 by label p50 (ms)", |f| f.list_selected.0, "<= 20"),
         ("list 500 by label p99 (ms)", |f| f.list_selected.1, ""),
+        (
+            "  same, resourceVersion=0 p50",
+            |f| f.list_selected_any.0,
+            "",
+        ),
         (
             "  same, 50 clients at once p50",
             |f| f.list_selected_busy.0,
