@@ -1,11 +1,15 @@
 //! API-server benchmark, SQLite and etcd side by side in one run (`cargo bench --bench
 //! apiserver`): cold start to `/readyz`, create/get/list latency with 50 concurrent clients,
-//! watch fan-out to 100 watchers, and the server's RSS idle and with the objects stored.
+//! a label-selected list of 500 pods out of all of them (one client, then 50 at once) served
+//! from the watch cache and (after a restart with `--watch-cache=false`, same data, one
+//! client) from the store, watch fan-out to
+//! 100 watchers, and the server's RSS idle and with the objects stored.
 //! Prints one table with the targets and the etcd/SQLite ratios. It measures; it asserts nothing.
 //!
 //! Knobs: `SKIFF_BENCH_OBJECTS` (pods created, default 10000), `SKIFF_BENCH_STARTS` (server
 //! starts per median, default 5), `SKIFF_BENCH_DATASTORE` (`sqlite` or `etcd` to measure only
-//! that one while iterating; the other column then reads `skipped`).
+//! that one while iterating; the other column then reads `skipped`), `SKIFF_BENCH_SERVER_FLAGS`
+//! (extra `skiff server` flags for every start, space-separated, e.g. `--watch-cache=false`).
 
 #[path = "../tests/e2e/kube_common/mod.rs"]
 mod kube_common;
@@ -26,6 +30,8 @@ const WATCHERS: usize = 100;
 const FANOUT_WRITES: usize = 50;
 const LISTS_PER_CLIENT: usize = 4;
 const LIST_PAGE: u32 = 500;
+/// Pods per value of the `shard` label: a label-selected list returns this many.
+const SHARD: usize = 500;
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -44,6 +50,11 @@ struct Server {
 impl Server {
     /// Starts the server and returns it with the time from spawn to `/readyz` answering `ok`.
     async fn start(data_dir: &Path, datastore: &str) -> (Server, Duration) {
+        Server::start_with(data_dir, datastore, &[]).await
+    }
+
+    /// [`Server::start`] with extra `skiff server` flags.
+    async fn start_with(data_dir: &Path, datastore: &str, flags: &[&str]) -> (Server, Duration) {
         let port = free_port();
         let started = Instant::now();
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
@@ -57,6 +68,13 @@ impl Server {
             .arg("--datastore")
             .arg(datastore)
             .arg("--disable-agent")
+            .args(
+                std::env::var("SKIFF_BENCH_SERVER_FLAGS")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter(|f| !flags.contains(f)),
+            )
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -138,6 +156,10 @@ struct Figures {
     creates_per_s: f64,
     get: (f64, f64),
     list_page: (f64, f64),
+    list_selected: (f64, f64),
+    list_selected_any: (f64, f64),
+    list_selected_busy: (f64, f64),
+    list_selected_store: (f64, f64),
     list_all_ms: f64,
     rss_loaded_mib: f64,
     fanout: (f64, f64),
@@ -155,6 +177,10 @@ impl Figures {
             creates_per_s: n,
             get: (n, n),
             list_page: (n, n),
+            list_selected: (n, n),
+            list_selected_any: (n, n),
+            list_selected_busy: (n, n),
+            list_selected_store: (n, n),
             list_all_ms: n,
             rss_loaded_mib: n,
             fanout: (n, n),
@@ -162,10 +188,11 @@ impl Figures {
     }
 }
 
-fn pod(name: &str) -> Pod {
+/// Pod `bench-i`, labelled with its shard (`SHARD` pods each).
+fn pod(i: usize) -> Pod {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": "bench"}},
+        "metadata": {"name": format!("bench-{i}"), "labels": {"app": "bench", "shard": format!("s{}", i / SHARD)}},
         "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]},
     }))
     .unwrap()
@@ -211,7 +238,7 @@ async fn crud(server: &Server, objects: usize, f: &mut Figures) {
         let mut lat = Vec::new();
         for i in (c..objects).step_by(CLIENTS) {
             let t = Instant::now();
-            pods.create(&PostParams::default(), &pod(&format!("bench-{i}")))
+            pods.create(&PostParams::default(), &pod(i))
                 .await
                 .expect("create pod");
             lat.push(t.elapsed());
@@ -255,6 +282,10 @@ async fn crud(server: &Server, objects: usize, f: &mut Figures) {
     );
     f.list_page = (lists.quantile(0.5), lists.quantile(0.99));
 
+    f.list_selected = list_selected(&clients[..1], objects, SELECTED_LISTS, false).await;
+    f.list_selected_any = list_selected(&clients[..1], objects, SELECTED_LISTS, true).await;
+    f.list_selected_busy = list_selected(&clients, objects, LISTS_PER_CLIENT, false).await;
+
     let pods: Api<Pod> = Api::namespaced(clients[0].clone(), "default");
     let mut full = Vec::new();
     for _ in 0..3 {
@@ -270,6 +301,43 @@ async fn crud(server: &Server, objects: usize, f: &mut Figures) {
         full.push(t.elapsed());
     }
     f.list_all_ms = Samples::new(full).quantile(0.5);
+}
+
+/// Label-selected lists by one client, one after another (what a controller starting up
+/// sees).
+const SELECTED_LISTS: usize = 40;
+
+/// p50 and p99 of lists of one shard's `SHARD` pods by label selector (a consistent read:
+/// no resourceVersion), `per_client` lists by each client, all clients at once.
+async fn list_selected(
+    clients: &[kube::Client],
+    objects: usize,
+    per_client: usize,
+    any_version: bool,
+) -> (f64, f64) {
+    let shards = objects.div_ceil(SHARD);
+    let want = SHARD.min(objects);
+    let lists = Samples::new(
+        concurrently(clients, move |c, pods| async move {
+            let mut lat = Vec::new();
+            for l in 0..per_client {
+                let shard = (c * per_client + l) % shards.max(1);
+                let mut params = ListParams::default().labels(&format!("shard=s{shard}"));
+                if any_version {
+                    params = params.match_any();
+                }
+                let t = Instant::now();
+                let page = pods.list(&params).await.expect("list pods by label");
+                lat.push(t.elapsed());
+                if shard + 1 < shards {
+                    assert_eq!(page.items.len(), want, "pods of shard s{shard}");
+                }
+            }
+            lat
+        })
+        .await,
+    );
+    (lists.quantile(0.5), lists.quantile(0.99))
 }
 
 /// WATCHERS watchers on ConfigMaps; per write, the time from sending the create to the last
@@ -376,6 +444,12 @@ async fn measure(datastore: Datastore, objects: usize, starts: usize) -> Figures
     crud(&server, objects, &mut f).await;
     f.rss_loaded_mib = server.rss_mib();
     f.fanout = fanout(&server).await;
+
+    // The same data read from the store: the peer the cache is measured against.
+    drop(server);
+    let (server, _) = Server::start_with(&dir, &arg, &["--watch-cache=false"]).await;
+    let clients = [server.client().await];
+    f.list_selected_store = list_selected(&clients, objects, SELECTED_LISTS, false).await;
     f
 }
 
@@ -407,7 +481,7 @@ fn main() {
     let etcd = run(Datastore::Etcd, "etcd");
 
     type Row = (&'static str, fn(&Figures) -> f64, &'static str);
-    let rows: [Row; 14] = [
+    let rows: [Row; 21] = [
         (
             "ready, new data dir (median ms)",
             |f| f.ready_fresh_ms,
@@ -426,8 +500,35 @@ fn main() {
         ("get p99 (ms)", |f| f.get.1, ""),
         ("list 500 p50 (ms)", |f| f.list_page.0, ""),
         ("list 500 p99 (ms)", |f| f.list_page.1, ""),
+        ("list 500 by label p50 (ms)", |f| f.list_selected.0, "<= 20"),
+        ("list 500 by label p99 (ms)", |f| f.list_selected.1, ""),
+        (
+            "  same, resourceVersion=0 p50",
+            |f| f.list_selected_any.0,
+            "",
+        ),
+        (
+            "  same, 50 clients at once p50",
+            |f| f.list_selected_busy.0,
+            "",
+        ),
+        (
+            "  same, 50 clients at once p99",
+            |f| f.list_selected_busy.1,
+            "",
+        ),
+        (
+            "  same, --watch-cache=false p50",
+            |f| f.list_selected_store.0,
+            "",
+        ),
+        (
+            "  same, --watch-cache=false p99",
+            |f| f.list_selected_store.1,
+            "",
+        ),
         ("list all (median ms)", |f| f.list_all_ms, ""),
-        ("RSS with pods (MiB)", |f| f.rss_loaded_mib, ""),
+        ("RSS with pods (MiB)", |f| f.rss_loaded_mib, "<= 100"),
         ("watch fan-out p50 (ms)", |f| f.fanout.0, ""),
         ("watch fan-out p99 (ms)", |f| f.fanout.1, ""),
     ];

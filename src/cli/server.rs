@@ -70,6 +70,10 @@ pub struct Args {
     /// client and kubelet serving certificates; agents renew theirs at 70-90 % of it)
     #[arg(long, default_value = "8760h")]
     cluster_signing_duration: humantime::Duration,
+    /// Serve lists, gets and watches from an in-memory cache fed by the datastore's watch
+    /// (`--watch-cache=false`: every read goes to the datastore)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    watch_cache: bool,
     #[command(flatten)]
     controllers: super::controllers::ControllerArgs,
     #[command(flatten)]
@@ -110,6 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
             node_defaults: node_defaults(&args.node),
             cluster_signing_duration: args.cluster_signing_duration.into(),
+            watch_cache: args.watch_cache,
         };
         let server = skiff_apiserver::Server::bind(config, store)
             .await

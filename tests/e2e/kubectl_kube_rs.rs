@@ -97,3 +97,104 @@ async fn kube_rs_pods_on_etcd() {
     let c = Cluster::start(Datastore::Etcd);
     create_list_watch(&c).await;
 }
+
+/// A client of the server whose kubeconfig is `path`.
+async fn client_of(path: &std::path::Path) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// Two `skiff server`s on one etcd, each serving reads from its own watch cache: a write
+/// through one is in the very next read through the other (consistent reads wait for the
+/// cache to reach etcd's current revision), and a watch on one sees the other's writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn wcache_second_server_on_one_etcd_reads_the_first_ones_writes() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let a = Cluster::start(Datastore::Etcd);
+    let b_dir = a.dir.path().join("server-b");
+    let b_port = kube_common::free_port();
+    let b_log = std::fs::File::create(a.dir.path().join("server-b.log")).unwrap();
+    let _b = kube_common::Guard(
+        a.server_command_in(&b_dir, b_port)
+            .stdout(std::process::Stdio::null())
+            .stderr(b_log)
+            .spawn()
+            .unwrap(),
+    );
+    let b_kubeconfig = b_dir.join("kubeconfig.yaml");
+    let b_ready = kube_common::poll(Duration::from_secs(30), || {
+        let out = a
+            .kubectl_command(&["get", "--raw", "/readyz"])
+            .env("KUBECONFIG", &b_kubeconfig)
+            .output()
+            .ok()?;
+        out.status.success().then_some(())
+    });
+    assert!(b_ready.is_some(), "server B serves");
+    let on_a: Api<ConfigMap> = Api::namespaced(client(&a).await, "default");
+    let on_b: Api<ConfigMap> = Api::namespaced(client_of(&b_kubeconfig).await, "default");
+    let names = |l: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
+        l.items
+            .into_iter()
+            .filter_map(|c| c.metadata.name)
+            .collect()
+    };
+    // Both caches exist before the writes.
+    let start = on_b.list(&ListParams::default()).await.unwrap();
+    on_a.list(&ListParams::default()).await.unwrap();
+    let rv = start.metadata.resource_version.unwrap();
+    let mut watch = on_b
+        .watch(&WatchParams::default().timeout(60), &rv)
+        .await
+        .unwrap()
+        .boxed();
+
+    for i in 0..10 {
+        let name = format!("cm-{i}");
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name}, "data": {"round": i.to_string()}}))
+        .unwrap();
+        on_a.create(&PostParams::default(), &cm).await.unwrap();
+        let listed = names(on_b.list(&ListParams::default()).await.unwrap());
+        assert!(listed.contains(&name), "B lists A's write {i}: {listed:?}");
+
+        let mut got = on_b.get(&name).await.unwrap();
+        got.data = Some([("round".to_string(), "changed".to_string())].into());
+        on_b.replace(&name, &PostParams::default(), &got)
+            .await
+            .unwrap();
+        let seen = on_a.get(&name).await.unwrap();
+        assert_eq!(
+            seen.data.unwrap()["round"],
+            "changed",
+            "A reads B's update {i}"
+        );
+        on_a.delete(&name, &Default::default()).await.unwrap();
+        let listed = names(on_b.list(&ListParams::default()).await.unwrap());
+        assert!(!listed.contains(&name), "B lists A's delete {i}");
+    }
+
+    let mut kinds = Vec::new();
+    while kinds.len() < 30 {
+        let ev = tokio::time::timeout(Duration::from_secs(20), watch.try_next())
+            .await
+            .expect("watch event in time")
+            .unwrap()
+            .expect("stream open");
+        match ev {
+            WatchEvent::Added(_) => kinds.push("ADDED"),
+            WatchEvent::Modified(_) => kinds.push("MODIFIED"),
+            WatchEvent::Deleted(_) => kinds.push("DELETED"),
+            WatchEvent::Bookmark(_) => {}
+            WatchEvent::Error(e) => panic!("watch error {e:?}"),
+        }
+    }
+    assert_eq!(
+        kinds,
+        ["ADDED", "MODIFIED", "DELETED"].repeat(10),
+        "B's watch streams A's and B's writes in order"
+    );
+}

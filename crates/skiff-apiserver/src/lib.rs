@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+mod cache;
 pub mod clusterconfig;
 mod convert;
 pub mod csrsigning;

@@ -28,6 +28,8 @@ pub const KUBE_VERSION: &str = "v1.33.0";
 /// Everything a request handler needs.
 pub struct ApiState {
     pub(crate) storage: Storage,
+    /// Lists, gets and watches served from memory (see `cache`).
+    pub(crate) cache: crate::cache::WatchCache,
     pub(crate) tokens: TokenAuthenticator,
     /// Kept in sync by the server while it serves (see `namespaces`).
     pub(crate) namespaces: Arc<crate::namespaces::NamespaceCache>,
@@ -58,8 +60,10 @@ impl ApiState {
         encryptor: Arc<Encryptor>,
     ) -> Self {
         let node_metrics = Arc::new(crate::metrics::PerNodeMetrics::default());
+        let storage = Storage::new(store, SecretCodec::new(encryptor));
         ApiState {
-            storage: Storage::new(store, SecretCodec::new(encryptor)),
+            cache: crate::cache::WatchCache::with_default_capacity(storage.clone()),
+            storage,
             tokens,
             namespaces: Default::default(),
             services: Default::default(),
@@ -90,6 +94,15 @@ impl ApiState {
     /// `cluster.local`).
     pub fn with_node_defaults(mut self, defaults: crate::clusterconfig::NodeDefaults) -> Self {
         self.node_defaults = defaults;
+        self
+    }
+
+    /// The same state serving every read from the store when `enabled` is false (kube-apiserver's
+    /// `--watch-cache=false`; default: lists, gets and watches from the watch cache).
+    pub fn with_watch_cache(mut self, enabled: bool) -> Self {
+        if !enabled {
+            self.cache = crate::cache::WatchCache::disabled();
+        }
         self
     }
 

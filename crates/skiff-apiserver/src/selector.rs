@@ -60,8 +60,13 @@ impl LabelSelector {
     }
 
     pub fn matches(&self, labels: &Map<String, Value>) -> bool {
+        self.matches_with(|k| labels.get(k).and_then(Value::as_str))
+    }
+
+    /// Whether labels read through `label` (the value of a key, None when absent) match.
+    pub fn matches_with<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.0.iter().all(|(k, op)| {
-            let v = labels.get(k).and_then(Value::as_str);
+            let v = label(k);
             match op {
                 Op::Eq(want) => v == Some(want.as_str()),
                 Op::NotEq(want) => v != Some(want.as_str()),
@@ -156,17 +161,27 @@ impl FieldSelector {
             .iter()
             .all(|(field, eq, want)| (field_value(obj, field) == *want) == *eq)
     }
+
+    /// Whether the fields read through `field` (their string value as [`field_value`] gives
+    /// it) match; None when `field` cannot tell one of the selected fields.
+    pub fn matches_with<'a>(&self, field: impl Fn(&str) -> Option<&'a str>) -> Option<bool> {
+        let mut all = true;
+        for (name, eq, want) in &self.0 {
+            all &= (field(name)? == want.as_str()) == *eq;
+        }
+        Some(all)
+    }
 }
 
 /// The field selectors `kind` supports: `metadata.name`, `metadata.namespace` and the kind's own.
-fn supported_fields(kind: &dyn Kind) -> Vec<&'static str> {
+pub(crate) fn supported_fields(kind: &dyn Kind) -> Vec<&'static str> {
     let mut f = vec!["metadata.name", "metadata.namespace"];
     f.extend_from_slice(kind.field_selectors());
     f
 }
 
 /// The string value of a dotted field path ("" when absent; booleans and numbers printed).
-fn field_value(obj: &Value, path: &str) -> String {
+pub(crate) fn field_value(obj: &Value, path: &str) -> String {
     if path == "source" {
         return field_value(obj, "source.component");
     }

@@ -46,6 +46,8 @@ pub struct Config {
     /// The longest lifetime of a certificate signed for a CSR (node client and serving
     /// certificates; nodes renew theirs before they expire).
     pub cluster_signing_duration: std::time::Duration,
+    /// Serve lists, gets and watches from the watch cache (`--watch-cache`, default true).
+    pub watch_cache: bool,
 }
 
 /// Errors starting the server.
@@ -169,7 +171,8 @@ impl Server {
                 .with_cluster_network(config.cluster_network.clone())
                 .with_allowed_host_paths(config.allowed_host_paths.clone())
                 .with_default_tolerations(config.default_tolerations)
-                .with_node_defaults(config.node_defaults.clone()),
+                .with_node_defaults(config.node_defaults.clone())
+                .with_watch_cache(config.watch_cache),
         );
         state.set_kubelet_client(crate::kubelet_client::KubeletClient::new(
             pki.kubelet_client()?,

@@ -62,57 +62,37 @@ impl Storage {
 
     /// The plain JSON bytes held by `kv` (encrypted resources decrypted).
     fn plain<'a>(&self, info: &ResourceInfo, kv: &'a KeyValue) -> Result<Cow<'a, [u8]>, ApiError> {
+        self.open(info, &kv.value)
+    }
+
+    /// The plain JSON bytes of a stored value of `info` (encrypted resources decrypted): what
+    /// the watch cache holds.
+    pub(crate) fn open<'a>(
+        &self,
+        info: &ResourceInfo,
+        value: &'a [u8],
+    ) -> Result<Cow<'a, [u8]>, ApiError> {
         Ok(if crate::secrets::encrypted(info) {
-            Cow::Owned(self.secrets.open(&kv.value)?)
+            Cow::Owned(self.secrets.open(value)?)
         } else {
-            Cow::Borrowed(&kv.value)
+            Cow::Borrowed(value)
         })
     }
 
     /// The object held by `kv`, in `info`'s version, with its resourceVersion.
     pub fn decode(&self, info: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
-        let obj: Value =
-            serde_json::from_slice(&self.plain(info, kv)?).map_err(|e| corrupt(kv, e))?;
-        let mut obj = convert_to(obj, info);
-        object::meta_mut(&mut obj)
-            .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
-        Ok(obj)
+        decode_plain(info, &kv.key, &self.plain(info, kv)?, kv.mod_revision)
     }
 
-    /// Appends to `out` the JSON of what [`Storage::decode`] gives for `kv`, the same object
-    /// with the same keys in the same order, but without building its `Value` tree when
-    /// `info` is the storage version: only the top level and `metadata` are split (into
-    /// borrowed raw JSON) to set `apiVersion`, `kind` and `resourceVersion`.
+    /// Appends to `out` the JSON of what [`Storage::decode`] gives for `kv` (see
+    /// [`write_json_plain`]).
     pub fn write_json(
         &self,
         info: &ResourceInfo,
         kv: &KeyValue,
         out: &mut Vec<u8>,
     ) -> Result<(), ApiError> {
-        if storage_info(info).api_version() != info.api_version() {
-            let obj = self.decode(info, kv)?;
-            return serde_json::to_writer(out, &obj).map_err(|e| corrupt(kv, e));
-        }
-        let plain = self.plain(info, kv)?;
-        let top: BTreeMap<Cow<'_, str>, &RawValue> =
-            serde_json::from_slice(&plain).map_err(|e| corrupt(kv, e))?;
-        let mut meta: BTreeMap<Cow<'_, str>, &RawValue> = match top.get("metadata") {
-            Some(m) if m.get().starts_with('{') => {
-                serde_json::from_str(m.get()).map_err(|e| corrupt(kv, e))?
-            }
-            _ => BTreeMap::new(),
-        };
-        let raw = |v: String| RawValue::from_string(v).map_err(|e| corrupt(kv, e));
-        let rv = raw(format!("\"{}\"", kv.mod_revision))?;
-        meta.insert(Cow::Borrowed("resourceVersion"), &rv);
-        let meta = raw(serde_json::to_string(&meta).map_err(|e| corrupt(kv, e))?)?;
-        let api_version = raw(json!(info.api_version()).to_string())?;
-        let kind = raw(json!(info.kind).to_string())?;
-        let mut top = top;
-        top.insert(Cow::Borrowed("apiVersion"), &api_version);
-        top.insert(Cow::Borrowed("kind"), &kind);
-        top.insert(Cow::Borrowed("metadata"), &meta);
-        serde_json::to_writer(out, &top).map_err(|e| corrupt(kv, e))
+        write_json_plain(info, &kv.key, &self.plain(info, kv)?, kv.mod_revision, out)
     }
 
     /// Reads one object as stored (see [`Storage::write_json`]); None when absent.
@@ -239,8 +219,58 @@ impl Storage {
     }
 }
 
-fn corrupt(kv: &KeyValue, e: serde_json::Error) -> ApiError {
-    ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key))
+/// The object whose plain stored JSON is `plain` (key `key`, last written at `revision`), in
+/// `info`'s version, with its resourceVersion.
+pub(crate) fn decode_plain(
+    info: &ResourceInfo,
+    key: &str,
+    plain: &[u8],
+    revision: i64,
+) -> Result<Value, ApiError> {
+    let obj: Value = serde_json::from_slice(plain).map_err(|e| corrupt(key, e))?;
+    let mut obj = convert_to(obj, info);
+    object::meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.to_string()));
+    Ok(obj)
+}
+
+/// Appends to `out` the JSON of what [`decode_plain`] gives, the same object with the same
+/// keys in the same order, but without building its `Value` tree when `info` is the storage
+/// version: only the top level and `metadata` are split (into borrowed raw JSON) to set
+/// `apiVersion`, `kind` and `resourceVersion`.
+pub(crate) fn write_json_plain(
+    info: &ResourceInfo,
+    key: &str,
+    plain: &[u8],
+    revision: i64,
+    out: &mut Vec<u8>,
+) -> Result<(), ApiError> {
+    if storage_info(info).api_version() != info.api_version() {
+        let obj = decode_plain(info, key, plain, revision)?;
+        return serde_json::to_writer(out, &obj).map_err(|e| corrupt(key, e));
+    }
+    let top: BTreeMap<Cow<'_, str>, &RawValue> =
+        serde_json::from_slice(plain).map_err(|e| corrupt(key, e))?;
+    let mut meta: BTreeMap<Cow<'_, str>, &RawValue> = match top.get("metadata") {
+        Some(m) if m.get().starts_with('{') => {
+            serde_json::from_str(m.get()).map_err(|e| corrupt(key, e))?
+        }
+        _ => BTreeMap::new(),
+    };
+    let raw = |v: String| RawValue::from_string(v).map_err(|e| corrupt(key, e));
+    let rv = raw(format!("\"{revision}\""))?;
+    meta.insert(Cow::Borrowed("resourceVersion"), &rv);
+    let meta = raw(serde_json::to_string(&meta).map_err(|e| corrupt(key, e))?)?;
+    let api_version = raw(json!(info.api_version()).to_string())?;
+    let kind = raw(json!(info.kind).to_string())?;
+    let mut top = top;
+    top.insert(Cow::Borrowed("apiVersion"), &api_version);
+    top.insert(Cow::Borrowed("kind"), &kind);
+    top.insert(Cow::Borrowed("metadata"), &meta);
+    serde_json::to_writer(out, &top).map_err(|e| corrupt(key, e))
+}
+
+fn corrupt(key: &str, e: serde_json::Error) -> ApiError {
+    ApiError::internal(format!("stored object {key} is corrupt: {e}"))
 }
 
 fn with_rv(mut obj: Value, rev: i64) -> Value {

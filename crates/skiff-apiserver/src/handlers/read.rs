@@ -1,12 +1,15 @@
 //! Reads: get one object, list with selectors, pagination and resourceVersion semantics.
 
 use axum::response::Response;
+use std::sync::Arc;
+
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use skiff_store::KeyValue;
 
 use super::{partial_metadata, reply, Ctx};
+use crate::cache::{Entry, ReadAt, ResourceCache};
 use crate::error::ApiError;
 use crate::http::{self as wire, Want};
 use crate::object;
@@ -17,6 +20,20 @@ pub async fn get(ctx: Ctx<'_>) -> Result<Response, ApiError> {
     if wire::negotiate(ctx.headers) == Want::Object {
         // Passed on as stored: no Value tree to build and encode again.
         let (info, storage) = (ctx.info(), &ctx.state.storage);
+        let rv = object::parse_rv(ctx.params.resource_version.as_deref().unwrap_or(""))?;
+        if let Some((cache, fed)) = ctx
+            .state
+            .cache
+            .ready(storage, ctx.kind(), ReadAt::from_rv(rv))
+            .await?
+        {
+            let (entry, _) = cache.get(&info.key(ctx.ns(), ctx.name()), fed);
+            let entry =
+                entry.ok_or_else(|| ApiError::not_found(info.group, info.plural, ctx.name()))?;
+            let mut out = Vec::with_capacity(entry.len() + 64);
+            entry.write_json(info, &mut out)?;
+            return Ok(wire::json_bytes(200, out));
+        }
         let kv = storage
             .get_stored(info, ctx.ns(), ctx.name())
             .await?
@@ -85,6 +102,30 @@ impl Filter {
         (self.labels.is_empty() || self.labels.matches(&object::labels(obj)))
             && (self.fields.is_empty() || self.fields.matches(obj))
     }
+
+    /// Whether a cached object matches, from the labels and field values the cache keeps;
+    /// decoded only for a field the cache does not keep.
+    pub(crate) fn matches_entry(
+        &self,
+        info: &ResourceInfo,
+        cache: &ResourceCache,
+        e: &Entry,
+    ) -> Result<bool, ApiError> {
+        if !self.labels.is_empty() && !self.labels.matches_with(|k| e.label(k)) {
+            return Ok(false);
+        }
+        if self.fields.is_empty() {
+            return Ok(true);
+        }
+        let kept = |f: &str| {
+            let i = cache.fields.iter().position(|c| *c == f)?;
+            e.field(i)
+        };
+        match self.fields.matches_with(kept) {
+            Some(m) => Ok(m),
+            None => Ok(self.fields.matches(&e.decode(info)?)),
+        }
+    }
 }
 
 /// The revision a list without a continue token is served at (None = the newest).
@@ -105,10 +146,11 @@ pub fn list_revision(ctx: Ctx<'_>) -> Result<Option<i64>, ApiError> {
     }
 }
 
-/// One listed object: as stored, or decoded when a selector had to look at it.
+/// One listed object: as stored, decoded when a selector had to look at it, or cached.
 enum Listed {
     Stored(KeyValue),
     Decoded(Value),
+    Cached(Arc<Entry>),
 }
 
 /// Objects read from the store per query when the client set no (or a larger) limit: what
@@ -143,6 +185,7 @@ pub async fn collect(ctx: Ctx<'_>) -> Result<(Vec<Value>, i64, Option<String>), 
         .map(|l| match l {
             Listed::Stored(kv) => storage.decode(info, &kv),
             Listed::Decoded(obj) => Ok(obj),
+            Listed::Cached(e) => e.decode(info),
         })
         .collect::<Result<_, _>>()?;
     Ok((items, revision, token))
@@ -193,6 +236,20 @@ async fn collect_into(
             }
         }
     }
+    // From the watch cache when it can serve the revision asked for: a continue token or an
+    // Exact revision only while nothing of the resource changed since.
+    let at = match revision {
+        Some(_) => ReadAt::Any,
+        None => ReadAt::from_rv(object::parse_rv(
+            ctx.params.resource_version.as_deref().unwrap_or(""),
+        )?),
+    };
+    if let Some((cache, fed)) = ctx.state.cache.ready(storage, ctx.kind(), at).await? {
+        let prefix = info.namespace_prefix(ctx.ns());
+        if let Some((items, rev)) = cache.range(&prefix, start.as_deref(), fed, revision) {
+            return list_cached(info, &filter, &cache, items, rev, limit, sink);
+        }
+    }
     loop {
         let page_size = limit.map_or(STORE_PAGE, |l| (l - sink.len()).clamp(1, STORE_PAGE));
         let page = storage.list_stored(info, ctx.ns(), start.as_deref(), page_size, revision).await.map_err(|e| {
@@ -230,6 +287,30 @@ async fn collect_into(
             return Ok((page.revision, None));
         }
     }
+}
+
+/// [`collect_into`] over the objects of a cache at revision `rev`, in key order.
+fn list_cached(
+    info: &ResourceInfo,
+    filter: &Filter,
+    cache: &ResourceCache,
+    items: Vec<Arc<Entry>>,
+    rev: i64,
+    limit: Option<usize>,
+    sink: &mut impl Sink,
+) -> Result<(i64, Option<String>), ApiError> {
+    let n = items.len();
+    for (i, e) in items.into_iter().enumerate() {
+        let key = e.key.clone();
+        if filter.matches_entry(info, cache, &e)? {
+            sink.push(Listed::Cached(e))?;
+        }
+        if limit.is_some_and(|l| sink.len() >= l) {
+            let token = (i + 1 < n).then(|| encode_continue(rev, &key));
+            return Ok((rev, token));
+        }
+    }
+    Ok((rev, None))
 }
 
 pub async fn list(ctx: Ctx<'_>) -> Result<Response, ApiError> {
@@ -275,6 +356,7 @@ impl Sink for JsonItems<'_> {
             Listed::Stored(kv) => self.storage.write_json(self.info, &kv, &mut self.out),
             Listed::Decoded(obj) => serde_json::to_writer(&mut self.out, &obj)
                 .map_err(|e| ApiError::internal(format!("encode list: {e}"))),
+            Listed::Cached(e) => e.write_json(self.info, &mut self.out),
         }
     }
 

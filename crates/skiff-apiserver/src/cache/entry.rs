@@ -1,0 +1,150 @@
+//! One cached object and one cached change: the plain stored JSON, kept once and shared by
+//! the object map and the event ring, plus the few fields selectors look at.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use skiff_store::KeyValue;
+
+use crate::convert::storage_info;
+use crate::error::ApiError;
+use crate::resources::ResourceInfo;
+use crate::storage::{decode_plain, write_json_plain, Storage};
+
+/// An object as the watch cache holds it.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub key: Box<str>,
+    /// The object's JSON in the storage version, decrypted, with its resourceVersion: exactly
+    /// what the API returns for the storage version (a list copies it), never ciphertext.
+    /// Empty when `broken`.
+    value: Box<[u8]>,
+    pub mod_revision: i64,
+    /// `metadata.labels`, sorted by key.
+    labels: Box<[(Box<str>, Box<str>)]>,
+    /// The values of the cache's field-selector fields, in its order.
+    fields: Box<[Box<str>]>,
+    /// Why the stored value cannot be read (readers get this error, as from the store).
+    broken: Option<Box<str>>,
+}
+
+impl Entry {
+    /// The entry for `kv`, with the values of `fields` (field-selector paths) extracted.
+    pub fn new(storage: &Storage, info: &ResourceInfo, fields: &[&str], kv: &KeyValue) -> Entry {
+        let parsed = storage.open(info, &kv.value).and_then(|plain| {
+            let obj: Value = serde_json::from_slice(&plain).map_err(|e| {
+                ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key))
+            })?;
+            let mut served = Vec::with_capacity(plain.len() + 64);
+            write_json_plain(
+                storage_info(info),
+                &kv.key,
+                &plain,
+                kv.mod_revision,
+                &mut served,
+            )?;
+            Ok((served, obj))
+        });
+        let (value, obj) = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                return Entry {
+                    key: kv.key.as_str().into(),
+                    value: Box::default(),
+                    mod_revision: kv.mod_revision,
+                    labels: Box::default(),
+                    fields: Box::default(),
+                    broken: Some(e.message.into()),
+                }
+            }
+        };
+        let mut labels: Vec<(Box<str>, Box<str>)> = crate::object::labels(&obj)
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().into(), v.as_str()?.into())))
+            .collect();
+        labels.sort();
+        let fields = fields
+            .iter()
+            .map(|f| crate::selector::field_value(&obj, f).into())
+            .collect();
+        Entry {
+            key: kv.key.as_str().into(),
+            value: value.into(),
+            mod_revision: kv.mod_revision,
+            labels: labels.into(),
+            fields,
+            broken: None,
+        }
+    }
+
+    fn check(&self) -> Result<&[u8], ApiError> {
+        match &self.broken {
+            Some(why) => Err(ApiError::internal(why.to_string())),
+            None => Ok(&self.value),
+        }
+    }
+
+    /// Bytes of the object's JSON.
+    pub fn len(&self) -> usize {
+        self.value.len()
+    }
+
+    /// The value of label `key`.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.labels[i].1)
+    }
+
+    /// The value of field-selector field number `i` of the cache.
+    pub fn field(&self, i: usize) -> Option<&str> {
+        self.fields.get(i).map(|f| &**f)
+    }
+
+    /// The object in `info`'s version with resourceVersion `revision`.
+    pub fn decode_at(&self, info: &ResourceInfo, revision: i64) -> Result<Value, ApiError> {
+        decode_plain(info, &self.key, self.check()?, revision)
+    }
+
+    /// The object in `info`'s version, as the store would give it.
+    pub fn decode(&self, info: &ResourceInfo) -> Result<Value, ApiError> {
+        self.decode_at(info, self.mod_revision)
+    }
+
+    /// Appends the JSON of [`Entry::decode`] to `out`: a copy in the storage version, without
+    /// building its `Value` tree.
+    pub fn write_json(&self, info: &ResourceInfo, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        let value = self.check()?;
+        if storage_info(info).api_version() == info.api_version() {
+            out.extend_from_slice(value);
+            return Ok(());
+        }
+        write_json_plain(info, &self.key, value, self.mod_revision, out)
+    }
+
+    /// Bytes this entry holds on the heap (for tests of the memory layout).
+    #[cfg(test)]
+    pub fn heap_bytes(&self) -> usize {
+        self.key.len()
+            + self.value.len()
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 32)
+                .sum::<usize>()
+            + self.fields.iter().map(|f| f.len() + 16).sum::<usize>()
+    }
+}
+
+/// One change of a cached resource, in revision order.
+#[derive(Debug)]
+pub(crate) struct CacheEvent {
+    pub revision: i64,
+    /// For a deletion: the last state of the object (its resourceVersion is the deletion's
+    /// revision when sent). Otherwise the new state.
+    pub object: Arc<Entry>,
+    /// The state before a create/update (None for a create and for a deletion).
+    pub prev: Option<Arc<Entry>>,
+    pub deleted: bool,
+}

@@ -1,0 +1,205 @@
+//! The cache of one resource: its objects by key at one revision and a ring of its recent
+//! changes. Filled and changed only by the feed; read by lists, gets and watches.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use skiff_store::{Event, EventType, KeyValue};
+
+use super::entry::{CacheEvent, Entry};
+use crate::registry::Kind;
+use crate::resources::ResourceInfo;
+use crate::storage::Storage;
+
+/// Changes kept per resource for watches that resume from a resourceVersion.
+pub(crate) const EVENTS_KEPT: usize = 2048;
+
+/// The watch cache of one resource (all its versions share it: they share the store keys).
+pub(crate) struct ResourceCache {
+    /// The served version the cache was created for (its fields are the store's anyway).
+    pub info: &'static ResourceInfo,
+    /// Field-selector fields each entry keeps the value of: `metadata.name`,
+    /// `metadata.namespace` and the kind's own.
+    pub fields: Vec<&'static str>,
+    state: RwLock<State>,
+    capacity: usize,
+}
+
+struct State {
+    items: BTreeMap<Box<str>, Arc<Entry>>,
+    events: VecDeque<Arc<CacheEvent>>,
+    /// Watches can resume from any revision at or after this one.
+    oldest: i64,
+    /// Changes before `oldest` were dropped (the ring wrapped, or the cache was re-listed
+    /// after a store error), as opposed to never seen (before the cache existed).
+    truncated: bool,
+    /// The revision the feed last brought this resource to.
+    revision: i64,
+    /// The revision of the last change to this resource (or of its last re-list).
+    changed: i64,
+}
+
+/// Where a watch from a resourceVersion can get its changes.
+pub(crate) enum Since {
+    /// The changes after it, and the revision the watcher is then at.
+    Events(Vec<Arc<CacheEvent>>, i64),
+    /// Older than the ring: 410 Gone.
+    TooOld,
+    /// Before the cache existed: only the store has these changes.
+    NotCached,
+}
+
+impl ResourceCache {
+    pub fn new(kind: &'static dyn Kind, capacity: usize) -> ResourceCache {
+        ResourceCache {
+            info: kind.info(),
+            fields: crate::selector::supported_fields(kind),
+            state: RwLock::new(State {
+                items: BTreeMap::new(),
+                events: VecDeque::new(),
+                oldest: 0,
+                truncated: false,
+                revision: 0,
+                changed: 0,
+            }),
+            capacity,
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn entry(&self, storage: &Storage, kv: &KeyValue) -> Entry {
+        Entry::new(storage, self.info, &self.fields, kv)
+    }
+
+    /// Replaces everything with `items`, listed at `revision`. After a store error
+    /// (`truncated`) watches from before `revision` get 410 Gone.
+    pub fn replace(&self, items: Vec<Entry>, revision: i64, truncated: bool) {
+        let mut s = self.write();
+        s.items = items
+            .into_iter()
+            .map(|e| (e.key.clone(), Arc::new(e)))
+            .collect();
+        s.events.clear();
+        s.oldest = revision;
+        s.truncated = truncated;
+        s.revision = revision;
+        s.changed = revision;
+    }
+
+    /// Applies one store event of this resource.
+    pub fn apply(&self, storage: &Storage, ev: &Event) {
+        let mut s = self.write();
+        let event = match ev.event_type {
+            EventType::Put => {
+                let entry = Arc::new(self.entry(storage, &ev.kv));
+                let prev = s.items.insert(entry.key.clone(), entry.clone());
+                CacheEvent {
+                    revision: ev.revision,
+                    object: entry,
+                    prev,
+                    deleted: false,
+                }
+            }
+            EventType::Delete => {
+                let last = match s.items.remove(ev.kv.key.as_str()) {
+                    Some(e) => e,
+                    None => Arc::new(self.entry(storage, &ev.kv)),
+                };
+                CacheEvent {
+                    revision: ev.revision,
+                    object: last,
+                    prev: None,
+                    deleted: true,
+                }
+            }
+        };
+        s.events.push_back(Arc::new(event));
+        while s.events.len() > self.capacity {
+            if let Some(dropped) = s.events.pop_front() {
+                s.oldest = dropped.revision;
+                s.truncated = true;
+            }
+        }
+        s.revision = ev.revision;
+        s.changed = ev.revision;
+    }
+
+    /// The revision of the state read under the lock: `fed` is how far the feed has got
+    /// over all resources (every change of this one up to it is applied).
+    fn at(s: &State, fed: i64) -> i64 {
+        s.revision.max(fed)
+    }
+
+    /// The objects whose key starts with `prefix`, after `start_after`, in key order, and
+    /// the revision they are at. With `exact`, only if they are the state at that revision
+    /// (nothing changed since), else None.
+    pub fn range(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        fed: i64,
+        exact: Option<i64>,
+    ) -> Option<(Vec<Arc<Entry>>, i64)> {
+        let s = self.read();
+        let at = Self::at(&s, fed);
+        if let Some(rev) = exact {
+            if rev < s.changed || rev > at {
+                return None;
+            }
+        }
+        let from = match start_after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Included(prefix),
+        };
+        let items = s
+            .items
+            .range::<str, _>((from, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, e)| e.clone())
+            .collect();
+        Some((items, exact.unwrap_or(at)))
+    }
+
+    /// The object with `key` and the revision the cache is at.
+    pub fn get(&self, key: &str, fed: i64) -> (Option<Arc<Entry>>, i64) {
+        let s = self.read();
+        (s.items.get(key).cloned(), Self::at(&s, fed))
+    }
+
+    /// The changes after `after`.
+    pub fn since(&self, after: i64, fed: i64) -> Since {
+        let s = self.read();
+        if after < s.oldest {
+            return if s.truncated {
+                Since::TooOld
+            } else {
+                Since::NotCached
+            };
+        }
+        let first = s.events.partition_point(|e| e.revision <= after);
+        Since::Events(
+            s.events.range(first..).cloned().collect(),
+            Self::at(&s, fed),
+        )
+    }
+
+    /// Objects held (tests).
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.read().items.len()
+    }
+
+    /// Heap bytes of the objects held (tests).
+    #[cfg(test)]
+    pub fn heap_bytes(&self) -> usize {
+        self.read().items.values().map(|e| e.heap_bytes()).sum()
+    }
+}
