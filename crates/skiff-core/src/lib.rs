@@ -1,5 +1,6 @@
 //! Shared vocabulary of every skiff crate: error kinds, ids, default paths, Docker's units,
-//! and (feature `serve`) the connection limits both HTTP APIs apply.
+//! (feature `serve`) the connection limits both HTTP APIs apply, and (feature `cron`) the
+//! CronJob schedule parser the API server and the CronJob controller share.
 //!
 //! Owns nothing stateful and must not depend on any other skiff crate. Protocol-specific
 //! error formats (Docker `{"message"}`, Kubernetes `Status`) are produced at the API edges
@@ -7,6 +8,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "cron")]
+pub mod cron;
 pub mod ids;
 pub mod jointoken;
 pub mod paths;
