@@ -17,7 +17,6 @@ pub mod defaults;
 mod discovery;
 pub mod encryption;
 pub mod error;
-pub mod gc;
 mod handlers;
 mod http;
 pub mod kinds;

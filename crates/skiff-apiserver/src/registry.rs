@@ -42,10 +42,10 @@ pub struct Obj<'a, T> {
 }
 
 /// The points of a request at which a kind may do admission-time work (allocate, refuse,
-/// create companions, release). Every point runs for requests through the API handlers;
-/// objects the garbage collector removes (dependents, a terminating namespace's content)
-/// do not pass [`Admission::Deleted`], so anything released there must also be repaired
-/// from the store.
+/// create companions, release). Every point runs for requests through the API handlers (the
+/// garbage collector and the namespace controller delete through the API too); objects
+/// removed by other paths, such as a store restored from a backup, do not pass
+/// [`Admission::Deleted`], so anything released there must also be repaired from the store.
 ///
 /// A [`Admission::Create`] or [`Admission::Update`] that fails ends the request there: no
 /// aborted point follows it, so a hook that fails undoes its own work first. One that

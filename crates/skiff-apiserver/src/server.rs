@@ -87,7 +87,6 @@ pub struct Server {
     gate: skiff_core::serve::Gate,
     app: axum::Router,
     store: Arc<dyn Store>,
-    encryptor: Arc<Encryptor>,
     /// The address actually listened on.
     pub addr: SocketAddr,
     /// The admin kubeconfig written for this server.
@@ -184,7 +183,6 @@ impl Server {
             gate: skiff_core::serve::Gate::new(config.connections),
             app: router(state.clone()),
             store,
-            encryptor,
             pki,
             addr,
             kubeconfig,
@@ -195,15 +193,13 @@ impl Server {
         })
     }
 
-    /// Serves until `shutdown` completes, with the garbage collector and the history
-    /// compactor running alongside.
+    /// Serves until `shutdown` completes, with the history compactor running alongside (the
+    /// garbage collector and the namespace controller are in the controller set).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
         let stopped = |mut rx: tokio::sync::watch::Receiver<()>| async move {
             let _ = rx.changed().await;
         };
-        let collector = crate::gc::Collector::new(self.store.clone(), Some(self.encryptor.clone()));
-        tokio::spawn(collector.run(stopped(stop_rx.clone())));
         tokio::spawn(
             self.state
                 .namespaces

@@ -11,7 +11,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Endpoints, Node, ObjectReference, Pod, ReplicationController, Service,
+    Endpoints, Namespace, Node, ObjectReference, Pod, ReplicationController, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -40,6 +40,7 @@ pub struct Informers {
     pub stateful_sets: Informer<StatefulSet>,
     pub cron_jobs: Informer<CronJob>,
     pub disruption_budgets: Informer<PodDisruptionBudget>,
+    pub namespaces: Informer<Namespace>,
 }
 
 impl Informers {
@@ -61,6 +62,7 @@ impl Informers {
             stateful_sets: Informer::new(client.clone()),
             cron_jobs: Informer::new(client.clone()),
             disruption_budgets: Informer::new(client.clone()),
+            namespaces: Informer::new(client.clone()),
         }
     }
 
@@ -83,6 +85,7 @@ impl Informers {
             self.stateful_sets.run(),
             self.cron_jobs.run(),
             self.disruption_budgets.run(),
+            self.namespaces.run(),
         );
     }
 
@@ -106,6 +109,7 @@ impl Informers {
             self.stateful_sets.synced(),
             self.cron_jobs.synced(),
             self.disruption_budgets.synced(),
+            self.namespaces.synced(),
         );
     }
 }

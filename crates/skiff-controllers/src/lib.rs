@@ -2,7 +2,8 @@
 //! cluster's objects so and keep them so — ReplicaSets, ReplicationControllers,
 //! Deployments, DaemonSets, StatefulSets, Jobs, CronJobs, HorizontalPodAutoscalers, the
 //! Endpoints/EndpointSlices of Services, node lifecycle with taint-based eviction, pod garbage
-//! collection and the status of PodDisruptionBudgets. It must not
+//! collection, the status of PodDisruptionBudgets, the ownerReference garbage collector and
+//! the namespace controller (emptying namespaces being deleted). It must not
 //! reach into the API server's storage: everything goes through the Kubernetes API.
 //!
 //! Every controller is a `reconcile(object, context) -> Result<Action>` plus an error policy
@@ -25,11 +26,12 @@ pub mod disruption;
 pub mod endpoints;
 pub mod error;
 pub mod expectations;
+pub mod garbagecollector;
 pub mod history;
 pub mod hpa;
 pub mod informer;
 pub mod job;
-pub mod leader;
+pub mod namespace;
 pub mod nodelifecycle;
 pub mod podcontrol;
 pub mod podgc;
@@ -50,7 +52,9 @@ use kube::Client;
 
 pub use context::{Clock, Config, Context, Informers};
 pub use error::{Error, Result};
-pub use leader::{default_identity, LeaseConfig};
+/// The Lease elector (shared with the scheduler).
+pub use skiff_leader as leader;
+pub use skiff_leader::{default_identity, LeaseConfig};
 
 /// One controller set: every controller over one set of shared informers.
 pub struct Controllers {
@@ -98,6 +102,8 @@ impl Controllers {
         let nodes = nodelifecycle::controller(ctx.clone());
         let evictions = nodelifecycle::eviction::controller(ctx.clone());
         let gc = podgc::run(ctx.clone());
+        let collector = garbagecollector::run(ctx.clone());
+        let namespaces = namespace::controller(ctx.clone());
         let stateful = statefulset::controller(ctx.clone());
         let cron = cronjob::controller(ctx.clone());
         let budgets = disruption::controller(ctx.clone());
@@ -107,7 +113,7 @@ impl Controllers {
             tracing::info!(identity = %ctx.identity, "caches synced, controllers running");
             tokio::join!(
                 rs, rc, deploy, job, endpoints, daemons, nodes, evictions, gc, stateful, cron,
-                budgets, hpa, binder
+                budgets, hpa, binder, collector, namespaces
             );
         };
         tokio::join!(informers.run(), controllers);

@@ -180,3 +180,149 @@ async fn a_finished_job_is_deleted_after_its_ttl() {
     })
     .await;
 }
+
+/// The index a pod of an Indexed Job carries.
+fn index(p: &Pod) -> String {
+    p.annotations()["batch.kubernetes.io/job-completion-index"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn indexed_job_runs_each_index_until_it_succeeds() {
+    let c = start().await;
+    let jobs: Api<Job> = c.api();
+    jobs.create(
+        &PostParams::default(),
+        &job(
+            "idx",
+            json!({"completions": 4, "parallelism": 2, "completionMode": "Indexed"}),
+        ),
+    )
+    .await
+    .unwrap();
+    let first = until("indexes 0 and 1 run", || async {
+        let run = running(&c, "idx").await;
+        (run.len() == 2).then_some(run)
+    })
+    .await;
+    let mut indexes: Vec<String> = first.iter().map(index).collect();
+    indexes.sort();
+    assert_eq!(indexes, ["0", "1"], "the lowest indexes first");
+    for p in &first {
+        let i = index(p);
+        let spec = p.spec.as_ref().unwrap();
+        assert_eq!(spec.hostname.as_deref(), Some(format!("idx-{i}").as_str()));
+        assert!(
+            p.name_any().starts_with(&format!("idx-{i}-")),
+            "{}",
+            p.name_any()
+        );
+        assert_eq!(p.labels()["batch.kubernetes.io/job-completion-index"], i);
+        let env = &spec.containers[0].env.as_ref().unwrap()[0];
+        assert_eq!(env.name, "JOB_COMPLETION_INDEX");
+    }
+    // Index 1 fails: it is run again (same index, new pod); index 0 succeeds.
+    let by_index = |i: &str| first.iter().find(|p| index(p) == i).unwrap().name_any();
+    finish(&c, &by_index("0"), "Succeeded").await;
+    finish(&c, &by_index("1"), "Failed").await;
+    let j = until("index 0 is recorded", || async {
+        let j = jobs.get("idx").await.unwrap();
+        let s = j.status.clone().unwrap_or_default();
+        (s.completed_indexes.as_deref() == Some("0")).then_some(j)
+    })
+    .await;
+    assert_eq!(j.status.unwrap().succeeded, Some(1));
+    // Finish whatever runs, index by index, until all four are done.
+    let deadline = tokio::time::Instant::now() + common::DEADLINE;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job never completed"
+        );
+        let j = jobs.get("idx").await.unwrap();
+        if has(&j, "Complete", "CompletionsReached") {
+            let s = j.status.unwrap();
+            assert_eq!(s.completed_indexes.as_deref(), Some("0-3"));
+            assert_eq!(s.succeeded, Some(4));
+            break;
+        }
+        let run = running(&c, "idx").await;
+        assert!(run.len() <= 2, "more than parallelism pods");
+        for p in run {
+            assert_ne!(index(&p), "0", "a succeeded index is not run again");
+            finish(&c, &p.name_any(), "Succeeded").await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Fails a pod as its kubelet would: exit `code`, and the pod `conditions`.
+async fn fail_with(c: &Cluster, pod: &str, code: i32, conditions: Value) {
+    let pods: Api<Pod> = c.api();
+    let now = Timestamp::now().to_string();
+    let status = json!({"status": {"phase": "Failed", "conditions": conditions,
+        "containerStatuses": [{"name": "c", "image": "busybox", "imageID": "", "ready": false,
+        "restartCount": 0, "state": {"terminated": {"exitCode": code, "startedAt": now, "finishedAt": now}}}]}});
+    pods.patch_status(pod, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_failure_policy_ignores_disruptions_and_fails_on_listed_exit_codes() {
+    let c = start().await;
+    let jobs: Api<Job> = c.api();
+    let spec = json!({"completions": 1, "backoffLimit": 0, "podFailurePolicy": {"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": "c", "operator": "In", "values": [42]}},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+    ]}});
+    jobs.create(&PostParams::default(), &job("pfp", spec))
+        .await
+        .unwrap();
+    let first = until("a pod runs", || async {
+        running(&c, "pfp").await.into_iter().next()
+    })
+    .await;
+    // Evicted: ignored even with backoffLimit 0, the pod is replaced.
+    fail_with(
+        &c,
+        &first.name_any(),
+        137,
+        json!([{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}]),
+    )
+    .await;
+    let second = until("a replacement runs", || async {
+        running(&c, "pfp")
+            .await
+            .into_iter()
+            .find(|p| p.uid() != first.uid())
+    })
+    .await;
+    let j = jobs.get("pfp").await.unwrap();
+    assert!(
+        !has(&j, "Failed", "BackoffLimitExceeded"),
+        "the disruption counted"
+    );
+    assert_eq!(j.status.unwrap().failed, None);
+    // Exit code 42: the Job fails at once, saying why.
+    fail_with(&c, &second.name_any(), 42, json!([])).await;
+    let j = until("the job fails by its policy", || async {
+        let j = jobs.get("pfp").await.unwrap();
+        has(&j, "Failed", "PodFailurePolicy").then_some(j)
+    })
+    .await;
+    let failed = j
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap();
+    assert_eq!(
+        failed.message.unwrap(),
+        format!(
+            "Container c for pod default/{} failed with exit code 42 matching FailJob rule at index 0",
+            second.name_any()
+        )
+    );
+}

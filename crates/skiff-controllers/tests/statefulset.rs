@@ -245,3 +245,140 @@ async fn rolling_update_goes_from_the_highest_ordinal_down_to_the_partition() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claim_retention_policy_deletes_claims_with_scaled_pods_and_the_set() {
+    let c = start().await;
+    let sets: Api<StatefulSet> = c.api();
+    let extra = json!({"podManagementPolicy": "Parallel",
+        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
+        "volumeClaimTemplates": [{"metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]});
+    let created = sets
+        .create(&PostParams::default(), &set("pg", 2, extra))
+        .await
+        .unwrap();
+    let pvcs: Api<PersistentVolumeClaim> = c.api();
+    let claim = until("both claims exist", || async {
+        let one = pvcs.get_opt("data-pg-1").await.unwrap()?;
+        pvcs.get_opt("data-pg-0").await.unwrap()?;
+        Some(one)
+    })
+    .await;
+    let owner = &claim.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.clone()),
+        ("StatefulSet", created.uid().unwrap())
+    );
+    until("both pods exist", || async {
+        (names(&c, "pg").await == ["pg-0", "pg-1"]).then_some(())
+    })
+    .await;
+    c.mark_all_ready("app=pg").await;
+    // Scaled down: pg-1's claim goes with pg-1; pg-0's stays.
+    sets.patch(
+        "pg",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    until("pg-1's claim is collected", || async {
+        pvcs.get_opt("data-pg-1")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(pvcs.get_opt("data-pg-0").await.unwrap().is_some());
+    // Deleted: the remaining claim goes with the set.
+    sets.delete("pg", &Default::default()).await.unwrap();
+    until("pg-0's claim is collected", || async {
+        pvcs.get_opt("data-pg-0")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retained_claims_outlive_the_set() {
+    let c = start().await;
+    let sets: Api<StatefulSet> = c.api();
+    let extra = json!({"podManagementPolicy": "Parallel",
+        "volumeClaimTemplates": [{"metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]});
+    sets.create(&PostParams::default(), &set("keep", 1, extra))
+        .await
+        .unwrap();
+    let pvcs: Api<PersistentVolumeClaim> = c.api();
+    let claim = until("the claim exists", || async {
+        pvcs.get_opt("data-keep-0").await.unwrap()
+    })
+    .await;
+    assert!(claim.owner_references().is_empty(), "Retain: no owner");
+    sets.delete("keep", &Default::default()).await.unwrap();
+    until("the pod is collected", || async {
+        names(&c, "keep").await.is_empty().then_some(())
+    })
+    .await;
+    assert!(pvcs.get_opt("data-keep-0").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_unavailable_replaces_several_pods_at_once() {
+    let c = start().await;
+    let sets: Api<StatefulSet> = c.api();
+    sets.create(
+        &PostParams::default(),
+        &set(
+            "mu",
+            4,
+            json!({"podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    until("four pods exist", || async {
+        (names(&c, "mu").await.len() == 4).then_some(())
+    })
+    .await;
+    c.mark_all_ready("app=mu").await;
+    until("mu is ready", || async {
+        let s = sets.get("mu").await.unwrap().status?;
+        (s.ready_replicas == Some(4)).then_some(())
+    })
+    .await;
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:2"}]}}}});
+    sets.patch("mu", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    // The two highest ordinals are replaced together; the others wait for them.
+    let pods: Api<Pod> = c.api();
+    for name in ["mu-3", "mu-2"] {
+        until(&format!("{name} runs the new image"), || async {
+            pods.get_opt(name)
+                .await
+                .unwrap()
+                .filter(|p| image(p) == "busybox:2" && p.metadata.deletion_timestamp.is_none())
+        })
+        .await;
+    }
+    for name in ["mu-0", "mu-1"] {
+        assert_eq!(image(&pods.get(name).await.unwrap()), "busybox:1", "{name}");
+    }
+    c.mark_all_ready("app=mu").await;
+    for name in ["mu-1", "mu-0"] {
+        until(&format!("{name} runs the new image"), || async {
+            pods.get_opt(name)
+                .await
+                .unwrap()
+                .filter(|p| image(p) == "busybox:2" && p.metadata.deletion_timestamp.is_none())
+        })
+        .await;
+    }
+}

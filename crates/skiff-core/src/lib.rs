@@ -1,6 +1,7 @@
 //! Shared vocabulary of every skiff crate: error kinds, ids, default paths, Docker's units,
-//! the cluster settings nodes share with the server, the kubelet's stats summary, and
-//! (feature `serve`) the connection limits both HTTP APIs apply.
+//! the cluster settings nodes share with the server, the kubelet's stats summary,
+//! (feature `serve`) the connection limits both HTTP APIs apply, and (feature `cron`) the
+//! CronJob schedule parser the API server and the CronJob controller share.
 //!
 //! Owns nothing stateful and must not depend on any other skiff crate. Protocol-specific
 //! error formats (Docker `{"message"}`, Kubernetes `Status`) are produced at the API edges
@@ -9,6 +10,8 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+#[cfg(feature = "cron")]
+pub mod cron;
 pub mod ids;
 pub mod jointoken;
 pub mod paths;

@@ -15,7 +15,6 @@
 
 mod algorithm;
 mod cache;
-pub mod leader;
 mod plugins;
 mod podinfo;
 mod quantity;
@@ -26,24 +25,22 @@ mod scheduler;
 use std::future::Future;
 
 pub use algorithm::FitError;
-pub use leader::LeaseConfig;
 pub use scheduler::{Config, Metrics, Scheduler};
+pub use skiff_leader::LeaseConfig;
 
 /// Runs the scheduler through `client` while it holds the scheduler Lease (`config.lease`),
 /// until `stop`; on stop the Lease is released so another server takes over at once.
 pub async fn run(client: kube::Client, config: Config, stop: impl Future<Output = ()>) {
     let lease = config.lease.clone();
-    leader::run_elected(client.clone(), lease, stop, move |lost| {
-        let scheduler = Scheduler::new(client.clone(), config.clone());
-        async move {
-            scheduler
-                .run(async {
-                    let _ = lost.await;
-                })
-                .await
-        }
-    })
-    .await
+    skiff_leader::Elector::new(client.clone(), lease)
+        .run(
+            || {
+                // Dropped (and so stopped) when leadership is lost or on `stop`.
+                Scheduler::new(client.clone(), config.clone()).run(std::future::pending())
+            },
+            stop,
+        )
+        .await
 }
 
 /// A scheduler running in the background (see [`spawn`]).

@@ -38,17 +38,17 @@ pub struct Config {
     pub lease: crate::LeaseConfig,
 }
 
+/// kube-scheduler's Lease (`kube-system/kube-scheduler`).
+pub const LEASE_NAME: &str = "kube-scheduler";
+
 impl Default for Config {
     fn default() -> Self {
         // Unique across servers: the host name, then random bits (client-go adds a uuid).
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default();
-        let identity = format!("{host}_{:016x}", rand::random::<u64>());
+        let identity = skiff_leader::default_identity();
         Config {
             name: crate::podinfo::DEFAULT_SCHEDULER.into(),
             bind_concurrency: 256,
-            lease: crate::LeaseConfig::scheduler(identity.clone()),
+            lease: crate::LeaseConfig::new(LEASE_NAME, &identity),
             identity,
         }
     }

@@ -121,6 +121,74 @@ pub fn create_job_and_cronjob(c: &mut Cluster) {
         err.contains("spec.schedule: Invalid value: \"* * *\": expected exactly 5 fields, found 3"),
         "{err}"
     );
+    // Five fields the cron parser refuses are refused too (they used to be stored and never
+    // run); `@every` is accepted as Kubernetes accepts it.
+    let err = c.kubectl_stderr(&[
+        "create",
+        "cronjob",
+        "bad",
+        "--image=busybox",
+        "--schedule=61 * * * *",
+    ]);
+    assert!(
+        err.contains("spec.schedule: Invalid value: \"61 * * * *\""),
+        "{err}"
+    );
+    c.kubectl_says(
+        &[
+            "create",
+            "cronjob",
+            "every",
+            "--image=busybox",
+            "--schedule=@every 2h",
+        ],
+        "cronjob.batch/every created",
+    );
+    indexed_job(c);
+}
+
+const INDEXED: &str = r#"apiVersion: batch/v1
+kind: Job
+metadata: {name: idx}
+spec:
+  completionMode: Indexed
+  completions: 3
+  parallelism: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox, command: [sh, -c, "echo $JOB_COMPLETION_INDEX"]}]
+"#;
+
+/// An Indexed Job as `kubectl` shows it: one pod per index (the lowest first, `parallelism`
+/// at a time), each with its index and hostname.
+fn indexed_job(c: &mut Cluster) {
+    let f = c.write_file("indexed.yaml", INDEXED);
+    c.kubectl_says(
+        &["apply", "-f", f.to_str().unwrap()],
+        "job.batch/idx created",
+    );
+    let pods = |c: &Cluster| {
+        c.kubectl_ok(&[
+            "get", "pods", "-l", "batch.kubernetes.io/job-name=idx", "-o",
+            "jsonpath={range .items[*]}{.metadata.labels.batch\\.kubernetes\\.io/job-completion-index}={.spec.hostname} {end}",
+        ])
+    };
+    let seen = super::poll(std::time::Duration::from_secs(30), || {
+        let out = pods(c);
+        let mut v: Vec<String> = out.split_whitespace().map(String::from).collect();
+        v.sort();
+        (v.len() == 2).then_some(v)
+    })
+    .unwrap_or_else(|| panic!("two indexed pods never appeared: {}", pods(c)));
+    assert_eq!(seen, ["0=idx-0", "1=idx-1"]);
+    let mode = c.jsonpath(
+        "default",
+        "job",
+        "idx",
+        "{.spec.completionMode} {.status.completedIndexes}",
+    );
+    assert_eq!(mode.trim(), "Indexed");
 }
 
 pub fn get_storage_scheduling_policy_and_csr_tables(c: &mut Cluster) {

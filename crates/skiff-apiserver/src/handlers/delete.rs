@@ -15,6 +15,18 @@ use crate::registry::{Admission, Kind};
 use crate::router::ApiState;
 use crate::storage::conflict;
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn deletion_finalizers_follow_propagation_policy() {
+        use super::deletion_finalizers;
+        assert_eq!(deletion_finalizers("Foreground"), ["foregroundDeletion"]);
+        assert_eq!(deletion_finalizers("Orphan"), ["orphan"]);
+        assert!(deletion_finalizers("Background").is_empty());
+        assert!(deletion_finalizers("").is_empty());
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct Preconditions {
@@ -153,6 +165,17 @@ pub async fn delete_collection(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, A
     ))
 }
 
+/// The finalizers a DELETE with `propagationPolicy` adds to the object, for the garbage
+/// collector (in the controller set) to act on. `Background`, the default, adds none:
+/// dependents are collected after the owner is gone.
+pub fn deletion_finalizers(propagation: &str) -> Vec<String> {
+    match propagation {
+        "Foreground" => vec!["foregroundDeletion".to_string()],
+        "Orphan" => vec!["orphan".to_string()],
+        _ => Vec::new(),
+    }
+}
+
 /// Deletes `current`, or marks it for deletion when finalizers, propagation or a grace
 /// period keep it alive; returns what the client sees.
 pub(super) async fn delete_object(
@@ -173,7 +196,7 @@ pub(super) async fn delete_object(
     let rv = object::resource_version(&current)?.unwrap_or_default();
     let mut finalizers = object::finalizers(&current);
     if !object::is_deleting(&current) {
-        for f in crate::gc::deletion_finalizers(opts.propagation) {
+        for f in deletion_finalizers(opts.propagation) {
             if !finalizers.contains(&f) {
                 finalizers.push(f);
             }

@@ -1,11 +1,12 @@
-//! A CronJob's schedule: five POSIX/Vixie fields or an `@` descriptor, parsed by `croner`,
+//! A CronJob's schedule: five POSIX/Vixie fields, an `@` descriptor or `@every <duration>`,
+//! parsed by [`skiff_core::cron`] (croner; the API server validates with the same parser),
 //! evaluated in the CronJob's `timeZone` (an IANA name read from the system's zoneinfo by
 //! jiff; UTC without one).
 
 use chrono::{DateTime, FixedOffset, TimeZone as _};
-use croner::Cron;
 use k8s_openapi::jiff::tz::TimeZone;
 use k8s_openapi::jiff::Timestamp;
+use skiff_core::cron::Schedule as Spec;
 
 /// Where time zone names are looked up, as Go's `time.LoadLocation` does on Linux.
 const ZONEINFO: &str = "/usr/share/zoneinfo";
@@ -26,7 +27,7 @@ fn zone(name: &str) -> Result<TimeZone, String> {
 
 /// A parsed schedule in its time zone.
 pub struct Schedule {
-    cron: Cron,
+    spec: Spec,
     tz: TimeZone,
 }
 
@@ -34,18 +35,26 @@ impl Schedule {
     /// Parses `spec` (`*/5 * * * *`, `@hourly`, …) for `time_zone` (None: UTC).
     pub fn parse(spec: &str, time_zone: Option<&str>) -> Result<Self, String> {
         let spec = spec.trim();
-        let cron: Cron = spec
-            .parse()
+        let parsed = skiff_core::cron::parse(spec)
             .map_err(|e| format!("unparseable schedule {spec:?}: {e}"))?;
         let tz = match time_zone.filter(|z| !z.is_empty()) {
             None | Some("UTC") => TimeZone::UTC,
             Some(z) => zone(z)?,
         };
-        Ok(Schedule { cron, tz })
+        Ok(Schedule { spec: parsed, tz })
     }
 
     /// The first scheduled time strictly after `after`.
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
+        let cron = match &self.spec {
+            // A constant delay from the previous time, in whole seconds (robfig/cron's
+            // `ConstantDelaySchedule`); time zones do not matter.
+            Spec::Every(d) => {
+                let secs = i64::try_from(d.as_secs()).ok()?;
+                return Timestamp::new(after.as_second().checked_add(secs)?, 0).ok();
+            }
+            Spec::Cron(c) => c,
+        };
         // croner works on chrono times with a fixed offset: search with the zone's offset
         // at `after`, and again with the offset at the result when that differs (a
         // daylight-saving change in between).
@@ -55,7 +64,7 @@ impl Schedule {
             let start: DateTime<FixedOffset> = fixed
                 .timestamp_opt(after.as_second(), after.subsec_nanosecond().max(0) as u32)
                 .single()?;
-            let next = self.cron.find_next_occurrence(&start, false).ok()?;
+            let next = cron.find_next_occurrence(&start, false).ok()?;
             let next = Timestamp::new(next.timestamp(), 0).ok()?;
             let there = self.tz.to_offset(next).seconds();
             if there == offset {
@@ -146,6 +155,17 @@ mod tests {
         );
         assert!(Schedule::parse("61 * * * *", None).is_err());
         assert!(Schedule::parse("* * *", None).is_err());
+    }
+
+    #[test]
+    fn every_runs_a_constant_delay_after_the_previous_time() {
+        let s = Schedule::parse("@every 90s", Some("Europe/Berlin")).unwrap();
+        assert_eq!(
+            s.next_after(at("2026-03-01T10:00:00.250Z")),
+            Some(at("2026-03-01T10:01:30Z"))
+        );
+        let (t, n) = s.most_recent(at("2026-03-01T10:00:00Z"), at("2026-03-01T10:05:00Z"), 100);
+        assert_eq!((t, n), (Some(at("2026-03-01T10:04:30Z")), 3));
     }
 
     #[test]

@@ -120,7 +120,12 @@ pub async fn create_claims(ctx: &Context, set: &StatefulSet, i: usize) -> Result
             ..Default::default()
         };
         pvc.status = None;
+        let owners = super::retention::wanted(set, None, false);
+        pvc.metadata.owner_references = (!owners.is_empty()).then_some(owners);
         if api.get_opt(&claim).await?.is_some() {
+            // Reused: its references follow the policy as it is now.
+            super::retention::sync_claim(ctx, set, &claim, &format!("{name}-{i}"), None, false)
+                .await?;
             continue;
         }
         match api.create(&PostParams::default(), &pvc).await {
@@ -138,6 +143,29 @@ pub async fn create_claims(ctx: &Context, set: &StatefulSet, i: usize) -> Result
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
+    }
+    Ok(())
+}
+
+/// Brings the owner references of ordinal `i`'s claims in line with the retention policy
+/// (`condemned`: its pod `pod` is being scaled away).
+pub async fn sync_claims(
+    ctx: &Context,
+    set: &StatefulSet,
+    i: usize,
+    pod: Option<&Pod>,
+    condemned: bool,
+) -> Result<()> {
+    let name = set.name_any();
+    let templates = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.clone())
+        .unwrap_or_default();
+    for template in templates {
+        let claim = claim_name(&template.name_any(), &name, i);
+        super::retention::sync_claim(ctx, set, &claim, &format!("{name}-{i}"), pod, condemned)
+            .await?;
     }
     Ok(())
 }

@@ -4,11 +4,14 @@
 //! scales down), created in order and each only after the previous one is Running and Ready
 //! (`OrderedReady`) or all at once (`Parallel`), removed highest ordinal first. Templates are
 //! kept as ControllerRevisions; `RollingUpdate` replaces pods from the highest ordinal down
-//! to `partition`, one at a time, `OnDelete` only recreates pods the user deleted. Status
+//! to `partition`, one at a time (up to `maxUnavailable` at a time when set, upstream's
+//! `MaxUnavailableStatefulSet` behaviour), `OnDelete` only recreates pods the user deleted.
+//! Claims follow `persistentVolumeClaimRetentionPolicy` ([`retention`]). Status
 //! carries the replica counts and `currentRevision`/`updateRevision` as `kubectl rollout
 //! status` reads them.
 
 mod identity;
+mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,6 +143,7 @@ pub async fn reconcile(obj: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Actio
         &condemned,
         Plan {
             parallel,
+            max_unavailable: max_unavailable(&strategy, replicas),
             on_delete,
             partition,
             current: (&current_revision, &current_template),
@@ -197,9 +201,33 @@ pub async fn reconcile(obj: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Actio
     })
 }
 
+/// `rollingUpdate.maxUnavailable` (a number or a percentage of `replicas`, rounded down,
+/// at least 1); 1 when unset.
+fn max_unavailable(
+    strategy: &k8s_openapi::api::apps::v1::StatefulSetUpdateStrategy,
+    replicas: usize,
+) -> usize {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let n = match strategy
+        .rolling_update
+        .as_ref()
+        .and_then(|r| r.max_unavailable.as_ref())
+    {
+        None => 1,
+        Some(IntOrString::Int(n)) => (*n).max(0) as usize,
+        Some(IntOrString::String(s)) => s
+            .strip_suffix('%')
+            .and_then(|p| p.parse::<usize>().ok())
+            .map_or(1, |p| replicas * p / 100),
+    };
+    n.max(1)
+}
+
 /// What the set wants of its pods.
 struct Plan<'a> {
     parallel: bool,
+    /// Pods that may be unavailable during a rolling update (1 without maxUnavailable).
+    max_unavailable: usize,
     on_delete: bool,
     partition: usize,
     current: (&'a str, &'a PodTemplateSpec),
@@ -265,13 +293,15 @@ async fn manage(
             return Ok(acted);
         }
         let all_ready = slots.iter().flatten().all(|p| running_and_ready(p));
-        for (_, p) in condemned {
+        for (i, p) in condemned {
             if p.metadata.deletion_timestamp.is_some() {
                 continue;
             }
             if !plan.parallel && !all_ready {
                 return Ok(acted);
             }
+            // whenScaled: Delete — the claims go with the pod (the garbage collector).
+            identity::sync_claims(ctx, set, *i, Some(p.as_ref()), true).await?;
             podcontrol::first_failure(
                 podcontrol::delete(ctx, Some(regarding), &[p.as_ref()], None).await,
             )?;
@@ -284,24 +314,32 @@ async fn manage(
     if plan.on_delete || acted {
         return Ok(acted);
     }
-    // Rolling update: from the highest ordinal down to the partition, one pod at a time,
-    // and only while every pod is Running and Ready.
-    if slots
+    // Rolling update: from the highest ordinal down to the partition, one pod at a time
+    // and only while every pod is Running and Ready (or up to maxUnavailable at a time).
+    // With maxUnavailable, up to that many pods are replaced at once (counting those
+    // already unavailable).
+    let unavailable = slots
         .iter()
-        .any(|s| s.as_ref().is_none_or(|p| !running_and_ready(p)))
-    {
-        return Ok(acted);
-    }
+        .filter(|s| {
+            s.as_ref()
+                .is_none_or(|p| !running_and_ready(p) || p.metadata.deletion_timestamp.is_some())
+        })
+        .count();
+    let budget = plan.max_unavailable.saturating_sub(unavailable);
+    let mut replaced = 0;
     for p in slots.iter().skip(plan.partition).rev().flatten() {
-        if revision_hash(p) != Some(plan.update.0) {
+        if replaced >= budget {
+            break;
+        }
+        if revision_hash(p) != Some(plan.update.0) && p.metadata.deletion_timestamp.is_none() {
             tracing::debug!(pod = %p.name_any(), "replacing stateful pod with the update revision");
             podcontrol::first_failure(
                 podcontrol::delete(ctx, Some(regarding), &[p.as_ref()], None).await,
             )?;
-            return Ok(true);
+            replaced += 1;
         }
     }
-    Ok(acted)
+    Ok(acted || replaced > 0)
 }
 
 /// The template a ControllerRevision of the set holds.

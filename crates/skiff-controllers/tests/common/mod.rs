@@ -1,5 +1,5 @@
 //! Harness of the controller tests: the real API server over SQLite in a temporary
-//! directory, its garbage collector, and the controller set running against it through the
+//! directory, and the controller set (garbage collector included) running against it through the
 //! in-process kube client. Pods never run (there is no node): tests write pod status
 //! through the API as a kubelet would.
 
@@ -22,7 +22,7 @@ use skiff_controllers::{Config, Controllers};
 /// How long any one expectation may take to come true.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-/// An API server with the controller set (and the garbage collector) running on it.
+/// An API server, with the controller set running on it once started.
 pub struct Cluster {
     _dir: tempfile::TempDir,
     pub client: Client,
@@ -66,8 +66,7 @@ pub async fn api_with(tolerations: DefaultTolerations) -> Cluster {
         .with_default_tolerations(tolerations),
     );
     state.bootstrap().await.unwrap();
-    let gc = skiff_apiserver::gc::Collector::new(store, Some(encryptor));
-    let tasks = vec![tokio::spawn(gc.run(std::future::pending()))];
+    let tasks = Vec::new();
     Cluster {
         _dir: dir,
         client: in_process_client(state.clone(), admin()),

@@ -16,17 +16,6 @@ use crate::table::{
 use crate::validation::{quote, Errs};
 
 const CONCURRENCY_POLICIES: &[&str] = &["Allow", "Forbid", "Replace"];
-/// The descriptors a schedule may be instead of five fields (robfig/cron's, which
-/// Kubernetes uses).
-const DESCRIPTORS: &[&str] = &[
-    "@yearly",
-    "@annually",
-    "@monthly",
-    "@weekly",
-    "@daily",
-    "@midnight",
-    "@hourly",
-];
 /// Where time zone names are looked up, as Go's `time.LoadLocation` does on Linux.
 const ZONEINFO: &str = "/usr/share/zoneinfo";
 
@@ -141,9 +130,8 @@ impl Strategy for CronJobs {
     }
 }
 
-/// The schedule's form: a descriptor, `@every <duration>`, or five fields (Kubernetes
-/// parses it with robfig/cron's standard parser and words the field count the same way).
-/// What each field may hold is the CronJob controller's to interpret.
+/// The schedule, parsed as the CronJob controller parses it ([`skiff_core::cron`]: five
+/// fields, a descriptor or `@every <duration>`), refused in robfig/cron's words.
 fn schedule(s: &str, errs: &mut Errs) {
     if s.contains("TZ") {
         errs.invalid(
@@ -153,28 +141,8 @@ fn schedule(s: &str, errs: &mut Errs) {
         );
         return;
     }
-    if DESCRIPTORS.contains(&s) || s.starts_with("@every ") {
-        return;
-    }
-    if s.starts_with('@') {
-        errs.invalid(
-            "spec.schedule",
-            quote(s),
-            &format!("unrecognized descriptor: {s}"),
-        );
-        return;
-    }
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    if fields.len() != 5 {
-        errs.invalid(
-            "spec.schedule",
-            quote(s),
-            &format!(
-                "expected exactly 5 fields, found {}: [{}]",
-                fields.len(),
-                fields.join(" ")
-            ),
-        );
+    if let Err(e) = skiff_core::cron::parse(s) {
+        errs.invalid("spec.schedule", quote(s), &e.to_string());
     }
 }
 
@@ -244,6 +212,30 @@ mod tests {
             "Invalid value: \"* * *\": expected exactly 5 fields, found 3: [* * *]"
         );
         assert!(Kind::validate(&CronJobs, &defaulted(cronjob("@hourly")), None).is_ok());
+        assert!(Kind::validate(&CronJobs, &defaulted(cronjob("@every 90s")), None).is_ok());
+    }
+
+    #[test]
+    fn schedule_fields_are_parsed_as_the_controller_parses_them() {
+        let cause = |schedule: &str| {
+            Kind::validate(&CronJobs, &defaulted(cronjob(schedule)), None)
+                .unwrap_err()
+                .causes[0]
+                .message
+                .clone()
+        };
+        // Five fields that no cron parser takes: the API refuses them (it used to store them
+        // and the controller then never ran the job).
+        assert!(cause("61 * * * *").starts_with("Invalid value: \"61 * * * *\": "));
+        assert!(cause("* * * * funday").starts_with("Invalid value: \"* * * * funday\": "));
+        assert_eq!(
+            cause("@fortnightly"),
+            "Invalid value: \"@fortnightly\": unrecognized descriptor: @fortnightly"
+        );
+        assert_eq!(
+            cause("@every soon"),
+            "Invalid value: \"@every soon\": failed to parse duration @every soon: time: invalid duration \"soon\""
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::table::{
     IMAGES, NAME, SELECTOR,
 };
 use crate::validation::pod::{go_selector, pod_template, restart_policy_in, selector_matches};
-use crate::validation::{go_map, Errs};
+use crate::validation::{go_map, quote, Errs};
 
 pub const CONTROLLER_UID: &str = "batch.kubernetes.io/controller-uid";
 pub const JOB_NAME: &str = "batch.kubernetes.io/job-name";
@@ -69,6 +69,19 @@ impl Strategy for Jobs {
             "Failed"
         };
         set(spec, "podReplacementPolicy", json!(replacement));
+        // podFailurePolicy condition patterns match status True unless they say otherwise.
+        if let Some(rules) = spec
+            .pointer_mut("/podFailurePolicy/rules")
+            .and_then(Value::as_array_mut)
+        {
+            let patterns = rules
+                .iter_mut()
+                .filter_map(|r| r.get_mut("onPodConditions").and_then(Value::as_array_mut))
+                .flatten();
+            for p in patterns {
+                set(p, "status", json!("True"));
+            }
+        }
         template(spec);
         let labels = obj.pointer("/spec/template/metadata/labels").cloned();
         if let Some(labels) = labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
@@ -216,6 +229,12 @@ pub fn job_spec(spec: &Value, path: &str, require_selector: bool, errs: &mut Err
     {
         errs.not_supported(&format!("{path}.completionMode"), mode, COMPLETION_MODES);
     }
+    if spec["completionMode"] == "Indexed" && spec["completions"].is_null() {
+        errs.required(
+            &format!("{path}.completions"),
+            "when completion mode is Indexed",
+        );
+    }
     if let Some(p) = spec["podReplacementPolicy"]
         .as_str()
         .filter(|p| !POD_REPLACEMENT_POLICIES.contains(p))
@@ -246,6 +265,48 @@ pub fn job_spec(spec: &Value, path: &str, require_selector: bool, errs: &mut Err
     match pod["restartPolicy"].as_str() {
         None => errs.not_supported(&format!("{template_path}.spec.restartPolicy"), "", allowed),
         Some(_) => restart_policy_in(pod, &format!("{template_path}.spec"), allowed, errs),
+    }
+    pod_failure_policy(spec, path, errs);
+}
+
+/// `podFailurePolicy`: only with `restartPolicy: Never`, and each rule with a known action
+/// and exactly one of `onExitCodes` / `onPodConditions`, worded as Kubernetes words it.
+fn pod_failure_policy(spec: &Value, path: &str, errs: &mut Errs) {
+    const ACTIONS: &[&str] = &["Count", "FailIndex", "FailJob", "Ignore"];
+    let Some(rules) = spec["podFailurePolicy"]["rules"].as_array() else {
+        return;
+    };
+    let restart = spec["template"]["spec"]["restartPolicy"]
+        .as_str()
+        .unwrap_or("");
+    if restart != "Never" {
+        errs.invalid(
+            &format!("{path}.template.spec.restartPolicy"),
+            quote(restart),
+            "only \"Never\" is supported when podFailurePolicy is specified",
+        );
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let at = format!("{path}.podFailurePolicy.rules[{i}]");
+        let action = rule["action"].as_str().unwrap_or("");
+        if !ACTIONS.contains(&action) {
+            errs.not_supported(&format!("{at}.action"), action, ACTIONS);
+        }
+        let codes = !rule["onExitCodes"].is_null();
+        let conditions = !rule["onPodConditions"].is_null();
+        if codes == conditions {
+            errs.invalid(
+                &at,
+                quote(""),
+                "specifying one of OnExitCodes and OnPodConditions is required",
+            );
+        }
+        if codes {
+            let op = rule["onExitCodes"]["operator"].as_str().unwrap_or("");
+            if !["In", "NotIn"].contains(&op) {
+                errs.not_supported(&format!("{at}.onExitCodes.operator"), op, &["In", "NotIn"]);
+            }
+        }
     }
 }
 
@@ -308,6 +369,56 @@ mod tests {
             err.message,
             "Job.batch \"pi\" is invalid: spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""
         );
+    }
+
+    #[test]
+    fn pod_failure_policy_needs_restart_never_and_valid_rules() {
+        let mut j = job();
+        j["spec"]["template"]["spec"]["restartPolicy"] = json!("OnFailure");
+        j["spec"]["podFailurePolicy"] = json!({"rules": [
+            {"action": "Explode", "onExitCodes": {"operator": "In", "values": [1]}},
+            {"action": "Ignore"},
+        ]});
+        let err = Kind::validate(&Jobs, &created(j.clone()), None).unwrap_err();
+        let causes: Vec<String> = err
+            .causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        assert!(causes.contains(&"spec.template.spec.restartPolicy: Invalid value: \"OnFailure\": only \"Never\" is supported when podFailurePolicy is specified".to_string()), "{causes:?}");
+        assert!(
+            causes.iter().any(|c| c.starts_with(
+                "spec.podFailurePolicy.rules[0].action: Unsupported value: \"Explode\""
+            )),
+            "{causes:?}"
+        );
+        assert!(causes.contains(&"spec.podFailurePolicy.rules[1]: Invalid value: \"\": specifying one of OnExitCodes and OnPodConditions is required".to_string()), "{causes:?}");
+        j["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+        j["spec"]["podFailurePolicy"] = json!({"rules": [
+            {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]});
+        let j = created(j);
+        assert_eq!(
+            j["spec"]["podFailurePolicy"]["rules"][1]["onPodConditions"][0]["status"], "True",
+            "defaulted"
+        );
+        assert!(Kind::validate(&Jobs, &j, None).is_ok());
+    }
+
+    #[test]
+    fn indexed_jobs_need_completions() {
+        let mut j = job();
+        j["spec"]["completionMode"] = json!("Indexed");
+        j["spec"]["parallelism"] = json!(2);
+        j["spec"].as_object_mut().unwrap().remove("completions");
+        let err = Kind::validate(&Jobs, &created(j.clone()), None).unwrap_err();
+        assert_eq!(
+            err.message,
+            "Job.batch \"pi\" is invalid: spec.completions: Required value: when completion mode is Indexed"
+        );
+        j["spec"]["completions"] = json!(3);
+        assert!(Kind::validate(&Jobs, &created(j), None).is_ok());
     }
 
     #[test]

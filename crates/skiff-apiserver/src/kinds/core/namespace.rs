@@ -1,5 +1,5 @@
 //! core/v1 Namespaces: the `kubernetes` finalizer in `spec.finalizers` that the namespace
-//! controller (our garbage collector) removes once the namespace is empty, the `/finalize`
+//! controller (in skiff-controllers) removes through `/finalize` once the namespace is empty, that
 //! subresource, the `Terminating` phase, the namespaces every cluster has (and which of them
 //! may not be deleted: [`crate::namespaces::may_delete`]) and the `default` ServiceAccount
 //! each one gets.

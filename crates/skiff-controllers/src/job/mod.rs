@@ -1,10 +1,14 @@
 //! The Job controller (kube-controller-manager's `job` and `ttlafterfinished` controllers,
-//! NonIndexed completion mode): runs pods from the template until `completions` of them
+//! NonIndexed and [`indexed`] completion modes): runs pods from the template until `completions` of them
 //! succeed, at most `parallelism` at a time; recreates failed ones after an exponential
-//! back-off until `backoffLimit` failures; stops everything past `activeDeadlineSeconds`;
+//! back-off until `backoffLimit` failures (as its [`failure`] policy counts them); stops everything past `activeDeadlineSeconds`;
 //! writes `status` and the `SuccessCriteriaMet`/`Complete` or `FailureTarget`/`Failed`
 //! conditions as Kubernetes does; deletes a finished Job `ttlSecondsAfterFinished` later.
 
+pub mod failure;
+pub mod indexed;
+
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,7 +134,27 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
         .map(|p| p.as_ref())
         .filter(|p| pods::is_active(p))
         .collect();
-    let succeeded = owned.iter().filter(|p| phase(p) == "Succeeded").count() as i32;
+    let indexed = indexed::is_indexed(&spec);
+    let indexes = spec.completions.unwrap_or(0);
+    // Indexed: the indexes that have succeeded, as recorded and as the pods show.
+    let completed: BTreeSet<i32> = if indexed {
+        let mut done =
+            indexed::parse_ranges(before.completed_indexes.as_deref().unwrap_or(""), indexes);
+        done.extend(
+            owned
+                .iter()
+                .filter(|p| phase(p) == "Succeeded")
+                .filter_map(|p| indexed::index_of(p, indexes)),
+        );
+        done
+    } else {
+        BTreeSet::new()
+    };
+    let succeeded = if indexed {
+        completed.len()
+    } else {
+        owned.iter().filter(|p| phase(p) == "Succeeded").count()
+    } as i32;
     let failed_pods: Vec<&Pod> = owned
         .iter()
         .map(|p| p.as_ref())
@@ -138,7 +162,21 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
         .collect();
     // Finished pods may be deleted (by hand, by pod GC): counts never go back.
     let succeeded = succeeded.max(before.succeeded.unwrap_or(0));
-    let failed = (failed_pods.len() as i32).max(before.failed.unwrap_or(0));
+    // The podFailurePolicy decides what each failure means.
+    let policy = spec.pod_failure_policy.as_ref();
+    let verdicts: Vec<failure::Verdict> = failed_pods
+        .iter()
+        .map(|p| failure::judge(policy, p))
+        .collect();
+    let fail_job = verdicts.iter().find_map(|v| match v {
+        failure::Verdict::FailJob(message) => Some(message.clone()),
+        _ => None,
+    });
+    let counted = verdicts
+        .iter()
+        .filter(|v| **v == failure::Verdict::Count)
+        .count() as i32;
+    let failed = counted.max(before.failed.unwrap_or(0));
     let start = status.start_time.as_ref().map(|t| t.0).unwrap_or(now);
     status.start_time = Some(Time(start));
 
@@ -150,15 +188,17 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
         .active_deadline_seconds
         .and_then(|s| start.checked_add(SignedDuration::from_secs(s)).ok());
 
-    let failure = if failed > backoff_limit {
+    let failure: Option<(&str, String)> = if let Some(message) = fail_job {
+        Some(("PodFailurePolicy", message))
+    } else if failed > backoff_limit {
         Some((
             "BackoffLimitExceeded",
-            "Job has reached the specified backoff limit",
+            "Job has reached the specified backoff limit".into(),
         ))
     } else if deadline.is_some_and(|d| d <= now) {
         Some((
             "DeadlineExceeded",
-            "Job was active longer than specified deadline",
+            "Job was active longer than specified deadline".into(),
         ))
     } else {
         None
@@ -174,12 +214,12 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
     if let Some((reason, message)) = failure {
         add_condition(
             &mut status,
-            condition("FailureTarget", reason, message, now),
+            condition("FailureTarget", reason, &message, now),
         );
         delete_pods(&ctx, &active, &regarding).await?;
         remaining.clear();
-        add_condition(&mut status, condition("Failed", reason, message, now));
-        ctx.events.warning(&regarding, reason, message.into()).await;
+        add_condition(&mut status, condition("Failed", reason, &message, now));
+        ctx.events.warning(&regarding, reason, message).await;
     } else if complete {
         add_condition(
             &mut status,
@@ -246,9 +286,26 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
                         &name,
                         pods::controller_ref("batch/v1", "Job", job.meta()),
                     );
-                    let results =
-                        join_all((have..want).map(|_| podcontrol::create(&ctx, &regarding, &pod)))
-                            .await;
+                    let new_pods: Vec<Pod> = if indexed {
+                        // The lowest indexes neither done nor running.
+                        let running: BTreeSet<i32> = active
+                            .iter()
+                            .filter_map(|p| indexed::index_of(p, indexes))
+                            .collect();
+                        (0..indexes)
+                            .filter(|i| !completed.contains(i) && !running.contains(i))
+                            .take((want - have) as usize)
+                            .map(|i| indexed::for_index(pod.clone(), &name, i))
+                            .collect()
+                    } else {
+                        (have..want).map(|_| pod.clone()).collect()
+                    };
+                    let results = join_all(
+                        new_pods
+                            .iter()
+                            .map(|p| podcontrol::create(&ctx, &regarding, p)),
+                    )
+                    .await;
                     let first_error = results.into_iter().find_map(Result::err);
                     if let Some(e) = first_error {
                         return Err(e.into());
@@ -267,6 +324,7 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
     status.succeeded = nonzero(succeeded);
     status.failed = nonzero(failed);
     status.terminating = None;
+    status.completed_indexes = indexed.then(|| indexed::format_ranges(&completed));
     if status != before {
         let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
         let mut patch = serde_json::to_value(&status)?;

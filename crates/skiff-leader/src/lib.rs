@@ -6,7 +6,12 @@
 //! is an update pinned to the Lease's resourceVersion, so two candidates never both win.
 //! `leaseTransitions` counts changes of holder.
 //!
-//! No maintained crate matched these semantics on kube 5 (see ADR 0017, leader election).
+//! The one elector of skiff: the scheduler (`kube-system/kube-scheduler`) and the controller
+//! set (`kube-system/kube-controller-manager`) both run on it. It knows nothing of what the
+//! leader does. No maintained crate matched these semantics on kube 5 (see ADR 0017, leader
+//! election).
+
+#![forbid(unsafe_code)]
 
 use std::future::Future;
 use std::time::{Duration, Instant};
