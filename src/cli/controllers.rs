@@ -30,6 +30,17 @@ pub struct ControllerArgs {
     terminated_pod_gc_threshold: usize,
 }
 
+/// Legacy service-account tokens signed with the API server's key.
+struct Signer(Arc<skiff_apiserver::serviceaccount::TokenSigner>);
+
+impl skiff_controllers::serviceaccounts::TokenGenerator for Signer {
+    fn generate(&self, ns: &str, name: &str, uid: &str, secret: &str) -> Result<String, String> {
+        self.0
+            .sign_legacy(ns, name, uid, secret)
+            .map_err(|e| e.to_string())
+    }
+}
+
 impl ControllerArgs {
     fn config(&self) -> skiff_controllers::Config {
         skiff_controllers::Config {
@@ -51,6 +62,7 @@ impl ControllerArgs {
 /// completes after `signal` and after the controllers have stopped and released their Lease.
 pub fn start(
     state: &Arc<ApiState>,
+    root_ca: Option<String>,
     disabled: bool,
     args: &ControllerArgs,
     signal: impl Future<Output = ()> + Send + 'static,
@@ -65,5 +77,10 @@ pub fn start(
         groups: vec!["system:authenticated".into()],
     };
     let client = skiff_apiserver::in_process_client(state.clone(), user);
-    Box::pin(skiff_controllers::start(client, args.config(), signal))
+    let mut config = args.config();
+    config.service_accounts = skiff_controllers::serviceaccounts::Config {
+        root_ca,
+        tokens: Some(Arc::new(Signer(state.service_account_signer()))),
+    };
+    Box::pin(skiff_controllers::start(client, config, signal))
 }

@@ -74,6 +74,16 @@ pub struct Args {
     /// (`--watch-cache=false`: every read goes to the datastore)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     watch_cache: bool,
+    /// Issuer (`iss`) of the service-account tokens this server signs
+    #[arg(long, default_value = skiff_apiserver::serviceaccount::DEFAULT_ISSUER)]
+    service_account_issuer: String,
+    /// Audiences the API accepts in service-account tokens (default: the issuer)
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
+    /// Longest service-account token TokenRequest gives, in seconds (default: no limit
+    /// below 2^32)
+    #[arg(long)]
+    service_account_max_token_expiration: Option<i64>,
     #[command(flatten)]
     controllers: super::controllers::ControllerArgs,
     #[command(flatten)]
@@ -115,6 +125,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             node_defaults: node_defaults(&args.node),
             cluster_signing_duration: args.cluster_signing_duration.into(),
             watch_cache: args.watch_cache,
+            service_accounts: skiff_apiserver::server::ServiceAccountConfig {
+                issuer: args.service_account_issuer.clone(),
+                api_audiences: args.api_audiences.clone(),
+                max_token_expiration: args.service_account_max_token_expiration,
+            },
         };
         let server = skiff_apiserver::Server::bind(config, store)
             .await
@@ -152,8 +167,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         // Controllers stop (and release their Lease) first; the API keeps serving until the
         // local node has said it is NotReady.
+        let root_ca = server.pki.ca_pem().context("reading the cluster CA")?;
         let shutdown = super::controllers::start(
             &server.state,
+            Some(root_ca),
             args.disable_controllers,
             &args.controllers,
             shutdown,

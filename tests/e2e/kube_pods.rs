@@ -5,7 +5,8 @@
 //! are configured with (environment, volumes, probes) is tested in `kube_pods/config.rs`;
 //! securityContext and resources in `kube_pods/security.rs`, hooks in `kube_pods/lifecycle.rs`,
 //! downwardAPI/projected volumes and hostPath restrictions in `kube_pods/volumes.rs`,
-//! `imagePullSecrets` in `kube_pods/pull_secrets.rs`, `hostPort` in `kube_pods/ports.rs`.
+//! `imagePullSecrets` in `kube_pods/pull_secrets.rs`, `hostPort` in `kube_pods/ports.rs`,
+//! service-account tokens in `kube_pods/serviceaccounts.rs`.
 
 #[path = "kube_pods/config.rs"]
 mod config;
@@ -24,6 +25,8 @@ mod pull_secrets;
 mod registry_support;
 #[path = "kube_pods/security.rs"]
 mod security;
+#[path = "kube_pods/serviceaccounts.rs"]
+mod serviceaccounts;
 #[path = "kube_pods/volumes.rs"]
 mod volumes;
 

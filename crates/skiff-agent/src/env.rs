@@ -3,11 +3,13 @@
 //! `$(VAR)` expanded against what came before, `valueFrom` ConfigMap and Secret keys and the
 //! downward API (`fieldRef`, `resourceFieldRef`) taken as they are. A missing source or key
 //! that is not `optional` is an error whose message becomes the container's
-//! `CreateContainerConfigError`.
+//! `CreateContainerConfigError`. Before all of them come the `KUBERNETES_SERVICE_HOST`/`PORT`
+//! family kubelet gives every container; as skiff routes no ClusterIPs yet, they name the
+//! API server's own address (the `default/kubernetes` Endpoints) instead of the Service's.
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Endpoints, Pod, Secret};
 use kube::Api;
 
 use crate::spec::expand;
@@ -18,6 +20,8 @@ use crate::spec::expand;
 pub struct EnvSources {
     config_maps: HashMap<String, Option<BTreeMap<String, String>>>,
     secrets: HashMap<String, Option<BTreeMap<String, String>>>,
+    /// The API server's address and port, from the `default/kubernetes` Endpoints.
+    api_server: Option<(String, i32)>,
 }
 
 impl EnvSources {
@@ -43,6 +47,16 @@ impl EnvSources {
             names.sort();
             names.dedup();
         }
+        let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+        out.api_server = endpoints
+            .get_opt("kubernetes")
+            .await?
+            .and_then(|e| e.subsets?.into_iter().next())
+            .and_then(|s| {
+                let ip = s.addresses?.into_iter().next()?.ip;
+                let port = s.ports?.into_iter().next()?.port;
+                Some((ip, port))
+            });
         let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
         for name in maps {
             let data = cm_api
@@ -69,6 +83,24 @@ impl EnvSources {
     }
 }
 
+/// kubelet's variables of the `kubernetes` Service, naming `ip:port`.
+fn api_server_env(ip: &str, port: i32) -> Vec<(String, String)> {
+    let url = format!("tcp://{ip}:{port}");
+    let p = format!("KUBERNETES_PORT_{port}_TCP");
+    [
+        ("KUBERNETES_SERVICE_HOST".to_string(), ip.to_string()),
+        ("KUBERNETES_SERVICE_PORT".into(), port.to_string()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS".into(), port.to_string()),
+        ("KUBERNETES_PORT".into(), url.clone()),
+        (p.clone(), url),
+        (format!("{p}_PROTO"), "tcp".into()),
+        (format!("{p}_PORT"), port.to_string()),
+        (format!("{p}_ADDR"), ip.to_string()),
+    ]
+    .into_iter()
+    .collect()
+}
+
 /// What the downward API reads besides the pod object.
 pub struct Downward<'a> {
     pub pod_ip: Option<&'a str>,
@@ -83,7 +115,11 @@ pub fn environment(
     downward: &Downward<'_>,
 ) -> Result<Vec<(String, String)>, String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let mut out: Vec<(String, String)> = Vec::new();
+    let mut out: Vec<(String, String)> = src
+        .api_server
+        .as_ref()
+        .map(|(ip, port)| api_server_env(ip, *port))
+        .unwrap_or_default();
     let set = |out: &mut Vec<(String, String)>, k: String, v: String| {
         out.retain(|(name, _)| *name != k);
         out.push((k, v));

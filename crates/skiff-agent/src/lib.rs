@@ -48,6 +48,7 @@ mod spec;
 pub mod stats;
 mod status;
 mod sync;
+mod tokens;
 mod volumes;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -226,6 +227,7 @@ impl Agent {
             cgroup_parent: engine.config().cgroup_parent.clone(),
             engine: engine.clone(),
             events: events::Recorder::new(client.clone(), cfg.node_name.clone()),
+            tokens: tokens::TokenManager::new(client.clone()),
             client,
             sandboxes,
             node: cfg.node_name.clone(),

@@ -48,6 +48,8 @@ pub struct Ctx {
     pub probes: crate::probes::Results,
     /// Pods whose cgroup got its pod-level limits from this agent.
     pub limited: Mutex<HashSet<String>>,
+    /// Service-account tokens of projected volumes.
+    pub tokens: crate::tokens::TokenManager,
 }
 
 impl Ctx {

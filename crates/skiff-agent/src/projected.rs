@@ -3,8 +3,9 @@
 //! as sorted `key="value"` lines — and `resourceFieldRef` of a named container), and the
 //! `configMap`, `secret` and `downwardAPI` sources of a projected volume merged into one
 //! tree. They are rewritten in place (the atomic writer of [`crate::volumes`]) when the pod's
-//! labels or the objects change. `serviceAccountToken` sources need the TokenRequest API,
-//! which skiff's API server does not serve yet: such a volume fails to mount with that reason.
+//! labels or the objects change. `serviceAccountToken` sources hold a token bound to the pod
+//! from the TokenRequest API ([`crate::tokens`]), written with the volume's mode and
+//! replaced in place when it is renewed.
 
 use std::collections::BTreeMap;
 
@@ -91,6 +92,7 @@ pub fn downward_files(
 /// earlier one).
 pub async fn files(
     client: &kube::Client,
+    tokens: &crate::tokens::TokenManager,
     pod: &Pod,
     p: &ProjectedVolumeSource,
 ) -> Result<Vec<File>, String> {
@@ -111,10 +113,14 @@ pub async fn files(
             project(data, s.items.as_deref(), p.default_mode, "Secret", &s.name)?
         } else if let Some(d) = &source.downward_api {
             downward_files(pod, d.items.as_deref(), p.default_mode)?
-        } else if source.service_account_token.is_some() {
-            return Err("serviceAccountToken projections need the TokenRequest API (serviceaccounts/NAME/token), which skiff's API server does not serve yet".into());
+        } else if let Some(t) = &source.service_account_token {
+            check_path(&t.path)?;
+            let seconds = t.expiration_seconds.unwrap_or(3600);
+            let token = tokens.token(pod, t.audience.as_deref(), seconds).await?;
+            let mode = p.default_mode.unwrap_or(0o644) as u32;
+            vec![(t.path.clone(), token.into_bytes(), mode)]
         } else {
-            return Err("unsupported projected volume source (configMap, secret and downwardAPI are supported)".into());
+            return Err("unsupported projected volume source (configMap, secret, downwardAPI and serviceAccountToken are supported)".into());
         };
         for (path, content, mode) in files {
             all.insert(path, (content, mode));

@@ -135,7 +135,8 @@ impl Ctx {
                 return Err(e);
             }
         };
-        let volumes = match crate::volumes::prepare(&self.client, pod, &sandbox).await {
+        let volumes = match crate::volumes::prepare(&self.client, &self.tokens, pod, &sandbox).await
+        {
             Ok(v) => v,
             Err(msg) => {
                 // kubelet: the containers stay ContainerCreating until the volumes mount.

@@ -31,13 +31,14 @@ pub struct Ready {
 /// Sets up every volume of `pod` under its sandbox; Err is kubelet's FailedMount message.
 pub async fn prepare(
     client: &kube::Client,
+    tokens: &crate::tokens::TokenManager,
     pod: &Pod,
     sandbox: &PodSandbox,
 ) -> Result<HashMap<String, Ready>, String> {
     let fs_group = crate::security::fs_group(pod);
     let mut out = HashMap::new();
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        let ready = one(client, pod, v, sandbox, fs_group)
+        let ready = one(client, tokens, pod, v, sandbox, fs_group)
             .await
             .map_err(|e| format!("MountVolume.SetUp failed for volume {:?} : {e}", v.name))?;
         out.insert(v.name.clone(), ready);
@@ -51,6 +52,7 @@ fn volume_dir(sandbox: &PodSandbox, kind: &str, name: &str) -> PathBuf {
 
 async fn one(
     client: &kube::Client,
+    tokens: &crate::tokens::TokenManager,
     pod: &Pod,
     v: &Volume,
     sb: &PodSandbox,
@@ -129,7 +131,7 @@ async fn one(
         });
     }
     if let Some(p) = &v.projected {
-        let files = crate::projected::files(client, pod, p).await?;
+        let files = crate::projected::files(client, tokens, pod, p).await?;
         let dir = volume_dir(sb, "projected", &v.name);
         // It may hold secrets and tokens: memory only, as kubelet does.
         in_memory(&dir)?;

@@ -38,6 +38,7 @@ pub mod router;
 mod secrets;
 pub mod selector;
 pub mod server;
+pub mod serviceaccount;
 pub mod services;
 pub mod ssa;
 mod storage;

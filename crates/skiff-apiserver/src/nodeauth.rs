@@ -3,7 +3,8 @@
 //! CertificateSigningRequests; nodes (`system:node:<name>` in `system:nodes`) get what
 //! Kubernetes' Node authorizer and NodeRestriction admission give them — they read the
 //! cluster, but write only their own Node and Lease, the pods bound to them and events, and
-//! read a Secret only when a pod bound to them uses it. Every other user is allowed
+//! read a Secret only when a pod bound to them uses it, and ask for a service-account token
+//! only bound to a pod of theirs that runs as that account. Every other user is allowed
 //! everything until RBAC lands.
 //!
 //! It decides; it never changes a request.
@@ -161,8 +162,70 @@ async fn authorize_node(
         {
             Ok(())
         }
+        ("", "serviceaccounts") if a.verb == "create" && a.subresource == Some("token") => {
+            token_for_own_pod(state, node, a, body)
+                .await?
+                .map_or(Ok(()), |why| Err(denied(user, a, &why)))
+        }
         _ => Err(denied(user, a, "")),
     }
+}
+
+/// Why a node may not have the token it asks for (None: it may): as Kubernetes' Node
+/// authorizer and NodeRestriction, only tokens bound to a pod on this node that runs as
+/// this service account.
+async fn token_for_own_pod(
+    state: &ApiState,
+    node: &str,
+    a: &Attributes<'_>,
+    body: &[u8],
+) -> Result<Option<String>, ApiError> {
+    let req: Value = serde_json::from_slice(body).unwrap_or_default();
+    let bound = req.pointer("/spec/boundObjectRef").unwrap_or(&Value::Null);
+    let (kind, pod_name) = (
+        bound.get("kind").and_then(Value::as_str),
+        bound
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    );
+    if kind != Some("Pod") || pod_name.is_empty() {
+        return Ok(Some(format!(
+            "node '{node}' may only request tokens bound to a pod"
+        )));
+    }
+    let pods = crate::resources::find("", "v1", "pods").expect("pods are served");
+    let pod = state
+        .storage
+        .get(pods.info(), a.namespace, pod_name)
+        .await?;
+    let Some(pod) = pod else {
+        return Ok(Some(format!(
+            "no relationship found between node '{node}' and pod {pod_name:?}"
+        )));
+    };
+    if pod.pointer("/spec/nodeName").and_then(Value::as_str) != Some(node) {
+        return Ok(Some(format!(
+            "node '{node}' requested a token bound to pod {pod_name:?}, which is not bound to it"
+        )));
+    }
+    let uid = bound.get("uid").and_then(Value::as_str).unwrap_or_default();
+    if !uid.is_empty() && Some(uid) != pod.pointer("/metadata/uid").and_then(Value::as_str) {
+        return Ok(Some(format!(
+            "the uid of pod {pod_name:?} does not match the token request's"
+        )));
+    }
+    let sa = pod
+        .pointer("/spec/serviceAccountName")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    if Some(sa) != a.name {
+        return Ok(Some(format!(
+            "pod {pod_name:?} does not run as service account {:?}",
+            a.name.unwrap_or_default()
+        )));
+    }
+    Ok(None)
 }
 
 /// Whether a pod bound to `node` in `ns` uses Secret `name` (volumes, projected sources,

@@ -68,6 +68,11 @@ impl Pki {
         self.dir.join(name)
     }
 
+    /// The cluster CA certificate, PEM (what `kube-root-ca.crt` publishes).
+    pub fn ca_pem(&self) -> Result<String, PkiError> {
+        read(&self.path("ca.crt"))
+    }
+
     /// Creates whatever is missing (CA, serving and admin certificates) and returns the
     /// serving material. `sans` are the extra names and addresses the serving certificate covers.
     pub fn ensure(&self, sans: &[String]) -> Result<ServingMaterial, PkiError> {
@@ -317,14 +322,14 @@ pub fn serving_sans(bind: IpAddr) -> Vec<String> {
     sans
 }
 
-fn create_dir(path: &Path) -> Result<(), PkiError> {
+pub(crate) fn create_dir(path: &Path) -> Result<(), PkiError> {
     std::fs::create_dir_all(path).map_err(|source| PkiError::Io {
         path: path.to_path_buf(),
         source,
     })
 }
 
-fn read(path: &Path) -> Result<String, PkiError> {
+pub(crate) fn read(path: &Path) -> Result<String, PkiError> {
     std::fs::read_to_string(path).map_err(|source| PkiError::Io {
         path: path.to_path_buf(),
         source,
@@ -339,7 +344,7 @@ fn write(path: &Path, data: &[u8]) -> Result<(), PkiError> {
 }
 
 /// Writes a file readable by its owner only.
-fn write_private(path: &Path, data: &[u8]) -> Result<(), PkiError> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let io = |source| PkiError::Io {

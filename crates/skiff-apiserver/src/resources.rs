@@ -19,6 +19,9 @@ pub enum Sub {
     Approval,
     /// A Pod's `/binding`: a POSTed `v1 Binding` assigns the pod to a node, once.
     Binding,
+    /// A ServiceAccount's `/token`: a POSTed `authentication.k8s.io/v1 TokenRequest` is
+    /// answered with a signed token.
+    Token,
 }
 
 impl Sub {
@@ -29,6 +32,7 @@ impl Sub {
             Sub::Finalize => "finalize",
             Sub::Approval => "approval",
             Sub::Binding => "binding",
+            Sub::Token => "token",
         }
     }
 
@@ -39,6 +43,7 @@ impl Sub {
             Sub::Finalize,
             Sub::Approval,
             Sub::Binding,
+            Sub::Token,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -48,7 +53,7 @@ impl Sub {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Sub::Finalize => &["update"],
-            Sub::Binding => &["create"],
+            Sub::Binding | Sub::Token => &["create"],
             _ => &["get", "patch", "update"],
         }
     }

@@ -49,6 +49,10 @@ pub struct ApiState {
     metrics: std::sync::RwLock<Arc<dyn crate::metrics::MetricsProvider>>,
     /// The nodes' metrics sources (the default provider).
     node_metrics: Arc<crate::metrics::PerNodeMetrics>,
+    /// Signs and verifies service-account tokens.
+    pub(crate) sa_signer: Arc<crate::serviceaccount::TokenSigner>,
+    /// The longest token TokenRequest gives (`--service-account-max-token-expiration`).
+    pub(crate) sa_max_expiration: Option<i64>,
 }
 
 impl ApiState {
@@ -74,7 +78,28 @@ impl ApiState {
             default_tolerations: Default::default(),
             metrics: std::sync::RwLock::new(node_metrics.clone()),
             node_metrics,
+            sa_signer: Arc::new(crate::serviceaccount::TokenSigner::ephemeral(
+                crate::serviceaccount::DEFAULT_ISSUER,
+            )),
+            sa_max_expiration: None,
         }
+    }
+
+    /// The same state signing service-account tokens with `signer` (default: a key in
+    /// memory), giving tokens of at most `max_expiration` seconds when set.
+    pub fn with_service_account_tokens(
+        mut self,
+        signer: Arc<crate::serviceaccount::TokenSigner>,
+        max_expiration: Option<i64>,
+    ) -> Self {
+        self.sa_signer = signer;
+        self.sa_max_expiration = max_expiration;
+        self
+    }
+
+    /// The service-account token signer (the token controller signs legacy tokens with it).
+    pub fn service_account_signer(&self) -> Arc<crate::serviceaccount::TokenSigner> {
+        self.sa_signer.clone()
     }
 
     /// The same state allocating Services from `network` (default: 10.43.0.0/16 and
@@ -246,6 +271,10 @@ enum Route {
         name: String,
         path: String,
     },
+    /// `/apis/authentication.k8s.io/VERSION/selfsubjectreviews`: who the caller is.
+    SelfSubjectReview {
+        version: String,
+    },
 }
 
 fn not_found() -> ApiError {
@@ -287,6 +316,11 @@ fn parse(path: &str) -> Result<Route, ApiError> {
                     which,
                 });
             }
+        }
+        ["apis", "authentication.k8s.io", v @ ("v1" | "v1beta1"), "selfsubjectreviews"] => {
+            return Ok(Route::SelfSubjectReview {
+                version: v.to_string(),
+            })
         }
         ["api", "v1", "nodes", name, "proxy", rest @ ..] => {
             return Ok(Route::NodeProxy {
@@ -380,11 +414,16 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let user = auth::authenticate(
+    let user = match auth::authenticate(
         req.extensions().get::<PeerIdentity>(),
         authorization,
         &state.tokens,
-    )?;
+    ) {
+        Ok(user) => user,
+        Err(unauthorized) => service_account(&state, authorization)
+            .await
+            .ok_or(unauthorized)?,
+    };
     match route {
         Route::Discovery(segs) => crate::discovery::serve(&segs, req.headers()),
         Route::OpenApi(segs) => crate::openapi::serve(&segs, req.headers()),
@@ -487,7 +526,30 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
             .await?;
             crate::nodes::node_proxy(&state, &name, &path, req).await
         }
+        Route::SelfSubjectReview { version } => {
+            if req.method() != Method::POST {
+                return Err(ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                ));
+            }
+            Ok(crate::serviceaccount::review::answer(&user, &version))
+        }
         Route::Health | Route::Version => unreachable!("answered before authentication"),
+    }
+}
+
+/// The service account a bearer JWT stands for, when it still holds (why not is logged,
+/// never told: the client gets 401 as for any bad token).
+async fn service_account(state: &ApiState, authorization: Option<&str>) -> Option<UserInfo> {
+    let token = authorization?.strip_prefix("Bearer ")?.trim();
+    match crate::serviceaccount::authn::authenticate(state, token).await {
+        Ok(user) => user,
+        Err(why) => {
+            tracing::debug!(%why, "service-account token refused");
+            None
+        }
     }
 }
 

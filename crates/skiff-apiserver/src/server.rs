@@ -48,6 +48,28 @@ pub struct Config {
     pub cluster_signing_duration: std::time::Duration,
     /// Serve lists, gets and watches from the watch cache (`--watch-cache`, default true).
     pub watch_cache: bool,
+    /// Service-account tokens: issuer, API audiences, longest TokenRequest.
+    pub service_accounts: ServiceAccountConfig,
+}
+
+/// `--service-account-issuer`, `--api-audiences`, `--service-account-max-token-expiration`.
+#[derive(Debug, Clone)]
+pub struct ServiceAccountConfig {
+    pub issuer: String,
+    /// Empty: the issuer.
+    pub api_audiences: Vec<String>,
+    /// Seconds; None: only TokenRequest's own bound (2^32).
+    pub max_token_expiration: Option<i64>,
+}
+
+impl Default for ServiceAccountConfig {
+    fn default() -> Self {
+        ServiceAccountConfig {
+            issuer: crate::serviceaccount::DEFAULT_ISSUER.into(),
+            api_audiences: Vec::new(),
+            max_token_expiration: None,
+        }
+    }
 }
 
 /// Errors starting the server.
@@ -67,6 +89,8 @@ pub enum ServerError {
     Tls(#[from] rustls::Error),
     #[error("invalid client CA")]
     ClientVerifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("cannot set up the service-account signing key")]
+    ServiceAccountKey(#[from] crate::serviceaccount::signer::SignerError),
     #[error("cannot initialise the cluster state: {0}")]
     Bootstrap(ApiError),
 }
@@ -164,8 +188,15 @@ impl Server {
             Arc::new(Encryptor::load_or_create(&config.data_dir).map_err(ServerError::Bootstrap)?);
         let mut services = config.services.clone();
         services.apiserver = Some(SocketAddr::new(advertised_ip(config.bind), addr.port()));
+        let sa = &config.service_accounts;
+        let signer = crate::serviceaccount::TokenSigner::load_or_create(
+            &config.data_dir,
+            &sa.issuer,
+            sa.api_audiences.clone(),
+        )?;
         let state = Arc::new(
             ApiState::new(store.clone(), tokens, encryptor.clone())
+                .with_service_account_tokens(Arc::new(signer), sa.max_token_expiration)
                 .with_service_network(services)
                 .with_cluster_network(config.cluster_network.clone())
                 .with_allowed_host_paths(config.allowed_host_paths.clone())

@@ -215,6 +215,8 @@ pub struct Config {
     pub clock: Clock,
     /// The HorizontalPodAutoscaler controller's settings.
     pub hpa: crate::hpa::Config,
+    /// The cluster CA and legacy token signer of the service-account controllers.
+    pub service_accounts: crate::serviceaccounts::Config,
 }
 
 impl Default for Config {
@@ -226,6 +228,7 @@ impl Default for Config {
             orphan_quarantine: Duration::from_secs(40),
             clock: Arc::new(Timestamp::now),
             hpa: crate::hpa::Config::default(),
+            service_accounts: Default::default(),
         }
     }
 }

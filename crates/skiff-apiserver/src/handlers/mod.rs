@@ -79,6 +79,16 @@ pub async fn dispatch(ctx: Ctx<'_>, verb: &str, body: Bytes) -> Result<Response,
             )),
         };
     }
+    if sub == Some(Sub::Token) {
+        return match verb {
+            "create" => crate::serviceaccount::tokenrequest::create(ctx, &body).await,
+            _ => Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                format!("{verb} is not supported on this path"),
+            )),
+        };
+    }
     let named = ctx.target.name.is_some();
     let needs_name = matches!(verb, "get" | "update" | "patch" | "delete");
     if needs_name != named && verb != "watch" {

@@ -45,6 +45,7 @@ struct Names {
     list: String,
     scale: String,
     binding: String,
+    token_request: String,
     status: String,
     delete_options: String,
     patch: String,
@@ -106,6 +107,14 @@ impl Schemas {
         self.tag(&scale, "autoscaling", "v1", "Scale");
         let binding = add::<k8s_openapi::api::core::v1::Binding>(&mut self.gen);
         self.tag(&binding, "", "v1", "Binding");
+        let token_request =
+            add::<k8s_openapi::api::authentication::v1::TokenRequest>(&mut self.gen);
+        self.tag(
+            &token_request,
+            "authentication.k8s.io",
+            "v1",
+            "TokenRequest",
+        );
         let status = add::<meta::Status>(&mut self.gen);
         self.tag(&status, "", "v1", "Status");
         let delete_options = add::<meta::DeleteOptions>(&mut self.gen);
@@ -118,6 +127,7 @@ impl Schemas {
             list,
             scale,
             binding,
+            token_request,
             status,
             delete_options,
             patch,
@@ -205,6 +215,7 @@ fn operation(version: Version, op: &Operation, names: &Names) -> Value {
     let object = match op.gvk.2 {
         "Scale" => &names.scale,
         "Binding" => &names.binding,
+        "TokenRequest" => &names.token_request,
         _ => &names.object,
     };
     let reply = match op.reply {

@@ -312,10 +312,12 @@ pub fn paths(kind: &dyn Kind) -> Vec<PathItem> {
             Sub::Finalize => "Finalize",
             Sub::Approval => "Approval",
             Sub::Binding => "Binding",
+            Sub::Token => "Token",
         };
         let sub_gvk = match sub {
             Sub::Scale => Some(("autoscaling", "v1", "Scale")),
             Sub::Binding => Some(("", "v1", "Binding")),
+            Sub::Token => Some(("authentication.k8s.io", "v1", "TokenRequest")),
             _ => None,
         };
         let mut ops = Vec::new();

@@ -71,6 +71,7 @@ messages! {
         ignore_store_read_error_with_cluster_breaking_potential: "ignoreStoreReadErrorWithClusterBreakingPotential" }
     api::autoscaling::v1::Scale { metadata: "metadata", spec: "spec", status: "status" }
     api::core::v1::Binding { metadata: "metadata", target: "target" }
+    api::authentication::v1::TokenRequest { metadata: "metadata", spec: "spec", status: "status" }
     apimachinery::pkg::apis::meta::v1::ObjectMeta { name: "name", generate_name: "generateName",
         namespace: "namespace", self_link: "selfLink", uid: "uid", resource_version: "resourceVersion",
         generation: "generation", creation_timestamp: "creationTimestamp", deletion_timestamp: "deletionTimestamp",
@@ -230,6 +231,9 @@ messages! {
     apimachinery::pkg::apis::meta::v1::Preconditions { uid: "uid", resource_version: "resourceVersion" }
     api::autoscaling::v1::ScaleSpec { replicas: "replicas" }
     api::autoscaling::v1::ScaleStatus { replicas: "replicas", selector: "selector" }
+    api::authentication::v1::TokenRequestSpec { audiences: "audiences", expiration_seconds: "expirationSeconds",
+        bound_object_ref: "boundObjectRef" }
+    api::authentication::v1::TokenRequestStatus { token: "token", expiration_timestamp: "expirationTimestamp" }
     apimachinery::pkg::apis::meta::v1::OwnerReference { api_version: "apiVersion", kind: "kind", name: "name",
         uid: "uid", controller: "controller", block_owner_deletion: "blockOwnerDeletion" }
     apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry { manager: "manager", operation: "operation",
@@ -364,6 +368,8 @@ messages! {
     api::discovery::v1::EndpointConditions { ready: "ready", serving: "serving", terminating: "terminating" }
     api::discovery::v1::EndpointHints { for_zones: "forZones", for_nodes: "forNodes" }
     api::core::v1::TopologySelectorLabelRequirement { key: "key", values: "values" }
+    api::authentication::v1::BoundObjectReference { kind: "kind", api_version: "apiVersion", name: "name",
+        u_id: "uid" }
     apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement { key: "key", operator: "operator",
         values: "values" }
     api::apps::v1::RollingUpdateDaemonSet { max_unavailable: "maxUnavailable", max_surge: "maxSurge" }

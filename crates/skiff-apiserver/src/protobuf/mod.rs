@@ -83,6 +83,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
 /// A body that is no served kind's object: the options and subresource bodies clients send
 /// as protobuf, else 415 (as Kubernetes answers for types it has no protobuf form of).
 fn decode_other(api_version: &str, kind: &str, raw: &[u8]) -> Result<Value, ApiError> {
+    use k8s_pb::api::authentication::v1::TokenRequest;
     use k8s_pb::api::autoscaling::v1::Scale;
     use k8s_pb::api::core::v1::Binding;
     use k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions;
@@ -91,6 +92,7 @@ fn decode_other(api_version: &str, kind: &str, raw: &[u8]) -> Result<Value, ApiE
         (_, "DeleteOptions") => DeleteOptions::decode_json(raw),
         ("autoscaling/v1", "Scale") => Scale::decode_json(raw),
         ("v1", "Binding") => Binding::decode_json(raw),
+        ("authentication.k8s.io/v1", "TokenRequest") => TokenRequest::decode_json(raw),
         _ => return Err(unsupported()),
     };
     decoded.map_err(|e| bad(format!("unable to decode {kind} from protobuf: {e}")))

@@ -78,7 +78,7 @@ impl Strategy for Pods {
         graceful_period(obj, requested)
     }
 
-    /// The Priority admission plugin: a pod's priority and preemption policy come from the
+    /// The ServiceAccount admission plugin ([`crate::serviceaccount::admission`]). The Priority admission plugin: a pod's priority and preemption policy come from the
     /// PriorityClass it names (0 and `PreemptLowerPriority` without one). Then
     /// DefaultTolerationSeconds: the not-ready and unreachable NoExecute tolerations.
     fn admit<'a>(
@@ -90,6 +90,7 @@ impl Strategy for Pods {
             let Admission::Create { obj, .. } = op else {
                 return Ok(());
             };
+            crate::serviceaccount::admission::admit_pod(state, obj).await?;
             host_paths_allowed(obj, &state.allowed_host_paths)?;
             let class_name = obj
                 .pointer("/spec/priorityClassName")

@@ -1,11 +1,12 @@
-//! core/v1 ServiceAccounts (every namespace gets `default`, see [`super::namespace`]).
+//! core/v1 ServiceAccounts (every namespace gets `default`, see [`super::namespace`]) and
+//! their `token` subresource ([`crate::serviceaccount::tokenrequest`]).
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_pb::api::core::v1 as pb;
 use serde_json::{json, Value};
 
 use crate::registry::Strategy;
-use crate::resources::Entry;
+use crate::resources::{Entry, Sub};
 use crate::table::{col, Column, AGE, NAME};
 
 pub struct ServiceAccounts;
@@ -15,6 +16,7 @@ impl Strategy for ServiceAccounts {
     type Protobuf = pb::ServiceAccount;
     const RESOURCE: Entry = Entry {
         short_names: &["sa"],
+        subresources: &[Sub::Token],
         ..Entry::DEFAULT
     };
     const COLUMNS: &'static [Column] = &[NAME, col("Secrets"), AGE];

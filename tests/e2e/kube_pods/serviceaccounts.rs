@@ -1,0 +1,217 @@
+//! Service-account tokens end to end on one node: a pod gets the `kube-api-access-*`
+//! volume (a token bound to it, the cluster CA, its namespace) and the API server's address
+//! in `KUBERNETES_SERVICE_HOST`/`PORT`; the test reads the mounted token and CA with
+//! `kubectl exec` and calls the API with them through a kubectl that knows nothing else
+//! (`auth whoami`): the pod is `system:serviceaccount:default:default` until it is deleted,
+//! then 401. Also `kubectl create token` (audience, bound object), pods that opt out of the
+//! mount, legacy token Secrets filled by the token controller, and `kube-root-ca.crt` in a
+//! new namespace. One cluster for all of it.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::kube_common::poll;
+use crate::node::Node;
+use crate::text;
+
+const MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+const PODS: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: sa-pod}
+spec:
+  nodeName: NODE
+  containers:
+  - {name: main, image: busybox:1, command: ["sleep", "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: no-token}
+spec:
+  nodeName: NODE
+  automountServiceAccountToken: false
+  containers:
+  - {name: main, image: busybox:1, command: ["sleep", "3600"]}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: legacy-token
+  annotations: {kubernetes.io/service-account.name: default}
+type: kubernetes.io/service-account-token
+"#;
+
+/// kubectl with nothing but the server's URL, `ca` and `token` (no kubeconfig).
+fn as_token(node: &Node, ca: &std::path::Path, token: &str, args: &[&str]) -> Output {
+    let empty = node.cluster.write_file("empty-kubeconfig", "");
+    Command::new("kubectl")
+        .env_remove("KUBECONFIG")
+        .arg("--kubeconfig")
+        .arg(&empty)
+        .arg("--server")
+        .arg(node.cluster.url())
+        .arg("--certificate-authority")
+        .arg(ca)
+        .arg("--token")
+        .arg(token)
+        .args(args)
+        .output()
+        .expect("run kubectl")
+}
+
+fn whoami(node: &Node, ca: &std::path::Path, token: &str) -> Output {
+    as_token(
+        node,
+        ca,
+        token,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    )
+}
+
+fn exec(node: &Node, pod: &str, cmd: &[&str]) -> Output {
+    let mut args = vec!["exec", pod, "--"];
+    args.extend_from_slice(cmd);
+    node.kubectl(&args)
+}
+
+#[test]
+fn satoken_pods_talk_to_the_api_as_their_service_account() {
+    let node = Node::start();
+    node.create(PODS);
+    for pod in ["sa-pod", "no-token"] {
+        node.wait_pod(pod, "{.status.phase}", "Running", |p| p == "Running");
+    }
+
+    // The admission's volume, mounted read-only, with the token, the CA and the namespace.
+    let volume = node.pod_field("sa-pod", "{.spec.volumes[0].name}");
+    assert!(volume.starts_with("kube-api-access-"), "{volume}");
+    let token = node.kubectl_ok(&["exec", "sa-pod", "--", "cat", &format!("{MOUNT}/token")]);
+    let ca = node.kubectl_ok(&["exec", "sa-pod", "--", "cat", &format!("{MOUNT}/ca.crt")]);
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    let ns = node.kubectl_ok(&["exec", "sa-pod", "--", "cat", &format!("{MOUNT}/namespace")]);
+    assert_eq!(ns, "default");
+    let mounts = node.kubectl_ok(&["exec", "sa-pod", "--", "grep", MOUNT, "/proc/mounts"]);
+    assert!(
+        mounts.contains(" ro,") || mounts.contains(" ro "),
+        "{mounts}"
+    );
+    let ca_path = node.cluster.write_file("pod-ca.crt", &ca);
+
+    // The API server's address in the environment (its own address: no ClusterIP routing yet).
+    let env = node.kubectl_ok(&[
+        "exec",
+        "sa-pod",
+        "--",
+        "sh",
+        "-c",
+        "echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT",
+    ]);
+    let endpoint = node.kubectl_ok(&[
+        "get",
+        "endpoints",
+        "kubernetes",
+        "-o",
+        "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
+    ]);
+    assert_eq!(env.trim(), endpoint, "KUBERNETES_SERVICE_HOST:PORT");
+
+    // The mounted token and CA are enough to talk to the API as the pod's account.
+    let me = whoami(&node, &ca_path, &token);
+    assert_eq!(text(&me), "system:serviceaccount:default:default");
+    let list = as_token(
+        &node,
+        &ca_path,
+        &token,
+        &["get", "configmap", "kube-root-ca.crt", "-o", "name"],
+    );
+    assert_eq!(text(&list).trim(), "configmap/kube-root-ca.crt");
+
+    // A pod that opts out has no such volume or files.
+    assert_eq!(node.pod_field("no-token", "{.spec.volumes}"), "");
+    assert!(!exec(&node, "no-token", &["ls", MOUNT]).status.success());
+
+    // kubectl create token: plain, bound to the pod, and for another audience.
+    let plain = node.kubectl_ok(&["create", "token", "default", "--duration", "10m"]);
+    assert_eq!(
+        text(&whoami(&node, &ca_path, plain.trim())),
+        "system:serviceaccount:default:default"
+    );
+    let bound = node.kubectl_ok(&[
+        "create",
+        "token",
+        "default",
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "sa-pod",
+    ]);
+    assert!(whoami(&node, &ca_path, bound.trim()).status.success());
+    let vault = node.kubectl_ok(&["create", "token", "default", "--audience", "vault"]);
+    let refused = whoami(&node, &ca_path, vault.trim());
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("Unauthorized"),
+        "{}",
+        text(&refused)
+    );
+    let short = node.kubectl(&["create", "token", "default", "--duration", "1m"]);
+    assert!(!short.status.success());
+    assert!(
+        text(&short).contains("may not specify a duration less than 10 minutes"),
+        "{}",
+        text(&short)
+    );
+
+    // The legacy token Secret is filled by the token controller and authenticates.
+    let legacy = poll(Duration::from_secs(30), || {
+        let t = node
+            .cluster
+            .jsonpath("default", "secret", "legacy-token", "{.data.token}");
+        (!t.is_empty()).then_some(t)
+    })
+    .expect("the token controller fills legacy-token");
+    let legacy = String::from_utf8(base64_decode(&legacy)).unwrap();
+    assert_eq!(
+        text(&whoami(&node, &ca_path, &legacy)),
+        "system:serviceaccount:default:default"
+    );
+
+    // Every namespace gets the CA.
+    node.kubectl_ok(&["create", "namespace", "sa-other"]);
+    let published = poll(Duration::from_secs(30), || {
+        let cm = node.cluster.jsonpath(
+            "sa-other",
+            "configmap",
+            "kube-root-ca.crt",
+            "{.data.ca\\.crt}",
+        );
+        (!cm.is_empty()).then_some(cm)
+    });
+    assert_eq!(published.as_deref(), Some(ca.as_str()));
+
+    // The pod's token dies with the pod (and so does the token bound to it).
+    node.kubectl_ok(&["delete", "pod", "sa-pod", "--grace-period=0", "--force"]);
+    let gone = poll(Duration::from_secs(30), || {
+        let out = whoami(&node, &ca_path, &token);
+        (!out.status.success()).then_some(text(&out))
+    })
+    .expect("the deleted pod's token is refused");
+    assert!(gone.contains("Unauthorized"), "{gone}");
+    assert!(!whoami(&node, &ca_path, bound.trim()).status.success());
+    assert!(
+        whoami(&node, &ca_path, plain.trim()).status.success(),
+        "an unbound token still holds"
+    );
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .unwrap()
+}
