@@ -125,6 +125,7 @@ fn sub_kind(k: &dyn Kind, sub: Sub) -> (&'static str, &'static str, &'static str
     match sub {
         Sub::Scale => ("autoscaling", "v1", "Scale"),
         Sub::Binding => ("", "v1", "Binding"),
+        Sub::Eviction => ("policy", "v1", "Eviction"),
         _ => (r.group, r.version, r.kind),
     }
 }

@@ -19,6 +19,9 @@ pub enum Sub {
     Approval,
     /// A Pod's `/binding`: a POSTed `v1 Binding` assigns the pod to a node, once.
     Binding,
+    /// A Pod's `/eviction`: a POSTed `policy/v1 Eviction` deletes the pod if its
+    /// PodDisruptionBudget allows.
+    Eviction,
 }
 
 impl Sub {
@@ -29,6 +32,7 @@ impl Sub {
             Sub::Finalize => "finalize",
             Sub::Approval => "approval",
             Sub::Binding => "binding",
+            Sub::Eviction => "eviction",
         }
     }
 
@@ -39,6 +43,7 @@ impl Sub {
             Sub::Finalize,
             Sub::Approval,
             Sub::Binding,
+            Sub::Eviction,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -48,7 +53,7 @@ impl Sub {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Sub::Finalize => &["update"],
-            Sub::Binding => &["create"],
+            Sub::Binding | Sub::Eviction => &["create"],
             _ => &["get", "patch", "update"],
         }
     }

@@ -45,6 +45,7 @@ struct Names {
     list: String,
     scale: String,
     binding: String,
+    eviction: String,
     status: String,
     delete_options: String,
     patch: String,
@@ -106,6 +107,8 @@ impl Schemas {
         self.tag(&scale, "autoscaling", "v1", "Scale");
         let binding = add::<k8s_openapi::api::core::v1::Binding>(&mut self.gen);
         self.tag(&binding, "", "v1", "Binding");
+        let eviction = add::<k8s_openapi::api::policy::v1::Eviction>(&mut self.gen);
+        self.tag(&eviction, "policy", "v1", "Eviction");
         let status = add::<meta::Status>(&mut self.gen);
         self.tag(&status, "", "v1", "Status");
         let delete_options = add::<meta::DeleteOptions>(&mut self.gen);
@@ -118,6 +121,7 @@ impl Schemas {
             list,
             scale,
             binding,
+            eviction,
             status,
             delete_options,
             patch,
@@ -205,6 +209,7 @@ fn operation(version: Version, op: &Operation, names: &Names) -> Value {
     let object = match op.gvk.2 {
         "Scale" => &names.scale,
         "Binding" => &names.binding,
+        "Eviction" => &names.eviction,
         _ => &names.object,
     };
     let reply = match op.reply {

@@ -312,10 +312,12 @@ pub fn paths(kind: &dyn Kind) -> Vec<PathItem> {
             Sub::Finalize => "Finalize",
             Sub::Approval => "Approval",
             Sub::Binding => "Binding",
+            Sub::Eviction => "Eviction",
         };
         let sub_gvk = match sub {
             Sub::Scale => Some(("autoscaling", "v1", "Scale")),
             Sub::Binding => Some(("", "v1", "Binding")),
+            Sub::Eviction => Some(("policy", "v1", "Eviction")),
             _ => None,
         };
         let mut ops = Vec::new();
