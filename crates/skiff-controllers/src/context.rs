@@ -211,6 +211,9 @@ pub struct Config {
     pub clock: Clock,
     /// The HorizontalPodAutoscaler controller's settings.
     pub hpa: crate::hpa::Config,
+    /// How long an eviction's entry in a budget's `status.disruptedPods` waits for the pod to
+    /// be deleted before the disruption controller drops it (Kubernetes: 2 min).
+    pub pdb_deletion_timeout: Duration,
 }
 
 impl Default for Config {
@@ -222,6 +225,7 @@ impl Default for Config {
             orphan_quarantine: Duration::from_secs(40),
             clock: Arc::new(Timestamp::now),
             hpa: crate::hpa::Config::default(),
+            pdb_deletion_timeout: Duration::from_secs(120),
         }
     }
 }
