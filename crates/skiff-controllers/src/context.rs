@@ -11,7 +11,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Endpoints, Node, ObjectReference, Pod, ReplicationController, Service,
+    Endpoints, Node, ObjectReference, Pod, ReplicationController, ResourceQuota, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -40,6 +40,7 @@ pub struct Informers {
     pub stateful_sets: Informer<StatefulSet>,
     pub cron_jobs: Informer<CronJob>,
     pub disruption_budgets: Informer<PodDisruptionBudget>,
+    pub resource_quotas: Informer<ResourceQuota>,
 }
 
 impl Informers {
@@ -61,6 +62,7 @@ impl Informers {
             stateful_sets: Informer::new(client.clone()),
             cron_jobs: Informer::new(client.clone()),
             disruption_budgets: Informer::new(client.clone()),
+            resource_quotas: Informer::new(client.clone()),
         }
     }
 
@@ -83,6 +85,7 @@ impl Informers {
             self.stateful_sets.run(),
             self.cron_jobs.run(),
             self.disruption_budgets.run(),
+            self.resource_quotas.run(),
         );
     }
 
@@ -106,6 +109,7 @@ impl Informers {
             self.stateful_sets.synced(),
             self.cron_jobs.synced(),
             self.disruption_budgets.synced(),
+            self.resource_quotas.synced(),
         );
     }
 }
@@ -214,6 +218,9 @@ pub struct Config {
     /// How long an eviction's entry in a budget's `status.disruptedPods` waits for the pod to
     /// be deleted before the disruption controller drops it (Kubernetes: 2 min).
     pub pdb_deletion_timeout: Duration,
+    /// How often each ResourceQuota's usage is recounted besides the pod and service changes
+    /// that trigger it (`--resource-quota-sync-period`, Kubernetes: 5 min).
+    pub resource_quota_sync_period: Duration,
 }
 
 impl Default for Config {
@@ -226,6 +233,7 @@ impl Default for Config {
             clock: Arc::new(Timestamp::now),
             hpa: crate::hpa::Config::default(),
             pdb_deletion_timeout: Duration::from_secs(120),
+            resource_quota_sync_period: Duration::from_secs(300),
         }
     }
 }

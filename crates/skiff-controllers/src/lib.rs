@@ -2,7 +2,7 @@
 //! cluster's objects so and keep them so — ReplicaSets, ReplicationControllers,
 //! Deployments, DaemonSets, StatefulSets, Jobs, CronJobs, HorizontalPodAutoscalers, the
 //! Endpoints/EndpointSlices of Services, node lifecycle with taint-based eviction, pod garbage
-//! collection and the status of PodDisruptionBudgets. It must not
+//! collection, the status of PodDisruptionBudgets and the usage of ResourceQuotas. It must not
 //! reach into the API server's storage: everything goes through the Kubernetes API.
 //!
 //! Every controller is a `reconcile(object, context) -> Result<Action>` plus an error policy
@@ -35,6 +35,7 @@ pub mod podcontrol;
 pub mod podgc;
 pub mod pods;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod runner;
 pub mod statefulset;
 pub mod template;
@@ -101,13 +102,14 @@ impl Controllers {
         let stateful = statefulset::controller(ctx.clone());
         let cron = cronjob::controller(ctx.clone());
         let budgets = disruption::controller(ctx.clone());
+        let quotas = resourcequota::controller(ctx.clone());
         let binder = volumebinding::controller(ctx.client.clone());
         let controllers = async {
             informers.synced().await;
             tracing::info!(identity = %ctx.identity, "caches synced, controllers running");
             tokio::join!(
                 rs, rc, deploy, job, endpoints, daemons, nodes, evictions, gc, stateful, cron,
-                budgets, hpa, binder
+                budgets, hpa, binder, quotas
             );
         };
         tokio::join!(informers.run(), controllers);
