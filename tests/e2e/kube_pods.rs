@@ -5,10 +5,13 @@
 //! are configured with (environment, volumes, probes) is tested in `kube_pods/config.rs`;
 //! securityContext and resources in `kube_pods/security.rs`, hooks in `kube_pods/lifecycle.rs`,
 //! downwardAPI/projected volumes and hostPath restrictions in `kube_pods/volumes.rs`,
-//! `imagePullSecrets` in `kube_pods/pull_secrets.rs`, `hostPort` in `kube_pods/ports.rs`.
+//! `imagePullSecrets` in `kube_pods/pull_secrets.rs`, `hostPort` in `kube_pods/ports.rs`;
+//! `kubectl drain` with a PodDisruptionBudget, and quotas, in `kube_pods/drain.rs`.
 
 #[path = "kube_pods/config.rs"]
 mod config;
+#[path = "kube_pods/drain.rs"]
+mod drain;
 #[path = "common/hostclean.rs"]
 mod hostclean;
 mod kube_common;
