@@ -3,13 +3,18 @@
 //! of its namespace use, counted by the same evaluators the API server's quota admission
 //! charges with ([`skiff_quota`]). Admission adds to `used` as it admits writes; this
 //! controller recounts, which returns what deletes, finished pods and refused writes left
-//! charged. Pod and Service changes trigger a recount of their namespace's quotas; every
-//! quota is also recounted each `resource_quota_sync_period`.
+//! charged. Pod and Service changes (from the shared informers) and deletions of ConfigMaps,
+//! Secrets and PersistentVolumeClaims (from metadata-only watches: no cache of their
+//! contents) trigger a recount of their namespace's quotas; every quota is also recounted
+//! each `resource_quota_sync_period`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ResourceQuota, ResourceQuotaStatus};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, ResourceQuota, ResourceQuotaStatus, Secret,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{ListParams, PostParams};
 use kube::core::{ApiResource, DynamicObject};
@@ -29,13 +34,45 @@ pub fn controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + 
     let own = runner::own(ctx.informers.resource_quotas.changes(), store.clone());
     let pods = namespace_triggers(ctx.informers.pods.changes(), store.clone());
     let services = namespace_triggers(ctx.informers.services.changes(), store.clone());
-    runner::run(
-        "ResourceQuota",
-        ctx,
-        store,
-        vec![own, pods, services],
-        |quota, ctx| Box::pin(reconcile(quota, ctx)),
-    )
+    let config_maps = deletions::<ConfigMap>(&ctx, store.clone());
+    let secrets = deletions::<Secret>(&ctx, store.clone());
+    let claims = deletions::<PersistentVolumeClaim>(&ctx, store.clone());
+    let triggers = vec![own, pods, services, config_maps, secrets, claims];
+    runner::run("ResourceQuota", ctx, store, triggers, |quota, ctx| {
+        Box::pin(reconcile(quota, ctx))
+    })
+}
+
+/// A deletion of a `K` (seen by a metadata-only watch) wakes every quota of its namespace,
+/// so what it used is returned at once.
+fn deletions<K>(ctx: &Context, quotas: Store<ResourceQuota>) -> Triggers<ResourceQuota>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<kube::core::PartialObjectMeta<K>> = Api::all(ctx.client.clone());
+    kube::runtime::watcher(api, kube::runtime::watcher::Config::default())
+        .filter_map(|e| async move {
+            match e {
+                Ok(kube::runtime::watcher::Event::Delete(m)) => m.metadata.namespace,
+                _ => None,
+            }
+        })
+        .flat_map(move |ns| {
+            let refs: Vec<ObjectRef<ResourceQuota>> = quotas
+                .state()
+                .iter()
+                .filter(|q| q.namespace().as_deref() == Some(ns.as_str()))
+                .map(|q| ObjectRef::from_obj(q.as_ref()))
+                .collect();
+            futures::stream::iter(refs)
+        })
+        .boxed()
 }
 
 /// A change of an object wakes every quota of its namespace.

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{start, until};
-use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ResourceQuota};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use serde_json::json;
@@ -78,6 +78,22 @@ async fn used_follows_the_pods_of_the_namespace() {
     .await;
     pods.delete("b", &DeleteParams::default()).await.unwrap();
     until("deleted pod released", || async {
+        (used().await.1 == "count/configmaps=0,pods=0,requests.cpu=0").then_some(())
+    })
+    .await;
+    // A ConfigMap is charged by admission and returned at once when deleted (the periodic
+    // recount is 5 minutes away).
+    let maps: Api<ConfigMap> = c.api();
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "settings"}})).unwrap();
+    maps.create(&PostParams::default(), &cm).await.unwrap();
+    until("configmap charged", || async {
+        (used().await.1 == "count/configmaps=1,pods=0,requests.cpu=0").then_some(())
+    })
+    .await;
+    maps.delete("settings", &DeleteParams::default())
+        .await
+        .unwrap();
+    until("deleted configmap released", || async {
         (used().await.1 == "count/configmaps=0,pods=0,requests.cpu=0").then_some(())
     })
     .await;
