@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -189,7 +189,7 @@ pub async fn reconcile(obj: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Resu
         desired_healthy: desired,
         disruptions_allowed: allowed,
         observed_generation: pdb.metadata.generation,
-        disrupted_pods: (!disrupted.is_empty()).then_some(disrupted),
+        disrupted_pods: (!disrupted.is_empty()).then(|| disrupted.clone()),
         conditions: Some(vec![condition]),
     };
     let unchanged = PodDisruptionBudgetStatus {
@@ -205,12 +205,60 @@ pub async fn reconcile(obj: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Resu
         api.replace_status(&name, &PostParams::default(), &new)
             .await?;
     }
+    let stale_recheck = clear_stale_targets(&ctx, &selected, &disrupted, now).await?;
+    let recheck = match (recheck, stale_recheck) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     Ok(match recheck {
         Some(at) => Action::requeue(
             Duration::try_from(at.duration_since(now)).unwrap_or(Duration::from_secs(1)),
         ),
         None => Action::await_change(),
     })
+}
+
+/// Kubernetes' stale pod disruption handling: a pod that still runs `pdb_deletion_timeout`
+/// after it got the `DisruptionTarget` condition (an eviction whose delete never happened)
+/// has the condition set back to False. Returns when the next such condition goes stale.
+async fn clear_stale_targets(
+    ctx: &Context,
+    selected: &[Arc<Pod>],
+    disrupted: &BTreeMap<String, Time>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Result<Option<k8s_openapi::jiff::Timestamp>> {
+    let mut recheck: Option<k8s_openapi::jiff::Timestamp> = None;
+    for p in selected {
+        if disrupted.contains_key(&p.name_any()) {
+            continue;
+        }
+        let target = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "DisruptionTarget"))
+            .filter(|c| c.status == "True");
+        let Some(since) = target.and_then(|c| c.last_transition_time.as_ref()) else {
+            continue;
+        };
+        let Ok(stale_at) = since.0.checked_add(ctx.config.pdb_deletion_timeout) else {
+            continue;
+        };
+        if stale_at > now {
+            recheck = Some(recheck.map_or(stale_at, |r| r.min(stale_at)));
+            continue;
+        }
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
+        let patch = serde_json::json!({"status": {"conditions": [{"type": "DisruptionTarget",
+            "status": "False", "lastTransitionTime": Time(now)}]}});
+        api.patch_status(
+            &p.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(patch),
+        )
+        .await?;
+    }
+    Ok(recheck)
 }
 
 /// The `disruptedPods` entries still pending (Kubernetes' `buildDisruptedPodMap`): an entry

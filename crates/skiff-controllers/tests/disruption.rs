@@ -144,4 +144,26 @@ async fn evictions_use_up_the_budget_until_their_pods_go_or_time_out() {
     })
     .await;
     pods.evict("c", &EvictParams::default()).await.unwrap();
+
+    // A pod marked as a disruption target whose deletion never came: the condition goes
+    // back to False once the timeout passed.
+    let long_ago = "2020-01-01T00:00:00Z";
+    pods.patch_status(
+        "b",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"status": {"conditions": [{"type": "DisruptionTarget",
+            "status": "True", "reason": "EvictionByEvictionAPI", "lastTransitionTime": long_ago}]}})),
+    )
+    .await
+    .unwrap();
+    until("stale DisruptionTarget reset", || async {
+        let pod = pods.get("b").await.unwrap();
+        let conditions = pod.status.unwrap().conditions.unwrap_or_default();
+        let target = conditions.iter().find(|c| c.type_ == "DisruptionTarget")?;
+        let ready = conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        (target.status == "False" && ready).then_some(())
+    })
+    .await;
 }
