@@ -28,6 +28,10 @@ pub struct ControllerArgs {
     /// Terminated pods kept before the oldest are deleted (0: none are collected by count)
     #[arg(long, default_value_t = 12500)]
     terminated_pod_gc_threshold: usize,
+    /// How often every ResourceQuota's usage is recounted (pod and service changes recount
+    /// their namespace's quotas at once)
+    #[arg(long, default_value = "5m", value_parser = skiff_controllers::parse_duration)]
+    resource_quota_sync_period: std::time::Duration,
 }
 
 /// Legacy service-account tokens signed with the API server's key.
@@ -46,6 +50,7 @@ impl ControllerArgs {
         skiff_controllers::Config {
             node_monitor_grace_period: self.node_monitor_grace_period,
             terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
+            resource_quota_sync_period: self.resource_quota_sync_period,
             hpa: skiff_controllers::hpa::Config {
                 sync_period: self.horizontal_pod_autoscaler_sync_period.into(),
                 downscale_stabilization: self

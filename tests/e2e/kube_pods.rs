@@ -6,10 +6,13 @@
 //! securityContext and resources in `kube_pods/security.rs`, hooks in `kube_pods/lifecycle.rs`,
 //! downwardAPI/projected volumes and hostPath restrictions in `kube_pods/volumes.rs`,
 //! `imagePullSecrets` in `kube_pods/pull_secrets.rs`, `hostPort` in `kube_pods/ports.rs`,
-//! service-account tokens in `kube_pods/serviceaccounts.rs`.
+//! service-account tokens in `kube_pods/serviceaccounts.rs`; `kubectl drain` with a
+//! PodDisruptionBudget, and quotas, in `kube_pods/drain.rs`.
 
 #[path = "kube_pods/config.rs"]
 mod config;
+#[path = "kube_pods/drain.rs"]
+mod drain;
 #[path = "common/hostclean.rs"]
 mod hostclean;
 mod kube_common;

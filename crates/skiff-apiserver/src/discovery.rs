@@ -126,6 +126,7 @@ fn sub_kind(k: &dyn Kind, sub: Sub) -> (&'static str, &'static str, &'static str
         Sub::Scale => ("autoscaling", "v1", "Scale"),
         Sub::Binding => ("", "v1", "Binding"),
         Sub::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
+        Sub::Eviction => ("policy", "v1", "Eviction"),
         _ => (r.group, r.version, r.kind),
     }
 }

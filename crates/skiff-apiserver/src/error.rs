@@ -34,6 +34,8 @@ pub struct ApiError {
     /// every `Result` of the crate and should stay small).
     pub subject: Option<Box<Subject>>,
     pub causes: Vec<Cause>,
+    /// `details.retryAfterSeconds` (and the `Retry-After` header) when non-zero.
+    pub retry_after_seconds: u32,
 }
 
 impl ApiError {
@@ -44,7 +46,24 @@ impl ApiError {
             message: message.into(),
             subject: None,
             causes: Vec::new(),
+            retry_after_seconds: 0,
         }
+    }
+    /// Tells the client to retry after `seconds` (`details.retryAfterSeconds`).
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after_seconds = seconds;
+        self
+    }
+    /// 429 TooManyRequests with `message` and one cause of `cause_type` (Kubernetes'
+    /// `NewTooManyRequests` plus a cause, as eviction refusals read).
+    pub fn too_many_requests(message: &str, cause_type: &str, cause: String) -> Self {
+        let mut e = Self::new(429, "TooManyRequests", message);
+        e.causes.push(Cause {
+            reason: cause_type.into(),
+            message: cause,
+            field: String::new(),
+        });
+        e
     }
     /// Names what the error is about.
     pub fn about(mut self, group: &str, kind: &str, name: &str) -> Self {
@@ -112,20 +131,23 @@ impl ApiError {
     /// it: Go's field order (kind, apiVersion, metadata, status, message, reason, details,
     /// code) and `omitempty` (no empty `details.group`).
     pub fn status(&self) -> Status<'_> {
-        let details = (self.subject.is_some() || !self.causes.is_empty()).then(|| Details {
-            name: self.subject.as_ref().map_or("", |s| &s.name),
-            group: self.subject.as_ref().map_or("", |s| &s.group),
-            kind: self.subject.as_ref().map_or("", |s| &s.kind),
-            causes: self
-                .causes
-                .iter()
-                .map(|c| StatusCause {
-                    reason: &c.reason,
-                    message: &c.message,
-                    field: &c.field,
-                })
-                .collect(),
-        });
+        let details =
+            (self.subject.is_some() || !self.causes.is_empty() || self.retry_after_seconds > 0)
+                .then(|| Details {
+                    name: self.subject.as_ref().map_or("", |s| &s.name),
+                    group: self.subject.as_ref().map_or("", |s| &s.group),
+                    kind: self.subject.as_ref().map_or("", |s| &s.kind),
+                    causes: self
+                        .causes
+                        .iter()
+                        .map(|c| StatusCause {
+                            reason: &c.reason,
+                            message: &c.message,
+                            field: &c.field,
+                        })
+                        .collect(),
+                    retry_after_seconds: self.retry_after_seconds,
+                });
         Status {
             kind: "Status",
             api_version: "v1",
@@ -176,6 +198,8 @@ struct Details<'a> {
     kind: &'a str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     causes: Vec<StatusCause<'a>>,
+    #[serde(rename = "retryAfterSeconds", skip_serializing_if = "is_zero_u32")]
+    retry_after_seconds: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -190,6 +214,10 @@ struct StatusCause<'a> {
 
 fn is_zero(code: &u16) -> bool {
     *code == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 impl From<skiff_store::StoreError> for ApiError {

@@ -236,7 +236,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = serde_json::to_vec(&self.status()).unwrap_or_default();
         body.push(b'\n');
-        bytes_with_type(self.code, body, "application/json")
+        let mut r = bytes_with_type(self.code, body, "application/json");
+        if self.retry_after_seconds > 0 {
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, self.retry_after_seconds.into());
+        }
+        r
     }
 }
 

@@ -22,6 +22,9 @@ pub enum Sub {
     /// A ServiceAccount's `/token`: a POSTed `authentication.k8s.io/v1 TokenRequest` is
     /// answered with a signed token.
     Token,
+    /// A Pod's `/eviction`: a POSTed `policy/v1 Eviction` deletes the pod if its
+    /// PodDisruptionBudget allows.
+    Eviction,
 }
 
 impl Sub {
@@ -33,6 +36,7 @@ impl Sub {
             Sub::Approval => "approval",
             Sub::Binding => "binding",
             Sub::Token => "token",
+            Sub::Eviction => "eviction",
         }
     }
 
@@ -44,6 +48,7 @@ impl Sub {
             Sub::Approval,
             Sub::Binding,
             Sub::Token,
+            Sub::Eviction,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -53,7 +58,7 @@ impl Sub {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Sub::Finalize => &["update"],
-            Sub::Binding | Sub::Token => &["create"],
+            Sub::Binding | Sub::Token | Sub::Eviction => &["create"],
             _ => &["get", "patch", "update"],
         }
     }

@@ -11,7 +11,8 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Endpoints, Namespace, Node, ObjectReference, Pod, ReplicationController, Service,
+    Endpoints, Namespace, Node, ObjectReference, Pod, ReplicationController, ResourceQuota,
+    Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -41,6 +42,7 @@ pub struct Informers {
     pub cron_jobs: Informer<CronJob>,
     pub disruption_budgets: Informer<PodDisruptionBudget>,
     pub namespaces: Informer<Namespace>,
+    pub resource_quotas: Informer<ResourceQuota>,
 }
 
 impl Informers {
@@ -63,6 +65,7 @@ impl Informers {
             cron_jobs: Informer::new(client.clone()),
             disruption_budgets: Informer::new(client.clone()),
             namespaces: Informer::new(client.clone()),
+            resource_quotas: Informer::new(client.clone()),
         }
     }
 
@@ -86,6 +89,7 @@ impl Informers {
             self.cron_jobs.run(),
             self.disruption_budgets.run(),
             self.namespaces.run(),
+            self.resource_quotas.run(),
         );
     }
 
@@ -110,6 +114,7 @@ impl Informers {
             self.cron_jobs.synced(),
             self.disruption_budgets.synced(),
             self.namespaces.synced(),
+            self.resource_quotas.synced(),
         );
     }
 }
@@ -217,6 +222,12 @@ pub struct Config {
     pub hpa: crate::hpa::Config,
     /// The cluster CA and legacy token signer of the service-account controllers.
     pub service_accounts: crate::serviceaccounts::Config,
+    /// How long an eviction's entry in a budget's `status.disruptedPods` waits for the pod to
+    /// be deleted before the disruption controller drops it (Kubernetes: 2 min).
+    pub pdb_deletion_timeout: Duration,
+    /// How often each ResourceQuota's usage is recounted besides the pod and service changes
+    /// that trigger it (`--resource-quota-sync-period`, Kubernetes: 5 min).
+    pub resource_quota_sync_period: Duration,
 }
 
 impl Default for Config {
@@ -229,6 +240,8 @@ impl Default for Config {
             clock: Arc::new(Timestamp::now),
             hpa: crate::hpa::Config::default(),
             service_accounts: Default::default(),
+            pdb_deletion_timeout: Duration::from_secs(120),
+            resource_quota_sync_period: Duration::from_secs(300),
         }
     }
 }

@@ -4,19 +4,19 @@
 //! matches and the replica counts of their controllers. Evictions are judged against that
 //! status by the API server.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
-use serde_json::json;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -134,9 +134,19 @@ pub async fn reconcile(obj: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Resu
                 .collect()
         }
     };
+    let before = pdb.status.clone().unwrap_or_default();
+    let now = (ctx.config.clock)();
+    let (disrupted, recheck) = disrupted_pods(
+        before.disrupted_pods.as_ref(),
+        &selected,
+        now,
+        ctx.config.pdb_deletion_timeout,
+    );
+    // Pods an eviction was granted for no longer count as healthy, even before they go.
     let healthy = selected
         .iter()
         .filter(|p| pods::is_active(p) && pods::is_ready(p))
+        .filter(|p| !disrupted.contains_key(&p.name_any()))
         .count() as i32;
     let (expected, desired) = match (&spec.min_available, &spec.max_unavailable) {
         (Some(IntOrString::Int(n)), _) => (selected.len() as i32, *n),
@@ -152,8 +162,6 @@ pub async fn reconcile(obj: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Resu
         (None, None) => (selected.len() as i32, 0),
     };
     let allowed = (healthy - desired).max(0);
-    let before = pdb.status.clone().unwrap_or_default();
-    let now = (ctx.config.clock)();
     let (status_s, reason) = if allowed > 0 {
         ("True", "SufficientPods")
     } else {
@@ -181,19 +189,111 @@ pub async fn reconcile(obj: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Resu
         desired_healthy: desired,
         disruptions_allowed: allowed,
         observed_generation: pdb.metadata.generation,
-        disrupted_pods: before.disrupted_pods.clone(),
+        disrupted_pods: (!disrupted.is_empty()).then(|| disrupted.clone()),
         conditions: Some(vec![condition]),
     };
-    if status != before {
+    let unchanged = PodDisruptionBudgetStatus {
+        disrupted_pods: before.disrupted_pods.clone().filter(|m| !m.is_empty()),
+        ..before
+    };
+    if status != unchanged {
+        // A replace at the cached resourceVersion: an eviction that used up a disruption
+        // since the cache was filled makes this a conflict (retried), never a lost write.
+        let mut new = pdb.clone();
+        new.status = Some(status);
         let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
+        api.replace_status(&name, &PostParams::default(), &new)
+            .await?;
+    }
+    let stale_recheck = clear_stale_targets(&ctx, &selected, &disrupted, now).await?;
+    let recheck = match (recheck, stale_recheck) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(match recheck {
+        Some(at) => Action::requeue(
+            Duration::try_from(at.duration_since(now)).unwrap_or(Duration::from_secs(1)),
+        ),
+        None => Action::await_change(),
+    })
+}
+
+/// Kubernetes' stale pod disruption handling: a pod that still runs `pdb_deletion_timeout`
+/// after it got the `DisruptionTarget` condition (an eviction whose delete never happened)
+/// has the condition set back to False. Returns when the next such condition goes stale.
+async fn clear_stale_targets(
+    ctx: &Context,
+    selected: &[Arc<Pod>],
+    disrupted: &BTreeMap<String, Time>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Result<Option<k8s_openapi::jiff::Timestamp>> {
+    let mut recheck: Option<k8s_openapi::jiff::Timestamp> = None;
+    for p in selected {
+        if disrupted.contains_key(&p.name_any()) {
+            continue;
+        }
+        let target = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "DisruptionTarget"))
+            .filter(|c| c.status == "True");
+        let Some(since) = target.and_then(|c| c.last_transition_time.as_ref()) else {
+            continue;
+        };
+        let Ok(stale_at) = since.0.checked_add(ctx.config.pdb_deletion_timeout) else {
+            continue;
+        };
+        if stale_at > now {
+            recheck = Some(recheck.map_or(stale_at, |r| r.min(stale_at)));
+            continue;
+        }
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
+        let patch = serde_json::json!({"status": {"conditions": [{"type": "DisruptionTarget",
+            "status": "False", "lastTransitionTime": Time(now)}]}});
         api.patch_status(
-            &name,
+            &p.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": status})),
+            &Patch::Strategic(patch),
         )
         .await?;
     }
-    Ok(Action::await_change())
+    Ok(recheck)
+}
+
+/// The `disruptedPods` entries still pending (Kubernetes' `buildDisruptedPodMap`): an entry
+/// goes once its pod is gone or being deleted, or when `timeout` has passed since the
+/// eviction without the pod being deleted. Also returns when the next entry expires.
+fn disrupted_pods(
+    recorded: Option<&BTreeMap<String, Time>>,
+    selected: &[Arc<Pod>],
+    now: k8s_openapi::jiff::Timestamp,
+    timeout: Duration,
+) -> (BTreeMap<String, Time>, Option<k8s_openapi::jiff::Timestamp>) {
+    let mut kept = BTreeMap::new();
+    let mut recheck: Option<k8s_openapi::jiff::Timestamp> = None;
+    let Some(recorded) = recorded else {
+        return (kept, None);
+    };
+    for p in selected {
+        let name = p.name_any();
+        let Some(at) = recorded.get(&name) else {
+            continue;
+        };
+        if p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let Ok(expires) = at.0.checked_add(timeout) else {
+            continue;
+        };
+        if expires <= now {
+            tracing::info!(pod = %name, "pod was expected to be deleted after its eviction but it was not");
+            continue;
+        }
+        recheck = Some(recheck.map_or(expires, |r| r.min(expires)));
+        kept.insert(name, at.clone());
+    }
+    (kept, recheck)
 }
 
 #[cfg(test)]

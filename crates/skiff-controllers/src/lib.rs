@@ -2,9 +2,10 @@
 //! cluster's objects so and keep them so — ReplicaSets, ReplicationControllers,
 //! Deployments, DaemonSets, StatefulSets, Jobs, CronJobs, HorizontalPodAutoscalers, the
 //! Endpoints/EndpointSlices of Services, node lifecycle with taint-based eviction, pod garbage
-//! collection, the status of PodDisruptionBudgets, the ownerReference garbage collector,
-//! the namespace controller (emptying namespaces being deleted), the root-CA ConfigMap of
-//! every namespace and legacy service-account token Secrets. It must not
+//! collection, the status of PodDisruptionBudgets, the usage of ResourceQuotas, the
+//! ownerReference garbage collector, the namespace controller (emptying namespaces being
+//! deleted), the root-CA ConfigMap of every namespace and legacy service-account token
+//! Secrets. It must not
 //! reach into the API server's storage: everything goes through the Kubernetes API.
 //!
 //! Every controller is a `reconcile(object, context) -> Result<Action>` plus an error policy
@@ -38,6 +39,7 @@ pub mod podcontrol;
 pub mod podgc;
 pub mod pods;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod runner;
 pub mod serviceaccounts;
 pub mod statefulset;
@@ -109,6 +111,7 @@ impl Controllers {
         let stateful = statefulset::controller(ctx.clone());
         let cron = cronjob::controller(ctx.clone());
         let budgets = disruption::controller(ctx.clone());
+        let quotas = resourcequota::controller(ctx.clone());
         let binder = volumebinding::controller(ctx.client.clone());
         let sa = ctx.config.service_accounts.clone();
         let root_ca = sa.root_ca.clone();
@@ -123,7 +126,7 @@ impl Controllers {
             tracing::info!(identity = %ctx.identity, "caches synced, controllers running");
             tokio::join!(
                 rs, rc, deploy, job, endpoints, daemons, nodes, evictions, gc, stateful, cron,
-                budgets, hpa, binder, collector, namespaces, publisher, tokens
+                budgets, hpa, binder, collector, namespaces, publisher, tokens, quotas
             );
         };
         tokio::join!(informers.run(), controllers);

@@ -73,3 +73,97 @@ async fn budget_status_follows_ready_pods() {
         ("True", "SufficientPods")
     );
 }
+
+/// Evictions through the API use up the budget; the controller keeps an evicted pod out of
+/// `currentHealthy` while its `disruptedPods` entry stands, and drops the entry once the pod
+/// is being deleted or the deletion timeout passed without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn evictions_use_up_the_budget_until_their_pods_go_or_time_out() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{EvictParams, Patch, PatchParams};
+    let config = skiff_controllers::Config {
+        pdb_deletion_timeout: std::time::Duration::from_secs(3),
+        ..Default::default()
+    };
+    let c = common::start_with(config, Default::default()).await;
+    let pods: Api<Pod> = c.api();
+    for name in ["a", "b", "c"] {
+        let pod: Pod =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": "db"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}}))
+            .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        c.mark_ready(name).await;
+    }
+    let budgets: Api<PodDisruptionBudget> = c.api();
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({"metadata": {"name": "db"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}}))
+    .unwrap();
+    budgets.create(&PostParams::default(), &pdb).await.unwrap();
+    let state = || {
+        let budgets = budgets.clone();
+        async move {
+            let s = budgets.get("db").await.unwrap().status.unwrap_or_default();
+            let disrupted: Vec<String> = s.disrupted_pods.unwrap_or_default().into_keys().collect();
+            (s.current_healthy, s.disruptions_allowed, disrupted)
+        }
+    };
+    until("two disruptions allowed", || async {
+        (state().await == (3, 2, vec![])).then_some(())
+    })
+    .await;
+
+    pods.evict("a", &EvictParams::default()).await.unwrap();
+    // `a` is terminating: no longer healthy, and its entry is done with.
+    until("a evicted and counted", || async {
+        (state().await == (2, 1, vec![])).then_some(())
+    })
+    .await;
+
+    // An eviction whose pod was never deleted: `b` is out of the count until the timeout.
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    budgets
+        .patch_status(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"disruptedPods": {"b": now}}})),
+        )
+        .await
+        .unwrap();
+    until("b counted as disrupted", || async {
+        (state().await == (1, 0, vec!["b".to_string()])).then_some(())
+    })
+    .await;
+    let refused = pods.evict("c", &EvictParams::default()).await.unwrap_err();
+    match refused {
+        kube::Error::Api(s) => assert_eq!(s.code, 429, "{s:?}"),
+        other => panic!("expected 429, got {other:?}"),
+    }
+    until("b's entry timed out", || async {
+        (state().await == (2, 1, vec![])).then_some(())
+    })
+    .await;
+    pods.evict("c", &EvictParams::default()).await.unwrap();
+
+    // A pod marked as a disruption target whose deletion never came: the condition goes
+    // back to False once the timeout passed.
+    let long_ago = "2020-01-01T00:00:00Z";
+    pods.patch_status(
+        "b",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"status": {"conditions": [{"type": "DisruptionTarget",
+            "status": "True", "reason": "EvictionByEvictionAPI", "lastTransitionTime": long_ago}]}})),
+    )
+    .await
+    .unwrap();
+    until("stale DisruptionTarget reset", || async {
+        let pod = pods.get("b").await.unwrap();
+        let conditions = pod.status.unwrap().conditions.unwrap_or_default();
+        let target = conditions.iter().find(|c| c.type_ == "DisruptionTarget")?;
+        let ready = conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        (target.status == "False" && ready).then_some(())
+    })
+    .await;
+}

@@ -101,6 +101,13 @@ pub async fn create_object(
         },
     )
     .await?;
+    // The shared chain (LimitRanger, ResourceQuota) after the kind's own admission; a
+    // refusal there aborts what the kind's admission did.
+    if let Err(e) = crate::admission::create(state, info, &mut obj, dry_run).await {
+        kind.admit(state, Admission::CreateAborted { obj: &obj, dry_run })
+            .await?;
+        return Err(e);
+    }
     let stored = match kind.validate(&obj, None) {
         Ok(()) if dry_run => Ok(obj.clone()),
         Ok(()) => state.storage.create(info, obj.clone()).await,

@@ -27,11 +27,11 @@ mod tests {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-struct Preconditions {
-    uid: Option<String>,
-    resource_version: Option<String>,
+pub(super) struct Preconditions {
+    pub(super) uid: Option<String>,
+    pub(super) resource_version: Option<String>,
 }
 
 /// `meta.k8s.io/v1 DeleteOptions` (body), merged with the query parameters.
@@ -45,23 +45,30 @@ struct DeleteOptions {
     dry_run: Option<Vec<String>>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(super) struct Options {
     /// `Background`, `Foreground` or `Orphan`: how dependents are treated.
     propagation: &'static str,
     grace: Option<i64>,
-    preconditions: Preconditions,
-    dry_run: bool,
+    pub(super) preconditions: Preconditions,
+    pub(super) dry_run: bool,
 }
 
 fn options(ctx: Ctx<'_>, body: &[u8]) -> Result<Options, ApiError> {
-    let body_opts: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
-        DeleteOptions::default()
+    if body.iter().all(u8::is_ascii_whitespace) {
+        options_from(ctx, None)
     } else {
         // JSON, YAML or protobuf, as any other body.
-        let decoded = crate::http::decode_object(ctx.headers, body)?;
-        serde_json::from_value(decoded)
-            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        options_from(ctx, Some(crate::http::decode_object(ctx.headers, body)?))
+    }
+}
+
+/// The options of a delete from a decoded `DeleteOptions` body (if any) and the query.
+pub(super) fn options_from(ctx: Ctx<'_>, body: Option<Value>) -> Result<Options, ApiError> {
+    let body_opts: DeleteOptions = match body {
+        None | Some(Value::Null) => DeleteOptions::default(),
+        Some(decoded) => serde_json::from_value(decoded)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?,
     };
     let policy = ctx
         .params
@@ -121,29 +128,38 @@ pub async fn delete(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
 /// One read-check-write round of [`delete`].
 async fn delete_once(ctx: Ctx<'_>, opts: &Options) -> Result<Response, ApiError> {
     let current = ctx.current().await?;
-    let p = &opts.preconditions;
+    check_preconditions(ctx.info(), &current, &opts.preconditions)?;
+    let obj = delete_object(ctx.state, ctx.kind(), current, opts).await?;
+    reply(ctx, 200, &obj)
+}
+
+/// 409 unless `current` has the uid and resourceVersion the preconditions name.
+pub(super) fn check_preconditions(
+    info: &crate::resources::ResourceInfo,
+    current: &Value,
+    p: &Preconditions,
+) -> Result<(), ApiError> {
     if let Some(uid) = p
         .uid
         .as_deref()
-        .filter(|u| *u != object::meta_str(&current, "uid"))
+        .filter(|u| *u != object::meta_str(current, "uid"))
     {
         return Err(ApiError::new(
             409,
             "Conflict",
             format!(
                 "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                object::meta_str(&current, "uid")
+                object::meta_str(current, "uid")
             ),
         ));
     }
     if p.resource_version
         .as_deref()
-        .is_some_and(|rv| rv != object::meta_str(&current, "resourceVersion"))
+        .is_some_and(|rv| rv != object::meta_str(current, "resourceVersion"))
     {
-        return Err(conflict(ctx.info(), ctx.name()));
+        return Err(conflict(info, object::name(current)));
     }
-    let obj = delete_object(ctx.state, ctx.kind(), current, opts).await?;
-    reply(ctx, 200, &obj)
+    Ok(())
 }
 
 pub async fn delete_collection(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {

@@ -9,6 +9,7 @@ mod admission_tests;
 mod binding;
 mod create;
 mod delete;
+mod eviction;
 mod patch;
 mod read;
 mod scale;
@@ -69,9 +70,10 @@ impl Ctx<'_> {
 
 pub async fn dispatch(ctx: Ctx<'_>, verb: &str, body: Bytes) -> Result<Response, ApiError> {
     let sub = ctx.target.subresource;
-    if sub == Some(Sub::Binding) {
+    if let Some(s @ (Sub::Binding | Sub::Eviction)) = sub {
         return match verb {
-            "create" => binding::create(ctx, &body).await,
+            "create" if s == Sub::Binding => binding::create(ctx, &body).await,
+            "create" => eviction::create(ctx, &body).await,
             _ => Err(ApiError::new(
                 405,
                 "MethodNotAllowed",

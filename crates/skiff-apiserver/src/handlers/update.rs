@@ -153,6 +153,19 @@ pub async fn write_update(
         },
     )
     .await?;
+    if sub.is_none() {
+        // The shared chain (ResourceQuota) after the kind's own admission; a refusal there
+        // aborts what the kind's admission did.
+        if let Err(e) = crate::admission::update(state, info, &new, current, dry_run).await {
+            let aborted = Admission::UpdateAborted {
+                new: &new,
+                old: current,
+                dry_run,
+            };
+            kind.admit(state, aborted).await?;
+            return Err(e);
+        }
+    }
     let attempted = new.clone();
     let written = store_update(state, kind, current, new, current_rv, dry_run).await;
     match &written {

@@ -35,6 +35,8 @@ pub static ALL: &[&dyn Kind] = &[
     &core::podtemplate::PodTemplates,
     &core::persistentvolume::PersistentVolumes,
     &core::persistentvolumeclaim::PersistentVolumeClaims,
+    &core::resourcequota::ResourceQuotas,
+    &core::limitrange::LimitRanges,
     &apps::deployment::Deployments,
     &apps::replicaset::ReplicaSets,
     &apps::daemonset::DaemonSets,

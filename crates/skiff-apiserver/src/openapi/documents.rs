@@ -46,6 +46,7 @@ struct Names {
     scale: String,
     binding: String,
     token_request: String,
+    eviction: String,
     status: String,
     delete_options: String,
     patch: String,
@@ -115,6 +116,8 @@ impl Schemas {
             "v1",
             "TokenRequest",
         );
+        let eviction = add::<k8s_openapi::api::policy::v1::Eviction>(&mut self.gen);
+        self.tag(&eviction, "policy", "v1", "Eviction");
         let status = add::<meta::Status>(&mut self.gen);
         self.tag(&status, "", "v1", "Status");
         let delete_options = add::<meta::DeleteOptions>(&mut self.gen);
@@ -128,6 +131,7 @@ impl Schemas {
             scale,
             binding,
             token_request,
+            eviction,
             status,
             delete_options,
             patch,
@@ -216,6 +220,7 @@ fn operation(version: Version, op: &Operation, names: &Names) -> Value {
         "Scale" => &names.scale,
         "Binding" => &names.binding,
         "TokenRequest" => &names.token_request,
+        "Eviction" => &names.eviction,
         _ => &names.object,
     };
     let reply = match op.reply {

@@ -313,11 +313,13 @@ pub fn paths(kind: &dyn Kind) -> Vec<PathItem> {
             Sub::Approval => "Approval",
             Sub::Binding => "Binding",
             Sub::Token => "Token",
+            Sub::Eviction => "Eviction",
         };
         let sub_gvk = match sub {
             Sub::Scale => Some(("autoscaling", "v1", "Scale")),
             Sub::Binding => Some(("", "v1", "Binding")),
             Sub::Token => Some(("authentication.k8s.io", "v1", "TokenRequest")),
+            Sub::Eviction => Some(("policy", "v1", "Eviction")),
             _ => None,
         };
         let mut ops = Vec::new();

@@ -39,6 +39,7 @@ messages! {
         message: "message", source: "source", first_timestamp: "firstTimestamp", last_timestamp: "lastTimestamp",
         count: "count", r#type: "type", event_time: "eventTime", series: "series", action: "action",
         related: "related", reporting_component: "reportingComponent", reporting_instance: "reportingInstance" }
+    api::core::v1::LimitRange { metadata: "metadata", spec: "spec" }
     api::core::v1::Namespace { metadata: "metadata", spec: "spec", status: "status" }
     api::core::v1::Node { metadata: "metadata", spec: "spec", status: "status" }
     api::core::v1::PersistentVolume { metadata: "metadata", spec: "spec", status: "status" }
@@ -46,6 +47,7 @@ messages! {
     api::core::v1::Pod { metadata: "metadata", spec: "spec", status: "status" }
     api::core::v1::PodTemplate { metadata: "metadata", template: "template" }
     api::core::v1::ReplicationController { metadata: "metadata", spec: "spec", status: "status" }
+    api::core::v1::ResourceQuota { metadata: "metadata", spec: "spec", status: "status" }
     api::core::v1::Secret { metadata: "metadata", immutable: "immutable", data: "data", string_data: "stringData",
         r#type: "type" }
     api::core::v1::Service { metadata: "metadata", spec: "spec", status: "status" }
@@ -148,6 +150,7 @@ messages! {
         api_version: "apiVersion", resource_version: "resourceVersion", field_path: "fieldPath" }
     api::core::v1::EventSource { component: "component", host: "host" }
     api::core::v1::EventSeries { count: "count", last_observed_time: "lastObservedTime" }
+    api::core::v1::LimitRangeSpec { limits: "limits" }
     api::core::v1::NamespaceSpec { finalizers: "finalizers" }
     api::core::v1::NamespaceStatus { phase: "phase", conditions: "conditions" }
     api::core::v1::NodeSpec { pod_cidr: "podCIDR", pod_cid_rs: "podCIDRs", provider_id: "providerID",
@@ -204,6 +207,8 @@ messages! {
         fully_labeled_replicas: "fullyLabeledReplicas", ready_replicas: "readyReplicas",
         available_replicas: "availableReplicas", observed_generation: "observedGeneration",
         conditions: "conditions" }
+    api::core::v1::ResourceQuotaSpec { hard: "hard", scopes: "scopes", scope_selector: "scopeSelector" }
+    api::core::v1::ResourceQuotaStatus { hard: "hard", used: "used" }
     api::core::v1::ServiceSpec { ports: "ports", selector: "selector", cluster_ip: "clusterIP",
         cluster_ips: "clusterIPs", r#type: "type", external_ips: "externalIPs", session_affinity: "sessionAffinity",
         load_balancer_ip: "loadBalancerIP", load_balancer_source_ranges: "loadBalancerSourceRanges",
@@ -275,6 +280,8 @@ messages! {
         message: "message", last_update_time: "lastUpdateTime", last_transition_time: "lastTransitionTime" }
     api::core::v1::EndpointAddress { ip: "ip", hostname: "hostname", node_name: "nodeName", target_ref: "targetRef" }
     api::core::v1::EndpointPort { name: "name", port: "port", protocol: "protocol", app_protocol: "appProtocol" }
+    api::core::v1::LimitRangeItem { r#type: "type", max: "max", min: "min", default: "default",
+        default_request: "defaultRequest", max_limit_request_ratio: "maxLimitRequestRatio" }
     api::core::v1::NamespaceCondition { r#type: "type", status: "status",
         last_transition_time: "lastTransitionTime", reason: "reason", message: "message" }
     api::core::v1::Taint { key: "key", value: "value", effect: "effect", time_added: "timeAdded" }
@@ -358,6 +365,7 @@ messages! {
         resource_claim_name: "resourceClaimName" }
     api::core::v1::ReplicationControllerCondition { r#type: "type", status: "status",
         last_transition_time: "lastTransitionTime", reason: "reason", message: "message" }
+    api::core::v1::ScopeSelector { match_expressions: "matchExpressions" }
     api::core::v1::ServicePort { name: "name", protocol: "protocol", app_protocol: "appProtocol", port: "port",
         target_port: "targetPort", node_port: "nodePort" }
     api::core::v1::SessionAffinityConfig { client_ip: "clientIP" }
@@ -502,6 +510,8 @@ messages! {
     api::core::v1::ResourceStatus { name: "name", resources: "resources" }
     api::core::v1::ContainerExtendedResourceRequest { container_name: "containerName",
         resource_name: "resourceName", request_name: "requestName" }
+    api::core::v1::ScopedResourceSelectorRequirement { scope_name: "scopeName", operator: "operator",
+        values: "values" }
     api::core::v1::ClientIpConfig { timeout_seconds: "timeoutSeconds" }
     api::core::v1::LoadBalancerIngress { ip: "ip", hostname: "hostname", ip_mode: "ipMode", ports: "ports" }
     api::discovery::v1::ForZone { name: "name" }

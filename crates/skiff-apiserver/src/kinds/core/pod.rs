@@ -25,7 +25,7 @@ impl Strategy for Pods {
     const RESOURCE: Entry = Entry {
         short_names: &["po"],
         categories: ALL,
-        subresources: &[Sub::Status, Sub::Binding],
+        subresources: &[Sub::Status, Sub::Binding, Sub::Eviction],
         ..Entry::DEFAULT
     };
     const GRACEFUL_DELETE: bool = true;

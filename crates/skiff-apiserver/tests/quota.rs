@@ -1,0 +1,212 @@
+//! ResourceQuota and LimitRange admission against the real router on a temporary SQLite
+//! store. No controller runs here: tests write the quota status the quota controller would.
+
+mod common;
+
+use common::api;
+use http::StatusCode;
+use serde_json::{json, Value};
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+const QUOTAS: &str = "/api/v1/namespaces/default/resourcequotas";
+const LIMITS: &str = "/api/v1/namespaces/default/limitranges";
+
+/// A quota with `hard`, its status synced as the controller would with `used`.
+async fn quota(api: &common::Api, name: &str, hard: Value, used: Value) {
+    let (s, created) = api
+        .post(
+            QUOTAS,
+            json!({"metadata": {"name": name}, "spec": {"hard": hard}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let mut synced = created.clone();
+    synced["status"] = json!({"hard": hard, "used": used});
+    let (s, body) = api.put(&format!("{QUOTAS}/{name}/status"), synced).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+}
+
+fn pod(name: &str, resources: Value) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"containers": [
+        {"name": "c", "image": "busybox", "resources": resources}]}})
+}
+
+async fn used(api: &common::Api, name: &str) -> Value {
+    api.get(&format!("{QUOTAS}/{name}")).await.1["status"]["used"].clone()
+}
+
+#[tokio::test]
+async fn creates_past_the_quota_are_forbidden_with_kubernetes_message() {
+    let api = api().await;
+    quota(
+        &api,
+        "compute",
+        json!({"pods": "2", "requests.cpu": "1"}),
+        json!({"pods": "0", "requests.cpu": "0"}),
+    )
+    .await;
+    let (s, body) = api
+        .post(PODS, pod("a", json!({"requests": {"cpu": "600m"}})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        used(&api, "compute").await,
+        json!({"pods": "1", "requests.cpu": "600m"})
+    );
+    let (s, refused) = api
+        .post(PODS, pod("b", json!({"requests": {"cpu": "500m"}})))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(
+        refused["message"],
+        "pods \"b\" is forbidden: exceeded quota: compute, requested: requests.cpu=500m, used: requests.cpu=600m, limited: requests.cpu=1"
+    );
+    let (s, _) = api.get(&format!("{PODS}/b")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "nothing stored");
+    // A pod that does not say what CPU it needs cannot be counted against requests.cpu.
+    let (s, refused) = api.post(PODS, pod("c", json!({}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(
+        refused["message"],
+        "pods \"c\" is forbidden: failed quota: compute: must specify requests.cpu for: c"
+    );
+    // A dry run checks without charging.
+    let (s, _) = api
+        .post(
+            &format!("{PODS}?dryRun=All"),
+            pod("d", json!({"requests": {"cpu": "100m"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(
+        used(&api, "compute").await,
+        json!({"pods": "1", "requests.cpu": "600m"})
+    );
+}
+
+#[tokio::test]
+async fn object_counts_cover_configmaps_secrets_and_count_resources() {
+    let api = api().await;
+    quota(
+        &api,
+        "objects",
+        json!({"configmaps": "1", "count/secrets": "0", "count/deployments.apps": "1"}),
+        json!({"configmaps": "0", "count/secrets": "0", "count/deployments.apps": "0"}),
+    )
+    .await;
+    api.configmap("one").await;
+    let (s, refused) = api
+        .post(common::CONFIGMAPS, json!({"metadata": {"name": "two"}}))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(
+        refused["message"],
+        "configmaps \"two\" is forbidden: exceeded quota: objects, requested: configmaps=1, used: configmaps=1, limited: configmaps=1"
+    );
+    let (s, refused) = api
+        .post(
+            "/api/v1/namespaces/default/secrets",
+            json!({"metadata": {"name": "s"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
+    let (s, _) = api
+        .post(common::DEPLOYMENTS, common::deployment("web", 1))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, refused) = api
+        .post(common::DEPLOYMENTS, common::deployment("api", 1))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
+    assert!(refused["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("deployments.apps \"api\" is forbidden: exceeded quota: objects"));
+}
+
+#[tokio::test]
+async fn racing_creates_cannot_both_take_the_last_unit() {
+    let api = std::sync::Arc::new(api().await);
+    quota(&api, "one-pod", json!({"pods": "1"}), json!({"pods": "0"})).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move { api.post(PODS, pod(&format!("p{i}"), json!({}))).await.0 })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        let s = t.await.unwrap();
+        assert!(
+            matches!(s, StatusCode::CREATED | StatusCode::FORBIDDEN),
+            "{s}"
+        );
+        created += usize::from(s == StatusCode::CREATED);
+    }
+    assert_eq!(created, 1);
+    assert_eq!(used(&api, "one-pod").await, json!({"pods": "1"}));
+}
+
+#[tokio::test]
+async fn invalid_quota_amounts_are_422_and_nothing_is_stored() {
+    let api = api().await;
+    let (s, status) = api
+        .post(
+            QUOTAS,
+            json!({"metadata": {"name": "bad"}, "spec": {"hard": {"pods": "many", "requests.memory": "-1Gi"}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(status["details"]["causes"][0]["field"], "spec.hard[pods]");
+    assert_eq!(
+        status["details"]["causes"][1]["message"],
+        "Invalid value: \"-1Gi\": must be greater than or equal to 0"
+    );
+    let (s, _) = api.get(&format!("{QUOTAS}/bad")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn limit_ranges_default_containers_and_enforce_bounds() {
+    let api = api().await;
+    let (s, lr) = api
+        .post(
+            LIMITS,
+            json!({"metadata": {"name": "limits"}, "spec": {"limits": [
+                {"type": "Container", "max": {"cpu": "1"}, "default": {"cpu": "500m", "memory": "64Mi"}, "defaultRequest": {"cpu": "100m"}},
+                {"type": "PersistentVolumeClaim", "max": {"storage": "1Gi"}}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{lr}");
+    // Defaulting of the LimitRange itself: the default request of memory follows its default.
+    assert_eq!(lr["spec"]["limits"][0]["defaultRequest"]["memory"], "64Mi");
+    let (s, created) = api.post(PODS, pod("a", json!({}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["spec"]["containers"][0]["resources"],
+        json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "64Mi"}})
+    );
+    assert_eq!(
+        created["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: cpu, memory request for container c; cpu, memory limit for container c"
+    );
+    let (s, refused) = api
+        .post(PODS, pod("big", json!({"limits": {"cpu": "2"}})))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(
+        refused["message"],
+        "pods \"big\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"
+    );
+    let claim = json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "2Gi"}}}});
+    let (s, refused) = api
+        .post("/api/v1/namespaces/default/persistentvolumeclaims", claim)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(
+        refused["message"],
+        "persistentvolumeclaims \"data\" is forbidden: maximum storage usage per PersistentVolumeClaim is 1Gi, but request is 2Gi"
+    );
+}
