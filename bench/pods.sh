@@ -53,6 +53,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 "$skiff" server --data-dir "$work/data" --bind 127.0.0.1 --port "$port" --run-dir "$work/run" \
   --node-name "$node" --node-ip 127.0.0.1 --cgroup-parent "$cgroup" --pod-bridge "${prefix}0" \
   --pod-nftables-table "$table" --pod-interface-prefix "$prefix" --cluster-cidr 10.250.0.0/16 \
+  --kubelet-address 127.0.0.1 --kubelet-port $((40000 + RANDOM % 20000)) \
   --engine-bridge none --engine-network-prefix "skiffe$(printf '%02x' $(( $$ % 256 )))" --engine-nftables-table "$table-engine" \
   >"$work/server.out" 2>"$work/server.log" &
 server_pid=$!

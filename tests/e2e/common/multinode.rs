@@ -224,6 +224,9 @@ pub struct MultiNode {
     /// The host's address on it (the server listens there).
     pub host_ip: String,
     pub port: u16,
+    /// The server's local node's kubelet API port: not 10250, which a kubelet (or a skiff
+    /// started with its defaults) on the host may hold on every address.
+    kubelet_port: u16,
     pub cluster_cidr: String,
     pub local: LocalNode,
     pub agents: Vec<AgentNode>,
@@ -267,6 +270,7 @@ impl MultiNode {
             bridge: format!("skiffm{tag}"),
             host_ip: format!("172.29.{net}.1"),
             port: 20000 + rand::random::<u16>() % 20000,
+            kubelet_port: 40000 + rand::random::<u16>() % 20000,
             cluster_cidr: format!("10.{}.{}.0/22", 250 + (k / 64) % 5, (k % 64) * 4),
             local: LocalNode {
                 name: format!("server-{tag}"),
@@ -422,6 +426,7 @@ impl MultiNode {
             .args(["--node-name", &self.local.name, "--node-ip", &self.host_ip])
             // The cluster's own bridge address: clusters of one test process do not share it.
             .args(["--kubelet-address", &self.host_ip])
+            .args(["--kubelet-port", &self.kubelet_port.to_string()])
             .args(["--cgroup-parent", &format!("{}-s", self.cgroup_prefix)])
             .args(["--pod-bridge", &format!("skiffq{t}0")])
             .args(["--pod-nftables-table", &format!("skiff-q{t}")])
