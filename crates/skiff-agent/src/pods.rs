@@ -48,6 +48,8 @@ pub struct Ctx {
     pub probes: crate::probes::Results,
     /// Pods whose cgroup got its pod-level limits from this agent.
     pub limited: Mutex<HashSet<String>>,
+    /// Places for the CPU-bound part of pod starts ([`crate::starts`]).
+    pub(crate) starts: crate::starts::Starts,
 }
 
 impl Ctx {
