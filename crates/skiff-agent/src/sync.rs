@@ -220,7 +220,7 @@ impl Ctx {
             // Created before a crash, never started.
             setup.slot.hold().await;
             return self
-                .start(pod, c, kind, i.id.clone(), &key, setup.slot, out)
+                .start(pod, c, kind, i.id.clone(), setup.slot, out)
                 .await;
         }
         let attempt = match last {
@@ -369,8 +369,7 @@ impl Ctx {
         if last.is_some() {
             self.backoff.next(&key);
         }
-        self.start(pod, c, kind, created, &key, setup.slot, out)
-            .await?;
+        self.start(pod, c, kind, created, setup.slot, out).await?;
         // Older attempts than the previous one are of no more use (kubelet keeps one dead
         // container per container for `logs --previous`).
         for (id, l) in
@@ -393,11 +392,15 @@ impl Ctx {
         c: &Container,
         kind: Kind,
         id: String,
-        key: &str,
         slot: &crate::starts::Slot<'_>,
         out: &mut Outcome,
     ) -> Result<()> {
         let fp = field_path(kind, &c.name);
+        let key = &format!(
+            "{}/{}",
+            pod.metadata.uid.as_deref().unwrap_or_default(),
+            c.name
+        );
         match self.engine.container_start(&id).await {
             Ok(_) => {
                 self.limit_pod_cgroup(pod).await;
