@@ -20,6 +20,7 @@ impl Ctx {
         pod: &Pod,
         c: &Container,
         kind: Kind,
+        slot: &crate::starts::Slot<'_>,
         out: &mut Outcome,
     ) -> Option<String> {
         let image = c.image.clone().unwrap_or_default();
@@ -76,6 +77,8 @@ impl Ctx {
             "Pulling",
             format!("Pulling image {image:?}"),
         );
+        // A pull waits on the registry: other pods start meanwhile.
+        slot.release();
         let started = std::time::Instant::now();
         let err = match self.pull(pod, &image).await {
             Ok(()) => {

@@ -45,6 +45,7 @@ pub mod routes;
 pub mod sandbox;
 mod security;
 mod spec;
+mod starts;
 pub mod stats;
 mod status;
 mod sync;
@@ -236,6 +237,7 @@ impl Agent {
             pull_failures: Default::default(),
             probes: Default::default(),
             limited: Default::default(),
+            starts: starts::Starts::new(starts::default_parallelism()),
         });
         let heartbeat_stop = stopped.clone();
         let stats_stop = stopped.clone();

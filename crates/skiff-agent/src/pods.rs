@@ -50,6 +50,8 @@ pub struct Ctx {
     pub limited: Mutex<HashSet<String>>,
     /// Service-account tokens of projected volumes.
     pub tokens: crate::tokens::TokenManager,
+    /// Places for the CPU-bound part of pod starts ([`crate::starts`]).
+    pub(crate) starts: crate::starts::Starts,
 }
 
 impl Ctx {

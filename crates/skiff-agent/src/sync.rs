@@ -60,10 +60,12 @@ impl Outcome {
     }
 }
 
-/// What a pod's containers are set up in: its sandbox and its volumes.
-struct Setup<'a> {
+/// What a pod's containers are set up in: its sandbox and its volumes; and the sync's place
+/// among the pods starting.
+struct Setup<'a, 's> {
     sandbox: &'a crate::sandbox::PodSandbox,
     volumes: &'a HashMap<String, crate::volumes::Ready>,
+    slot: &'a crate::starts::Slot<'s>,
 }
 
 pub(crate) fn pod_ref(pod: &Pod) -> String {
@@ -121,6 +123,10 @@ impl Ctx {
             return Ok(RESYNC);
         }
         let mut out = Outcome::default();
+        let slot = self.starts.slot();
+        if self.sandboxes.get(&uid).is_none() {
+            slot.hold().await;
+        }
         let sandbox = match self.sandboxes.ensure(pod).await {
             Ok(sb) => sb,
             Err(e) => {
@@ -150,6 +156,7 @@ impl Ctx {
         let setup = Setup {
             sandbox: &sandbox,
             volumes: &volumes,
+            slot: &slot,
         };
         let spec = pod.spec.clone().unwrap_or_default();
         let policy = spec.restart_policy.as_deref().unwrap_or("Always");
@@ -189,6 +196,7 @@ impl Ctx {
                 }
             }
         }
+        slot.release();
         instances = observe::pod_instances(&self.engine, &uid).await?;
         self.write_status(pod, &instances, &out, Some(&sandbox))
             .await?;
@@ -203,7 +211,7 @@ impl Ctx {
         c: &Container,
         kind: Kind,
         last: Option<&Instance>,
-        setup: &Setup<'_>,
+        setup: &Setup<'_, '_>,
         out: &mut Outcome,
     ) -> Result<()> {
         let (sandbox, volumes) = (setup.sandbox, setup.volumes);
@@ -211,7 +219,10 @@ impl Ctx {
         let key = format!("{uid}/{}", c.name);
         if let Some(i) = last.filter(|i| i.status == "created" && !i.start_failed()) {
             // Created before a crash, never started.
-            return self.start(pod, c, kind, i.id.clone(), &key, out).await;
+            setup.slot.hold().await;
+            return self
+                .start(pod, c, kind, i.id.clone(), setup.slot, out)
+                .await;
         }
         let attempt = match last {
             None => 0,
@@ -252,7 +263,7 @@ impl Ctx {
                 i.attempt + 1
             }
         };
-        let Some(image_user) = self.image_ready(pod, c, kind, out).await else {
+        let Some(image_user) = self.image_ready(pod, c, kind, setup.slot, out).await else {
             return Ok(());
         };
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
@@ -322,6 +333,7 @@ impl Ctx {
             attempt,
         );
         let fp = field_path(kind, &c.name);
+        setup.slot.hold().await;
         let created = match self
             .engine
             .container_create(Some(&name), plan.body(), None)
@@ -358,7 +370,7 @@ impl Ctx {
         if last.is_some() {
             self.backoff.next(&key);
         }
-        self.start(pod, c, kind, created, &key, out).await?;
+        self.start(pod, c, kind, created, setup.slot, out).await?;
         // Older attempts than the previous one are of no more use (kubelet keeps one dead
         // container per container for `logs --previous`).
         for (id, l) in
@@ -381,10 +393,15 @@ impl Ctx {
         c: &Container,
         kind: Kind,
         id: String,
-        key: &str,
+        slot: &crate::starts::Slot<'_>,
         out: &mut Outcome,
     ) -> Result<()> {
         let fp = field_path(kind, &c.name);
+        let key = &format!(
+            "{}/{}",
+            pod.metadata.uid.as_deref().unwrap_or_default(),
+            c.name
+        );
         match self.engine.container_start(&id).await {
             Ok(_) => {
                 self.limit_pod_cgroup(pod).await;
@@ -396,6 +413,10 @@ impl Ctx {
                     format!("Started container {}", c.name),
                 );
                 let grace = grace_seconds(pod);
+                if c.lifecycle.as_ref().is_some_and(|l| l.post_start.is_some()) {
+                    // The hook may run for minutes: other pods start meanwhile.
+                    slot.release();
+                }
                 if self
                     .run_hook(pod, c, kind, &id, Hook::PostStart, POST_START_LIMIT)
                     .await

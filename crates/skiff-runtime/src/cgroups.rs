@@ -108,13 +108,25 @@ fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
     out
 }
 
+/// The host's cgroup hierarchies, read from `/proc/self/mountinfo` once per process: cgroup
+/// filesystems are mounted at boot and stay, while the rest of the mount table grows by
+/// several mounts per container (rootfs, a pod's namespaces and `/dev/shm`), so reading it on
+/// every stats, start or removal made each of them cost more the more containers ran.
 fn hierarchies() -> Result<Vec<Hierarchy>> {
+    static CACHED: std::sync::OnceLock<Vec<Hierarchy>> = std::sync::OnceLock::new();
+    if let Some(hs) = CACHED.get() {
+        return Ok(hs.clone());
+    }
     let path = Path::new("/proc/self/mountinfo");
     let text = std::fs::read_to_string(path).map_err(|source| CgroupError::Io {
         path: path.into(),
         source,
     })?;
-    Ok(parse_mountinfo(&text))
+    let hs = parse_mountinfo(&text);
+    if !hs.is_empty() {
+        let _ = CACHED.set(hs.clone());
+    }
+    Ok(hs)
 }
 
 /// The directory of `cgroups_path` for `controller`, and whether it is v2.

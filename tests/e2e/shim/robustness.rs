@@ -178,6 +178,18 @@ fn spare_pids() -> Vec<i32> {
         .collect()
 }
 
+/// The pipes (`pipe:[inode]`) among a process's open files.
+fn pipes_of(pid: &str) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .filter(|l| l.starts_with("pipe:"))
+        .collect()
+}
+
 /// The nice value in a `/proc/<pid>/stat` line (its 19th field).
 fn nice_in_stat(stat: &str) -> Option<i32> {
     let after_comm = &stat[stat.rfind(')')? + 2..];
@@ -222,12 +234,21 @@ async fn spare_shim_runs_the_container_handed_to_it_and_an_unused_one_exits() ->
         .with_context(|| format!("no output from the container: {log}"))?;
     assert_eq!(nice_in_stat(stat), Some(0), "{stat}");
 
-    // (The shim that ran the container has the same command line while it lingers.)
-    let before = spare_pids();
+    // The new spare is the one reading a pipe this process just opened: other tests (and other
+    // test binaries running at the same time) start spares with the same command line, and the
+    // shim that ran the container has it too while it lingers.
+    let pipes_before = pipes_of("self");
     let unused = tokio::task::spawn_blocking(move || shim::Spare::start(skiff)).await??;
+    let new_pipes: Vec<String> = pipes_of("self")
+        .into_iter()
+        .filter(|p| !pipes_before.contains(p))
+        .collect();
     let waiting: Vec<i32> = spare_pids()
         .into_iter()
-        .filter(|p| !before.contains(p))
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/fd/0"))
+                .is_ok_and(|l| new_pipes.contains(&l.to_string_lossy().into_owned()))
+        })
         .collect();
     ensure!(waiting.len() == 1, "one new spare waits: {waiting:?}");
     drop(unused);
