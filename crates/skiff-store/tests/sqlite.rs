@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use skiff_store::conformance::Property;
 use skiff_store::sqlite::SqliteStore;
 use skiff_store::{Store, StoreError};
@@ -145,4 +145,63 @@ async fn failures_keep_the_operation_the_path_and_the_cause() {
         skiff_core::ErrorKind::InvalidArgument,
         "{err}"
     );
+}
+
+/// A watch whose consumer stops polling it while its next log page waits for a read slot (the
+/// API server's watch task blocked sending to a slow client) must not keep that slot: before
+/// the fix, the slot was granted to the parked wait and every later get and list hung (seen
+/// with a 100-replica Deployment: the server answered /readyz but no read).
+#[tokio::test]
+async fn watches_parked_mid_replay_do_not_starve_reads() {
+    let dir = temp_dir();
+    let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
+    // More events than one replay page (500), so that every watch has another page to read.
+    let keys: Vec<String> = (0..600).map(|i| format!("/k/{i:04}")).collect();
+    let creates = keys.iter().map(|k| store.create(k, vec![b'x'; 256]));
+    for r in futures::future::join_all(creates).await {
+        r.unwrap();
+    }
+    let mut watches = Vec::new();
+    for _ in 0..16 {
+        let mut w = store.watch("/k/", 0).await.unwrap();
+        for _ in 0..500 {
+            w.next().await.unwrap().unwrap();
+        }
+        watches.push(w);
+    }
+    // One poll each: the first few reads start, the rest wait for a slot; then nobody polls
+    // the watches again until the gets below are answered.
+    let mut polled_once = Vec::new();
+    for w in &mut watches {
+        polled_once.push(w.next().now_or_never().is_some());
+    }
+    assert!(
+        polled_once.iter().filter(|done| !**done).count() > 4,
+        "no watch had to wait for a read slot: {polled_once:?}"
+    );
+    for i in 0..20 {
+        let key = format!("/k/{i:04}");
+        let got = tokio::time::timeout(Duration::from_secs(20), store.get(&key))
+            .await
+            .unwrap_or_else(|_| panic!("get {key} hung behind parked watches"))
+            .unwrap();
+        assert_eq!(got.map(|kv| kv.key), Some(key));
+        let list = tokio::time::timeout(Duration::from_secs(20), store.list("/k/", None, 0, None))
+            .await
+            .expect("list hung behind parked watches")
+            .unwrap();
+        assert_eq!(list.items.len(), 600);
+    }
+    // The watches go on where they stopped.
+    for (w, done) in watches.iter_mut().zip(polled_once) {
+        if done {
+            continue;
+        }
+        let ev = tokio::time::timeout(Duration::from_secs(20), w.next())
+            .await
+            .expect("watch stalled")
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.kv.key, "/k/0500");
+    }
 }
