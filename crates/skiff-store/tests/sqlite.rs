@@ -147,10 +147,10 @@ async fn failures_keep_the_operation_the_path_and_the_cause() {
     );
 }
 
-/// A watch whose consumer stops polling it while its next log page waits for a read slot (the
-/// API server's watch task blocked sending to a slow client) must not keep that slot: before
-/// the fix, the slot was granted to the parked wait and every later get and list hung (seen
-/// with a 100-replica Deployment: the server answered /readyz but no read).
+/// Callers that stop polling a read while it waits for a read slot (here watches parked
+/// mid-replay, as the API server's watch task is while it waits on a slow client; in the
+/// 100-replica Deployment bench, in-process controllers' request futures) must not keep the
+/// slots they are granted: before the fix every later get and list hung.
 #[tokio::test]
 async fn watches_parked_mid_replay_do_not_starve_reads() {
     let dir = temp_dir();
@@ -203,5 +203,45 @@ async fn watches_parked_mid_replay_do_not_starve_reads() {
             .unwrap()
             .unwrap();
         assert_eq!(ev.kv.key, "/k/0500");
+    }
+}
+
+/// The same with plain reads: lists polled once and then left alone while they wait.
+#[tokio::test]
+async fn lists_parked_while_waiting_do_not_starve_reads() {
+    let dir = temp_dir();
+    let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
+    let keys: Vec<String> = (0..600).map(|i| format!("/k/{i:04}")).collect();
+    let creates = keys.iter().map(|k| store.create(k, vec![b'x'; 256]));
+    for r in futures::future::join_all(creates).await {
+        r.unwrap();
+    }
+    let mut parked: Vec<_> = (0..16)
+        .map(|_| Box::pin(store.list("/k/", None, 0, None)))
+        .collect();
+    let mut waiting = Vec::new();
+    for list in &mut parked {
+        waiting.push(list.now_or_never().is_none());
+    }
+    assert!(
+        waiting.iter().filter(|w| **w).count() > 4,
+        "no list had to wait for a read slot: {waiting:?}"
+    );
+    for key in keys.iter().take(20) {
+        let got = tokio::time::timeout(Duration::from_secs(20), store.get(key))
+            .await
+            .unwrap_or_else(|_| panic!("get {key} hung behind parked lists"))
+            .unwrap();
+        assert_eq!(got.map(|kv| kv.key).as_ref(), Some(key));
+    }
+    for (list, waited) in parked.into_iter().zip(waiting) {
+        if !waited {
+            continue;
+        }
+        let list = tokio::time::timeout(Duration::from_secs(20), list)
+            .await
+            .expect("parked list never finished")
+            .unwrap();
+        assert_eq!(list.items.len(), 600);
     }
 }

@@ -160,9 +160,10 @@ impl SqliteStore {
 ///
 /// A slot is only ever held by a running read. Tokio's semaphore hands a freed permit to the
 /// first waiting `acquire` at once, whether or not its future is being polled, so waiting in
-/// the caller's future let a caller that stopped polling (a watch stream whose consumer is
-/// blocked on a slow client, its next page read parked mid-wait) sit on a granted slot: with
-/// [`MAX_READERS`] of them every get, list and watch hung while nothing ran. The wait therefore
+/// the caller's future let a caller that was parked while it waited (a request future of an
+/// in-process controller, a watch stream whose consumer is blocked on a slow client) sit on a
+/// granted slot: with [`MAX_READERS`] of them every get, list and watch of the server hung
+/// while no read ran, and `/readyz` (which reads nothing) still said ok. The wait therefore
 /// runs in a task of its own, which the runtime always drives; dropping the caller gives up
 /// the wait (not a read already started).
 async fn run_blocking<T, F>(inner: Arc<Inner>, f: F) -> Result<T>
