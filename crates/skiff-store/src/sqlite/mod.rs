@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use self::checkpoint::Checkpointer;
 use self::log::{sqlite_err, Row};
@@ -156,18 +156,50 @@ impl SqliteStore {
     }
 }
 
+/// Runs `f` on a blocking thread once a read slot is free.
+///
+/// A slot is only ever held by a running read. Tokio's semaphore hands a freed permit to the
+/// first waiting `acquire` at once, whether or not its future is being polled, so waiting in
+/// the caller's future let a caller that was parked while it waited (a request future of an
+/// in-process controller, a watch stream whose consumer is blocked on a slow client) sit on a
+/// granted slot: with [`MAX_READERS`] of them every get, list and watch of the server hung
+/// while no read ran, and `/readyz` (which reads nothing) still said ok. The wait therefore
+/// runs in a task of its own, which the runtime always drives; dropping the caller gives up
+/// the wait (not a read already started).
 async fn run_blocking<T, F>(inner: Arc<Inner>, f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce(&Inner) -> Result<T> + Send + 'static,
 {
-    // The slot moves into the task: a caller that gives up does not free it early.
-    let slot = inner
-        .read_slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| StoreError::Unavailable("the sqlite store is closing".to_owned()))?;
+    match inner.read_slots.clone().try_acquire_owned() {
+        Ok(slot) => spawn_read(inner, slot, f).await,
+        Err(TryAcquireError::Closed) => Err(closing()),
+        Err(TryAcquireError::NoPermits) => {
+            let waiter = tokio::spawn(async move {
+                let slot = inner
+                    .read_slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| closing())?;
+                spawn_read(inner, slot, f).await
+            });
+            let _abort = AbortOnDrop(waiter.abort_handle());
+            waiter.await.map_err(|source| StoreError::Task {
+                op: "sqlite read",
+                source,
+            })?
+        }
+    }
+}
+
+/// Runs `f` on a blocking thread holding `slot`. The slot moves into the thread's closure: a
+/// caller that gives up does not free it before the read ends.
+async fn spawn_read<T, F>(inner: Arc<Inner>, slot: OwnedSemaphorePermit, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+{
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         f(&inner)
@@ -177,6 +209,19 @@ where
         op: "sqlite read",
         source,
     })?
+}
+
+fn closing() -> StoreError {
+    StoreError::Unavailable("the sqlite store is closing".to_owned())
+}
+
+/// Aborts a task when its awaiting caller is dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn lock_file(path: &Path) -> Result<File> {
