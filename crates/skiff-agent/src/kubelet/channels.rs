@@ -182,6 +182,14 @@ async fn session(
         Err(message) => {
             let _ = send_status(&mut sink, Outcome::Failed(message)).await;
             close(&mut sink).await;
+            let _ = tokio::time::timeout(CLOSE_LINGER, async {
+                while let Some(Ok(msg)) = source.next().await {
+                    if matches!(msg, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
             return;
         }
     };
@@ -230,7 +238,7 @@ async fn session(
             let _ = stdin.shutdown().await;
         }
     };
-    let input = tokio::spawn(input);
+    let mut input = tokio::spawn(input);
 
     // Process → client.
     let mut buf = vec![0u8; 32 * 1024];
@@ -271,8 +279,19 @@ async fn session(
     };
     let _ = send_status(&mut sink, outcome).await;
     close(&mut sink).await;
-    input.abort();
+    // Wait for the client's close (the input side ends on it) before the connection is dropped:
+    // closing a socket the client is still writing to (its close reply, a resize) makes the
+    // kernel reset it, and the client loses the status it has not read yet ("close 1006").
+    if tokio::time::timeout(CLOSE_LINGER, &mut input)
+        .await
+        .is_err()
+    {
+        input.abort();
+    }
 }
+
+/// How long a finished session waits for the client's close frame.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Starts the exec (returning its id too) or attaches to the container.
 pub(super) async fn start(
