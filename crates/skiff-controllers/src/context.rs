@@ -45,6 +45,16 @@ pub struct Informers {
 }
 
 impl Informers {
+    /// The cached pods of namespace `ns`.
+    pub fn pods_in(&self, ns: &str) -> Vec<Arc<Pod>> {
+        self.pods
+            .store()
+            .state()
+            .into_iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+            .collect()
+    }
+
     pub fn new(client: &Client) -> Self {
         Informers {
             pods: Informer::new(client.clone()),

@@ -151,14 +151,7 @@ pub async fn reconcile(obj: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action>
     )
     .await?;
 
-    let candidates: Vec<Arc<Pod>> = ctx
-        .informers
-        .pods
-        .store()
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .collect();
+    let candidates = ctx.informers.pods_in(&ns);
     let owned = Claimer::new(&ctx.client, ds, "apps/v1", "DaemonSet", &selector)
         .claim(candidates)
         .await?;

@@ -124,11 +124,8 @@ pub async fn reconcile(obj: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Resu
                 reason: e.to_string(),
             })?;
             ctx.informers
-                .pods
-                .store()
-                .state()
+                .pods_in(&ns)
                 .into_iter()
-                .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .filter(|p| selector.matches(p.labels()))
                 .collect()

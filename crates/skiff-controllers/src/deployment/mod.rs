@@ -168,11 +168,8 @@ pub async fn reconcile(obj: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action
             .collect();
         let pods: Vec<Arc<Pod>> = ctx
             .informers
-            .pods
-            .store()
-            .state()
+            .pods_in(&ns)
             .into_iter()
-            .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
             .filter(|p| controller_of(&p.metadata).is_some_and(|r| uids.contains(&r.uid)))
             .collect();
         s.rollout_recreate(rs_list, &pods).await

@@ -118,14 +118,7 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
             reason: e.to_string(),
         }
     })?;
-    let candidates: Vec<Arc<Pod>> = ctx
-        .informers
-        .pods
-        .store()
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .collect();
+    let candidates = ctx.informers.pods_in(&ns);
     let owned = Claimer::new(&ctx.client, job, "batch/v1", "Job", &selector)
         .claim(candidates)
         .await?;

@@ -99,11 +99,8 @@ pub async fn reconcile(obj: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Actio
 
     let candidates: Vec<Arc<Pod>> = ctx
         .informers
-        .pods
-        .store()
-        .state()
+        .pods_in(&ns)
         .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
         .filter(|p| identity::ordinal(&name, &p.name_any()).is_some())
         .collect();
     let owned = Claimer::new(&ctx.client, set, "apps/v1", "StatefulSet", &selector)
