@@ -233,11 +233,18 @@ fn drain_respects_the_disruption_budget_and_skips_daemonsets() {
     wait("the web pods run again", &node, || running("web", 2));
 
     // ResourceQuota on the same cluster: kubectl create quota, describe, a refused create.
+    // The namespace's `kube-root-ca.crt` (published by the controllers) counts against the quota,
+    // as on Kubernetes: one ConfigMap of the user's own fits under two.
+    wait("kube-root-ca.crt is published", &node, || {
+        node.kubectl(&["get", "configmap", "kube-root-ca.crt"])
+            .status
+            .success()
+    });
     node.kubectl_ok(&[
         "create",
         "quota",
         "small",
-        "--hard=pods=4,count/configmaps=1",
+        "--hard=pods=4,count/configmaps=2",
     ]);
     wait("the quota controller counted the pods", &node, || {
         node.kubectl_ok(&[
@@ -260,7 +267,7 @@ fn drain_respects_the_disruption_budget_and_skips_daemonsets() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("configmaps \"two\" is forbidden: exceeded quota: small, requested: count/configmaps=1, used: count/configmaps=1, limited: count/configmaps=1"),
+        stderr.contains("configmaps \"two\" is forbidden: exceeded quota: small, requested: count/configmaps=1, used: count/configmaps=2, limited: count/configmaps=2"),
         "{stderr}"
     );
     let out = node.kubectl(&["create", "quota", "bad", "--hard=pods=-1"]);
