@@ -328,12 +328,16 @@ async fn prune_history(
         if done.len() <= limit {
             continue;
         }
+        // Oldest first by start time, ties by name as upstream's byJobStartTime (a job's name
+        // carries its scheduled minute, so jobs started in the same second keep their order).
         done.sort_by_key(|j| {
-            j.status
+            let started = j
+                .status
                 .as_ref()
                 .and_then(|s| s.start_time.as_ref())
                 .or(j.metadata.creation_timestamp.as_ref())
-                .map(|t| t.0)
+                .map(|t| t.0);
+            (started, j.name_any())
         });
         for j in &done[..done.len() - limit] {
             let api: Api<Job> =
