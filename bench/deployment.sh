@@ -14,8 +14,7 @@ bench=deploy
 # shellcheck source=bench/lib/cluster.sh
 . "$(dirname "$0")/lib/cluster.sh"
 
-start_server --bind 127.0.0.1 --node-ip 127.0.0.1 --cluster-cidr 10.250.0.0/16 \
-  --kubelet-address 127.0.0.1 --kubelet-port $((40000 + RANDOM % 20000))
+start_server --bind 127.0.0.1 --node-ip 127.0.0.1 --kubelet-address 127.0.0.1 --cluster-cidr 10.250.0.0/16
 wait_ready "$node"
 load_image "$work/run/skiff.sock"
 echo "skiff deployment bench: N=$N, $(nproc) CPUs, $("$skiff" --version 2>/dev/null || echo skiff) ($skiff)"

@@ -1,4 +1,4 @@
-# Shared by bench/deployment.sh and bench/failover.sh (sourced): a `skiff server` with its local
+# Shared by bench/pods.sh, bench/deployment.sh and bench/failover.sh (sourced): a `skiff server` with its local
 # node on a temp dir and skiff-prefixed host objects, the busybox-static test image, and a
 # cleanup that stops what it started by PID and removes what the cluster left.
 #
@@ -23,10 +23,16 @@ cleanup() {
   for p in $(grep -l "$work" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
     [ "$p" != "$$" ] && kill -KILL "$p" 2>/dev/null
   done
+  # A cgroup can be removed only once the killed processes have left it (SIGKILL is not
+  # synchronous): retry for up to 5 s per hierarchy, deepest first.
   for d in /sys/fs/cgroup/*/"$cgroup"*; do
     [ -d "$d" ] || continue
     find "$d" -name cgroup.procs -exec cat {} \; 2>/dev/null | xargs -r kill -KILL 2>/dev/null
-    find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+    for _ in $(seq 1 50); do
+      find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+      [ -d "$d" ] || break
+      sleep 0.1
+    done
   done
   grep " $work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
   for n in "${netns[@]}"; do ip netns del "$n" 2>/dev/null; done
@@ -45,14 +51,18 @@ if [ -z "${SKIFF_BIN:-}" ]; then
   cargo build --release --manifest-path "$here/Cargo.toml" --bin skiff >&2
 fi
 skiff="${SKIFF_BIN:-${CARGO_TARGET_DIR:-$here/target}/release/skiff}"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+# The local node's kubelet API gets a port of its own: a kubelet (or a skiff server started with
+# its defaults) may hold 10250 on every address of this host.
+kubelet_port=$(free_port)
 export KUBECONFIG="$work/data/kubeconfig.yaml"
 
 # start_server ARGS…: `skiff server` with its local node "$node", extra ARGS, in the background.
 start_server() {
   "$skiff" server --data-dir "$work/data" --port "$port" --run-dir "$work/run" \
     --node-name "$node" --cgroup-parent "$cgroup" --pod-bridge "${prefix}0" \
-    --pod-nftables-table "$table" --pod-interface-prefix "$prefix" \
+    --pod-nftables-table "$table" --pod-interface-prefix "$prefix" --kubelet-port "$kubelet_port" \
     --engine-bridge none --engine-network-prefix "skiffe$hex" --engine-nftables-table "$table-engine" \
     "$@" >"$work/server.out" 2>"$work/server.log" &
   server_pid=$!
