@@ -82,6 +82,18 @@ async fn creates_past_the_quota_are_forbidden_with_kubernetes_message() {
         used(&api, "compute").await,
         json!({"pods": "1", "requests.cpu": "600m"})
     );
+    // An invalid pod is refused by validation before any quota is charged.
+    let (s, body) = api
+        .post(
+            PODS,
+            json!({"metadata": {"name": "e"}, "spec": {"containers": []}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        used(&api, "compute").await,
+        json!({"pods": "1", "requests.cpu": "600m"})
+    );
 }
 
 #[tokio::test]

@@ -43,6 +43,8 @@ pub async fn admit(
             }
         }
     }
+    // Quotas already charged by an earlier attempt (one that lost a race on a later quota).
+    let mut charged = std::collections::HashSet::new();
     for attempt in 1..=ATTEMPTS {
         let quotas = state
             .storage
@@ -50,7 +52,7 @@ pub async fn admit(
             .await?
             .items;
         let mut charges = Vec::new();
-        for quota in &quotas {
+        for quota in quotas.iter().filter(|q| !charged.contains(object::name(q))) {
             if let Some(new_used) = check(info, obj, quota, &delta)? {
                 charges.push((quota, new_used));
             }
@@ -58,7 +60,7 @@ pub async fn admit(
         if dry_run || charges.is_empty() {
             return Ok(());
         }
-        match charge(state, &charges).await {
+        match charge(state, &charges, &mut charged).await {
             Err(e) if e.code == 409 && attempt < ATTEMPTS => continue,
             other => return other,
         }
@@ -147,14 +149,19 @@ fn check(
 }
 
 /// Writes each quota's new `status.used` at the revision it was read at (409 when one
-/// changed since).
-async fn charge(state: &ApiState, charges: &[(&Value, ResourceList)]) -> Result<(), ApiError> {
+/// changed since), adding the name of each one written to `charged`.
+async fn charge(
+    state: &ApiState,
+    charges: &[(&Value, ResourceList)],
+    charged: &mut std::collections::HashSet<String>,
+) -> Result<(), ApiError> {
     let info = ResourceQuotas.info();
     for (quota, used) in charges {
         let mut new = (*quota).clone();
         new["status"]["used"] = q::to_json(used);
         let rv = object::resource_version(quota)?.unwrap_or_default();
         state.storage.update(info, new, rv).await?;
+        charged.insert(object::name(quota).to_string());
     }
     Ok(())
 }

@@ -101,16 +101,20 @@ pub async fn create_object(
         },
     )
     .await?;
-    // The shared chain (LimitRanger, ResourceQuota) after the kind's own admission; a
-    // refusal there aborts what the kind's admission did.
-    if let Err(e) = crate::admission::create(state, info, &mut obj, dry_run).await {
+    // The shared chain after the kind's own admission: LimitRanger before validation,
+    // ResourceQuota after it (an invalid object is not charged); a refusal in either aborts
+    // what the kind's admission did.
+    if let Err(e) = crate::admission::create(state, info, &mut obj).await {
         kind.admit(state, Admission::CreateAborted { obj: &obj, dry_run })
             .await?;
         return Err(e);
     }
     let stored = match kind.validate(&obj, None) {
-        Ok(()) if dry_run => Ok(obj.clone()),
-        Ok(()) => state.storage.create(info, obj.clone()).await,
+        Ok(()) => match crate::admission::charge_create(state, info, &obj, dry_run).await {
+            Ok(()) if dry_run => Ok(obj.clone()),
+            Ok(()) => state.storage.create(info, obj.clone()).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     match stored {

@@ -153,21 +153,11 @@ pub async fn write_update(
         },
     )
     .await?;
-    if sub.is_none() {
-        // The shared chain (ResourceQuota) after the kind's own admission; a refusal there
-        // aborts what the kind's admission did.
-        if let Err(e) = crate::admission::update(state, info, &new, current, dry_run).await {
-            let aborted = Admission::UpdateAborted {
-                new: &new,
-                old: current,
-                dry_run,
-            };
-            kind.admit(state, aborted).await?;
-            return Err(e);
-        }
-    }
     let attempted = new.clone();
-    let written = store_update(state, kind, current, new, current_rv, dry_run).await;
+    // Writes of the main resource are charged to quotas once valid (in `store_update`); a
+    // refusal aborts what the kind's admission did, as any failed write below does.
+    let charge = sub.is_none();
+    let written = store_update(state, kind, current, new, current_rv, dry_run, charge).await;
     match &written {
         Ok(obj) if !dry_run => {
             kind.admit(state, Admission::Updated { obj, old: current })
@@ -188,8 +178,9 @@ pub async fn write_update(
     written
 }
 
-/// The end of [`write_update`] once the object is complete: validates it, then stores it,
-/// or deletes it when its last finalizer went away (returning the deleted object).
+/// The end of [`write_update`] once the object is complete: validates it, charges it to the
+/// namespace's quotas when `charge`, then stores it, or deletes it when its last finalizer
+/// went away (returning the deleted object).
 async fn store_update(
     state: &ApiState,
     kind: &dyn Kind,
@@ -197,9 +188,13 @@ async fn store_update(
     mut new: Value,
     current_rv: i64,
     dry_run: bool,
+    charge: bool,
 ) -> Result<Value, ApiError> {
     let info = kind.info();
     kind.validate(&new, Some(current))?;
+    if charge {
+        crate::admission::charge_update(state, info, &new, current, dry_run).await?;
+    }
     if object::is_deleting(&new)
         && object::finalizers(&new).is_empty()
         && !kind.deletion_pending(&new)
