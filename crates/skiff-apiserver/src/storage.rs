@@ -60,11 +60,6 @@ impl Storage {
         })
     }
 
-    /// The plain JSON bytes held by `kv` (encrypted resources decrypted).
-    fn plain<'a>(&self, info: &ResourceInfo, kv: &'a KeyValue) -> Result<Cow<'a, [u8]>, ApiError> {
-        self.open(info, &kv.value)
-    }
-
     /// The plain JSON bytes of a stored value of `info` (encrypted resources decrypted): what
     /// the watch cache holds.
     pub(crate) fn open<'a>(
@@ -81,7 +76,7 @@ impl Storage {
 
     /// The object held by `kv`, in `info`'s version, with its resourceVersion.
     pub fn decode(&self, info: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
-        decode_plain(info, &kv.key, &self.plain(info, kv)?, kv.mod_revision)
+        decode_plain(info, &kv.key, &self.open(info, &kv.value)?, kv.mod_revision)
     }
 
     /// Appends to `out` the JSON of what [`Storage::decode`] gives for `kv` (see
@@ -92,7 +87,13 @@ impl Storage {
         kv: &KeyValue,
         out: &mut Vec<u8>,
     ) -> Result<(), ApiError> {
-        write_json_plain(info, &kv.key, &self.plain(info, kv)?, kv.mod_revision, out)
+        write_json_plain(
+            info,
+            &kv.key,
+            &self.open(info, &kv.value)?,
+            kv.mod_revision,
+            out,
+        )
     }
 
     /// Reads one object as stored (see [`Storage::write_json`]); None when absent.

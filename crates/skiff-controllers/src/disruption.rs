@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::deployment::util::scaled_value;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -52,17 +53,6 @@ fn pod_triggers(
             .map(|b| ObjectRef::from_obj(b.as_ref()))
             .collect()
     })
-}
-
-/// `value` of `total`: an integer, or a percentage rounded up.
-fn scaled(value: &IntOrString, total: i32) -> Option<i32> {
-    match value {
-        IntOrString::Int(n) => Some(*n),
-        IntOrString::String(s) => {
-            let pct: i64 = s.strip_suffix('%')?.parse().ok()?;
-            Some(((pct * i64::from(total) + 99) / 100) as i32)
-        }
-    }
 }
 
 /// How many pods the budget's pods' controllers want (`getExpectedScale`); pods without a
@@ -149,11 +139,14 @@ pub async fn reconcile(obj: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Resu
         (Some(IntOrString::Int(n)), _) => (selected.len() as i32, *n),
         (Some(min), _) => {
             let expected = expected_scale(&ctx, &selected);
-            (expected, scaled(min, expected).unwrap_or(expected))
+            (
+                expected,
+                scaled_value(min, expected, true).unwrap_or(expected),
+            )
         }
         (None, Some(max)) => {
             let expected = expected_scale(&ctx, &selected);
-            let max = scaled(max, expected).unwrap_or(0);
+            let max = scaled_value(max, expected, true).unwrap_or(0);
             (expected, (expected - max).max(0))
         }
         (None, None) => (selected.len() as i32, 0),
@@ -299,9 +292,18 @@ mod tests {
 
     #[test]
     fn percentages_round_up() {
-        assert_eq!(scaled(&IntOrString::String("50%".into()), 3), Some(2));
-        assert_eq!(scaled(&IntOrString::String("100%".into()), 3), Some(3));
-        assert_eq!(scaled(&IntOrString::Int(2), 3), Some(2));
-        assert_eq!(scaled(&IntOrString::String("half".into()), 3), None);
+        assert_eq!(
+            scaled_value(&IntOrString::String("50%".into()), 3, true).ok(),
+            Some(2)
+        );
+        assert_eq!(
+            scaled_value(&IntOrString::String("100%".into()), 3, true).ok(),
+            Some(3)
+        );
+        assert_eq!(scaled_value(&IntOrString::Int(2), 3, true).ok(), Some(2));
+        assert_eq!(
+            scaled_value(&IntOrString::String("half".into()), 3, true).ok(),
+            None
+        );
     }
 }

@@ -200,15 +200,8 @@ impl Elector {
                 return false;
             }
         }
-        let spec = if holder.is_empty() {
-            // Released: taking it is a transition too.
-            let mut s = self.record(Some(&old));
-            s.lease_transitions = Some(old.lease_transitions.unwrap_or(0) + 1);
-            s
-        } else {
-            self.record(Some(&old))
-        };
-        lease.spec = Some(spec);
+        // Taking a released or expired Lease counts a transition (`record` sees another holder).
+        lease.spec = Some(self.record(Some(&old)));
         match self
             .api
             .replace(&self.config.name, &PostParams::default(), &lease)

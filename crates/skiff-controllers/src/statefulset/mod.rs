@@ -204,20 +204,14 @@ fn max_unavailable(
     strategy: &k8s_openapi::api::apps::v1::StatefulSetUpdateStrategy,
     replicas: usize,
 ) -> usize {
-    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-    let n = match strategy
+    strategy
         .rolling_update
         .as_ref()
         .and_then(|r| r.max_unavailable.as_ref())
-    {
-        None => 1,
-        Some(IntOrString::Int(n)) => (*n).max(0) as usize,
-        Some(IntOrString::String(s)) => s
-            .strip_suffix('%')
-            .and_then(|p| p.parse::<usize>().ok())
-            .map_or(1, |p| replicas * p / 100),
-    };
-    n.max(1)
+        .map_or(1, |v| {
+            crate::deployment::util::scaled_value(v, replicas as i32, false).unwrap_or(1)
+        })
+        .max(1) as usize
 }
 
 /// What the set wants of its pods.
