@@ -4,13 +4,11 @@
 //! command line. The server creates it at bootstrap and puts its `data` back when a client
 //! changed it, as it does for the `kubernetes` Service.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use skiff_core::cluster::{ClusterConfig, NAME, NAMESPACE};
 
 use crate::error::ApiError;
-use crate::handlers::{create_object, write_update, UpdateKind};
 use crate::kinds::core::configmap::ConfigMaps;
-use crate::registry::Kind;
 use crate::router::ApiState;
 
 /// The node settings the server publishes besides the CIDRs it allocates from.
@@ -41,30 +39,9 @@ pub fn published(state: &ApiState) -> ClusterConfig {
 
 /// Creates the ConfigMap, or sets its `data` back to the server's settings; idempotent.
 pub async fn ensure(state: &ApiState) -> Result<(), ApiError> {
-    let data = json!(published(state).data());
-    let kind = &ConfigMaps;
-    match state
-        .storage
-        .get(kind.info(), Some(NAMESPACE), NAME)
-        .await?
-    {
-        None => {
-            let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": NAME, "namespace": NAMESPACE,
-                    "labels": {"app.kubernetes.io/managed-by": "skiff-server"}},
-                "data": data});
-            match create_object(state, kind, obj, None, false).await {
-                Ok(_) => Ok(()),
-                Err(e) if e.reason == "AlreadyExists" => Ok(()),
-                Err(e) => Err(e),
-            }
-        }
-        Some(current) if current.get("data") != Some(&data) => {
-            let mut new: Value = current.clone();
-            new["data"] = data;
-            write_update(state, kind, &current, new, UpdateKind::Main, false).await?;
-            Ok(())
-        }
-        Some(_) => Ok(()),
-    }
+    let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": NAME, "namespace": NAMESPACE,
+            "labels": {"app.kubernetes.io/managed-by": "skiff-server"}},
+        "data": published(state).data()});
+    crate::services::kubernetes::reconcile(state, &ConfigMaps, obj, &["data"]).await
 }

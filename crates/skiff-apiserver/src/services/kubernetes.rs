@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::handlers::{create_object, write_update, UpdateKind};
 use crate::kinds::core::{endpoints::EndpointsKind, service::Services};
 use crate::kinds::discovery::endpointslice::EndpointSlices;
+use crate::object;
 use crate::registry::Kind;
 use crate::router::ApiState;
 
@@ -74,18 +75,16 @@ pub async fn ensure(state: &ApiState) -> Result<(), ApiError> {
     .await
 }
 
-/// Creates `want` or sets `fields` of the stored object back to `want`'s.
-async fn reconcile(
+/// Creates `want` (named by its metadata) or sets `fields` of the stored object back to
+/// `want`'s; idempotent. Also keeps `kube-system/skiff-cluster` ([`crate::clusterconfig`]).
+pub(crate) async fn reconcile(
     state: &ApiState,
     kind: &dyn Kind,
     want: Value,
     fields: &[&str],
 ) -> Result<(), ApiError> {
-    match state
-        .storage
-        .get(kind.info(), Some(NAMESPACE), NAME)
-        .await?
-    {
+    let (ns, name) = (object::namespace(&want), object::name(&want));
+    match state.storage.get(kind.info(), Some(ns), name).await? {
         None => match create_object(state, kind, want, None, false).await {
             Ok(_) => Ok(()),
             Err(e) if e.reason == "AlreadyExists" => Ok(()),
