@@ -153,9 +153,9 @@ async fn cluster_settings(
             );
             Ok(skiff_core::cluster::ClusterConfig {
                 cluster_cidr: f,
-                service_cidr: "10.43.0.0/16".parse().expect("literal"),
-                cluster_dns: std::net::Ipv4Addr::new(10, 43, 0, 10),
-                cluster_domain: "cluster.local".into(),
+                service_cidr: skiff_core::cluster::DEFAULT_SERVICE_CIDR,
+                cluster_dns: skiff_core::cluster::DEFAULT_CLUSTER_DNS,
+                cluster_domain: skiff_core::cluster::DEFAULT_CLUSTER_DOMAIN.into(),
             })
         }
         (None, None) => anyhow::bail!(

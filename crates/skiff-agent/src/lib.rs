@@ -118,8 +118,8 @@ impl AgentConfig {
             nftables_table: "skiff-pods".into(),
             interface_prefix: "skiffp".into(),
             cluster_cidr: "10.42.0.0/16".parse().expect("literal"),
-            cluster_dns: Ipv4Addr::new(10, 43, 0, 10),
-            cluster_domain: "cluster.local".into(),
+            cluster_dns: skiff_core::cluster::DEFAULT_CLUSTER_DNS,
+            cluster_domain: skiff_core::cluster::DEFAULT_CLUSTER_DOMAIN.into(),
             stats_period: stats::DEFAULT_PERIOD,
             kubelet: None,
         }

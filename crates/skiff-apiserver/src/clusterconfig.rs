@@ -21,8 +21,8 @@ pub struct NodeDefaults {
 impl Default for NodeDefaults {
     fn default() -> Self {
         NodeDefaults {
-            cluster_dns: std::net::Ipv4Addr::new(10, 43, 0, 10),
-            cluster_domain: "cluster.local".into(),
+            cluster_dns: skiff_core::cluster::DEFAULT_CLUSTER_DNS,
+            cluster_domain: skiff_core::cluster::DEFAULT_CLUSTER_DOMAIN.into(),
         }
     }
 }

@@ -22,6 +22,12 @@ const SERVICE_CIDR: &str = "serviceCIDR";
 const CLUSTER_DNS: &str = "clusterDNS";
 const CLUSTER_DOMAIN: &str = "clusterDomain";
 
+/// k3s' defaults, which skiff's flags share: the service range, the cluster DNS address in it,
+/// and the cluster domain.
+pub const DEFAULT_SERVICE_CIDR: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 43, 0, 0), 16);
+pub const DEFAULT_CLUSTER_DNS: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 10);
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
 /// What every node of a cluster must agree on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {

@@ -23,7 +23,7 @@ impl Default for ServiceNetwork {
     /// k3s' service CIDR (DESIGN.md) and Kubernetes' NodePort range.
     fn default() -> Self {
         ServiceNetwork {
-            cidr: "10.43.0.0/16".parse().expect("literal"),
+            cidr: skiff_core::cluster::DEFAULT_SERVICE_CIDR,
             node_ports: 30000..=32767,
             apiserver: None,
         }
