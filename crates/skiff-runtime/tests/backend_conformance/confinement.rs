@@ -91,16 +91,20 @@ pub(super) fn memory_limit_oom_kill(cx: &Ctx) -> Result<()> {
 }
 
 pub(super) fn pids_limit(cx: &Ctx) -> Result<()> {
+    // runc's init is a Go program: its runtime threads count against the
+    // limit until it execs the entrypoint, and under load it starts more of
+    // them. A limit of 5 killed runc's init before `start` now and then, so
+    // the limit leaves room for them and the loop goes well past it.
     let mut c = cx.spec(&[
         "sh",
         "-c",
-        "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 100 & done; echo done",
+        "i=0; while [ $i -lt 40 ]; do sleep 100 & i=$((i+1)); done; echo done",
     ]);
-    c.pids_limit = Some(5);
+    c.pids_limit = Some(16);
     let mut ctr = cx.create(&c)?;
     let pids = cgroups::stats(&ctr.cgroups_path)?.pids;
     ensure!(
-        pids.limit == Some(5),
+        pids.limit == Some(16),
         "pids limit in cgroup {:?}",
         pids.limit
     );
