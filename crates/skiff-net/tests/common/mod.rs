@@ -65,9 +65,12 @@ impl Drop for Ns {
 
 /// A "host" namespace with a skiff-net of its own, plus an optional "client host" joined to it.
 pub struct TestHost {
-    pub dir: tempfile::TempDir,
+    // Fields drop in order: the host namespace is unmounted before its
+    // directory is removed (a mounted namespace file made the removal fail
+    // and left /tmp/skiff-net-test-* behind).
     pub host: Ns,
     pub table: String,
+    pub dir: tempfile::TempDir,
 }
 
 impl TestHost {
@@ -78,7 +81,7 @@ impl TestHost {
             .expect("tempdir");
         let host = Ns::new(dir.path(), "skiff-t-host");
         let table = format!("skiff-test-{}", std::process::id());
-        TestHost { dir, host, table }
+        TestHost { host, table, dir }
     }
 
     pub fn config(&self) -> NetConfig {
