@@ -234,8 +234,27 @@ pub fn in_process_router(state: Arc<ApiState>, user: UserInfo) -> axum::Router {
 /// A kube-rs client of this API server that never leaves the process: requests go straight
 /// to [`in_process_router`] as `user` (no TCP, no TLS), through the same handlers a remote
 /// client reaches. In-process controllers and the local node use it.
+///
+/// Each request runs in a task of its own, as it would on a connection of a real server: a
+/// caller that stops polling its request future (a controller busy elsewhere, a dropped
+/// `select!` branch) must not hold the store slots, locks or quota charges the handler is
+/// in the middle of using, and a write it started completes.
 pub fn in_process_client(state: Arc<ApiState>, user: UserInfo) -> kube::Client {
-    kube::Client::new(in_process_router(state, user), "default")
+    use tower::ServiceExt;
+    let router = in_process_router(state, user);
+    let service = tower::service_fn(move |req: Request<kube::client::Body>| {
+        let router = router.clone();
+        async move {
+            match tokio::spawn(router.oneshot(req)).await {
+                Ok(Ok(response)) => Ok::<_, std::convert::Infallible>(response),
+                Ok(Err(never)) => match never {},
+                Err(join) => Ok(
+                    ApiError::internal(format!("request handler failed: {join}")).into_response(),
+                ),
+            }
+        }
+    });
+    kube::Client::new(service, "default")
 }
 
 /// A resource request, parsed from its path.
