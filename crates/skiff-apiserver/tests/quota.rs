@@ -222,3 +222,71 @@ async fn limit_ranges_default_containers_and_enforce_bounds() {
         "persistentvolumeclaims \"data\" is forbidden: maximum storage usage per PersistentVolumeClaim is 1Gi, but request is 2Gi"
     );
 }
+
+#[tokio::test]
+async fn reads_of_pod_admission_come_from_the_watch_cache() {
+    let counting = std::sync::OnceLock::new();
+    let api = common::api_over(|store| {
+        let c = common::counting::CountingStore::new(store);
+        counting.set(c.clone()).ok();
+        c
+    })
+    .await;
+    let store = counting.get().unwrap();
+    quota(
+        &api,
+        "compute",
+        json!({"pods": "10", "requests.cpu": "2"}),
+        json!({"pods": "0", "requests.cpu": "0"}),
+    )
+    .await;
+    let (s, body) = api
+        .post(
+            LIMITS,
+            json!({"metadata": {"name": "defaults"}, "spec": {"limits": [
+                {"type": "Container", "defaultRequest": {"cpu": "100m"}, "max": {"cpu": "1"}}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    // The first pod makes the caches (one list each); the next ones read none.
+    let (s, body) = api.post(PODS, pod("first", json!({}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let before = store.reads().len();
+    for i in 0..4 {
+        let (s, body) = api.post(PODS, pod(&format!("p{i}"), json!({}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        assert_eq!(
+            body["spec"]["containers"][0]["resources"]["requests"]["cpu"], "100m",
+            "the LimitRange's default is applied"
+        );
+    }
+    // What is left is the namespace's existence, which the server's own namespace cache
+    // answers (it does not run in this harness).
+    let reads = store.reads().split_off(before);
+    assert!(
+        reads
+            .iter()
+            .all(|k| k == "/registry/core/namespaces/default"),
+        "pod creates read ServiceAccount, LimitRanges and quotas from the cache: {reads:?}"
+    );
+    assert_eq!(
+        used(&api, "compute").await,
+        json!({"pods": "5", "requests.cpu": "500m"})
+    );
+    // A quota written a moment ago applies at once (the cached read is consistent).
+    let (s, q) = api.get(&format!("{QUOTAS}/compute")).await;
+    assert_eq!(s, StatusCode::OK);
+    let mut tight = q.clone();
+    tight["status"]["hard"]["pods"] = json!("5");
+    let (s, body) = api.put(&format!("{QUOTAS}/compute/status"), tight).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, refused) = api.post(PODS, pod("over", json!({}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("exceeded quota: compute, requested: pods=1, used: pods=5, limited: pods=5"),
+        "{refused}"
+    );
+}

@@ -32,7 +32,6 @@ pub async fn admit(
     if old.is_some() && !q::charges_updates(info.group, info.plural) {
         return Ok(());
     }
-    let quota_info = ResourceQuotas.info();
     let ns = object::namespace(obj).to_string();
     let mut delta = q::usage(info.group, info.plural, obj);
     if let Some(old) = old {
@@ -46,11 +45,9 @@ pub async fn admit(
     // Quotas already charged by an earlier attempt (one that lost a race on a later quota).
     let mut charged = std::collections::HashSet::new();
     for attempt in 1..=ATTEMPTS {
-        let quotas = state
-            .storage
-            .list(quota_info, Some(&ns), None, 0, None)
-            .await?
-            .items;
+        // From the watch cache at the store's current revision: a retry after a conflict
+        // sees the write it lost to.
+        let quotas = crate::lookup::list(state, &ResourceQuotas, &ns).await?;
         let mut charges = Vec::new();
         for quota in quotas.iter().filter(|q| !charged.contains(object::name(q))) {
             if let Some(new_used) = check(info, obj, quota, &delta)? {

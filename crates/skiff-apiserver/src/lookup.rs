@@ -1,0 +1,67 @@
+//! Reads the server makes for itself on hot paths — admission (ResourceQuotas, LimitRanges,
+//! the pod's ServiceAccount and PriorityClass), service-account token authentication (the
+//! account and the object a token is bound to) and the Node authorizer — served from the
+//! watch cache where kube-apiserver serves them from informer listers.
+//!
+//! Reads are consistent (the cache first reaches the store's current revision: free on
+//! SQLite, one count-only request on etcd), so they see every write that finished before
+//! them, as the store reads they replace did; the server falls back to the store when the
+//! cache cannot serve (`--watch-cache=false`, feed restarting or behind).
+//!
+//! Nothing here writes: the quota charge stays a compare-and-swap on the store.
+
+use serde_json::Value;
+
+use crate::cache::ReadAt;
+use crate::error::ApiError;
+use crate::registry::Kind;
+use crate::router::ApiState;
+
+/// The object `ns`/`name` of `kind`, None when it does not exist.
+pub async fn get(
+    state: &ApiState,
+    kind: &'static dyn Kind,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Option<Value>, ApiError> {
+    let info = kind.info();
+    let ns = ns.filter(|_| info.namespaced);
+    if let Some((cache, fed)) = state
+        .cache
+        .ready(&state.storage, kind, ReadAt::Consistent)
+        .await?
+    {
+        let (entry, _) = cache.get(&info.key(ns, name), fed);
+        return entry.map(|e| e.decode(info)).transpose();
+    }
+    state.storage.get(info, ns, name).await
+}
+
+/// Every object of `kind` in namespace `ns` (all of them for cluster-scoped kinds), in key
+/// order.
+pub async fn list(
+    state: &ApiState,
+    kind: &'static dyn Kind,
+    ns: &str,
+) -> Result<Vec<Value>, ApiError> {
+    let info = kind.info();
+    if let Some((cache, fed)) = state
+        .cache
+        .ready(&state.storage, kind, ReadAt::Consistent)
+        .await?
+    {
+        if let Some((entries, _)) = cache.range(&info.namespace_prefix(Some(ns)), None, fed, None) {
+            return entries.iter().map(|e| e.decode(info)).collect();
+        }
+    }
+    Ok(state
+        .storage
+        .list(info, Some(ns), None, 0, None)
+        .await?
+        .items)
+}
+
+/// A core/v1 kind by its plural.
+pub fn core(plural: &str) -> &'static dyn Kind {
+    crate::resources::find("", "v1", plural).expect("core kinds are served")
+}
