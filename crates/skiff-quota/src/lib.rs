@@ -60,6 +60,30 @@ pub const SCOPES: &[&str] = &[
     "NotBestEffort",
 ];
 
+/// Whether the amounts of quota resource `name` are object counts (whole numbers):
+/// `count/…`, the core kinds counted under their own name, NodePorts and load balancers.
+pub fn is_count(name: &str) -> bool {
+    name.starts_with("count/")
+        || LEGACY_COUNTED.contains(&name)
+        || matches!(name, "services.nodeports" | "services.loadbalancers")
+}
+
+/// The core or `count/<resource>.<group>` objects quota resource `name` counts, as (group,
+/// plural); None for resources no evaluator covers (extended resources).
+pub fn counted_resource(name: &str) -> Option<(String, String)> {
+    if let Some(rest) = name.strip_prefix("count/") {
+        return Some(match rest.split_once('.') {
+            Some((plural, group)) => (group.to_string(), plural.to_string()),
+            None => (String::new(), rest.to_string()),
+        });
+    }
+    let plural = ["pods", "services", "persistentvolumeclaims"]
+        .into_iter()
+        .find(|p| covers("", p, name))
+        .or_else(|| LEGACY_COUNTED.iter().copied().find(|p| *p == name))?;
+    Some((String::new(), plural.to_string()))
+}
+
 /// Parses one quantity.
 pub fn parse(q: &str) -> Option<ParsedQuantity> {
     ParsedQuantity::try_from(q).ok()
@@ -462,6 +486,27 @@ mod tests {
             "must specify limits.memory for: a,b; requests.cpu for: a"
         );
         assert!(pod_constraints(&pod, &["pods".to_string()]).is_ok());
+    }
+
+    #[test]
+    fn quota_resources_name_what_they_count() {
+        let r = |g: &str, p: &str| Some((g.to_string(), p.to_string()));
+        assert_eq!(counted_resource("requests.cpu"), r("", "pods"));
+        assert_eq!(counted_resource("pods"), r("", "pods"));
+        assert_eq!(
+            counted_resource("count/deployments.apps"),
+            r("apps", "deployments")
+        );
+        assert_eq!(counted_resource("count/configmaps"), r("", "configmaps"));
+        assert_eq!(counted_resource("secrets"), r("", "secrets"));
+        assert_eq!(
+            counted_resource("requests.storage"),
+            r("", "persistentvolumeclaims")
+        );
+        assert_eq!(counted_resource("services.nodeports"), r("", "services"));
+        assert_eq!(counted_resource("nvidia.com/gpu"), None);
+        assert!(is_count("services.loadbalancers") && is_count("count/jobs.batch"));
+        assert!(!is_count("requests.cpu") && !is_count("requests.storage"));
     }
 
     #[test]

@@ -87,27 +87,10 @@ pub fn quantities(list: &Value, field: &str, errs: &mut Errs) {
         };
         if parsed < skiff_quota::zero() {
             errs.invalid(&f, quote(text), "must be greater than or equal to 0");
-        } else if counted(res) && !whole(&parsed) {
+        } else if skiff_quota::is_count(res) && !whole(&parsed) {
             errs.invalid(&f, quote(text), "must be an integer");
         }
     }
-}
-
-/// Resources whose amounts are object counts.
-fn counted(res: &str) -> bool {
-    res.starts_with("count/")
-        || matches!(
-            res,
-            "pods"
-                | "services"
-                | "replicationcontrollers"
-                | "resourcequotas"
-                | "secrets"
-                | "configmaps"
-                | "persistentvolumeclaims"
-                | "services.nodeports"
-                | "services.loadbalancers"
-        )
 }
 
 fn whole(q: &kube_quantity::ParsedQuantity) -> bool {
