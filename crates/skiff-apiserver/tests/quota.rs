@@ -290,3 +290,96 @@ async fn reads_of_pod_admission_come_from_the_watch_cache() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn scoped_quotas_count_only_the_pods_they_select() {
+    let api = api().await;
+    let (s, pc) = api
+        .post(
+            "/apis/scheduling.k8s.io/v1/priorityclasses",
+            json!({"metadata": {"name": "high"}, "value": 1000}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{pc}");
+    // `kubectl create quota best-effort --hard=pods=1 --scopes=BestEffort`
+    let (s, q) = api
+        .post(
+            QUOTAS,
+            json!({"metadata": {"name": "best-effort"}, "spec": {"hard": {"pods": "1"}, "scopes": ["BestEffort"]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{q}");
+    let mut synced = q.clone();
+    synced["status"] = json!({"hard": {"pods": "1"}, "used": {"pods": "0"}});
+    let (s, body) = api
+        .put(&format!("{QUOTAS}/best-effort/status"), synced)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, q) = api
+        .post(
+            QUOTAS,
+            json!({"metadata": {"name": "high"}, "spec": {"hard": {"pods": "1", "requests.cpu": "1"},
+                "scopeSelector": {"matchExpressions": [
+                    {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{q}");
+    let mut synced = q.clone();
+    synced["status"] = json!({"hard": {"pods": "1", "requests.cpu": "1"}, "used": {"pods": "0", "requests.cpu": "0"}});
+    let (s, body) = api.put(&format!("{QUOTAS}/high/status"), synced).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+
+    let sized = json!({"requests": {"cpu": "100m"}});
+    let high = |name: &str| {
+        let mut p = pod(name, sized.clone());
+        p["spec"]["priorityClassName"] = json!("high");
+        p
+    };
+    // A best-effort pod counts against the BestEffort quota only.
+    let (s, body) = api.post(PODS, pod("be-1", json!({}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, refused) = api.post(PODS, pod("be-2", json!({}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(
+        refused["message"],
+        "pods \"be-2\" is forbidden: exceeded quota: best-effort, requested: pods=1, used: pods=1, limited: pods=1"
+    );
+    // Pods with requests and no class are tracked by neither.
+    for name in ["plain-1", "plain-2"] {
+        let (s, body) = api.post(PODS, pod(name, sized.clone())).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    // Pods of class `high` count against the selector's quota.
+    let (s, body) = api.post(PODS, high("high-1")).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, refused) = api.post(PODS, high("high-2")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("exceeded quota: high, requested: pods=1, used: pods=1, limited: pods=1"),
+        "{refused}"
+    );
+    assert_eq!(used(&api, "best-effort").await, json!({"pods": "1"}));
+    assert_eq!(
+        used(&api, "high").await,
+        json!({"pods": "1", "requests.cpu": "100m"})
+    );
+
+    // Conflicting scopes are refused, and nothing is stored.
+    let (s, status) = api
+        .post(
+            QUOTAS,
+            json!({"metadata": {"name": "both"}, "spec": {"hard": {"pods": "1"},
+                "scopes": ["Terminating", "NotTerminating"]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+    assert_eq!(
+        status["details"]["causes"][0]["message"],
+        "Invalid value: []core.ResourceQuotaScope{\"Terminating\", \"NotTerminating\"}: conflicting scopes"
+    );
+    let (s, _) = api.get(&format!("{QUOTAS}/both")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
