@@ -383,3 +383,37 @@ async fn scoped_quotas_count_only_the_pods_they_select() {
     let (s, _) = api.get(&format!("{QUOTAS}/both")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_under_quotas_are_charged_together_without_conflicts() {
+    let api = std::sync::Arc::new(api().await);
+    quota(&api, "count", json!({"pods": "100"}), json!({"pods": "0"})).await;
+    quota(
+        &api,
+        "compute",
+        json!({"requests.cpu": "10"}),
+        json!({"requests.cpu": "0"}),
+    )
+    .await;
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                api.post(
+                    PODS,
+                    pod(&format!("p{i}"), json!({"requests": {"cpu": "100m"}})),
+                )
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (s, body) = t.await.unwrap();
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    assert_eq!(used(&api, "count").await, json!({"pods": "24"}));
+    assert_eq!(
+        used(&api, "compute").await,
+        json!({"requests.cpu": "2400m"})
+    );
+}
