@@ -3,10 +3,13 @@
 //! account and the object a token is bound to) and the Node authorizer — served from the
 //! watch cache where kube-apiserver serves them from informer listers.
 //!
-//! Reads are consistent (the cache first reaches the store's current revision: free on
-//! SQLite, one count-only request on etcd), so they see every write that finished before
-//! them, as the store reads they replace did; the server falls back to the store when the
-//! cache cannot serve (`--watch-cache=false`, feed restarting or behind).
+//! Reads wait until the cache holds every write this server has made
+//! ([`crate::storage::Storage::written`]), so they see each write it answered before them —
+//! a deleted pod's token fails at once, a LimitRange just created applies to the next pod —
+//! without asking the store anything. Writes of other servers on the same etcd arrive as
+//! fast as the feed brings them, as informers do upstream; [`list_latest`] waits for the
+//! store's current revision instead (after a lost compare-and-swap). The store answers when
+//! the cache cannot (`--watch-cache=false`, feed restarting or behind).
 //!
 //! Nothing here writes: the quota charge stays a compare-and-swap on the store.
 
@@ -26,11 +29,8 @@ pub async fn get(
 ) -> Result<Option<Value>, ApiError> {
     let info = kind.info();
     let ns = ns.filter(|_| info.namespaced);
-    if let Some((cache, fed)) = state
-        .cache
-        .ready(&state.storage, kind, ReadAt::Consistent)
-        .await?
-    {
+    let at = ReadAt::NotOlderThan(state.storage.written());
+    if let Some((cache, fed)) = state.cache.ready(&state.storage, kind, at).await? {
         let (entry, _) = cache.get(&info.key(ns, name), fed);
         return entry.map(|e| e.decode(info)).transpose();
     }
@@ -44,12 +44,27 @@ pub async fn list(
     kind: &'static dyn Kind,
     ns: &str,
 ) -> Result<Vec<Value>, ApiError> {
+    let at = ReadAt::NotOlderThan(state.storage.written());
+    list_at(state, kind, ns, at).await
+}
+
+/// [`list`] at the store's current revision (every server's writes).
+pub async fn list_latest(
+    state: &ApiState,
+    kind: &'static dyn Kind,
+    ns: &str,
+) -> Result<Vec<Value>, ApiError> {
+    list_at(state, kind, ns, ReadAt::Consistent).await
+}
+
+async fn list_at(
+    state: &ApiState,
+    kind: &'static dyn Kind,
+    ns: &str,
+    at: ReadAt,
+) -> Result<Vec<Value>, ApiError> {
     let info = kind.info();
-    if let Some((cache, fed)) = state
-        .cache
-        .ready(&state.storage, kind, ReadAt::Consistent)
-        .await?
-    {
+    if let Some((cache, fed)) = state.cache.ready(&state.storage, kind, at).await? {
         if let Some((entries, _)) = cache.range(&info.namespace_prefix(Some(ns)), None, fed, None) {
             return entries.iter().map(|e| e.decode(info)).collect();
         }

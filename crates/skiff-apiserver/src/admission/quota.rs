@@ -4,7 +4,7 @@
 //! stored. The charge is a compare-and-swap of the quota, re-checked from a fresh read on
 //! conflict, so two writes racing for the last unit cannot both pass; the writes of one
 //! namespace are checked in batches, each quota written once per batch ([`Queue`]). Quotas
-//! are read from the watch cache at the store's current revision. Quotas the controller
+//! are read from the watch cache ([`crate::lookup`]). Quotas the controller
 //! has not synced yet (no `status.hard`) do not apply, as upstream; the quota controller
 //! recounts `status.used` from the objects, which also returns what deletes and failed writes
 //! leave charged.
@@ -133,9 +133,13 @@ async fn check_batch(state: &ApiState, ns: &str, batch: &[Waiting]) -> Vec<Resul
     // Quotas already charged by an earlier attempt (one that lost a race on a later quota).
     let mut charged = HashSet::new();
     for attempt in 1..=ATTEMPTS {
-        // From the watch cache at the store's current revision: a retry after a conflict
-        // sees the write it lost to.
-        let quotas = match crate::lookup::list(state, &ResourceQuotas, ns).await {
+        // From the watch cache; a retry after a conflict at the store's current revision,
+        // so it sees the write it lost to (also another server's).
+        let quotas = match attempt {
+            1 => crate::lookup::list(state, &ResourceQuotas, ns).await,
+            _ => crate::lookup::list_latest(state, &ResourceQuotas, ns).await,
+        };
+        let quotas = match quotas {
             Ok(q) => q,
             Err(e) => return batch.iter().map(|_| Err(e.clone())).collect(),
         };
