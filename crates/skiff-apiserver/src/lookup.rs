@@ -7,8 +7,9 @@
 //! ([`crate::storage::Storage::written`]), so they see each write it answered before them —
 //! a deleted pod's token fails at once, a LimitRange just created applies to the next pod —
 //! without asking the store anything. Writes of other servers on the same etcd arrive as
-//! fast as the feed brings them, as informers do upstream; [`list_latest`] waits for the
-//! store's current revision instead (after a lost compare-and-swap). The store answers when
+//! fast as the feed brings them, as informers do upstream — except that a [`get`] that
+//! finds nothing asks again at the store's current revision, as upstream's live lookups
+//! do; [`list_latest`] reads at that revision too (after a lost compare-and-swap). The store answers when
 //! the cache cannot (`--watch-cache=false`, feed restarting or behind).
 //!
 //! Nothing here writes: the quota charge stays a compare-and-swap on the store.
@@ -29,12 +30,25 @@ pub async fn get(
 ) -> Result<Option<Value>, ApiError> {
     let info = kind.info();
     let ns = ns.filter(|_| info.namespaced);
+    let key = info.key(ns, name);
     let at = ReadAt::NotOlderThan(state.storage.written());
-    if let Some((cache, fed)) = state.cache.ready(&state.storage, kind, at).await? {
-        let (entry, _) = cache.get(&info.key(ns, name), fed);
-        return entry.map(|e| e.decode(info)).transpose();
+    let Some((cache, fed)) = state.cache.ready(&state.storage, kind, at).await? else {
+        return state.storage.get(info, ns, name).await;
+    };
+    if let (Some(entry), _) = cache.get(&key, fed) {
+        return entry.decode(info).map(Some);
     }
-    state.storage.get(info, ns, name).await
+    // Not there: before an account is refused or a token rejected, make sure it is not just
+    // another server's write the feed has not brought yet (upstream's live lookup on a
+    // lister miss).
+    match state
+        .cache
+        .ready(&state.storage, kind, ReadAt::Consistent)
+        .await?
+    {
+        Some((cache, fed)) => cache.get(&key, fed).0.map(|e| e.decode(info)).transpose(),
+        None => state.storage.get(info, ns, name).await,
+    }
 }
 
 /// Every object of `kind` in namespace `ns` (all of them for cluster-scoped kinds), in key

@@ -7,7 +7,9 @@
 //! deletes such Secrets whose account is gone (or was recreated with another uid).
 //!
 //! They sign nothing themselves: the legacy token comes from the [`TokenGenerator`] the
-//! server hands in (the API server's signing key).
+//! server hands in (the API server's signing key). They read what they watch from informers
+//! (the shared Namespace one, their own of ServiceAccounts, token Secrets and the
+//! `kube-root-ca.crt` ConfigMaps), not from the API.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
