@@ -23,6 +23,7 @@ mod http;
 pub mod kinds;
 pub mod kubelet_client;
 mod kubelet_metrics;
+mod lookup;
 pub mod metrics;
 mod namespaces;
 pub mod nodeauth;

@@ -141,8 +141,8 @@ async fn authorize_node(
         }
         ("", "pods") if matches!(a.verb, "update" | "patch" | "delete") => {
             let (ns, name) = (a.namespace.unwrap_or(""), a.name.unwrap_or(""));
-            let pods = crate::resources::find("", "v1", "pods").expect("pods are served");
-            let pod = state.storage.get(pods.info(), Some(ns), name).await?;
+            let pod =
+                crate::lookup::get(state, crate::lookup::core("pods"), Some(ns), name).await?;
             match pod {
                 // A pod already gone: the write fails as NotFound in the handler.
                 None => Ok(()),
@@ -194,11 +194,7 @@ async fn token_for_own_pod(
             "node '{node}' may only request tokens bound to a pod"
         )));
     }
-    let pods = crate::resources::find("", "v1", "pods").expect("pods are served");
-    let pod = state
-        .storage
-        .get(pods.info(), a.namespace, pod_name)
-        .await?;
+    let pod = crate::lookup::get(state, crate::lookup::core("pods"), a.namespace, pod_name).await?;
     let Some(pod) = pod else {
         return Ok(Some(format!(
             "no relationship found between node '{node}' and pod {pod_name:?}"
@@ -236,13 +232,8 @@ async fn secret_used_on(
     ns: &str,
     name: &str,
 ) -> Result<bool, ApiError> {
-    let pods = crate::resources::find("", "v1", "pods").expect("pods are served");
-    let page = state
-        .storage
-        .list(pods.info(), Some(ns), None, usize::MAX, None)
-        .await?;
-    Ok(page
-        .items
+    let pods = crate::lookup::list(state, crate::lookup::core("pods"), ns).await?;
+    Ok(pods
         .iter()
         .filter(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
         .any(|p| pod_secrets(p).iter().any(|s| s == name)))

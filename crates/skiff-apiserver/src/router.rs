@@ -53,6 +53,8 @@ pub struct ApiState {
     pub(crate) sa_signer: Arc<crate::serviceaccount::TokenSigner>,
     /// The longest token TokenRequest gives (`--service-account-max-token-expiration`).
     pub(crate) sa_max_expiration: Option<i64>,
+    /// Quota admissions waiting for their namespace's quotas.
+    pub(crate) quota_queue: crate::admission::quota::Queue,
 }
 
 impl ApiState {
@@ -82,6 +84,7 @@ impl ApiState {
                 crate::serviceaccount::DEFAULT_ISSUER,
             )),
             sa_max_expiration: None,
+            quota_queue: Default::default(),
         }
     }
 

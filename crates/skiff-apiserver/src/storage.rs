@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
@@ -34,11 +35,28 @@ pub struct Page {
 pub struct Storage {
     pub store: Arc<dyn Store>,
     secrets: SecretCodec,
+    /// The newest revision an object write through this layer made.
+    written: Arc<AtomicI64>,
 }
 
 impl Storage {
     pub fn new(store: Arc<dyn Store>, secrets: SecretCodec) -> Self {
-        Storage { store, secrets }
+        Storage {
+            store,
+            secrets,
+            written: Arc::default(),
+        }
+    }
+
+    /// The newest revision of an object write this server made: a read at it sees every
+    /// write this server answered before (read-your-writes without asking the store).
+    pub fn written(&self) -> i64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    fn wrote(&self, revision: i64) -> i64 {
+        self.written.fetch_max(revision, Ordering::AcqRel);
+        revision
     }
 
     /// Bytes to store for `obj` (converted to the storage version; `obj` has no
@@ -145,7 +163,7 @@ impl Storage {
                 }
                 e => e.into(),
             })?;
-        Ok(with_rv(obj, rev))
+        Ok(with_rv(obj, self.wrote(rev)))
     }
 
     /// Replaces an object if it is still at `expected` revision.
@@ -162,7 +180,7 @@ impl Storage {
             .update(&key, self.encode(info, &obj)?, expected)
             .await
             .map_err(|e| map_conflict(e, info, object::name(&obj)))?;
-        Ok(with_rv(obj, rev))
+        Ok(with_rv(obj, self.wrote(rev)))
     }
 
     /// Deletes an object if it is still at `expected` revision; returns its last state.
@@ -178,7 +196,7 @@ impl Storage {
             .delete(&key, Some(expected))
             .await
             .map_err(|e| map_conflict(e, info, object::name(obj)))?;
-        Ok(with_rv(obj.clone(), rev))
+        Ok(with_rv(obj.clone(), self.wrote(rev)))
     }
 
     /// One page of a resource's objects as stored, not decoded (see [`Storage::write_json`]).

@@ -222,3 +222,198 @@ async fn limit_ranges_default_containers_and_enforce_bounds() {
         "persistentvolumeclaims \"data\" is forbidden: maximum storage usage per PersistentVolumeClaim is 1Gi, but request is 2Gi"
     );
 }
+
+#[tokio::test]
+async fn reads_of_pod_admission_come_from_the_watch_cache() {
+    let counting = std::sync::OnceLock::new();
+    let api = common::api_over(|store| {
+        let c = common::counting::CountingStore::new(store);
+        counting.set(c.clone()).ok();
+        c
+    })
+    .await;
+    let store = counting.get().unwrap();
+    quota(
+        &api,
+        "compute",
+        json!({"pods": "10", "requests.cpu": "2"}),
+        json!({"pods": "0", "requests.cpu": "0"}),
+    )
+    .await;
+    let (s, body) = api
+        .post(
+            LIMITS,
+            json!({"metadata": {"name": "defaults"}, "spec": {"limits": [
+                {"type": "Container", "defaultRequest": {"cpu": "100m"}, "max": {"cpu": "1"}}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    // The first pod makes the caches (one list each); the next ones read none.
+    let (s, body) = api.post(PODS, pod("first", json!({}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let before = store.reads().len();
+    for i in 0..4 {
+        let (s, body) = api.post(PODS, pod(&format!("p{i}"), json!({}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        assert_eq!(
+            body["spec"]["containers"][0]["resources"]["requests"]["cpu"], "100m",
+            "the LimitRange's default is applied"
+        );
+    }
+    // What is left is the namespace's existence, which the server's own namespace cache
+    // answers (it does not run in this harness).
+    let reads = store.reads().split_off(before);
+    assert!(
+        reads
+            .iter()
+            .all(|k| k == "/registry/core/namespaces/default"),
+        "pod creates read ServiceAccount, LimitRanges and quotas from the cache: {reads:?}"
+    );
+    assert_eq!(
+        used(&api, "compute").await,
+        json!({"pods": "5", "requests.cpu": "500m"})
+    );
+    // A quota written a moment ago applies at once (the cached read is consistent).
+    let (s, q) = api.get(&format!("{QUOTAS}/compute")).await;
+    assert_eq!(s, StatusCode::OK);
+    let mut tight = q.clone();
+    tight["status"]["hard"]["pods"] = json!("5");
+    let (s, body) = api.put(&format!("{QUOTAS}/compute/status"), tight).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, refused) = api.post(PODS, pod("over", json!({}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("exceeded quota: compute, requested: pods=1, used: pods=5, limited: pods=5"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn scoped_quotas_count_only_the_pods_they_select() {
+    let api = api().await;
+    let (s, pc) = api
+        .post(
+            "/apis/scheduling.k8s.io/v1/priorityclasses",
+            json!({"metadata": {"name": "high"}, "value": 1000}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{pc}");
+    // `kubectl create quota best-effort --hard=pods=1 --scopes=BestEffort`
+    let (s, q) = api
+        .post(
+            QUOTAS,
+            json!({"metadata": {"name": "best-effort"}, "spec": {"hard": {"pods": "1"}, "scopes": ["BestEffort"]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{q}");
+    let mut synced = q.clone();
+    synced["status"] = json!({"hard": {"pods": "1"}, "used": {"pods": "0"}});
+    let (s, body) = api
+        .put(&format!("{QUOTAS}/best-effort/status"), synced)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, q) = api
+        .post(
+            QUOTAS,
+            json!({"metadata": {"name": "high"}, "spec": {"hard": {"pods": "1", "requests.cpu": "1"},
+                "scopeSelector": {"matchExpressions": [
+                    {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{q}");
+    let mut synced = q.clone();
+    synced["status"] = json!({"hard": {"pods": "1", "requests.cpu": "1"}, "used": {"pods": "0", "requests.cpu": "0"}});
+    let (s, body) = api.put(&format!("{QUOTAS}/high/status"), synced).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+
+    let sized = json!({"requests": {"cpu": "100m"}});
+    let high = |name: &str| {
+        let mut p = pod(name, sized.clone());
+        p["spec"]["priorityClassName"] = json!("high");
+        p
+    };
+    // A best-effort pod counts against the BestEffort quota only.
+    let (s, body) = api.post(PODS, pod("be-1", json!({}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, refused) = api.post(PODS, pod("be-2", json!({}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(
+        refused["message"],
+        "pods \"be-2\" is forbidden: exceeded quota: best-effort, requested: pods=1, used: pods=1, limited: pods=1"
+    );
+    // Pods with requests and no class are tracked by neither.
+    for name in ["plain-1", "plain-2"] {
+        let (s, body) = api.post(PODS, pod(name, sized.clone())).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    // Pods of class `high` count against the selector's quota.
+    let (s, body) = api.post(PODS, high("high-1")).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, refused) = api.post(PODS, high("high-2")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("exceeded quota: high, requested: pods=1, used: pods=1, limited: pods=1"),
+        "{refused}"
+    );
+    assert_eq!(used(&api, "best-effort").await, json!({"pods": "1"}));
+    assert_eq!(
+        used(&api, "high").await,
+        json!({"pods": "1", "requests.cpu": "100m"})
+    );
+
+    // Conflicting scopes are refused, and nothing is stored.
+    let (s, status) = api
+        .post(
+            QUOTAS,
+            json!({"metadata": {"name": "both"}, "spec": {"hard": {"pods": "1"},
+                "scopes": ["Terminating", "NotTerminating"]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+    assert_eq!(
+        status["details"]["causes"][0]["message"],
+        "Invalid value: []core.ResourceQuotaScope{\"Terminating\", \"NotTerminating\"}: conflicting scopes"
+    );
+    let (s, _) = api.get(&format!("{QUOTAS}/both")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_under_quotas_are_charged_together_without_conflicts() {
+    let api = std::sync::Arc::new(api().await);
+    quota(&api, "count", json!({"pods": "100"}), json!({"pods": "0"})).await;
+    quota(
+        &api,
+        "compute",
+        json!({"requests.cpu": "10"}),
+        json!({"requests.cpu": "0"}),
+    )
+    .await;
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                api.post(
+                    PODS,
+                    pod(&format!("p{i}"), json!({"requests": {"cpu": "100m"}})),
+                )
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (s, body) = t.await.unwrap();
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    assert_eq!(used(&api, "count").await, json!({"pods": "24"}));
+    assert_eq!(
+        used(&api, "compute").await,
+        json!({"requests.cpu": "2400m"})
+    );
+}

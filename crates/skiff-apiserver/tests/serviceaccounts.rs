@@ -70,7 +70,14 @@ async fn token_for(api: &Api, sa: &str, spec: Value) -> (StatusCode, Value) {
 
 #[tokio::test]
 async fn satoken_bound_token_is_the_service_account_until_its_pod_goes() {
-    let api = api().await;
+    let counting = std::sync::OnceLock::new();
+    let api = api_over(|store| {
+        let c = counting::CountingStore::new(store);
+        counting.set(c.clone()).ok();
+        c
+    })
+    .await;
+    let store = counting.get().unwrap();
     let (s, p) = api.post(PODS, pod("web", json!({}))).await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
     let uid = p["metadata"]["uid"].as_str().unwrap();
@@ -101,6 +108,11 @@ async fn satoken_bound_token_is_the_service_account_until_its_pod_goes() {
             "system:authenticated"
         ])
     );
+    // The account and the pod are checked in the watch cache (the first check made it).
+    let before = store.reads().len();
+    let (s, again) = whoami(&api, &token).await;
+    assert_eq!(s, StatusCode::CREATED, "{again}");
+    assert_eq!(store.reads()[before..], [] as [String; 0]);
     let (s, _) = as_token(
         &api,
         "GET",

@@ -279,6 +279,9 @@ pub struct Context {
     pub config: Config,
     /// What the node lifecycle controller has observed of each node's heartbeats.
     pub node_health: crate::nodelifecycle::Health,
+    /// The newest discovery of the served resources: the garbage collector refreshes it,
+    /// other controllers (the namespace controller) read it instead of discovering again.
+    served: std::sync::RwLock<Option<Arc<crate::garbagecollector::mapper::Mapper>>>,
 }
 
 impl Context {
@@ -297,6 +300,32 @@ impl Context {
             identity: identity.to_string(),
             config,
             node_health: Default::default(),
+            served: Default::default(),
         })
+    }
+
+    /// The served resources as last discovered, if anyone has yet.
+    pub fn served(&self) -> Option<Arc<crate::garbagecollector::mapper::Mapper>> {
+        self.served
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records a fresh discovery of the served resources.
+    pub fn set_served(&self, mapper: Arc<crate::garbagecollector::mapper::Mapper>) {
+        *self.served.write().unwrap_or_else(|e| e.into_inner()) = Some(mapper);
+    }
+
+    /// The served resources: the last discovery, else a new one (recorded).
+    pub async fn discover(
+        &self,
+    ) -> Result<Arc<crate::garbagecollector::mapper::Mapper>, kube::Error> {
+        if let Some(m) = self.served() {
+            return Ok(m);
+        }
+        let m = Arc::new(crate::garbagecollector::mapper::Mapper::discover(&self.client).await?);
+        self.set_served(m.clone());
+        Ok(m)
     }
 }

@@ -51,6 +51,7 @@ where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
     api: Api<K>,
+    config: watcher::Config,
     writer: Mutex<Option<reflector::store::Writer<K>>>,
     store: Store<K>,
     changes: broadcast::Sender<Change<K>>,
@@ -63,10 +64,16 @@ where
 {
     /// An informer over every namespace; nothing is watched until [`Informer::run`].
     pub fn new(client: Client) -> Self {
+        Self::with_config(client, watcher::Config::default())
+    }
+
+    /// An informer of the objects `config` selects (label or field selectors).
+    pub fn with_config(client: Client, config: watcher::Config) -> Self {
         let writer = reflector::store::Writer::default();
         let store = writer.as_reader();
         Informer {
             api: Api::all(client),
+            config,
             writer: Mutex::new(Some(writer)),
             store,
             changes: broadcast::channel(FAN_OUT_BUFFER).0,
@@ -107,7 +114,7 @@ where
             return;
         };
         let mut hold = self.hold.subscribe();
-        let events = watcher(self.api.clone(), watcher::Config::default()).default_backoff();
+        let events = watcher(self.api.clone(), self.config.clone()).default_backoff();
         futures::pin_mut!(events);
         while let Some(event) = events.next().await {
             // A held informer keeps the event until released.

@@ -117,10 +117,10 @@ impl Controllers {
         let root_ca = sa.root_ca.clone();
         let publisher = async {
             if let Some(ca) = root_ca {
-                serviceaccounts::root_ca_publisher(ctx.client.clone(), ca).await
+                serviceaccounts::root_ca_publisher(ctx.clone(), ca).await
             }
         };
-        let tokens = serviceaccounts::token_controller(ctx.client.clone(), sa);
+        let tokens = serviceaccounts::token_controller(ctx.clone());
         let controllers = async {
             informers.synced().await;
             tracing::info!(identity = %ctx.identity, "caches synced, controllers running");

@@ -14,7 +14,6 @@ use kube::{Api, ResourceExt};
 
 use crate::context::Context;
 use crate::error::Result;
-use crate::garbagecollector::mapper::Mapper;
 use crate::runner;
 
 /// The finalizer in a namespace's `spec.finalizers` this controller owns.
@@ -71,7 +70,8 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action> {
 
 /// Deletes everything in namespace `ns`; returns how many objects are still there.
 async fn empty(ctx: &Context, ns: &str) -> Result<usize> {
-    let mapper = Mapper::discover(&ctx.client).await?;
+    // The garbage collector's discovery (refreshed every 30 s), not one per recheck.
+    let mapper = ctx.discover().await?;
     let mut left = 0;
     for served in mapper.all().filter(|s| s.namespaced) {
         let api: Api<DynamicObject> =

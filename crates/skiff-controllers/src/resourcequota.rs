@@ -32,8 +32,8 @@ use crate::runner::{self, Triggers};
 pub fn controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send {
     let store = ctx.informers.resource_quotas.store();
     let own = runner::own(ctx.informers.resource_quotas.changes(), store.clone());
-    let pods = namespace_triggers(ctx.informers.pods.changes(), store.clone());
-    let services = namespace_triggers(ctx.informers.services.changes(), store.clone());
+    let pods = replenishments(ctx.informers.pods.changes(), store.clone(), "pods");
+    let services = replenishments(ctx.informers.services.changes(), store.clone(), "services");
     let config_maps = deletions::<ConfigMap>(&ctx, store.clone());
     let secrets = deletions::<Secret>(&ctx, store.clone());
     let claims = deletions::<PersistentVolumeClaim>(&ctx, store.clone());
@@ -75,17 +75,32 @@ where
         .boxed()
 }
 
-/// A change of an object wakes every quota of its namespace.
-fn namespace_triggers<K>(
+/// A change of a core `plural` object that can return quota wakes every quota of its
+/// namespace (kube-controller-manager's replenishment): a deletion, or an update that
+/// changes what the object uses (a pod that finished, a Service of another type). Creates
+/// wake nothing: admission charged them. So a burst of pod creates or status updates costs
+/// no recount, which lists every counted object of the namespace.
+fn replenishments<K>(
     changes: impl futures::Stream<Item = Change<K>> + Send + 'static,
     quotas: Store<ResourceQuota>,
+    plural: &'static str,
 ) -> Triggers<ResourceQuota>
 where
-    K: kube::Resource + Send + Sync + 'static,
+    K: kube::Resource + serde::Serialize + Send + Sync + 'static,
 {
+    let usage = move |o: &K| q::usage("", plural, &serde_json::to_value(o).unwrap_or_default());
     runner::map_changes(changes, move |c| {
         let ns = match c {
-            Change::Applied { new, .. } => new.namespace(),
+            Change::Applied { old: None, .. } => return Vec::new(),
+            Change::Applied {
+                old: Some(old),
+                new,
+            } => {
+                if usage(&old) == usage(&new) {
+                    return Vec::new();
+                }
+                new.namespace()
+            }
             Change::Deleted(old) => old.namespace(),
             Change::Relisted => return runner::all(&quotas),
         };
@@ -116,30 +131,6 @@ fn group_version(group: &str) -> Option<&'static str> {
     })
 }
 
-/// The (group, plural) whose objects quota resource `name` counts.
-fn counted_resource(name: &str) -> Option<(String, String)> {
-    if let Some(rest) = name.strip_prefix("count/") {
-        return Some(match rest.split_once('.') {
-            Some((plural, group)) => (group.to_string(), plural.to_string()),
-            None => (String::new(), rest.to_string()),
-        });
-    }
-    let plural = match name {
-        "pods"
-        | "services"
-        | "secrets"
-        | "configmaps"
-        | "persistentvolumeclaims"
-        | "replicationcontrollers"
-        | "resourcequotas" => name,
-        "services.nodeports" | "services.loadbalancers" => "services",
-        "requests.storage" => "persistentvolumeclaims",
-        n if q::covers("", "pods", n) => "pods",
-        _ => return None,
-    };
-    Some((String::new(), plural.to_string()))
-}
-
 /// One recount of a quota (`syncResourceQuota`).
 pub async fn reconcile(obj: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Action> {
     let quota = obj.as_ref();
@@ -154,7 +145,7 @@ pub async fn reconcile(obj: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Act
         .unwrap_or_default();
     let quota_json = serde_json::to_value(quota).unwrap_or_default();
     let resources: BTreeSet<(String, String)> =
-        hard.keys().filter_map(|k| counted_resource(k)).collect();
+        hard.keys().filter_map(|k| q::counted_resource(k)).collect();
     let mut used = ResourceList::new();
     for (group, plural) in resources {
         let Some(version) = group_version(&group) else {
@@ -212,25 +203,4 @@ pub async fn reconcile(obj: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Act
             .await?;
     }
     Ok(Action::requeue(ctx.config.resource_quota_sync_period))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quota_resources_name_what_they_count() {
-        let r = |g: &str, p: &str| Some((g.to_string(), p.to_string()));
-        assert_eq!(counted_resource("requests.cpu"), r("", "pods"));
-        assert_eq!(
-            counted_resource("count/deployments.apps"),
-            r("apps", "deployments")
-        );
-        assert_eq!(counted_resource("count/configmaps"), r("", "configmaps"));
-        assert_eq!(
-            counted_resource("requests.storage"),
-            r("", "persistentvolumeclaims")
-        );
-        assert_eq!(counted_resource("nvidia.com/gpu"), None);
-    }
 }

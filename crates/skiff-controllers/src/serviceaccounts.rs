@@ -7,23 +7,26 @@
 //! deletes such Secrets whose account is gone (or was recreated with another uid).
 //!
 //! They sign nothing themselves: the legacy token comes from the [`TokenGenerator`] the
-//! server hands in (the API server's signing key).
+//! server hands in (the API server's signing key). They read what they watch from informers
+//! (the shared Namespace one, their own of ServiceAccounts, token Secrets and the
+//! `kube-root-ca.crt` ConfigMaps), not from the API.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
 
+use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::informer::{Change, Informer};
+use crate::runner;
 
 /// The ConfigMap the publisher keeps in every namespace.
 pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
@@ -56,42 +59,67 @@ impl std::fmt::Debug for Config {
     }
 }
 
-struct Publisher {
-    client: Client,
-    ca: String,
-}
-
-/// Runs the root-CA publisher until dropped: namespaces are reconciled when they change and
-/// when their `kube-root-ca.crt` does.
-pub async fn root_ca_publisher(client: Client, ca: String) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let maps: Api<ConfigMap> = Api::all(client.clone());
+/// Runs the root-CA publisher until dropped: namespaces (the shared informer) are
+/// reconciled when they change and when their `kube-root-ca.crt` does, which an informer of
+/// only those ConfigMaps keeps in memory.
+pub async fn root_ca_publisher(ctx: Arc<Context>, ca: String) {
     let only_ours =
         watcher::Config::default().fields(&format!("metadata.name={ROOT_CA_CONFIG_MAP}"));
-    Controller::new(namespaces, watcher::Config::default())
-        .watches(maps, only_ours, |cm| {
-            cm.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns))
-        })
-        .run(
-            publish,
-            |_, e: &Error, _| {
-                tracing::debug!(error = %e, "root CA not published; retrying");
-                Action::requeue(Duration::from_secs(2))
-            },
-            Arc::new(Publisher { client, ca }),
+    let maps = Arc::new(Informer::<ConfigMap>::with_config(
+        ctx.client.clone(),
+        only_ours,
+    ));
+    let namespaces = ctx.informers.namespaces.store();
+    let own = runner::own(ctx.informers.namespaces.changes(), namespaces.clone());
+    let by_map = runner::map_changes(maps.changes(), |c| match c {
+        Change::Applied { new, .. } => namespace_of(&new),
+        Change::Deleted(old) => namespace_of(&old),
+        // The first list (and any re-list) is covered by the first sync of every namespace.
+        Change::Relisted => Vec::new(),
+    });
+    let publisher = Arc::new(Publisher {
+        ca,
+        maps: maps.store(),
+    });
+    let run = async {
+        maps.synced().await;
+        runner::run(
+            "root-ca-cert-publisher",
+            ctx.clone(),
+            namespaces,
+            vec![own, by_map],
+            move |ns, ctx| Box::pin(publish(ns, ctx, publisher.clone())),
         )
-        .for_each(|_| futures::future::ready(()))
-        .await;
+        .await
+    };
+    tokio::join!(maps.run(), run);
 }
 
-async fn publish(ns: Arc<Namespace>, ctx: Arc<Publisher>) -> Result<Action> {
+fn namespace_of(cm: &ConfigMap) -> Vec<ObjectRef<Namespace>> {
+    cm.namespace()
+        .map(|ns| ObjectRef::<Namespace>::new(&ns))
+        .into_iter()
+        .collect()
+}
+
+struct Publisher {
+    ca: String,
+    /// The `kube-root-ca.crt` ConfigMaps of every namespace.
+    maps: Store<ConfigMap>,
+}
+
+async fn publish(ns: Arc<Namespace>, ctx: Arc<Context>, p: Arc<Publisher>) -> Result<Action> {
     if ns.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     let name = ns.name_any();
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &name);
-    let want = BTreeMap::from([("ca.crt".to_string(), ctx.ca.clone())]);
-    match api.get_opt(ROOT_CA_CONFIG_MAP).await? {
+    let want = BTreeMap::from([("ca.crt".to_string(), p.ca.clone())]);
+    // A stale cache only costs a 409 on create or a patch that changes nothing.
+    let cached = p
+        .maps
+        .get(&ObjectRef::new(ROOT_CA_CONFIG_MAP).within(&name));
+    match cached {
         None => {
             let cm = ConfigMap {
                 metadata: kube::api::ObjectMeta {
@@ -127,49 +155,62 @@ async fn publish(ns: Arc<Namespace>, ctx: Arc<Publisher>) -> Result<Action> {
 }
 
 struct Filler {
-    client: Client,
     ca: Option<String>,
     tokens: Arc<dyn TokenGenerator>,
+    /// Every ServiceAccount (the informer the triggers come from).
+    accounts: Store<ServiceAccount>,
 }
 
-/// Runs the token controller until dropped.
-pub async fn token_controller(client: Client, config: Config) {
+/// Runs the token controller until dropped: token Secrets are reconciled when they change
+/// and when the account they name does; both kinds are read from informers.
+pub async fn token_controller(ctx: Arc<Context>) {
+    let config = ctx.config.service_accounts.clone();
     let Some(tokens) = config.tokens.clone() else {
         return;
     };
-    let secrets: Api<Secret> = Api::all(client.clone());
-    let accounts: Api<ServiceAccount> = Api::all(client.clone());
-    let ctl = Controller::new(secrets, watcher::Config::default());
-    let store = ctl.store();
-    ctl.watches(accounts, watcher::Config::default(), move |sa| {
+    let secrets = Informer::<Secret>::new(ctx.client.clone());
+    let accounts = Informer::<ServiceAccount>::new(ctx.client.clone());
+    let store = secrets.store();
+    let own = runner::own(secrets.changes(), store.clone());
+    let by_account = {
+        let store = store.clone();
         // An account's change (or deletion) concerns the token Secrets naming it.
-        let ns = sa.namespace().unwrap_or_default();
-        let name = sa.name_any();
-        store
-            .state()
-            .iter()
-            .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
-            .filter(|s| s.annotations().get(SA_NAME) == Some(&name))
-            .map(|s| ObjectRef::from_obj(s.as_ref()))
-            .collect::<Vec<_>>()
-    })
-    .run(
-        fill,
-        |_, e: &Error, _| {
-            tracing::debug!(error = %e, "service-account token not filled; retrying");
-            Action::requeue(Duration::from_secs(2))
-        },
-        Arc::new(Filler {
-            client,
-            ca: config.root_ca.clone(),
-            tokens,
-        }),
-    )
-    .for_each(|_| futures::future::ready(()))
-    .await;
+        runner::map_changes(accounts.changes(), move |c| match c {
+            Change::Applied { new, .. } => secrets_naming(&store, &new),
+            Change::Deleted(old) => secrets_naming(&store, &old),
+            Change::Relisted => runner::all(&store),
+        })
+    };
+    let filler = Arc::new(Filler {
+        ca: config.root_ca.clone(),
+        tokens,
+        accounts: accounts.store(),
+    });
+    let run = async {
+        tokio::join!(secrets.synced(), accounts.synced());
+        runner::run(
+            "serviceaccount-token",
+            ctx.clone(),
+            store,
+            vec![own, by_account],
+            move |secret, ctx| Box::pin(fill(secret, ctx, filler.clone())),
+        )
+        .await
+    };
+    tokio::join!(secrets.run(), accounts.run(), run);
 }
 
-async fn fill(secret: Arc<Secret>, ctx: Arc<Filler>) -> Result<Action> {
+fn secrets_naming(secrets: &Store<Secret>, sa: &ServiceAccount) -> Vec<ObjectRef<Secret>> {
+    let (ns, name) = (sa.namespace(), sa.name_any());
+    secrets
+        .state()
+        .iter()
+        .filter(|s| s.namespace() == ns && s.annotations().get(SA_NAME) == Some(&name))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
+async fn fill(secret: Arc<Secret>, ctx: Arc<Context>, f: Arc<Filler>) -> Result<Action> {
     if secret.type_.as_deref() != Some(TOKEN_SECRET_TYPE)
         || secret.metadata.deletion_timestamp.is_some()
     {
@@ -181,8 +222,15 @@ async fn fill(secret: Arc<Secret>, ctx: Arc<Filler>) -> Result<Action> {
         return Ok(Action::await_change());
     };
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
-    let sa = accounts.get_opt(&account).await?;
+    // From the informer; an account it does not hold (it may lag behind one just made) is
+    // looked up live before its Secret goes, as upstream's controller does.
+    let sa = match f.accounts.get(&ObjectRef::new(&account).within(&ns)) {
+        Some(sa) => Some(sa),
+        None => Api::<ServiceAccount>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(&account)
+            .await?
+            .map(Arc::new),
+    };
     let sa_uid = sa.as_ref().and_then(|s| s.metadata.uid.clone());
     let named_uid = secret.annotations().get(SA_UID).cloned();
     let gone = match (&sa_uid, &named_uid) {
@@ -202,16 +250,15 @@ async fn fill(secret: Arc<Secret>, ctx: Arc<Filler>) -> Result<Action> {
     let uid = sa_uid.unwrap_or_default();
     let data = secret.data.clone().unwrap_or_default();
     let has = |k: &str| data.get(k).is_some_and(|v| !v.0.is_empty());
-    let ca_ok = ctx
-        .ca
-        .as_ref()
-        .is_none_or(|ca| data.get("ca.crt").map(|v| v.0.as_slice()) == Some(ca.as_bytes()));
+    let ca_ok =
+        f.ca.as_ref()
+            .is_none_or(|ca| data.get("ca.crt").map(|v| v.0.as_slice()) == Some(ca.as_bytes()));
     if has("token") && ca_ok && has("namespace") && named_uid.is_some() {
         return Ok(Action::await_change());
     }
     let token = match data.get("token").filter(|t| !t.0.is_empty()) {
         Some(t) => String::from_utf8_lossy(&t.0).into_owned(),
-        None => ctx
+        None => f
             .tokens
             .generate(&ns, &account, &uid, &name)
             .map_err(|reason| Error::Invalid {
@@ -223,7 +270,7 @@ async fn fill(secret: Arc<Secret>, ctx: Arc<Filler>) -> Result<Action> {
     let mut fill: BTreeMap<String, ByteString> = BTreeMap::new();
     fill.insert("token".into(), ByteString(token.into_bytes()));
     fill.insert("namespace".into(), ByteString(ns.clone().into_bytes()));
-    if let Some(ca) = &ctx.ca {
+    if let Some(ca) = &f.ca {
         fill.insert("ca.crt".into(), ByteString(ca.clone().into_bytes()));
     }
     let patch = json!({"metadata": {"annotations": {SA_UID: uid},

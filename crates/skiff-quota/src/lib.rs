@@ -10,6 +10,10 @@
 
 #![forbid(unsafe_code)]
 
+mod scope;
+
+pub use scope::{scope_allows, scopes_match, Requirement, CONFLICTING_SCOPES, OPERATORS, SCOPES};
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube_quantity::ParsedQuantity;
@@ -52,13 +56,40 @@ const POD_RESOURCES: &[&str] = &[
     "limits.ephemeral-storage",
 ];
 
-/// The scopes a quota may name (Kubernetes' `ResourceQuotaScope`s this evaluator knows).
-pub const SCOPES: &[&str] = &[
-    "Terminating",
-    "NotTerminating",
-    "BestEffort",
-    "NotBestEffort",
-];
+/// Whether `name` is one of Kubernetes' standard quota resources (`IsStandardQuotaResourceName`:
+/// compute, storage and the counted core kinds; not `count/…` nor extended resources).
+pub fn is_standard(name: &str) -> bool {
+    POD_RESOURCES.contains(&name)
+        || LEGACY_COUNTED.contains(&name)
+        || matches!(
+            name,
+            "requests.storage" | "services.nodeports" | "services.loadbalancers"
+        )
+}
+
+/// Whether the amounts of quota resource `name` are object counts (whole numbers):
+/// `count/…`, the core kinds counted under their own name, NodePorts and load balancers.
+pub fn is_count(name: &str) -> bool {
+    name.starts_with("count/")
+        || LEGACY_COUNTED.contains(&name)
+        || matches!(name, "services.nodeports" | "services.loadbalancers")
+}
+
+/// The core or `count/<resource>.<group>` objects quota resource `name` counts, as (group,
+/// plural); None for resources no evaluator covers (extended resources).
+pub fn counted_resource(name: &str) -> Option<(String, String)> {
+    if let Some(rest) = name.strip_prefix("count/") {
+        return Some(match rest.split_once('.') {
+            Some((plural, group)) => (group.to_string(), plural.to_string()),
+            None => (String::new(), rest.to_string()),
+        });
+    }
+    let plural = ["pods", "services", "persistentvolumeclaims"]
+        .into_iter()
+        .find(|p| covers("", p, name))
+        .or_else(|| LEGACY_COUNTED.iter().copied().find(|p| *p == name))?;
+    Some((String::new(), plural.to_string()))
+}
 
 /// Parses one quantity.
 pub fn parse(q: &str) -> Option<ParsedQuantity> {
@@ -268,7 +299,7 @@ fn counts_pod(pod: &Value) -> bool {
 
 /// A container's requests, with limits standing in for requests it does not state (what
 /// pod defaulting does), and its limits.
-fn container_resources(c: &Value) -> (ResourceList, ResourceList) {
+pub(crate) fn container_resources(c: &Value) -> (ResourceList, ResourceList) {
     let limits = resource_list(c.pointer("/resources/limits"));
     let mut requests = resource_list(c.pointer("/resources/requests"));
     for (k, q) in &limits {
@@ -366,49 +397,6 @@ pub fn pod_constraints(pod: &Value, restricted: &[String]) -> Result<(), String>
     Err(format!("must specify {}", parts.join("; ")))
 }
 
-/// Whether `quota` (a ResourceQuota) applies to `obj` of `group/plural` by its scopes: a
-/// scoped quota applies to pods only, and to those matching every scope.
-pub fn scopes_match(quota: &Value, group: &str, plural: &str, obj: &Value) -> bool {
-    let scopes: Vec<&str> = quota
-        .pointer("/spec/scopes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    if scopes.is_empty() {
-        return true;
-    }
-    if !(group.is_empty() && plural == "pods") {
-        return false;
-    }
-    let terminating = obj
-        .pointer("/spec/activeDeadlineSeconds")
-        .is_some_and(|v| v.as_i64().is_some_and(|s| s >= 0));
-    let best_effort = is_best_effort(obj);
-    scopes.iter().all(|s| match *s {
-        "Terminating" => terminating,
-        "NotTerminating" => !terminating,
-        "BestEffort" => best_effort,
-        "NotBestEffort" => !best_effort,
-        _ => false,
-    })
-}
-
-/// A pod without any request or limit.
-fn is_best_effort(pod: &Value) -> bool {
-    ["containers", "initContainers"].iter().all(|f| {
-        pod.pointer(&format!("/spec/{f}"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .all(|c| {
-                let (r, l) = container_resources(c);
-                r.is_empty() && l.is_empty()
-            })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,6 +453,27 @@ mod tests {
     }
 
     #[test]
+    fn quota_resources_name_what_they_count() {
+        let r = |g: &str, p: &str| Some((g.to_string(), p.to_string()));
+        assert_eq!(counted_resource("requests.cpu"), r("", "pods"));
+        assert_eq!(counted_resource("pods"), r("", "pods"));
+        assert_eq!(
+            counted_resource("count/deployments.apps"),
+            r("apps", "deployments")
+        );
+        assert_eq!(counted_resource("count/configmaps"), r("", "configmaps"));
+        assert_eq!(counted_resource("secrets"), r("", "secrets"));
+        assert_eq!(
+            counted_resource("requests.storage"),
+            r("", "persistentvolumeclaims")
+        );
+        assert_eq!(counted_resource("services.nodeports"), r("", "services"));
+        assert_eq!(counted_resource("nvidia.com/gpu"), None);
+        assert!(is_count("services.loadbalancers") && is_count("count/jobs.batch"));
+        assert!(!is_count("requests.cpu") && !is_count("requests.storage"));
+    }
+
+    #[test]
     fn evaluators_cover_their_resources() {
         assert!(covers("", "pods", "requests.cpu"));
         assert!(covers("apps", "deployments", "count/deployments.apps"));
@@ -472,16 +481,5 @@ mod tests {
         assert!(covers("", "persistentvolumeclaims", "requests.storage"));
         let svc = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 443}]}});
         assert_eq!(usage("", "services", &svc)["services.nodeports"], q("2"));
-    }
-
-    #[test]
-    fn scoped_quotas_match_pods_by_qos_and_deadline() {
-        let quota = json!({"spec": {"scopes": ["BestEffort"]}});
-        let bare = json!({"spec": {"containers": [{"name": "a"}]}});
-        let sized =
-            json!({"spec": {"containers": [{"name": "a", "resources": {"limits": {"cpu": "1"}}}]}});
-        assert!(scopes_match(&quota, "", "pods", &bare));
-        assert!(!scopes_match(&quota, "", "pods", &sized));
-        assert!(!scopes_match(&quota, "", "configmaps", &json!({})));
     }
 }

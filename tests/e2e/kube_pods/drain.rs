@@ -277,4 +277,30 @@ fn drain_respects_the_disruption_budget_and_skips_daemonsets() {
         stderr.contains("must be greater than or equal to 0"),
         "{stderr}"
     );
+    // Scoped quotas: `--scopes` is stored as given; a conflicting pair is refused.
+    node.kubectl_ok(&[
+        "create",
+        "quota",
+        "best-effort",
+        "--hard=pods=10",
+        "--scopes=BestEffort,NotTerminating",
+    ]);
+    let scopes = node.kubectl_ok(&[
+        "get",
+        "quota",
+        "best-effort",
+        "-o",
+        "jsonpath={.spec.scopes}",
+    ]);
+    assert_eq!(scopes, r#"["BestEffort","NotTerminating"]"#);
+    let out = node.kubectl(&[
+        "create",
+        "quota",
+        "both",
+        "--hard=pods=1",
+        "--scopes=BestEffort,NotBestEffort",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("conflicting scopes"), "{stderr}");
 }

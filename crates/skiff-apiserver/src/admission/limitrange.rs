@@ -12,7 +12,6 @@ use super::forbidden;
 use crate::error::ApiError;
 use crate::kinds::core::limitrange::LimitRanges;
 use crate::object;
-use crate::registry::Kind;
 use crate::resources::ResourceInfo;
 use crate::router::ApiState;
 
@@ -23,17 +22,7 @@ pub async fn admit(state: &ApiState, info: &ResourceInfo, obj: &mut Value) -> Re
     if !pods && !claims {
         return Ok(());
     }
-    let ranges = state
-        .storage
-        .list(
-            LimitRanges.info(),
-            Some(object::namespace(obj)),
-            None,
-            0,
-            None,
-        )
-        .await?
-        .items;
+    let ranges = crate::lookup::list(state, &LimitRanges, object::namespace(obj)).await?;
     if ranges.is_empty() {
         return Ok(());
     }

@@ -32,7 +32,7 @@ pub async fn create(
 /// Quota admission of a create of the validated `obj`.
 pub async fn charge_create(
     state: &ApiState,
-    info: &ResourceInfo,
+    info: &'static ResourceInfo,
     obj: &Value,
     dry_run: bool,
 ) -> Result<(), ApiError> {
@@ -45,7 +45,7 @@ pub async fn charge_create(
 /// Quota admission of an update of the main resource from `old` to the validated `new`.
 pub async fn charge_update(
     state: &ApiState,
-    info: &ResourceInfo,
+    info: &'static ResourceInfo,
     new: &Value,
     old: &Value,
     dry_run: bool,

@@ -6,9 +6,9 @@
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::Ctx;
+use super::{check_subresource_body, created_status, Ctx};
 use crate::error::{ApiError, Cause};
-use crate::http::{decode_object, json as reply_json};
+use crate::http::decode_object;
 use crate::object;
 
 /// How often a binding is tried again when the pod changed between read and write.
@@ -17,7 +17,7 @@ const ATTEMPTS: usize = 8;
 /// POST of a Binding: binds the pod named on the path to `target.name`.
 pub async fn create(ctx: Ctx<'_>, body: &[u8]) -> Result<Response, ApiError> {
     let binding = decode_object(ctx.headers, body)?;
-    check_type(&binding)?;
+    check_subresource_body::<k8s_openapi::api::core::v1::Binding>(&binding, &["v1"], "Binding")?;
     let name = ctx.name();
     let body_name = object::name(&binding);
     if !body_name.is_empty() && body_name != name {
@@ -60,29 +60,7 @@ pub async fn create(ctx: Ctx<'_>, body: &[u8]) -> Result<Response, ApiError> {
             Ok(_) => break,
         }
     }
-    Ok(reply_json(
-        201,
-        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-    ))
-}
-
-/// Refuses a body that is not a `v1 Binding`.
-fn check_type(binding: &Value) -> Result<(), ApiError> {
-    let av = binding.get("apiVersion").and_then(Value::as_str);
-    let kind = binding.get("kind").and_then(Value::as_str);
-    match (av, kind) {
-        (None | Some("v1"), None | Some("Binding")) => {}
-        (av, kind) => {
-            return Err(ApiError::bad_request(format!(
-                "the body must be a v1 Binding, got {} {}",
-                av.unwrap_or_default(),
-                kind.unwrap_or_default()
-            )))
-        }
-    }
-    serde_json::from_value::<k8s_openapi::api::core::v1::Binding>(binding.clone())
-        .map(drop)
-        .map_err(|e| ApiError::bad_request(format!("error decoding Binding: {e}")))
+    Ok(created_status())
 }
 
 /// The node a valid binding names (Kubernetes' `ValidatePodBinding`).

@@ -13,9 +13,9 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::delete::{check_preconditions, delete_object, options_from, Options};
-use super::Ctx;
+use super::{check_subresource_body, created_status, Ctx};
 use crate::error::ApiError;
-use crate::http::{decode_object, json as reply_json};
+use crate::http::decode_object;
 use crate::kinds::policy::poddisruptionbudget::PodDisruptionBudgets;
 use crate::object;
 use crate::registry::Kind;
@@ -36,7 +36,12 @@ pub const VIOLATES_BUDGET: &str =
 /// POST of an Eviction: evicts the pod named on the path.
 pub async fn create(ctx: Ctx<'_>, body: &[u8]) -> Result<Response, ApiError> {
     let eviction = decode_object(ctx.headers, body)?;
-    check_type(&eviction)?;
+    // policy/v1beta1 bodies have v1's fields.
+    check_subresource_body::<k8s_openapi::api::policy::v1::Eviction>(
+        &eviction,
+        &["policy/v1", "policy/v1beta1"],
+        "Eviction",
+    )?;
     if object::name(&eviction) != ctx.name() {
         return Err(ApiError::bad_request(
             "name in URL does not match name in Eviction object",
@@ -66,7 +71,7 @@ pub async fn create(ctx: Ctx<'_>, body: &[u8]) -> Result<Response, ApiError> {
         match delete_pod(ctx, pod, o).await {
             Err(e) if e.code == 409 && !pinned && attempt < ATTEMPTS => continue,
             Err(e) => return Err(e),
-            Ok(()) => return Ok(success()),
+            Ok(()) => return Ok(created_status()),
         }
     };
 
@@ -104,41 +109,8 @@ pub async fn create(ctx: Ctx<'_>, body: &[u8]) -> Result<Response, ApiError> {
         // The pod changed (it may be ready now): the client should try again.
         Err(e) if e.code == 409 && unready_ok && !pinned => Err(still_processing(&budget_name)),
         Err(e) => Err(e),
-        Ok(()) => Ok(success()),
+        Ok(()) => Ok(created_status()),
     }
-}
-
-/// The Status an accepted eviction answers with.
-fn success() -> Response {
-    reply_json(
-        201,
-        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-    )
-}
-
-/// Refuses a body that is not a policy/v1 or policy/v1beta1 Eviction.
-fn check_type(eviction: &Value) -> Result<(), ApiError> {
-    let av = eviction.get("apiVersion").and_then(Value::as_str);
-    let kind = eviction.get("kind").and_then(Value::as_str);
-    match (av, kind) {
-        (None | Some("policy/v1" | "policy/v1beta1"), None | Some("Eviction")) => {}
-        (av, kind) => {
-            return Err(ApiError::bad_request(format!(
-                "the body must be a policy/v1 Eviction, got {} {}",
-                av.unwrap_or_default(),
-                kind.unwrap_or_default()
-            )))
-        }
-    }
-    // v1beta1 has the same fields; the typed check is of v1's.
-    let mut body = eviction.clone();
-    if let Some(m) = body.as_object_mut() {
-        m.remove("apiVersion");
-        m.remove("kind");
-    }
-    serde_json::from_value::<k8s_openapi::api::policy::v1::Eviction>(body)
-        .map(drop)
-        .map_err(|e| ApiError::bad_request(format!("error decoding Eviction: {e}")))
 }
 
 /// The eviction's `deleteOptions` with the request's `?dryRun` (which must agree).

@@ -245,3 +245,84 @@ pub fn field_validation(ctx: Ctx<'_>, obj: &Value) -> Result<Vec<String>, ApiErr
         ))),
     }
 }
+
+/// Refuses a POSTed subresource body (a Binding, an Eviction, a TokenRequest) that is not a
+/// `kind` of one of `versions` — a body without apiVersion or kind is taken as one — or that
+/// does not decode as `T` (all `versions` share `T`'s fields).
+pub fn check_subresource_body<T: serde::de::DeserializeOwned>(
+    body: &Value,
+    versions: &[&str],
+    kind: &str,
+) -> Result<(), ApiError> {
+    let av = body.get("apiVersion").and_then(Value::as_str);
+    let body_kind = body.get("kind").and_then(Value::as_str);
+    let version_ok = av.is_none_or(|av| versions.contains(&av));
+    if !version_ok || body_kind.is_some_and(|k| k != kind) {
+        let first = versions.first().copied().unwrap_or_default();
+        let article = match first.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            true => "an",
+            false => "a",
+        };
+        return Err(ApiError::bad_request(format!(
+            "the body must be {article} {first} {kind}, got {} {}",
+            av.unwrap_or_default(),
+            body_kind.unwrap_or_default()
+        )));
+    }
+    let mut typed = body.clone();
+    if let Some(m) = typed.as_object_mut() {
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    serde_json::from_value::<T>(typed)
+        .map(drop)
+        .map_err(|e| ApiError::bad_request(format!("error decoding {kind}: {e}")))
+}
+
+/// What a subresource POST that did what it was asked answers (`pods/binding`,
+/// `pods/eviction`): a 201 `Success` Status.
+pub fn created_status() -> Response {
+    wire::json(
+        201,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    )
+}
+
+#[cfg(test)]
+mod subresource_tests {
+    use super::*;
+
+    #[test]
+    fn subresource_bodies_of_another_kind_are_refused_with_kubernetes_words() {
+        let binding = |b: Value| {
+            check_subresource_body::<k8s_openapi::api::core::v1::Binding>(&b, &["v1"], "Binding")
+        };
+        assert!(binding(json!({"target": {"name": "n"}})).is_ok());
+        assert!(
+            binding(json!({"apiVersion": "v1", "kind": "Binding", "target": {"name": "n"}}))
+                .is_ok()
+        );
+        let e = binding(json!({"apiVersion": "v1", "kind": "Pod"})).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (400, "the body must be a v1 Binding, got v1 Pod")
+        );
+        let e = binding(json!({"target": "n"})).unwrap_err();
+        assert!(
+            e.message.starts_with("error decoding Binding: "),
+            "{}",
+            e.message
+        );
+        let token = json!({"apiVersion": "v1", "kind": "TokenRequest"});
+        let e = check_subresource_body::<serde::de::IgnoredAny>(
+            &token,
+            &["authentication.k8s.io/v1"],
+            "TokenRequest",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "the body must be an authentication.k8s.io/v1 TokenRequest, got v1 TokenRequest"
+        );
+    }
+}

@@ -40,21 +40,23 @@ pub async fn admit_pod(state: &ApiState, obj: &mut Value) -> Result<(), ApiError
         .to_string();
     spec["serviceAccountName"] = json!(name);
     spec["serviceAccount"] = json!(name);
-    let kind = crate::resources::find("", "v1", "serviceaccounts").expect("served");
-    let sa = state
-        .storage
-        .get(kind.info(), Some(&ns), &name)
-        .await?
-        .ok_or_else(|| {
-            ApiError::forbidden(
-                "",
-                "pods",
-                crate::object::name(obj),
-                &format!(
-                    "error looking up service account {ns}/{name}: serviceaccount \"{name}\" not found"
-                ),
-            )
-        })?;
+    let sa = crate::lookup::get(
+        state,
+        crate::lookup::core("serviceaccounts"),
+        Some(&ns),
+        &name,
+    )
+    .await?
+    .ok_or_else(|| {
+        ApiError::forbidden(
+            "",
+            "pods",
+            crate::object::name(obj),
+            &format!(
+                "error looking up service account {ns}/{name}: serviceaccount \"{name}\" not found"
+            ),
+        )
+    })?;
     let automount = obj
         .pointer("/spec/automountServiceAccountToken")
         .and_then(Value::as_bool)

@@ -106,10 +106,7 @@ async fn get(
     ns: Option<&str>,
     name: &str,
 ) -> Result<Option<Value>, String> {
-    let kind = crate::resources::find("", "v1", plural).expect("core kinds are served");
-    state
-        .storage
-        .get(kind.info(), ns, name)
+    crate::lookup::get(state, crate::lookup::core(plural), ns, name)
         .await
         .map_err(|e: ApiError| e.message)
 }

@@ -25,7 +25,12 @@ const MAX_EXPIRATION: i64 = 1 << 32;
 /// POST of a TokenRequest for the service account named on the path.
 pub async fn create(ctx: Ctx<'_>, body: &[u8]) -> Result<Response, ApiError> {
     let mut req = crate::http::decode_object(ctx.headers, body)?;
-    check_type(&req)?;
+    // Typed decoding follows in `validate`, after defaulting.
+    crate::handlers::check_subresource_body::<serde::de::IgnoredAny>(
+        &req,
+        &["authentication.k8s.io/v1"],
+        "TokenRequest",
+    )?;
     let ns = ctx.ns().unwrap_or_default().to_string();
     let name = ctx.name().to_string();
     let dry_run = ctx.params.dry_run()?;
@@ -84,27 +89,13 @@ async fn get(
     ns: Option<&str>,
     name: &str,
 ) -> Result<Option<Value>, ApiError> {
-    let kind = crate::resources::find("", "v1", plural).expect("core kinds are served");
-    state.storage.get(kind.info(), ns, name).await
+    crate::lookup::get(state, crate::lookup::core(plural), ns, name).await
 }
 
 fn object_ref(obj: &Value) -> ObjectRef {
     ObjectRef {
         name: object::name(obj).to_string(),
         uid: object::meta_str(obj, "uid").to_string(),
-    }
-}
-
-fn check_type(req: &Value) -> Result<(), ApiError> {
-    let av = req.get("apiVersion").and_then(Value::as_str);
-    let kind = req.get("kind").and_then(Value::as_str);
-    match (av, kind) {
-        (None | Some("authentication.k8s.io/v1"), None | Some("TokenRequest")) => Ok(()),
-        (av, kind) => Err(ApiError::bad_request(format!(
-            "the body must be an authentication.k8s.io/v1 TokenRequest, got {} {}",
-            av.unwrap_or_default(),
-            kind.unwrap_or_default()
-        ))),
     }
 }
 

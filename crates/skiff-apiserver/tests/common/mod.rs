@@ -13,6 +13,8 @@ use skiff_apiserver::auth::{TokenAuthenticator, UserInfo};
 use skiff_apiserver::{router, ApiState};
 use tower::ServiceExt;
 
+pub mod counting;
+
 pub const TOKEN: &str = "test-token";
 /// The collection paths most tests write to.
 pub const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
@@ -26,8 +28,15 @@ pub struct Api {
 }
 
 pub async fn api() -> Api {
+    api_over(|store| store).await
+}
+
+/// [`api`] over `wrap` of the SQLite store (e.g. a [`counting::CountingStore`]).
+pub async fn api_over(
+    wrap: impl FnOnce(Arc<dyn skiff_store::Store>) -> Arc<dyn skiff_store::Store>,
+) -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let store = skiff_store::open("sqlite", dir.path()).await.unwrap();
+    let store = wrap(skiff_store::open("sqlite", dir.path()).await.unwrap());
     let mut tokens = TokenAuthenticator::default();
     tokens.insert(
         TOKEN,

@@ -230,7 +230,9 @@ async fn monitors(gc: Arc<Collector>, tx: mpsc::UnboundedSender<Change>) {
                     }
                 }
                 let count = watching.len();
-                *gc.mapper.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(m);
+                let m = Arc::new(m);
+                gc.ctx.set_served(m.clone());
+                *gc.mapper.write().unwrap_or_else(|e| e.into_inner()) = m;
                 // The builder learns how many monitors must list before the graph is synced.
                 let _ = tx.send(Change::Monitors(count));
             }

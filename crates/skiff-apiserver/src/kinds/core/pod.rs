@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use crate::defaults::{ensure, pod_spec, set};
 use crate::error::ApiError;
 use crate::kinds::scheduling::priorityclass::PriorityClasses;
-use crate::registry::{Admission, Kind, Obj, Strategy};
+use crate::registry::{Admission, Obj, Strategy};
 use crate::resources::{Entry, Sub, ALL};
 use crate::router::ApiState;
 use crate::table::{age, arr, col, name, since, str_or_none, wide, Column, AGE, NAME};
@@ -100,8 +100,7 @@ impl Strategy for Pods {
             let (priority, policy) = match &class_name {
                 None => (0, json!("PreemptLowerPriority")),
                 Some(class) => {
-                    let info = PriorityClasses.info();
-                    let pc = state.storage.get(info, None, class).await?;
+                    let pc = crate::lookup::get(state, &PriorityClasses, None, class).await?;
                     let pc = pc.ok_or_else(|| {
                         forbidden(
                             obj,
