@@ -205,7 +205,50 @@ fn three_nodes_join_with_the_token_and_pods_reach_each_other_across_nodes() {
             }
         }
     }
+
+    // A real in-cluster client in a pod on an agent: kubectl (the static binary on a
+    // hostPath) with nothing but the environment and the mounted token and CA reaches the
+    // API through the kubernetes Service's ClusterIP, which the agent translates to the
+    // server in another network namespace.
+    c.create(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: in-pod-client}}\nspec:\n  nodeName: {}\n  \
+         terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox:1\n    \
+         command: [sleep, '3600']\n    volumeMounts: [{{name: kubectl, mountPath: /kubectl}}]\n  \
+         volumes:\n  - {{name: kubectl, hostPath: {{path: {}, type: File}}}}\n",
+        a0.name, KUBECTL_BINARY
+    ));
+    c.wait_running("in-pod-client");
+    let host = c.kubectl_ok(&[
+        "exec",
+        "in-pod-client",
+        "--",
+        "sh",
+        "-c",
+        "echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT",
+    ]);
+    assert_eq!(host.trim(), "10.43.0.1:443");
+    let me = c.kubectl(&[
+        "exec",
+        "in-pod-client",
+        "--",
+        "/kubectl",
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&me.stdout),
+        "system:serviceaccount:default:default",
+        "{}\n{}",
+        text(&me),
+        c.logs()
+    );
 }
+
+/// The static kubectl of the Kubernetes version skiff serves (the `kubectl` on the PATH is a
+/// dispatcher that runs one of these).
+const KUBECTL_BINARY: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 
 #[test]
 fn a_node_certificate_acts_only_on_its_own_objects() {

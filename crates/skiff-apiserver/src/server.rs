@@ -128,7 +128,13 @@ impl Server {
     /// Sets up certificates and credentials, binds the port and creates the default namespaces.
     pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<Server, ServerError> {
         let pki = Pki::new(&config.data_dir);
-        let material = pki.ensure(&pki::serving_sans(config.bind))?;
+        let advertised = advertised_ip(config.bind);
+        let material = pki.ensure(&pki::serving_sans(
+            config.bind,
+            advertised,
+            config.services.kubernetes_ip().into(),
+            &config.node_defaults.cluster_domain,
+        ))?;
         let admin_token = pki.ensure_admin_token(&config.data_dir)?;
         let node_token = pki.ensure_node_token(&config.data_dir)?;
         let mut tokens = TokenAuthenticator::default();
@@ -187,7 +193,7 @@ impl Server {
         let encryptor =
             Arc::new(Encryptor::load_or_create(&config.data_dir).map_err(ServerError::Bootstrap)?);
         let mut services = config.services.clone();
-        services.apiserver = Some(SocketAddr::new(advertised_ip(config.bind), addr.port()));
+        services.apiserver = Some(SocketAddr::new(advertised, addr.port()));
         let sa = &config.service_accounts;
         let signer = crate::serviceaccount::TokenSigner::load_or_create(
             &config.data_dir,

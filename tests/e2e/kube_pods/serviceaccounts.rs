@@ -1,9 +1,11 @@
 //! Service-account tokens end to end on one node: a pod gets the `kube-api-access-*`
-//! volume (a token bound to it, the cluster CA, its namespace) and the API server's address
-//! in `KUBERNETES_SERVICE_HOST`/`PORT`; the test reads the mounted token and CA with
-//! `kubectl exec` and calls the API with them through a kubectl that knows nothing else
-//! (`auth whoami`): the pod is `system:serviceaccount:default:default` until it is deleted,
-//! then 401. Also `kubectl create token` (audience, bound object), pods that opt out of the
+//! volume (a token bound to it, the cluster CA, its namespace) and the `kubernetes` Service's
+//! ClusterIP in `KUBERNETES_SERVICE_HOST`/`PORT`; a real kubectl inside a pod (the static
+//! binary on a hostPath, in-cluster config from the environment and the mounted files, no
+//! kubeconfig) reads `/api` and is `system:serviceaccount:default:default`; the test also
+//! reads the mounted token and CA with `kubectl exec` and calls the API with them through a
+//! kubectl that knows nothing else (`auth whoami`): the pod is its account until it is
+//! deleted, then 401. Also `kubectl create token` (audience, bound object), pods that opt out of the
 //! mount, legacy token Secrets filled by the token controller, and `kube-root-ca.crt` in a
 //! new namespace. One cluster for all of it.
 
@@ -32,6 +34,19 @@ spec:
   automountServiceAccountToken: false
   containers:
   - {name: main, image: busybox:1, command: ["sleep", "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: in-pod-client}
+spec:
+  nodeName: NODE
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: kubectl, mountPath: /kubectl, readOnly: true}]
+  volumes:
+  - {name: kubectl, hostPath: {path: KUBECTL, type: File}}
 ---
 apiVersion: v1
 kind: Secret
@@ -73,6 +88,17 @@ fn whoami(node: &Node, ca: &std::path::Path, token: &str) -> Output {
     )
 }
 
+/// The static kubectl of the Kubernetes version skiff serves (the `kubectl` on the PATH is a
+/// dispatcher that runs one of these).
+pub const KUBECTL_BINARY: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+
+/// Runs the kubectl mounted at `/kubectl` inside `pod` with in-cluster configuration only.
+pub fn in_pod_kubectl(node: &Node, pod: &str, args: &[&str]) -> Output {
+    let mut all = vec!["exec", pod, "--", "/kubectl"];
+    all.extend_from_slice(args);
+    node.kubectl(&all)
+}
+
 fn exec(node: &Node, pod: &str, cmd: &[&str]) -> Output {
     let mut args = vec!["exec", pod, "--"];
     args.extend_from_slice(cmd);
@@ -82,8 +108,8 @@ fn exec(node: &Node, pod: &str, cmd: &[&str]) -> Output {
 #[test]
 fn satoken_pods_talk_to_the_api_as_their_service_account() {
     let node = Node::start();
-    node.create(PODS);
-    for pod in ["sa-pod", "no-token"] {
+    node.create(&PODS.replace("KUBECTL", KUBECTL_BINARY));
+    for pod in ["sa-pod", "no-token", "in-pod-client"] {
         node.wait_pod(pod, "{.status.phase}", "Running", |p| p == "Running");
     }
 
@@ -102,7 +128,7 @@ fn satoken_pods_talk_to_the_api_as_their_service_account() {
     );
     let ca_path = node.cluster.write_file("pod-ca.crt", &ca);
 
-    // The API server's address in the environment (its own address: no ClusterIP routing yet).
+    // The kubernetes Service's address in the environment.
     let env = node.kubectl_ok(&[
         "exec",
         "sa-pod",
@@ -111,14 +137,39 @@ fn satoken_pods_talk_to_the_api_as_their_service_account() {
         "-c",
         "echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT",
     ]);
-    let endpoint = node.kubectl_ok(&[
+    let service = node.kubectl_ok(&[
         "get",
-        "endpoints",
+        "service",
         "kubernetes",
         "-o",
-        "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
+        "jsonpath={.spec.clusterIP}:{.spec.ports[0].port}",
     ]);
-    assert_eq!(env.trim(), endpoint, "KUBERNETES_SERVICE_HOST:PORT");
+    assert_eq!(env.trim(), service, "KUBERNETES_SERVICE_HOST:PORT");
+
+    // A real client inside a pod: in-cluster config, through the Service address, verifying
+    // the server's certificate against the mounted CA.
+    let api = in_pod_kubectl(&node, "in-pod-client", &["get", "--raw", "/api"]);
+    assert!(
+        api.status.success() && text(&api).contains("\"kind\":\"APIVersions\""),
+        "{}",
+        text(&api)
+    );
+    let me = in_pod_kubectl(
+        &node,
+        "in-pod-client",
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&me.stdout),
+        "system:serviceaccount:default:default",
+        "{}",
+        text(&me)
+    );
 
     // The mounted token and CA are enough to talk to the API as the pod's account.
     let me = whoami(&node, &ca_path, &token);
