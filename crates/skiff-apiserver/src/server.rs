@@ -60,6 +60,11 @@ pub struct ServiceAccountConfig {
     pub api_audiences: Vec<String>,
     /// Seconds; None: only TokenRequest's own bound (2^32).
     pub max_token_expiration: Option<i64>,
+    /// `--service-account-signing-key-file` (None: `<data-dir>/tls/service-account.key`,
+    /// created when missing).
+    pub signing_key_file: Option<PathBuf>,
+    /// `--service-account-key-file`s: more keys tokens verify against (a rotated-out key).
+    pub key_files: Vec<PathBuf>,
 }
 
 impl Default for ServiceAccountConfig {
@@ -68,6 +73,8 @@ impl Default for ServiceAccountConfig {
             issuer: crate::serviceaccount::DEFAULT_ISSUER.into(),
             api_audiences: Vec::new(),
             max_token_expiration: None,
+            signing_key_file: None,
+            key_files: Vec::new(),
         }
     }
 }
@@ -195,8 +202,10 @@ impl Server {
         let mut services = config.services.clone();
         services.apiserver = Some(SocketAddr::new(advertised, addr.port()));
         let sa = &config.service_accounts;
-        let signer = crate::serviceaccount::TokenSigner::load_or_create(
+        let signer = crate::serviceaccount::TokenSigner::load(
             &config.data_dir,
+            sa.signing_key_file.as_deref(),
+            &sa.key_files,
             &sa.issuer,
             sa.api_audiences.clone(),
         )?;

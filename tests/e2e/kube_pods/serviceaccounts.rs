@@ -6,8 +6,9 @@
 //! reads the mounted token and CA with `kubectl exec` and calls the API with them through a
 //! kubectl that knows nothing else (`auth whoami`): the pod is its account until it is
 //! deleted, then 401. Also `kubectl create token` (audience, bound object), pods that opt out of the
-//! mount, legacy token Secrets filled by the token controller, and `kube-root-ca.crt` in a
-//! new namespace. One cluster for all of it.
+//! mount, legacy token Secrets filled by the token controller, `kube-root-ca.crt` in a
+//! new namespace, and a rotation of the signing key (the old key's tokens verify while it is
+//! given with `--service-account-key-file`). One cluster for all of it.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -258,6 +259,86 @@ fn satoken_pods_talk_to_the_api_as_their_service_account() {
         whoami(&node, &ca_path, plain.trim()).status.success(),
         "an unbound token still holds"
     );
+
+    // Signing-key rotation: a new key made with openssl signs; the old one, given as a public
+    // key with --service-account-key-file, still verifies the tokens it signed.
+    let tls = node.cluster.data_dir().join("tls");
+    let new_key = tls.join("service-account-2.key");
+    let old_pub = tls.join("service-account-1.pub");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        new_key.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        tls.join("service-account.key").to_str().unwrap(),
+        "-pubout",
+        "-out",
+        old_pub.to_str().unwrap(),
+    ]);
+    let rotate = |node: &mut Node, keep_old: bool| {
+        node.cluster
+            .server_args
+            .retain(|a| !a.contains("service-account"));
+        node.cluster.server_args.extend([
+            "--service-account-signing-key-file".to_string(),
+            new_key.display().to_string(),
+        ]);
+        if keep_old {
+            node.cluster.server_args.extend([
+                "--service-account-key-file".to_string(),
+                old_pub.display().to_string(),
+            ]);
+        }
+        node.cluster.restart();
+    };
+    let mut node = node;
+    rotate(&mut node, true);
+    assert_eq!(
+        text(&whoami(&node, &ca_path, plain.trim())),
+        "system:serviceaccount:default:default",
+        "a token of the old key after the rotation"
+    );
+    let fresh = node.kubectl_ok(&["create", "token", "default", "--duration", "10m"]);
+    assert_ne!(
+        kid(fresh.trim()),
+        kid(plain.trim()),
+        "signed with the new key"
+    );
+    assert_eq!(
+        text(&whoami(&node, &ca_path, fresh.trim())),
+        "system:serviceaccount:default:default"
+    );
+    // Old key dropped: its tokens are refused, the new key's hold.
+    rotate(&mut node, false);
+    let refused = whoami(&node, &ca_path, plain.trim());
+    assert!(
+        text(&refused).contains("Unauthorized"),
+        "{}",
+        text(&refused)
+    );
+    assert!(whoami(&node, &ca_path, fresh.trim()).status.success());
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl").args(args).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+}
+
+/// The `kid` in a JWT's header.
+fn kid(token: &str) -> String {
+    use base64::Engine;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').next().unwrap())
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&header).unwrap();
+    v["kid"].as_str().unwrap_or_default().to_string()
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {
