@@ -22,6 +22,7 @@ mod handlers;
 mod http;
 pub mod kinds;
 pub mod kubelet_client;
+pub mod kubelet_identity;
 mod kubelet_metrics;
 pub mod metrics;
 mod namespaces;

@@ -145,20 +145,45 @@ impl Pki {
         })
     }
 
+    /// Replaces the API server's kubelet-client certificate and key with new ones valid from
+    /// now for `seconds`, and returns them (the server then presents them to kubelets).
+    pub fn renew_kubelet_client(&self, seconds: i64) -> Result<ServingMaterial, PkiError> {
+        let issuer = self.issuer()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(KUBELET_CLIENT_CN, Some("system:masters"));
+        set_lifetime(&mut params, seconds);
+        let (cert, key) = issue_leaf(&issuer, params, ExtendedKeyUsagePurpose::ClientAuth)?;
+        self.write_pair("kubelet-client", &cert, &key)?;
+        self.kubelet_client()
+    }
+
+    /// The file of the API server's kubelet-client certificate.
+    pub fn kubelet_client_cert(&self) -> PathBuf {
+        self.path("kubelet-client.crt")
+    }
+
+    fn issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
+        let ca_key = KeyPair::from_pem(&read(&self.path("ca.key"))?)?;
+        Ok(Issuer::from_ca_cert_pem(
+            &read(&self.path("ca.crt"))?,
+            ca_key,
+        )?)
+    }
+
     /// A new kubelet serving certificate for node `node` covering `addresses` (and the node
-    /// name), signed by the cluster CA: what the server gives its local node. Not written to
-    /// disk; minted again at each start.
+    /// name), signed by the cluster CA and valid from now for `seconds`: what the server gives
+    /// its local node. Not written to disk; minted again at each start and before it expires.
     pub fn kubelet_serving(
         &self,
         node: &str,
         addresses: &[IpAddr],
+        seconds: i64,
     ) -> Result<ServingMaterial, PkiError> {
-        let ca_pem = read(&self.path("ca.crt"))?;
-        let ca_key = KeyPair::from_pem(&read(&self.path("ca.key"))?)?;
-        let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
+        let issuer = self.issuer()?;
         let mut sans = vec![node.to_string()];
         sans.extend(addresses.iter().map(IpAddr::to_string));
         let mut params = CertificateParams::new(sans)?;
+        set_lifetime(&mut params, seconds);
         params.distinguished_name = dn(&format!("system:node:{node}"), Some("system:nodes"));
         let (cert, key) = issue_leaf(&issuer, params, ExtendedKeyUsagePurpose::ServerAuth)?;
         let parse_err = || PkiError::BadPem(self.dir.join("kubelet-serving"));
@@ -277,6 +302,14 @@ impl Pki {
         write_private(&path, config.as_bytes())?;
         Ok(path)
     }
+}
+
+/// Valid from now (backdated five minutes for clocks a little behind, as the CSR signer
+/// does) until `seconds` from now.
+fn set_lifetime(params: &mut CertificateParams, seconds: i64) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = now + time::Duration::seconds(seconds);
 }
 
 /// A leaf certificate and key (PEM) for `usage`, with the names in `params`, signed by the CA.

@@ -239,6 +239,12 @@ impl Server {
         })
     }
 
+    /// The longest lifetime of certificates the cluster CA signs for nodes (the local
+    /// node's serving certificate lives this long too).
+    pub fn signing_seconds(&self) -> i64 {
+        self.signing_seconds
+    }
+
     /// Serves until `shutdown` completes, with the history compactor running alongside (the
     /// garbage collector and the namespace controller are in the controller set).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
@@ -254,6 +260,12 @@ impl Server {
         );
         tokio::spawn(compactor(self.store.clone(), stopped(stop_rx.clone())));
         tokio::spawn(crate::csrsigning::run(
+            self.state.clone(),
+            self.pki.clone(),
+            self.signing_seconds,
+            stopped(stop_rx.clone()),
+        ));
+        tokio::spawn(crate::kubelet_identity::run(
             self.state.clone(),
             self.pki.clone(),
             self.signing_seconds,
