@@ -477,7 +477,7 @@ mod tests {
         let rotated = TokenSigner::load(
             dir.path(),
             Some(&new_path),
-            &[old_pub.clone()],
+            std::slice::from_ref(&old_pub),
             DEFAULT_ISSUER,
             vec![],
         )
