@@ -2,7 +2,9 @@
 //! volume (a token bound to it, the cluster CA, its namespace) and the `kubernetes` Service's
 //! ClusterIP in `KUBERNETES_SERVICE_HOST`/`PORT`; a real kubectl inside a pod (the static
 //! binary on a hostPath, in-cluster config from the environment and the mounted files, no
-//! kubeconfig) reads `/api` and is `system:serviceaccount:default:default`; the test also
+//! kubeconfig) reads `/api` and is `system:serviceaccount:default:default`, gets Kubernetes'
+//! 403 listing pods until its account's Role is bound (RBAC, `kubectl create role/rolebinding`),
+//! then lists them; the test also
 //! reads the mounted token and CA with `kubectl exec` and calls the API with them through a
 //! kubectl that knows nothing else (`auth whoami`): the pod is its account until it is
 //! deleted, then 401. Also `kubectl create token` (audience, bound object), pods that opt out of the
@@ -41,6 +43,24 @@ kind: Pod
 metadata: {name: in-pod-client}
 spec:
   nodeName: NODE
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: kubectl, mountPath: /kubectl, readOnly: true}]
+  volumes:
+  - {name: kubectl, hostPath: {path: KUBECTL, type: File}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: reader}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reader-client}
+spec:
+  nodeName: NODE
+  serviceAccountName: reader
   containers:
   - name: main
     image: busybox:1
@@ -110,7 +130,7 @@ fn exec(node: &Node, pod: &str, cmd: &[&str]) -> Output {
 fn satoken_pods_talk_to_the_api_as_their_service_account() {
     let node = Node::start();
     node.create(&PODS.replace("KUBECTL", KUBECTL_BINARY));
-    for pod in ["sa-pod", "no-token", "in-pod-client"] {
+    for pod in ["sa-pod", "no-token", "in-pod-client", "reader-client"] {
         node.wait_pod(pod, "{.status.phase}", "Running", |p| p == "Running");
     }
 
@@ -175,13 +195,56 @@ fn satoken_pods_talk_to_the_api_as_their_service_account() {
     // The mounted token and CA are enough to talk to the API as the pod's account.
     let me = whoami(&node, &ca_path, &token);
     assert_eq!(text(&me), "system:serviceaccount:default:default");
+    // RBAC: an account with no binding may not read; one whose Role is bound lists pods.
     let list = as_token(
         &node,
         &ca_path,
         &token,
         &["get", "configmap", "kube-root-ca.crt", "-o", "name"],
     );
-    assert_eq!(text(&list).trim(), "configmap/kube-root-ca.crt");
+    assert!(
+        text(&list).contains(
+            "configmaps \"kube-root-ca.crt\" is forbidden: User \"system:serviceaccount:default:default\" \
+             cannot get resource \"configmaps\" in API group \"\" in the namespace \"default\""
+        ),
+        "{}",
+        text(&list)
+    );
+    let denied = in_pod_kubectl(&node, "in-pod-client", &["get", "pods", "-o", "name"]);
+    assert!(
+        text(&denied).contains(
+            "pods is forbidden: User \"system:serviceaccount:default:default\" cannot list \
+             resource \"pods\" in API group \"\" in the namespace \"default\""
+        ),
+        "{}",
+        text(&denied)
+    );
+    node.kubectl_ok(&[
+        "create",
+        "role",
+        "pod-reader",
+        "--verb=get,list",
+        "--resource=pods",
+    ]);
+    node.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "reader-reads-pods",
+        "--role=pod-reader",
+        "--serviceaccount=default:reader",
+    ]);
+    let listed = in_pod_kubectl(&node, "reader-client", &["get", "pods", "-o", "name"]);
+    assert!(
+        listed.status.success() && text(&listed).contains("pod/reader-client"),
+        "{}",
+        text(&listed)
+    );
+    let others = in_pod_kubectl(&node, "reader-client", &["get", "secrets"]);
+    assert!(
+        text(&others).contains("secrets is forbidden"),
+        "the Role names pods only: {}",
+        text(&others)
+    );
 
     // A pod that opts out has no such volume or files.
     assert_eq!(node.pod_field("no-token", "{.spec.volumes}"), "");
