@@ -1,7 +1,8 @@
 //! The local node of `skiff server`: a [`super::node::Node`] whose agent talks to the API
 //! server in-process as `system:node:<name>` and serves the kubelet API over HTTPS with a
 //! serving certificate the server mints from the cluster CA (the API server reaches it
-//! there, as it reaches every node).
+//! there, as it reaches every node), valid for `--cluster-signing-duration` and minted again
+//! once 70–90 % of that has passed, as joined nodes renew theirs.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -15,6 +16,7 @@ const DEFAULT_RUN: &str = "/run/skiff/server";
 pub struct LocalNode {
     node: super::node::Node,
     api: std::sync::Arc<skiff_apiserver::ApiState>,
+    renewal: tokio::task::JoinHandle<()>,
 }
 
 impl LocalNode {
@@ -46,16 +48,25 @@ impl LocalNode {
         if args.kubelet_address.is_loopback() || args.kubelet_address.is_unspecified() {
             addresses.push(IpAddr::from([127, 0, 0, 1]));
         }
+        let seconds = server.signing_seconds();
         let serving = server
             .pki
-            .kubelet_serving(&name, &addresses)
+            .kubelet_serving(&name, &addresses, seconds)
             .context("minting the local node's kubelet serving certificate")?;
+        let certificate = std::sync::Arc::new(skiff_agent::kubelet::ServingCertificate::new(
+            serving.cert_chain,
+            serving.key,
+        )?);
+        let renewal = tokio::spawn(renew_serving(
+            server.pki.clone(),
+            name.clone(),
+            addresses,
+            seconds,
+            certificate.clone(),
+        ));
         let kubelet = skiff_agent::kubelet::KubeletServerConfig {
             addr: std::net::SocketAddr::new(args.kubelet_address, args.kubelet_port),
-            certificate: std::sync::Arc::new(skiff_agent::kubelet::ServingCertificate::new(
-                serving.cert_chain,
-                serving.key,
-            )?),
+            certificate,
             client_ca: serving.ca,
             allowed_clients: vec![skiff_agent::kubelet::APISERVER_CLIENT_CN.into()],
         };
@@ -76,13 +87,46 @@ impl LocalNode {
         Ok(LocalNode {
             node,
             api: server.state.clone(),
+            renewal,
         })
     }
 
     /// Stops the node (reported NotReady; pod containers keep running under their shims).
     pub async fn stop(self) {
+        self.renewal.abort();
         self.api.disconnect_node_metrics(&self.node.agent.node_name);
         self.node.stop().await;
+    }
+}
+
+/// Mints the local node's serving certificate again once 70–90 % of its `seconds` have
+/// passed, and serves the new one from the next handshake on; forever (aborted at stop).
+async fn renew_serving(
+    pki: skiff_apiserver::pki::Pki,
+    name: String,
+    addresses: Vec<IpAddr>,
+    seconds: i64,
+    certificate: std::sync::Arc<skiff_agent::kubelet::ServingCertificate>,
+) {
+    let lifetime = std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(1).max(1));
+    let mut wait = lifetime.mul_f64(0.7 + 0.2 * rand::random::<f64>());
+    loop {
+        tokio::time::sleep(wait).await;
+        let renewed = pki
+            .kubelet_serving(&name, &addresses, seconds)
+            .map_err(anyhow::Error::from)
+            .and_then(|m| Ok(certificate.set(m.cert_chain, m.key)?));
+        match renewed {
+            Ok(()) => {
+                tracing::info!(node = %name, "local node's serving certificate renewed");
+                wait = lifetime.mul_f64(0.7 + 0.2 * rand::random::<f64>());
+            }
+            Err(e) => {
+                tracing::warn!(node = %name, error = %format!("{e:#}"),
+                    "cannot renew the local node's serving certificate; retrying");
+                wait = std::time::Duration::from_secs(5);
+            }
+        }
     }
 }
 

@@ -84,6 +84,14 @@ pub struct Args {
     /// below 2^32)
     #[arg(long)]
     service_account_max_token_expiration: Option<i64>,
+    /// PKCS#8 PEM ECDSA P-256 key service-account tokens are signed with (default:
+    /// <data-dir>/tls/service-account.key, made at first start)
+    #[arg(long)]
+    service_account_signing_key_file: Option<std::path::PathBuf>,
+    /// PEM public keys, private keys or certificates that service-account tokens are also
+    /// verified with, e.g. the signing key before a rotation (repeatable)
+    #[arg(long)]
+    service_account_key_file: Vec<std::path::PathBuf>,
     #[command(flatten)]
     controllers: super::controllers::ControllerArgs,
     #[command(flatten)]
@@ -129,6 +137,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 issuer: args.service_account_issuer.clone(),
                 api_audiences: args.api_audiences.clone(),
                 max_token_expiration: args.service_account_max_token_expiration,
+                signing_key_file: args.service_account_signing_key_file.clone(),
+                key_files: args.service_account_key_file.clone(),
             },
         };
         let server = skiff_apiserver::Server::bind(config, store)

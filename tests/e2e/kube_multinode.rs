@@ -205,7 +205,50 @@ fn three_nodes_join_with_the_token_and_pods_reach_each_other_across_nodes() {
             }
         }
     }
+
+    // A real in-cluster client in a pod on an agent: kubectl (the static binary on a
+    // hostPath) with nothing but the environment and the mounted token and CA reaches the
+    // API through the kubernetes Service's ClusterIP, which the agent translates to the
+    // server in another network namespace.
+    c.create(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: in-pod-client}}\nspec:\n  nodeName: {}\n  \
+         terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox:1\n    \
+         command: [sleep, '3600']\n    volumeMounts: [{{name: kubectl, mountPath: /kubectl}}]\n  \
+         volumes:\n  - {{name: kubectl, hostPath: {{path: {}, type: File}}}}\n",
+        a0.name, KUBECTL_BINARY
+    ));
+    c.wait_running("in-pod-client");
+    let host = c.kubectl_ok(&[
+        "exec",
+        "in-pod-client",
+        "--",
+        "sh",
+        "-c",
+        "echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT",
+    ]);
+    assert_eq!(host.trim(), "10.43.0.1:443");
+    let me = c.kubectl(&[
+        "exec",
+        "in-pod-client",
+        "--",
+        "/kubectl",
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&me.stdout),
+        "system:serviceaccount:default:default",
+        "{}\n{}",
+        text(&me),
+        c.logs()
+    );
 }
+
+/// The static kubectl of the Kubernetes version skiff serves (the `kubectl` on the PATH is a
+/// dispatcher that runs one of these).
+const KUBECTL_BINARY: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 
 #[test]
 fn a_node_certificate_acts_only_on_its_own_objects() {
@@ -550,7 +593,8 @@ fn a_killed_agents_pods_are_replaced_on_the_other_nodes_and_remote_pods_stream()
 
 #[test]
 fn an_agent_renews_its_certificates_and_keeps_working_after_the_first_ones_expire() {
-    // Node certificates live 20 s: the agent renews each at 70-90 % of that.
+    // Node certificates live 20 s: the agent renews each at 70-90 % of that, and so does the
+    // server for its kubelet-client certificate and its local node's serving certificate.
     let c = MultiNode::start_with(1, &["--cluster-signing-duration", "20s"]);
     let a = &c.agents[0];
     let (_, client_crt, _) = a.client_credentials();
@@ -568,22 +612,77 @@ fn an_agent_renews_its_certificates_and_keeps_working_after_the_first_ones_expir
             .success()
     };
     assert!(!expired(&first));
+    // The server's own: its kubelet-client certificate (on disk) and the local node's
+    // serving certificate (what its kubelet API presents to a client with that identity).
+    let kubelet_client = c.data_dir().join("tls/kubelet-client.crt");
+    let kubelet_key = c.data_dir().join("tls/kubelet-client.key");
+    let local_port = c.field(
+        "node",
+        &c.local.name,
+        "{.status.daemonEndpoints.kubeletEndpoint.Port}",
+    );
+    let local_serving = || {
+        let script = format!(
+            "openssl s_client -connect {}:{local_port} -cert {} -key {} </dev/null 2>/dev/null \
+             | openssl x509 -noout -fingerprint",
+            c.host_ip,
+            kubelet_client.display(),
+            kubelet_key.display()
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
     // Each certificate renewed twice: by then the first ones have expired.
     let mut clients = std::collections::BTreeSet::new();
     let mut servings = std::collections::BTreeSet::new();
+    let mut server_clients = std::collections::BTreeSet::new();
+    let mut local_servings = std::collections::BTreeSet::new();
     let renewed = poll(Duration::from_secs(90), || {
         clients.insert(std::fs::read(&client_crt).unwrap_or_default());
         servings.insert(std::fs::read(&serving_crt).unwrap_or_default());
-        (clients.len() >= 3 && servings.len() >= 3 && expired(&first)).then_some(())
+        server_clients.insert(std::fs::read(&kubelet_client).unwrap_or_default());
+        let fingerprint = local_serving();
+        if !fingerprint.is_empty() {
+            local_servings.insert(fingerprint);
+        }
+        (clients.len() >= 3
+            && servings.len() >= 3
+            && server_clients.len() >= 3
+            && local_servings.len() >= 3
+            && expired(&first))
+        .then_some(())
     });
     assert!(
         renewed.is_some(),
-        "{} client and {} serving certificates seen\n{}",
+        "{} client, {} serving, {} kubelet-client and {} local serving certificates seen\n{}",
         clients.len(),
         servings.len(),
+        server_clients.len(),
+        local_servings.len(),
         c.logs()
     );
     assert!(a.log().contains("certificate renewed"), "{}", a.log());
+    assert!(
+        c.log().contains("kubelet-client certificate renewed")
+            && c.log().contains("local node's serving certificate renewed"),
+        "{}",
+        c.log()
+    );
+    // The API server reaches the local node's kubelet with both renewed (exec, logs).
+    web(&c, "local-after-renewal", &c.local.name);
+    let out = c.kubectl_ok(&[
+        "exec",
+        "local-after-renewal",
+        "--",
+        "cat",
+        "/www/index.html",
+    ]);
+    assert_eq!(out.trim(), "hello from local-after-renewal");
+    let out = c.kubectl(&["logs", "local-after-renewal"]);
+    assert!(out.status.success(), "{}", text(&out));
     // The node still works with its renewed certificates: it stays Ready, runs a new pod
     // and reports it (client certificate), and the API server execs into the pod and reads
     // its logs through the node's kubelet API (serving certificate).

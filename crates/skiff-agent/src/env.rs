@@ -4,12 +4,14 @@
 //! downward API (`fieldRef`, `resourceFieldRef`) taken as they are. A missing source or key
 //! that is not `optional` is an error whose message becomes the container's
 //! `CreateContainerConfigError`. Before all of them come the `KUBERNETES_SERVICE_HOST`/`PORT`
-//! family kubelet gives every container; as skiff routes no ClusterIPs yet, they name the
-//! API server's own address (the `default/kubernetes` Endpoints) instead of the Service's.
+//! family kubelet gives every container, naming the `default/kubernetes` Service's ClusterIP
+//! and port (the node translates them to the API server for its pods, [`crate::apiservice`]);
+//! `hostNetwork` pods, whose connections the node does not translate, get the API server's
+//! own address from the Service's Endpoints.
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Endpoints, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Endpoints, Pod, Secret, Service};
 use kube::Api;
 
 use crate::spec::expand;
@@ -20,16 +22,19 @@ use crate::spec::expand;
 pub struct EnvSources {
     config_maps: HashMap<String, Option<BTreeMap<String, String>>>,
     secrets: HashMap<String, Option<BTreeMap<String, String>>>,
-    /// The API server's address and port, from the `default/kubernetes` Endpoints.
+    /// Where pods reach the API: the `default/kubernetes` Service's ClusterIP and port, or
+    /// for `hostNetwork` pods its first endpoint.
     api_server: Option<(String, i32)>,
 }
 
 impl EnvSources {
-    /// Reads every ConfigMap and Secret `c`'s `env` and `envFrom` name, in the pod's namespace.
+    /// Reads every ConfigMap and Secret `c`'s `env` and `envFrom` name, in the pod's namespace,
+    /// and where the API is for a pod on the pod network or (`host_network`) the host's.
     pub async fn fetch(
         client: &kube::Client,
         namespace: &str,
         c: &Container,
+        host_network: bool,
     ) -> kube::Result<Self> {
         let mut out = EnvSources::default();
         let mut maps: Vec<String> = Vec::new();
@@ -47,16 +52,33 @@ impl EnvSources {
             names.sort();
             names.dedup();
         }
-        let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
-        out.api_server = endpoints
-            .get_opt("kubernetes")
-            .await?
-            .and_then(|e| e.subsets?.into_iter().next())
-            .and_then(|s| {
-                let ip = s.addresses?.into_iter().next()?.ip;
-                let port = s.ports?.into_iter().next()?.port;
-                Some((ip, port))
-            });
+        out.api_server = if host_network {
+            let endpoints: Api<Endpoints> =
+                Api::namespaced(client.clone(), crate::apiservice::NAMESPACE);
+            endpoints
+                .get_opt(crate::apiservice::NAME)
+                .await?
+                .and_then(|e| e.subsets?.into_iter().next())
+                .and_then(|s| {
+                    let ip = s.addresses?.into_iter().next()?.ip;
+                    let port = s.ports?.into_iter().next()?.port;
+                    Some((ip, port))
+                })
+        } else {
+            let services: Api<Service> =
+                Api::namespaced(client.clone(), crate::apiservice::NAMESPACE);
+            services
+                .get_opt(crate::apiservice::NAME)
+                .await?
+                .and_then(|svc| svc.spec)
+                .and_then(|spec| {
+                    let ip = spec
+                        .cluster_ip
+                        .filter(|ip| !ip.is_empty() && ip != "None")?;
+                    let port = spec.ports?.into_iter().next()?.port;
+                    Some((ip, port))
+                })
+        };
         let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
         for name in maps {
             let data = cm_api

@@ -13,7 +13,8 @@
 //! change pod specs, or own host network objects itself (skiff-net does).
 //!
 //! Layout: [`join`] (a remote node's certificates), [`rotation`] (their renewal), [`node`] (Node, Lease), [`routes`]
-//! (host-gw routes to other nodes' pods), [`pods`] (the watch loop and housekeeping), `sync` (one
+//! (host-gw routes to other nodes' pods), [`apiservice`] (the `kubernetes` Service's ClusterIP
+//! translated to the API server for the node's pods), [`pods`] (the watch loop and housekeeping), `sync` (one
 //! pod's step), `status`, [`sandbox`] and `etc` (what a pod's containers share), `spec`
 //! (pod container → engine container), `observe` (engine → pod containers), [`labels`],
 //! [`logs`] (`pods/log`), [`stats`] (resource usage from cgroups), [`kubelet`] (the kubelet
@@ -21,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod apiservice;
 mod backoff;
 mod env;
 mod error;
@@ -220,10 +222,20 @@ impl Agent {
             .collect();
         sandboxes.net.reconcile(&live).await?;
         sandboxes.setup_network(pod_cidr).await?;
+        // Before any pod starts: its in-cluster clients find the API at the Service address.
+        if let Err(e) = apiservice::sync_once(&client, &sandboxes.net, pod_cidr).await {
+            tracing::warn!(error = %e, "cannot read the kubernetes Service; watching for it");
+        }
         tracing::info!(node = %cfg.node_name, %pod_cidr, adopted = live.len(), "node agent started");
 
         let routes_net = sandboxes.net.clone();
         let routes_client = client.clone();
+        let service_task = tokio::spawn(apiservice::run(
+            client.clone(),
+            sandboxes.net.clone(),
+            pod_cidr,
+            stopped.clone(),
+        ));
         let ctx = Arc::new(pods::Ctx {
             cgroup_parent: engine.config().cgroup_parent.clone(),
             engine: engine.clone(),
@@ -252,6 +264,7 @@ impl Agent {
             tokio::spawn(sampler.run(cfg.stats_period, stats_stop)),
             tokio::spawn(async move { registration.heartbeat(heartbeat_stop).await }),
             tokio::spawn(pods::run(ctx, stopped)),
+            service_task,
         ];
         let kubelet_addr = kubelet_server.as_ref().map(|k| k.addr);
         tasks.extend(kubelet_server.map(|k| k.task));

@@ -267,7 +267,8 @@ impl Ctx {
             return Ok(());
         };
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let sources = crate::env::EnvSources::fetch(&self.client, namespace, c).await?;
+        let sources =
+            crate::env::EnvSources::fetch(&self.client, namespace, c, sandbox.host_network).await?;
         let host_ip = self.node_ip.to_string();
         let pod_ip = sandbox.ip.map(|ip| ip.to_string());
         let downward = crate::env::Downward {

@@ -23,6 +23,17 @@ use crate::pki::ServingMaterial;
 /// How long connecting to a kubelet (TCP and TLS) may take before the request fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+fn connector(material: ServingMaterial) -> Result<tokio_rustls::TlsConnector, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(material.ca)?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(material.cert_chain, material.key)?;
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 /// Request headers that stay with the API server (credentials, hop-by-hop names other than
 /// the upgrade's).
 const DROPPED: &[&str] = &[
@@ -34,23 +45,29 @@ const DROPPED: &[&str] = &[
 
 /// Connects to kubelets as the API server.
 pub struct KubeletClient {
-    tls: tokio_rustls::TlsConnector,
+    /// Replaced when the kubelet-client certificate is renewed; connections made before keep
+    /// the identity they were made with.
+    tls: std::sync::RwLock<tokio_rustls::TlsConnector>,
 }
 
 impl KubeletClient {
     /// A client presenting `material.cert_chain`/`key` and trusting kubelets whose serving
     /// certificates `material.ca` signed.
     pub fn new(material: ServingMaterial) -> Result<KubeletClient, rustls::Error> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(material.ca)?;
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(material.cert_chain, material.key)?;
         Ok(KubeletClient {
-            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            tls: std::sync::RwLock::new(connector(material)?),
         })
+    }
+
+    /// Presents `material` (a renewed certificate) from the next connection on.
+    pub fn set_identity(&self, material: ServingMaterial) -> Result<(), rustls::Error> {
+        let fresh = connector(material)?;
+        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
+    fn connector(&self) -> tokio_rustls::TlsConnector {
+        self.tls.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Sends `req` (path and query only in its URI) to `node`'s kubelet and returns its
@@ -71,7 +88,7 @@ impl KubeletClient {
                 .await
                 .map_err(|e| dial_error(e.to_string()))?;
             let server_name = ServerName::IpAddress(addr.ip().into());
-            self.tls
+            self.connector()
                 .connect(server_name, tcp)
                 .await
                 .map_err(|e| dial_error(e.to_string()))

@@ -4,8 +4,8 @@
 //! Kubernetes' Node authorizer and NodeRestriction admission give them — they read the
 //! cluster, but write only their own Node and Lease, the pods bound to them and events, and
 //! read a Secret only when a pod bound to them uses it, and ask for a service-account token
-//! only bound to a pod of theirs that runs as that account. Every other user is allowed
-//! everything until RBAC lands.
+//! only bound to a pod of theirs that runs as that account. Service accounts get what RBAC
+//! bindings grant them ([`crate::rbac`]); every other user is allowed everything.
 //!
 //! It decides; it never changes a request.
 
@@ -84,6 +84,9 @@ pub async fn authorize(
             return Ok(());
         }
         return Err(denied(user, a, ""));
+    }
+    if crate::rbac::applies_to(user) {
+        return crate::rbac::authorize(state, user, a, || denied(user, a, "")).await;
     }
     Ok(())
 }

@@ -97,7 +97,11 @@ impl Pki {
         let ca_key = KeyPair::from_pem(&ca_key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
 
-        if !self.has_pair("server") {
+        let missing = missing_names(&self.path("server.crt"), sans);
+        if !self.has_pair("server") || !missing.is_empty() {
+            if self.has_pair("server") {
+                tracing::info!(?missing, "serving certificate reissued for names it lacks");
+            }
             let mut params = CertificateParams::new(sans.to_vec())?;
             params.distinguished_name = dn("skiff-apiserver", None);
             let (cert, key) = issue_leaf(&issuer, params, ExtendedKeyUsagePurpose::ServerAuth)?;
@@ -141,20 +145,45 @@ impl Pki {
         })
     }
 
+    /// Replaces the API server's kubelet-client certificate and key with new ones valid from
+    /// now for `seconds`, and returns them (the server then presents them to kubelets).
+    pub fn renew_kubelet_client(&self, seconds: i64) -> Result<ServingMaterial, PkiError> {
+        let issuer = self.issuer()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(KUBELET_CLIENT_CN, Some("system:masters"));
+        set_lifetime(&mut params, seconds);
+        let (cert, key) = issue_leaf(&issuer, params, ExtendedKeyUsagePurpose::ClientAuth)?;
+        self.write_pair("kubelet-client", &cert, &key)?;
+        self.kubelet_client()
+    }
+
+    /// The file of the API server's kubelet-client certificate.
+    pub fn kubelet_client_cert(&self) -> PathBuf {
+        self.path("kubelet-client.crt")
+    }
+
+    fn issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
+        let ca_key = KeyPair::from_pem(&read(&self.path("ca.key"))?)?;
+        Ok(Issuer::from_ca_cert_pem(
+            &read(&self.path("ca.crt"))?,
+            ca_key,
+        )?)
+    }
+
     /// A new kubelet serving certificate for node `node` covering `addresses` (and the node
-    /// name), signed by the cluster CA: what the server gives its local node. Not written to
-    /// disk; minted again at each start.
+    /// name), signed by the cluster CA and valid from now for `seconds`: what the server gives
+    /// its local node. Not written to disk; minted again at each start and before it expires.
     pub fn kubelet_serving(
         &self,
         node: &str,
         addresses: &[IpAddr],
+        seconds: i64,
     ) -> Result<ServingMaterial, PkiError> {
-        let ca_pem = read(&self.path("ca.crt"))?;
-        let ca_key = KeyPair::from_pem(&read(&self.path("ca.key"))?)?;
-        let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
+        let issuer = self.issuer()?;
         let mut sans = vec![node.to_string()];
         sans.extend(addresses.iter().map(IpAddr::to_string));
         let mut params = CertificateParams::new(sans)?;
+        set_lifetime(&mut params, seconds);
         params.distinguished_name = dn(&format!("system:node:{node}"), Some("system:nodes"));
         let (cert, key) = issue_leaf(&issuer, params, ExtendedKeyUsagePurpose::ServerAuth)?;
         let parse_err = || PkiError::BadPem(self.dir.join("kubelet-serving"));
@@ -275,6 +304,14 @@ impl Pki {
     }
 }
 
+/// Valid from now (backdated five minutes for clocks a little behind, as the CSR signer
+/// does) until `seconds` from now.
+fn set_lifetime(params: &mut CertificateParams, seconds: i64) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = now + time::Duration::seconds(seconds);
+}
+
 /// A leaf certificate and key (PEM) for `usage`, with the names in `params`, signed by the CA.
 fn issue_leaf(
     issuer: &Issuer<'_, KeyPair>,
@@ -301,14 +338,23 @@ fn dn(cn: &str, org: Option<&str>) -> rcgen::DistinguishedName {
     dn
 }
 
-/// The names and addresses the serving certificate must cover for `bind`.
-pub fn serving_sans(bind: IpAddr) -> Vec<String> {
+/// The names and addresses the serving certificate must cover: what clients on the host use
+/// (`localhost`, the host name, `bind`), what pods use — the `kubernetes` Service's names and
+/// its ClusterIP `service_ip` — and the `advertised` address of the `kubernetes` Endpoints.
+pub fn serving_sans(
+    bind: IpAddr,
+    advertised: IpAddr,
+    service_ip: IpAddr,
+    cluster_domain: &str,
+) -> Vec<String> {
     let mut sans = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
         "kubernetes".to_string(),
         "kubernetes.default".to_string(),
         "kubernetes.default.svc".to_string(),
+        format!("kubernetes.default.svc.{cluster_domain}"),
+        service_ip.to_string(),
     ];
     if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         let h = h.trim();
@@ -316,10 +362,46 @@ pub fn serving_sans(bind: IpAddr) -> Vec<String> {
             sans.push(h.to_string());
         }
     }
-    if !bind.is_unspecified() && !sans.contains(&bind.to_string()) {
-        sans.push(bind.to_string());
+    for ip in [bind, advertised] {
+        if !ip.is_unspecified() && !sans.contains(&ip.to_string()) {
+            sans.push(ip.to_string());
+        }
     }
     sans
+}
+
+/// Which of `sans` the certificate at `path` does not name (all of them when it cannot be
+/// read): a serving certificate made before a name was added, or for another address, is
+/// made again.
+fn missing_names(path: &Path, sans: &[String]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok(data) = std::fs::read(path) else {
+        return sans.to_vec();
+    };
+    let Some(Ok(der)) = rustls_pemfile::certs(&mut data.as_slice()).next() else {
+        return sans.to_vec();
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return sans.to_vec();
+    };
+    let mut have: Vec<String> = Vec::new();
+    if let Ok(Some(ext)) = cert.subject_alternative_name() {
+        for name in &ext.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => have.push((*d).to_string()),
+                GeneralName::IPAddress(raw) => {
+                    let ip = match raw.len() {
+                        4 => <[u8; 4]>::try_from(*raw).ok().map(IpAddr::from),
+                        16 => <[u8; 16]>::try_from(*raw).ok().map(IpAddr::from),
+                        _ => None,
+                    };
+                    have.extend(ip.map(|i| i.to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+    sans.iter().filter(|s| !have.contains(s)).cloned().collect()
 }
 
 pub(crate) fn create_dir(path: &Path) -> Result<(), PkiError> {
@@ -398,12 +480,16 @@ mod tests {
     fn second_ensure_reuses_the_ca_and_certificates() {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new(dir.path());
-        let first = pki
-            .ensure(&serving_sans("127.0.0.1".parse().unwrap()))
-            .unwrap();
-        let second = pki
-            .ensure(&serving_sans("127.0.0.1".parse().unwrap()))
-            .unwrap();
+        let sans = |advertised: &str| {
+            serving_sans(
+                "127.0.0.1".parse().unwrap(),
+                advertised.parse().unwrap(),
+                "10.43.0.1".parse().unwrap(),
+                "cluster.local",
+            )
+        };
+        let first = pki.ensure(&sans("127.0.0.1")).unwrap();
+        let second = pki.ensure(&sans("127.0.0.1")).unwrap();
         assert_eq!(first.ca, second.ca);
         assert_eq!(first.cert_chain, second.cert_chain);
         let token = pki.ensure_admin_token(dir.path()).unwrap();
@@ -415,5 +501,17 @@ mod tests {
         let text = std::fs::read_to_string(kc).unwrap();
         assert!(text.contains("server: https://127.0.0.1:1"));
         assert!(text.contains("client-key-data: "));
+
+        // Pods' names for the API are in it; a new advertised address makes it again.
+        let crt = dir.path().join("tls/server.crt");
+        assert!(missing_names(&crt, &sans("127.0.0.1")).is_empty());
+        assert_eq!(
+            missing_names(&crt, &sans("192.0.2.7")),
+            vec!["192.0.2.7".to_string()]
+        );
+        let third = pki.ensure(&sans("192.0.2.7")).unwrap();
+        assert_eq!(third.ca, first.ca);
+        assert_ne!(third.cert_chain, first.cert_chain);
+        assert!(missing_names(&crt, &sans("192.0.2.7")).is_empty());
     }
 }

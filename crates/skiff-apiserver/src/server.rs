@@ -60,6 +60,11 @@ pub struct ServiceAccountConfig {
     pub api_audiences: Vec<String>,
     /// Seconds; None: only TokenRequest's own bound (2^32).
     pub max_token_expiration: Option<i64>,
+    /// `--service-account-signing-key-file` (None: `<data-dir>/tls/service-account.key`,
+    /// created when missing).
+    pub signing_key_file: Option<PathBuf>,
+    /// `--service-account-key-file`s: more keys tokens verify against (a rotated-out key).
+    pub key_files: Vec<PathBuf>,
 }
 
 impl Default for ServiceAccountConfig {
@@ -68,6 +73,8 @@ impl Default for ServiceAccountConfig {
             issuer: crate::serviceaccount::DEFAULT_ISSUER.into(),
             api_audiences: Vec::new(),
             max_token_expiration: None,
+            signing_key_file: None,
+            key_files: Vec::new(),
         }
     }
 }
@@ -128,7 +135,13 @@ impl Server {
     /// Sets up certificates and credentials, binds the port and creates the default namespaces.
     pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<Server, ServerError> {
         let pki = Pki::new(&config.data_dir);
-        let material = pki.ensure(&pki::serving_sans(config.bind))?;
+        let advertised = advertised_ip(config.bind);
+        let material = pki.ensure(&pki::serving_sans(
+            config.bind,
+            advertised,
+            config.services.kubernetes_ip().into(),
+            &config.node_defaults.cluster_domain,
+        ))?;
         let admin_token = pki.ensure_admin_token(&config.data_dir)?;
         let node_token = pki.ensure_node_token(&config.data_dir)?;
         let mut tokens = TokenAuthenticator::default();
@@ -187,10 +200,12 @@ impl Server {
         let encryptor =
             Arc::new(Encryptor::load_or_create(&config.data_dir).map_err(ServerError::Bootstrap)?);
         let mut services = config.services.clone();
-        services.apiserver = Some(SocketAddr::new(advertised_ip(config.bind), addr.port()));
+        services.apiserver = Some(SocketAddr::new(advertised, addr.port()));
         let sa = &config.service_accounts;
-        let signer = crate::serviceaccount::TokenSigner::load_or_create(
+        let signer = crate::serviceaccount::TokenSigner::load(
             &config.data_dir,
+            sa.signing_key_file.as_deref(),
+            &sa.key_files,
             &sa.issuer,
             sa.api_audiences.clone(),
         )?;
@@ -224,6 +239,12 @@ impl Server {
         })
     }
 
+    /// The longest lifetime of certificates the cluster CA signs for nodes (the local
+    /// node's serving certificate lives this long too).
+    pub fn signing_seconds(&self) -> i64 {
+        self.signing_seconds
+    }
+
     /// Serves until `shutdown` completes, with the history compactor running alongside (the
     /// garbage collector and the namespace controller are in the controller set).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
@@ -239,6 +260,12 @@ impl Server {
         );
         tokio::spawn(compactor(self.store.clone(), stopped(stop_rx.clone())));
         tokio::spawn(crate::csrsigning::run(
+            self.state.clone(),
+            self.pki.clone(),
+            self.signing_seconds,
+            stopped(stop_rx.clone()),
+        ));
+        tokio::spawn(crate::kubelet_identity::run(
             self.state.clone(),
             self.pki.clone(),
             self.signing_seconds,

@@ -113,7 +113,8 @@ async fn satoken_bound_token_is_the_service_account_until_its_pod_goes() {
     let (s, again) = whoami(&api, &token).await;
     assert_eq!(s, StatusCode::CREATED, "{again}");
     assert_eq!(store.reads()[before..], [] as [String; 0]);
-    let (s, _) = as_token(
+    // RBAC: nothing without a binding, what a bound Role allows with one.
+    let (s, body) = as_token(
         &api,
         "GET",
         "/api/v1/namespaces/default/configmaps",
@@ -121,11 +122,50 @@ async fn satoken_bound_token_is_the_service_account_until_its_pod_goes() {
         Value::Null,
     )
     .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(
-        s,
-        StatusCode::OK,
-        "a service account reads as any authenticated user"
+        body["message"],
+        "configmaps is forbidden: User \"system:serviceaccount:default:default\" cannot list \
+         resource \"configmaps\" in API group \"\" in the namespace \"default\""
     );
+    let rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/default";
+    let (s, body) = api
+        .call(
+            "POST",
+            &format!("{rbac}/roles"),
+            Some(json!({"metadata": {"name": "cm-reader"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, body) = api
+        .call(
+            "POST",
+            &format!("{rbac}/rolebindings"),
+            Some(json!({"metadata": {"name": "cm-reader"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": "default"}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, body) = as_token(
+        &api,
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        &token,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, _) = as_token(
+        &api,
+        "GET",
+        "/api/v1/namespaces/default/secrets",
+        &token,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "the Role names configmaps only");
 
     let (s, _) = api
         .call("DELETE", &format!("{PODS}/web?gracePeriodSeconds=0"), None)

@@ -1,7 +1,8 @@
 //! Shared vocabulary of every skiff crate: error kinds, ids, default paths, Docker's units,
 //! the cluster settings nodes share with the server, the kubelet's stats summary,
-//! (feature `serve`) the connection limits both HTTP APIs apply, and (feature `cron`) the
-//! CronJob schedule parser the API server and the CronJob controller share.
+//! (feature `serve`) the connection limits both HTTP APIs apply, (feature `cron`) the
+//! CronJob schedule parser the API server and the CronJob controller share, and (feature
+//! `certs`) when a certificate is due for renewal, for nodes and the API server alike.
 //!
 //! Owns nothing stateful and must not depend on any other skiff crate. Protocol-specific
 //! error formats (Docker `{"message"}`, Kubernetes `Status`) are produced at the API edges
@@ -9,6 +10,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "certs")]
+pub mod certs;
 pub mod cluster;
 #[cfg(feature = "cron")]
 pub mod cron;

@@ -1,6 +1,7 @@
 //! skiff-net owns every host network object skiff creates: network namespaces for sandboxes,
 //! bridges, veth pairs, addresses and routes (rtnetlink), IPAM persisted on disk, skiff's own
-//! nftables table (NAT, isolation, published ports) and the embedded DNS server. The engine's
+//! nftables table (NAT, isolation, published ports, DNAT of Service addresses a caller names)
+//! and the embedded DNS server. The engine's
 //! Docker networks and the node agent's pod network are two users of the same [`Net`].
 //!
 //! It works on a given "host" namespace ([`NetConfig::host`]), not necessarily the process's
@@ -45,6 +46,7 @@ mod ports;
 mod reaper;
 mod reconcile;
 mod sandbox;
+mod services;
 mod store;
 
 pub use dns::files::{
@@ -59,3 +61,4 @@ pub use network::{default_pools, parse_cidr, AddressPool, Network, NetworkSpec};
 pub use ports::{parse_port_spec, PortMapping, Protocol, PublishedPort};
 pub use reconcile::ReconcileReport;
 pub use sandbox::{Sandbox, SandboxOptions};
+pub use services::ServiceDnat;

@@ -18,6 +18,7 @@ use crate::nft::Nft;
 use crate::ports::Reservation;
 use crate::reaper::Reaper;
 use crate::sandbox::Sandbox;
+use crate::services::ServiceDnat;
 use crate::store::{self, Durable};
 
 /// Where skiff-net keeps its state and which host namespace it works in.
@@ -73,6 +74,9 @@ pub(crate) struct Inner {
     /// Serialises nftables changes with the state they are computed from. Taken before a
     /// change is handed to a background task, so changes apply in the order they were made.
     pub nft_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Service ports translated to their endpoints ([`Net::set_services`]); not persisted:
+    /// their owner sets them again after a restart.
+    pub services: Mutex<Vec<ServiceDnat>>,
 }
 
 /// skiff's host networking. Cheap to clone; must be used on a tokio runtime.
@@ -128,6 +132,7 @@ impl Net {
             sandboxes: Mutex::new(sandboxes.into_iter().map(|s| (s.id.clone(), s)).collect()),
             reservations: Mutex::new(HashMap::new()),
             nft_lock: Arc::new(tokio::sync::Mutex::new(())),
+            services: Mutex::new(Vec::new()),
             cfg,
         };
         Ok(Net {
@@ -254,7 +259,21 @@ impl Net {
             .cloned()
             .collect();
         let eps: Vec<&Endpoint> = eps.iter().filter(|e| !e.ports.is_empty()).collect();
-        self.inner.nft.rebuild(networks, &eps)
+        let services = self.inner.services.lock().expect("lock").clone();
+        self.inner.nft.rebuild(networks, &eps, &services)
+    }
+
+    /// Translates connections to each Service port in `services` to its endpoints, replacing
+    /// the Services set before; the rules live in the table of the networks, so they apply once
+    /// a network exists (and are kept when networks come and go).
+    pub async fn set_services(&self, services: Vec<ServiceDnat>) -> Result<()> {
+        *self.inner.services.lock().expect("lock") = services;
+        let nets = self.inner.networks.read().await;
+        let all: Vec<&Network> = nets.values().collect();
+        if all.is_empty() {
+            return Ok(());
+        }
+        self.rebuild_nft(&all).await
     }
 
     /// Removes a network that has no endpoints (Docker's error otherwise).

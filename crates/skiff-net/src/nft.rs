@@ -11,6 +11,8 @@
 //!                                                     ports, routed pods; the rest dropped)
 //! prerouting / output (nat): fib daddr type local, l4proto . dport vmap @published → p-<ep>
 //! postrouting: localhost → bridge masquerade; ip saddr vmap @masq → n-<net>-masq
+//! prerouting / output (nat): jump services → ip daddr . port → numgen vmap → s-<i>-<j> (DNAT
+//!              to one endpoint of a Service, as kube-proxy's nftables mode does)
 //! ```
 
 use std::fmt::Write;
@@ -21,12 +23,18 @@ use crate::endpoint::Endpoint;
 use crate::error::{NetError, Result};
 use crate::netns::NetnsRef;
 use crate::network::Network;
+use crate::services::ServiceDnat;
 
 /// The nftables side of skiff-net: one table in one namespace.
 #[derive(Debug, Clone)]
 pub(crate) struct Nft {
     pub table: String,
     pub ns: NetnsRef,
+}
+
+/// The chain of endpoint `j` of the `i`th Service port.
+fn service_chain(i: usize, j: usize) -> String {
+    format!("s-{i}-{j}")
 }
 
 fn net_chain(net: &Network, what: &str) -> String {
@@ -66,11 +74,21 @@ impl Nft {
 
     /// The whole table for these networks and endpoints, replacing whatever was there: run at
     /// daemon start (reconcile) and whenever the set of networks changes.
-    pub(crate) fn rebuild(&self, networks: &[&Network], endpoints: &[&Endpoint]) -> Result<()> {
-        self.apply(&self.render(networks, endpoints))
+    pub(crate) fn rebuild(
+        &self,
+        networks: &[&Network],
+        endpoints: &[&Endpoint],
+        services: &[ServiceDnat],
+    ) -> Result<()> {
+        self.apply(&self.render(networks, endpoints, services))
     }
 
-    pub(crate) fn render(&self, networks: &[&Network], endpoints: &[&Endpoint]) -> String {
+    pub(crate) fn render(
+        &self,
+        networks: &[&Network],
+        endpoints: &[&Endpoint],
+        services: &[ServiceDnat],
+    ) -> String {
         let t = &self.table;
         let mut s = String::new();
         // `add` then `delete` makes the delete succeed whether or not the table existed.
@@ -88,6 +106,12 @@ impl Nft {
         for e in endpoints.iter().filter(|e| !e.ports.is_empty()) {
             let _ = writeln!(s, "add chain inet {t} {}", e.port_chain());
         }
+        let _ = writeln!(s, "add chain inet {t} services");
+        for (i, svc) in services.iter().enumerate() {
+            for j in 0..svc.endpoints.len() {
+                let _ = writeln!(s, "add chain inet {t} {}", service_chain(i, j));
+            }
+        }
         let _ = writeln!(
             s,
             "add set inet {t} bridges {{ type ifname ; }}
@@ -102,6 +126,8 @@ add chain inet {t} prerouting {{ type nat hook prerouting priority dstnat ; poli
 add rule inet {t} prerouting meta l4proto {{ tcp, udp }} fib daddr type local meta l4proto . th dport vmap @published
 add chain inet {t} output {{ type nat hook output priority -100 ; policy accept ; }}
 add rule inet {t} output meta l4proto {{ tcp, udp }} fib daddr type local meta l4proto . th dport vmap @published
+add rule inet {t} prerouting jump services
+add rule inet {t} output jump services
 add chain inet {t} postrouting {{ type nat hook postrouting priority srcnat ; policy accept ; }}
 add rule inet {t} postrouting ip saddr 127.0.0.0/8 oifname @bridges masquerade
 add rule inet {t} postrouting ip saddr vmap @masq"
@@ -112,6 +138,42 @@ add rule inet {t} postrouting ip saddr vmap @masq"
         for e in endpoints {
             s.push_str(&self.ports_add(e));
         }
+        for (i, svc) in services.iter().enumerate() {
+            s.push_str(&self.service_rules(i, svc));
+        }
+        s
+    }
+
+    /// A Service port's DNAT: one chain per endpoint, picked at random per connection
+    /// (nothing when it has no endpoints).
+    fn service_rules(&self, i: usize, svc: &ServiceDnat) -> String {
+        let t = &self.table;
+        let mut s = String::new();
+        if svc.endpoints.is_empty() {
+            return s;
+        }
+        let proto = svc.protocol;
+        let mut targets = Vec::new();
+        for (j, ep) in svc.endpoints.iter().enumerate() {
+            let chain = service_chain(i, j);
+            let _ = writeln!(
+                s,
+                "add rule inet {t} {chain} meta l4proto {proto} dnat ip to {ep}"
+            );
+            targets.push(format!("{j} : goto {chain}"));
+        }
+        let from = svc
+            .source
+            .map(|n| format!("ip saddr {n} "))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "add rule inet {t} services {from}ip daddr {ip} meta l4proto {proto} th dport {port} numgen random mod {n} vmap {{ {targets} }}",
+            ip = svc.cluster_ip,
+            port = svc.port,
+            n = svc.endpoints.len(),
+            targets = targets.join(", ")
+        );
         s
     }
 

@@ -1,11 +1,16 @@
 //! Service-account tokens end to end on one node: a pod gets the `kube-api-access-*`
-//! volume (a token bound to it, the cluster CA, its namespace) and the API server's address
-//! in `KUBERNETES_SERVICE_HOST`/`PORT`; the test reads the mounted token and CA with
-//! `kubectl exec` and calls the API with them through a kubectl that knows nothing else
-//! (`auth whoami`): the pod is `system:serviceaccount:default:default` until it is deleted,
-//! then 401. Also `kubectl create token` (audience, bound object), pods that opt out of the
-//! mount, legacy token Secrets filled by the token controller, and `kube-root-ca.crt` in a
-//! new namespace. One cluster for all of it.
+//! volume (a token bound to it, the cluster CA, its namespace) and the `kubernetes` Service's
+//! ClusterIP in `KUBERNETES_SERVICE_HOST`/`PORT`; a real kubectl inside a pod (the static
+//! binary on a hostPath, in-cluster config from the environment and the mounted files, no
+//! kubeconfig) reads `/api` and is `system:serviceaccount:default:default`, gets Kubernetes'
+//! 403 listing pods until its account's Role is bound (RBAC, `kubectl create role/rolebinding`),
+//! then lists them; the test also
+//! reads the mounted token and CA with `kubectl exec` and calls the API with them through a
+//! kubectl that knows nothing else (`auth whoami`): the pod is its account until it is
+//! deleted, then 401. Also `kubectl create token` (audience, bound object), pods that opt out of the
+//! mount, legacy token Secrets filled by the token controller, `kube-root-ca.crt` in a
+//! new namespace, and a rotation of the signing key (the old key's tokens verify while it is
+//! given with `--service-account-key-file`). One cluster for all of it.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -32,6 +37,37 @@ spec:
   automountServiceAccountToken: false
   containers:
   - {name: main, image: busybox:1, command: ["sleep", "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: in-pod-client}
+spec:
+  nodeName: NODE
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: kubectl, mountPath: /kubectl, readOnly: true}]
+  volumes:
+  - {name: kubectl, hostPath: {path: KUBECTL, type: File}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: reader}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reader-client}
+spec:
+  nodeName: NODE
+  serviceAccountName: reader
+  containers:
+  - name: main
+    image: busybox:1
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: kubectl, mountPath: /kubectl, readOnly: true}]
+  volumes:
+  - {name: kubectl, hostPath: {path: KUBECTL, type: File}}
 ---
 apiVersion: v1
 kind: Secret
@@ -73,6 +109,17 @@ fn whoami(node: &Node, ca: &std::path::Path, token: &str) -> Output {
     )
 }
 
+/// The static kubectl of the Kubernetes version skiff serves (the `kubectl` on the PATH is a
+/// dispatcher that runs one of these).
+pub const KUBECTL_BINARY: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+
+/// Runs the kubectl mounted at `/kubectl` inside `pod` with in-cluster configuration only.
+pub fn in_pod_kubectl(node: &Node, pod: &str, args: &[&str]) -> Output {
+    let mut all = vec!["exec", pod, "--", "/kubectl"];
+    all.extend_from_slice(args);
+    node.kubectl(&all)
+}
+
 fn exec(node: &Node, pod: &str, cmd: &[&str]) -> Output {
     let mut args = vec!["exec", pod, "--"];
     args.extend_from_slice(cmd);
@@ -82,8 +129,8 @@ fn exec(node: &Node, pod: &str, cmd: &[&str]) -> Output {
 #[test]
 fn satoken_pods_talk_to_the_api_as_their_service_account() {
     let node = Node::start();
-    node.create(PODS);
-    for pod in ["sa-pod", "no-token"] {
+    node.create(&PODS.replace("KUBECTL", KUBECTL_BINARY));
+    for pod in ["sa-pod", "no-token", "in-pod-client", "reader-client"] {
         node.wait_pod(pod, "{.status.phase}", "Running", |p| p == "Running");
     }
 
@@ -102,7 +149,7 @@ fn satoken_pods_talk_to_the_api_as_their_service_account() {
     );
     let ca_path = node.cluster.write_file("pod-ca.crt", &ca);
 
-    // The API server's address in the environment (its own address: no ClusterIP routing yet).
+    // The kubernetes Service's address in the environment.
     let env = node.kubectl_ok(&[
         "exec",
         "sa-pod",
@@ -111,25 +158,93 @@ fn satoken_pods_talk_to_the_api_as_their_service_account() {
         "-c",
         "echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT",
     ]);
-    let endpoint = node.kubectl_ok(&[
+    let service = node.kubectl_ok(&[
         "get",
-        "endpoints",
+        "service",
         "kubernetes",
         "-o",
-        "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
+        "jsonpath={.spec.clusterIP}:{.spec.ports[0].port}",
     ]);
-    assert_eq!(env.trim(), endpoint, "KUBERNETES_SERVICE_HOST:PORT");
+    assert_eq!(env.trim(), service, "KUBERNETES_SERVICE_HOST:PORT");
+
+    // A real client inside a pod: in-cluster config, through the Service address, verifying
+    // the server's certificate against the mounted CA.
+    let api = in_pod_kubectl(&node, "in-pod-client", &["get", "--raw", "/api"]);
+    assert!(
+        api.status.success() && text(&api).contains("\"kind\":\"APIVersions\""),
+        "{}",
+        text(&api)
+    );
+    let me = in_pod_kubectl(
+        &node,
+        "in-pod-client",
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&me.stdout),
+        "system:serviceaccount:default:default",
+        "{}",
+        text(&me)
+    );
 
     // The mounted token and CA are enough to talk to the API as the pod's account.
     let me = whoami(&node, &ca_path, &token);
     assert_eq!(text(&me), "system:serviceaccount:default:default");
+    // RBAC: an account with no binding may not read; one whose Role is bound lists pods.
     let list = as_token(
         &node,
         &ca_path,
         &token,
         &["get", "configmap", "kube-root-ca.crt", "-o", "name"],
     );
-    assert_eq!(text(&list).trim(), "configmap/kube-root-ca.crt");
+    assert!(
+        text(&list).contains(
+            "configmaps \"kube-root-ca.crt\" is forbidden: User \"system:serviceaccount:default:default\" \
+             cannot get resource \"configmaps\" in API group \"\" in the namespace \"default\""
+        ),
+        "{}",
+        text(&list)
+    );
+    let denied = in_pod_kubectl(&node, "in-pod-client", &["get", "pods", "-o", "name"]);
+    assert!(
+        text(&denied).contains(
+            "pods is forbidden: User \"system:serviceaccount:default:default\" cannot list \
+             resource \"pods\" in API group \"\" in the namespace \"default\""
+        ),
+        "{}",
+        text(&denied)
+    );
+    node.kubectl_ok(&[
+        "create",
+        "role",
+        "pod-reader",
+        "--verb=get,list",
+        "--resource=pods",
+    ]);
+    node.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "reader-reads-pods",
+        "--role=pod-reader",
+        "--serviceaccount=default:reader",
+    ]);
+    let listed = in_pod_kubectl(&node, "reader-client", &["get", "pods", "-o", "name"]);
+    assert!(
+        listed.status.success() && text(&listed).contains("pod/reader-client"),
+        "{}",
+        text(&listed)
+    );
+    let others = in_pod_kubectl(&node, "reader-client", &["get", "secrets"]);
+    assert!(
+        text(&others).contains("secrets is forbidden"),
+        "the Role names pods only: {}",
+        text(&others)
+    );
 
     // A pod that opts out has no such volume or files.
     assert_eq!(node.pod_field("no-token", "{.spec.volumes}"), "");
@@ -207,6 +322,86 @@ fn satoken_pods_talk_to_the_api_as_their_service_account() {
         whoami(&node, &ca_path, plain.trim()).status.success(),
         "an unbound token still holds"
     );
+
+    // Signing-key rotation: a new key made with openssl signs; the old one, given as a public
+    // key with --service-account-key-file, still verifies the tokens it signed.
+    let tls = node.cluster.data_dir().join("tls");
+    let new_key = tls.join("service-account-2.key");
+    let old_pub = tls.join("service-account-1.pub");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        new_key.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        tls.join("service-account.key").to_str().unwrap(),
+        "-pubout",
+        "-out",
+        old_pub.to_str().unwrap(),
+    ]);
+    let rotate = |node: &mut Node, keep_old: bool| {
+        node.cluster
+            .server_args
+            .retain(|a| !a.contains("service-account"));
+        node.cluster.server_args.extend([
+            "--service-account-signing-key-file".to_string(),
+            new_key.display().to_string(),
+        ]);
+        if keep_old {
+            node.cluster.server_args.extend([
+                "--service-account-key-file".to_string(),
+                old_pub.display().to_string(),
+            ]);
+        }
+        node.cluster.restart();
+    };
+    let mut node = node;
+    rotate(&mut node, true);
+    assert_eq!(
+        text(&whoami(&node, &ca_path, plain.trim())),
+        "system:serviceaccount:default:default",
+        "a token of the old key after the rotation"
+    );
+    let fresh = node.kubectl_ok(&["create", "token", "default", "--duration", "10m"]);
+    assert_ne!(
+        kid(fresh.trim()),
+        kid(plain.trim()),
+        "signed with the new key"
+    );
+    assert_eq!(
+        text(&whoami(&node, &ca_path, fresh.trim())),
+        "system:serviceaccount:default:default"
+    );
+    // Old key dropped: its tokens are refused, the new key's hold.
+    rotate(&mut node, false);
+    let refused = whoami(&node, &ca_path, plain.trim());
+    assert!(
+        text(&refused).contains("Unauthorized"),
+        "{}",
+        text(&refused)
+    );
+    assert!(whoami(&node, &ca_path, fresh.trim()).status.success());
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl").args(args).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+}
+
+/// The `kid` in a JWT's header.
+fn kid(token: &str) -> String {
+    use base64::Engine;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').next().unwrap())
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&header).unwrap();
+    v["kid"].as_str().unwrap_or_default().to_string()
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {

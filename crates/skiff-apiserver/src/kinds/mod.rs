@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod events;
 pub mod metrics;
 pub mod policy;
+pub mod rbac;
 #[cfg(test)]
 mod required;
 pub mod scheduling;
@@ -48,6 +49,10 @@ pub static ALL: &[&dyn Kind] = &[
     &batch::job::Jobs,
     &batch::cronjob::CronJobs,
     &certificates::certificatesigningrequest::CertificateSigningRequests,
+    &rbac::clusterrole::ClusterRoles,
+    &rbac::clusterrolebinding::ClusterRoleBindings,
+    &rbac::role::Roles,
+    &rbac::rolebinding::RoleBindings,
     &policy::poddisruptionbudget::PodDisruptionBudgets,
     &storage::storageclass::StorageClasses,
     &scheduling::priorityclass::PriorityClasses,

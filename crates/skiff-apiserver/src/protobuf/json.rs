@@ -13,6 +13,12 @@ use serde_json::{Map, Value};
 /// A message or field value as JSON; None when the field is left out.
 pub trait ToJson {
     fn to_json(&self) -> Option<Value>;
+
+    /// The value as an element of a list, where an empty value keeps its place (RBAC's
+    /// `apiGroups: [""]` names the core group).
+    fn to_json_element(&self) -> Value {
+        self.to_json().unwrap_or(Value::Null)
+    }
 }
 
 /// Sets `m[key]` to the JSON of `v`, if any.
@@ -37,13 +43,7 @@ impl<T: ToJson> ToJson for Option<T> {
 
 impl<T: ToJson> ToJson for Vec<T> {
     fn to_json(&self) -> Option<Value> {
-        (!self.is_empty()).then(|| {
-            Value::Array(
-                self.iter()
-                    .map(|v| v.to_json().unwrap_or(Value::Null))
-                    .collect(),
-            )
-        })
+        (!self.is_empty()).then(|| Value::Array(self.iter().map(ToJson::to_json_element).collect()))
     }
 }
 
@@ -71,6 +71,10 @@ impl ToJson for Vec<u8> {
 impl ToJson for String {
     fn to_json(&self) -> Option<Value> {
         (!self.is_empty()).then(|| Value::String(self.clone()))
+    }
+
+    fn to_json_element(&self) -> Value {
+        Value::String(self.clone())
     }
 }
 
@@ -213,6 +217,14 @@ mod tests {
         assert_eq!(d(3_600_000_000_000), "1h0m0s");
         assert_eq!(d(500_000_000), "500ms");
         assert_eq!(d(0), "0s");
+    }
+
+    #[test]
+    fn inpod_empty_strings_keep_their_place_in_lists() {
+        // `kubectl create role --resource=pods` sends apiGroups [""] (the core group).
+        let groups = vec![String::new(), "apps".to_string()];
+        assert_eq!(groups.to_json(), Some(serde_json::json!(["", "apps"])));
+        assert_eq!(String::new().to_json(), None, "an empty field is left out");
     }
 
     #[test]

@@ -61,6 +61,10 @@ messages! {
         deprecated_source: "deprecatedSource", deprecated_first_timestamp: "deprecatedFirstTimestamp",
         deprecated_last_timestamp: "deprecatedLastTimestamp", deprecated_count: "deprecatedCount" }
     api::policy::v1::PodDisruptionBudget { metadata: "metadata", spec: "spec", status: "status" }
+    api::rbac::v1::ClusterRole { metadata: "metadata", rules: "rules", aggregation_rule: "aggregationRule" }
+    api::rbac::v1::ClusterRoleBinding { metadata: "metadata", subjects: "subjects", role_ref: "roleRef" }
+    api::rbac::v1::Role { metadata: "metadata", rules: "rules" }
+    api::rbac::v1::RoleBinding { metadata: "metadata", subjects: "subjects", role_ref: "roleRef" }
     api::scheduling::v1::PriorityClass { metadata: "metadata", value: "value", global_default: "globalDefault",
         description: "description", preemption_policy: "preemptionPolicy" }
     api::storage::v1::StorageClass { metadata: "metadata", provisioner: "provisioner", parameters: "parameters",
@@ -232,6 +236,11 @@ messages! {
         disrupted_pods: "disruptedPods", disruptions_allowed: "disruptionsAllowed",
         current_healthy: "currentHealthy", desired_healthy: "desiredHealthy", expected_pods: "expectedPods",
         conditions: "conditions" }
+    api::rbac::v1::PolicyRule { verbs: "verbs", api_groups: "apiGroups", resources: "resources",
+        resource_names: "resourceNames", non_resource_ur_ls: "nonResourceURLs" }
+    api::rbac::v1::AggregationRule { cluster_role_selectors: "clusterRoleSelectors" }
+    api::rbac::v1::Subject { kind: "kind", api_group: "apiGroup", name: "name", namespace: "namespace" }
+    api::rbac::v1::RoleRef { api_group: "apiGroup", kind: "kind", name: "name" }
     api::core::v1::TopologySelectorTerm { match_label_expressions: "matchLabelExpressions" }
     apimachinery::pkg::apis::meta::v1::Preconditions { uid: "uid", resource_version: "resourceVersion" }
     api::autoscaling::v1::ScaleSpec { replicas: "replicas" }

@@ -3,8 +3,8 @@
 //! ([`authn`]), `SelfSubjectReview` ([`review`]) and the ServiceAccount admission of pods
 //! ([`admission`]).
 //!
-//! It decides who a token is; what that identity may do is [`crate::nodeauth`]'s (until
-//! RBAC, a service account may do what any authenticated user may).
+//! It decides who a token is; what that identity may do is decided by RBAC bindings
+//! ([`crate::rbac`]).
 
 pub mod admission;
 pub mod authn;

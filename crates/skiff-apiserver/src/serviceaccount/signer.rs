@@ -1,11 +1,13 @@
 //! The service-account signing key and the JWTs made with it: bound tokens (TokenRequest)
 //! with upstream's claims, and the legacy Secret-based tokens of the token controller.
 //!
-//! The key is an ECDSA P-256 key (ES256) kept as PKCS#8 PEM in
-//! `<data-dir>/tls/service-account.key`, created at first start and reused afterwards
-//! (kube-apiserver's `--service-account-signing-key-file` and `--service-account-key-file`
-//! in one file). It signs and verifies; it does not look at the store (that is
-//! [`super::authn`]).
+//! The signing key is an ECDSA P-256 key (ES256) kept as PKCS#8 PEM in
+//! `<data-dir>/tls/service-account.key`, created at first start and reused afterwards, or
+//! the one given with `--service-account-signing-key-file`. Tokens verify against its public
+//! key and every public key of the `--service-account-key-file`s (PEM public keys, private
+//! keys or certificates, several per file: kube-apiserver's flags), so a key can be rotated
+//! while the tokens signed by the one before keep working. It signs and verifies; it does not
+//! look at the store (that is [`super::authn`]).
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +34,8 @@ pub enum SignerError {
     Key(#[from] rcgen::Error),
     #[error("the service-account key {0} is not an ECDSA P-256 key")]
     WrongAlgorithm(PathBuf),
+    #[error("{0} holds no PEM public key, private key or certificate")]
+    NoKeys(PathBuf),
     #[error("cannot sign a token")]
     Sign(#[source] jsonwebtoken::errors::Error),
 }
@@ -105,12 +109,19 @@ pub fn username(ns: &str, name: &str) -> String {
     format!("system:serviceaccount:{ns}:{name}")
 }
 
+/// A key tokens are verified with, named by its key id.
+struct VerifyingKey {
+    kid: String,
+    key: DecodingKey,
+}
+
 /// Signs and verifies service-account tokens.
 pub struct TokenSigner {
     issuer: String,
     audiences: Vec<String>,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The signing key's own public key first, then those of `--service-account-key-file`.
+    verifying: Vec<VerifyingKey>,
     kid: String,
     bound: Validation,
     legacy: Validation,
@@ -135,22 +146,53 @@ impl TokenSigner {
         issuer: &str,
         audiences: Vec<String>,
     ) -> Result<TokenSigner, SignerError> {
-        let path = data_dir.join(KEY_FILE);
-        let key = match pki::read(&path) {
-            Ok(pem) => rcgen::KeyPair::from_pem(&pem)?,
-            Err(_) => {
-                if let Some(parent) = path.parent() {
-                    pki::create_dir(parent)?;
-                }
-                let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-                pki::write_private(&path, key.serialize_pem().as_bytes())?;
-                key
+        Self::load(data_dir, None, &[], issuer, audiences)
+    }
+
+    /// The signer of `signing_key_file` (None: the key in `data_dir`, created when missing)
+    /// that also accepts tokens signed by the keys in `key_files`.
+    pub fn load(
+        data_dir: &Path,
+        signing_key_file: Option<&Path>,
+        key_files: &[PathBuf],
+        issuer: &str,
+        audiences: Vec<String>,
+    ) -> Result<TokenSigner, SignerError> {
+        let (path, key) = match signing_key_file {
+            Some(path) => (
+                path.to_path_buf(),
+                rcgen::KeyPair::from_pem(&pki::read(path)?)?,
+            ),
+            None => {
+                let path = data_dir.join(KEY_FILE);
+                let key = match pki::read(&path) {
+                    Ok(pem) => rcgen::KeyPair::from_pem(&pem)?,
+                    Err(_) => {
+                        if let Some(parent) = path.parent() {
+                            pki::create_dir(parent)?;
+                        }
+                        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+                        pki::write_private(&path, key.serialize_pem().as_bytes())?;
+                        key
+                    }
+                };
+                (path, key)
             }
         };
         if key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
             return Err(SignerError::WrongAlgorithm(path));
         }
-        Ok(Self::from_key(&key, issuer, audiences))
+        let mut signer = Self::from_key(&key, issuer, audiences);
+        for file in key_files {
+            for spki in public_keys(file)? {
+                let key = verifying_key(&spki)
+                    .ok_or_else(|| SignerError::WrongAlgorithm(file.clone()))?;
+                if !signer.verifying.iter().any(|v| v.kid == key.kid) {
+                    signer.verifying.push(key);
+                }
+            }
+        }
+        Ok(signer)
     }
 
     /// A signer with a key that lives only in memory (tests, API states without a data
@@ -168,9 +210,7 @@ impl TokenSigner {
         } else {
             audiences
         };
-        // Upstream's key id: the unpadded base64url SHA-256 of the public key's DER.
-        let kid = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(sha2::Sha256::digest(key.subject_public_key_info()));
+        let kid = key_id(&key.subject_public_key_info());
         let mut bound = Validation::new(Algorithm::ES256);
         bound.set_issuer(&[issuer]);
         bound.set_audience(&audiences);
@@ -186,7 +226,10 @@ impl TokenSigner {
             audiences,
             encoding: EncodingKey::from_ec_der(&key.serialize_der()),
             // ring verifies ECDSA against the uncompressed point.
-            decoding: DecodingKey::from_ec_der(key.public_key_raw()),
+            verifying: vec![VerifyingKey {
+                kid: kid.clone(),
+                key: DecodingKey::from_ec_der(key.public_key_raw()),
+            }],
             kid,
             bound,
             legacy,
@@ -236,16 +279,93 @@ impl TokenSigner {
     /// The claims of `token` when this key signed it, it is for this API and in its time;
     /// Err says why not (for the server's log, never for the client).
     pub fn verify(&self, token: &str) -> Result<Verified, String> {
+        // The key named by the token's `kid` when there is one, else each in turn.
+        let kid = jsonwebtoken::decode_header(token)
+            .map_err(|e| e.to_string())?
+            .kid;
+        let named: Vec<&VerifyingKey> = self
+            .verifying
+            .iter()
+            .filter(|v| Some(&v.kid) == kid.as_ref())
+            .collect();
+        let keys = if named.is_empty() {
+            self.verifying.iter().collect()
+        } else {
+            named
+        };
+        let mut last = String::from("no verification key");
+        for v in keys {
+            match self.verify_with(token, &v.key) {
+                Ok(verified) => return Ok(verified),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn verify_with(&self, token: &str, key: &DecodingKey) -> Result<Verified, String> {
         // The unverified issuer only picks the validator; both check the signature.
         if unverified_issuer(token).as_deref() == Some(LEGACY_ISSUER) {
-            return jsonwebtoken::decode::<LegacyClaims>(token, &self.decoding, &self.legacy)
+            return jsonwebtoken::decode::<LegacyClaims>(token, key, &self.legacy)
                 .map(|d| Verified::Legacy(d.claims))
                 .map_err(|e| e.to_string());
         }
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.bound)
+        jsonwebtoken::decode::<Claims>(token, key, &self.bound)
             .map(|d| Verified::Bound(d.claims))
             .map_err(|e| e.to_string())
     }
+}
+
+/// Upstream's key id: the unpadded base64url SHA-256 of the public key's DER.
+fn key_id(spki_der: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(spki_der))
+}
+
+/// The public keys (SubjectPublicKeyInfo DER) of every PEM public key, PKCS#8 private key and
+/// certificate in `path`.
+fn public_keys(path: &Path) -> Result<Vec<Vec<u8>>, SignerError> {
+    use rustls_pemfile::Item;
+    let pem = pki::read(path)?;
+    let mut out = Vec::new();
+    for item in rustls_pemfile::read_all(&mut pem.as_bytes()) {
+        match item {
+            Ok(Item::SubjectPublicKeyInfo(spki)) => out.push(spki.as_ref().to_vec()),
+            Ok(Item::Pkcs8Key(der)) => {
+                use rcgen::PublicKeyData;
+                let key = rcgen::KeyPair::try_from(der.secret_pkcs8_der())
+                    .map_err(|_| SignerError::WrongAlgorithm(path.to_path_buf()))?;
+                out.push(key.subject_public_key_info());
+            }
+            Ok(Item::X509Certificate(der)) => {
+                let (_, cert) = x509_parser::parse_x509_certificate(&der)
+                    .map_err(|_| SignerError::NoKeys(path.to_path_buf()))?;
+                out.push(cert.public_key().raw.to_vec());
+            }
+            Ok(_) => return Err(SignerError::WrongAlgorithm(path.to_path_buf())),
+            Err(_) => return Err(SignerError::NoKeys(path.to_path_buf())),
+        }
+    }
+    if out.is_empty() {
+        return Err(SignerError::NoKeys(path.to_path_buf()));
+    }
+    Ok(out)
+}
+
+/// A verification key for the P-256 public key `spki_der` (None: another kind of key).
+fn verifying_key(spki_der: &[u8]) -> Option<VerifyingKey> {
+    use x509_parser::prelude::FromDer;
+    use x509_parser::public_key::PublicKey;
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).ok()?;
+    let PublicKey::EC(point) = spki.parsed().ok()? else {
+        return None;
+    };
+    // id-ecPublicKey on prime256v1: an uncompressed point of 65 bytes.
+    let p256 = x509_parser::oid_registry::OID_EC_P256;
+    let curve = spki.algorithm.parameters.as_ref()?.as_oid().ok()?;
+    (curve == p256 && point.data().len() == 65).then(|| VerifyingKey {
+        kid: key_id(spki_der),
+        key: DecodingKey::from_ec_der(point.data()),
+    })
 }
 
 /// The `iss` claim of a token, read without checking anything.
@@ -333,6 +453,106 @@ mod tests {
             .sign_bound(claims(600, DEFAULT_ISSUER))
             .unwrap();
         assert!(a.verify(&foreign).is_err());
+    }
+
+    #[test]
+    fn satoken_tokens_of_a_rotated_key_verify_through_the_key_files() {
+        use rcgen::PublicKeyData;
+        let dir = tempfile::tempdir().unwrap();
+        let old = TokenSigner::load_or_create(dir.path(), DEFAULT_ISSUER, vec![]).unwrap();
+        let old_token = old.sign_bound(claims(600, DEFAULT_ISSUER)).unwrap();
+        let old_legacy = old.sign_legacy("ns", "sa", "u1", "sa-token").unwrap();
+
+        // A new signing key; the old one stays as a public key (PEM "PUBLIC KEY").
+        let new_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let new_path = dir.path().join("new.key");
+        std::fs::write(&new_path, new_key.serialize_pem()).unwrap();
+        let old_key =
+            rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.path().join(KEY_FILE)).unwrap())
+                .unwrap();
+        let old_pub = dir.path().join("old.pub");
+        std::fs::write(&old_pub, old_key.public_key_pem()).unwrap();
+        assert_eq!(key_id(&old_key.subject_public_key_info()), old.kid);
+
+        let rotated = TokenSigner::load(
+            dir.path(),
+            Some(&new_path),
+            std::slice::from_ref(&old_pub),
+            DEFAULT_ISSUER,
+            vec![],
+        )
+        .unwrap();
+        assert_ne!(rotated.kid, old.kid, "signs with the new key");
+        assert!(rotated.verify(&old_token).is_ok(), "old bound token");
+        assert!(rotated.verify(&old_legacy).is_ok(), "old legacy token");
+        let new_token = rotated.sign_bound(claims(600, DEFAULT_ISSUER)).unwrap();
+        assert!(rotated.verify(&new_token).is_ok());
+        assert!(
+            old.verify(&new_token).is_err(),
+            "the old key alone refuses it"
+        );
+        // A token whose kid names no key is still checked against every key.
+        let header = jsonwebtoken::Header {
+            kid: Some("unknown".into()),
+            ..jsonwebtoken::Header::new(Algorithm::ES256)
+        };
+        let odd = jsonwebtoken::encode(
+            &header,
+            &Claims {
+                iss: DEFAULT_ISSUER.into(),
+                ..claims(600, DEFAULT_ISSUER)
+            },
+            &EncodingKey::from_ec_der(&old_key.serialize_der()),
+        )
+        .unwrap();
+        assert!(rotated.verify(&odd).is_ok());
+
+        // Once the old key is dropped, its tokens are refused.
+        let without =
+            TokenSigner::load(dir.path(), Some(&new_path), &[], DEFAULT_ISSUER, vec![]).unwrap();
+        assert!(without.verify(&old_token).is_err());
+        assert!(without.verify(&new_token).is_ok());
+
+        // A private key file verifies too; garbage and other kinds of keys are refused.
+        let by_private = TokenSigner::load(
+            dir.path(),
+            Some(&new_path),
+            &[dir.path().join(KEY_FILE)],
+            DEFAULT_ISSUER,
+            vec![],
+        )
+        .unwrap();
+        assert!(by_private.verify(&old_token).is_ok());
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a key").unwrap();
+        assert!(matches!(
+            TokenSigner::load(dir.path(), Some(&new_path), &[junk], DEFAULT_ISSUER, vec![]),
+            Err(SignerError::NoKeys(_))
+        ));
+        let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let ed_pub = dir.path().join("ed.pub");
+        std::fs::write(&ed_pub, ed.public_key_pem()).unwrap();
+        assert!(matches!(
+            TokenSigner::load(
+                dir.path(),
+                Some(&new_path),
+                &[ed_pub],
+                DEFAULT_ISSUER,
+                vec![]
+            ),
+            Err(SignerError::WrongAlgorithm(_))
+        ));
+        // The data directory's key is not replaced by a given signing key.
+        assert_eq!(
+            key_id(
+                &rcgen::KeyPair::from_pem(
+                    &std::fs::read_to_string(dir.path().join(KEY_FILE)).unwrap()
+                )
+                .unwrap()
+                .subject_public_key_info()
+            ),
+            old.kid
+        );
     }
 
     #[test]

@@ -1,0 +1,38 @@
+//! rbac.authorization.k8s.io/v1 ClusterRoleBindings: subjects granted a role (see [`crate::rbac`]).
+
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_pb::api::rbac::v1 as pb;
+use serde_json::{json, Value};
+
+use crate::registry::{Obj, Strategy};
+use crate::resources::Entry;
+use crate::table::{age, col, name, Column, AGE, NAME};
+use crate::validation::Errs;
+
+pub struct ClusterRoleBindings;
+
+impl Strategy for ClusterRoleBindings {
+    type Object = ClusterRoleBinding;
+    type Protobuf = pb::ClusterRoleBinding;
+    const RESOURCE: Entry = Entry::DEFAULT;
+    const COLUMNS: &'static [Column] = &[NAME, col("Role"), AGE];
+
+    fn validate(
+        &self,
+        new: Obj<'_, ClusterRoleBinding>,
+        old: Option<Obj<'_, ClusterRoleBinding>>,
+        errs: &mut Errs,
+    ) {
+        super::validate_binding(new.json, old.map(|o| o.json), &["ClusterRole"], None, errs);
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        let r = &o["roleRef"];
+        let role = format!(
+            "{}/{}",
+            r["kind"].as_str().unwrap_or_default(),
+            r["name"].as_str().unwrap_or_default()
+        );
+        vec![name(o), json!(role), age(o)]
+    }
+}

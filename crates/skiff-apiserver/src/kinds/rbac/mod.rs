@@ -1,0 +1,87 @@
+//! The `rbac.authorization.k8s.io` group: Roles and ClusterRoles (rules), RoleBindings and
+//! ClusterRoleBindings (subjects → a role). What they allow is decided in [`crate::rbac`].
+
+pub mod clusterrole;
+pub mod clusterrolebinding;
+pub mod role;
+pub mod rolebinding;
+
+use serde_json::Value;
+
+use crate::validation::{quote, Errs};
+
+const SUBJECT_KINDS: &[&str] = &["User", "Group", "ServiceAccount"];
+const GROUP: &str = "rbac.authorization.k8s.io";
+
+/// A binding's checks (upstream's `ValidateRoleBinding`): a roleRef to a role kind of this
+/// group, named; subjects of known kinds, named, service accounts with a namespace unless
+/// `namespace` gives one; roleRef unchanged by updates.
+pub(crate) fn validate_binding(
+    new: &Value,
+    old: Option<&Value>,
+    role_kinds: &[&str],
+    namespace: Option<&str>,
+    errs: &mut Errs,
+) {
+    let r = &new["roleRef"];
+    if r["apiGroup"].as_str() != Some(GROUP) {
+        errs.not_supported(
+            "roleRef.apiGroup",
+            r["apiGroup"].as_str().unwrap_or_default(),
+            &[GROUP],
+        );
+    }
+    let kind = r["kind"].as_str().unwrap_or_default();
+    if !role_kinds.contains(&kind) {
+        errs.not_supported("roleRef.kind", kind, role_kinds);
+    }
+    if r["name"].as_str().unwrap_or_default().is_empty() {
+        errs.required("roleRef.name", "");
+    }
+    if let Some(old) = old {
+        if old["roleRef"] != new["roleRef"] {
+            errs.invalid("roleRef", quote(&r.to_string()), "cannot change roleRef");
+        }
+    }
+    for (i, s) in new["subjects"].as_array().into_iter().flatten().enumerate() {
+        let kind = s["kind"].as_str().unwrap_or_default();
+        if !SUBJECT_KINDS.contains(&kind) {
+            errs.not_supported(&format!("subjects[{i}].kind"), kind, SUBJECT_KINDS);
+        }
+        if s["name"].as_str().unwrap_or_default().is_empty() {
+            errs.required(&format!("subjects[{i}].name"), "");
+        }
+        if kind == "ServiceAccount"
+            && namespace.is_none()
+            && s["namespace"].as_str().unwrap_or_default().is_empty()
+        {
+            errs.required(&format!("subjects[{i}].namespace"), "");
+        }
+    }
+}
+
+/// A role's checks: every rule names verbs, and either resources with API groups or
+/// non-resource URLs.
+pub(crate) fn validate_rules(new: &Value, errs: &mut Errs) {
+    for (i, r) in new["rules"].as_array().into_iter().flatten().enumerate() {
+        let empty = |f: &str| r[f].as_array().is_none_or(|a| a.is_empty());
+        if empty("verbs") {
+            errs.required(
+                &format!("rules[{i}].verbs"),
+                "verbs must contain at least one value",
+            );
+        }
+        if empty("nonResourceURLs") && empty("apiGroups") {
+            errs.required(
+                &format!("rules[{i}].apiGroups"),
+                "resource rules must supply at least one api group",
+            );
+        }
+        if empty("nonResourceURLs") && empty("resources") {
+            errs.required(
+                &format!("rules[{i}].resources"),
+                "resource rules must supply at least one resource",
+            );
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! rbac.authorization.k8s.io/v1 RoleBindings: subjects granted a role (see [`crate::rbac`]).
+
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_pb::api::rbac::v1 as pb;
+use serde_json::{json, Value};
+
+use crate::registry::{Obj, Strategy};
+use crate::resources::Entry;
+use crate::table::{age, col, name, Column, AGE, NAME};
+use crate::validation::Errs;
+
+pub struct RoleBindings;
+
+impl Strategy for RoleBindings {
+    type Object = RoleBinding;
+    type Protobuf = pb::RoleBinding;
+    const RESOURCE: Entry = Entry::DEFAULT;
+    const COLUMNS: &'static [Column] = &[NAME, col("Role"), AGE];
+
+    fn validate(
+        &self,
+        new: Obj<'_, RoleBinding>,
+        old: Option<Obj<'_, RoleBinding>>,
+        errs: &mut Errs,
+    ) {
+        super::validate_binding(
+            new.json,
+            old.map(|o| o.json),
+            &["Role", "ClusterRole"],
+            Some(crate::object::namespace(new.json)),
+            errs,
+        );
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        let r = &o["roleRef"];
+        let role = format!(
+            "{}/{}",
+            r["kind"].as_str().unwrap_or_default(),
+            r["name"].as_str().unwrap_or_default()
+        );
+        vec![name(o), json!(role), age(o)]
+    }
+}
