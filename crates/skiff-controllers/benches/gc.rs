@@ -379,9 +379,19 @@ async fn run(n: usize, synced: Arc<Synced>) {
     );
     // The probe must work before the deletions start.
     let ready = probe_scale(&client, 2).await;
-    println!("probe deployment 1 → 2 replicas before the deletions: {:.2} s", ready.as_secs_f64());
+    println!(
+        "probe deployment 1 → 2 replicas before the deletions: {:.2} s",
+        ready.as_secs_f64()
+    );
 
-    let bg = delete_all(&client, "gc-bg", DeleteParams::background(), &rss, 2 + PROBE_REPLICAS).await;
+    let bg = delete_all(
+        &client,
+        "gc-bg",
+        DeleteParams::background(),
+        &rss,
+        2 + PROBE_REPLICAS,
+    )
+    .await;
     report("background", bg_pods, owners.div_ceil(2), &bg);
     let fg = delete_all(&client, "gc-fg", DeleteParams::foreground(), &rss, 2).await;
     report("foreground", n - bg_pods, owners / 2, &fg);

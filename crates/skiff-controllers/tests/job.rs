@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use common::{api_only, start, until, Cluster};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::LimitRange;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use k8s_openapi::api::core::v1::LimitRange;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
-use skiff_controllers::Context;
 use serde_json::{json, Value};
+use skiff_controllers::Context;
 
 fn job(name: &str, spec: Value) -> Job {
     let mut spec = spec;
@@ -342,8 +342,7 @@ async fn stale_context(c: &Cluster) -> (Arc<Context>, Arc<AtomicUsize>) {
         axum::middleware::map_request(move |req: axum::extract::Request| {
             let counter = counter.clone();
             async move {
-                if req.method() == axum::http::Method::POST && req.uri().path().ends_with("/pods")
-                {
+                if req.method() == axum::http::Method::POST && req.uri().path().ends_with("/pods") {
                     counter.fetch_add(1, Ordering::SeqCst);
                 }
                 req
@@ -401,8 +400,15 @@ async fn refused_creates_are_tried_once_per_sync_not_once_per_pod() {
     .unwrap();
     limits.create(&PostParams::default(), &range).await.unwrap();
     let mut big = job("big", json!({"completions": 50, "parallelism": 50}));
-    big.spec.as_mut().unwrap().template.spec.as_mut().unwrap().containers[0].resources =
-        Some(serde_json::from_value(json!({"limits": {"cpu": "1"}})).unwrap());
+    big.spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .resources = Some(serde_json::from_value(json!({"limits": {"cpu": "1"}})).unwrap());
     let jobs: Api<Job> = c.api();
     let created = Arc::new(jobs.create(&PostParams::default(), &big).await.unwrap());
     let (ctx, creates) = stale_context(&c).await;
@@ -487,7 +493,8 @@ async fn backoff_limit_per_index_fails_indexes_not_the_job_until_all_are_done() 
     })
     .await;
     assert!(
-        running_index(&c, "per", "0").await.is_none() && running_index(&c, "per", "1").await.is_none(),
+        running_index(&c, "per", "0").await.is_none()
+            && running_index(&c, "per", "1").await.is_none(),
         "failed indexes are not retried"
     );
     // The last index succeeds: every index is done, some failed, so the Job fails.
@@ -525,7 +532,10 @@ async fn more_failed_indexes_than_max_failed_indexes_fail_the_job() {
         (j.status.as_ref()?.failed_indexes.as_deref() == Some("0")).then_some(j)
     })
     .await;
-    assert!(!has(&j, "Failed", "MaxFailedIndexesExceeded"), "one is allowed");
+    assert!(
+        !has(&j, "Failed", "MaxFailedIndexesExceeded"),
+        "one is allowed"
+    );
     let one = running_index(&c, "capped", "1").await.unwrap();
     fail_long_ago(&c, &one.name_any(), 1).await;
     let j = until("the job fails", || async {

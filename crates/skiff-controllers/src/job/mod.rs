@@ -211,15 +211,18 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
         .filter(|v| matches!(v, failure::Verdict::Count | failure::Verdict::FailIndex))
         .count() as i32;
     // With backoffLimitPerIndex: each index's failures, and the indexes failed for good.
-    let index_failures = spec.backoff_limit_per_index.filter(|_| indexed).map(|limit| {
-        let judged: Vec<_> = failed_pods
-            .iter()
-            .zip(&verdicts)
-            .map(|(p, v)| (*p, v, finished_at(p)))
-            .collect();
-        let recorded = before.failed_indexes.as_deref().unwrap_or("");
-        per_index::assess(&judged, limit, indexes, recorded)
-    });
+    let index_failures = spec
+        .backoff_limit_per_index
+        .filter(|_| indexed)
+        .map(|limit| {
+            let judged: Vec<_> = failed_pods
+                .iter()
+                .zip(&verdicts)
+                .map(|(p, v)| (*p, v, finished_at(p)))
+                .collect();
+            let recorded = before.failed_indexes.as_deref().unwrap_or("");
+            per_index::assess(&judged, limit, indexes, recorded)
+        });
     let failed_indexes: BTreeSet<i32> = index_failures
         .as_ref()
         .map(|f| f.failed.difference(&completed).copied().collect())
@@ -342,7 +345,8 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
             };
             let ready_at =
                 last_failure.and_then(|t| t.checked_add(SignedDuration::try_from(wait).ok()?).ok());
-            let until = |at: Timestamp| Duration::try_from(at.duration_since(now)).unwrap_or_default();
+            let until =
+                |at: Timestamp| Duration::try_from(at.duration_since(now)).unwrap_or_default();
             match ready_at.filter(|at| *at > now) {
                 Some(at) => next = Some(until(at)),
                 None => {

@@ -84,7 +84,10 @@ pub fn assess(
 impl Indexes {
     /// Marks `pod` (a new pod for `index`) with the failures its index has had.
     pub fn annotate(&self, pod: &mut Pod, index: i32) {
-        let annotations = pod.metadata.annotations.get_or_insert_with(Default::default);
+        let annotations = pod
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default);
         let failures = self.failures.get(&index).copied().unwrap_or(0);
         annotations.insert(FAILURE_COUNT_KEY.into(), failures.to_string());
         if let Some(n) = self.ignored.get(&index).filter(|n| **n > 0) {
@@ -135,7 +138,10 @@ mod tests {
             (&d, &Verdict::Ignore, None),
         ];
         let got = assess(&pods, 1, 5, "4");
-        assert_eq!(got.failures, BTreeMap::from([(0, 1), (1, 2), (2, 1), (3, 0)]));
+        assert_eq!(
+            got.failures,
+            BTreeMap::from([(0, 1), (1, 2), (2, 1), (3, 0)])
+        );
         assert_eq!(got.ignored.get(&3), Some(&1));
         // Index 1 went past the limit, index 2 matched FailIndex, index 4 was recorded.
         assert_eq!(got.failed, BTreeSet::from([1, 2, 4]));
