@@ -49,7 +49,7 @@ pub fn controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + 
     )
 }
 
-fn pod_triggers(ctx: &Context, sets: Store<DaemonSet>) -> Triggers<DaemonSet> {
+fn pod_triggers(ctx: &Arc<Context>, sets: Store<DaemonSet>) -> Triggers<DaemonSet> {
     runner::controlled_pod_triggers(ctx, sets, "DaemonSet")
 }
 

@@ -9,6 +9,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 /// kube-controller-manager's `ExpectationsTimeout`.
 pub const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
@@ -21,8 +23,12 @@ struct Pending {
     since: Instant,
 }
 
-/// Outstanding creations and deletions, keyed by the controller's object
-/// (`Kind/namespace/name`).
+/// The expectations key of the controller's object `kind` `namespace/name`.
+pub fn key(kind: &str, namespace: &str, name: &str) -> String {
+    format!("{kind}/{namespace}/{name}")
+}
+
+/// Outstanding creations and deletions, keyed by the controller's object ([`key`]).
 #[derive(Debug, Default)]
 pub struct Expectations {
     pending: Mutex<HashMap<String, Pending>>,
@@ -62,19 +68,20 @@ impl Expectations {
         });
     }
 
-    /// The cache saw an object named `name` (any event): a creation is observed.
-    pub fn observe_present(&self, key: &str, name: &str) {
+    /// The cache saw the object `meta` controlled by `key` change (`deleted`: go): lowers
+    /// what `key` waits for, as the pod handlers of kube-controller-manager's controllers do.
+    pub fn observe(&self, key: &str, meta: &ObjectMeta, deleted: bool) {
         let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = map.get_mut(key) {
+        let Some(p) = map.get_mut(key) else {
+            return;
+        };
+        if let Some(name) = &meta.name {
             p.adds.remove(name);
         }
-    }
-
-    /// The cache saw `uid` deleted or terminating: a deletion is observed.
-    pub fn observe_gone(&self, key: &str, uid: &str) {
-        let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = map.get_mut(key) {
-            p.dels.remove(uid);
+        if deleted || meta.deletion_timestamp.is_some() {
+            if let Some(uid) = &meta.uid {
+                p.dels.remove(uid);
+            }
         }
     }
 
@@ -119,6 +126,19 @@ impl Expectations {
 mod tests {
     use super::*;
 
+    fn meta(name: &str, uid: &str, terminating: bool) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            uid: Some(uid.into()),
+            deletion_timestamp: terminating.then(|| {
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::now(),
+                )
+            }),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn waits_until_every_creation_and_deletion_is_seen() {
         let e = Expectations::default();
@@ -127,11 +147,14 @@ mod tests {
         e.expect_creation("rs/a", "p2");
         e.expect_deletion("rs/a", "u3");
         assert!(!e.satisfied("rs/a", |_| false, |_| true));
-        e.observe_present("rs/a", "p1");
+        e.observe("rs/a", &meta("p1", "u1", false), false);
         // p2 is found in the cache even though no event was seen for it.
         assert!(!e.satisfied("rs/a", |n| n == "p2", |_| true));
         assert_eq!(e.outstanding("rs/a"), (0, 1));
-        e.observe_gone("rs/a", "u3");
+        // A change that is not a deletion does not count as one.
+        e.observe("rs/a", &meta("p3", "u3", false), false);
+        assert_eq!(e.outstanding("rs/a"), (0, 1));
+        e.observe("rs/a", &meta("p3", "u3", true), false);
         assert!(e.satisfied("rs/a", |_| false, |_| true));
         assert_eq!(e.outstanding("rs/a"), (0, 0));
     }

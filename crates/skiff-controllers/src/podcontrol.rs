@@ -1,6 +1,9 @@
 //! kube-controller-manager's PodControl: how every controller creates and deletes the pods
 //! it manages, with the events `kubectl describe` shows on the owner. Deletions are pinned
 //! to the pod's UID, so a pod re-created under the same name is never deleted by mistake.
+//! [`create_expected`] and [`delete_expected`] are what the ReplicaSet and Job controllers
+//! share: slow-start batches and [`Expectations`](crate::expectations::Expectations) under
+//! the owner's key.
 
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
@@ -50,6 +53,76 @@ pub async fn create(
             Err(e)
         }
     }
+}
+
+/// At most this many creations or deletions per sync (kube-controller-manager's
+/// `burstReplicas` and the Job controller's `MaxPodCreateDeletePerSync`).
+pub const BURST: usize = 500;
+
+/// Creates `pods` for the owner `regarding` in slow-start batches of 1, 2, 4, … (upstream's
+/// `slowStartBatch`), so a create the API refuses is sent once, not once per pod; every pod
+/// created is expected under `key` until the cache shows it. Stops at the first batch with a
+/// refusal and returns that refusal; Ok(n) when all `n` were created.
+pub async fn create_expected(
+    ctx: &Context,
+    regarding: &ObjectReference,
+    key: &str,
+    pods: &[Pod],
+) -> Result<usize, kube::Error> {
+    let mut batch = 1;
+    let mut done = 0;
+    while done < pods.len() {
+        let n = batch.min(pods.len() - done);
+        let results = join_all(
+            pods[done..done + n]
+                .iter()
+                .map(|p| create(ctx, regarding, p)),
+        )
+        .await;
+        let mut first_error = None;
+        for r in results {
+            match r {
+                Ok(created) => ctx.expectations.expect_creation(key, &created.name_any()),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        done += n;
+        batch *= 2;
+    }
+    Ok(done)
+}
+
+/// Deletes `victims` as [`delete`] does, each expected gone under `key` until the cache
+/// shows it so (a deletion the API refused, or that found the pod gone, is not waited for).
+/// Returns the first refusal.
+pub async fn delete_expected(
+    ctx: &Context,
+    regarding: &ObjectReference,
+    key: &str,
+    victims: &[&Pod],
+) -> Result<(), kube::Error> {
+    for v in victims {
+        ctx.expectations
+            .expect_deletion(key, v.metadata.uid.as_deref().unwrap_or(""));
+    }
+    let mut first_error = None;
+    for (v, outcome) in delete(ctx, Some(regarding), victims, None).await {
+        let uid = v.metadata.uid.as_deref().unwrap_or("");
+        match outcome {
+            Deletion::Deleted => {}
+            Deletion::Gone => ctx.expectations.deletion_failed(key, uid),
+            Deletion::Failed(e) => {
+                ctx.expectations.deletion_failed(key, uid);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// What became of one deletion.

@@ -138,10 +138,11 @@ pub async fn run<K, F, Fut>(
     }
 }
 
-/// Every change of a pod whose controller is a `kind` wakes that owner; a re-list of pods
-/// wakes every owner in `owners`.
+/// Every change of a pod whose controller is a `kind` wakes that owner (and lowers what the
+/// owner's [expectations](crate::expectations) wait for); a re-list of pods wakes every owner
+/// in `owners`.
 pub fn controlled_pod_triggers<K>(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     owners: Store<K>,
     kind: &'static str,
 ) -> Triggers<K>
@@ -150,19 +151,21 @@ where
 {
     use k8s_openapi::api::core::v1::Pod;
     use kube::ResourceExt;
+    let ctx = ctx.clone();
     map_changes(ctx.informers.pods.changes(), move |c| {
-        let owner_of = |p: &Pod| {
+        let owner_of = |p: &Pod, deleted: bool| {
             let ns = p.namespace().unwrap_or_default();
-            crate::pods::controller_of(&p.metadata)
-                .filter(|r| r.kind == kind)
-                .map(|r| ObjectRef::new(&r.name).within(&ns))
+            let r = crate::pods::controller_of(&p.metadata).filter(|r| r.kind == kind)?;
+            let key = crate::expectations::key(kind, &ns, &r.name);
+            ctx.expectations.observe(&key, &p.metadata, deleted);
+            Some(ObjectRef::new(&r.name).within(&ns))
         };
         match c {
-            Change::Applied { old, new } => owner_of(&new)
+            Change::Applied { old, new } => owner_of(&new, false)
                 .into_iter()
-                .chain(old.as_deref().and_then(owner_of))
+                .chain(old.as_deref().and_then(|o| owner_of(o, false)))
                 .collect(),
-            Change::Deleted(old) => owner_of(&old).into_iter().collect(),
+            Change::Deleted(old) => owner_of(&old, true).into_iter().collect(),
             Change::Relisted => all(&owners),
         }
     })

@@ -3,13 +3,18 @@
 
 mod common;
 
-use common::{start, until, Cluster};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::{api_only, start, until, Cluster};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::LimitRange;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
+use skiff_controllers::Context;
 
 fn job(name: &str, spec: Value) -> Job {
     let mut spec = spec;
@@ -325,4 +330,222 @@ async fn pod_failure_policy_ignores_disruptions_and_fails_on_listed_exit_codes()
             second.name_any()
         )
     );
+}
+
+/// A controller context whose client counts the pod creations it sends, with its caches
+/// filled once and then stopped: the controller sees the API as it was, as when its watch
+/// lags behind its own writes.
+async fn stale_context(c: &Cluster) -> (Arc<Context>, Arc<AtomicUsize>) {
+    let creates = Arc::new(AtomicUsize::new(0));
+    let counter = creates.clone();
+    let router = skiff_apiserver::in_process_router(c.state.clone(), common::admin()).layer(
+        axum::middleware::map_request(move |req: axum::extract::Request| {
+            let counter = counter.clone();
+            async move {
+                if req.method() == axum::http::Method::POST && req.uri().path().ends_with("/pods") {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                req
+            }
+        }),
+    );
+    let ctx = Context::new(kube::Client::new(router, "default"), "job-test");
+    let informers = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { ctx.informers.run().await })
+    };
+    ctx.informers.synced().await;
+    informers.abort();
+    let _ = informers.await;
+    (ctx, creates)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_before_the_cache_shows_the_last_creates_makes_no_duplicate_pods() {
+    let c = api_only().await;
+    let jobs: Api<Job> = c.api();
+    let created = jobs
+        .create(
+            &PostParams::default(),
+            &job("twice", json!({"completions": 10, "parallelism": 5})),
+        )
+        .await
+        .unwrap();
+    let (ctx, creates) = stale_context(&c).await;
+    let created = Arc::new(created);
+    skiff_controllers::job::reconcile(created.clone(), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(c.pods("app=twice").await.len(), 5);
+    // The cache still shows no pod: the expectations hold the second sync back.
+    skiff_controllers::job::reconcile(created, ctx.clone())
+        .await
+        .unwrap();
+    let pods = c.pods("app=twice").await;
+    assert_eq!(
+        pods.len(),
+        5,
+        "parallelism 5, yet {:?}",
+        pods.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+    );
+    assert_eq!(creates.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_creates_are_tried_once_per_sync_not_once_per_pod() {
+    let c = api_only().await;
+    let limits: Api<LimitRange> = c.api();
+    let range: LimitRange = serde_json::from_value(json!({"metadata": {"name": "small"},
+        "spec": {"limits": [{"type": "Container", "max": {"cpu": "100m"}}]}}))
+    .unwrap();
+    limits.create(&PostParams::default(), &range).await.unwrap();
+    let mut big = job("big", json!({"completions": 50, "parallelism": 50}));
+    big.spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .resources = Some(serde_json::from_value(json!({"limits": {"cpu": "1"}})).unwrap());
+    let jobs: Api<Job> = c.api();
+    let created = Arc::new(jobs.create(&PostParams::default(), &big).await.unwrap());
+    let (ctx, creates) = stale_context(&c).await;
+    let err = skiff_controllers::job::reconcile(created, ctx)
+        .await
+        .expect_err("the limit range refuses every pod");
+    assert!(
+        skiff_controllers::error::chain(&err).contains("maximum cpu usage per Container is 100m"),
+        "{}",
+        skiff_controllers::error::chain(&err)
+    );
+    assert_eq!(
+        creates.load(Ordering::SeqCst),
+        1,
+        "slow start sends one create, sees it refused and stops"
+    );
+    assert!(c.pods("app=big").await.is_empty());
+}
+
+/// Fails a pod with exit `code` as its kubelet would have an hour ago (so any back-off has
+/// passed).
+async fn fail_long_ago(c: &Cluster, pod: &str, code: i32) {
+    let pods: Api<Pod> = c.api();
+    let then = (Timestamp::now() - std::time::Duration::from_secs(3600)).to_string();
+    let status = json!({"status": {"phase": "Failed", "containerStatuses": [{"name": "c",
+        "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": code, "startedAt": then, "finishedAt": then}}}]}});
+    pods.patch_status(pod, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+fn failure_count(p: &Pod) -> Option<&str> {
+    p.annotations()
+        .get("batch.kubernetes.io/job-index-failure-count")
+        .map(String::as_str)
+}
+
+async fn running_index(c: &Cluster, app: &str, i: &str) -> Option<Pod> {
+    running(c, app).await.into_iter().find(|p| index(p) == i)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backoff_limit_per_index_fails_indexes_not_the_job_until_all_are_done() {
+    let c = start().await;
+    let jobs: Api<Job> = c.api();
+    let spec = json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+        "backoffLimitPerIndex": 1, "podFailurePolicy": {"rules": [
+            {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [42]}}]}});
+    jobs.create(&PostParams::default(), &job("per", spec))
+        .await
+        .unwrap();
+    until("three indexes run", || async {
+        (running(&c, "per").await.len() == 3).then_some(())
+    })
+    .await;
+    let first = running_index(&c, "per", "0").await.unwrap();
+    assert_eq!(failure_count(&first), Some("0"));
+    // Index 0 fails once: retried, its pod carrying the failure.
+    fail_long_ago(&c, &first.name_any(), 1).await;
+    let retry = until("index 0 is retried", || async {
+        running_index(&c, "per", "0")
+            .await
+            .filter(|p| p.uid() != first.uid())
+    })
+    .await;
+    assert_eq!(failure_count(&retry), Some("1"));
+    // A second failure is past the limit of 1: index 0 fails for good; the Job goes on.
+    fail_long_ago(&c, &retry.name_any(), 1).await;
+    let j = until("index 0 is failed", || async {
+        let j = jobs.get("per").await.unwrap();
+        (j.status.as_ref()?.failed_indexes.as_deref() == Some("0")).then_some(j)
+    })
+    .await;
+    assert!(!has(&j, "Failed", "FailedIndexes"));
+    // Exit code 42 fails index 1 at once (FailIndex), though its limit is not reached.
+    let one = running_index(&c, "per", "1").await.unwrap();
+    fail_long_ago(&c, &one.name_any(), 42).await;
+    until("index 1 is failed", || async {
+        let j = jobs.get("per").await.unwrap();
+        (j.status?.failed_indexes.as_deref() == Some("0-1")).then_some(())
+    })
+    .await;
+    assert!(
+        running_index(&c, "per", "0").await.is_none()
+            && running_index(&c, "per", "1").await.is_none(),
+        "failed indexes are not retried"
+    );
+    // The last index succeeds: every index is done, some failed, so the Job fails.
+    let two = running_index(&c, "per", "2").await.unwrap();
+    finish(&c, &two.name_any(), "Succeeded").await;
+    let j = until("the job fails with failed indexes", || async {
+        let j = jobs.get("per").await.unwrap();
+        has(&j, "Failed", "FailedIndexes").then_some(j)
+    })
+    .await;
+    assert!(has(&j, "FailureTarget", "FailedIndexes"));
+    let s = j.status.unwrap();
+    assert_eq!(s.completed_indexes.as_deref(), Some("2"));
+    assert_eq!(s.failed_indexes.as_deref(), Some("0-1"));
+    assert_eq!((s.succeeded, s.failed), (Some(1), Some(3)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn more_failed_indexes_than_max_failed_indexes_fail_the_job() {
+    let c = start().await;
+    let jobs: Api<Job> = c.api();
+    let spec = json!({"completions": 4, "parallelism": 4, "completionMode": "Indexed",
+        "backoffLimitPerIndex": 0, "maxFailedIndexes": 1});
+    jobs.create(&PostParams::default(), &job("capped", spec))
+        .await
+        .unwrap();
+    until("four indexes run", || async {
+        (running(&c, "capped").await.len() == 4).then_some(())
+    })
+    .await;
+    let zero = running_index(&c, "capped", "0").await.unwrap();
+    fail_long_ago(&c, &zero.name_any(), 1).await;
+    let j = until("index 0 is failed", || async {
+        let j = jobs.get("capped").await.unwrap();
+        (j.status.as_ref()?.failed_indexes.as_deref() == Some("0")).then_some(j)
+    })
+    .await;
+    assert!(
+        !has(&j, "Failed", "MaxFailedIndexesExceeded"),
+        "one is allowed"
+    );
+    let one = running_index(&c, "capped", "1").await.unwrap();
+    fail_long_ago(&c, &one.name_any(), 1).await;
+    let j = until("the job fails", || async {
+        let j = jobs.get("capped").await.unwrap();
+        has(&j, "Failed", "MaxFailedIndexesExceeded").then_some(j)
+    })
+    .await;
+    assert_eq!(j.status.unwrap().failed_indexes.as_deref(), Some("0-1"));
+    until("the other indexes are stopped", || async {
+        running(&c, "capped").await.is_empty().then_some(())
+    })
+    .await;
 }

@@ -38,6 +38,9 @@ pub struct Node {
     pub finalizers: Vec<String>,
     /// The watch that reported it (its re-lists replace what it reported before).
     pub source: Option<usize>,
+    /// The collector's DELETE of it was accepted: it is gone or being deleted, and its
+    /// watch will say which, so nothing need look at it again until then.
+    pub delete_sent: bool,
 }
 
 impl Node {
@@ -113,6 +116,13 @@ impl Graph {
             .collect()
     }
 
+    /// The collector's DELETE of `uid` was accepted.
+    pub fn delete_sent(&mut self, uid: &str) {
+        if let Some(n) = self.nodes.get_mut(uid) {
+            n.delete_sent = true;
+        }
+    }
+
     /// An object was added or changed.
     pub fn apply(&mut self, identity: Identity, meta: &ObjectMeta, source: usize) -> Vec<Work> {
         let uid = identity.uid.clone();
@@ -138,6 +148,7 @@ impl Graph {
                         deleting: meta.deletion_timestamp.is_some(),
                         finalizers: meta.finalizers.clone().unwrap_or_default(),
                         source: Some(source),
+                        delete_sent: false,
                     },
                 );
                 Vec::new()
@@ -165,6 +176,7 @@ impl Graph {
                 deleting: false,
                 finalizers: Vec::new(),
                 source: None,
+                delete_sent: false,
             });
             owner.dependents.insert(uid.clone());
             if (!owner.observed || elsewhere(owner, &identity)) && self.synced {
@@ -220,6 +232,7 @@ impl Graph {
                     deleting: false,
                     finalizers: Vec::new(),
                     source: None,
+                    delete_sent: false,
                     owners: Vec::new(),
                     ..node.clone()
                 },

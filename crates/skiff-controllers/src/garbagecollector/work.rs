@@ -74,7 +74,7 @@ async fn attempt_to_delete(gc: &Collector, uid: &str) -> Result<()> {
     if node.deleting_dependents() {
         return process_deleting_dependents(gc, &node).await;
     }
-    if node.deleting || node.owners.is_empty() {
+    if node.deleting || node.delete_sent || node.owners.is_empty() {
         return Ok(());
     }
     let Some(current) = latest(gc, &node.identity).await? else {
@@ -134,7 +134,7 @@ async fn attempt_to_delete(gc: &Collector, uid: &str) -> Result<()> {
     } else {
         PropagationPolicy::Background
     };
-    tracing::info!(object = ?node.identity, ?policy, "gc deleting an object whose owners are gone");
+    tracing::debug!(object = ?node.identity, ?policy, "gc deleting an object whose owners are gone");
     delete(gc, &node.identity, policy).await
 }
 
@@ -150,8 +150,11 @@ async fn process_deleting_dependents(gc: &Collector, node: &Node) -> Result<()> 
     if blocking.is_empty() {
         return remove_finalizer(gc, &node.identity, FOREGROUND).await;
     }
+    // Each dependent is queued until the collector's DELETE of it is accepted; after that
+    // its own watch events bring it back if need be (without this, every dependent that goes
+    // re-queued all the others still in the graph: quadratic in an owner's dependents).
     for d in blocking {
-        if !d.deleting || d.deleting_dependents() {
+        if (!d.deleting && !d.delete_sent) || d.deleting_dependents() {
             gc.queue.add(Work::Delete(d.identity.uid.clone()));
         }
     }
@@ -291,7 +294,10 @@ async fn delete(gc: &Collector, id: &Identity, policy: PropagationPolicy) -> Res
         ..Default::default()
     };
     match api.delete(&id.name, &params).await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            gc.graph().delete_sent(&id.uid);
+            Ok(())
+        }
         // Already gone, or another object under the same name.
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
@@ -337,6 +343,6 @@ async fn remove_finalizer(gc: &Collector, id: &Identity, f: &str) -> Result<()> 
         .flatten()
         .filter(|x| *x != f)
         .collect();
-    tracing::info!(object = ?id, finalizer = f, "gc removing a finalizer");
+    tracing::debug!(object = ?id, finalizer = f, "gc removing a finalizer");
     patch_meta(gc, id, &current, json!({ "finalizers": rest })).await
 }

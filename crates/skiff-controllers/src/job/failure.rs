@@ -1,7 +1,7 @@
 //! A Job's `podFailurePolicy`: the first rule that matches a failed pod decides what its
 //! failure means — `FailJob` (the Job fails at once), `Ignore` (not counted toward
-//! `backoffLimit`, the pod is replaced), `Count` (the default) or `FailIndex` (treated as
-//! `Count` here: `backoffLimitPerIndex` is not implemented). Rules match on the exit codes
+//! `backoffLimit`, the pod is replaced), `Count` (the default) or `FailIndex` (the pod's
+//! index fails at once, see [`per_index`](super::per_index)). Rules match on the exit codes
 //! of the pod's terminated containers (non-zero ones, optionally of one container) or on
 //! its conditions (e.g. `DisruptionTarget` after an eviction), as kube-controller-manager
 //! matches them.
@@ -19,6 +19,9 @@ pub enum Verdict {
     Ignore,
     /// Counted toward `backoffLimit`.
     Count,
+    /// Counted, and the pod's index fails without further retries (only with
+    /// `backoffLimitPerIndex`, which the API requires for this action).
+    FailIndex,
 }
 
 /// The verdict of `policy` (None: count every failure) on the failed pod `p`.
@@ -33,6 +36,7 @@ pub fn judge(policy: Option<&PodFailurePolicy>, p: &Pod) -> Verdict {
         return match rule.action.as_str() {
             "FailJob" => Verdict::FailJob(format!("{what} matching FailJob rule at index {i}")),
             "Ignore" => Verdict::Ignore,
+            "FailIndex" => Verdict::FailIndex,
             _ => Verdict::Count,
         };
     }

@@ -1,18 +1,23 @@
 //! The Job controller (kube-controller-manager's `job` and `ttlafterfinished` controllers,
 //! NonIndexed and [`indexed`] completion modes): runs pods from the template until `completions` of them
 //! succeed, at most `parallelism` at a time; recreates failed ones after an exponential
-//! back-off until `backoffLimit` failures (as its [`failure`] policy counts them); stops everything past `activeDeadlineSeconds`;
+//! back-off until `backoffLimit` failures (as its [`failure`] policy counts them), or with
+//! `backoffLimitPerIndex` until an index fails for good ([`per_index`]: `failedIndexes`,
+//! `maxFailedIndexes`, the `FailIndex` action); stops everything past `activeDeadlineSeconds`;
 //! writes `status` and the `SuccessCriteriaMet`/`Complete` or `FailureTarget`/`Failed`
 //! conditions as Kubernetes does; deletes a finished Job `ttlSecondsAfterFinished` later.
+//! Pods are created in slow-start batches and, as for ReplicaSets, nothing more is created
+//! or deleted while the cache has not shown the last sync's creations and deletions
+//! ([`expectations`](crate::expectations)).
 
 pub mod failure;
 pub mod indexed;
+pub mod per_index;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -20,12 +25,15 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::Selector;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::claim::Claimer;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::expectations;
+use crate::informer::Change;
 use crate::podcontrol;
 use crate::pods;
 use crate::runner::{self, Triggers};
@@ -39,15 +47,32 @@ const BACKOFF_MAX: Duration = Duration::from_secs(360);
 /// The Job controller, running until dropped.
 pub fn controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send {
     let store = ctx.informers.jobs.store();
-    let own = runner::own(ctx.informers.jobs.changes(), store.clone());
+    let own = {
+        let ctx = ctx.clone();
+        let store = store.clone();
+        runner::map_changes(ctx.informers.jobs.changes(), move |c| match c {
+            Change::Applied { new, .. } => vec![ObjectRef::from_obj(new.as_ref())],
+            Change::Deleted(old) => {
+                ctx.expectations
+                    .forget(&key(&old.namespace().unwrap_or_default(), &old.name_any()));
+                vec![]
+            }
+            Change::Relisted => runner::all(&store),
+        })
+    };
     let pods = pod_triggers(&ctx, store.clone());
     runner::run("Job", ctx, store, vec![own, pods], |job, ctx| {
         Box::pin(reconcile(job, ctx))
     })
 }
 
+/// The expectations key of the Job `namespace/name`.
+pub fn key(namespace: &str, name: &str) -> String {
+    expectations::key("Job", namespace, name)
+}
+
 /// Every change of a pod a Job controls wakes that Job; a re-list of pods wakes them all.
-fn pod_triggers(ctx: &Context, jobs: kube::runtime::reflector::Store<Job>) -> Triggers<Job> {
+fn pod_triggers(ctx: &Arc<Context>, jobs: kube::runtime::reflector::Store<Job>) -> Triggers<Job> {
     runner::controlled_pod_triggers(ctx, jobs, "Job")
 }
 
@@ -119,6 +144,22 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
         }
     })?;
     let candidates = ctx.informers.pods_in(&ns);
+    // Whether the cache shows what the last sync created and deleted: only then may this one
+    // create or delete again.
+    let key = key(&ns, &name);
+    let needs_sync = {
+        let pod_store = ctx.informers.pods.store();
+        let alive: HashSet<&str> = candidates
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| p.metadata.uid.as_deref())
+            .collect();
+        ctx.expectations.satisfied(
+            &key,
+            |pod| pod_store.get(&ObjectRef::new(pod).within(&ns)).is_some(),
+            |uid| alive.contains(uid),
+        )
+    };
     let owned = Claimer::new(&ctx.client, job, "batch/v1", "Job", &selector)
         .claim(candidates)
         .await?;
@@ -167,8 +208,25 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
     });
     let counted = verdicts
         .iter()
-        .filter(|v| **v == failure::Verdict::Count)
+        .filter(|v| matches!(v, failure::Verdict::Count | failure::Verdict::FailIndex))
         .count() as i32;
+    // With backoffLimitPerIndex: each index's failures, and the indexes failed for good.
+    let index_failures = spec
+        .backoff_limit_per_index
+        .filter(|_| indexed)
+        .map(|limit| {
+            let judged: Vec<_> = failed_pods
+                .iter()
+                .zip(&verdicts)
+                .map(|(p, v)| (*p, v, finished_at(p)))
+                .collect();
+            let recorded = before.failed_indexes.as_deref().unwrap_or("");
+            per_index::assess(&judged, limit, indexes, recorded)
+        });
+    let failed_indexes: BTreeSet<i32> = index_failures
+        .as_ref()
+        .map(|f| f.failed.difference(&completed).copied().collect())
+        .unwrap_or_default();
     let failed = counted.max(before.failed.unwrap_or(0));
     let start = status.start_time.as_ref().map(|t| t.0).unwrap_or(now);
     status.start_time = Some(Time(start));
@@ -193,6 +251,19 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
             "DeadlineExceeded",
             "Job was active longer than specified deadline".into(),
         ))
+    } else if spec
+        .max_failed_indexes
+        .is_some_and(|m| failed_indexes.len() as i32 > m)
+    {
+        Some((
+            "MaxFailedIndexesExceeded",
+            "Job has exceeded the specified maximal number of failed indexes".into(),
+        ))
+    } else if !failed_indexes.is_empty()
+        && completions.is_some_and(|c| succeeded + failed_indexes.len() as i32 >= c)
+    {
+        // Every index has either succeeded or failed for good.
+        Some(("FailedIndexes", "Job has failed indexes".into()))
     } else {
         None
     };
@@ -243,22 +314,29 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
             0
         } else {
             match completions {
-                Some(c) => parallelism.min(c - succeeded),
+                Some(c) => parallelism.min(c - succeeded - failed_indexes.len() as i32),
                 None if succeeded > 0 => 0,
                 None => parallelism,
             }
             .max(0)
         };
         let have = active.len() as i32;
-        if have > want {
-            let victims = pods::pick_victims(&active, (have - want) as usize);
+        if !needs_sync {
+            tracing::debug!(
+                outstanding = ?ctx.expectations.outstanding(&key),
+                "waiting for the cache to show earlier creations and deletions"
+            );
+        } else if have > want {
+            let excess = ((have - want) as usize).min(podcontrol::BURST);
+            let victims = pods::pick_victims(&active, excess);
             let refs: Vec<&Pod> = victims.iter().collect();
-            delete_pods(&ctx, &refs, &regarding).await?;
+            podcontrol::delete_expected(&ctx, &regarding, &key, &refs).await?;
             remaining.retain(|p| !victims.iter().any(|v| v.metadata.uid == p.metadata.uid));
         } else if have < want {
-            // Failed pods are replaced after a back-off that doubles with each failure.
+            // Failed pods are replaced after a back-off that doubles with each failure (of
+            // their index, with backoffLimitPerIndex).
             let last_failure = failed_pods.iter().filter_map(|p| finished_at(p)).max();
-            let wait = if failed > 0 {
+            let wait = if failed > 0 && index_failures.is_none() {
                 BACKOFF_BASE
                     .saturating_mul(2u32.saturating_pow((failed - 1) as u32))
                     .min(BACKOFF_MAX)
@@ -267,10 +345,10 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
             };
             let ready_at =
                 last_failure.and_then(|t| t.checked_add(SignedDuration::try_from(wait).ok()?).ok());
+            let until =
+                |at: Timestamp| Duration::try_from(at.duration_since(now)).unwrap_or_default();
             match ready_at.filter(|at| *at > now) {
-                Some(at) => {
-                    next = Some(Duration::try_from(at.duration_since(now)).unwrap_or_default());
-                }
+                Some(at) => next = Some(until(at)),
                 None => {
                     let template = spec.template.clone();
                     let pod = pods::from_template(
@@ -279,30 +357,42 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
                         &name,
                         pods::controller_ref("batch/v1", "Job", job.meta()),
                     );
-                    let new_pods: Vec<Pod> = if indexed {
-                        // The lowest indexes neither done nor running.
+                    let need = ((want - have) as usize).min(podcontrol::BURST);
+                    let mut new_pods: Vec<Pod> = Vec::new();
+                    if indexed {
+                        // The lowest indexes neither done, nor running, nor failed for good,
+                        // nor backing off.
                         let running: BTreeSet<i32> = active
                             .iter()
                             .filter_map(|p| indexed::index_of(p, indexes))
                             .collect();
-                        (0..indexes)
-                            .filter(|i| !completed.contains(i) && !running.contains(i))
-                            .take((want - have) as usize)
-                            .map(|i| indexed::for_index(pod.clone(), &name, i))
-                            .collect()
+                        let free = (0..indexes).filter(|i| {
+                            !completed.contains(i)
+                                && !running.contains(i)
+                                && !failed_indexes.contains(i)
+                        });
+                        for i in free {
+                            if new_pods.len() >= need {
+                                break;
+                            }
+                            let retry = index_failures
+                                .as_ref()
+                                .and_then(|f| f.retry_at(i, BACKOFF_BASE, BACKOFF_MAX))
+                                .filter(|at| *at > now);
+                            if let Some(at) = retry {
+                                next = Some(next.map_or(until(at), |n: Duration| n.min(until(at))));
+                                continue;
+                            }
+                            let mut p = indexed::for_index(pod.clone(), &name, i);
+                            if let Some(f) = &index_failures {
+                                f.annotate(&mut p, i);
+                            }
+                            new_pods.push(p);
+                        }
                     } else {
-                        (have..want).map(|_| pod.clone()).collect()
-                    };
-                    let results = join_all(
-                        new_pods
-                            .iter()
-                            .map(|p| podcontrol::create(&ctx, &regarding, p)),
-                    )
-                    .await;
-                    let first_error = results.into_iter().find_map(Result::err);
-                    if let Some(e) = first_error {
-                        return Err(e.into());
+                        new_pods = vec![pod; need];
                     }
+                    podcontrol::create_expected(&ctx, &regarding, &key, &new_pods).await?;
                 }
             }
         }
@@ -318,6 +408,9 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
     status.failed = nonzero(failed);
     status.terminating = None;
     status.completed_indexes = indexed.then(|| indexed::format_ranges(&completed));
+    status.failed_indexes = index_failures
+        .is_some()
+        .then(|| indexed::format_ranges(&failed_indexes));
     if status != before {
         let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
         let mut patch = serde_json::to_value(&status)?;

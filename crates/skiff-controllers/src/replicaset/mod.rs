@@ -10,7 +10,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use futures::Future;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -30,11 +29,11 @@ use crate::runner::{self, Triggers};
 
 /// kube-controller-manager's `burstReplicas`: at most this many creations or deletions per
 /// sync.
-pub const BURST_REPLICAS: usize = 500;
+pub const BURST_REPLICAS: usize = podcontrol::BURST;
 
 /// The expectations key of an object of kind `K`.
 pub fn key<K: Replicated>(namespace: &str, name: &str) -> String {
-    format!("{}/{namespace}/{name}", K::KIND)
+    crate::expectations::key(K::KIND, namespace, name)
 }
 
 /// Whether an owner reference names an object of kind `K`.
@@ -83,11 +82,7 @@ fn pod_triggers<K: Replicated>(ctx: Arc<Context>, owners: Store<K>) -> Triggers<
             match controller_of(&pod.metadata) {
                 Some(r) if refers_to::<K>(r) => {
                     let k = key::<K>(&ns, &r.name);
-                    ctx.expectations.observe_present(&k, &pod.name_any());
-                    if deleted || pod.metadata.deletion_timestamp.is_some() {
-                        ctx.expectations
-                            .observe_gone(&k, pod.metadata.uid.as_deref().unwrap_or(""));
-                    }
+                    ctx.expectations.observe(&k, &pod.metadata, deleted);
                     out.push(ObjectRef::new(&r.name).within(&ns));
                 }
                 Some(_) => {}
@@ -213,53 +208,20 @@ async fn manage<K: Replicated>(
             pods::controller_ref(K::API_VERSION, K::KIND, obj.meta()),
         );
         tracing::debug!(need = diff, "too few replicas, creating");
-        // Slow start: batches of 1, 2, 4, … so a failing create fails once, not 500 times.
-        let mut batch = 1;
-        let mut done = 0;
-        while done < diff {
-            let n = batch.min(diff - done);
-            let results = join_all((0..n).map(|_| podcontrol::create(ctx, &regarding, &pod))).await;
-            let mut first_error = None;
-            for r in results {
-                match r {
-                    Ok(created) => ctx.expectations.expect_creation(key, &created.name_any()),
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            if let Some(e) = first_error {
-                return Err(Failure {
-                    reason: "FailedCreate",
-                    error: e.into(),
-                });
-            }
-            done += n;
-            batch *= 2;
+        let batch = vec![pod; diff];
+        if let Err(e) = podcontrol::create_expected(ctx, &regarding, key, &batch).await {
+            return Err(Failure {
+                reason: "FailedCreate",
+                error: e.into(),
+            });
         }
     } else if owned.len() > want {
         let diff = (owned.len() - want).min(BURST_REPLICAS);
         let candidates: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).collect();
         let victims = pods::pick_victims(&candidates, diff);
         tracing::debug!(excess = diff, "too many replicas, deleting");
-        for v in &victims {
-            ctx.expectations
-                .expect_deletion(key, v.metadata.uid.as_deref().unwrap_or(""));
-        }
         let refs: Vec<&Pod> = victims.iter().collect();
-        let mut first_error = None;
-        for (v, outcome) in podcontrol::delete(ctx, Some(&regarding), &refs, None).await {
-            let uid = v.metadata.uid.as_deref().unwrap_or("");
-            match outcome {
-                podcontrol::Deletion::Deleted => {}
-                podcontrol::Deletion::Gone => ctx.expectations.deletion_failed(key, uid),
-                podcontrol::Deletion::Failed(e) => {
-                    ctx.expectations.deletion_failed(key, uid);
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        if let Some(e) = first_error {
+        if let Err(e) = podcontrol::delete_expected(ctx, &regarding, key, &refs).await {
             return Err(Failure {
                 reason: "FailedDelete",
                 error: e.into(),

@@ -46,7 +46,7 @@ pub fn controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + 
 }
 
 /// Every change of a pod a StatefulSet controls wakes that set.
-fn pod_triggers(ctx: &Context, sets: Store<StatefulSet>) -> Triggers<StatefulSet> {
+fn pod_triggers(ctx: &Arc<Context>, sets: Store<StatefulSet>) -> Triggers<StatefulSet> {
     runner::controlled_pod_triggers(ctx, sets, "StatefulSet")
 }
 

@@ -24,6 +24,13 @@ const LEGACY_CONTROLLER_UID: &str = "controller-uid";
 const LEGACY_JOB_NAME: &str = "job-name";
 const COMPLETION_MODES: &[&str] = &["Indexed", "NonIndexed"];
 const POD_REPLACEMENT_POLICIES: &[&str] = &["Failed", "TerminatingOrFailed"];
+/// Upstream's caps on Indexed Jobs (they bound `status.completedIndexes` and
+/// `status.failedIndexes`): parallelism, maxFailedIndexes, and with backoffLimitPerIndex the
+/// completions above which parallelism and maxFailedIndexes are capped lower.
+const MAX_INDEXED_PARALLELISM: i64 = 100_000;
+const MAX_FAILED_INDEXES: i64 = 100_000;
+const COMPLETIONS_SOFT_LIMIT: i64 = 100_000;
+const HIGH_COMPLETIONS_LIMIT: i64 = 10_000;
 
 pub struct Jobs;
 
@@ -108,6 +115,13 @@ impl Strategy for Jobs {
                 errs.invalid(
                     "spec.selector",
                     go_selector(&now["selector"]),
+                    "field is immutable",
+                );
+            }
+            if now["backoffLimitPerIndex"] != was["backoffLimitPerIndex"] {
+                errs.invalid(
+                    "spec.backoffLimitPerIndex",
+                    go_int(&now["backoffLimitPerIndex"]),
                     "field is immutable",
                 );
             }
@@ -213,6 +227,8 @@ pub fn job_spec(spec: &Value, path: &str, require_selector: bool, errs: &mut Err
         "completions",
         "backoffLimit",
         "ttlSecondsAfterFinished",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
     ] {
         errs.min(&format!("{path}.{f}"), &spec[f], 0);
     }
@@ -235,6 +251,7 @@ pub fn job_spec(spec: &Value, path: &str, require_selector: bool, errs: &mut Err
             "when completion mode is Indexed",
         );
     }
+    per_index(spec, path, errs);
     if let Some(p) = spec["podReplacementPolicy"]
         .as_str()
         .filter(|p| !POD_REPLACEMENT_POLICIES.contains(p))
@@ -269,6 +286,82 @@ pub fn job_spec(spec: &Value, path: &str, require_selector: bool, errs: &mut Err
     pod_failure_policy(spec, path, errs);
 }
 
+/// `backoffLimitPerIndex` and `maxFailedIndexes`: Indexed Jobs only, the second only with
+/// the first, within upstream's caps, worded as Kubernetes words it.
+fn per_index(spec: &Value, path: &str, errs: &mut Errs) {
+    let per_index = spec["backoffLimitPerIndex"].as_i64();
+    let max_failed = spec["maxFailedIndexes"].as_i64();
+    let completions = spec["completions"].as_i64();
+    let parallelism = spec["parallelism"].as_i64();
+    if max_failed.is_some() && per_index.is_none() {
+        errs.required(
+            &format!("{path}.backoffLimitPerIndex"),
+            "when maxFailedIndexes is specified",
+        );
+    }
+    if spec["completionMode"] != "Indexed" {
+        for (f, v) in [
+            ("backoffLimitPerIndex", per_index),
+            ("maxFailedIndexes", max_failed),
+        ] {
+            if let Some(v) = v {
+                errs.invalid(
+                    &format!("{path}.{f}"),
+                    v.to_string(),
+                    "requires indexed completion mode",
+                );
+            }
+        }
+        return;
+    }
+    if let Some(p) = parallelism.filter(|p| *p > MAX_INDEXED_PARALLELISM) {
+        errs.invalid(
+            &format!("{path}.parallelism"),
+            p.to_string(),
+            &format!("must be less than or equal to {MAX_INDEXED_PARALLELISM} when completion mode is Indexed"),
+        );
+    }
+    if let (Some(m), Some(c)) = (max_failed, completions) {
+        if m > c {
+            errs.invalid(
+                &format!("{path}.maxFailedIndexes"),
+                m.to_string(),
+                "must be less than or equal to completions",
+            );
+        }
+    }
+    if let Some(m) = max_failed.filter(|m| *m > MAX_FAILED_INDEXES) {
+        errs.invalid(
+            &format!("{path}.maxFailedIndexes"),
+            m.to_string(),
+            &format!("must be less than or equal to {MAX_FAILED_INDEXES}"),
+        );
+    }
+    if per_index.is_some() && completions.is_some_and(|c| c > COMPLETIONS_SOFT_LIMIT) {
+        let high = format!(
+            "must be less than or equal to {HIGH_COMPLETIONS_LIMIT} when completions are above {COMPLETIONS_SOFT_LIMIT} and used with backoff limit per index"
+        );
+        match max_failed {
+            None => errs.required(
+                &format!("{path}.maxFailedIndexes"),
+                &format!("must be specified when completions is above {COMPLETIONS_SOFT_LIMIT}"),
+            ),
+            Some(m) if m > HIGH_COMPLETIONS_LIMIT => {
+                errs.invalid(&format!("{path}.maxFailedIndexes"), m.to_string(), &high)
+            }
+            Some(_) => {}
+        }
+        if let Some(p) = parallelism.filter(|p| *p > HIGH_COMPLETIONS_LIMIT) {
+            errs.invalid(&format!("{path}.parallelism"), p.to_string(), &high);
+        }
+    }
+}
+
+/// An optional integer as Go prints a nil or set `*int32` in an immutable-field error.
+fn go_int(v: &Value) -> String {
+    v.as_i64().map_or_else(|| "null".into(), |n| n.to_string())
+}
+
 /// `podFailurePolicy`: only with `restartPolicy: Never`, and each rule with a known action
 /// and exactly one of `onExitCodes` / `onPodConditions`, worded as Kubernetes words it.
 fn pod_failure_policy(spec: &Value, path: &str, errs: &mut Errs) {
@@ -289,7 +382,13 @@ fn pod_failure_policy(spec: &Value, path: &str, errs: &mut Errs) {
     for (i, rule) in rules.iter().enumerate() {
         let at = format!("{path}.podFailurePolicy.rules[{i}]");
         let action = rule["action"].as_str().unwrap_or("");
-        if !ACTIONS.contains(&action) {
+        if action == "FailIndex" && spec["backoffLimitPerIndex"].is_null() {
+            errs.invalid(
+                &format!("{at}.action"),
+                quote(action),
+                "requires the backoffLimitPerIndex to be set",
+            );
+        } else if !ACTIONS.contains(&action) {
             errs.not_supported(&format!("{at}.action"), action, ACTIONS);
         }
         let codes = !rule["onExitCodes"].is_null();
@@ -419,6 +518,75 @@ mod tests {
         );
         j["spec"]["completions"] = json!(3);
         assert!(Kind::validate(&Jobs, &created(j), None).is_ok());
+    }
+
+    fn causes(j: Value, old: Option<&Value>) -> Vec<String> {
+        match Kind::validate(&Jobs, &j, old) {
+            Ok(()) => Vec::new(),
+            Err(e) => e
+                .causes
+                .iter()
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn backoff_limit_per_index_is_for_indexed_jobs_within_upstream_caps() {
+        let mut j = job();
+        j["spec"]["backoffLimitPerIndex"] = json!(1);
+        j["spec"]["maxFailedIndexes"] = json!(2);
+        assert_eq!(
+            causes(created(j.clone()), None),
+            [
+                "spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode",
+                "spec.maxFailedIndexes: Invalid value: 2: requires indexed completion mode",
+            ]
+        );
+        j["spec"]["completionMode"] = json!("Indexed");
+        j["spec"]["completions"] = json!(1);
+        assert_eq!(
+            causes(created(j.clone()), None),
+            ["spec.maxFailedIndexes: Invalid value: 2: must be less than or equal to completions"]
+        );
+        j["spec"]["completions"] = json!(200_000);
+        j["spec"]["parallelism"] = json!(20_000);
+        j["spec"]["maxFailedIndexes"] = json!(-1);
+        j["spec"]["podFailurePolicy"] = json!({"rules": [
+            {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [3]}}]});
+        assert_eq!(
+            causes(created(j.clone()), None),
+            [
+                "spec.maxFailedIndexes: Invalid value: -1: must be greater than or equal to 0",
+                "spec.parallelism: Invalid value: 20000: must be less than or equal to 10000 when completions are above 100000 and used with backoff limit per index",
+            ]
+        );
+        j["spec"]["completions"] = json!(4);
+        j["spec"]["parallelism"] = json!(2);
+        j["spec"]["maxFailedIndexes"] = json!(1);
+        let ok = created(j.clone());
+        assert_eq!(ok["spec"]["backoffLimit"], json!(i32::MAX), "defaulted");
+        assert!(causes(ok.clone(), None).is_empty());
+        // maxFailedIndexes may change, backoffLimitPerIndex may not.
+        let mut new = ok.clone();
+        new["spec"]["maxFailedIndexes"] = json!(2);
+        assert!(causes(new.clone(), Some(&ok)).is_empty());
+        new["spec"]["backoffLimitPerIndex"] = json!(3);
+        assert_eq!(
+            causes(new, Some(&ok)),
+            ["spec.backoffLimitPerIndex: Invalid value: 3: field is immutable"]
+        );
+        // Without backoffLimitPerIndex: FailIndex and maxFailedIndexes are refused.
+        let spec = j["spec"].as_object_mut().unwrap();
+        spec.remove("backoffLimitPerIndex");
+        spec.remove("backoffLimit");
+        assert_eq!(
+            causes(created(j), None),
+            [
+                "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified",
+                "spec.podFailurePolicy.rules[0].action: Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set",
+            ]
+        );
     }
 
     #[test]
