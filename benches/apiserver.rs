@@ -9,7 +9,9 @@
 //! Knobs: `SKIFF_BENCH_OBJECTS` (pods created, default 10000), `SKIFF_BENCH_STARTS` (server
 //! starts per median, default 5), `SKIFF_BENCH_DATASTORE` (`sqlite` or `etcd` to measure only
 //! that one while iterating; the other column then reads `skipped`), `SKIFF_BENCH_SERVER_FLAGS`
-//! (extra `skiff server` flags for every start, space-separated, e.g. `--watch-cache=false`).
+//! (extra `skiff server` flags for every start, space-separated, e.g. `--watch-cache=false`),
+//! `SKIFF_BENCH_BIN` (the `skiff` binary to measure instead of the one cargo built: an older
+//! build, to measure before and after back to back).
 
 #[path = "../tests/e2e/kube_common/mod.rs"]
 mod kube_common;
@@ -57,7 +59,9 @@ impl Server {
     async fn start_with(data_dir: &Path, datastore: &str, flags: &[&str]) -> (Server, Duration) {
         let port = free_port();
         let started = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        let bin = std::env::var_os("SKIFF_BENCH_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_skiff").into());
+        let child = Command::new(bin)
             .arg("server")
             .arg("--data-dir")
             .arg(data_dir)
@@ -158,6 +162,7 @@ struct Figures {
     list_page: (f64, f64),
     list_selected: (f64, f64),
     list_selected_any: (f64, f64),
+    list_selected_raw: (f64, f64),
     list_selected_busy: (f64, f64),
     list_selected_store: (f64, f64),
     list_all_ms: f64,
@@ -179,6 +184,7 @@ impl Figures {
             list_page: (n, n),
             list_selected: (n, n),
             list_selected_any: (n, n),
+            list_selected_raw: (n, n),
             list_selected_busy: (n, n),
             list_selected_store: (n, n),
             list_all_ms: n,
@@ -284,6 +290,7 @@ async fn crud(server: &Server, objects: usize, f: &mut Figures) {
 
     f.list_selected = list_selected(&clients[..1], objects, SELECTED_LISTS, false).await;
     f.list_selected_any = list_selected(&clients[..1], objects, SELECTED_LISTS, true).await;
+    f.list_selected_raw = list_selected_raw(&clients[0], objects).await;
     f.list_selected_busy = list_selected(&clients, objects, LISTS_PER_CLIENT, false).await;
 
     let pods: Api<Pod> = Api::namespaced(clients[0].clone(), "default");
@@ -338,6 +345,26 @@ async fn list_selected(
         .await,
     );
     (lists.quantile(0.5), lists.quantile(0.99))
+}
+
+/// p50 and p99 of the lists of [`list_selected`] by one client, as raw JSON bodies (not
+/// decoded into `Pod`s): the server's part of the time plus TLS and transfer.
+async fn list_selected_raw(client: &kube::Client, objects: usize) -> (f64, f64) {
+    let shards = objects.div_ceil(SHARD).max(1);
+    let mut lat = Vec::new();
+    for l in 0..SELECTED_LISTS {
+        let uri = format!(
+            "/api/v1/namespaces/default/pods?labelSelector=shard%3Ds{}",
+            l % shards
+        );
+        let req = http::Request::get(uri).body(Vec::new()).unwrap();
+        let t = Instant::now();
+        let body = client.request_text(req).await.expect("list pods by label");
+        lat.push(t.elapsed());
+        assert!(body.contains("\"items\":["), "a PodList: {:.200}", body);
+    }
+    let s = Samples::new(lat);
+    (s.quantile(0.5), s.quantile(0.99))
 }
 
 /// WATCHERS watchers on ConfigMaps; per write, the time from sending the create to the last
@@ -481,7 +508,7 @@ fn main() {
     let etcd = run(Datastore::Etcd, "etcd");
 
     type Row = (&'static str, fn(&Figures) -> f64, &'static str);
-    let rows: [Row; 21] = [
+    let rows: [Row; 22] = [
         (
             "ready, new data dir (median ms)",
             |f| f.ready_fresh_ms,
@@ -505,6 +532,11 @@ fn main() {
         (
             "  same, resourceVersion=0 p50",
             |f| f.list_selected_any.0,
+            "",
+        ),
+        (
+            "  same, raw body (no decode) p50",
+            |f| f.list_selected_raw.0,
             "",
         ),
         (

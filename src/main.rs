@@ -46,6 +46,7 @@ fn main() -> ExitCode {
             cli::daemon::run(args)
         }
         Command::Server(args) => {
+            cli::tune_allocator();
             cli::init_logging();
             cli::server::run(*args)
         }

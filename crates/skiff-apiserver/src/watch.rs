@@ -43,6 +43,21 @@ struct Watcher {
     tables_sent: bool,
 }
 
+/// One event line around an object's JSON, written by `object`.
+fn event_line(
+    kind: &str,
+    size: usize,
+    object: impl FnOnce(&mut Vec<u8>) -> Result<(), ApiError>,
+) -> Result<Bytes, ApiError> {
+    let mut out = Vec::with_capacity(size + 40);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    object(&mut out)?;
+    out.extend_from_slice(b"}\n");
+    Ok(Bytes::from(out))
+}
+
 impl Watcher {
     /// Encodes one event line; `obj` is the full object.
     fn line(&mut self, kind: &str, obj: &Value) -> Bytes {
@@ -61,12 +76,45 @@ impl Watcher {
                 t
             }
             Want::PartialMetadata if kind != "BOOKMARK" => partial_metadata(obj),
-            _ => obj.clone(),
+            _ => return self.object_line(kind, obj),
         };
-        let mut bytes =
-            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-        bytes.push(b'\n');
-        Bytes::from(bytes)
+        self.object_line(kind, &object)
+    }
+
+    fn object_line(&self, kind: &str, obj: &Value) -> Bytes {
+        event_line(kind, 1024, |out| {
+            serde_json::to_writer(out, obj)
+                .map_err(|e| ApiError::internal(format!("encode watch event: {e}")))
+        })
+        .unwrap_or_default()
+    }
+
+    /// The line of a cached object (at resourceVersion `revision` when given): its kept JSON
+    /// copied as it is when the client wants plain objects, decoded only for Tables and
+    /// metadata.
+    fn entry_line(
+        &mut self,
+        kind: &str,
+        e: &Entry,
+        revision: Option<i64>,
+    ) -> Result<Bytes, ApiError> {
+        if self.want == Want::Object {
+            let info = self.info;
+            return event_line(kind, e.len(), |out| match revision {
+                Some(r) => e.write_json_at(info, r, out),
+                None => e.write_json(info, out),
+            });
+        }
+        let obj = match revision {
+            Some(r) => e.decode_at(self.info, r)?,
+            None => e.decode(self.info)?,
+        };
+        Ok(self.line(kind, &obj))
+    }
+
+    /// A line, or the ERROR line of its failure.
+    fn or_error(&mut self, line: Result<Bytes, ApiError>) -> Bytes {
+        line.unwrap_or_else(|e| self.line("ERROR", &e.to_status()))
     }
 
     fn bookmark(&mut self, rv: i64, initial_end: bool) -> Bytes {
@@ -78,43 +126,48 @@ impl Watcher {
         self.line("BOOKMARK", &obj)
     }
 
-    /// The watch event a store event becomes under the selectors, if any.
-    fn translate(&self, ev: &Event) -> Result<Option<(&'static str, Value)>, ApiError> {
-        match ev.event_type {
+    /// The line a store event becomes under the selectors, if any.
+    fn translate(&mut self, ev: &Event) -> Result<Option<Bytes>, ApiError> {
+        let event = match ev.event_type {
             EventType::Put => {
                 let new = self.storage.decode(self.info, &ev.kv)?;
                 let old_matched = match &ev.prev_kv {
                     Some(p) => Some(self.filter.matches(&self.storage.decode(self.info, p)?)),
                     None => None,
                 };
-                Ok(match (self.filter.matches(&new), old_matched) {
+                match (self.filter.matches(&new), old_matched) {
                     (true, None | Some(false)) => Some(("ADDED", new)),
                     (true, Some(true)) => Some(("MODIFIED", new)),
                     (false, Some(true)) => Some(("DELETED", new)),
                     (false, _) => None,
-                })
+                }
             }
             EventType::Delete => {
                 let mut obj = self.storage.decode(self.info, &ev.kv)?;
                 object::meta_mut(&mut obj)
                     .insert("resourceVersion".into(), json!(ev.revision.to_string()));
-                Ok(self.filter.matches(&obj).then_some(("DELETED", obj)))
+                self.filter.matches(&obj).then_some(("DELETED", obj))
             }
-        }
+        };
+        Ok(event.map(|(kind, obj)| self.line(kind, &obj)))
     }
 
-    /// The watch event a cached change becomes under the selectors, if any.
+    /// The line a cached change becomes under the selectors, if any.
     fn translate_cached(
-        &self,
+        &mut self,
         cache: &ResourceCache,
         ev: &CacheEvent,
-    ) -> Result<Option<(&'static str, Value)>, ApiError> {
-        let matches = |e: &Entry| self.filter.matches_entry(self.info, cache, e);
+    ) -> Result<Option<Bytes>, ApiError> {
+        let info = self.info;
+        let filter = &self.filter;
+        let matches = |e: &Entry| filter.matches_entry(info, cache, e);
         if ev.deleted {
-            return Ok(match matches(&ev.object)? {
-                true => Some(("DELETED", ev.object.decode_at(self.info, ev.revision)?)),
-                false => None,
-            });
+            if !matches(&ev.object)? {
+                return Ok(None);
+            }
+            return self
+                .entry_line("DELETED", &ev.object, Some(ev.revision))
+                .map(Some);
         }
         let old_matched = match &ev.prev {
             Some(p) => Some(matches(p)?),
@@ -126,7 +179,7 @@ impl Watcher {
             (false, Some(true)) => "DELETED",
             (false, _) => return Ok(None),
         };
-        Ok(Some((kind, ev.object.decode(self.info)?)))
+        self.entry_line(kind, &ev.object, None).map(Some)
     }
 }
 
@@ -178,72 +231,167 @@ async fn from_cache(
     }
 }
 
-/// Streams a watch from the cache: `initial` objects, then every change after `from`.
-async fn stream_cached(
-    mut w: Watcher,
-    plan: Plan,
-    caches: WatchCache,
-    cache: Arc<ResourceCache>,
-    initial: Vec<Arc<Entry>>,
-    from: i64,
-    tx: mpsc::Sender<Result<Bytes, Infallible>>,
-) {
-    let mut last = from;
-    for e in &initial {
-        let line = match w.filter.matches_entry(w.info, &cache, e) {
-            Ok(false) => continue,
-            Ok(true) => match e.decode(w.info) {
-                Ok(obj) => w.line("ADDED", &obj),
-                Err(e) => w.line("ERROR", &e.to_status()),
-            },
-            Err(e) => w.line("ERROR", &e.to_status()),
-        };
-        if tx.send(Ok(line)).await.is_err() {
-            return;
+/// The objects a watch starts with.
+enum Initial {
+    Cached(Arc<ResourceCache>, Vec<Arc<Entry>>),
+    Stored(Vec<Value>),
+}
+
+/// Where a watch's changes come from.
+enum Source {
+    /// The ring of the resource's recent changes in the watch cache, woken by each change of
+    /// that resource (not of every resource).
+    Cache {
+        caches: WatchCache,
+        cache: Arc<ResourceCache>,
+        changed: tokio::sync::watch::Receiver<i64>,
+    },
+    /// The store's own watch (revisions the cache cannot serve, or no cache).
+    Store(skiff_store::WatchStream),
+}
+
+/// What woke a watch's source.
+enum Woken {
+    /// The cached resource changed.
+    Cache,
+    /// The store's next event (None: its watch ended).
+    Store(Option<skiff_store::Result<Event>>),
+}
+
+impl Source {
+    /// Waits for the next change (cancel-safe).
+    async fn wait(&mut self) -> Woken {
+        match self {
+            Source::Cache { changed, .. } => {
+                // The cache holds the sender: this never fails while the watch runs.
+                let _ = changed.changed().await;
+                Woken::Cache
+            }
+            Source::Store(events) => Woken::Store(events.next().await),
         }
     }
-    drop(initial);
+
+    /// Appends the lines of the changes after `*last` that are known now (the cache's ring;
+    /// the store's watch delivers them through [`Source::wait`]) and moves `*last` past
+    /// them. False when the watch ends after these lines.
+    fn catch_up(&self, w: &mut Watcher, last: &mut i64, out: &mut Vec<Bytes>) -> bool {
+        let Source::Cache { caches, cache, .. } = self else {
+            return true;
+        };
+        match cache.since(*last, caches.fed()) {
+            Since::Events(events, at) => {
+                for ev in &events {
+                    match w.translate_cached(cache, ev) {
+                        Ok(Some(line)) => out.push(line),
+                        Ok(None) => {}
+                        Err(e) => out.push(w.line("ERROR", &e.to_status())),
+                    }
+                }
+                *last = at;
+                true
+            }
+            Since::TooOld | Since::NotCached => {
+                out.push(w.line("ERROR", &too_old(*last).to_status()));
+                false
+            }
+        }
+    }
+
+    /// The lines of what [`Source::wait`] returned; false when the watch ends after them.
+    fn take(&self, woken: Woken, w: &mut Watcher, last: &mut i64, out: &mut Vec<Bytes>) -> bool {
+        match woken {
+            Woken::Cache => self.catch_up(w, last, out),
+            Woken::Store(None) => false,
+            Woken::Store(Some(Ok(ev))) => {
+                *last = ev.revision;
+                match w.translate(&ev) {
+                    Ok(Some(line)) => out.push(line),
+                    Ok(None) => {}
+                    Err(e) => out.push(w.line("ERROR", &e.to_status())),
+                }
+                true
+            }
+            Woken::Store(Some(Err(e))) => {
+                out.push(w.line("ERROR", &ApiError::from(e).to_status()));
+                false
+            }
+        }
+    }
+}
+
+/// Streams a watch: the `initial` objects that match, then every change after `from` from
+/// `source`, with bookmarks, until the timeout or the client leaves.
+async fn stream(
+    mut w: Watcher,
+    plan: Plan,
+    initial: Initial,
+    from: i64,
+    mut source: Source,
+    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+) {
+    match initial {
+        Initial::Cached(cache, items) => {
+            for e in items {
+                let line = match w.filter.matches_entry(w.info, &cache, &e) {
+                    Ok(false) => continue,
+                    Ok(true) => {
+                        let line = w.entry_line("ADDED", &e, None);
+                        w.or_error(line)
+                    }
+                    Err(e) => w.line("ERROR", &e.to_status()),
+                };
+                if tx.send(Ok(line)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Initial::Stored(objects) => {
+            for obj in objects {
+                if !w.filter.matches(&obj) {
+                    continue;
+                }
+                if tx.send(Ok(w.line("ADDED", &obj))).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let mut last = from;
     if plan.initial_end_bookmark && tx.send(Ok(w.bookmark(last, true))).await.is_err() {
         return;
     }
-    let mut fed = caches.subscribe();
     let deadline = tokio::time::sleep(plan.timeout);
     tokio::pin!(deadline);
     let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
     ticker.tick().await;
+    let mut lines = Vec::new();
+    let mut open = source.catch_up(&mut w, &mut last, &mut lines);
     loop {
-        fed.borrow_and_update();
-        match cache.since(last, caches.fed()) {
-            Since::Events(events, at) => {
-                for ev in &events {
-                    let line = match w.translate_cached(&cache, ev) {
-                        Ok(Some((kind, obj))) => w.line(kind, &obj),
-                        Ok(None) => continue,
-                        Err(e) => w.line("ERROR", &e.to_status()),
-                    };
-                    if tx.send(Ok(line)).await.is_err() {
-                        return;
-                    }
-                }
-                last = at;
-            }
-            Since::TooOld | Since::NotCached => {
-                let _ = tx
-                    .send(Ok(w.line("ERROR", &too_old(last).to_status())))
-                    .await;
+        for line in lines.drain(..) {
+            if tx.send(Ok(line)).await.is_err() {
                 return;
             }
         }
-        tokio::select! {
-            _ = &mut deadline => return,
-            _ = ticker.tick(), if plan.bookmarks => {
-                if tx.send(Ok(w.bookmark(last, false))).await.is_err() {
-                    return;
-                }
-            }
-            changed = fed.changed() => if changed.is_err() { return },
-            _ = tx.closed() => return,
+        if !open {
+            return;
         }
+        let woken = tokio::select! {
+            _ = &mut deadline => return,
+            _ = ticker.tick(), if plan.bookmarks => None,
+            woken = source.wait() => Some(woken),
+            _ = tx.closed() => return,
+        };
+        open = match woken {
+            Some(woken) => source.take(woken, &mut w, &mut last, &mut lines),
+            None => {
+                // Everything up to the bookmark's revision is sent before it.
+                let open = source.catch_up(&mut w, &mut last, &mut lines);
+                if open {
+                    lines.push(w.bookmark(last, false));
+                }
+                open
+            }
+        };
     }
 }
 
@@ -278,81 +426,28 @@ pub async fn serve(ctx: Ctx<'_>) -> Result<Response, ApiError> {
         tables_sent: false,
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
-    if let Some((cache, initial, from)) = from_cache(ctx, send_initial, rv).await? {
-        let caches = ctx.state.cache.clone();
-        tokio::spawn(
-            stream_cached(w, plan, caches, cache, initial, from, tx)
-                .instrument(tracing::Span::current()),
-        );
-        return Ok(response(rx));
-    }
-
-    let (initial, from) = if send_initial {
-        let page = storage.list(info, ctx.ns(), None, 0, None).await?;
-        (page.items, page.revision)
-    } else {
-        (Vec::new(), rv.unwrap_or_default())
+    let (initial, from, source) = match from_cache(ctx, send_initial, rv).await? {
+        Some((cache, initial, from)) => {
+            let source = Source::Cache {
+                caches: ctx.state.cache.clone(),
+                changed: cache.subscribe(),
+                cache: cache.clone(),
+            };
+            (Initial::Cached(cache, initial), from, source)
+        }
+        None => {
+            let (initial, from) = if send_initial {
+                let page = storage.list(info, ctx.ns(), None, 0, None).await?;
+                (page.items, page.revision)
+            } else {
+                (Vec::new(), rv.unwrap_or_default())
+            };
+            let events = storage.store.watch(&prefix, from).await?;
+            (Initial::Stored(initial), from, Source::Store(events))
+        }
     };
-    let events = storage.store.watch(&prefix, from).await?;
-    tokio::spawn(
-        stream_store(w, plan, initial, from, events, tx).instrument(tracing::Span::current()),
-    );
+    tokio::spawn(stream(w, plan, initial, from, source, tx).instrument(tracing::Span::current()));
     Ok(response(rx))
-}
-
-/// Streams a watch from the store: `initial` objects, then `events`.
-async fn stream_store(
-    mut w: Watcher,
-    plan: Plan,
-    initial: Vec<Value>,
-    from: i64,
-    mut events: skiff_store::WatchStream,
-    tx: mpsc::Sender<Result<Bytes, Infallible>>,
-) {
-    let mut last_rv = from;
-    for obj in &initial {
-        if !w.filter.matches(obj) {
-            continue;
-        }
-        if tx.send(Ok(w.line("ADDED", obj))).await.is_err() {
-            return;
-        }
-    }
-    if plan.initial_end_bookmark && tx.send(Ok(w.bookmark(last_rv, true))).await.is_err() {
-        return;
-    }
-    let deadline = tokio::time::sleep(plan.timeout);
-    tokio::pin!(deadline);
-    let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
-    ticker.tick().await;
-    loop {
-        let line = tokio::select! {
-            _ = &mut deadline => return,
-            _ = ticker.tick(), if plan.bookmarks => Some(w.bookmark(last_rv, false)),
-            ev = events.next() => match ev {
-                None => return,
-                Some(Ok(ev)) => {
-                    last_rv = ev.revision;
-                    match w.translate(&ev) {
-                        Ok(Some((kind, obj))) => Some(w.line(kind, &obj)),
-                        Ok(None) => None,
-                        Err(e) => Some(w.line("ERROR", &e.to_status())),
-                    }
-                }
-                Some(Err(e)) => {
-                    let status = ApiError::from(e).to_status();
-                    let _ = tx.send(Ok(w.line("ERROR", &status))).await;
-                    return;
-                }
-            },
-            _ = tx.closed() => return,
-        };
-        if let Some(line) = line {
-            if tx.send(Ok(line)).await.is_err() {
-                return;
-            }
-        }
-    }
 }
 
 /// The chunked response carrying the lines sent on `rx`.

@@ -123,6 +123,19 @@ impl Entry {
         write_json_plain(info, &self.key, value, self.mod_revision, out)
     }
 
+    /// [`Entry::write_json`] with resourceVersion `revision` (a deletion's revision).
+    pub fn write_json_at(
+        &self,
+        info: &ResourceInfo,
+        revision: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ApiError> {
+        if revision == self.mod_revision {
+            return self.write_json(info, out);
+        }
+        write_json_plain(info, &self.key, self.check()?, revision, out)
+    }
+
     /// Bytes this entry holds on the heap (for tests of the memory layout).
     #[cfg(test)]
     pub fn heap_bytes(&self) -> usize {

@@ -6,8 +6,10 @@ use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use skiff_store::{Event, EventType, KeyValue};
+use tokio::sync::watch;
 
 use super::entry::{CacheEvent, Entry};
+use crate::error::ApiError;
 use crate::registry::Kind;
 use crate::resources::ResourceInfo;
 use crate::storage::Storage;
@@ -24,6 +26,9 @@ pub(crate) struct ResourceCache {
     pub fields: Vec<&'static str>,
     state: RwLock<State>,
     capacity: usize,
+    /// The revision of this resource's last change (or re-list): watches of the resource wake
+    /// on it, not on every change of every resource.
+    changed: watch::Sender<i64>,
 }
 
 struct State {
@@ -38,6 +43,16 @@ struct State {
     revision: i64,
     /// The revision of the last change to this resource (or of its last re-list).
     changed: i64,
+}
+
+/// Objects chosen by [`ResourceCache::select`].
+pub(crate) struct Selected {
+    /// The chosen objects, in key order.
+    pub items: Vec<Arc<Entry>>,
+    /// The revision they are at.
+    pub revision: i64,
+    /// The limit was reached and the range holds more objects after the last one chosen.
+    pub more: bool,
 }
 
 /// Where a watch from a resourceVersion can get its changes.
@@ -64,7 +79,17 @@ impl ResourceCache {
                 changed: 0,
             }),
             capacity,
+            changed: watch::Sender::new(0),
         }
+    }
+
+    /// Wakes on every change (and re-list) of this resource.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.changed.subscribe()
+    }
+
+    fn notify(&self, revision: i64) {
+        self.changed.send_replace(revision);
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -92,6 +117,8 @@ impl ResourceCache {
         s.truncated = truncated;
         s.revision = revision;
         s.changed = revision;
+        drop(s);
+        self.notify(revision);
     }
 
     /// Applies one store event of this resource.
@@ -130,6 +157,8 @@ impl ResourceCache {
         }
         s.revision = ev.revision;
         s.changed = ev.revision;
+        drop(s);
+        self.notify(ev.revision);
     }
 
     /// The revision of the state read under the lock: `fed` is how far the feed has got
@@ -148,26 +177,57 @@ impl ResourceCache {
         fed: i64,
         exact: Option<i64>,
     ) -> Option<(Vec<Arc<Entry>>, i64)> {
+        match self.select(prefix, start_after, fed, exact, None, |_| Ok(true)) {
+            Ok(Some(s)) => Some((s.items, s.revision)),
+            _ => None,
+        }
+    }
+
+    /// Like [`ResourceCache::range`], but only the objects `keep` accepts and at most `limit`
+    /// of them, chosen under one read of the cache: objects not chosen are not copied out
+    /// (a page or a selected list of 500 out of 10,000 takes 500 references, not 10,000).
+    /// Errors of `keep` end the selection.
+    pub fn select(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        fed: i64,
+        exact: Option<i64>,
+        limit: Option<usize>,
+        mut keep: impl FnMut(&Entry) -> Result<bool, ApiError>,
+    ) -> Result<Option<Selected>, ApiError> {
         let s = self.read();
         let at = Self::at(&s, fed);
         if let Some(rev) = exact {
             if rev < s.changed || rev > at {
-                return None;
+                return Ok(None);
             }
         }
         let from = match start_after {
             Some(k) => Bound::Excluded(k),
             None => Bound::Included(prefix),
         };
-        let items = s
+        let mut range = s
             .items
             .range::<str, _>((from, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(_, e)| e.clone())
-            .collect();
-        Some((items, exact.unwrap_or(at)))
+            .take_while(|(k, _)| k.starts_with(prefix));
+        let mut items = Vec::new();
+        let mut more = false;
+        for (_, e) in range.by_ref() {
+            if keep(e)? {
+                items.push(e.clone());
+            }
+            if limit.is_some_and(|l| items.len() >= l) {
+                more = range.next().is_some();
+                break;
+            }
+        }
+        Ok(Some(Selected {
+            items,
+            revision: exact.unwrap_or(at),
+            more,
+        }))
     }
-
     /// The object with `key` and the revision the cache is at.
     pub fn get(&self, key: &str, fed: i64) -> (Option<Arc<Entry>>, i64) {
         let s = self.read();

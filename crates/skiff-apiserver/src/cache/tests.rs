@@ -311,6 +311,27 @@ async fn wcache_pages_keep_one_snapshot_in_order() {
 }
 
 #[tokio::test]
+async fn wcache_selected_pages_hold_only_matching_objects() {
+    let h = harness(super::resource::EVENTS_KEPT).await;
+    for i in 0..7 {
+        let app = if i % 2 == 0 { "x" } else { "y" };
+        h.configmap(&format!("c{i}"), json!({"app": app})).await;
+    }
+    let mut pages = Vec::new();
+    let mut query = "labelSelector=app%3Dx&limit=2".to_string();
+    loop {
+        let page = h.list(&query).await;
+        pages.push(names(&page));
+        match page["metadata"]["continue"].as_str() {
+            Some(token) => query = format!("labelSelector=app%3Dx&limit=2&continue={token}"),
+            None => break,
+        }
+        assert!(pages.len() < 5, "pagination ends: {pages:?}");
+    }
+    assert_eq!(pages, [vec!["c0", "c2"], vec!["c4", "c6"]]);
+}
+
+#[tokio::test]
 async fn wcache_selectors_filter_cached_objects() {
     let h = harness(super::resource::EVENTS_KEPT).await;
     h.configmap("web-1", json!({"app": "web", "tier": "front"}))

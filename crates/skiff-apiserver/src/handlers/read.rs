@@ -162,6 +162,9 @@ trait Sink {
     fn push(&mut self, item: Listed) -> Result<(), ApiError>;
     /// Objects taken so far.
     fn len(&self) -> usize;
+    /// About `bytes` of JSON will follow (cached objects, whose size is known): room for
+    /// them at once instead of growing by doubling, which held twice the list at its peak.
+    fn reserve_json(&mut self, _bytes: usize) {}
 }
 
 impl Sink for Vec<Listed> {
@@ -246,8 +249,19 @@ async fn collect_into(
     };
     if let Some((cache, fed)) = ctx.state.cache.ready(storage, ctx.kind(), at).await? {
         let prefix = info.namespace_prefix(ctx.ns());
-        if let Some((items, rev)) = cache.range(&prefix, start.as_deref(), fed, revision) {
-            return list_cached(info, &filter, &cache, items, rev, limit, sink);
+        let keep = |e: &Entry| filter.matches_entry(info, &cache, e);
+        if let Some(selected) =
+            cache.select(&prefix, start.as_deref(), fed, revision, limit, keep)?
+        {
+            let token = match (selected.more, selected.items.last()) {
+                (true, Some(last)) => Some(encode_continue(selected.revision, &last.key)),
+                _ => None,
+            };
+            sink.reserve_json(selected.items.iter().map(|e| e.len() + 1).sum());
+            for e in selected.items {
+                sink.push(Listed::Cached(e))?;
+            }
+            return Ok((selected.revision, token));
         }
     }
     loop {
@@ -287,30 +301,6 @@ async fn collect_into(
             return Ok((page.revision, None));
         }
     }
-}
-
-/// [`collect_into`] over the objects of a cache at revision `rev`, in key order.
-fn list_cached(
-    info: &ResourceInfo,
-    filter: &Filter,
-    cache: &ResourceCache,
-    items: Vec<Arc<Entry>>,
-    rev: i64,
-    limit: Option<usize>,
-    sink: &mut impl Sink,
-) -> Result<(i64, Option<String>), ApiError> {
-    let n = items.len();
-    for (i, e) in items.into_iter().enumerate() {
-        let key = e.key.clone();
-        if filter.matches_entry(info, cache, &e)? {
-            sink.push(Listed::Cached(e))?;
-        }
-        if limit.is_some_and(|l| sink.len() >= l) {
-            let token = (i + 1 < n).then(|| encode_continue(rev, &key));
-            return Ok((rev, token));
-        }
-    }
-    Ok((rev, None))
 }
 
 pub async fn list(ctx: Ctx<'_>) -> Result<Response, ApiError> {
@@ -362,6 +352,11 @@ impl Sink for JsonItems<'_> {
 
     fn len(&self) -> usize {
         self.count
+    }
+
+    fn reserve_json(&mut self, bytes: usize) {
+        // The list's tail (metadata with a continue token) fits in the spare 256 bytes.
+        self.out.reserve(bytes + 256);
     }
 }
 
