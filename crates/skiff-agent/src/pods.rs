@@ -73,11 +73,10 @@ impl Ctx {
             return;
         }
         let path = self.pod_cgroup(pod);
-        let resources = crate::qos::pod_resources(pod);
-        let done =
-            tokio::task::spawn_blocking(move || skiff_runtime::cgroups::update(&path, &resources))
-                .await;
+        let limits = crate::qos::pod_limits(pod);
+        let done = tokio::task::spawn_blocking(move || crate::qos::apply(&path, &limits)).await;
         if let Ok(Err(e)) = done {
+            let e = crate::error::chain(&e);
             tracing::warn!(error = %e, pod = ?pod.metadata.name, "pod cgroup limits not set");
             // Tried again at the next start.
             self.limited

@@ -5,12 +5,15 @@
 //! a memory limit and cpu quota from the sum of their limits (kubelet's
 //! `ResourceConfigForPod`). The class itself is the API server's (`status.qosClass`, set when
 //! the pod is created).
+//!
+//! The limits are written straight into the controllers' files, as kubelet's cgroup manager
+//! does, where the host mounts them (`skiff_runtime::cgroups::controller_path`, from the mount
+//! table read once per process): a runtime's cgroup manager per pod read the whole mount
+//! table, which grows with every pod, a dozen times per pod.
 
 use k8s_openapi::api::core::v1::Pod;
-use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResources, LinuxResourcesBuilder,
-};
 
+use crate::error::{Context, Result};
 use crate::quantity;
 
 /// kubelet's cpu.shares floor and the CFS period it uses.
@@ -40,10 +43,21 @@ pub fn all_cgroups(parent: &str, uid: &str) -> [String; 3] {
     ["Guaranteed", "Burstable", "BestEffort"].map(|c| cgroup(parent, c, uid))
 }
 
+/// A pod cgroup's limits (kubelet's `ResourceConfig` for a pod).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodLimits {
+    /// v1 `cpu.shares` (v2 `cpu.weight` is derived from it).
+    pub cpu_shares: u64,
+    /// CFS quota in µs per [`CFS_PERIOD_US`]; None = unlimited.
+    pub cpu_quota: Option<i64>,
+    /// Bytes; None = unlimited.
+    pub memory: Option<i64>,
+}
+
 /// The pod cgroup's limits: cpu shares from the summed requests, and memory and cpu quota
 /// from the summed limits when every app container sets one (the larger of that and any
 /// init container's, which runs alone).
-pub fn pod_resources(pod: &Pod) -> LinuxResources {
+pub fn pod_limits(pod: &Pod) -> PodLimits {
     let spec = pod.spec.clone().unwrap_or_default();
     let get = |c: &k8s_openapi::api::core::v1::Container, limits: bool, what: &str| {
         let r = c.resources.as_ref()?;
@@ -75,23 +89,68 @@ pub fn pod_resources(pod: &Pod) -> LinuxResources {
         .iter()
         .filter_map(|c| get(c, false, "cpu"))
         .sum();
-    let shares = ((request_millis as u64) * 1024 / 1000).max(MIN_SHARES);
-    let mut cpu = LinuxCpuBuilder::default().shares(shares);
-    if let Some(m) = total(true, "cpu").filter(|m| *m > 0) {
-        cpu = cpu
-            .quota(m * CFS_PERIOD_US as i64 / 1000)
-            .period(CFS_PERIOD_US);
+    PodLimits {
+        cpu_shares: ((request_millis as u64) * 1024 / 1000).max(MIN_SHARES),
+        cpu_quota: total(true, "cpu")
+            .filter(|m| *m > 0)
+            .map(|m| m * CFS_PERIOD_US as i64 / 1000),
+        memory: total(true, "memory").filter(|b| *b > 0),
     }
-    let mut r = LinuxResourcesBuilder::default().cpu(cpu.build().expect("cpu limits"));
-    if let Some(b) = total(true, "memory").filter(|b| *b > 0) {
-        r = r.memory(
-            LinuxMemoryBuilder::default()
-                .limit(b)
-                .build()
-                .expect("memory limit"),
-        );
+}
+
+/// v2's `cpu.weight` for v1 `cpu.shares` (the conversion runc and kubelet use).
+fn weight(shares: u64) -> u64 {
+    1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+}
+
+/// The files and values that give `controller` (`cpu` or `memory`) `limits`, on v1 or v2.
+fn files(controller: &str, limits: &PodLimits, v2: bool) -> Vec<(&'static str, String)> {
+    match (controller, v2) {
+        ("cpu", false) => {
+            let mut files = vec![("cpu.shares", limits.cpu_shares.to_string())];
+            if let Some(q) = limits.cpu_quota {
+                files.push(("cpu.cfs_period_us", CFS_PERIOD_US.to_string()));
+                files.push(("cpu.cfs_quota_us", q.to_string()));
+            }
+            files
+        }
+        ("cpu", true) => {
+            let max = limits
+                .cpu_quota
+                .map_or_else(|| "max".to_string(), |q| q.to_string());
+            vec![
+                ("cpu.weight", weight(limits.cpu_shares).to_string()),
+                ("cpu.max", format!("{max} {CFS_PERIOD_US}")),
+            ]
+        }
+        ("memory", false) => limits
+            .memory
+            .map(|b| ("memory.limit_in_bytes", b.to_string()))
+            .into_iter()
+            .collect(),
+        ("memory", true) => limits
+            .memory
+            .map(|b| ("memory.max", b.to_string()))
+            .into_iter()
+            .collect(),
+        _ => vec![],
     }
-    r.build().expect("pod resources")
+}
+
+/// Writes `limits` into the existing pod cgroup at `cgroups_path`; a controller the host
+/// does not have is left out.
+pub fn apply(cgroups_path: &str, limits: &PodLimits) -> Result<()> {
+    for controller in ["cpu", "memory"] {
+        let found = skiff_runtime::cgroups::controller_path(controller, cgroups_path)
+            .map_err(std::io::Error::other)
+            .ctx(|| "find the host's cgroup controllers".into())?;
+        let Some((dir, v2)) = found else { continue };
+        for (file, value) in files(controller, limits, v2) {
+            let path = dir.join(file);
+            std::fs::write(&path, value).ctx(|| format!("write {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -120,9 +179,14 @@ mod tests {
             cgroup("skiff", "Burstable", "u"),
             "skiff/kubepods/burstable/podu"
         );
-        let r = pod_resources(&p);
-        assert_eq!(r.cpu().as_ref().unwrap().shares(), Some(2));
-        assert!(r.memory().is_none());
+        assert_eq!(
+            pod_limits(&p),
+            PodLimits {
+                cpu_shares: 2,
+                cpu_quota: None,
+                memory: None
+            }
+        );
     }
 
     #[test]
@@ -135,12 +199,14 @@ mod tests {
             ]),
             "Burstable",
         );
-        let r = pod_resources(&p);
-        let cpu = r.cpu().as_ref().unwrap();
-        assert_eq!(cpu.shares(), Some((750 * 1024 / 1000) as u64));
-        assert_eq!(cpu.quota(), Some(150_000));
-        assert_eq!(cpu.period(), Some(100_000));
-        assert_eq!(r.memory().as_ref().unwrap().limit(), Some(96 << 20));
+        assert_eq!(
+            pod_limits(&p),
+            PodLimits {
+                cpu_shares: 750 * 1024 / 1000,
+                cpu_quota: Some(150_000),
+                memory: Some(96 << 20)
+            }
+        );
         let p = pod(
             json!([
                 {"name": "a", "resources": {"limits": {"memory": "64Mi"}}},
@@ -148,8 +214,100 @@ mod tests {
             ]),
             "Burstable",
         );
-        let r = pod_resources(&p);
-        assert!(r.memory().is_none(), "one container without a limit: none");
-        assert_eq!(r.cpu().as_ref().unwrap().quota(), None);
+        let l = pod_limits(&p);
+        assert_eq!(l.memory, None, "one container without a limit: none");
+        assert_eq!(l.cpu_quota, None);
+    }
+
+    #[test]
+    fn limits_are_written_as_v1_and_v2_files() {
+        let l = PodLimits {
+            cpu_shares: 1024,
+            cpu_quota: Some(50_000),
+            memory: Some(1 << 30),
+        };
+        assert_eq!(
+            files("cpu", &l, false),
+            vec![
+                ("cpu.shares", "1024".to_string()),
+                ("cpu.cfs_period_us", "100000".to_string()),
+                ("cpu.cfs_quota_us", "50000".to_string())
+            ]
+        );
+        assert_eq!(
+            files("cpu", &l, true),
+            vec![
+                ("cpu.weight", "39".to_string()),
+                ("cpu.max", "50000 100000".to_string())
+            ]
+        );
+        assert_eq!(
+            files("memory", &l, false),
+            vec![("memory.limit_in_bytes", "1073741824".to_string())]
+        );
+        assert_eq!(
+            files("memory", &l, true),
+            vec![("memory.max", "1073741824".to_string())]
+        );
+        let none = PodLimits {
+            cpu_shares: 2,
+            cpu_quota: None,
+            memory: None,
+        };
+        assert_eq!(files("cpu", &none, false), vec![("cpu.shares", "2".into())]);
+        assert_eq!(
+            files("cpu", &none, true),
+            vec![("cpu.weight", "1".into()), ("cpu.max", "max 100000".into())]
+        );
+        assert!(files("memory", &none, true).is_empty());
+    }
+
+    #[test]
+    fn limits_reach_a_real_pod_cgroup() {
+        let path = format!("skiff-test-qos-{}/kubepods/podu", std::process::id());
+        let Ok(Some((cpu, v2))) = skiff_runtime::cgroups::controller_path("cpu", &path) else {
+            panic!("no cpu controller on this host");
+        };
+        let Ok(Some((mem, _))) = skiff_runtime::cgroups::controller_path("memory", &path) else {
+            panic!("no memory controller on this host");
+        };
+        for d in [&cpu, &mem] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let limits = PodLimits {
+            cpu_shares: 512,
+            cpu_quota: Some(25_000),
+            memory: Some(64 << 20),
+        };
+        let applied = apply(&path, &limits);
+        let read = |d: &std::path::Path, f: &str| {
+            std::fs::read_to_string(d.join(f))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        let got = if v2 {
+            (read(&cpu, "cpu.max"), read(&mem, "memory.max"))
+        } else {
+            (
+                read(&cpu, "cpu.cfs_quota_us"),
+                read(&mem, "memory.limit_in_bytes"),
+            )
+        };
+        let root = format!("skiff-test-qos-{}", std::process::id());
+        for d in [&cpu, &mem] {
+            let mut dir = d.clone();
+            while dir.ends_with("podu") || dir.ends_with("kubepods") || dir.ends_with(&root) {
+                let _ = std::fs::remove_dir(&dir);
+                dir.pop();
+            }
+        }
+        applied.unwrap();
+        let want = if v2 {
+            ("25000 100000".to_string(), (64u64 << 20).to_string())
+        } else {
+            ("25000".to_string(), (64u64 << 20).to_string())
+        };
+        assert_eq!(got, want);
     }
 }

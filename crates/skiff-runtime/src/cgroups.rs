@@ -144,6 +144,14 @@ fn controller_dir(
         .map(|h| (h.dir(cgroups_path), h.v2))
 }
 
+/// The directory of `cgroups_path` for `controller` (`cpu`, `memory`, …) on this host and
+/// whether it is on the v2 hierarchy; None when no hierarchy has the controller. For writers
+/// of a few known files that need no runtime's cgroup manager (a pod cgroup's limits): the
+/// mount table is not read again.
+pub fn controller_path(controller: &str, cgroups_path: &str) -> Result<Option<(PathBuf, bool)>> {
+    Ok(controller_dir(&hierarchies()?, controller, cgroups_path))
+}
+
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| CgroupError::Io {
         path: path.into(),
