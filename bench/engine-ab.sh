@@ -5,6 +5,7 @@
 #
 #   sudo bench/engine-ab.sh OLD_BINARY NEW_BINARY [ROUNDS]    # ROUNDS blocks of 5 per binary, default 10
 #   NETWORK=none sudo bench/engine-ab.sh …                      # run --rm --network none
+#   CLIENT=docker sudo bench/engine-ab.sh …                     # the docker CLI runs, not skiff's
 #
 # Needs: root, busybox-static. Everything lives under a temp dir and the skiff-ab-a / skiff-ab-b cgroup
 # parents, and is removed on exit.
@@ -48,12 +49,20 @@ for x in a b; do
   DOCKER_HOST="unix://$work/$x.sock" "$bin" import "$work/rootfs.tar" skiff-ab/busybox >/dev/null
   DOCKER_HOST="unix://$work/$x.sock" "$bin" run --rm skiff-ab/busybox /bin/true # warm-up
 done
+# Each daemon's RSS after the import and one run (read once both are idle).
+sleep 1
+rss=()
+for p in "${pids[@]}"; do rss+=("$(awk '/VmRSS/ {print $2}' "/proc/$p/status") KiB"); done
 
 block() { # block a|b BINARY: five timed runs, microseconds appended to $work/a.t or b.t
   local i t0 t1
   for i in 1 2 3 4 5; do
     t0=$(date +%s%N)
-    DOCKER_HOST="unix://$work/$1.sock" "$2" run --rm ${NETWORK:+--network "$NETWORK"} skiff-ab/busybox /bin/true
+    if [ "${CLIENT:-skiff}" = docker ]; then
+      docker -H "unix://$work/$1.sock" run --rm ${NETWORK:+--network "$NETWORK"} skiff-ab/busybox /bin/true
+    else
+      DOCKER_HOST="unix://$work/$1.sock" "$2" run --rm ${NETWORK:+--network "$NETWORK"} skiff-ab/busybox /bin/true
+    fi
     t1=$(date +%s%N)
     echo $(((t1 - t0) / 1000)) >>"$work/$1.t"
   done
@@ -61,5 +70,5 @@ block() { # block a|b BINARY: five timed runs, microseconds appended to $work/a.
 for _ in $(seq "$rounds"); do block a "${bins[0]}"; block b "${bins[1]}"; done
 
 median() { sort -n "$1" | awk '{a[NR]=$1} END {printf "%.2f", (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2) / 1000}'; }
-echo "A ${bins[0]}: median $(median "$work/a.t") ms (n=$(wc -l <"$work/a.t"))"
-echo "B ${bins[1]}: median $(median "$work/b.t") ms (n=$(wc -l <"$work/b.t"))"
+echo "A ${bins[0]}: median $(median "$work/a.t") ms (n=$(wc -l <"$work/a.t")), daemon RSS ${rss[0]}"
+echo "B ${bins[1]}: median $(median "$work/b.t") ms (n=$(wc -l <"$work/b.t")), daemon RSS ${rss[1]}"

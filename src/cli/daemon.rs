@@ -208,6 +208,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         let limits = super::server::deadlines(args.request_header_deadline);
+        // The start ran megabytes of code it never runs again (argument parsing, loading
+        // state, the network reconcile): its pages leave the daemon's resident set before it
+        // serves (they stay in the page cache; what requests need faults back in).
+        if let Err(e) = skiff_runtime::shim::trim_executable_pages() {
+            tracing::debug!(error = %e, "cannot drop the start's code pages");
+        }
         skiff_docker_api::serve_with(engine.clone(), &args.socket, limits, shutdown).await?;
         engine.shutdown().await;
         let _ = std::fs::remove_file(&args.socket);

@@ -186,6 +186,7 @@ mod spare;
 mod stdio;
 
 pub use client::{launch, launch_with, ShimClient, ShimError};
+pub use process::trim_executable_pages;
 pub use protocol::RemoteError;
 pub use server::{run, run_spare, RunError};
 pub use spare::Spare;

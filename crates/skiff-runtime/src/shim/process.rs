@@ -71,8 +71,21 @@ pub(crate) fn ensure_single_threaded() -> io::Result<()> {
 /// not writable and hold no page of their own (no `Anonymous` or `Swap` memory, so not the
 /// relocated RELRO data) are dropped: their contents are exactly the file's.
 pub(crate) fn trim_code_pages() -> io::Result<()> {
+    trim_clean_mappings(None)
+}
+
+/// [`trim_code_pages`] for the mappings of this process's own executable only: safe in a
+/// multi-threaded process, whose other threads may map and unmap other files meanwhile (the
+/// executable stays mapped, in place, for the process's life). The daemon drops what its
+/// start ran once (argument parsing, state loading, network reconcile) before it serves.
+pub fn trim_executable_pages() -> io::Result<()> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    trim_clean_mappings(Some(&exe.to_string_lossy()))
+}
+
+fn trim_clean_mappings(only: Option<&str>) -> io::Result<()> {
     let smaps = std::fs::read_to_string("/proc/self/smaps")?;
-    for (start, len) in clean_file_mappings(&smaps) {
+    for (start, len) in clean_file_mappings(&smaps, only) {
         // SAFETY: the range is one of this process's own private, read-only file mappings
         // without a modified page, as the kernel listed it just now (single-threaded: nothing
         // changed it since); dropping its pages loses nothing, they are read back from the
@@ -85,8 +98,9 @@ pub(crate) fn trim_code_pages() -> io::Result<()> {
 }
 
 /// The mappings (start, length) of a `/proc/self/smaps` text that are private, read-only
-/// views of a file (`r--p`, `r-xp`, with a path) and report zero `Anonymous` and `Swap`.
-fn clean_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
+/// views of a file (`r--p`, `r-xp`, with a path; `only` that path if given) and report zero
+/// `Anonymous` and `Swap`.
+fn clean_file_mappings(smaps: &str, only: Option<&str>) -> Vec<(usize, usize)> {
     struct Candidate {
         start: usize,
         len: usize,
@@ -101,7 +115,7 @@ fn clean_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
         }
     };
     for line in smaps.lines() {
-        if let Some(mapping) = mapping_header(line) {
+        if let Some(mapping) = mapping_header(line, only) {
             flush(current.take());
             current = mapping.map(|(start, len)| Candidate {
                 start,
@@ -124,17 +138,17 @@ fn clean_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
 }
 
 /// For a mapping's header line of `/proc/self/{maps,smaps}`: `Some(Some((start, len)))` if it
-/// is a private read-only file mapping, `Some(None)` for any other mapping; `None` for
-/// lines that are not headers.
-fn mapping_header(line: &str) -> Option<Option<(usize, usize)>> {
+/// is a private read-only file mapping (of `only`, if given), `Some(None)` for any other
+/// mapping; `None` for lines that are not headers.
+fn mapping_header(line: &str, only: Option<&str>) -> Option<Option<(usize, usize)>> {
     let mut fields = line.split_ascii_whitespace();
     let (start, end) = fields.next()?.split_once('-')?;
     let start = usize::from_str_radix(start, 16).ok()?;
     let end = usize::from_str_radix(end, 16).ok()?;
     let perms = fields.next()?;
     let path = fields.nth(3);
-    let readonly_file =
-        matches!(perms, "r--p" | "r-xp") && path.is_some_and(|p| p.starts_with('/'));
+    let readonly_file = matches!(perms, "r--p" | "r-xp")
+        && path.is_some_and(|p| p.starts_with('/') && only.is_none_or(|o| p == o));
     Some(
         readonly_file
             .then(|| end.checked_sub(start))
@@ -336,13 +350,21 @@ Anonymous:             0 kB
 Swap:                  0 kB
 ";
         assert_eq!(
-            clean_file_mappings(smaps),
+            clean_file_mappings(smaps, None),
             vec![
                 (0x5584b43fc000, 0x5584b48b6000 - 0x5584b43fc000),
                 (0x5584b48b6000, 0x5584b5bbe000 - 0x5584b48b6000),
                 (0x7fb5049c8000, 0x7fb504b1e000 - 0x7fb5049c8000),
             ],
             "relocated, swapped, unreported, writable, special and shared mappings stay"
+        );
+        assert_eq!(
+            clean_file_mappings(smaps, Some("/usr/bin/skiff")),
+            vec![
+                (0x5584b43fc000, 0x5584b48b6000 - 0x5584b43fc000),
+                (0x5584b48b6000, 0x5584b5bbe000 - 0x5584b48b6000),
+            ],
+            "only the executable's own mappings"
         );
     }
 
