@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -19,6 +20,7 @@ use serde_json::{json, Value};
 
 use crate::context::Context;
 use crate::error::Result;
+use crate::expectations;
 use crate::informer::Change;
 use crate::pods::controller_ref;
 use crate::runner::{self, Triggers};
@@ -292,6 +294,23 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
         .filter(|s| s.labels().get(SERVICE_NAME) == Some(&name))
         .filter(|s| s.labels().get(MANAGED_BY).map(String::as_str) == Some(CONTROLLER_NAME))
         .collect();
+    // Slices have generated names: acting on a cache that does not show this controller's
+    // last creates or deletes yet would make a second slice for the same ports (upstream's
+    // EndpointSliceTracker guards the same). Wait for the cache; its event requeues us.
+    let exp_key = expectations::key("EndpointSlice", &ns, &name);
+    let seen = |n: &str| {
+        existing
+            .iter()
+            .any(|s| s.metadata.name.as_deref() == Some(n))
+    };
+    let alive = |u: &str| {
+        existing
+            .iter()
+            .any(|s| s.metadata.uid.as_deref() == Some(u))
+    };
+    if !ctx.expectations.satisfied(&exp_key, seen, alive) {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     let mut desired: Vec<(Value, Value)> = groups
         .iter()
         .map(|(ports, members)| {
@@ -362,9 +381,10 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
                         "labels": labels, "ownerReferences": [owner]},
                     "addressType": "IPv4", "endpoints": endpoints, "ports": ports,
                 });
-                slice_api
+                let made = slice_api
                     .create(&PostParams::default(), &serde_json::from_value(slice)?)
                     .await?;
+                ctx.expectations.expect_creation(&exp_key, &made.name_any());
             }
         }
     }
@@ -373,7 +393,11 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
             .delete(&extra.name_any(), &DeleteParams::default())
             .await
         {
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some(uid) = &extra.metadata.uid {
+                    ctx.expectations.expect_deletion(&exp_key, uid);
+                }
+            }
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(e.into()),
         }

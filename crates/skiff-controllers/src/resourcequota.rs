@@ -20,6 +20,7 @@ use kube::api::{ListParams, PostParams};
 use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
 use skiff_quota::{self as q, ResourceList};
 
@@ -56,7 +57,10 @@ where
         + 'static,
 {
     let api: Api<kube::core::PartialObjectMeta<K>> = Api::all(ctx.client.clone());
+    // With backoff: an error that comes back at once (a closed client at shutdown) would
+    // otherwise be retried in a loop that never yields, and the runtime could not stop.
     kube::runtime::watcher(api, kube::runtime::watcher::Config::default())
+        .default_backoff()
         .filter_map(|e| async move {
             match e {
                 Ok(kube::runtime::watcher::Event::Delete(m)) => m.metadata.namespace,
