@@ -34,7 +34,7 @@ const LEGACY_COUNTED: &[&str] = &[
 ];
 
 /// The compute resources a pod must state when a quota tracks them.
-const POD_COMPUTE: &[&str] = &[
+pub(crate) const POD_COMPUTE: &[&str] = &[
     "cpu",
     "memory",
     "requests.cpu",

@@ -26,17 +26,6 @@ pub const CONFLICTING_SCOPES: &[(&str, &str)] = &[
 /// The operators of a scope selector requirement.
 pub const OPERATORS: &[&str] = &["In", "NotIn", "Exists", "DoesNotExist"];
 
-/// The pod count and the compute resources of containers (`podComputeQuotaResources`).
-const POD_COUNT_AND_COMPUTE: &[&str] = &[
-    "pods",
-    "cpu",
-    "memory",
-    "requests.cpu",
-    "requests.memory",
-    "limits.cpu",
-    "limits.memory",
-];
-
 /// Whether a quota with `scope` may track standard quota resource `resource`
 /// (`IsResourceQuotaScopeValidForResource`): BestEffort pods use no compute, so only their
 /// count; the other scopes allow the count and compute.
@@ -47,7 +36,9 @@ pub fn scope_allows(scope: &str, resource: &str) -> bool {
         | "NotTerminating"
         | "NotBestEffort"
         | "PriorityClass"
-        | "CrossNamespacePodAffinity" => POD_COUNT_AND_COMPUTE.contains(&resource),
+        | "CrossNamespacePodAffinity" => {
+            resource == "pods" || crate::POD_COMPUTE.contains(&resource)
+        }
         _ => true,
     }
 }
