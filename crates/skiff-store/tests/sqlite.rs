@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use skiff_store::conformance::Property;
 use skiff_store::sqlite::SqliteStore;
 use skiff_store::{Store, StoreError};
@@ -145,103 +145,4 @@ async fn failures_keep_the_operation_the_path_and_the_cause() {
         skiff_core::ErrorKind::InvalidArgument,
         "{err}"
     );
-}
-
-/// Callers that stop polling a read while it waits for a read slot (here watches parked
-/// mid-replay, as the API server's watch task is while it waits on a slow client; in the
-/// 100-replica Deployment bench, in-process controllers' request futures) must not keep the
-/// slots they are granted: before the fix every later get and list hung.
-#[tokio::test]
-async fn watches_parked_mid_replay_do_not_starve_reads() {
-    let dir = temp_dir();
-    let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
-    // More events than one replay page (500), so that every watch has another page to read.
-    let keys: Vec<String> = (0..600).map(|i| format!("/k/{i:04}")).collect();
-    let creates = keys.iter().map(|k| store.create(k, vec![b'x'; 256]));
-    for r in futures::future::join_all(creates).await {
-        r.unwrap();
-    }
-    let mut watches = Vec::new();
-    for _ in 0..16 {
-        let mut w = store.watch("/k/", 0).await.unwrap();
-        for _ in 0..500 {
-            w.next().await.unwrap().unwrap();
-        }
-        watches.push(w);
-    }
-    // One poll each: the first few reads start, the rest wait for a slot; then nobody polls
-    // the watches again until the gets below are answered.
-    let mut polled_once = Vec::new();
-    for w in &mut watches {
-        polled_once.push(w.next().now_or_never().is_some());
-    }
-    assert!(
-        polled_once.iter().filter(|done| !**done).count() > 4,
-        "no watch had to wait for a read slot: {polled_once:?}"
-    );
-    for i in 0..20 {
-        let key = format!("/k/{i:04}");
-        let got = tokio::time::timeout(Duration::from_secs(20), store.get(&key))
-            .await
-            .unwrap_or_else(|_| panic!("get {key} hung behind parked watches"))
-            .unwrap();
-        assert_eq!(got.map(|kv| kv.key), Some(key));
-        let list = tokio::time::timeout(Duration::from_secs(20), store.list("/k/", None, 0, None))
-            .await
-            .expect("list hung behind parked watches")
-            .unwrap();
-        assert_eq!(list.items.len(), 600);
-    }
-    // The watches go on where they stopped.
-    for (w, done) in watches.iter_mut().zip(polled_once) {
-        if done {
-            continue;
-        }
-        let ev = tokio::time::timeout(Duration::from_secs(20), w.next())
-            .await
-            .expect("watch stalled")
-            .unwrap()
-            .unwrap();
-        assert_eq!(ev.kv.key, "/k/0500");
-    }
-}
-
-/// The same with plain reads: lists polled once and then left alone while they wait.
-#[tokio::test]
-async fn lists_parked_while_waiting_do_not_starve_reads() {
-    let dir = temp_dir();
-    let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
-    let keys: Vec<String> = (0..600).map(|i| format!("/k/{i:04}")).collect();
-    let creates = keys.iter().map(|k| store.create(k, vec![b'x'; 256]));
-    for r in futures::future::join_all(creates).await {
-        r.unwrap();
-    }
-    let mut parked: Vec<_> = (0..16)
-        .map(|_| Box::pin(store.list("/k/", None, 0, None)))
-        .collect();
-    let mut waiting = Vec::new();
-    for list in &mut parked {
-        waiting.push(list.now_or_never().is_none());
-    }
-    assert!(
-        waiting.iter().filter(|w| **w).count() > 4,
-        "no list had to wait for a read slot: {waiting:?}"
-    );
-    for key in keys.iter().take(20) {
-        let got = tokio::time::timeout(Duration::from_secs(20), store.get(key))
-            .await
-            .unwrap_or_else(|_| panic!("get {key} hung behind parked lists"))
-            .unwrap();
-        assert_eq!(got.map(|kv| kv.key).as_ref(), Some(key));
-    }
-    for (list, waited) in parked.into_iter().zip(waiting) {
-        if !waited {
-            continue;
-        }
-        let list = tokio::time::timeout(Duration::from_secs(20), list)
-            .await
-            .expect("parked list never finished")
-            .unwrap();
-        assert_eq!(list.items.len(), 600);
-    }
 }

@@ -44,6 +44,8 @@
 
 mod checkpoint;
 mod log;
+#[cfg(test)]
+mod tests;
 mod watch;
 mod writer;
 
