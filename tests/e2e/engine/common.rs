@@ -76,6 +76,19 @@ impl Drop for Dirs {
             })
             .unwrap_or_default();
         for id in &ids {
+            // The shim first: a shim that outlives the test would run the runtime's delete
+            // after the directories are gone and recreate its root (`runtime/runc`) in /tmp.
+            let state_dir = self.state.path().join("c").join(&id[..id.len().min(16)]);
+            let shim = std::fs::read_to_string(skiff_runtime::shim::pid_path(&state_dir))
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+                .filter(|pid| *pid > 0 && is_our_shim(*pid));
+            if let Some(pid) = shim {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::SIGKILL,
+                );
+            }
             let record = std::fs::read(containers.join(id).join("config.json")).unwrap_or_default();
             let pid = serde_json::from_slice::<serde_json::Value>(&record)
                 .ok()
@@ -110,6 +123,15 @@ impl Drop for Dirs {
             let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
         }
     }
+}
+
+/// Whether `pid` is a shim of this test binary's skiff (a pid file left by a shim that was
+/// killed could name a reused pid).
+fn is_our_shim(pid: i32) -> bool {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let second_arg = cmdline.split(|b| *b == 0).nth(1);
+    exe.as_deref() == Some(Path::new(env!("CARGO_BIN_EXE_skiff"))) && second_arg == Some(b"shim")
 }
 
 pub fn body_stream(bytes: Vec<u8>) -> ByteStream {
