@@ -293,6 +293,11 @@ enum Route {
         name: String,
         path: String,
     },
+    /// `/apis/authorization.k8s.io/v1/[namespaces/NS/]…reviews`: may a user do something.
+    Review {
+        review: crate::rbac::review::Review,
+        namespace: Option<String>,
+    },
     /// `/apis/authentication.k8s.io/VERSION/selfsubjectreviews`: who the caller is.
     SelfSubjectReview {
         version: String,
@@ -343,6 +348,22 @@ fn parse(path: &str) -> Result<Route, ApiError> {
             return Ok(Route::SelfSubjectReview {
                 version: v.to_string(),
             })
+        }
+        ["apis", "authorization.k8s.io", "v1", plural] => {
+            if let Some(review) = crate::rbac::review::Review::parse(plural, false) {
+                return Ok(Route::Review {
+                    review,
+                    namespace: None,
+                });
+            }
+        }
+        ["apis", "authorization.k8s.io", "v1", "namespaces", ns, plural] => {
+            if let Some(review) = crate::rbac::review::Review::parse(plural, true) {
+                return Ok(Route::Review {
+                    review,
+                    namespace: Some(ns.to_string()),
+                });
+            }
         }
         ["api", "v1", "nodes", name, "proxy", rest @ ..] => {
             return Ok(Route::NodeProxy {
@@ -446,6 +467,7 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
             .await
             .ok_or(unauthorized)?,
     };
+    let user = crate::rbac::impersonate::resolve(&state, user, req.headers()).await?;
     match route {
         Route::Discovery(segs) => crate::discovery::serve(&segs, req.headers()),
         Route::OpenApi(segs) => crate::openapi::serve(&segs, req.headers()),
@@ -547,6 +569,33 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
             )
             .await?;
             crate::nodes::node_proxy(&state, &name, &path, req).await
+        }
+        Route::Review { review, namespace } => {
+            if req.method() != Method::POST {
+                return Err(ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                ));
+            }
+            crate::nodeauth::authorize(
+                &state,
+                &user,
+                &Attributes {
+                    verb: "create",
+                    group: "authorization.k8s.io",
+                    resource: review.plural(),
+                    subresource: None,
+                    namespace: namespace.as_deref(),
+                    name: None,
+                },
+                &[],
+            )
+            .await?;
+            let (parts, body) = req.into_parts();
+            let body = read_body(body).await?;
+            let body = wire::decode_object(&parts.headers, &body)?;
+            crate::rbac::review::answer(&state, &user, review, namespace.as_deref(), body).await
         }
         Route::SelfSubjectReview { version } => {
             if req.method() != Method::POST {
