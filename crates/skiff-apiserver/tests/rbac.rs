@@ -610,3 +610,64 @@ async fn rbac_invalid_rules_and_bindings_are_422() {
     let (_, list) = api.get(BINDINGS).await;
     assert!(names(&list).is_empty(), "nothing stored: {list}");
 }
+
+#[tokio::test]
+async fn rbac_csr_approval_needs_approve_on_the_signer() {
+    let api = api().await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let pem = rcgen::CertificateParams::new(vec!["jane".to_string()])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    use base64::Engine;
+    let request = base64::engine::general_purpose::STANDARD.encode(pem);
+    let csrs = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+    let csr = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": "jane"},
+        "spec": {"request": request, "signerName": "kubernetes.io/kube-apiserver-client",
+            "usages": ["client auth"]}});
+    let (s, created) = api.post(csrs, csr).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+
+    // gina may write approvals, but not approve for this signer.
+    let approver = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "csr-approver"},
+        "rules": [{"apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests/approval"],
+                   "verbs": ["update"]}]});
+    assert_eq!(
+        api.post(CLUSTERROLES, approver).await.0,
+        StatusCode::CREATED
+    );
+    let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "gina-approver"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "csr-approver"},
+        "subjects": [{"kind": "User", "name": "gina"}]});
+    assert_eq!(api.post(CLUSTERBINDINGS, crb).await.0, StatusCode::CREATED);
+    let gina = user("gina", &[]);
+    let mut approve = created.clone();
+    approve["status"]["conditions"] = json!([{"type": "Approved", "status": "True",
+        "reason": "KubectlApprove", "message": "approved"}]);
+    let path = format!("{csrs}/jane/approval");
+    let (s, e) = as_user(&api, &gina, "PUT", &path, Some(approve.clone())).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    assert_eq!(
+        e["message"],
+        "certificatesigningrequests.certificates.k8s.io \"jane\" is forbidden: user not permitted to approve requests with signerName \"kubernetes.io/kube-apiserver-client\""
+    );
+    // `approve` on the signer's domain wildcard lets her.
+    let signers = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "signer-approver"},
+        "rules": [{"apiGroups": ["certificates.k8s.io"], "resources": ["signers"],
+                   "resourceNames": ["kubernetes.io/*"], "verbs": ["approve"]}]});
+    assert_eq!(api.post(CLUSTERROLES, signers).await.0, StatusCode::CREATED);
+    let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "gina-signers"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "signer-approver"},
+        "subjects": [{"kind": "User", "name": "gina"}]});
+    assert_eq!(api.post(CLUSTERBINDINGS, crb).await.0, StatusCode::CREATED);
+    let (s, approved) = as_user(&api, &gina, "PUT", &path, Some(approve)).await;
+    assert_eq!(s, StatusCode::OK, "{approved}");
+    assert_eq!(approved["status"]["conditions"][0]["type"], "Approved");
+}
