@@ -671,3 +671,96 @@ async fn rbac_csr_approval_needs_approve_on_the_signer() {
     assert_eq!(s, StatusCode::OK, "{approved}");
     assert_eq!(approved["status"]["conditions"][0]["type"], "Approved");
 }
+
+#[tokio::test]
+async fn rbac_grants_what_the_node_authorizer_refuses_and_service_accounts_are_impersonated() {
+    let api = api().await;
+    for n in ["n1", "n2"] {
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}});
+        let (s, created) = api.post("/api/v1/nodes", node).await;
+        assert_eq!(s, StatusCode::CREATED, "{created}");
+    }
+    let n1 = user("system:node:n1", &["system:nodes"]);
+    let label = || {
+        as_user_with(
+            &api,
+            &n1,
+            "PATCH",
+            "/api/v1/nodes/n2",
+            Some(json!({"metadata": {"labels": {"by": "n1"}}})),
+            &[("Content-Type", "application/merge-patch+json")],
+        )
+    };
+    let (s, e) = label().await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("node 'n1' cannot modify node \"n2\""),
+        "{e}"
+    );
+    // Node,RBAC: a binding grants what the Node authorizer does not.
+    let writer = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "node-labeller"},
+        "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["patch"]}]});
+    assert_eq!(api.post(CLUSTERROLES, writer).await.0, StatusCode::CREATED);
+    let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "n1-labeller"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "node-labeller"},
+        "subjects": [{"kind": "User", "name": "system:node:n1"}]});
+    assert_eq!(api.post(CLUSTERBINDINGS, crb).await.0, StatusCode::CREATED);
+    let (s, patched) = label().await;
+    assert_eq!(s, StatusCode::OK, "{patched}");
+    assert_eq!(patched["metadata"]["labels"]["by"], "n1");
+
+    // A user allowed to impersonate one service account becomes it, with its groups.
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot"}});
+    assert_eq!(
+        api.post("/api/v1/namespaces/default/serviceaccounts", sa)
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let imp = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "be-robot"},
+        "rules": [{"apiGroups": [""], "resources": ["serviceaccounts"], "resourceNames": ["robot"],
+                   "verbs": ["impersonate"]}]});
+    assert_eq!(api.post(ROLES, imp).await.0, StatusCode::CREATED);
+    let b = role_binding(
+        "hank-robot",
+        "Role",
+        "be-robot",
+        json!([{"kind": "User", "name": "hank"}]),
+    );
+    assert_eq!(api.post(BINDINGS, b).await.0, StatusCode::CREATED);
+    let hank = user("hank", &[]);
+    let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});
+    let whoami = async |name: &str| {
+        as_user_with(
+            &api,
+            &hank,
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            Some(review.clone()),
+            &[("Impersonate-User", name)],
+        )
+        .await
+    };
+    let (s, me) = whoami("system:serviceaccount:default:robot").await;
+    assert_eq!(s, StatusCode::CREATED, "{me}");
+    assert_eq!(
+        me["status"]["userInfo"]["groups"],
+        json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:default",
+            "system:authenticated"
+        ])
+    );
+    let (s, e) = whoami("system:serviceaccount:default:other").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(
+        e["message"],
+        "serviceaccounts \"other\" is forbidden: User \"hank\" cannot impersonate resource \"serviceaccounts\" in API group \"\" in the namespace \"default\""
+    );
+}
