@@ -476,16 +476,25 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
             let verb = verb(req.method(), &target, &params);
             let (parts, body) = req.into_parts();
             let body = read_body(body).await?;
+            let info = target.kind.info();
+            let selected = selected_name(verb, &params);
+            let name = target.name.as_deref().or(selected.as_deref());
+            // A namespace is authorized in itself, as kube-apiserver's request info has it:
+            // a RoleBinding in `foo` may grant `get namespaces` on `foo`.
+            let namespace = match (info.group, info.plural) {
+                ("", "namespaces") => target.name.as_deref(),
+                _ => target.namespace.as_deref(),
+            };
             crate::nodeauth::authorize(
                 &state,
                 &user,
                 &Attributes {
                     verb,
-                    group: target.kind.info().group,
-                    resource: target.kind.info().plural,
+                    group: info.group,
+                    resource: info.plural,
                     subresource: target.subresource.map(|s| s.name()),
-                    namespace: target.namespace.as_deref(),
-                    name: target.name.as_deref(),
+                    namespace,
+                    name,
                 },
                 &body,
             )
@@ -622,6 +631,20 @@ async fn service_account(state: &ApiState, authorization: Option<&str>) -> Optio
             None
         }
     }
+}
+
+/// The object a list or watch selects by `fieldSelector=metadata.name=NAME` (alone), which
+/// kube-apiserver authorizes as a request for that name (so `resourceNames` rules allow
+/// `kubectl get cm NAME -w`).
+fn selected_name(verb: &str, params: &Params) -> Option<String> {
+    if !matches!(verb, "list" | "watch") {
+        return None;
+    }
+    let selector = params.field_selector.as_deref()?;
+    let value = selector
+        .strip_prefix("metadata.name==")
+        .or_else(|| selector.strip_prefix("metadata.name="))?;
+    (!value.is_empty() && !value.contains(',')).then(|| value.to_string())
 }
 
 fn verb(method: &Method, t: &Target, params: &Params) -> &'static str {

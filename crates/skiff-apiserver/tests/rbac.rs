@@ -764,3 +764,44 @@ async fn rbac_grants_what_the_node_authorizer_refuses_and_service_accounts_are_i
         "serviceaccounts \"other\" is forbidden: User \"hank\" cannot impersonate resource \"serviceaccounts\" in API group \"\" in the namespace \"default\""
     );
 }
+
+#[tokio::test]
+async fn rbac_namespaces_are_authorized_in_themselves_and_name_selectors_as_names() {
+    let api = api().await;
+    let ivy = user("ivy", &[]);
+    let ns = "/api/v1/namespaces/default";
+    let (s, e) = as_user(&api, &ivy, "GET", ns, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(
+        e["message"],
+        "namespaces \"default\" is forbidden: User \"ivy\" cannot get resource \"namespaces\" in API group \"\" in the namespace \"default\""
+    );
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "ns-and-one-cm"},
+        "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+                  {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["mine"],
+                   "verbs": ["get", "list", "watch"]}]});
+    assert_eq!(api.post(ROLES, role).await.0, StatusCode::CREATED);
+    let b = role_binding(
+        "ivy",
+        "Role",
+        "ns-and-one-cm",
+        json!([{"kind": "User", "name": "ivy"}]),
+    );
+    assert_eq!(api.post(BINDINGS, b).await.0, StatusCode::CREATED);
+    let (s, got) = as_user(&api, &ivy, "GET", ns, None).await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    let (s, _) = as_user(&api, &ivy, "GET", "/api/v1/namespaces/kube-system", None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    api.configmap("mine").await;
+    let one = format!("{CONFIGMAPS}?fieldSelector=metadata.name%3Dmine");
+    let (s, list) = as_user(&api, &ivy, "GET", &one, None).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(names(&list), ["mine"]);
+    let (s, _) = as_user(&api, &ivy, "GET", CONFIGMAPS, None).await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "a list of all is not a list of one"
+    );
+}
