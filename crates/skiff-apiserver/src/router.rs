@@ -55,6 +55,8 @@ pub struct ApiState {
     pub(crate) sa_max_expiration: Option<i64>,
     /// Quota admissions waiting for their namespace's quotas.
     pub(crate) quota_queue: crate::admission::quota::Queue,
+    /// The decoded RBAC bindings of the watch cache's current revision.
+    pub(crate) rbac_bindings: crate::rbac::BindingsMemo,
 }
 
 impl ApiState {
@@ -85,6 +87,7 @@ impl ApiState {
             )),
             sa_max_expiration: None,
             quota_queue: Default::default(),
+            rbac_bindings: Default::default(),
         }
     }
 

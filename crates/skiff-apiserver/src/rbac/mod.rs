@@ -87,11 +87,16 @@ pub async fn grant(
         Request::Resource(a) => a.namespace,
         Request::NonResource { .. } => None,
     };
-    for (binding, bns) in bindings(state, ns).await? {
-        let Some(subject) = bound_subject(&binding, bns.as_deref(), user) else {
+    let lists = bindings(state, ns).await?;
+    let mut all: Vec<(&Value, &Option<String>)> = Vec::new();
+    for (list, bns) in &lists {
+        all.extend(list.iter().map(|b| (b, bns)));
+    }
+    for (binding, bns) in all {
+        let Some(subject) = bound_subject(binding, bns.as_deref(), user) else {
             continue;
         };
-        let Some((role_desc, rules)) = role_rules(state, &binding, bns.as_deref()).await? else {
+        let Some((role_desc, rules)) = role_rules(state, binding, bns.as_deref()).await? else {
             continue;
         };
         let allowed = rules.iter().any(|rule| match req {
@@ -99,7 +104,7 @@ pub async fn grant(
             Request::NonResource { verb, path } => covers_url(rule, verb, path),
         });
         if allowed {
-            let name = crate::object::name(&binding);
+            let name = crate::object::name(binding);
             let binding = match &bns {
                 Some(ns) => format!("RoleBinding \"{name}/{ns}\""),
                 None => format!("ClusterRoleBinding \"{name}\""),
@@ -122,34 +127,105 @@ pub async fn rules_for(
     ns: Option<&str>,
 ) -> Result<Vec<Value>, ApiError> {
     let mut out = Vec::new();
-    for (binding, bns) in bindings(state, ns).await? {
-        if bound_subject(&binding, bns.as_deref(), user).is_none() {
+    let lists = bindings(state, ns).await?;
+    let mut all: Vec<(&Value, &Option<String>)> = Vec::new();
+    for (list, bns) in &lists {
+        all.extend(list.iter().map(|b| (b, bns)));
+    }
+    for (binding, bns) in all {
+        if bound_subject(binding, bns.as_deref(), user).is_none() {
             continue;
         }
-        if let Some((_, rules)) = role_rules(state, &binding, bns.as_deref()).await? {
+        if let Some((_, rules)) = role_rules(state, binding, bns.as_deref()).await? {
             out.extend(rules);
         }
     }
     Ok(out)
 }
 
-/// The ClusterRoleBindings, then the RoleBindings of `ns`, each with its namespace.
+/// The ClusterRoleBindings, then the RoleBindings of `ns`, each list with its namespace.
 async fn bindings(
     state: &ApiState,
     ns: Option<&str>,
-) -> Result<Vec<(Value, Option<String>)>, ApiError> {
-    let mut out: Vec<(Value, Option<String>)> =
-        crate::lookup::list(state, &clusterrolebinding::ClusterRoleBindings, "")
-            .await?
-            .into_iter()
-            .map(|b| (b, None))
-            .collect();
+) -> Result<Vec<(std::sync::Arc<Vec<Value>>, Option<String>)>, ApiError> {
+    let mut out = vec![(
+        memo_list(state, &clusterrolebinding::ClusterRoleBindings, "").await?,
+        None,
+    )];
     if let Some(ns) = ns.filter(|n| !n.is_empty()) {
-        for b in crate::lookup::list(state, &rolebinding::RoleBindings, ns).await? {
-            out.push((b, Some(ns.to_string())));
-        }
+        out.push((
+            memo_list(state, &rolebinding::RoleBindings, ns).await?,
+            Some(ns.to_string()),
+        ));
     }
     Ok(out)
+}
+
+/// Decoded bindings kept while the watch cache stays at one revision: decoding every
+/// binding for every request cost 8 ms a request with a thousand of them. Used only when
+/// the cache is live and has every write this server made; an entry is dropped as soon as
+/// the cache moves on, so nothing older than what [`crate::lookup::list`] reads is served.
+#[derive(Default)]
+pub struct BindingsMemo(std::sync::Mutex<Option<Memo>>);
+
+struct Memo {
+    /// The cache revision the lists were read at (or after).
+    revision: i64,
+    /// Per resource plural and namespace ("" for ClusterRoleBindings).
+    lists: std::collections::HashMap<(&'static str, String), std::sync::Arc<Vec<Value>>>,
+}
+
+/// [`crate::lookup::list`] of `kind` in `ns`, from the memo when the cache has not moved.
+async fn memo_list(
+    state: &ApiState,
+    kind: &'static dyn crate::registry::Kind,
+    ns: &str,
+) -> Result<std::sync::Arc<Vec<Value>>, ApiError> {
+    let at = crate::cache::ReadAt::NotOlderThan(state.storage.written());
+    let revision = match state.cache.ready(&state.storage, kind, at).await? {
+        Some((_, fed)) => fed,
+        None => {
+            return Ok(std::sync::Arc::new(
+                crate::lookup::list(state, kind, ns).await?,
+            ))
+        }
+    };
+    let key = (kind.info().plural, ns.to_string());
+    {
+        let memo = state
+            .rbac_bindings
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = memo
+            .as_ref()
+            .filter(|m| m.revision == revision)
+            .and_then(|m| m.lists.get(&key))
+        {
+            return Ok(list.clone());
+        }
+    }
+    // Read at `revision` or later: kept under `revision`, so it is used only while the
+    // cache is still there (then it is exactly what the cache holds).
+    let list = std::sync::Arc::new(crate::lookup::list(state, kind, ns).await?);
+    let mut memo = state
+        .rbac_bindings
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    match memo.as_mut() {
+        Some(m) if m.revision == revision => {
+            m.lists.insert(key, list.clone());
+        }
+        Some(m) if m.revision > revision => {}
+        _ => {
+            *memo = Some(Memo {
+                revision,
+                lists: [(key, list.clone())].into_iter().collect(),
+            });
+        }
+    }
+    Ok(list)
 }
 
 /// The role a binding refers to (its description and rules), None when it does not exist.
