@@ -5,7 +5,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use skiff_apiserver::auth::UserInfo;
 use skiff_apiserver::ApiState;
 
 /// The controllers' settings (kube-controller-manager's flags).
@@ -76,11 +75,7 @@ pub fn start(
         tracing::info!("controllers disabled");
         return Box::pin(signal);
     }
-    let user = UserInfo {
-        name: "system:kube-controller-manager".into(),
-        uid: String::new(),
-        groups: vec!["system:authenticated".into()],
-    };
+    let user = skiff_apiserver::auth::component("system:kube-controller-manager");
     let client = skiff_apiserver::in_process_client(state.clone(), user);
     let mut config = args.config();
     config.service_accounts = skiff_controllers::serviceaccounts::Config {

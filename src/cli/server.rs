@@ -218,11 +218,7 @@ fn node_defaults(node: &super::node::NodeArgs) -> skiff_apiserver::clusterconfig
 
 /// Who the in-process scheduler acts as: kube-scheduler's user.
 fn scheduler_user() -> skiff_apiserver::auth::UserInfo {
-    skiff_apiserver::auth::UserInfo {
-        name: "system:kube-scheduler".into(),
-        uid: "system:kube-scheduler".into(),
-        groups: vec!["system:authenticated".into()],
-    }
+    skiff_apiserver::auth::component("system:kube-scheduler")
 }
 
 /// Connection limits with `seconds` for the TLS handshake and each request header.

@@ -5,6 +5,8 @@ mod kinds;
 mod kube_common;
 #[path = "kubectl/limits.rs"]
 mod limits;
+#[path = "kubectl/rbac.rs"]
+mod rbac;
 #[path = "kubectl/rollout.rs"]
 mod rollout;
 #[path = "kubectl/stateful.rs"]
@@ -457,6 +459,13 @@ fn explain(c: &mut Cluster) {
     );
 }
 
+/// Who may call (401 without credentials) and what they may do (RBAC for a new user), on
+/// one cluster.
+fn authentication_and_rbac(c: &mut Cluster) {
+    rejects_unauthenticated(c);
+    rbac::people_get_rbac_through_certificates(c);
+}
+
 fn rejects_unauthenticated(c: &mut Cluster) {
     let url = format!("{}/api/v1/namespaces", c.url());
     let anon = std::process::Command::new("curl")
@@ -527,7 +536,7 @@ on_both_datastores!(
     secrets_are_encrypted_at_rest,
     autoscale_and_delete,
     explain,
-    rejects_unauthenticated,
+    authentication_and_rbac,
     data_survives_restart,
     create_job_and_cronjob,
     get_storage_scheduling_policy_and_csr_tables,

@@ -16,6 +16,18 @@ pub struct UserInfo {
     pub groups: Vec<String>,
 }
 
+/// The identity of a control-plane component running in the server's process (controllers,
+/// scheduler, CSR signer, ClusterRole aggregation): its upstream user name, in
+/// `system:masters`. Upstream binds each component to a `system:kube-*` ClusterRole of its
+/// own; skiff's in-process components are the server itself and keep full access.
+pub fn component(name: &str) -> UserInfo {
+    UserInfo {
+        name: name.to_string(),
+        uid: String::new(),
+        groups: vec![crate::rbac::MASTERS.into(), AUTHENTICATED.into()],
+    }
+}
+
 /// The subject of a verified client certificate, attached to every request on that connection.
 #[derive(Debug, Clone)]
 pub struct PeerIdentity(pub Option<UserInfo>);
@@ -128,21 +140,29 @@ pub fn user_from_certificate(der: &[u8]) -> Option<UserInfo> {
     })
 }
 
-/// Who the request comes from: the connection's client certificate, else a bearer token.
+/// The group every authenticated user is in.
+pub const AUTHENTICATED: &str = "system:authenticated";
+
+/// Who the request comes from: the connection's client certificate, else a bearer token;
+/// in [`AUTHENTICATED`] either way, as kube-apiserver's authenticators add it.
 pub fn authenticate(
     peer: Option<&PeerIdentity>,
     authorization: Option<&str>,
     tokens: &TokenAuthenticator,
 ) -> Result<UserInfo, ApiError> {
-    if let Some(PeerIdentity(Some(user))) = peer {
-        return Ok(user.clone());
+    let user = match peer {
+        Some(PeerIdentity(Some(user))) => Some(user.clone()),
+        _ => authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|token| tokens.authenticate(token.trim())),
+    };
+    let Some(mut user) = user else {
+        return Err(ApiError::new(401, "Unauthorized", "Unauthorized"));
+    };
+    if !user.groups.iter().any(|g| g == AUTHENTICATED) {
+        user.groups.push(AUTHENTICATED.to_string());
     }
-    if let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ")) {
-        if let Some(user) = tokens.authenticate(token.trim()) {
-            return Ok(user);
-        }
-    }
-    Err(ApiError::new(401, "Unauthorized", "Unauthorized"))
+    Ok(user)
 }
 
 /// What a request wants to do, for [`crate::nodeauth::authorize`].

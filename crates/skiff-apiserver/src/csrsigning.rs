@@ -26,7 +26,6 @@ use rcgen::ExtendedKeyUsagePurpose;
 use serde_json::json;
 use x509_parser::prelude::{FromDer, GeneralName};
 
-use crate::auth::UserInfo;
 use crate::nodeauth::{BOOTSTRAPPERS, NODES, NODE_PREFIX};
 use crate::pki::Pki;
 use crate::router::ApiState;
@@ -51,11 +50,7 @@ enum Verdict {
 /// `max_seconds` (kube-controller-manager's `--cluster-signing-duration`, default
 /// [`DEFAULT_SECONDS`]).
 pub async fn run(state: Arc<ApiState>, pki: Pki, max_seconds: i64, stop: impl Future<Output = ()>) {
-    let user = UserInfo {
-        name: "system:kube-controller-manager".into(),
-        uid: String::new(),
-        groups: vec!["system:authenticated".into()],
-    };
+    let user = crate::auth::component("system:kube-controller-manager");
     let api: Api<CertificateSigningRequest> =
         Api::all(crate::router::in_process_client(state, user));
     tokio::pin!(stop);

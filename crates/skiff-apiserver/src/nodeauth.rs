@@ -4,8 +4,9 @@
 //! Kubernetes' Node authorizer and NodeRestriction admission give them — they read the
 //! cluster, but write only their own Node and Lease, the pods bound to them and events, and
 //! read a Secret only when a pod bound to them uses it, and ask for a service-account token
-//! only bound to a pod of theirs that runs as that account. Service accounts get what RBAC
-//! bindings grant them ([`crate::rbac`]); every other user is allowed everything.
+//! only bound to a pod of theirs that runs as that account. What this refuses them, and
+//! every request of every other user, is decided by RBAC ([`crate::rbac`]): the chain is
+//! kube-apiserver's `--authorization-mode=Node,RBAC`.
 //!
 //! It decides; it never changes a request.
 
@@ -33,8 +34,13 @@ fn is_bootstrapper(user: &UserInfo) -> bool {
     user.groups.iter().any(|g| g == BOOTSTRAPPERS)
 }
 
+/// Whether this authorizer speaks first for `user` (a node or a join-token caller).
+pub fn is_restricted(user: &UserInfo) -> bool {
+    node_name(user).is_some() || is_bootstrapper(user)
+}
+
 /// 403 worded as Kubernetes' authorizers word it.
-fn denied(user: &UserInfo, a: &Attributes<'_>, why: &str) -> ApiError {
+pub(crate) fn denied(user: &UserInfo, a: &Attributes<'_>, why: &str) -> ApiError {
     let resource = match a.subresource {
         Some(s) => format!("{}/{s}", a.resource),
         None => a.resource.to_string(),
@@ -73,22 +79,24 @@ pub async fn authorize(
     a: &Attributes<'_>,
     body: &[u8],
 ) -> Result<(), ApiError> {
-    if let Some(node) = node_name(user) {
-        return authorize_node(state, user, node, a, body).await;
-    }
-    if is_bootstrapper(user) {
+    let refused = if let Some(node) = node_name(user) {
+        match authorize_node(state, user, node, a, body).await {
+            Err(e) if e.code == 403 => e,
+            other => return other,
+        }
+    } else if is_bootstrapper(user) {
         let csr = a.group == "certificates.k8s.io"
             && a.resource == "certificatesigningrequests"
             && a.subresource.is_none();
         if csr && (a.verb == "create" || READ.contains(&a.verb)) {
             return Ok(());
         }
-        return Err(denied(user, a, ""));
-    }
-    if crate::rbac::applies_to(user) {
+        denied(user, a, "")
+    } else {
         return crate::rbac::authorize(state, user, a, || denied(user, a, "")).await;
-    }
-    Ok(())
+    };
+    // What the Node authorizer refuses, a binding may still grant (`Node,RBAC`).
+    crate::rbac::authorize(state, user, a, || refused).await
 }
 
 async fn authorize_node(

@@ -68,6 +68,8 @@ pub enum Admission<'a> {
         new: &'a mut Value,
         old: &'a Value,
         sub: Option<Sub>,
+        /// Who asks (None: the server itself).
+        user: Option<&'a UserInfo>,
         dry_run: bool,
     },
     /// An update that passed [`Admission::Update`] and was stored (`obj`, replacing `old`),

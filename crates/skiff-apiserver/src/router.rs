@@ -55,6 +55,8 @@ pub struct ApiState {
     pub(crate) sa_max_expiration: Option<i64>,
     /// Quota admissions waiting for their namespace's quotas.
     pub(crate) quota_queue: crate::admission::quota::Queue,
+    /// The decoded RBAC bindings of the watch cache's current revision.
+    pub(crate) rbac_bindings: crate::rbac::BindingsMemo,
 }
 
 impl ApiState {
@@ -85,6 +87,7 @@ impl ApiState {
             )),
             sa_max_expiration: None,
             quota_queue: Default::default(),
+            rbac_bindings: Default::default(),
         }
     }
 
@@ -293,6 +296,11 @@ enum Route {
         name: String,
         path: String,
     },
+    /// `/apis/authorization.k8s.io/v1/[namespaces/NS/]…reviews`: may a user do something.
+    Review {
+        review: crate::rbac::review::Review,
+        namespace: Option<String>,
+    },
     /// `/apis/authentication.k8s.io/VERSION/selfsubjectreviews`: who the caller is.
     SelfSubjectReview {
         version: String,
@@ -343,6 +351,22 @@ fn parse(path: &str) -> Result<Route, ApiError> {
             return Ok(Route::SelfSubjectReview {
                 version: v.to_string(),
             })
+        }
+        ["apis", "authorization.k8s.io", "v1", plural] => {
+            if let Some(review) = crate::rbac::review::Review::parse(plural, false) {
+                return Ok(Route::Review {
+                    review,
+                    namespace: None,
+                });
+            }
+        }
+        ["apis", "authorization.k8s.io", "v1", "namespaces", ns, plural] => {
+            if let Some(review) = crate::rbac::review::Review::parse(plural, true) {
+                return Ok(Route::Review {
+                    review,
+                    namespace: Some(ns.to_string()),
+                });
+            }
         }
         ["api", "v1", "nodes", name, "proxy", rest @ ..] => {
             return Ok(Route::NodeProxy {
@@ -446,6 +470,7 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
             .await
             .ok_or(unauthorized)?,
     };
+    let user = crate::rbac::impersonate::resolve(&state, user, req.headers()).await?;
     match route {
         Route::Discovery(segs) => crate::discovery::serve(&segs, req.headers()),
         Route::OpenApi(segs) => crate::openapi::serve(&segs, req.headers()),
@@ -454,16 +479,25 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
             let verb = verb(req.method(), &target, &params);
             let (parts, body) = req.into_parts();
             let body = read_body(body).await?;
+            let info = target.kind.info();
+            let selected = selected_name(verb, &params);
+            let name = target.name.as_deref().or(selected.as_deref());
+            // A namespace is authorized in itself, as kube-apiserver's request info has it:
+            // a RoleBinding in `foo` may grant `get namespaces` on `foo`.
+            let namespace = match (info.group, info.plural) {
+                ("", "namespaces") => target.name.as_deref(),
+                _ => target.namespace.as_deref(),
+            };
             crate::nodeauth::authorize(
                 &state,
                 &user,
                 &Attributes {
                     verb,
-                    group: target.kind.info().group,
-                    resource: target.kind.info().plural,
+                    group: info.group,
+                    resource: info.plural,
                     subresource: target.subresource.map(|s| s.name()),
-                    namespace: target.namespace.as_deref(),
-                    name: target.name.as_deref(),
+                    namespace,
+                    name,
                 },
                 &body,
             )
@@ -548,6 +582,33 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
             .await?;
             crate::nodes::node_proxy(&state, &name, &path, req).await
         }
+        Route::Review { review, namespace } => {
+            if req.method() != Method::POST {
+                return Err(ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                ));
+            }
+            crate::nodeauth::authorize(
+                &state,
+                &user,
+                &Attributes {
+                    verb: "create",
+                    group: "authorization.k8s.io",
+                    resource: review.plural(),
+                    subresource: None,
+                    namespace: namespace.as_deref(),
+                    name: None,
+                },
+                &[],
+            )
+            .await?;
+            let (parts, body) = req.into_parts();
+            let body = read_body(body).await?;
+            let body = wire::decode_object(&parts.headers, &body)?;
+            crate::rbac::review::answer(&state, &user, review, namespace.as_deref(), body).await
+        }
         Route::SelfSubjectReview { version } => {
             if req.method() != Method::POST {
                 return Err(ApiError::new(
@@ -573,6 +634,20 @@ async fn service_account(state: &ApiState, authorization: Option<&str>) -> Optio
             None
         }
     }
+}
+
+/// The object a list or watch selects by `fieldSelector=metadata.name=NAME` (alone), which
+/// kube-apiserver authorizes as a request for that name (so `resourceNames` rules allow
+/// `kubectl get cm NAME -w`).
+fn selected_name(verb: &str, params: &Params) -> Option<String> {
+    if !matches!(verb, "list" | "watch") {
+        return None;
+    }
+    let selector = params.field_selector.as_deref()?;
+    let value = selector
+        .strip_prefix("metadata.name==")
+        .or_else(|| selector.strip_prefix("metadata.name="))?;
+    (!value.is_empty() && !value.contains(',')).then(|| value.to_string())
 }
 
 fn verb(method: &Method, t: &Target, params: &Params) -> &'static str {

@@ -223,6 +223,9 @@ impl Server {
             pki.kubelet_client()?,
         )?);
         state.bootstrap().await.map_err(ServerError::Bootstrap)?;
+        crate::rbac::bootstrap::reconcile(&state)
+            .await
+            .map_err(ServerError::Bootstrap)?;
         Ok(Server {
             listener,
             tls: TlsAcceptor::from(Arc::new(tls)),
@@ -269,6 +272,10 @@ impl Server {
             self.state.clone(),
             self.pki.clone(),
             self.signing_seconds,
+            stopped(stop_rx.clone()),
+        ));
+        tokio::spawn(crate::rbac::aggregation::run(
+            self.state.clone(),
             stopped(stop_rx.clone()),
         ));
         tokio::spawn(keep_system_objects(self.state.clone(), stopped(stop_rx)));

@@ -162,7 +162,11 @@ async fn csr_records_the_requester_and_only_approval_approves() {
     let (s, created) = api.post(csrs, csr).await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     assert_eq!(created["spec"]["username"], "admin");
-    assert_eq!(created["spec"]["groups"], json!(["system:masters"]));
+    // Every authenticated user is in system:authenticated, and the request records it.
+    assert_eq!(
+        created["spec"]["groups"],
+        json!(["system:masters", "system:authenticated"])
+    );
 
     // What `kubectl certificate approve jane` sends.
     let mut approve = created.clone();

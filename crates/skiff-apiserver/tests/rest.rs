@@ -444,11 +444,8 @@ async fn hpa_served_in_both_versions_from_one_object() {
 async fn in_process_router_needs_no_credentials() {
     let api = api().await;
     let state = api.state.clone();
-    let user = skiff_apiserver::auth::UserInfo {
-        name: "system:kube-scheduler".into(),
-        uid: String::new(),
-        groups: vec![],
-    };
+    // The identity in-process components run as (RBAC applies to it like to anyone).
+    let user = skiff_apiserver::auth::component("system:kube-scheduler");
     let app = skiff_apiserver::in_process_router(state, user);
     let req = Request::builder()
         .uri("/api/v1/namespaces/default")

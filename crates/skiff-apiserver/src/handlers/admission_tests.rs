@@ -88,6 +88,7 @@ async fn admission_runs_at_each_point_of_a_write() {
         obj(json!({"bad": "x"})),
         UpdateKind::Main,
         false,
+        None,
     )
     .await;
     assert_eq!(refused.unwrap_err().code, 422);
@@ -99,6 +100,7 @@ async fn admission_runs_at_each_point_of_a_write() {
         obj(json!({"k": "v"})),
         UpdateKind::Main,
         false,
+        None,
     )
     .await
     .unwrap();

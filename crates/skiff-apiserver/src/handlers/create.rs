@@ -158,5 +158,6 @@ pub async fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
         }
     }
     crate::services::kubernetes::ensure(state).await?;
+    crate::rbac::bootstrap::ensure(state).await?;
     crate::clusterconfig::ensure(state).await
 }

@@ -118,7 +118,16 @@ async fn apply_to(
     if ct != APPLY {
         super::record_write(ctx, Some(current), &mut new);
     }
-    let written = write_update(ctx.state, ctx.kind(), current, new, update, dry_run).await?;
+    let written = write_update(
+        ctx.state,
+        ctx.kind(),
+        current,
+        new,
+        update,
+        dry_run,
+        Some(ctx.user),
+    )
+    .await?;
     Ok(crate::http::with_warnings(
         reply(ctx, 200, &written)?,
         &warnings,

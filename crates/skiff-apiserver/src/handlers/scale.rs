@@ -78,6 +78,7 @@ pub async fn write(ctx: Ctx<'_>, verb: &str, body: &[u8]) -> Result<Response, Ap
         new,
         UpdateKind::Main,
         ctx.params.dry_run()?,
+        Some(ctx.user),
     )
     .await?;
     Ok(reply_json(200, &scale_of(ctx.kind(), &written)))

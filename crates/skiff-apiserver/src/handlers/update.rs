@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::{check_type, field_validation, reply, Ctx};
+use crate::auth::UserInfo;
 use crate::error::{ApiError, Cause};
 use crate::object;
 use crate::registry::{Admission, Kind};
@@ -74,7 +75,16 @@ pub async fn put(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
     };
     let update = UpdateKind::of(ctx.target.subresource);
     super::record_write(ctx, Some(&current), &mut new);
-    let written = write_update(ctx.state, kind, &current, new, update, dry_run).await?;
+    let written = write_update(
+        ctx.state,
+        kind,
+        &current,
+        new,
+        update,
+        dry_run,
+        Some(ctx.user),
+    )
+    .await?;
     Ok(crate::http::with_warnings(
         reply(ctx, 200, &written)?,
         &warnings,
@@ -83,7 +93,8 @@ pub async fn put(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
 
 /// Writes `new` over `current` under the rules of `update` for `kind`. A `resourceVersion`
 /// in `new` must equal the current one (else 409). Unchanged objects are not written. An
-/// object being deleted whose last finalizer goes away is deleted.
+/// object being deleted whose last finalizer goes away is deleted. `user` is who asks (None:
+/// the server itself), for admission.
 pub async fn write_update(
     state: &ApiState,
     kind: &dyn Kind,
@@ -91,6 +102,7 @@ pub async fn write_update(
     mut new: Value,
     update: UpdateKind,
     dry_run: bool,
+    user: Option<&UserInfo>,
 ) -> Result<Value, ApiError> {
     let info = kind.info();
     let name = object::name(current).to_string();
@@ -149,6 +161,7 @@ pub async fn write_update(
             new: &mut new,
             old: current,
             sub,
+            user,
             dry_run,
         },
     )

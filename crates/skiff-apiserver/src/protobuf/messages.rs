@@ -78,6 +78,10 @@ messages! {
     api::autoscaling::v1::Scale { metadata: "metadata", spec: "spec", status: "status" }
     api::core::v1::Binding { metadata: "metadata", target: "target" }
     api::authentication::v1::TokenRequest { metadata: "metadata", spec: "spec", status: "status" }
+    api::authorization::v1::SelfSubjectAccessReview { metadata: "metadata", spec: "spec", status: "status" }
+    api::authorization::v1::SelfSubjectRulesReview { metadata: "metadata", spec: "spec", status: "status" }
+    api::authorization::v1::SubjectAccessReview { metadata: "metadata", spec: "spec", status: "status" }
+    api::authorization::v1::LocalSubjectAccessReview { metadata: "metadata", spec: "spec", status: "status" }
     apimachinery::pkg::apis::meta::v1::ObjectMeta { name: "name", generate_name: "generateName",
         namespace: "namespace", self_link: "selfLink", uid: "uid", resource_version: "resourceVersion",
         generation: "generation", creation_timestamp: "creationTimestamp", deletion_timestamp: "deletionTimestamp",
@@ -248,6 +252,16 @@ messages! {
     api::authentication::v1::TokenRequestSpec { audiences: "audiences", expiration_seconds: "expirationSeconds",
         bound_object_ref: "boundObjectRef" }
     api::authentication::v1::TokenRequestStatus { token: "token", expiration_timestamp: "expirationTimestamp" }
+    api::authorization::v1::SelfSubjectAccessReviewSpec { resource_attributes: "resourceAttributes",
+        non_resource_attributes: "nonResourceAttributes" }
+    api::authorization::v1::SubjectAccessReviewStatus { allowed: "allowed", denied: "denied", reason: "reason",
+        evaluation_error: "evaluationError" }
+    api::authorization::v1::SelfSubjectRulesReviewSpec { namespace: "namespace" }
+    api::authorization::v1::SubjectRulesReviewStatus { resource_rules: "resourceRules",
+        non_resource_rules: "nonResourceRules", incomplete: "incomplete", evaluation_error: "evaluationError" }
+    api::authorization::v1::SubjectAccessReviewSpec { resource_attributes: "resourceAttributes",
+        non_resource_attributes: "nonResourceAttributes", user: "user", groups: "groups", extra: "extra",
+        uid: "uid" }
     apimachinery::pkg::apis::meta::v1::OwnerReference { api_version: "apiVersion", kind: "kind", name: "name",
         uid: "uid", controller: "controller", block_owner_deletion: "blockOwnerDeletion" }
     apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry { manager: "manager", operation: "operation",
@@ -387,6 +401,14 @@ messages! {
     api::core::v1::TopologySelectorLabelRequirement { key: "key", values: "values" }
     api::authentication::v1::BoundObjectReference { kind: "kind", api_version: "apiVersion", name: "name",
         u_id: "uid" }
+    api::authorization::v1::ResourceAttributes { namespace: "namespace", verb: "verb", group: "group",
+        version: "version", resource: "resource", subresource: "subresource", name: "name",
+        field_selector: "fieldSelector", label_selector: "labelSelector" }
+    api::authorization::v1::NonResourceAttributes { path: "path", verb: "verb" }
+    api::authorization::v1::ResourceRule { verbs: "verbs", api_groups: "apiGroups", resources: "resources",
+        resource_names: "resourceNames" }
+    api::authorization::v1::NonResourceRule { verbs: "verbs", non_resource_ur_ls: "nonResourceURLs" }
+    api::authorization::v1::ExtraValue { items: "items" }
     apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement { key: "key", operator: "operator",
         values: "values" }
     api::apps::v1::RollingUpdateDaemonSet { max_unavailable: "maxUnavailable", max_surge: "maxSurge" }
@@ -525,6 +547,8 @@ messages! {
     api::core::v1::LoadBalancerIngress { ip: "ip", hostname: "hostname", ip_mode: "ipMode", ports: "ports" }
     api::discovery::v1::ForZone { name: "name" }
     api::discovery::v1::ForNode { name: "name" }
+    api::authorization::v1::FieldSelectorAttributes { raw_selector: "rawSelector", requirements: "requirements" }
+    api::authorization::v1::LabelSelectorAttributes { raw_selector: "rawSelector", requirements: "requirements" }
     api::autoscaling::v2::MetricTarget { r#type: "type", value: "value", average_value: "averageValue",
         average_utilization: "averageUtilization" }
     api::autoscaling::v2::MetricIdentifier { name: "name", selector: "selector" }
@@ -589,6 +613,8 @@ messages! {
     api::core::v1::LinuxContainerUser { uid: "uid", gid: "gid", supplemental_groups: "supplementalGroups" }
     api::core::v1::ResourceHealth { resource_id: "resourceID", health: "health" }
     api::core::v1::PortStatus { port: "port", protocol: "protocol", error: "error" }
+    apimachinery::pkg::apis::meta::v1::FieldSelectorRequirement { key: "key", operator: "operator",
+        values: "values" }
     api::core::v1::NodeSelectorRequirement { key: "key", operator: "operator", values: "values" }
     api::core::v1::KeyToPath { key: "key", path: "path", mode: "mode" }
     api::core::v1::DownwardAPIVolumeFile { path: "path", field_ref: "fieldRef",

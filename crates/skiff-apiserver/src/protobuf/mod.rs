@@ -84,6 +84,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
 /// as protobuf, else 415 (as Kubernetes answers for types it has no protobuf form of).
 fn decode_other(api_version: &str, kind: &str, raw: &[u8]) -> Result<Value, ApiError> {
     use k8s_pb::api::authentication::v1::TokenRequest;
+    use k8s_pb::api::authorization::v1 as authz;
     use k8s_pb::api::autoscaling::v1::Scale;
     use k8s_pb::api::core::v1::Binding;
     use k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions;
@@ -93,6 +94,18 @@ fn decode_other(api_version: &str, kind: &str, raw: &[u8]) -> Result<Value, ApiE
         ("autoscaling/v1", "Scale") => Scale::decode_json(raw),
         ("v1", "Binding") => Binding::decode_json(raw),
         ("authentication.k8s.io/v1", "TokenRequest") => TokenRequest::decode_json(raw),
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
+            authz::SelfSubjectAccessReview::decode_json(raw)
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => {
+            authz::SelfSubjectRulesReview::decode_json(raw)
+        }
+        ("authorization.k8s.io/v1", "SubjectAccessReview") => {
+            authz::SubjectAccessReview::decode_json(raw)
+        }
+        ("authorization.k8s.io/v1", "LocalSubjectAccessReview") => {
+            authz::LocalSubjectAccessReview::decode_json(raw)
+        }
         _ => return Err(unsupported()),
     };
     decoded.map_err(|e| bad(format!("unable to decode {kind} from protobuf: {e}")))

@@ -45,7 +45,7 @@ pub async fn ensure(state: &ApiState) -> Result<(), ApiError> {
         Some(current) if current["spec"]["ports"] != desired_ports(state) => {
             let mut new = current.clone();
             new["spec"]["ports"] = desired_ports(state);
-            write_update(state, svc, &current, new, UpdateKind::Main, false).await?;
+            write_update(state, svc, &current, new, UpdateKind::Main, false, None).await?;
         }
         Some(_) => {}
     }
@@ -95,7 +95,7 @@ pub(crate) async fn reconcile(
             for f in fields {
                 new[*f] = want[*f].clone();
             }
-            write_update(state, kind, &current, new, UpdateKind::Main, false).await?;
+            write_update(state, kind, &current, new, UpdateKind::Main, false, None).await?;
             Ok(())
         }
         Some(_) => Ok(()),

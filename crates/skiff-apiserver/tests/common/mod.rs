@@ -14,6 +14,7 @@ use skiff_apiserver::{router, ApiState};
 use tower::ServiceExt;
 
 pub mod counting;
+pub mod users;
 
 pub const TOKEN: &str = "test-token";
 /// The collection paths most tests write to.

@@ -213,9 +213,23 @@ impl Strategy for CertificateSigningRequests {
 
     fn admit<'a>(
         &'a self,
-        _state: &'a ApiState,
+        state: &'a ApiState,
         op: Admission<'a>,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
+        if let Admission::Update {
+            new,
+            sub: Some(Sub::Approval),
+            user: Some(user),
+            ..
+        } = op
+        {
+            let signer = new["spec"]["signerName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let name = crate::object::name(new).to_string();
+            return Box::pin(async move { may_approve(state, user, &name, &signer).await });
+        }
         if let Admission::Create {
             obj,
             user: Some(user),
@@ -233,6 +247,43 @@ impl Strategy for CertificateSigningRequests {
         }
         Box::pin(std::future::ready(Ok(())))
     }
+}
+
+/// Ok when `user` may `approve` requests of `signer` (the signer's name or `DOMAIN/*` in a
+/// rule's resourceNames of `certificates.k8s.io` `signers`), as upstream's
+/// CertificateApproval admission decides; the server's own approver is in `system:masters`.
+async fn may_approve(
+    state: &ApiState,
+    user: &crate::auth::UserInfo,
+    name: &str,
+    signer: &str,
+) -> Result<(), ApiError> {
+    if crate::rbac::is_master(user) {
+        return Ok(());
+    }
+    let domain_wildcard = signer.split_once('/').map(|(d, _)| format!("{d}/*"));
+    for resource_name in std::iter::once(signer.to_string()).chain(domain_wildcard) {
+        let a = crate::auth::Attributes {
+            verb: "approve",
+            group: "certificates.k8s.io",
+            resource: "signers",
+            subresource: None,
+            namespace: None,
+            name: Some(&resource_name),
+        };
+        if crate::rbac::grant(state, user, crate::rbac::Request::Resource(&a))
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+    }
+    Err(ApiError::forbidden(
+        "certificates.k8s.io",
+        "certificatesigningrequests",
+        name,
+        &format!("user not permitted to approve requests with signerName {signer:?}"),
+    ))
 }
 
 /// Why `pem` is not a certificate request with a valid signature, as Go's x509 words it.

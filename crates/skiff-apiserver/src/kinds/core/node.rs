@@ -68,6 +68,7 @@ impl Strategy for Nodes {
                     old,
                     sub: None,
                     dry_run,
+                    ..
                 } => nodeipam::update(state, old, new, dry_run).await,
                 Admission::UpdateAborted { new, old, dry_run } => {
                     if !dry_run && new["spec"]["podCIDR"] != old["spec"]["podCIDR"] {

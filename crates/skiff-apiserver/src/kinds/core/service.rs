@@ -81,6 +81,7 @@ impl Strategy for Services {
                     old,
                     sub: None,
                     dry_run,
+                    ..
                 } => services::update(state, old, new, dry_run).await,
                 Admission::Updated { obj, old } => {
                     services::release(state, old, services::updated(obj, old)).await;

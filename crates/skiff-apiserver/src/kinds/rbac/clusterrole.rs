@@ -4,8 +4,9 @@ use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_pb::api::rbac::v1 as pb;
 use serde_json::Value;
 
-use crate::registry::{Obj, Strategy};
+use crate::registry::{Admission, Obj, Strategy};
 use crate::resources::Entry;
+use crate::router::ApiState;
 use crate::table::{name, Column, NAME};
 use crate::validation::Errs;
 
@@ -15,6 +16,8 @@ impl Strategy for ClusterRoles {
     type Object = ClusterRole;
     type Protobuf = pb::ClusterRole;
     const RESOURCE: Entry = Entry::DEFAULT;
+    /// RBAC names are path segments (`system:discovery`), as upstream's `ValidateRBACName`.
+    const NAME: crate::validation::NameRule = crate::validation::NameRule::PathSegment;
     const COLUMNS: &'static [Column] = &[NAME, crate::table::col("Created At")];
 
     fn validate(
@@ -24,6 +27,14 @@ impl Strategy for ClusterRoles {
         errs: &mut Errs,
     ) {
         super::validate_rules(new.json, errs);
+    }
+
+    fn admit<'a>(
+        &'a self,
+        state: &'a ApiState,
+        op: Admission<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::error::ApiError>> {
+        super::admit(super::Which::Role { cluster: true }, state, op)
     }
 
     fn cells(&self, o: &Value) -> Vec<Value> {

@@ -4,8 +4,9 @@ use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_pb::api::rbac::v1 as pb;
 use serde_json::{json, Value};
 
-use crate::registry::{Obj, Strategy};
+use crate::registry::{Admission, Obj, Strategy};
 use crate::resources::Entry;
+use crate::router::ApiState;
 use crate::table::{age, col, name, Column, AGE, NAME};
 use crate::validation::Errs;
 
@@ -15,6 +16,8 @@ impl Strategy for ClusterRoleBindings {
     type Object = ClusterRoleBinding;
     type Protobuf = pb::ClusterRoleBinding;
     const RESOURCE: Entry = Entry::DEFAULT;
+    /// RBAC names are path segments (`system:discovery`), as upstream's `ValidateRBACName`.
+    const NAME: crate::validation::NameRule = crate::validation::NameRule::PathSegment;
     const COLUMNS: &'static [Column] = &[NAME, col("Role"), AGE];
 
     fn validate(
@@ -24,6 +27,14 @@ impl Strategy for ClusterRoleBindings {
         errs: &mut Errs,
     ) {
         super::validate_binding(new.json, old.map(|o| o.json), &["ClusterRole"], None, errs);
+    }
+
+    fn admit<'a>(
+        &'a self,
+        state: &'a ApiState,
+        op: Admission<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::error::ApiError>> {
+        super::admit(super::Which::Binding { cluster: true }, state, op)
     }
 
     fn cells(&self, o: &Value) -> Vec<Value> {

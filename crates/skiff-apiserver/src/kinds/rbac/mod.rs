@@ -6,9 +6,49 @@ pub mod clusterrolebinding;
 pub mod role;
 pub mod rolebinding;
 
+use futures::future::BoxFuture;
 use serde_json::Value;
 
+use crate::error::ApiError;
+use crate::rbac::escalation;
+use crate::registry::Admission;
+use crate::router::ApiState;
 use crate::validation::{quote, Errs};
+
+/// Which of the four kinds an admission is for.
+#[derive(Clone, Copy)]
+pub(crate) enum Which {
+    Role { cluster: bool },
+    Binding { cluster: bool },
+}
+
+/// Escalation prevention on creates and updates of the main resource
+/// ([`crate::rbac::escalation`]).
+pub(crate) fn admit<'a>(
+    which: Which,
+    state: &'a ApiState,
+    op: Admission<'a>,
+) -> BoxFuture<'a, Result<(), ApiError>> {
+    Box::pin(async move {
+        let (new, old, user) = match op {
+            Admission::Create { obj, user, .. } => (&*obj, None, user),
+            Admission::Update {
+                new,
+                old,
+                user,
+                sub: None,
+                ..
+            } => (&*new, Some(old), user),
+            _ => return Ok(()),
+        };
+        match which {
+            Which::Role { cluster } => escalation::check_role(state, cluster, user, new, old).await,
+            Which::Binding { cluster } => {
+                escalation::check_binding(state, cluster, user, new, old).await
+            }
+        }
+    })
+}
 
 const SUBJECT_KINDS: &[&str] = &["User", "Group", "ServiceAccount"];
 const GROUP: &str = "rbac.authorization.k8s.io";

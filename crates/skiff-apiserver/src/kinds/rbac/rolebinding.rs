@@ -4,8 +4,9 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_pb::api::rbac::v1 as pb;
 use serde_json::{json, Value};
 
-use crate::registry::{Obj, Strategy};
+use crate::registry::{Admission, Obj, Strategy};
 use crate::resources::Entry;
+use crate::router::ApiState;
 use crate::table::{age, col, name, Column, AGE, NAME};
 use crate::validation::Errs;
 
@@ -15,6 +16,8 @@ impl Strategy for RoleBindings {
     type Object = RoleBinding;
     type Protobuf = pb::RoleBinding;
     const RESOURCE: Entry = Entry::DEFAULT;
+    /// RBAC names are path segments (`system:discovery`), as upstream's `ValidateRBACName`.
+    const NAME: crate::validation::NameRule = crate::validation::NameRule::PathSegment;
     const COLUMNS: &'static [Column] = &[NAME, col("Role"), AGE];
 
     fn validate(
@@ -30,6 +33,14 @@ impl Strategy for RoleBindings {
             Some(crate::object::namespace(new.json)),
             errs,
         );
+    }
+
+    fn admit<'a>(
+        &'a self,
+        state: &'a ApiState,
+        op: Admission<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::error::ApiError>> {
+        super::admit(super::Which::Binding { cluster: false }, state, op)
     }
 
     fn cells(&self, o: &Value) -> Vec<Value> {
