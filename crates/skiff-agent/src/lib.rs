@@ -198,6 +198,18 @@ impl Agent {
             .map_err(|_| bad("its pod CIDR is not an IPv4 network".into()))?;
         registration.renew_lease().await?;
 
+        // Every pod's mounts (namespace files, /dev/shm, memory-backed volumes, network
+        // namespaces) are under the run dir, made a mount of its own: each container's shim
+        // leaves the other pods' mounts out of its mount namespace, so that the runtime's
+        // reads of the mount table do not grow with the number of pods.
+        match skiff_runtime::shim::make_mount_hub(&cfg.run_dir) {
+            Ok(()) => engine.set_mount_hubs(vec![cfg.run_dir.clone()]),
+            Err(e) => tracing::warn!(
+                dir = %cfg.run_dir.display(),
+                error = %e,
+                "cannot make the pods' directory a mount of its own; every shim sees every pod's mounts"
+            ),
+        }
         let mut net_cfg = NetConfig::new(cfg.state_dir.join("net"), cfg.run_dir.join("net"));
         net_cfg.table = cfg.nftables_table.clone();
         net_cfg.prefix = cfg.interface_prefix.clone();
