@@ -71,13 +71,21 @@ pub(super) fn leave_out(hubs: &[PathBuf], bundle: &Path) -> io::Result<()> {
 
 /// Makes `dir` a mount hub: a bind mount of itself, private (mounts made under it later
 /// reach no other mount namespace, shims' included). Kept as it is when it is a mount
-/// already, e.g. from an earlier run whose pods still run.
+/// already, e.g. from an earlier run whose pods still run; mounts already under it (pods of
+/// a version without hubs) are carried into the new hub.
 pub fn make_hub(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     if is_mount_point(dir) {
         return Ok(());
     }
-    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(io::Error::from)?;
+    mount(
+        Some(dir),
+        dir,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(io::Error::from)?;
     mount(
         None::<&str>,
         dir,
