@@ -31,9 +31,13 @@ wait_ready "$node"
 server_acct="/sys/fs/cgroup/cpuacct/$cgroup-server"
 mkdir -p "$server_acct"
 echo "$server_pid" >"$server_acct/cgroup.procs"
+# cpu_ns [server|pods]: CPU time (ns) used by the server and its shims, by the pods' containers,
+# or (no argument) by both.
 cpu_ns() {
-  local t=0 f
-  for f in "$server_acct/cpuacct.usage" "/sys/fs/cgroup/cpuacct/$cgroup/cpuacct.usage"; do
+  local t=0 f files=()
+  [ "${1:-server}" = server ] && files+=("$server_acct/cpuacct.usage")
+  [ "${1:-pods}" = pods ] && files+=("/sys/fs/cgroup/cpuacct/$cgroup/cpuacct.usage")
+  for f in "${files[@]}"; do
     [ -f "$f" ] && t=$(( t + $(cat "$f") ))
   done
   echo "$t"
@@ -46,6 +50,7 @@ idle=$(rss "$server_pid")
 
 echo "skiff pods bench: N=$N, $(nproc) CPUs, $("$skiff" --version 2>/dev/null || echo skiff), load: $(cut -d' ' -f1-3 /proc/loadavg)"
 cpu0=$(cpu_ns)
+pods0=$(cpu_ns pods)
 coproc BENCH { python3 "$here/bench/pods.py" "$KUBECONFIG" "$node" bench/busybox:1 "$N" --hold; }
 out=""
 while read -r line <&"${BENCH[0]}"; do
@@ -54,6 +59,7 @@ while read -r line <&"${BENCH[0]}"; do
   out+="$line"$'\n'
 done
 cpu1=$(cpu_ns)
+pods1=$(cpu_ns pods)
 loaded=$(rss "$server_pid")
 shims=0
 for p in $(grep -l "$work/run" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
@@ -79,7 +85,8 @@ echo "server RSS with $N pods running: $(( loaded / 1024 )) MiB (shims, separate
 per_pod() { awk -v a="$1" -v b="$2" -v n="$N" 'BEGIN { printf "%.1f", (b - a) / 1e6 / n }'; }
 cpu_start=$(per_pod "$cpu0" "$cpu1")
 cpu_delete=$(per_pod "$cpu1" "$cpu2")
-echo "CPU per pod (server, shims, containers): $cpu_start ms to start, $cpu_delete ms to delete"
+echo "CPU per pod (server, shims, containers): $cpu_start ms to start" \
+  "(containers: $(per_pod "$pods0" "$pods1") ms), $cpu_delete ms to delete"
 if [ -f "$work/floor.env" ]; then
   . "$work/floor.env"
   p50=$(sed -n 's/^create->Running p50 \([0-9]*\) ms, p99 \([0-9]*\) ms$/\1/p' <<<"$out")

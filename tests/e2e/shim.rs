@@ -732,7 +732,20 @@ async fn run_a_mount_hub_keeps_only_the_containers_own_mounts(runtime: &str) -> 
         .tempdir()?;
     let hub = hubs.path().join("pods");
     let _mounts = HubMounts(hubs.path().to_path_buf());
+    // The run dir a file system of its own (a tmpfs /run): the hub is a bind on top of it.
+    mount_tmpfs(&format!("skiff-hub-run-{runtime}"), &hub)?;
     shim::make_mount_hub(&hub)?;
+    // Made again (a restarted node), the hub stays one mount.
+    let mounts_at_hub = || -> Result<usize> {
+        let want = hub.to_string_lossy().into_owned();
+        Ok(std::fs::read_to_string("/proc/self/mountinfo")?
+            .lines()
+            .filter(|l| l.split(' ').nth(4) == Some(want.as_str()))
+            .count())
+    };
+    let made = mounts_at_hub()?;
+    shim::make_mount_hub(&hub)?;
+    ensure!(mounts_at_hub()? == made, "the hub was stacked again");
     // Named after the runtime: the other runtime's case may run at the same time.
     let [own, nested, other] =
         ["own", "nested", "other"].map(|m| format!("skiff-hub-{m}-{runtime}"));

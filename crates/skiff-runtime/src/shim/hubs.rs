@@ -33,6 +33,8 @@ pub(super) fn leave_out(hubs: &[PathBuf], bundle: &Path) -> io::Result<()> {
         return Ok(());
     }
     let wanted = spec_paths(bundle)?;
+    // To go back to should a hub turn out not to be a bind of its own directory.
+    let host_ns = std::fs::File::open("/proc/self/ns/mnt")?;
     unshare(CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
     mount(
         None::<&str>,
@@ -57,9 +59,17 @@ pub(super) fn leave_out(hubs: &[PathBuf], bundle: &Path) -> io::Result<()> {
                 continue;
             }
         };
+        let before = identity(hub)?;
         if let Err(e) = umount2(hub.as_path(), MntFlags::MNT_DETACH) {
             tracing::warn!(hub = %hub.display(), error = %e, "mount hub kept whole");
             continue;
+        }
+        // A hub hides nothing but mounts: with it gone, its path is the same directory. If
+        // it is not (something else was mounted there), the files under it are gone from
+        // this namespace: back to the host's, with its whole table.
+        if identity(hub).ok() != Some(before) {
+            tracing::warn!(hub = %hub.display(), "not a bind mount of its own directory; the host's mount table is kept");
+            return nix::sched::setns(&host_ns, CloneFlags::CLONE_NEWNS).map_err(io::Error::from);
         }
         for (path, tree) in trees {
             attach(tree, &path)?;
@@ -69,23 +79,53 @@ pub(super) fn leave_out(hubs: &[PathBuf], bundle: &Path) -> io::Result<()> {
     Ok(())
 }
 
+fn identity(path: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Whether the mount on top at `dir` is a bind of the directory it covers: a mount of the
+/// same directory right below it (a hub made over a file system mounted there), or the only
+/// mount there, of the file system `dir`'s parent is on (a hub made over a plain directory).
+fn is_hub(dir: &Path) -> io::Result<bool> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let want = dir.to_string_lossy();
+    // (device, root) of each mount at `dir`, oldest first.
+    let at: Vec<(&str, &str)> = info
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() > 4 && f[4].replace("\\040", " ") == want).then(|| (f[2], f[3]))
+        })
+        .collect();
+    Ok(match at.as_slice() {
+        [] => false,
+        [_] => {
+            let parent = dir.parent().unwrap_or(Path::new("/"));
+            identity(dir)?.0 == identity(parent)?.0
+        }
+        [.., below, top] => below == top,
+    })
+}
+
 /// Makes `dir` a mount hub: a bind mount of itself, private (mounts made under it later
-/// reach no other mount namespace, shims' included). Kept as it is when it is a mount
-/// already, e.g. from an earlier run whose pods still run; mounts already under it (pods of
-/// a version without hubs) are carried into the new hub.
+/// reach no other mount namespace, shims' included). Kept as it is when it is one already,
+/// e.g. from an earlier run whose pods still run; mounts already under it (pods of a version
+/// without hubs) are carried into the new hub. A file system mounted at `dir` (a tmpfs run
+/// dir) gets the bind on top of it.
 pub fn make_hub(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    if is_mount_point(dir) {
-        return Ok(());
+    if !is_hub(dir)? {
+        mount(
+            Some(dir),
+            dir,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(io::Error::from)?;
     }
-    mount(
-        Some(dir),
-        dir,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(io::Error::from)?;
     mount(
         None::<&str>,
         dir,
