@@ -214,6 +214,11 @@ impl Node {
             data_dir.join("agent"),
             run_dir.join("agent"),
         );
+        // The engine's rootfs mounts are under its state dir: with that in the node's run
+        // dir, one mount hub covers them and the pods' sandboxes alike (ADR 0036).
+        if engine.config().state.starts_with(&run_dir) {
+            cfg.mount_hub = Some(run_dir.clone());
+        }
         cfg.node_ip = args.node_ip;
         cfg.node_labels = labels;
         cfg.pod_bridge = args.pod_bridge.clone();

@@ -89,6 +89,11 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Runtime state: pod sandboxes (`<run>/pods`), skiff-net's records (`<run>/net`).
     pub run_dir: PathBuf,
+    /// A directory holding `run_dir` (by default `run_dir` itself) made a mount of its own
+    /// that every container's shim leaves out of its mount namespace except for its own
+    /// pod's mounts (ADR 0036); the node's run dir, when the engine's rootfs mounts are in it
+    /// too. None: no hub.
+    pub mount_hub: Option<PathBuf>,
     /// Host bridge of the pod network.
     pub pod_bridge: String,
     /// nftables table of the pod network (family inet).
@@ -115,6 +120,7 @@ impl AgentConfig {
             node_ip: None,
             node_labels: Vec::new(),
             state_dir,
+            mount_hub: Some(run_dir.clone()),
             run_dir,
             pod_bridge: "skiffpods0".into(),
             nftables_table: "skiff-pods".into(),
@@ -198,6 +204,20 @@ impl Agent {
             .map_err(|_| bad("its pod CIDR is not an IPv4 network".into()))?;
         registration.renew_lease().await?;
 
+        // Every pod's mounts (namespace files, /dev/shm, memory-backed volumes, network
+        // namespaces) are under the run dir, in a mount of its own: each container's shim
+        // leaves the other pods' mounts out of its mount namespace, so that the runtime's
+        // reads of the mount table do not grow with the number of pods (ADR 0036).
+        if let Some(hub) = &cfg.mount_hub {
+            match skiff_runtime::shim::make_mount_hub(hub) {
+                Ok(()) => engine.set_mount_hubs(vec![hub.clone()]),
+                Err(e) => tracing::warn!(
+                    dir = %hub.display(),
+                    error = %e,
+                    "cannot make the pods' directory a mount of its own; every shim sees every pod's mounts"
+                ),
+            }
+        }
         let mut net_cfg = NetConfig::new(cfg.state_dir.join("net"), cfg.run_dir.join("net"));
         net_cfg.table = cfg.nftables_table.clone();
         net_cfg.prefix = cfg.interface_prefix.clone();

@@ -135,6 +135,9 @@ pub struct Engine {
     networking: networks::Networking,
     /// `docker build`: the step cache and the context limit.
     build: build::BuildState,
+    /// Host directories holding other containers' mounts that shims leave out of their mount
+    /// namespace (see [`Engine::set_mount_hubs`]).
+    mount_hubs: std::sync::RwLock<Vec<std::path::PathBuf>>,
 }
 
 impl Engine {
@@ -191,6 +194,7 @@ impl Engine {
             background,
             networking,
             build: build::BuildState::open(&cfg_root),
+            mount_hubs: Default::default(),
         });
         engine.adopt().await;
         engine.refill_spare();
@@ -207,6 +211,21 @@ impl Engine {
     /// The configuration the engine was opened with.
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
+    }
+
+    /// Directories that are mounts of their own holding many mounts of which one container
+    /// needs a few (a node agent's pod sandboxes): shims started from now on leave them out
+    /// of their mount namespace except for what their container's spec names, so that the
+    /// runtime's reads of the mount table do not grow with every pod on the node.
+    pub fn set_mount_hubs(&self, hubs: Vec<std::path::PathBuf>) {
+        *self.mount_hubs.write().unwrap_or_else(|e| e.into_inner()) = hubs;
+    }
+
+    fn mount_hubs(&self) -> Vec<std::path::PathBuf> {
+        self.mount_hubs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     // ---- system ----

@@ -205,7 +205,11 @@ impl Ctr<'_> {
             .filter(|d| d.exists())
             .collect();
         ensure!(left.is_empty(), "cgroup dirs left after delete: {left:?}");
-        Ok(())
+        // Gone from the runtime too: a second delete (`docker rm` twice) finds nothing.
+        match self.backend.delete(&self.id, false) {
+            Err(backend::BackendError::NotFound(_)) => Ok(()),
+            other => bail!("a second delete answered {other:?}, want not found"),
+        }
     }
 
     fn kill_and_wait(&self, signal: Signal, all: bool) -> Result<i32> {

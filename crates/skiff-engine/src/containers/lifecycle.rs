@@ -243,6 +243,7 @@ impl Engine {
             open_stdin: rec.config.open_stdin.unwrap_or(false),
             stdin_once: rec.config.stdin_once.unwrap_or(false),
             cgroups_path: Some(cs.cgroups_path.clone()),
+            mount_hubs: self.mount_hubs(),
         };
         c.shim()
             .wait_released(PREVIOUS_SHIM_TIMEOUT)

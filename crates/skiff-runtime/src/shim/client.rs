@@ -481,6 +481,7 @@ mod tests {
             open_stdin: false,
             stdin_once: false,
             cgroups_path: None,
+            mount_hubs: Vec::new(),
         }
     }
 

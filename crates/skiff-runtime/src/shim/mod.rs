@@ -42,6 +42,11 @@ pub struct ShimConfig {
     /// whether it was OOM-killed; read from the bundle when absent.
     #[serde(default)]
     pub cgroups_path: Option<String>,
+    /// Host directories that are mounts of their own holding other containers' mounts
+    /// (a node's pod sandboxes): the shim leaves them out of its mount namespace except
+    /// for what its container's spec names (see the shim's `hubs` module).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mount_hubs: Vec<PathBuf>,
 }
 
 /// How a container ended, as recorded in `exit.json`.
@@ -178,6 +183,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 mod client;
 mod conn;
 mod event_loop;
+mod hubs;
 mod logfile;
 mod process;
 mod protocol;
@@ -186,6 +192,7 @@ mod spare;
 mod stdio;
 
 pub use client::{launch, launch_with, ShimClient, ShimError};
+pub use hubs::make_hub as make_mount_hub;
 pub use process::trim_executable_pages;
 pub use protocol::RemoteError;
 pub use server::{run, run_spare, RunError};

@@ -176,6 +176,11 @@ fn prepare(config: ShimConfig, detached: bool) -> Result<Shim, RunError> {
         None => None,
     };
 
+    if !config.mount_hubs.is_empty() {
+        ensure_single_threaded().map_err(setup("cannot leave other containers' mounts out"))?;
+        super::hubs::leave_out(&config.mount_hubs, &config.bundle)
+            .map_err(setup("cannot leave other containers' mounts out"))?;
+    }
     let init = create(&config, backend.as_ref())?;
     let listen = || -> io::Result<UnixListener> {
         match std::fs::remove_file(socket_path(&state_dir)) {
