@@ -216,6 +216,7 @@ impl Engine {
         self.shutdown.send_replace(true);
         // Dropped: its pipe closes and it exits.
         self.take_spare();
+        self.discard_all_prepared().await;
     }
 
     /// The configuration the engine was opened with.
