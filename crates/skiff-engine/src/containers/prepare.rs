@@ -75,13 +75,16 @@ impl Engine {
                     engine.expire_prepared(c);
                 }
                 Err(e) => {
-                    drop(slot);
                     tracing::debug!(
                         id = %c.id,
                         error = %crate::error::message_chain(&e),
                         "preparing the start failed; the start will do it again"
                     );
+                    // Undone before the slot is free: a start waiting for it would otherwise
+                    // make the sandbox again while this removes it (same id), and fail with
+                    // "interface eth0 missing in sandbox".
                     engine.undo_preparation(&c).await;
+                    drop(slot);
                 }
             }
         });
