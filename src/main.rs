@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         // The shim must stay single-threaded: it sets up its own logging and never starts tokio.
         Command::Shim(args) => cli::shim::run(args),
         Command::Daemon(args) => {
+            cli::tune_allocator();
             cli::init_logging();
             cli::daemon::run(args)
         }

@@ -8,6 +8,8 @@ mod build;
 mod common;
 #[path = "docker_cli/cp_confinement.rs"]
 mod cp_confinement;
+#[path = "docker_cli/created.rs"]
+mod created;
 #[path = "docker_cli/daemon_restart.rs"]
 mod daemon_restart;
 #[path = "docker_cli/image_config.rs"]

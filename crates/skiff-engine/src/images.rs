@@ -278,7 +278,9 @@ impl Engine {
     pub(crate) async fn do_image_load(&self, archive: ByteStream) -> Result<Vec<String>> {
         let images = self.images.clone();
         let reader = crate::blocking_reader(archive);
-        let names = blocking(move || Ok(images.load(reader)?)).await?;
+        let names = blocking(move || Ok(images.load(reader)?)).await;
+        crate::release_freed_memory();
+        let names = names?;
         for n in &names {
             self.emit_image("load", n, Some(n));
         }
@@ -319,7 +321,9 @@ impl Engine {
         let id = blocking(move || {
             Ok(images.import(reader, reference.as_deref(), &changes, message.as_deref())?)
         })
-        .await?;
+        .await;
+        crate::release_freed_memory();
+        let id = id?;
         self.emit_image("import", &id, None);
         Ok(id)
     }

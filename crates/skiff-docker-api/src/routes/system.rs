@@ -15,7 +15,8 @@ use crate::version::{API_VERSION, MIN_API_VERSION};
 
 /// `GET|HEAD /_ping`: `OK`; the version headers are added by the negotiation middleware.
 /// `Builder-Version: 1` tells the docker CLI to build with the classic `POST /build`.
-pub async fn ping() -> Response {
+pub async fn ping(State(engine): State<Arc<Engine>>) -> Response {
+    engine.ping();
     (
         [
             (header::HeaderName::from_static("builder-version"), "1"),

@@ -232,7 +232,7 @@ impl Builder<'_> {
             }),
             ..Default::default()
         };
-        Ok(self.engine.do_create(None, body).await?.id)
+        Ok(self.engine.create_container(None, body).await?.0.id)
     }
 
     async fn remove(&self, id: &str) {

@@ -166,6 +166,8 @@ impl Engine {
         f: impl FnOnce(&Root) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let _op = c.op.lock().await;
+        // Unmounted after: not under a prepared container.
+        self.discard_prepared(c).await;
         let rootfs_path = rootfs::mount(self, c).await?;
         let mounts = ViewMount::of(&c.rec().mounts);
         let result = tokio::task::spawn_blocking(move || with_view(&rootfs_path, &mounts, f))
@@ -198,6 +200,7 @@ impl Engine {
         // The tar is produced on a view of its own while the rootfs stays mounted; the lock
         // is held until the tar is complete.
         let op = c.op.clone().lock_owned().await;
+        self.discard_prepared(&c).await;
         let rootfs_path = rootfs::mount(self, &c).await?;
         let mounts = ViewMount::of(&c.rec().mounts);
         let (name, path) = (PathBuf::from(&stat.name), path.to_string());
@@ -223,6 +226,7 @@ impl Engine {
     pub(crate) async fn do_export(&self, key: &str) -> Result<ByteStream> {
         let c = self.find(key)?;
         let op = c.op.clone().lock_owned().await;
+        self.discard_prepared(&c).await;
         let rootfs_path = rootfs::mount(self, &c).await?;
         Ok(crate::blocking_writer(move |writer| {
             let _op = op;

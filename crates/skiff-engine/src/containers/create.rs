@@ -17,12 +17,28 @@ use crate::store::{ContainerRecord, MountRecord, State};
 use crate::Engine;
 
 impl Engine {
+    /// `docker create`; the start that usually follows is prepared in the background (see
+    /// `prepare`).
     #[tracing::instrument(skip_all, fields(name = name.unwrap_or("")))]
     pub(crate) async fn do_create(
         &self,
         name: Option<&str>,
         body: ContainerCreateBody,
     ) -> Result<ContainerCreateResponse> {
+        let (response, c) = self.create_container(name, body).await?;
+        // A start usually follows at once (docker run): prepare it while the client sends
+        // its next requests.
+        self.spawn_prepare(&c);
+        Ok(response)
+    }
+
+    /// Creates the container, without preparing a start (the builder's step containers:
+    /// most are never started, and it starts the others itself at once).
+    pub(crate) async fn create_container(
+        &self,
+        name: Option<&str>,
+        body: ContainerCreateBody,
+    ) -> Result<(ContainerCreateResponse, Arc<Container>)> {
         // A start usually follows (docker run): begin the kernel's wait for it now.
         self.prime_cgroup_migration();
         let name = name
@@ -224,7 +240,7 @@ impl Engine {
         if publishes && network == config::Network::Host {
             warnings.push("Published ports are discarded when using host network mode".into());
         }
-        Ok(ContainerCreateResponse { id, warnings })
+        Ok((ContainerCreateResponse { id, warnings }, c))
     }
 
     /// Creates the container's directory, volumes, /etc files and record.

@@ -80,18 +80,22 @@ impl Engine {
         }
     }
 
-    /// Mounts, launches the shim, connects early attaches, starts. The `op` lock is held.
+    /// Prepares the start (unless a preparation at create did: see `prepare`), then
+    /// connects early attaches and starts. The `op` lock is held.
     pub(crate) async fn start_locked(&self, c: &Arc<Container>) -> Result<()> {
-        self.prime_cgroup_migration();
-        let rootfs_path = rootfs::mount(self, c).await?;
-        let populated = self.populate_volumes(c, &rootfs_path).await;
-        let (started, started_rx) = tokio::sync::oneshot::channel();
-        let launched = match populated {
-            Ok(()) => self.launch(c, rootfs_path, started_rx).await,
+        let prepared = match self.take_prepared(c).await {
+            Some(p) => Ok(p.started),
+            None => {
+                self.prime_cgroup_migration();
+                self.prepare_start(c).await
+            }
+        };
+        let launched = match prepared {
+            Ok(started) => self.release_start(c).await.map(|pid| (pid, started)),
             Err(e) => Err(e),
         };
         match launched {
-            Ok(pid) => {
+            Ok((pid, started)) => {
                 c.update(|r| {
                     r.state.status = Status::Running;
                     r.state.pid = pid as i64;
@@ -127,6 +131,21 @@ impl Engine {
         }
     }
 
+    /// Everything of a start up to the released process: mounts the rootfs, fills volumes,
+    /// sets up the network, writes the bundle and launches the shim, which creates the
+    /// container in the runtime; starts the exit monitor. Returns the monitor's go-ahead
+    /// (see `spawn_monitor`). On failure the caller releases the network and the mount.
+    pub(crate) async fn prepare_start(
+        &self,
+        c: &Arc<Container>,
+    ) -> Result<tokio::sync::oneshot::Sender<bool>> {
+        let rootfs_path = rootfs::mount(self, c).await?;
+        self.populate_volumes(c, &rootfs_path).await?;
+        let (started, started_rx) = tokio::sync::oneshot::channel();
+        self.launch(c, rootfs_path, started_rx).await?;
+        Ok(started)
+    }
+
     /// Fills empty volumes with what the image has at their mount points.
     async fn populate_volumes(&self, c: &Container, rootfs_path: &std::path::Path) -> Result<()> {
         let volumes: Vec<_> = c
@@ -149,15 +168,14 @@ impl Engine {
         .ctx(|| "populate volumes".into())?
     }
 
-    /// Writes the bundle, launches the shim (container created), starts the exit monitor
-    /// (which waits for `started`), connects pending attaches and starts the process; returns
-    /// its pid.
+    /// Writes the bundle, launches the shim (container created) and starts the exit monitor
+    /// (which waits for `started`).
     async fn launch(
         &self,
         c: &Arc<Container>,
         rootfs_path: PathBuf,
         started: tokio::sync::oneshot::Receiver<bool>,
-    ) -> Result<i32> {
+    ) -> Result<()> {
         let (network, etc_dir, rec) = self.network_up(c, c.rec()).await?;
         let hc = &rec.host_config;
         let mounts = rec
@@ -258,6 +276,12 @@ impl Engine {
             .ctx(|| "launch shim".into())?
             .map_err(EngineError::StartFailed)?;
         self.spawn_monitor(c.clone(), Some(started));
+        Ok(())
+    }
+
+    /// Connects pending attaches and starts the created process; returns its pid. A process
+    /// that cannot be started is killed.
+    async fn release_start(&self, c: &Arc<Container>) -> Result<i32> {
         let client = c.shim();
         let mut pending: Vec<PendingAttach> =
             std::mem::take(&mut *c.pending.lock().unwrap_or_else(|e| e.into_inner()));
@@ -480,6 +504,7 @@ impl Engine {
                 )));
             }
         }
+        self.discard_prepared(&c).await;
         self.finish_remove(&c, remove_volumes);
         Ok(())
     }
@@ -600,6 +625,8 @@ impl Engine {
             reg.release(&old);
         }
         c.update(|r| r.name = new.clone())?;
+        // A prepared network carries the old name in DNS.
+        self.discard_prepared(&c).await;
         self.emit_container("rename", &c, HashMap::from([("oldName".to_string(), old)]));
         Ok(())
     }

@@ -16,6 +16,7 @@ pub(crate) mod lifecycle;
 pub(crate) mod logs;
 pub(crate) mod monitor;
 pub(crate) mod mounts;
+pub(crate) mod prepare;
 pub(crate) mod query;
 pub(crate) mod rootfs;
 pub(crate) mod stats;
@@ -69,6 +70,8 @@ pub(crate) struct Container {
     pub quick_restarts: AtomicU32,
     /// `State.Health` while a health check runs (reset at every start).
     pub health: Mutex<Option<bollard_stubs::models::Health>>,
+    /// A start prepared at create (see [`prepare`]); locked while the preparation runs.
+    pub prepared: Arc<tokio::sync::Mutex<Option<prepare::Prepared>>>,
 }
 
 impl Container {
@@ -89,6 +92,7 @@ impl Container {
             pending: Mutex::new(Vec::new()),
             quick_restarts: AtomicU32::new(0),
             health: Mutex::new(None),
+            prepared: Arc::new(tokio::sync::Mutex::new(None)),
         }
     }
 

@@ -224,6 +224,17 @@ impl Engine {
                     let _ = c.update(|r| r.state.status = Status::Exited);
                     self.start_if_policy(&c);
                 }
+                Status::Created => {
+                    // A start prepared before a crash: its process waits in its shim.
+                    let client = c.shim();
+                    if client.state().await.is_ok_and(|s| s.exit.is_none()) {
+                        tracing::info!(id = %c.id, "killing the prepared start of a created container");
+                        let _ = client.kill(9, true).await;
+                    }
+                    if let Err(e) = rootfs::unmount(&c) {
+                        tracing::warn!(id = %c.id, error = %e, "unmounting a prepared rootfs");
+                    }
+                }
                 _ => self.start_if_policy(&c),
             }
         }

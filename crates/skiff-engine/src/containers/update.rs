@@ -83,6 +83,8 @@ impl Engine {
     ) -> Result<ContainerUpdateResponse> {
         let c = self.find(key)?;
         let _op = c.op.lock().await;
+        // A prepared container has its cgroup limits already.
+        self.discard_prepared(&c).await;
         let rec = c.rec();
         let hc = merge(rec.host_config.clone(), body)?;
         if matches!(rec.state.status, Status::Running | Status::Paused) {

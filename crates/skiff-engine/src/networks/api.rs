@@ -256,6 +256,7 @@ impl Engine {
             )));
         }
         let id = n.id.clone().unwrap_or_default();
+        self.discard_prepared_on(&id).await;
         self.networking.net.remove_network(&id).await?;
         self.emit_network("destroy", &id, &name, HashMap::new());
         tracing::info!(network = %name, "network removed");
@@ -271,6 +272,10 @@ impl Engine {
         let mut deleted = Vec::new();
         for n in self.networking.net.networks().await {
             let created = chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(n.created as i64);
+            if !is_predefined(&n.name) {
+                // Created containers do not hold a network (their prepared starts do).
+                self.discard_prepared_on(&n.id).await;
+            }
             if is_predefined(&n.name)
                 || !self.networking.net.network_endpoints(&n.id).is_empty()
                 || until.is_some_and(|u| created >= u)
@@ -358,6 +363,8 @@ impl Engine {
         let name = found.name.clone().unwrap_or_default();
         let eps = req.endpoint_config.clone().unwrap_or_default();
         let _op = c.op.lock().await;
+        // A prepared sandbox has the networks the container had.
+        self.discard_prepared(&c).await;
         let rec = c.rec();
         if rec.state.status == crate::store::Status::Removing {
             return Err(EngineError::invalid(format!(
@@ -447,6 +454,8 @@ impl Engine {
         let found = self.find_network(term).await;
         let force = req.force.unwrap_or(false);
         let _op = c.op.lock().await;
+        // A prepared sandbox has the networks the container had.
+        self.discard_prepared(&c).await;
         let rec = c.rec();
         let (name, id) = match &found {
             Ok(n) => (
