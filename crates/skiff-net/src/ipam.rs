@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Context, NetError, Result};
 use crate::network::Network;
+
+/// The refusal of an address another endpoint holds (Docker's words).
+pub const ADDRESS_IN_USE: &str = "Address already in use";
 use crate::store::{self, Durable};
 
 pub(crate) struct Ipam {
@@ -71,7 +74,7 @@ impl Ipam {
                 )));
             }
             if ip == net.gateway || !self.claim(&dir, ip, owner)? {
-                return Err(NetError::forbidden("Address already in use"));
+                return Err(NetError::forbidden(ADDRESS_IN_USE));
             }
             return Ok(ip);
         }

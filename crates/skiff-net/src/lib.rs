@@ -54,6 +54,7 @@ pub use dns::files::{
 };
 pub use endpoint::{mac_for, AttachRequest, Endpoint};
 pub use error::{ErrorKind, NetError, Result};
+pub use ipam::ADDRESS_IN_USE;
 pub use link::Route;
 pub use manager::{Net, NetConfig};
 pub use netns::NetnsRef;

@@ -105,6 +105,16 @@ impl Net {
     /// an address is only reused once its old interface is gone. A crash in between leaves a
     /// claim and a veth that [`Net::reconcile`] removes.
     pub async fn remove_sandbox(&self, id: &str) -> Result<()> {
+        self.remove_sandbox_inner(id, false).await
+    }
+
+    /// [`Self::remove_sandbox`], returning only once the sandbox's addresses are free again
+    /// (for a caller that hands one of them to another sandbox next).
+    pub async fn remove_sandbox_freeing_addresses(&self, id: &str) -> Result<()> {
+        self.remove_sandbox_inner(id, true).await
+    }
+
+    async fn remove_sandbox_inner(&self, id: &str, wait: bool) -> Result<()> {
         let eps = self.endpoints(id);
         {
             let nets = self.inner.networks.read().await;
@@ -116,10 +126,15 @@ impl Net {
         netns::remove(&self.sandbox_path(id))?;
         store::remove(&self.sandbox_record(id), Durable::No)?;
         self.inner.sandboxes.lock().expect("lock").remove(id);
-        for ep in &eps {
-            // Not awaited: the reaper frees the address once the veth is gone.
-            drop(self.release_interface(ep));
+        let released: Vec<_> = eps.iter().map(|ep| self.release_interface(ep)).collect();
+        if wait {
+            for r in released {
+                if let Ok(Err(e)) = r.await {
+                    tracing::warn!(sandbox = id, error = %e, "releasing an interface");
+                }
+            }
         }
+        // Otherwise not awaited: the reaper frees the address once the veth is gone.
         Ok(())
     }
 

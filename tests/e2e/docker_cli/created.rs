@@ -1,8 +1,9 @@
 //! Containers created and not (yet) started. The engine prepares a start when it answers
 //! `create` (see the engine's `containers::prepare`); none of that may show: a created
 //! container has no address, answers to its current name once started, leaves nothing
-//! behind when removed before its start, does not keep its network from being removed, and
-//! survives a daemon restart as an ordinary created container.
+//! behind when removed before its start, does not keep its network from being removed nor an
+//! address from a container asking for it, and survives a daemon restart as an ordinary
+//! created container.
 
 use std::time::Duration;
 
@@ -32,6 +33,22 @@ fn mounts_mentioning(needle: &str) -> Vec<String> {
         .filter(|l| l.contains(needle))
         .map(str::to_string)
         .collect()
+}
+
+/// The content of the address claim file named `ip` anywhere under `dir`.
+fn claim_owner(dir: &std::path::Path, ip: &str) -> Option<String> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = e.path();
+        let ty = e.file_type().ok()?;
+        if ty.is_dir() {
+            if let Some(owner) = claim_owner(&path, ip) {
+                return Some(owner);
+            }
+        } else if ty.is_file() && e.file_name() == ip {
+            return std::fs::read_to_string(&path).ok();
+        }
+    }
+    None
 }
 
 #[test]
@@ -135,6 +152,54 @@ fn created_containers_show_no_trace_of_a_prepared_start() {
         "{err}"
     );
     d.docker_ok(&["rm", "orphan"]);
+
+    // An address is a started container's: one asked for with `--ip` is given even while a
+    // created container's prepared start holds it (Docker assigns addresses at start).
+    d.docker_ok(&["network", "create", "--subnet", "10.199.9.0/24", "ipnet"]);
+    let holder = d.docker_ok(&[
+        "create",
+        "--name",
+        "holder",
+        "--network",
+        "ipnet",
+        BUSYBOX,
+        "sleep",
+        "300",
+    ]);
+    let holder = holder.trim().to_string();
+    if !reference() {
+        // The preparation claims the first free address: a file named after it, holding
+        // its owner, in the daemon's address store.
+        let dir = d.dir().to_path_buf();
+        eventually(
+            LONG,
+            "the created container's prepared start to hold 10.199.9.2",
+            || {
+                claim_owner(&dir, "10.199.9.2")
+                    .is_some_and(|owner| owner.contains(&holder[..16]))
+                    .then_some(())
+            },
+        );
+    }
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "ipnet",
+        "--ip",
+        "10.199.9.2",
+        BUSYBOX,
+        "ip",
+        "-4",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(out.contains("10.199.9.2/24"), "{out}");
+    d.docker_ok(&["start", "holder"]);
+    assert_eq!(d.inspect("holder", "{{.State.Status}}"), "running");
+    d.docker_ok(&["rm", "-f", "holder"]);
+    d.docker_ok(&["network", "rm", "ipnet"]);
 
     // Created before a daemon restart: still created after it, and it starts.
     let later = d.docker_ok(&["create", "--name", "later", BUSYBOX, "echo", "hello"]);

@@ -87,7 +87,20 @@ impl Engine {
             Some(p) => Ok(p.started),
             None => {
                 self.prime_cgroup_migration();
-                self.prepare_start(c).await
+                match self.prepare_start(c).await {
+                    Err(e)
+                        if is_address_taken(&e)
+                            && self.discard_prepared_holding_addresses(c).await =>
+                    {
+                        // A created container's prepared start held the address.
+                        self.network_down(&c.id).await;
+                        if let Err(u) = rootfs::unmount(c) {
+                            tracing::warn!(id = %c.id, error = %u, "unmounting rootfs before a retried start");
+                        }
+                        self.prepare_start(c).await
+                    }
+                    prepared => prepared,
+                }
             }
         };
         let launched = match prepared {
@@ -664,5 +677,14 @@ impl Engine {
             }
         }
         .boxed())
+    }
+}
+
+/// Whether a start failed because an address it asked for (`--ip`) is taken.
+fn is_address_taken(e: &EngineError) -> bool {
+    match e {
+        EngineError::NetworkSetup(inner) => is_address_taken(inner),
+        EngineError::Net(skiff_net::NetError::Forbidden(m)) => m == skiff_net::ADDRESS_IN_USE,
+        _ => false,
     }
 }

@@ -116,6 +116,15 @@ impl Engine {
     /// it from the runtime and exits), releases the network and unmounts the rootfs. Returns
     /// whether there was one. Waits for a preparation under way.
     pub(crate) async fn discard_prepared(&self, c: &Container) -> bool {
+        self.discard(c, false).await
+    }
+
+    /// [`Self::discard_prepared`], returning once the addresses it held are free again.
+    async fn discard_prepared_freeing_addresses(&self, c: &Container) -> bool {
+        self.discard(c, true).await
+    }
+
+    async fn discard(&self, c: &Container, free_addresses: bool) -> bool {
         let Some(prepared) = self.take_prepared(c).await else {
             return false;
         };
@@ -128,6 +137,9 @@ impl Engine {
         let _ = tokio::time::timeout(DISCARD_TIMEOUT, client.wait()).await;
         if let Err(e) = client.wait_released(DISCARD_TIMEOUT).await {
             tracing::warn!(id = %c.id, error = %e, "a discarded prepared container's shim");
+        }
+        if free_addresses {
+            self.network_down_freeing_addresses(&c.id).await;
         }
         self.undo_preparation(c).await;
         true
@@ -152,6 +164,31 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Discards the prepared starts of other created containers on every network, so that an
+    /// address one of them holds is free again: Docker assigns a created container's address
+    /// only when it starts, so `--ip` of a container started first must get it. Containers
+    /// busy with an operation of their own are skipped (their lock is not waited for: the
+    /// caller holds `c`'s). Returns whether any preparation was discarded.
+    pub(crate) async fn discard_prepared_holding_addresses(&self, c: &Container) -> bool {
+        let mut discarded = false;
+        for n in self.networking.net.networks().await {
+            for ep in self.networking.net.network_endpoints(&n.id) {
+                let Ok(other) = self.find(&ep.sandbox) else {
+                    continue;
+                };
+                if other.id == c.id || other.rec().state.status != Status::Created {
+                    continue;
+                }
+                let Ok(op) = other.op.try_lock() else {
+                    continue;
+                };
+                discarded |= self.discard_prepared_freeing_addresses(&other).await;
+                drop(op);
+            }
+        }
+        discarded
     }
 
     /// At shutdown: prepared containers do not outlive the daemon (their record says

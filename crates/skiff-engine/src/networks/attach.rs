@@ -257,4 +257,15 @@ impl Engine {
             tracing::warn!(id, error = %e, "releasing the container's network");
         }
     }
+
+    /// [`Self::network_down`], returning once the container's addresses are free again.
+    pub(crate) async fn network_down_freeing_addresses(&self, id: &str) {
+        let net = &self.networking.net;
+        if net.sandbox(id).is_none() {
+            return;
+        }
+        if let Err(e) = net.remove_sandbox_freeing_addresses(id).await {
+            tracing::warn!(id, error = %e, "releasing the container's network");
+        }
+    }
 }
