@@ -3,7 +3,10 @@
 //! a label-selected list of 500 pods out of all of them (one client, then 50 at once) served
 //! from the watch cache and (after a restart with `--watch-cache=false`, same data, one
 //! client) from the store, watch fan-out to
-//! 100 watchers, and the server's RSS idle and with the objects stored.
+//! 100 watchers, and the server's RSS idle and with the objects stored. The server runs
+//! the scheduler and the controllers as `skiff server` does (only the local node is left
+//! out); the workload starts once both lead on their Leases, so the RSS with pods counts
+//! their caches (after a restart the killed server's Leases hold them back up to 15 s).
 //! Prints one table with the targets and the etcd/SQLite ratios. It measures; it asserts nothing.
 //!
 //! Knobs: `SKIFF_BENCH_OBJECTS` (pods created, default 10000), `SKIFF_BENCH_STARTS` (server
@@ -21,6 +24,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -47,6 +51,10 @@ struct Server {
     proc: Guard,
     data_dir: PathBuf,
     port: u16,
+    /// When it was started.
+    started: k8s_openapi::jiff::Timestamp,
+    /// The in-process components it runs that lead on a Lease (their Lease names).
+    leaders: Vec<&'static str>,
 }
 
 impl Server {
@@ -59,6 +67,17 @@ impl Server {
     async fn start_with(data_dir: &Path, datastore: &str, flags: &[&str]) -> (Server, Duration) {
         let port = free_port();
         let started = Instant::now();
+        let started_at = k8s_openapi::jiff::Timestamp::now();
+        let extra = std::env::var("SKIFF_BENCH_SERVER_FLAGS").unwrap_or_default();
+        let has = |flag: &str| flags.contains(&flag) || extra.split_whitespace().any(|f| f == flag);
+        let leaders = [
+            ("--disable-scheduler", "kube-scheduler"),
+            ("--disable-controllers", "kube-controller-manager"),
+        ]
+        .into_iter()
+        .filter(|(flag, _)| !has(flag))
+        .map(|(_, lease)| lease)
+        .collect();
         let bin = std::env::var_os("SKIFF_BENCH_BIN")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_skiff").into());
         let child = Command::new(bin)
@@ -87,6 +106,8 @@ impl Server {
             proc: Guard(child),
             data_dir: data_dir.to_path_buf(),
             port,
+            started: started_at,
+            leaders,
         };
         let deadline = started + Duration::from_secs(30);
         loop {
@@ -122,6 +143,27 @@ impl Server {
         self.try_client()
             .await
             .expect("kubeconfig of a ready server")
+    }
+
+    /// Waits until this server's scheduler and controllers hold their Leases (acquired
+    /// after it started); returns how long that took.
+    async fn wait_for_leaders(&self) -> Duration {
+        let t = Instant::now();
+        let leases: Api<Lease> = Api::namespaced(self.client().await, "kube-system");
+        for name in &self.leaders {
+            loop {
+                let lease = leases.get_opt(name).await.expect("read a Lease");
+                let spec = lease.and_then(|l| l.spec).unwrap_or_default();
+                let mine = spec.holder_identity.is_some()
+                    && spec.acquire_time.is_some_and(|a| a.0 >= self.started);
+                if mine {
+                    break;
+                }
+                assert!(t.elapsed() < Duration::from_secs(60), "{name} never led");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        t.elapsed()
     }
 
     fn rss_mib(&self) -> f64 {
@@ -467,6 +509,8 @@ async fn measure(datastore: Datastore, objects: usize, starts: usize) -> Figures
 
     tokio::time::sleep(Duration::from_secs(2)).await; // let start-up work finish before "idle"
     f.rss_idle_mib = server.rss_mib();
+    let waited = server.wait_for_leaders().await;
+    eprintln!("{arg}: scheduler and controllers lead after {waited:?} more");
 
     crud(&server, objects, &mut f).await;
     f.rss_loaded_mib = server.rss_mib();

@@ -57,7 +57,7 @@ impl Informers {
 
     pub fn new(client: &Client) -> Self {
         Informers {
-            pods: Informer::new(client.clone()),
+            pods: Informer::slimmed(client.clone(), Default::default(), crate::slim::pod),
             replica_sets: Informer::new(client.clone()),
             replication_controllers: Informer::new(client.clone()),
             deployments: Informer::new(client.clone()),

@@ -2,6 +2,8 @@
 //! fed by it, and a fan-out of its changes (deletions included) to every controller that
 //! subscribed. kube-runtime's own shared streams drop deletions, which the replica
 //! controllers must see, so the fan-out is ours; the watch and the cache are kube-runtime's.
+//! An informer may slim each object before it is cached ([`crate::slim`]); a change hands
+//! out the cache's own copy, not a second one.
 
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -52,6 +54,8 @@ where
 {
     api: Api<K>,
     config: watcher::Config,
+    /// Applied to every object before it is cached (upstream's informer transform).
+    slim: fn(&mut K),
     writer: Mutex<Option<reflector::store::Writer<K>>>,
     store: Store<K>,
     changes: broadcast::Sender<Change<K>>,
@@ -69,11 +73,18 @@ where
 
     /// An informer of the objects `config` selects (label or field selectors).
     pub fn with_config(client: Client, config: watcher::Config) -> Self {
+        Self::slimmed(client, config, |_| {})
+    }
+
+    /// An informer that caches each object as `slim` leaves it: the cache, and every
+    /// change it hands out, lack what `slim` drops.
+    pub fn slimmed(client: Client, config: watcher::Config, slim: fn(&mut K)) -> Self {
         let writer = reflector::store::Writer::default();
         let store = writer.as_reader();
         Informer {
             api: Api::all(client),
             config,
+            slim,
             writer: Mutex::new(Some(writer)),
             store,
             changes: broadcast::channel(FAN_OUT_BUFFER).0,
@@ -114,7 +125,9 @@ where
             return;
         };
         let mut hold = self.hold.subscribe();
-        let events = watcher(self.api.clone(), self.config.clone()).default_backoff();
+        let events = watcher(self.api.clone(), self.config.clone())
+            .modify(self.slim)
+            .default_backoff();
         futures::pin_mut!(events);
         while let Some(event) = events.next().await {
             // A held informer keeps the event until released.
@@ -126,16 +139,24 @@ where
                     continue;
                 }
             };
-            let change = match &event {
-                Event::Apply(obj) => Some(Change::Applied {
-                    old: self.store.get(&reflector::ObjectRef::from_obj(obj)),
-                    new: Arc::new(obj.clone()),
-                }),
-                Event::Delete(obj) => Some(Change::Deleted(Arc::new(obj.clone()))),
-                Event::InitDone => Some(Change::Relisted),
-                Event::Init | Event::InitApply(_) => None,
+            let applied = match &event {
+                Event::Apply(obj) => {
+                    let key = reflector::ObjectRef::from_obj(obj);
+                    Some((self.store.get(&key), key))
+                }
+                _ => None,
             };
             writer.apply_watcher_event(&event);
+            let change = match (event, applied) {
+                // The cache's own copy: subscribers and the cache share one object.
+                (Event::Apply(obj), Some((old, key))) => Some(Change::Applied {
+                    old,
+                    new: self.store.get(&key).unwrap_or_else(|| Arc::new(obj)),
+                }),
+                (Event::Delete(obj), _) => Some(Change::Deleted(Arc::new(obj))),
+                (Event::InitDone, _) => Some(Change::Relisted),
+                _ => None,
+            };
             if let Some(change) = change {
                 // No subscriber is not an error.
                 let _ = self.changes.send(change);

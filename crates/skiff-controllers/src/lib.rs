@@ -42,6 +42,7 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod runner;
 pub mod serviceaccounts;
+pub mod slim;
 pub mod statefulset;
 pub mod template;
 pub mod volumebinding;

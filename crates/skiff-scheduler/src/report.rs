@@ -114,13 +114,8 @@ async fn write(
 
 /// Sets `PodScheduled=False, reason Unschedulable` unless the pod has it with this message.
 async fn condition(client: &Client, pod: &PodInfo, message: &str) -> Result<(), kube::Error> {
-    let current = pod
-        .pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
-    if current.is_some_and(|c| c.status == "False" && c.message.as_deref() == Some(message)) {
+    let current = pod.scheduled_condition.as_ref();
+    if current.is_some_and(|(status, msg)| status == "False" && msg.as_deref() == Some(message)) {
         return Ok(());
     }
     let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
@@ -172,7 +167,7 @@ async fn event(
         "metadata": {"name": name, "namespace": pod.namespace},
         "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": pod.namespace,
             "name": pod.name, "uid": pod.uid,
-            "resourceVersion": pod.pod.metadata.resource_version},
+            "resourceVersion": pod.resource_version},
         "reason": reason, "message": message, "type": kind,
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT, "reportingInstance": instance,

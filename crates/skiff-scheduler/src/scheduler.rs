@@ -73,7 +73,9 @@ pub struct Metrics {
 
 enum Input {
     Nodes(Box<watcher::Event<Node>>),
-    Pods(Box<watcher::Event<Pod>>),
+    /// Pods arrive as [`PodInfo`]s, made in the watch's own task: the typed Pod is dropped
+    /// there, so neither the channel nor the cache holds one.
+    Pods(PodEvent),
     Namespaces(Box<watcher::Event<Namespace>>),
     WatchError(watcher::Error),
     Bound {
@@ -83,6 +85,31 @@ enum Input {
         first_seen: Instant,
         result: Result<(), kube::Error>,
     },
+}
+
+/// A watch event of a pod, as the loop uses it.
+enum PodEvent {
+    /// A (re-)list begins.
+    Init,
+    /// Listed, added or modified.
+    Applied(Arc<PodInfo>),
+    /// Deleted.
+    Deleted(PodKey),
+    /// The (re-)list is complete.
+    InitDone,
+}
+
+impl PodEvent {
+    fn new(ev: watcher::Event<Pod>) -> PodEvent {
+        match ev {
+            watcher::Event::Init => PodEvent::Init,
+            watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
+                PodEvent::Applied(PodInfo::new(pod))
+            }
+            watcher::Event::Delete(pod) => PodEvent::Deleted(key_of(&pod)),
+            watcher::Event::InitDone => PodEvent::InitDone,
+        }
+    }
 }
 
 /// Which watches have delivered their initial list.
@@ -124,7 +151,7 @@ impl Scheduler {
             forward(
                 watcher(Api::<Pod>::all(self.client.clone()), Default::default()),
                 tx.clone(),
-                |e| Input::Pods(Box::new(e)),
+                |e| Input::Pods(PodEvent::new(e)),
             ),
             forward(
                 watcher(
@@ -248,7 +275,7 @@ impl Loop {
     fn handle(&mut self, input: Input) {
         match input {
             Input::Nodes(ev) => self.node_event(*ev),
-            Input::Pods(ev) => self.pod_event(*ev),
+            Input::Pods(ev) => self.pod_event(ev),
             Input::Namespaces(ev) => match *ev {
                 watcher::Event::Apply(ns) | watcher::Event::InitApply(ns) => {
                     let name = ns.metadata.name.clone().unwrap_or_default();
@@ -303,24 +330,23 @@ impl Loop {
         }
     }
 
-    fn pod_event(&mut self, ev: watcher::Event<Pod>) {
+    fn pod_event(&mut self, ev: PodEvent) {
         match ev {
-            watcher::Event::Init => self.seen_pods = Some(HashSet::new()),
-            watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
+            PodEvent::Init => self.seen_pods = Some(HashSet::new()),
+            PodEvent::Applied(info) => {
                 if let Some(seen) = &mut self.seen_pods {
-                    seen.insert(key_of(&pod));
+                    seen.insert(info.key.clone());
                 }
-                self.pod_changed(PodInfo::new(pod));
+                self.pod_changed(info);
             }
-            watcher::Event::Delete(pod) => {
-                let key = key_of(&pod);
+            PodEvent::Deleted(key) => {
                 self.queue.remove(&key);
                 if self.cache.contains(&key) {
                     self.cache.remove_pod(&key);
                     self.queue.move_all();
                 }
             }
-            watcher::Event::InitDone => {
+            PodEvent::InitDone => {
                 if let Some(seen) = self.seen_pods.take() {
                     for key in self.cache.pod_keys() {
                         if !seen.contains(&key) && !self.cache.is_assumed(&key) {

@@ -146,7 +146,15 @@ async fn monitor(
 ) {
     let api: Api<PartialObjectMeta<DynamicObject>> =
         Api::all_with(ctx.client.clone(), &served.resource);
-    let events = watcher(api, watcher::Config::default()).default_backoff();
+    // The graph reads identity, owners, finalizers and the deletion mark; the rest of the
+    // metadata (managedFields above all) is dropped before the channel holds it.
+    let events = watcher(api, watcher::Config::default())
+        .modify(|m| {
+            m.metadata.managed_fields = None;
+            m.metadata.annotations = None;
+            m.metadata.labels = None;
+        })
+        .default_backoff();
     futures::pin_mut!(events);
     let mut listing: Option<HashSet<String>> = None;
     let identity = |m: &PartialObjectMeta<DynamicObject>| -> Option<Identity> {
