@@ -513,11 +513,7 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
         }
         Route::PodLog { namespace, name } => {
             if req.method() != Method::GET {
-                return Err(ApiError::new(
-                    405,
-                    "MethodNotAllowed",
-                    "the server does not allow this method on the requested resource",
-                ));
+                return Err(method_not_allowed());
             }
             crate::nodeauth::authorize(
                 &state,
@@ -584,11 +580,7 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
         }
         Route::Review { review, namespace } => {
             if req.method() != Method::POST {
-                return Err(ApiError::new(
-                    405,
-                    "MethodNotAllowed",
-                    "the server does not allow this method on the requested resource",
-                ));
+                return Err(method_not_allowed());
             }
             crate::nodeauth::authorize(
                 &state,
@@ -611,11 +603,7 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
         }
         Route::SelfSubjectReview { version } => {
             if req.method() != Method::POST {
-                return Err(ApiError::new(
-                    405,
-                    "MethodNotAllowed",
-                    "the server does not allow this method on the requested resource",
-                ));
+                return Err(method_not_allowed());
             }
             Ok(crate::serviceaccount::review::answer(&user, &version))
         }
@@ -696,4 +684,13 @@ fn version() -> serde_json::Value {
         "compiler": "gc",
         "platform": "linux/amd64",
     })
+}
+
+/// Kubernetes' 405 for a method a route does not serve.
+fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        405,
+        "MethodNotAllowed",
+        "the server does not allow this method on the requested resource",
+    )
 }
