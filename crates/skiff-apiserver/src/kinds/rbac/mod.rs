@@ -50,6 +50,21 @@ pub(crate) fn admit<'a>(
     })
 }
 
+/// kubectl's columns of a binding: name, `Kind/name` of its role, age.
+pub(crate) fn binding_cells(o: &Value) -> Vec<Value> {
+    let r = &o["roleRef"];
+    let role = format!(
+        "{}/{}",
+        r["kind"].as_str().unwrap_or_default(),
+        r["name"].as_str().unwrap_or_default()
+    );
+    vec![
+        crate::table::name(o),
+        Value::from(role),
+        crate::table::age(o),
+    ]
+}
+
 const SUBJECT_KINDS: &[&str] = &["User", "Group", "ServiceAccount"];
 const GROUP: &str = "rbac.authorization.k8s.io";
 
@@ -123,5 +138,23 @@ pub(crate) fn validate_rules(new: &Value, errs: &mut Errs) {
                 "resource rules must supply at least one resource",
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    /// `kubectl get rolebindings` shows the role as `Kind/name`, as on Kubernetes.
+    #[test]
+    fn binding_rows_name_the_role_by_kind_and_name() {
+        let binding = json!({
+            "metadata": {"name": "jane-view"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        });
+        let cells = super::binding_cells(&binding);
+        assert_eq!(cells[0], json!("jane-view"));
+        assert_eq!(cells[1], json!("ClusterRole/view"));
+        assert_eq!(cells[2], json!("<unknown>"));
     }
 }

@@ -2,12 +2,12 @@
 
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_pb::api::rbac::v1 as pb;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::registry::{Admission, Obj, Strategy};
 use crate::resources::Entry;
 use crate::router::ApiState;
-use crate::table::{age, col, name, Column, AGE, NAME};
+use crate::table::{col, Column, AGE, NAME};
 use crate::validation::Errs;
 
 pub struct RoleBindings;
@@ -44,12 +44,6 @@ impl Strategy for RoleBindings {
     }
 
     fn cells(&self, o: &Value) -> Vec<Value> {
-        let r = &o["roleRef"];
-        let role = format!(
-            "{}/{}",
-            r["kind"].as_str().unwrap_or_default(),
-            r["name"].as_str().unwrap_or_default()
-        );
-        vec![name(o), json!(role), age(o)]
+        super::binding_cells(o)
     }
 }
