@@ -20,6 +20,7 @@
 # plain v1 — the host's cgroups are not changed. Everything it creates is named skiff-bench-floor-*
 # and removed on exit, also on failure (the cgroups, the one thing outside the namespace, too).
 set -euo pipefail
+. "$(dirname "$0")/lib/cgroups.sh"
 N=${N:-100}
 runtime=${FLOOR_RUNTIME:-crun}
 if [ -z "${SKIFF_FLOOR_INNER:-}" ]; then
@@ -46,15 +47,7 @@ cleanup() {
   for i in $(seq 1 "$N"); do ip netns del "$tag-$i" 2>/dev/null; done
   # The driver leaves its cgroup before it is removed.
   echo $$ >/sys/fs/cgroup/cpuacct/cgroup.procs 2>/dev/null
-  for d in /sys/fs/cgroup/*/"$cg_parent"; do
-    [ -d "$d" ] || continue
-    find "$d" -name cgroup.procs -exec cat {} \; 2>/dev/null | xargs -r kill -KILL 2>/dev/null
-    for _ in $(seq 1 50); do
-      find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
-      [ -d "$d" ] || break
-      sleep 0.1
-    done
-  done
+  remove_cgroups "$cg_parent"
   umount /run/netns 2>/dev/null
   rm -rf "$work"
 }

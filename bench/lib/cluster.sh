@@ -6,6 +6,7 @@
 # $table, $cgroup, $node; start_server ARGS…, wait_ready NODE, load_image SOCKET, bench_pids.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$here/bench/lib/cgroups.sh"
 work=$(mktemp -d "/tmp/skiff-bench-$bench.XXXXXX")
 hex=$(printf '%02x' $(( $$ % 256 )))
 prefix="skiffb$hex"
@@ -23,17 +24,7 @@ cleanup() {
   for p in $(grep -l "$work" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
     [ "$p" != "$$" ] && kill -KILL "$p" 2>/dev/null
   done
-  # A cgroup can be removed only once the killed processes have left it (SIGKILL is not
-  # synchronous): retry for up to 5 s per hierarchy, deepest first.
-  for d in /sys/fs/cgroup/*/"$cgroup"*; do
-    [ -d "$d" ] || continue
-    find "$d" -name cgroup.procs -exec cat {} \; 2>/dev/null | xargs -r kill -KILL 2>/dev/null
-    for _ in $(seq 1 50); do
-      find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
-      [ -d "$d" ] || break
-      sleep 0.1
-    done
-  done
+  remove_cgroups "$cgroup*"
   grep " $work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
   for n in "${netns[@]}"; do ip netns del "$n" 2>/dev/null; done
   for l in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^skiff[befgh]$hex"); do
