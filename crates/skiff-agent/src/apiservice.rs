@@ -177,7 +177,7 @@ enum Which {
 
 /// Whether a watch event leaves its store holding a complete list (Some(true)), starts a new
 /// list (Some(false)) or changes nothing of that (None).
-fn listed<K>(ev: &watcher::Event<K>) -> Option<bool> {
+pub(crate) fn listed<K>(ev: &watcher::Event<K>) -> Option<bool> {
     match ev {
         watcher::Event::Init | watcher::Event::InitApply(_) => Some(false),
         watcher::Event::InitDone => Some(true),

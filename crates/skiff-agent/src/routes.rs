@@ -55,11 +55,12 @@ pub async fn run(
 ) {
     let (reader, writer) = reflector::store::<Node>();
     let api: Api<Node> = Api::all(client);
-    let events = reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .touched_objects();
+    // The raw events: the store takes a (re)list's objects in only at its InitDone, so routes
+    // computed between Init and InitDone would come from an empty (first list) or stale store.
+    let events = reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
     tokio::pin!(events);
     let mut current: Option<Vec<Route>> = None;
+    let mut listed = false;
     loop {
         tokio::select! {
             _ = crate::until_stopped(&mut stop) => return,
@@ -69,10 +70,13 @@ pub async fn run(
                     tracing::debug!(error = %e, "node watch for routes failed");
                     continue;
                 }
-                Some(Ok(_)) => {}
+                Some(Ok(ev)) => {
+                    if !settle(&mut listed, &ev) {
+                        continue;
+                    }
+                }
             },
         }
-        // Deletions arrive as touched objects too; the store is what counts.
         let want = routes_for(&me, cluster, &reader.state());
         if current.as_ref() == Some(&want) {
             continue;
@@ -87,6 +91,15 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Whether the store holds a complete list after `ev` (tracked in `listed`), i.e. whether
+/// routes may be computed from it now.
+fn settle<K>(listed: &mut bool, ev: &watcher::Event<K>) -> bool {
+    if let Some(l) = crate::apiservice::listed(ev) {
+        *listed = l;
+    }
+    *listed
 }
 
 #[cfg(test)]
@@ -116,5 +129,21 @@ mod tests {
                 via: "192.168.1.2".parse().unwrap()
             }]
         );
+    }
+
+    #[test]
+    fn routes_wait_for_the_whole_list() {
+        let mut listed = false;
+        let n = || node("b", "10.42.1.0/24", "192.168.1.2");
+        // The first list: its objects are not in the store until InitDone.
+        assert!(!settle(&mut listed, &watcher::Event::<Node>::Init));
+        assert!(!settle(&mut listed, &watcher::Event::InitApply(n())));
+        assert!(settle(&mut listed, &watcher::Event::<Node>::InitDone));
+        assert!(settle(&mut listed, &watcher::Event::Apply(n())));
+        assert!(settle(&mut listed, &watcher::Event::Delete(n())));
+        // A relist (the watch fell behind) holds off until it is whole again.
+        assert!(!settle(&mut listed, &watcher::Event::<Node>::Init));
+        assert!(!settle(&mut listed, &watcher::Event::InitApply(n())));
+        assert!(settle(&mut listed, &watcher::Event::<Node>::InitDone));
     }
 }
