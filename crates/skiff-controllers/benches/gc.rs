@@ -228,8 +228,10 @@ where
 #[derive(Clone, Default)]
 struct PodCounts {
     /// namespace → uids, and whether the first list is in.
-    seen: Arc<Mutex<(HashMap<String, HashSet<String>>, bool)>>,
+    seen: Arc<Mutex<(UidsByNamespace, bool)>>,
 }
+
+type UidsByNamespace = HashMap<String, HashSet<String>>;
 
 impl PodCounts {
     /// Starts the watch (it runs as long as the runtime).
@@ -240,7 +242,7 @@ impl PodCounts {
         tokio::spawn(async move {
             let events = watcher(api, watcher::Config::default()).default_backoff();
             futures::pin_mut!(events);
-            let mut listing: Option<HashMap<String, HashSet<String>>> = None;
+            let mut listing: Option<UidsByNamespace> = None;
             while let Some(e) = events.next().await {
                 let Ok(e) = e else { continue };
                 let key = |m: &kube::core::ObjectMeta| Some((m.namespace.clone()?, m.uid.clone()?));
