@@ -16,6 +16,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +25,9 @@ use futures::{stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
 use kube::Api;
 use serde_json::json;
 use skiff_controllers::Controllers;
@@ -218,24 +222,79 @@ where
     }
 }
 
-/// How many pods `ns` holds, from a metadata-only list (the bench's own reads are part of the
-/// load; 2 s apart).
-async fn pod_count(client: &kube::Client, ns: &str) -> usize {
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .list_metadata(&ListParams::default())
-        .await
-        .map_or(usize::MAX, |l| l.items.len())
+/// The pods of every namespace as a metadata watch of the bench's own shows them: the
+/// bench's own load is one watch (as any controller's), not a list of every pod each poll
+/// (at 30,000 pods those lists were a good part of what the process spent).
+#[derive(Clone, Default)]
+struct PodCounts {
+    /// namespace → uids, and whether the first list is in.
+    seen: Arc<Mutex<(UidsByNamespace, bool)>>,
 }
 
-async fn wait_pods(client: &kube::Client, ns: &str, want: usize, what: &str) -> Duration {
-    let start = Instant::now();
-    loop {
-        if pod_count(client, ns).await == want {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < PHASE_LIMIT, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+type UidsByNamespace = HashMap<String, HashSet<String>>;
+
+impl PodCounts {
+    /// Starts the watch (it runs as long as the runtime).
+    fn start(client: &kube::Client) -> Self {
+        let counts = PodCounts::default();
+        let seen = counts.seen.clone();
+        let api: Api<PartialObjectMeta<Pod>> = Api::all(client.clone());
+        tokio::spawn(async move {
+            let events = watcher(api, watcher::Config::default()).default_backoff();
+            futures::pin_mut!(events);
+            let mut listing: Option<UidsByNamespace> = None;
+            while let Some(e) = events.next().await {
+                let Ok(e) = e else { continue };
+                let key = |m: &kube::core::ObjectMeta| Some((m.namespace.clone()?, m.uid.clone()?));
+                let mut s = seen.lock().unwrap();
+                match e {
+                    watcher::Event::Init => listing = Some(HashMap::new()),
+                    watcher::Event::InitApply(m) => {
+                        if let (Some(l), Some((ns, uid))) = (listing.as_mut(), key(&m.metadata)) {
+                            l.entry(ns).or_default().insert(uid);
+                        }
+                    }
+                    watcher::Event::InitDone => *s = (listing.take().unwrap_or_default(), true),
+                    watcher::Event::Apply(m) => {
+                        if let Some((ns, uid)) = key(&m.metadata) {
+                            s.0.entry(ns).or_default().insert(uid);
+                        }
+                    }
+                    watcher::Event::Delete(m) => {
+                        if let Some((ns, uid)) = key(&m.metadata) {
+                            s.0.entry(ns).or_default().remove(&uid);
+                        }
+                    }
+                }
+            }
+        });
+        counts
     }
+
+    /// How many pods `ns` holds (None until the first list is in).
+    fn count(&self, ns: &str) -> Option<usize> {
+        let s = self.seen.lock().unwrap();
+        s.1.then(|| s.0.get(ns).map_or(0, HashSet::len))
+    }
+}
+
+/// Waits until the watch shows `want` pods in `ns`, then checks it with one list.
+async fn wait_pods(
+    client: &kube::Client,
+    counts: &PodCounts,
+    ns: &str,
+    want: usize,
+    what: &str,
+) -> Duration {
+    let took = until(what, || async { counts.count(ns) == Some(want) }).await;
+    let listed = Api::<Pod>::namespaced(client.clone(), ns)
+        .list_metadata(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(listed, want, "the watch and a list disagree on {ns}'s pods");
+    took
 }
 
 /// Scales the probe Deployment to `replicas` and times its status reaching them.
@@ -272,6 +331,7 @@ async fn delete_all(
     client: &kube::Client,
     ns: &str,
     dp: DeleteParams,
+    counts: &PodCounts,
     rss: &RssPeak,
     probe_to: i32,
 ) -> Phase {
@@ -297,7 +357,7 @@ async fn delete_all(
         })
         .await;
     let probe = probe_scale(client, probe_to).await;
-    wait_pods(client, ns, 0, "the pods to be collected").await;
+    wait_pods(client, counts, ns, 0, "the pods to be collected").await;
     until("the owners to be gone", || async {
         rs_api
             .list_metadata(&ListParams::default())
@@ -318,6 +378,7 @@ async fn run(n: usize, synced: Arc<Synced>) {
     let mut c = common::api_only().await;
     let client = c.client.clone();
     let rss = RssPeak::start();
+    let counts = PodCounts::start(&client);
     let ns_api: Api<Namespace> = Api::all(client.clone());
     for ns in ["gc-bg", "gc-fg", "gc-probe"] {
         let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
@@ -348,8 +409,15 @@ async fn run(n: usize, synced: Arc<Synced>) {
         .step_by(2)
         .map(|i| (n - i * PER_OWNER).min(PER_OWNER))
         .sum::<usize>();
-    wait_pods(&client, "gc-bg", bg_pods, "the pods to be created").await;
-    wait_pods(&client, "gc-fg", n - bg_pods, "the pods to be created").await;
+    wait_pods(&client, &counts, "gc-bg", bg_pods, "the pods to be created").await;
+    wait_pods(
+        &client,
+        &counts,
+        "gc-fg",
+        n - bg_pods,
+        "the pods to be created",
+    )
+    .await;
     let created = setup.elapsed();
     setup_task.abort();
     let _ = setup_task.await;
@@ -362,6 +430,7 @@ async fn run(n: usize, synced: Arc<Synced>) {
     // its graph.
     *synced.at.lock().unwrap() = None;
     rss.reset();
+    let rss_before = rss_kib() as f64 / 1024.0;
     let cpu0 = cpu_time();
     let start = Instant::now();
     c.spawn(Controllers::new(client.clone(), "gc-bench").run());
@@ -372,10 +441,12 @@ async fn run(n: usize, synced: Arc<Synced>) {
     let (at, objects) = synced.at.lock().unwrap().unwrap();
     let build = at.duration_since(start).min(build);
     println!(
-        "graph build at controller start: {:.2} s for {objects} objects (cpu {:.2} s, peak rss {:.0} MiB)",
+        "graph build at controller start: {:.2} s for {objects} objects (cpu {:.2} s, peak rss {:.0} MiB; \
+         rss {rss_before:.0} MiB before the controller set, {:.0} MiB once synced)",
         build.as_secs_f64(),
         (cpu_time() - cpu0).as_secs_f64(),
-        rss.mib()
+        rss.mib(),
+        rss_kib() as f64 / 1024.0
     );
     // The probe must work before the deletions start.
     let ready = probe_scale(&client, 2).await;
@@ -388,12 +459,21 @@ async fn run(n: usize, synced: Arc<Synced>) {
         &client,
         "gc-bg",
         DeleteParams::background(),
+        &counts,
         &rss,
         2 + PROBE_REPLICAS,
     )
     .await;
     report("background", bg_pods, owners.div_ceil(2), &bg);
-    let fg = delete_all(&client, "gc-fg", DeleteParams::foreground(), &rss, 2).await;
+    let fg = delete_all(
+        &client,
+        "gc-fg",
+        DeleteParams::foreground(),
+        &counts,
+        &rss,
+        2,
+    )
+    .await;
     report("foreground", n - bg_pods, owners / 2, &fg);
     println!("load average {}", loadavg());
 }

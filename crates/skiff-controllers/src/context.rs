@@ -47,12 +47,7 @@ pub struct Informers {
 impl Informers {
     /// The cached pods of namespace `ns`.
     pub fn pods_in(&self, ns: &str) -> Vec<Arc<Pod>> {
-        self.pods
-            .store()
-            .state()
-            .into_iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
-            .collect()
+        self.pods.index().in_namespace(ns)
     }
 
     pub fn new(client: &Client) -> Self {

@@ -18,6 +18,8 @@ use tokio::sync::{broadcast, watch};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
+use crate::index::ControllerIndex;
+
 /// How many changes a slow subscriber may fall behind before it is told to re-read the
 /// whole cache instead ([`Change::Relisted`]).
 const FAN_OUT_BUFFER: usize = 4096;
@@ -60,6 +62,8 @@ where
     store: Store<K>,
     changes: broadcast::Sender<Change<K>>,
     hold: watch::Sender<bool>,
+    /// The cache by namespace and controller, kept from the same events ([`crate::index`]).
+    index: Arc<ControllerIndex<K>>,
 }
 
 impl<K> Informer<K>
@@ -89,12 +93,18 @@ where
             store,
             changes: broadcast::channel(FAN_OUT_BUFFER).0,
             hold: watch::channel(false).0,
+            index: Arc::default(),
         }
     }
 
     /// The cache (a read handle; cheap to clone).
     pub fn store(&self) -> Store<K> {
         self.store.clone()
+    }
+
+    /// The cache by namespace and controller (up to date before a change is handed out).
+    pub fn index(&self) -> &ControllerIndex<K> {
+        &self.index
     }
 
     /// The changes from now on. A subscriber that falls too far behind gets
@@ -140,13 +150,24 @@ where
                 }
             };
             let applied = match &event {
-                Event::Apply(obj) => {
+                Event::Apply(obj) | Event::Delete(obj) => {
                     let key = reflector::ObjectRef::from_obj(obj);
                     Some((self.store.get(&key), key))
                 }
                 _ => None,
             };
             writer.apply_watcher_event(&event);
+            match (&event, &applied) {
+                (Event::Apply(obj), Some((old, key))) => self.index.applied(
+                    old.as_deref(),
+                    self.store.get(key).unwrap_or_else(|| Arc::new(obj.clone())),
+                ),
+                (Event::Delete(obj), Some((old, _))) => {
+                    self.index.deleted(old.as_deref().unwrap_or(obj))
+                }
+                (Event::InitDone, _) => self.index.rebuild(self.store.state()),
+                _ => {}
+            }
             let change = match (event, applied) {
                 // The cache's own copy: subscribers and the cache share one object.
                 (Event::Apply(obj), Some((old, key))) => Some(Change::Applied {

@@ -31,6 +31,7 @@ pub mod expectations;
 pub mod garbagecollector;
 pub mod history;
 pub mod hpa;
+pub mod index;
 pub mod informer;
 pub mod job;
 pub mod namespace;

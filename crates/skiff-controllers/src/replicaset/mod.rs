@@ -129,23 +129,21 @@ pub async fn reconcile<K: Replicated>(obj: Arc<K>, ctx: Arc<Context>) -> Result<
         name: name.clone(),
         reason,
     })?;
-    let pod_store = ctx.informers.pods.store();
-    let in_ns: Vec<Arc<Pod>> = pod_store
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .collect();
-    let alive: HashSet<&str> = in_ns
+    // Only the pods it controls and the namespace's orphans can be claimed: the index
+    // finds them without reading every cached pod (upstream's controllerUIDIndex).
+    let index = ctx.informers.pods.index();
+    let candidates = index.claimable(&ns, obj.meta().uid.as_deref().unwrap_or_default());
+    let alive: HashSet<&str> = candidates
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter_map(|p| p.metadata.uid.as_deref())
         .collect();
     let needs_sync = ctx.expectations.satisfied(
         &key,
-        |pod| pod_store.get(&ObjectRef::new(pod).within(&ns)).is_some(),
+        |pod| index.get(&ns, pod).is_some(),
         |uid| alive.contains(uid),
     );
-    let active: Vec<Arc<Pod>> = in_ns
+    let active: Vec<Arc<Pod>> = candidates
         .iter()
         .filter(|p| pods::is_active(p))
         .cloned()
