@@ -30,6 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+. "$(dirname "$0")/lib/memory.sh"
 mkdir -p "$work/rootfs/bin"
 cp /bin/busybox "$work/rootfs/bin/busybox"
 ln -s busybox "$work/rootfs/bin/true"
@@ -43,6 +44,7 @@ for x in a b; do
     netargs=(--network-prefix "skiff${x}b" --nftables-table "skiff-ab-$x" --bip "10.$n.0.1/24"
       --default-address-pool "base=10.$n.0.0/16,size=24")
   fi
+  evict "$bin" # both start from disk: the RSS below counts the pages they touch, not the cache's state
   "$bin" daemon --root "$work/$x/root" --state "$work/$x/state" --socket "$work/$x.sock" \
     --cgroup-parent "skiff-ab-$x" "${netargs[@]}" >"$work/$x.log" 2>&1 & pids+=($!)
   for _ in $(seq 100); do [ -S "$work/$x.sock" ] && break; sleep 0.1; done
@@ -52,7 +54,7 @@ done
 # Each daemon's RSS after the import and one run (read once both are idle).
 sleep 1
 rss=()
-for p in "${pids[@]}"; do rss+=("$(awk '/VmRSS/ {print $2}' "/proc/$p/status") KiB"); done
+for p in "${pids[@]}"; do rss+=("$(rss "$p")"); done
 
 block() { # block a|b BINARY: five timed runs, microseconds appended to $work/a.t or b.t
   local i t0 t1

@@ -141,8 +141,9 @@ pub struct Engine {
     shutdown: watch::Sender<bool>,
     /// A shim started ahead of the next container start (see `skiff_runtime::shim::Spare`).
     spare: Mutex<Option<skiff_runtime::shim::Spare>>,
-    /// A `cgroups::prime_migration` is running.
-    priming: std::sync::atomic::AtomicBool,
+    /// Keeps the kernel's cgroup-migration lock cheap while starts are coming (see
+    /// `Engine::prime_cgroup_migration`).
+    priming: Mutex<containers::Priming>,
     /// Cleanup and spare shims, at low priority.
     background: background::Background,
     /// skiff-net and Docker's view of it.
@@ -204,7 +205,7 @@ impl Engine {
             events: EventBus::new(),
             shutdown: watch::channel(false).0,
             spare: Mutex::new(None),
-            priming: Default::default(),
+            priming: Mutex::new(containers::Priming::default()),
             background,
             networking,
             build: build::BuildState::open(&cfg_root),

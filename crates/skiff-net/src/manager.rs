@@ -70,6 +70,10 @@ pub(crate) struct Inner {
     pub networks: tokio::sync::RwLock<BTreeMap<String, Network>>,
     pub endpoints: Mutex<BTreeMap<(String, String), Endpoint>>,
     pub sandboxes: Mutex<BTreeMap<String, Sandbox>>,
+    /// The connection [`Net::create_sandbox`] opened inside a new sandbox, kept for its first
+    /// attach (which would otherwise enter the namespace again, on a thread of its own);
+    /// dropped by that attach or by the sandbox's removal.
+    pub inside: Mutex<HashMap<String, Netlink>>,
     pub reservations: Mutex<HashMap<(String, String), Vec<Reservation>>>,
     /// Serialises nftables changes with the state they are computed from. Taken before a
     /// change is handed to a background task, so changes apply in the order they were made.
@@ -130,6 +134,7 @@ impl Net {
                     .collect(),
             ),
             sandboxes: Mutex::new(sandboxes.into_iter().map(|s| (s.id.clone(), s)).collect()),
+            inside: Mutex::new(HashMap::new()),
             reservations: Mutex::new(HashMap::new()),
             nft_lock: Arc::new(tokio::sync::Mutex::new(())),
             services: Mutex::new(Vec::new()),

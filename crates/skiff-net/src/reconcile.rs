@@ -63,6 +63,7 @@ impl Net {
         }
         for id in dead_sandboxes {
             self.inner.dns.remove_sandbox(&id);
+            self.inner.inside.lock().expect("lock").remove(&id);
             netns::remove(&self.sandbox_path(&id))?;
             store::remove(
                 &self

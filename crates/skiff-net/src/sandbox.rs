@@ -80,8 +80,9 @@ impl Net {
             path: path.clone(),
             options,
         };
+        let inside = Netlink::from_socket(sock);
         let made = async {
-            Netlink::from_socket(sock).loopback_up().await?;
+            inside.loopback_up().await?;
             store::write_json(&self.sandbox_record(id), &sb, Durable::No)
         }
         .await;
@@ -89,6 +90,11 @@ impl Net {
             let _ = netns::remove(&path);
             return Err(e);
         }
+        self.inner
+            .inside
+            .lock()
+            .expect("lock")
+            .insert(id.to_string(), inside);
         self.inner
             .sandboxes
             .lock()
@@ -123,6 +129,7 @@ impl Net {
             }
         }
         self.inner.dns.remove_sandbox(id);
+        self.inner.inside.lock().expect("lock").remove(id);
         netns::remove(&self.sandbox_path(id))?;
         store::remove(&self.sandbox_record(id), Durable::No)?;
         self.inner.sandboxes.lock().expect("lock").remove(id);
@@ -331,7 +338,11 @@ impl Net {
             }
             other => other?,
         }
-        let inside = Netlink::from_socket(NetnsRef::path(&sb.path).run(link::socket)?);
+        let fresh = self.inner.inside.lock().expect("lock").remove(&sb.id);
+        let inside = match fresh {
+            Some(inside) => inside,
+            None => Netlink::from_socket(NetnsRef::path(&sb.path).run(link::socket)?),
+        };
         inside
             .configure_interface(&ep.interface, ep.address, ep.gateway)
             .await

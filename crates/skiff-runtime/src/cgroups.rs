@@ -453,22 +453,42 @@ pub fn update(cgroups_path: &str, resources: &oci_spec::runtime::LinuxResources)
 /// "moving" the calling process into the `pids` cgroup it is already in: nothing moves.
 /// Blocks for the grace period: run it on a blocking thread. Best effort.
 pub fn prime_migration() -> Result<()> {
-    let own = read(Path::new("/proc/self/cgroup"))?;
-    let Some(path) = own.lines().find_map(|l| {
-        let mut parts = l.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        controllers.split(',').any(|c| c == "pids").then_some(path)
-    }) else {
-        return Err(CgroupError::NotFound("pids".into()));
-    };
-    let hs = hierarchies()?;
-    let (dir, _) = controller_dir(&hs, "pids", path)
-        .ok_or_else(|| CgroupError::NotFound(format!("pids:{path}")))?;
-    let procs = dir.join("cgroup.procs");
-    std::fs::write(&procs, std::process::id().to_string()).map_err(|source| CgroupError::Io {
-        path: procs,
-        source,
-    })
+    MigrationPrimer::new()?.prime()
+}
+
+/// [`prime_migration`] with the cgroup file found once, for a caller that primes repeatedly.
+pub struct MigrationPrimer {
+    procs: PathBuf,
+}
+
+impl MigrationPrimer {
+    /// Finds the `cgroup.procs` of the calling process's `pids` cgroup.
+    pub fn new() -> Result<MigrationPrimer> {
+        let own = read(Path::new("/proc/self/cgroup"))?;
+        let Some(path) = own.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            controllers.split(',').any(|c| c == "pids").then_some(path)
+        }) else {
+            return Err(CgroupError::NotFound("pids".into()));
+        };
+        let hs = hierarchies()?;
+        let (dir, _) = controller_dir(&hs, "pids", path)
+            .ok_or_else(|| CgroupError::NotFound(format!("pids:{path}")))?;
+        Ok(MigrationPrimer {
+            procs: dir.join("cgroup.procs"),
+        })
+    }
+
+    /// "Moves" the calling process into the cgroup it is in (see [`prime_migration`]).
+    pub fn prime(&self) -> Result<()> {
+        std::fs::write(&self.procs, std::process::id().to_string()).map_err(|source| {
+            CgroupError::Io {
+                path: self.procs.clone(),
+                source,
+            }
+        })
+    }
 }
 
 /// Every directory of `cgroups_path` on this host, one per hierarchy (v1 and v2).

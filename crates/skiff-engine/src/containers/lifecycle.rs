@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard_stubs::models::{ContainerWaitExitError, ContainerWaitResponse};
 use futures::future::BoxFuture;
@@ -16,7 +16,7 @@ use skiff_runtime::spec::{self, ContainerSpec, MountSpec};
 use super::config;
 use super::{rootfs, Container, Life, PendingAttach};
 use crate::error::{message_chain, EngineError, IoContext, Result};
-use crate::store::Status;
+use crate::store::{ContainerRecord, Status};
 use crate::{Engine, WaitCondition};
 
 const SIGKILL: i32 = 9;
@@ -25,6 +25,11 @@ const SIGTERM: i32 = 15;
 const KILL_GRACE: Duration = Duration::from_secs(30);
 /// How long a start waits for the container's previous shim to delete it from the runtime.
 const PREVIOUS_SHIM_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the cgroup-migration lock is kept cheap after the last sign of a coming start.
+const PRIME_HOLD: Duration = Duration::from_millis(60);
+/// How often it is re-primed meanwhile: well inside the ~10 ms it stays cheap after a
+/// migration (measured on this 2-vCPU VM; ADR 0035).
+const PRIME_EVERY: Duration = Duration::from_millis(4);
 
 /// The static init binary bound in for `--init` (Docker's `docker-init`, i.e. tini).
 pub(crate) fn init_binary() -> Result<PathBuf> {
@@ -83,6 +88,7 @@ impl Engine {
     /// Prepares the start (unless a preparation at create did: see `prepare`), then
     /// connects early attaches and starts. The `op` lock is held.
     pub(crate) async fn start_locked(&self, c: &Arc<Container>) -> Result<()> {
+        let began = Instant::now();
         let prepared = match self.take_prepared(c).await {
             Some(p) => Ok(p.started),
             None => {
@@ -103,10 +109,12 @@ impl Engine {
                 }
             }
         };
+        let prepared_after = began.elapsed();
         let launched = match prepared {
             Ok(started) => self.release_start(c).await.map(|pid| (pid, started)),
             Err(e) => Err(e),
         };
+        let released_after = began.elapsed();
         match launched {
             Ok((pid, started)) => {
                 c.update(|r| {
@@ -123,6 +131,13 @@ impl Engine {
                 let _ = started.send(true);
                 self.emit_container("start", c, HashMap::new());
                 self.spawn_health(c.clone());
+                tracing::debug!(
+                    id = %c.id,
+                    prepared_us = prepared_after.as_micros() as u64,
+                    released_us = released_after.as_micros() as u64,
+                    total_us = began.elapsed().as_micros() as u64,
+                    "start timeline"
+                );
                 tracing::info!(id = %c.id, pid, "container started");
                 Ok(())
             }
@@ -152,10 +167,47 @@ impl Engine {
         &self,
         c: &Arc<Container>,
     ) -> Result<tokio::sync::oneshot::Sender<bool>> {
-        let rootfs_path = rootfs::mount(self, c).await?;
-        self.populate_volumes(c, &rootfs_path).await?;
+        let began = Instant::now();
+        // The network (a namespace made on a thread of its own, its links and /etc files)
+        // and the rootfs (an overlay mount, volume copy-up) need nothing of each other:
+        // made side by side. A failure is reported as a start made one after the other
+        // would (the rootfs's first); the caller releases whatever was made.
+        let network = match self.arc() {
+            Some(engine) => {
+                let c = c.clone();
+                let task = tokio::spawn(async move { engine.network_up(&c, c.rec()).await });
+                NetworkTask::Spawned(task)
+            }
+            None => NetworkTask::Here,
+        };
+        let rootfs = async {
+            let path = rootfs::mount(self, c).await?;
+            self.populate_volumes(c, &path).await?;
+            Ok::<_, EngineError>(path)
+        }
+        .await;
+        let mounted = began.elapsed();
+        let network = match network {
+            NetworkTask::Spawned(task) => task
+                .await
+                .map_err(std::io::Error::other)
+                .ctx(|| "set up the network".into())
+                .and_then(|r| r),
+            NetworkTask::Here => self.network_up(c, c.rec()).await,
+        };
+        let rootfs_path = rootfs?;
+        let (network, etc_dir, rec) = network?;
+        let ready = began.elapsed();
         let (started, started_rx) = tokio::sync::oneshot::channel();
-        self.launch(c, rootfs_path, started_rx).await?;
+        self.launch(c, rootfs_path, (network, etc_dir, rec), started_rx)
+            .await?;
+        tracing::debug!(
+            id = %c.id,
+            rootfs_us = mounted.as_micros() as u64,
+            rootfs_and_network_us = ready.as_micros() as u64,
+            total_us = began.elapsed().as_micros() as u64,
+            "start prepared up to the runtime's create"
+        );
         Ok(started)
     }
 
@@ -181,15 +233,15 @@ impl Engine {
         .ctx(|| "populate volumes".into())?
     }
 
-    /// Writes the bundle, launches the shim (container created) and starts the exit monitor
-    /// (which waits for `started`).
+    /// Writes the bundle for the network made, launches the shim (container created) and
+    /// starts the exit monitor (which waits for `started`).
     async fn launch(
         &self,
         c: &Arc<Container>,
         rootfs_path: PathBuf,
+        (network, etc_dir, rec): (skiff_runtime::spec::NetworkMode, PathBuf, ContainerRecord),
         started: tokio::sync::oneshot::Receiver<bool>,
     ) -> Result<()> {
-        let (network, etc_dir, rec) = self.network_up(c, c.rec()).await?;
         let hc = &rec.host_config;
         let mounts = rec
             .mounts
@@ -280,6 +332,8 @@ impl Engine {
             .wait_released(PREVIOUS_SHIM_TIMEOUT)
             .await
             .map_err(EngineError::StartFailed)?;
+        // The runtime joins the container's cgroups a moment from now.
+        self.prime_cgroup_migration();
         let exe = self.cfg.exe.clone();
         let spare = self.take_spare();
         self.refill_spare();
@@ -522,21 +576,56 @@ impl Engine {
         Ok(())
     }
 
-    /// Starts the kernel's wait that the runtime's first move of a process into a cgroup
-    /// would otherwise pay on the start's path (see `cgroups::prime_migration`); at most one
-    /// at a time. Called when a start is coming (create, start).
+    /// Keeps the kernel's cgroup-migration lock cheap until a start that is coming has
+    /// joined its cgroups (see `cgroups::prime_migration`): the first migration after an
+    /// idle spell waits out an RCU grace period, and the lock stays cheap for only about a
+    /// grace period after each one, so a single priming at `/_ping` had often expired by the
+    /// time the runtime joined the container's cgroups (the CLI's own time, the create, the
+    /// rootfs and the network lie in between: 5-13 ms). One blocking thread re-primes every
+    /// [`PRIME_EVERY`] until [`PRIME_HOLD`] after the last call. Called when a start is
+    /// coming: `/_ping`, create, start, and right before the runtime's create.
     pub(crate) fn prime_cgroup_migration(&self) {
-        use std::sync::atomic::Ordering::SeqCst;
         let Some(engine) = self.arc() else { return };
-        if engine.priming.swap(true, SeqCst) {
-            return;
+        {
+            let mut p = engine.priming.lock().unwrap_or_else(|e| e.into_inner());
+            p.until = Some(Instant::now() + PRIME_HOLD);
+            if p.running {
+                return;
+            }
+            p.running = true;
         }
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = skiff_runtime::cgroups::prime_migration() {
+            let primed = skiff_runtime::cgroups::MigrationPrimer::new().and_then(|primer| loop {
+                primer.prime()?;
+                if !engine.keep_priming() {
+                    return Ok(());
+                }
+            });
+            if let Err(e) = primed {
                 tracing::debug!(error = %e, "cannot prime cgroup migrations");
+                engine
+                    .priming
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .running = false;
             }
-            engine.priming.store(false, SeqCst);
         });
+    }
+
+    /// The primer's pause: sleeps until its next priming and returns true, or returns false
+    /// (the primer stops) once [`PRIME_HOLD`] has passed since the last call for one.
+    fn keep_priming(&self) -> bool {
+        let mut p = self.priming.lock().unwrap_or_else(|e| e.into_inner());
+        let left = p.until.map_or(Duration::ZERO, |u| {
+            u.saturating_duration_since(Instant::now())
+        });
+        if left.is_zero() || *self.shutdown.borrow() {
+            p.running = false;
+            return false;
+        }
+        drop(p);
+        std::thread::sleep(PRIME_EVERY.min(left));
+        true
     }
 
     /// The spare shim, if one is waiting.
@@ -678,6 +767,14 @@ impl Engine {
         }
         .boxed())
     }
+}
+
+/// Where a preparation's network is being made.
+enum NetworkTask {
+    /// On a task of its own, beside the rootfs.
+    Spawned(tokio::task::JoinHandle<Result<(spec::NetworkMode, PathBuf, ContainerRecord)>>),
+    /// Here, after the rootfs (the engine is being dropped).
+    Here,
 }
 
 /// Whether a start failed because an address it asked for (`--ip`) is taken.

@@ -44,6 +44,15 @@ pub(crate) struct Life {
     pub removed: bool,
 }
 
+/// The state of the engine's cgroup-migration primer (`Engine::prime_cgroup_migration`).
+#[derive(Default)]
+pub(crate) struct Priming {
+    /// Its thread runs.
+    pub running: bool,
+    /// It stops once this has passed.
+    pub until: Option<std::time::Instant>,
+}
+
 /// An attach requested before the container started: connected at start, before the
 /// process runs, so no output is lost.
 pub(crate) struct PendingAttach {

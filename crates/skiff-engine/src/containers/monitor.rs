@@ -83,8 +83,16 @@ impl Engine {
     ) {
         // Like dockerd, its addresses, ports and names are released before anyone hears of
         // the exit: whoever waited for it may reuse them at once.
+        let began = Instant::now();
         self.network_down(&c.id).await;
+        let network_down = began.elapsed();
         self.record_exit(c, &status);
+        tracing::debug!(
+            id = %c.id,
+            network_down_us = network_down.as_micros() as u64,
+            total_us = began.elapsed().as_micros() as u64,
+            "exit recorded"
+        );
         let engine = self.clone();
         let c = c.clone();
         tokio::spawn(async move { engine.after_exit(&c, ran).await });
