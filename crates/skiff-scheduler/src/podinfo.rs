@@ -29,7 +29,7 @@ pub fn key_of(pod: &Pod) -> PodKey {
 }
 
 /// A label selector, parsed. A selector that does not parse selects nothing.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LabelMatch(Option<Selector>);
 
 impl LabelMatch {
@@ -44,7 +44,7 @@ impl LabelMatch {
 }
 
 /// Which namespaces an affinity term looks at.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Namespaces {
     /// The listed ones (the pod's own when the term lists none and has no selector).
     Listed(BTreeSet<String>),
@@ -53,7 +53,7 @@ pub enum Namespaces {
 }
 
 /// One pod (anti-)affinity term.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AffinityTerm {
     pub selector: LabelMatch,
     pub namespaces: Namespaces,
@@ -97,7 +97,7 @@ impl AffinityTerm {
 }
 
 /// A topology spread constraint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SpreadConstraint {
     pub max_skew: i64,
     pub topology_key: String,
@@ -272,6 +272,95 @@ impl PodInfo {
                 .map(|c| (c.status, c.message)),
             phase: status.phase,
         })
+    }
+
+    /// Whether `newer`, a later version of this pod, differs in anything scheduling looks
+    /// at. The pod's status as the scheduler writes it (the `PodScheduled` condition) and its
+    /// resourceVersion do not count: kube-scheduler's `isPodUpdated` ignores the status too, so
+    /// an unschedulable pod is not tried again because its own condition was written.
+    pub fn changed_for_scheduling(&self, newer: &PodInfo) -> bool {
+        // Destructured so that a field added to PodInfo must be placed on one side or the other.
+        let PodInfo {
+            key,
+            namespace,
+            name,
+            uid,
+            labels,
+            priority,
+            requests,
+            non_zero,
+            host_ports,
+            node_selector,
+            required_node_affinity,
+            preferred_node_affinity,
+            tolerations,
+            affinity,
+            anti_affinity,
+            preferred_affinity,
+            preferred_anti_affinity,
+            spread,
+            owner,
+            scheduler_name,
+            node_name,
+            preempt_never,
+            being_deleted,
+            phase,
+            resource_version: _,
+            scheduled_condition: _,
+        } = self;
+        (
+            key,
+            namespace,
+            name,
+            uid,
+            labels,
+            priority,
+            requests,
+            non_zero,
+            host_ports,
+            node_selector,
+            required_node_affinity,
+            preferred_node_affinity,
+        ) != (
+            &newer.key,
+            &newer.namespace,
+            &newer.name,
+            &newer.uid,
+            &newer.labels,
+            &newer.priority,
+            &newer.requests,
+            &newer.non_zero,
+            &newer.host_ports,
+            &newer.node_selector,
+            &newer.required_node_affinity,
+            &newer.preferred_node_affinity,
+        ) || (
+            tolerations,
+            affinity,
+            anti_affinity,
+            preferred_affinity,
+            preferred_anti_affinity,
+            spread,
+            owner,
+            scheduler_name,
+            node_name,
+            preempt_never,
+            being_deleted,
+            phase,
+        ) != (
+            &newer.tolerations,
+            &newer.affinity,
+            &newer.anti_affinity,
+            &newer.preferred_affinity,
+            &newer.preferred_anti_affinity,
+            &newer.spread,
+            &newer.owner,
+            &newer.scheduler_name,
+            &newer.node_name,
+            &newer.preempt_never,
+            &newer.being_deleted,
+            &newer.phase,
+        )
     }
 
     /// Whether the pod carries any pod (anti-)affinity term.

@@ -16,6 +16,10 @@ pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long a pod stays unschedulable without any cluster change before it is tried again.
 pub const UNSCHEDULABLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often the unschedulable pods are looked over for those past [`UNSCHEDULABLE_TIMEOUT`]
+/// (kube-scheduler's `flushUnschedulablePodsLeftover` runs every 30 s): a walk over all of
+/// them, so not on every turn of the scheduling loop.
+pub const LEFTOVER_FLUSH_EVERY: Duration = Duration::from_secs(30);
 
 /// A pod in the queue.
 #[derive(Debug, Clone)]
@@ -60,6 +64,8 @@ pub struct Queue {
     seq: u64,
     /// Cluster changes seen so far: a pod that failed while one arrived is retried.
     moves: u64,
+    /// When the unschedulable pods were last looked over for timed-out ones.
+    leftovers_flushed: Option<Instant>,
 }
 
 impl Queue {
@@ -68,10 +74,13 @@ impl Queue {
         let now = Instant::now();
         match self.items.get_mut(&info.key) {
             Some(item) => {
-                item.pod.info = info;
                 // An update may make an unschedulable pod fit (new tolerations, smaller
-                // requests): try it again.
-                if item.place == Place::Unschedulable {
+                // requests): try it again. Its status alone cannot (the scheduler's own
+                // `PodScheduled=False` write comes back as such an update).
+                let retry = item.place == Place::Unschedulable
+                    && item.pod.info.changed_for_scheduling(&info);
+                item.pod.info = info;
+                if retry {
                     let key = item.pod.info.key.clone();
                     self.requeue(&key, now);
                 }
@@ -203,8 +212,9 @@ impl Queue {
         }
     }
 
-    /// Moves pods whose backoff ended to active, and pods unschedulable for longer than
-    /// [`UNSCHEDULABLE_TIMEOUT`] back to the queue. Returns when to call it next.
+    /// Moves pods whose backoff ended to active, and (every [`LEFTOVER_FLUSH_EVERY`]) pods
+    /// unschedulable for longer than [`UNSCHEDULABLE_TIMEOUT`] back to the queue. Returns
+    /// when to call it next.
     pub fn flush(&mut self, now: Instant) -> Option<Instant> {
         while let Some(Reverse((until, seq, key))) = self.backoff.peek().cloned() {
             if until > now {
@@ -219,18 +229,30 @@ impl Queue {
                 self.make_active(&key, now);
             }
         }
+        if self
+            .leftovers_flushed
+            .is_none_or(|at| now.saturating_duration_since(at) >= LEFTOVER_FLUSH_EVERY)
+        {
+            self.leftovers_flushed = Some(now);
+            self.flush_leftovers(now);
+        }
+        self.backoff.peek().map(|Reverse((until, _, _))| *until)
+    }
+
+    /// Pods unschedulable for longer than [`UNSCHEDULABLE_TIMEOUT`] go back to active.
+    fn flush_leftovers(&mut self, now: Instant) {
         let stale: Vec<PodKey> = self
             .items
             .iter()
             .filter(|(_, i)| {
-                i.place == Place::Unschedulable && now - i.pod.since >= UNSCHEDULABLE_TIMEOUT
+                i.place == Place::Unschedulable
+                    && now.saturating_duration_since(i.pod.since) >= UNSCHEDULABLE_TIMEOUT
             })
             .map(|(k, _)| k.clone())
             .collect();
         for k in stale {
             self.make_active(&k, now);
         }
-        self.backoff.peek().map(|Reverse((until, _, _))| *until)
     }
 
     /// Whether the pod waits as unschedulable.
@@ -298,6 +320,55 @@ mod tests {
         assert!(!q.is_unschedulable("d/a"));
         q.flush(Instant::now() + MAX_BACKOFF);
         assert!(q.pop().is_some());
+    }
+
+    fn with_condition(info: &PodInfo, message: &str, rv: &str) -> Arc<PodInfo> {
+        let mut newer = info.clone();
+        newer.scheduled_condition = Some(("False".into(), Some(message.into())));
+        newer.resource_version = Some(rv.into());
+        Arc::new(newer)
+    }
+
+    #[test]
+    fn its_own_condition_written_does_not_retry_an_unschedulable_pod() {
+        let mut q = Queue::default();
+        q.add_or_update(pod("a", 0));
+        let p = q.pop().unwrap();
+        q.unschedulable(&p.info.key);
+        // The watch brings the pod back with the PodScheduled=False condition just written.
+        q.add_or_update(with_condition(&p.info, "0/0 nodes are available", "7"));
+        assert!(
+            q.is_unschedulable("d/a"),
+            "still waiting for a cluster change"
+        );
+        q.flush(Instant::now() + MAX_BACKOFF);
+        assert!(q.pop().is_none());
+        // The kept version is the newest (reports compare against its condition).
+        assert_eq!(
+            q.items["d/a"].pod.info.resource_version.as_deref(),
+            Some("7")
+        );
+
+        // A change scheduling looks at (a new toleration) is retried after its backoff.
+        let mut tolerant = (*q.items["d/a"].pod.info).clone();
+        tolerant.tolerations.push(Default::default());
+        q.add_or_update(Arc::new(tolerant));
+        assert!(!q.is_unschedulable("d/a"));
+        q.flush(Instant::now() + MAX_BACKOFF);
+        assert_eq!(q.pop().unwrap().info.name, "a");
+    }
+
+    #[test]
+    fn unschedulable_pods_come_back_after_the_timeout_without_a_change() {
+        let mut q = Queue::default();
+        q.add_or_update(pod("a", 0));
+        let p = q.pop().unwrap();
+        q.unschedulable(&p.info.key);
+        let start = Instant::now();
+        q.flush(start);
+        assert!(q.pop().is_none());
+        q.flush(start + UNSCHEDULABLE_TIMEOUT);
+        assert_eq!(q.pop().unwrap().info.name, "a");
     }
 
     #[test]

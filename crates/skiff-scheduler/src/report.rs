@@ -1,25 +1,38 @@
 //! What the scheduler tells users, off the scheduling path: `Scheduled` and
 //! `FailedScheduling` Events (repeats of one message bump its count, as client-go's event
 //! recorder aggregates them) and the `PodScheduled=False` condition of pods that fit
-//! nowhere. Reports queue in a bounded channel and are dropped when it is full, as
-//! client-go's broadcaster drops events under load: scheduling never waits for them.
+//! nowhere.
+//!
+//! These writes are paced the way kube-scheduler's are by its client's rate limit
+//! (`clientConnection.qps` 50, burst 100): at most [`WRITES_PER_SECOND`] after a burst of
+//! [`BURST`], so a flood of pods that fit nowhere (10,000 created at once with no node) does
+//! not double the API server's write load while users read it. Bindings are not paced.
+//! - Conditions are never dropped, and **coalesced**: one write per pod waits, carrying the
+//!   latest message; a pod bound or deleted meanwhile is not written, and one that already
+//!   has the condition with this message is not written again. They go before events.
+//! - Events queue in a bounded channel and are dropped when it is full, as client-go's
+//!   broadcaster drops them (its queue holds 1,000): scheduling never waits for them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
-use crate::podinfo::PodInfo;
+use crate::podinfo::{PodInfo, PodKey};
 
-/// Reports waiting to be written, at most.
+/// Events waiting to be written, at most.
 const QUEUE: usize = 1000;
 /// Writes in flight at once.
 const CONCURRENCY: usize = 8;
+/// Report writes per second once [`BURST`] is spent.
+pub const WRITES_PER_SECOND: f64 = 100.0;
+/// Report writes that go at once after a quiet spell.
+pub const BURST: f64 = 100.0;
 /// Field manager and event source of the scheduler's writes.
 pub const COMPONENT: &str = "default-scheduler";
 
@@ -30,35 +43,111 @@ pub enum Report {
     Unschedulable { pod: Arc<PodInfo>, message: String },
 }
 
+/// Conditions waiting to be written: per pod, its latest version and message.
+type Pending = Arc<Mutex<HashMap<PodKey, (Arc<PodInfo>, String)>>>;
+
 /// The sending side; cheap to clone.
 #[derive(Clone)]
 pub struct Reporter {
-    tx: mpsc::Sender<Report>,
-    failures: mpsc::UnboundedSender<Report>,
+    events: mpsc::Sender<Report>,
+    /// Pods whose condition waits in `pending`, in the order they began to wait.
+    conditions: mpsc::UnboundedSender<PodKey>,
+    pending: Pending,
 }
 
 impl Reporter {
     /// A reporter writing through `client` as `instance` until every sender is gone.
     pub fn spawn(client: Client, instance: String) -> Reporter {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let (failures, mut failed) = mpsc::unbounded_channel();
-        let reports = futures::stream::select(
-            futures::stream::poll_fn(move |cx| failed.poll_recv(cx)),
-            tokio_stream_of(rx),
-        );
-        tokio::spawn(write_all(client, instance, reports));
-        Reporter { tx, failures }
+        let (events, events_rx) = mpsc::channel(QUEUE);
+        let (conditions, conditions_rx) = mpsc::unbounded_channel();
+        let pending = Pending::default();
+        let writer = Writer {
+            client,
+            instance,
+            seen: Arc::default(),
+            pending: pending.clone(),
+            bucket: Bucket::new(WRITES_PER_SECOND, BURST),
+            slots: Arc::new(Semaphore::new(CONCURRENCY)),
+        };
+        tokio::spawn(writer.run(conditions_rx, events_rx));
+        Reporter {
+            events,
+            conditions,
+            pending,
+        }
     }
 
     pub fn send(&self, report: Report) {
-        match report {
-            Report::Unschedulable { .. } => {
-                let _ = self.failures.send(report);
-            }
-            Report::Scheduled { .. } => {
-                if self.tx.try_send(report).is_err() {
-                    tracing::debug!("report queue full: Scheduled event dropped");
+        if let Report::Unschedulable { pod, message } = &report {
+            if has_condition(pod, message) {
+                self.cancel(&pod.key);
+            } else {
+                let waiting =
+                    lock(&self.pending).insert(pod.key.clone(), (pod.clone(), message.clone()));
+                if waiting.is_none() {
+                    let _ = self.conditions.send(pod.key.clone());
                 }
+            }
+        }
+        if self.events.try_send(report).is_err() {
+            tracing::debug!("report queue full: event dropped");
+        }
+    }
+
+    /// The pod is bound (or assumed), deleted or no longer this scheduler's: a condition
+    /// still waiting for it is not written.
+    pub fn cancel(&self, key: &str) {
+        lock(&self.pending).remove(key);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the pod carries `PodScheduled=False` with `message` already.
+fn has_condition(pod: &PodInfo, message: &str) -> bool {
+    pod.scheduled_condition
+        .as_ref()
+        .is_some_and(|(status, msg)| status == "False" && msg.as_deref() == Some(message))
+}
+
+/// A token bucket: `rate` tokens a second, holding at most `burst`.
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst: f64) -> Bucket {
+        Bucket {
+            rate,
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    /// How long until a token is there (zero: one was taken).
+    fn try_take(&mut self, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - self.tokens) / self.rate)
+        }
+    }
+
+    async fn take(&mut self) {
+        loop {
+            match self.try_take(Instant::now()) {
+                Duration::ZERO => return,
+                wait => tokio::time::sleep(wait).await,
             }
         }
     }
@@ -67,37 +156,77 @@ impl Reporter {
 /// The event already written for (pod uid, reason, message), to count repeats in.
 type Seen = HashMap<(String, &'static str, String), (String, i32)>;
 
-async fn write_all(client: Client, instance: String, reports: impl futures::Stream<Item = Report>) {
-    let seen = Arc::new(tokio::sync::Mutex::new(Seen::new()));
-    reports
-        .for_each_concurrent(CONCURRENCY, |report| {
-            let (client, instance, seen) = (client.clone(), instance.clone(), seen.clone());
-            async move {
-                if let Err(e) = write(&client, &instance, &seen, report).await {
-                    tracing::debug!(error = %e, "cannot write a scheduling report");
-                }
-            }
-        })
-        .await;
+/// The receiving side: paces and performs the writes.
+struct Writer {
+    client: Client,
+    instance: String,
+    seen: Arc<tokio::sync::Mutex<Seen>>,
+    pending: Pending,
+    bucket: Bucket,
+    slots: Arc<Semaphore>,
 }
 
-fn tokio_stream_of(mut rx: mpsc::Receiver<Report>) -> impl futures::Stream<Item = Report> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+/// One write to make.
+enum Write {
+    Condition(Arc<PodInfo>, String),
+    Event(Report),
+}
+
+impl Writer {
+    async fn run(
+        mut self,
+        mut conditions: mpsc::UnboundedReceiver<PodKey>,
+        mut events: mpsc::Receiver<Report>,
+    ) {
+        loop {
+            // Conditions first: they are what `kubectl get pod` shows and are never dropped.
+            let next = tokio::select! {
+                biased;
+                Some(key) = conditions.recv() => Some(key).filter(|k| lock(&self.pending).contains_key(k)).map(Ok),
+                Some(report) = events.recv() => Some(Err(report)),
+                else => return,
+            };
+            let Some(next) = next else { continue };
+            self.bucket.take().await;
+            let w = match next {
+                // Taken only now: the latest message, unless the pod was bound meanwhile.
+                Ok(key) => match lock(&self.pending).remove(&key) {
+                    Some((pod, message)) => Write::Condition(pod, message),
+                    None => continue,
+                },
+                Err(report) => Write::Event(report),
+            };
+            let Ok(slot) = self.slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (client, instance, seen) = (
+                self.client.clone(),
+                self.instance.clone(),
+                self.seen.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = write(&client, &instance, &seen, w).await {
+                    tracing::debug!(error = %e, "cannot write a scheduling report");
+                }
+                drop(slot);
+            });
+        }
+    }
 }
 
 async fn write(
     client: &Client,
     instance: &str,
     seen: &tokio::sync::Mutex<Seen>,
-    report: Report,
+    w: Write,
 ) -> Result<(), kube::Error> {
-    match report {
-        Report::Scheduled { pod, node } => {
+    match w {
+        Write::Condition(pod, message) => condition(client, &pod, &message).await,
+        Write::Event(Report::Scheduled { pod, node }) => {
             let message = format!("Successfully assigned {} to {node}", pod.key);
             event(client, instance, seen, &pod, "Normal", "Scheduled", message).await
         }
-        Report::Unschedulable { pod, message } => {
-            condition(client, &pod, &message).await?;
+        Write::Event(Report::Unschedulable { pod, message }) => {
             event(
                 client,
                 instance,
@@ -112,12 +241,8 @@ async fn write(
     }
 }
 
-/// Sets `PodScheduled=False, reason Unschedulable` unless the pod has it with this message.
+/// Sets `PodScheduled=False, reason Unschedulable` with `message`.
 async fn condition(client: &Client, pod: &PodInfo, message: &str) -> Result<(), kube::Error> {
-    let current = pod.scheduled_condition.as_ref();
-    if current.is_some_and(|(status, msg)| status == "False" && msg.as_deref() == Some(message)) {
-        return Ok(());
-    }
     let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
     let patch = json!({"status": {"conditions": [{
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
@@ -186,4 +311,30 @@ async fn event(
 
 fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_gives_its_burst_then_paces() {
+        let mut b = Bucket::new(100.0, 3.0);
+        let t = b.at;
+        for _ in 0..3 {
+            assert_eq!(b.try_take(t), Duration::ZERO);
+        }
+        let wait = b.try_take(t);
+        assert!(
+            wait > Duration::from_millis(9) && wait <= Duration::from_millis(10),
+            "{wait:?}"
+        );
+        assert_eq!(b.try_take(t + Duration::from_millis(11)), Duration::ZERO);
+        // A long quiet spell refills no more than the burst.
+        let later = t + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert_eq!(b.try_take(later), Duration::ZERO);
+        }
+        assert!(b.try_take(later) > Duration::ZERO);
+    }
 }

@@ -341,6 +341,7 @@ impl Loop {
             }
             PodEvent::Deleted(key) => {
                 self.queue.remove(&key);
+                self.reporter.cancel(&key);
                 if self.cache.contains(&key) {
                     self.cache.remove_pod(&key);
                     self.queue.move_all();
@@ -363,6 +364,7 @@ impl Loop {
         let key = info.key.clone();
         if !info.node_name.is_empty() {
             self.queue.remove(&key);
+            self.reporter.cancel(&key);
             if info.terminal() {
                 if self.cache.contains(&key) {
                     self.cache.remove_pod(&key);
@@ -381,6 +383,7 @@ impl Loop {
             self.queue.add_or_update(info);
         } else {
             self.queue.remove(&key);
+            self.reporter.cancel(&key);
         }
     }
 
@@ -403,6 +406,8 @@ impl Loop {
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         match decided {
             Ok(node) => {
+                // A `PodScheduled=False` of an earlier attempt still waiting is moot now.
+                self.reporter.cancel(&info.key);
                 self.cache.assume(info.clone(), &node);
                 self.spawn_bind(info, node, started, first_seen);
             }
