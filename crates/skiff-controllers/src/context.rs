@@ -11,7 +11,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Endpoints, Namespace, Node, ObjectReference, Pod, ReplicationController, ResourceQuota, Service,
+    Endpoints, Namespace, Node, ObjectReference, ReplicationController, ResourceQuota, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -19,12 +19,14 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
 
+use crate::cachedpod::CachedPod;
 use crate::expectations::Expectations;
 use crate::informer::Informer;
 
 /// One informer per kind any controller reads; later controllers add theirs here.
 pub struct Informers {
-    pub pods: Informer<Pod>,
+    /// Pods as [`CachedPod`]s: only what the controllers read.
+    pub pods: Informer<CachedPod>,
     pub replica_sets: Informer<ReplicaSet>,
     pub replication_controllers: Informer<ReplicationController>,
     pub deployments: Informer<Deployment>,
@@ -46,13 +48,13 @@ pub struct Informers {
 
 impl Informers {
     /// The cached pods of namespace `ns`.
-    pub fn pods_in(&self, ns: &str) -> Vec<Arc<Pod>> {
+    pub fn pods_in(&self, ns: &str) -> Vec<Arc<CachedPod>> {
         self.pods.index().in_namespace(ns)
     }
 
     pub fn new(client: &Client) -> Self {
         Informers {
-            pods: Informer::slimmed(client.clone(), Default::default(), crate::slim::pod),
+            pods: Informer::new(client.clone()),
             replica_sets: Informer::new(client.clone()),
             replication_controllers: Informer::new(client.clone()),
             deployments: Informer::new(client.clone()),

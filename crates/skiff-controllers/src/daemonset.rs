@@ -29,6 +29,7 @@ use crate::pods::{self, controller_ref};
 use crate::runner::{self, Triggers};
 use crate::template;
 
+use crate::cachedpod::CachedPod;
 use crate::history::revision_hash;
 pub use crate::history::REVISION_HASH;
 
@@ -101,7 +102,7 @@ fn should_run(template: &PodTemplateSpec, node: &Node) -> bool {
 }
 
 /// The node a daemon pod is for: bound, or pinned by its node affinity.
-fn target_node(p: &Pod) -> Option<String> {
+fn target_node(p: &CachedPod) -> Option<String> {
     let spec = p.spec.as_ref()?;
     if let Some(n) = spec.node_name.clone().filter(|n| !n.is_empty()) {
         return Some(n);
@@ -155,7 +156,7 @@ pub async fn reconcile(obj: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action>
     let owned = Claimer::new(&ctx.client, ds, "apps/v1", "DaemonSet", &selector)
         .claim(candidates)
         .await?;
-    let mut by_node: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
+    let mut by_node: BTreeMap<String, Vec<&CachedPod>> = BTreeMap::new();
     for p in owned
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -168,7 +169,7 @@ pub async fn reconcile(obj: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action>
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     let now = Timestamp::now();
     let mut create_on = Vec::new();
-    let mut delete: Vec<&Pod> = Vec::new();
+    let mut delete: Vec<&CachedPod> = Vec::new();
     let mut wanted = HashSet::new();
     for node in &nodes {
         let node_name = node.name_any();
@@ -176,7 +177,7 @@ pub async fn reconcile(obj: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action>
         if should_run(&spec.template, node) {
             wanted.insert(node_name.clone());
             // Failed daemons are replaced; extra ones removed (the oldest stays).
-            let (failed, mut alive): (Vec<&Pod>, Vec<&Pod>) =
+            let (failed, mut alive): (Vec<&CachedPod>, Vec<&CachedPod>) =
                 pods_here.into_iter().partition(|p| {
                     p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
                 });

@@ -19,6 +19,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 
+use crate::cachedpod::CachedPod;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::informer::Change;
@@ -57,7 +58,7 @@ fn pod_triggers(
 
 /// How many pods the budget's pods' controllers want (`getExpectedScale`); pods without a
 /// controller count as one each.
-fn expected_scale(ctx: &Context, pods: &[Arc<Pod>]) -> i32 {
+fn expected_scale(ctx: &Context, pods: &[Arc<CachedPod>]) -> i32 {
     let inf = &ctx.informers;
     let mut controllers: HashMap<String, i32> = HashMap::new();
     let mut orphans = 0;
@@ -105,7 +106,7 @@ pub async fn reconcile(obj: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Resu
     let name = pdb.name_any();
     let spec = pdb.spec.clone().unwrap_or_default();
     // A budget without a selector selects nothing; an empty one selects every pod.
-    let selected: Vec<Arc<Pod>> = match &spec.selector {
+    let selected: Vec<Arc<CachedPod>> = match &spec.selector {
         None => vec![],
         Some(sel) => {
             let selector = Selector::try_from(sel.clone()).map_err(|e| Error::Invalid {
@@ -213,7 +214,7 @@ pub async fn reconcile(obj: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Resu
 /// has the condition set back to False. Returns when the next such condition goes stale.
 async fn clear_stale_targets(
     ctx: &Context,
-    selected: &[Arc<Pod>],
+    selected: &[Arc<CachedPod>],
     disrupted: &BTreeMap<String, Time>,
     now: k8s_openapi::jiff::Timestamp,
 ) -> Result<Option<k8s_openapi::jiff::Timestamp>> {
@@ -256,7 +257,7 @@ async fn clear_stale_targets(
 /// eviction without the pod being deleted. Also returns when the next entry expires.
 fn disrupted_pods(
     recorded: Option<&BTreeMap<String, Time>>,
-    selected: &[Arc<Pod>],
+    selected: &[Arc<CachedPod>],
     now: k8s_openapi::jiff::Timestamp,
     timeout: Duration,
 ) -> (BTreeMap<String, Time>, Option<k8s_openapi::jiff::Timestamp>) {

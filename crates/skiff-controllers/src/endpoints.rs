@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
@@ -18,6 +18,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{json, Value};
 
+use crate::cachedpod::CachedPod;
 use crate::context::Context;
 use crate::error::Result;
 use crate::expectations;
@@ -81,7 +82,7 @@ fn selector_of(svc: &Service) -> Option<Selector> {
 /// A pod change wakes every Service whose selector matched it before or matches it now.
 fn pod_triggers(ctx: &Context, services: Store<Service>) -> Triggers<Service> {
     runner::map_changes(ctx.informers.pods.changes(), move |c| {
-        let pods: Vec<Arc<Pod>> = match c {
+        let pods: Vec<Arc<CachedPod>> = match c {
             Change::Applied { old, new } => old.into_iter().chain([new]).collect(),
             Change::Deleted(old) => vec![old],
             Change::Relisted => return runner::all(&services),
@@ -113,7 +114,7 @@ struct Port {
 }
 
 /// The Service's ports as `pod` serves them; None when a named target port is missing.
-fn resolve_ports(svc: &Service, pod: &Pod) -> Option<Vec<Port>> {
+fn resolve_ports(svc: &Service, pod: &CachedPod) -> Option<Vec<Port>> {
     let ports = svc.spec.as_ref()?.ports.clone().unwrap_or_default();
     ports
         .iter()
@@ -142,17 +143,17 @@ fn resolve_ports(svc: &Service, pod: &Pod) -> Option<Vec<Port>> {
 
 /// One selected pod with an address.
 struct Member<'a> {
-    pod: &'a Pod,
+    pod: &'a CachedPod,
     ip: String,
     ready: bool,
     terminating: bool,
 }
 
-fn target_ref(p: &Pod) -> Value {
+fn target_ref(p: &CachedPod) -> Value {
     json!({"kind": "Pod", "name": p.name_any(), "namespace": p.namespace(), "uid": p.metadata.uid})
 }
 
-fn node_name(p: &Pod) -> Option<String> {
+fn node_name(p: &CachedPod) -> Option<String> {
     p.spec.as_ref()?.node_name.clone()
 }
 

@@ -6,12 +6,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 
+use crate::cachedpod::CachedPod;
 use crate::context::Context;
 use crate::error::Result;
 use crate::pods::{controller_of, controller_ref};
@@ -21,7 +22,7 @@ use crate::template;
 pub const REVISION_HASH: &str = "controller-revision-hash";
 
 /// The revision label of a pod.
-pub fn revision_hash(p: &Pod) -> Option<&str> {
+pub fn revision_hash(p: &CachedPod) -> Option<&str> {
     p.metadata
         .labels
         .as_ref()?

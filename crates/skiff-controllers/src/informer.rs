@@ -2,7 +2,7 @@
 //! fed by it, and a fan-out of its changes (deletions included) to every controller that
 //! subscribed. kube-runtime's own shared streams drop deletions, which the replica
 //! controllers must see, so the fan-out is ours; the watch and the cache are kube-runtime's.
-//! An informer may slim each object before it is cached ([`crate::slim`]); a change hands
+//! An informer may slim each object before it is cached; a change hands
 //! out the cache's own copy, not a second one.
 
 use std::fmt::Debug;

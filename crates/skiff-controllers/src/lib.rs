@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cachedpod;
 pub mod claim;
 pub mod context;
 pub mod cronjob;
@@ -43,7 +44,6 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod runner;
 pub mod serviceaccounts;
-pub mod slim;
 pub mod statefulset;
 pub mod template;
 pub mod volumebinding;

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::{Api, ResourceExt};
 
+use crate::cachedpod::CachedPod;
 use crate::context::Context;
 
 /// The API's own message for a refused request (what Kubernetes puts in events).
@@ -104,7 +105,7 @@ pub async fn delete_expected(
     ctx: &Context,
     regarding: &ObjectReference,
     key: &str,
-    victims: &[&Pod],
+    victims: &[&CachedPod],
 ) -> Result<(), kube::Error> {
     for v in victims {
         ctx.expectations
@@ -144,9 +145,9 @@ pub enum Deletion {
 pub async fn delete<'a>(
     ctx: &Context,
     regarding: Option<&ObjectReference>,
-    victims: &[&'a Pod],
+    victims: &[&'a CachedPod],
     grace: Option<u32>,
-) -> Vec<(&'a Pod, Deletion)> {
+) -> Vec<(&'a CachedPod, Deletion)> {
     let results = join_all(victims.iter().map(|v| {
         let api: Api<Pod> = Api::namespaced(
             ctx.client.clone(),
@@ -198,7 +199,7 @@ pub async fn delete<'a>(
 }
 
 /// The first refusal among `outcomes`, if any.
-pub fn first_failure(outcomes: Vec<(&Pod, Deletion)>) -> Result<(), kube::Error> {
+pub fn first_failure<T>(outcomes: Vec<(T, Deletion)>) -> Result<(), kube::Error> {
     for (_, o) in outcomes {
         if let Deletion::Failed(e) = o {
             return Err(e);

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 
@@ -30,9 +30,10 @@ pub async fn run(ctx: Arc<Context>) {
     }
 }
 
+use crate::cachedpod::CachedPod;
 use crate::pods::phase;
 
-fn node_of(p: &Pod) -> Option<&str> {
+fn node_of(p: &CachedPod) -> Option<&str> {
     p.spec
         .as_ref()?
         .node_name
@@ -41,11 +42,11 @@ fn node_of(p: &Pod) -> Option<&str> {
 }
 
 /// The terminated pods to delete: the oldest beyond `threshold` (0: none).
-pub fn terminated_over_threshold(pods: &[Arc<Pod>], threshold: usize) -> Vec<Arc<Pod>> {
+pub fn terminated_over_threshold(pods: &[Arc<CachedPod>], threshold: usize) -> Vec<Arc<CachedPod>> {
     if threshold == 0 {
         return vec![];
     }
-    let mut done: Vec<Arc<Pod>> = pods
+    let mut done: Vec<Arc<CachedPod>> = pods
         .iter()
         .filter(|p| matches!(phase(p), "Succeeded" | "Failed"))
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -100,7 +101,7 @@ pub async fn collect(ctx: &Context, orphans: &mut HashMap<String, Instant>) -> R
         return Ok(());
     }
     tracing::debug!(count = doomed.len(), "pod GC deleting pods");
-    let refs: Vec<&Pod> = doomed.iter().map(|p| p.as_ref()).collect();
+    let refs: Vec<&CachedPod> = doomed.iter().map(|p| p.as_ref()).collect();
     podcontrol::first_failure(podcontrol::delete(ctx, None, &refs, Some(0)).await)?;
     Ok(())
 }
@@ -110,7 +111,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(name: &str, phase: &str, born: i64) -> Arc<Pod> {
+    fn pod(name: &str, phase: &str, born: i64) -> Arc<CachedPod> {
         let t = k8s_openapi::jiff::Timestamp::from_second(born).unwrap();
         Arc::new(
             serde_json::from_value(
@@ -129,7 +130,7 @@ mod tests {
             pod("old-failed", "Failed", 10),
             pod("mid-done", "Succeeded", 20),
         ];
-        let names = |v: Vec<Arc<Pod>>| {
+        let names = |v: Vec<Arc<CachedPod>>| {
             v.iter()
                 .map(|p| p.metadata.name.clone().unwrap())
                 .collect::<Vec<_>>()

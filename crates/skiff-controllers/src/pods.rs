@@ -6,6 +6,8 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+
+use crate::cachedpod::CachedPod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
@@ -33,7 +35,7 @@ pub fn controller_ref(api_version: &str, kind: &str, owner: &ObjectMeta) -> Owne
 }
 
 /// The pod's phase (Pending until its node says otherwise).
-pub fn phase(pod: &Pod) -> &str {
+pub fn phase(pod: &CachedPod) -> &str {
     pod.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
@@ -41,17 +43,17 @@ pub fn phase(pod: &Pod) -> &str {
 }
 
 /// Neither finished nor being deleted (kube-controller-manager's `IsPodActive`).
-pub fn is_active(pod: &Pod) -> bool {
+pub fn is_active(pod: &CachedPod) -> bool {
     !matches!(phase(pod), "Succeeded" | "Failed") && pod.metadata.deletion_timestamp.is_none()
 }
 
 /// Not finished (it may be terminating): what a Service's endpoints may still list.
-pub fn is_active_or_terminating(pod: &Pod) -> bool {
+pub fn is_active_or_terminating(pod: &CachedPod) -> bool {
     !matches!(phase(pod), "Succeeded" | "Failed")
 }
 
 /// When the pod's `Ready` condition last turned true, if it is true.
-pub fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
+pub fn ready_since(pod: &CachedPod) -> Option<Option<Timestamp>> {
     let cond = pod
         .status
         .as_ref()?
@@ -63,12 +65,12 @@ pub fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
 }
 
 /// The pod's `Ready` condition is true.
-pub fn is_ready(pod: &Pod) -> bool {
+pub fn is_ready(pod: &CachedPod) -> bool {
     ready_since(pod).is_some()
 }
 
 /// Ready for at least `min_ready_seconds` (kube-controller-manager's `IsPodAvailable`).
-pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
+pub fn is_available(pod: &CachedPod, min_ready_seconds: i32, now: Timestamp) -> bool {
     match ready_since(pod) {
         None => false,
         Some(_) if min_ready_seconds <= 0 => true,
@@ -81,7 +83,7 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
 
 /// How long until a ready pod becomes available, if it is ready but not yet available.
 pub fn until_available(
-    pod: &Pod,
+    pod: &CachedPod,
     min_ready_seconds: i32,
     now: Timestamp,
 ) -> Option<std::time::Duration> {
@@ -92,7 +94,7 @@ pub fn until_available(
     (at > now).then(|| std::time::Duration::try_from(at.duration_since(now)).unwrap_or_default())
 }
 
-fn restarts(pod: &Pod) -> i32 {
+fn restarts(pod: &CachedPod) -> i32 {
     pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
@@ -101,7 +103,7 @@ fn restarts(pod: &Pod) -> i32 {
         })
 }
 
-fn deletion_cost(pod: &Pod) -> i32 {
+fn deletion_cost(pod: &CachedPod) -> i32 {
     pod.metadata
         .annotations
         .as_ref()
@@ -110,7 +112,7 @@ fn deletion_cost(pod: &Pod) -> i32 {
         .unwrap_or(0)
 }
 
-fn node(pod: &Pod) -> &str {
+fn node(pod: &CachedPod) -> &str {
     pod.spec
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
@@ -121,9 +123,9 @@ fn node(pod: &Pod) -> &str {
 /// controller's pods share that pod's node (doubled-up pods go first). Kubernetes' order:
 /// unscheduled, then Pending < Unknown < Running, not ready, lower deletion cost, higher
 /// rank, ready for a shorter time, more restarts, newer.
-pub fn deletion_order(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize) -> Ordering {
-    let unassigned = |p: &Pod| node(p).is_empty();
-    let phase_rank = |p: &Pod| match phase(p) {
+pub fn deletion_order(a: &CachedPod, rank_a: usize, b: &CachedPod, rank_b: usize) -> Ordering {
+    let unassigned = |p: &CachedPod| node(p).is_empty();
+    let phase_rank = |p: &CachedPod| match phase(p) {
         "Pending" => 0,
         "Unknown" => 1,
         "Running" => 2,
@@ -144,7 +146,7 @@ pub fn deletion_order(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize) -> Orderin
         })
         .then_with(|| restarts(b).cmp(&restarts(a)))
         .then_with(|| {
-            let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            let created = |p: &CachedPod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
             match (created(a), created(b)) {
                 (None, Some(_)) => Ordering::Less,
                 (Some(_), None) => Ordering::Greater,
@@ -162,15 +164,15 @@ pub fn rfc3339(t: Timestamp) -> String {
 }
 
 /// The `n` pods to delete first among `pods`.
-pub fn pick_victims(pods: &[&Pod], n: usize) -> Vec<Pod> {
+pub fn pick_victims(pods: &[&CachedPod], n: usize) -> Vec<CachedPod> {
     let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
     for p in pods {
         if !node(p).is_empty() {
             *per_node.entry(node(p)).or_default() += 1;
         }
     }
-    let rank = |p: &Pod| per_node.get(node(p)).copied().unwrap_or(0);
-    let mut ranked: Vec<&Pod> = pods.to_vec();
+    let rank = |p: &CachedPod| per_node.get(node(p)).copied().unwrap_or(0);
+    let mut ranked: Vec<&CachedPod> = pods.to_vec();
     ranked.sort_by(|a, b| deletion_order(a, rank(a), b, rank(b)));
     ranked.into_iter().take(n).cloned().collect()
 }
@@ -201,7 +203,7 @@ pub fn from_template(
 }
 
 /// Whether every label of the template is on the pod (`fullyLabeledReplicas`).
-pub fn fully_labeled(pod: &Pod, template: &PodTemplateSpec) -> bool {
+pub fn fully_labeled(pod: &CachedPod, template: &PodTemplateSpec) -> bool {
     let want = template.metadata.as_ref().and_then(|m| m.labels.as_ref());
     let have = pod.metadata.labels.as_ref();
     want.is_none_or(|w| {
@@ -223,9 +225,9 @@ mod tests {
         ready_at: Option<i64>,
         restarts: i32,
         born: i64,
-    ) -> Pod {
+    ) -> CachedPod {
         let t = |s: i64| Time(Timestamp::from_second(s).unwrap());
-        Pod {
+        CachedPod::from(Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 creation_timestamp: Some(t(born)),
@@ -251,10 +253,10 @@ mod tests {
                 }]),
                 ..Default::default()
             }),
-        }
+        })
     }
 
-    fn names(v: &[Pod]) -> Vec<&str> {
+    fn names(v: &[CachedPod]) -> Vec<&str> {
         v.iter()
             .map(|p| p.metadata.name.as_deref().unwrap())
             .collect()

@@ -16,6 +16,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{applier, Config};
 use kube::Resource;
 
+use crate::cachedpod::CachedPod;
 use crate::context::Context;
 use crate::error::Error;
 use crate::informer::Change;
@@ -149,11 +150,10 @@ pub fn controlled_pod_triggers<K>(
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    use k8s_openapi::api::core::v1::Pod;
     use kube::ResourceExt;
     let ctx = ctx.clone();
     map_changes(ctx.informers.pods.changes(), move |c| {
-        let owner_of = |p: &Pod, deleted: bool| {
+        let owner_of = |p: &CachedPod, deleted: bool| {
             let ns = p.namespace().unwrap_or_default();
             let r = crate::pods::controller_of(&p.metadata).filter(|r| r.kind == kind)?;
             let key = crate::expectations::key(kind, &ns, &r.name);

@@ -110,7 +110,7 @@ async fn one_pod_per_eligible_node_and_a_rolling_update() {
                 .pods("app=agent")
                 .await
                 .iter()
-                .filter(|p| skiff_controllers::pods::is_ready(p))
+                .filter(|p| skiff_controllers::pods::is_ready(&(*p).clone().into()))
                 .count();
             // The new node n3 plus at most maxUnavailable (1) node being replaced.
             assert!(unavailable <= 2, "too many daemons down at once: {p:?}");

@@ -137,7 +137,7 @@ async fn rolling_update_keeps_availability_and_surge_and_records_revisions() {
         );
         let ready = pods
             .iter()
-            .filter(|p| skiff_controllers::pods::is_ready(p))
+            .filter(|p| skiff_controllers::pods::is_ready(&(*p).clone().into()))
             .count();
         if ready < 3 {
             let rss: Vec<String> = replica_sets(&c, "web")
@@ -159,13 +159,16 @@ async fn rolling_update_keeps_availability_and_surge_and_records_revisions() {
                         "{} {} ready={}",
                         p.name_any(),
                         p.labels()["pod-template-hash"],
-                        skiff_controllers::pods::is_ready(p)
+                        skiff_controllers::pods::is_ready(&(*p).clone().into())
                     )
                 })
                 .collect();
             panic!("fewer than replicas - maxUnavailable ready: {ready}\n{ps:#?}\n{rss:#?}");
         }
-        if let Some(p) = pods.iter().find(|p| !skiff_controllers::pods::is_ready(p)) {
+        if let Some(p) = pods
+            .iter()
+            .find(|p| !skiff_controllers::pods::is_ready(&(*p).clone().into()))
+        {
             c.mark_ready(&p.name_any()).await;
         }
         let d = api.get("web").await.unwrap();

@@ -41,7 +41,7 @@ async fn running(c: &Cluster, app: &str) -> Vec<Pod> {
     c.pods(&format!("app={app}"))
         .await
         .into_iter()
-        .filter(skiff_controllers::pods::is_active)
+        .filter(|p| skiff_controllers::pods::is_active(&p.clone().into()))
         .collect()
 }
 

@@ -1,7 +1,8 @@
-//! One cached object and one cached change: the plain stored JSON, kept once and shared by
-//! the object map and the event ring, plus the few fields selectors look at.
+//! One cached object and one cached change: the plain stored JSON (packed against its
+//! resource's dictionary, [`super::pack`]), kept once and shared by the object map and the
+//! event ring, plus the few fields selectors look at.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 use skiff_store::KeyValue;
@@ -11,6 +12,11 @@ use crate::error::ApiError;
 use crate::resources::ResourceInfo;
 use crate::storage::{decode_plain, write_json_plain, Storage};
 
+use super::pack::{Body, Dictionary};
+
+/// Objects shorter than this do not make a resource's dictionary.
+const DICTIONARY_MIN: usize = 256;
+
 /// An object as the watch cache holds it.
 #[derive(Debug)]
 pub(crate) struct Entry {
@@ -18,7 +24,7 @@ pub(crate) struct Entry {
     /// The object's JSON in the storage version, decrypted, with its resourceVersion: exactly
     /// what the API returns for the storage version (a list copies it), never ciphertext.
     /// Empty when `broken`.
-    value: Box<[u8]>,
+    value: Body,
     pub mod_revision: i64,
     /// `metadata.labels`, sorted by key.
     labels: Box<[(Box<str>, Box<str>)]>,
@@ -29,8 +35,16 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    /// The entry for `kv`, with the values of `fields` (field-selector paths) extracted.
-    pub fn new(storage: &Storage, info: &ResourceInfo, fields: &[&str], kv: &KeyValue) -> Entry {
+    /// The entry for `kv`, with the values of `fields` (field-selector paths) extracted, its
+    /// JSON packed with the resource's dictionary `dict` (the first object long enough to
+    /// be one becomes it).
+    pub fn new(
+        storage: &Storage,
+        info: &ResourceInfo,
+        fields: &[&str],
+        kv: &KeyValue,
+        dict: &OnceLock<Option<Arc<Dictionary>>>,
+    ) -> Entry {
         let parsed = storage.open(info, &kv.value).and_then(|plain| {
             let obj: Value = serde_json::from_slice(&plain).map_err(|e| {
                 ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key))
@@ -50,7 +64,7 @@ impl Entry {
             Err(e) => {
                 return Entry {
                     key: kv.key.as_str().into(),
-                    value: Box::default(),
+                    value: Body::Plain(Box::default()),
                     mod_revision: kv.mod_revision,
                     labels: Box::default(),
                     fields: Box::default(),
@@ -67,9 +81,16 @@ impl Entry {
             .iter()
             .map(|f| crate::selector::field_value(&obj, f).into())
             .collect();
+        let dict = match dict.get() {
+            Some(d) => d.as_ref(),
+            None if value.len() >= DICTIONARY_MIN => {
+                dict.get_or_init(|| Dictionary::new(&value)).as_ref()
+            }
+            None => None,
+        };
         Entry {
             key: kv.key.as_str().into(),
-            value: value.into(),
+            value: Body::new(value, dict),
             mod_revision: kv.mod_revision,
             labels: labels.into(),
             fields,
@@ -77,11 +98,12 @@ impl Entry {
         }
     }
 
-    fn check(&self) -> Result<&[u8], ApiError> {
-        match &self.broken {
-            Some(why) => Err(ApiError::internal(why.to_string())),
-            None => Ok(&self.value),
+    /// Calls `f` with the object's JSON.
+    fn with<R>(&self, f: impl FnOnce(&[u8]) -> Result<R, ApiError>) -> Result<R, ApiError> {
+        if let Some(why) = &self.broken {
+            return Err(ApiError::internal(why.to_string()));
         }
+        self.value.with(f).map_err(ApiError::internal)?
     }
 
     /// Bytes of the object's JSON.
@@ -104,7 +126,7 @@ impl Entry {
 
     /// The object in `info`'s version with resourceVersion `revision`.
     pub fn decode_at(&self, info: &ResourceInfo, revision: i64) -> Result<Value, ApiError> {
-        decode_plain(info, &self.key, self.check()?, revision)
+        self.with(|v| decode_plain(info, &self.key, v, revision))
     }
 
     /// The object in `info`'s version, as the store would give it.
@@ -115,12 +137,13 @@ impl Entry {
     /// Appends the JSON of [`Entry::decode`] to `out`: a copy in the storage version, without
     /// building its `Value` tree.
     pub fn write_json(&self, info: &ResourceInfo, out: &mut Vec<u8>) -> Result<(), ApiError> {
-        let value = self.check()?;
-        if storage_info(info).api_version() == info.api_version() {
-            out.extend_from_slice(value);
-            return Ok(());
-        }
-        write_json_plain(info, &self.key, value, self.mod_revision, out)
+        self.with(|value| {
+            if storage_info(info).api_version() == info.api_version() {
+                out.extend_from_slice(value);
+                return Ok(());
+            }
+            write_json_plain(info, &self.key, value, self.mod_revision, out)
+        })
     }
 
     /// [`Entry::write_json`] with resourceVersion `revision` (a deletion's revision).
@@ -133,14 +156,14 @@ impl Entry {
         if revision == self.mod_revision {
             return self.write_json(info, out);
         }
-        write_json_plain(info, &self.key, self.check()?, revision, out)
+        self.with(|v| write_json_plain(info, &self.key, v, revision, out))
     }
 
     /// Bytes this entry holds on the heap (for tests of the memory layout).
     #[cfg(test)]
     pub fn heap_bytes(&self) -> usize {
         self.key.len()
-            + self.value.len()
+            + self.value.held()
             + self
                 .labels
                 .iter()

@@ -4,7 +4,8 @@
 //! One store watch over every key ([`feed`]) keeps, per resource that has been read, the
 //! objects at the newest revision the feed has seen and a ring of recent changes
 //! ([`resource`]). Objects are held once, as their plain stored JSON plus the labels and
-//! field-selector values selectors need ([`entry`]), shared by the map and the ring.
+//! field-selector values selectors need ([`entry`]), shared by the map and the ring; the
+//! JSON is kept zstd-packed against a dictionary per resource ([`pack`]).
 //!
 //! Consistency: a read without a resourceVersion asks the store for its current revision
 //! (one cheap query) and waits until the feed has got that far, so a client's writes are in
@@ -18,6 +19,7 @@
 
 mod entry;
 mod feed;
+mod pack;
 mod resource;
 #[cfg(test)]
 mod tests;

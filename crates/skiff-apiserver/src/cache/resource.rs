@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use skiff_store::{Event, EventType, KeyValue};
 use tokio::sync::watch;
 
 use super::entry::{CacheEvent, Entry};
+use super::pack::Dictionary;
 use crate::error::ApiError;
 use crate::registry::Kind;
 use crate::resources::ResourceInfo;
@@ -29,6 +30,9 @@ pub(crate) struct ResourceCache {
     /// The revision of this resource's last change (or re-list): watches of the resource wake
     /// on it, not on every change of every resource.
     changed: watch::Sender<i64>,
+    /// What the objects' JSON is packed against: made from the first object long enough
+    /// (None if zstd refused it: objects stay plain).
+    dict: OnceLock<Option<Arc<Dictionary>>>,
 }
 
 struct State {
@@ -80,6 +84,7 @@ impl ResourceCache {
             }),
             capacity,
             changed: watch::Sender::new(0),
+            dict: OnceLock::new(),
         }
     }
 
@@ -101,7 +106,7 @@ impl ResourceCache {
     }
 
     pub fn entry(&self, storage: &Storage, kv: &KeyValue) -> Entry {
-        Entry::new(storage, self.info, &self.fields, kv)
+        Entry::new(storage, self.info, &self.fields, kv, &self.dict)
     }
 
     /// Replaces everything with `items`, listed at `revision`. After a store error

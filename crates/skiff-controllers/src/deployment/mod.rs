@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::Action;
@@ -22,6 +22,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{json, Value};
 
+use crate::cachedpod::CachedPod;
 use crate::claim::Claimer;
 use crate::context::Context;
 use crate::error::Result;
@@ -166,7 +167,7 @@ pub async fn reconcile(obj: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action
             .iter()
             .filter_map(|rs| rs.metadata.uid.clone())
             .collect();
-        let pods: Vec<Arc<Pod>> = ctx
+        let pods: Vec<Arc<CachedPod>> = ctx
             .informers
             .pods_in(&ns)
             .into_iter()

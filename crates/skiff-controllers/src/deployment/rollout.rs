@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -14,6 +13,7 @@ use serde_json::json;
 
 use super::util::{self, rs_replicas};
 use super::{sort_by_creation, Sync};
+use crate::cachedpod::CachedPod;
 use crate::error::Result;
 use crate::pods::controller_ref;
 
@@ -328,7 +328,7 @@ impl Sync<'_> {
     pub(super) async fn rollout_recreate(
         &mut self,
         rs_list: Vec<ReplicaSet>,
-        pods: &[Arc<Pod>],
+        pods: &[Arc<CachedPod>],
     ) -> Result<Action> {
         let (new, mut old) = self.new_and_old(rs_list.clone(), false).await?;
         let mut scaled = false;

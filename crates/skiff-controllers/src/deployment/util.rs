@@ -15,7 +15,7 @@ pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
 pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 /// Annotations of the Deployment that its ReplicaSets do not copy.
 const NOT_COPIED: &[&str] = &[
-    crate::slim::LAST_APPLIED,
+    crate::cachedpod::LAST_APPLIED,
     REVISION,
     REVISION_HISTORY,
     DESIRED_REPLICAS,

@@ -18,7 +18,6 @@ use k8s_openapi::api::autoscaling::v2::{
     HorizontalPodAutoscaler, HorizontalPodAutoscalerCondition, HorizontalPodAutoscalerStatus,
     MetricSpec, MetricStatus, MetricValueStatus, ResourceMetricStatus,
 };
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -35,6 +34,7 @@ use crate::error::Result;
 use crate::informer::Change;
 use crate::runner::{self, Triggers};
 
+use crate::cachedpod::CachedPod;
 use behavior::{Args, Memory, Why};
 use replicas::{CalcError, PodInfo, Proposal, Sample, Target};
 
@@ -154,7 +154,7 @@ fn quantity(resource: &str, milli: i64) -> Quantity {
 
 /// What the calculator needs of each pod, with the pod's request for `resource` (optionally
 /// of one container).
-fn pod_infos(pods: &[Arc<Pod>], resource: &str, container: Option<&str>) -> Vec<PodInfo> {
+fn pod_infos(pods: &[Arc<CachedPod>], resource: &str, container: Option<&str>) -> Vec<PodInfo> {
     pods.iter()
         .map(|p| {
             let status = p.status.clone().unwrap_or_default();
@@ -272,7 +272,7 @@ async fn compute_metric(
     hpa: &HorizontalPodAutoscaler,
     spec: &MetricSpec,
     current: i32,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     config: &Config,
 ) -> std::result::Result<Computed, (&'static str, String)> {
     let ns = hpa.namespace().unwrap_or_default();
@@ -497,7 +497,7 @@ pub async fn reconcile(
             write_status(&ctx, hpa, status).await?;
             return requeue;
         };
-        let pods: Vec<Arc<Pod>> = ctx
+        let pods: Vec<Arc<CachedPod>> = ctx
             .informers
             .pods
             .store()

@@ -6,8 +6,8 @@
 //! its conditions (e.g. `DisruptionTarget` after an eviction), as kube-controller-manager
 //! matches them.
 
+use crate::cachedpod::CachedPod;
 use k8s_openapi::api::batch::v1::{PodFailurePolicy, PodFailurePolicyRule};
-use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 /// What a failed pod's failure counts as.
@@ -25,7 +25,7 @@ pub enum Verdict {
 }
 
 /// The verdict of `policy` (None: count every failure) on the failed pod `p`.
-pub fn judge(policy: Option<&PodFailurePolicy>, p: &Pod) -> Verdict {
+pub fn judge(policy: Option<&PodFailurePolicy>, p: &CachedPod) -> Verdict {
     let Some(policy) = policy else {
         return Verdict::Count;
     };
@@ -44,7 +44,7 @@ pub fn judge(policy: Option<&PodFailurePolicy>, p: &Pod) -> Verdict {
 }
 
 /// How `rule` matches `p`, worded for the Job's condition message; None if it does not.
-fn matches(rule: &PodFailurePolicyRule, p: &Pod) -> Option<String> {
+fn matches(rule: &PodFailurePolicyRule, p: &CachedPod) -> Option<String> {
     let pod = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
     let status = p.status.as_ref()?;
     if let Some(req) = &rule.on_exit_codes {
@@ -110,7 +110,7 @@ mod tests {
         serde_json::from_value(json!({"rules": rules})).unwrap()
     }
 
-    fn failed(code: i32, conditions: serde_json::Value) -> Pod {
+    fn failed(code: i32, conditions: serde_json::Value) -> CachedPod {
         serde_json::from_value(json!({
             "metadata": {"name": "p", "namespace": "ns"},
             "status": {"phase": "Failed", "conditions": conditions, "containerStatuses": [

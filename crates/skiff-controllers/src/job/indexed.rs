@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::cachedpod::CachedPod;
 use k8s_openapi::api::batch::v1::JobSpec;
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 
@@ -21,7 +22,7 @@ pub fn is_indexed(spec: &JobSpec) -> bool {
 
 /// The index of a pod (annotation first, then label), if it is a valid one below
 /// `completions`.
-pub fn index_of(p: &Pod, completions: i32) -> Option<i32> {
+pub fn index_of(p: &CachedPod, completions: i32) -> Option<i32> {
     let m = &p.metadata;
     let value = m
         .annotations
@@ -141,8 +142,8 @@ mod tests {
         .unwrap();
         let p = for_index(pod, "work", 3);
         assert_eq!(p.metadata.generate_name.as_deref(), Some("work-3-"));
-        assert_eq!(index_of(&p, 4), Some(3));
-        assert_eq!(index_of(&p, 3), None, "out of range");
+        assert_eq!(index_of(&p.clone().into(), 4), Some(3));
+        assert_eq!(index_of(&p.clone().into(), 3), None, "out of range");
         let spec = p.spec.unwrap();
         assert_eq!(spec.hostname.as_deref(), Some("work-3"));
         for c in spec

@@ -76,10 +76,11 @@ fn pod_triggers(ctx: &Arc<Context>, jobs: kube::runtime::reflector::Store<Job>) 
     runner::controlled_pod_triggers(ctx, jobs, "Job")
 }
 
+use crate::cachedpod::CachedPod;
 use crate::pods::phase;
 
 /// When a finished pod finished: its last container's end, else its creation.
-fn finished_at(p: &Pod) -> Option<Timestamp> {
+fn finished_at(p: &CachedPod) -> Option<Timestamp> {
     let ended = p
         .status
         .as_ref()
@@ -163,7 +164,7 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
     let owned = Claimer::new(&ctx.client, job, "batch/v1", "Job", &selector)
         .claim(candidates)
         .await?;
-    let active: Vec<&Pod> = owned
+    let active: Vec<&CachedPod> = owned
         .iter()
         .map(|p| p.as_ref())
         .filter(|p| pods::is_active(p))
@@ -189,7 +190,7 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
     } else {
         owned.iter().filter(|p| phase(p) == "Succeeded").count()
     } as i32;
-    let failed_pods: Vec<&Pod> = owned
+    let failed_pods: Vec<&CachedPod> = owned
         .iter()
         .map(|p| p.as_ref())
         .filter(|p| phase(p) == "Failed")
@@ -274,7 +275,7 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
     };
     let mut next = None;
     let regarding = job.object_ref(&());
-    let mut remaining: Vec<&Pod> = active.clone();
+    let mut remaining: Vec<&CachedPod> = active.clone();
     if let Some((reason, message)) = failure {
         add_condition(
             &mut status,
@@ -329,7 +330,7 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
         } else if have > want {
             let excess = ((have - want) as usize).min(podcontrol::BURST);
             let victims = pods::pick_victims(&active, excess);
-            let refs: Vec<&Pod> = victims.iter().collect();
+            let refs: Vec<&CachedPod> = victims.iter().collect();
             podcontrol::delete_expected(&ctx, &regarding, &key, &refs).await?;
             remaining.retain(|p| !victims.iter().any(|v| v.metadata.uid == p.metadata.uid));
         } else if have < want {
@@ -439,7 +440,7 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
 /// Deletes pods, waiting for nothing (their deletions wake the Job again).
 async fn delete_pods(
     ctx: &Context,
-    victims: &[&Pod],
+    victims: &[&CachedPod],
     regarding: &k8s_openapi::api::core::v1::ObjectReference,
 ) -> Result<()> {
     podcontrol::first_failure(podcontrol::delete(ctx, Some(regarding), victims, None).await)?;

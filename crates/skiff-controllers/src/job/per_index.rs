@@ -15,6 +15,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::failure::Verdict;
 use super::indexed;
+use crate::cachedpod::CachedPod;
 
 /// The failures counted for an index before this pod was created.
 pub const FAILURE_COUNT_KEY: &str = "batch.kubernetes.io/job-index-failure-count";
@@ -34,7 +35,7 @@ pub struct Indexes {
     pub failed: BTreeSet<i32>,
 }
 
-fn annotation(p: &Pod, key: &str) -> i32 {
+fn annotation(p: &CachedPod, key: &str) -> i32 {
     p.metadata
         .annotations
         .as_ref()
@@ -47,7 +48,7 @@ fn annotation(p: &Pod, key: &str) -> i32 {
 /// Judges the failed pods (`failed`, each with its verdict and when it finished) against
 /// `limit`; `recorded` is `status.failedIndexes` as written before (pods may be gone since).
 pub fn assess(
-    failed: &[(&Pod, &Verdict, Option<Timestamp>)],
+    failed: &[(&CachedPod, &Verdict, Option<Timestamp>)],
     limit: i32,
     completions: i32,
     recorded: &str,
@@ -112,7 +113,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn failed_pod(index: i32, before: Option<i32>) -> Pod {
+    fn failed_pod(index: i32, before: Option<i32>) -> CachedPod {
         let mut annotations = json!({indexed::INDEX_KEY: index.to_string()});
         if let Some(n) = before {
             annotations[FAILURE_COUNT_KEY] = json!(n.to_string());

@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, Taint};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::tolerates;
+use crate::cachedpod::CachedPod;
 use crate::context::Context;
 use crate::error::Result;
 use crate::informer::Change;
@@ -38,7 +39,7 @@ pub fn controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + 
     })
 }
 
-fn node_of(p: &Pod) -> Option<&str> {
+fn node_of(p: &CachedPod) -> Option<&str> {
     p.spec
         .as_ref()?
         .node_name
@@ -57,7 +58,7 @@ fn no_execute(node: &Node) -> Vec<Taint> {
 }
 
 /// A node whose NoExecute taints changed wakes every pod bound to it.
-fn node_triggers(ctx: &Context, pods: Store<Pod>) -> Triggers<Pod> {
+fn node_triggers(ctx: &Context, pods: Store<CachedPod>) -> Triggers<CachedPod> {
     runner::map_changes(ctx.informers.nodes.changes(), move |c| {
         let node = match c {
             Change::Applied { old, new } => {
@@ -82,7 +83,11 @@ fn node_triggers(ctx: &Context, pods: Store<Pod>) -> Triggers<Pod> {
 
 /// When the pod must go because of `taints`: `Some(None)` at once, `Some(Some(t))` at `t`,
 /// `None` never (`getMinTolerationTime` over the tolerations in use).
-pub fn eviction_time(pod: &Pod, taints: &[Taint], now: Timestamp) -> Option<Option<Timestamp>> {
+pub fn eviction_time(
+    pod: &CachedPod,
+    taints: &[Taint],
+    now: Timestamp,
+) -> Option<Option<Timestamp>> {
     let tolerations = pod
         .spec
         .as_ref()
@@ -107,7 +112,7 @@ pub fn eviction_time(pod: &Pod, taints: &[Taint], now: Timestamp) -> Option<Opti
 }
 
 /// One look at one pod.
-pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(pod: Arc<CachedPod>, ctx: Arc<Context>) -> Result<Action> {
     if pod.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -152,7 +157,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(tolerations: serde_json::Value) -> Pod {
+    fn pod(tolerations: serde_json::Value) -> CachedPod {
         serde_json::from_value(json!({"metadata": {"name": "p"},
             "spec": {"containers": [], "tolerations": tolerations}}))
         .unwrap()

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Future;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -19,6 +18,7 @@ use kube::ResourceExt;
 
 pub use kinds::Replicated;
 
+use crate::cachedpod::CachedPod;
 use crate::claim::Claimer;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -77,7 +77,7 @@ fn pod_triggers<K: Replicated>(ctx: Arc<Context>, owners: Store<K>) -> Triggers<
     let changes = ctx.informers.pods.changes();
     runner::map_changes(changes, move |c| {
         let mut out = Vec::new();
-        let mut wake = |pod: &Pod, deleted: bool| {
+        let mut wake = |pod: &CachedPod, deleted: bool| {
             let ns = pod.namespace().unwrap_or_default();
             match controller_of(&pod.metadata) {
                 Some(r) if refers_to::<K>(r) => {
@@ -143,7 +143,7 @@ pub async fn reconcile<K: Replicated>(obj: Arc<K>, ctx: Arc<Context>) -> Result<
         |pod| index.get(&ns, pod).is_some(),
         |uid| alive.contains(uid),
     );
-    let active: Vec<Arc<Pod>> = candidates
+    let active: Vec<Arc<CachedPod>> = candidates
         .iter()
         .filter(|p| pods::is_active(p))
         .cloned()
@@ -187,7 +187,7 @@ pub(crate) struct Failure {
 /// Creates or deletes pods so that `owned` matches `replicas` (`manageReplicas`).
 async fn manage<K: Replicated>(
     obj: &K,
-    owned: &[Arc<Pod>],
+    owned: &[Arc<CachedPod>],
     key: &str,
     ctx: &Context,
 ) -> Result<(), Failure> {
@@ -215,10 +215,10 @@ async fn manage<K: Replicated>(
         }
     } else if owned.len() > want {
         let diff = (owned.len() - want).min(BURST_REPLICAS);
-        let candidates: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).collect();
+        let candidates: Vec<&CachedPod> = owned.iter().map(|p| p.as_ref()).collect();
         let victims = pods::pick_victims(&candidates, diff);
         tracing::debug!(excess = diff, "too many replicas, deleting");
-        let refs: Vec<&Pod> = victims.iter().collect();
+        let refs: Vec<&CachedPod> = victims.iter().collect();
         if let Err(e) = podcontrol::delete_expected(ctx, &regarding, key, &refs).await {
             return Err(Failure {
                 reason: "FailedDelete",

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::{json, Map, Value};
 
 use super::{api_message, Failure, Replicated};
+use crate::cachedpod::CachedPod;
 use crate::context::Context;
 use crate::error::Result;
 use crate::pods;
@@ -18,11 +18,11 @@ use crate::pods;
 /// The status `obj` should have with `owned` pods.
 pub(crate) fn compute<K: Replicated>(
     obj: &K,
-    owned: &[Arc<Pod>],
+    owned: &[Arc<CachedPod>],
     failure: Option<&Failure>,
     now: Timestamp,
 ) -> Value {
-    let count = |f: &dyn Fn(&Pod) -> bool| owned.iter().filter(|p| f(p)).count();
+    let count = |f: &dyn Fn(&CachedPod) -> bool| owned.iter().filter(|p| f(p)).count();
     let template = obj.template().cloned().unwrap_or_default();
     let min_ready = obj.min_ready_seconds();
     let current = obj.status_value();
@@ -84,7 +84,7 @@ fn normalized(v: &Value) -> Value {
 /// Writes the computed status through the `/status` subresource if it differs.
 pub(crate) async fn write<K: Replicated>(
     obj: &K,
-    owned: &[Arc<Pod>],
+    owned: &[Arc<CachedPod>],
     failure: Option<&Failure>,
     now: Timestamp,
     ctx: &Context,

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{
 use kube::api::PostParams;
 use kube::{Api, Resource, ResourceExt};
 
+use crate::cachedpod::CachedPod;
 use crate::context::Context;
 use crate::error::Result;
 use crate::history::REVISION_HASH;
@@ -153,7 +154,7 @@ pub async fn sync_claims(
     ctx: &Context,
     set: &StatefulSet,
     i: usize,
-    pod: Option<&Pod>,
+    pod: Option<&CachedPod>,
     condemned: bool,
 ) -> Result<()> {
     let name = set.name_any();

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{ObjectReference, PodTemplateSpec};
 use kube::api::{Patch, PatchParams};
 use kube::core::Selector;
 use kube::runtime::controller::Action;
@@ -50,10 +50,11 @@ fn pod_triggers(ctx: &Arc<Context>, sets: Store<StatefulSet>) -> Triggers<Statef
     runner::controlled_pod_triggers(ctx, sets, "StatefulSet")
 }
 
+use crate::cachedpod::CachedPod;
 use crate::pods::phase;
 
 /// Running and Ready, not terminating (`isRunningAndReady`).
-fn running_and_ready(p: &Pod) -> bool {
+fn running_and_ready(p: &CachedPod) -> bool {
     phase(p) == "Running" && pods::is_ready(p) && p.metadata.deletion_timestamp.is_none()
 }
 
@@ -97,7 +98,7 @@ pub async fn reconcile(obj: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Actio
     let current_template =
         revision_template(&ctx, &ns, &current_revision).unwrap_or_else(|| spec.template.clone());
 
-    let candidates: Vec<Arc<Pod>> = ctx
+    let candidates: Vec<Arc<CachedPod>> = ctx
         .informers
         .pods_in(&ns)
         .into_iter()
@@ -117,8 +118,8 @@ pub async fn reconcile(obj: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Actio
         .and_then(|r| r.partition)
         .unwrap_or(0)
         .max(0) as usize;
-    let mut slots: Vec<Option<Arc<Pod>>> = vec![None; replicas];
-    let mut condemned: Vec<(usize, Arc<Pod>)> = Vec::new();
+    let mut slots: Vec<Option<Arc<CachedPod>>> = vec![None; replicas];
+    let mut condemned: Vec<(usize, Arc<CachedPod>)> = Vec::new();
     for p in &owned {
         let Some(i) = identity::ordinal(&name, &p.name_any()) else {
             continue;
@@ -159,11 +160,11 @@ pub async fn reconcile(obj: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Actio
         update_revision: Some(update_revision.clone()),
         ..Default::default()
     };
-    let live: Vec<&Arc<Pod>> = owned
+    let live: Vec<&Arc<CachedPod>> = owned
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
-    let count = |f: &dyn Fn(&Pod) -> bool| live.iter().filter(|p| f(p)).count() as i32;
+    let count = |f: &dyn Fn(&CachedPod) -> bool| live.iter().filter(|p| f(p)).count() as i32;
     status.replicas = live.len() as i32;
     status.ready_replicas = Some(count(&|p| running_and_ready(p)));
     status.available_replicas = Some(count(&|p| {
@@ -231,8 +232,8 @@ async fn manage(
     ctx: &Context,
     set: &StatefulSet,
     regarding: &ObjectReference,
-    slots: &[Option<Arc<Pod>>],
-    condemned: &[(usize, Arc<Pod>)],
+    slots: &[Option<Arc<CachedPod>>],
+    condemned: &[(usize, Arc<CachedPod>)],
     plan: Plan<'_>,
 ) -> Result<bool> {
     let name = set.name_any();

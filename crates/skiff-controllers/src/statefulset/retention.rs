@@ -6,12 +6,13 @@
 //! wants are removed; other owners are left alone.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use crate::cachedpod::CachedPod;
 use crate::context::Context;
 use crate::error::Result;
 
@@ -45,7 +46,7 @@ fn reference(
 
 /// The references the claims of ordinal `i` should carry from this set and its pod
 /// (`condemned`: the pod is being scaled away).
-pub fn wanted(set: &StatefulSet, pod: Option<&Pod>, condemned: bool) -> Vec<OwnerReference> {
+pub fn wanted(set: &StatefulSet, pod: Option<&CachedPod>, condemned: bool) -> Vec<OwnerReference> {
     let (when_deleted, when_scaled) = policy(set);
     if when_scaled && condemned {
         // Owned by the condemned pod alone: with the set as a second (live) owner the
@@ -93,7 +94,7 @@ pub async fn sync_claim(
     set: &StatefulSet,
     claim: &str,
     pod_name: &str,
-    pod: Option<&Pod>,
+    pod: Option<&CachedPod>,
     condemned: bool,
 ) -> Result<()> {
     let ns = set.namespace().unwrap_or_default();
@@ -126,7 +127,7 @@ mod tests {
         .unwrap()
     }
 
-    fn pod() -> Pod {
+    fn pod() -> CachedPod {
         serde_json::from_value(json!({"metadata": {"name": "db-2", "uid": "pod-uid"}})).unwrap()
     }
 

@@ -135,7 +135,7 @@ impl Cluster {
     pub async fn mark_all_ready(&self, selector: &str) -> usize {
         let mut n = 0;
         for p in self.pods(selector).await {
-            if !skiff_controllers::pods::is_ready(&p) {
+            if !skiff_controllers::pods::is_ready(&p.clone().into()) {
                 self.mark_ready(&p.name_any()).await;
                 n += 1;
             }
