@@ -25,73 +25,17 @@ const VERBS: &[&str] = &[
 const READ_VERBS: &[&str] = &["get", "list"];
 const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
-/// A create-only resource answered without storage (the access and identity reviews, routed in
-/// [`crate::router`]): listed so that `kubectl api-resources` shows it and `kubectl create -f` of
-/// such a kind finds its resource.
-struct Review {
-    group: &'static str,
-    version: &'static str,
-    plural: &'static str,
-    kind: &'static str,
-    namespaced: bool,
-}
-
-const REVIEWS: &[Review] = &[
-    Review {
-        group: "authentication.k8s.io",
-        version: "v1",
-        plural: "selfsubjectreviews",
-        kind: "SelfSubjectReview",
-        namespaced: false,
-    },
-    Review {
-        group: "authorization.k8s.io",
-        version: "v1",
-        plural: "localsubjectaccessreviews",
-        kind: "LocalSubjectAccessReview",
-        namespaced: true,
-    },
-    Review {
-        group: "authorization.k8s.io",
-        version: "v1",
-        plural: "selfsubjectaccessreviews",
-        kind: "SelfSubjectAccessReview",
-        namespaced: false,
-    },
-    Review {
-        group: "authorization.k8s.io",
-        version: "v1",
-        plural: "selfsubjectrulesreviews",
-        kind: "SelfSubjectRulesReview",
-        namespaced: false,
-    },
-    Review {
-        group: "authorization.k8s.io",
-        version: "v1",
-        plural: "subjectaccessreviews",
-        kind: "SubjectAccessReview",
-        namespaced: false,
-    },
-];
-const CREATE: &[&str] = &["create"];
-
-fn reviews_in<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static Review> + 'a {
-    REVIEWS
-        .iter()
-        .filter(move |r| r.group == group && r.version == version)
-}
-
 /// Groups in discovery order, each with its versions (preferred first).
 fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
-    let served = resources::all()
-        .map(|k| (k.info().group, k.info().version))
-        .chain(REVIEWS.iter().map(|r| (r.group, r.version)));
-    for (group, version) in served.filter(|(g, _)| !g.is_empty()) {
-        match out.iter_mut().find(|(g, _)| *g == group) {
-            Some((_, vs)) if !vs.contains(&version) => vs.push(version),
+    for r in resources::all()
+        .map(|k| k.info())
+        .filter(|r| !r.group.is_empty())
+    {
+        match out.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, vs)) if !vs.contains(&r.version) => vs.push(r.version),
             Some(_) => {}
-            None => out.push((group, vec![version])),
+            None => out.push((r.group, vec![r.version])),
         }
     }
     out
@@ -213,10 +157,6 @@ fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
             resources.push(e);
         }
     }
-    for r in reviews_in(group, version) {
-        resources.push(json!({"name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced,
-            "kind": r.kind, "verbs": CREATE}));
-    }
     if resources.is_empty() {
         return Err(not_found());
     }
@@ -239,10 +179,7 @@ fn aggregated_list(groups: &[(&str, Vec<&str>)]) -> Value {
             let vs: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> = in_version(g, v)
-                        .map(aggregated_resource)
-                        .chain(reviews_in(g, v).map(aggregated_review))
-                        .collect();
+                    let resources: Vec<Value> = in_version(g, v).map(aggregated_resource).collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();
@@ -285,16 +222,6 @@ fn aggregated_resource(k: &'static dyn Kind) -> Value {
     e
 }
 
-fn aggregated_review(r: &Review) -> Value {
-    json!({
-        "resource": r.plural,
-        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
-        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
-        "singularResource": r.kind.to_lowercase(),
-        "verbs": CREATE,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,29 +256,5 @@ mod tests {
             .unwrap()
             .iter()
             .any(|s| s["subresource"] == "scale"));
-    }
-
-    #[test]
-    fn access_reviews_are_discoverable_as_create_only() {
-        let gs = groups();
-        assert!(gs
-            .iter()
-            .any(|(g, vs)| *g == "authorization.k8s.io" && vs == &vec!["v1"]));
-        let doc = aggregated_list(&gs);
-        let authz = doc["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["metadata"]["name"] == "authorization.k8s.io")
-            .unwrap();
-        let local = authz["versions"][0]["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["resource"] == "localsubjectaccessreviews")
-            .unwrap();
-        assert_eq!(local["scope"], "Namespaced");
-        assert_eq!(local["verbs"], json!(["create"]));
-        assert_eq!(local["responseKind"]["kind"], "LocalSubjectAccessReview");
     }
 }

@@ -186,32 +186,6 @@ pub fn people_get_rbac_through_certificates(c: &mut Cluster) {
         "{impersonate:?}"
     );
 
-    // The reviews are discoverable, so a review written as YAML is created like any object.
-    let resources = c.kubectl_ok(&[
-        "api-resources",
-        "--api-group=authorization.k8s.io",
-        "-o",
-        "name",
-    ]);
-    assert!(
-        resources
-            .lines()
-            .any(|l| l == "localsubjectaccessreviews.authorization.k8s.io"),
-        "{resources}"
-    );
-    let review = c.write_file(
-        "sar.yaml",
-        "apiVersion: authorization.k8s.io/v1\nkind: SubjectAccessReview\nspec:\n  user: jane\n  resourceAttributes: {namespace: default, verb: delete, resource: pods}\n",
-    );
-    let (answer, err) = text(&c.kubectl(&[
-        "create",
-        "-f",
-        review.to_str().unwrap(),
-        "-o",
-        "jsonpath={.status.allowed}",
-    ]));
-    assert_eq!(answer, "false", "{err}");
-
     let roles = c.kubectl_ok(&["get", "clusterroles", "-o", "name"]);
     for role in [
         "cluster-admin",
