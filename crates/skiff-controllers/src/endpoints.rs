@@ -185,12 +185,10 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
         .as_ref()
         .and_then(|s| s.publish_not_ready_addresses)
         .unwrap_or(false);
-    let all_pods = ctx.informers.pods.store().state();
+    // The namespace's pods from the index, not every cached pod (a sync per Service).
+    let ns_pods = ctx.informers.pods_in(&ns);
     let mut groups: BTreeMap<Vec<Port>, Vec<Member<'_>>> = BTreeMap::new();
-    for pod in all_pods
-        .iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-    {
+    for pod in &ns_pods {
         if !selector.matches(pod.labels()) || !crate::pods::is_active_or_terminating(pod) {
             continue;
         }
