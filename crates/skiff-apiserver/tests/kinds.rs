@@ -146,15 +146,7 @@ async fn system_priority_classes_exist_and_cannot_be_deleted() {
 #[tokio::test]
 async fn csr_records_the_requester_and_only_approval_approves() {
     let api = api().await;
-    let key = rcgen::KeyPair::generate().unwrap();
-    let pem = rcgen::CertificateParams::new(vec!["jane".to_string()])
-        .unwrap()
-        .serialize_request(&key)
-        .unwrap()
-        .pem()
-        .unwrap();
-    use base64::Engine;
-    let request = base64::engine::general_purpose::STANDARD.encode(pem);
+    let request = csr_request("jane");
     let csrs = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
     let csr = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": "jane"},
         "spec": {"request": request, "signerName": "kubernetes.io/kube-apiserver-client", "usages": ["client auth"],

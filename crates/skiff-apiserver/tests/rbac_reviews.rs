@@ -149,15 +149,7 @@ async fn rbac_reviews_and_impersonation() {
 #[tokio::test]
 async fn rbac_csr_approval_needs_approve_on_the_signer() {
     let api = api().await;
-    let key = rcgen::KeyPair::generate().unwrap();
-    let pem = rcgen::CertificateParams::new(vec!["jane".to_string()])
-        .unwrap()
-        .serialize_request(&key)
-        .unwrap()
-        .pem()
-        .unwrap();
-    use base64::Engine;
-    let request = base64::engine::general_purpose::STANDARD.encode(pem);
+    let request = csr_request("jane");
     let csrs = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
     let csr = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
         "metadata": {"name": "jane"},

@@ -119,6 +119,20 @@ impl Api {
     }
 }
 
+/// A PEM certificate signing request for common name `cn` with a fresh key, base64-encoded
+/// as a CertificateSigningRequest's `spec.request` holds it.
+pub fn csr_request(cn: &str) -> String {
+    use base64::Engine;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let pem = rcgen::CertificateParams::new(vec![cn.to_string()])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode(pem)
+}
+
 pub fn deployment(name: &str, replicas: i64) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": {"app": name}},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
