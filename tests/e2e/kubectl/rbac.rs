@@ -226,14 +226,22 @@ fn reviews_are_resources(c: &Cluster) {
         let names: Vec<&str> = names.lines().collect();
         assert_eq!(names.join(" "), want);
         let wide = c.kubectl_ok(&["api-resources", &group_flag, "-o", "wide"]);
+        // Create only: the VERBS column says `create` and nothing else.
         assert!(
-            wide.lines().skip(1).all(|l| l.contains("[create]")),
+            wide.lines().skip(1).all(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                words.contains(&"create") && !words.iter().any(|w| w.contains("get"))
+            }),
             "{wide}"
         );
     }
+    // `--validate=false`: kubectl validates a kind without a PATCH operation (every review)
+    // by asking whether it is a CRD, and skiff serves no CustomResourceDefinitions, so its
+    // validation fails with "failed to check CRD" (README, not yet).
     let create = |file: &str, yaml: &str, jsonpath: &str| {
         let f = c.write_file(file, yaml);
-        let out = c.kubectl(&["create", "-f", f.to_str().unwrap(), "-o", jsonpath]);
+        let path = f.to_str().unwrap();
+        let out = c.kubectl(&["create", "--validate=false", "-f", path, "-o", jsonpath]);
         let (answer, err) = text(&out);
         assert!(out.status.success(), "{file}: {err}");
         answer
