@@ -35,6 +35,16 @@ pub struct Args {
     /// Run no pod scheduler here (pods stay unbound unless another server schedules them)
     #[arg(long)]
     disable_scheduler: bool,
+    /// Writes per second the scheduler makes to report on pods (Events, the
+    /// PodScheduled=False condition) once its burst is spent; bindings are not paced
+    /// (kube-scheduler's --kube-api-qps, 50 there)
+    #[arg(long, default_value_t = skiff_scheduler::DEFAULT_API_QPS, value_parser = parse_qps)]
+    scheduler_kube_api_qps: f64,
+    /// Report writes the scheduler makes at once after a quiet spell (kube-scheduler's
+    /// --kube-api-burst)
+    #[arg(long, default_value_t = skiff_scheduler::DEFAULT_API_BURST,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    scheduler_kube_api_burst: u32,
     /// Do not run the controllers (ReplicaSet, Deployment, ...)
     #[arg(long)]
     disable_controllers: bool,
@@ -145,10 +155,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .await
             .context("starting the API server")?;
         let scheduler = (!args.disable_scheduler).then(|| {
-            skiff_scheduler::spawn(skiff_apiserver::in_process_client(
-                server.state.clone(),
-                scheduler_user(),
-            ))
+            skiff_scheduler::spawn(
+                skiff_apiserver::in_process_client(server.state.clone(), scheduler_user()),
+                skiff_scheduler::Config {
+                    api_qps: args.scheduler_kube_api_qps,
+                    api_burst: args.scheduler_kube_api_burst,
+                    ..Default::default()
+                },
+            )
         });
         let local = match args.disable_agent {
             true => None,
@@ -213,6 +227,16 @@ fn node_defaults(node: &super::node::NodeArgs) -> skiff_apiserver::clusterconfig
             .cluster_domain
             .clone()
             .unwrap_or(defaults.cluster_domain),
+    }
+}
+
+/// A rate of writes: a number above 0.
+fn parse_qps(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(q) if q.is_finite() && q > 0.0 => Ok(q),
+        _ => Err(format!(
+            "{s:?} is not a number of writes per second above 0"
+        )),
     }
 }
 

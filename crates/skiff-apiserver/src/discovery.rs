@@ -1,4 +1,5 @@
-//! API discovery generated from the served kinds ([`crate::resources::all`]): plain (`APIVersions`,
+//! API discovery generated from the served kinds ([`crate::resources::all`]) and the
+//! create-only reviews ([`crate::reviews`]): plain (`APIVersions`,
 //! `APIGroupList`, `APIGroup`, `APIResourceList`) and aggregated (`apidiscovery.k8s.io/v2`
 //! `APIGroupDiscoveryList`, when the Accept header asks for it).
 
@@ -10,6 +11,7 @@ use crate::error::ApiError;
 use crate::http::{json as reply, json_with_type};
 use crate::registry::{Backend, Kind};
 use crate::resources::{self, Sub};
+use crate::reviews::Review;
 
 const VERBS: &[&str] = &[
     "create",
@@ -23,19 +25,25 @@ const VERBS: &[&str] = &[
 ];
 /// The verbs of a read-only kind (`metrics.k8s.io`).
 const READ_VERBS: &[&str] = &["get", "list"];
+/// The verbs of a review: kube-apiserver lists its virtual resources as create-only.
+const CREATE: &[&str] = &["create"];
 const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Groups in discovery order, each with its versions (preferred first).
 fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
-    for r in resources::all()
-        .map(|k| k.info())
-        .filter(|r| !r.group.is_empty())
-    {
-        match out.iter_mut().find(|(g, _)| *g == r.group) {
-            Some((_, vs)) if !vs.contains(&r.version) => vs.push(r.version),
+    let served = resources::all()
+        .map(|k| (k.info().group, k.info().version))
+        .chain(
+            Review::ALL
+                .iter()
+                .map(|r| (r.info().group, r.info().version)),
+        );
+    for (group, version) in served.filter(|(g, _)| !g.is_empty()) {
+        match out.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, vs)) if !vs.contains(&version) => vs.push(version),
             Some(_) => {}
-            None => out.push((r.group, vec![r.version])),
+            None => out.push((group, vec![version])),
         }
     }
     out
@@ -157,6 +165,10 @@ fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
             resources.push(e);
         }
     }
+    for r in Review::in_version(group, version).map(Review::info) {
+        resources.push(json!({"name": r.plural, "singularName": r.singular(),
+            "namespaced": r.namespaced, "kind": r.kind, "verbs": CREATE}));
+    }
     if resources.is_empty() {
         return Err(not_found());
     }
@@ -179,7 +191,10 @@ fn aggregated_list(groups: &[(&str, Vec<&str>)]) -> Value {
             let vs: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> = in_version(g, v).map(aggregated_resource).collect();
+                    let resources: Vec<Value> = in_version(g, v)
+                        .map(aggregated_resource)
+                        .chain(Review::in_version(g, v).map(aggregated_review))
+                        .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();
@@ -222,6 +237,17 @@ fn aggregated_resource(k: &'static dyn Kind) -> Value {
     e
 }
 
+fn aggregated_review(review: Review) -> Value {
+    let r = review.info();
+    json!({
+        "resource": r.plural,
+        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular(),
+        "verbs": CREATE,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +282,41 @@ mod tests {
             .unwrap()
             .iter()
             .any(|s| s["subresource"] == "scale"));
+    }
+
+    #[test]
+    fn reviews_are_discoverable_as_create_only() {
+        let gs = groups();
+        for group in ["authentication.k8s.io", "authorization.k8s.io"] {
+            assert!(
+                gs.iter().any(|(g, vs)| *g == group && vs == &vec!["v1"]),
+                "{group}"
+            );
+        }
+        let doc = aggregated_list(&gs);
+        let resources = |group: &str| {
+            doc["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["metadata"]["name"] == group)
+                .unwrap()["versions"][0]["resources"]
+                .as_array()
+                .unwrap()
+                .clone()
+        };
+        let authz = resources("authorization.k8s.io");
+        let local = authz
+            .iter()
+            .find(|r| r["resource"] == "localsubjectaccessreviews")
+            .unwrap();
+        assert_eq!(local["scope"], "Namespaced");
+        assert_eq!(local["verbs"], json!(["create"]));
+        assert_eq!(local["responseKind"]["kind"], "LocalSubjectAccessReview");
+        let authn: Vec<Value> = resources("authentication.k8s.io")
+            .iter()
+            .map(|r| r["resource"].clone())
+            .collect();
+        assert_eq!(authn, [json!("selfsubjectreviews"), json!("tokenreviews")]);
     }
 }

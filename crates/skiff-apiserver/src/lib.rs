@@ -38,6 +38,7 @@ pub mod protobuf;
 pub mod rbac;
 pub mod registry;
 pub mod resources;
+pub mod reviews;
 pub mod router;
 mod secrets;
 pub mod selector;

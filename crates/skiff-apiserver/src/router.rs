@@ -296,14 +296,11 @@ enum Route {
         name: String,
         path: String,
     },
-    /// `/apis/authorization.k8s.io/v1/[namespaces/NS/]…reviews`: may a user do something.
+    /// `/apis/authentication.k8s.io|authorization.k8s.io/v1/[namespaces/NS/]…reviews`: who
+    /// someone is, may they do something ([`crate::reviews`]).
     Review {
-        review: crate::rbac::review::Review,
+        review: crate::reviews::Review,
         namespace: Option<String>,
-    },
-    /// `/apis/authentication.k8s.io/VERSION/selfsubjectreviews`: who the caller is.
-    SelfSubjectReview {
-        version: String,
     },
 }
 
@@ -347,21 +344,16 @@ fn parse(path: &str) -> Result<Route, ApiError> {
                 });
             }
         }
-        ["apis", "authentication.k8s.io", v @ ("v1" | "v1beta1"), "selfsubjectreviews"] => {
-            return Ok(Route::SelfSubjectReview {
-                version: v.to_string(),
-            })
-        }
-        ["apis", "authorization.k8s.io", "v1", plural] => {
-            if let Some(review) = crate::rbac::review::Review::parse(plural, false) {
+        ["apis", g, v, plural] => {
+            if let Some(review) = crate::reviews::Review::find(g, v, plural, false) {
                 return Ok(Route::Review {
                     review,
                     namespace: None,
                 });
             }
         }
-        ["apis", "authorization.k8s.io", "v1", "namespaces", ns, plural] => {
-            if let Some(review) = crate::rbac::review::Review::parse(plural, true) {
+        ["apis", g, v, "namespaces", ns, plural] => {
+            if let Some(review) = crate::reviews::Review::find(g, v, plural, true) {
                 return Ok(Route::Review {
                     review,
                     namespace: Some(ns.to_string()),
@@ -582,13 +574,14 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
             if req.method() != Method::POST {
                 return Err(method_not_allowed());
             }
+            let info = review.info();
             crate::nodeauth::authorize(
                 &state,
                 &user,
                 &Attributes {
                     verb: "create",
-                    group: "authorization.k8s.io",
-                    resource: review.plural(),
+                    group: info.group,
+                    resource: info.plural,
                     subresource: None,
                     namespace: namespace.as_deref(),
                     name: None,
@@ -599,13 +592,15 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
             let (parts, body) = req.into_parts();
             let body = read_body(body).await?;
             let body = wire::decode_object(&parts.headers, &body)?;
-            crate::rbac::review::answer(&state, &user, review, namespace.as_deref(), body).await
-        }
-        Route::SelfSubjectReview { version } => {
-            if req.method() != Method::POST {
-                return Err(method_not_allowed());
+            use crate::reviews::Review;
+            match review {
+                Review::SelfSubject => crate::serviceaccount::review::whoami(&user, body),
+                Review::Token => crate::serviceaccount::review::token(&state, body).await,
+                _ => {
+                    crate::rbac::review::answer(&state, &user, review, namespace.as_deref(), body)
+                        .await
+                }
             }
-            Ok(crate::serviceaccount::review::answer(&user, &version))
         }
         Route::Health | Route::Version => unreachable!("answered before authentication"),
     }

@@ -288,6 +288,39 @@ pub(crate) fn write_json_plain(
     serde_json::to_writer(out, &top).map_err(|e| corrupt(key, e))
 }
 
+/// Appends to `out` the `meta.k8s.io/v1 PartialObjectMetadata` of the stored JSON `plain`
+/// with resourceVersion `revision`: what `partial_metadata(decode_plain(..))` gives, without
+/// building the object's `Value` tree (the rest of the object is skipped, only `metadata` is
+/// split into borrowed raw JSON). Metadata is the same in every version of a kind, so no
+/// conversion is needed.
+pub(crate) fn write_partial_metadata_plain(
+    key: &str,
+    plain: &[u8],
+    revision: i64,
+    out: &mut Vec<u8>,
+) -> Result<(), ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Top<'a> {
+        #[serde(borrow, default)]
+        metadata: Option<&'a RawValue>,
+    }
+    let top: Top<'_> = serde_json::from_slice(plain).map_err(|e| corrupt(key, e))?;
+    let mut meta: BTreeMap<Cow<'_, str>, &RawValue> = match top.metadata {
+        Some(m) if m.get().starts_with('{') => {
+            serde_json::from_str(m.get()).map_err(|e| corrupt(key, e))?
+        }
+        _ => BTreeMap::new(),
+    };
+    let rv = RawValue::from_string(format!("\"{revision}\"")).map_err(|e| corrupt(key, e))?;
+    meta.insert(Cow::Borrowed("resourceVersion"), &rv);
+    out.extend_from_slice(
+        br#"{"apiVersion":"meta.k8s.io/v1","kind":"PartialObjectMetadata","metadata":"#,
+    );
+    serde_json::to_writer(&mut *out, &meta).map_err(|e| corrupt(key, e))?;
+    out.push(b'}');
+    Ok(())
+}
+
 fn corrupt(key: &str, e: serde_json::Error) -> ApiError {
     ApiError::internal(format!("stored object {key} is corrupt: {e}"))
 }

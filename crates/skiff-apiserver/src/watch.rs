@@ -90,20 +90,27 @@ impl Watcher {
     }
 
     /// The line of a cached object (at resourceVersion `revision` when given): its kept JSON
-    /// copied as it is when the client wants plain objects, decoded only for Tables and
-    /// metadata.
+    /// copied as it is when the client wants plain objects, its metadata split out of that
+    /// JSON for metadata-only watches, decoded only for Tables.
     fn entry_line(
         &mut self,
         kind: &str,
         e: &Entry,
         revision: Option<i64>,
     ) -> Result<Bytes, ApiError> {
-        if self.want == Want::Object {
-            let info = self.info;
-            return event_line(kind, e.len(), |out| match revision {
-                Some(r) => e.write_json_at(info, r, out),
-                None => e.write_json(info, out),
-            });
+        match self.want {
+            Want::Object => {
+                let info = self.info;
+                return event_line(kind, e.len(), |out| match revision {
+                    Some(r) => e.write_json_at(info, r, out),
+                    None => e.write_json(info, out),
+                });
+            }
+            Want::PartialMetadata => {
+                let rv = revision.unwrap_or(e.mod_revision);
+                return event_line(kind, e.len() / 2, |out| e.write_partial_metadata(rv, out));
+            }
+            Want::Table => {}
         }
         let obj = match revision {
             Some(r) => e.decode_at(self.info, r)?,
@@ -161,25 +168,34 @@ impl Watcher {
         let info = self.info;
         let filter = &self.filter;
         let matches = |e: &Entry| filter.matches_entry(info, cache, e);
-        if ev.deleted {
+        let kind = if ev.deleted {
             if !matches(&ev.object)? {
                 return Ok(None);
             }
-            return self
-                .entry_line("DELETED", &ev.object, Some(ev.revision))
-                .map(Some);
+            "DELETED"
+        } else {
+            let old_matched = match &ev.prev {
+                Some(p) => Some(matches(p)?),
+                None => None,
+            };
+            match (matches(&ev.object)?, old_matched) {
+                (true, None | Some(false)) => "ADDED",
+                (true, Some(true)) => "MODIFIED",
+                (false, Some(true)) => "DELETED",
+                (false, _) => return Ok(None),
+            }
+        };
+        if self.want == Want::PartialMetadata {
+            // Made once per change, whatever the number of metadata-only watches.
+            let metadata = ev.partial_metadata()?;
+            return event_line(kind, metadata.len(), |out| {
+                out.extend_from_slice(&metadata);
+                Ok(())
+            })
+            .map(Some);
         }
-        let old_matched = match &ev.prev {
-            Some(p) => Some(matches(p)?),
-            None => None,
-        };
-        let kind = match (matches(&ev.object)?, old_matched) {
-            (true, None | Some(false)) => "ADDED",
-            (true, Some(true)) => "MODIFIED",
-            (false, Some(true)) => "DELETED",
-            (false, _) => return Ok(None),
-        };
-        self.entry_line(kind, &ev.object, None).map(Some)
+        let revision = ev.deleted.then_some(ev.revision);
+        self.entry_line(kind, &ev.object, revision).map(Some)
     }
 }
 

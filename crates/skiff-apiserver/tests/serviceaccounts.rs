@@ -340,3 +340,90 @@ async fn satoken_nodes_get_tokens_only_for_their_own_pods() {
         .unwrap();
     assert_eq!(unbound.status(), StatusCode::FORBIDDEN);
 }
+
+const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+
+fn token_review(token: &str, audiences: &[&str]) -> Value {
+    json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+        "spec": {"token": token, "audiences": audiences}})
+}
+
+#[tokio::test]
+async fn token_review_says_who_a_token_is_for_the_audiences_asked() {
+    let api = api().await;
+    let issuer = skiff_apiserver::serviceaccount::DEFAULT_ISSUER;
+    // The token file's admin: the API's own audience.
+    let (s, r) = api.post(TOKEN_REVIEWS, token_review(TOKEN, &[])).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["kind"], "TokenReview");
+    assert_eq!(r["spec"]["token"], TOKEN, "the request comes back");
+    assert_eq!(r["status"]["authenticated"], true, "{r}");
+    assert_eq!(r["status"]["user"]["username"], "admin");
+    assert_eq!(
+        r["status"]["user"]["groups"],
+        json!(["system:masters", "system:authenticated"])
+    );
+    assert_eq!(r["status"]["audiences"], json!([issuer]));
+    // ...but not for an audience the API is not.
+    let (_, r) = api
+        .post(TOKEN_REVIEWS, token_review(TOKEN, &["vault"]))
+        .await;
+    assert_eq!(r["status"], json!({"user": {}}), "{r}");
+
+    // A bound service-account token for another audience: valid for it alone.
+    let (s, tr) = token_for(&api, "default", json!({"audiences": ["vault"]})).await;
+    assert_eq!(s, StatusCode::CREATED, "{tr}");
+    let vault = tr["status"]["token"].as_str().unwrap().to_string();
+    let (_, r) = api
+        .post(TOKEN_REVIEWS, token_review(&vault, &["vault", "other"]))
+        .await;
+    assert_eq!(r["status"]["authenticated"], true, "{r}");
+    assert_eq!(
+        r["status"]["user"]["username"],
+        "system:serviceaccount:default:default"
+    );
+    assert_eq!(r["status"]["audiences"], json!(["vault"]));
+    let (_, r) = api.post(TOKEN_REVIEWS, token_review(&vault, &[])).await;
+    assert_eq!(r["status"]["authenticated"], Value::Null, "{r}");
+    let error = r["status"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("is invalid for the target audiences"),
+        "{error}"
+    );
+    // The API itself refuses it as a bearer token.
+    assert_eq!(whoami(&api, &vault).await.0, StatusCode::UNAUTHORIZED);
+
+    // A token nobody knows; no token at all.
+    let (s, r) = api
+        .post(TOKEN_REVIEWS, token_review("not-a-token", &[]))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["status"], json!({"user": {}}));
+    let (s, e) = api.post(TOKEN_REVIEWS, token_review("", &[])).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(
+        e["message"],
+        "token is required for TokenReview in authentication"
+    );
+
+    // Asking is `create tokenreviews`: a service account may not, unless bound to
+    // system:auth-delegator.
+    let (_, tr) = token_for(&api, "default", json!({})).await;
+    let sa = tr["status"]["token"].as_str().unwrap().to_string();
+    let (s, e) = as_token(&api, "POST", TOKEN_REVIEWS, &sa, token_review(TOKEN, &[])).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "default-delegates"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}]});
+    let (s, b) = api
+        .post(
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            binding,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, r) = as_token(&api, "POST", TOKEN_REVIEWS, &sa, token_review(TOKEN, &[])).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["status"]["user"]["username"], "admin");
+}

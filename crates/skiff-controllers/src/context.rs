@@ -54,7 +54,7 @@ impl Informers {
 
     pub fn new(client: &Client) -> Self {
         Informers {
-            pods: Informer::new(client.clone()),
+            pods: Informer::<CachedPod>::new(client.clone()).indexed_by_node(crate::pods::node_of),
             replica_sets: Informer::new(client.clone()),
             replication_controllers: Informer::new(client.clone()),
             deployments: Informer::new(client.clone()),

@@ -1,8 +1,11 @@
 //! An informer cache's index by namespace and controller (client-go's indexers, which kube's
 //! `Store` lacks): the objects of one namespace, those a given owner controls
-//! (upstream's `controllerUIDIndex`) and the orphans of a namespace (its
-//! `OrphanPodIndexKey`), each found without walking the whole cache. A controller that read
-//! every cached pod on each sync made a cascade of n pods cost O(n²).
+//! (upstream's `controllerUIDIndex`), the orphans of a namespace (its
+//! `OrphanPodIndexKey`) and, for an index told how to find an object's node, the objects on
+//! one node (the `spec.nodeName` index of upstream's node lifecycle controller), each found
+//! without walking the whole cache. A controller that read every cached pod on each sync
+//! made a cascade of n pods cost O(n²), and a node event that read them all made 1,000 nodes
+//! going NotReady cost 1,000 walks of every pod.
 //!
 //! The informer keeps the index from the watch events it applies to its cache, before it
 //! hands the change to any subscriber; the index holds the cache's own `Arc`s, so an object
@@ -32,15 +35,36 @@ impl<K> Default for Namespace<K> {
     }
 }
 
+/// Where an object runs (a pod's `spec.nodeName`), for the index by node.
+pub type NodeOf<K> = for<'a> fn(&'a K) -> Option<&'a str>;
+
+/// The namespaces, and the (namespace, name) of the objects on each node.
+struct Maps<K> {
+    namespaces: HashMap<String, Namespace<K>>,
+    nodes: HashMap<String, HashSet<(String, Arc<str>)>>,
+}
+
+impl<K> Default for Maps<K> {
+    fn default() -> Self {
+        Maps {
+            namespaces: HashMap::new(),
+            nodes: HashMap::new(),
+        }
+    }
+}
+
 /// The index; cheap to share behind the informer.
 pub struct ControllerIndex<K> {
-    namespaces: RwLock<HashMap<String, Namespace<K>>>,
+    maps: RwLock<Maps<K>>,
+    /// Set: objects are indexed by node too.
+    node_of: Option<NodeOf<K>>,
 }
 
 impl<K> Default for ControllerIndex<K> {
     fn default() -> Self {
         ControllerIndex {
-            namespaces: RwLock::default(),
+            maps: RwLock::default(),
+            node_of: None,
         }
     }
 }
@@ -54,55 +78,75 @@ fn place<K: Resource>(obj: &K) -> Option<(String, Option<String>, &str)> {
 }
 
 impl<K: Resource> ControllerIndex<K> {
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<String, Namespace<K>>> {
-        self.namespaces.read().unwrap_or_else(|e| e.into_inner())
+    /// An index that also finds objects by the node `node_of` names.
+    pub fn by_node(node_of: NodeOf<K>) -> Self {
+        ControllerIndex {
+            maps: RwLock::default(),
+            node_of: Some(node_of),
+        }
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<String, Namespace<K>>> {
-        self.namespaces.write().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, Maps<K>> {
+        self.maps.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Maps<K>> {
+        self.maps.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `new` replaced `old` (None: it is new to the cache).
     pub fn applied(&self, old: Option<&K>, new: Arc<K>) {
-        let mut map = self.write();
+        let mut maps = self.write();
         if let Some(old) = old {
-            remove(&mut map, old);
+            remove(&mut maps, self.node_of, old);
         }
-        insert(&mut map, new);
+        insert(&mut maps, self.node_of, new);
     }
 
     /// `old` (the cache's last copy) was deleted.
     pub fn deleted(&self, old: &K) {
-        remove(&mut self.write(), old);
+        remove(&mut self.write(), self.node_of, old);
     }
 
     /// The cache was listed afresh and now holds exactly `all`.
     pub fn rebuild(&self, all: Vec<Arc<K>>) {
-        let mut map = HashMap::new();
+        let mut maps = Maps::default();
         for obj in all {
-            insert(&mut map, obj);
+            insert(&mut maps, self.node_of, obj);
         }
-        *self.write() = map;
+        *self.write() = maps;
     }
 
     /// Every object of namespace `ns`.
     pub fn in_namespace(&self, ns: &str) -> Vec<Arc<K>> {
         self.read()
+            .namespaces
             .get(ns)
             .map(|n| n.objects.values().cloned().collect())
             .unwrap_or_default()
     }
 
+    /// Every object on node `node` (none if this index does not know nodes).
+    pub fn on_node(&self, node: &str) -> Vec<Arc<K>> {
+        let maps = self.read();
+        maps.nodes
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|(ns, name)| maps.namespaces.get(ns)?.objects.get(name).cloned())
+            .collect()
+    }
+
     /// The object `name` of namespace `ns`.
     pub fn get(&self, ns: &str, name: &str) -> Option<Arc<K>> {
-        self.read().get(ns)?.objects.get(name).cloned()
+        self.read().namespaces.get(ns)?.objects.get(name).cloned()
     }
 
     /// The objects of `ns` whose controller is the object with `uid` (`None`: the objects
     /// without a controller).
     pub fn controlled_by(&self, ns: &str, uid: Option<&str>) -> Vec<Arc<K>> {
-        let map = self.read();
-        let Some(n) = map.get(ns) else {
+        let maps = self.read();
+        let Some(n) = maps.namespaces.get(ns) else {
             return Vec::new();
         };
         n.by_controller
@@ -124,7 +168,11 @@ impl<K: Resource> ControllerIndex<K> {
 
     /// How many objects the index holds.
     pub fn len(&self) -> usize {
-        self.read().values().map(|n| n.objects.len()).sum()
+        self.read()
+            .namespaces
+            .values()
+            .map(|n| n.objects.len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -132,20 +180,29 @@ impl<K: Resource> ControllerIndex<K> {
     }
 }
 
-fn insert<K: Resource>(map: &mut HashMap<String, Namespace<K>>, obj: Arc<K>) {
+fn insert<K: Resource>(maps: &mut Maps<K>, node_of: Option<NodeOf<K>>, obj: Arc<K>) {
     let Some((ns, controller, name)) = place(obj.as_ref()) else {
         return;
     };
     let name: Arc<str> = Arc::from(name);
-    let n = map.entry(ns).or_default();
+    let node = node_of.and_then(|f| f(obj.as_ref())).map(str::to_string);
+    let n = maps.namespaces.entry(ns.clone()).or_default();
     if let Some(before) = n.objects.insert(name.clone(), obj) {
-        // Never left in another controller's set (the caller passes the old copy; this
-        // covers a caller that could not).
+        // Never left in another controller's or node's set (the caller passes the old
+        // copy; this covers a caller that could not).
         if let Some((_, c, _)) = place(before.as_ref()) {
             forget_name(n, &c, &name);
         }
+        let was = node_of.and_then(|f| f(before.as_ref()));
+        forget_node(&mut maps.nodes, was, &ns, &name);
     }
-    n.by_controller.entry(controller).or_default().insert(name);
+    n.by_controller
+        .entry(controller)
+        .or_default()
+        .insert(name.clone());
+    if let Some(node) = node {
+        maps.nodes.entry(node).or_default().insert((ns, name));
+    }
 }
 
 fn forget_name<K>(n: &mut Namespace<K>, controller: &Option<String>, name: &str) {
@@ -157,22 +214,39 @@ fn forget_name<K>(n: &mut Namespace<K>, controller: &Option<String>, name: &str)
     }
 }
 
-fn remove<K: Resource>(map: &mut HashMap<String, Namespace<K>>, obj: &K) {
+fn forget_node(
+    nodes: &mut HashMap<String, HashSet<(String, Arc<str>)>>,
+    node: Option<&str>,
+    ns: &str,
+    name: &Arc<str>,
+) {
+    let Some(node) = node else {
+        return;
+    };
+    if let Some(set) = nodes.get_mut(node) {
+        set.remove(&(ns.to_string(), name.clone()));
+        if set.is_empty() {
+            nodes.remove(node);
+        }
+    }
+}
+
+fn remove<K: Resource>(maps: &mut Maps<K>, node_of: Option<NodeOf<K>>, obj: &K) {
     let Some((ns, controller, name)) = place(obj) else {
         return;
     };
-    let Some(n) = map.get_mut(&ns) else {
+    let Some(n) = maps.namespaces.get_mut(&ns) else {
         return;
     };
-    // The copy the index holds decides which set the name is in.
-    let held = n
-        .objects
-        .remove(name)
-        .and_then(|h| place(h.as_ref()).map(|(_, c, _)| c));
-    forget_name(n, &held.unwrap_or(controller), name);
+    // The copy the index holds decides which sets the name is in.
+    let held = n.objects.remove(name);
+    let held_controller = held.as_deref().and_then(|h| place(h).map(|(_, c, _)| c));
+    forget_name(n, &held_controller.unwrap_or(controller), name);
     if n.objects.is_empty() {
-        map.remove(&ns);
+        maps.namespaces.remove(&ns);
     }
+    let node = node_of.and_then(|f| f(held.as_deref().unwrap_or(obj)));
+    forget_node(&mut maps.nodes, node, &ns, &Arc::from(name));
 }
 
 #[cfg(test)]
@@ -252,5 +326,44 @@ mod tests {
         assert!(ix.in_namespace("a").is_empty());
         assert!(ix.controlled_by("a", Some("u1")).is_empty());
         assert_eq!(names(ix.in_namespace("b")), ["kept"]);
+    }
+
+    fn node_of(p: &Pod) -> Option<&str> {
+        p.spec.as_ref()?.node_name.as_deref()
+    }
+
+    fn on(p: Arc<Pod>, node: &str) -> Arc<Pod> {
+        let mut p = p.as_ref().clone();
+        p.spec.get_or_insert_with(Default::default).node_name = Some(node.into());
+        Arc::new(p)
+    }
+
+    #[test]
+    fn finds_by_node_through_binding_moves_and_deletion() {
+        let ix = ControllerIndex::by_node(node_of);
+        let pending = pod("a", "p", Some("u1"));
+        ix.applied(None, pending.clone());
+        ix.applied(None, on(pod("b", "p", None), "n1"));
+        assert_eq!(names(ix.on_node("n1")), ["p"]);
+        assert_eq!(ix.on_node("n1")[0].metadata.namespace.as_deref(), Some("b"));
+        // Bound: found on its node, still under its controller.
+        let bound = on(pending.clone(), "n1");
+        ix.applied(Some(&pending), bound.clone());
+        assert_eq!(ix.on_node("n1").len(), 2);
+        assert_eq!(names(ix.controlled_by("a", Some("u1"))), ["p"]);
+        // A change whose old copy the caller lacks still leaves no stale entry.
+        ix.applied(None, on(pending.clone(), "n2"));
+        assert_eq!(names(ix.on_node("n2")), ["p"]);
+        assert_eq!(ix.on_node("n1").len(), 1);
+        // A delete event's copy may name an older node: the held copy decides.
+        ix.deleted(&bound);
+        assert!(ix.on_node("n2").is_empty());
+        ix.rebuild(vec![on(pod("c", "q", None), "n3")]);
+        assert!(ix.on_node("n1").is_empty());
+        assert_eq!(names(ix.on_node("n3")), ["q"]);
+        // An index without nodes finds none.
+        let plain = ControllerIndex::default();
+        plain.applied(None, on(pod("a", "p", None), "n1"));
+        assert!(plain.on_node("n1").is_empty());
     }
 }

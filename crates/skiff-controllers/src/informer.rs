@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::index::ControllerIndex;
+use crate::index::{ControllerIndex, NodeOf};
 
 /// How many changes a slow subscriber may fall behind before it is told to re-read the
 /// whole cache instead ([`Change::Relisted`]).
@@ -97,6 +97,12 @@ where
         }
     }
 
+    /// The same informer with its index also by node ([`ControllerIndex::on_node`]).
+    pub fn indexed_by_node(mut self, node_of: NodeOf<K>) -> Self {
+        self.index = Arc::new(ControllerIndex::by_node(node_of));
+        self
+    }
+
     /// The cache (a read handle; cheap to clone).
     pub fn store(&self) -> Store<K> {
         self.store.clone()
@@ -105,6 +111,11 @@ where
     /// The cache by namespace and controller (up to date before a change is handed out).
     pub fn index(&self) -> &ControllerIndex<K> {
         &self.index
+    }
+
+    /// The index, to keep (a trigger that outlives this borrow).
+    pub fn shared_index(&self) -> Arc<ControllerIndex<K>> {
+        self.index.clone()
     }
 
     /// The changes from now on. A subscriber that falls too far behind gets

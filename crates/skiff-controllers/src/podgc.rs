@@ -31,15 +31,7 @@ pub async fn run(ctx: Arc<Context>) {
 }
 
 use crate::cachedpod::CachedPod;
-use crate::pods::phase;
-
-fn node_of(p: &CachedPod) -> Option<&str> {
-    p.spec
-        .as_ref()?
-        .node_name
-        .as_deref()
-        .filter(|n| !n.is_empty())
-}
+use crate::pods::{node_of, phase};
 
 /// The terminated pods to delete: the oldest beyond `threshold` (0: none).
 pub fn terminated_over_threshold(pods: &[Arc<CachedPod>], threshold: usize) -> Vec<Arc<CachedPod>> {

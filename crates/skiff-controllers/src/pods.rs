@@ -112,6 +112,15 @@ fn deletion_cost(pod: &CachedPod) -> i32 {
         .unwrap_or(0)
 }
 
+/// The node a pod is bound to (`spec.nodeName`), if any.
+pub fn node_of(pod: &CachedPod) -> Option<&str> {
+    pod.spec
+        .as_ref()?
+        .node_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+}
+
 fn node(pod: &CachedPod) -> &str {
     pod.spec
         .as_ref()

@@ -254,20 +254,25 @@ async fn a_silent_node_turns_unknown_and_its_pods_are_evicted_after_toleration_s
 async fn a_no_execute_taint_evicts_pods_not_tolerating_it_at_once_and_cordon_taints_the_node() {
     let c = cluster(300).await;
     add_node(&c, "n1").await;
+    add_node(&c, "n2").await;
     let _beat = heartbeat(&c.client, "n1");
+    let _beat2 = heartbeat(&c.client, "n2");
     let pods: Api<Pod> = c.api();
-    for (name, tolerations) in [
-        ("plain", json!([])),
+    for (name, tolerations, node) in [
+        ("plain", json!([]), "n1"),
         (
             "tolerant",
             json!([{"key": "maintenance", "operator": "Exists", "effect": "NoExecute"}]),
+            "n1",
         ),
+        // Same namespace, no toleration, another node: the taint is not its business.
+        ("elsewhere", json!([]), "n2"),
     ] {
         let p: Pod = serde_json::from_value(json!({"metadata": {"name": name},
             "spec": {"tolerations": tolerations, "containers": [{"name": "c", "image": "busybox"}]}}))
         .unwrap();
         pods.create(&PostParams::default(), &p).await.unwrap();
-        bind(&c, name, "n1").await;
+        bind(&c, name, node).await;
     }
     let nodes: Api<Node> = Api::all(c.client.clone());
     let patch = json!({"spec": {"taints": [{"key": "maintenance", "value": "now", "effect": "NoExecute"}]}});
@@ -285,6 +290,22 @@ async fn a_no_execute_taint_evicts_pods_not_tolerating_it_at_once_and_cordon_tai
         tolerant.metadata.deletion_timestamp.is_none(),
         "the tolerating pod was evicted"
     );
+    let elsewhere = pods.get("elsewhere").await.unwrap();
+    assert!(
+        elsewhere.metadata.deletion_timestamp.is_none(),
+        "a pod on another node was evicted"
+    );
+    // A pod bound to the tainted node afterwards goes too (its own change wakes it).
+    let late: Pod = serde_json::from_value(json!({"metadata": {"name": "late"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))
+    .unwrap();
+    pods.create(&PostParams::default(), &late).await.unwrap();
+    bind(&c, "late", "n1").await;
+    until("the pod bound after the taint is deleted", || async {
+        let p = pods.get("late").await.ok()?;
+        p.metadata.deletion_timestamp.is_some().then_some(())
+    })
+    .await;
 
     // kubectl cordon / uncordon.
     let cordon = |on: bool| json!({"spec": {"unschedulable": on}});

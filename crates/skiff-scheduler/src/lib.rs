@@ -25,6 +25,7 @@ mod scheduler;
 use std::future::Future;
 
 pub use algorithm::FitError;
+pub use report::{BURST as DEFAULT_API_BURST, WRITES_PER_SECOND as DEFAULT_API_QPS};
 pub use scheduler::{Config, Metrics, Scheduler};
 pub use skiff_leader::LeaseConfig;
 
@@ -57,10 +58,10 @@ impl Handle {
     }
 }
 
-/// Starts the leader-elected default scheduler on `client` (what `skiff server` runs).
-pub fn spawn(client: kube::Client) -> Handle {
+/// Starts the leader-elected scheduler with `config` on `client` (what `skiff server` runs).
+pub fn spawn(client: kube::Client, config: Config) -> Handle {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(run(client, Config::default(), async {
+    let task = tokio::spawn(run(client, config, async {
         let _ = stopped.await;
     }));
     Handle { stop, task }

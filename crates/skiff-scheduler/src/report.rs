@@ -4,8 +4,8 @@
 //! nowhere.
 //!
 //! These writes are paced the way kube-scheduler's are by its client's rate limit
-//! (`clientConnection.qps` 50, burst 100): at most [`WRITES_PER_SECOND`] after a burst of
-//! [`BURST`], so a flood of pods that fit nowhere (10,000 created at once with no node) does
+//! (`--kube-api-qps` 50, `--kube-api-burst` 100): by default at most [`WRITES_PER_SECOND`]
+//! after a burst of [`BURST`] (`Config::api_qps`, `Config::api_burst`), so a flood of pods that fit nowhere (10,000 created at once with no node) does
 //! not double the API server's write load while users read it. Bindings are not paced.
 //! - Conditions are never dropped, and **coalesced**: one write per pod waits, carrying the
 //!   latest message; a pod bound or deleted meanwhile is not written, and one that already
@@ -29,10 +29,10 @@ use crate::podinfo::{PodInfo, PodKey};
 const QUEUE: usize = 1000;
 /// Writes in flight at once.
 const CONCURRENCY: usize = 8;
-/// Report writes per second once [`BURST`] is spent.
+/// Report writes per second once the burst is spent, by default.
 pub const WRITES_PER_SECOND: f64 = 100.0;
-/// Report writes that go at once after a quiet spell.
-pub const BURST: f64 = 100.0;
+/// Report writes that go at once after a quiet spell, by default.
+pub const BURST: u32 = 100;
 /// Field manager and event source of the scheduler's writes.
 pub const COMPONENT: &str = "default-scheduler";
 
@@ -56,8 +56,9 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// A reporter writing through `client` as `instance` until every sender is gone.
-    pub fn spawn(client: Client, instance: String) -> Reporter {
+    /// A reporter writing through `client` as `instance` until every sender is gone, at
+    /// most `qps` writes a second after a burst of `burst`.
+    pub fn spawn(client: Client, instance: String, qps: f64, burst: u32) -> Reporter {
         let (events, events_rx) = mpsc::channel(QUEUE);
         let (conditions, conditions_rx) = mpsc::unbounded_channel();
         let pending = Pending::default();
@@ -66,7 +67,7 @@ impl Reporter {
             instance,
             seen: Arc::default(),
             pending: pending.clone(),
-            bucket: Bucket::new(WRITES_PER_SECOND, BURST),
+            bucket: Bucket::new(qps, f64::from(burst)),
             slots: Arc::new(Semaphore::new(CONCURRENCY)),
         };
         tokio::spawn(writer.run(conditions_rx, events_rx));
@@ -121,7 +122,15 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// A bucket that always refills (a rate of at least one write an hour) and holds at
+    /// least one token, whatever it is given.
     fn new(rate: f64, burst: f64) -> Bucket {
+        let rate = if rate.is_finite() {
+            rate.max(1.0 / 3600.0)
+        } else {
+            WRITES_PER_SECOND
+        };
+        let burst = burst.max(1.0);
         Bucket {
             rate,
             burst,

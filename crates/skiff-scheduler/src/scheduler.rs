@@ -36,6 +36,11 @@ pub struct Config {
     pub identity: String,
     /// The Lease several schedulers elect their leader on.
     pub lease: crate::LeaseConfig,
+    /// Report writes (Events, `PodScheduled=False`) per second once `api_burst` is spent
+    /// (kube-scheduler's `--kube-api-qps`); bindings are not paced.
+    pub api_qps: f64,
+    /// Report writes that go at once after a quiet spell (`--kube-api-burst`).
+    pub api_burst: u32,
 }
 
 /// kube-scheduler's Lease (`kube-system/kube-scheduler`).
@@ -50,6 +55,8 @@ impl Default for Config {
             bind_concurrency: 256,
             lease: crate::LeaseConfig::new(LEASE_NAME, &identity),
             identity,
+            api_qps: crate::report::WRITES_PER_SECOND,
+            api_burst: crate::report::BURST,
         }
     }
 }
@@ -162,7 +169,12 @@ impl Scheduler {
                 |e| Input::Namespaces(Box::new(e)),
             ),
         ];
-        let reporter = Reporter::spawn(self.client.clone(), self.config.identity.clone());
+        let reporter = Reporter::spawn(
+            self.client.clone(),
+            self.config.identity.clone(),
+            self.config.api_qps,
+            self.config.api_burst,
+        );
         let binds = Arc::new(Semaphore::new(self.config.bind_concurrency.max(1)));
         let mut state = Loop {
             cache: Cache::default(),

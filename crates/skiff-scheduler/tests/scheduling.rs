@@ -513,3 +513,35 @@ async fn one_scheduler_leads_and_another_takes_over_when_it_dies() {
     assert_eq!(scheduled_by("two").await, survivor);
     assert_eq!(holder().await.as_deref(), Some(survivor));
 }
+
+/// `skiff server --scheduler-kube-api-qps/--scheduler-kube-api-burst`: the scheduler's
+/// reports on pods that fit nowhere go out at the configured pace. At 2 writes a second
+/// after a burst of 1, the fourth pod's PodScheduled=False condition cannot be there before
+/// 1.5 s (conditions go before events). A lower bound only: a loaded machine is slower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_go_out_at_the_configured_pace() {
+    let c = cluster().await;
+    add_node(&c.client, NodeSpec::new("n1").cpu("1")).await;
+    let mut slow = config("s");
+    slow.api_qps = 2.0;
+    slow.api_burst = 1;
+    let _s = start(&c.client, slow);
+    let started = std::time::Instant::now();
+    for i in 0..4 {
+        create_pod(&c.client, pod(&format!("big-{i}"), "2", json!({}))).await;
+    }
+    for i in 0..4 {
+        let name = format!("big-{i}");
+        eventually(30, &format!("PodScheduled=False on {name}"), || async {
+            scheduled_condition(&c.client, &name)
+                .await
+                .filter(|c| c.0 == "False")
+        })
+        .await;
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(1500),
+        "4 conditions written in {took:?} at 2 writes/s after a burst of 1"
+    );
+}

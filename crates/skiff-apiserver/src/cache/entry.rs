@@ -10,7 +10,7 @@ use skiff_store::KeyValue;
 use crate::convert::storage_info;
 use crate::error::ApiError;
 use crate::resources::ResourceInfo;
-use crate::storage::{decode_plain, write_json_plain, Storage};
+use crate::storage::{decode_plain, write_json_plain, write_partial_metadata_plain, Storage};
 
 use super::pack::{Body, Dictionary};
 
@@ -159,6 +159,12 @@ impl Entry {
         self.with(|v| write_json_plain(info, &self.key, v, revision, out))
     }
 
+    /// Appends the object's `PartialObjectMetadata` with resourceVersion `revision` (a
+    /// deletion's revision, or its own) to `out`, without decoding the whole object.
+    pub fn write_partial_metadata(&self, revision: i64, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        self.with(|v| write_partial_metadata_plain(&self.key, v, revision, out))
+    }
+
     /// Bytes this entry holds on the heap (for tests of the memory layout).
     #[cfg(test)]
     pub fn heap_bytes(&self) -> usize {
@@ -183,4 +189,35 @@ pub(crate) struct CacheEvent {
     /// The state before a create/update (None for a create and for a deletion).
     pub prev: Option<Arc<Entry>>,
     pub deleted: bool,
+    /// The object's `PartialObjectMetadata` JSON, written by the first metadata-only watch
+    /// that sends this change and copied by the others (it goes with the event when the
+    /// ring drops it).
+    metadata: OnceLock<Result<bytes::Bytes, Box<str>>>,
+}
+
+impl CacheEvent {
+    pub fn new(revision: i64, object: Arc<Entry>, prev: Option<Arc<Entry>>, deleted: bool) -> Self {
+        CacheEvent {
+            revision,
+            object,
+            prev,
+            deleted,
+            metadata: OnceLock::new(),
+        }
+    }
+
+    /// The `PartialObjectMetadata` JSON of the object as this change sends it (at this
+    /// change's revision), made once for every watch of it.
+    pub fn partial_metadata(&self) -> Result<bytes::Bytes, ApiError> {
+        self.metadata
+            .get_or_init(|| {
+                let mut out = Vec::with_capacity(self.object.len() / 2);
+                self.object
+                    .write_partial_metadata(self.revision, &mut out)
+                    .map(|()| bytes::Bytes::from(out))
+                    .map_err(|e| e.message.into())
+            })
+            .clone()
+            .map_err(|why| ApiError::internal(why.to_string()))
+    }
 }

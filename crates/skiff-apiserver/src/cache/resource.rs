@@ -133,24 +133,14 @@ impl ResourceCache {
             EventType::Put => {
                 let entry = Arc::new(self.entry(storage, &ev.kv));
                 let prev = s.items.insert(entry.key.clone(), entry.clone());
-                CacheEvent {
-                    revision: ev.revision,
-                    object: entry,
-                    prev,
-                    deleted: false,
-                }
+                CacheEvent::new(ev.revision, entry, prev, false)
             }
             EventType::Delete => {
                 let last = match s.items.remove(ev.kv.key.as_str()) {
                     Some(e) => e,
                     None => Arc::new(self.entry(storage, &ev.kv)),
                 };
-                CacheEvent {
-                    revision: ev.revision,
-                    object: last,
-                    prev: None,
-                    deleted: true,
-                }
+                CacheEvent::new(ev.revision, last, None, true)
             }
         };
         s.events.push_back(Arc::new(event));

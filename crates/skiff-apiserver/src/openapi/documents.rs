@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use super::operations::{self, query_param, Body, Operation, PathItem, Reply};
 use crate::registry::Kind;
 use crate::resources;
+use crate::reviews::Review;
 
 /// Which OpenAPI a document is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +81,24 @@ impl Schemas {
         }
     }
 
+    /// Registers `review`'s schema (k8s-openapi's type) and the shared types.
+    fn review(&mut self, review: Review) -> Names {
+        use k8s_openapi::api::{authentication::v1 as authn, authorization::v1 as authz};
+        let gen = &mut self.gen;
+        let object = match review {
+            Review::SelfSubject => add::<authn::SelfSubjectReview>(gen),
+            Review::Token => add::<authn::TokenReview>(gen),
+            Review::LocalSubjectAccess => add::<authz::LocalSubjectAccessReview>(gen),
+            Review::SelfSubjectAccess => add::<authz::SelfSubjectAccessReview>(gen),
+            Review::SelfSubjectRules => add::<authz::SelfSubjectRulesReview>(gen),
+            Review::SubjectAccess => add::<authz::SubjectAccessReview>(gen),
+        };
+        let r = review.info();
+        self.tag(&object, r.group, r.version, r.kind);
+        // A review has no list: no operation answers with one.
+        self.shared(object, String::new())
+    }
+
     /// Registers `kind`'s schema, its list and the shared types; returns their names.
     fn kind(&mut self, kind: &dyn Kind) -> Names {
         let r = kind.info();
@@ -104,6 +123,12 @@ impl Schemas {
             ));
             self.tag(&list, r.group, r.version, &format!("{}List", r.kind));
         }
+        self.shared(object, list)
+    }
+
+    /// Registers the types every document's operations share; returns the names of all
+    /// with `object` and `list`.
+    fn shared(&mut self, object: String, list: String) -> Names {
         let scale = add::<k8s_openapi::api::autoscaling::v1::Scale>(&mut self.gen);
         self.tag(&scale, "autoscaling", "v1", "Scale");
         let binding = add::<k8s_openapi::api::core::v1::Binding>(&mut self.gen);
@@ -339,10 +364,11 @@ fn path_item(version: Version, item: &PathItem, names: &Names) -> Value {
     Value::Object(p)
 }
 
-/// The paths and definitions of `kinds`.
+/// The paths and definitions of `kinds` and `reviews`.
 fn write(
     version: Version,
     kinds: &[&'static dyn Kind],
+    reviews: &[Review],
 ) -> (Map<String, Value>, Map<String, Value>) {
     let mut schemas = Schemas::new(version);
     let mut paths = Map::new();
@@ -352,13 +378,19 @@ fn write(
             paths.insert(item.path.clone(), path_item(version, &item, &names));
         }
     }
+    for &review in reviews {
+        let names = schemas.review(review);
+        for item in operations::review_paths(review) {
+            paths.insert(item.path.clone(), path_item(version, &item, &names));
+        }
+    }
     (paths, schemas.finish())
 }
 
 /// The Swagger 2.0 document of the whole API (`/openapi/v2`).
 pub fn v2() -> Value {
     let kinds: Vec<&'static dyn Kind> = resources::all().collect();
-    let (paths, definitions) = write(Version::V2, &kinds);
+    let (paths, definitions) = write(Version::V2, &kinds, &Review::ALL);
     json!({
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": crate::router::KUBE_VERSION},
@@ -372,7 +404,8 @@ pub fn v3(group: &str, version: &str) -> Value {
     let kinds: Vec<&'static dyn Kind> = resources::all()
         .filter(|k| k.info().group == group && k.info().version == version)
         .collect();
-    let (paths, schemas) = write(Version::V3, &kinds);
+    let reviews: Vec<Review> = Review::in_version(group, version).collect();
+    let (paths, schemas) = write(Version::V3, &kinds, &reviews);
     json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": crate::router::KUBE_VERSION},
@@ -443,6 +476,16 @@ mod tests {
             });
             assert!(tagged, "{kind:?} has no definition");
         }
+        let review = &defs["io.k8s.api.authorization.v1.SubjectAccessReview"];
+        assert_eq!(
+            review["x-kubernetes-group-version-kind"][0]["group"],
+            "authorization.k8s.io"
+        );
+        let create = &doc["paths"]["/apis/authentication.k8s.io/v1/tokenreviews"]["post"];
+        assert_eq!(
+            create["parameters"][0]["schema"]["$ref"],
+            "#/definitions/io.k8s.api.authentication.v1.TokenReview"
+        );
         let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/configmaps/{name}"]["patch"];
         assert_eq!(patch["parameters"][0]["in"], "body");
         assert!(patch["parameters"]

@@ -31,9 +31,12 @@ const V2_PROTOBUF: &[&str] = &[
 /// The served group versions as OpenAPI v3 paths (`api/v1`, `apis/apps/v1`).
 fn group_versions() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
-    for r in resources::all().map(|k| k.info()) {
-        if !out.contains(&(r.group, r.version)) {
-            out.push((r.group, r.version));
+    let served = resources::all()
+        .map(|k| (k.info().group, k.info().version))
+        .chain(crate::reviews::Review::ALL.map(|r| (r.info().group, r.info().version)));
+    for gv in served {
+        if !out.contains(&gv) {
+            out.push(gv);
         }
     }
     out
@@ -156,6 +159,8 @@ mod tests {
             "apis/autoscaling/v1",
             "apis/batch/v1",
             "apis/metrics.k8s.io/v1beta1",
+            "apis/authentication.k8s.io/v1",
+            "apis/authorization.k8s.io/v1",
         ] {
             assert!(docs.contains_key(gv), "{gv}");
         }

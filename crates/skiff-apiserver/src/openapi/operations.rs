@@ -5,6 +5,7 @@
 
 use crate::registry::{Backend, Kind};
 use crate::resources::Sub;
+use crate::reviews::Review;
 
 /// What a request body holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -369,6 +370,35 @@ pub fn paths(kind: &dyn Kind) -> Vec<PathItem> {
     out
 }
 
+/// The one operation of a review: create (`POST` to its collection), as kube-apiserver
+/// publishes its virtual resources.
+pub fn review_paths(review: Review) -> Vec<PathItem> {
+    let r = review.info();
+    let gid = group_id(r.group, r.version);
+    let (ns_path, ns_id, params) = if r.namespaced {
+        ("namespaces/{namespace}/", "Namespaced", vec!["namespace"])
+    } else {
+        ("", "", vec![])
+    };
+    let k = r.kind;
+    vec![PathItem {
+        path: format!("{}/{ns_path}{}", prefix(r.group, r.version), r.plural),
+        params,
+        operations: vec![Operation {
+            method: "post",
+            id: format!("create{gid}{ns_id}{k}"),
+            action: "post",
+            description: format!("create a {k}"),
+            gvk: (r.group, r.version, k),
+            query: WRITE,
+            body: Some(Body::Object),
+            reply: Reply::Object,
+            codes: &[200, 201, 202],
+            consumes: JSON,
+        }],
+    }]
+}
+
 /// PUT and PATCH of an item (or of its subresource `suffix`).
 fn writes(
     op: &dyn Fn(&'static str, String, &'static str, String) -> Operation,
@@ -492,5 +522,43 @@ mod tests {
                 ("/apis/metrics.k8s.io/v1beta1/pods", "list"),
             ]
         );
+    }
+
+    #[test]
+    fn reviews_have_kubernetes_operation_ids() {
+        let ids: Vec<(String, String)> = Review::ALL
+            .into_iter()
+            .flat_map(review_paths)
+            .flat_map(|p| {
+                let path = p.path.clone();
+                p.operations
+                    .into_iter()
+                    .map(move |o| (path.clone(), format!("{} {}", o.method, o.id)))
+            })
+            .collect();
+        for (path, op) in [
+            (
+                "/apis/authentication.k8s.io/v1/tokenreviews",
+                "post createAuthenticationV1TokenReview",
+            ),
+            (
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                "post createAuthenticationV1SelfSubjectReview",
+            ),
+            (
+                "/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews",
+                "post createAuthorizationV1NamespacedLocalSubjectAccessReview",
+            ),
+            (
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                "post createAuthorizationV1SubjectAccessReview",
+            ),
+        ] {
+            assert!(
+                ids.contains(&(path.to_string(), op.to_string())),
+                "missing {op} on {path}: {ids:?}"
+            );
+        }
+        assert_eq!(ids.len(), 6, "one create each: {ids:?}");
     }
 }

@@ -82,6 +82,8 @@ messages! {
     api::authorization::v1::SelfSubjectRulesReview { metadata: "metadata", spec: "spec", status: "status" }
     api::authorization::v1::SubjectAccessReview { metadata: "metadata", spec: "spec", status: "status" }
     api::authorization::v1::LocalSubjectAccessReview { metadata: "metadata", spec: "spec", status: "status" }
+    api::authentication::v1::SelfSubjectReview { metadata: "metadata", status: "status" }
+    api::authentication::v1::TokenReview { metadata: "metadata", spec: "spec", status: "status" }
     apimachinery::pkg::apis::meta::v1::ObjectMeta { name: "name", generate_name: "generateName",
         namespace: "namespace", self_link: "selfLink", uid: "uid", resource_version: "resourceVersion",
         generation: "generation", creation_timestamp: "creationTimestamp", deletion_timestamp: "deletionTimestamp",
@@ -262,6 +264,10 @@ messages! {
     api::authorization::v1::SubjectAccessReviewSpec { resource_attributes: "resourceAttributes",
         non_resource_attributes: "nonResourceAttributes", user: "user", groups: "groups", extra: "extra",
         uid: "uid" }
+    api::authentication::v1::SelfSubjectReviewStatus { user_info: "userInfo" }
+    api::authentication::v1::TokenReviewSpec { token: "token", audiences: "audiences" }
+    api::authentication::v1::TokenReviewStatus { authenticated: "authenticated", user: "user",
+        audiences: "audiences", error: "error" }
     apimachinery::pkg::apis::meta::v1::OwnerReference { api_version: "apiVersion", kind: "kind", name: "name",
         uid: "uid", controller: "controller", block_owner_deletion: "blockOwnerDeletion" }
     apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry { manager: "manager", operation: "operation",
@@ -409,6 +415,7 @@ messages! {
         resource_names: "resourceNames" }
     api::authorization::v1::NonResourceRule { verbs: "verbs", non_resource_ur_ls: "nonResourceURLs" }
     api::authorization::v1::ExtraValue { items: "items" }
+    api::authentication::v1::UserInfo { username: "username", uid: "uid", groups: "groups", extra: "extra" }
     apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement { key: "key", operator: "operator",
         values: "values" }
     api::apps::v1::RollingUpdateDaemonSet { max_unavailable: "maxUnavailable", max_surge: "maxSurge" }
@@ -549,6 +556,7 @@ messages! {
     api::discovery::v1::ForNode { name: "name" }
     api::authorization::v1::FieldSelectorAttributes { raw_selector: "rawSelector", requirements: "requirements" }
     api::authorization::v1::LabelSelectorAttributes { raw_selector: "rawSelector", requirements: "requirements" }
+    api::authentication::v1::ExtraValue { items: "items" }
     api::autoscaling::v2::MetricTarget { r#type: "type", value: "value", average_value: "averageValue",
         average_utilization: "averageUtilization" }
     api::autoscaling::v2::MetricIdentifier { name: "name", selector: "selector" }

@@ -83,7 +83,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
 /// A body that is no served kind's object: the options and subresource bodies clients send
 /// as protobuf, else 415 (as Kubernetes answers for types it has no protobuf form of).
 fn decode_other(api_version: &str, kind: &str, raw: &[u8]) -> Result<Value, ApiError> {
-    use k8s_pb::api::authentication::v1::TokenRequest;
+    use k8s_pb::api::authentication::v1::{SelfSubjectReview, TokenRequest, TokenReview};
     use k8s_pb::api::authorization::v1 as authz;
     use k8s_pb::api::autoscaling::v1::Scale;
     use k8s_pb::api::core::v1::Binding;
@@ -94,6 +94,9 @@ fn decode_other(api_version: &str, kind: &str, raw: &[u8]) -> Result<Value, ApiE
         ("autoscaling/v1", "Scale") => Scale::decode_json(raw),
         ("v1", "Binding") => Binding::decode_json(raw),
         ("authentication.k8s.io/v1", "TokenRequest") => TokenRequest::decode_json(raw),
+        // `kubectl auth whoami` sends its SelfSubjectReview as protobuf.
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => SelfSubjectReview::decode_json(raw),
+        ("authentication.k8s.io/v1", "TokenReview") => TokenReview::decode_json(raw),
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
             authz::SelfSubjectAccessReview::decode_json(raw)
         }
@@ -173,6 +176,36 @@ mod tests {
     }
 
     /// `kubectl autoscale deployment web --max=5 --cpu-percent=50` posts autoscaling/v1.
+    /// `kubectl auth whoami` posts its SelfSubjectReview as protobuf; a TokenReview may come so.
+    #[test]
+    fn identity_review_bodies() {
+        use k8s_pb::api::authentication::v1 as authn;
+        let whoami = envelope(
+            "authentication.k8s.io/v1",
+            "SelfSubjectReview",
+            &authn::SelfSubjectReview::default(),
+        );
+        let r = decode(&whoami).unwrap();
+        assert_eq!(
+            (r["apiVersion"].as_str(), r["kind"].as_str()),
+            (Some("authentication.k8s.io/v1"), Some("SelfSubjectReview"))
+        );
+        let review = authn::TokenReview {
+            spec: Some(authn::TokenReviewSpec {
+                token: Some("abc".into()),
+                audiences: vec!["vault".into()],
+            }),
+            ..Default::default()
+        };
+        let r = decode(&envelope(
+            "authentication.k8s.io/v1",
+            "TokenReview",
+            &review,
+        ))
+        .unwrap();
+        assert_eq!(r["spec"], json!({"token": "abc", "audiences": ["vault"]}));
+    }
+
     #[test]
     fn kubectl_autoscale_body() {
         let hpa = autoscaling::v1::HorizontalPodAutoscaler {

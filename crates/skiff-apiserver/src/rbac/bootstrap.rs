@@ -1,7 +1,8 @@
 //! The roles and bindings kube-apiserver creates on start (its bootstrap policy, for the
 //! part of it that applies to people): `cluster-admin`, the aggregated `admin`, `edit` and
 //! `view` with the `system:aggregate-to-*` roles feeding them, `system:basic-user`,
-//! `system:discovery`, `system:public-info-viewer`, and their ClusterRoleBindings.
+//! `system:discovery`, `system:public-info-viewer`, `system:auth-delegator` (not bound),
+//! and their ClusterRoleBindings.
 //!
 //! [`ensure`] creates the missing ones (run at start and every few seconds, so a deleted
 //! default comes back); [`reconcile`] (run once at start) also adds to existing defaults
@@ -130,6 +131,20 @@ pub fn cluster_roles() -> Vec<Value> {
                     &["create"],
                     &["authentication.k8s.io"],
                     &["selfsubjectreviews"],
+                ),
+            ],
+        ),
+        // Bound by whoever delegates authentication and authorization to the API (webhooks,
+        // aggregated API servers): may ask who a token is and whether its user may.
+        cluster_role(
+            "system:auth-delegator",
+            &[],
+            vec![
+                rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+                rule(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
                 ),
             ],
         ),

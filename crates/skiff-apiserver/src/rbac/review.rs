@@ -10,55 +10,15 @@ use serde_json::{json, Value};
 use super::{grant, is_master, rules_for, Request};
 use crate::auth::{Attributes, UserInfo};
 use crate::error::{ApiError, Cause};
+use crate::reviews::Review;
 use crate::router::ApiState;
 
 const GROUP: &str = "authorization.k8s.io";
-const API_VERSION: &str = "authorization.k8s.io/v1";
-
-/// Which review a path names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Review {
-    SelfAccess,
-    SelfRules,
-    Access,
-    LocalAccess,
-}
-
-impl Review {
-    /// The review served at `plural` (namespaced: under `/namespaces/NS/`).
-    pub fn parse(plural: &str, namespaced: bool) -> Option<Review> {
-        match (plural, namespaced) {
-            ("selfsubjectaccessreviews", false) => Some(Review::SelfAccess),
-            ("selfsubjectrulesreviews", false) => Some(Review::SelfRules),
-            ("subjectaccessreviews", false) => Some(Review::Access),
-            ("localsubjectaccessreviews", true) => Some(Review::LocalAccess),
-            _ => None,
-        }
-    }
-
-    pub fn plural(self) -> &'static str {
-        match self {
-            Review::SelfAccess => "selfsubjectaccessreviews",
-            Review::SelfRules => "selfsubjectrulesreviews",
-            Review::Access => "subjectaccessreviews",
-            Review::LocalAccess => "localsubjectaccessreviews",
-        }
-    }
-
-    fn kind(self) -> &'static str {
-        match self {
-            Review::SelfAccess => "SelfSubjectAccessReview",
-            Review::SelfRules => "SelfSubjectRulesReview",
-            Review::Access => "SubjectAccessReview",
-            Review::LocalAccess => "LocalSubjectAccessReview",
-        }
-    }
-}
 
 fn invalid(review: Review, field: &str, reason: &str, message: String) -> ApiError {
     ApiError::invalid(
         GROUP,
-        review.kind(),
+        review.info().kind,
         "",
         vec![Cause {
             reason: reason.into(),
@@ -76,30 +36,23 @@ pub async fn answer(
     ns: Option<&str>,
     mut body: Value,
 ) -> Result<Response, ApiError> {
-    let api_version = body["apiVersion"].as_str().unwrap_or(API_VERSION);
-    let kind = body["kind"].as_str().unwrap_or(review.kind());
-    if api_version != API_VERSION || kind != review.kind() {
-        return Err(ApiError::bad_request(format!(
-            "the body must be an {API_VERSION} {}, got {api_version} {kind}",
-            review.kind()
-        )));
-    }
-    body["apiVersion"] = json!(API_VERSION);
-    body["kind"] = json!(review.kind());
-    if body.get("metadata").is_none_or(|m| !m.is_object()) {
-        body["metadata"] = json!({});
-    }
-    body["metadata"]["creationTimestamp"] = Value::Null;
+    crate::reviews::echo(review, &mut body)?;
     let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
     body["status"] = match review {
-        Review::SelfRules => rules_status(state, user, spec["namespace"].as_str()).await?,
-        Review::SelfAccess => access_status(state, user, review, &spec).await?,
-        Review::Access | Review::LocalAccess => {
+        Review::SelfSubjectRules => rules_status(state, user, spec["namespace"].as_str()).await?,
+        Review::SelfSubjectAccess => access_status(state, user, review, &spec).await?,
+        Review::SubjectAccess | Review::LocalSubjectAccess => {
             let subject = subject(review, &spec)?;
-            if review == Review::LocalAccess {
+            if review == Review::LocalSubjectAccess {
                 local_namespace(&mut body, ns.unwrap_or_default())?;
             }
             access_status(state, &subject, review, &body["spec"].clone()).await?
+        }
+        Review::SelfSubject | Review::Token => {
+            return Err(ApiError::bad_request(format!(
+                "{} is not an access review",
+                review.info().kind
+            )))
         }
     };
     Ok(crate::http::json(201, &body))
@@ -132,7 +85,7 @@ fn subject(review: Review, spec: &Value) -> Result<UserInfo, ApiError> {
 
 /// A LocalSubjectAccessReview asks about its own namespace only.
 fn local_namespace(body: &mut Value, ns: &str) -> Result<(), ApiError> {
-    let review = Review::LocalAccess;
+    let review = Review::LocalSubjectAccess;
     if body["spec"]
         .get("nonResourceAttributes")
         .is_some_and(|v| !v.is_null())

@@ -35,11 +35,44 @@ pub async fn authenticate(state: &ApiState, token: &str) -> Result<Option<UserIn
     if !signer::looks_like_jwt(token) {
         return Ok(None);
     }
-    let verified = match state.sa_signer.verify(token) {
-        Ok(v) => v,
-        // Not ours (or broken): let the caller answer 401.
-        Err(why) => return Err(why),
+    // Not ours (or broken): let the caller answer 401.
+    let verified = state.sa_signer.verify(token)?;
+    holder(state, token, verified).await.map(Some)
+}
+
+/// What a TokenReview asking for `audiences` learns of `token`: Ok(None) when it is not a
+/// service-account token, else the service account and the audiences it is valid for (the
+/// token's `aud` among `audiences`; a legacy token is for the API's own), or why it does
+/// not hold. Kubernetes' `jwtTokenAuthenticator` with requested audiences.
+pub async fn review(
+    state: &ApiState,
+    token: &str,
+    audiences: &[String],
+) -> Result<Option<(UserInfo, Vec<String>)>, String> {
+    if !signer::looks_like_jwt(token) {
+        return Ok(None);
+    }
+    let verified = state.sa_signer.verify_any_audience(token)?;
+    let of_token = match &verified {
+        Verified::Bound(c) => c.aud.clone(),
+        Verified::Legacy(_) => state.sa_signer.audiences().to_vec(),
     };
+    let valid: Vec<String> = of_token
+        .iter()
+        .filter(|a| audiences.contains(a))
+        .cloned()
+        .collect();
+    if valid.is_empty() {
+        return Err(format!(
+            "token audiences {of_token:?} is invalid for the target audiences {audiences:?}"
+        ));
+    }
+    let user = holder(state, token, verified).await?;
+    Ok(Some((user, valid)))
+}
+
+/// The service account a verified token stands for, when the objects it names still hold.
+async fn holder(state: &ApiState, token: &str, verified: Verified) -> Result<UserInfo, String> {
     match verified {
         Verified::Bound(c) => {
             let k = &c.kubernetes;
@@ -59,11 +92,7 @@ pub async fn authenticate(state: &ApiState, token: &str) -> Result<Option<UserIn
                 let n = get(state, "nodes", None, &node.name).await?;
                 same_uid(n.as_ref(), &node.uid, "node")?;
             }
-            Ok(Some(user(
-                ns,
-                &k.serviceaccount.name,
-                &k.serviceaccount.uid,
-            )))
+            Ok(user(ns, &k.serviceaccount.name, &k.serviceaccount.uid))
         }
         Verified::Legacy(c) => {
             let ns = c.namespace.as_str();
@@ -91,11 +120,7 @@ pub async fn authenticate(state: &ApiState, token: &str) -> Result<Option<UserIn
                     c.secret_name, c.service_account_name
                 ));
             }
-            Ok(Some(user(
-                ns,
-                &c.service_account_name,
-                &c.service_account_uid,
-            )))
+            Ok(user(ns, &c.service_account_name, &c.service_account_uid))
         }
     }
 }

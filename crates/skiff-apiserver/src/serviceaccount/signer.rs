@@ -124,6 +124,8 @@ pub struct TokenSigner {
     verifying: Vec<VerifyingKey>,
     kid: String,
     bound: Validation,
+    /// `bound` without the audience check (TokenReview checks the audiences it is asked).
+    bound_any_audience: Validation,
     legacy: Validation,
 }
 
@@ -216,6 +218,8 @@ impl TokenSigner {
         bound.set_audience(&audiences);
         bound.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         bound.validate_nbf = true;
+        let mut bound_any_audience = bound.clone();
+        bound_any_audience.validate_aud = false;
         let mut legacy = Validation::new(Algorithm::ES256);
         legacy.set_issuer(&[LEGACY_ISSUER]);
         legacy.set_required_spec_claims(&["iss", "sub"]);
@@ -232,6 +236,7 @@ impl TokenSigner {
             }],
             kid,
             bound,
+            bound_any_audience,
             legacy,
         }
     }
@@ -279,6 +284,16 @@ impl TokenSigner {
     /// The claims of `token` when this key signed it, it is for this API and in its time;
     /// Err says why not (for the server's log, never for the client).
     pub fn verify(&self, token: &str) -> Result<Verified, String> {
+        self.verify_against(token, &self.bound)
+    }
+
+    /// As [`Self::verify`], for any audience: the caller compares the bound token's `aud`
+    /// with the audiences it wants.
+    pub fn verify_any_audience(&self, token: &str) -> Result<Verified, String> {
+        self.verify_against(token, &self.bound_any_audience)
+    }
+
+    fn verify_against(&self, token: &str, bound: &Validation) -> Result<Verified, String> {
         // The key named by the token's `kid` when there is one, else each in turn.
         let kid = jsonwebtoken::decode_header(token)
             .map_err(|e| e.to_string())?
@@ -295,7 +310,7 @@ impl TokenSigner {
         };
         let mut last = String::from("no verification key");
         for v in keys {
-            match self.verify_with(token, &v.key) {
+            match self.verify_with(token, &v.key, bound) {
                 Ok(verified) => return Ok(verified),
                 Err(e) => last = e,
             }
@@ -303,14 +318,19 @@ impl TokenSigner {
         Err(last)
     }
 
-    fn verify_with(&self, token: &str, key: &DecodingKey) -> Result<Verified, String> {
+    fn verify_with(
+        &self,
+        token: &str,
+        key: &DecodingKey,
+        bound: &Validation,
+    ) -> Result<Verified, String> {
         // The unverified issuer only picks the validator; both check the signature.
         if unverified_issuer(token).as_deref() == Some(LEGACY_ISSUER) {
             return jsonwebtoken::decode::<LegacyClaims>(token, key, &self.legacy)
                 .map(|d| Verified::Legacy(d.claims))
                 .map_err(|e| e.to_string());
         }
-        jsonwebtoken::decode::<Claims>(token, key, &self.bound)
+        jsonwebtoken::decode::<Claims>(token, key, bound)
             .map(|d| Verified::Bound(d.claims))
             .map_err(|e| e.to_string())
     }

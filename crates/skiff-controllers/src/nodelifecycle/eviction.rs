@@ -18,6 +18,7 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::informer::Change;
 use crate::podcontrol;
+use crate::pods::node_of;
 use crate::runner::{self, Triggers};
 
 /// The taint eviction controller, running until dropped.
@@ -39,14 +40,6 @@ pub fn controller(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + 
     })
 }
 
-fn node_of(p: &CachedPod) -> Option<&str> {
-    p.spec
-        .as_ref()?
-        .node_name
-        .as_deref()
-        .filter(|n| !n.is_empty())
-}
-
 fn no_execute(node: &Node) -> Vec<Taint> {
     node.spec
         .as_ref()
@@ -57,8 +50,10 @@ fn no_execute(node: &Node) -> Vec<Taint> {
         .collect()
 }
 
-/// A node whose NoExecute taints changed wakes every pod bound to it.
+/// A node whose NoExecute taints changed wakes every pod bound to it (found in the pod
+/// index by node, not by a walk over every cached pod).
 fn node_triggers(ctx: &Context, pods: Store<CachedPod>) -> Triggers<CachedPod> {
+    let index = ctx.informers.pods.shared_index();
     runner::map_changes(ctx.informers.nodes.changes(), move |c| {
         let node = match c {
             Change::Applied { old, new } => {
@@ -73,9 +68,9 @@ fn node_triggers(ctx: &Context, pods: Store<CachedPod>) -> Triggers<CachedPod> {
             }
             Change::Deleted(_) => return vec![],
         };
-        pods.state()
+        index
+            .on_node(&node)
             .iter()
-            .filter(|p| node_of(p) == Some(node.as_str()))
             .map(|p| ObjectRef::from_obj(p.as_ref()))
             .collect()
     })

@@ -237,12 +237,11 @@ async fn mark_unknown(nodes: &Api<Node>, node: &Node, now: Timestamp) -> Result<
         .await?)
 }
 
-/// Sets the Ready condition of the node's pods to False (`MarkPodsNotReady`).
+/// Sets the Ready condition of the node's pods to False (`MarkPodsNotReady`); the pods come
+/// from the pod index by node.
 async fn mark_pods_not_ready(ctx: &Context, node: &str, now: Timestamp) -> Result<()> {
-    for pod in ctx.informers.pods.store().state() {
-        if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node)
-            || !crate::pods::is_ready(&pod)
-        {
+    for pod in ctx.informers.pods.index().on_node(node) {
+        if !crate::pods::is_ready(&pod) {
             continue;
         }
         let mut conditions: Vec<PodCondition> = pod
