@@ -14,6 +14,8 @@ set -euo pipefail
 bins=("$1" "$2")
 rounds=${3:-10}
 work=$(mktemp -d /tmp/skiff-ab.XXXXXX)
+# Each daemon's --state on a tmpfs, as /run is on a standard install (see bench/engine.sh; RUN_ON_DISK=1: on disk).
+mkdir -p "$work/run"
 pids=()
 cleanup() {
   set +e
@@ -30,6 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+[ -n "${RUN_ON_DISK:-}" ] || mount -t tmpfs -o mode=0755 skiff-ab-run "$work/run"
 . "$(dirname "$0")/lib/memory.sh"
 mkdir -p "$work/rootfs/bin"
 cp /bin/busybox "$work/rootfs/bin/busybox"
@@ -45,7 +48,7 @@ for x in a b; do
       --default-address-pool "base=10.$n.0.0/16,size=24")
   fi
   evict "$bin" # both start from disk: the RSS below counts the pages they touch, not the cache's state
-  "$bin" daemon --root "$work/$x/root" --state "$work/$x/state" --socket "$work/$x.sock" \
+  "$bin" daemon --root "$work/$x/root" --state "$work/run/$x-state" --socket "$work/$x.sock" \
     --cgroup-parent "skiff-ab-$x" "${netargs[@]}" >"$work/$x.log" 2>&1 & pids+=($!)
   for _ in $(seq 100); do [ -S "$work/$x.sock" ] && break; sleep 0.1; done
   DOCKER_HOST="unix://$work/$x.sock" "$bin" import "$work/rootfs.tar" skiff-ab/busybox >/dev/null

@@ -170,6 +170,7 @@ impl Engine {
         for dir in [cfg.root.join("containers"), cfg.state.join("c")] {
             std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         }
+        containers::rootfs::ensure_init_layer(&containers::rootfs::init_layer_of(&cfg.root))?;
         let images = Arc::new(skiff_image::ImageStore::open(&cfg.root.join("image"))?);
         let registries = registry::Registries::new(cfg.registry.clone())?;
         let mut registry = Registry::default();

@@ -186,3 +186,49 @@ fn diff_and_commit_leave_the_generated_etc_files_out() {
         stderr(&out)
     );
 }
+
+/// Regression: an image without `/proc`, `/sys` or `/dev` (here a `docker import` of a rootfs
+/// holding only busybox) got them made in the container's own layer by the runtime, so
+/// `docker diff` listed `A /dev`, `A /proc` and `A /sys` and `docker commit` carried them.
+/// Like Docker's, the init layer holds these mount points.
+#[test]
+fn diff_leaves_the_runtime_mount_points_out_of_an_image_without_them() {
+    let d = Daemon::start();
+    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (install busybox-static)");
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o755);
+    h.set_size(busybox.len() as u64);
+    h.set_uid(0);
+    h.set_gid(0);
+    tar.append_data(&mut h, "bin/busybox", busybox.as_slice())
+        .expect("tar busybox");
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_size(0);
+    tar.append_link(&mut h, "bin/ls", "busybox")
+        .expect("tar symlink");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("bare.tar");
+    std::fs::write(&archive, tar.into_inner().expect("tar")).expect("write tar");
+    d.docker_ok(&["import", archive.to_str().expect("utf-8"), "bare:1"]);
+
+    let proc_listing = d.docker_ok(&["run", "--name", "bare", "bare:1", "/bin/ls", "/proc/self"]);
+    assert!(
+        proc_listing.contains("status"),
+        "/proc is mounted: {proc_listing}"
+    );
+    assert_eq!(
+        d.docker_ok(&["diff", "bare"]),
+        "",
+        "mount points are no changes"
+    );
+    d.docker_ok(&["commit", "bare", "bare:2"]);
+    assert_eq!(
+        d.inspect("bare:2", "{{len .RootFS.Layers}}"),
+        d.inspect("bare:1", "{{len .RootFS.Layers}}"),
+        "nothing to commit"
+    );
+}

@@ -66,7 +66,7 @@ impl Engine {
         let c = self.find(key)?;
         let rec = c.rec();
         let upper = c.upper_dir();
-        let init = c.init_layer();
+        let init = self.init_layer();
         let hidden: HashSet<String> = super::rootfs::etc_paths().collect();
         let images = self.images.clone();
         tokio::task::spawn_blocking(move || {

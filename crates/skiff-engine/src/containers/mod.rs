@@ -153,12 +153,6 @@ impl Container {
         self.dir.join("fs").join("upper")
     }
 
-    /// The container's init layer, between its image and its upper dir (see
-    /// [`rootfs::ensure_init_layer`]).
-    pub(crate) fn init_layer(&self) -> PathBuf {
-        self.dir.join("fs").join("init")
-    }
-
     pub(crate) fn log_path(&self) -> PathBuf {
         self.dir.join(format!("{}-json.log", self.id))
     }

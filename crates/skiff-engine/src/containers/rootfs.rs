@@ -5,8 +5,10 @@
 //!
 //! Like Docker, the generated files live in the container's own directory and are
 //! bind-mounted (read-write) over their paths in the container; the init layer holds the empty
-//! files they are mounted on, so that the runtime never creates mount points in the upper dir
-//! and the files never show in `docker diff` or `docker commit`.
+//! files they are mounted on and the `/proc`, `/sys` and `/dev` directories the runtime mounts
+//! on, so that the runtime never creates mount points in the upper dir and they never show in
+//! `docker diff` or `docker commit`. Its content is the same for every container, so one init
+//! layer under the engine's root serves them all (a read-only lower dir of each overlay).
 
 use std::path::{Path, PathBuf};
 
@@ -97,12 +99,23 @@ pub(crate) async fn mount(engine: &Engine, c: &Container) -> Result<PathBuf> {
     for d in [&upper, &work, &target] {
         std::fs::create_dir_all(d).ctx(|| format!("create {}", d.display()))?;
     }
-    let init = c.init_layer();
-    ensure_init_layer(&init)?;
-    let lowers: Vec<PathBuf> = std::iter::once(init).chain(lowers).collect();
+    let lowers: Vec<PathBuf> = std::iter::once(engine.init_layer()).chain(lowers).collect();
     skiff_image::overlay::mount(&lowers, &upper, &work, &target)?;
     tracing::debug!(id = %c.id, target = %target.display(), "rootfs mounted");
     Ok(target)
+}
+
+/// Where the init layer shared by all containers lives under the engine's root.
+pub(crate) fn init_layer_of(root: &Path) -> PathBuf {
+    root.join("init-layer")
+}
+
+impl Engine {
+    /// The init layer shared by all containers (see [`ensure_init_layer`]), made when the
+    /// engine opened.
+    pub(crate) fn init_layer(&self) -> PathBuf {
+        init_layer_of(&self.cfg.root)
+    }
 }
 
 /// Unmounts the rootfs (idempotent).
@@ -130,10 +143,17 @@ pub(crate) fn etc_paths() -> impl Iterator<Item = String> {
     ETC_FILES.iter().map(|f| format!("/etc/{f}"))
 }
 
-/// Creates (if missing) the container's init layer: the lower dir right under its upper dir
-/// holding an empty file at each generated /etc file's path, where the runtime bind-mounts
-/// the real one (Docker's `-init` layer). Containers created before it existed get it at
-/// their next mount.
+/// The directories every container's runtime mounts something on (`/proc`, `/sys`, `/dev`):
+/// in the init layer, as in Docker's, so that an image without them does not get them in
+/// its upper dir (`A /proc` in `docker diff`, carried into `docker commit`).
+const MOUNT_POINT_DIRS: [&str; 3] = ["proc", "sys", "dev"];
+
+/// Creates (if missing) the init layer shared by all containers: the lower dir right under
+/// each container's upper dir, holding an empty file at each generated /etc file's path,
+/// where the runtime bind-mounts the container's own, and the mount points' directories
+/// (Docker's `-init` layer, which Docker makes per container with the same content). The
+/// engine makes it once when it opens; a container's start then creates no file of its own
+/// for it. Never written through an overlay: lower dirs are read-only.
 pub(crate) fn ensure_init_layer(init: &Path) -> Result<()> {
     let etc = init.join("etc");
     std::fs::create_dir_all(&etc).ctx(|| format!("create {}", etc.display()))?;
@@ -145,6 +165,10 @@ pub(crate) fn ensure_init_layer(init: &Path) -> Result<()> {
             .truncate(false)
             .open(&path)
             .ctx(|| format!("create {}", path.display()))?;
+    }
+    for dir in MOUNT_POINT_DIRS {
+        let path = init.join(dir);
+        std::fs::create_dir_all(&path).ctx(|| format!("create {}", path.display()))?;
     }
     Ok(())
 }
@@ -163,6 +187,9 @@ mod tests {
         for path in etc_paths() {
             let file = init.join(path.trim_start_matches('/'));
             assert!(file.is_file(), "{}", file.display());
+        }
+        for dir in ["proc", "sys", "dev"] {
+            assert!(init.join(dir).is_dir(), "{dir}");
         }
         assert_eq!(
             std::fs::read_to_string(init.join("etc/hosts")).unwrap(),
