@@ -9,6 +9,13 @@
 //! their caches (after a restart the killed server's Leases hold them back up to 15 s).
 //! Prints one table with the targets and the etcd/SQLite ratios. It measures; it asserts nothing.
 //!
+//! RSS is `VmRSS` with its anonymous and file-backed parts. The file part is mostly the skiff
+//! binary's own code pages, and how many of them a process counts depends on how the binary
+//! entered the page cache (one just built or copied is all there, and each touched page maps
+//! its neighbours too): the binary's pages are dropped from the page cache before every server
+//! start (`posix_fadvise(DONTNEED)`, as `bench/lib/memory.sh` does for the engine), so each run
+//! measures a binary read from disk by the server itself.
+//!
 //! Knobs: `SKIFF_BENCH_OBJECTS` (pods created, default 10000), `SKIFF_BENCH_STARTS` (server
 //! starts per median, default 5), `SKIFF_BENCH_DATASTORE` (`sqlite` or `etcd` to measure only
 //! that one while iterating; the other column then reads `skipped`), `SKIFF_BENCH_SERVER_FLAGS`
@@ -80,6 +87,7 @@ impl Server {
         .collect();
         let bin = std::env::var_os("SKIFF_BENCH_BIN")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_skiff").into());
+        evict(Path::new(&bin));
         let child = Command::new(bin)
             .arg("server")
             .arg("--data-dir")
@@ -167,14 +175,30 @@ impl Server {
     }
 
     fn rss_mib(&self) -> f64 {
+        self.status_mib("VmRSS:")
+    }
+
+    /// A `/proc/PID/status` field given in kB (`VmRSS:`, `RssAnon:`, `RssFile:`), in MiB.
+    fn status_mib(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.0.id())).unwrap();
         let kib: f64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status");
+            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"));
         kib / 1024.0
     }
+}
+
+/// Drops `bin`'s pages from the page cache (those a running process maps stay), so that the
+/// server started next reads its binary from disk whatever state the last build or copy left.
+fn evict(bin: &Path) {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::open(bin) else {
+        return;
+    };
+    // SAFETY: posix_fadvise only advises the kernel about the open file's cached pages.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
 }
 
 /// Sorted latency samples in milliseconds.
@@ -209,6 +233,8 @@ struct Figures {
     list_selected_store: (f64, f64),
     list_all_ms: f64,
     rss_loaded_mib: f64,
+    /// Anonymous and file-backed parts of `rss_loaded_mib`.
+    rss_loaded_parts: (f64, f64),
     fanout: (f64, f64),
 }
 
@@ -231,6 +257,7 @@ impl Figures {
             list_selected_store: (n, n),
             list_all_ms: n,
             rss_loaded_mib: n,
+            rss_loaded_parts: (n, n),
             fanout: (n, n),
         }
     }
@@ -514,6 +541,7 @@ async fn measure(datastore: Datastore, objects: usize, starts: usize) -> Figures
 
     crud(&server, objects, &mut f).await;
     f.rss_loaded_mib = server.rss_mib();
+    f.rss_loaded_parts = (server.status_mib("RssAnon:"), server.status_mib("RssFile:"));
     f.fanout = fanout(&server).await;
 
     // The same data read from the store: the peer the cache is measured against.
@@ -552,7 +580,7 @@ fn main() {
     let etcd = run(Datastore::Etcd, "etcd");
 
     type Row = (&'static str, fn(&Figures) -> f64, &'static str);
-    let rows: [Row; 22] = [
+    let rows: [Row; 24] = [
         (
             "ready, new data dir (median ms)",
             |f| f.ready_fresh_ms,
@@ -605,6 +633,8 @@ fn main() {
         ),
         ("list all (median ms)", |f| f.list_all_ms, ""),
         ("RSS with pods (MiB)", |f| f.rss_loaded_mib, "<= 100"),
+        ("  of it anonymous (MiB)", |f| f.rss_loaded_parts.0, ""),
+        ("  of it file pages (MiB)", |f| f.rss_loaded_parts.1, ""),
         ("watch fan-out p50 (ms)", |f| f.fanout.0, ""),
         ("watch fan-out p99 (ms)", |f| f.fanout.1, ""),
     ];

@@ -133,16 +133,21 @@ impl NodeInfo {
     /// Whether a host port of the pod is taken on this node (same protocol and port, and the
     /// same host IP or either one unspecified).
     pub fn port_conflict(&self, pod: &PodInfo) -> bool {
-        if pod.host_ports.is_empty() {
+        let wanted = &pod.placement().host_ports;
+        if wanted.is_empty() {
             return false;
         }
         let wildcard = |ip: &str| ip.is_empty() || ip == "0.0.0.0" || ip == "::";
         self.pods.values().any(|other| {
-            other.host_ports.iter().any(|(proto, ip, port)| {
-                pod.host_ports.iter().any(|(p2, ip2, port2)| {
-                    proto == p2 && port == port2 && (ip == ip2 || wildcard(ip) || wildcard(ip2))
+            other
+                .placement()
+                .host_ports
+                .iter()
+                .any(|(proto, ip, port)| {
+                    wanted.iter().any(|(p2, ip2, port2)| {
+                        proto == p2 && port == port2 && (ip == ip2 || wildcard(ip) || wildcard(ip2))
+                    })
                 })
-            })
         })
     }
 }
@@ -163,7 +168,7 @@ pub struct Cache {
     orphans: HashMap<String, HashMap<PodKey, Arc<PodInfo>>>,
     pods: HashMap<PodKey, PodState>,
     /// Pods per node of each controller (owner uid), for spreading replicas.
-    by_owner: HashMap<String, HashMap<String, i64>>,
+    by_owner: HashMap<Arc<str>, HashMap<String, i64>>,
     /// Namespace labels, for affinity terms with a namespace selector.
     pub namespaces: HashMap<String, BTreeMap<String, String>>,
 }
@@ -352,7 +357,7 @@ mod tests {
         let p: Pod = serde_json::from_value(json!({"metadata": {"name": name, "namespace": "d"},
             "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}}))
         .unwrap();
-        PodInfo::new(p)
+        PodInfo::new(p, &mut Default::default())
     }
 
     #[test]

@@ -1,23 +1,29 @@
 //! A pod as the scheduler uses it: parsed once when it arrives from the watch (requests,
 //! host ports, label selectors of its affinity terms and spread constraints), so the
 //! per-node filters and scores do no parsing.
+//!
+//! It is kept for every pod the scheduler knows (10,000 pending pods are 10,000 of them), so
+//! it is compact: the strings many pods repeat (namespace, label keys and values, owner uid,
+//! scheduler name, the `PodScheduled` message) are shared through an [`Interner`], equal
+//! toleration lists are shared, and the constraints most pods do not have live in one box
+//! that is absent when they are all empty.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
     NodeSelector, Pod, PodAffinityTerm, PreferredSchedulingTerm, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::core::{Selector, SelectorExt};
+use kube::core::{Expression, Selector};
 
 use crate::quantity::{non_zero_requests, pod_requests, Resources};
 
 /// The scheduler name pods get by default.
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
 
-/// `namespace/name`.
-pub type PodKey = String;
+/// `namespace/name`; shared by the queue, the cache and the reports (a clone is a count).
+pub type PodKey = Arc<str>;
 
 /// The key of a pod.
 pub fn key_of(pod: &Pod) -> PodKey {
@@ -26,20 +32,114 @@ pub fn key_of(pod: &Pod) -> PodKey {
         pod.metadata.namespace.as_deref().unwrap_or_default(),
         pod.metadata.name.as_deref().unwrap_or_default()
     )
+    .into()
+}
+
+/// Strings that many pods repeat, held once. Strings no pod holds any more are dropped when
+/// the set has doubled since the last look, so it stays within twice what is in use.
+#[derive(Debug, Default)]
+pub struct Interner {
+    strings: HashSet<Arc<str>>,
+    prune_at: usize,
+    /// The last toleration list seen: replicas of one template (and pods with only the
+    /// default tolerations) share it.
+    tolerations: Option<Arc<[Toleration]>>,
+}
+
+impl Interner {
+    /// The shared copy of `s`.
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.strings.get(s) {
+            return shared.clone();
+        }
+        if self.strings.len() >= self.prune_at {
+            self.strings.retain(|s| Arc::strong_count(s) > 1);
+            self.prune_at = (self.strings.len() * 2).max(1024);
+        }
+        let shared: Arc<str> = s.into();
+        self.strings.insert(shared.clone());
+        shared
+    }
+
+    fn tolerations(&mut self, list: Vec<Toleration>) -> Arc<[Toleration]> {
+        match &self.tolerations {
+            Some(last) if **last == *list => last.clone(),
+            _ => {
+                let list: Arc<[Toleration]> = list.into();
+                self.tolerations = Some(list.clone());
+                list
+            }
+        }
+    }
+
+    /// How many strings it holds (for tests).
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+}
+
+/// Something with labels: a pod's [`Labels`] or a node's or namespace's map.
+pub trait LabelSet {
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl LabelSet for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+/// A pod's labels, sorted by key, their strings shared through the [`Interner`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Labels(Box<[(Arc<str>, Arc<str>)]>);
+
+impl Labels {
+    pub fn new(map: &BTreeMap<String, String>, interner: &mut Interner) -> Labels {
+        // A BTreeMap iterates in key order.
+        Labels(
+            map.iter()
+                .map(|(k, v)| (interner.get(k), interner.get(v)))
+                .collect(),
+        )
+    }
+}
+
+impl LabelSet for Labels {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.0[i].1)
+    }
 }
 
 /// A label selector, parsed. A selector that does not parse selects nothing.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LabelMatch(Option<Selector>);
+pub struct LabelMatch(Option<Box<[Expression]>>);
 
 impl LabelMatch {
     pub fn new(s: Option<&LabelSelector>) -> Self {
         // A missing selector selects nothing; an empty one selects everything.
-        LabelMatch(s.and_then(|s| Selector::try_from(s.clone()).ok()))
+        LabelMatch(
+            s.and_then(|s| Selector::try_from(s.clone()).ok())
+                .map(|s| s.into_iter().collect()),
+        )
     }
 
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.0.as_ref().is_some_and(|s| s.matches(labels))
+    /// Whether every expression holds, as kube's `SelectorExt::matches` decides it.
+    pub fn matches(&self, labels: &impl LabelSet) -> bool {
+        let Some(exprs) = &self.0 else {
+            return false;
+        };
+        exprs.iter().all(|e| match e {
+            Expression::In(key, values) => labels.label(key).is_some_and(|v| values.contains(v)),
+            Expression::NotIn(key, values) => labels.label(key).is_none_or(|v| !values.contains(v)),
+            Expression::Exists(key) => labels.label(key).is_some(),
+            Expression::DoesNotExist(key) => labels.label(key).is_none(),
+            Expression::Equal(key, value) => labels.label(key) == Some(value.as_str()),
+            Expression::NotEqual(key, value) => labels.label(key) != Some(value.as_str()),
+        })
     }
 }
 
@@ -84,10 +184,11 @@ impl AffinityTerm {
         pod: &PodInfo,
         namespaces: &HashMap<String, BTreeMap<String, String>>,
     ) -> bool {
+        let ns: &str = &pod.namespace;
         let in_ns = match &self.namespaces {
-            Namespaces::Listed(l) => l.contains(&pod.namespace),
-            Namespaces::Selected(l, _) if l.contains(&pod.namespace) => true,
-            Namespaces::Selected(_, sel) => match namespaces.get(&pod.namespace) {
+            Namespaces::Listed(l) => l.contains(ns),
+            Namespaces::Selected(l, _) if l.contains(ns) => true,
+            Namespaces::Selected(_, sel) => match namespaces.get(ns) {
                 Some(labels) => sel.matches(labels),
                 None => sel.matches(&BTreeMap::new()),
             },
@@ -112,48 +213,71 @@ pub struct SpreadConstraint {
     pub honor_taints: bool,
 }
 
-/// The scheduler's view of a pod: what its filters, scores, queue and reports read, taken
-/// out of the Pod when it arrives. The Pod itself is not kept (a typed Pod as the API
-/// serves it costs ~18 KB of heap; 10,000 pending pods held ~180 MB).
-#[derive(Debug, Clone)]
-pub struct PodInfo {
-    pub key: PodKey,
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-    pub labels: BTreeMap<String, String>,
-    pub priority: i32,
-    pub requests: Resources,
-    /// CPU and memory counted when scoring (defaults for containers without requests).
-    pub non_zero: (i64, i64),
+/// What restricts where a pod may go besides its requests and tolerations. Most pods have
+/// none of it, and then [`PodInfo`] holds no box for it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Placement {
     /// (protocol, hostIP, hostPort) of every container port with a host port.
     pub host_ports: Vec<(String, String, i32)>,
     pub node_selector: BTreeMap<String, String>,
     pub required_node_affinity: Option<NodeSelector>,
     pub preferred_node_affinity: Vec<PreferredSchedulingTerm>,
-    pub tolerations: Vec<Toleration>,
     pub affinity: Vec<AffinityTerm>,
     pub anti_affinity: Vec<AffinityTerm>,
     pub preferred_affinity: Vec<AffinityTerm>,
     pub preferred_anti_affinity: Vec<AffinityTerm>,
     pub spread: Vec<SpreadConstraint>,
+}
+
+/// The placement of pods that have none.
+static NO_PLACEMENT: Placement = Placement {
+    host_ports: Vec::new(),
+    node_selector: BTreeMap::new(),
+    required_node_affinity: None,
+    preferred_node_affinity: Vec::new(),
+    affinity: Vec::new(),
+    anti_affinity: Vec::new(),
+    preferred_affinity: Vec::new(),
+    preferred_anti_affinity: Vec::new(),
+    spread: Vec::new(),
+};
+
+/// The scheduler's view of a pod: what its filters, scores, queue and reports read, taken
+/// out of the Pod when it arrives. The Pod itself is not kept (a typed Pod as the API
+/// serves it costs ~18 KB of heap; 10,000 pending pods held ~180 MB).
+#[derive(Debug, Clone)]
+pub struct PodInfo {
+    /// `namespace/name`.
+    pub key: PodKey,
+    pub namespace: Arc<str>,
+    pub uid: Arc<str>,
+    pub labels: Labels,
+    pub priority: i32,
+    pub requests: Resources,
+    /// CPU and memory counted when scoring (defaults for containers without requests).
+    pub non_zero: (i64, i64),
+    pub tolerations: Arc<[Toleration]>,
+    /// `None` when the pod has no [`Placement`] constraint at all.
+    placement: Option<Box<Placement>>,
     /// The uid of the controller owning the pod (its replicas spread by default).
-    pub owner: Option<String>,
-    pub scheduler_name: String,
-    pub node_name: String,
+    pub owner: Option<Arc<str>>,
+    pub scheduler_name: Arc<str>,
+    /// Empty while unbound.
+    pub node_name: Arc<str>,
     pub preempt_never: bool,
     /// `metadata.resourceVersion` of the version seen (events name it).
-    pub resource_version: Option<String>,
+    pub resource_version: Option<Box<str>>,
     /// Whether `metadata.deletionTimestamp` is set.
     pub being_deleted: bool,
     /// `status.phase`.
-    pub phase: Option<String>,
+    pub phase: Option<Arc<str>>,
     /// The status and message of the pod's `PodScheduled` condition, if it has one.
-    pub scheduled_condition: Option<(String, Option<String>)>,
+    pub scheduled_condition: Option<(Arc<str>, Option<Arc<str>>)>,
 }
 
 impl PodInfo {
-    pub fn new(pod: Pod) -> Arc<PodInfo> {
+    /// The scheduler's view of `pod`, its repeated strings shared through `interner`.
+    pub fn new(pod: Pod, interner: &mut Interner) -> Arc<PodInfo> {
         let Pod {
             metadata: meta,
             spec,
@@ -222,20 +346,7 @@ impl PodInfo {
                 }
             })
             .collect();
-        let owner = meta
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|o| o.controller == Some(true))
-            .map(|o| o.uid.clone());
-        Arc::new(PodInfo {
-            key: format!("{namespace}/{}", meta.name.as_deref().unwrap_or_default()),
-            name: meta.name.clone().unwrap_or_default(),
-            uid: meta.uid.clone().unwrap_or_default(),
-            labels,
-            priority: spec.priority.unwrap_or(0),
-            requests: pod_requests(&spec),
-            non_zero: non_zero_requests(&spec),
+        let placement = Placement {
             host_ports,
             node_selector: spec.node_selector.clone().unwrap_or_default(),
             required_node_affinity: node_affinity
@@ -243,7 +354,6 @@ impl PodInfo {
             preferred_node_affinity: node_affinity
                 .preferred_during_scheduling_ignored_during_execution
                 .unwrap_or_default(),
-            tolerations: spec.tolerations.clone().unwrap_or_default(),
             affinity: required(pod_affinity.required_during_scheduling_ignored_during_execution),
             anti_affinity: required(pod_anti.required_during_scheduling_ignored_during_execution),
             preferred_affinity: preferred(
@@ -253,25 +363,52 @@ impl PodInfo {
                 pod_anti.preferred_during_scheduling_ignored_during_execution,
             ),
             spread,
+        };
+        let owner = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| interner.get(&o.uid));
+        let scheduler_name = spec
+            .scheduler_name
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(DEFAULT_SCHEDULER);
+        Arc::new(PodInfo {
+            key: format!("{namespace}/{}", meta.name.as_deref().unwrap_or_default()).into(),
+            uid: meta.uid.as_deref().unwrap_or_default().into(),
+            labels: Labels::new(&labels, interner),
+            priority: spec.priority.unwrap_or(0),
+            requests: pod_requests(&spec),
+            non_zero: non_zero_requests(&spec),
+            tolerations: interner.tolerations(spec.tolerations.clone().unwrap_or_default()),
+            placement: (placement != NO_PLACEMENT).then(|| Box::new(placement)),
             owner,
-            scheduler_name: spec
-                .scheduler_name
-                .clone()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| DEFAULT_SCHEDULER.into()),
-            node_name: spec.node_name.clone().unwrap_or_default(),
+            scheduler_name: interner.get(scheduler_name),
+            node_name: interner.get(spec.node_name.as_deref().unwrap_or_default()),
             preempt_never: spec.preemption_policy.as_deref() == Some("Never"),
-            namespace,
+            namespace: interner.get(&namespace),
             being_deleted: meta.deletion_timestamp.is_some(),
-            resource_version: meta.resource_version,
+            resource_version: meta.resource_version.map(String::into_boxed_str),
             scheduled_condition: status
                 .conditions
                 .into_iter()
                 .flatten()
                 .find(|c| c.type_ == "PodScheduled")
-                .map(|c| (c.status, c.message)),
-            phase: status.phase,
+                .map(|c| (interner.get(&c.status), c.message.map(|m| interner.get(&m)))),
+            phase: status.phase.map(|p| interner.get(&p)),
         })
+    }
+
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        &self.key[self.namespace.len() + 1..]
+    }
+
+    /// Node selector and affinity, pod (anti-)affinity, spread constraints and host ports.
+    pub fn placement(&self) -> &Placement {
+        self.placement.as_deref().unwrap_or(&NO_PLACEMENT)
     }
 
     /// Whether `newer`, a later version of this pod, differs in anything scheduling looks
@@ -283,22 +420,13 @@ impl PodInfo {
         let PodInfo {
             key,
             namespace,
-            name,
             uid,
             labels,
             priority,
             requests,
             non_zero,
-            host_ports,
-            node_selector,
-            required_node_affinity,
-            preferred_node_affinity,
             tolerations,
-            affinity,
-            anti_affinity,
-            preferred_affinity,
-            preferred_anti_affinity,
-            spread,
+            placement,
             owner,
             scheduler_name,
             node_name,
@@ -311,36 +439,24 @@ impl PodInfo {
         (
             key,
             namespace,
-            name,
             uid,
             labels,
             priority,
             requests,
             non_zero,
-            host_ports,
-            node_selector,
-            required_node_affinity,
-            preferred_node_affinity,
+            tolerations,
+            placement,
         ) != (
             &newer.key,
             &newer.namespace,
-            &newer.name,
             &newer.uid,
             &newer.labels,
             &newer.priority,
             &newer.requests,
             &newer.non_zero,
-            &newer.host_ports,
-            &newer.node_selector,
-            &newer.required_node_affinity,
-            &newer.preferred_node_affinity,
+            &newer.tolerations,
+            &newer.placement,
         ) || (
-            tolerations,
-            affinity,
-            anti_affinity,
-            preferred_affinity,
-            preferred_anti_affinity,
-            spread,
             owner,
             scheduler_name,
             node_name,
@@ -348,12 +464,6 @@ impl PodInfo {
             being_deleted,
             phase,
         ) != (
-            &newer.tolerations,
-            &newer.affinity,
-            &newer.anti_affinity,
-            &newer.preferred_affinity,
-            &newer.preferred_anti_affinity,
-            &newer.spread,
             &newer.owner,
             &newer.scheduler_name,
             &newer.node_name,
@@ -365,10 +475,11 @@ impl PodInfo {
 
     /// Whether the pod carries any pod (anti-)affinity term.
     pub fn has_affinity(&self) -> bool {
-        !(self.affinity.is_empty()
-            && self.anti_affinity.is_empty()
-            && self.preferred_affinity.is_empty()
-            && self.preferred_anti_affinity.is_empty())
+        let p = self.placement();
+        !(p.affinity.is_empty()
+            && p.anti_affinity.is_empty()
+            && p.preferred_affinity.is_empty()
+            && p.preferred_anti_affinity.is_empty())
     }
 
     /// Whether the pod is being deleted.
@@ -385,7 +496,86 @@ impl PodInfo {
     #[cfg(test)]
     pub fn assumed_on(&self, node: &str) -> Arc<PodInfo> {
         let mut info = self.clone();
-        info.node_name = node.to_string();
+        info.node_name = node.into();
         Arc::new(info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn info(pod: serde_json::Value, interner: &mut Interner) -> Arc<PodInfo> {
+        PodInfo::new(serde_json::from_value(pod).unwrap(), interner)
+    }
+
+    #[test]
+    fn pods_share_repeated_strings_and_tolerations_and_box_no_empty_placement() {
+        let mut interner = Interner::default();
+        let tolerations = json!([{"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+            "effect": "NoExecute", "tolerationSeconds": 300}]);
+        let pod = |name: &str, interner: &mut Interner| {
+            info(
+                json!({"metadata": {"name": name, "namespace": "ns", "uid": format!("u-{name}"),
+                    "labels": {"app": "web", "tier": "front"}},
+                    "spec": {"containers": [], "tolerations": tolerations}}),
+                interner,
+            )
+        };
+        let (a, b) = (pod("a", &mut interner), pod("b", &mut interner));
+        assert_eq!((a.name(), &*a.namespace, &*a.key), ("a", "ns", "ns/a"));
+        assert!(Arc::ptr_eq(&a.namespace, &b.namespace));
+        assert!(Arc::ptr_eq(&a.tolerations, &b.tolerations));
+        assert!(Arc::ptr_eq(&a.labels.0[0].1, &b.labels.0[0].1));
+        assert_eq!(a.labels.label("tier"), Some("front"));
+        assert_eq!(a.labels.label("zone"), None);
+        assert!(a.placement.is_none() && !a.has_affinity());
+        assert!(!a.changed_for_scheduling(&pod("a", &mut interner)));
+    }
+
+    #[test]
+    fn strings_no_pod_holds_are_dropped_once_the_set_doubles() {
+        let mut interner = Interner::default();
+        let kept = interner.get("kept");
+        for i in 0..5000 {
+            interner.get(&format!("gone-{i}"));
+        }
+        assert!(interner.len() < 2100, "{}", interner.len());
+        assert!(Arc::ptr_eq(&kept, &interner.get("kept")));
+    }
+
+    #[test]
+    fn selectors_match_labels_as_kube_does() {
+        use kube::core::SelectorExt;
+        let mut interner = Interner::default();
+        let map: BTreeMap<String, String> = [
+            ("app".into(), "web".into()),
+            ("tier".into(), "front".into()),
+        ]
+        .into();
+        let labels = Labels::new(&map, &mut interner);
+        for sel in [
+            json!({}),
+            json!({"matchLabels": {"app": "web"}}),
+            json!({"matchLabels": {"app": "db"}}),
+            json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front", "x"]}]}),
+            json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["front"]}]}),
+            json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}),
+            json!({"matchExpressions": [{"key": "zone", "operator": "Exists"}]}),
+            json!({"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}),
+            json!({"matchLabels": {"app": "web"},
+                "matchExpressions": [{"key": "tier", "operator": "Exists"}]}),
+        ] {
+            let sel: LabelSelector = serde_json::from_value(sel).unwrap();
+            let kube = Selector::try_from(sel.clone()).unwrap().matches(&map);
+            assert_eq!(
+                LabelMatch::new(Some(&sel)).matches(&labels),
+                kube,
+                "{sel:?}"
+            );
+            assert_eq!(LabelMatch::new(Some(&sel)).matches(&map), kube, "{sel:?}");
+        }
+        assert!(!LabelMatch::new(None).matches(&labels));
     }
 }

@@ -124,7 +124,7 @@ impl Queue {
                 item.pod.first_seen.min(now),
                 seq,
             );
-            self.active.push(Reverse((k, key.to_string())));
+            self.active.push(Reverse((k, item.pod.info.key.clone())));
         }
     }
 
@@ -134,7 +134,8 @@ impl Queue {
         if let Some(item) = self.items.get_mut(key) {
             item.place = Place::Backoff(until);
             item.seq = seq;
-            self.backoff.push(Reverse((until, seq, key.to_string())));
+            self.backoff
+                .push(Reverse((until, seq, item.pod.info.key.clone())));
         }
     }
 
@@ -280,7 +281,7 @@ mod tests {
             "metadata": {"name": name, "namespace": "d"},
             "spec": {"containers": [], "priority": priority}}))
         .unwrap();
-        PodInfo::new(p)
+        PodInfo::new(p, &mut Default::default())
     }
 
     #[test]
@@ -290,7 +291,7 @@ mod tests {
         q.add_or_update(pod("high", 10));
         q.add_or_update(pod("low2", 0));
         let order: Vec<String> =
-            std::iter::from_fn(|| q.pop().map(|p| p.info.name.clone())).collect();
+            std::iter::from_fn(|| q.pop().map(|p| p.info.name().to_string())).collect();
         assert_eq!(order, ["high", "low", "low2"]);
     }
 
@@ -307,7 +308,7 @@ mod tests {
         assert!(q.pop().is_none());
         let later = Instant::now() + MAX_BACKOFF;
         q.flush(later);
-        assert_eq!(q.pop().unwrap().info.name, "a");
+        assert_eq!(q.pop().unwrap().info.name(), "a");
     }
 
     #[test]
@@ -351,11 +352,13 @@ mod tests {
 
         // A change scheduling looks at (a new toleration) is retried after its backoff.
         let mut tolerant = (*q.items["d/a"].pod.info).clone();
-        tolerant.tolerations.push(Default::default());
+        let mut tolerations = tolerant.tolerations.to_vec();
+        tolerations.push(Default::default());
+        tolerant.tolerations = tolerations.into();
         q.add_or_update(Arc::new(tolerant));
         assert!(!q.is_unschedulable("d/a"));
         q.flush(Instant::now() + MAX_BACKOFF);
-        assert_eq!(q.pop().unwrap().info.name, "a");
+        assert_eq!(q.pop().unwrap().info.name(), "a");
     }
 
     #[test]
@@ -368,7 +371,7 @@ mod tests {
         q.flush(start);
         assert!(q.pop().is_none());
         q.flush(start + UNSCHEDULABLE_TIMEOUT);
-        assert_eq!(q.pop().unwrap().info.name, "a");
+        assert_eq!(q.pop().unwrap().info.name(), "a");
     }
 
     #[test]

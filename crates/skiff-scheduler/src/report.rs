@@ -39,12 +39,19 @@ pub const COMPONENT: &str = "default-scheduler";
 /// One thing to tell.
 #[derive(Debug)]
 pub enum Report {
-    Scheduled { pod: Arc<PodInfo>, node: String },
-    Unschedulable { pod: Arc<PodInfo>, message: String },
+    Scheduled {
+        pod: Arc<PodInfo>,
+        node: String,
+    },
+    /// The message is shared: pods that fit nowhere for one reason hold one copy.
+    Unschedulable {
+        pod: Arc<PodInfo>,
+        message: Arc<str>,
+    },
 }
 
 /// Conditions waiting to be written: per pod, its latest version and message.
-type Pending = Arc<Mutex<HashMap<PodKey, (Arc<PodInfo>, String)>>>;
+type Pending = Arc<Mutex<HashMap<PodKey, (Arc<PodInfo>, Arc<str>)>>>;
 
 /// The sending side; cheap to clone.
 #[derive(Clone)]
@@ -110,7 +117,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn has_condition(pod: &PodInfo, message: &str) -> bool {
     pod.scheduled_condition
         .as_ref()
-        .is_some_and(|(status, msg)| status == "False" && msg.as_deref() == Some(message))
+        .is_some_and(|(status, msg)| &**status == "False" && msg.as_deref() == Some(message))
 }
 
 /// A token bucket: `rate` tokens a second, holding at most `burst`.
@@ -163,7 +170,7 @@ impl Bucket {
 }
 
 /// The event already written for (pod uid, reason, message), to count repeats in.
-type Seen = HashMap<(String, &'static str, String), (String, i32)>;
+type Seen = HashMap<(Arc<str>, &'static str, Arc<str>), (Box<str>, i32)>;
 
 /// The receiving side: paces and performs the writes.
 struct Writer {
@@ -177,7 +184,7 @@ struct Writer {
 
 /// One write to make.
 enum Write {
-    Condition(Arc<PodInfo>, String),
+    Condition(Arc<PodInfo>, Arc<str>),
     Event(Report),
 }
 
@@ -232,7 +239,7 @@ async fn write(
     match w {
         Write::Condition(pod, message) => condition(client, &pod, &message).await,
         Write::Event(Report::Scheduled { pod, node }) => {
-            let message = format!("Successfully assigned {} to {node}", pod.key);
+            let message = format!("Successfully assigned {} to {node}", pod.key).into();
             event(client, instance, seen, &pod, "Normal", "Scheduled", message).await
         }
         Write::Event(Report::Unschedulable { pod, message }) => {
@@ -259,7 +266,7 @@ async fn condition(client: &Client, pod: &PodInfo, message: &str) -> Result<(), 
     }]}});
     let params = PatchParams::default();
     match api
-        .patch_status(&pod.name, &params, &Patch::Strategic(patch))
+        .patch_status(pod.name(), &params, &Patch::Strategic(patch))
         .await
     {
         // Gone or bound meanwhile: nothing to say any more.
@@ -275,7 +282,7 @@ async fn event(
     pod: &PodInfo,
     kind: &str,
     reason: &'static str,
-    message: String,
+    message: Arc<str>,
 ) -> Result<(), kube::Error> {
     let api: Api<Event> = Api::namespaced(client.clone(), &pod.namespace);
     let key = (pod.uid.clone(), reason, message.clone());
@@ -294,15 +301,15 @@ async fn event(
     }
     let name = format!(
         "{}.{:x}",
-        pod.name,
+        pod.name(),
         chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
     );
     let event: Event = serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": pod.namespace},
-        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": pod.namespace,
-            "name": pod.name, "uid": pod.uid,
+        "metadata": {"name": name, "namespace": &*pod.namespace},
+        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": &*pod.namespace,
+            "name": pod.name(), "uid": &*pod.uid,
             "resourceVersion": pod.resource_version},
-        "reason": reason, "message": message, "type": kind,
+        "reason": reason, "message": &*message, "type": kind,
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT, "reportingInstance": instance,
         "firstTimestamp": now, "lastTimestamp": now, "count": 1,
@@ -314,7 +321,7 @@ async fn event(
     if seen.len() > 10_000 {
         seen.clear();
     }
-    seen.insert(key, (name, 1));
+    seen.insert(key, (name.into(), 1));
     Ok(())
 }
 

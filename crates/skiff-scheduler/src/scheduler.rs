@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::algorithm;
 use crate::cache::Cache;
-use crate::podinfo::{key_of, PodInfo, PodKey};
+use crate::podinfo::{key_of, Interner, PodInfo, PodKey};
 use crate::queue::{Queue, QueuedPod};
 use crate::report::{Report, Reporter};
 
@@ -107,11 +107,11 @@ enum PodEvent {
 }
 
 impl PodEvent {
-    fn new(ev: watcher::Event<Pod>) -> PodEvent {
+    fn new(ev: watcher::Event<Pod>, interner: &mut Interner) -> PodEvent {
         match ev {
             watcher::Event::Init => PodEvent::Init,
             watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
-                PodEvent::Applied(PodInfo::new(pod))
+                PodEvent::Applied(PodInfo::new(pod, interner))
             }
             watcher::Event::Delete(pod) => PodEvent::Deleted(key_of(&pod)),
             watcher::Event::InitDone => PodEvent::InitDone,
@@ -158,7 +158,10 @@ impl Scheduler {
             forward(
                 watcher(Api::<Pod>::all(self.client.clone()), Default::default()),
                 tx.clone(),
-                |e| Input::Pods(PodEvent::new(e)),
+                {
+                    let mut interner = Interner::default();
+                    move |e| Input::Pods(PodEvent::new(e, &mut interner))
+                },
             ),
             forward(
                 watcher(
@@ -182,6 +185,7 @@ impl Scheduler {
             last: None,
             rng: StdRng::from_entropy(),
             synced: Synced::default(),
+            messages: Interner::default(),
             seen_pods: None,
             seen_nodes: None,
             client: self.client.clone(),
@@ -203,7 +207,7 @@ impl Scheduler {
 fn forward<K, S>(
     stream: S,
     tx: mpsc::UnboundedSender<Input>,
-    wrap: fn(watcher::Event<K>) -> Input,
+    mut wrap: impl FnMut(watcher::Event<K>) -> Input + Send + 'static,
 ) -> tokio::task::JoinHandle<()>
 where
     K: Send + 'static,
@@ -231,6 +235,8 @@ struct Loop {
     last: Option<String>,
     rng: StdRng,
     synced: Synced,
+    /// The unschedulable messages, shared by the pods waiting with them.
+    messages: Interner,
     /// Keys listed since the pods watch (re)started its list.
     seen_pods: Option<HashSet<PodKey>>,
     seen_nodes: Option<HashSet<String>>,
@@ -391,7 +397,7 @@ impl Loop {
         if self.cache.contains(&key) {
             return;
         }
-        if info.scheduler_name == self.name && !info.deleting() && !info.terminal() {
+        if *info.scheduler_name == *self.name && !info.deleting() && !info.terminal() {
             self.queue.add_or_update(info);
         } else {
             self.queue.remove(&key);
@@ -425,7 +431,7 @@ impl Loop {
             }
             Err(fit) => {
                 self.metrics.unschedulable.fetch_add(1, Ordering::Relaxed);
-                let message = fit.to_string();
+                let message = self.messages.get(&fit.to_string());
                 tracing::debug!(pod = %info.key, %message, "unschedulable");
                 self.queue.unschedulable(&info.key);
                 self.reporter
@@ -498,12 +504,12 @@ async fn bind(client: Client, pod: &PodInfo, node: &str) -> Result<(), kube::Err
     let api: Api<Pod> = Api::namespaced(client, &pod.namespace);
     let binding = json!({
         "apiVersion": "v1", "kind": "Binding",
-        "metadata": {"name": pod.name, "uid": pod.uid},
+        "metadata": {"name": pod.name(), "uid": &*pod.uid},
         "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     });
     api.create_subresource::<_, serde_json::Value>(
         "binding",
-        &pod.name,
+        pod.name(),
         &PostParams::default(),
         &binding,
     )

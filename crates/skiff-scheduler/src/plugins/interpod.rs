@@ -35,8 +35,8 @@ fn domain(term: &AffinityTerm, node: &NodeInfo) -> Option<(String, String)> {
 impl State {
     pub fn new(pod: &PodInfo, cache: &Cache) -> Self {
         let mut s = State {
-            affinity_terms: pod.affinity.clone(),
-            anti_terms: pod.anti_affinity.clone(),
+            affinity_terms: pod.placement().affinity.clone(),
+            anti_terms: pod.placement().anti_affinity.clone(),
             ..Default::default()
         };
         let own = pod.has_affinity();
@@ -44,27 +44,29 @@ impl State {
             return s;
         }
         let ns = &cache.namespaces;
-        s.self_affinity = pod.affinity.iter().all(|t| t.matches(pod, ns));
+        let terms = pod.placement();
+        s.self_affinity = terms.affinity.iter().all(|t| t.matches(pod, ns));
         for node in cache.nodes() {
             if !own && node.with_affinity == 0 {
                 continue;
             }
             for other in node.pods.values() {
-                for t in &other.anti_affinity {
+                for t in &other.placement().anti_affinity {
                     if t.matches(pod, ns) {
                         if let Some(d) = domain(t, node) {
                             *s.existing_anti.entry(d).or_default() += 1;
                         }
                     }
                 }
-                if !pod.affinity.is_empty() && pod.affinity.iter().all(|t| t.matches(other, ns)) {
-                    for t in &pod.affinity {
+                if !terms.affinity.is_empty() && terms.affinity.iter().all(|t| t.matches(other, ns))
+                {
+                    for t in &terms.affinity {
                         if let Some(d) = domain(t, node) {
                             *s.affinity.entry(d).or_default() += 1;
                         }
                     }
                 }
-                for t in &pod.anti_affinity {
+                for t in &terms.anti_affinity {
                     if t.matches(other, ns) {
                         if let Some(d) = domain(t, node) {
                             *s.anti.entry(d).or_default() += 1;
@@ -114,7 +116,8 @@ impl State {
     /// Scores from preferred terms both ways and from placed pods' required affinity to
     /// the incoming pod, normalised to 0..=100.
     pub fn score(&self, pod: &PodInfo, nodes: &[&NodeInfo], cache: &Cache) -> Vec<i64> {
-        let own = !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
+        let terms = pod.placement();
+        let own = !terms.preferred_affinity.is_empty() || !terms.preferred_anti_affinity.is_empty();
         if !own && !cache.any_affinity() {
             return vec![0; nodes.len()];
         }
@@ -130,14 +133,15 @@ impl State {
                 continue;
             }
             for other in node.pods.values() {
-                for t in pod
+                let theirs = other.placement();
+                for t in terms
                     .preferred_affinity
                     .iter()
                     .filter(|t| t.matches(other, ns))
                 {
                     add(t, node, t.weight);
                 }
-                for t in pod
+                for t in terms
                     .preferred_anti_affinity
                     .iter()
                     .filter(|t| t.matches(other, ns))
@@ -146,17 +150,17 @@ impl State {
                 }
                 // Placed pods' required affinity counts with kube-scheduler's default
                 // hardPodAffinityWeight of 1.
-                for t in other.affinity.iter().filter(|t| t.matches(pod, ns)) {
+                for t in theirs.affinity.iter().filter(|t| t.matches(pod, ns)) {
                     add(t, node, 1);
                 }
-                for t in other
+                for t in theirs
                     .preferred_affinity
                     .iter()
                     .filter(|t| t.matches(pod, ns))
                 {
                     add(t, node, t.weight);
                 }
-                for t in other
+                for t in theirs
                     .preferred_anti_affinity
                     .iter()
                     .filter(|t| t.matches(pod, ns))

@@ -125,7 +125,7 @@ pub fn score(pod: &PodInfo, nodes: &[&NodeInfo], state: &CycleState, cache: &Cac
         ),
         3,
     );
-    if !pod.preferred_node_affinity.is_empty() {
+    if !pod.placement().preferred_node_affinity.is_empty() {
         add(
             normalize(
                 nodes

@@ -77,10 +77,12 @@ pub fn prefer_no_schedule(pod: &PodInfo, node: &NodeInfo) -> i64 {
 /// NodeAffinity's filter: the node has every `nodeSelector` label and matches one of the
 /// required node selector terms.
 pub fn matches_affinity(pod: &PodInfo, node: &NodeInfo) -> bool {
-    pod.node_selector
+    let placement = pod.placement();
+    placement
+        .node_selector
         .iter()
         .all(|(k, v)| node.labels.get(k) == Some(v))
-        && pod.required_node_affinity.as_ref().is_none_or(|sel| {
+        && placement.required_node_affinity.as_ref().is_none_or(|sel| {
             sel.node_selector_terms
                 .iter()
                 .any(|t| term_matches(t, node))
@@ -89,7 +91,8 @@ pub fn matches_affinity(pod: &PodInfo, node: &NodeInfo) -> bool {
 
 /// NodeAffinity's score input: the weights of the preferred terms the node matches.
 pub fn preferred_affinity(pod: &PodInfo, node: &NodeInfo) -> i64 {
-    pod.preferred_node_affinity
+    pod.placement()
+        .preferred_node_affinity
         .iter()
         .filter(|p| p.weight != 0 && term_matches(&p.preference, node))
         .map(|p| p.weight as i64)

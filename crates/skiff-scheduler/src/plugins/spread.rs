@@ -59,6 +59,7 @@ fn count(pod: &PodInfo, sel: &Selection<'_>, node: &NodeInfo, cache: &Cache) -> 
 impl State {
     pub fn new(pod: &PodInfo, cache: &Cache) -> Self {
         let hard: Vec<(usize, &SpreadConstraint)> = pod
+            .placement()
             .spread
             .iter()
             .enumerate()
@@ -90,7 +91,7 @@ impl State {
 
     pub fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Option<Reason> {
         for (i, domains) in &self.hard {
-            let c = &pod.spread[*i];
+            let c = &pod.placement().spread[*i];
             let Some(value) = node.labels.get(&c.topology_key) else {
                 return Some(Reason::SpreadMissingLabel);
             };
@@ -110,7 +111,8 @@ impl State {
     /// Scores of `nodes` from the pod's `ScheduleAnyway` constraints (or the system
     /// defaults for a controller's replicas), normalised so the emptiest domains get 100.
     pub fn score(&self, pod: &PodInfo, nodes: &[&NodeInfo], cache: &Cache) -> Vec<i64> {
-        let system_default = pod.spread.is_empty();
+        let spread = &pod.placement().spread;
+        let system_default = spread.is_empty();
         let constraints: Vec<Constraint<'_>> = if system_default {
             match &pod.owner {
                 Some(uid) => [(HOSTNAME, 3), (ZONE, 5)]
@@ -124,7 +126,7 @@ impl State {
                 None => Vec::new(),
             }
         } else {
-            pod.spread
+            spread
                 .iter()
                 .filter(|c| !c.hard)
                 .map(|c| Constraint {
