@@ -85,15 +85,34 @@ pub fn unmount_under(dir: &std::path::Path) {
     }
 }
 
-/// Kills what runs in, and removes, `parent` and every cgroup below it in every hierarchy.
+/// Kills what runs in, and removes, `parent` and every cgroup below it in every hierarchy,
+/// at the hierarchy's root and below this process's own cgroup there: runc and containerd
+/// (dockerd's `--cgroup-parent`) put a relative parent under their own cgroup, which is not
+/// the root in every hierarchy (on this machine the memory controller's is not).
 pub fn remove_cgroups(parent: &str) {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let mut dirs = Vec::new();
     for controller in std::fs::read_dir("/sys/fs/cgroup")
         .into_iter()
         .flatten()
         .flatten()
     {
+        let name = controller.file_name().to_string_lossy().into_owned();
         collect_dirs(&controller.path().join(parent), &mut dirs);
+        // `/proc/self/cgroup` lines are `id:controllers:path` (`0::path` for cgroup2).
+        let below_own = own.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            let matches = if ctrls.is_empty() {
+                name == "unified"
+            } else {
+                ctrls == name
+            };
+            (matches && path != "/").then(|| path.trim_start_matches('/').to_string())
+        });
+        if let Some(path) = below_own {
+            collect_dirs(&controller.path().join(path).join(parent), &mut dirs);
+        }
     }
     for dir in &dirs {
         if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
