@@ -7,17 +7,18 @@
 //! allocations and bytes (a counting allocator: the same on a loaded machine) and the wall
 //! time. It measures; it asserts nothing.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
+use common::{knob, sqlite_state, user};
 use futures::StreamExt;
 use http::{Request, StatusCode};
 use serde_json::{json, Value};
-use skiff_apiserver::auth::{TokenAuthenticator, UserInfo};
-use skiff_apiserver::{in_process_router, ApiState};
+use skiff_apiserver::in_process_router;
 use tower::ServiceExt;
 
 /// The system allocator, counting.
@@ -53,13 +54,6 @@ const PODS: &str = "/api/v1/namespaces/default/pods";
 const METADATA: &str =
     "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
 
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// A pod as a Deployment's ReplicaSet makes it: labels, an owner, two containers.
 fn pod(i: usize) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
@@ -79,24 +73,8 @@ fn main() {
         let pods = knob("SKIFF_BENCH_PODS", 1000);
         let watchers = knob("SKIFF_BENCH_WATCHERS", 4);
         let dir = tempfile::tempdir().unwrap();
-        let store = skiff_store::open("sqlite", dir.path()).await.unwrap();
-        let encryptor = Arc::new(
-            skiff_apiserver::encryption::Encryptor::load_or_create(dir.path()).unwrap(),
-        );
-        let state = Arc::new(ApiState::new(
-            store,
-            TokenAuthenticator::default(),
-            encryptor,
-        ));
-        state.bootstrap().await.unwrap();
-        let admin = in_process_router(
-            state.clone(),
-            UserInfo {
-                name: "admin".into(),
-                uid: String::new(),
-                groups: vec!["system:masters".into()],
-            },
-        );
+        let state = sqlite_state(dir.path()).await;
+        let admin = in_process_router(state.clone(), user("admin", &["system:masters"]));
         let send = |method: &str, uri: String, accept: &str, body: Vec<u8>| {
             Request::builder()
                 .method(method)

@@ -8,32 +8,18 @@
 //! Knobs: `SKIFF_BENCH_GETS` (GETs per measurement, default 2000), `SKIFF_BENCH_BINDINGS`
 //! (default 500).
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Instant;
 
 use axum::body::Body;
+use common::{knob, sqlite_state, user};
 use http::{Request, StatusCode};
 use serde_json::{json, Value};
-use skiff_apiserver::auth::{TokenAuthenticator, UserInfo};
-use skiff_apiserver::{in_process_router, ApiState};
+use skiff_apiserver::in_process_router;
 use tower::ServiceExt;
 
 const CM: &str = "/api/v1/namespaces/default/configmaps";
-
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn user(name: &str, groups: &[&str]) -> UserInfo {
-    UserInfo {
-        name: name.into(),
-        uid: String::new(),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-    }
-}
 
 async fn call(app: &axum::Router, method: &str, path: &str, body: Option<Value>) -> StatusCode {
     let body = body.map_or_else(Vec::new, |b| serde_json::to_vec(&b).unwrap());
@@ -71,16 +57,7 @@ fn main() {
         let gets = knob("SKIFF_BENCH_GETS", 2000);
         let extra = knob("SKIFF_BENCH_BINDINGS", 500);
         let dir = tempfile::tempdir().unwrap();
-        let store = skiff_store::open("sqlite", dir.path()).await.unwrap();
-        let encryptor = Arc::new(
-            skiff_apiserver::encryption::Encryptor::load_or_create(dir.path()).unwrap(),
-        );
-        let state = Arc::new(ApiState::new(
-            store,
-            TokenAuthenticator::default(),
-            encryptor,
-        ));
-        state.bootstrap().await.unwrap();
+        let state = sqlite_state(dir.path()).await;
         let admin = in_process_router(state.clone(), user("admin", &["system:masters"]));
         let reader = in_process_router(state.clone(), user("reader", &[]));
         let s = call(&admin, "POST", CM, Some(json!({"metadata": {"name": "c"}}))).await;
