@@ -35,9 +35,10 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
   grep " $work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  for d in /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/*/skiff-bench-docker; do
-    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
+  # dockerd puts its relative --cgroup-parent under its own cgroup, which is not the root in every hierarchy
+  # (the memory controller's is not, here): look for both parents anywhere.
+  find /sys/fs/cgroup -type d \( -name skiff-bench -o -name skiff-bench-docker \) -prune 2>/dev/null |
+    while read -r d; do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
   # The bench daemon's network: its links (skiffbn…) and its nftables table.
   ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^skiffbn' | xargs -r -n1 ip link del 2>/dev/null
   nft delete table inet skiff-bench 2>/dev/null
