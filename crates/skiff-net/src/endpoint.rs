@@ -1,6 +1,8 @@
 //! Endpoints: a sandbox's interface on a network, as stored.
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -49,10 +51,34 @@ impl Endpoint {
         hex::encode(&digest[..8])
     }
 
-    pub(crate) fn veth_name(prefix: &str, sandbox: &str, network_id: &str) -> String {
-        let key = Self::key(sandbox, network_id);
+    /// The host veth's name for a new attach of `sandbox` to `network_id`, one `taken` does not
+    /// name. Every attach gets a new one (like Docker's random `veth…` names): the previous
+    /// attach's veth of a sandbox started again at once may still be on its way out (the
+    /// kernel deletes it with the old namespace, the reaper by name), and a deletion by name
+    /// must never hit its successor.
+    pub(crate) fn veth_name(
+        prefix: &str,
+        sandbox: &str,
+        network_id: &str,
+        taken: impl Fn(&str) -> bool,
+    ) -> String {
+        static ATTACHES: AtomicU64 = AtomicU64::new(0);
         let keep = 15usize.saturating_sub(prefix.len() + 1);
-        format!("{prefix}v{}", &key[..keep])
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        loop {
+            let n = ATTACHES.fetch_add(1, Ordering::Relaxed);
+            let digest = Sha256::digest(format!(
+                "{sandbox}/{network_id}/{}/{since_epoch}/{n}",
+                std::process::id()
+            ));
+            let name = format!("{prefix}v{}", &hex::encode(&digest[..8])[..keep]);
+            if !taken(&name) {
+                return name;
+            }
+        }
     }
 
     pub(crate) fn port_chain(&self) -> String {
@@ -87,9 +113,13 @@ mod tests {
             mac_string(mac_for(Ipv4Addr::new(172, 17, 0, 2))),
             "02:42:ac:11:00:02"
         );
-        let v = Endpoint::veth_name("skiff", "c1", "n1");
+        let v = Endpoint::veth_name("skiff", "c1", "n1", |_| false);
         assert_eq!(v.len(), 15);
         assert!(v.starts_with("skiffv"));
-        assert_ne!(v, Endpoint::veth_name("skiff", "c2", "n1"));
+        assert_ne!(v, Endpoint::veth_name("skiff", "c2", "n1", |_| false));
+        // The same pair attached again gets a new name, and never one already taken.
+        assert_ne!(v, Endpoint::veth_name("skiff", "c1", "n1", |_| false));
+        let again = Endpoint::veth_name("skiff", "c1", "n1", |n| n == v);
+        assert_ne!(again, v);
     }
 }

@@ -225,7 +225,12 @@ impl Net {
                 network_id: net.id.clone(),
                 network_name: net.name.clone(),
                 interface,
-                host_veth: Endpoint::veth_name(&self.inner.cfg.prefix, &req.sandbox, &net.id),
+                host_veth: Endpoint::veth_name(
+                    &self.inner.cfg.prefix,
+                    &req.sandbox,
+                    &net.id,
+                    |n| eps.values().any(|e| e.host_veth == n),
+                ),
                 address: Ipv4Net::new(ip, net.subnet.prefix_len()).expect("prefix of a subnet"),
                 gateway: (!net.internal).then_some(net.gateway),
                 mac: mac_string(mac_for(ip)),
@@ -328,9 +333,9 @@ impl Net {
             )
         };
         match add().await {
-            // The same sandbox's previous veth (a container started again right after its exit)
-            // may still wait on the reaper: the reaper works in order, so once a deletion queued
-            // now is done, the old one is gone too.
+            // A veth of a released endpoint, still waiting on the reaper, has this name (names
+            // are random, so this is rare): the reaper works in order, so once a deletion
+            // queued now is done, the old one is gone too.
             Err(NetError::Conflict(_)) => {
                 let flushed = self.inner.reaper.delete(&ep.host_veth, None).await;
                 flushed.map_err(|_| NetError::Nft("reaper thread is gone".into()))??;

@@ -74,6 +74,53 @@ async fn sandboxes_on_one_network_talk_and_reach_out_masqueraded() {
     assert!(fetch(Some(&net.sandbox_path("a")), "10.99.0.2:9000").is_err());
 }
 
+/// A container started again the moment it exits: its old veth goes away in the background
+/// (with the old namespace, and on the reaper) while the new one is made. The new one must
+/// survive that (it vanished by name before: "veth … vanished", ENODEV on hairpin).
+#[tokio::test]
+async fn a_sandbox_made_again_at_once_keeps_its_new_veth() {
+    let t = TestHost::new();
+    let net = t.net().await;
+    net.ensure_default_bridge().await.unwrap();
+    net.create_sandbox("peer", SandboxOptions::default())
+        .await
+        .unwrap();
+    let peer = net.attach(attach("peer", "bridge")).await.unwrap();
+    let srv = serve_tcp(&net.sandbox_path("peer"), "0.0.0.0:80", "peer");
+    let mut old = Vec::new();
+    for _ in 0..10 {
+        net.create_sandbox("again", SandboxOptions::default())
+            .await
+            .unwrap();
+        let ep = net.attach(attach("again", "bridge")).await.unwrap();
+        assert!(!old.contains(&ep.host_veth), "{} reused", ep.host_veth);
+        old.push(ep.host_veth.clone());
+        net.remove_sandbox("again").await.unwrap();
+    }
+    net.create_sandbox("again", SandboxOptions::default())
+        .await
+        .unwrap();
+    let last = net.attach(attach("again", "bridge")).await.unwrap();
+    // The reaper works in order: once this removal has freed its addresses, every deletion
+    // queued before it is done.
+    net.create_sandbox("flush", SandboxOptions::default())
+        .await
+        .unwrap();
+    net.attach(attach("flush", "bridge")).await.unwrap();
+    net.remove_sandbox_freeing_addresses("flush").await.unwrap();
+    let links = t.links();
+    assert!(links.contains(&last.host_veth), "{links}");
+    for gone in &old {
+        assert!(!links.contains(gone.as_str()), "{gone} left: {links}");
+    }
+    let got = fetch(
+        Some(&net.sandbox_path("again")),
+        &format!("{}:{}", peer.address.addr(), srv.port()),
+    )
+    .unwrap();
+    assert_eq!(got, format!("peer {}", last.address.addr()));
+}
+
 #[tokio::test]
 async fn networks_are_isolated_and_internal_has_no_way_out() {
     let t = TestHost::new();
