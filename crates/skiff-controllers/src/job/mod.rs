@@ -421,12 +421,21 @@ pub async fn reconcile(obj: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
                 patch[k] = serde_json::Value::Null;
             }
         }
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": patch})),
-        )
-        .await?;
+        // Pinned to the version this sync read, as upstream's UpdateStatus: a status computed
+        // from a cache that had not seen the latest write (a Job finished by someone else, its
+        // own earlier startTime) must not overwrite it. The newer version wakes this Job again.
+        let pinned = json!({"metadata": {"resourceVersion": job.metadata.resource_version},
+            "status": patch});
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(pinned))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     if finished(&status) {
         return ttl_after_finished(job, &status, now, &ctx).await;
