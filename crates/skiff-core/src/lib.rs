@@ -21,6 +21,7 @@ pub mod paths;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod statsapi;
+pub mod testing;
 pub mod units;
 
 /// What went wrong, independent of any wire protocol. Each crate's error enum maps onto one

@@ -12,7 +12,6 @@
 //! CI must install etcd-server.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -55,13 +54,7 @@ struct Etcd {
     dir: PathBuf,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use skiff_core::testing::free_port;
 
 /// Whether process `pid`, a child of the keeper that has not reaped it yet, has exited.
 fn exited(pid: i32) -> bool {

@@ -6,7 +6,6 @@
 #![allow(dead_code)] // each test target uses a different part of the harness
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -18,29 +17,7 @@ pub enum Datastore {
     Etcd,
 }
 
-/// A free TCP port on 127.0.0.1.
-/// A port free on 127.0.0.1 right now, for a server a test starts. Taken from 20000–32767,
-/// below the kernel's ephemeral range (32768–60999): a port the kernel picked for `:0` and the
-/// test released could be taken as the source port of any test's outgoing connection before the
-/// server bound it ("Address already in use" at its start). Where it starts in that range
-/// depends on the process and the time, so test binaries running side by side rarely meet.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    const LOW: u32 = 20000;
-    const SPAN: u32 = 12768;
-    let seed = std::process::id().wrapping_mul(7919)
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (LOW + seed.wrapping_add(n.wrapping_mul(4099)) % SPAN) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+pub use skiff_core::testing::free_port;
 
 /// Polls `f` until it returns Some or `timeout` passes.
 pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {

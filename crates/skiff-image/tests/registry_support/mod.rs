@@ -41,14 +41,7 @@ impl Recorder {
     }
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use skiff_core::testing::free_port;
 
 /// Polls `f` until it returns true, panicking with `what` after 30 s.
 pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
