@@ -1,6 +1,7 @@
 //! `skiff shim <state_dir>/shim.json`: the per-container shim, started by the engine through
 //! `skiff_runtime::shim::launch`. It must stay single-threaded (no tokio here): logging goes
-//! to stderr, which the shim points at `<state_dir>/shim.log` once it has daemonized.
+//! to `<state_dir>/shim.log` once it has daemonized (stderr before), never to a descriptor the
+//! container's processes inherit as theirs.
 
 use std::path::PathBuf;
 
@@ -20,7 +21,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
-        .with_writer(std::io::stderr)
+        .with_writer(|| skiff_runtime::shim::ShimLog)
         .init();
     if args.config.as_os_str() == "-" {
         skiff_runtime::shim::run_spare()?;

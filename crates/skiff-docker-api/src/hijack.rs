@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::Instrument;
 
 use crate::error::ApiError;
-use crate::stream::{MULTIPLEXED, RAW_STREAM};
+use crate::stream::{StdStream, MULTIPLEXED, RAW_STREAM};
 
 /// How long output waits for the client to read the `101` head before it is sent anyway.
 const HEAD_READ_WAIT: Duration = Duration::from_secs(5);
@@ -114,7 +114,8 @@ impl Hijack {
     /// Like [`Self::respond`], but `start` (which starts the process and attaches to it) runs
     /// only once the connection has switched and the client has read the `101` head, the way
     /// dockerd starts an exec after the switch. An error after the switch is written to the
-    /// stream, as Docker does.
+    /// stream as dockerd does: one line on stdout (a frame of it without a TTY), which the
+    /// docker CLI prints before it asks for the exec's exit code.
     pub fn respond_deferred<F>(self, tty: bool, start: F) -> Response
     where
         F: Future<Output = Result<Attached, ApiError>> + Send + 'static,
@@ -124,7 +125,7 @@ impl Hijack {
             Some(on_upgrade) => {
                 let socket = self.1;
                 tokio::spawn(
-                    bridge(on_upgrade, socket, start).instrument(tracing::Span::current()),
+                    bridge(on_upgrade, socket, tty, start).instrument(tracing::Span::current()),
                 );
                 let mut resp = Response::new(Body::empty());
                 *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -137,24 +138,22 @@ impl Hijack {
                 resp
             }
             None => {
-                let output =
-                    futures::stream::once(start).flat_map(|started| match started {
-                        Ok(attached) => futures::stream::unfold(attached.io, |mut io| async move {
-                            let mut buf = vec![0u8; 32 * 1024];
-                            match io.read(&mut buf).await {
-                                Ok(0) | Err(_) => None,
-                                Ok(n) => {
-                                    buf.truncate(n);
-                                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), io))
-                                }
+                let output = futures::stream::once(start).flat_map(move |started| match started {
+                    Ok(attached) => futures::stream::unfold(attached.io, |mut io| async move {
+                        let mut buf = vec![0u8; 32 * 1024];
+                        match io.read(&mut buf).await {
+                            Ok(0) | Err(_) => None,
+                            Ok(n) => {
+                                buf.truncate(n);
+                                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), io))
                             }
-                        })
-                        .boxed(),
-                        Err(e) => futures::stream::once(async move {
-                            Ok(bytes::Bytes::from(format!("{e}\n")))
-                        })
-                        .boxed(),
-                    });
+                        }
+                    })
+                    .boxed(),
+                    Err(e) => {
+                        futures::stream::once(async move { Ok(start_failure(tty, &e)) }).boxed()
+                    }
+                });
                 (
                     [(header::CONTENT_TYPE, content_type)],
                     Body::from_stream(output),
@@ -165,10 +164,15 @@ impl Hijack {
     }
 }
 
+/// A start that failed after the switch, as dockerd writes it: the error and `\r\n` on stdout.
+fn start_failure(tty: bool, e: &ApiError) -> bytes::Bytes {
+    crate::stream::encode(!tty, StdStream::Stdout, format!("{e}\r\n").as_bytes())
+}
+
 /// Copies client input to the container's stdin and its output to the client, until the
 /// output ends (the process exited, or the client detached); then the client's connection is
 /// closed.
-async fn bridge<F>(on_upgrade: OnUpgrade, socket: Option<ClientSocket>, start: F)
+async fn bridge<F>(on_upgrade: OnUpgrade, socket: Option<ClientSocket>, tty: bool, start: F)
 where
     F: Future<Output = Result<Attached, ApiError>>,
 {
@@ -187,7 +191,7 @@ where
     let attached = match start.await {
         Ok(attached) => attached,
         Err(e) => {
-            let _ = client_write.write_all(format!("{e}\n").as_bytes()).await;
+            let _ = client_write.write_all(&start_failure(tty, &e)).await;
             let _ = client_write.shutdown().await;
             return;
         }

@@ -44,6 +44,10 @@ pub enum EngineError {
     /// cannot run, the shim's kind otherwise).
     #[error("failed to create task for container")]
     StartFailed(#[source] skiff_runtime::shim::ShimError),
+    /// The runtime refused to start an exec'd process (Docker's words and statuses, as
+    /// [`EngineError::StartFailed`]).
+    #[error("OCI runtime exec failed")]
+    ExecFailed(#[source] skiff_runtime::shim::ShimError),
     #[error(transparent)]
     Image(#[from] skiff_image::ImageError),
     /// A build's Dockerfile, context or options are refused.
@@ -115,7 +119,7 @@ impl HasKind for EngineError {
             },
             EngineError::Forbidden(_) => ErrorKind::Forbidden,
             EngineError::NetworkSetup(e) => e.kind(),
-            EngineError::StartFailed(e) => match e {
+            EngineError::StartFailed(e) | EngineError::ExecFailed(e) => match e {
                 // A shim that vanished during a start is the engine's trouble, not a state
                 // the user asked about.
                 skiff_runtime::shim::ShimError::NotRunning(_) => ErrorKind::Internal,
@@ -128,10 +132,10 @@ impl HasKind for EngineError {
 }
 
 impl EngineError {
-    /// The exit code Docker records for a container whose start failed: 127 for a command
-    /// that does not exist, 126 for one that cannot be executed, 128 otherwise.
+    /// The exit code Docker records for a container or exec whose start failed: 127 for a
+    /// command that does not exist, 126 for one that cannot be executed, 128 otherwise.
     pub(crate) fn start_exit_code(&self) -> Option<i64> {
-        let EngineError::StartFailed(e) = self else {
+        let (EngineError::StartFailed(e) | EngineError::ExecFailed(e)) = self else {
             return None;
         };
         let command = match e {

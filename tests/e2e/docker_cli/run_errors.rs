@@ -1,6 +1,8 @@
-//! What `docker run` reports when the container cannot start.
+//! What `docker run` and `docker exec` report when the command cannot start.
 
-use crate::common::{stderr, Daemon, BUSYBOX};
+use std::os::unix::fs::PermissionsExt;
+
+use crate::common::{stderr, stdout, Daemon, BUSYBOX};
 
 #[test]
 fn missing_command_exits_127_with_one_clear_error_on_every_runtime() {
@@ -20,4 +22,132 @@ fn missing_command_exits_127_with_one_clear_error_on_every_runtime() {
         "",
         "failed --rm containers are gone"
     );
+}
+
+/// A script whose interpreter does not exist: the runtime has set the container up when
+/// `execve` fails, so the failure is the process's own, reported as runc does.
+fn bad_script() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("bad.sh");
+    std::fs::write(&script, "#!/bin/nonexistent\necho never\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = script.to_string_lossy().into_owned();
+    (dir, path)
+}
+
+#[test]
+fn a_command_that_fails_to_execute_leaves_runcs_one_line() {
+    let d = Daemon::start();
+    let (_dir, script) = bad_script();
+    for runtime in ["embedded", "runc"] {
+        let name = format!("badexec-{runtime}");
+        d.docker_ok(&[
+            "create",
+            "--name",
+            &name,
+            "--runtime",
+            runtime,
+            BUSYBOX,
+            "/bad.sh",
+        ]);
+        d.docker_ok(&["cp", &script, &format!("{name}:/bad.sh")]);
+        let out = d.docker(&["start", "-a", &name]);
+        let line = "exec /bad.sh: no such file or directory\n";
+        assert_eq!(stderr(&out), line, "{runtime}");
+        assert_eq!(stdout(&out), "", "{runtime}");
+        // runc 1.2 (Docker 28's) and the embedded runtime exit 255; Debian's runc 1.1 exits 1.
+        let code = out.status.code();
+        assert!(
+            code == Some(255) || (runtime == "runc" && code == Some(1)),
+            "{runtime}: {code:?}"
+        );
+        let logs = d.docker(&["logs", &name]);
+        assert_eq!(stderr(&logs), line, "{runtime}: docker logs");
+        assert_eq!(stdout(&logs), "", "{runtime}: docker logs");
+    }
+}
+
+#[test]
+fn exec_of_a_command_that_cannot_run_reports_it_like_docker() {
+    let d = Daemon::start();
+    let (_dir, script) = bad_script();
+    for runtime in ["embedded", "runc"] {
+        let name = format!("execerr-{runtime}");
+        d.docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--runtime",
+            runtime,
+            BUSYBOX,
+            "sleep",
+            "1000",
+        ]);
+        // The error is one line on stdout, and the CLI exits with the exec's exit code:
+        // 127 for a command that does not exist, 126 for one that is not executable.
+        for (tty, cmd, code, says) in [
+            (
+                false,
+                "missing",
+                127,
+                "exec: \"missing\": executable file not found in $PATH",
+            ),
+            (
+                true,
+                "missing",
+                127,
+                "exec: \"missing\": executable file not found in $PATH",
+            ),
+            (
+                false,
+                "/etc/passwd",
+                126,
+                "exec: \"/etc/passwd\": permission denied",
+            ),
+        ] {
+            let mut args = vec!["exec"];
+            if tty {
+                args.push("-t");
+            }
+            args.extend([name.as_str(), cmd]);
+            let out = d.docker(&args);
+            let (o, e) = (stdout(&out), stderr(&out));
+            assert_eq!(out.status.code(), Some(code), "{runtime} {args:?}: {o} {e}");
+            assert!(
+                o.starts_with("OCI runtime exec failed: "),
+                "{runtime} {args:?}: {o}"
+            );
+            assert!(
+                o.contains(says) && o.ends_with("\r\n"),
+                "{runtime} {args:?}: {o:?}"
+            );
+            assert_eq!(e, "", "{runtime} {args:?}");
+        }
+        // Detached, the daemon's answer is the error.
+        let out = d.docker(&["exec", "-d", &name, "missing"]);
+        assert_eq!(out.status.code(), Some(1), "{runtime}");
+        let e = stderr(&out);
+        assert!(
+            e.starts_with("Error response from daemon: OCI runtime exec failed: ")
+                && e.contains("executable file not found in $PATH"),
+            "{runtime}: {e}"
+        );
+        // A process that starts but cannot execve: runc's line on its stderr.
+        d.docker_ok(&["cp", &script, &format!("{name}:/bad.sh")]);
+        let out = d.docker(&["exec", &name, "/bad.sh"]);
+        assert_ne!(out.status.code(), Some(0), "{runtime}");
+        assert_eq!(
+            stderr(&out),
+            "exec /bad.sh: no such file or directory\n",
+            "{runtime}"
+        );
+        // The container runs on.
+        assert_eq!(
+            d.docker_ok(&["exec", &name, "echo", "ok"]),
+            "ok",
+            "{runtime}"
+        );
+        d.docker_ok(&["rm", "-f", &name]);
+    }
 }

@@ -226,19 +226,22 @@ impl Engine {
         let stream = match launched {
             Ok(s) => s,
             Err(e) => {
-                let mut st = exec.state();
-                st.running = false;
-                st.exit_code = Some(126);
-                exec.done.send_replace(true);
-                return Err(match e {
+                let e = match e {
                     remote @ skiff_runtime::shim::ShimError::Remote(_) => {
-                        EngineError::StartFailed(remote)
+                        EngineError::ExecFailed(remote)
                     }
                     other => EngineError::Shim {
                         context: format!("exec in {}", c.id),
                         source: other,
                     },
-                });
+                };
+                // Docker's codes: 127 for a command that does not exist, 126 for one that
+                // cannot be executed (and for any other failure to start).
+                let mut st = exec.state();
+                st.running = false;
+                st.exit_code = Some(e.start_exit_code().unwrap_or(126));
+                exec.done.send_replace(true);
+                return Err(e);
             }
         };
         if let Ok(pid) = client.exec_pid(&exec.id).await {

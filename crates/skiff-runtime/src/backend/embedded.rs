@@ -5,11 +5,12 @@
 //! the container's cgroup but leaves its parent directories, which [`cgroups::remove`]
 //! cleans up.
 //!
-//! libcontainer 0.7 runs `exec` processes without the container's seccomp filter (its tenant
-//! builder rebuilds `linux` from namespaces and cgroup path only). runc applies the filter
-//! to exec'd processes, so we do too: [`ConfinedExec`] loads it in the new process just
-//! before `execve`.
+//! The container's command runs through [`Workload`]: the container's seccomp filter for
+//! exec'd processes too, and runc's one line when `execve` fails.
 
+use std::ffi::CString;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
@@ -98,13 +99,21 @@ fn in_runc_words(message: &str) -> Option<String> {
     None
 }
 
-/// Runs an exec'd process under the container's seccomp filter. Loading a filter needs
-/// `no_new_privs` or CAP_SYS_ADMIN; a process with neither gets `no_new_privs` (it could not
-/// have gained privileges through a setuid binary under the filter anyway in runc, which
-/// refuses such a spec).
-#[derive(Clone)]
-struct ConfinedExec {
-    seccomp: LinuxSeccomp,
+/// Runs the container's command, the init's or an exec'd one's.
+///
+/// libcontainer 0.7 runs `exec` processes without the container's seccomp filter (its tenant
+/// builder rebuilds `linux` from namespaces and cgroup path only). runc applies the filter to
+/// exec'd processes, so we do too: `seccomp` is loaded in the new process just before
+/// `execve`. Loading a filter needs `no_new_privs` or CAP_SYS_ADMIN; a process with neither
+/// gets `no_new_privs` (it could not have gained privileges through a setuid binary under the
+/// filter anyway in runc, which refuses such a spec).
+///
+/// When `execve` itself fails (a script whose interpreter is missing), the process is the
+/// container's already and nobody waits for an error on libcontainer's channel: like runc,
+/// it writes `exec <path>: <reason>` to its stderr (`docker logs`) and exits 255.
+#[derive(Clone, Default)]
+struct Workload {
+    seccomp: Option<LinuxSeccomp>,
 }
 
 fn holds_cap_sys_admin() -> bool {
@@ -116,21 +125,63 @@ fn holds_cap_sys_admin() -> bool {
     .unwrap_or(false)
 }
 
-impl Executor for ConfinedExec {
+impl Executor for Workload {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        if !holds_cap_sys_admin() {
-            nix::sys::prctl::set_no_new_privs()
-                .map_err(|e| ExecutorError::Other(format!("cannot set no_new_privs: {e}")))?;
+        if let Some(seccomp) = &self.seccomp {
+            if !holds_cap_sys_admin() {
+                nix::sys::prctl::set_no_new_privs()
+                    .map_err(|e| ExecutorError::Other(format!("cannot set no_new_privs: {e}")))?;
+            }
+            libcontainer::seccomp::initialize_seccomp(seccomp).map_err(|e| {
+                ExecutorError::Other(format!("cannot load the container's seccomp filter: {e}"))
+            })?;
         }
-        libcontainer::seccomp::initialize_seccomp(&self.seccomp).map_err(|e| {
-            ExecutorError::Other(format!("cannot load the container's seccomp filter: {e}"))
-        })?;
-        libcontainer::workload::default::get_executor().exec(spec)
+        let args = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().as_ref())
+            .filter(|a| !a.is_empty())
+            .ok_or(ExecutorError::InvalidArg)?;
+        let path = resolve(&args[0], std::env::var_os("PATH").as_deref());
+        let c = |s: &str| CString::new(s.as_bytes()).map_err(|_| ExecutorError::InvalidArg);
+        let argv = args.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
+        let Err(errno) = nix::unistd::execv(&c(&path)?, &argv);
+        let _ = writeln!(std::io::stderr(), "{}", exec_failure(&path, errno));
+        std::process::exit(255);
     }
 
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         libcontainer::workload::default::get_executor().validate(spec)
     }
+}
+
+/// The file `command` names: itself when it has a slash, else the first executable file of
+/// that name in `path` (`$PATH`), else itself (for `execve` to report).
+fn resolve(command: &str, path: Option<&std::ffi::OsStr>) -> String {
+    if command.contains('/') {
+        return command.to_string();
+    }
+    let dirs = path.map(std::env::split_paths).into_iter().flatten();
+    for dir in dirs {
+        let candidate = dir.join(command);
+        let executable = std::fs::metadata(&candidate)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        if executable {
+            return candidate.to_string_lossy().into_owned();
+        }
+    }
+    command.to_string()
+}
+
+/// runc's line for a failed `execve`, with the reason in Go's words (lower case).
+fn exec_failure(path: &str, errno: nix::errno::Errno) -> String {
+    let desc = errno.desc();
+    let mut reason = desc.chars();
+    let reason = match reason.next() {
+        Some(first) => first.to_lowercase().chain(reason).collect::<String>(),
+        None => String::new(),
+    };
+    format!("exec {path}: {reason}")
 }
 
 impl Backend for Embedded {
@@ -141,6 +192,7 @@ impl Backend for Embedded {
     fn create(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32> {
         let container = self
             .builder(id, stdio)?
+            .with_executor(Workload::default())
             .as_init(bundle)
             .with_systemd(false)
             .with_detach(true)
@@ -181,11 +233,9 @@ impl Backend for Embedded {
             .and_then(|l| l.seccomp().clone());
         let scratch = Scratch::new(&self.root)?;
         let process_file = write_process(&scratch, process)?;
-        let mut builder = self.builder(id, stdio)?;
-        if let Some(seccomp) = seccomp {
-            builder = builder.with_executor(ConfinedExec { seccomp });
-        }
+        let builder = self.builder(id, stdio)?;
         let pid = builder
+            .with_executor(Workload { seccomp })
             .as_tenant()
             .with_process(Some(&process_file))
             .with_detach(true)
@@ -246,7 +296,37 @@ fn delete_stopped(container: &Container, cgroups_path: &str) -> Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::in_runc_words;
+    use super::{exec_failure, in_runc_words, resolve};
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_failed_execve_is_one_line_in_runcs_words() {
+        assert_eq!(
+            exec_failure("/bin/bad.sh", nix::errno::Errno::ENOENT),
+            "exec /bin/bad.sh: no such file or directory"
+        );
+        assert_eq!(
+            exec_failure("/x", nix::errno::Errno::ENOEXEC),
+            "exec /x: exec format error"
+        );
+    }
+
+    #[test]
+    fn commands_are_resolved_on_path_like_runc() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("tool");
+        std::fs::write(&exe, "#!/bin/nope\n").unwrap();
+        let path = std::env::join_paths(["/nonexistent", dir.path().to_str().unwrap()]).unwrap();
+        assert_eq!(
+            resolve("tool", Some(&path)),
+            "tool",
+            "not executable: left to execve"
+        );
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(resolve("tool", Some(&path)), exe.to_str().unwrap());
+        assert_eq!(resolve("./tool", Some(&path)), "./tool");
+        assert_eq!(resolve("tool", None), "tool");
+    }
 
     #[test]
     fn missing_executable_is_worded_like_runc_so_docker_exits_127() {

@@ -193,7 +193,7 @@ mod stdio;
 
 pub use client::{launch, launch_with, ShimClient, ShimError};
 pub use hubs::make_hub as make_mount_hub;
-pub use process::trim_executable_pages;
+pub use process::{trim_executable_pages, ShimLog};
 pub use protocol::RemoteError;
 pub use server::{run, run_spare, RunError};
 pub use spare::Spare;

@@ -32,14 +32,40 @@ pub(crate) fn detach() -> io::Result<()> {
     Ok(())
 }
 
-/// Points stdin and stdout at /dev/null and stderr at `log`.
+/// Points stdin and stdout at /dev/null and stderr at `log`, and keeps `log` for
+/// [`ShimLog`].
 pub(crate) fn redirect_stdio(log: &Path) -> io::Result<()> {
     let null = File::options().read(true).write(true).open("/dev/null")?;
     let log = OpenOptions::new().create(true).append(true).open(log)?;
     nix::unistd::dup2_stdin(&null)?;
     nix::unistd::dup2_stdout(&null)?;
     nix::unistd::dup2_stderr(&log)?;
+    let _ = LOG.set(log);
     Ok(())
+}
+
+/// The shim's log file once it has daemonized (opened close-on-exec).
+static LOG: std::sync::OnceLock<File> = std::sync::OnceLock::new();
+
+/// Where the shim's own log lines go: its log file once it has daemonized, stderr before.
+///
+/// Not simply stderr: the embedded runtime forks the container's processes from the shim, and
+/// in them descriptor 2 becomes the container's stderr. libcontainer's errors in such a
+/// process (a command that cannot be executed) would otherwise land in `docker logs` as log
+/// lines; runc writes one line there, which [`crate::backend`] writes too.
+pub struct ShimLog;
+
+impl io::Write for ShimLog {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match LOG.get() {
+            Some(mut f) => io::Write::write(&mut f, buf),
+            None => io::Write::write(&mut io::stderr(), buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Makes orphaned descendants (the container's init once `runc` exits, its re-parented
