@@ -11,15 +11,15 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Endpoints, Namespace, Node, ObjectReference, ReplicationController, ResourceQuota, Service,
+    Endpoints, Namespace, Node, ReplicationController, ResourceQuota, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
 
 use crate::cachedpod::CachedPod;
+pub use crate::events::Events;
 use crate::expectations::Expectations;
 use crate::informer::Informer;
 
@@ -125,86 +125,6 @@ impl Informers {
     }
 }
 
-/// Events about the objects controllers manage, as `kubectl describe` shows them.
-pub struct Events {
-    recorder: Recorder,
-    client: Client,
-    reporter: Reporter,
-}
-
-impl Events {
-    fn new(client: Client, controller: &str, instance: &str) -> Self {
-        let reporter = Reporter {
-            controller: controller.to_string(),
-            instance: Some(instance.to_string()),
-        };
-        Events {
-            recorder: Recorder::new(client.clone(), reporter.clone()),
-            client,
-            reporter,
-        }
-    }
-
-    /// A `Normal` event that is never folded into an earlier one of the same reason: kube's
-    /// recorder counts a repeat as a series of the first event and keeps the first note,
-    /// which would hide a changed note ("New size: 1" after "New size: 4").
-    pub async fn normal_note(&self, regarding: &ObjectReference, reason: &str, note: String) {
-        let event = Event {
-            type_: EventType::Normal,
-            reason: reason.to_string(),
-            note: Some(note),
-            action: reason.to_string(),
-            secondary: None,
-        };
-        let fresh = Recorder::new(self.client.clone(), self.reporter.clone());
-        if let Err(e) = fresh.publish(&event, regarding).await {
-            tracing::debug!(error = %e, reason, "could not record an event");
-        }
-    }
-
-    async fn publish(
-        &self,
-        regarding: &ObjectReference,
-        type_: EventType,
-        reason: &str,
-        note: String,
-    ) {
-        let event = Event {
-            type_,
-            reason: reason.to_string(),
-            note: Some(note),
-            action: reason.to_string(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, regarding).await {
-            tracing::debug!(error = %e, reason, "could not record an event");
-        }
-    }
-
-    /// An event of `type_` (Kubernetes' `Normal` or `Warning`).
-    pub async fn event(
-        &self,
-        regarding: &ObjectReference,
-        type_: EventType,
-        reason: &str,
-        note: String,
-    ) {
-        self.publish(regarding, type_, reason, note).await
-    }
-
-    /// A `Normal` event.
-    pub async fn normal(&self, regarding: &ObjectReference, reason: &str, note: String) {
-        self.publish(regarding, EventType::Normal, reason, note)
-            .await
-    }
-
-    /// A `Warning` event.
-    pub async fn warning(&self, regarding: &ObjectReference, reason: &str, note: String) {
-        self.publish(regarding, EventType::Warning, reason, note)
-            .await
-    }
-}
-
 /// The wall clock controllers read (tests put a clock of their own in).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -292,7 +212,7 @@ impl Context {
         Arc::new(Context {
             informers: Informers::new(&client),
             expectations: Expectations::default(),
-            events: Events::new(client.clone(), "kube-controller-manager", identity),
+            events: Events::new(client.clone()),
             client,
             identity: identity.to_string(),
             config,

@@ -157,13 +157,18 @@ fn node_name(p: &CachedPod) -> Option<String> {
     p.spec.as_ref()?.node_name.clone()
 }
 
-fn ports_json(ports: &[Port]) -> Vec<Value> {
+/// The ports as Endpoints (`slice` false: an unnamed port has no `name`) or an EndpointSlice
+/// lists them (`name: ""` for an unnamed port, as upstream's controller writes it; `kubectl
+/// describe service` reads that name without checking, and crashed on a slice without it).
+fn ports_json(ports: &[Port], slice: bool) -> Vec<Value> {
     ports
         .iter()
         .map(|p| {
             let mut v = json!({"port": p.port, "protocol": p.protocol});
-            if let Some(n) = &p.name {
-                v["name"] = json!(n);
+            match &p.name {
+                Some(n) => v["name"] = json!(n),
+                None if slice => v["name"] = json!(""),
+                None => {}
             }
             v
         })
@@ -235,7 +240,7 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
             if ready.is_empty() && not_ready.is_empty() {
                 return None;
             }
-            let mut s = json!({"ports": ports_json(ports)});
+            let mut s = json!({"ports": ports_json(ports, false)});
             if !ready.is_empty() {
                 s["addresses"] = ready.into_iter().map(addr).collect();
             }
@@ -326,7 +331,10 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
                     e
                 })
                 .collect();
-            (Value::Array(ports_json(ports)), Value::Array(endpoints))
+            (
+                Value::Array(ports_json(ports, true)),
+                Value::Array(endpoints),
+            )
         })
         .collect();
     // A Service with a selector has a slice even when it selects nothing.
@@ -343,7 +351,7 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
                 protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
             })
             .collect();
-        desired.push((Value::Array(ports_json(&ports)), json!([])));
+        desired.push((Value::Array(ports_json(&ports, true)), json!([])));
     }
     for (ports, endpoints) in desired {
         let same_ports = existing.iter().position(|s| {

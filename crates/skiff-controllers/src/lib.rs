@@ -28,6 +28,7 @@ pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod error;
+pub mod events;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod history;

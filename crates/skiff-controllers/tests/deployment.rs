@@ -403,3 +403,82 @@ async fn min_ready_seconds_delays_availability() {
     })
     .await;
 }
+
+/// The events `kubectl describe` shows, as kube-controller-manager records them: from
+/// `deployment-controller` / `replicaset-controller`, one per distinct message (a scale to 3
+/// after a scale to 2 is its own event; each created pod is named in its own).
+#[tokio::test(flavor = "multi_thread")]
+async fn events_name_their_controller_and_keep_each_message() {
+    use k8s_openapi::api::core::v1::Event;
+    let c = start().await;
+    let api: Api<Deployment> = c.api();
+    api.create(&PostParams::default(), &deployment("ev", 2, rolling(1, 0)))
+        .await
+        .unwrap();
+    until_rolled_out(&c, "ev").await;
+    let scale = json!({"spec": {"replicas": 3}});
+    api.patch("ev", &PatchParams::default(), &Patch::Merge(&scale))
+        .await
+        .unwrap();
+    until_rolled_out(&c, "ev").await;
+    let events: Api<Event> = c.api();
+    let seen = until("both scaling events and three pod creations", || async {
+        let all = events.list(&ListParams::default()).await.unwrap().items;
+        let of = |kind: &str, reason: &str| -> Vec<(String, String, i32)> {
+            let mut v: Vec<_> = all
+                .iter()
+                .filter(|e| e.involved_object.kind.as_deref() == Some(kind))
+                .filter(|e| e.reason.as_deref() == Some(reason))
+                .map(|e| {
+                    let from = e.source.as_ref().and_then(|s| s.component.clone());
+                    (
+                        from.unwrap_or_default(),
+                        e.message.clone().unwrap_or_default(),
+                        e.count.unwrap_or(0),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let scaled = of("Deployment", "ScalingReplicaSet");
+        let created = of("ReplicaSet", "SuccessfulCreate");
+        (scaled.len() == 2 && created.len() == 3).then_some((scaled, created))
+    })
+    .await;
+    let (scaled, created) = seen;
+    let rs = replica_sets(&c, "ev").await[&1].name_any();
+    assert_eq!(
+        scaled,
+        [
+            (
+                "deployment-controller".into(),
+                format!("Scaled up replica set {rs} from 0 to 2"),
+                1
+            ),
+            (
+                "deployment-controller".into(),
+                format!("Scaled up replica set {rs} from 2 to 3"),
+                1
+            ),
+        ]
+    );
+    let mut pods: Vec<String> = c
+        .pods("app=ev")
+        .await
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    pods.sort();
+    let expected: Vec<(String, String, i32)> = pods
+        .iter()
+        .map(|p| {
+            (
+                "replicaset-controller".into(),
+                format!("Created pod: {p}"),
+                1,
+            )
+        })
+        .collect();
+    assert_eq!(created, expected);
+}

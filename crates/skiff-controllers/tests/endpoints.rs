@@ -103,6 +103,34 @@ async fn ready_and_not_ready_pods_become_endpoints_with_resolved_ports() {
         ]
     );
     assert_eq!(slice.ports.as_ref().unwrap()[0].port, Some(8080));
+    assert_eq!(
+        slice.ports.as_ref().unwrap()[0].name.as_deref(),
+        Some("http")
+    );
+
+    // An unnamed Service port: the slice names it "" (kubectl describe reads the name), the
+    // v1 Endpoints leave the name out, both as upstream's controllers write them.
+    let svcs: Api<Service> = c.api();
+    let unnamed: Service = serde_json::from_value(json!({"metadata": {"name": "plain"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 81, "targetPort": 8080}]}}))
+    .unwrap();
+    svcs.create(&PostParams::default(), &unnamed).await.unwrap();
+    let plain = until("the unnamed port's slice", || async {
+        let s = slice_of(&c, "plain").await?;
+        (s.endpoints.len() == 2).then_some(s)
+    })
+    .await;
+    let port = &plain.ports.as_ref().unwrap()[0];
+    assert_eq!((port.name.as_deref(), port.port), (Some(""), Some(8080)));
+    let plain_eps = until("the unnamed port's Endpoints", || async {
+        let ep = eps.get_opt("plain").await.unwrap()?;
+        Some(serde_json::to_value(ep.subsets?.first()?).unwrap())
+    })
+    .await;
+    assert_eq!(
+        plain_eps["ports"],
+        json!([{"port": 8080, "protocol": "TCP"}])
+    );
 
     // The ready pod goes away: only the other remains.
     let pods: Api<Pod> = c.api();

@@ -1,5 +1,5 @@
 //! `hostPort`: a container port published on the node, reachable at the node's address for
-//! as long as the pod lives.
+//! as long as the pod lives; and the Service in front of the pod, as `kubectl describe` shows it.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -9,7 +9,7 @@ use crate::node::Node;
 
 const WEB: &str = r#"apiVersion: v1
 kind: Pod
-metadata: {name: hostport}
+metadata: {name: hostport, labels: {app: hostport}}
 spec:
   nodeName: NODE
   terminationGracePeriodSeconds: 1
@@ -44,6 +44,28 @@ fn host_port_publishes_a_pod_port_on_the_node() {
         answer.is_some(),
         "nothing on 127.0.0.1:{port}: {:?}",
         get(port)
+    );
+    // A Service with one unnamed port: `kubectl describe` lists the pod behind it (kubectl
+    // crashed on an EndpointSlice port without a name).
+    node.kubectl_ok(&[
+        "expose",
+        "pod",
+        "hostport",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    let ip = node.kubectl_ok(&["get", "pod", "hostport", "-o", "jsonpath={.status.podIP}"]);
+    let described = poll(Duration::from_secs(30), || {
+        let out = node.kubectl(&["describe", "service", "hostport"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && text.contains(&format!("{}:8080", ip.trim()))).then_some(text)
+    });
+    assert!(
+        described.is_some(),
+        "{:?}",
+        node.kubectl(&["describe", "service", "hostport"])
     );
     node.kubectl_ok(&["delete", "pod", "hostport", "--timeout=60s"]);
     let gone = poll(Duration::from_secs(30), || {

@@ -276,7 +276,13 @@ async fn invalid_namespace(gc: &Collector, dependent: &Identity, r: &OwnerRefere
     );
     gc.ctx
         .events
-        .warning(&regarding, "OwnerRefInvalidNamespace", note)
+        .record(
+            "garbage-collector-controller",
+            &regarding,
+            crate::events::EventType::Warning,
+            "OwnerRefInvalidNamespace",
+            note,
+        )
         .await;
 }
 

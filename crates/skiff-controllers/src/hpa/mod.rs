@@ -616,7 +616,7 @@ pub async fn reconcile(
             &format!("the HPA controller was able to update the target scale to {desired}"),
         );
         ctx.events
-            .normal_note(
+            .normal(
                 &regarding,
                 "SuccessfulRescale",
                 format!("New size: {desired}; reason: {reason}"),

@@ -131,8 +131,10 @@ pub async fn reconcile(pod: Arc<CachedPod>, ctx: Arc<Context>) -> Result<Action>
             let regarding = pod.object_ref(&());
             tracing::info!(pod = %ObjectRef::from_obj(pod.as_ref()), node = %node.name_any(), "evicting pod from a tainted node");
             ctx.events
-                .normal(
+                .record(
+                    "taint-eviction-controller",
                     &regarding,
+                    crate::events::EventType::Normal,
                     "TaintManagerEviction",
                     format!(
                         "Marking for deletion Pod {}/{}",
