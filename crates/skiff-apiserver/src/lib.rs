@@ -19,6 +19,7 @@ mod discovery;
 pub mod encryption;
 pub mod error;
 mod handlers;
+mod health;
 mod http;
 pub mod kinds;
 pub mod kubelet_client;

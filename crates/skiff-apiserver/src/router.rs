@@ -444,7 +444,11 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
 async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError> {
     let route = parse(req.uri().path())?;
     match route {
-        Route::Health => return Ok(plain("ok")),
+        Route::Health => {
+            let path = req.uri().path();
+            let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+            return Ok(crate::health::answer(&state, &segments, req.uri().query()).await);
+        }
         Route::Version => return Ok(wire::json(200, &version())),
         _ => {}
     }
@@ -656,15 +660,6 @@ async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
             format!("the request body exceeds the limit of {MAX_BODY} bytes"),
         )
     })
-}
-
-fn plain(text: &'static str) -> Response {
-    let mut r = Response::new(Body::from(text));
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
 }
 
 fn version() -> serde_json::Value {

@@ -1,6 +1,7 @@
 //! A store that records the reads that reach it (the keys of gets, the prefixes of lists), to
 //! check which reads the API server answers without the store.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use skiff_store::{KeyValue, ListResult, Result, Store, WatchStream};
@@ -9,6 +10,8 @@ use skiff_store::{KeyValue, ListResult, Result, Store, WatchStream};
 pub struct CountingStore {
     inner: Arc<dyn Store>,
     reads: Mutex<Vec<String>>,
+    /// Set: asking for the current revision fails, as a datastore that cannot be reached.
+    down: AtomicBool,
 }
 
 impl CountingStore {
@@ -16,12 +19,19 @@ impl CountingStore {
         Arc::new(CountingStore {
             inner,
             reads: Mutex::default(),
+            down: AtomicBool::new(false),
         })
     }
 
     /// The keys (gets) and prefixes (lists) read so far, in order.
     pub fn reads(&self) -> Vec<String> {
         self.reads.lock().unwrap().clone()
+    }
+
+    /// Makes the current revision unreachable (`true`) or reachable again.
+    #[allow(dead_code)] // the benches share this module and never fail the store
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
     }
 
     fn record(&self, key: &str) {
@@ -64,6 +74,11 @@ impl Store for CountingStore {
     }
 
     async fn current_revision(&self) -> Result<i64> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(skiff_store::StoreError::Unavailable(
+                "connection refused".into(),
+            ));
+        }
         self.inner.current_revision().await
     }
 
