@@ -21,7 +21,10 @@
 //! that one while iterating; the other column then reads `skipped`), `SKIFF_BENCH_SERVER_FLAGS`
 //! (extra `skiff server` flags for every start, space-separated, e.g. `--watch-cache=false`),
 //! `SKIFF_BENCH_BIN` (the `skiff` binary to measure instead of the one cargo built: an older
-//! build, to measure before and after back to back).
+//! build, to measure before and after back to back), `SKIFF_BENCH_HOLD` (a file path: right
+//! after "RSS with pods" is read, the bench writes the server's PID there and waits up to
+//! 30 minutes until the file is removed, so the loaded server can be inspected —
+//! `/proc/PID/smaps`, a debugger — in the state the figure describes).
 
 #[path = "../tests/e2e/kube_common/mod.rs"]
 mod kube_common;
@@ -187,6 +190,23 @@ impl Server {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or_else(|| panic!("{field} in /proc/PID/status"));
         kib / 1024.0
+    }
+}
+
+/// With `SKIFF_BENCH_HOLD=PATH`: writes the server's PID to PATH and waits until PATH is
+/// removed (at most 30 minutes), for inspecting the loaded server.
+async fn hold(server: &Server) {
+    let Some(path) = std::env::var_os("SKIFF_BENCH_HOLD") else {
+        return;
+    };
+    std::fs::write(&path, server.proc.0.id().to_string()).expect("write SKIFF_BENCH_HOLD");
+    eprintln!(
+        "holding the loaded server until {} is removed",
+        Path::new(&path).display()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30 * 60);
+    while Path::new(&path).exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -542,6 +562,7 @@ async fn measure(datastore: Datastore, objects: usize, starts: usize) -> Figures
     crud(&server, objects, &mut f).await;
     f.rss_loaded_mib = server.rss_mib();
     f.rss_loaded_parts = (server.status_mib("RssAnon:"), server.status_mib("RssFile:"));
+    hold(&server).await;
     f.fanout = fanout(&server).await;
 
     // The same data read from the store: the peer the cache is measured against.

@@ -3,8 +3,14 @@
 //! events one at a time. Each change returns the work it gives the collector; the graph
 //! itself never talks to the API. Owners only named by references (not seen through a
 //! watch yet, or already gone) are placeholder nodes that hold their dependents' uids.
+//!
+//! It holds every object the API serves (10,000 pods: 10,000 nodes), so a node is kept small
+//! (docs/adr/0043, addendum): boxed behind a map of shared uids, its api version, kind and
+//! namespace shared `Arc<str>`s (the monitors hand out one per resource, the graph interns
+//! namespaces), its dependents a `BTreeSet` (no allocation while empty, as most are).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
@@ -16,12 +22,12 @@ pub const ORPHAN: &str = "orphan";
 /// Which object a node is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Identity {
-    pub api_version: String,
-    pub kind: String,
+    pub api_version: Arc<str>,
+    pub kind: Arc<str>,
     /// None for cluster-scoped objects (and for placeholders of unknown scope).
-    pub namespace: Option<String>,
-    pub name: String,
-    pub uid: String,
+    pub namespace: Option<Arc<str>>,
+    pub name: Box<str>,
+    pub uid: Arc<str>,
 }
 
 /// One object of the graph.
@@ -30,7 +36,7 @@ pub struct Node {
     pub identity: Identity,
     pub owners: Vec<OwnerReference>,
     /// Uids of the objects whose ownerReferences name this one.
-    pub dependents: HashSet<String>,
+    pub dependents: BTreeSet<Arc<str>>,
     /// Seen through a watch; false for a placeholder named only by references.
     pub observed: bool,
     /// Has a deletionTimestamp.
@@ -72,7 +78,10 @@ pub enum Work {
 /// The owner graph.
 #[derive(Debug, Default)]
 pub struct Graph {
-    nodes: HashMap<String, Node>,
+    /// Keyed by the node's own `identity.uid`.
+    nodes: HashMap<Arc<str>, Box<Node>>,
+    /// One copy of each namespace name the nodes hold. Never pruned: namespaces are few.
+    namespaces: HashSet<Arc<str>>,
     /// Whether every watch has listed once: before that an owner missing from the graph
     /// may simply not be listed yet, so nothing is queued for it (see [`Graph::synced`]).
     synced: bool,
@@ -92,7 +101,7 @@ fn elsewhere(owner: &Node, dependent: &Identity) -> bool {
 
 impl Graph {
     pub fn get(&self, uid: &str) -> Option<&Node> {
-        self.nodes.get(uid)
+        self.nodes.get(uid).map(|n| &**n)
     }
 
     /// How many objects the graph holds (placeholders included).
@@ -111,7 +120,7 @@ impl Graph {
         };
         node.dependents
             .iter()
-            .filter_map(|d| self.nodes.get(d))
+            .filter_map(|d| self.nodes.get(d).map(|d| &**d))
             .filter(|d| d.observed && d.owners.iter().any(|r| r.uid == uid && blocks(r)))
             .collect()
     }
@@ -123,8 +132,18 @@ impl Graph {
         }
     }
 
+    /// The graph's copy of namespace `ns`.
+    fn namespace(&mut self, ns: &Arc<str>) -> Arc<str> {
+        if let Some(kept) = self.namespaces.get(ns) {
+            return kept.clone();
+        }
+        self.namespaces.insert(ns.clone());
+        ns.clone()
+    }
+
     /// An object was added or changed.
-    pub fn apply(&mut self, identity: Identity, meta: &ObjectMeta, source: usize) -> Vec<Work> {
+    pub fn apply(&mut self, mut identity: Identity, meta: &ObjectMeta, source: usize) -> Vec<Work> {
+        identity.namespace = identity.namespace.as_ref().map(|ns| self.namespace(ns));
         let uid = identity.uid.clone();
         let owners = meta.owner_references.clone().unwrap_or_default();
         let mut work = Vec::new();
@@ -140,16 +159,16 @@ impl Graph {
             None => {
                 self.nodes.insert(
                     uid.clone(),
-                    Node {
+                    Box::new(Node {
                         identity: identity.clone(),
                         owners: owners.clone(),
-                        dependents: HashSet::new(),
+                        dependents: BTreeSet::new(),
                         observed: true,
                         deleting: meta.deletion_timestamp.is_some(),
                         finalizers: meta.finalizers.clone().unwrap_or_default(),
                         source: Some(source),
                         delete_sent: false,
-                    },
+                    }),
                 );
                 Vec::new()
             }
@@ -162,30 +181,33 @@ impl Graph {
         }
         for r in &owners {
             let before = old_owners.iter().find(|o| o.uid == r.uid);
-            let owner = self.nodes.entry(r.uid.clone()).or_insert_with(|| Node {
-                identity: Identity {
-                    api_version: r.api_version.clone(),
-                    kind: r.kind.clone(),
-                    namespace: identity.namespace.clone(),
-                    name: r.name.clone(),
-                    uid: r.uid.clone(),
-                },
-                owners: Vec::new(),
-                dependents: HashSet::new(),
-                observed: false,
-                deleting: false,
-                finalizers: Vec::new(),
-                source: None,
-                delete_sent: false,
+            let owner_uid: Arc<str> = Arc::from(r.uid.as_str());
+            let owner = self.nodes.entry(owner_uid.clone()).or_insert_with(|| {
+                Box::new(Node {
+                    identity: Identity {
+                        api_version: Arc::from(r.api_version.as_str()),
+                        kind: Arc::from(r.kind.as_str()),
+                        namespace: identity.namespace.clone(),
+                        name: r.name.as_str().into(),
+                        uid: owner_uid,
+                    },
+                    owners: Vec::new(),
+                    dependents: BTreeSet::new(),
+                    observed: false,
+                    deleting: false,
+                    finalizers: Vec::new(),
+                    source: None,
+                    delete_sent: false,
+                })
             });
             owner.dependents.insert(uid.clone());
             if (!owner.observed || elsewhere(owner, &identity)) && self.synced {
                 // An owner the watches have not shown (it may be gone), or one in another
                 // namespace (the reference cannot be valid): verify it.
-                work.push(Work::Delete(uid.clone()));
+                work.push(Work::Delete(uid.to_string()));
             } else if owner.deleting_dependents() {
                 if before.is_none() {
-                    work.push(Work::Delete(uid.clone()));
+                    work.push(Work::Delete(uid.to_string()));
                 }
                 if before.is_some_and(|b| blocks(b) != blocks(r)) {
                     work.push(Work::Delete(r.uid.clone()));
@@ -194,10 +216,10 @@ impl Graph {
         }
         let node = &self.nodes[&uid];
         if node.orphaning() {
-            work.push(Work::Orphan(uid.clone()));
+            work.push(Work::Orphan(uid.to_string()));
         } else if node.deleting_dependents() {
-            work.push(Work::Delete(uid.clone()));
-            work.extend(node.dependents.iter().cloned().map(Work::Delete));
+            work.push(Work::Delete(uid.to_string()));
+            work.extend(node.dependents.iter().map(|d| Work::Delete(d.to_string())));
         }
         work
     }
@@ -222,20 +244,24 @@ impl Graph {
         let Some(node) = self.nodes.remove(uid) else {
             return Vec::new();
         };
-        let mut work: Vec<Work> = node.dependents.iter().cloned().map(Work::Delete).collect();
+        let mut work: Vec<Work> = node
+            .dependents
+            .iter()
+            .map(|d| Work::Delete(d.to_string()))
+            .collect();
         if !node.dependents.is_empty() {
             // Its dependents still name it: keep a placeholder holding them.
             self.nodes.insert(
-                uid.to_string(),
-                Node {
+                node.identity.uid.clone(),
+                Box::new(Node {
                     observed: false,
                     deleting: false,
                     finalizers: Vec::new(),
                     source: None,
                     delete_sent: false,
                     owners: Vec::new(),
-                    ..node.clone()
-                },
+                    ..(*node).clone()
+                }),
             );
         }
         for r in &node.owners {
@@ -250,8 +276,8 @@ impl Graph {
         let gone: Vec<String> = self
             .nodes
             .values()
-            .filter(|n| n.observed && n.source == Some(source) && !seen.contains(&n.identity.uid))
-            .map(|n| n.identity.uid.clone())
+            .filter(|n| n.observed && n.source == Some(source) && !seen.contains(&*n.identity.uid))
+            .map(|n| n.identity.uid.to_string())
             .collect();
         gone.iter().flat_map(|uid| self.delete(uid)).collect()
     }
@@ -265,16 +291,16 @@ impl Graph {
         for n in self.nodes.values().filter(|n| n.observed) {
             let unseen = |r: &OwnerReference| {
                 self.nodes
-                    .get(&r.uid)
+                    .get(r.uid.as_str())
                     .is_none_or(|o| !o.observed || elsewhere(o, &n.identity))
             };
             if n.owners.iter().any(unseen) {
-                work.push(Work::Delete(n.identity.uid.clone()));
+                work.push(Work::Delete(n.identity.uid.to_string()));
             }
             if n.orphaning() {
-                work.push(Work::Orphan(n.identity.uid.clone()));
+                work.push(Work::Orphan(n.identity.uid.to_string()));
             } else if n.deleting_dependents() {
-                work.push(Work::Delete(n.identity.uid.clone()));
+                work.push(Work::Delete(n.identity.uid.to_string()));
             }
         }
         work
@@ -381,7 +407,7 @@ mod tests {
         let blocking: Vec<_> = g
             .blocking_dependents("r")
             .iter()
-            .map(|n| n.identity.name.clone())
+            .map(|n| n.identity.name.to_string())
             .collect();
         assert_eq!(blocking, ["a"]);
         assert_eq!(g.delete("a"), [Work::Delete("r".into())]);

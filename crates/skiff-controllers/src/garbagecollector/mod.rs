@@ -157,13 +157,16 @@ async fn monitor(
         .default_backoff();
     futures::pin_mut!(events);
     let mut listing: Option<HashSet<String>> = None;
+    // Every node of this resource shares one copy of its api version and kind.
+    let api_version: Arc<str> = served.resource.api_version.as_str().into();
+    let kind: Arc<str> = served.resource.kind.as_str().into();
     let identity = |m: &PartialObjectMeta<DynamicObject>| -> Option<Identity> {
         Some(Identity {
-            api_version: served.resource.api_version.clone(),
-            kind: served.resource.kind.clone(),
-            namespace: m.metadata.namespace.clone(),
-            name: m.metadata.name.clone()?,
-            uid: m.metadata.uid.clone()?,
+            api_version: api_version.clone(),
+            kind: kind.clone(),
+            namespace: m.metadata.namespace.as_deref().map(Arc::from),
+            name: m.metadata.name.as_deref()?.into(),
+            uid: m.metadata.uid.as_deref()?.into(),
         })
     };
     while let Some(event) = events.next().await {
@@ -178,7 +181,7 @@ async fn monitor(
             }
             Ok(Event::InitApply(m)) | Ok(Event::Apply(m)) => identity(&m).map(|id| {
                 if let Some(seen) = listing.as_mut() {
-                    seen.insert(id.uid.clone());
+                    seen.insert(id.uid.to_string());
                 }
                 Change::Apply(index, id, Box::new(m))
             }),

@@ -54,7 +54,7 @@ async fn latest(gc: &Collector, id: &Identity) -> Result<Option<PartialObjectMet
         return Ok(None);
     };
     let meta = api.get_metadata_opt(&id.name).await?;
-    Ok(meta.filter(|m| m.metadata.uid.as_deref() == Some(id.uid.as_str())))
+    Ok(meta.filter(|m| m.metadata.uid.as_deref() == Some(&*id.uid)))
 }
 
 fn has_finalizer(m: &PartialObjectMeta<DynamicObject>, f: &str) -> bool {
@@ -155,7 +155,7 @@ async fn process_deleting_dependents(gc: &Collector, node: &Node) -> Result<()> 
     // re-queued all the others still in the graph: quadratic in an owner's dependents).
     for d in blocking {
         if (!d.deleting && !d.delete_sent) || d.deleting_dependents() {
-            gc.queue.add(Work::Delete(d.identity.uid.clone()));
+            gc.queue.add(Work::Delete(d.identity.uid.to_string()));
         }
     }
     Ok(())
@@ -262,11 +262,11 @@ async fn classify(gc: &Collector, dependent: &Identity, r: &OwnerReference) -> R
 /// The `OwnerRefInvalidNamespace` warning upstream records on such a dependent.
 async fn invalid_namespace(gc: &Collector, dependent: &Identity, r: &OwnerReference) {
     let regarding = ObjectReference {
-        api_version: Some(dependent.api_version.clone()),
-        kind: Some(dependent.kind.clone()),
-        namespace: dependent.namespace.clone(),
-        name: Some(dependent.name.clone()),
-        uid: Some(dependent.uid.clone()),
+        api_version: Some(dependent.api_version.to_string()),
+        kind: Some(dependent.kind.to_string()),
+        namespace: dependent.namespace.as_deref().map(String::from),
+        name: Some(dependent.name.to_string()),
+        uid: Some(dependent.uid.to_string()),
         ..Default::default()
     };
     let ns = dependent.namespace.as_deref().unwrap_or("");
@@ -294,7 +294,7 @@ async fn delete(gc: &Collector, id: &Identity, policy: PropagationPolicy) -> Res
     let params = DeleteParams {
         propagation_policy: Some(policy),
         preconditions: Some(Preconditions {
-            uid: Some(id.uid.clone()),
+            uid: Some(id.uid.to_string()),
             resource_version: None,
         }),
         ..Default::default()
@@ -321,7 +321,7 @@ async fn patch_meta(
         return Ok(());
     };
     fields["resourceVersion"] = json!(current.metadata.resource_version);
-    fields["uid"] = json!(id.uid);
+    fields["uid"] = json!(&*id.uid);
     let patch = json!({ "metadata": fields });
     match api
         .patch(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
