@@ -8,7 +8,7 @@
 //! `cargo bench -p skiff-scheduler --bench throughput` (env NODES, PODS to change the sizes).
 //!
 //! The process allocates as `skiff server` does (jemalloc with the binary's settings, from
-//! `skiff-alloc`): with glibc's malloc the same run spent ~30 % more CPU per pod, an
+//! `skiff-alloc`): with glibc's malloc the same run spent ~35–40 % more CPU per pod, an
 //! allocator the binary does not use.
 
 #[path = "../tests/common/mod.rs"]
