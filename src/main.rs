@@ -6,21 +6,8 @@
 
 mod cli;
 
-/// Every mode allocates through jemalloc rather than glibc's malloc (docs/adr/0043): a
-/// `skiff server` holding 10,000 pods keeps millions of small objects, and glibc's per-chunk
-/// header, size rounding and partly used pages held ~9 MiB more of them (API bench). C code
-/// linked in (SQLite, zstd) still uses glibc's malloc.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// jemalloc's settings, read at its first allocation (`_RJEM_MALLOC_CONF` in the environment
-/// overrides them): two arenas, as glibc is capped for servers (a shim or a CLI uses one);
-/// freed pages go back to the kernel after one second (default ten), and at once rather than
-/// through `MADV_FREE`, whose pages count as resident until the kernel needs them.
-/// The symbol is C's `const char *malloc_conf`, hence a thin pointer to the first byte.
-#[allow(non_upper_case_globals)]
-#[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &u8 = &b"narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0];
+// Every mode allocates through jemalloc, with the settings `skiff-alloc` holds (docs/adr/0043).
+use skiff_alloc as _;
 
 use std::process::ExitCode;
 

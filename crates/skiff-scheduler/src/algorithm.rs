@@ -163,6 +163,86 @@ fn select(scores: &[i64], rng: &mut impl Rng) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use serde_json::{json, Value};
+    use std::sync::Arc;
+
+    fn node(name: &str, cpu: &str) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "status": {"allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
+                "conditions": [{"type": "Ready", "status": "True"}]}}))
+        .unwrap()
+    }
+
+    fn pod(name: &str, cpu: &str, labels: Value, spec: Value) -> Arc<PodInfo> {
+        let mut p = json!({"metadata": {"name": name, "namespace": "d", "labels": labels},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}});
+        if let (Some(s), Some(extra)) = (p["spec"].as_object_mut(), spec.as_object()) {
+            s.extend(extra.clone());
+        }
+        PodInfo::new(
+            serde_json::from_value::<Pod>(p).unwrap(),
+            &mut Default::default(),
+        )
+    }
+
+    #[test]
+    fn a_pod_lands_on_the_one_node_that_fits_when_it_comes_last_in_the_search() {
+        // 300 nodes: the search stops after 144 feasible ones, so it must walk past the 299
+        // full ones to the last.
+        let mut cache = Cache::default();
+        for i in 0..300 {
+            cache.set_node(node(&format!("n{i:03}"), "1"));
+        }
+        for i in 0..299 {
+            cache.assume(
+                pod(&format!("full{i}"), "1", json!({}), json!({})),
+                &format!("n{i:03}"),
+            );
+        }
+        let (mut last, mut rng) = (None, rand::thread_rng());
+        let p = pod("p", "500m", json!({}), json!({}));
+        assert_eq!(schedule(&p, &cache, &mut last, &mut rng).unwrap(), "n299");
+        assert_eq!(last.as_deref(), Some("n299"));
+        // Where nothing fits, every node is counted under its reason.
+        cache.assume(p, "n299");
+        let e = schedule(
+            &pod("q", "600m", json!({}), json!({})),
+            &cache,
+            &mut last,
+            &mut rng,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "0/300 nodes are available: 300 Insufficient cpu. preemption: 0/300 nodes are \
+             available: 300 No preemption victims found for incoming pod."
+        );
+    }
+
+    #[test]
+    fn placed_pods_anti_affinity_refuses_a_pod_without_terms_of_its_own() {
+        let mut cache = Cache::default();
+        cache.set_node(node("n1", "4"));
+        cache.set_node(node("n2", "4"));
+        let anti = json!({"affinity": {"podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [{
+                "labelSelector": {"matchLabels": {"app": "web"}},
+                "topologyKey": "kubernetes.io/hostname"}]}}});
+        cache.assume(pod("guard", "100m", json!({}), anti), "n1");
+        let (mut last, mut rng) = (None, rand::thread_rng());
+        let web = pod("web", "100m", json!({"app": "web"}), json!({}));
+        for _ in 0..20 {
+            assert_eq!(schedule(&web, &cache, &mut last, &mut rng).unwrap(), "n2");
+        }
+        cache.remove_node("n2");
+        let e = schedule(&web, &cache, &mut last, &mut rng).unwrap_err();
+        assert_eq!(
+            e.reasons,
+            BTreeMap::from([(Reason::ExistingAntiAffinity, 1)])
+        );
+    }
 
     #[test]
     fn fit_error_reads_like_kube_scheduler() {

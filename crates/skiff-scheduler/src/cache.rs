@@ -169,6 +169,9 @@ pub struct Cache {
     pods: HashMap<PodKey, PodState>,
     /// Pods per node of each controller (owner uid), for spreading replicas.
     by_owner: HashMap<Arc<str>, HashMap<String, i64>>,
+    /// Pods with (anti-)affinity terms on the cached nodes: the sum of their
+    /// `with_affinity`, kept so that [`Cache::any_affinity`] does not visit every node.
+    with_affinity: usize,
     /// Namespace labels, for affinity terms with a namespace selector.
     pub namespaces: HashMap<String, BTreeMap<String, String>>,
 }
@@ -199,6 +202,7 @@ impl Cache {
                 for (_, pod) in self.orphans.remove(&name).unwrap_or_default() {
                     info.add_pod(pod);
                 }
+                self.with_affinity += info.with_affinity;
                 self.nodes.insert(name, info);
                 true
             }
@@ -208,6 +212,7 @@ impl Cache {
     /// Removes a node; its pods stay accounted for should it come back.
     pub fn remove_node(&mut self, name: &str) {
         if let Some(info) = self.nodes.remove(name) {
+            self.with_affinity -= info.with_affinity;
             if !info.pods.is_empty() {
                 self.orphans.insert(name.to_string(), info.pods);
             }
@@ -292,7 +297,11 @@ impl Cache {
             },
         );
         match self.nodes.get_mut(node) {
-            Some(info) => info.add_pod(pod),
+            Some(info) => {
+                let before = info.with_affinity;
+                info.add_pod(pod);
+                self.with_affinity = self.with_affinity + info.with_affinity - before;
+            }
             None => {
                 self.orphans
                     .entry(node.to_string())
@@ -308,7 +317,12 @@ impl Cache {
             return;
         };
         let removed = match self.nodes.get_mut(&state.node) {
-            Some(info) => info.remove_pod(key),
+            Some(info) => {
+                let before = info.with_affinity;
+                let removed = info.remove_pod(key);
+                self.with_affinity = self.with_affinity + info.with_affinity - before;
+                removed
+            }
             None => self
                 .orphans
                 .get_mut(&state.node)
@@ -334,9 +348,9 @@ impl Cache {
         self.pods.keys().cloned().collect()
     }
 
-    /// Pods with (anti-)affinity terms exist on some node.
+    /// Pods with (anti-)affinity terms exist on some node (asked twice for every pod).
     pub fn any_affinity(&self) -> bool {
-        self.nodes.values().any(|n| n.with_affinity > 0)
+        self.with_affinity > 0
     }
 }
 
@@ -384,6 +398,43 @@ mod tests {
         c.set_node(node("n2"));
         assert_eq!(c.node("n2").unwrap().requested.milli_cpu, 1000);
         assert_eq!(c.node("n2").unwrap().requested.pods, 1);
+    }
+
+    #[test]
+    fn pods_with_affinity_are_counted_through_assume_bind_remove_and_node_churn() {
+        let with_affinity = |name: &str| -> Arc<PodInfo> {
+            let p: Pod = serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "d", "labels": {"app": "a"}},
+                "spec": {"containers": [{"name": "c"}], "affinity": {"podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [{
+                        "labelSelector": {"matchLabels": {"app": "a"}},
+                        "topologyKey": "kubernetes.io/hostname"}]}}}}))
+            .unwrap();
+            PodInfo::new(p, &mut Default::default())
+        };
+        // What `any_affinity` answered before it kept a count: a look at every node.
+        let walk = |c: &Cache| c.nodes().any(|n| n.with_affinity > 0);
+        let mut c = Cache::default();
+        c.set_node(node("n1"));
+        c.set_node(node("n2"));
+        c.assume(pod("plain", "1"), "n1");
+        assert!(!c.any_affinity());
+        let a = with_affinity("a");
+        c.assume(a.clone(), "n1");
+        assert!(c.any_affinity() && walk(&c));
+        c.add_bound(a.assumed_on("n1")); // confirmed: still one
+        c.add_bound(a.assumed_on("n2")); // bound elsewhere than assumed: moved
+        assert_eq!(c.node("n1").unwrap().with_affinity, 0);
+        assert!(c.any_affinity() && walk(&c));
+        c.remove_node("n2"); // its pods wait as orphans, not on a cached node
+        assert!(!c.any_affinity() && !walk(&c));
+        c.set_node(node("n2")); // and count again when it returns
+        assert!(c.any_affinity() && walk(&c));
+        c.remove_pod("d/a");
+        assert!(!c.any_affinity() && !walk(&c));
+        c.assume(with_affinity("b"), "n1");
+        c.forget("d/b");
+        assert!(!c.any_affinity() && !walk(&c));
     }
 
     #[test]

@@ -43,8 +43,9 @@ pub async fn create(ctx: Ctx<'_>, body: &[u8]) -> Result<Response, ApiError> {
     loop {
         attempt += 1;
         let current = ctx.current().await?;
-        let new = assign(&current, &node, &uid, &annotations)?;
         let rv = object::resource_version(&current)?.unwrap_or_default();
+        // The pod read is changed in place: no copy of it to make and drop per binding.
+        let new = assign(current, &node, &uid, &annotations)?;
         // As kube-apiserver's BindingREST: one compare-and-swap of the stored pod, without
         // the pod update's strategy and admission (the binding is all that changes).
         let written = if dry_run {
@@ -97,12 +98,12 @@ fn validate(binding: &Value, name: &str) -> Result<String, ApiError> {
 /// `pod` bound to `node` (kube-apiserver's `setPodHostAndAnnotations`), or 409 when it is
 /// bound already, being deleted, or not the pod the binding's uid names.
 fn assign(
-    pod: &Value,
+    mut pod: Value,
     node: &str,
     uid: &str,
     annotations: &serde_json::Map<String, Value>,
 ) -> Result<Value, ApiError> {
-    let name = object::name(pod);
+    let name = object::name(&pod);
     let conflict = |why: String| {
         ApiError::new(
             409,
@@ -111,12 +112,12 @@ fn assign(
         )
         .about("", "pods/binding", name)
     };
-    if object::is_deleting(pod) {
+    if object::is_deleting(&pod) {
         return Err(conflict(format!(
             "pod {name} is being deleted, cannot be assigned to a host"
         )));
     }
-    let pod_uid = object::meta_str(pod, "uid");
+    let pod_uid = object::meta_str(&pod, "uid");
     if !uid.is_empty() && uid != pod_uid {
         return Err(conflict(format!(
             "Precondition failed: UID in precondition: {uid}, UID in object meta: {pod_uid}"
@@ -131,8 +132,8 @@ fn assign(
             "pod {name} is already assigned to node \"{bound}\""
         )));
     }
-    let mut new = pod.clone();
-    new["spec"]["nodeName"] = json!(node);
+    pod["spec"]["nodeName"] = json!(node);
+    let mut new = pod;
     if !annotations.is_empty() {
         let meta = object::meta_mut(&mut new);
         let into = meta.entry("annotations").or_insert_with(|| json!({}));
@@ -171,7 +172,7 @@ mod tests {
             "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}});
         let mut ann = serde_json::Map::new();
         ann.insert("a".into(), json!("b"));
-        let new = assign(&pod, "n1", "u1", &ann).unwrap();
+        let new = assign(pod, "n1", "u1", &ann).unwrap();
         assert_eq!(new["spec"]["nodeName"], "n1");
         assert_eq!(new["metadata"]["annotations"]["a"], "b");
         let conds = new["status"]["conditions"].as_array().unwrap();
@@ -182,7 +183,7 @@ mod tests {
     #[test]
     fn binding_a_bound_or_other_pod_conflicts() {
         let pod = json!({"metadata": {"name": "p", "uid": "u1"}, "spec": {"nodeName": "n0"}});
-        let e = assign(&pod, "n1", "", &Default::default()).unwrap_err();
+        let e = assign(pod, "n1", "", &Default::default()).unwrap_err();
         assert_eq!(e.code, 409);
         assert!(
             e.message
@@ -191,7 +192,7 @@ mod tests {
             e.message
         );
         let pod = json!({"metadata": {"name": "p", "uid": "u1"}, "spec": {}});
-        let e = assign(&pod, "n1", "u2", &Default::default()).unwrap_err();
+        let e = assign(pod, "n1", "u2", &Default::default()).unwrap_err();
         assert_eq!(e.code, 409);
     }
 

@@ -78,6 +78,14 @@ impl State {
         s
     }
 
+    /// Whether [`State::filter`] can refuse a node: the pod has required terms, or a
+    /// placed pod's required anti-affinity selects it.
+    pub fn filters(&self) -> bool {
+        !(self.affinity_terms.is_empty()
+            && self.anti_terms.is_empty()
+            && self.existing_anti.is_empty())
+    }
+
     pub fn filter(&self, node: &NodeInfo) -> Option<super::Reason> {
         use super::Reason;
         if !self.affinity_terms.is_empty() {

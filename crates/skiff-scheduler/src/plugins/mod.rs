@@ -6,7 +6,10 @@
 //!
 //! What a plugin needs from every node for one pod (pods matching a spread constraint or an
 //! affinity term per topology domain) is computed once per pod in [`CycleState::new`]
-//! (kube-scheduler's PreFilter), so each node's filter is a few lookups.
+//! (kube-scheduler's PreFilter), so each node's filter is a few lookups. As there, a
+//! plugin with nothing to check for the pod (no node selector or affinity, no host port,
+//! no hard spread constraint, no affinity term of its own or of a placed pod against it)
+//! is skipped for every node (PreFilter's `Skip`).
 
 mod fit;
 mod interpod;
@@ -78,34 +81,59 @@ impl Reason {
 pub struct CycleState {
     spread: spread::State,
     interpod: interpod::State,
+    /// The filters that can refuse a node for this pod (the others are skipped).
+    node_affinity: bool,
+    ports: bool,
+    hard_spread: bool,
+    pod_affinity: bool,
 }
 
 impl CycleState {
     pub fn new(pod: &PodInfo, cache: &Cache) -> Self {
+        let placement = pod.placement();
+        let spread = spread::State::new(pod, cache);
+        let interpod = interpod::State::new(pod, cache);
         CycleState {
-            spread: spread::State::new(pod, cache),
-            interpod: interpod::State::new(pod, cache),
+            node_affinity: !placement.node_selector.is_empty()
+                || placement.required_node_affinity.is_some(),
+            ports: !placement.host_ports.is_empty(),
+            hard_spread: spread.filters(),
+            pod_affinity: interpod.filters(),
+            spread,
+            interpod,
         }
     }
 }
 
 /// Runs the filters on one node, stopping at the first plugin that refuses it.
 pub fn filter(pod: &PodInfo, node: &NodeInfo, state: &CycleState) -> Result<(), Vec<Reason>> {
-    let one = |r: Option<Reason>| r.map_or(Ok(()), |r| Err(vec![r]));
-    one(node::unschedulable(pod, node))?;
-    one(node::untolerated_taint(pod, node))?;
-    if !node::matches_affinity(pod, node) {
+    if let Some(r) = node::unschedulable(pod, node) {
+        return Err(vec![r]);
+    }
+    if let Some(r) = node::untolerated_taint(pod, node) {
+        return Err(vec![r]);
+    }
+    if state.node_affinity && !node::matches_affinity(pod, node) {
         return Err(vec![Reason::NodeAffinity]);
     }
-    if node.port_conflict(pod) {
+    if state.ports && node.port_conflict(pod) {
         return Err(vec![Reason::Ports]);
     }
     let short = fit::insufficient(pod, node);
     if !short.is_empty() {
         return Err(short);
     }
-    one(state.spread.filter(pod, node))?;
-    one(state.interpod.filter(node))
+    if state.hard_spread {
+        if let Some(r) = state.spread.filter(pod, node) {
+            return Err(vec![r]);
+        }
+    }
+    if state.pod_affinity {
+        if let Some(r) = state.interpod.filter(node) {
+            return Err(vec![r]);
+        }
+    }
+    Ok(())
 }
 
 /// The weighted total score of each of `nodes` for `pod` (all of them passed the filters).

@@ -89,6 +89,11 @@ impl State {
         State { hard: out }
     }
 
+    /// Whether [`State::filter`] can refuse a node: the pod has a hard constraint.
+    pub fn filters(&self) -> bool {
+        !self.hard.is_empty()
+    }
+
     pub fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Option<Reason> {
         for (i, domains) in &self.hard {
             let c = &pod.placement().spread[*i];
