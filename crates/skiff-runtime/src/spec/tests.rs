@@ -335,7 +335,7 @@ fn cfs_cpuset_and_reservation_reach_the_resources() {
     let cpu = res.cpu().clone().unwrap();
     assert_eq!((cpu.period(), cpu.quota()), (Some(50_000), Some(25_000)));
     assert_eq!(cpu.cpus().as_deref(), Some("0"));
-    assert_eq!(res.memory().clone().unwrap().reservation(), Some(10 << 20));
+    assert_eq!(res.memory().unwrap().reservation(), Some(10 << 20));
 }
 
 #[test]
