@@ -173,13 +173,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("Minimum memory limit"));
-        let quota = ContainerUpdateBody {
-            cpu_quota: Some(50_000),
+        let weight = ContainerUpdateBody {
+            blkio_weight: Some(300),
             ..Default::default()
         };
-        assert!(merge(HostConfig::default(), &quota)
+        assert!(merge(HostConfig::default(), &weight)
             .unwrap_err()
             .to_string()
-            .contains("--cpu-quota"));
+            .contains("--blkio-weight"));
+        // CFS, cpuset and reservation settings are applied now.
+        let quota = ContainerUpdateBody {
+            cpu_quota: Some(50_000),
+            cpuset_cpus: Some("0".into()),
+            ..Default::default()
+        };
+        let hc = merge(HostConfig::default(), &quota).unwrap();
+        assert_eq!(
+            (hc.cpu_quota, hc.cpuset_cpus.as_deref()),
+            (Some(50_000), Some("0"))
+        );
     }
 }
