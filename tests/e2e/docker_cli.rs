@@ -6,6 +6,12 @@ mod attach;
 #[path = "docker_cli/build.rs"]
 mod build;
 mod common;
+#[path = "docker_cli/compat_flags.rs"]
+mod compat_flags;
+#[path = "docker_cli/compat_run.rs"]
+mod compat_run;
+#[path = "docker_cli/compat_store.rs"]
+mod compat_store;
 #[path = "docker_cli/cp_confinement.rs"]
 mod cp_confinement;
 #[path = "docker_cli/created.rs"]

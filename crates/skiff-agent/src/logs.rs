@@ -93,6 +93,7 @@ impl PodLogs {
             until: None,
             timestamps: req.timestamps,
             tail: req.tail_lines.map(|n| n.max(0).to_string()),
+            details: false,
         };
         let logs = self.engine.container_logs(&instance.id, opts).await?;
         let chunks = logs.stream.map(|c| c.data);

@@ -63,11 +63,37 @@ impl Filters {
         }
     }
 
+    /// A boolean filter (`dangling=true`): `default` when absent; Docker's error when a value
+    /// is not one of `1`/`true`/`0`/`false` or the values disagree.
+    pub(crate) fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
+        let values = match self.0.get(key) {
+            None => return Ok(default),
+            Some(v) => v,
+        };
+        let truthy = values.iter().any(|v| v == "1" || v == "true");
+        let falsy = values.iter().any(|v| v == "0" || v == "false");
+        if truthy == falsy {
+            // moby's invalidFilter: `invalid filter 'dangling=[a b]'`.
+            return Err(EngineError::invalid(format!(
+                "invalid filter '{key}=[{}]'",
+                values.join(" ")
+            )));
+        }
+        Ok(truthy)
+    }
+
     /// Whether every value of `key` is accepted by `pred` (any of them, Docker-style: values
     /// of one key are OR-ed, different keys AND-ed). True when `key` is not filtered on.
     pub(crate) fn any(&self, key: &str, mut pred: impl FnMut(&str) -> bool) -> bool {
         let values = self.get(key);
         values.is_empty() || values.iter().any(|v| pred(v))
+    }
+
+    /// The label filters of the prune endpoints: every `label` matches and, when `label!` is
+    /// given, not every `label!` does (moby's `matchLabels`).
+    pub(crate) fn prune_labels_match(&self, labels: &HashMap<String, String>) -> bool {
+        self.labels_match("label", labels)
+            && (self.get("label!").is_empty() || !self.labels_match("label!", labels))
     }
 
     /// The `label` filters (`key` or `key=value`, all must match) against `labels`.
@@ -111,5 +137,17 @@ mod tests {
         assert!(f.any("name", |_| false));
         assert!(f.validate(&["label", "status"]).is_ok());
         assert!(f.validate(&["label"]).is_err());
+    }
+
+    #[test]
+    fn booleans_take_docker_spellings_only() {
+        let f = Filters::from_pairs([("dangling", "true"), ("all", "0"), ("bad", "yes")]);
+        assert!(f.bool_or("dangling", false).unwrap());
+        assert!(!f.bool_or("all", true).unwrap());
+        assert!(f.bool_or("absent", true).unwrap());
+        let err = f.bool_or("bad", false).unwrap_err().to_string();
+        assert_eq!(err, "invalid filter 'bad=[yes]'");
+        let both = Filters::from_pairs([("dangling", "true"), ("dangling", "false")]);
+        assert!(both.bool_or("dangling", false).is_err());
     }
 }

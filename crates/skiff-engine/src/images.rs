@@ -45,11 +45,31 @@ fn glob(pattern: &str, text: &str) -> bool {
     go(pattern.as_bytes(), text.as_bytes())
 }
 
-fn reference_matches(pattern: &str, tags: &[String]) -> bool {
-    tags.iter().any(|t| {
-        let repo = t.rsplit_once(':').map(|(r, _)| r).unwrap_or(t);
-        glob(pattern, t) || glob(pattern, repo)
-    })
+/// Whether one of the image's names (`busybox:latest`, `busybox@sha256:…`) matches a
+/// `reference` pattern. Like moby's image list, the pattern is tried against the familiar and
+/// the fully qualified forms, with and without the tag.
+fn reference_matches(pattern: &str, name: &str) -> bool {
+    let Ok(r) = skiff_image::ImageRef::parse(name) else {
+        return glob(pattern, name);
+    };
+    let familiar = r.familiar_repository();
+    let full = format!("{}/{}", r.domain(), r.path());
+    let tagged = match (r.digest(), r.tag()) {
+        (Some(digest), _) => format!("{full}@{digest}"),
+        (None, tag) => format!("{full}:{}", tag.unwrap_or("latest")),
+    };
+    [name, familiar.as_str(), tagged.as_str(), full.as_str()]
+        .iter()
+        .any(|target| glob(pattern, target))
+}
+
+/// The names among `names` that one of `patterns` matches; all of them without patterns.
+fn matching_names(patterns: &[String], names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| patterns.is_empty() || patterns.iter().any(|p| reference_matches(p, n)))
+        .cloned()
+        .collect()
 }
 
 fn delete_items(removed: Vec<Removed>) -> Vec<ImageDeleteResponseItem> {
@@ -109,6 +129,11 @@ impl Engine {
         filters: &Filters,
     ) -> Result<Vec<ImageSummary>> {
         filters.validate(&["dangling", "label", "reference", "before", "since", "until"])?;
+        let dangling_filter = filters
+            .get("dangling")
+            .first()
+            .map(|_| filters.bool_or("dangling", false))
+            .transpose()?;
         let images = self.images.clone();
         let list = blocking(move || Ok(images.list()?)).await?;
         let created_of = |key: &str| -> Result<i64> { Ok(created_unix(&self.images.get(key)?)) };
@@ -122,6 +147,20 @@ impl Engine {
             .first()
             .map(|k| created_of(k))
             .transpose()?;
+        // Current moby lists the images created before `until` (20.10 refused the filter).
+        let until = filters
+            .get("until")
+            .iter()
+            .map(|u| {
+                crate::containers::query::parse_until(u)
+                    .map(|t| t.timestamp())
+                    .map_err(|e| {
+                        EngineError::invalid(format!("invalid value for 'until' filter: {e}"))
+                    })
+            })
+            .collect::<Result<Vec<i64>>>()?
+            .into_iter()
+            .min();
         let used: Vec<String> = self
             .all_containers()
             .iter()
@@ -136,10 +175,16 @@ impl Engine {
             if dangling && !all && self.build.cache.is_parent(&image.id) {
                 continue;
             }
-            let keep = filters.any("dangling", |d| matches!(d, "true" | "1") == dangling)
+            // Like moby, a `reference` filter also narrows the names shown: `docker images
+            // busybox` lists busybox's tags, not the other tags of the same image.
+            let patterns = filters.get("reference");
+            let repo_tags = matching_names(patterns, &image.repo_tags);
+            let repo_digests = matching_names(patterns, &image.repo_digests);
+            let keep = dangling_filter.is_none_or(|d| d == dangling)
                 && filters.labels_match("label", &labels)
-                && filters.any("reference", |r| reference_matches(r, &image.repo_tags))
+                && (patterns.is_empty() || !repo_tags.is_empty() || !repo_digests.is_empty())
                 && before.is_none_or(|b| created < b)
+                && until.is_none_or(|u| created < u)
                 && since.is_none_or(|s| created > s);
             if !keep {
                 continue;
@@ -147,8 +192,8 @@ impl Engine {
             out.push(ImageSummary {
                 id: image.id.clone(),
                 parent_id: String::new(),
-                repo_tags: image.repo_tags.clone(),
-                repo_digests: image.repo_digests.clone(),
+                repo_tags,
+                repo_digests,
                 created,
                 size: image.size as i64,
                 shared_size: -1,
@@ -340,7 +385,9 @@ impl Engine {
         );
         let id = self.images.get(source)?.id;
         self.images.tag(source, &target)?;
-        self.emit_image("tag", &id, Some(&target));
+        // Named in its familiar form (`web:1`, not `docker.io/library/web:1`), as moby does.
+        let familiar = skiff_image::Reference::parse(&target).map_or(target, |r| r.to_string());
+        self.emit_image("tag", &id, Some(&familiar));
         Ok(())
     }
 
@@ -357,12 +404,24 @@ impl Engine {
 
     pub(crate) async fn do_image_prune(&self, filters: &Filters) -> Result<ImagePruneResponse> {
         filters.validate(&["dangling", "until", "label", "label!"])?;
-        let all = filters
-            .get("dangling")
-            .iter()
-            .any(|d| matches!(d.as_str(), "false" | "0"));
+        let all = !filters.bool_or("dangling", true)?;
+        let until = match filters.get("until") {
+            [] => None,
+            [u] => Some(crate::containers::query::parse_until(u)?.timestamp()),
+            _ => return Err(EngineError::invalid("more than one until filter specified")),
+        };
+        // The images the filters select; one added after this list is not, so it is spared.
+        let images = self.images.clone();
+        let selected: std::collections::HashSet<String> = blocking(move || Ok(images.list()?))
+            .await?
+            .into_iter()
+            .filter(|image| until.is_none_or(|u| created_unix(image) <= u))
+            .filter(|image| filters.prune_labels_match(&labels(image)))
+            .map(|image| image.id)
+            .collect();
         let in_use = self.image_in_use();
-        let (removed, reclaimed) = self.images.prune(all, &in_use)?;
+        let spared = |id: &str| !selected.contains(id) || in_use(id);
+        let (removed, reclaimed) = self.images.prune(all, &spared)?;
         self.emit_removed(&removed);
         Ok(ImagePruneResponse {
             images_deleted: Some(delete_items(removed)),
@@ -381,11 +440,20 @@ mod tests {
             "busybox:latest".to_string(),
             "localhost:5000/app/web:1".to_string(),
         ];
-        assert!(reference_matches("busybox", &tags));
-        assert!(reference_matches("busy*", &tags));
-        assert!(reference_matches("busybox:lat*", &tags));
-        assert!(!reference_matches("alpine", &tags));
-        assert!(reference_matches("localhost:5000/app/*", &tags));
-        assert!(!reference_matches("localhost:5000/*", &tags));
+        let any = |p: &str| !matching_names(&[p.to_string()], &tags).is_empty();
+        assert!(any("busybox"));
+        assert!(any("busy*"));
+        assert!(any("busybox:lat*"));
+        assert!(any("docker.io/library/busybox"));
+        assert!(any("docker.io/library/busybox:latest"));
+        assert!(!any("alpine"));
+        assert!(any("localhost:5000/app/*"));
+        assert!(!any("localhost:5000/*"));
+        // Only the matching names are kept.
+        assert_eq!(
+            matching_names(&["busy*".to_string()], &tags),
+            ["busybox:latest"]
+        );
+        assert_eq!(matching_names(&[], &tags), tags);
     }
 }

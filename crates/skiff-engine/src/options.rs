@@ -70,6 +70,9 @@ pub struct LogOptions {
     pub timestamps: bool,
     /// `"all"` or a line count, as the query gives it.
     pub tail: Option<String>,
+    /// `--details`: each line is prefixed with the attributes its log entry carries (none
+    /// for now) and a space, as Docker does.
+    pub details: bool,
 }
 
 /// Which stream a log chunk came from.

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use bollard_stubs::models::{
-    Runtime, SystemInfo, SystemInfoCgroupDriverEnum, SystemInfoCgroupVersionEnum, SystemVersion,
-    SystemVersionComponents, SystemVersionPlatform,
+    PluginsInfo, Runtime, SystemInfo, SystemInfoCgroupDriverEnum, SystemInfoCgroupVersionEnum,
+    SystemVersion, SystemVersionComponents, SystemVersionPlatform,
 };
 
 use skiff_runtime::backend;
@@ -162,6 +162,13 @@ impl Engine {
             live_restore_enabled: Some(true),
             init_binary: Some("docker-init".into()),
             security_options: Some(vec!["name=seccomp,profile=builtin".into()]),
+            // The drivers skiff has, where dockerd lists its built-in plugins.
+            plugins: Some(PluginsInfo {
+                volume: Some(vec!["local".into()]),
+                network: Some(vec!["bridge".into(), "host".into(), "null".into()]),
+                authorization: None,
+                log: Some(vec!["json-file".into(), "local".into()]),
+            }),
             registry_config: Some(self.registry_service_config()),
             warnings: Some(Vec::new()),
             ..Default::default()

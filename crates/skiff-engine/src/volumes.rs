@@ -124,6 +124,12 @@ impl Engine {
 
     pub(crate) async fn do_volume_list(&self, filters: &Filters) -> Result<Vec<Volume>> {
         filters.validate(&["name", "label", "dangling", "driver"])?;
+        let names = crate::containers::query::name_patterns(filters.get("name"))?;
+        let dangling_filter = filters
+            .get("dangling")
+            .first()
+            .map(|_| filters.bool_or("dangling", false))
+            .transpose()?;
         let used = self.volumes_in_use();
         let mut out = Vec::new();
         for name in self.volumes.names() {
@@ -131,9 +137,9 @@ impl Engine {
                 continue;
             };
             let dangling = !used.contains(&name);
-            if filters.any("name", |n| name.contains(n))
+            if (names.is_empty() || names.iter().any(|n| n.is_match(&name)))
                 && filters.labels_match("label", &v.labels)
-                && filters.any("dangling", |d| matches!(d, "true" | "1") == dangling)
+                && dangling_filter.is_none_or(|d| d == dangling)
                 && filters.any("driver", |d| d == "local")
             {
                 out.push(v);
@@ -176,19 +182,22 @@ impl Engine {
         Ok(self.volumes.inspect(name)?.0)
     }
 
+    /// `docker volume rm [-f]`. As in moby, `force` only makes a missing volume no error; a
+    /// volume some container uses is never removed.
     pub(crate) async fn do_volume_remove(&self, name: &str, force: bool) -> Result<()> {
-        self.volumes.inspect(name)?;
+        match self.volumes.inspect(name) {
+            Err(EngineError::NoSuchVolume(_)) if force => return Ok(()),
+            other => other?,
+        };
         if let Some(c) = self
             .all_containers()
             .iter()
             .find(|c| c.rec().mounts.iter().any(|m| m.name == name))
         {
-            if !force {
-                return Err(EngineError::Conflict(format!(
-                    "remove {name}: volume is in use - [{}]",
-                    c.id
-                )));
-            }
+            return Err(EngineError::Conflict(format!(
+                "remove {name}: volume is in use - [{}]",
+                c.id
+            )));
         }
         self.volumes.remove(name)?;
         self.emit_volume("destroy", name);
@@ -209,9 +218,8 @@ impl Engine {
     }
 
     pub(crate) async fn do_volume_prune(&self, filters: &Filters) -> Result<VolumePruneResponse> {
-        filters.validate(&["label", "all"])?;
-        let all =
-            filters.any("all", |a| matches!(a, "true" | "1")) && !filters.get("all").is_empty();
+        filters.validate(&["label", "label!", "all"])?;
+        let all = filters.bool_or("all", false)?;
         let used = self.volumes_in_use();
         let mut deleted = Vec::new();
         let mut reclaimed = 0i64;
@@ -219,9 +227,7 @@ impl Engine {
             let Ok((v, anonymous)) = self.volumes.inspect(&name) else {
                 continue;
             };
-            if used.contains(&name)
-                || !(anonymous || all)
-                || !filters.labels_match("label", &v.labels)
+            if used.contains(&name) || !(anonymous || all) || !filters.prune_labels_match(&v.labels)
             {
                 continue;
             }

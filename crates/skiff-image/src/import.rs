@@ -163,9 +163,11 @@ pub(crate) fn apply_change(config: &mut Config, line: &str) -> Result<()> {
             config.set_volumes(Some(volumes));
         }
         other => {
+            // Named as moby's Dockerfile parser names instructions: lowercased.
             return Err(ImageError::invalid(format!(
-                "{other} is not a valid change command"
-            )))
+                "{} is not a valid change command",
+                other.to_ascii_lowercase()
+            )));
         }
     }
     Ok(())

@@ -306,7 +306,7 @@ fn import_rejects_unknown_instruction_and_stores_nothing() {
         )
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-    assert_eq!(err.to_string(), "RUN is not a valid change command");
+    assert_eq!(err.to_string(), "run is not a valid change command");
     let err = store
         .import(&b"garbage"[..], Some("x"), &[], None)
         .unwrap_err();

@@ -134,6 +134,14 @@ pub struct ContainerSpec {
     /// [`CPU_PERIOD`] period.
     pub nano_cpus: Option<i64>,
     pub cpu_shares: Option<u64>,
+    /// `--cpu-period` and `--cpu-quota` in microseconds (the CFS knobs `--cpus` sets too).
+    pub cpu_period: Option<u64>,
+    pub cpu_quota: Option<i64>,
+    /// `--cpuset-cpus` and `--cpuset-mems` (`0-2,4`).
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    /// `--memory-reservation` in bytes: the soft memory limit.
+    pub memory_reservation: Option<i64>,
     /// `--pids-limit`; 0 or negative = unlimited.
     pub pids_limit: Option<i64>,
     /// cgroup path relative to the hierarchy root, e.g. `/skiff/<id>`; empty = `/skiff/<id>`.
@@ -150,6 +158,81 @@ pub struct ContainerSpec {
     pub sysctls: Vec<(String, String)>,
     /// OCI annotations (labels are not passed here).
     pub annotations: Vec<(String, String)>,
+    /// `--ulimit`: replace the default of their kind (Docker's `nofile`) or add to it.
+    pub ulimits: Vec<Ulimit>,
+    /// `--shm-size` in bytes for the container's own `/dev/shm`; None = Docker's 64 MiB.
+    pub shm_size: Option<u64>,
+    /// `--device`: host device nodes made in the container and allowed by its device cgroup.
+    pub devices: Vec<DeviceMapping>,
+}
+
+/// One `--device /dev/host[:/dev/in-container[:rwm]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceMapping {
+    pub host: PathBuf,
+    /// Where the node appears in the container (the host path when empty).
+    pub container: String,
+    /// Device cgroup access, `rwm` when empty.
+    pub permissions: String,
+}
+
+/// One `--ulimit name=soft[:hard]`, `name` as Docker spells it (`nofile`, `nproc`, `core` …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+impl Ulimit {
+    /// The OCI rlimit; an unknown name or a soft limit above the hard one is refused with
+    /// the messages of Docker's ulimit parser.
+    pub fn to_oci(&self) -> Result<oci_spec::runtime::PosixRlimit> {
+        let typ: PosixRlimitType = format!("RLIMIT_{}", self.name.to_ascii_uppercase())
+            .parse()
+            .map_err(|_| SpecError::Invalid(format!("invalid ulimit type: {}", self.name)))?;
+        if self.soft > self.hard {
+            return Err(SpecError::Invalid(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+                self.soft, self.hard
+            )));
+        }
+        Ok(PosixRlimitBuilder::default()
+            .typ(typ)
+            .soft(self.soft)
+            .hard(self.hard)
+            .build()?)
+    }
+}
+
+/// The OCI user of a resolved user. As in moby's `getUser`, the primary group comes first
+/// among the supplementary groups (`id` shows it under `groups=`), then the user's other
+/// groups and `--group-add`'s.
+fn oci_user(u: &user::ExecUser) -> Result<oci_spec::runtime::User> {
+    let mut gids = vec![u.gid];
+    gids.extend(u.additional_gids.iter().filter(|g| **g != u.gid));
+    Ok(UserBuilder::default()
+        .uid(u.uid)
+        .gid(u.gid)
+        .additional_gids(gids)
+        .build()?)
+}
+
+/// The process's rlimits: Docker's `nofile` default (capped at this process's hard limit),
+/// then each `--ulimit`, which replaces the default of its kind.
+fn rlimits(ulimits: &[Ulimit]) -> Result<Vec<oci_spec::runtime::PosixRlimit>> {
+    let nofile = nofile_limit();
+    let mut out = vec![PosixRlimitBuilder::default()
+        .typ(PosixRlimitType::RlimitNofile)
+        .soft(nofile)
+        .hard(nofile)
+        .build()?];
+    for u in ulimits {
+        let limit = u.to_oci()?;
+        out.retain(|r| r.typ() != limit.typ());
+        out.push(limit);
+    }
+    Ok(out)
 }
 
 /// The `PATH` a container or a build stage gets when its image sets none (Docker's).
@@ -289,14 +372,9 @@ pub fn generate(c: &ContainerSpec) -> Result<Spec> {
     if c.tty {
         defaults.push(("TERM", "xterm".to_string()));
     }
-    let nofile = nofile_limit();
-    let mut user_builder = UserBuilder::default().uid(user.uid).gid(user.gid);
-    if !user.additional_gids.is_empty() {
-        user_builder = user_builder.additional_gids(user.additional_gids.clone());
-    }
     let process = ProcessBuilder::default()
         .terminal(c.tty)
-        .user(user_builder.build()?)
+        .user(oci_user(&user)?)
         .args(args)
         .env(with_defaults(c.env.clone(), &defaults))
         .cwd(if c.cwd.is_empty() {
@@ -305,15 +383,11 @@ pub fn generate(c: &ContainerSpec) -> Result<Spec> {
             c.cwd.as_str()
         })
         .capabilities(caps::to_oci(capabilities.clone())?)
-        .rlimits(vec![PosixRlimitBuilder::default()
-            .typ(PosixRlimitType::RlimitNofile)
-            .soft(nofile)
-            .hard(nofile)
-            .build()?])
+        .rlimits(rlimits(&c.ulimits)?)
         .no_new_privileges(sec.no_new_privileges)
         .build()?;
 
-    let (devices, device_rules) = linux::devices(c.privileged)?;
+    let (devices, device_rules) = linux::devices(c)?;
     let cgroups_path = if c.cgroups_path.is_empty() {
         format!("/skiff/{}", c.id)
     } else {
@@ -443,11 +517,7 @@ pub fn exec_process(container: &Spec, exec: &ExecSpec) -> Result<Process> {
             .map(|r| r.path().clone())
             .ok_or_else(|| SpecError::Invalid("container spec has no root".into()))?;
         let u = user::resolve(&rootfs, &exec.user, &exec.group_add)?;
-        let mut ub = UserBuilder::default().uid(u.uid).gid(u.gid);
-        if !u.additional_gids.is_empty() {
-            ub = ub.additional_gids(u.additional_gids);
-        }
-        p.set_user(ub.build()?);
+        p.set_user(oci_user(&u)?);
     }
     if exec.privileged {
         p.set_capabilities(Some(caps::to_oci(caps::limit_to_host(caps::resolve(

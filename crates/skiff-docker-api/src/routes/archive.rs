@@ -1,5 +1,6 @@
 //! `/containers/{id}/archive` (`docker cp`): stat in the `X-Docker-Container-Path-Stat` header
-//! (base64 of JSON), tar bodies streamed both ways.
+//! (base64 of JSON), tar bodies streamed both ways; `/containers/{id}/export` (`docker
+//! export`): the container's filesystem as one streamed tar.
 
 use std::sync::Arc;
 
@@ -145,4 +146,14 @@ pub async fn put(
         .container_archive_put(&id, path_param(&params)?, body_stream(body), no_overwrite)
         .await?;
     Ok(StatusCode::OK)
+}
+
+/// `GET /containers/{id}/export`: a tar of the container's root filesystem.
+pub async fn export(State(engine): Eng, Path(id): Path<String>) -> ApiResult<Response> {
+    let tar = engine.container_export(&id).await?;
+    let headers = [(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    )];
+    Ok((headers, Body::from_stream(tar)).into_response())
 }

@@ -70,14 +70,7 @@ pub async fn inspect(
             format!("encoding the inspect result: {e}"),
         )
     })?;
-    // Docker reports an unset swappiness as null rather than leaving it out (clients index it).
-    if let Some(hc) = value
-        .get_mut("HostConfig")
-        .and_then(serde_json::Value::as_object_mut)
-    {
-        hc.entry("MemorySwappiness")
-            .or_insert(serde_json::Value::Null);
-    }
+    always_present(&mut value);
     if let Some(ns) = value
         .get_mut("NetworkSettings")
         .and_then(serde_json::Value::as_object_mut)
@@ -85,6 +78,45 @@ pub async fn inspect(
         legacy_network_settings(ns);
     }
     Ok(Json(value).into_response())
+}
+
+/// Fields moby's types always encode (no `omitempty`), as null when unset: clients index them
+/// (`attrs["Config"]["Entrypoint"]`, `{{range .HostConfig.CapAdd}}`) without checking first.
+fn always_present(value: &mut serde_json::Value) {
+    const FIELDS: [(&str, &[&str]); 3] = [
+        ("", &["ExecIDs"]),
+        ("Config", &["Entrypoint", "Volumes"]),
+        (
+            "HostConfig",
+            &[
+                "MemorySwappiness",
+                "CapAdd",
+                "CapDrop",
+                "DeviceCgroupRules",
+                "DeviceRequests",
+                "ExtraHosts",
+                "GroupAdd",
+                "Links",
+                "SecurityOpt",
+                "VolumesFrom",
+                "MaskedPaths",
+                "ReadonlyPaths",
+            ],
+        ),
+    ];
+    for (object, keys) in FIELDS {
+        let target = if object.is_empty() {
+            Some(&mut *value)
+        } else {
+            value.get_mut(object)
+        };
+        if let Some(map) = target.and_then(serde_json::Value::as_object_mut) {
+            for key in keys {
+                map.entry(key.to_string())
+                    .or_insert(serde_json::Value::Null);
+            }
+        }
+    }
 }
 
 /// The fields API versions before 1.52 still show at the top of `NetworkSettings`: the
@@ -297,6 +329,7 @@ pub async fn logs(
         until: ts("until")?,
         timestamps: params.bool("timestamps")?,
         tail: params.str("tail").map(str::to_owned),
+        details: params.bool("details")?,
     };
     if !opts.stdout && !opts.stderr {
         return Err(ApiError::bad_request(

@@ -50,6 +50,7 @@ pub fn table(engine: Arc<Engine>) -> Router {
             "/containers/{id}/archive",
             get(archive::get).head(archive::head).put(archive::put),
         )
+        .route("/containers/{id}/export", get(archive::export))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/json", get(exec::inspect))

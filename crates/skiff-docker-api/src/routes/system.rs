@@ -73,13 +73,79 @@ pub async fn events(State(engine): State<Arc<Engine>>, params: Params) -> ApiRes
         until: ts("until")?,
         filters: Filters::parse(params.str("filters"))?,
     };
-    let stream = engine.events(opts).map(Ok::<_, ApiError>);
+    let stream = engine
+        .events(opts)
+        .map(|e| Ok::<_, ApiError>(with_legacy_fields(e)));
     Ok(crate::stream::json_lines(stream))
+}
+
+/// An event with the fields API versions before 1.52 still carry (moby's `backFillLegacy`):
+/// `status` (the action) and `id` for container and image events, `from` (the image) for
+/// container events. Every version served here is older than 1.52; docker-py reads
+/// `event["status"]`.
+fn with_legacy_fields(event: skiff_engine::models::EventMessage) -> serde_json::Value {
+    use skiff_engine::models::EventMessageTypeEnum as Type;
+    let mut value = serde_json::to_value(&event).unwrap_or_default();
+    let typ = event.typ;
+    let (Some(map), Some(actor)) = (value.as_object_mut(), event.actor) else {
+        return value;
+    };
+    if !matches!(typ, Some(Type::CONTAINER | Type::IMAGE)) {
+        return value;
+    }
+    let mut extra = vec![
+        ("status", event.action.unwrap_or_default()),
+        ("id", actor.id.unwrap_or_default()),
+    ];
+    if typ == Some(Type::CONTAINER) {
+        let image = actor.attributes.and_then(|mut a| a.remove("image"));
+        extra.push(("from", image.unwrap_or_default()));
+    }
+    for (key, v) in extra {
+        map.insert(key.to_string(), serde_json::Value::String(v));
+    }
+    value
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_carry_the_legacy_fields() {
+        use skiff_engine::models::{EventActor, EventMessage, EventMessageTypeEnum};
+        let actor = EventActor {
+            id: Some("abc".into()),
+            attributes: Some([("image".to_string(), "busybox".to_string())].into()),
+        };
+        let container = with_legacy_fields(EventMessage {
+            typ: Some(EventMessageTypeEnum::CONTAINER),
+            action: Some("die".into()),
+            actor: Some(actor.clone()),
+            ..Default::default()
+        });
+        assert_eq!(container["status"], "die");
+        assert_eq!(container["id"], "abc");
+        assert_eq!(container["from"], "busybox");
+        assert_eq!(container["Action"], "die");
+        let image = with_legacy_fields(EventMessage {
+            typ: Some(EventMessageTypeEnum::IMAGE),
+            action: Some("tag".into()),
+            actor: Some(actor.clone()),
+            ..Default::default()
+        });
+        assert_eq!(
+            (image["status"].as_str(), image.get("from")),
+            (Some("tag"), None)
+        );
+        let volume = with_legacy_fields(EventMessage {
+            typ: Some(EventMessageTypeEnum::VOLUME),
+            action: Some("create".into()),
+            actor: Some(actor),
+            ..Default::default()
+        });
+        assert!(volume.get("status").is_none());
+    }
 
     #[test]
     fn timestamps_accept_unix_and_rfc3339() {

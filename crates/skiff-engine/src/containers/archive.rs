@@ -183,7 +183,8 @@ impl Engine {
 
     pub(crate) async fn do_archive_stat(&self, key: &str, path: &str) -> Result<PathStat> {
         let c = self.find(key)?;
-        let (id, path) = (c.id.clone(), path.to_string());
+        // Docker names the container as the client did (`… in container web`).
+        let (id, path) = (key.to_string(), path.to_string());
         self.on_view(&c, move |root| stat(root, &id, &path)).await
     }
 
@@ -193,7 +194,7 @@ impl Engine {
         path: &str,
     ) -> Result<(PathStat, ByteStream)> {
         let c = self.find(key)?;
-        let (id, owned) = (c.id.clone(), path.to_string());
+        let (id, owned) = (key.to_string(), path.to_string());
         let stat = self
             .on_view(&c, move |root| stat(root, &id, &owned))
             .await?;
@@ -268,7 +269,7 @@ impl Engine {
             }
             _ => {}
         }
-        let (id, path) = (c.id.clone(), path.to_string());
+        let (id, path) = (key.to_string(), path.to_string());
         let mut reader = crate::blocking_reader(tar_stream);
         self.on_view(&c, move |root| {
             let dest = root.resolve(&path).map_err(|_| EngineError::NoSuchPath {

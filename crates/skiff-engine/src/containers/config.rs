@@ -180,7 +180,58 @@ pub(crate) fn validate_resources(hc: &HostConfig) -> Result<()> {
             "invalid CPU shares: must not be negative",
         ));
     }
+    // moby's verifyPlatformContainerResources.
+    let period = hc.cpu_period.unwrap_or(0);
+    if period != 0 && !(1000..=1_000_000).contains(&period) {
+        return Err(EngineError::invalid(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1 second (i.e. 1000000)",
+        ));
+    }
+    let quota = hc.cpu_quota.unwrap_or(0);
+    if quota > 0 && quota < 1000 {
+        return Err(EngineError::invalid(
+            "CPU cfs quota can not be less than 1ms (i.e. 1000)",
+        ));
+    }
+    if hc.shm_size.unwrap_or(0) < 0 {
+        return Err(EngineError::invalid("SHM size can not be less than 0"));
+    }
+    for u in ulimits(hc) {
+        u.to_oci()?;
+    }
     Ok(())
+}
+
+/// `HostConfig.Devices` (`--device`) as the runtime spec takes them.
+pub(crate) fn devices(hc: &HostConfig) -> Vec<skiff_runtime::spec::DeviceMapping> {
+    hc.devices
+        .iter()
+        .flatten()
+        .map(|d| skiff_runtime::spec::DeviceMapping {
+            host: d.path_on_host.clone().unwrap_or_default().into(),
+            container: d.path_in_container.clone().unwrap_or_default(),
+            permissions: d.cgroup_permissions.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// `HostConfig.Ulimits` as the runtime spec takes them: -1 is unlimited (`memlock=-1:-1`),
+/// as Docker passes it on (RLIM_INFINITY); a missing limit is 0.
+pub(crate) fn ulimits(hc: &HostConfig) -> Vec<skiff_runtime::spec::Ulimit> {
+    let limit = |v: Option<i64>| match v {
+        Some(v) if v < 0 => u64::MAX,
+        Some(v) => v as u64,
+        None => 0,
+    };
+    hc.ulimits
+        .iter()
+        .flatten()
+        .map(|u| skiff_runtime::spec::Ulimit {
+            name: u.name.clone().unwrap_or_default(),
+            soft: limit(u.soft),
+            hard: limit(u.hard),
+        })
+        .collect()
 }
 
 /// Docker's defaults for what the request leaves open, applied at create so that inspect
@@ -345,9 +396,10 @@ pub(crate) fn logging(hc: &HostConfig) -> Result<Logging> {
         "" | "json-file" | "local" => true,
         "none" => false,
         other => {
+            // moby's ValidateLogOpts at create: an unknown driver is looked up as a plugin.
             return Err(EngineError::invalid(format!(
-                "failed to create task for container: logger: no log driver named '{other}' is registered"
-            )))
+                "error looking up logging plugin {other}: plugin \"{other}\" not found"
+            )));
         }
     };
     let mut out = Logging {

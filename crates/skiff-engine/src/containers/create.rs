@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bollard_stubs::models::{ContainerCreateBody, ContainerCreateResponse, HostConfigLogConfig};
+use bollard_stubs::models::{
+    ContainerCreateBody, ContainerCreateResponse, HostConfig, HostConfigLogConfig,
+};
 
 use skiff_runtime::backend;
 
@@ -48,6 +50,9 @@ impl Engine {
         let mut hc = body.host_config.clone().unwrap_or_default();
         Policy::from_wire(hc.restart_policy.as_ref(), hc.auto_remove.unwrap_or(false))?;
         config::validate_resources(&hc)?;
+        if let Some(signal) = body.stop_signal.as_deref().filter(|s| !s.is_empty()) {
+            config::parse_signal(signal)?;
+        }
         let mut warnings =
             config::docker_defaults(&mut hc, skiff_runtime::cgroups::unified_only())?;
         config::logging(&hc)?;
@@ -151,7 +156,9 @@ impl Engine {
                 .unwrap_or_default();
             merged.config.hostname = Some(host);
         }
-        let requests = mounts::mounts(&hc, merged.config.volumes.as_deref().unwrap_or_default())?;
+        let inherited = self.volumes_from(&hc)?;
+        let volumes = merged.config.volumes.as_deref().unwrap_or_default();
+        let requests = mounts::mounts(&hc, volumes, inherited)?;
         // Normalise what inspect shows, like dockerd does.
         if matches!(
             hc.network_mode.as_deref(),
@@ -241,6 +248,38 @@ impl Engine {
             warnings.push("Published ports are discarded when using host network mode".into());
         }
         Ok((ContainerCreateResponse { id, warnings }, c))
+    }
+
+    /// The mounts `--volumes-from` takes from other containers, as moby does: their volumes
+    /// and binds at the same paths, read-only or writable as the mode says, else as the other
+    /// container has them.
+    fn volumes_from(&self, hc: &HostConfig) -> Result<Vec<mounts::MountRequest>> {
+        let mut out = Vec::new();
+        for spec in hc.volumes_from.iter().flatten() {
+            let (name, read_only) = mounts::volumes_from_mode(spec)?;
+            // Not a 404: the docker CLI takes a 404 from create for a missing image and pulls.
+            let other = self
+                .find(name)
+                .map_err(|_| EngineError::invalid(format!("No such container: {name}")))?;
+            for m in other.rec().mounts {
+                let source = match m.kind.as_str() {
+                    "volume" => Source::Volume(Some(m.name.clone())),
+                    "bind" => Source::Host(m.source.clone()),
+                    _ => continue,
+                };
+                out.push(mounts::MountRequest {
+                    source,
+                    destination: m.destination,
+                    read_only: read_only.unwrap_or(m.read_only),
+                    options: m
+                        .options
+                        .into_iter()
+                        .filter(|o| !matches!(o.as_str(), "ro" | "rw"))
+                        .collect(),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Creates the container's directory, volumes, /etc files and record.

@@ -183,6 +183,8 @@ impl Engine {
         let rootfs = async {
             let path = rootfs::mount(self, c).await?;
             self.populate_volumes(c, &path).await?;
+            let working_dir = c.rec().config.working_dir.unwrap_or_default();
+            rootfs::ensure_working_dir(&path, &working_dir)?;
             Ok::<_, EngineError>(path)
         }
         .await;
@@ -299,6 +301,11 @@ impl Engine {
             memory_swappiness: hc.memory_swappiness.and_then(|v| u64::try_from(v).ok()),
             nano_cpus: positive(hc.nano_cpus),
             cpu_shares: positive(hc.cpu_shares).map(|v| v as u64),
+            cpu_period: positive(hc.cpu_period).map(|v| v as u64),
+            cpu_quota: positive(hc.cpu_quota),
+            cpuset_cpus: hc.cpuset_cpus.clone().filter(|s| !s.is_empty()),
+            cpuset_mems: hc.cpuset_mems.clone().filter(|s| !s.is_empty()),
+            memory_reservation: positive(hc.memory_reservation),
             pids_limit: positive(hc.pids_limit),
             cgroups_path: c.cgroups_path(),
             etc_files: rootfs::etc_files(&etc_dir),
@@ -309,6 +316,9 @@ impl Engine {
             },
             sysctls,
             annotations,
+            ulimits: config::ulimits(hc),
+            devices: config::devices(hc),
+            shm_size: positive(hc.shm_size).map(|v| v as u64),
         };
         let oci = spec::generate(&cs)?;
         spec::write_bundle(&oci, &c.bundle())?;

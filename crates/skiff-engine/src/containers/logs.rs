@@ -26,6 +26,8 @@ struct Line {
     log: String,
     stream: String,
     time: String,
+    #[serde(default)]
+    attrs: std::collections::BTreeMap<String, String>,
 }
 
 /// One parsed log entry.
@@ -34,6 +36,8 @@ struct Entry {
     stream: LogStream,
     time: DateTime<Utc>,
     log: String,
+    /// json-file's `attrs` (`--log-opt labels=…`), sorted by name.
+    attrs: std::collections::BTreeMap<String, String>,
 }
 
 fn parse_line(line: &[u8]) -> Option<Entry> {
@@ -50,6 +54,7 @@ fn parse_line(line: &[u8]) -> Option<Entry> {
         stream,
         time,
         log: l.log,
+        attrs: l.attrs,
     })
 }
 
@@ -61,6 +66,7 @@ struct Selection {
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
     timestamps: bool,
+    details: bool,
     /// None = all.
     tail: Option<usize>,
 }
@@ -72,24 +78,19 @@ fn to_time(secs: Option<f64>) -> Option<DateTime<Utc>> {
 
 impl Selection {
     fn new(opts: &LogOptions) -> Result<Selection> {
-        let tail = match opts.tail.as_deref().map(str::trim) {
-            None | Some("") | Some("all") => None,
-            Some(n) => match n.parse::<i64>() {
-                Ok(n) if n < 0 => None,
-                Ok(n) => Some(n as usize),
-                Err(_) => {
-                    return Err(EngineError::invalid(format!(
-                        "invalid value for \"tail\": {n:?}"
-                    )))
-                }
-            },
-        };
+        // Like moby, a tail that is not a number (`all`, `bogus`) or is negative means all.
+        let tail = opts
+            .tail
+            .as_deref()
+            .and_then(|n| n.trim().parse::<i64>().ok())
+            .and_then(|n| usize::try_from(n).ok());
         Ok(Selection {
             stdout: opts.stdout,
             stderr: opts.stderr,
             since: to_time(opts.since),
             until: to_time(opts.until),
             timestamps: opts.timestamps,
+            details: opts.details,
             tail,
         })
     }
@@ -107,11 +108,15 @@ impl Selection {
     }
 
     fn chunk(&self, e: Entry) -> LogChunk {
-        let data = if self.timestamps {
-            format!("{} {}", e.time.format("%Y-%m-%dT%H:%M:%S%.9fZ"), e.log)
-        } else {
-            e.log
-        };
+        let mut data = e.log;
+        if self.details {
+            // moby's attrsByteSlice: `k=v` pairs sorted by name, joined by commas.
+            let attrs: Vec<String> = e.attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            data = format!("{} {data}", attrs.join(","));
+        }
+        if self.timestamps {
+            data = format!("{} {data}", e.time.format("%Y-%m-%dT%H:%M:%S%.9fZ"));
+        }
         LogChunk {
             stream: e.stream,
             data: Bytes::from(data),
@@ -398,6 +403,26 @@ mod tests {
         let mut o = opts(None);
         o.until = Some(1704067202.5);
         assert_eq!(collect(&log, o), vec!["one\n", "two\n"]);
-        assert!(Selection::new(&opts(Some("x"))).is_err());
+        // Like moby, a tail that is no number shows everything.
+        assert_eq!(collect(&log, opts(Some("x"))).len(), 3);
+        assert_eq!(collect(&log, opts(Some("-1"))).len(), 3);
+        // --details: the entry's attributes (none here) and a space before each line.
+        let mut o = opts(Some("1"));
+        o.details = true;
+        o.timestamps = true;
+        assert_eq!(
+            collect(&log, o),
+            vec!["2024-01-01T00:00:03.000000000Z  three\n"]
+        );
+        std::fs::write(
+            &log,
+            r#"{"log":"x\n","stream":"stdout","time":"2024-01-01T00:00:04Z","attrs":{"b":"2","a":"1"}}"#
+                .to_owned()
+                + "\n",
+        )
+        .unwrap();
+        let mut o = opts(Some("1"));
+        o.details = true;
+        assert_eq!(collect(&log, o), vec!["a=1,b=2 x\n"]);
     }
 }

@@ -102,7 +102,14 @@ pub(crate) fn parse_bind(spec: &str) -> Result<MountRequest> {
 
 /// Every mount the request asks for: Binds, Mounts, Tmpfs, then the image's and the config's
 /// `Volumes` not already covered (as anonymous volumes).
-pub(crate) fn mounts(hc: &HostConfig, volumes: &[String]) -> Result<Vec<MountRequest>> {
+/// The mounts of a create request: `-v`, `--mount` and `--tmpfs`, then those `--volumes-from`
+/// gives (`inherited`, see [`volumes_from_mode`]) where the request mounts nothing, then
+/// the image's `VOLUME`s still uncovered, as new anonymous volumes (moby's order).
+pub(crate) fn mounts(
+    hc: &HostConfig,
+    volumes: &[String],
+    inherited: Vec<MountRequest>,
+) -> Result<Vec<MountRequest>> {
     let mut out = Vec::new();
     for spec in hc.binds.iter().flatten() {
         out.push(parse_bind(spec)?);
@@ -170,6 +177,14 @@ pub(crate) fn mounts(hc: &HostConfig, volumes: &[String]) -> Result<Vec<MountReq
             options,
         });
     }
+    for m in inherited {
+        let covered = out.iter().any(|o: &MountRequest| {
+            o.destination.trim_end_matches('/') == m.destination.trim_end_matches('/')
+        });
+        if !covered {
+            out.push(m);
+        }
+    }
     for dst in volumes {
         let covered = out
             .iter()
@@ -196,6 +211,31 @@ pub(crate) fn mounts(hc: &HostConfig, volumes: &[String]) -> Result<Vec<MountReq
     Ok(out)
 }
 
+/// Splits a `--volumes-from` entry, `container[:mode]`: the container and whether its mounts
+/// become read-only (`ro`), writable (`rw`) or stay as they are (no mode). Other mode
+/// options (`z`, `Z`) are accepted and ignored, as with `-v`.
+pub(crate) fn volumes_from_mode(spec: &str) -> Result<(&str, Option<bool>)> {
+    let (name, mode) = match spec.split_once(':') {
+        Some((name, mode)) => (name, mode),
+        None => (spec, ""),
+    };
+    if name.is_empty() {
+        return Err(EngineError::invalid(
+            "volume-from specification cannot be an empty string",
+        ));
+    }
+    let mut read_only = None;
+    for o in mode.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => read_only = Some(true),
+            "rw" => read_only = Some(false),
+            "z" | "Z" => {}
+            _ => return Err(EngineError::invalid(format!("invalid mode: {mode}"))),
+        }
+    }
+    Ok((name, read_only))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,7 +257,7 @@ mod tests {
             binds: Some(vec!["/a:/x".into(), "/b:/x".into()]),
             ..Default::default()
         };
-        assert!(mounts(&hc, &[])
+        assert!(mounts(&hc, &[], Vec::new())
             .unwrap_err()
             .to_string()
             .contains("Duplicate mount point"));
@@ -226,10 +266,43 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            mounts(&hc, &["/data".into(), "/other".into()])
+            mounts(&hc, &["/data".into(), "/other".into()], Vec::new())
                 .unwrap()
                 .len(),
             2
         );
+    }
+
+    #[test]
+    fn volumes_from_fill_what_the_request_leaves_and_cover_image_volumes() {
+        let inherited = |dst: &str| MountRequest {
+            source: Source::Volume(Some(format!("from{}", dst.replace('/', "-")))),
+            destination: dst.into(),
+            read_only: true,
+            options: Vec::new(),
+        };
+        let hc = HostConfig {
+            binds: Some(vec!["mine:/data".into()]),
+            ..Default::default()
+        };
+        let out = mounts(
+            &hc,
+            &["/cache".into(), "/fresh".into()],
+            vec![inherited("/data"), inherited("/cache")],
+        )
+        .unwrap();
+        let by_dst = |d: &str| out.iter().find(|m| m.destination == d).unwrap().clone();
+        assert_eq!(by_dst("/data").source, Source::Volume(Some("mine".into())));
+        assert_eq!(
+            by_dst("/cache").source,
+            Source::Volume(Some("from-cache".into()))
+        );
+        assert_eq!(by_dst("/fresh").source, Source::Volume(None));
+        assert_eq!(out.len(), 3);
+        assert_eq!(volumes_from_mode("db").unwrap(), ("db", None));
+        assert_eq!(volumes_from_mode("db:ro").unwrap(), ("db", Some(true)));
+        assert_eq!(volumes_from_mode("db:rw,z").unwrap(), ("db", Some(false)));
+        assert!(volumes_from_mode("db:bogus").is_err());
+        assert!(volumes_from_mode(":ro").is_err());
     }
 }

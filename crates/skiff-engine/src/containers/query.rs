@@ -242,21 +242,35 @@ impl Engine {
             "id", "name", "label", "status", "exited", "ancestor", "before", "since", "volume",
             "network", "health", "is-task", "expose", "publish",
         ])?;
+        // moby's messages (ValidateContainerState, ValidateHealthStatus).
+        const STATES: [&str; 7] = [
+            "created",
+            "running",
+            "paused",
+            "restarting",
+            "removing",
+            "exited",
+            "dead",
+        ];
+        const HEALTHS: [&str; 4] = ["none", "starting", "healthy", "unhealthy"];
         for s in f.get("status") {
-            if ![
-                "created",
-                "restarting",
-                "running",
-                "removing",
-                "paused",
-                "exited",
-                "dead",
-            ]
-            .contains(&s.as_str())
-            {
-                return Err(EngineError::invalid(format!("invalid filter 'status={s}'")));
+            if !STATES.contains(&s.as_str()) {
+                return Err(EngineError::invalid(format!(
+                    "invalid filter 'status={s}': invalid value for state ({s}): must be one of {}",
+                    STATES.join(", ")
+                )));
             }
         }
+        for h in f.get("health") {
+            if !HEALTHS.contains(&h.as_str()) {
+                return Err(EngineError::invalid(format!(
+                    "invalid filter 'health={h}': invalid value for health ({h}): must be one of {}",
+                    HEALTHS.join(", ")
+                )));
+            }
+        }
+        let is_task = f.bool_or("is-task", false)?;
+        let names = name_patterns(f.get("name"))?;
         let mut recs: Vec<(ContainerRecord, std::sync::Arc<Container>)> = self
             .all_containers()
             .into_iter()
@@ -306,9 +320,10 @@ impl Engine {
                 })
                 .collect();
             let keep = f.any("id", |id| rec.id.starts_with(id))
-                && f.any("name", |n| {
-                    rec.short_name().contains(n.trim_start_matches('/'))
-                })
+                && (names.is_empty()
+                    || names
+                        .iter()
+                        .any(|n| n.is_match(&rec.name) || n.is_match(rec.short_name())))
                 && f.labels_match("label", &labels)
                 && f.any("status", |s| s == status.as_str())
                 && f.any("exited", |e| {
@@ -326,7 +341,8 @@ impl Engine {
                 })
                 && f.any("expose", |p| port_filter(p, &exposed))
                 && f.any("publish", |p| port_filter(p, &published))
-                && f.any("is-task", |t| t == "false")
+                && !is_task
+                && f.any("health", |h| h == health_status(c.health_now().as_ref()))
                 && before.as_ref().is_none_or(|b| rec.created < *b)
                 && since.as_ref().is_none_or(|s| rec.created > *s);
             if !keep {
@@ -337,10 +353,7 @@ impl Engine {
             } else {
                 (None, None)
             };
-            let command = std::iter::once(rec.path.as_str())
-                .chain(rec.args.iter().map(String::as_str))
-                .collect::<Vec<_>>()
-                .join(" ");
+            let command = summary_command(&rec.path, &rec.args);
             out.push(ContainerSummary {
                 id: Some(rec.id.clone()),
                 names: Some(vec![rec.name.clone()]),
@@ -392,10 +405,7 @@ impl Engine {
             }
             let labels = rec.config.labels.clone().unwrap_or_default();
             let too_new = until.is_some_and(|u| parse_time(&rec.created).is_some_and(|t| t >= u));
-            let excluded = filters.get("label!").iter().any(|l| {
-                Filters::from_pairs([("label", l.as_str())]).labels_match("label", &labels)
-            });
-            if too_new || excluded || !filters.labels_match("label", &labels) {
+            if too_new || !filters.prune_labels_match(&labels) {
                 continue;
             }
             let size = dir_size(&c.dir.join("fs/upper")) as i64;
@@ -417,6 +427,45 @@ impl Engine {
     }
 }
 
+/// The `COMMAND` of `docker ps`: like moby, the arguments that contain a space are put in
+/// single quotes (`sh -c 'exit 3'`).
+fn summary_command(path: &str, args: &[String]) -> String {
+    std::iter::once(path.to_string())
+        .chain(args.iter().map(|a| {
+            if a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        }))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The `name` filter values as regular expressions (moby matches names with
+/// `regexp.MatchString`, with and without the leading `/`); a value that is not a valid
+/// expression matches only itself, as there.
+pub(crate) fn name_patterns(values: &[String]) -> Result<Vec<regex::Regex>> {
+    values
+        .iter()
+        .map(|v| {
+            regex::Regex::new(v)
+                .or_else(|_| regex::Regex::new(&format!("^{}$", regex::escape(v))))
+                .map_err(|e| EngineError::invalid(format!("invalid filter 'name={v}': {e}")))
+        })
+        .collect()
+}
+
+/// The health status a `health` filter compares with: `none` without a health check.
+fn health_status(h: Option<&Health>) -> &'static str {
+    match h.and_then(|h| h.status) {
+        Some(HealthStatusEnum::STARTING) => "starting",
+        Some(HealthStatusEnum::HEALTHY) => "healthy",
+        Some(HealthStatusEnum::UNHEALTHY) => "unhealthy",
+        _ => "none",
+    }
+}
+
 /// The `expose`/`publish` filters of `docker ps`: `80`, `80/udp`, `8000-8010/tcp` against
 /// container ports.
 fn port_filter(filter: &str, ports: &[(u16, String)]) -> bool {
@@ -430,24 +479,23 @@ fn port_filter(filter: &str, ports: &[(u16, String)]) -> bool {
         .any(|(p, pr)| (a..=b).contains(p) && pr.eq_ignore_ascii_case(proto))
 }
 
-/// `until` as Unix seconds, RFC 3339, or a Go duration like `10m`/`24h` before now.
+/// `until` as Unix seconds, RFC 3339, or a Go duration like `10m`/`24h` before now; moby's
+/// message (`timestamp.GetTimestamp`) for anything else.
 pub(crate) fn parse_until(u: &str) -> Result<DateTime<Utc>> {
+    let bad = || EngineError::invalid(format!("failed to parse value as time or duration: {u:?}"));
     if let Ok(secs) = u.parse::<f64>() {
-        return DateTime::from_timestamp(secs as i64, 0)
-            .ok_or_else(|| EngineError::invalid(format!("invalid until: {u}")));
+        return DateTime::from_timestamp(secs as i64, 0).ok_or_else(bad);
     }
     if let Some(t) = parse_time(u) {
         return Ok(t);
     }
     let (num, unit) = u.split_at(u.find(|c: char| !c.is_ascii_digit()).unwrap_or(u.len()));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| EngineError::invalid(format!("invalid until: {u}")))?;
+    let n: i64 = num.parse().map_err(|_| bad())?;
     let d = match unit {
         "s" => chrono::Duration::seconds(n),
         "m" => chrono::Duration::minutes(n),
         "h" => chrono::Duration::hours(n),
-        _ => return Err(EngineError::invalid(format!("invalid until: {u}"))),
+        _ => return Err(bad()),
     };
     Ok(Utc::now() - d)
 }
@@ -478,9 +526,28 @@ mod tests {
     }
 
     #[test]
+    fn ps_command_quotes_arguments_with_spaces() {
+        let args = ["-c".to_string(), "exit 3".to_string()];
+        assert_eq!(summary_command("sh", &args), "sh -c 'exit 3'");
+        assert_eq!(summary_command("true", &[]), "true");
+    }
+
+    #[test]
+    fn name_filters_are_regular_expressions() {
+        let p = name_patterns(&["^web$".to_string()]).unwrap();
+        assert!(p[0].is_match("web") && !p[0].is_match("web2") && !p[0].is_match("/web"));
+        let p = name_patterns(&["eb".to_string(), "(".to_string()]).unwrap();
+        assert!(p[0].is_match("/web"));
+        assert!(p[1].is_match("(") && !p[1].is_match("a"));
+    }
+
+    #[test]
     fn until_accepts_durations_and_timestamps() {
         assert_eq!(parse_until("100").unwrap().timestamp(), 100);
         assert!(parse_until("10m").unwrap() < Utc::now());
-        assert!(parse_until("bogus").is_err());
+        assert_eq!(
+            parse_until("bogus").unwrap_err().to_string(),
+            "failed to parse value as time or duration: \"bogus\""
+        );
     }
 }

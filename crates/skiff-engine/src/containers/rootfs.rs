@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Container;
-use crate::error::{IoContext, Result};
+use crate::error::{EngineError, IoContext, Result};
 use crate::Engine;
 
 /// Whether something is mounted exactly at `path`: its mount is not its parent's (two
@@ -127,6 +127,33 @@ pub(crate) fn unmount(c: &Container) -> Result<()> {
     Ok(())
 }
 
+/// Creates the container's working directory (`-w`, the image's `WORKDIR`) if it is missing,
+/// as Docker does before a start (moby's `SetupWorkingDirectory`): mode 0755, owned by root,
+/// resolved inside the mounted rootfs (a symlink in the image never leads out of it).
+pub(crate) fn ensure_working_dir(rootfs: &Path, dir: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if dir.trim_matches('/').is_empty() {
+        return Ok(());
+    }
+    let root = skiff_image::confined::open_root(rootfs)?;
+    if let Ok(handle) = root.resolve(dir) {
+        let is_dir = std::fs::File::from(std::os::fd::OwnedFd::from(handle))
+            .metadata()
+            .is_ok_and(|m| m.is_dir());
+        return match is_dir {
+            true => Ok(()),
+            false => Err(EngineError::invalid(format!(
+                "Cannot mkdir: {dir} is not a directory"
+            ))),
+        };
+    }
+    root.mkdir_all(dir, &std::fs::Permissions::from_mode(0o755))
+        .map(drop)
+        .map_err(|e| {
+            EngineError::invalid(format!("cannot create the working directory {dir}: {e}"))
+        })
+}
+
 /// The files generated for each container, in its directory and at `/etc/<name>` inside.
 const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
 
@@ -170,6 +197,15 @@ pub(crate) fn ensure_init_layer(init: &Path) -> Result<()> {
         let path = init.join(dir);
         std::fs::create_dir_all(&path).ctx(|| format!("create {}", path.display()))?;
     }
+    // Docker's init layer has an empty `/.dockerenv` (mode 0755); programs test for it to
+    // know they run in a container.
+    let dockerenv = init.join(".dockerenv");
+    if !dockerenv.exists() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&dockerenv, b"").ctx(|| format!("create {}", dockerenv.display()))?;
+        std::fs::set_permissions(&dockerenv, std::fs::Permissions::from_mode(0o755))
+            .ctx(|| format!("chmod {}", dockerenv.display()))?;
+    }
     Ok(())
 }
 
@@ -188,6 +224,7 @@ mod tests {
             let file = init.join(path.trim_start_matches('/'));
             assert!(file.is_file(), "{}", file.display());
         }
+        assert!(init.join(".dockerenv").is_file());
         for dir in ["proc", "sys", "dev"] {
             assert!(init.join(dir).is_dir(), "{dir}");
         }

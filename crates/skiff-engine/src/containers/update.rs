@@ -16,8 +16,6 @@ use crate::Engine;
 /// Folds the update into the host config: the new settings, still to be validated.
 fn merge(mut hc: HostConfig, body: &ContainerUpdateBody) -> Result<HostConfig> {
     let unsupported = [
-        ("--cpu-period", body.cpu_period.is_some_and(|v| v != 0)),
-        ("--cpu-quota", body.cpu_quota.is_some_and(|v| v != 0)),
         (
             "--cpu-rt-period",
             body.cpu_realtime_period.is_some_and(|v| v != 0),
@@ -26,19 +24,7 @@ fn merge(mut hc: HostConfig, body: &ContainerUpdateBody) -> Result<HostConfig> {
             "--cpu-rt-runtime",
             body.cpu_realtime_runtime.is_some_and(|v| v != 0),
         ),
-        (
-            "--cpuset-cpus",
-            body.cpuset_cpus.as_deref().is_some_and(|v| !v.is_empty()),
-        ),
-        (
-            "--cpuset-mems",
-            body.cpuset_mems.as_deref().is_some_and(|v| !v.is_empty()),
-        ),
         ("--blkio-weight", body.blkio_weight.is_some_and(|v| v != 0)),
-        (
-            "--memory-reservation",
-            body.memory_reservation.is_some_and(|v| v != 0),
-        ),
     ];
     if let Some((flag, _)) = unsupported.iter().find(|(_, set)| *set) {
         return Err(EngineError::invalid(format!(
@@ -57,6 +43,21 @@ fn merge(mut hc: HostConfig, body: &ContainerUpdateBody) -> Result<HostConfig> {
     }
     if let Some(v) = changed(body.cpu_shares) {
         hc.cpu_shares = Some(v);
+    }
+    if let Some(v) = changed(body.cpu_period) {
+        hc.cpu_period = Some(v);
+    }
+    if let Some(v) = changed(body.cpu_quota) {
+        hc.cpu_quota = Some(v);
+    }
+    if let Some(v) = changed(body.memory_reservation) {
+        hc.memory_reservation = Some(v);
+    }
+    if let Some(v) = body.cpuset_cpus.as_ref().filter(|v| !v.is_empty()) {
+        hc.cpuset_cpus = Some(v.clone());
+    }
+    if let Some(v) = body.cpuset_mems.as_ref().filter(|v| !v.is_empty()) {
+        hc.cpuset_mems = Some(v.clone());
     }
     if let Some(v) = body.pids_limit {
         // 0 and -1 lift the limit.
@@ -94,6 +95,11 @@ impl Engine {
                 memory_swap: hc.memory_swap.filter(|v| *v != 0),
                 nano_cpus: positive(hc.nano_cpus),
                 cpu_shares: positive(hc.cpu_shares).map(|v| v as u64),
+                cpu_period: positive(hc.cpu_period).map(|v| v as u64),
+                cpu_quota: positive(hc.cpu_quota),
+                cpuset_cpus: hc.cpuset_cpus.clone().filter(|s| !s.is_empty()),
+                cpuset_mems: hc.cpuset_mems.clone().filter(|s| !s.is_empty()),
+                memory_reservation: positive(hc.memory_reservation),
                 pids_limit: positive(hc.pids_limit),
                 ..Default::default()
             })?;
@@ -167,13 +173,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("Minimum memory limit"));
-        let quota = ContainerUpdateBody {
-            cpu_quota: Some(50_000),
+        let weight = ContainerUpdateBody {
+            blkio_weight: Some(300),
             ..Default::default()
         };
-        assert!(merge(HostConfig::default(), &quota)
+        assert!(merge(HostConfig::default(), &weight)
             .unwrap_err()
             .to_string()
-            .contains("--cpu-quota"));
+            .contains("--blkio-weight"));
+        // CFS, cpuset and reservation settings are applied now.
+        let quota = ContainerUpdateBody {
+            cpu_quota: Some(50_000),
+            cpuset_cpus: Some("0".into()),
+            ..Default::default()
+        };
+        let hc = merge(HostConfig::default(), &quota).unwrap();
+        assert_eq!(
+            (hc.cpu_quota, hc.cpuset_cpus.as_deref()),
+            (Some(50_000), Some("0"))
+        );
     }
 }

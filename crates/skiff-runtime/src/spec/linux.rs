@@ -12,7 +12,7 @@ use oci_spec::runtime::{
     LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, Mount, MountBuilder,
 };
 
-use super::{ContainerSpec, MountSpec, NetworkMode, SpecError};
+use super::{ContainerSpec, DeviceMapping, MountSpec, NetworkMode, SpecError};
 
 /// Where `--init`'s binary is bind-mounted read-only, as Docker does with `docker-init`, so
 /// scripts that look for it keep working.
@@ -98,7 +98,7 @@ pub fn mounts(c: &ContainerSpec) -> Result<Vec<Mount>, SpecError> {
     } else {
         &["nosuid", "noexec", "nodev", "relatime", "ro"]
     };
-    let shm_size = format!("size={SHM_SIZE}");
+    let shm_size = format!("size={}", c.shm_size.unwrap_or(SHM_SIZE));
     let mut out = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
@@ -123,16 +123,17 @@ pub fn mounts(c: &ContainerSpec) -> Result<Vec<Mount>, SpecError> {
         mount("/sys", "sysfs", "sysfs", sys_opts)?,
         mount("/sys/fs/cgroup", "cgroup", "cgroup", cgroup_opts)?,
     ];
+    // An mqueue mount shows the queues of the IPC namespace the container is in: the
+    // host's with `--ipc host` too (as Docker does; the host may have no /dev/mqueue to bind).
+    out.push(mount(
+        "/dev/mqueue",
+        "mqueue",
+        "mqueue",
+        &["nosuid", "noexec", "nodev"],
+    )?);
     if c.host_ipc {
-        out.push(bind(Path::new("/dev/mqueue"), "/dev/mqueue", false)?);
         out.push(bind(Path::new("/dev/shm"), "/dev/shm", false)?);
     } else {
-        out.push(mount(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        )?);
         out.push(mount(
             "/dev/shm",
             "tmpfs",
@@ -248,12 +249,12 @@ fn dev_rule(
 /// Device nodes to create and the device cgroup rules: Docker's default set (null, zero,
 /// full, random, urandom, tty; console and ptmx come with the pty), or every host device when
 /// privileged.
-pub fn devices(privileged: bool) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgroup>), SpecError> {
+pub fn devices(c: &ContainerSpec) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgroup>), SpecError> {
     use LinuxDeviceType::{A, B, C};
-    if privileged {
+    if c.privileged {
         return Ok((host_devices()?, vec![dev_rule(true, A, None, None, "rwm")?]));
     }
-    let nodes = vec![
+    let mut nodes = vec![
         char_dev("/dev/null", 1, 3)?,
         char_dev("/dev/zero", 1, 5)?,
         char_dev("/dev/full", 1, 7)?,
@@ -280,7 +281,68 @@ pub fn devices(privileged: bool) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgr
     }
     rules.push(dev_rule(true, C, Some(136), None, "rwm")?); // pty slaves
     rules.push(dev_rule(true, C, Some(10), Some(200), "rwm")?); // /dev/net/tun
+    for d in &c.devices {
+        let (node, rule) = mapped_device(d)?;
+        nodes.retain(|n| n.path() != node.path());
+        nodes.push(node);
+        rules.push(rule);
+    }
     Ok((nodes, rules))
+}
+
+/// The node and cgroup rule of one `--device`, from the host node's type and numbers (moby's
+/// `DeviceFromPath`, with its message for a path that is missing or no device).
+fn mapped_device(d: &DeviceMapping) -> Result<(LinuxDevice, LinuxDeviceCgroup), SpecError> {
+    let gathering = |why: String| {
+        SpecError::Invalid(format!(
+            "error gathering device information while adding custom device {:?}: {why}",
+            d.host.display().to_string()
+        ))
+    };
+    let meta = std::fs::metadata(&d.host).map_err(|e| {
+        gathering(match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file or directory".into(),
+            _ => e.to_string(),
+        })
+    })?;
+    let ft = meta.file_type();
+    let typ = if ft.is_char_device() {
+        LinuxDeviceType::C
+    } else if ft.is_block_device() {
+        LinuxDeviceType::B
+    } else {
+        return Err(gathering("not a device node".into()));
+    };
+    let permissions = if d.permissions.is_empty() {
+        "rwm"
+    } else {
+        d.permissions.as_str()
+    };
+    if permissions.is_empty() || !permissions.chars().all(|p| matches!(p, 'r' | 'w' | 'm')) {
+        return Err(SpecError::Invalid(format!(
+            "invalid device permissions {permissions:?}"
+        )));
+    }
+    let (major, minor) = (
+        libc::major(meta.rdev()) as i64,
+        libc::minor(meta.rdev()) as i64,
+    );
+    let path = if d.container.is_empty() {
+        d.host.clone()
+    } else {
+        PathBuf::from(&d.container)
+    };
+    let node = LinuxDeviceBuilder::default()
+        .path(path)
+        .typ(typ)
+        .major(major)
+        .minor(minor)
+        .file_mode(meta.mode() & 0o7777)
+        .uid(meta.uid())
+        .gid(meta.gid())
+        .build()?;
+    let rule = dev_rule(true, typ, Some(major), Some(minor), permissions)?;
+    Ok((node, rule))
 }
 
 /// Every character and block device under the host's `/dev`, for `--privileged`.
@@ -418,11 +480,31 @@ pub fn resources(
         memory = memory.swappiness(swappiness);
         memory_set = true;
     }
+    if let Some(reservation) = c.memory_reservation.filter(|r| *r > 0) {
+        memory = memory.reservation(reservation);
+        memory_set = true;
+    }
     if memory_set {
         r = r.memory(memory.build()?);
     }
-    if c.nano_cpus.is_some() || c.cpu_shares.is_some() {
+    let cfs_or_cpuset = c.cpu_period.is_some()
+        || c.cpu_quota.is_some()
+        || c.cpuset_cpus.is_some()
+        || c.cpuset_mems.is_some();
+    if c.nano_cpus.is_some() || c.cpu_shares.is_some() || cfs_or_cpuset {
         let mut cpu = LinuxCpuBuilder::default();
+        if let Some(period) = c.cpu_period.filter(|p| *p > 0) {
+            cpu = cpu.period(period);
+        }
+        if let Some(quota) = c.cpu_quota.filter(|q| *q > 0) {
+            cpu = cpu.quota(quota);
+        }
+        if let Some(cpus) = c.cpuset_cpus.as_ref().filter(|s| !s.is_empty()) {
+            cpu = cpu.cpus(cpus.clone());
+        }
+        if let Some(mems) = c.cpuset_mems.as_ref().filter(|s| !s.is_empty()) {
+            cpu = cpu.mems(mems.clone());
+        }
         if let Some(nano) = c.nano_cpus {
             if nano < 0 {
                 return Err(SpecError::Invalid(format!("invalid nano cpus {nano}")));

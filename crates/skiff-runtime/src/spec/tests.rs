@@ -199,7 +199,7 @@ fn group_add_reaches_the_process_and_execs_as_other_users() {
         .user()
         .additional_gids()
         .clone();
-    assert_eq!(gids, Some(vec![33, 1234]));
+    assert_eq!(gids, Some(vec![0, 33, 1234]), "the primary group first");
     let exec = ExecSpec {
         args: vec!["id".into()],
         user: "web".into(),
@@ -207,7 +207,7 @@ fn group_add_reaches_the_process_and_execs_as_other_users() {
         ..Default::default()
     };
     let p = exec_process(&spec, &exec).unwrap();
-    assert_eq!(p.user().additional_gids(), &Some(vec![4, 33, 1234]));
+    assert_eq!(p.user().additional_gids(), &Some(vec![33, 4, 1234]));
     c.group_add = vec!["nosuchgroup".into()];
     assert!(generate(&c)
         .unwrap_err()
@@ -247,6 +247,116 @@ fn nofile_never_exceeds_the_hard_limit() {
         nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
     assert!(nofile.hard() <= hard && nofile.hard() <= 1_048_576);
     assert_eq!(nofile.soft(), nofile.hard());
+}
+
+#[test]
+fn ulimits_replace_the_default_of_their_kind() {
+    let r = rootfs();
+    let mut c = base(r.path());
+    c.ulimits = vec![
+        crate::spec::Ulimit {
+            name: "nofile".into(),
+            soft: 100,
+            hard: 200,
+        },
+        crate::spec::Ulimit {
+            name: "nproc".into(),
+            soft: 50,
+            hard: 50,
+        },
+    ];
+    let spec = generate(&c).unwrap();
+    let rl = spec.process().as_ref().unwrap().rlimits().as_ref().unwrap();
+    let of = |t: PosixRlimitType| {
+        let found: Vec<_> = rl.iter().filter(|l| l.typ() == t).collect();
+        assert_eq!(found.len(), 1, "{t:?} once: {rl:?}");
+        (found[0].soft(), found[0].hard())
+    };
+    assert_eq!(of(PosixRlimitType::RlimitNofile), (100, 200));
+    assert_eq!(of(PosixRlimitType::RlimitNproc), (50, 50));
+    c.ulimits[1].name = "bogus".into();
+    assert!(generate(&c).is_err());
+}
+
+#[test]
+fn mapped_devices_get_a_node_and_a_cgroup_rule() {
+    let r = rootfs();
+    let mut c = base(r.path());
+    c.devices = vec![crate::spec::DeviceMapping {
+        host: "/dev/null".into(),
+        container: "/dev/mynull".into(),
+        permissions: "rw".into(),
+    }];
+    let spec = generate(&c).unwrap();
+    let linux = spec.linux().as_ref().unwrap();
+    let node = linux
+        .devices()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|d| d.path() == std::path::Path::new("/dev/mynull"))
+        .expect("the mapped node");
+    assert_eq!((node.major(), node.minor()), (1, 3));
+    let rules = linux
+        .resources()
+        .as_ref()
+        .unwrap()
+        .devices()
+        .clone()
+        .unwrap();
+    let last = rules.last().unwrap();
+    assert_eq!(
+        (
+            last.allow(),
+            last.major(),
+            last.minor(),
+            last.access().as_deref()
+        ),
+        (true, Some(1), Some(3), Some("rw"))
+    );
+    c.devices[0].host = "/dev/skiff-no-such-device".into();
+    let err = generate(&c).unwrap_err().to_string();
+    assert!(
+        err.contains("adding custom device \"/dev/skiff-no-such-device\": no such file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cfs_cpuset_and_reservation_reach_the_resources() {
+    let r = rootfs();
+    let mut c = base(r.path());
+    c.cpu_period = Some(50_000);
+    c.cpu_quota = Some(25_000);
+    c.cpuset_cpus = Some("0".into());
+    c.memory_reservation = Some(10 << 20);
+    let spec = generate(&c).unwrap();
+    let res = spec.linux().as_ref().unwrap().resources().clone().unwrap();
+    let cpu = res.cpu().clone().unwrap();
+    assert_eq!((cpu.period(), cpu.quota()), (Some(50_000), Some(25_000)));
+    assert_eq!(cpu.cpus().as_deref(), Some("0"));
+    assert_eq!(res.memory().unwrap().reservation(), Some(10 << 20));
+}
+
+#[test]
+fn shm_size_sizes_the_containers_dev_shm() {
+    let r = rootfs();
+    let mut c = base(r.path());
+    let shm_options = |c: &ContainerSpec| {
+        let spec = generate(c).unwrap();
+        let shm = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == std::path::Path::new("/dev/shm"))
+            .cloned()
+            .unwrap();
+        shm.options().clone().unwrap()
+    };
+    assert!(shm_options(&c).contains(&"size=67108864".to_string()));
+    c.shm_size = Some(1 << 20);
+    assert!(shm_options(&c).contains(&"size=1048576".to_string()));
 }
 
 #[test]
@@ -339,7 +449,7 @@ fn user_resolution_and_unknown_user() {
     let spec = generate(&c).unwrap();
     let p = spec.process().as_ref().unwrap();
     assert_eq!((p.user().uid(), p.user().gid()), (33, 33));
-    assert_eq!(p.user().additional_gids(), &Some(vec![4]));
+    assert_eq!(p.user().additional_gids(), &Some(vec![33, 4]));
     assert!(p
         .env()
         .as_ref()
