@@ -302,6 +302,10 @@ enum Route {
         review: crate::reviews::Review,
         namespace: Option<String>,
     },
+    /// `GET /apis/apiextensions.k8s.io/v1/customresourcedefinitions`: skiff serves no
+    /// CustomResourceDefinitions, and says so with an empty list. kubectl's validation asks
+    /// it for every kind without a PATCH operation (the reviews) and fails on a 404.
+    NoCustomResourceDefinitions,
 }
 
 fn not_found() -> ApiError {
@@ -323,6 +327,9 @@ fn parse(path: &str) -> Result<Route, ApiError> {
     match s.as_slice() {
         ["healthz" | "livez" | "readyz", ..] => return Ok(Route::Health),
         ["version"] => return Ok(Route::Version),
+        ["apis", "apiextensions.k8s.io", "v1", "customresourcedefinitions"] => {
+            return Ok(Route::NoCustomResourceDefinitions)
+        }
         ["openapi", rest @ ..] => {
             return Ok(Route::OpenApi(rest.iter().map(|x| x.to_string()).collect()))
         }
@@ -505,7 +512,46 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
                 headers: &parts.headers,
                 user: &user,
             };
-            handlers::dispatch(ctx, verb, body).await
+            let answer = handlers::dispatch(ctx, verb, body).await;
+            match deprecation_warning(info.group, info.plural) {
+                // Every request on a deprecated resource is told so, errors included, as
+                // kube-apiserver's handlers do once a request is authorized.
+                Some(warning) => Ok(wire::with_warnings(
+                    answer.unwrap_or_else(IntoResponse::into_response),
+                    &[warning.to_string()],
+                )),
+                None => answer,
+            }
+        }
+        Route::NoCustomResourceDefinitions => {
+            let params = Params::parse(req.uri())?;
+            if req.method() != Method::GET || params.watch.as_deref() == Some("true") {
+                return Err(not_found());
+            }
+            crate::nodeauth::authorize(
+                &state,
+                &user,
+                &Attributes {
+                    verb: "list",
+                    group: "apiextensions.k8s.io",
+                    resource: "customresourcedefinitions",
+                    subresource: None,
+                    namespace: None,
+                    name: None,
+                },
+                &[],
+            )
+            .await?;
+            let revision = state.storage.store.current_revision().await?;
+            Ok(wire::json(
+                200,
+                &json!({
+                    "kind": "CustomResourceDefinitionList",
+                    "apiVersion": "apiextensions.k8s.io/v1",
+                    "metadata": {"resourceVersion": revision.to_string()},
+                    "items": [],
+                }),
+            ))
         }
         Route::PodLog { namespace, name } => {
             if req.method() != Method::GET {
@@ -607,6 +653,16 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
             }
         }
         Route::Health | Route::Version => unreachable!("answered before authentication"),
+    }
+}
+
+/// The warning kube-apiserver 1.33 adds to every request on a deprecated resource.
+fn deprecation_warning(group: &str, plural: &str) -> Option<&'static str> {
+    match (group, plural) {
+        ("", "endpoints") => {
+            Some("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
+        }
+        _ => None,
     }
 }
 

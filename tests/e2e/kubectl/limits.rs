@@ -86,6 +86,18 @@ fn services_get_addresses_from_the_configured_ranges() {
         ),
         format!("127.0.0.1:{}", c.port)
     );
+    // v1 Endpoints are deprecated since Kubernetes 1.33: kubectl passes the server's warning on.
+    let deprecated =
+        "Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice";
+    let endpoints = c.kubectl(&["get", "endpoints", "kubernetes"]);
+    let err = String::from_utf8_lossy(&endpoints.stderr);
+    assert!(
+        endpoints.status.success() && err.contains(deprecated),
+        "{err}"
+    );
+    let slices = c.kubectl(&["get", "endpointslices"]);
+    let err = String::from_utf8_lossy(&slices.stderr);
+    assert!(slices.status.success() && !err.contains("Warning"), "{err}");
     c.kubectl_ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
     let ip = c.jsonpath("default", "svc", "web", "{.spec.clusterIP}");
     assert!(ip.starts_with("10.96.") && ip != "10.96.0.1", "{ip}");

@@ -235,13 +235,12 @@ fn reviews_are_resources(c: &Cluster) {
             "{wide}"
         );
     }
-    // `--validate=false`: kubectl validates a kind without a PATCH operation (every review)
-    // by asking whether it is a CRD, and skiff serves no CustomResourceDefinitions, so its
-    // validation fails with "failed to check CRD" (README, not yet).
+    // kubectl validates a kind without a PATCH operation (every review) on its own, after
+    // asking the server whether it is a CustomResourceDefinition.
     let create = |file: &str, yaml: &str, jsonpath: &str| {
         let f = c.write_file(file, yaml);
         let path = f.to_str().unwrap();
-        let out = c.kubectl(&["create", "--validate=false", "-f", path, "-o", jsonpath]);
+        let out = c.kubectl(&["create", "-f", path, "-o", jsonpath]);
         let (answer, err) = text(&out);
         assert!(out.status.success(), "{file}: {err}");
         answer
@@ -313,5 +312,16 @@ fn reviews_are_resources(c: &Cluster) {
     assert!(
         other.starts_with("|token audiences [\"vault\"] is invalid"),
         "{other}"
+    );
+    // kubectl's own validation of a review catches a misspelt field, as against Kubernetes.
+    let typo = c.write_file(
+        "sar-typo.yaml",
+        "apiVersion: authorization.k8s.io/v1\nkind: SubjectAccessReview\nspec:\n  user: jane\n  resourceAttributes: {verbb: get, resource: pods}\n",
+    );
+    let out = c.kubectl(&["create", "-f", typo.to_str().unwrap()]);
+    let (_, err) = text(&out);
+    assert!(
+        !out.status.success() && err.contains("unknown field \"verbb\""),
+        "{err}"
     );
 }

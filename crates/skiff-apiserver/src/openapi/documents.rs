@@ -170,7 +170,7 @@ impl Schemas {
             mut gen,
             lists,
             tags,
-            ..
+            version,
         } = self;
         let mut defs = gen.take_definitions(true);
         for (name, schema) in lists {
@@ -182,7 +182,62 @@ impl Schemas {
             }
         }
         patch_extensions(&mut defs);
+        metadata_optional(&mut defs);
+        if version == Version::V2 {
+            for schema in defs.values_mut() {
+                plain_refs(schema);
+            }
+        }
         defs
+    }
+}
+
+/// Swagger 2.0 as Kubernetes writes it: a field of another type is `{"$ref": …,
+/// "description": …}`, not schemars' `{"allOf": [{"$ref": …}], …}`, which kubectl's v2
+/// reader takes for an untyped value (and so did not validate nested fields).
+fn plain_refs(schema: &mut Value) {
+    match schema {
+        Value::Object(o) => {
+            let single_ref = match o.get("allOf") {
+                Some(Value::Array(all)) if all.len() == 1 => all[0]
+                    .as_object()
+                    .filter(|r| r.len() == 1)
+                    .and_then(|r| r.get("$ref"))
+                    .cloned(),
+                _ => None,
+            };
+            if let Some(reference) = single_ref {
+                o.remove("allOf");
+                o.insert("$ref".into(), reference);
+            }
+            for v in o.values_mut() {
+                plain_refs(v);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(plain_refs),
+        _ => {}
+    }
+}
+
+/// k8s-openapi makes every object's `metadata` a required field (its Rust type is not an
+/// `Option`), where Kubernetes' documents leave it optional in every kind but core/v1
+/// Event. kubectl validates the kinds it cannot send with `fieldValidation` (the reviews)
+/// against the v2 document on its own and refused a SubjectAccessReview without metadata;
+/// `kubectl explain` marked `metadata` required.
+fn metadata_optional(defs: &mut Map<String, Value>) {
+    for (name, schema) in defs.iter_mut() {
+        if name == "io.k8s.api.core.v1.Event" {
+            continue;
+        }
+        let Some(Value::Array(required)) = schema.get_mut("required") else {
+            continue;
+        };
+        required.retain(|r| r != "metadata");
+        if required.is_empty() {
+            if let Value::Object(s) = schema {
+                s.remove("required");
+            }
+        }
     }
 }
 
@@ -480,6 +535,18 @@ mod tests {
         assert_eq!(
             review["x-kubernetes-group-version-kind"][0]["group"],
             "authorization.k8s.io"
+        );
+        assert_eq!(
+            defs["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["template"]["$ref"],
+            "#/definitions/io.k8s.api.core.v1.PodTemplateSpec"
+        );
+        assert!(!doc.to_string().contains("allOf"));
+        // Required as in Kubernetes' own document: metadata only in core/v1 Event.
+        assert_eq!(review["required"], json!(["spec"]));
+        assert_eq!(defs["io.k8s.api.apps.v1.Deployment"].get("required"), None);
+        assert_eq!(
+            defs["io.k8s.api.core.v1.Event"]["required"],
+            json!(["involvedObject", "metadata"])
         );
         let create = &doc["paths"]["/apis/authentication.k8s.io/v1/tokenreviews"]["post"];
         assert_eq!(
