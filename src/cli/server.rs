@@ -154,6 +154,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let server = skiff_apiserver::Server::bind(config, store)
             .await
             .context("starting the API server")?;
+        server
+            .state
+            .set_components_running(!args.disable_scheduler, !args.disable_controllers);
         let scheduler = (!args.disable_scheduler).then(|| {
             skiff_scheduler::spawn(
                 skiff_apiserver::in_process_client(server.state.clone(), scheduler_user()),

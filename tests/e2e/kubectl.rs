@@ -220,6 +220,26 @@ fn get_tables(c: &mut Cluster) {
     );
     let cms = c.kubectl_ok(&["-n", "shop", "get", "cm", "settings"]);
     assert_eq!(header(&cms), ["NAME", "DATA", "AGE"]);
+    // `kubectl get cs` (deprecated, still served): every part of the control plane healthy.
+    let cs = c.kubectl(&["get", "componentstatuses"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&cs.stdout),
+        String::from_utf8_lossy(&cs.stderr),
+    );
+    assert!(
+        cs.status.success() && err.contains("Warning: v1 ComponentStatus is deprecated in v1.19+"),
+        "{err}"
+    );
+    assert_eq!(header(&out), ["NAME", "STATUS", "MESSAGE", "ERROR"]);
+    for name in ["scheduler", "controller-manager", "etcd-0"] {
+        let row: Vec<&str> = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(row, [name, "Healthy", "ok"], "{out}");
+    }
     // The Deployment's pods, made by its ReplicaSet (Pending: nothing runs them here).
     let pods = poll(Duration::from_secs(30), || {
         let out = c.kubectl_ok(&["-n", "shop", "get", "pods"]);

@@ -123,7 +123,7 @@ fn in_version<'a>(
 fn verbs(k: &dyn Kind) -> &'static [&'static str] {
     match k.backend() {
         Backend::Store => VERBS,
-        Backend::Metrics => READ_VERBS,
+        Backend::Metrics | Backend::Components => READ_VERBS,
     }
 }
 

@@ -18,7 +18,7 @@ const CHECKS: [&str; 3] = ["ping", "log", "etcd"];
 /// How long the datastore may take to answer before the `etcd` check fails.
 const DATASTORE_TIMEOUT: Duration = Duration::from_secs(2);
 
-async fn run(state: &ApiState, check: &str) -> Result<(), String> {
+pub(crate) async fn run(state: &ApiState, check: &str) -> Result<(), String> {
     match check {
         "etcd" => {
             match tokio::time::timeout(DATASTORE_TIMEOUT, state.storage.store.current_revision())

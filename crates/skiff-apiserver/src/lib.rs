@@ -12,6 +12,7 @@ pub mod admission;
 pub mod auth;
 mod cache;
 pub mod clusterconfig;
+mod components;
 mod convert;
 pub mod csrsigning;
 pub mod defaults;

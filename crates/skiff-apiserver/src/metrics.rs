@@ -267,11 +267,20 @@ async fn objects(ctx: Ctx<'_>) -> Result<Vec<Value>, ApiError> {
 
 /// GET of one object or of the list; every other verb is refused.
 pub(crate) async fn serve(ctx: Ctx<'_>, verb: &str) -> Result<Response, ApiError> {
+    read_only(ctx, verb, objects(ctx).await?)
+}
+
+/// GET of one of `objects` (all of the request's kind) or of their list; every other verb
+/// is refused.
+pub(crate) fn read_only(
+    ctx: Ctx<'_>,
+    verb: &str,
+    objects: Vec<Value>,
+) -> Result<Response, ApiError> {
     let info = ctx.info();
     match verb {
         "get" => {
-            let obj = objects(ctx)
-                .await?
+            let obj = objects
                 .into_iter()
                 .find(|o| crate::object::name(o) == ctx.name())
                 .ok_or_else(|| ApiError::not_found(info.group, info.plural, ctx.name()))?;
@@ -279,11 +288,7 @@ pub(crate) async fn serve(ctx: Ctx<'_>, verb: &str) -> Result<Response, ApiError
         }
         "list" => {
             let filter = Filter::from_ctx(ctx)?;
-            let items: Vec<Value> = objects(ctx)
-                .await?
-                .into_iter()
-                .filter(|o| filter.matches(o))
-                .collect();
+            let items: Vec<Value> = objects.into_iter().filter(|o| filter.matches(o)).collect();
             Ok(match wire::negotiate(ctx.headers) {
                 Want::Table => wire::json(
                     200,
@@ -296,10 +301,11 @@ pub(crate) async fn serve(ctx: Ctx<'_>, verb: &str) -> Result<Response, ApiError
                 ),
             })
         }
+        // kube-apiserver's answer to a verb a resource does not serve.
         _ => Err(ApiError::new(
             405,
             "MethodNotAllowed",
-            format!("{verb} is not supported on {}.{}", info.plural, info.group),
+            "the server does not allow this method on the requested resource",
         )),
     }
 }

@@ -31,6 +31,8 @@ pub enum Backend {
     Store,
     /// The resource metrics provider (`metrics.k8s.io`): get and list only.
     Metrics,
+    /// The control plane's health (core/v1 ComponentStatus): get and list only.
+    Components,
 }
 
 /// An object under validation: the JSON the API holds and the k8s-openapi value it decodes

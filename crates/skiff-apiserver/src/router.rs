@@ -57,6 +57,8 @@ pub struct ApiState {
     pub(crate) quota_queue: crate::admission::quota::Queue,
     /// The decoded RBAC bindings of the watch cache's current revision.
     pub(crate) rbac_bindings: crate::rbac::BindingsMemo,
+    /// The control-plane components this server runs (`componentstatuses`).
+    components: std::sync::RwLock<crate::components::Running>,
 }
 
 impl ApiState {
@@ -88,7 +90,27 @@ impl ApiState {
             sa_max_expiration: None,
             quota_queue: Default::default(),
             rbac_bindings: Default::default(),
+            components: Default::default(),
         }
+    }
+
+    /// Tells `kubectl get componentstatuses` which control-plane components this server runs
+    /// (default: none).
+    pub fn set_components_running(&self, scheduler: bool, controller_manager: bool) {
+        *self
+            .components
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = crate::components::Running {
+            scheduler,
+            controller_manager,
+        };
+    }
+
+    pub(crate) fn components(&self) -> crate::components::Running {
+        *self
+            .components
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The same state signing service-account tokens with `signer` (default: a key in
@@ -659,6 +681,7 @@ async fn serve(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
 /// The warning kube-apiserver 1.33 adds to every request on a deprecated resource.
 fn deprecation_warning(group: &str, plural: &str) -> Option<&'static str> {
     match (group, plural) {
+        ("", "componentstatuses") => Some("v1 ComponentStatus is deprecated in v1.19+"),
         ("", "endpoints") => {
             Some("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
         }

@@ -100,8 +100,10 @@ pub async fn dispatch(ctx: Ctx<'_>, verb: &str, body: Bytes) -> Result<Response,
             format!("{verb} is not supported on this path"),
         ));
     }
-    if ctx.kind().backend() == Backend::Metrics {
-        return crate::metrics::serve(ctx, verb).await;
+    match ctx.kind().backend() {
+        Backend::Store => {}
+        Backend::Metrics => return crate::metrics::serve(ctx, verb).await,
+        Backend::Components => return crate::components::serve(ctx, verb).await,
     }
     match (verb, sub) {
         ("get", Some(Sub::Scale)) => scale::get(ctx).await,

@@ -38,6 +38,7 @@ pub static ALL: &[&dyn Kind] = &[
     &core::persistentvolumeclaim::PersistentVolumeClaims,
     &core::resourcequota::ResourceQuotas,
     &core::limitrange::LimitRanges,
+    &core::componentstatus::ComponentStatuses,
     &apps::deployment::Deployments,
     &apps::replicaset::ReplicaSets,
     &apps::daemonset::DaemonSets,

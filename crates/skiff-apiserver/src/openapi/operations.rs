@@ -164,7 +164,7 @@ pub fn paths(kind: &dyn Kind) -> Vec<PathItem> {
     };
     let collection = format!("{base}/{ns_path}{}", r.plural);
     let item = format!("{collection}/{{name}}");
-    let read_only = kind.backend() == Backend::Metrics;
+    let read_only = kind.backend() != Backend::Store;
     let k = r.kind;
     let op = |method, id: String, action, description: String| Operation {
         method,

@@ -1,5 +1,6 @@
 //! The core group (`/api/v1`).
 
+pub mod componentstatus;
 pub mod configmap;
 mod data;
 pub mod endpoints;
