@@ -356,7 +356,7 @@ async fn field_validation_strict_rejects_and_warn_warns() {
     let status: Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(
         status["message"],
-        "strict decoding error: unknown field \"bogus\""
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"bogus\""
     );
     let (s, h, _) = api
         .send(

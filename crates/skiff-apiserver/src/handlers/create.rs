@@ -5,7 +5,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{check_type, field_validation, reply, require_namespace, Ctx};
+use super::{body_field_validation, check_type, reply, require_namespace, Ctx};
 use crate::auth::UserInfo;
 use crate::error::{ApiError, Cause};
 use crate::object;
@@ -29,7 +29,7 @@ pub async fn create(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
         }
         object::meta_mut(&mut obj).insert("namespace".into(), json!(ns));
     }
-    let warnings = field_validation(ctx, &obj)?;
+    let warnings = body_field_validation(ctx, &obj)?;
     super::record_write(ctx, None, &mut obj);
     let created =
         create_object(ctx.state, kind, obj, Some(ctx.user), ctx.params.dry_run()?).await?;

@@ -248,6 +248,22 @@ pub fn field_validation(ctx: Ctx<'_>, obj: &Value) -> Result<Vec<String>, ApiErr
     }
 }
 
+/// [`field_validation`] of a POST or PUT body. Kubernetes words a Strict failure there as a
+/// body it cannot decode (`Deployment in version "v1" cannot be handled as a Deployment:
+/// strict decoding error: unknown field "spec.replica"`); a patch's is the bare error.
+pub fn body_field_validation(ctx: Ctx<'_>, obj: &Value) -> Result<Vec<String>, ApiError> {
+    field_validation(ctx, obj).map_err(|mut e| {
+        if e.message.starts_with("strict decoding error") {
+            let info = ctx.info();
+            e.message = format!(
+                "{} in version {:?} cannot be handled as a {}: {}",
+                info.kind, info.version, info.kind, e.message
+            );
+        }
+        e
+    })
+}
+
 /// Refuses a POSTed subresource body (a Binding, an Eviction, a TokenRequest) that is not a
 /// `kind` of one of `versions` — a body without apiVersion or kind is taken as one — or that
 /// does not decode as `T` (all `versions` share `T`'s fields).

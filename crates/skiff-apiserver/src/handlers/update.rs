@@ -6,7 +6,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{check_type, field_validation, reply, Ctx};
+use super::{body_field_validation, check_type, reply, Ctx};
 use crate::auth::UserInfo;
 use crate::error::{ApiError, Cause};
 use crate::object;
@@ -57,7 +57,7 @@ pub async fn put(ctx: Ctx<'_>, body: &Bytes) -> Result<Response, ApiError> {
         }
         object::meta_mut(&mut new).insert("namespace".into(), json!(ns));
     }
-    let warnings = field_validation(ctx, &new)?;
+    let warnings = body_field_validation(ctx, &new)?;
     let dry_run = ctx.params.dry_run()?;
     let current = ctx.state.storage.get(info, ctx.ns(), ctx.name()).await?;
     let Some(current) = current else {
