@@ -183,7 +183,11 @@ pub(crate) fn supported_fields(kind: &dyn Kind) -> Vec<&'static str> {
 /// The string value of a dotted field path ("" when absent; booleans and numbers printed).
 pub(crate) fn field_value(obj: &Value, path: &str) -> String {
     if path == "source" {
-        return field_value(obj, "source.component");
+        // core/v1 `source`; events.k8s.io/v1 calls it `deprecatedSource`.
+        return match obj.get("deprecatedSource") {
+            Some(_) => field_value(obj, "deprecatedSource.component"),
+            None => field_value(obj, "source.component"),
+        };
     }
     let mut cur = obj;
     for part in path.split('.') {

@@ -105,6 +105,40 @@ async fn events_k8s_io_events_are_core_events() {
     assert_eq!(core["message"], "assigned to node-1");
     assert_eq!(core["involvedObject"]["name"], "web");
     assert_eq!(core["reportingComponent"], "skiff.io/scheduler");
+    // Each version selects by its own field names, from the watch cache and from the store.
+    for source in ["", "&resourceVersion=0"] {
+        let select = |path: &str, selector: &str| {
+            format!(
+                "{path}?fieldSelector={}{source}",
+                selector.replace('=', "%3D")
+            )
+        };
+        let v1 = "/apis/events.k8s.io/v1/namespaces/default/events";
+        let (s, pods) = api
+            .get(&select(
+                v1,
+                "regarding.kind=Pod,reportingController=skiff.io/scheduler",
+            ))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{pods}");
+        assert_eq!(pods["items"][0]["note"], "assigned to node-1", "{pods}");
+        let (_, none) = api.get(&select(v1, "regarding.kind=Node")).await;
+        assert_eq!(none["items"], json!([]), "{none}");
+        let (s, core) = api
+            .get(&select(
+                "/api/v1/namespaces/default/events",
+                "involvedObject.kind=Pod",
+            ))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{core}");
+        assert_eq!(core["items"][0]["message"], "assigned to node-1", "{core}");
+        let (s, bad) = api.get(&select(v1, "involvedObject.kind=Pod")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(
+            bad["message"],
+            "field label not supported: involvedObject.kind"
+        );
+    }
     let (s, bad) = api
         .post(
             "/apis/events.k8s.io/v1/namespaces/default/events",

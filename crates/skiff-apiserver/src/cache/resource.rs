@@ -73,7 +73,10 @@ impl ResourceCache {
     pub fn new(kind: &'static dyn Kind, capacity: usize) -> ResourceCache {
         ResourceCache {
             info: kind.info(),
-            fields: crate::selector::supported_fields(kind),
+            // Values are read from the stored objects: the storage version's fields, whichever
+            // version asked first (events.k8s.io's `regarding.kind` is core's
+            // `involvedObject.kind`; a field of another version is read from a decoded copy).
+            fields: crate::selector::supported_fields(crate::resources::storage_kind(kind.info())),
             state: RwLock::new(State {
                 items: BTreeMap::new(),
                 events: VecDeque::new(),

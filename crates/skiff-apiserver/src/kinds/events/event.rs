@@ -37,6 +37,21 @@ impl Strategy for EventsV1 {
         ..Entry::DEFAULT
     };
     const CREATE_ON_UPDATE: bool = true;
+    /// Kubernetes' field labels of events.k8s.io/v1 Events (the core ones under this
+    /// version's names; `source` is still accepted).
+    const FIELD_SELECTORS: &'static [&'static str] = &[
+        "regarding.kind",
+        "regarding.namespace",
+        "regarding.name",
+        "regarding.uid",
+        "regarding.apiVersion",
+        "regarding.resourceVersion",
+        "regarding.fieldPath",
+        "reason",
+        "reportingController",
+        "source",
+        "type",
+    ];
     const COLUMNS: &'static [Column] = COLUMNS;
 
     fn validate(&self, new: Obj<'_, Event>, _old: Option<Obj<'_, Event>>, errs: &mut Errs) {
