@@ -216,7 +216,13 @@ fi
 # docker-proxy's from /proc/PID/stat (all threads), over the 5 transfers. Softirq work is charged to the task
 # it interrupted, nearly always one of these (no IRQ time accounting in this kernel). It depends less on the
 # machine's load than MiB/s, which also measures the CPU share the path got.
+# TCP_CC=cubic (say) gives the transfers' data-sending sockets that congestion control instead of the host's
+# default (net.ipv4.tcp_congestion_control): the sender's socket (setsockopt) and docker-proxy's connection to
+# the container (a `congctl` on docker0's route in dockerd's namespace); the sinks only send ACKs. On a host
+# whose default is bbr, TCP paces every packet with a timer, which cost skiff's path three times its CPU per
+# GiB on the 2026-12-07 VM (docs/benchmarks.md).
 MIB=${MIB:-1024}
+TCP_CC=${TCP_CC:-}
 sink='import socket
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", 5001)); s.listen(1)
@@ -233,7 +239,10 @@ os.sched_setaffinity(0, {0})
 deadline = time.monotonic() + 20
 while True:  # the sink may not listen yet
     try:
-        s = socket.create_connection(("127.0.0.1", port))
+        s = socket.socket()
+        if os.environ.get("TCP_CC"):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, os.environ["TCP_CC"].encode())
+        s.connect(("127.0.0.1", port))
         s.sendall(b"\0")
         break
     except OSError:
@@ -300,6 +309,14 @@ proxies=$(ps --ppid "$dockerd_pid" -o pid=,args= | awk -v p="$dport" '/docker-pr
 [ -n "$proxies" ] || { echo "no docker-proxy found for port $dport" >&2; exit 1; }
 S="skiff, nftables DNAT" D="dockerd, docker-proxy"
 in_dnetns=(nsenter --net="/run/netns/$dnetns")
+if [ -n "$TCP_CC" ]; then
+  export TCP_CC
+  route=$("${in_dnetns[@]}" ip -4 route show dev docker0 scope link | head -1)
+  # shellcheck disable=SC2086 # the route's words
+  "${in_dnetns[@]}" ip route change $route dev docker0 congctl "$TCP_CC"
+fi
+cc="$(sysctl -n net.ipv4.tcp_congestion_control) (the host's default)"
+echo "throughput, TCP congestion control of the data senders: ${TCP_CC:-$cc}"
 python3 "$work/send.py" "$sport" 64 >/dev/null # warm-up
 "${in_dnetns[@]}" python3 "$work/send.py" "$dport" 64 >/dev/null
 all_cpus="0-$(($(nproc) - 1))"
