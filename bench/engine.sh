@@ -5,12 +5,13 @@
 # default bridge network and with `--network none`, and with a published port (`-p 80`); `docker --version`
 # gives the docker CLI's own start, and the docker CLI against an API that answers at once
 # (bench/instant-docker-api.py) its own cost of the whole run flow. Then TCP throughput host → container through a published port (skiff:
-# nftables DNAT; dockerd: docker-proxy), 1 GiB per transfer. Prints medians and ratios, plus the idle RSS of
-# the skiff daemon (anonymous and file-backed parts; its binary, like dockerd's, is evicted from the page
-# cache before the start) and the RSS of one container's shim.
+# nftables DNAT; dockerd: docker-proxy), 1 GiB per transfer, with each path's CPU time per GiB. Prints medians
+# and ratios, plus the idle RSS of the skiff daemon (anonymous and file-backed parts; its binary, like dockerd's,
+# is evicted from the page cache before the start) and the RSS of one container's shim.
 #
 #   sudo bench/engine.sh            # N=30 runs per variant
 #   N=100 sudo bench/engine.sh
+#   THROUGHPUT_ONLY=1 MIB=2048 sudo bench/engine.sh   # only the throughput part, 2 GiB per transfer
 #
 # Needs: root, runc, crun, busybox-static, python3, taskset, docker.io (dockerd), the docker CLI. Everything it creates
 # lives under a temp dir, the `skiff-bench` and `skiff-bench-docker` cgroup parents, skiff's `skiffbn…` links
@@ -110,7 +111,7 @@ ip netns exec "$dnetns" ip link set lo up
 # (nsenter, not `ip netns exec`: that remounts /sys and hides the cgroup hierarchies from dockerd.)
 nsenter --net="/run/netns/$dnetns" dockerd -H "unix://$work/docker.sock" --data-root "$work/docker-root" \
   --exec-root "$run/docker-exec" --pidfile "$run/docker.pid" --ip6tables=false \
-  --cgroup-parent skiff-bench-docker >"$work/dockerd.log" 2>&1 & pids+=($!)
+  --cgroup-parent skiff-bench-docker >"$work/dockerd.log" 2>&1 & pids+=($!); dockerd_pid=$!
 for s in skiff docker; do
   for _ in $(seq 200); do docker -H "unix://$work/$s.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
   docker -H "unix://$work/$s.sock" import "$work/rootfs.tar" skiff-bench/busybox:latest >/dev/null
@@ -167,44 +168,61 @@ interleave() {
 
 img=skiff-bench/busybox:latest
 dockerd_cli=(docker -H "unix://$work/docker.sock")
-i=0
-bare() { i=$((i+1)); "$1" --root "$run/$1-root" run -b "$work/bundle" "skiff-bench-$1-$i"; }
-hugetlb_bind
-bench "crun run (bare)" bare crun
-hugetlb_unbind
-bench "runc run (bare)" bare runc
-bench "skiff CLI, runc" "$skiff" run --rm --runtime runc "$img" /bin/true
-version=(docker --version)
-instant=(docker -H "unix://$work/instant.sock" run --rm "$img" /bin/true)
-s_bridge=("$skiff" run --rm "$img" /bin/true)
-s_none=("$skiff" run --rm --network none "$img" /bin/true)
-s_port=("$skiff" run --rm -p 80 "$img" /bin/true)
-ds_bridge=(docker run --rm "$img" /bin/true)
-ds_none=(docker run --rm --network none "$img" /bin/true)
-ds_port=(docker run --rm -p 80 "$img" /bin/true)
-interleave "docker --version" version "docker CLI -> instant API" instant \
-  "skiff CLI, embedded" s_bridge "skiff CLI, embedded, none" s_none "skiff CLI, embedded, -p" s_port \
-  "docker CLI -> skiff" ds_bridge "docker CLI -> skiff, none" ds_none "docker CLI -> skiff, -p" ds_port
-dd_bridge=("${dockerd_cli[@]}" run --rm "$img" /bin/true)
-dd_none=("${dockerd_cli[@]}" run --rm --network none "$img" /bin/true)
-dd_port=("${dockerd_cli[@]}" run --rm -p 80 "$img" /bin/true)
-interleave "docker CLI -> dockerd" dd_bridge "docker CLI -> dockerd, none" dd_none "docker CLI -> dockerd, -p" dd_port
+# THROUGHPUT_ONLY=1 skips the run-time variants and the shim (a quicker throughput measure).
+shim_rss="?"
+if [ -z "${THROUGHPUT_ONLY:-}" ]; then
+  i=0
+  bare() { i=$((i+1)); "$1" --root "$run/$1-root" run -b "$work/bundle" "skiff-bench-$1-$i"; }
+  hugetlb_bind
+  bench "crun run (bare)" bare crun
+  hugetlb_unbind
+  bench "runc run (bare)" bare runc
+  bench "skiff CLI, runc" "$skiff" run --rm --runtime runc "$img" /bin/true
+  version=(docker --version)
+  instant=(docker -H "unix://$work/instant.sock" run --rm "$img" /bin/true)
+  s_bridge=("$skiff" run --rm "$img" /bin/true)
+  s_none=("$skiff" run --rm --network none "$img" /bin/true)
+  s_port=("$skiff" run --rm -p 80 "$img" /bin/true)
+  ds_bridge=(docker run --rm "$img" /bin/true)
+  ds_none=(docker run --rm --network none "$img" /bin/true)
+  ds_port=(docker run --rm -p 80 "$img" /bin/true)
+  interleave "docker --version" version "docker CLI -> instant API" instant \
+    "skiff CLI, embedded" s_bridge "skiff CLI, embedded, none" s_none "skiff CLI, embedded, -p" s_port \
+    "docker CLI -> skiff" ds_bridge "docker CLI -> skiff, none" ds_none "docker CLI -> skiff, -p" ds_port
+  dd_bridge=("${dockerd_cli[@]}" run --rm "$img" /bin/true)
+  dd_none=("${dockerd_cli[@]}" run --rm --network none "$img" /bin/true)
+  dd_port=("${dockerd_cli[@]}" run --rm -p 80 "$img" /bin/true)
+  interleave "docker CLI -> dockerd" dd_bridge "docker CLI -> dockerd, none" dd_none "docker CLI -> dockerd, -p" dd_port
 
-cid=$("$skiff" run -d "$img" /bin/sleep 600)
-shim_pid=$(cat "$run"/skiff-state/c/"${cid:0:16}"/shim.pid 2>/dev/null || true)
-# Steady state: a shim drops the code pages its start touched once it has idled 100 ms.
-sleep 1
-shim_rss=$([ -n "$shim_pid" ] && awk '/VmRSS/ {print $2}' "/proc/$shim_pid/status" || echo "?")
-"$skiff" rm -f "$cid" >/dev/null
+  cid=$("$skiff" run -d "$img" /bin/sleep 600)
+  shim_pid=$(cat "$run"/skiff-state/c/"${cid:0:16}"/shim.pid 2>/dev/null || true)
+  # Steady state: a shim drops the code pages its start touched once it has idled 100 ms.
+  sleep 1
+  shim_rss=$([ -n "$shim_pid" ] && awk '/VmRSS/ {print $2}' "/proc/$shim_pid/status" || echo "?")
+  "$skiff" rm -f "$cid" >/dev/null
+fi
 
 # Throughput host → container through a published port: a python3 sink in the container (reads until the
 # sender closes, then closes its side), a python3 sender on the daemon's host (1 GiB to 127.0.0.1:PORT in 1 MiB
-# writes, then waits for the sink's close so every byte is counted). MIB=… changes the size; the median of 5 transfers.
+# writes, then waits for the sink's close so every byte is counted). MIB=… changes the size; the median of 5
+# transfers per path, skiff's and dockerd's taking turns (drift from other work hits both alike).
 # The sender runs on CPU 0 and the sink on CPU 0 ("one CPU") or CPU 1 ("two CPUs"), the same for both daemons:
 # left to the scheduler, the sink's placement flipped skiff's figure by 1.5-2x between runs (in-kernel DNAT does
 # the receive work on the sender's CPU; a sink on the other CPU copies from a cold cache), while docker-proxy,
-# a third process, is left where the scheduler puts it.
+# a third process, is left where the scheduler puts it: in "one CPU" it has the other CPU to itself. "all on
+# CPU 0" pins docker-proxy with the sender and the sink, so both paths get one CPU.
+# docker-proxy does not copy in user space: Go's io.Copy between two TCP connections is splice(2).
+# Each path also gets its CPU time per GiB: the sender's own user+system time (os.times), the sink's and
+# docker-proxy's from /proc/PID/stat (all threads), over the 5 transfers. Softirq work is charged to the task
+# it interrupted, nearly always one of these (no IRQ time accounting in this kernel). It depends less on the
+# machine's load than MiB/s, which also measures the CPU share the path got.
+# TCP_CC=cubic (say) gives the transfers' data-sending sockets that congestion control instead of the host's
+# default (net.ipv4.tcp_congestion_control): the sender's socket (setsockopt) and docker-proxy's connection to
+# the container (a `congctl` on docker0's route in dockerd's namespace); the sinks only send ACKs. On a host
+# whose default is bbr, TCP paces every packet with a timer, which cost skiff's path three times its CPU per
+# GiB on the 2026-12-07 VM (docs/benchmarks.md).
 MIB=${MIB:-1024}
+TCP_CC=${TCP_CC:-}
 sink='import socket
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", 5001)); s.listen(1)
@@ -221,7 +239,10 @@ os.sched_setaffinity(0, {0})
 deadline = time.monotonic() + 20
 while True:  # the sink may not listen yet
     try:
-        s = socket.create_connection(("127.0.0.1", port))
+        s = socket.socket()
+        if os.environ.get("TCP_CC"):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, os.environ["TCP_CC"].encode())
+        s.connect(("127.0.0.1", port))
         s.sendall(b"\0")
         break
     except OSError:
@@ -235,54 +256,115 @@ for _ in range(mib):
 s.shutdown(socket.SHUT_WR)
 while s.recv(1 << 16):
     pass
-print("%.1f" % (mib / (time.monotonic() - t)))
+elapsed = time.monotonic() - t
+c = os.times()
+print("%.1f %.3f" % (mib / elapsed, c.user + c.system))  # MiB/s, the sender's CPU seconds
 PY
 placements=("one CPU:0")
-[ "$(nproc)" -ge 2 ] && placements+=("two CPUs:1")
-declare -A mbps
-throughput() {
-  local name=$1 port=$2 pid=$3; shift 3 # the rest: how to run the sender on the daemon's host
-  local k p samples
-  "$@" python3 "$work/send.py" "$port" 64 >/dev/null # warm-up
-  for p in "${placements[@]}"; do
-    taskset -apc "${p#*:}" "$pid" >/dev/null # the sink's CPU
-    samples=()
-    for k in 1 2 3 4 5; do samples+=("$("$@" python3 "$work/send.py" "$port" "$MIB")"); done
-    mbps[$name, ${p%%:*}]=$(printf '%s\n' "${samples[@]}" | median)
-    printf '%-28s median %8.1f MiB/s  (%d x %d MiB, %s)\n' "$name" "${mbps[$name, ${p%%:*}]}" 5 "$MIB" "${p%%:*}"
-  done
+[ "$(nproc)" -ge 2 ] && placements+=("two CPUs:1" "all on CPU 0:0:pin")
+clk_tck=$(getconf CLK_TCK)
+# ticks PID…: user+system clock ticks of these processes so far (all their threads).
+ticks() {
+  local p t=0
+  for p in "$@"; do t=$((t + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat"))); done
+  echo "$t"
+}
+declare -A mbps cpu samples cost
+# transfer NAME PORT SINK_PID "OTHER_PIDS" SENDER_PREFIX…: one transfer; appends its MiB/s to samples[NAME]
+# and adds its CPU seconds (sender, sink, the others) to cost[NAME].
+transfer() {
+  local name=$1 port=$2 sink_pid=$3 others=$4; shift 4
+  local s0 s1 o0=0 o1=0 out
+  s0=$(ticks "$sink_pid")
+  # shellcheck disable=SC2086 # a list of pids
+  [ -z "$others" ] || o0=$(ticks $others)
+  out=$("$@" python3 "$work/send.py" "$port" "$MIB")
+  s1=$(ticks "$sink_pid")
+  # shellcheck disable=SC2086
+  [ -z "$others" ] || o1=$(ticks $others)
+  samples[$name]+="${out% *} "
+  cost[$name]=$(awk -v c="${cost[$name]:-0 0 0}" -v snd="${out#* }" -v s=$((s1 - s0)) -v o=$((o1 - o0)) -v hz="$clk_tck" \
+    'BEGIN { split(c, a, " "); printf "%.3f %.3f %.3f", a[1] + snd, a[2] + s / hz, a[3] + o / hz }')
+}
+# report NAME PLACEMENT [OTHERS_LABEL]: the median MiB/s and the CPU seconds per GiB of its transfers.
+report() {
+  local name=$1 p=$2 gib
+  gib=$(awk -v m="$MIB" 'BEGIN { printf "%.4f", 5 * m / 1024 }')
+  # shellcheck disable=SC2086 # one sample per word
+  mbps[$name, $p]=$(printf '%s\n' ${samples[$name]} | median)
+  cpu[$name, $p]=$(awk -v c="${cost[$name]}" -v g="$gib" 'BEGIN { split(c, a, " "); printf "%.2f", (a[1] + a[2] + a[3]) / g }')
+  printf '%-28s median %8.1f MiB/s  (%d x %d MiB, %s)  CPU %s s/GiB: %s\n' "$name" "${mbps[$name, $p]}" 5 "$MIB" "$p" \
+    "${cpu[$name, $p]}" "$(awk -v c="${cost[$name]}" -v g="$gib" -v x="${3:-}" \
+      'BEGIN { split(c, a, " "); printf "sender %.2f, sink %.2f", a[1] / g, a[2] / g; if (x != "") printf ", %s %.2f", x, a[3] / g }')"
 }
 usr_ro=(-v /usr:/usr:ro)
 sid=$("$skiff" run -d -p 5001 "${usr_ro[@]}" "$img" /usr/bin/python3 -c "$sink")
 sport=$("$skiff" port "$sid" 5001/tcp | head -1 | sed 's/.*://')
-throughput "skiff, nftables DNAT" "$sport" "$(docker inspect -f '{{.State.Pid}}' "$sid")" env
-"$skiff" rm -f "$sid" >/dev/null
+spid=$(docker inspect -f '{{.State.Pid}}' "$sid")
 did=$("${dockerd_cli[@]}" run -d -p 5001 "${usr_ro[@]}" "$img" /usr/bin/python3 -c "$sink")
 dport=$("${dockerd_cli[@]}" port "$did" 5001/tcp | head -1 | sed 's/.*://')
-throughput "dockerd, docker-proxy" "$dport" "$("${dockerd_cli[@]}" inspect -f '{{.State.Pid}}' "$did")" \
-  nsenter --net="/run/netns/$dnetns"
+dpid=$("${dockerd_cli[@]}" inspect -f '{{.State.Pid}}' "$did")
+# dockerd's proxies for that port (one per address family), children of dockerd.
+proxies=$(ps --ppid "$dockerd_pid" -o pid=,args= | awk -v p="$dport" '/docker-proxy/ && $0 ~ ("-host-port " p " ") { print $1 }' | xargs)
+[ -n "$proxies" ] || { echo "no docker-proxy found for port $dport" >&2; exit 1; }
+S="skiff, nftables DNAT" D="dockerd, docker-proxy"
+in_dnetns=(nsenter --net="/run/netns/$dnetns")
+if [ -n "$TCP_CC" ]; then
+  export TCP_CC
+  route=$("${in_dnetns[@]}" ip -4 route show dev docker0 scope link | head -1)
+  # shellcheck disable=SC2086 # the route's words
+  "${in_dnetns[@]}" ip route change $route dev docker0 congctl "$TCP_CC"
+fi
+cc="$(sysctl -n net.ipv4.tcp_congestion_control) (the host's default)"
+echo "throughput, TCP congestion control of the data senders: ${TCP_CC:-$cc}"
+python3 "$work/send.py" "$sport" 64 >/dev/null # warm-up
+"${in_dnetns[@]}" python3 "$work/send.py" "$dport" 64 >/dev/null
+all_cpus="0-$(($(nproc) - 1))"
+for p in "${placements[@]}"; do
+  IFS=: read -r label sink_cpu pin <<<"$p"
+  taskset -apc "$sink_cpu" "$spid" >/dev/null
+  taskset -apc "$sink_cpu" "$dpid" >/dev/null
+  proxy_cpus=$all_cpus
+  [ -z "$pin" ] || proxy_cpus=0
+  for q in $proxies; do taskset -apc "$proxy_cpus" "$q" >/dev/null; done
+  samples=() cost=()
+  for k in 1 2 3 4 5; do # taking turns, each path first in every other round
+    if [ $((k % 2)) = 1 ]; then
+      transfer "$S" "$sport" "$spid" "" env
+      transfer "$D" "$dport" "$dpid" "$proxies" "${in_dnetns[@]}"
+    else
+      transfer "$D" "$dport" "$dpid" "$proxies" "${in_dnetns[@]}"
+      transfer "$S" "$sport" "$spid" "" env
+    fi
+  done
+  report "$S" "$label"
+  report "$D" "$label" docker-proxy
+done
+"$skiff" rm -f "$sid" >/dev/null
 "${dockerd_cli[@]}" rm -f "$did" >/dev/null
 
 echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.2f ms", a - b }'; }
-echo "skiff (embedded) / bare crun : $(ratio "${med[skiff CLI, embedded]}" "${med[crun run (bare)]}")x   (default bridge; target <= 2x)"
-echo "skiff (runc)     / bare runc : $(ratio "${med[skiff CLI, runc]}" "${med[runc run (bare)]}")x"
-echo "bridge cost, skiff CLI       : $(diff_ms "${med[skiff CLI, embedded]}" "${med[skiff CLI, embedded, none]}")   (bridge - none; target <= 5 ms)"
-echo "bridge cost, docker -> skiff : $(diff_ms "${med[docker CLI -> skiff]}" "${med[docker CLI -> skiff, none]}")"
-echo "bridge cost, dockerd         : $(diff_ms "${med[docker CLI -> dockerd]}" "${med[docker CLI -> dockerd, none]}")"
-echo "published port cost, skiff   : $(diff_ms "${med[skiff CLI, embedded, -p]}" "${med[skiff CLI, embedded]}")   (-p 80 - bridge)"
-echo "published port cost, dockerd : $(diff_ms "${med[docker CLI -> dockerd, -p]}" "${med[docker CLI -> dockerd]}")"
-echo "dockerd / skiff (embedded)   : $(ratio "${med[docker CLI -> dockerd]}" "${med[skiff CLI, embedded]}")x faster   (both bridge; target >= 12x)"
-echo "dockerd / skiff via docker CLI: $(ratio "${med[docker CLI -> dockerd]}" "${med[docker CLI -> skiff]}")x faster   (both bridge)"
-budget=$(awk -v a="${med[crun run (bare)]}" -v b="${med[docker --version]}" 'BEGIN { printf "%.2f", a + b + 3 }')
-echo "docker CLI -> skiff, none    : ${med[docker CLI -> skiff, none]} ms vs bare crun + docker --version + 3 ms = $budget ms"
-echo "docker CLI -> skiff (bridge) : ${med[docker CLI -> skiff]} ms vs the same $budget ms"
-echo "docker CLI's own run flow    : ${med[docker CLI -> instant API]} ms against an API that answers at once ($(diff_ms "${med[docker CLI -> instant API]}" "${med[docker --version]}") over docker --version)"
-echo "skiff's part via docker CLI  : $(diff_ms "${med[docker CLI -> skiff, none]}" "${med[docker CLI -> instant API]}") (docker CLI -> skiff, none - the CLI's own run flow; bare crun: ${med[crun run (bare)]} ms)"
+if [ -z "${THROUGHPUT_ONLY:-}" ]; then
+  echo "skiff (embedded) / bare crun : $(ratio "${med[skiff CLI, embedded]}" "${med[crun run (bare)]}")x   (default bridge; target <= 2x)"
+  echo "skiff (runc)     / bare runc : $(ratio "${med[skiff CLI, runc]}" "${med[runc run (bare)]}")x"
+  echo "bridge cost, skiff CLI       : $(diff_ms "${med[skiff CLI, embedded]}" "${med[skiff CLI, embedded, none]}")   (bridge - none; target <= 5 ms)"
+  echo "bridge cost, docker -> skiff : $(diff_ms "${med[docker CLI -> skiff]}" "${med[docker CLI -> skiff, none]}")"
+  echo "bridge cost, dockerd         : $(diff_ms "${med[docker CLI -> dockerd]}" "${med[docker CLI -> dockerd, none]}")"
+  echo "published port cost, skiff   : $(diff_ms "${med[skiff CLI, embedded, -p]}" "${med[skiff CLI, embedded]}")   (-p 80 - bridge)"
+  echo "published port cost, dockerd : $(diff_ms "${med[docker CLI -> dockerd, -p]}" "${med[docker CLI -> dockerd]}")"
+  echo "dockerd / skiff (embedded)   : $(ratio "${med[docker CLI -> dockerd]}" "${med[skiff CLI, embedded]}")x faster   (both bridge; target >= 12x)"
+  echo "dockerd / skiff via docker CLI: $(ratio "${med[docker CLI -> dockerd]}" "${med[docker CLI -> skiff]}")x faster   (both bridge)"
+  budget=$(awk -v a="${med[crun run (bare)]}" -v b="${med[docker --version]}" 'BEGIN { printf "%.2f", a + b + 3 }')
+  echo "docker CLI -> skiff, none    : ${med[docker CLI -> skiff, none]} ms vs bare crun + docker --version + 3 ms = $budget ms"
+  echo "docker CLI -> skiff (bridge) : ${med[docker CLI -> skiff]} ms vs the same $budget ms"
+  echo "docker CLI's own run flow    : ${med[docker CLI -> instant API]} ms against an API that answers at once ($(diff_ms "${med[docker CLI -> instant API]}" "${med[docker --version]}") over docker --version)"
+  echo "skiff's part via docker CLI  : $(diff_ms "${med[docker CLI -> skiff, none]}" "${med[docker CLI -> instant API]}") (docker CLI -> skiff, none - the CLI's own run flow; bare crun: ${med[crun run (bare)]} ms)"
+fi
 for p in "${placements[@]}"; do
   p=${p%%:*}
-  echo "throughput skiff / dockerd   : $(ratio "${mbps[skiff, nftables DNAT, $p]}" "${mbps[dockerd, docker-proxy, $p]}")x   (published port from 127.0.0.1, sender and sink on $p; target >= 2x)"
+  echo "throughput skiff / dockerd   : $(ratio "${mbps[$S, $p]}" "${mbps[$D, $p]}")x   (published port from 127.0.0.1, $p; target >= 2x; CPU per GiB, dockerd / skiff: $(ratio "${cpu[$D, $p]}" "${cpu[$S, $p]}")x)"
 done
 echo "skiff daemon idle RSS        : $((idle_rss / 1024)) MiB ($idle_rss_parts; target <= 20 MB; binary evicted from the page cache before the start)"
 echo "skiff shim RSS (1 container) : ${shim_rss} KiB (target <= 3 MB)"
