@@ -229,6 +229,29 @@ fn kubectl_cp_both_ways_attach_and_logs_follow() {
         |l| l.starts_with("tick ") && l != "tick 1",
     );
     assert!(followed.is_some(), "kubectl logs -f showed no new line");
+
+    // `kubectl run --rm -i` of a command that ends at once prints its output every time: an
+    // attach that comes after the exit fails as Kubernetes' does, and kubectl reads the logs.
+    for i in 0..5 {
+        let name = format!("quick{i}");
+        let out = node.kubectl(&[
+            "run",
+            &name,
+            "--rm",
+            "-i",
+            "--restart=Never",
+            &format!("--image={}", node::BUSYBOX),
+            "--",
+            "echo",
+            &format!("said-{i}"),
+        ]);
+        assert!(
+            out.status.success()
+                && String::from_utf8_lossy(&out.stdout).contains(&format!("said-{i}")),
+            "run {i}: {}",
+            text(&out)
+        );
+    }
 }
 
 #[test]

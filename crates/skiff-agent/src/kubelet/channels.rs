@@ -193,6 +193,7 @@ async fn session(
             return;
         }
     };
+    let wired = chrono::Utc::now();
     let Attached { tty, io } = attached;
     let (mut out, mut stdin) = tokio::io::split(io);
 
@@ -243,6 +244,7 @@ async fn session(
     // Process → client.
     let mut buf = vec![0u8; 32 * 1024];
     let mut pending: Vec<u8> = Vec::new();
+    let mut forwarded = 0;
     'read: loop {
         let n = match out.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -262,6 +264,7 @@ async fn session(
             if !wanted || data.is_empty() {
                 continue;
             }
+            forwarded += data.len();
             let mut msg = Vec::with_capacity(data.len() + 1);
             msg.push(channel);
             msg.extend_from_slice(&data);
@@ -270,13 +273,7 @@ async fn session(
             }
         }
     }
-    let outcome = match &exec_id {
-        Some(e) => match engine.exec_inspect(e).await {
-            Ok(i) => Outcome::Exited(i.exit_code.unwrap_or(0)),
-            Err(e) => Outcome::Failed(crate::error::chain(&e)),
-        },
-        None => Outcome::Exited(0),
-    };
+    let outcome = outcome(&engine, &id, exec_id.as_deref(), wired, forwarded).await;
     let _ = send_status(&mut sink, outcome).await;
     close(&mut sink).await;
     // Wait for the client's close (the input side ends on it) before the connection is dropped:
@@ -287,6 +284,48 @@ async fn session(
         .is_err()
     {
         input.abort();
+    }
+}
+
+/// How long an attach that ended waits for its container's exit to be recorded.
+const EXIT_RECORDED: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How a session that has passed on `forwarded` bytes of output ends: an exec with its exit
+/// code; an attach with success, unless its container's process had exited before the
+/// attach was `wired`. Then nothing it wrote came through, and the session fails as an
+/// attach to an exited container does in Kubernetes, so `kubectl run -i` falls back to the
+/// container's logs (a command that ended at once printed nothing when kubectl attached
+/// right after it).
+pub(super) async fn outcome(
+    engine: &skiff_engine::Engine,
+    id: &str,
+    exec_id: Option<&str>,
+    wired: chrono::DateTime<chrono::Utc>,
+    forwarded: usize,
+) -> Outcome {
+    if let Some(e) = exec_id {
+        return match engine.exec_inspect(e).await {
+            Ok(i) => Outcome::Exited(i.exit_code.unwrap_or(0)),
+            Err(e) => Outcome::Failed(crate::error::chain(&e)),
+        };
+    }
+    if forwarded > 0 {
+        return Outcome::Exited(0);
+    }
+    let finished = async {
+        engine
+            .container_wait(id, skiff_engine::WaitCondition::NotRunning)
+            .await
+            .ok()?
+            .await;
+        let state = engine.container_inspect(id, false).await.ok()?.state?;
+        chrono::DateTime::parse_from_rfc3339(&state.finished_at?).ok()
+    };
+    match tokio::time::timeout(EXIT_RECORDED, finished).await {
+        Ok(Some(at)) if at < wired => {
+            Outcome::Failed("container is in CONTAINER_EXITED state".into())
+        }
+        _ => Outcome::Exited(0),
     }
 }
 

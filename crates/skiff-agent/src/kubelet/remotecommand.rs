@@ -206,6 +206,7 @@ async fn run(
         Ok(s) => s,
         Err(message) => return finish(Outcome::Failed(message)),
     };
+    let wired = chrono::Utc::now();
     let tty = attached.tty;
     let (mut output, mut stdin) = tokio::io::split(attached.io);
     let stdin_task = tokio::spawn(async move {
@@ -232,6 +233,7 @@ async fn run(
     });
     let mut buf = vec![0u8; 32 * 1024];
     let mut frames_pending: Vec<u8> = Vec::new();
+    let mut forwarded = 0;
     loop {
         let n = match output.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -250,17 +252,13 @@ async fn run(
                 "stderr"
             };
             if let Some(s) = stream_of(kind) {
+                forwarded += data.len();
                 let _ = out.send(spdy::data(s, 0, &data));
             }
         }
     }
-    let outcome = match &exec_id {
-        Some(e) => match engine.exec_inspect(e).await {
-            Ok(i) => Outcome::Exited(i.exit_code.unwrap_or(0)),
-            Err(e) => Outcome::Failed(crate::error::chain(&e)),
-        },
-        None => Outcome::Exited(0),
-    };
+    let outcome =
+        super::channels::outcome(&engine, &id, exec_id.as_deref(), wired, forwarded).await;
     finish(outcome);
     stdin_task.abort();
     resize_task.abort();
