@@ -2,7 +2,7 @@
 //! resource's dictionary, [`super::pack`]), kept once and shared by the object map and the
 //! event ring, plus the few fields selectors look at.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde_json::Value;
 use skiff_store::KeyValue;
@@ -215,9 +215,21 @@ pub(crate) struct CacheEvent {
     pub prev: Option<Arc<Entry>>,
     pub deleted: bool,
     /// The object's `PartialObjectMetadata` JSON, written by the first metadata-only watch
-    /// that sends this change and copied by the others (it goes with the event when the
-    /// ring drops it).
-    metadata: OnceLock<Result<bytes::Bytes, Box<str>>>,
+    /// that sends this change and copied by the others, until the change is no longer among
+    /// the newest few of its resource ([`CacheEvent::age`]).
+    metadata: Mutex<Metadata>,
+}
+
+/// The `PartialObjectMetadata` JSON a change keeps for metadata-only watches.
+#[derive(Debug)]
+enum Metadata {
+    /// Not written yet.
+    Unmade,
+    /// Written (or failed) once for every watch that sends the change.
+    Made(Result<bytes::Bytes, Box<str>>),
+    /// The change has aged: watches that still send it (resuming from an older
+    /// resourceVersion, or far behind) write it each for themselves.
+    Aged,
 }
 
 impl CacheEvent {
@@ -227,22 +239,50 @@ impl CacheEvent {
             object,
             prev,
             deleted,
-            metadata: OnceLock::new(),
+            metadata: Mutex::new(Metadata::Unmade),
         }
     }
 
     /// The `PartialObjectMetadata` JSON of the object as this change sends it (at this
-    /// change's revision), made once for every watch of it.
+    /// change's revision), made once for every watch of it while the change is recent.
     pub fn partial_metadata(&self) -> Result<bytes::Bytes, ApiError> {
-        self.metadata
-            .get_or_init(|| {
-                let mut out = Vec::with_capacity(self.object.len() / 2);
-                self.object
-                    .write_partial_metadata(self.revision, &mut out)
-                    .map(|()| bytes::Bytes::from(out))
-                    .map_err(|e| e.message.into())
-            })
-            .clone()
-            .map_err(|why| ApiError::internal(why.to_string()))
+        let mut held = self.metadata.lock().unwrap_or_else(PoisonError::into_inner);
+        let made = match &*held {
+            Metadata::Made(made) => made.clone(),
+            Metadata::Unmade => {
+                let made = self.write_partial_metadata();
+                *held = Metadata::Made(made.clone());
+                made
+            }
+            Metadata::Aged => {
+                drop(held);
+                self.write_partial_metadata()
+            }
+        };
+        made.map_err(|why| ApiError::internal(why.to_string()))
+    }
+
+    fn write_partial_metadata(&self) -> Result<bytes::Bytes, Box<str>> {
+        let mut out = Vec::with_capacity(self.object.len() / 2);
+        self.object
+            .write_partial_metadata(self.revision, &mut out)
+            .map(|()| bytes::Bytes::from(out))
+            .map_err(|e| e.message.into())
+    }
+
+    /// Drops the metadata JSON this change holds: from now on each watch that sends it
+    /// writes its own. The ring calls it on changes no longer among the newest few, which
+    /// the watches that keep up have sent already.
+    pub fn age(&self) {
+        *self.metadata.lock().unwrap_or_else(PoisonError::into_inner) = Metadata::Aged;
+    }
+
+    /// Whether this change holds its metadata JSON (tests of the memory layout).
+    #[cfg(test)]
+    pub fn holds_metadata(&self) -> bool {
+        matches!(
+            *self.metadata.lock().unwrap_or_else(PoisonError::into_inner),
+            Metadata::Made(_)
+        )
     }
 }

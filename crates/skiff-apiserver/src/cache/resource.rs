@@ -17,6 +17,12 @@ use crate::storage::Storage;
 
 /// Changes kept per resource for watches that resume from a resourceVersion.
 pub(crate) const EVENTS_KEPT: usize = 2048;
+/// The newest changes per resource that keep the `PartialObjectMetadata` JSON written for
+/// metadata-only watches (~1 KB a pod; the garbage collector watches every resource so).
+/// Watches that keep up send a change soon after it is applied; older changes are sent only
+/// to watches resuming from an older resourceVersion or far behind, and each of those
+/// writes the JSON for itself (ADR 0050).
+pub(crate) const METADATA_KEPT: usize = 256;
 
 /// The watch cache of one resource (all its versions share it: they share the store keys).
 pub(crate) struct ResourceCache {
@@ -147,6 +153,14 @@ impl ResourceCache {
             }
         };
         s.events.push_back(Arc::new(event));
+        if let Some(aged) = s
+            .events
+            .len()
+            .checked_sub(METADATA_KEPT + 1)
+            .and_then(|i| s.events.get(i))
+        {
+            aged.age();
+        }
         while s.events.len() > self.capacity {
             if let Some(dropped) = s.events.pop_front() {
                 s.oldest = dropped.revision;
@@ -253,6 +267,16 @@ impl ResourceCache {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.read().items.len()
+    }
+
+    /// How many changes in the ring hold their metadata JSON (tests).
+    #[cfg(test)]
+    pub fn metadata_held(&self) -> usize {
+        self.read()
+            .events
+            .iter()
+            .filter(|e| e.holds_metadata())
+            .count()
     }
 
     /// Heap bytes of the objects held (tests).

@@ -552,3 +552,56 @@ async fn wcache_holds_each_object_once_as_its_json() {
         "the cache holds {held} bytes for {json_bytes} bytes of JSON"
     );
 }
+
+/// A metadata-only watch of configmaps from `rv` (the garbage collector's kind of watch).
+async fn metadata_watch(h: &Harness, rv: i64) -> axum::body::BodyDataStream {
+    let req = Request::builder()
+        .uri(format!("{CMS}?watch=true&resourceVersion={rv}"))
+        .header(
+            "Accept",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let resp = h.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.into_body().into_data_stream()
+}
+
+/// The ring keeps the metadata JSON of only its newest changes; a metadata-only watch
+/// resuming from before them still gets every change's metadata at its own revision, the
+/// same lines a watch that kept up got.
+#[tokio::test]
+async fn wcache_metadata_of_older_changes_is_written_again_for_late_watches() {
+    let h = harness(super::resource::EVENTS_KEPT).await;
+    let start = rv(&h.list("").await);
+    let mut live = metadata_watch(&h, start).await;
+    let writes = super::resource::METADATA_KEPT + 40;
+    let mut created = Vec::new();
+    for i in 0..writes {
+        created.push(
+            h.configmap(&format!("cm-{i:03}"), json!({"i": i.to_string()}))
+                .await,
+        );
+    }
+    let kept_up = events(&mut live, writes).await;
+    assert_eq!(kept_up.len(), writes);
+    let cache = h.state.cache.0.cache("/registry/core/configmaps/").unwrap();
+    let held = cache.metadata_held();
+    assert!(
+        held > 0 && held <= super::resource::METADATA_KEPT,
+        "{held} changes hold their metadata JSON"
+    );
+    let mut late = metadata_watch(&h, start).await;
+    let resumed = events(&mut late, writes).await;
+    assert_eq!(
+        resumed, kept_up,
+        "a late watch gets the lines a live one got"
+    );
+    for (event, cm) in resumed.iter().zip(&created) {
+        let meta = &event["object"]["metadata"];
+        assert_eq!(event["object"]["kind"], "PartialObjectMetadata");
+        assert_eq!(meta["name"], cm["metadata"]["name"]);
+        assert_eq!(meta["resourceVersion"], cm["metadata"]["resourceVersion"]);
+    }
+}

@@ -79,6 +79,19 @@ const MAX_READERS: usize = 4;
 const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
 /// Log rows examined per compaction transaction, so writes interleave with a long compaction.
 const COMPACT_BATCH: i64 = 10_000;
+/// Page cache of the writer's connection, in KiB (SQLite's default is 2,000 KiB for every
+/// connection, held until the connection closes). A write touches a few pages of the log's
+/// table and of its two indexes; a page it misses is read back from the kernel's page cache
+/// (the database was just written), a `pread` of a few microseconds. A group whose dirty
+/// pages exceed it spills them to the WAL before its commit (SQLite's `cache_spill`).
+const WRITER_CACHE_KIB: i64 = 1024;
+/// Page cache of each pooled reader connection, in KiB. Most reads of the API server are
+/// served by its watch cache; the store serves consistent reads the cache cannot, the cache's
+/// first fill and watch replays, which scan more pages than any cache here would keep.
+const READER_CACHE_KIB: i64 = 512;
+/// Page cache of the checkpoint thread's connection, in KiB: a checkpoint copies WAL frames
+/// through a buffer of its own, not through the page cache.
+const CHECKPOINT_CACHE_KIB: i64 = 64;
 
 /// The SQLite engine. Cheap to clone; the database closes when the last clone is dropped.
 #[derive(Clone)]
@@ -109,7 +122,7 @@ impl SqliteStore {
             })?;
         }
         let lock = lock_file(&path)?;
-        let mut conn = connect(&path)?;
+        let mut conn = connect(&path, WRITER_CACHE_KIB)?;
         // Checkpoints run on their own thread (see `checkpoint`), not inside most commits.
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
             .map_err(sqlite_err("set the checkpoint interval"))?;
@@ -128,7 +141,7 @@ impl SqliteStore {
             revision,
             current: current.clone(),
             events: events.clone(),
-            checkpointer: Checkpointer::start(connect(&path)?)?,
+            checkpointer: Checkpointer::start(connect(&path, CHECKPOINT_CACHE_KIB)?)?,
             _lock: lock,
         })?;
         Ok(SqliteStore {
@@ -251,8 +264,13 @@ fn lock_file(path: &Path) -> Result<File> {
     }
 }
 
-fn connect(path: &Path) -> Result<Connection> {
+/// Opens a connection in WAL mode with `synchronous=FULL` and a page cache of at most
+/// `cache_kib` KiB.
+fn connect(path: &Path, cache_kib: i64) -> Result<Connection> {
     let conn = Connection::open(path).map_err(sqlite_err("open the database"))?;
+    // Negative: a size in KiB rather than in pages.
+    conn.pragma_update(None, "cache_size", -cache_kib)
+        .map_err(sqlite_err("set the page cache size"))?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(sqlite_err("set the busy timeout"))?;
     let mode: String = conn
@@ -278,7 +296,7 @@ impl Inner {
             .pop();
         let mut conn = match pooled {
             Some(conn) => conn,
-            None => connect(&self.path)?,
+            None => connect(&self.path, READER_CACHE_KIB)?,
         };
         let out = {
             let tx = conn
