@@ -13,6 +13,7 @@ use crate::resources::ResourceInfo;
 use crate::storage::{decode_plain, write_json_plain, write_partial_metadata_plain, Storage};
 
 use super::pack::{Body, Dictionary};
+use super::pruned::pruned;
 
 /// Objects shorter than this do not make a resource's dictionary.
 const DICTIONARY_MIN: usize = 256;
@@ -51,7 +52,19 @@ impl Entry {
         dict: &OnceLock<Option<Arc<Dictionary>>>,
     ) -> Entry {
         let parsed = storage.open(info, &kv.value).and_then(|plain| {
-            let obj: Value = serde_json::from_slice(&plain).map_err(|e| {
+            // Only what `selectable` takes is parsed (see `super::pruned`).
+            let mut paths: Vec<&str> = fields
+                .iter()
+                .map(|f| {
+                    if *f == "source" {
+                        "source.component"
+                    } else {
+                        f
+                    }
+                })
+                .collect();
+            paths.push("metadata.labels");
+            let obj: Value = pruned(&plain, &paths).map_err(|e| {
                 ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key))
             })?;
             let mut served = Vec::with_capacity(plain.len() + 64);

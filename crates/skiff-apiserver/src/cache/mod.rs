@@ -20,6 +20,7 @@
 mod entry;
 mod feed;
 mod pack;
+mod pruned;
 mod resource;
 #[cfg(test)]
 mod tests;

@@ -17,10 +17,12 @@ use crate::router::ApiState;
 
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
 
-/// A real store whose watches can be broken on demand (a store failure seen by the feed).
+/// A real store whose watches can be broken on demand (a store failure seen by the feed),
+/// or held (`hold` true: events wait, so the cache falls behind the store).
 struct Breakable {
     inner: Arc<dyn Store>,
     breaker: tokio::sync::watch::Sender<u64>,
+    hold: tokio::sync::watch::Sender<bool>,
 }
 
 #[async_trait::async_trait]
@@ -54,17 +56,22 @@ impl Store for Breakable {
         let inner = self.inner.watch(prefix, after).await?;
         let mut broken = self.breaker.subscribe();
         broken.borrow_and_update();
+        let hold = self.hold.subscribe();
         Ok(Box::pin(futures::stream::unfold(
-            (inner, broken, false),
-            |(mut inner, mut broken, done)| async move {
+            (inner, broken, hold, false),
+            |(mut inner, mut broken, mut hold, done)| async move {
                 if done {
                     return None;
                 }
                 tokio::select! {
-                    ev = inner.next() => ev.map(|ev| (ev, (inner, broken, false))),
+                    ev = inner.next() => {
+                        let ev = ev?;
+                        let _ = hold.wait_for(|held| !*held).await;
+                        Some((ev, (inner, broken, hold, false)))
+                    }
                     _ = broken.changed() => {
                         let e = StoreError::Unavailable("connection to the store lost".into());
-                        Some((Err(e), (inner, broken, true)))
+                        Some((Err(e), (inner, broken, hold, true)))
                     }
                 }
             },
@@ -84,6 +91,7 @@ struct Harness {
     app: axum::Router,
     store: Arc<dyn Store>,
     breaker: tokio::sync::watch::Sender<u64>,
+    hold: tokio::sync::watch::Sender<bool>,
 }
 
 /// An API server whose watch cache keeps `capacity` changes per resource.
@@ -91,9 +99,11 @@ async fn harness(capacity: usize) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = skiff_store::open("sqlite", dir.path()).await.unwrap();
     let breaker = tokio::sync::watch::Sender::new(0);
+    let hold = tokio::sync::watch::Sender::new(false);
     let store: Arc<dyn Store> = Arc::new(Breakable {
         inner: sqlite,
         breaker: breaker.clone(),
+        hold: hold.clone(),
     });
     let encryptor = Arc::new(crate::encryption::Encryptor::load_or_create(dir.path()).unwrap());
     let mut state = ApiState::new(store.clone(), Default::default(), encryptor);
@@ -111,6 +121,7 @@ async fn harness(capacity: usize) -> Harness {
         state,
         store,
         breaker,
+        hold,
     }
 }
 
@@ -604,4 +615,96 @@ async fn wcache_metadata_of_older_changes_is_written_again_for_late_watches() {
         assert_eq!(meta["name"], cm["metadata"]["name"]);
         assert_eq!(meta["resourceVersion"], cm["metadata"]["resourceVersion"]);
     }
+}
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+impl Harness {
+    /// A pending pod the watch cache holds.
+    async fn cached_pod(&self, name: &str) {
+        let pod = json!({"metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        self.ok("POST", PODS, Some(pod)).await;
+        let key = format!("/registry/core/pods/default/{name}");
+        let cache = || self.state.cache.0.cache("/registry/core/pods/");
+        eventually("the cache holds the pod", || {
+            cache().is_some_and(|c| c.get(&key, 0).0.is_some())
+        })
+        .await;
+    }
+
+    /// Changes the stored pod behind the API's back (as another server on the same etcd).
+    async fn change_stored_pod(&self, name: &str, change: impl FnOnce(&mut Value)) {
+        let key = format!("/registry/core/pods/default/{name}");
+        let kv = self.store.get(&key).await.unwrap().unwrap();
+        let mut pod: Value = serde_json::from_slice(&kv.value).unwrap();
+        change(&mut pod);
+        let bytes = serde_json::to_vec(&pod).unwrap();
+        self.store
+            .update(&key, bytes, kv.mod_revision)
+            .await
+            .unwrap();
+    }
+
+    async fn bind(&self, pod: &str, node: &str) -> (StatusCode, Value) {
+        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod},
+            "target": {"kind": "Node", "name": node}});
+        self.call("POST", &format!("{PODS}/{pod}/binding"), Some(binding))
+            .await
+    }
+}
+
+#[tokio::test]
+async fn binding_from_a_stale_cached_pod_lands_once_on_the_stored_pod() {
+    let h = harness(super::resource::EVENTS_KEPT).await;
+    h.ok("GET", PODS, None).await; // creates the cache of pods
+    h.cached_pod("fresh").await;
+    let (status, body) = h.bind("fresh", "n1").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    h.cached_pod("stale").await;
+    // The cache keeps the pod as it was; the store gets a new label.
+    h.hold.send_replace(true);
+    h.change_stored_pod("stale", |p| {
+        p["metadata"]["labels"] = json!({"changed": "yes"});
+    })
+    .await;
+    let (status, body) = h.bind("stale", "n2").await;
+    h.hold.send_replace(false);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for (name, node) in [("fresh", "n1"), ("stale", "n2")] {
+        let pod = h.ok("GET", &format!("{PODS}/{name}"), None).await;
+        assert_eq!(pod["spec"]["nodeName"], node, "{pod}");
+        let scheduled = pod["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["type"] == "PodScheduled")
+            .collect::<Vec<_>>();
+        assert_eq!(scheduled.len(), 1, "{pod}");
+        assert_eq!(scheduled[0]["status"], "True");
+    }
+    let pod = h.ok("GET", &format!("{PODS}/stale"), None).await;
+    assert_eq!(
+        pod["metadata"]["labels"]["changed"], "yes",
+        "the binding kept the write the cache had not seen: {pod}"
+    );
+}
+
+#[tokio::test]
+async fn binding_a_pod_bound_after_the_cache_saw_it_is_409() {
+    let h = harness(super::resource::EVENTS_KEPT).await;
+    h.ok("GET", PODS, None).await;
+    h.cached_pod("p").await;
+    h.hold.send_replace(true);
+    h.change_stored_pod("p", |p| p["spec"]["nodeName"] = json!("n0"))
+        .await;
+    let (status, body) = h.bind("p", "n1").await;
+    h.hold.send_replace(false);
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        body["message"],
+        "Operation cannot be fulfilled on pods/binding \"p\": pod p is already assigned to node \"n0\""
+    );
+    let pod = h.ok("GET", &format!("{PODS}/p"), None).await;
+    assert_eq!(pod["spec"]["nodeName"], "n0");
 }

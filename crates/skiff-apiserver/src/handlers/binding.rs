@@ -7,6 +7,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::{check_subresource_body, created_status, Ctx};
+use crate::cache::ReadAt;
 use crate::error::{ApiError, Cause};
 use crate::http::decode_object;
 use crate::object;
@@ -39,13 +40,30 @@ pub async fn create(ctx: Ctx<'_>, body: &[u8]) -> Result<Response, ApiError> {
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
+    // As kube-apiserver's `GuaranteedUpdate`: start from the watch cache's copy of the pod
+    // (no store read per binding) and read the store only when that copy loses the
+    // compare-and-swap or says no. A stale copy costs one more try, never a wrong write: the
+    // write names the copy's revision. A dry run reads the store, as it writes nothing to
+    // check against.
+    let mut cached = match dry_run {
+        true => None,
+        false => cached(ctx).await?,
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let current = ctx.current().await?;
+        let (current, from_cache) = match cached.take() {
+            Some(pod) => (pod, true),
+            None => (ctx.current().await?, false),
+        };
         let rv = object::resource_version(&current)?.unwrap_or_default();
         // The pod read is changed in place: no copy of it to make and drop per binding.
-        let new = assign(current, &node, &uid, &annotations)?;
+        let new = match assign(current, &node, &uid, &annotations) {
+            Ok(new) => new,
+            // Only the stored pod answers a refusal: the cached one may be older.
+            Err(_) if from_cache => continue,
+            Err(e) => return Err(e),
+        };
         // As kube-apiserver's BindingREST: one compare-and-swap of the stored pod, without
         // the pod update's strategy and admission (the binding is all that changes).
         let written = if dry_run {
@@ -54,14 +72,34 @@ pub async fn create(ctx: Ctx<'_>, body: &[u8]) -> Result<Response, ApiError> {
             ctx.state.storage.update(ctx.kind().info(), new, rv).await
         };
         match written {
-            // Someone else wrote the pod between our read and write: read it again, it may
-            // now be bound (409 from `assign`) or just have a new status.
-            Err(e) if e.code == 409 && attempt < ATTEMPTS => continue,
+            // Someone else wrote the pod between our read and write (or the cached copy was
+            // old): read it again, it may now be bound (409 from `assign`) or just have a
+            // new status.
+            Err(e) if e.code == 409 && (from_cache || attempt < ATTEMPTS) => continue,
             Err(e) => return Err(e),
             Ok(_) => break,
         }
     }
     Ok(created_status())
+}
+
+/// The pod as the watch cache holds it, whatever revision the cache is at; None when the
+/// cache cannot serve pods (disabled, its feed restarting) or does not hold this one.
+async fn cached(ctx: Ctx<'_>) -> Result<Option<Value>, ApiError> {
+    let Some((cache, fed)) = ctx
+        .state
+        .cache
+        .ready(&ctx.state.storage, ctx.kind(), ReadAt::Any)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let info = ctx.info();
+    match cache.get(&info.key(ctx.ns(), ctx.name()), fed).0 {
+        // A copy the cache cannot read is left to the store read.
+        Some(entry) => Ok(entry.decode(info).ok()),
+        None => Ok(None),
+    }
 }
 
 /// The node a valid binding names (Kubernetes' `ValidatePodBinding`).
