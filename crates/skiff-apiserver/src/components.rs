@@ -49,7 +49,7 @@ pub(crate) async fn objects(state: &ApiState) -> Vec<Value> {
 
 /// GET of one component or of all; every other verb is refused.
 pub(crate) async fn serve(ctx: Ctx<'_>, verb: &str) -> Result<Response, ApiError> {
-    crate::metrics::read_only(ctx, verb, objects(ctx.state).await)
+    crate::metrics::read_only(ctx, verb, async { Ok(objects(ctx.state).await) }).await
 }
 
 #[cfg(test)]

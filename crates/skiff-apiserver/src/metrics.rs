@@ -267,20 +267,21 @@ async fn objects(ctx: Ctx<'_>) -> Result<Vec<Value>, ApiError> {
 
 /// GET of one object or of the list; every other verb is refused.
 pub(crate) async fn serve(ctx: Ctx<'_>, verb: &str) -> Result<Response, ApiError> {
-    read_only(ctx, verb, objects(ctx).await?)
+    read_only(ctx, verb, objects(ctx)).await
 }
 
-/// GET of one of `objects` (all of the request's kind) or of their list; every other verb
-/// is refused.
-pub(crate) fn read_only(
+/// GET of one of `objects` (all of the request's kind, made only for a get or a list) or of
+/// their list; every other verb is refused.
+pub(crate) async fn read_only(
     ctx: Ctx<'_>,
     verb: &str,
-    objects: Vec<Value>,
+    objects: impl std::future::Future<Output = Result<Vec<Value>, ApiError>>,
 ) -> Result<Response, ApiError> {
     let info = ctx.info();
     match verb {
         "get" => {
             let obj = objects
+                .await?
                 .into_iter()
                 .find(|o| crate::object::name(o) == ctx.name())
                 .ok_or_else(|| ApiError::not_found(info.group, info.plural, ctx.name()))?;
@@ -288,7 +289,11 @@ pub(crate) fn read_only(
         }
         "list" => {
             let filter = Filter::from_ctx(ctx)?;
-            let items: Vec<Value> = objects.into_iter().filter(|o| filter.matches(o)).collect();
+            let items: Vec<Value> = objects
+                .await?
+                .into_iter()
+                .filter(|o| filter.matches(o))
+                .collect();
             Ok(match wire::negotiate(ctx.headers) {
                 Want::Table => wire::json(
                     200,

@@ -180,13 +180,22 @@ pub(crate) fn supported_fields(kind: &dyn Kind) -> Vec<&'static str> {
     f
 }
 
+/// The object path a field label reads in a stored object: core Events' `source` is
+/// `source.component`.
+pub(crate) fn value_path(field: &str) -> &str {
+    match field {
+        "source" => "source.component",
+        other => other,
+    }
+}
+
 /// The string value of a dotted field path ("" when absent; booleans and numbers printed).
 pub(crate) fn field_value(obj: &Value, path: &str) -> String {
     if path == "source" {
-        // core/v1 `source`; events.k8s.io/v1 calls it `deprecatedSource`.
+        // events.k8s.io/v1 calls core/v1's `source` `deprecatedSource`.
         return match obj.get("deprecatedSource") {
             Some(_) => field_value(obj, "deprecatedSource.component"),
-            None => field_value(obj, "source.component"),
+            None => field_value(obj, value_path(path)),
         };
     }
     let mut cur = obj;

@@ -55,13 +55,7 @@ impl Entry {
             // Only what `selectable` takes is parsed (see `super::pruned`).
             let mut paths: Vec<&str> = fields
                 .iter()
-                .map(|f| {
-                    if *f == "source" {
-                        "source.component"
-                    } else {
-                        f
-                    }
-                })
+                .map(|f| crate::selector::value_path(f))
                 .collect();
             paths.push("metadata.labels");
             let obj: Value = pruned(&plain, &paths).map_err(|e| {
