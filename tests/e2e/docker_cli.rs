@@ -30,6 +30,8 @@ mod network_refusals;
 mod run_errors;
 #[path = "docker_cli/update_diff.rs"]
 mod update_diff;
+#[path = "docker_cli/volume_opts.rs"]
+mod volume_opts;
 
 use std::time::Duration;
 

@@ -67,6 +67,10 @@ pub enum EngineError {
     /// Refused because of what is in use (Docker's 403 for networks).
     #[error("{0}")]
     Forbidden(String),
+    /// The host refused something the engine did on the user's behalf (Docker's 500, its
+    /// words: a volume that cannot be mounted).
+    #[error("{0}")]
+    System(String),
     /// A container's network could not be set up at its start.
     #[error("failed to set up container networking: {0}")]
     NetworkSetup(Box<EngineError>),
@@ -126,7 +130,7 @@ impl HasKind for EngineError {
                 other => other.kind(),
             },
             EngineError::Shim { source, .. } => source.kind(),
-            EngineError::Io { .. } => ErrorKind::Internal,
+            EngineError::Io { .. } | EngineError::System(_) => ErrorKind::Internal,
         }
     }
 }

@@ -97,12 +97,33 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 impl Engine {
     fn image_in_use(&self) -> impl Fn(&str) -> bool {
-        let used: Vec<String> = self
+        let users = self.image_user();
+        move |id: &str| users(id).is_some()
+    }
+
+    /// A container using an image, a running one first (what `docker rmi` names).
+    fn image_user(&self) -> impl Fn(&str) -> Option<skiff_image::ImageUser> {
+        let used: Vec<(String, skiff_image::ImageUser)> = self
             .all_containers()
             .iter()
-            .map(|c| c.rec().image_id)
+            .map(|c| {
+                let rec = c.rec();
+                let user = skiff_image::ImageUser {
+                    container: c.id.clone(),
+                    // Docker's `IsRunning`: paused and restarting containers count too.
+                    running: rec.state.status.is_alive()
+                        || rec.state.status == crate::store::Status::Restarting,
+                };
+                (rec.image_id, user)
+            })
             .collect();
-        move |id: &str| used.iter().any(|u| u == id)
+        move |id: &str| {
+            let mut mine = used.iter().filter(|(image, _)| image == id);
+            let first = mine.clone().next();
+            mine.find(|(_, u)| u.running)
+                .or(first)
+                .map(|(_, u)| u.clone())
+        }
     }
 
     pub(crate) fn emit_image(&self, action: &str, id: &str, name: Option<&str>) {
@@ -396,8 +417,8 @@ impl Engine {
         name: &str,
         force: bool,
     ) -> Result<Vec<ImageDeleteResponseItem>> {
-        let in_use = self.image_in_use();
-        let removed = self.images.remove(name, force, &in_use)?;
+        let user = self.image_user();
+        let removed = self.images.remove(name, force, &user)?;
         self.emit_removed(&removed);
         Ok(delete_items(removed))
     }

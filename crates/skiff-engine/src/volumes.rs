@@ -1,6 +1,11 @@
 //! Local volumes: `<root>/volumes/<name>/_data` plus a small metadata file. Named volumes are
 //! created on first use (`-v name:/path`), anonymous ones get a random 64-hex name and are
 //! removed with their container by `rm -v` and `--rm`.
+//!
+//! The local driver's options (`type`, `device`, `o`: `docker volume create -o`, compose's
+//! `driver_opts`, `--mount …,volume-opt=`) make `_data` a mount point, as in moby: mounted
+//! when a container using the volume starts, unmounted when the last one stops, and before
+//! the volume is removed (so a bound host directory is never emptied).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +13,7 @@ use std::path::{Path, PathBuf};
 use bollard_stubs::models::{Volume, VolumeCreateRequest, VolumePruneResponse, VolumeScopeEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::containers::Container;
 use crate::error::{EngineError, IoContext, Result};
 use crate::filters::Filters;
 use crate::Engine;
@@ -25,17 +31,73 @@ struct Meta {
 /// The volumes directory of an engine root.
 pub(crate) struct Volumes {
     dir: PathBuf,
+    /// Held while a volume's mount is made or undone and while what decides it (which
+    /// containers still use it) is read.
+    mounts: std::sync::Mutex<()>,
 }
 
 impl Volumes {
     pub(crate) fn new(root: &Path) -> Volumes {
         Volumes {
             dir: root.join("volumes"),
+            mounts: std::sync::Mutex::new(()),
         }
     }
 
     pub(crate) fn data_path(&self, name: &str) -> PathBuf {
         self.dir.join(name).join("_data")
+    }
+
+    /// Mounts the volume's filesystem on its `_data` if its options name one and it is not
+    /// mounted yet. The caller holds [`Volumes::mounts`].
+    fn mount(&self, name: &str) -> Result<()> {
+        let opts = self.meta(name)?.options;
+        let data = self.data_path(name);
+        if !needs_mount(&opts) || crate::containers::rootfs::is_mounted(&data) {
+            return Ok(());
+        }
+        let device = opts.get("device").map(String::as_str).unwrap_or("");
+        let fstype = opts.get("type").map(String::as_str).unwrap_or("");
+        let o = opts.get("o").map(String::as_str).unwrap_or("");
+        if device.is_empty() {
+            return Err(mount_error(&data, "missing device in volume options"));
+        }
+        skiff_runtime::mount::mount(device, &data, fstype, o)
+            .map_err(|e| mount_error(&data, &format!("failed to mount local volume: {e}")))?;
+        tracing::debug!(volume = name, "volume mounted");
+        Ok(())
+    }
+
+    /// Unmounts what [`Volumes::mount`] mounted (idempotent). The caller holds
+    /// [`Volumes::mounts`].
+    fn unmount(&self, name: &str) -> Result<()> {
+        let data = self.data_path(name);
+        if !crate::containers::rootfs::is_mounted(&data) {
+            return Ok(());
+        }
+        nix::mount::umount2(&data, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(std::io::Error::from)
+            .ctx(|| format!("unmount {}", data.display()))?;
+        tracing::debug!(volume = name, "volume unmounted");
+        Ok(())
+    }
+
+    /// Held while a mount is made or undone, see [`Volumes::mounts`].
+    fn hold_mounts(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.mounts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the volume's options make its data a mount of its own.
+    fn has_mount(&self, name: &str) -> bool {
+        self.meta(name).is_ok_and(|m| needs_mount(&m.options))
+    }
+
+    fn meta(&self, name: &str) -> Result<Meta> {
+        let bytes = std::fs::read(self.dir.join(name).join(META))
+            .map_err(|_| EngineError::NoSuchVolume(name.to_string()))?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or_default())
     }
 
     fn exists(&self, name: &str) -> bool {
@@ -67,8 +129,17 @@ impl Volumes {
         Ok(true)
     }
 
+    /// Removes the volume; its own filesystem is unmounted first, and a `_data` still mounted
+    /// is never descended into.
     pub(crate) fn remove(&self, name: &str) -> Result<()> {
+        let _held = self.hold_mounts();
+        self.unmount(name)?;
         let path = self.dir.join(name);
+        if crate::containers::rootfs::is_mounted(&self.data_path(name)) {
+            return Err(EngineError::Conflict(format!(
+                "remove {name}: its data is still mounted"
+            )));
+        }
         match std::fs::remove_dir_all(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(e).ctx(|| format!("remove {}", path.display()))
@@ -78,9 +149,7 @@ impl Volumes {
     }
 
     fn inspect(&self, name: &str) -> Result<(Volume, bool)> {
-        let bytes = std::fs::read(self.dir.join(name).join(META))
-            .map_err(|_| EngineError::NoSuchVolume(name.to_string()))?;
-        let meta: Meta = serde_json::from_slice(&bytes).unwrap_or_default();
+        let meta = self.meta(name)?;
         let volume = Volume {
             name: name.to_string(),
             driver: "local".to_string(),
@@ -108,7 +177,54 @@ impl Volumes {
     }
 }
 
+/// The names of the container's volumes whose data is a mount of its own.
+fn mounted_volumes(engine: &Engine, c: &Container) -> Vec<String> {
+    c.rec()
+        .mounts
+        .into_iter()
+        .filter(|m| m.kind == "volume" && engine.volumes.has_mount(&m.name))
+        .map(|m| m.name)
+        .collect()
+}
+
 impl Engine {
+    /// Mounts the filesystems of the container's volumes that have one, at its start, after
+    /// its rootfs is mounted (a container with a mounted rootfs counts as using its volumes).
+    pub(crate) fn mount_volumes(&self, c: &Container) -> Result<()> {
+        let names = mounted_volumes(self, c);
+        if names.is_empty() {
+            return Ok(());
+        }
+        let _held = self.volumes.hold_mounts();
+        names.iter().try_for_each(|n| self.volumes.mount(n))
+    }
+
+    /// Unmounts the filesystems of the container's volumes that no other container with a
+    /// mounted rootfs uses, when it stops (moby's reference count).
+    pub(crate) fn release_volumes(&self, c: &Container) {
+        let names = mounted_volumes(self, c);
+        if names.is_empty() {
+            return;
+        }
+        let _held = self.volumes.hold_mounts();
+        let others = self.all_containers();
+        for name in names {
+            let used = others.iter().any(|o| {
+                o.id != c.id
+                    && o.rec()
+                        .mounts
+                        .iter()
+                        .any(|m| m.kind == "volume" && m.name == name)
+                    && crate::containers::rootfs::is_mounted(&o.rootfs())
+            });
+            if !used {
+                if let Err(e) = self.volumes.unmount(&name) {
+                    tracing::warn!(volume = %name, error = %e, "unmounting a volume");
+                }
+            }
+        }
+    }
+
     pub(crate) fn volumes_in_use(&self) -> Vec<String> {
         self.all_containers()
             .iter()
@@ -167,12 +283,12 @@ impl Engine {
                 "error looking up volume plugin {d}: plugin \"{d}\" not found"
             )));
         }
-        if self.volumes.ensure(
-            &name,
-            false,
-            body.labels.unwrap_or_default(),
-            body.driver_opts.unwrap_or_default(),
-        )? {
+        let options = body.driver_opts.unwrap_or_default();
+        validate_options(&options)?;
+        if self
+            .volumes
+            .ensure(&name, false, body.labels.unwrap_or_default(), options)?
+        {
             self.emit_volume("create", &name);
         }
         Ok(self.volumes.inspect(&name)?.0)
@@ -252,6 +368,57 @@ impl Engine {
             attrs,
         );
     }
+}
+
+/// Whether the local driver's options name a filesystem to mount (moby's `needsMount`).
+fn needs_mount(opts: &HashMap<String, String>) -> bool {
+    ["type", "device"]
+        .iter()
+        .any(|k| opts.get(*k).is_some_and(|v| !v.is_empty()))
+}
+
+fn mount_error(data: &Path, cause: &str) -> EngineError {
+    EngineError::System(format!(
+        "error while mounting volume '{}': {cause}",
+        data.display()
+    ))
+}
+
+/// The local driver's options as moby checks them at `volume create`: `type`, `device` and
+/// `o` (each needing the others as moby's `mandatoryOpts` says), and `size`, which needs a
+/// filesystem quota skiff does not set up.
+pub(crate) fn validate_options(opts: &HashMap<String, String>) -> Result<()> {
+    let mut keys: Vec<&String> = opts.keys().collect();
+    keys.sort();
+    if let Some(k) = keys
+        .iter()
+        .find(|k| !matches!(k.as_str(), "type" | "o" | "device" | "size"))
+    {
+        return Err(EngineError::invalid(format!("invalid option: {k:?}")));
+    }
+    if let Some(size) = opts.get("size") {
+        let bytes = skiff_core::units::ram_in_bytes(size)
+            .map_err(|e| EngineError::invalid(e.to_string()))?;
+        if bytes > 0 {
+            return Err(EngineError::invalid(
+                "quota size requested but no quota support",
+            ));
+        }
+    }
+    for (opt, required) in [
+        ("device", &["type"][..]),
+        ("type", &["device"][..]),
+        ("o", &["device", "type"][..]),
+    ] {
+        if opts.contains_key(opt) {
+            if let Some(r) = required.iter().find(|r| !opts.contains_key(**r)) {
+                return Err(EngineError::invalid(format!(
+                    "missing required option: {r:?}"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Bytes used by the regular files under `path` (not following symlinks).

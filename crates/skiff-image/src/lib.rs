@@ -42,6 +42,14 @@ pub enum Removed {
     Deleted(String),
 }
 
+/// A container that uses an image, as `docker rmi` names it in a conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUser {
+    /// The container's id (its short form is shown).
+    pub container: String,
+    pub running: bool,
+}
+
 /// An image as `docker image inspect` needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Image {
@@ -136,16 +144,18 @@ impl ImageStore {
 
     /// `docker rmi` with moby's rules: a name that is not the image's last one is only
     /// untagged; the last name, or the id, deletes the image (an id whose names span several
-    /// repositories needs `force`). `in_use(image_id)` says whether a container uses the
-    /// image: then deleting it is a Conflict unless `force`. Blobs and snapshots no other
-    /// image needs are deleted, except the snapshots of an image forced away while in use.
+    /// repositories needs `force`). `user(image_id)` names a container using the image (a
+    /// running one first): a stopped one makes the deletion a Conflict unless `force`, a
+    /// running one even with `force` (its last name is then only untagged). Blobs and
+    /// snapshots no other image needs are deleted, except the snapshots of an image forced
+    /// away while a stopped container uses it.
     pub fn remove(
         &self,
         name_or_id: &str,
         force: bool,
-        in_use: &dyn Fn(&str) -> bool,
+        user: &dyn Fn(&str) -> Option<ImageUser>,
     ) -> Result<Vec<Removed>> {
-        self.inner.remove(name_or_id, force, in_use)
+        self.inner.remove(name_or_id, force, user)
     }
 
     /// `docker image prune` (dangling images only) or `-a` (all images no container uses).

@@ -393,19 +393,21 @@ impl Store {
         &self,
         s: &str,
         force: bool,
-        in_use: &dyn Fn(&str) -> bool,
+        user: &dyn Fn(&str) -> Option<crate::ImageUser>,
     ) -> Result<Vec<Removed>> {
         let _gc = self.gc.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.lock();
         let (id, name) = self.resolve(&state, s)?;
         let short = skiff_core::ids::short_id(&id).to_string();
         let names = state.images[&id].names.clone();
-        let used = in_use(&id);
+        let user = user(&id);
+        let container = |u: &crate::ImageUser| skiff_core::ids::short_id(&u.container).to_string();
         let mut removed = Vec::new();
         if let Some(name) = name {
-            if names.len() == 1 && used && !force {
+            if let Some(u) = user.as_ref().filter(|_| names.len() == 1 && !force) {
                 return Err(ImageError::Conflict(format!(
-                    "unable to remove repository reference {s:?} (must force) - image {short} is being used by a container"
+                    "unable to remove repository reference {s:?} (must force) - container {} is using its referenced image {short}",
+                    container(u)
                 )));
             }
             state
@@ -415,11 +417,18 @@ impl Store {
                 .names
                 .remove(&name);
             removed.push(Removed::Untagged(name.to_string()));
-            if names.len() > 1 {
+            // An image a running container uses stays, nameless, after its last name goes.
+            if names.len() > 1 || user.as_ref().is_some_and(|u| u.running) {
                 self.save_index(&state)?;
                 return Ok(removed);
             }
         } else {
+            if let Some(u) = user.as_ref().filter(|u| u.running) {
+                return Err(ImageError::Conflict(format!(
+                    "unable to delete {short} (cannot be forced) - image is being used by running container {}",
+                    container(u)
+                )));
+            }
             let repositories: HashSet<String> =
                 names.iter().map(Reference::familiar_repository).collect();
             if repositories.len() > 1 && !force {
@@ -427,9 +436,10 @@ impl Store {
                     "unable to delete {short} (must be forced) - image is referenced in multiple repositories"
                 )));
             }
-            if used && !force {
+            if let Some(u) = user.as_ref().filter(|_| !force) {
                 return Err(ImageError::Conflict(format!(
-                    "unable to delete {short} (must be forced) - image is being used by a container"
+                    "unable to delete {short} (must be forced) - image is being used by stopped container {}",
+                    container(u)
                 )));
             }
             removed.extend(names.iter().map(|n| Removed::Untagged(n.to_string())));
@@ -443,7 +453,7 @@ impl Store {
         let entry = state.images.remove(&id).expect("resolved");
         removed.push(Removed::Deleted(id.clone()));
         self.save_index(&state)?;
-        let keep_snapshots = used;
+        let keep_snapshots = user.is_some();
         self.collect_garbage(&state, &[(entry, keep_snapshots)])?;
         Ok(removed)
     }

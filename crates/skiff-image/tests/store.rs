@@ -11,9 +11,9 @@ use serde_json::json;
 use skiff_core::ids::sha256_digest;
 use skiff_core::{ErrorKind, HasKind};
 use skiff_image::testutil::{busybox_docker_archive, busybox_rootfs_tar};
-use skiff_image::{ImageStore, Removed};
+use skiff_image::{ImageStore, ImageUser, Removed};
 
-const NOT_USED: &dyn Fn(&str) -> bool = &|_| false;
+const NOT_USED: &dyn Fn(&str) -> Option<ImageUser> = &|_| None;
 
 fn store() -> (tempfile::TempDir, ImageStore) {
     let tmp = temp_dir();
@@ -354,7 +354,11 @@ fn rmi_untags_then_deletes_and_refuses_images_in_use() {
     let id = store.get("busybox").unwrap().id;
     store.tag("busybox", "busybox:2").unwrap();
     store.tag("busybox", "mine/box").unwrap();
-    let in_use = |i: &str| i == id;
+    let stopped = ImageUser {
+        container: "c0ffee".repeat(10) + "abcd",
+        running: false,
+    };
+    let in_use = |i: &str| (i == id).then(|| stopped.clone());
 
     // Removing one of several names only untags, even while in use.
     assert_eq!(
@@ -366,9 +370,36 @@ fn rmi_untags_then_deletes_and_refuses_images_in_use() {
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(err.to_string().contains("must be forced"), "{err}");
     store.remove("mine/box", false, NOT_USED).unwrap();
-    // The last name of an image in use: refused without force.
+    // The last name of an image in use: refused without force, naming the container.
     let err = store.remove("busybox", false, &in_use).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "conflict: unable to remove repository reference \"busybox\" (must force) - container c0ffeec0ffee is using its referenced image {}",
+            &id[7..19]
+        )
+    );
+    // By id: a stopped container's image needs force, a running one's cannot be forced.
+    let err = store.remove(&id, false, &in_use).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("(must be forced) - image is being used by stopped container c0ffeec0ffee"),
+        "{err}"
+    );
+    let running = |i: &str| {
+        (i == id).then(|| ImageUser {
+            running: true,
+            ..stopped.clone()
+        })
+    };
+    let err = store.remove(&id, true, &running).unwrap_err();
+    assert!(
+        err.to_string().ends_with(
+            "(cannot be forced) - image is being used by running container c0ffeec0ffee"
+        ),
+        "{err}"
+    );
     assert_eq!(store.get("busybox").unwrap().id, id);
     let lowers = store.prepare_rootfs(&id).unwrap();
     // Forced: untagged and deleted; the blobs go, the in-use image's snapshot stays.
@@ -400,6 +431,16 @@ fn rmi_untags_then_deletes_and_refuses_images_in_use() {
         ]
     );
     assert!(!lowers[0].exists());
+
+    // The last name of an image a running container uses, forced: untagged, the image stays.
+    store
+        .load(busybox_docker_archive("busybox").as_slice())
+        .unwrap();
+    assert_eq!(
+        store.remove("busybox", true, &running).unwrap(),
+        [Removed::Untagged("busybox:latest".into())]
+    );
+    assert!(store.get(&id).unwrap().repo_tags.is_empty());
 }
 
 #[test]
@@ -426,7 +467,7 @@ fn prune_removes_dangling_then_all_unused() {
         )
         .unwrap();
     store.tag(&b, "a").unwrap(); // `a`'s image is now dangling
-    let (removed, bytes) = store.prune(false, NOT_USED).unwrap();
+    let (removed, bytes) = store.prune(false, &|_| false).unwrap();
     assert_eq!(removed, [Removed::Deleted(a.clone())]);
     assert!(bytes > 0);
     let in_use = |i: &str| i == busybox;

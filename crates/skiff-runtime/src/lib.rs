@@ -8,5 +8,6 @@
 
 pub mod backend;
 pub mod cgroups;
+pub mod mount;
 pub mod shim;
 pub mod spec;

@@ -144,6 +144,8 @@ pub struct ContainerSpec {
     pub memory_reservation: Option<i64>,
     /// `--pids-limit`; 0 or negative = unlimited.
     pub pids_limit: Option<i64>,
+    /// `--blkio-weight` (10–1000), where the host supports it.
+    pub blkio_weight: Option<u16>,
     /// cgroup path relative to the hierarchy root, e.g. `/skiff/<id>`; empty = `/skiff/<id>`.
     pub cgroups_path: String,
     /// Extra /etc files (host path, path in the container) bound into the container (hosts,

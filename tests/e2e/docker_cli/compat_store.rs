@@ -151,3 +151,35 @@ fn events_carry_the_legacy_status_id_and_from_fields() {
     assert_eq!(tag["status"], "tag");
     assert_eq!(tag["Actor"]["Attributes"]["name"], "evtag:1");
 }
+
+#[test]
+fn rmi_conflicts_name_the_container_and_a_running_ones_image_stays() {
+    let d = Daemon::start();
+    let image = d.docker_ok(&["image", "inspect", "-f", "{{.Id}}", BUSYBOX]);
+    let image = image.trim();
+    let image12 = &image["sha256:".len()..][..12];
+    let stopped = d.docker_ok(&["create", BUSYBOX, "true"]);
+    let stopped12 = &stopped.trim()[..12];
+    let out = d.docker(&["rmi", "busybox"]);
+    assert_eq!(
+        stderr(&out).trim(),
+        format!("Error response from daemon: conflict: unable to remove repository reference \"busybox\" (must force) - container {stopped12} is using its referenced image {image12}")
+    );
+    let out = d.docker(&["rmi", image12]);
+    assert_eq!(
+        stderr(&out).trim(),
+        format!("Error response from daemon: conflict: unable to delete {image12} (must be forced) - image is being used by stopped container {stopped12}")
+    );
+    let running = d.docker_ok(&["run", "-d", BUSYBOX, "sleep", "300"]);
+    let running12 = &running.trim()[..12];
+    let out = d.docker(&["rmi", "-f", image12]);
+    assert_eq!(
+        stderr(&out).trim(),
+        format!("Error response from daemon: conflict: unable to delete {image12} (cannot be forced) - image is being used by running container {running12}")
+    );
+    // Forcing the last name away only untags the image a running container uses.
+    let out = d.docker_ok(&["rmi", "-f", "busybox"]);
+    assert_eq!(out.trim(), "Untagged: busybox:latest");
+    let left = d.docker_ok(&["images", "-q", "--no-trunc"]);
+    assert_eq!(left.trim(), image);
+}

@@ -70,6 +70,26 @@ fn update_changes_limits_of_a_running_container() {
     d.docker_ok(&["update", "-m", "96m", "upd"]);
     d.docker_ok(&["start", "upd"]);
     assert_eq!(cgroup(&d, "memory/memory.limit_in_bytes"), "100663296");
+
+    // A block-I/O weight: applied where the host has proportional block I/O, else accepted,
+    // discarded and warned of, as dockerd does (this VM's disk has no such scheduler).
+    let out = d.docker(&["update", "--blkio-weight", "300", "upd"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = format!("{}{}", crate::common::stdout(&out), stderr(&out));
+    let weight = d.inspect("upd", "{{.HostConfig.BlkioWeight}}");
+    if said.contains("Your kernel does not support Block I/O weight") {
+        assert_eq!(weight, "0", "{said}");
+    } else {
+        assert_eq!(weight, "300", "{said}");
+        assert_eq!(cgroup(&d, "blkio/blkio.weight"), "300");
+    }
+    let out = d.docker(&["run", "--rm", "--blkio-weight", "5", BUSYBOX, "true"]);
+    let said = format!("{}{}", crate::common::stdout(&out), stderr(&out));
+    assert!(
+        said.contains("Weight discarded")
+            || said.contains("Range of blkio weight is from 10 to 1000"),
+        "{said}"
+    );
     d.docker_ok(&["rm", "-f", "upd"]);
 }
 

@@ -232,7 +232,7 @@ impl Engine {
         Ok(crate::blocking_writer(move |writer| {
             let _op = op;
             let result = confined::open_root(&rootfs_path)
-                .and_then(|root| confined::pack(&root, Path::new("/"), Path::new("."), writer));
+                .and_then(|root| confined::pack_contents(&root, Path::new("/"), writer));
             if let Err(e) = &result {
                 tracing::warn!(id = %c.id, error = %e, "export failed");
             }

@@ -240,7 +240,7 @@ pub(crate) fn ulimits(hc: &HostConfig) -> Vec<skiff_runtime::spec::Ulimit> {
 /// hosts, `host` on v1 and hybrid ones (and for privileged containers there) — and a memory
 /// swappiness of -1 meaning unset. Returns warnings for the client.
 pub(crate) fn docker_defaults(hc: &mut HostConfig, unified: bool) -> Result<Vec<String>> {
-    let mut warnings = Vec::new();
+    let mut warnings = blkio_weight(hc, skiff_runtime::cgroups::blkio_weight_supported())?;
     if matches!(
         hc.cgroupns_mode,
         None | Some(HostConfigCgroupnsModeEnum::EMPTY)
@@ -268,6 +268,28 @@ pub(crate) fn docker_defaults(hc: &mut HostConfig, unified: bool) -> Result<Vec<
             );
             hc.memory_swappiness = None;
         }
+    }
+    Ok(warnings)
+}
+
+/// `--blkio-weight` as dockerd takes it: discarded with a warning where the host has no
+/// proportional block-I/O weight (then any value goes), else 10–1000.
+pub(crate) fn blkio_weight(hc: &mut HostConfig, supported: bool) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    if hc.blkio_weight.is_some_and(|w| w > 0) && !supported {
+        warnings.push(
+            "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
+                .to_string(),
+        );
+        hc.blkio_weight = None;
+    }
+    if hc
+        .blkio_weight
+        .is_some_and(|w| w > 0 && !(10..=1000).contains(&w))
+    {
+        return Err(EngineError::invalid(
+            "Range of blkio weight is from 10 to 1000",
+        ));
     }
     Ok(warnings)
 }

@@ -276,6 +276,7 @@ impl Engine {
                         .into_iter()
                         .filter(|o| !matches!(o.as_str(), "ro" | "rw"))
                         .collect(),
+                    new_volume: Default::default(),
                 });
             }
         }
@@ -313,10 +314,8 @@ impl Engine {
                     Source::Volume(name) => {
                         let anonymous = name.is_none();
                         let name = name.clone().unwrap_or_else(skiff_core::ids::random_id);
-                        if self
-                            .volumes
-                            .ensure(&name, anonymous, HashMap::new(), HashMap::new())?
-                        {
+                        let v = r.new_volume.clone();
+                        if self.volumes.ensure(&name, anonymous, v.labels, v.options)? {
                             created.push(name.clone());
                         }
                         MountRecord {

@@ -182,6 +182,7 @@ impl Engine {
         };
         let rootfs = async {
             let path = rootfs::mount(self, c).await?;
+            self.mount_volumes(c)?;
             self.populate_volumes(c, &path).await?;
             let working_dir = c.rec().config.working_dir.unwrap_or_default();
             rootfs::ensure_working_dir(&path, &working_dir)?;
@@ -307,6 +308,7 @@ impl Engine {
             cpuset_mems: hc.cpuset_mems.clone().filter(|s| !s.is_empty()),
             memory_reservation: positive(hc.memory_reservation),
             pids_limit: positive(hc.pids_limit),
+            blkio_weight: hc.blkio_weight.filter(|w| *w > 0),
             cgroups_path: c.cgroups_path(),
             etc_files: rootfs::etc_files(&etc_dir),
             init_path: if hc.init.unwrap_or(false) {

@@ -106,6 +106,7 @@ impl Engine {
                 tracing::warn!(id = %c.id, error = %e, "unmounting rootfs at exit");
             }
         }
+        self.release_volumes(c);
         let code = status.exit_code as i64;
         let finished = if status.finished_at.is_empty() {
             super::create::now_rfc3339()

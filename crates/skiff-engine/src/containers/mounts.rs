@@ -1,6 +1,7 @@
 //! `-v`/`Binds`, `--mount`, `--tmpfs` and image `VOLUME`s of a create request, parsed and
 //! checked the way dockerd does (its messages), before any volume is created.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use bollard_stubs::models::{HostConfig, MountType};
@@ -24,6 +25,16 @@ pub(crate) struct MountRequest {
     pub read_only: bool,
     /// Options as given (`ro`, `z`, `nocopy`, tmpfs options …).
     pub options: Vec<String>,
+    /// Labels and driver options of a volume this mount creates (`--mount
+    /// …,volume-label=,volume-opt=`); an existing volume keeps its own.
+    pub new_volume: NewVolume,
+}
+
+/// What a `--mount` of type volume gives the volume it creates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct NewVolume {
+    pub labels: HashMap<String, String>,
+    pub options: HashMap<String, String>,
 }
 
 fn valid_volume_name(name: &str) -> bool {
@@ -97,6 +108,7 @@ pub(crate) fn parse_bind(spec: &str) -> Result<MountRequest> {
         destination: dst.to_string(),
         read_only,
         options,
+        new_volume: NewVolume::default(),
     })
 }
 
@@ -118,6 +130,8 @@ pub(crate) fn mounts(
         let dst = m.target.clone().unwrap_or_default();
         check_destination(&dst, &dst)?;
         let read_only = m.read_only.unwrap_or(false);
+        let mut options = Vec::new();
+        let mut new_volume = NewVolume::default();
         let source = match m.typ {
             Some(MountType::BIND) => {
                 let src = m.source.clone().unwrap_or_default();
@@ -128,13 +142,34 @@ pub(crate) fn mounts(
                 }
                 Source::Host(PathBuf::from(src))
             }
-            Some(MountType::VOLUME) | None => match m.source.clone().filter(|s| !s.is_empty()) {
-                Some(name) if valid_volume_name(&name) => Source::Volume(Some(name)),
-                Some(name) => {
-                    return Err(EngineError::invalid(format!("invalid volume name: {name}")))
+            Some(MountType::VOLUME) | None => {
+                if let Some(v) = &m.volume_options {
+                    if v.no_copy == Some(true) {
+                        options.push("nocopy".to_string());
+                    }
+                    new_volume.labels = v.labels.clone().unwrap_or_default();
+                    if let Some(driver) = &v.driver_config {
+                        if let Some(d) = driver
+                            .name
+                            .as_deref()
+                            .filter(|d| !d.is_empty() && *d != "local")
+                        {
+                            return Err(EngineError::invalid(format!(
+                                "error looking up volume plugin {d}: plugin \"{d}\" not found"
+                            )));
+                        }
+                        new_volume.options = driver.options.clone().unwrap_or_default();
+                        crate::volumes::validate_options(&new_volume.options)?;
+                    }
                 }
-                None => Source::Volume(None),
-            },
+                match m.source.clone().filter(|s| !s.is_empty()) {
+                    Some(name) if valid_volume_name(&name) => Source::Volume(Some(name)),
+                    Some(name) => {
+                        return Err(EngineError::invalid(format!("invalid volume name: {name}")))
+                    }
+                    None => Source::Volume(None),
+                }
+            }
             Some(MountType::TMPFS) => {
                 let mut opts = Vec::new();
                 if let Some(t) = &m.tmpfs_options {
@@ -157,7 +192,8 @@ pub(crate) fn mounts(
             source,
             destination: dst,
             read_only,
-            options: Vec::new(),
+            options,
+            new_volume,
         });
     }
     let mut tmpfs: Vec<_> = hc.tmpfs.iter().flatten().collect();
@@ -175,6 +211,7 @@ pub(crate) fn mounts(
             destination: dst.clone(),
             read_only,
             options,
+            new_volume: NewVolume::default(),
         });
     }
     for m in inherited {
@@ -196,6 +233,7 @@ pub(crate) fn mounts(
                 destination: dst.clone(),
                 read_only: false,
                 options: Vec::new(),
+                new_volume: NewVolume::default(),
             });
         }
     }
@@ -280,6 +318,7 @@ mod tests {
             destination: dst.into(),
             read_only: true,
             options: Vec::new(),
+            new_volume: NewVolume::default(),
         };
         let hc = HostConfig {
             binds: Some(vec!["mine:/data".into()]),

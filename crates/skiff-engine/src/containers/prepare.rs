@@ -151,6 +151,7 @@ impl Engine {
         if let Err(e) = rootfs::unmount(c) {
             tracing::warn!(id = %c.id, error = %e, "unmounting a prepared rootfs");
         }
+        self.release_volumes(c);
     }
 
     /// Discards the prepared starts of every container that has an endpoint on the network

@@ -1,6 +1,8 @@
 //! `docker update`: new memory, CPU and pids limits and a new restart policy for an existing
 //! container — recorded, and applied to its cgroups while it runs. Zero means "unchanged",
-//! as in Docker; settings skiff does not run with are refused, not ignored.
+//! as in Docker; settings skiff does not run with are refused, not ignored, and those the
+//! host cannot apply (a block-I/O weight without a proportional scheduler) are discarded
+//! with dockerd's warning.
 
 use std::collections::HashMap;
 
@@ -13,8 +15,13 @@ use crate::restart::Policy;
 use crate::store::Status;
 use crate::Engine;
 
-/// Folds the update into the host config: the new settings, still to be validated.
-fn merge(mut hc: HostConfig, body: &ContainerUpdateBody) -> Result<HostConfig> {
+/// Folds the update into the host config: the new settings, validated, and warnings for
+/// the client (settings this host discards, as dockerd's).
+fn merge(
+    mut hc: HostConfig,
+    body: &ContainerUpdateBody,
+    blkio_supported: bool,
+) -> Result<(HostConfig, Vec<String>)> {
     let unsupported = [
         (
             "--cpu-rt-period",
@@ -24,7 +31,6 @@ fn merge(mut hc: HostConfig, body: &ContainerUpdateBody) -> Result<HostConfig> {
             "--cpu-rt-runtime",
             body.cpu_realtime_runtime.is_some_and(|v| v != 0),
         ),
-        ("--blkio-weight", body.blkio_weight.is_some_and(|v| v != 0)),
     ];
     if let Some((flag, _)) = unsupported.iter().find(|(_, set)| *set) {
         return Err(EngineError::invalid(format!(
@@ -72,8 +78,19 @@ fn merge(mut hc: HostConfig, body: &ContainerUpdateBody) -> Result<HostConfig> {
         Policy::from_wire(Some(policy), false)?;
         hc.restart_policy = Some(policy.clone());
     }
+    let mut warnings = Vec::new();
+    if let Some(w) = body.blkio_weight.filter(|w| *w != 0) {
+        let mut update = HostConfig {
+            blkio_weight: Some(w),
+            ..Default::default()
+        };
+        warnings = config::blkio_weight(&mut update, blkio_supported)?;
+        if update.blkio_weight.is_some() {
+            hc.blkio_weight = update.blkio_weight;
+        }
+    }
     config::validate_resources(&hc)?;
-    Ok(hc)
+    Ok((hc, warnings))
 }
 
 impl Engine {
@@ -87,7 +104,11 @@ impl Engine {
         // A prepared container has its cgroup limits already.
         self.discard_prepared(&c).await;
         let rec = c.rec();
-        let hc = merge(rec.host_config.clone(), body)?;
+        let (hc, warnings) = merge(
+            rec.host_config.clone(),
+            body,
+            skiff_runtime::cgroups::blkio_weight_supported(),
+        )?;
         if matches!(rec.state.status, Status::Running | Status::Paused) {
             let positive = |v: Option<i64>| v.filter(|v| *v > 0);
             let limits = spec::limits(&ContainerSpec {
@@ -101,6 +122,7 @@ impl Engine {
                 cpuset_mems: hc.cpuset_mems.clone().filter(|s| !s.is_empty()),
                 memory_reservation: positive(hc.memory_reservation),
                 pids_limit: positive(hc.pids_limit),
+                blkio_weight: hc.blkio_weight.filter(|w| *w > 0),
                 ..Default::default()
             })?;
             skiff_runtime::cgroups::update(&c.cgroups_path(), &limits).map_err(|e| {
@@ -110,7 +132,7 @@ impl Engine {
         c.update(|r| r.host_config = hc)?;
         self.emit_container("update", &c, HashMap::new());
         Ok(ContainerUpdateResponse {
-            warnings: Some(Vec::new()),
+            warnings: Some(warnings),
         })
     }
 }
@@ -138,7 +160,8 @@ mod tests {
             }),
             ..Default::default()
         };
-        let out = merge(hc, &body).unwrap();
+        let (out, warnings) = merge(hc, &body, false).unwrap();
+        assert!(warnings.is_empty());
         assert_eq!(out.memory, Some(64 << 20));
         assert_eq!(out.nano_cpus, Some(1_000_000_000));
         assert_eq!(out.pids_limit, None);
@@ -161,7 +184,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(merge(rm, &policy)
+        assert!(merge(rm, &policy, true)
             .unwrap_err()
             .to_string()
             .contains("AutoRemove"));
@@ -169,7 +192,7 @@ mod tests {
             memory: Some(1024),
             ..Default::default()
         };
-        assert!(merge(HostConfig::default(), &tiny)
+        assert!(merge(HostConfig::default(), &tiny, true)
             .unwrap_err()
             .to_string()
             .contains("Minimum memory limit"));
@@ -177,17 +200,33 @@ mod tests {
             blkio_weight: Some(300),
             ..Default::default()
         };
-        assert!(merge(HostConfig::default(), &weight)
-            .unwrap_err()
-            .to_string()
-            .contains("--blkio-weight"));
+        // A block-I/O weight: discarded with dockerd's warning where the host has none,
+        // recorded where it has, and refused out of range there.
+        let (hc, warnings) = merge(HostConfig::default(), &weight, false).unwrap();
+        assert_eq!(hc.blkio_weight, None);
+        assert_eq!(
+            warnings,
+            ["Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."]
+        );
+        let (hc, warnings) = merge(HostConfig::default(), &weight, true).unwrap();
+        assert_eq!((hc.blkio_weight, warnings.len()), (Some(300), 0));
+        let heavy = ContainerUpdateBody {
+            blkio_weight: Some(5000),
+            ..Default::default()
+        };
+        assert_eq!(
+            merge(HostConfig::default(), &heavy, true)
+                .unwrap_err()
+                .to_string(),
+            "Range of blkio weight is from 10 to 1000"
+        );
         // CFS, cpuset and reservation settings are applied now.
         let quota = ContainerUpdateBody {
             cpu_quota: Some(50_000),
             cpuset_cpus: Some("0".into()),
             ..Default::default()
         };
-        let hc = merge(HostConfig::default(), &quota).unwrap();
+        let (hc, _) = merge(HostConfig::default(), &quota, true).unwrap();
         assert_eq!(
             (hc.cpu_quota, hc.cpuset_cpus.as_deref()),
             (Some(50_000), Some("0"))

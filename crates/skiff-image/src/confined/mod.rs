@@ -22,7 +22,7 @@ mod pack;
 use std::path::{Component, Path, PathBuf};
 
 pub use extract::{extract, Policy};
-pub use pack::pack;
+pub use pack::{pack, pack_contents};
 pub use pathrs::error::Error as ResolveError;
 pub use pathrs::flags::OpenFlags;
 pub use pathrs::{Handle, Root};

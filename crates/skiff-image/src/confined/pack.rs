@@ -60,6 +60,29 @@ pub fn pack(root: &Root, path: &Path, name: &Path, out: impl Write) -> Result<()
         .ctx(|| "write the archive".into())
 }
 
+/// Writes a tar of what the directory at `path` in `root` holds, without an entry for the
+/// directory itself (children are `child`, `child/grandchild`): `docker export`'s layout.
+pub fn pack_contents(root: &Root, path: &Path, out: impl Write) -> Result<()> {
+    let top = root.resolve(path).map_err(|source| ImageError::Resolve {
+        context: format!("resolve {}", path.display()),
+        source,
+    })?;
+    let top: OwnedFd = top.into();
+    let meta = File::from(top.try_clone().ctx(|| "duplicate a descriptor".into())?)
+        .metadata()
+        .ctx(|| format!("stat {}", path.display()))?;
+    let dir = reopen_dir(&top).ctx(|| format!("open {}", path.display()))?;
+    let mut builder = tar::Builder::new(out);
+    Walk {
+        builder: &mut builder,
+    }
+    .dir(dir, &meta, Path::new(""))?;
+    builder
+        .into_inner()
+        .and_then(|mut out| out.flush())
+        .ctx(|| "write the archive".into())
+}
+
 fn reopen_dir(fd: &impl AsFd) -> nix::Result<OwnedFd> {
     openat(
         fd,
@@ -80,12 +103,15 @@ fn header(meta: &std::fs::Metadata) -> tar::Header {
 }
 
 impl<W: Write> Walk<'_, W> {
-    /// A directory (open for reading) and everything below it.
+    /// A directory (open for reading) and everything below it; an empty `name` leaves the
+    /// directory's own entry out.
     fn dir(&mut self, dir: OwnedFd, meta: &std::fs::Metadata, name: &Path) -> Result<()> {
-        let mut h = header(meta);
-        self.builder
-            .append_data(&mut h, name, std::io::empty())
-            .ctx(|| format!("write {}", name.display()))?;
+        if !name.as_os_str().is_empty() {
+            let mut h = header(meta);
+            self.builder
+                .append_data(&mut h, name, std::io::empty())
+                .ctx(|| format!("write {}", name.display()))?;
+        }
         let mut children: Vec<Vec<u8>> = {
             let mut listing = Dir::from_fd(
                 dir.try_clone()

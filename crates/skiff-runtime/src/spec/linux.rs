@@ -72,19 +72,6 @@ fn bind(source: &Path, dest: &str, read_only: bool) -> Result<Mount, SpecError> 
         .build()?)
 }
 
-/// Options for `--tmpfs`: Docker's `noexec,nosuid,nodev` unless the user says `exec`, `suid`
-/// or `dev`; everything else (size, mode, …) is passed on.
-fn tmpfs_options(user: &[String]) -> Vec<String> {
-    let mut opts: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
-    for o in user {
-        match o.as_str() {
-            "exec" | "suid" | "dev" => opts.retain(|x| x != &format!("no{o}")),
-            _ => opts.push(o.clone()),
-        }
-    }
-    opts
-}
-
 /// All mounts of the container, defaults first, then the user's sorted so that parents are
 /// mounted before their children. A user mount on a default destination replaces it.
 pub fn mounts(c: &ContainerSpec) -> Result<Vec<Mount>, SpecError> {
@@ -157,7 +144,7 @@ pub fn mounts(c: &ContainerSpec) -> Result<Vec<Mount>, SpecError> {
                 .destination(destination)
                 .typ("tmpfs")
                 .source("tmpfs")
-                .options(tmpfs_options(options))
+                .options(crate::mount::tmpfs_options(options).map_err(SpecError::Invalid)?)
                 .build()?,
         });
     }
@@ -521,6 +508,13 @@ pub fn resources(
     }
     if let Some(limit) = c.pids_limit.filter(|l| *l > 0) {
         r = r.pids(LinuxPidsBuilder::default().limit(limit).build()?);
+    }
+    if let Some(weight) = c.blkio_weight.filter(|w| *w > 0) {
+        r = r.block_io(
+            oci_spec::runtime::LinuxBlockIoBuilder::default()
+                .weight(weight)
+                .build()?,
+        );
     }
     Ok(r.build()?)
 }

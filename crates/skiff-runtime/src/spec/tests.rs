@@ -475,8 +475,10 @@ fn resources_follow_docker() {
     c.nano_cpus = Some(1_500_000_000);
     c.cpu_shares = Some(512);
     c.pids_limit = Some(20);
+    c.blkio_weight = Some(300);
     let spec = generate(&c).unwrap();
     let res = spec.linux().as_ref().unwrap().resources().clone().unwrap();
+    assert_eq!(res.block_io().as_ref().unwrap().weight(), Some(300));
     let mem = res.memory().unwrap();
     assert_eq!((mem.limit(), mem.swap()), (Some(64 << 20), Some(128 << 20)));
     let cpu = res.cpu().clone().unwrap();
