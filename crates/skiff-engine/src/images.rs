@@ -11,7 +11,6 @@ use skiff_image::{Image, Removed};
 
 use crate::error::{EngineError, IoContext, Result};
 use crate::filters::Filters;
-use crate::volumes::dir_size;
 use crate::{ByteStream, Engine};
 
 fn created_unix(image: &Image) -> i64 {
@@ -230,7 +229,7 @@ impl Engine {
     pub(crate) async fn do_image_inspect(&self, name: &str) -> Result<ImageInspect> {
         let images = self.images.clone();
         let name = name.to_string();
-        let image = blocking(move || Ok(images.get(&name)?)).await?;
+        let image = blocking(move || Ok(images.get_sized(&name)?)).await?;
         let cfg = image.config.config().clone().unwrap_or_default();
         let config = ImageConfig {
             user: Some(cfg.user().clone().unwrap_or_default()),
@@ -329,16 +328,11 @@ impl Engine {
     }
 
     /// The unpacked size of each layer of an image, bottom-most first (what `docker history`
-    /// shows). Unpacks layers not unpacked yet.
+    /// shows), counted from the layer's blob once if it was never unpacked.
     pub(crate) async fn layer_sizes(&self, image_id: &str) -> Result<Vec<u64>> {
         let images = self.images.clone();
         let id = image_id.to_string();
-        blocking(move || {
-            let mut lowers = images.prepare_rootfs(&id)?;
-            lowers.reverse();
-            Ok(lowers.iter().map(|dir| dir_size(dir)).collect())
-        })
-        .await
+        blocking(move || Ok(images.layer_sizes(&id)?)).await
     }
 
     pub(crate) async fn do_image_load(&self, archive: ByteStream) -> Result<Vec<String>> {

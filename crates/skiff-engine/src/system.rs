@@ -102,7 +102,7 @@ impl Engine {
             .map(|c| c.rec().state.status)
             .collect();
         let count = |f: fn(&Status) -> bool| statuses.iter().filter(|s| f(s)).count() as i64;
-        let images = self.images.list().map(|l| l.len() as i64).unwrap_or(0);
+        let images = self.images.count() as i64;
         let runtimes = backend::NAMES
             .iter()
             .map(|r| {

@@ -19,6 +19,7 @@ pub mod overlay;
 mod reference;
 pub mod registry;
 mod scratch;
+mod sizes;
 mod snapshot;
 mod store;
 pub mod testutil;
@@ -65,7 +66,8 @@ pub struct Image {
     pub docker: DockerConfig,
     /// `sha256:…` of the manifest blob in the content store.
     pub manifest_digest: String,
-    /// Sum of the layer blob sizes.
+    /// Bytes of its layers unpacked (regular files), as dockerd sizes images, from
+    /// [`ImageStore::list`] and [`ImageStore::get_sized`]; elsewhere the layer blobs' sum.
     pub size: u64,
     /// The config's `created` timestamp (RFC 3339).
     pub created: Option<String>,
@@ -132,9 +134,25 @@ impl ImageStore {
         self.inner.list()
     }
 
+    /// How many images the store holds.
+    pub fn count(&self) -> usize {
+        self.inner.count()
+    }
+
     /// Looks an image up by name, full id, `sha256:`+hex or unique hex-id prefix.
     pub fn get(&self, name_or_id: &str) -> Result<Image> {
         self.inner.get(name_or_id)
+    }
+
+    /// [`ImageStore::get`] with the image's unpacked size (counted from a layer's blob once,
+    /// if it was never unpacked).
+    pub fn get_sized(&self, name_or_id: &str) -> Result<Image> {
+        self.inner.get_sized(name_or_id)
+    }
+
+    /// The unpacked size of each layer of the image, bottom first (`docker system df`).
+    pub fn layer_sizes(&self, name_or_id: &str) -> Result<Vec<u64>> {
+        self.inner.layer_sizes_of(name_or_id)
     }
 
     /// `docker tag`: adds `target` as a name of the image `source` resolves to.

@@ -74,7 +74,12 @@ pub(crate) fn prepare_rootfs(store: &Store, image: &str) -> Result<Vec<PathBuf>>
         return Ok(vec![empty]);
     }
     let mut lowers = Vec::with_capacity(diff_ids.len());
-    for (chain, layer) in chain_ids(diff_ids).iter().zip(entry.manifest.layers()) {
+    let layers = chain_ids(diff_ids)
+        .into_iter()
+        .zip(diff_ids)
+        .zip(entry.manifest.layers());
+    for ((chain, diff_id), layer) in layers {
+        let chain = &chain;
         let dir = snapshot_dir(store, chain)?;
         let lock = store.unpack_lock(chain);
         let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -84,6 +89,7 @@ pub(crate) fn prepare_rootfs(store: &Store, image: &str) -> Result<Vec<PathBuf>>
             fs::create_dir(&fs_dir).ctx(|| format!("create {}", fs_dir.display()))?;
             let blob = store.open_blob(layer.digest().as_ref())?;
             let bytes = unpack::unpack_layer(blob, &fs_dir)?;
+            crate::sizes::record(store, diff_id, bytes);
             fs::rename(tmp.path(), &dir).ctx(|| format!("move snapshot into {}", dir.display()))?;
             tracing::debug!(chain = %chain, bytes, "unpacked layer");
         }

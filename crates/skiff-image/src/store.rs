@@ -106,6 +106,7 @@ pub(crate) struct Store {
     gc: RwLock<()>,
     /// One lock per chain id being unpacked.
     unpacking: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    layer_sizes: crate::sizes::LayerSizes,
 }
 
 impl Store {
@@ -125,6 +126,7 @@ impl Store {
             state: Mutex::new(State::default()),
             gc: RwLock::new(()),
             unpacking: Mutex::new(HashMap::new()),
+            layer_sizes: Default::default(),
         };
         let index_path = root.join("index.json");
         if index_path.exists() {
@@ -183,6 +185,27 @@ impl Store {
     }
 
     /// A fresh private directory under `<root>/tmp`.
+    pub(crate) fn layer_sizes(&self) -> &crate::sizes::LayerSizes {
+        &self.layer_sizes
+    }
+
+    /// The image with its unpacked size (see [`crate::sizes`]): counted outside the state
+    /// lock, as a layer never unpacked is read from its blob.
+    fn sized(&self, id: &str, entry: &Entry) -> Image {
+        let mut image = entry.to_image(id);
+        match crate::sizes::layers(self, entry) {
+            Ok(sizes) => image.size = sizes.iter().sum(),
+            Err(e) => tracing::warn!(image = id, error = %e, "sizing an image's layers"),
+        }
+        image
+    }
+
+    /// The unpacked size of each layer of the image, bottom first.
+    pub fn layer_sizes_of(&self, s: &str) -> Result<Vec<u64>> {
+        let (_, entry) = self.entry(s)?;
+        crate::sizes::layers(self, &entry)
+    }
+
     pub fn temp_dir(&self, prefix: &str) -> Result<TempDir> {
         let path = self
             .root
@@ -362,16 +385,32 @@ impl Store {
     }
 
     pub fn list(&self) -> Result<Vec<Image>> {
-        let state = self.lock();
-        let mut images: Vec<Image> = state.images.iter().map(|(id, e)| e.to_image(id)).collect();
+        let entries: Vec<(String, Entry)> = self
+            .lock()
+            .images
+            .iter()
+            .map(|(id, e)| (id.clone(), e.clone()))
+            .collect();
+        let mut images: Vec<Image> = entries.iter().map(|(id, e)| self.sized(id, e)).collect();
         images.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
         Ok(images)
     }
 
+    pub fn count(&self) -> usize {
+        self.lock().images.len()
+    }
+
+    /// The image, its `size` the blobs' (cheap: for callers that need its config).
     pub fn get(&self, s: &str) -> Result<Image> {
         let state = self.lock();
         let (id, _) = self.resolve(&state, s)?;
         Ok(state.images[&id].to_image(&id))
+    }
+
+    /// The image with its unpacked size, as `docker image inspect` shows it.
+    pub fn get_sized(&self, s: &str) -> Result<Image> {
+        let (id, entry) = self.entry(s)?;
+        Ok(self.sized(&id, &entry))
     }
 
     /// The image `s` resolves to (see [`Store::resolve`]) and its id.

@@ -182,7 +182,7 @@ async fn pull_by_digest_records_the_repository_digest_without_a_tag() {
     let (removed, _) = reopened.prune(false, &|_| false).unwrap();
     assert!(removed.is_empty(), "{removed:?}");
     // rmi by the digest reference deletes it and says what it untagged.
-    let removed = reopened.remove(&by_digest, false, &|_| false).unwrap();
+    let removed = reopened.remove(&by_digest, false, &|_| None).unwrap();
     assert_eq!(
         removed,
         [
@@ -197,7 +197,7 @@ async fn pull_by_digest_records_the_repository_digest_without_a_tag() {
         .pull(&regs, &r(&name), &PullOptions::default(), &no_progress())
         .await
         .unwrap();
-    let removed = reopened.remove(&name, false, &|_| false).unwrap();
+    let removed = reopened.remove(&name, false, &|_| None).unwrap();
     assert_eq!(
         removed,
         [

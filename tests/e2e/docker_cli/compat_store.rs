@@ -183,3 +183,49 @@ fn rmi_conflicts_name_the_container_and_a_running_ones_image_stays() {
     let left = d.docker_ok(&["images", "-q", "--no-trunc"]);
     assert_eq!(left.trim(), image);
 }
+
+/// Bytes of regular files and symlink targets in the test image's one layer: what dockerd
+/// reports as its size (`du -b` of the unpacked layer).
+fn busybox_unpacked_bytes() -> u64 {
+    let layer = skiff_image::testutil::busybox_rootfs_tar();
+    let mut archive = tar::Archive::new(layer.as_slice());
+    let mut total = 0;
+    for entry in archive.entries().expect("a tar") {
+        let entry = entry.expect("a tar entry");
+        match entry.header().entry_type() {
+            tar::EntryType::Regular => total += entry.header().size().expect("entry size"),
+            tar::EntryType::Symlink => {
+                total += entry.link_name_bytes().expect("a link target").len() as u64
+            }
+            _ => {}
+        }
+    }
+    total
+}
+
+#[test]
+fn image_size_is_what_its_layers_hold_unpacked_before_and_after_a_run() {
+    let d = Daemon::start();
+    let want = busybox_unpacked_bytes().to_string();
+    let size = || d.docker_ok(&["image", "inspect", "-f", "{{.Size}}", BUSYBOX]);
+    // Loaded, never unpacked: counted from the layer.
+    assert_eq!(size(), want);
+    d.docker_ok(&["run", "--rm", BUSYBOX, "true"]);
+    // Unpacked by the run: the same figure.
+    assert_eq!(size(), want);
+    let listed = d.docker_ok(&[
+        "images",
+        "--format",
+        "{{.Repository}} {{.Size}}",
+        "--filter",
+        "reference=busybox",
+    ]);
+    // The CLI shows three significant digits in decimal units (`1.98MB`).
+    let mb = busybox_unpacked_bytes() as f64 / 1e6;
+    let shown: f64 = listed
+        .strip_prefix("busybox ")
+        .and_then(|s| s.strip_suffix("MB"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!((shown - mb).abs() < 0.01, "{listed} for {mb} MB");
+}

@@ -75,7 +75,8 @@ impl Policy {
 }
 
 /// Extracts the tar `archive` into the directory `dest` of `root` (a path inside the root,
-/// resolved there); returns the number of bytes of regular-file content written.
+/// resolved there); returns the bytes its entries hold: regular files' content and symlinks'
+/// targets (what `du -b` counts, and dockerd as a layer's size).
 pub fn extract(archive: impl Read, root: &Root, dest: &Path, policy: Policy) -> Result<u64> {
     let root = match policy {
         Policy::Layer => root
@@ -291,6 +292,7 @@ impl Extractor<'_> {
                     .ok_or_else(|| self.hostile(&name, "is a symlink without a target"))?;
                 self.replace(&dir, &comps)?;
                 symlinkat(os(&target), &dir, os(last)).ctx(|| format!("create symlink {name}"))?;
+                self.written += target.len() as u64;
                 self.set_link_attrs(&dir, last, &meta, &name)?;
             }
             EntryType::Link => {

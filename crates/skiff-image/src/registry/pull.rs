@@ -436,7 +436,7 @@ fn finish(
         };
         let compression = media::layer_compression(&layer.desc)?;
         let mut hashing = HashingReader::new(media::decompress(counted, compression)?);
-        crate::unpack::unpack_layer(&mut hashing, &fs_dir)?;
+        let bytes = crate::unpack::unpack_layer(&mut hashing, &fs_dir)?;
         // Trailing bytes after the tar's end-of-archive blocks count towards the diff id.
         std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| {
             RegistryError::BadContent(format!("layer {}: {e}", layer.desc.digest()))
@@ -449,6 +449,7 @@ fn finish(
                 layer.diff_id
             )));
         }
+        crate::sizes::record(store, &layer.diff_id, bytes);
         snapshots.push((chain.clone(), staged_snapshot));
         progress(Progress::layer(&id, "Pull complete"));
     }
