@@ -547,6 +547,10 @@ fn load_save_import_and_tag() {
     ]);
     assert!(id.starts_with("sha256:"), "{id}");
     assert_eq!(d.docker_ok(&["run", "--rm", "imported:1"]), "imported");
+    assert_eq!(
+        d.docker_ok(&["image", "inspect", "-f", "{{.Comment}}", "imported:1"]),
+        "Imported from -"
+    );
     let history = d.docker_ok(&["image", "history", "imported:1"]);
     assert!(history.starts_with("IMAGE"), "{history}");
 }

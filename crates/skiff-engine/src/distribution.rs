@@ -84,7 +84,7 @@ impl Engine {
             let wanted = ImageRef::parse(repository)?;
             let mut tags: Vec<ImageRef> = self
                 .images
-                .list()?
+                .list_unsized()
                 .iter()
                 .flat_map(|image| image.repo_tags.iter())
                 .filter_map(|t| Reference::parse(t).ok())

@@ -254,7 +254,16 @@ impl Engine {
             id: Some(image.id.clone()),
             repo_tags: Some(image.repo_tags.clone()),
             repo_digests: Some(image.repo_digests.clone()),
-            comment: Some(String::new()),
+            // moby: the newest history entry's comment (`commit -m`, `import -m`).
+            comment: Some(
+                image
+                    .config
+                    .history()
+                    .as_ref()
+                    .and_then(|h| h.last())
+                    .and_then(|h| h.comment().clone())
+                    .unwrap_or_default(),
+            ),
             created: image.created.clone(),
             author: Some(image.config.author().clone().unwrap_or_default()),
             config: Some(config),
@@ -427,13 +436,14 @@ impl Engine {
         };
         // The images the filters select; one added after this list is not, so it is spared.
         let images = self.images.clone();
-        let selected: std::collections::HashSet<String> = blocking(move || Ok(images.list()?))
-            .await?
-            .into_iter()
-            .filter(|image| until.is_none_or(|u| created_unix(image) <= u))
-            .filter(|image| filters.prune_labels_match(&labels(image)))
-            .map(|image| image.id)
-            .collect();
+        let selected: std::collections::HashSet<String> =
+            blocking(move || Ok(images.list_unsized()))
+                .await?
+                .into_iter()
+                .filter(|image| until.is_none_or(|u| created_unix(image) <= u))
+                .filter(|image| filters.prune_labels_match(&labels(image)))
+                .map(|image| image.id)
+                .collect();
         let in_use = self.image_in_use();
         let spared = |id: &str| !selected.contains(id) || in_use(id);
         let (removed, reclaimed) = self.images.prune(all, &spared)?;

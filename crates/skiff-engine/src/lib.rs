@@ -212,6 +212,7 @@ impl Engine {
             build: build::BuildState::open(&cfg_root),
             mount_hubs: Default::default(),
         });
+        engine.restore_volume_holders();
         engine.adopt().await;
         engine.refill_spare();
         Ok(engine)

@@ -7,8 +7,9 @@
 //! when a container using the volume starts, unmounted when the last one stops, and before
 //! the volume is removed (so a bound host directory is never emptied).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bollard_stubs::models::{Volume, VolumeCreateRequest, VolumePruneResponse, VolumeScopeEnum};
 use serde::{Deserialize, Serialize};
@@ -28,19 +29,52 @@ struct Meta {
     anonymous: bool,
 }
 
+/// The containers holding a volume's own filesystem mounted (moby's reference count); its
+/// lock is held while the filesystem is mounted, unmounted or the volume removed.
+type Holders = Arc<Mutex<HashSet<String>>>;
+
 /// The volumes directory of an engine root.
 pub(crate) struct Volumes {
     dir: PathBuf,
-    /// Held while a volume's mount is made or undone and while what decides it (which
-    /// containers still use it) is read.
-    mounts: std::sync::Mutex<()>,
+    /// Per volume whose options name a filesystem: who holds it mounted.
+    holders: Mutex<HashMap<String, Holders>>,
 }
 
 impl Volumes {
     pub(crate) fn new(root: &Path) -> Volumes {
         Volumes {
             dir: root.join("volumes"),
-            mounts: std::sync::Mutex::new(()),
+            holders: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn holders(&self, name: &str) -> Holders {
+        lock(&self.holders)
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Counts `holder` (a container id) as using the volume, mounting its filesystem for the
+    /// first holder. Blocking (a network filesystem may take long): not on an async worker.
+    fn acquire(&self, name: &str, holder: &str) -> Result<()> {
+        let holders = self.holders(name);
+        let mut held = lock(&holders);
+        if held.is_empty() {
+            self.mount(name)?;
+        }
+        held.insert(holder.to_string());
+        Ok(())
+    }
+
+    /// `holder` no longer uses the volume; the last one out unmounts its filesystem.
+    fn release(&self, name: &str, holder: &str) {
+        let holders = self.holders(name);
+        let mut held = lock(&holders);
+        if held.remove(holder) && held.is_empty() {
+            if let Err(e) = self.unmount(name) {
+                tracing::warn!(volume = %name, error = %e, "unmounting a volume");
+            }
         }
     }
 
@@ -49,7 +83,7 @@ impl Volumes {
     }
 
     /// Mounts the volume's filesystem on its `_data` if its options name one and it is not
-    /// mounted yet. The caller holds [`Volumes::mounts`].
+    /// mounted yet. The caller holds the volume's holders.
     fn mount(&self, name: &str) -> Result<()> {
         let opts = self.meta(name)?.options;
         let data = self.data_path(name);
@@ -62,14 +96,23 @@ impl Volumes {
         if device.is_empty() {
             return Err(mount_error(&data, "missing device in volume options"));
         }
-        skiff_runtime::mount::mount(device, &data, fstype, o)
+        let o = match fstype {
+            "nfs" | "cifs" => resolve_addr(o).map_err(|e| {
+                mount_error(
+                    &data,
+                    &format!("error resolving passed in network volume address: {e}"),
+                )
+            })?,
+            _ => o.to_string(),
+        };
+        skiff_runtime::mount::mount(device, &data, fstype, &o)
             .map_err(|e| mount_error(&data, &format!("failed to mount local volume: {e}")))?;
         tracing::debug!(volume = name, "volume mounted");
         Ok(())
     }
 
-    /// Unmounts what [`Volumes::mount`] mounted (idempotent). The caller holds
-    /// [`Volumes::mounts`].
+    /// Unmounts what [`Volumes::mount`] mounted (idempotent). The caller holds the volume's
+    /// holders.
     fn unmount(&self, name: &str) -> Result<()> {
         let data = self.data_path(name);
         if !crate::containers::rootfs::is_mounted(&data) {
@@ -80,13 +123,6 @@ impl Volumes {
             .ctx(|| format!("unmount {}", data.display()))?;
         tracing::debug!(volume = name, "volume unmounted");
         Ok(())
-    }
-
-    /// Held while a mount is made or undone, see [`Volumes::mounts`].
-    fn hold_mounts(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.mounts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether the volume's options make its data a mount of its own.
@@ -132,11 +168,18 @@ impl Volumes {
     /// Removes the volume; its own filesystem is unmounted first, and a `_data` still mounted
     /// is never descended into.
     pub(crate) fn remove(&self, name: &str) -> Result<()> {
-        let _held = self.hold_mounts();
+        let holders = self.holders(name);
+        let held = lock(&holders);
+        if !held.is_empty() {
+            return Err(EngineError::System(format!(
+                "remove {name}: volume has active mounts"
+            )));
+        }
         self.unmount(name)?;
         let path = self.dir.join(name);
-        if crate::containers::rootfs::is_mounted(&self.data_path(name)) {
-            return Err(EngineError::Conflict(format!(
+        // Fails closed: a `_data` whose mount state cannot be read is not descended into.
+        if !matches!(mount_state(&self.data_path(name)), Ok(false)) {
+            return Err(EngineError::System(format!(
                 "remove {name}: its data is still mounted"
             )));
         }
@@ -145,7 +188,10 @@ impl Volumes {
                 Err(e).ctx(|| format!("remove {}", path.display()))
             }
             _ => Ok(()),
-        }
+        }?;
+        drop(held);
+        lock(&self.holders).remove(name);
+        Ok(())
     }
 
     fn inspect(&self, name: &str) -> Result<(Volume, bool)> {
@@ -188,39 +234,60 @@ fn mounted_volumes(engine: &Engine, c: &Container) -> Vec<String> {
 }
 
 impl Engine {
-    /// Mounts the filesystems of the container's volumes that have one, at its start, after
-    /// its rootfs is mounted (a container with a mounted rootfs counts as using its volumes).
-    pub(crate) fn mount_volumes(&self, c: &Container) -> Result<()> {
+    /// Mounts the filesystems of the container's volumes that have one, at its start (or its
+    /// prepared start), counting the container as a holder of each.
+    pub(crate) async fn mount_volumes(&self, c: &Container) -> Result<()> {
         let names = mounted_volumes(self, c);
         if names.is_empty() {
             return Ok(());
         }
-        let _held = self.volumes.hold_mounts();
-        names.iter().try_for_each(|n| self.volumes.mount(n))
+        let Some(engine) = self.arc() else {
+            return names
+                .iter()
+                .try_for_each(|n| self.volumes.acquire(n, &c.id));
+        };
+        let id = c.id.clone();
+        tokio::task::spawn_blocking(move || {
+            names
+                .iter()
+                .try_for_each(|n| engine.volumes.acquire(n, &id))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .ctx(|| "mount volumes".into())?
     }
 
-    /// Unmounts the filesystems of the container's volumes that no other container with a
-    /// mounted rootfs uses, when it stops (moby's reference count).
+    /// The container no longer uses its volumes (it stopped, or its start failed or was
+    /// discarded): a filesystem no other container holds is unmounted. Idempotent.
     pub(crate) fn release_volumes(&self, c: &Container) {
-        let names = mounted_volumes(self, c);
-        if names.is_empty() {
-            return;
+        for name in mounted_volumes(self, c) {
+            self.volumes.release(&name, &c.id);
         }
-        let _held = self.volumes.hold_mounts();
-        let others = self.all_containers();
-        for name in names {
-            let used = others.iter().any(|o| {
-                o.id != c.id
-                    && o.rec()
-                        .mounts
-                        .iter()
-                        .any(|m| m.kind == "volume" && m.name == name)
-                    && crate::containers::rootfs::is_mounted(&o.rootfs())
-            });
-            if !used {
-                if let Err(e) = self.volumes.unmount(&name) {
-                    tracing::warn!(volume = %name, error = %e, "unmounting a volume");
+    }
+
+    /// At engine start, before containers are followed again: the containers still running
+    /// hold their volumes (mounted since before the restart); a volume's filesystem nothing
+    /// holds any more (its users exited while the engine was down) is unmounted.
+    pub(crate) fn restore_volume_holders(&self) {
+        let mut holders: HashMap<String, HashSet<String>> = HashMap::new();
+        for c in self.all_containers() {
+            if c.rec().state.status.is_alive() {
+                for name in mounted_volumes(self, &c) {
+                    holders.entry(name).or_default().insert(c.id.clone());
                 }
+            }
+        }
+        for name in self.volumes.names() {
+            match holders.remove(&name) {
+                Some(ids) => {
+                    *lock(&self.volumes.holders(&name)) = ids;
+                }
+                None if self.volumes.has_mount(&name) => {
+                    if let Err(e) = self.volumes.unmount(&name) {
+                        tracing::warn!(volume = %name, error = %e, "unmounting an unused volume");
+                    }
+                }
+                None => {}
             }
         }
     }
@@ -370,6 +437,37 @@ impl Engine {
     }
 }
 
+/// `o` with a host name in `addr=` replaced by its address: the kernel's NFS and CIFS
+/// clients take addresses only (moby resolves it the same way).
+fn resolve_addr(o: &str) -> std::io::Result<String> {
+    use std::net::ToSocketAddrs;
+    let Some(addr) = o.split(',').find_map(|opt| opt.strip_prefix("addr=")) else {
+        return Ok(o.to_string());
+    };
+    if addr.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(o.to_string());
+    }
+    let ip = (addr, 0)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("no address for {addr}")))?
+        .ip();
+    Ok(o.replacen(&format!("addr={addr}"), &format!("addr={ip}"), 1))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether something is mounted at `path`; an error when that cannot be told.
+fn mount_state(path: &Path) -> std::io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+        Ok(_) => Ok(crate::containers::rootfs::is_mounted(path)),
+    }
+}
+
 /// Whether the local driver's options name a filesystem to mount (moby's `needsMount`).
 fn needs_mount(opts: &HashMap<String, String>) -> bool {
     ["type", "device"]
@@ -437,6 +535,20 @@ pub(crate) fn dir_size(path: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_network_volume_address_is_resolved_and_others_kept() {
+        let local = resolve_addr("addr=localhost,rw").unwrap();
+        assert!(
+            ["addr=127.0.0.1,rw", "addr=::1,rw"].contains(&local.as_str()),
+            "{local}"
+        );
+        assert_eq!(
+            resolve_addr("addr=10.0.0.2,rw").unwrap(),
+            "addr=10.0.0.2,rw"
+        );
+        assert_eq!(resolve_addr("vers=4").unwrap(), "vers=4");
+    }
 
     #[test]
     fn ensure_is_idempotent_and_remove_cleans_up() {

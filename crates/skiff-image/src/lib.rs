@@ -134,6 +134,12 @@ impl ImageStore {
         self.inner.list()
     }
 
+    /// [`ImageStore::list`] without the unpacked sizes (`size` is the blobs' sum), unsorted:
+    /// for callers that select images rather than show them.
+    pub fn list_unsized(&self) -> Vec<Image> {
+        self.inner.list_unsized()
+    }
+
     /// How many images the store holds.
     pub fn count(&self) -> usize {
         self.inner.count()

@@ -67,9 +67,19 @@ fn layer(store: &Store, diff_id: &str, blob: &str) -> Result<u64> {
         store.layer_sizes().put(diff_id, n);
         return Ok(n);
     }
-    let n = content_size(store.open_blob(blob)?)?;
-    record(store, diff_id, n);
-    Ok(n)
+    match store.open_blob(blob).and_then(content_size) {
+        Ok(n) => {
+            record(store, diff_id, n);
+            Ok(n)
+        }
+        Err(e) => {
+            // A layer this store cannot read through is shown at its blob's size, once warned.
+            let n = std::fs::metadata(store.blob_path(blob)?).map_or(0, |m| m.len());
+            tracing::warn!(diff_id, error = %e, "counting a layer's content; its blob's size stands in");
+            store.layer_sizes().put(diff_id, n);
+            Ok(n)
+        }
+    }
 }
 
 /// The unpacked size of each layer of `entry`, bottom first.

@@ -384,6 +384,12 @@ impl Store {
             .ok_or_else(not_found)
     }
 
+    /// The images, each `size` the blobs' (cheap: for callers that do not show sizes).
+    pub fn list_unsized(&self) -> Vec<Image> {
+        let state = self.lock();
+        state.images.iter().map(|(id, e)| e.to_image(id)).collect()
+    }
+
     pub fn list(&self) -> Result<Vec<Image>> {
         let entries: Vec<(String, Entry)> = self
             .lock()

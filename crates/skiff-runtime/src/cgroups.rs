@@ -183,16 +183,14 @@ fn flat_keyed(path: &Path) -> BTreeMap<String, u64> {
 }
 
 /// Whether containers can be given a block-I/O weight here (Docker's `sysInfo.BlkioWeight`):
-/// v1's `blkio.weight` (BFQ's `blkio.bfq.weight`) at the blkio hierarchy's root, which needs
-/// a proportional I/O scheduler, or v2's `io` controller.
+/// v1's `blkio.weight` at the blkio hierarchy's root, which needs a proportional I/O
+/// scheduler, or v2's `io` controller.
 pub fn blkio_weight_supported() -> bool {
     let Ok(hs) = hierarchies() else {
         return false;
     };
     match controller_dir(&hs, "blkio", "/") {
-        Some((dir, _)) => ["blkio.weight", "blkio.bfq.weight"]
-            .iter()
-            .any(|f| dir.join(f).exists()),
+        Some((dir, _)) => dir.join("blkio.weight").exists(),
         None => controller_dir(&hs, "io", "/").is_some_and(|(_, v2)| v2),
     }
 }

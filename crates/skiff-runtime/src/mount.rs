@@ -127,6 +127,17 @@ pub fn tmpfs_options(user: &[String]) -> Result<Vec<String>, String> {
     Ok(out.into())
 }
 
+/// A data string with a `password=` value hidden, as moby shows a failed CIFS mount.
+fn masked(data: &str) -> String {
+    data.split(',')
+        .map(|o| match o.split_once('=') {
+            Some(("password", _)) => "password=********".to_string(),
+            _ => o.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 const PROPAGATION: MsFlags = MsFlags::MS_SHARED
     .union(MsFlags::MS_PRIVATE)
     .union(MsFlags::MS_SLAVE)
@@ -142,7 +153,7 @@ pub fn mount(device: &str, target: &Path, fstype: &str, options: &str) -> Result
             s.push_str(&format!(", flags: {:#x}", flags.bits()));
         }
         if !data.is_empty() {
-            s.push_str(&format!(", data: {data}"));
+            s.push_str(&format!(", data: {}", masked(&data)));
         }
         format!("{s}: {}", e.desc().to_lowercase())
     };

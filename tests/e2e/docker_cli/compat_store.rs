@@ -106,6 +106,11 @@ fn cp_errors_name_the_container_as_given_and_commit_changes_are_lowercase() {
         "{}",
         stderr(&out)
     );
+    // The image's Comment is the commit message, as dockerd shows it; none for busybox.
+    d.docker_ok(&["commit", "-m", "fixed it", "box", "img:2"]);
+    let comment = |image: &str| d.docker_ok(&["image", "inspect", "-f", "[{{.Comment}}]", image]);
+    assert_eq!(comment("img:2"), "[fixed it]");
+    assert_eq!(comment(BUSYBOX), "[]");
 }
 
 #[test]

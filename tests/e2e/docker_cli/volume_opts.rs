@@ -254,3 +254,84 @@ fn tmpfs_flags_apply_and_an_unknown_option_fails_the_start_with_dockerds_words()
             + &id
     );
 }
+
+#[test]
+fn docker_cp_into_a_stopped_container_writes_through_its_bound_volume() {
+    let d = Daemon::start();
+    let host = d.dir().join("cp-host");
+    std::fs::create_dir_all(&host).unwrap();
+    let device = format!("device={}", host.display());
+    d.docker_ok(&[
+        "volume",
+        "create",
+        "-o",
+        "type=none",
+        "-o",
+        "o=bind",
+        "-o",
+        &device,
+        "cpvol",
+    ]);
+    // Run once and stopped (a container never started has no /d yet in dockerd).
+    d.docker_ok(&["run", "--name", "idle", "-v", "cpvol:/d", BUSYBOX, "true"]);
+    let file = d.dir().join("note.txt");
+    std::fs::write(&file, "copied\n").unwrap();
+    d.docker_ok(&["cp", file.to_str().unwrap(), "idle:/d/"]);
+    // As with dockerd, the copy went to the volume's filesystem: the bound host directory.
+    assert_eq!(
+        std::fs::read_to_string(host.join("note.txt")).unwrap(),
+        "copied\n"
+    );
+    let out = d.docker(&["cp", "idle:/d/note.txt", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    d.docker_ok(&["rm", "idle"]);
+    d.docker_ok(&["volume", "rm", "cpvol"]);
+    assert!(host.join("note.txt").exists());
+}
+
+#[test]
+fn a_daemon_restart_keeps_a_running_containers_tmpfs_volume_and_drops_it_after() {
+    if crate::common::reference() {
+        eprintln!("skipped: the reference daemon is not ours to restart");
+        return;
+    }
+    let mut d = Daemon::start();
+    d.docker_ok(&[
+        "volume",
+        "create",
+        "-o",
+        "type=tmpfs",
+        "-o",
+        "device=tmpfs",
+        "keep",
+    ]);
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "holder",
+        "-v",
+        "keep:/d",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo still > /d/f; exec sleep 300",
+    ]);
+    crate::common::eventually(std::time::Duration::from_secs(20), "the file", || {
+        d.docker(&["exec", "holder", "cat", "/d/f"])
+            .status
+            .success()
+            .then_some(())
+    });
+    d.kill_daemon();
+    d.restart_daemon();
+    // Another container starting and stopping meanwhile leaves the holder's tmpfs mounted.
+    let out = d.docker_ok(&["run", "--rm", "-v", "keep:/d", BUSYBOX, "cat", "/d/f"]);
+    assert_eq!(out, "still");
+    let out = d.docker_ok(&["run", "--rm", "-v", "keep:/d", BUSYBOX, "cat", "/d/f"]);
+    assert_eq!(out, "still");
+    // The last holder gone, the tmpfs goes with what it held.
+    d.docker_ok(&["rm", "-f", "holder"]);
+    let out = d.docker(&["run", "--rm", "-v", "keep:/d", BUSYBOX, "cat", "/d/f"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+}

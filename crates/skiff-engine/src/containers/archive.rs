@@ -169,12 +169,25 @@ impl Engine {
         // Unmounted after: not under a prepared container.
         self.discard_prepared(c).await;
         let rootfs_path = rootfs::mount(self, c).await?;
+        // A stopped container's volumes with a filesystem of their own are mounted for the
+        // copy, as dockerd does (a running one holds them already).
+        let stopped = !c.rec().state.status.is_alive();
+        if stopped {
+            if let Err(e) = self.mount_volumes(c).await {
+                self.release_volumes(c);
+                let _ = rootfs::unmount(c);
+                return Err(e);
+            }
+        }
         let mounts = ViewMount::of(&c.rec().mounts);
         let result = tokio::task::spawn_blocking(move || with_view(&rootfs_path, &mounts, f))
             .await
             .map_err(std::io::Error::other)
             .ctx(|| "container view task".into())
             .and_then(|r| r);
+        if stopped {
+            self.release_volumes(c);
+        }
         if !c.rec().state.status.is_alive() {
             rootfs::unmount(c)?;
         }
@@ -203,8 +216,17 @@ impl Engine {
         let op = c.op.clone().lock_owned().await;
         self.discard_prepared(&c).await;
         let rootfs_path = rootfs::mount(self, &c).await?;
+        let stopped = !c.rec().state.status.is_alive();
+        if stopped {
+            if let Err(e) = self.mount_volumes(&c).await {
+                self.release_volumes(&c);
+                let _ = rootfs::unmount(&c);
+                return Err(e);
+            }
+        }
         let mounts = ViewMount::of(&c.rec().mounts);
         let (name, path) = (PathBuf::from(&stat.name), path.to_string());
+        let engine = self.arc();
         let stream = crate::blocking_writer(move |writer| {
             let _op = op;
             let result = with_view(&rootfs_path, &mounts, |root| {
@@ -212,6 +234,9 @@ impl Engine {
             });
             if let Err(e) = &result {
                 tracing::warn!(id = %c.id, error = %e, "archive failed");
+            }
+            if let Some(engine) = engine.filter(|_| stopped) {
+                engine.release_volumes(&c);
             }
             if !c.rec().state.status.is_alive() {
                 if let Err(e) = rootfs::unmount(&c) {

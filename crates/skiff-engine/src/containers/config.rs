@@ -240,7 +240,11 @@ pub(crate) fn ulimits(hc: &HostConfig) -> Vec<skiff_runtime::spec::Ulimit> {
 /// hosts, `host` on v1 and hybrid ones (and for privileged containers there) — and a memory
 /// swappiness of -1 meaning unset. Returns warnings for the client.
 pub(crate) fn docker_defaults(hc: &mut HostConfig, unified: bool) -> Result<Vec<String>> {
-    let mut warnings = blkio_weight(hc, skiff_runtime::cgroups::blkio_weight_supported())?;
+    let weighted = hc.blkio_weight.is_some_and(|w| w > 0);
+    let mut warnings = blkio_weight(
+        hc,
+        weighted && skiff_runtime::cgroups::blkio_weight_supported(),
+    )?;
     if matches!(
         hc.cgroupns_mode,
         None | Some(HostConfigCgroupnsModeEnum::EMPTY)

@@ -147,6 +147,7 @@ impl Engine {
                 if let Err(u) = rootfs::unmount(c) {
                     tracing::warn!(id = %c.id, error = %u, "unmounting rootfs after failed start");
                 }
+                self.release_volumes(c);
                 let message = message_chain(&e);
                 let _ = c.update(|r| {
                     r.state.error = message.clone();
@@ -182,7 +183,7 @@ impl Engine {
         };
         let rootfs = async {
             let path = rootfs::mount(self, c).await?;
-            self.mount_volumes(c)?;
+            self.mount_volumes(c).await?;
             self.populate_volumes(c, &path).await?;
             let working_dir = c.rec().config.working_dir.unwrap_or_default();
             rootfs::ensure_working_dir(&path, &working_dir)?;

@@ -230,7 +230,7 @@ impl Engine {
         let rw = dir_size(&c.dir.join("fs/upper")) as i64;
         let image = self
             .images
-            .get(&rec.image_id)
+            .get_sized(&rec.image_id)
             .map(|i| i.size as i64)
             .unwrap_or(0);
         (Some(rw), Some(rw + image))
