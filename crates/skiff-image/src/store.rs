@@ -356,7 +356,12 @@ impl Store {
     /// Finds the image `s` names: a name, a full id, `sha256:`+hex or a unique hex prefix.
     /// Also returns the name when `s` was one.
     pub fn resolve(&self, state: &State, s: &str) -> Result<(String, Option<Reference>)> {
-        let not_found = || ImageError::NotFound(s.to_string());
+        // Named as moby names it: a name with its tag (`nosuch:latest`), anything else as given.
+        let not_found = || {
+            ImageError::NotFound(
+                Reference::parse(s).map_or_else(|_| s.to_string(), |r| r.to_string()),
+            )
+        };
         if let Some(hex) = s.strip_prefix("sha256:") {
             return find_by_prefix(state, hex, s)?
                 .map(|id| (id, None))

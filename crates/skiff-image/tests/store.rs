@@ -168,7 +168,7 @@ fn lookups_accept_names_ids_and_prefixes() {
     }
     assert_eq!(
         store.get("nope").unwrap_err().to_string(),
-        "No such image: nope"
+        "No such image: nope:latest"
     );
 }
 

@@ -182,9 +182,15 @@ fn export_writes_the_container_filesystem_as_a_tar() {
     for entry in tar::Archive::new(&out.stdout[..]).entries().expect("a tar") {
         let mut entry = entry.expect("a tar entry");
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        // As dockerd writes it: no entry for the root itself, no `./` prefix.
+        // As dockerd writes it: no entry for the root itself, no `./` prefix, directories
+        // ending with `/`.
         assert!(
             !raw.is_empty() && raw != "." && !raw.starts_with("./"),
+            "entry {raw:?}"
+        );
+        assert_eq!(
+            entry.header().entry_type().is_dir(),
+            raw.ends_with('/'),
             "entry {raw:?}"
         );
         let name = raw.trim_end_matches('/').to_owned();
@@ -232,4 +238,22 @@ fn inspect_shows_unset_list_fields_as_null() {
         let map = object.as_object().expect("an object");
         assert_eq!(map.get(key), Some(&serde_json::Value::Null), "{key}");
     }
+}
+
+#[test]
+fn without_a_default_bridge_containers_run_with_their_network_disabled() {
+    if crate::common::reference() {
+        eprintln!("skipped: the reference daemon's flags are its own");
+        return;
+    }
+    // dockerd `--bridge none`: no `bridge` network, and a container on it (the default)
+    // runs with loopback only instead of failing.
+    let d = Daemon::with_args(&["--bridge", "none"]);
+    let nets = d.docker_ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.lines().any(|n| n == "bridge"), "{nets}");
+    let links = d.docker_ok(&["run", "--rm", BUSYBOX, "ip", "-o", "link"]);
+    let names: Vec<&str> = links.lines().filter_map(|l| l.split(": ").nth(1)).collect();
+    assert_eq!(names, ["lo"], "{links}");
+    let out = d.docker(&["run", "--name", "code", BUSYBOX, "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 }

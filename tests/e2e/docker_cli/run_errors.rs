@@ -1,4 +1,5 @@
-//! What `docker run` and `docker exec` report when the command cannot start.
+//! What `docker run` and `docker exec` report when the command cannot start, and other refusals
+//! worded and ordered as dockerd does them.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -150,4 +151,36 @@ fn exec_of_a_command_that_cannot_run_reports_it_like_docker() {
         );
         d.docker_ok(&["rm", "-f", &name]);
     }
+}
+
+#[test]
+fn refusals_word_and_order_their_checks_as_dockerd_does() {
+    let d = Daemon::start();
+    let err = |args: &[&str]| {
+        let out = d.docker(args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        stderr(&out).trim().to_string()
+    };
+    assert_eq!(
+        err(&["create", "--restart", "bogus", BUSYBOX, "true"]),
+        "Error response from daemon: invalid restart policy: unknown policy 'bogus'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+    );
+    // A bad signal is refused before the container is looked up.
+    assert_eq!(
+        err(&["kill", "-s", "NOSIG", "nosuch"]),
+        "Error response from daemon: Invalid signal: NOSIG"
+    );
+    // A missing image is named with its tag.
+    assert_eq!(
+        err(&["image", "inspect", "nosuch"]),
+        "Error response from daemon: No such image: nosuch:latest"
+    );
+    // A paused container is named as given.
+    d.docker_ok(&["run", "-d", "--name", "napper", BUSYBOX, "sleep", "300"]);
+    d.docker_ok(&["pause", "napper"]);
+    assert_eq!(
+        err(&["exec", "napper", "true"]),
+        "Error response from daemon: Container napper is paused, unpause the container before exec"
+    );
+    d.docker_ok(&["rm", "-f", "napper"]);
 }

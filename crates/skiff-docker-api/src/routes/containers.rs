@@ -34,14 +34,32 @@ fn done_or_unchanged(changed: bool) -> StatusCode {
     }
 }
 
+/// moby's refusal of a restart policy name it does not know, before the body is typed (the
+/// typed decode would only say "unknown variant").
+fn check_restart_policy(policy: Option<&serde_json::Value>) -> Result<(), ApiError> {
+    match policy.and_then(|p| p.get("Name")).and_then(|n| n.as_str()) {
+        Some("" | "no" | "always" | "on-failure" | "unless-stopped") | None => Ok(()),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+        ))),
+    }
+}
+
+/// Decodes a JSON body checked by [`check_restart_policy`] first.
+fn typed<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
 pub async fn create(
     State(engine): Eng,
     params: Params,
-    DockerJson(body): DockerJson<Option<ContainerCreateBody>>,
+    DockerJson(body): DockerJson<Option<serde_json::Value>>,
 ) -> ApiResult<Response> {
-    let body = body.ok_or_else(|| {
+    let body = body.filter(|b| !b.is_null()).ok_or_else(|| {
         ApiError::bad_request("config cannot be empty in order to create a container")
     })?;
+    check_restart_policy(body.get("HostConfig").and_then(|h| h.get("RestartPolicy")))?;
+    let body: ContainerCreateBody = typed(body)?;
     let created = engine
         .container_create(params.str("name"), body, params.str("platform"))
         .await?;
@@ -237,8 +255,10 @@ pub async fn changes(State(engine): Eng, Path(id): Path<String>) -> ApiResult<Re
 pub async fn update(
     State(engine): Eng,
     Path(id): Path<String>,
-    DockerJson(body): DockerJson<ContainerUpdateBody>,
+    DockerJson(body): DockerJson<serde_json::Value>,
 ) -> ApiResult<Response> {
+    check_restart_policy(body.get("RestartPolicy"))?;
+    let body: ContainerUpdateBody = typed(body)?;
     Ok(Json(engine.container_update(&id, &body).await?).into_response())
 }
 

@@ -140,9 +140,9 @@ impl Engine {
         let c = self.find(key)?;
         match c.rec().state.status {
             Status::Running => Ok(c),
+            // moby names a paused container as the client did, a stopped one by its id.
             Status::Paused => Err(EngineError::Conflict(format!(
-                "Container {} is paused, unpause the container before exec",
-                c.id
+                "Container {key} is paused, unpause the container before exec"
             ))),
             _ => Err(EngineError::Conflict(format!(
                 "Container {} is not running",

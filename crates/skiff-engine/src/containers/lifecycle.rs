@@ -471,11 +471,12 @@ impl Engine {
     }
 
     pub(crate) async fn do_kill(&self, key: &str, signal: Option<&str>) -> Result<()> {
-        let c = self.find(key)?;
+        // As moby: a bad signal is refused before the container is looked up.
         let sig = match signal.filter(|s| !s.is_empty()) {
             Some(s) => config::parse_signal(s)?,
             None => SIGKILL,
         };
+        let c = self.find(key)?;
         let _op = c.op.lock().await;
         let rec = c.rec();
         if !rec.state.status.is_alive() {

@@ -131,7 +131,15 @@ impl Engine {
                 .unwrap_or(&name);
             let n = match net.network(key).await {
                 Ok(n) => n,
-                Err(_) => net.network(&name).await.map_err(|_| not_found(&name))?,
+                Err(_) => match net.network(&name).await {
+                    Ok(n) => n,
+                    // As moby: with the default bridge disabled (`--bridge none`), a
+                    // container on `bridge` (the default) runs with its network disabled.
+                    Err(_) if name == "bridge" && self.networking.cfg.default_bridge.is_none() => {
+                        continue
+                    }
+                    Err(_) => return Err(not_found(&name)),
+                },
             };
             resolved.push((n, eps));
         }

@@ -108,8 +108,13 @@ impl<W: Write> Walk<'_, W> {
     fn dir(&mut self, dir: OwnedFd, meta: &std::fs::Metadata, name: &Path) -> Result<()> {
         if !name.as_os_str().is_empty() {
             let mut h = header(meta);
+            // Directory names end with `/`, as Docker's (Go's) tar writer writes them.
+            let mut dir_name = name.as_os_str().to_owned();
+            if !dir_name.as_bytes().ends_with(b"/") {
+                dir_name.push("/");
+            }
             self.builder
-                .append_data(&mut h, name, std::io::empty())
+                .append_data(&mut h, Path::new(&dir_name), std::io::empty())
                 .ctx(|| format!("write {}", name.display()))?;
         }
         let mut children: Vec<Vec<u8>> = {
