@@ -103,6 +103,10 @@ pub(crate) struct ContainerRecord {
     /// it runs. Empty for `host`, `container:` and `none`.
     #[serde(default)]
     pub networks: std::collections::BTreeMap<String, bollard_stubs::models::EndpointSettings>,
+    /// `docker network disconnect` took the last network: `networks` is empty on purpose (an
+    /// empty map is otherwise a record older than `networks`, on its network mode's network).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub networks_cleared: bool,
 }
 
 pub(crate) const RECORD: &str = "config.json";
@@ -198,6 +202,7 @@ mod tests {
             runtime: "runc".into(),
             mounts: vec![],
             networks: [("mynet".to_string(), Default::default())].into(),
+            networks_cleared: false,
             restart_count: 2,
             manually_stopped: true,
             cgroups_path: format!("/skiff/{}", "a".repeat(64)),

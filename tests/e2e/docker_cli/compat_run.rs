@@ -257,3 +257,30 @@ fn without_a_default_bridge_containers_run_with_their_network_disabled() {
     let out = d.docker(&["run", "--name", "code", BUSYBOX, "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 }
+
+#[test]
+fn a_container_disconnected_from_its_only_network_stays_without_one() {
+    let d = Daemon::start();
+    d.docker_ok(&["network", "create", "solo"]);
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "alone",
+        "--network",
+        "solo",
+        BUSYBOX,
+        "sleep",
+        "300",
+    ]);
+    d.docker_ok(&["network", "disconnect", "solo", "alone"]);
+    let networks = || d.inspect("alone", "{{json .NetworkSettings.Networks}}");
+    assert_eq!(networks(), "{}");
+    // As with dockerd, a restart does not bring the network back: loopback only.
+    d.docker_ok(&["restart", "-t", "0", "alone"]);
+    assert_eq!(networks(), "{}");
+    let links = d.docker_ok(&["exec", "alone", "ip", "-o", "link"]);
+    let names: Vec<&str> = links.lines().filter_map(|l| l.split(": ").nth(1)).collect();
+    assert_eq!(names, ["lo"], "{links}");
+    d.docker_ok(&["rm", "-f", "alone"]);
+}

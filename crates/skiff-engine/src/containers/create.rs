@@ -223,6 +223,7 @@ impl Engine {
             manually_stopped: false,
             cgroups_path: config::cgroups_path(&hc, &self.cfg.cgroup_parent, &id)?,
             networks,
+            networks_cleared: false,
         };
         let c = Arc::new(Container::new(rec, &self.cfg.root, &self.cfg.state));
         let host_resolv = self.networking.host_resolv_conf();

@@ -426,6 +426,7 @@ impl Engine {
         }
         let saved = c.update(|r| {
             r.networks.insert(network.name.clone(), asked.clone());
+            r.networks_cleared = false;
         });
         if let Err(e) = saved {
             if rec.state.status.is_alive() {
@@ -490,6 +491,7 @@ impl Engine {
         }
         c.update(|r| {
             r.networks.remove(&key);
+            r.networks_cleared = r.networks.is_empty();
         })?;
         if rec.state.status.is_alive() {
             self.refresh_etc(&c).await?;

@@ -28,7 +28,7 @@ pub(crate) fn ordered(rec: &ContainerRecord) -> Vec<(String, EndpointSettings)> 
         return Vec::new();
     };
     let mut nets: BTreeMap<String, EndpointSettings> = rec.networks.clone();
-    if nets.is_empty() {
+    if nets.is_empty() && !rec.networks_cleared {
         // Records written before containers had networks.
         nets.insert(primary.clone(), EndpointSettings::default());
     }
