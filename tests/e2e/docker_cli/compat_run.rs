@@ -284,3 +284,41 @@ fn a_container_disconnected_from_its_only_network_stays_without_one() {
     assert_eq!(names, ["lo"], "{links}");
     d.docker_ok(&["rm", "-f", "alone"]);
 }
+
+#[test]
+fn mounts_are_listed_as_dockerd_lists_them() {
+    let d = Daemon::start();
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "mounted",
+        "-v",
+        "mv:/data",
+        "-v",
+        "/tmp:/hosttmp:ro",
+        "--tmpfs",
+        "/t",
+        BUSYBOX,
+        "sleep",
+        "300",
+    ]);
+    // `--tmpfs` mounts are not mount points; a named volume's mode is moby's default `z`.
+    let listed = d.inspect(
+        "mounted",
+        "{{range .Mounts}}{{.Type}}|{{.Name}}|{{.Destination}}|{{.Mode}}|{{.RW}};{{end}}",
+    );
+    let mut mounts: Vec<&str> = listed.split(';').filter(|m| !m.is_empty()).collect();
+    mounts.sort();
+    assert_eq!(
+        mounts,
+        ["bind||/hosttmp|ro|false", "volume|mv|/data|z|true"],
+        "{listed}"
+    );
+    // dockerd lists them in no set order (a Go map).
+    let ps = d.docker_ok(&["ps", "--format", "{{.Mounts}}"]);
+    let mut names: Vec<&str> = ps.split(',').collect();
+    names.sort();
+    assert_eq!(names, ["/tmp", "mv"], "{ps}");
+    d.docker_ok(&["rm", "-f", "mounted"]);
+}

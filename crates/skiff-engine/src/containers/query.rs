@@ -95,16 +95,44 @@ fn summary_state(s: Status) -> ContainerSummaryStateEnum {
     }
 }
 
+/// The container's mounts as inspect and `ps` show them, as moby lists them: `--tmpfs` mounts
+/// are not mount points (`--mount type=tmpfs` ones are), and a local volume mounted by `-v` or
+/// `--mount` without a mode shows moby's default `z` (an image's or `-v /path`'s anonymous
+/// volume, from `Config.Volumes`, shows none).
 fn mount_points(rec: &ContainerRecord) -> Vec<MountPoint> {
+    let from_tmpfs_flag = |m: &&crate::store::MountRecord| {
+        m.kind == "tmpfs"
+            && rec
+                .host_config
+                .tmpfs
+                .as_ref()
+                .is_some_and(|t| t.contains_key(&m.destination))
+    };
+    let from_config_volumes = |m: &crate::store::MountRecord| {
+        m.anonymous
+            && rec
+                .config
+                .volumes
+                .as_ref()
+                .is_some_and(|v| v.contains(&m.destination))
+    };
+    let mode = |m: &crate::store::MountRecord| {
+        if m.kind == "volume" && m.options.is_empty() && !from_config_volumes(m) {
+            "z".to_string()
+        } else {
+            m.options.join(",")
+        }
+    };
     rec.mounts
         .iter()
+        .filter(|m| !from_tmpfs_flag(m))
         .map(|m| MountPoint {
             typ: Some(m.kind.clone()),
             name: (m.kind == "volume").then(|| m.name.clone()),
             source: Some(m.source.to_string_lossy().into_owned()),
             destination: Some(m.destination.clone()),
             driver: (m.kind == "volume").then(|| "local".to_string()),
-            mode: Some(m.options.join(",")),
+            mode: Some(mode(m)),
             rw: Some(!m.read_only),
             propagation: Some(if m.kind == "bind" {
                 "rprivate".into()
