@@ -415,13 +415,44 @@ impl Engine {
         Ok(())
     }
 
+    /// `docker rmi`: the image, then (unless `no_prune`) its build parents left without a name,
+    /// a container or another child, as moby prunes an image's untagged parents.
     pub(crate) async fn do_image_remove(
         &self,
         name: &str,
         force: bool,
+        no_prune: bool,
     ) -> Result<Vec<ImageDeleteResponseItem>> {
         let user = self.image_user();
-        let removed = self.images.remove(name, force, &user)?;
+        let mut removed = self.images.remove(name, force, &user)?;
+        let mut deleted: Vec<String> = removed
+            .iter()
+            .filter_map(|r| match r {
+                skiff_image::Removed::Deleted(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        while let Some(gone) = deleted.pop().filter(|_| !no_prune) {
+            let Some(parent) = self.build.cache.parent_of(&gone) else {
+                continue;
+            };
+            let Ok(image) = self.images.get(&parent) else {
+                continue;
+            };
+            let nameless = image.repo_tags.is_empty() && image.repo_digests.is_empty();
+            let childless = self
+                .build
+                .cache
+                .children_of(&parent)
+                .iter()
+                .all(|child| child == &gone || self.images.get(child).is_err());
+            if nameless && childless && user(&parent).is_none() {
+                if let Ok(more) = self.images.remove(&parent, false, &user) {
+                    deleted.push(parent);
+                    removed.extend(more);
+                }
+            }
+        }
         self.emit_removed(&removed);
         Ok(delete_items(removed))
     }

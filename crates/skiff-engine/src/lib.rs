@@ -329,8 +329,9 @@ impl Engine {
         &self,
         name: &str,
         force: bool,
+        no_prune: bool,
     ) -> Result<Vec<ImageDeleteResponseItem>> {
-        self.do_image_remove(name, force).await
+        self.do_image_remove(name, force, no_prune).await
     }
 
     /// `POST /images/prune`; filter `dangling=false` prunes every unused image.

@@ -560,3 +560,45 @@ fn rejects_copy_through_stage_symlinks_out_of_the_rootfs() {
     ]);
     assert_eq!(listed, "inside\ninside\ng");
 }
+
+#[test]
+fn rmi_of_a_built_image_removes_its_untagged_parents_unless_no_prune() {
+    let d = Daemon::start();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN echo one > /one\nRUN echo two > /two\nCMD [\"cat\", \"/two\"]\n",
+    )]);
+    let all = || {
+        let mut ids: Vec<String> = d
+            .docker_ok(&["images", "-a", "-q", "--no-trunc"])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let base = all();
+    build_ok(&d, &["-t", "kept:1", path(&ctx)]);
+    let built = all();
+    assert!(
+        built.len() > base.len() + 1,
+        "intermediate images: {built:?}"
+    );
+    // --no-prune leaves the parents (nameless, shown with -a).
+    let out = d.docker_ok(&["rmi", "--no-prune", "kept:1"]);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("Deleted:")).count(),
+        1,
+        "{out}"
+    );
+    assert_eq!(all().len(), built.len() - 1);
+
+    // Built again (from the cache) and removed: every step's image goes with it, the base stays.
+    build_ok(&d, &["-t", "gone:1", path(&ctx)]);
+    let out = d.docker_ok(&["rmi", "gone:1"]);
+    assert!(
+        out.lines().filter(|l| l.starts_with("Deleted:")).count() >= 2,
+        "{out}"
+    );
+    assert_eq!(all(), base);
+}

@@ -68,7 +68,8 @@ pub async fn remove(
     Path(name): Path<String>,
     params: Params,
 ) -> ApiResult<Response> {
-    Ok(Json(engine.image_remove(&name, params.bool("force")?).await?).into_response())
+    let (force, no_prune) = (params.bool("force")?, params.bool("noprune")?);
+    Ok(Json(engine.image_remove(&name, force, no_prune).await?).into_response())
 }
 
 pub async fn prune(State(engine): Eng, params: Params) -> ApiResult<Response> {

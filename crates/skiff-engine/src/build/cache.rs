@@ -75,6 +75,20 @@ impl BuildCache {
         self.lock().parents.contains(image)
     }
 
+    /// The image a recorded step ran on to make `image`.
+    pub(crate) fn parent_of(&self, image: &str) -> Option<String> {
+        let index = self.lock();
+        let parent = index.steps.values().find(|e| e.image == image)?;
+        Some(parent.parent.clone())
+    }
+
+    /// The images recorded steps made on `parent`.
+    pub(crate) fn children_of(&self, parent: &str) -> Vec<String> {
+        let index = self.lock();
+        let children = index.steps.values().filter(|e| e.parent == parent);
+        children.map(|e| e.image.clone()).collect()
+    }
+
     /// Marks `image` as an intermediate image without a step (the `FROM scratch` image).
     pub(crate) fn hide(&self, image: &str) {
         self.lock().parents.insert(image.to_string());
