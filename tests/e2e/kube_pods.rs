@@ -259,14 +259,31 @@ fn a_pod_runs_in_its_sandbox_reports_status_and_stops_gracefully() {
         node.cluster
             .kubectl_command(&["logs", "-f", "web"])
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap(),
     );
     let mut follow_out = follow.0.stdout.take().unwrap();
-    let followed = std::thread::spawn(move || {
+    let mut follow_err = follow.0.stderr.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let followed = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut follow_out, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            seen.lock().unwrap().clone()
+        })
+    };
+    let follow_errors = std::thread::spawn(move || {
         let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut follow_out, &mut s);
+        let _ = std::io::Read::read_to_string(&mut follow_err, &mut s);
         s
     });
 
@@ -296,6 +313,13 @@ fn a_pod_runs_in_its_sandbox_reports_status_and_stops_gracefully() {
         );
     }
 
+    // `logs -f` is connected (it printed what was logged so far) before the pod goes: on a
+    // busy machine kubectl may take seconds to start.
+    let connected = poll(Duration::from_secs(60), || {
+        seen.lock().unwrap().contains("eth0").then_some(())
+    });
+    assert!(connected.is_some(), "kubectl logs -f printed nothing");
+
     // Graceful delete: the container gets SIGTERM (its trap prints, as `logs -f` shows) and
     // exits on its own; then the pod is gone and nothing of it is left on the engine.
     node.kubectl_ok(&["delete", "pod", "web", "--timeout=60s"]);
@@ -317,7 +341,12 @@ fn a_pod_runs_in_its_sandbox_reports_status_and_stops_gracefully() {
         "kubectl logs -f did not end with the container"
     );
     let followed = followed.join().unwrap();
-    assert!(followed.contains("got TERM"), "logs -f saw: {followed}");
+    assert!(
+        followed.contains("got TERM"),
+        "logs -f saw: {followed}\nand said: {}\nnode log:\n{}",
+        follow_errors.join().unwrap(),
+        node::tail(&node.cluster.log(), 40)
+    );
 }
 
 const STUBBORN: &str = r#"apiVersion: v1

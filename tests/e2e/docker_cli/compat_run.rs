@@ -322,3 +322,26 @@ fn mounts_are_listed_as_dockerd_lists_them() {
     assert_eq!(names, ["/tmp", "mv"], "{ps}");
     d.docker_ok(&["rm", "-f", "mounted"]);
 }
+
+#[test]
+fn inspect_shows_the_defaults_a_container_runs_with() {
+    let d = Daemon::start();
+    d.docker_ok(&["create", "--name", "plain", BUSYBOX, "true"]);
+    d.docker_ok(&["create", "--name", "priv", "--privileged", BUSYBOX, "true"]);
+    let hc = "{{.HostConfig.ShmSize}} {{.HostConfig.IpcMode}}";
+    assert_eq!(d.inspect("plain", hc), "67108864 private");
+    // No pids limit: no number (dockerd leaves the field out, skiff writes null).
+    let pids = d.inspect("plain", "{{.HostConfig.PidsLimit}}");
+    assert!(matches!(pids.as_str(), "<nil>" | "<no value>"), "{pids}");
+    let masked = d.inspect("plain", "{{json .HostConfig.MaskedPaths}}");
+    assert!(masked.contains("\"/proc/kcore\""), "{masked}");
+    assert_eq!(
+        d.inspect("plain", "{{json .HostConfig.ReadonlyPaths}}"),
+        r#"["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"]"#
+    );
+    // A privileged container has nothing masked.
+    assert_eq!(
+        d.inspect("priv", "{{json .HostConfig.MaskedPaths}}"),
+        "null"
+    );
+}

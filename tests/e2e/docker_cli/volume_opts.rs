@@ -6,6 +6,24 @@
 
 use crate::common::{stderr, stdout, Daemon, BUSYBOX};
 
+/// `docker volume create` of a local volume bound to `device` with mount options `o`.
+fn bind_volume(d: &Daemon, name: &str, device: &str, o: &str) {
+    let (device, o) = (format!("device={device}"), format!("o={o}"));
+    d.docker_ok(&[
+        "volume",
+        "create",
+        "--driver",
+        "local",
+        "-o",
+        "type=none",
+        "-o",
+        &o,
+        "-o",
+        &device,
+        name,
+    ]);
+}
+
 #[test]
 fn a_tmpfs_volume_is_a_tmpfs_while_used_and_empty_again_after() {
     let d = Daemon::start();
@@ -75,20 +93,7 @@ fn a_volume_bound_to_a_host_directory_shares_it_and_removal_keeps_it() {
     let host = d.dir().join("host-data");
     std::fs::create_dir_all(&host).unwrap();
     std::fs::write(host.join("from-host"), "hello\n").unwrap();
-    let device = format!("device={}", host.display());
-    d.docker_ok(&[
-        "volume",
-        "create",
-        "--driver",
-        "local",
-        "-o",
-        "type=none",
-        "-o",
-        "o=bind",
-        "-o",
-        &device,
-        "shared",
-    ]);
+    bind_volume(&d, "shared", &host.display().to_string(), "bind");
     let out = d.docker_ok(&[
         "run",
         "--rm",
@@ -105,18 +110,7 @@ fn a_volume_bound_to_a_host_directory_shares_it_and_removal_keeps_it() {
         "back\n"
     );
     // A read-only bind is read-only in the container.
-    let ro = format!("device={}", host.display());
-    d.docker_ok(&[
-        "volume",
-        "create",
-        "-o",
-        "type=none",
-        "-o",
-        "o=bind,ro",
-        "-o",
-        &ro,
-        "shared-ro",
-    ]);
+    bind_volume(&d, "shared-ro", &host.display().to_string(), "bind,ro");
     let out = d.docker(&[
         "run",
         "--rm",
@@ -195,17 +189,7 @@ fn bad_driver_options_are_refused_with_dockerds_words_and_nothing_is_created() {
     assert_eq!(d.docker_ok(&["volume", "ls", "-q"]), "");
 
     // A device that does not exist fails the start with the mount's own error.
-    d.docker_ok(&[
-        "volume",
-        "create",
-        "-o",
-        "type=none",
-        "-o",
-        "o=bind",
-        "-o",
-        "device=/nonexistent-skiff",
-        "dangling",
-    ]);
+    bind_volume(&d, "dangling", "/nonexistent-skiff", "bind");
     let out = d.docker(&["run", "--rm", "-v", "dangling:/d", BUSYBOX, "true"]);
     // The docker CLI's own code for an error naming a missing file.
     assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
@@ -260,18 +244,7 @@ fn docker_cp_into_a_stopped_container_writes_through_its_bound_volume() {
     let d = Daemon::start();
     let host = d.dir().join("cp-host");
     std::fs::create_dir_all(&host).unwrap();
-    let device = format!("device={}", host.display());
-    d.docker_ok(&[
-        "volume",
-        "create",
-        "-o",
-        "type=none",
-        "-o",
-        "o=bind",
-        "-o",
-        &device,
-        "cpvol",
-    ]);
+    bind_volume(&d, "cpvol", &host.display().to_string(), "bind");
     // Run once and stopped (a container never started has no /d yet in dockerd).
     d.docker_ok(&["run", "--name", "idle", "-v", "cpvol:/d", BUSYBOX, "true"]);
     let file = d.dir().join("note.txt");

@@ -165,6 +165,33 @@ fn reported_host_config(hc: &HostConfig) -> HostConfig {
     if hc.memory_swappiness == Some(-1) {
         hc.memory_swappiness = None;
     }
+    // The defaults the container runs with, shown as dockerd records them at create: a
+    // 64 MiB /dev/shm, a private IPC namespace, no pids limit (null), and the paths the
+    // runtime masks and makes read-only.
+    if hc.ipc_mode.as_deref().is_none_or(str::is_empty) {
+        hc.ipc_mode = Some("private".into());
+    }
+    if hc.shm_size.is_none_or(|s| s <= 0)
+        && matches!(hc.ipc_mode.as_deref(), Some("private" | "shareable"))
+    {
+        hc.shm_size = Some(64 * 1024 * 1024);
+    }
+    if hc.pids_limit.is_some_and(|l| l <= 0) {
+        hc.pids_limit = None;
+    }
+    let unmasked = hc.privileged.unwrap_or(false)
+        || hc
+            .security_opt
+            .iter()
+            .flatten()
+            .any(|o| o == "systempaths=unconfined");
+    let listed = |paths: &[&str]| Some(paths.iter().map(|p| p.to_string()).collect());
+    if !unmasked && hc.masked_paths.is_none() {
+        hc.masked_paths = listed(skiff_runtime::spec::MASKED_PATHS);
+    }
+    if !unmasked && hc.readonly_paths.is_none() {
+        hc.readonly_paths = listed(skiff_runtime::spec::READONLY_PATHS);
+    }
     hc
 }
 
