@@ -299,11 +299,14 @@ fn mounts_are_listed_as_dockerd_lists_them() {
         "/tmp:/hosttmp:ro",
         "--tmpfs",
         "/t",
+        "--mount",
+        "type=volume,src=mv2,dst=/nc,volume-nocopy",
         BUSYBOX,
         "sleep",
         "300",
     ]);
-    // `--tmpfs` mounts are not mount points; a named volume's mode is moby's default `z`.
+    // `--tmpfs` mounts are not mount points; a named volume's mode is moby's default `z`,
+    // also for `--mount …,volume-nocopy`.
     let listed = d.inspect(
         "mounted",
         "{{range .Mounts}}{{.Type}}|{{.Name}}|{{.Destination}}|{{.Mode}}|{{.RW}};{{end}}",
@@ -312,14 +315,18 @@ fn mounts_are_listed_as_dockerd_lists_them() {
     mounts.sort();
     assert_eq!(
         mounts,
-        ["bind||/hosttmp|ro|false", "volume|mv|/data|z|true"],
+        [
+            "bind||/hosttmp|ro|false",
+            "volume|mv2|/nc|z|true",
+            "volume|mv|/data|z|true"
+        ],
         "{listed}"
     );
     // dockerd lists them in no set order (a Go map).
     let ps = d.docker_ok(&["ps", "--format", "{{.Mounts}}"]);
     let mut names: Vec<&str> = ps.split(',').collect();
     names.sort();
-    assert_eq!(names, ["/tmp", "mv"], "{ps}");
+    assert_eq!(names, ["/tmp", "mv", "mv2"], "{ps}");
     d.docker_ok(&["rm", "-f", "mounted"]);
 }
 

@@ -116,11 +116,24 @@ fn mount_points(rec: &ContainerRecord) -> Vec<MountPoint> {
                 .as_ref()
                 .is_some_and(|v| v.contains(&m.destination))
     };
+    // `--mount` has no mode string (its `volume-nocopy` is not one).
+    let from_mount_flag = |m: &crate::store::MountRecord| {
+        rec.host_config
+            .mounts
+            .iter()
+            .flatten()
+            .any(|hm| hm.target.as_deref() == Some(m.destination.as_str()))
+    };
     let mode = |m: &crate::store::MountRecord| {
-        if m.kind == "volume" && m.options.is_empty() && !from_config_volumes(m) {
+        let options = if from_mount_flag(m) {
+            &[][..]
+        } else {
+            &m.options[..]
+        };
+        if m.kind == "volume" && options.is_empty() && !from_config_volumes(m) {
             "z".to_string()
         } else {
-            m.options.join(",")
+            options.join(",")
         }
     };
     rec.mounts
