@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+mod migration;
+pub use migration::{prime_migration, MigrationPrimer};
+
 /// Errors of cgroup access.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -458,52 +461,6 @@ pub fn update(cgroups_path: &str, resources: &oci_spec::runtime::LinuxResources)
         .map_err(|e| failed(e.to_string()))
 }
 
-/// Moving a process into a cgroup takes the kernel's cgroup-migration lock, whose first
-/// writer waits a whole RCU grace period (several ms; the runtime's first `cgroup.procs`
-/// write of a container pays it — crun's and runc's alike). The lock stays cheap for about a
-/// grace period after each writer, so starting that wait ahead of the runtime, while the
-/// container is still being prepared, takes it off the start's path. This does it by
-/// "moving" the calling process into the `pids` cgroup it is already in: nothing moves.
-/// Blocks for the grace period: run it on a blocking thread. Best effort.
-pub fn prime_migration() -> Result<()> {
-    MigrationPrimer::new()?.prime()
-}
-
-/// [`prime_migration`] with the cgroup file found once, for a caller that primes repeatedly.
-pub struct MigrationPrimer {
-    procs: PathBuf,
-}
-
-impl MigrationPrimer {
-    /// Finds the `cgroup.procs` of the calling process's `pids` cgroup.
-    pub fn new() -> Result<MigrationPrimer> {
-        let own = read(Path::new("/proc/self/cgroup"))?;
-        let Some(path) = own.lines().find_map(|l| {
-            let mut parts = l.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            controllers.split(',').any(|c| c == "pids").then_some(path)
-        }) else {
-            return Err(CgroupError::NotFound("pids".into()));
-        };
-        let hs = hierarchies()?;
-        let (dir, _) = controller_dir(&hs, "pids", path)
-            .ok_or_else(|| CgroupError::NotFound(format!("pids:{path}")))?;
-        Ok(MigrationPrimer {
-            procs: dir.join("cgroup.procs"),
-        })
-    }
-
-    /// "Moves" the calling process into the cgroup it is in (see [`prime_migration`]).
-    pub fn prime(&self) -> Result<()> {
-        std::fs::write(&self.procs, std::process::id().to_string()).map_err(|source| {
-            CgroupError::Io {
-                path: self.procs.clone(),
-                source,
-            }
-        })
-    }
-}
-
 /// Every directory of `cgroups_path` on this host, one per hierarchy (v1 and v2).
 pub fn dirs(cgroups_path: &str) -> Result<Vec<PathBuf>> {
     Ok(hierarchies()?.iter().map(|h| h.dir(cgroups_path)).collect())
@@ -654,26 +611,6 @@ mod tests {
         ));
         assert!(!oom_killed("/skiff/skiff-does-not-exist"));
         assert!(remove("/skiff/skiff-does-not-exist").is_ok());
-    }
-
-    #[test]
-    fn prime_migration_leaves_the_process_where_it_is() {
-        let before = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-        match prime_migration() {
-            Ok(()) => {}
-            // A host without a pids controller (or not root): nothing to prime with.
-            Err(CgroupError::NotFound(_)) => return,
-            Err(CgroupError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::PermissionDenied =>
-            {
-                return
-            }
-            Err(e) => panic!("{e}"),
-        }
-        assert_eq!(
-            std::fs::read_to_string("/proc/self/cgroup").unwrap(),
-            before
-        );
     }
 
     #[test]

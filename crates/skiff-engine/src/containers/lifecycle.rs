@@ -472,10 +472,9 @@ impl Engine {
 
     pub(crate) async fn do_kill(&self, key: &str, signal: Option<&str>) -> Result<()> {
         // As moby: a bad signal is refused before the container is looked up.
-        let sig = match signal.filter(|s| !s.is_empty()) {
-            Some(s) => config::parse_signal(s)?,
-            None => SIGKILL,
-        };
+        let sig = signal
+            .filter(|s| !s.is_empty())
+            .map_or(Ok(SIGKILL), config::parse_signal)?;
         let c = self.find(key)?;
         let _op = c.op.lock().await;
         let rec = c.rec();
