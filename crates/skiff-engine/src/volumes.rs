@@ -341,15 +341,7 @@ impl Engine {
                 "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
             )));
         }
-        if let Some(d) = body
-            .driver
-            .as_deref()
-            .filter(|d| !d.is_empty() && *d != "local")
-        {
-            return Err(EngineError::invalid(format!(
-                "error looking up volume plugin {d}: plugin \"{d}\" not found"
-            )));
-        }
+        check_driver(body.driver.as_deref())?;
         let options = body.driver_opts.unwrap_or_default();
         validate_options(&options)?;
         if self
@@ -480,6 +472,16 @@ fn mount_error(data: &Path, cause: &str) -> EngineError {
         "error while mounting volume '{}': {cause}",
         data.display()
     ))
+}
+
+/// Refuses a volume driver other than `local` (empty means `local`) with moby's words.
+pub(crate) fn check_driver(driver: Option<&str>) -> Result<()> {
+    match driver.filter(|d| !d.is_empty() && *d != "local") {
+        Some(d) => Err(EngineError::invalid(format!(
+            "error looking up volume plugin {d}: plugin \"{d}\" not found"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The local driver's options as moby checks them at `volume create`: `type`, `device` and

@@ -66,7 +66,7 @@ pub struct Image {
     pub docker: DockerConfig,
     /// `sha256:…` of the manifest blob in the content store.
     pub manifest_digest: String,
-    /// Bytes of its layers unpacked (regular files), as dockerd sizes images, from
+    /// Bytes of its layers unpacked (files and symlink targets), as dockerd sizes images, from
     /// [`ImageStore::list`] and [`ImageStore::get_sized`]; elsewhere the layer blobs' sum.
     pub size: u64,
     /// The config's `created` timestamp (RFC 3339).

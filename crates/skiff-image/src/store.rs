@@ -184,7 +184,7 @@ impl Store {
         map.entry(chain_id.to_string()).or_default().clone()
     }
 
-    /// A fresh private directory under `<root>/tmp`.
+    /// The unpacked layer sizes known so far (see [`crate::sizes`]).
     pub(crate) fn layer_sizes(&self) -> &crate::sizes::LayerSizes {
         &self.layer_sizes
     }
@@ -206,6 +206,7 @@ impl Store {
         crate::sizes::layers(self, &entry)
     }
 
+    /// A fresh private directory under `<root>/tmp`.
     pub fn temp_dir(&self, prefix: &str) -> Result<TempDir> {
         let path = self
             .root

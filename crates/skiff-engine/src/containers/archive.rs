@@ -158,6 +158,22 @@ pub(crate) fn populate_volume(rootfs: &Path, path: &str, volume: &Path) -> Resul
 }
 
 impl Engine {
+    /// For a copy out of or into a stopped container whose rootfs is mounted: mounts its
+    /// volumes that have a filesystem of their own, as dockerd does (a running container holds
+    /// them already). Returns whether it did, so the caller releases them after the copy; on
+    /// failure nothing stays mounted.
+    async fn hold_volumes_of_stopped(&self, c: &Container) -> Result<bool> {
+        if c.rec().state.status.is_alive() {
+            return Ok(false);
+        }
+        if let Err(e) = self.mount_volumes(c).await {
+            self.release_volumes(c);
+            let _ = rootfs::unmount(c);
+            return Err(e);
+        }
+        Ok(true)
+    }
+
     /// Runs `f` with the container's rootfs mounted (mounting it for a stopped container and
     /// unmounting it again afterwards unless the container runs by then), on its view.
     async fn on_view<T: Send + 'static>(
@@ -169,16 +185,7 @@ impl Engine {
         // Unmounted after: not under a prepared container.
         self.discard_prepared(c).await;
         let rootfs_path = rootfs::mount(self, c).await?;
-        // A stopped container's volumes with a filesystem of their own are mounted for the
-        // copy, as dockerd does (a running one holds them already).
-        let stopped = !c.rec().state.status.is_alive();
-        if stopped {
-            if let Err(e) = self.mount_volumes(c).await {
-                self.release_volumes(c);
-                let _ = rootfs::unmount(c);
-                return Err(e);
-            }
-        }
+        let stopped = self.hold_volumes_of_stopped(c).await?;
         let mounts = ViewMount::of(&c.rec().mounts);
         let result = tokio::task::spawn_blocking(move || with_view(&rootfs_path, &mounts, f))
             .await
@@ -216,14 +223,7 @@ impl Engine {
         let op = c.op.clone().lock_owned().await;
         self.discard_prepared(&c).await;
         let rootfs_path = rootfs::mount(self, &c).await?;
-        let stopped = !c.rec().state.status.is_alive();
-        if stopped {
-            if let Err(e) = self.mount_volumes(&c).await {
-                self.release_volumes(&c);
-                let _ = rootfs::unmount(&c);
-                return Err(e);
-            }
-        }
+        let stopped = self.hold_volumes_of_stopped(&c).await?;
         let mounts = ViewMount::of(&c.rec().mounts);
         let (name, path) = (PathBuf::from(&stat.name), path.to_string());
         let engine = self.arc();

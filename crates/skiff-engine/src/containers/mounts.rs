@@ -149,15 +149,7 @@ pub(crate) fn mounts(
                     }
                     new_volume.labels = v.labels.clone().unwrap_or_default();
                     if let Some(driver) = &v.driver_config {
-                        if let Some(d) = driver
-                            .name
-                            .as_deref()
-                            .filter(|d| !d.is_empty() && *d != "local")
-                        {
-                            return Err(EngineError::invalid(format!(
-                                "error looking up volume plugin {d}: plugin \"{d}\" not found"
-                            )));
-                        }
+                        crate::volumes::check_driver(driver.name.as_deref())?;
                         new_volume.options = driver.options.clone().unwrap_or_default();
                         crate::volumes::validate_options(&new_volume.options)?;
                     }

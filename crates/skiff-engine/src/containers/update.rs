@@ -107,7 +107,8 @@ impl Engine {
         let (hc, warnings) = merge(
             rec.host_config.clone(),
             body,
-            skiff_runtime::cgroups::blkio_weight_supported(),
+            body.blkio_weight.is_some_and(|w| w != 0)
+                && skiff_runtime::cgroups::blkio_weight_supported(),
         )?;
         if matches!(rec.state.status, Status::Running | Status::Paused) {
             let positive = |v: Option<i64>| v.filter(|v| *v > 0);
